@@ -1,0 +1,2242 @@
+/* buffet.h - v0.1.0 - the common allocator interface of the buffet family: allocators,
+   refcounted buffers, slices, zero-copy chains and the buffer-kind registry. MIT licence (end of file).
+
+   USAGE
+     Copy buffet.h (and any sibling header) into your project. In exactly ONE .c or .cpp file:
+         #define BUFFET_IMPLEMENTATION
+         #include "buffet.h"          // and every other buffet_*.h you use
+     Everywhere else include the headers normally. No build system, no link flags (glibc >= 2.34
+     needs no -ldl or -pthread). With BUFFET_STATIC defined too, every function is static: a
+     single-file program.
+
+   EXAMPLE
+         buffet_debug *dbg;
+         buffet_debug_create(&dbg, NULL);                    // checks a heap-backed allocator
+         buffet_allocator a = buffet_debug_allocator(dbg);
+         int *v = BUFFET_NEW_ARRAY(a, int, 100);             // overflow-checked, site recorded
+         buffet_chain c; buffet_chain_init(&c, a);
+         buffet_buf *b; buffet_buf_create(&b, &(buffet_buf_desc){ .size = 4096 });
+         buffet_chain_append(&c, b, 0, 4096); buffet_buf_unref(b);   // the chain holds a reference
+         struct iovec iov[8]; size_t n = buffet_chain_iovec(&c, 0, SIZE_MAX, iov, 8);  // for writev
+         buffet_chain_deinit(&c); BUFFET_DELETE_ARRAY(a, int, v, 100);
+         buffet_debug_report_leaks(dbg, stderr); buffet_debug_destroy(dbg);
+
+   CONCEPTS
+     allocator  buffet_allocator {self, vtable}, passed by value: alloc / resize-in-place / free, each
+                with size and alignment (sized free, as in Zig). A zero allocator is the heap.
+                Implementations here: heap, debug (checks everything), fixed buffer, failing (for
+                out-of-memory tests), and an adapter for C libraries whose free takes no size.
+     buffer     buffet_buf: refcounted memory of some kind (heap, mmap, shared memory, wrapped).
+     slice      buffet_slice: (buffer, offset, length) holding one reference.
+     chain      buffet_chain: ordered slices; append, prepend, split, consume, find, copy out,
+                export as struct iovec[], none of which copies payload bytes.
+     registry   providers of buffer kinds; a request (usage flags, size) goes to the provider that
+                scores highest; buffet_explain() says which and why.
+
+   CONFIGURATION (define before including)
+     BUFFET_IMPLEMENTATION   emit the implementation in this translation unit
+     BUFFET_STATIC           make every function static (single-file programs)
+     BUFFET_API              linkage of public functions (default: extern)
+     BUFFET_ASSERT(c)        invariant check (default: assert); never used to reject user input
+     BUFFET_DEBUG            0 (default), 1 or 2: extra checks; 2 adds BUFFET_HEAVY_ASSERT
+     BUFFET_HEAP_ALLOC(size, align) / BUFFET_HEAP_FREE(ptr, size, align)
+                             replace the heap's system calls (define both or neither)
+     BUFFET_DEFAULT_ALIGN    alignment of BUFFET_ALLOC and friends (default 16)
+     BUFFET_REGISTRY_MAX     providers a registry holds (default 32)
+     BUFFET_TRACK_ASAN / BUFFET_TRACK_VALGRIND   tell ASan / valgrind which bytes are live
+                             (default: on when built with ASan / when <valgrind/memcheck.h> exists)
+
+   THREAD SAFETY
+     heap, debug and failing allocators, buffer refcounts and the registry are thread-safe. A fixed
+     allocator, an adapter and a chain are owned by one thread at a time (thread-compatible).
+
+   ERRORS
+     Fallible functions return buffet_result (BUFFET_OK == 0, errors negative; buffet_result_str()
+     names each) or NULL where documented. Nothing aborts on bad input in any build: bad sizes,
+     alignments and pointers are refused with an error code and, where the object has a log
+     callback, a message saying why. With no callback set buffet prints nothing.
+
+   DEBUGGING
+     Wrap any allocator in buffet_debug: it records the site of every live allocation, detects
+     double free, foreign pointers, size/alignment mismatch, overruns and underruns (guard bytes),
+     writes after free (quarantine), and prints a leak report naming file:line:function.
+
+   VERSIONS
+     One version for the family; every sibling header checks it. Semantic versioning: 0.x may
+     change the API between minor versions; see CHANGELOG.md.
+*/
+/* -std=c11 hides memfd_create, MAP_ANONYMOUS and friends; the implementation needs them. */
+#if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_IMPL_INCLUDED) && defined(__linux__) && !defined(_GNU_SOURCE)
+#  if defined(__GLIBC__)
+#    error "buffet: define _GNU_SOURCE before the first #include, or include the buffet headers first in the file that defines BUFFET_IMPLEMENTATION"
+#  else
+#    define _GNU_SOURCE 1
+#  endif
+#endif
+
+#ifndef BUFFET_H_INCLUDED
+#define BUFFET_H_INCLUDED
+
+#define BUFFET_VERSION_MAJOR 0
+#define BUFFET_VERSION_MINOR 1
+#define BUFFET_VERSION_PATCH 0
+#define BUFFET_VERSION_NUMBER (BUFFET_VERSION_MAJOR * 10000 + BUFFET_VERSION_MINOR * 100 + BUFFET_VERSION_PATCH)
+#define BUFFET_VERSION_STRING "0.1.0"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#ifndef __cplusplus
+#include <stdbool.h>
+#endif
+
+#ifndef BUFFET_API
+#  ifdef BUFFET_STATIC
+#    define BUFFET_API static __attribute__((unused))
+#  else
+#    define BUFFET_API extern
+#  endif
+#endif
+
+#ifndef BUFFET_ASSERT
+#  include <assert.h>
+#  define BUFFET_ASSERT(c) assert(c)
+#endif
+#ifndef BUFFET_DEBUG
+#  define BUFFET_DEBUG 0
+#endif
+#if BUFFET_DEBUG >= 2
+#  define BUFFET_HEAVY_ASSERT(c) BUFFET_ASSERT(c)
+#else
+#  define BUFFET_HEAVY_ASSERT(c) ((void)0)
+#endif
+#ifndef BUFFET_DEFAULT_ALIGN
+#  define BUFFET_DEFAULT_ALIGN 16
+#endif
+#ifndef BUFFET_REGISTRY_MAX
+#  define BUFFET_REGISTRY_MAX 32
+#endif
+#if defined(BUFFET_HEAP_ALLOC) != defined(BUFFET_HEAP_FREE)
+#  error "buffet: define both BUFFET_HEAP_ALLOC and BUFFET_HEAP_FREE, or neither"
+#endif
+
+#ifdef __cplusplus
+#  define BUFFET_EXTERN_C_BEGIN extern "C" {
+#  define BUFFET_EXTERN_C_END }
+#  define BUFFET_ALIGNOF(T) alignof(T)
+#else
+#  define BUFFET_EXTERN_C_BEGIN
+#  define BUFFET_EXTERN_C_END
+#  define BUFFET_ALIGNOF(T) _Alignof(T)
+#endif
+
+/* C++17 has no <stdatomic.h>: every header's atomics go through the gcc/clang builtins. */
+#define BUFFET__RELAXED __ATOMIC_RELAXED
+#define BUFFET__ACQUIRE __ATOMIC_ACQUIRE
+#define BUFFET__RELEASE __ATOMIC_RELEASE
+#define BUFFET__ACQ_REL __ATOMIC_ACQ_REL
+#define BUFFET__SEQ_CST __ATOMIC_SEQ_CST
+#define BUFFET__LOAD(p, mo) __atomic_load_n((p), (mo))
+#define BUFFET__STORE(p, v, mo) __atomic_store_n((p), (v), (mo))
+#define BUFFET__FETCH_ADD(p, v, mo) __atomic_fetch_add((p), (v), (mo))
+#define BUFFET__FETCH_SUB(p, v, mo) __atomic_fetch_sub((p), (v), (mo))
+#define BUFFET__CAS(p, expected, desired, mo_ok, mo_fail) \
+    __atomic_compare_exchange_n((p), (expected), (desired), false, (mo_ok), (mo_fail))
+
+BUFFET_EXTERN_C_BEGIN
+
+/* ---------------------------------------------------------------------------------------------
+   >>results and logging
+*/
+#define BUFFET_RESULT_LIST(X)                                                               \
+    X(BUFFET_OK,               0,  "ok")                                                     \
+    X(BUFFET_ERR_INVALID,     -1,  "invalid argument")                                       \
+    X(BUFFET_ERR_NOMEM,       -2,  "out of memory")                                          \
+    X(BUFFET_ERR_OVERFLOW,    -3,  "size computation overflows")                             \
+    X(BUFFET_ERR_RANGE,       -4,  "offset or length out of range")                          \
+    X(BUFFET_ERR_UNSUPPORTED, -5,  "not supported here")                                     \
+    X(BUFFET_ERR_NO_DEVICE,   -6,  "no device")                                              \
+    X(BUFFET_ERR_BUDGET,      -7,  "budget exceeded")                                        \
+    X(BUFFET_ERR_EXHAUSTED,   -8,  "exhausted")                                              \
+    X(BUFFET_ERR_NOT_FOUND,   -9,  "not found")                                              \
+    X(BUFFET_ERR_DOUBLE_FREE, -10, "double free")                                            \
+    X(BUFFET_ERR_FOREIGN,     -11, "pointer not from this allocator")                        \
+    X(BUFFET_ERR_MISMATCH,    -12, "size or alignment differs from the allocation")          \
+    X(BUFFET_ERR_CORRUPT,     -13, "memory corrupted (guard or poison bytes overwritten)")   \
+    X(BUFFET_ERR_LEAK,        -14, "memory leaked")                                          \
+    X(BUFFET_ERR_STATE,       -15, "called in the wrong state")                              \
+    X(BUFFET_ERR_SYSTEM,      -16, "system call failed")                                     \
+    X(BUFFET_AGAIN,           -17, "partial: call again")
+
+#define BUFFET__RESULT_ENUM(name, value, text) name = value,
+/* Every fallible function's result. BUFFET_OK is 0; everything else is negative. */
+typedef enum buffet_result { BUFFET_RESULT_LIST(BUFFET__RESULT_ENUM) } buffet_result;
+
+/* The name and meaning of a result, e.g. "BUFFET_ERR_NOMEM: out of memory". Never NULL.
+   Thread: safe. */
+BUFFET_API const char *buffet_result_str(buffet_result r);
+
+/* BUFFET_VERSION_NUMBER of the implementation linked in (to compare with the header's).
+   Thread: safe. */
+BUFFET_API uint32_t buffet_version(void);
+
+typedef enum buffet_log_level {
+    BUFFET_LOG_ERROR = 0, BUFFET_LOG_WARN = 1, BUFFET_LOG_INFO = 2, BUFFET_LOG_DEBUG = 3
+} buffet_log_level;
+
+/* A log callback: set per object, called on the thread that hit the condition; must be
+   reentrant. `msg` is valid only during the call. `file`/`line` name buffet's source line. */
+typedef void (*buffet_log_fn)(void *user, buffet_log_level level, buffet_result code,
+                              const char *msg, const char *file, int line);
+typedef struct buffet_logger { buffet_log_fn fn; void *user; } buffet_logger;
+
+/* A ready-made callback that prints "buffet: <level>: <msg> (<code>)" to stderr.
+   Thread: safe. */
+BUFFET_API void buffet_log_stderr(void *user, buffet_log_level level, buffet_result code,
+                                  const char *msg, const char *file, int line);
+
+/* ---------------------------------------------------------------------------------------------
+   >>sizes: overflow-checked arithmetic shared by every header
+*/
+/* True when a is a power of two (0 is not). */
+static inline bool buffet_is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+/* *out = a * b; false (and *out untouched) on overflow. */
+static inline bool buffet_mul(size_t a, size_t b, size_t *out) {
+    size_t r; if (__builtin_mul_overflow(a, b, &r)) return false; *out = r; return true;
+}
+/* *out = a + b; false (and *out untouched) on overflow. */
+static inline bool buffet_add(size_t a, size_t b, size_t *out) {
+    size_t r; if (__builtin_add_overflow(a, b, &r)) return false; *out = r; return true;
+}
+/* *out = v rounded up to a multiple of align (a power of two); false on overflow. */
+static inline bool buffet_align_up(size_t v, size_t align, size_t *out) {
+    size_t r; if (__builtin_add_overflow(v, align - 1, &r)) return false; *out = r & ~(align - 1); return true;
+}
+/* True when [off, off+len) lies within [0, size), overflow-safe. */
+static inline bool buffet_in_range(size_t off, size_t len, size_t size) {
+    return off <= size && len <= size - off;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   >>allocator: the common interface
+*/
+/* Where an allocation or free was requested; filled in by the BUFFET_* macros. */
+typedef struct buffet_site { const char *file; int line; const char *func; } buffet_site;
+static inline buffet_site buffet_site_make(const char *file, int line, const char *func) {
+    buffet_site s; s.file = file; s.line = line; s.func = func; return s;
+}
+#define BUFFET_SITE buffet_site_make(__FILE__, __LINE__, __func__)
+#define BUFFET_NO_SITE buffet_site_make(NULL, 0, NULL)
+
+/* An allocator's operations. Callers go through buffet_alloc/resize/free, which check the
+   arguments, so implementations see only: size > 0, align a power of two, ptr non-NULL.
+     alloc   returns memory of at least size bytes aligned to align, or NULL.
+     resize  grows or shrinks an allocation IN PLACE; false when it cannot (nothing changes).
+             May be NULL (never resizes).
+     free    releases ptr, which alloc returned with this size and align (or the size of the
+             last successful resize). */
+typedef struct buffet_allocator_vtable {
+    void *(*alloc)(void *self, size_t size, size_t align, buffet_site site);
+    bool  (*resize)(void *self, void *ptr, size_t old_size, size_t new_size, size_t align);
+    void  (*free)(void *self, void *ptr, size_t size, size_t align, buffet_site site);
+} buffet_allocator_vtable;
+
+/* An allocator, passed by value. A zero allocator ({NULL, NULL}) is the heap. */
+typedef struct buffet_allocator { void *self; const buffet_allocator_vtable *vtable; } buffet_allocator;
+
+/* Allocate size bytes aligned to align (a power of two). Size 0 returns NULL and is not an
+   error. Returns: the memory, or NULL (bad align, or the allocator failed). Thread: as `a`. */
+BUFFET_API void *buffet_alloc(buffet_allocator a, size_t size, size_t align, buffet_site site);
+/* As buffet_alloc, with the reason for a NULL. Returns: BUFFET_OK (with *out NULL for size 0).
+   Errors: BUFFET_ERR_INVALID (out NULL, align not a power of two), BUFFET_ERR_NOMEM. */
+BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t align,
+                                         buffet_site site, void **out);
+/* Allocate count * size bytes. Returns: NULL also when count * size overflows. Thread: as `a`. */
+BUFFET_API void *buffet_alloc_array(buffet_allocator a, size_t count, size_t size, size_t align,
+                                    buffet_site site);
+/* Resize in place from old_size to new_size. Returns: true when done (the allocation now has
+   new_size), false when not possible or arguments are bad (nothing changed). Thread: as `a`. */
+BUFFET_API bool buffet_resize(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
+                              size_t align);
+/* Resize in place if possible, else allocate, copy min(old,new) bytes and free the old block.
+   ptr NULL acts as alloc; new_size 0 frees and returns NULL. Returns: the memory, or NULL on
+   failure with ptr still valid and unchanged. Thread: as `a`. */
+BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
+                                size_t align, buffet_site site);
+/* Free ptr (size and align as allocated). NULL does nothing. Thread: as `a`. */
+BUFFET_API void buffet_free(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site);
+/* Free an array from buffet_alloc_array. Thread: as `a`. */
+BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, size_t size,
+                                  size_t align, buffet_site site);
+
+#define BUFFET_ALLOC(a, size) buffet_alloc((a), (size), BUFFET_DEFAULT_ALIGN, BUFFET_SITE)
+#define BUFFET_ALLOC_ALIGNED(a, size, align) buffet_alloc((a), (size), (align), BUFFET_SITE)
+#define BUFFET_REALLOC(a, p, old_size, new_size) \
+    buffet_realloc((a), (p), (old_size), (new_size), BUFFET_DEFAULT_ALIGN, BUFFET_SITE)
+#define BUFFET_FREE(a, p, size) buffet_free((a), (p), (size), BUFFET_DEFAULT_ALIGN, BUFFET_SITE)
+#define BUFFET_FREE_ALIGNED(a, p, size, align) buffet_free((a), (p), (size), (align), BUFFET_SITE)
+#define BUFFET_NEW(a, T) ((T *)buffet_alloc((a), sizeof(T), BUFFET_ALIGNOF(T), BUFFET_SITE))
+#define BUFFET_NEW_ARRAY(a, T, n) \
+    ((T *)buffet_alloc_array((a), (n), sizeof(T), BUFFET_ALIGNOF(T), BUFFET_SITE))
+#define BUFFET_DELETE(a, T, p) buffet_free((a), (p), sizeof(T), BUFFET_ALIGNOF(T), BUFFET_SITE)
+#define BUFFET_DELETE_ARRAY(a, T, p, n) \
+    buffet_free_array((a), (p), (n), sizeof(T), BUFFET_ALIGNOF(T), BUFFET_SITE)
+
+/* The heap: malloc for align <= 16, posix_memalign above (any power of two, page size and
+   beyond). Resize succeeds in place while the block's usable size allows. Thread: safe. */
+BUFFET_API buffet_allocator buffet_heap(void);
+
+/* ---------------------------------------------------------------------------------------------
+   >>debug allocator
+*/
+typedef struct buffet_debug buffet_debug;
+
+typedef struct buffet_debug_desc {
+    buffet_allocator parent;   /* where blocks and bookkeeping come from; zero: the heap */
+    size_t guard_size;         /* guard bytes before and after each block; 0: 16 */
+    size_t quarantine_count;   /* freed blocks kept poisoned to catch double free and writes
+                                  after free; 0: 64; SIZE_MAX: none */
+    size_t quarantine_bytes;   /* ...up to this many bytes in all; 0: 1 MiB */
+    buffet_logger log;         /* every error found is logged here; zero: silent */
+} buffet_debug_desc;
+
+typedef struct buffet_debug_stats {
+    size_t live_count, live_bytes;     /* allocations not yet freed */
+    size_t peak_count, peak_bytes;     /* highest live_count / live_bytes seen */
+    size_t total_count, total_bytes;   /* allocations ever made */
+    size_t free_count;                 /* frees accepted */
+    size_t failed_allocs;              /* parent returned NULL */
+    size_t double_frees, foreign_frees, mismatched_frees, corruptions;   /* errors found */
+} buffet_debug_stats;
+
+/* Create a debug allocator over desc->parent (desc NULL: all defaults). Returns: BUFFET_OK.
+   Errors: BUFFET_ERR_INVALID (out NULL, guard_size not a multiple of 8 or > 4096),
+   BUFFET_ERR_NOMEM (parent failed). Thread: safe. */
+BUFFET_API buffet_result buffet_debug_create(buffet_debug **out, const buffet_debug_desc *desc);
+/* Release the quarantine and bookkeeping. Blocks still live are NOT freed (their owners may
+   still use them); report them first. NULL does nothing. Thread: not concurrently with use. */
+BUFFET_API void buffet_debug_destroy(buffet_debug *d);
+/* The allocator interface of d. Every operation is checked and counted. Thread: safe. */
+BUFFET_API buffet_allocator buffet_debug_allocator(buffet_debug *d);
+/* Verify the guard bytes of every live block and the poison of every quarantined one.
+   Returns: BUFFET_OK. Errors: BUFFET_ERR_CORRUPT (each damaged block is logged). Thread: safe. */
+BUFFET_API buffet_result buffet_debug_check(buffet_debug *d);
+/* Write one line per live allocation ("leak: N bytes at P, allocated at file:line in func()")
+   and a summary to out (NULL: only the log callback hears of them, one BUFFET_ERR_LEAK each).
+   Returns: the number of live allocations. Thread: safe. */
+BUFFET_API size_t buffet_debug_report_leaks(buffet_debug *d, FILE *out);
+/* Counters (see buffet_debug_stats). Thread: safe. */
+BUFFET_API buffet_debug_stats buffet_debug_get_stats(buffet_debug *d);
+/* The last error found (BUFFET_OK if none), then cleared. Thread: safe. */
+BUFFET_API buffet_result buffet_debug_last_error(buffet_debug *d);
+
+/* ---------------------------------------------------------------------------------------------
+   >>fixed-buffer allocator: bump allocation in caller memory
+*/
+typedef struct buffet_fixed {
+    unsigned char *base;
+    size_t cap, used;
+    size_t last_off;      /* offset of the last allocation (the one that may grow or be freed) */
+    buffet_logger log;
+} buffet_fixed;
+
+/* Use mem[0..cap) for allocations; nothing is freed back until reset (except the last
+   allocation, which may also grow and shrink in place). Thread: owned. */
+BUFFET_API void buffet_fixed_init(buffet_fixed *f, void *mem, size_t cap);
+/* The allocator interface of f: alloc returns NULL when the buffer is full; free of a pointer
+   outside the buffer is refused and logged (BUFFET_ERR_FOREIGN). Thread: owned. */
+BUFFET_API buffet_allocator buffet_fixed_allocator(buffet_fixed *f);
+/* Forget every allocation. Thread: owned. */
+BUFFET_API void buffet_fixed_reset(buffet_fixed *f);
+
+/* ---------------------------------------------------------------------------------------------
+   >>failing allocator: out-of-memory on request, for tests of anything that takes an allocator
+*/
+typedef struct buffet_failing {
+    buffet_allocator parent;   /* zero: the heap */
+    uint64_t fail_at;          /* the Nth allocation (1-based) fails; 0: none fails */
+    bool fail_after;           /* and so does every one after it */
+    uint64_t allocs;           /* allocation attempts so far (atomic) */
+    uint64_t failures;         /* attempts refused so far (atomic) */
+} buffet_failing;
+
+/* Fail the fail_at-th allocation through f (and every later one when fail_after) and pass
+   everything else to parent. Thread: safe. */
+BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, uint64_t fail_at,
+                                    bool fail_after);
+/* The allocator interface of f. Resize in place always fails (it could need memory).
+   Thread: safe. */
+BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f);
+
+/* ---------------------------------------------------------------------------------------------
+   >>adapter for malloc-shaped hooks (zlib, SQLite, cJSON, expat): frees without a size
+*/
+typedef struct buffet_adapter {
+    buffet_allocator parent;   /* zero: the heap */
+    size_t align;              /* of every block; 0: 16 */
+} buffet_adapter;
+
+/* Serve malloc-shaped calls from parent; each block carries its size in a header of `align`
+   bytes so free needs no size. Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (align not a
+   power of two, or larger than 4096). Thread: as parent. */
+BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align);
+/* malloc. Size 0 returns NULL. */
+BUFFET_API void *buffet_adapter_malloc(buffet_adapter *ad, size_t size);
+/* calloc (zeroed). NULL on count * size overflow. */
+BUFFET_API void *buffet_adapter_calloc(buffet_adapter *ad, size_t count, size_t size);
+/* realloc: NULL ptr allocates, size 0 frees and returns NULL; NULL on failure with ptr kept. */
+BUFFET_API void *buffet_adapter_realloc(buffet_adapter *ad, void *ptr, size_t size);
+/* free. NULL does nothing. */
+BUFFET_API void buffet_adapter_free(buffet_adapter *ad, void *ptr);
+/* The size the block was allocated with (0 for NULL). */
+BUFFET_API size_t buffet_adapter_size(const void *ptr);
+/* zlib's zalloc / zfree exactly (opaque = the adapter): strm.zalloc = buffet_adapter_zalloc;
+   strm.zfree = buffet_adapter_zfree; strm.opaque = &ad; */
+BUFFET_API void *buffet_adapter_zalloc(void *opaque, unsigned items, unsigned size);
+BUFFET_API void buffet_adapter_zfree(void *opaque, void *ptr);
+
+/* ---------------------------------------------------------------------------------------------
+   >>buffers
+*/
+typedef enum buffet_buf_kind {
+    BUFFET_BUF_HEAP = 0,   /* from an allocator */
+    BUFFET_BUF_MMAP = 1,   /* anonymous pages; transparent huge pages when large */
+    BUFFET_BUF_SHM  = 2,   /* a memfd: shareable with other processes by its fd, sealed size */
+    BUFFET_BUF_WRAP = 3,   /* caller memory with a release callback */
+    BUFFET_BUF_KIND_USER = 64   /* kinds of other headers and users start here */
+} buffet_buf_kind;
+
+enum {
+    BUFFET_BUF_HUGETLB = 1u << 0,   /* MMAP/SHM: explicit 2 MiB huge pages (MAP_HUGETLB); fails
+                                       with BUFFET_ERR_UNSUPPORTED when none are reserved */
+    BUFFET_BUF_NO_THP  = 1u << 1,   /* MMAP: never ask for transparent huge pages */
+    BUFFET_BUF_ZERO    = 1u << 2,   /* HEAP: zero the bytes (MMAP and SHM always are) */
+    BUFFET_BUF_POPULATE = 1u << 3   /* MMAP/SHM: fault every page in now (MAP_POPULATE) */
+};
+
+typedef struct buffet_buf buffet_buf;
+/* Caller release callback of a WRAP buffer: called once, when the last reference goes. */
+typedef void (*buffet_release_fn)(void *user, void *data, size_t size);
+
+/* A refcounted buffer. Read the fields; change only data bytes. `data` is NULL for memory
+   the host cannot address (device memory of other headers). */
+struct buffet_buf {
+    void *data;                 /* host address of byte 0, or NULL */
+    size_t size;                /* bytes usable from data */
+    uint32_t refcount;          /* atomic; use buffet_buf_ref / unref */
+    uint32_t kind;              /* buffet_buf_kind or a user kind */
+    uint32_t flags;             /* BUFFET_BUF_* it was created with */
+    int fd;                     /* SHM: the memfd (owned by the buffer); else -1 */
+    size_t map_size;            /* bytes mapped (MMAP/SHM; a multiple of the page size) */
+    size_t align;               /* HEAP: alignment of data */
+    uint64_t handle;            /* device handle of other headers' kinds; else 0 */
+    void (*destroy)(buffet_buf *b);   /* frees everything when refcount reaches 0 */
+    buffet_allocator allocator; /* where this header (and HEAP data) came from */
+    buffet_release_fn release;  /* WRAP: the caller's callback */
+    void *user;                 /* WRAP: its argument; other kinds: free for the provider */
+};
+
+typedef struct buffet_buf_desc {
+    uint32_t kind;              /* buffet_buf_kind; 0: HEAP */
+    size_t size;                /* bytes; must be > 0 */
+    size_t align;               /* HEAP: alignment of data; 0: 64 (a cache line) */
+    uint32_t flags;             /* BUFFET_BUF_*; 0: none */
+    buffet_allocator allocator; /* for the header and HEAP data; zero: the heap */
+    const char *name;           /* SHM: name shown in /proc/PID/fd; NULL: "buffet" */
+    void *wrap_data;            /* WRAP: the caller's memory */
+    buffet_release_fn release;  /* WRAP: called when the last reference goes; may be NULL */
+    void *release_user;         /* WRAP: its first argument */
+    buffet_logger log;          /* why a creation failed; zero: silent */
+} buffet_buf_desc;
+
+/* Create a buffer with refcount 1. Returns: BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID
+   (out or desc NULL, size 0, unknown kind, bad align, WRAP without wrap_data),
+   BUFFET_ERR_OVERFLOW (size too large to round up), BUFFET_ERR_NOMEM, BUFFET_ERR_UNSUPPORTED
+   (HUGETLB with no huge pages available), BUFFET_ERR_SYSTEM (mmap/memfd failed: errno kept).
+   On error *out is NULL and nothing is leaked; a WRAP buffer's release is NOT called.
+   Thread: safe. */
+BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_desc *desc);
+/* Map a shared-memory buffer from a memfd received from another process (the fd is dup'ed;
+   the caller keeps its own). The size is the file's. Returns: BUFFET_OK and *out (kind SHM).
+   Errors: BUFFET_ERR_INVALID (out NULL, fd < 0, empty file), BUFFET_ERR_SYSTEM,
+   BUFFET_ERR_NOMEM. Thread: safe. */
+BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allocator a);
+/* Take a reference. Returns: b. NULL gives NULL. Thread: safe. */
+BUFFET_API buffet_buf *buffet_buf_ref(buffet_buf *b);
+/* Drop a reference; the last one destroys the buffer. Returns: the references left (0: gone).
+   NULL gives 0. Thread: safe. */
+BUFFET_API uint32_t buffet_buf_unref(buffet_buf *b);
+/* The current reference count (a snapshot). Thread: safe. */
+BUFFET_API uint32_t buffet_buf_refcount(const buffet_buf *b);
+/* Set len bytes from off to value. Errors: BUFFET_ERR_INVALID (b NULL or not host memory),
+   BUFFET_ERR_RANGE (off + len beyond size; nothing written). Thread: compatible. */
+BUFFET_API buffet_result buffet_buf_fill(buffet_buf *b, size_t off, size_t len, uint8_t value);
+/* Zero len bytes from off. Errors: as buffet_buf_fill. */
+BUFFET_API buffet_result buffet_buf_clear(buffet_buf *b, size_t off, size_t len);
+/* Copy len bytes from src into b at off. Errors: as buffet_buf_fill (src NULL with len > 0:
+   BUFFET_ERR_INVALID). */
+BUFFET_API buffet_result buffet_buf_write(buffet_buf *b, size_t off, const void *src, size_t len);
+/* Copy len bytes of b from off into dst. Errors: as buffet_buf_write. */
+BUFFET_API buffet_result buffet_buf_read(const buffet_buf *b, size_t off, void *dst, size_t len);
+/* Copy len bytes between buffers (may be the same buffer; overlap is handled).
+   Errors: as buffet_buf_fill, for either side. */
+BUFFET_API buffet_result buffet_buf_copy(buffet_buf *dst, size_t dst_off, const buffet_buf *src,
+                                         size_t src_off, size_t len);
+
+/* ---------------------------------------------------------------------------------------------
+   >>slices and chains
+*/
+/* A view of len bytes from off in buf, holding one reference to buf. */
+typedef struct buffet_slice { buffet_buf *buf; size_t off, len; } buffet_slice;
+
+/* Make a slice of b (takes a reference). Errors: BUFFET_ERR_INVALID (out or b NULL),
+   BUFFET_ERR_RANGE (off + len beyond b->size). Thread: safe. */
+BUFFET_API buffet_result buffet_slice_make(buffet_slice *out, buffet_buf *b, size_t off, size_t len);
+/* Drop the slice's reference and zero it. Releasing a zeroed slice does nothing. */
+BUFFET_API void buffet_slice_release(buffet_slice *s);
+/* Host address of the slice's first byte (NULL for device memory). */
+static inline void *buffet_slice_data(const buffet_slice *s) {
+    return s->buf && s->buf->data ? (void *)((unsigned char *)s->buf->data + s->off) : NULL;
+}
+
+/* An ordered sequence of slices. The slice array lives in [head, head + count) of `slices`,
+   so exports and indexing are plain array accesses. Thread: owned. */
+typedef struct buffet_chain {
+    buffet_slice *slices;
+    size_t head, count, cap;   /* in slices */
+    size_t len;                /* total bytes */
+    buffet_allocator allocator;
+} buffet_chain;
+
+/* An empty chain whose slice array comes from a (zero: the heap). Allocates nothing. */
+BUFFET_API void buffet_chain_init(buffet_chain *c, buffet_allocator a);
+/* Release every slice and the array; the chain is empty and reusable. */
+BUFFET_API void buffet_chain_deinit(buffet_chain *c);
+/* Append / prepend len bytes of b from off (takes a reference; len 0 adds nothing). Errors:
+   BUFFET_ERR_INVALID (c or b NULL), BUFFET_ERR_RANGE, BUFFET_ERR_OVERFLOW (chain length would
+   overflow), BUFFET_ERR_NOMEM (chain unchanged, no reference taken). */
+BUFFET_API buffet_result buffet_chain_append(buffet_chain *c, buffet_buf *b, size_t off, size_t len);
+BUFFET_API buffet_result buffet_chain_prepend(buffet_chain *c, buffet_buf *b, size_t off, size_t len);
+/* Move every slice of src to the end of c (no references change); src ends empty.
+   Errors: BUFFET_ERR_INVALID (NULL, or src == c), BUFFET_ERR_OVERFLOW, BUFFET_ERR_NOMEM
+   (both unchanged). */
+BUFFET_API buffet_result buffet_chain_concat(buffet_chain *c, buffet_chain *src);
+/* Move bytes [at, len) of c to the end of tail (c keeps [0, at)). A slice straddling `at`
+   becomes two slices of the same buffer (one more reference). Errors: BUFFET_ERR_INVALID,
+   BUFFET_ERR_RANGE (at > len), BUFFET_ERR_NOMEM (both unchanged). */
+BUFFET_API buffet_result buffet_chain_split(buffet_chain *c, size_t at, buffet_chain *tail);
+/* Drop n bytes from the front, releasing slices that empty. Errors: BUFFET_ERR_INVALID,
+   BUFFET_ERR_RANGE (n > len; nothing dropped). */
+BUFFET_API buffet_result buffet_chain_consume(buffet_chain *c, size_t n);
+/* Copy len bytes from off into dst. Errors: BUFFET_ERR_INVALID (c NULL, dst NULL with len > 0,
+   device memory in range), BUFFET_ERR_RANGE. */
+BUFFET_API buffet_result buffet_chain_copy_out(const buffet_chain *c, size_t off, void *dst, size_t len);
+/* Find the first occurrence of needle[0..n) at or after byte `from`, across slice boundaries.
+   Returns: BUFFET_OK and *pos. Errors: BUFFET_ERR_NOT_FOUND, BUFFET_ERR_INVALID (NULL, n 0). */
+BUFFET_API buffet_result buffet_chain_find(const buffet_chain *c, size_t from, const void *needle,
+                                           size_t n, size_t *pos);
+/* Describe up to max_len bytes from off as at most max_iov iovecs (for readv/writev/sendmsg).
+   Returns: the number of iovecs written (0 when off >= len or on bad arguments). */
+BUFFET_API size_t buffet_chain_iovec(const buffet_chain *c, size_t off, size_t max_len,
+                                     struct iovec *iov, size_t max_iov);
+/* Total bytes. */
+static inline size_t buffet_chain_len(const buffet_chain *c) { return c->len; }
+/* Number of slices. */
+static inline size_t buffet_chain_count(const buffet_chain *c) { return c->count; }
+/* The i-th slice (NULL when i >= count). The chain keeps the reference. */
+static inline const buffet_slice *buffet_chain_at(const buffet_chain *c, size_t i) {
+    return i < c->count ? &c->slices[c->head + i] : NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   >>registry: pick a buffer kind from a request
+*/
+enum {
+    BUFFET_USAGE_HOST_READ    = 1u << 0,
+    BUFFET_USAGE_HOST_WRITE   = 1u << 1,
+    BUFFET_USAGE_DEVICE_READ  = 1u << 2,
+    BUFFET_USAGE_DEVICE_WRITE = 1u << 3,
+    BUFFET_USAGE_SHARE_PROCESS = 1u << 4,   /* another process maps it */
+    BUFFET_USAGE_NETWORK      = 1u << 5,    /* socket I/O source or target */
+    BUFFET_USAGE_HUGE_PAGES   = 1u << 6     /* explicit huge pages wanted */
+};
+
+typedef enum buffet_lifetime {
+    BUFFET_LIFETIME_ANY = 0, BUFFET_LIFETIME_FRAME = 1, BUFFET_LIFETIME_PERSISTENT = 2
+} buffet_lifetime;
+
+typedef struct buffet_request {
+    uint32_t usage;             /* BUFFET_USAGE_*; 0: host read and write */
+    size_t size;                /* bytes; must be > 0 */
+    size_t align;               /* 0: the provider's default */
+    buffet_lifetime lifetime;
+    buffet_allocator allocator; /* for headers (and heap data); zero: the heap */
+} buffet_request;
+
+/* A provider of one buffer kind. score returns < 0 when it cannot serve the request, else
+   higher is better (0..100), and writes a short reason to why[0..why_cap). */
+typedef struct buffet_provider {
+    const char *name;
+    int (*score)(void *self, const buffet_request *req, char *why, size_t why_cap);
+    buffet_result (*create)(void *self, const buffet_request *req, buffet_buf **out);
+    void *self;
+} buffet_provider;
+
+typedef struct buffet_registry buffet_registry;
+
+/* A new registry holding the built-in providers "heap", "mmap" and "shm". log: where refusals
+   are explained (zero: silent). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_NOMEM. Thread: safe. */
+BUFFET_API buffet_result buffet_registry_create(buffet_registry **out, buffet_allocator a,
+                                                buffet_logger log);
+/* Free a registry (NULL does nothing). Thread: not concurrently with use. */
+BUFFET_API void buffet_registry_destroy(buffet_registry *r);
+/* The process-wide registry, created on first use with the built-ins (NULL only if that
+   failed). Every buffet header registers its providers here. Thread: safe. */
+BUFFET_API buffet_registry *buffet_registry_default(void);
+/* Add a provider (copied; name must outlive the registry). Errors: BUFFET_ERR_INVALID (NULL,
+   no name/score/create, name already present), BUFFET_ERR_EXHAUSTED (BUFFET_REGISTRY_MAX).
+   Thread: safe. */
+BUFFET_API buffet_result buffet_registry_add(buffet_registry *r, const buffet_provider *p);
+/* Remove the provider named name. Errors: BUFFET_ERR_NOT_FOUND. Thread: safe. */
+BUFFET_API buffet_result buffet_registry_remove(buffet_registry *r, const char *name);
+/* Create a buffer from the highest-scoring provider (ties: the earlier registered).
+   Errors: BUFFET_ERR_INVALID (NULL, size 0), BUFFET_ERR_UNSUPPORTED (no provider can serve),
+   else the provider's error. Thread: safe. */
+BUFFET_API buffet_result buffet_registry_create_buf(buffet_registry *r, const buffet_request *req,
+                                                    buffet_buf **out);
+/* Write which provider a request goes to and why, with every candidate's score, to
+   out[0..cap) (always NUL-terminated when cap > 0). Returns: the length the full text has
+   (as snprintf). Thread: safe. */
+BUFFET_API size_t buffet_explain(buffet_registry *r, const buffet_request *req, char *out, size_t cap);
+
+BUFFET_EXTERN_C_END
+#endif /* BUFFET_H_INCLUDED */
+
+/* =============================================================================================
+   IMPLEMENTATION
+*/
+#if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_IMPL_INCLUDED)
+#define BUFFET_IMPL_INCLUDED
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* >>tracking: tell ASan and valgrind which bytes are live (every header's implementation uses this) */
+#ifndef BUFFET_TRACK_ASAN
+#  if defined(__SANITIZE_ADDRESS__)
+#    define BUFFET_TRACK_ASAN 1
+#  elif defined(__has_feature)
+#    if __has_feature(address_sanitizer)
+#      define BUFFET_TRACK_ASAN 1
+#    endif
+#  endif
+#endif
+#ifndef BUFFET_TRACK_ASAN
+#  define BUFFET_TRACK_ASAN 0
+#endif
+#ifndef BUFFET_TRACK_VALGRIND
+#  if defined(__has_include)
+#    if __has_include(<valgrind/memcheck.h>)
+#      define BUFFET_TRACK_VALGRIND 1
+#    endif
+#  endif
+#endif
+#ifndef BUFFET_TRACK_VALGRIND
+#  define BUFFET_TRACK_VALGRIND 0
+#endif
+#if BUFFET_TRACK_ASAN
+#  include <sanitizer/asan_interface.h>
+#  define BUFFET__ASAN_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#  define BUFFET__ASAN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#  define BUFFET__ASAN_POISON(p, n) ((void)(p), (void)(n))
+#  define BUFFET__ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+#if BUFFET_TRACK_VALGRIND
+#  include <valgrind/memcheck.h>
+#  define BUFFET__VG_NOACCESS(p, n) ((void)VALGRIND_MAKE_MEM_NOACCESS((p), (n)))
+#  define BUFFET__VG_UNDEFINED(p, n) ((void)VALGRIND_MAKE_MEM_UNDEFINED((p), (n)))
+#  define BUFFET__VG_DEFINED(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#else
+#  define BUFFET__VG_NOACCESS(p, n) ((void)(p), (void)(n))
+#  define BUFFET__VG_UNDEFINED(p, n) ((void)(p), (void)(n))
+#  define BUFFET__VG_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
+/* Bytes nobody may touch until unpoisoned (both tools). */
+#define BUFFET__POISON(p, n) (BUFFET__ASAN_POISON((p), (n)), BUFFET__VG_NOACCESS((p), (n)))
+/* Bytes handed out again: addressable; valgrind treats them as holding garbage. */
+#define BUFFET__UNPOISON(p, n) (BUFFET__ASAN_UNPOISON((p), (n)), BUFFET__VG_UNDEFINED((p), (n)))
+
+#define BUFFET__MALLOC_ALIGN BUFFET_ALIGNOF(max_align_t)
+#define BUFFET__PAGE ((size_t)4096)
+#define BUFFET__HUGE_PAGE ((size_t)2 << 20)
+
+/* >>results */
+BUFFET_API const char *buffet_result_str(buffet_result r) {
+#define BUFFET__RESULT_CASE(name, value, text) case name: return #name ": " text;
+    switch (r) {
+        BUFFET_RESULT_LIST(BUFFET__RESULT_CASE)
+    }
+#undef BUFFET__RESULT_CASE
+    return "BUFFET_ERR_?: unknown result";
+}
+
+BUFFET_API uint32_t buffet_version(void) { return BUFFET_VERSION_NUMBER; }
+
+/* >>logging */
+__attribute__((format(printf, 6, 7)))
+static void buffet__log(const buffet_logger *lg, buffet_log_level level, buffet_result code,
+                        const char *file, int line, const char *fmt, ...) {
+    char msg[384];
+    va_list ap;
+    if (!lg || !lg->fn) return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lg->fn(lg->user, level, code, msg, file, line);
+}
+#define BUFFET__LOG(lg, level, code, ...) buffet__log((lg), (level), (code), __FILE__, __LINE__, __VA_ARGS__)
+
+BUFFET_API void buffet_log_stderr(void *user, buffet_log_level level, buffet_result code,
+                                  const char *msg, const char *file, int line) {
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    (void)user; (void)file; (void)line;
+    fprintf(stderr, "buffet: %s: %s (%s)\n", (unsigned)level < 4 ? names[level] : "?", msg,
+            buffet_result_str(code));
+}
+
+static const char *buffet__site_file(buffet_site s) { return s.file ? s.file : "?"; }
+static const char *buffet__site_func(buffet_site s) { return s.func ? s.func : "?"; }
+
+/* >>allocator dispatch */
+static void *buffet__heap_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    (void)self; (void)site;
+#ifdef BUFFET_HEAP_ALLOC
+    return BUFFET_HEAP_ALLOC(size, align);
+#else
+    void *p = NULL;
+    if (align <= BUFFET__MALLOC_ALIGN) return malloc(size);
+    return posix_memalign(&p, align, size) == 0 ? p : NULL;
+#endif
+}
+
+static bool buffet__heap_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
+    (void)self; (void)old_size; (void)align;
+#ifdef BUFFET_HEAP_ALLOC
+    (void)ptr; (void)new_size;
+    return false;
+#else
+    /* The block stays where it is; only its usable size limits growth. */
+    return malloc_usable_size(ptr) >= new_size;
+#endif
+}
+
+static void buffet__heap_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)self; (void)size; (void)align; (void)site;
+#ifdef BUFFET_HEAP_FREE
+    BUFFET_HEAP_FREE(ptr, size, align);
+#else
+    free(ptr);
+#endif
+}
+
+static const buffet_allocator_vtable buffet__heap_vtable = {
+    buffet__heap_alloc, buffet__heap_resize, buffet__heap_free
+};
+
+BUFFET_API buffet_allocator buffet_heap(void) {
+    buffet_allocator a;
+    a.self = NULL;
+    a.vtable = &buffet__heap_vtable;
+    return a;
+}
+
+/* A zero allocator is the heap. */
+static buffet_allocator buffet__resolve(buffet_allocator a) { return a.vtable ? a : buffet_heap(); }
+
+BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t align,
+                                         buffet_site site, void **out) {
+    void *p;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!buffet_is_pow2(align)) return BUFFET_ERR_INVALID;
+    if (size == 0) return BUFFET_OK;
+    a = buffet__resolve(a);
+    p = a.vtable->alloc(a.self, size, align, site);
+    if (!p) return BUFFET_ERR_NOMEM;
+    *out = p;
+    return BUFFET_OK;
+}
+
+BUFFET_API void *buffet_alloc(buffet_allocator a, size_t size, size_t align, buffet_site site) {
+    void *p = NULL;
+    buffet_alloc_ex(a, size, align, site, &p);
+    return p;
+}
+
+BUFFET_API void *buffet_alloc_array(buffet_allocator a, size_t count, size_t size, size_t align,
+                                    buffet_site site) {
+    size_t total;
+    if (!buffet_mul(count, size, &total)) return NULL;
+    return buffet_alloc(a, total, align, site);
+}
+
+BUFFET_API bool buffet_resize(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
+                              size_t align) {
+    if (!ptr || old_size == 0 || new_size == 0 || !buffet_is_pow2(align)) return false;
+    if (old_size == new_size) return true;
+    a = buffet__resolve(a);
+    return a.vtable->resize && a.vtable->resize(a.self, ptr, old_size, new_size, align);
+}
+
+BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
+                                size_t align, buffet_site site) {
+    void *p;
+    if (!buffet_is_pow2(align)) return NULL;
+    if (!ptr) return buffet_alloc(a, new_size, align, site);
+    if (new_size == 0) {
+        buffet_free(a, ptr, old_size, align, site);
+        return NULL;
+    }
+    if (buffet_resize(a, ptr, old_size, new_size, align)) return ptr;
+    p = buffet_alloc(a, new_size, align, site);
+    if (!p) return NULL;
+    memcpy(p, ptr, old_size < new_size ? old_size : new_size);
+    buffet_free(a, ptr, old_size, align, site);
+    return p;
+}
+
+BUFFET_API void buffet_free(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site) {
+    if (!ptr || !buffet_is_pow2(align)) return;
+    a = buffet__resolve(a);
+    a.vtable->free(a.self, ptr, size, align, site);
+}
+
+BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, size_t size,
+                                  size_t align, buffet_site site) {
+    size_t total;
+    if (!ptr || !buffet_mul(count, size, &total)) return;
+    buffet_free(a, ptr, total, align, site);
+}
+
+/* >>debug allocator
+   Blocks from the parent are [front guard | user bytes | back guard]; the front guard is
+   rounded up to the alignment so the user bytes are aligned. The bookkeeping is a hash table
+   keyed by user pointer, so a foreign pointer is recognised without touching its memory. Freed
+   blocks wait, poisoned, in a FIFO quarantine: a second free finds them, and a write after free
+   shows as changed poison when they leave. */
+#define BUFFET__DBG_GUARD_BYTE 0xFB
+#define BUFFET__DBG_FRESH_BYTE 0xCD
+#define BUFFET__DBG_FREED_BYTE 0xDD
+#define BUFFET__DBG_EMPTY ((uintptr_t)0)
+#define BUFFET__DBG_TOMB ((uintptr_t)1)
+
+typedef struct buffet__dbg_rec {
+    uintptr_t key;             /* user pointer, or EMPTY / TOMB */
+    size_t size, align;
+    uint64_t seq;
+    buffet_site site, free_site;
+    bool freed;                /* in quarantine */
+} buffet__dbg_rec;
+
+struct buffet_debug {
+    buffet_allocator parent;
+    size_t guard, q_max_count, q_max_bytes;
+    buffet_logger log;
+    pthread_mutex_t mu;
+    buffet__dbg_rec *tab;
+    size_t tab_cap, tab_used;  /* used counts tombstones: they lengthen probes too */
+    uintptr_t *q;              /* quarantine ring of user pointers */
+    size_t q_head, q_len, q_bytes;
+    uint64_t seq;
+    buffet_debug_stats st;
+    buffet_result last;
+};
+
+static size_t buffet__dbg_front(const buffet_debug *d, size_t align) {
+    return d->guard > align ? d->guard : align;   /* guard is a multiple of 8, align a power of 2 */
+}
+static size_t buffet__dbg_block_align(size_t align) {
+    return align > BUFFET__MALLOC_ALIGN ? align : BUFFET__MALLOC_ALIGN;
+}
+static bool buffet__dbg_block_size(const buffet_debug *d, size_t size, size_t align, size_t *out) {
+    size_t t;
+    return buffet_add(buffet__dbg_front(d, align), size, &t) && buffet_add(t, d->guard, out);
+}
+static unsigned char *buffet__dbg_base(const buffet_debug *d, uintptr_t key, size_t align) {
+    return (unsigned char *)key - buffet__dbg_front(d, align);
+}
+
+static size_t buffet__dbg_hash(uintptr_t key, size_t cap) {
+    return (size_t)(((uint64_t)key >> 4) * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
+}
+
+static buffet__dbg_rec *buffet__dbg_find(buffet_debug *d, uintptr_t key) {
+    size_t i = buffet__dbg_hash(key, d->tab_cap);
+    for (;;) {
+        buffet__dbg_rec *r = &d->tab[i];
+        if (r->key == key) return r;
+        if (r->key == BUFFET__DBG_EMPTY) return NULL;
+        i = (i + 1) & (d->tab_cap - 1);
+    }
+}
+
+/* Room for one more record: rehash when live + tombstones would pass half the table. */
+static bool buffet__dbg_reserve(buffet_debug *d) {
+    size_t live = 0, cap, i;
+    buffet__dbg_rec *nt;
+    if ((d->tab_used + 1) * 2 <= d->tab_cap) return true;
+    for (i = 0; i < d->tab_cap; i++) live += d->tab[i].key > BUFFET__DBG_TOMB;
+    cap = (live + 1) * 4 <= d->tab_cap ? d->tab_cap : d->tab_cap * 2;
+    nt = (buffet__dbg_rec *)buffet_alloc_array(d->parent, cap, sizeof *nt, BUFFET_ALIGNOF(buffet__dbg_rec), BUFFET_SITE);
+    if (!nt) return false;
+    memset(nt, 0, cap * sizeof *nt);
+    for (i = 0; i < d->tab_cap; i++) {
+        if (d->tab[i].key > BUFFET__DBG_TOMB) {
+            size_t j = buffet__dbg_hash(d->tab[i].key, cap);
+            while (nt[j].key != BUFFET__DBG_EMPTY) j = (j + 1) & (cap - 1);
+            nt[j] = d->tab[i];
+        }
+    }
+    buffet_free_array(d->parent, d->tab, d->tab_cap, sizeof *nt, BUFFET_ALIGNOF(buffet__dbg_rec), BUFFET_SITE);
+    d->tab = nt;
+    d->tab_cap = cap;
+    d->tab_used = live;
+    return true;
+}
+
+static void buffet__dbg_error(buffet_debug *d, buffet_result code, size_t *counter) {
+    d->last = code;
+    if (counter) (*counter)++;
+}
+
+/* Guards intact? Logs which side was damaged. */
+static bool buffet__dbg_check_guards(buffet_debug *d, const buffet__dbg_rec *r) {
+    const unsigned char *user = (const unsigned char *)r->key;
+    const unsigned char *base = buffet__dbg_base(d, r->key, r->align);
+    size_t front = buffet__dbg_front(d, r->align), i;
+    bool ok = true;
+    for (i = 0; i < front; i++) {
+        if (base[i] != BUFFET__DBG_GUARD_BYTE) {
+            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
+                        "underrun: %zu-byte block at %p, allocated at %s:%d in %s(), was written %zu bytes before its start",
+                        r->size, (const void *)user, buffet__site_file(r->site), r->site.line,
+                        buffet__site_func(r->site), front - i);
+            ok = false;
+            break;
+        }
+    }
+    for (i = 0; i < d->guard; i++) {
+        if (user[r->size + i] != BUFFET__DBG_GUARD_BYTE) {
+            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
+                        "overrun: %zu-byte block at %p, allocated at %s:%d in %s(), was written %zu bytes past its end",
+                        r->size, (const void *)user, buffet__site_file(r->site), r->site.line,
+                        buffet__site_func(r->site), i + 1);
+            ok = false;
+            break;
+        }
+    }
+    if (!ok) buffet__dbg_error(d, BUFFET_ERR_CORRUPT, &d->st.corruptions);
+    return ok;
+}
+
+static bool buffet__dbg_check_poison(buffet_debug *d, const buffet__dbg_rec *r) {
+    unsigned char *user = (unsigned char *)r->key;
+    size_t i;
+    bool ok = true;
+    BUFFET__ASAN_UNPOISON(user, r->size);
+    BUFFET__VG_DEFINED(user, r->size);
+    for (i = 0; i < r->size; i++) {
+        if (user[i] != BUFFET__DBG_FREED_BYTE) {
+            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
+                        "write after free: byte %zu of the %zu-byte block at %p (allocated at %s:%d in %s(), freed at %s:%d in %s())",
+                        i, r->size, (void *)user, buffet__site_file(r->site), r->site.line,
+                        buffet__site_func(r->site), buffet__site_file(r->free_site), r->free_site.line,
+                        buffet__site_func(r->free_site));
+            buffet__dbg_error(d, BUFFET_ERR_CORRUPT, &d->st.corruptions);
+            ok = false;
+            break;
+        }
+    }
+    BUFFET__POISON(user, r->size);
+    return ok;
+}
+
+/* Give a block back to the parent and forget its record. */
+static void buffet__dbg_release(buffet_debug *d, buffet__dbg_rec *r) {
+    size_t block = 0;
+    unsigned char *base = buffet__dbg_base(d, r->key, r->align);
+    buffet__dbg_block_size(d, r->size, r->align, &block);
+    BUFFET__UNPOISON(base, block);
+    buffet_free(d->parent, base, block, buffet__dbg_block_align(r->align), r->free_site);
+    r->key = BUFFET__DBG_TOMB;
+}
+
+static void buffet__dbg_evict_one(buffet_debug *d) {
+    uintptr_t key = d->q[d->q_head];
+    buffet__dbg_rec *r = buffet__dbg_find(d, key);
+    d->q_head = (d->q_head + 1) % d->q_max_count;
+    d->q_len--;
+    BUFFET_ASSERT(r && r->freed);
+    d->q_bytes -= r->size;
+    buffet__dbg_check_poison(d, r);
+    buffet__dbg_check_guards(d, r);
+    buffet__dbg_release(d, r);
+}
+
+static void *buffet__dbg_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    buffet_debug *d = (buffet_debug *)self;
+    size_t block, i;
+    unsigned char *base, *user;
+    buffet__dbg_rec *r;
+    if (!buffet__dbg_block_size(d, size, align, &block)) {
+        pthread_mutex_lock(&d->mu);
+        d->st.failed_allocs++;
+        pthread_mutex_unlock(&d->mu);
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_OVERFLOW, "allocation of %zu bytes at %s:%d: size overflows",
+                    size, buffet__site_file(site), site.line);
+        return NULL;
+    }
+    pthread_mutex_lock(&d->mu);
+    if (!buffet__dbg_reserve(d)) goto fail;
+    base = (unsigned char *)buffet_alloc(d->parent, block, buffet__dbg_block_align(align), site);
+    if (!base) goto fail;
+    user = base + buffet__dbg_front(d, align);
+    memset(base, BUFFET__DBG_GUARD_BYTE, (size_t)(user - base));
+    memset(user, BUFFET__DBG_FRESH_BYTE, size);
+    memset(user + size, BUFFET__DBG_GUARD_BYTE, d->guard);
+    i = buffet__dbg_hash((uintptr_t)user, d->tab_cap);
+    while (d->tab[i].key > BUFFET__DBG_TOMB) i = (i + 1) & (d->tab_cap - 1);
+    r = &d->tab[i];
+    if (r->key == BUFFET__DBG_EMPTY) d->tab_used++;
+    r->key = (uintptr_t)user;
+    r->size = size;
+    r->align = align;
+    r->seq = ++d->seq;
+    r->site = site;
+    r->free_site = BUFFET_NO_SITE;
+    r->freed = false;
+    d->st.live_count++;
+    d->st.live_bytes += size;
+    d->st.total_count++;
+    d->st.total_bytes += size;
+    if (d->st.live_count > d->st.peak_count) d->st.peak_count = d->st.live_count;
+    if (d->st.live_bytes > d->st.peak_bytes) d->st.peak_bytes = d->st.live_bytes;
+    pthread_mutex_unlock(&d->mu);
+    return user;
+fail:
+    d->st.failed_allocs++;
+    pthread_mutex_unlock(&d->mu);
+    BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_NOMEM, "allocation of %zu bytes at %s:%d in %s(): parent allocator failed",
+                size, buffet__site_file(site), site.line, buffet__site_func(site));
+    return NULL;
+}
+
+/* The live record of ptr, or NULL after logging why not. Called locked. */
+static buffet__dbg_rec *buffet__dbg_live(buffet_debug *d, void *ptr, const char *what, buffet_site site) {
+    buffet__dbg_rec *r = buffet__dbg_find(d, (uintptr_t)ptr);
+    if (!r) {
+        buffet__dbg_error(d, BUFFET_ERR_FOREIGN, &d->st.foreign_frees);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
+                    "%s of %p at %s:%d in %s(): not allocated by this debug allocator (or freed long ago)",
+                    what, ptr, buffet__site_file(site), site.line, buffet__site_func(site));
+        return NULL;
+    }
+    if (r->freed) {
+        buffet__dbg_error(d, BUFFET_ERR_DOUBLE_FREE, &d->st.double_frees);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
+                    "%s of %p at %s:%d in %s(): already freed at %s:%d in %s() (%zu bytes allocated at %s:%d in %s())",
+                    what, ptr, buffet__site_file(site), site.line, buffet__site_func(site),
+                    buffet__site_file(r->free_site), r->free_site.line, buffet__site_func(r->free_site),
+                    r->size, buffet__site_file(r->site), r->site.line, buffet__site_func(r->site));
+        return NULL;
+    }
+    return r;
+}
+
+static void buffet__dbg_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    buffet_debug *d = (buffet_debug *)self;
+    buffet__dbg_rec *r;
+    pthread_mutex_lock(&d->mu);
+    r = buffet__dbg_live(d, ptr, "free", site);
+    if (!r) goto out;
+    if (r->size != size || r->align != align) {
+        /* The record knows the truth, so the block is still released correctly. */
+        buffet__dbg_error(d, BUFFET_ERR_MISMATCH, &d->st.mismatched_frees);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
+                    "free of %p at %s:%d in %s() with size %zu align %zu; allocated at %s:%d in %s() with size %zu align %zu",
+                    ptr, buffet__site_file(site), site.line, buffet__site_func(site), size, align,
+                    buffet__site_file(r->site), r->site.line, buffet__site_func(r->site), r->size, r->align);
+    }
+    if (!buffet__dbg_check_guards(d, r)) {
+        /* Reported once; restored so the quarantine does not report the same damage again. */
+        memset(buffet__dbg_base(d, r->key, r->align), BUFFET__DBG_GUARD_BYTE, buffet__dbg_front(d, r->align));
+        memset((unsigned char *)ptr + r->size, BUFFET__DBG_GUARD_BYTE, d->guard);
+    }
+    d->st.live_count--;
+    d->st.live_bytes -= r->size;
+    d->st.free_count++;
+    r->free_site = site;
+    if (d->q_max_count == 0 || r->size > d->q_max_bytes) {
+        buffet__dbg_release(d, r);
+        goto out;
+    }
+    while (d->q_len == d->q_max_count || d->q_bytes + r->size > d->q_max_bytes) buffet__dbg_evict_one(d);
+    memset(ptr, BUFFET__DBG_FREED_BYTE, r->size);
+    BUFFET__POISON(ptr, r->size);
+    r->freed = true;
+    d->q[(d->q_head + d->q_len) % d->q_max_count] = r->key;
+    d->q_len++;
+    d->q_bytes += r->size;
+out:
+    pthread_mutex_unlock(&d->mu);
+}
+
+static bool buffet__dbg_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
+    buffet_debug *d = (buffet_debug *)self;
+    buffet__dbg_rec *r;
+    size_t old_block, new_block;
+    bool ok = false;
+    pthread_mutex_lock(&d->mu);
+    r = buffet__dbg_live(d, ptr, "resize", BUFFET_NO_SITE);
+    if (!r) goto out;
+    if (r->size != old_size || r->align != align) {
+        buffet__dbg_error(d, BUFFET_ERR_MISMATCH, &d->st.mismatched_frees);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
+                    "resize of %p from size %zu align %zu; allocated at %s:%d in %s() with size %zu align %zu",
+                    ptr, old_size, align, buffet__site_file(r->site), r->site.line,
+                    buffet__site_func(r->site), r->size, r->align);
+        goto out;
+    }
+    if (!buffet__dbg_check_guards(d, r)) goto out;
+    if (!buffet__dbg_block_size(d, new_size, align, &new_block)) goto out;
+    buffet__dbg_block_size(d, old_size, align, &old_block);
+    if (!buffet_resize(d->parent, buffet__dbg_base(d, r->key, align), old_block, new_block,
+                       buffet__dbg_block_align(align)))
+        goto out;
+    if (new_size > old_size) memset((unsigned char *)ptr + old_size, BUFFET__DBG_FRESH_BYTE, new_size - old_size);
+    memset((unsigned char *)ptr + new_size, BUFFET__DBG_GUARD_BYTE, d->guard);
+    d->st.live_bytes = d->st.live_bytes - old_size + new_size;
+    if (d->st.live_bytes > d->st.peak_bytes) d->st.peak_bytes = d->st.live_bytes;
+    r->size = new_size;
+    ok = true;
+out:
+    pthread_mutex_unlock(&d->mu);
+    return ok;
+}
+
+static const buffet_allocator_vtable buffet__dbg_vtable = {
+    buffet__dbg_alloc, buffet__dbg_resize, buffet__dbg_free
+};
+
+BUFFET_API buffet_result buffet_debug_create(buffet_debug **out, const buffet_debug_desc *desc) {
+    buffet_debug_desc dd;
+    buffet_debug *d;
+    size_t q_cap;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    memset(&dd, 0, sizeof dd);
+    if (desc) dd = *desc;
+    if (dd.guard_size == 0) dd.guard_size = 16;
+    if (dd.guard_size % 8 != 0 || dd.guard_size > 4096) {
+        BUFFET__LOG(&dd.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "debug allocator: guard_size %zu must be a multiple of 8 and at most 4096", dd.guard_size);
+        return BUFFET_ERR_INVALID;
+    }
+    if (dd.quarantine_count == 0) dd.quarantine_count = 64;
+    if (dd.quarantine_count == SIZE_MAX) dd.quarantine_count = 0;
+    if (dd.quarantine_bytes == 0) dd.quarantine_bytes = (size_t)1 << 20;
+    d = BUFFET_NEW(dd.parent, buffet_debug);
+    if (!d) goto nomem;
+    memset(d, 0, sizeof *d);
+    d->parent = dd.parent;
+    d->guard = dd.guard_size;
+    d->q_max_count = dd.quarantine_count;
+    d->q_max_bytes = dd.quarantine_bytes;
+    d->log = dd.log;
+    d->tab_cap = 64;
+    d->tab = BUFFET_NEW_ARRAY(dd.parent, buffet__dbg_rec, d->tab_cap);
+    q_cap = d->q_max_count;
+    d->q = q_cap ? BUFFET_NEW_ARRAY(dd.parent, uintptr_t, q_cap) : NULL;
+    if (!d->tab || (q_cap && !d->q)) {
+        BUFFET_DELETE_ARRAY(dd.parent, buffet__dbg_rec, d->tab, d->tab_cap);
+        BUFFET_DELETE(dd.parent, buffet_debug, d);
+        goto nomem;
+    }
+    memset(d->tab, 0, d->tab_cap * sizeof *d->tab);
+    pthread_mutex_init(&d->mu, NULL);
+    *out = d;
+    return BUFFET_OK;
+nomem:
+    BUFFET__LOG(&dd.log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "debug allocator: parent allocator failed");
+    return BUFFET_ERR_NOMEM;
+}
+
+BUFFET_API void buffet_debug_destroy(buffet_debug *d) {
+    buffet_allocator parent;
+    if (!d) return;
+    parent = d->parent;
+    while (d->q_len) buffet__dbg_evict_one(d);
+    pthread_mutex_destroy(&d->mu);
+    BUFFET_DELETE_ARRAY(parent, uintptr_t, d->q, d->q_max_count);
+    BUFFET_DELETE_ARRAY(parent, buffet__dbg_rec, d->tab, d->tab_cap);
+    BUFFET_DELETE(parent, buffet_debug, d);
+}
+
+BUFFET_API buffet_allocator buffet_debug_allocator(buffet_debug *d) {
+    buffet_allocator a;
+    a.self = d;
+    a.vtable = d ? &buffet__dbg_vtable : NULL;
+    return a;
+}
+
+BUFFET_API buffet_result buffet_debug_check(buffet_debug *d) {
+    size_t i;
+    bool ok = true;
+    if (!d) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&d->mu);
+    for (i = 0; i < d->tab_cap; i++) {
+        const buffet__dbg_rec *r = &d->tab[i];
+        if (r->key <= BUFFET__DBG_TOMB) continue;
+        if (!buffet__dbg_check_guards(d, r)) ok = false;
+        if (r->freed && !buffet__dbg_check_poison(d, r)) ok = false;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return ok ? BUFFET_OK : BUFFET_ERR_CORRUPT;
+}
+
+BUFFET_API size_t buffet_debug_report_leaks(buffet_debug *d, FILE *out) {
+    size_t i, n = 0, bytes = 0;
+    if (!d) return 0;
+    pthread_mutex_lock(&d->mu);
+    for (i = 0; i < d->tab_cap; i++) {
+        const buffet__dbg_rec *r = &d->tab[i];
+        if (r->key <= BUFFET__DBG_TOMB || r->freed) continue;
+        n++;
+        bytes += r->size;
+        if (out)
+            fprintf(out, "buffet: leak: %zu bytes at %p, allocated at %s:%d in %s()\n", r->size,
+                    (void *)r->key, buffet__site_file(r->site), r->site.line, buffet__site_func(r->site));
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "leak: %zu bytes at %p, allocated at %s:%d in %s()",
+                    r->size, (void *)r->key, buffet__site_file(r->site), r->site.line, buffet__site_func(r->site));
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (out) {
+        if (n) fprintf(out, "buffet: %zu leak%s, %zu bytes in all\n", n, n == 1 ? "" : "s", bytes);
+        else fprintf(out, "buffet: no leaks\n");
+    }
+    return n;
+}
+
+BUFFET_API buffet_debug_stats buffet_debug_get_stats(buffet_debug *d) {
+    buffet_debug_stats s;
+    memset(&s, 0, sizeof s);
+    if (!d) return s;
+    pthread_mutex_lock(&d->mu);
+    s = d->st;
+    pthread_mutex_unlock(&d->mu);
+    return s;
+}
+
+BUFFET_API buffet_result buffet_debug_last_error(buffet_debug *d) {
+    buffet_result r;
+    if (!d) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&d->mu);
+    r = d->last;
+    d->last = BUFFET_OK;
+    pthread_mutex_unlock(&d->mu);
+    return r;
+}
+
+/* >>fixed-buffer allocator */
+#define BUFFET__FIXED_NONE SIZE_MAX
+
+BUFFET_API void buffet_fixed_init(buffet_fixed *f, void *mem, size_t cap) {
+    if (!f) return;
+    memset(f, 0, sizeof *f);
+    f->base = (unsigned char *)mem;
+    f->cap = mem ? cap : 0;
+    f->last_off = BUFFET__FIXED_NONE;
+}
+
+static void *buffet__fixed_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    buffet_fixed *f = (buffet_fixed *)self;
+    uintptr_t start = (uintptr_t)f->base + f->used, aligned;
+    size_t off;
+    (void)site;
+    if (!buffet_align_up(start, align, &aligned)) return NULL;
+    off = (size_t)(aligned - (uintptr_t)f->base);
+    if (off > f->cap || size > f->cap - off) return NULL;
+    f->last_off = off;
+    f->used = off + size;
+    return f->base + off;
+}
+
+/* Only the last allocation may change size, since nothing lies after it. */
+static bool buffet__fixed_is_last(const buffet_fixed *f, const void *ptr, size_t size) {
+    return f->last_off != BUFFET__FIXED_NONE && (const unsigned char *)ptr == f->base + f->last_off &&
+           f->last_off + size == f->used;
+}
+
+static bool buffet__fixed_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
+    buffet_fixed *f = (buffet_fixed *)self;
+    (void)align;
+    if (!buffet__fixed_is_last(f, ptr, old_size) || new_size > f->cap - f->last_off) return false;
+    f->used = f->last_off + new_size;
+    return true;
+}
+
+static void buffet__fixed_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    buffet_fixed *f = (buffet_fixed *)self;
+    (void)align;
+    if ((unsigned char *)ptr < f->base || (unsigned char *)ptr >= f->base + f->cap) {
+        BUFFET__LOG(&f->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
+                    "fixed allocator: free of %p at %s:%d: not in this buffer", ptr, buffet__site_file(site), site.line);
+        return;
+    }
+    if (buffet__fixed_is_last(f, ptr, size)) {
+        f->used = f->last_off;
+        f->last_off = BUFFET__FIXED_NONE;
+    }
+}
+
+static const buffet_allocator_vtable buffet__fixed_vtable = {
+    buffet__fixed_alloc, buffet__fixed_resize, buffet__fixed_free
+};
+
+BUFFET_API buffet_allocator buffet_fixed_allocator(buffet_fixed *f) {
+    buffet_allocator a;
+    a.self = f;
+    a.vtable = f ? &buffet__fixed_vtable : NULL;
+    return a;
+}
+
+BUFFET_API void buffet_fixed_reset(buffet_fixed *f) {
+    if (!f) return;
+    f->used = 0;
+    f->last_off = BUFFET__FIXED_NONE;
+}
+
+/* >>failing allocator */
+static void *buffet__failing_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    buffet_failing *f = (buffet_failing *)self;
+    uint64_t n = BUFFET__FETCH_ADD(&f->allocs, 1, BUFFET__RELAXED) + 1;
+    if (f->fail_at && (n == f->fail_at || (f->fail_after && n > f->fail_at))) {
+        BUFFET__FETCH_ADD(&f->failures, 1, BUFFET__RELAXED);
+        return NULL;
+    }
+    return buffet_alloc(f->parent, size, align, site);
+}
+
+static void buffet__failing_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    buffet_failing *f = (buffet_failing *)self;
+    buffet_free(f->parent, ptr, size, align, site);
+}
+
+static const buffet_allocator_vtable buffet__failing_vtable = {
+    buffet__failing_alloc, NULL, buffet__failing_free
+};
+
+BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, uint64_t fail_at,
+                                    bool fail_after) {
+    if (!f) return;
+    memset(f, 0, sizeof *f);
+    f->parent = parent;
+    f->fail_at = fail_at;
+    f->fail_after = fail_after;
+}
+
+BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f) {
+    buffet_allocator a;
+    a.self = f;
+    a.vtable = f ? &buffet__failing_vtable : NULL;
+    return a;
+}
+
+/* >>adapter: the size lives in the last word of a header as wide as the alignment */
+BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align) {
+    if (!ad) return BUFFET_ERR_INVALID;
+    if (align == 0) align = 16;
+    if (!buffet_is_pow2(align) || align > 4096) return BUFFET_ERR_INVALID;
+    ad->parent = parent;
+    ad->align = align < sizeof(size_t) ? sizeof(size_t) : align;
+    return BUFFET_OK;
+}
+
+static size_t *buffet__adapter_size_slot(const void *ptr) { return (size_t *)ptr - 1; }
+
+BUFFET_API void *buffet_adapter_malloc(buffet_adapter *ad, size_t size) {
+    size_t total;
+    unsigned char *p;
+    if (!ad || size == 0 || !buffet_add(size, ad->align, &total)) return NULL;
+    p = (unsigned char *)buffet_alloc(ad->parent, total, ad->align, BUFFET_SITE);
+    if (!p) return NULL;
+    p += ad->align;
+    *buffet__adapter_size_slot(p) = size;
+    return p;
+}
+
+BUFFET_API void *buffet_adapter_calloc(buffet_adapter *ad, size_t count, size_t size) {
+    size_t total;
+    void *p;
+    if (!buffet_mul(count, size, &total)) return NULL;
+    p = buffet_adapter_malloc(ad, total);
+    if (p) memset(p, 0, total);
+    return p;
+}
+
+BUFFET_API void *buffet_adapter_realloc(buffet_adapter *ad, void *ptr, size_t size) {
+    size_t old, total;
+    unsigned char *p;
+    if (!ad) return NULL;
+    if (!ptr) return buffet_adapter_malloc(ad, size);
+    if (size == 0) {
+        buffet_adapter_free(ad, ptr);
+        return NULL;
+    }
+    if (!buffet_add(size, ad->align, &total)) return NULL;
+    old = *buffet__adapter_size_slot(ptr);
+    p = (unsigned char *)buffet_realloc(ad->parent, (unsigned char *)ptr - ad->align, old + ad->align,
+                                        total, ad->align, BUFFET_SITE);
+    if (!p) return NULL;
+    p += ad->align;
+    *buffet__adapter_size_slot(p) = size;
+    return p;
+}
+
+BUFFET_API void buffet_adapter_free(buffet_adapter *ad, void *ptr) {
+    if (!ad || !ptr) return;
+    buffet_free(ad->parent, (unsigned char *)ptr - ad->align, *buffet__adapter_size_slot(ptr) + ad->align,
+                ad->align, BUFFET_SITE);
+}
+
+BUFFET_API size_t buffet_adapter_size(const void *ptr) { return ptr ? *buffet__adapter_size_slot(ptr) : 0; }
+
+BUFFET_API void *buffet_adapter_zalloc(void *opaque, unsigned items, unsigned size) {
+    return buffet_adapter_malloc((buffet_adapter *)opaque, (size_t)items * size);
+}
+
+BUFFET_API void buffet_adapter_zfree(void *opaque, void *ptr) { buffet_adapter_free((buffet_adapter *)opaque, ptr); }
+
+/* >>buffers */
+static void buffet__buf_free_header(buffet_buf *b) {
+    buffet_allocator a = b->allocator;
+    BUFFET_DELETE(a, buffet_buf, b);
+}
+
+static void buffet__buf_destroy_heap(buffet_buf *b) {
+    size_t off = (size_t)((unsigned char *)b->data - (unsigned char *)b);
+    buffet_free(b->allocator, b, off + b->size, b->align, BUFFET_SITE);
+}
+
+static void buffet__buf_destroy_map(buffet_buf *b) {
+    munmap(b->data, b->map_size);
+    if (b->fd >= 0) close(b->fd);
+    buffet__buf_free_header(b);
+}
+
+static void buffet__buf_destroy_wrap(buffet_buf *b) {
+    if (b->release) b->release(b->user, b->data, b->size);
+    buffet__buf_free_header(b);
+}
+
+static buffet_buf *buffet__buf_header(buffet_allocator a, uint32_t kind, size_t size, uint32_t flags,
+                                      void (*destroy)(buffet_buf *)) {
+    buffet_buf *b = BUFFET_NEW(a, buffet_buf);
+    if (!b) return NULL;
+    memset(b, 0, sizeof *b);
+    b->refcount = 1;
+    b->kind = kind;
+    b->size = size;
+    b->flags = flags;
+    b->fd = -1;
+    b->destroy = destroy;
+    b->allocator = a;
+    return b;
+}
+
+static buffet_result buffet__buf_heap(buffet_buf **out, const buffet_buf_desc *d) {
+    size_t align = d->align ? d->align : 64, off, total;
+    buffet_buf *b;
+    if (!buffet_is_pow2(align)) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: align %zu is not a power of two", align);
+        return BUFFET_ERR_INVALID;
+    }
+    if (align < BUFFET_ALIGNOF(buffet_buf)) align = BUFFET_ALIGNOF(buffet_buf);
+    if (!buffet_align_up(sizeof(buffet_buf), align, &off) || !buffet_add(off, d->size, &total)) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "buffer: size %zu overflows", d->size);
+        return BUFFET_ERR_OVERFLOW;
+    }
+    /* One block holds the header and the data: one allocation, one failure point. */
+    b = (buffet_buf *)buffet_alloc(d->allocator, total, align, BUFFET_SITE);
+    if (!b) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "buffer: allocating %zu bytes failed", total);
+        return BUFFET_ERR_NOMEM;
+    }
+    memset(b, 0, sizeof *b);
+    b->refcount = 1;
+    b->kind = BUFFET_BUF_HEAP;
+    b->size = d->size;
+    b->flags = d->flags;
+    b->fd = -1;
+    b->align = align;
+    b->data = (unsigned char *)b + off;
+    b->destroy = buffet__buf_destroy_heap;
+    b->allocator = d->allocator;
+    if (d->flags & BUFFET_BUF_ZERO) memset(b->data, 0, d->size);
+    *out = b;
+    return BUFFET_OK;
+}
+
+/* mmap that maps huge-page failures to a clean error. */
+static buffet_result buffet__mmap(const buffet_buf_desc *d, size_t len, int mflags, int fd, void **out) {
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, mflags, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        if ((d->flags & BUFFET_BUF_HUGETLB) && (e == ENOMEM || e == EINVAL)) {
+            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
+                        "buffer: no 2 MiB huge pages available for %zu bytes (reserve some in /proc/sys/vm/nr_hugepages)", len);
+            return BUFFET_ERR_UNSUPPORTED;
+        }
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM,
+                    "buffer: mmap of %zu bytes failed: %s", len, strerror(e));
+        errno = e;
+        return e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
+    }
+    *out = p;
+    return BUFFET_OK;
+}
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << 26)
+#endif
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21u << 26)
+#endif
+
+static buffet_result buffet__buf_mmap(buffet_buf *b, const buffet_buf_desc *d) {
+    size_t unit = (d->flags & BUFFET_BUF_HUGETLB) ? BUFFET__HUGE_PAGE : BUFFET__PAGE, len, reserve;
+    int mflags = MAP_PRIVATE | MAP_ANONYMOUS | ((d->flags & BUFFET_BUF_POPULATE) ? MAP_POPULATE : 0);
+    bool thp = !(d->flags & (BUFFET_BUF_HUGETLB | BUFFET_BUF_NO_THP)) && d->size >= BUFFET__HUGE_PAGE;
+    unsigned char *raw, *p;
+    void *m;
+    buffet_result r;
+    if (!buffet_align_up(d->size, unit, &len) || !buffet_add(len, thp ? BUFFET__HUGE_PAGE : 0, &reserve))
+        return BUFFET_ERR_OVERFLOW;
+    if (d->flags & BUFFET_BUF_HUGETLB) mflags |= MAP_HUGETLB | MAP_HUGE_2MB;
+    r = buffet__mmap(d, thp ? reserve : len, thp ? (mflags & ~MAP_POPULATE) : mflags, -1, &m);
+    if (r != BUFFET_OK) return r;
+    p = raw = (unsigned char *)m;
+    if (thp) {
+        /* Transparent huge pages need 2 MiB-aligned ranges: trim the reservation to one. */
+        p = (unsigned char *)(((uintptr_t)raw + BUFFET__HUGE_PAGE - 1) & ~(uintptr_t)(BUFFET__HUGE_PAGE - 1));
+        if (p > raw) munmap(raw, (size_t)(p - raw));
+        if (raw + reserve > p + len) munmap(p + len, (size_t)(raw + reserve - (p + len)));
+        madvise(p, len, MADV_HUGEPAGE);
+        if (d->flags & BUFFET_BUF_POPULATE) madvise(p, len, MADV_POPULATE_WRITE);
+    }
+    b->data = p;
+    b->map_size = len;
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__buf_shm(buffet_buf *b, const buffet_buf_desc *d) {
+    bool huge = (d->flags & BUFFET_BUF_HUGETLB) != 0;
+    size_t file_size = d->size, len;
+    unsigned mfd = MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0u);
+    int fd, e;
+    void *m;
+    buffet_result r;
+    if ((huge && !buffet_align_up(d->size, BUFFET__HUGE_PAGE, &file_size)) ||
+        !buffet_align_up(file_size, BUFFET__PAGE, &len) || file_size > (size_t)INT64_MAX)
+        return BUFFET_ERR_OVERFLOW;
+    fd = memfd_create(d->name ? d->name : "buffet", mfd);
+    if (fd < 0) {
+        e = errno;
+        r = huge && (e == EINVAL || e == ENOENT) ? BUFFET_ERR_UNSUPPORTED : BUFFET_ERR_SYSTEM;
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "buffer: memfd_create failed: %s", strerror(e));
+        errno = e;
+        return r;
+    }
+    /* Sealed so a process that maps it can trust its size: nobody can shrink it under them. */
+    if (ftruncate(fd, (off_t)file_size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+        e = errno;
+        close(fd);
+        r = e == ENOMEM || e == ENOSPC ? (huge ? BUFFET_ERR_UNSUPPORTED : BUFFET_ERR_NOMEM) : BUFFET_ERR_SYSTEM;
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "buffer: sizing shared memory to %zu bytes failed: %s", file_size, strerror(e));
+        errno = e;
+        return r;
+    }
+    r = buffet__mmap(d, len, MAP_SHARED | ((d->flags & BUFFET_BUF_POPULATE) ? MAP_POPULATE : 0), fd, &m);
+    if (r != BUFFET_OK) {
+        close(fd);
+        return r;
+    }
+    b->data = m;
+    b->map_size = len;
+    b->size = file_size;
+    b->fd = fd;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_desc *desc) {
+    buffet_buf *b;
+    buffet_result r;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!desc) return BUFFET_ERR_INVALID;
+    if (desc->size == 0) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: size 0");
+        return BUFFET_ERR_INVALID;
+    }
+    switch (desc->kind) {
+    case BUFFET_BUF_HEAP:
+        return buffet__buf_heap(out, desc);
+    case BUFFET_BUF_MMAP:
+    case BUFFET_BUF_SHM:
+        b = buffet__buf_header(desc->allocator, desc->kind, desc->size, desc->flags, buffet__buf_destroy_map);
+        if (!b) return BUFFET_ERR_NOMEM;
+        r = desc->kind == BUFFET_BUF_MMAP ? buffet__buf_mmap(b, desc) : buffet__buf_shm(b, desc);
+        if (r != BUFFET_OK) {
+            buffet__buf_free_header(b);
+            return r;
+        }
+        *out = b;
+        return BUFFET_OK;
+    case BUFFET_BUF_WRAP:
+        if (!desc->wrap_data) {
+            BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: WRAP needs wrap_data");
+            return BUFFET_ERR_INVALID;
+        }
+        b = buffet__buf_header(desc->allocator, BUFFET_BUF_WRAP, desc->size, desc->flags, buffet__buf_destroy_wrap);
+        if (!b) return BUFFET_ERR_NOMEM;
+        b->data = desc->wrap_data;
+        b->release = desc->release;
+        b->user = desc->release_user;
+        *out = b;
+        return BUFFET_OK;
+    default:
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: unknown kind %u", desc->kind);
+        return BUFFET_ERR_INVALID;
+    }
+}
+
+BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allocator a) {
+    struct stat st;
+    buffet_buf *b;
+    void *m;
+    int own;
+    size_t len;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (fd < 0) return BUFFET_ERR_INVALID;
+    if (fstat(fd, &st) != 0) return BUFFET_ERR_SYSTEM;
+    if (st.st_size <= 0) return BUFFET_ERR_INVALID;
+    if ((uint64_t)st.st_size > SIZE_MAX - BUFFET__PAGE) return BUFFET_ERR_OVERFLOW;
+    buffet_align_up((size_t)st.st_size, BUFFET__PAGE, &len);
+    b = buffet__buf_header(a, BUFFET_BUF_SHM, (size_t)st.st_size, 0, buffet__buf_destroy_map);
+    if (!b) return BUFFET_ERR_NOMEM;
+    own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        buffet__buf_free_header(b);
+        return BUFFET_ERR_SYSTEM;
+    }
+    m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, own, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        close(own);
+        buffet__buf_free_header(b);
+        errno = e;
+        return e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
+    }
+    b->data = m;
+    b->map_size = len;
+    b->fd = own;
+    *out = b;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_buf *buffet_buf_ref(buffet_buf *b) {
+    /* A new reference is made from one already held, so it needs no ordering. */
+    if (b) BUFFET__FETCH_ADD(&b->refcount, 1, BUFFET__RELAXED);
+    return b;
+}
+
+BUFFET_API uint32_t buffet_buf_unref(buffet_buf *b) {
+    uint32_t left;
+    if (!b) return 0;
+    /* At 1 the caller holds the only reference: nobody else can race, so skip the atomic RMW.
+       The acquire load still orders the destroy after every other thread's earlier release. */
+    if (BUFFET__LOAD(&b->refcount, BUFFET__ACQUIRE) == 1) {
+        b->destroy(b);
+        return 0;
+    }
+    left = BUFFET__FETCH_SUB(&b->refcount, 1, BUFFET__ACQ_REL) - 1;
+    if (left == 0) b->destroy(b);
+    return left;
+}
+
+BUFFET_API uint32_t buffet_buf_refcount(const buffet_buf *b) {
+    return b ? BUFFET__LOAD(&b->refcount, BUFFET__RELAXED) : 0;
+}
+
+static buffet_result buffet__buf_span(const buffet_buf *b, size_t off, size_t len) {
+    if (!b || !b->data) return BUFFET_ERR_INVALID;
+    return buffet_in_range(off, len, b->size) ? BUFFET_OK : BUFFET_ERR_RANGE;
+}
+
+BUFFET_API buffet_result buffet_buf_fill(buffet_buf *b, size_t off, size_t len, uint8_t value) {
+    buffet_result r = buffet__buf_span(b, off, len);
+    if (r == BUFFET_OK && len) memset((unsigned char *)b->data + off, value, len);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_buf_clear(buffet_buf *b, size_t off, size_t len) {
+    return buffet_buf_fill(b, off, len, 0);
+}
+
+BUFFET_API buffet_result buffet_buf_write(buffet_buf *b, size_t off, const void *src, size_t len) {
+    buffet_result r = buffet__buf_span(b, off, len);
+    if (r == BUFFET_OK && len && !src) r = BUFFET_ERR_INVALID;
+    if (r == BUFFET_OK && len) memcpy((unsigned char *)b->data + off, src, len);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_buf_read(const buffet_buf *b, size_t off, void *dst, size_t len) {
+    buffet_result r = buffet__buf_span(b, off, len);
+    if (r == BUFFET_OK && len && !dst) r = BUFFET_ERR_INVALID;
+    if (r == BUFFET_OK && len) memcpy(dst, (const unsigned char *)b->data + off, len);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_buf_copy(buffet_buf *dst, size_t dst_off, const buffet_buf *src,
+                                         size_t src_off, size_t len) {
+    buffet_result r = buffet__buf_span(dst, dst_off, len);
+    if (r == BUFFET_OK) r = buffet__buf_span(src, src_off, len);
+    if (r == BUFFET_OK && len)
+        memmove((unsigned char *)dst->data + dst_off, (const unsigned char *)src->data + src_off, len);
+    return r;
+}
+
+/* >>slices */
+BUFFET_API buffet_result buffet_slice_make(buffet_slice *out, buffet_buf *b, size_t off, size_t len) {
+    if (!out || !b) return BUFFET_ERR_INVALID;
+    if (!buffet_in_range(off, len, b->size)) return BUFFET_ERR_RANGE;
+    out->buf = buffet_buf_ref(b);
+    out->off = off;
+    out->len = len;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_slice_release(buffet_slice *s) {
+    if (!s) return;
+    buffet_buf_unref(s->buf);
+    memset(s, 0, sizeof *s);
+}
+
+/* >>chains */
+BUFFET_API void buffet_chain_init(buffet_chain *c, buffet_allocator a) {
+    if (!c) return;
+    memset(c, 0, sizeof *c);
+    c->allocator = a;
+}
+
+BUFFET_API void buffet_chain_deinit(buffet_chain *c) {
+    size_t i;
+    if (!c) return;
+    for (i = 0; i < c->count; i++) buffet_buf_unref(c->slices[c->head + i].buf);
+    buffet_free_array(c->allocator, c->slices, c->cap, sizeof(buffet_slice), BUFFET_ALIGNOF(buffet_slice), BUFFET_SITE);
+    buffet_chain_init(c, c->allocator);
+}
+
+/* Make room for `front` slices before head and `back` after the last, moving or growing the
+   array. Growth leaves spare room on the side that asked, so alternating prepends and appends
+   stay amortised O(1). Fails only by allocation, leaving the chain as it was. */
+static buffet_result buffet__chain_room(buffet_chain *c, size_t front, size_t back) {
+    size_t need, cap = c->cap, head;
+    buffet_slice *arr = c->slices;
+    if (c->head >= front && cap - c->head - c->count >= back) return BUFFET_OK;
+    if (!buffet_add(c->count, front, &need) || !buffet_add(need, back, &need)) return BUFFET_ERR_OVERFLOW;
+    if (!arr || need > cap - cap / 4) {
+        size_t grown = cap * 2 > need + need / 2 ? cap * 2 : need + need / 2;
+        if (grown < 8) grown = 8;
+        arr = (buffet_slice *)buffet_alloc_array(c->allocator, grown, sizeof(buffet_slice),
+                                                 BUFFET_ALIGNOF(buffet_slice), BUFFET_SITE);
+        if (!arr) return BUFFET_ERR_NOMEM;
+        cap = grown;
+    }
+    head = front ? front + (cap - need) / 2 : 0;
+    if (c->count) memmove(arr + head, c->slices + c->head, c->count * sizeof *arr);
+    if (arr != c->slices) {
+        buffet_free_array(c->allocator, c->slices, c->cap, sizeof *arr, BUFFET_ALIGNOF(buffet_slice), BUFFET_SITE);
+        c->slices = arr;
+        c->cap = cap;
+    }
+    c->head = head;
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__chain_check_add(const buffet_chain *c, const buffet_buf *b, size_t off, size_t len) {
+    size_t total;
+    if (!c || !b) return BUFFET_ERR_INVALID;
+    if (!buffet_in_range(off, len, b->size)) return BUFFET_ERR_RANGE;
+    if (!buffet_add(c->len, len, &total)) return BUFFET_ERR_OVERFLOW;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_chain_append(buffet_chain *c, buffet_buf *b, size_t off, size_t len) {
+    buffet_result r = buffet__chain_check_add(c, b, off, len);
+    buffet_slice *last;
+    if (r != BUFFET_OK || len == 0) return r;
+    last = c->count ? &c->slices[c->head + c->count - 1] : NULL;
+    if (last && last->buf == b && last->off + last->len == off) {
+        last->len += len;   /* contiguous with the last slice: extend it, one reference still */
+    } else {
+        if ((r = buffet__chain_room(c, 0, 1)) != BUFFET_OK) return r;
+        last = &c->slices[c->head + c->count++];
+        last->buf = buffet_buf_ref(b);
+        last->off = off;
+        last->len = len;
+    }
+    c->len += len;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_chain_prepend(buffet_chain *c, buffet_buf *b, size_t off, size_t len) {
+    buffet_result r = buffet__chain_check_add(c, b, off, len);
+    buffet_slice *first;
+    if (r != BUFFET_OK || len == 0) return r;
+    first = c->count ? &c->slices[c->head] : NULL;
+    if (first && first->buf == b && off + len == first->off) {
+        first->off = off;
+        first->len += len;
+    } else {
+        if ((r = buffet__chain_room(c, 1, 0)) != BUFFET_OK) return r;
+        first = &c->slices[--c->head];
+        c->count++;
+        first->buf = buffet_buf_ref(b);
+        first->off = off;
+        first->len = len;
+    }
+    c->len += len;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_chain_concat(buffet_chain *c, buffet_chain *src) {
+    size_t total;
+    buffet_result r;
+    if (!c || !src || c == src) return BUFFET_ERR_INVALID;
+    if (!buffet_add(c->len, src->len, &total)) return BUFFET_ERR_OVERFLOW;
+    if (src->count == 0) return BUFFET_OK;
+    if ((r = buffet__chain_room(c, 0, src->count)) != BUFFET_OK) return r;
+    memcpy(c->slices + c->head + c->count, src->slices + src->head, src->count * sizeof(buffet_slice));
+    c->count += src->count;
+    c->len = total;
+    src->head = src->count = src->len = 0;
+    return BUFFET_OK;
+}
+
+/* The slice holding byte off (< len) and off's position in it. Walks from the nearer end. */
+static size_t buffet__chain_locate(const buffet_chain *c, size_t off, size_t *inner) {
+    size_t i, pos;
+    if (off < c->len / 2) {
+        for (i = 0, pos = 0; pos + c->slices[c->head + i].len <= off; i++) pos += c->slices[c->head + i].len;
+    } else {
+        for (i = c->count - 1, pos = c->len - c->slices[c->head + i].len; pos > off; )
+            pos -= c->slices[c->head + --i].len;
+    }
+    *inner = off - pos;
+    return i;
+}
+
+BUFFET_API buffet_result buffet_chain_split(buffet_chain *c, size_t at, buffet_chain *tail) {
+    size_t i, inner, moved, total;
+    buffet_result r;
+    buffet_slice *s;
+    if (!c || !tail || c == tail) return BUFFET_ERR_INVALID;
+    if (at > c->len) return BUFFET_ERR_RANGE;
+    if (at == c->len) return BUFFET_OK;
+    if (!buffet_add(tail->len, c->len - at, &total)) return BUFFET_ERR_OVERFLOW;
+    i = buffet__chain_locate(c, at, &inner);
+    moved = c->count - i;
+    if ((r = buffet__chain_room(tail, 0, moved)) != BUFFET_OK) return r;
+    s = tail->slices + tail->head + tail->count;
+    memcpy(s, c->slices + c->head + i, moved * sizeof *s);
+    tail->count += moved;
+    tail->len = total;
+    if (inner) {
+        /* The straddling slice stays in c as its first `inner` bytes, and tail gets the rest. */
+        buffet_buf_ref(s->buf);
+        s->off += inner;
+        s->len -= inner;
+        c->slices[c->head + i].len = inner;
+        c->count = i + 1;
+    } else {
+        c->count = i;
+    }
+    c->len = at;
+    if (c->count == 0) c->head = 0;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_chain_consume(buffet_chain *c, size_t n) {
+    if (!c) return BUFFET_ERR_INVALID;
+    if (n > c->len) return BUFFET_ERR_RANGE;
+    c->len -= n;
+    while (n) {
+        buffet_slice *s = &c->slices[c->head];
+        if (s->len > n) {
+            s->off += n;
+            s->len -= n;
+            break;
+        }
+        n -= s->len;
+        buffet_buf_unref(s->buf);
+        c->head++;
+        c->count--;
+    }
+    if (c->count == 0) c->head = 0;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_chain_copy_out(const buffet_chain *c, size_t off, void *dst, size_t len) {
+    size_t i, inner;
+    unsigned char *d = (unsigned char *)dst;
+    if (!c || (!dst && len)) return BUFFET_ERR_INVALID;
+    if (!buffet_in_range(off, len, c->len)) return BUFFET_ERR_RANGE;
+    if (len == 0) return BUFFET_OK;
+    for (i = buffet__chain_locate(c, off, &inner); len; i++, inner = 0) {
+        const buffet_slice *s = &c->slices[c->head + i];
+        size_t n = s->len - inner < len ? s->len - inner : len;
+        if (!s->buf->data) return BUFFET_ERR_INVALID;
+        memcpy(d, (const unsigned char *)s->buf->data + s->off + inner, n);
+        d += n;
+        len -= n;
+    }
+    return BUFFET_OK;
+}
+
+/* Does needle match the chain's bytes starting at slice i, byte inner? */
+static bool buffet__chain_match(const buffet_chain *c, size_t i, size_t inner, const unsigned char *needle, size_t n) {
+    for (; n && i < c->count; i++, inner = 0) {
+        const buffet_slice *s = &c->slices[c->head + i];
+        size_t k = s->len - inner < n ? s->len - inner : n;
+        if (memcmp((const unsigned char *)s->buf->data + s->off + inner, needle, k) != 0) return false;
+        needle += k;
+        n -= k;
+    }
+    return n == 0;
+}
+
+BUFFET_API buffet_result buffet_chain_find(const buffet_chain *c, size_t from, const void *needle,
+                                           size_t n, size_t *pos) {
+    const unsigned char *nd = (const unsigned char *)needle;
+    size_t i, inner, base, last;
+    if (!c || !needle || n == 0 || !pos) return BUFFET_ERR_INVALID;
+    if (from >= c->len || n > c->len - from) return BUFFET_ERR_NOT_FOUND;
+    last = c->len - n;   /* the last position a match can start at */
+    i = buffet__chain_locate(c, from, &inner);
+    base = from - inner;
+    for (; i < c->count && base + inner <= last; i++, base += c->slices[c->head + i - 1].len, inner = 0) {
+        const buffet_slice *s = &c->slices[c->head + i];
+        const unsigned char *data = (const unsigned char *)s->buf->data;
+        if (!data) return BUFFET_ERR_INVALID;
+        data += s->off;
+        while (inner < s->len && base + inner <= last) {
+            const unsigned char *hit = (const unsigned char *)memchr(data + inner, nd[0], s->len - inner);
+            if (!hit) break;
+            inner = (size_t)(hit - data);
+            if (base + inner > last) break;
+            if (buffet__chain_match(c, i, inner, nd, n)) {
+                *pos = base + inner;
+                return BUFFET_OK;
+            }
+            inner++;
+        }
+    }
+    return BUFFET_ERR_NOT_FOUND;
+}
+
+BUFFET_API size_t buffet_chain_iovec(const buffet_chain *c, size_t off, size_t max_len,
+                                     struct iovec *iov, size_t max_iov) {
+    size_t i, inner, n = 0;
+    if (!c || !iov || max_iov == 0 || off >= c->len || max_len == 0) return 0;
+    for (i = buffet__chain_locate(c, off, &inner); i < c->count && n < max_iov && max_len; i++, inner = 0) {
+        const buffet_slice *s = &c->slices[c->head + i];
+        size_t k = s->len - inner < max_len ? s->len - inner : max_len;
+        if (!s->buf->data) break;
+        iov[n].iov_base = (unsigned char *)s->buf->data + s->off + inner;
+        iov[n].iov_len = k;
+        n++;
+        max_len -= k;
+    }
+    return n;
+}
+
+/* >>registry */
+struct buffet_registry {
+    buffet_allocator allocator;
+    buffet_logger log;
+    pthread_mutex_t mu;
+    size_t count;
+    buffet_provider providers[BUFFET_REGISTRY_MAX];
+};
+
+#define BUFFET__DEVICE_USAGE (BUFFET_USAGE_DEVICE_READ | BUFFET_USAGE_DEVICE_WRITE)
+#define BUFFET__LARGE ((size_t)256 << 10)
+
+static int buffet__why(char *why, size_t cap, int score, const char *text) {
+    if (cap) snprintf(why, cap, "%s", text);
+    return score;
+}
+
+static int buffet__heap_score(void *self, const buffet_request *q, char *why, size_t cap) {
+    (void)self;
+    if (q->usage & BUFFET__DEVICE_USAGE) return buffet__why(why, cap, -1, "host memory only");
+    if (q->usage & BUFFET_USAGE_SHARE_PROCESS) return buffet__why(why, cap, -1, "cannot be shared with another process");
+    if (q->usage & BUFFET_USAGE_HUGE_PAGES) return buffet__why(why, cap, -1, "cannot ask for huge pages");
+    if (q->size < BUFFET__LARGE) return buffet__why(why, cap, 80, "small host memory: malloc is cheapest");
+    return buffet__why(why, cap, 40, "large: whole pages from mmap suit it better");
+}
+
+static int buffet__mmap_score(void *self, const buffet_request *q, char *why, size_t cap) {
+    (void)self;
+    if (q->usage & BUFFET__DEVICE_USAGE) return buffet__why(why, cap, -1, "host memory only");
+    if (q->usage & BUFFET_USAGE_SHARE_PROCESS) return buffet__why(why, cap, -1, "private mapping, not shareable");
+    if (q->align > BUFFET__PAGE) return buffet__why(why, cap, -1, "aligns to pages only");
+    if (q->usage & BUFFET_USAGE_HUGE_PAGES) return buffet__why(why, cap, 90, "explicit 2 MiB huge pages (MAP_HUGETLB)");
+    if (q->size >= BUFFET__LARGE) return buffet__why(why, cap, 70, "large: whole pages, transparent huge pages from 2 MiB");
+    return buffet__why(why, cap, 20, "small: a whole page would waste memory");
+}
+
+static int buffet__shm_score(void *self, const buffet_request *q, char *why, size_t cap) {
+    (void)self;
+    if (q->usage & BUFFET__DEVICE_USAGE) return buffet__why(why, cap, -1, "host memory only");
+    if (q->align > BUFFET__PAGE) return buffet__why(why, cap, -1, "aligns to pages only");
+    if (q->usage & BUFFET_USAGE_SHARE_PROCESS) return buffet__why(why, cap, 100, "another process can map it from its fd");
+    return buffet__why(why, cap, 10, "could serve, but costs a file descriptor and is never needed unshared");
+}
+
+static buffet_result buffet__provider_create(const buffet_request *q, uint32_t kind, buffet_buf **out) {
+    buffet_buf_desc d;
+    memset(&d, 0, sizeof d);
+    d.kind = kind;
+    d.size = q->size;
+    d.align = q->align;
+    d.allocator = q->allocator;
+    if (kind != BUFFET_BUF_HEAP && (q->usage & BUFFET_USAGE_HUGE_PAGES)) d.flags = BUFFET_BUF_HUGETLB;
+    return buffet_buf_create(out, &d);
+}
+static buffet_result buffet__heap_create(void *self, const buffet_request *q, buffet_buf **out) {
+    (void)self;
+    return buffet__provider_create(q, BUFFET_BUF_HEAP, out);
+}
+static buffet_result buffet__mmap_create(void *self, const buffet_request *q, buffet_buf **out) {
+    (void)self;
+    return buffet__provider_create(q, BUFFET_BUF_MMAP, out);
+}
+static buffet_result buffet__shm_create(void *self, const buffet_request *q, buffet_buf **out) {
+    (void)self;
+    return buffet__provider_create(q, BUFFET_BUF_SHM, out);
+}
+
+BUFFET_API buffet_result buffet_registry_create(buffet_registry **out, buffet_allocator a, buffet_logger log) {
+    static const buffet_provider builtins[3] = {
+        {"heap", buffet__heap_score, buffet__heap_create, NULL},
+        {"mmap", buffet__mmap_score, buffet__mmap_create, NULL},
+        {"shm", buffet__shm_score, buffet__shm_create, NULL},
+    };
+    buffet_registry *r;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    r = BUFFET_NEW(a, buffet_registry);
+    if (!r) {
+        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "registry: allocation failed");
+        return BUFFET_ERR_NOMEM;
+    }
+    memset(r, 0, sizeof *r);
+    r->allocator = a;
+    r->log = log;
+    pthread_mutex_init(&r->mu, NULL);
+    memcpy(r->providers, builtins, sizeof builtins);
+    r->count = 3;
+    *out = r;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_registry_destroy(buffet_registry *r) {
+    if (!r) return;
+    pthread_mutex_destroy(&r->mu);
+    BUFFET_DELETE(r->allocator, buffet_registry, r);
+}
+
+static buffet_registry *buffet__default_registry;
+static pthread_once_t buffet__default_registry_once = PTHREAD_ONCE_INIT;
+static void buffet__default_registry_init(void) {
+    buffet_logger none = {NULL, NULL};
+    buffet_registry_create(&buffet__default_registry, buffet_heap(), none);
+}
+
+BUFFET_API buffet_registry *buffet_registry_default(void) {
+    pthread_once(&buffet__default_registry_once, buffet__default_registry_init);
+    return buffet__default_registry;
+}
+
+static size_t buffet__registry_find(const buffet_registry *r, const char *name) {
+    size_t i;
+    for (i = 0; i < r->count; i++)
+        if (strcmp(r->providers[i].name, name) == 0) return i;
+    return SIZE_MAX;
+}
+
+BUFFET_API buffet_result buffet_registry_add(buffet_registry *r, const buffet_provider *p) {
+    buffet_result res = BUFFET_OK;
+    if (!r || !p || !p->name || !p->score || !p->create) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&r->mu);
+    if (buffet__registry_find(r, p->name) != SIZE_MAX) {
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "registry: a provider named '%s' exists", p->name);
+        res = BUFFET_ERR_INVALID;
+    } else if (r->count == BUFFET_REGISTRY_MAX) {
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_EXHAUSTED, "registry: full (BUFFET_REGISTRY_MAX %d)", BUFFET_REGISTRY_MAX);
+        res = BUFFET_ERR_EXHAUSTED;
+    } else {
+        r->providers[r->count++] = *p;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return res;
+}
+
+BUFFET_API buffet_result buffet_registry_remove(buffet_registry *r, const char *name) {
+    size_t i;
+    if (!r || !name) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&r->mu);
+    i = buffet__registry_find(r, name);
+    if (i != SIZE_MAX) {
+        memmove(&r->providers[i], &r->providers[i + 1], (r->count - i - 1) * sizeof r->providers[0]);
+        r->count--;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return i == SIZE_MAX ? BUFFET_ERR_NOT_FOUND : BUFFET_OK;
+}
+
+/* Zero usage means ordinary host memory. */
+static buffet_request buffet__request_norm(const buffet_request *req) {
+    buffet_request q = *req;
+    if (q.usage == 0) q.usage = BUFFET_USAGE_HOST_READ | BUFFET_USAGE_HOST_WRITE;
+    return q;
+}
+
+/* The best provider's index (SIZE_MAX: none), scored under the lock. */
+static size_t buffet__registry_pick(buffet_registry *r, const buffet_request *q, int *best_score) {
+    size_t i, best = SIZE_MAX;
+    *best_score = -1;
+    for (i = 0; i < r->count; i++) {
+        int s = r->providers[i].score(r->providers[i].self, q, NULL, 0);
+        if (s >= 0 && s > *best_score) {
+            *best_score = s;
+            best = i;
+        }
+    }
+    return best;
+}
+
+BUFFET_API buffet_result buffet_registry_create_buf(buffet_registry *r, const buffet_request *req,
+                                                    buffet_buf **out) {
+    buffet_provider chosen;
+    buffet_request q;
+    size_t i;
+    int score;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!r || !req || req->size == 0) return BUFFET_ERR_INVALID;
+    q = buffet__request_norm(req);
+    pthread_mutex_lock(&r->mu);
+    i = buffet__registry_pick(r, &q, &score);
+    if (i != SIZE_MAX) chosen = r->providers[i];
+    pthread_mutex_unlock(&r->mu);
+    if (i == SIZE_MAX) {
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
+                    "registry: no provider serves usage 0x%x (%zu bytes); buffet_explain() says why", q.usage, q.size);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    /* Outside the lock: providers may map memory or talk to a device. */
+    return chosen.create(chosen.self, &q, out);
+}
+
+/* snprintf that keeps counting past the end, so the caller learns the full length. */
+__attribute__((format(printf, 4, 5)))
+static void buffet__append(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len += (size_t)n;
+}
+
+BUFFET_API size_t buffet_explain(buffet_registry *r, const buffet_request *req, char *out, size_t cap) {
+    static const char *const usage_names[] = {"host-read", "host-write", "device-read", "device-write",
+                                              "share-process", "network", "huge-pages"};
+    buffet_request q;
+    size_t len = 0, i, best;
+    int best_score;
+    char why[160];
+    if (!out) cap = 0;
+    if (cap) out[0] = '\0';
+    if (!r || !req) {
+        buffet__append(out, cap, &len, "no registry or request");
+        return len;
+    }
+    q = buffet__request_norm(req);
+    buffet__append(out, cap, &len, "request: %zu bytes, usage", q.size);
+    for (i = 0; i < sizeof usage_names / sizeof usage_names[0]; i++)
+        if (q.usage & (1u << i)) buffet__append(out, cap, &len, " %s", usage_names[i]);
+    pthread_mutex_lock(&r->mu);
+    best = buffet__registry_pick(r, &q, &best_score);
+    if (q.size == 0)
+        buffet__append(out, cap, &len, "; refused: size 0");
+    else if (best == SIZE_MAX)
+        buffet__append(out, cap, &len, "; no provider can serve it");
+    else
+        buffet__append(out, cap, &len, "; chose '%s' (score %d)", r->providers[best].name, best_score);
+    buffet__append(out, cap, &len, "; candidates:");
+    for (i = 0; i < r->count; i++) {
+        int s = r->providers[i].score(r->providers[i].self, &q, why, sizeof why);
+        if (s >= 0) buffet__append(out, cap, &len, " %s %d (%s)%s", r->providers[i].name, s, why, i + 1 < r->count ? "," : "");
+        else buffet__append(out, cap, &len, " %s cannot (%s)%s", r->providers[i].name, why, i + 1 < r->count ? "," : "");
+    }
+    pthread_mutex_unlock(&r->mu);
+    return len;
+}
+
+#endif /* BUFFET_IMPLEMENTATION && !BUFFET_IMPL_INCLUDED */
+
+/*
+MIT License
+
+Copyright (c) 2026 the buffet authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM,
+DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT
+OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+*/
