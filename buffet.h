@@ -44,7 +44,8 @@
      BUFFET_DEFAULT_ALIGN    alignment of BUFFET_ALLOC and friends (default 16)
      BUFFET_REGISTRY_MAX     providers a registry holds (default 32)
      BUFFET_TRACK_ASAN / BUFFET_TRACK_VALGRIND   tell ASan / valgrind which bytes are live
-                             (default: on when built with ASan / when <valgrind/memcheck.h> exists)
+                             (default: on when built with ASan / when BUFFET_DEBUG >= 1 and
+                             <valgrind/memcheck.h> exists)
 
    THREAD SAFETY
      heap, debug and failing allocators, buffer refcounts and the registry are thread-safe. A fixed
@@ -131,6 +132,52 @@
 #  define BUFFET_EXTERN_C_END
 #  define BUFFET_ALIGNOF(T) _Alignof(T)
 #endif
+
+/* Tracking: tell ASan and valgrind which bytes are live. Every header uses this shim, inline fast
+   paths included, so it sits outside the implementation. */
+#ifndef BUFFET_TRACK_ASAN
+#  if defined(__SANITIZE_ADDRESS__)
+#    define BUFFET_TRACK_ASAN 1
+#  elif defined(__has_feature)
+#    if __has_feature(address_sanitizer)
+#      define BUFFET_TRACK_ASAN 1
+#    endif
+#  endif
+#endif
+#ifndef BUFFET_TRACK_ASAN
+#  define BUFFET_TRACK_ASAN 0
+#endif
+/* Client requests cost a few instructions each, so valgrind tracking is a debug-build feature. */
+#if !defined(BUFFET_TRACK_VALGRIND) && BUFFET_DEBUG >= 1 && defined(__has_include)
+#  if __has_include(<valgrind/memcheck.h>)
+#    define BUFFET_TRACK_VALGRIND 1
+#  endif
+#endif
+#ifndef BUFFET_TRACK_VALGRIND
+#  define BUFFET_TRACK_VALGRIND 0
+#endif
+#if BUFFET_TRACK_ASAN
+#  include <sanitizer/asan_interface.h>
+#  define BUFFET__ASAN_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#  define BUFFET__ASAN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#  define BUFFET__ASAN_POISON(p, n) ((void)(p), (void)(n))
+#  define BUFFET__ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+#if BUFFET_TRACK_VALGRIND
+#  include <valgrind/memcheck.h>
+#  define BUFFET__VG_NOACCESS(p, n) ((void)VALGRIND_MAKE_MEM_NOACCESS((p), (n)))
+#  define BUFFET__VG_UNDEFINED(p, n) ((void)VALGRIND_MAKE_MEM_UNDEFINED((p), (n)))
+#  define BUFFET__VG_DEFINED(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#else
+#  define BUFFET__VG_NOACCESS(p, n) ((void)(p), (void)(n))
+#  define BUFFET__VG_UNDEFINED(p, n) ((void)(p), (void)(n))
+#  define BUFFET__VG_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
+/* Bytes nobody may touch until unpoisoned (both tools). */
+#define BUFFET__POISON(p, n) (BUFFET__ASAN_POISON((p), (n)), BUFFET__VG_NOACCESS((p), (n)))
+/* Bytes handed out again: addressable; valgrind treats them as holding garbage. */
+#define BUFFET__UNPOISON(p, n) (BUFFET__ASAN_UNPOISON((p), (n)), BUFFET__VG_UNDEFINED((p), (n)))
 
 /* C++17 has no <stdatomic.h>: every header's atomics go through the gcc/clang builtins. */
 #define BUFFET__RELAXED __ATOMIC_RELAXED
@@ -630,52 +677,6 @@ BUFFET_EXTERN_C_END
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* >>tracking: tell ASan and valgrind which bytes are live (every header's implementation uses this) */
-#ifndef BUFFET_TRACK_ASAN
-#  if defined(__SANITIZE_ADDRESS__)
-#    define BUFFET_TRACK_ASAN 1
-#  elif defined(__has_feature)
-#    if __has_feature(address_sanitizer)
-#      define BUFFET_TRACK_ASAN 1
-#    endif
-#  endif
-#endif
-#ifndef BUFFET_TRACK_ASAN
-#  define BUFFET_TRACK_ASAN 0
-#endif
-#ifndef BUFFET_TRACK_VALGRIND
-#  if defined(__has_include)
-#    if __has_include(<valgrind/memcheck.h>)
-#      define BUFFET_TRACK_VALGRIND 1
-#    endif
-#  endif
-#endif
-#ifndef BUFFET_TRACK_VALGRIND
-#  define BUFFET_TRACK_VALGRIND 0
-#endif
-#if BUFFET_TRACK_ASAN
-#  include <sanitizer/asan_interface.h>
-#  define BUFFET__ASAN_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#  define BUFFET__ASAN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#  define BUFFET__ASAN_POISON(p, n) ((void)(p), (void)(n))
-#  define BUFFET__ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-#if BUFFET_TRACK_VALGRIND
-#  include <valgrind/memcheck.h>
-#  define BUFFET__VG_NOACCESS(p, n) ((void)VALGRIND_MAKE_MEM_NOACCESS((p), (n)))
-#  define BUFFET__VG_UNDEFINED(p, n) ((void)VALGRIND_MAKE_MEM_UNDEFINED((p), (n)))
-#  define BUFFET__VG_DEFINED(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
-#else
-#  define BUFFET__VG_NOACCESS(p, n) ((void)(p), (void)(n))
-#  define BUFFET__VG_UNDEFINED(p, n) ((void)(p), (void)(n))
-#  define BUFFET__VG_DEFINED(p, n) ((void)(p), (void)(n))
-#endif
-/* Bytes nobody may touch until unpoisoned (both tools). */
-#define BUFFET__POISON(p, n) (BUFFET__ASAN_POISON((p), (n)), BUFFET__VG_NOACCESS((p), (n)))
-/* Bytes handed out again: addressable; valgrind treats them as holding garbage. */
-#define BUFFET__UNPOISON(p, n) (BUFFET__ASAN_UNPOISON((p), (n)), BUFFET__VG_UNDEFINED((p), (n)))
-
 #define BUFFET__MALLOC_ALIGN BUFFET_ALIGNOF(max_align_t)
 #define BUFFET__PAGE ((size_t)4096)
 #define BUFFET__HUGE_PAGE ((size_t)2 << 20)
@@ -1104,7 +1105,7 @@ out:
 static bool buffet__dbg_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
     buffet_debug *d = (buffet_debug *)self;
     buffet__dbg_rec *r;
-    size_t old_block, new_block;
+    size_t old_block = 0, new_block = 0;
     bool ok = false;
     pthread_mutex_lock(&d->mu);
     r = buffet__dbg_live(d, ptr, "resize", BUFFET_NO_SITE);
@@ -1528,7 +1529,7 @@ static buffet_result buffet__buf_mmap(buffet_buf *b, const buffet_buf_desc *d) {
     int mflags = MAP_PRIVATE | MAP_ANONYMOUS | ((d->flags & BUFFET_BUF_POPULATE) ? MAP_POPULATE : 0);
     bool thp = !(d->flags & (BUFFET_BUF_HUGETLB | BUFFET_BUF_NO_THP)) && d->size >= BUFFET__HUGE_PAGE;
     unsigned char *raw, *p;
-    void *m;
+    void *m = NULL;
     buffet_result r;
     if (!buffet_align_up(d->size, unit, &len) || !buffet_add(len, thp ? BUFFET__HUGE_PAGE : 0, &reserve))
         return BUFFET_ERR_OVERFLOW;
@@ -1554,7 +1555,7 @@ static buffet_result buffet__buf_shm(buffet_buf *b, const buffet_buf_desc *d) {
     size_t file_size = d->size, len;
     unsigned mfd = MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0u);
     int fd, e;
-    void *m;
+    void *m = NULL;
     buffet_result r;
     if ((huge && !buffet_align_up(d->size, BUFFET__HUGE_PAGE, &file_size)) ||
         !buffet_align_up(file_size, BUFFET__PAGE, &len) || file_size > (size_t)INT64_MAX)

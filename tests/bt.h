@@ -22,7 +22,7 @@ static const char *bt_cur = "";
     fprintf(stderr, "FAIL %s: %s:%d: %s\n", bt_cur, __FILE__, __LINE__, #c); } } while (0)
 #define BT_SKIP(feature, why) do { bt_skip_(feature, why); return; } while (0)
 
-static int bt_required(const char *feature) {
+__attribute__((unused)) static int bt_required(const char *feature) {
     const char *r = getenv("BUFFET_REQUIRE");
     size_t n = strlen(feature);
     while (r && *r) {
@@ -34,7 +34,7 @@ static int bt_required(const char *feature) {
     return 0;
 }
 
-static void bt_skip_(const char *feature, const char *why) {
+__attribute__((unused)) static void bt_skip_(const char *feature, const char *why) {
     if (bt_required(feature)) {
         bt_cur_failed++;
         fprintf(stderr, "FAIL %s: required '%s' skipped: %s\n", bt_cur, feature, why);
@@ -54,7 +54,7 @@ static void bt_run(const char *name, void (*fn)(void)) {
 #define BT_RUN(fn) bt_run(#fn, fn)
 
 static int bt_finish(const char *file) {
-    printf("%s: %d passed, %d failed, %d skipped\n", file, bt_passed, bt_failed, bt_skipped);
+    printf("%s: %d passed, %d failed, %d skipped\n", file, bt_passed, bt_failed, bt_skipped); fflush(stdout);
     return bt_failed ? 1 : 0;
 }
 #endif

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# run_tests.sh MODE - builds and runs buffet's programs for `make test*`, `make demo`, `make bench`.
+#   test      tests/test_*.c with gcc and clang, each as C11 and as C++17; the compile checks
+#             (tests/compile_*); the install test and the submodule test (tools/check_*.sh)
+#   asan      tests/test_*.c with gcc under ASan and UBSan, as C11 and as C++17
+#   tsan      tests/test_*.c with gcc under TSan, as C11
+#   valgrind  tests/test_*.c with gcc as C11, each run under valgrind memcheck
+#   demo      examples/*.c, gcc, C11, -O2          bench   bench/*.c, gcc, C11, -O2 -g
+# A program that prints "<file>: N passed, N failed, N skipped" adds those numbers to the totals;
+# any other program is one test (exit 0: passed, 77: skipped, else failed). Programs run from the
+# repository root with BUFFET_TEST_MODE=MODE set, so that they can tell how they are being run.
+# A source file asks for libraries with comment lines such as "// link: -lz" or "// pkg-config: zlib".
+# The last line printed is always the totals, "N passed, N failed, N skipped"; exit 1 if any failed.
+# shellcheck disable=SC2086 # compilers and flag lists in variables are meant to split into words
+set -eu
+cd "$(dirname "$0")/.."
+. tools/common.sh
+
+mode=${1:-}
+export BUFFET_TEST_MODE=$mode
+passed=0 failed=0 skipped=0
+timeout_s=${BUFFET_TEST_TIMEOUT:-900}  # a hung test fails rather than stalling CI forever
+C="-x c -std=c11" CXX="-x c++ -std=c++17" BASE="$WARN -O1 -g -pthread"
+mkdir -p build/checks
+
+pass() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+skip() {  # skip FEATURE WHY: a skip, or a failure when BUFFET_REQUIRE names FEATURE
+    if required "$1"; then fail "$1: required, but $2"; else skipped=$((skipped + 1)); echo "SKIP $1: $2"; fi
+}
+
+# directive SRC WORD: the rest of SRC's "// WORD:" comment lines.
+directive() { sed -n "s|^[[:space:]]*//[[:space:]]*$2:||p" "$1" | tr '\n' ' '; }
+
+# program VARIANT SRC COMPILER FLAGS [RUNNER...]: builds SRC into build/VARIANT/, runs it, counts it.
+program() {
+    local variant=$1 src=$2 cc=$3 flags=$4 name pkgs libs exe log sum p f s rc=0
+    shift 4
+    name=$(basename "$src" .c)
+    exe=build/$variant/$name log=build/$variant/$name.log
+    mkdir -p "build/$variant"
+    pkgs=$(directive "$src" pkg-config | xargs) libs=$(directive "$src" link)
+    if [ -n "$pkgs" ]; then
+        if ! pkg-config --exists $pkgs 2>/dev/null; then skip "${pkgs%% *}" "$name needs pkg-config packages: $pkgs"; return; fi
+        # -isystem: a peer's headers are not held to our -Werror
+        libs="$libs $(pkg-config --cflags --libs $pkgs | sed 's/\(^\| \)-I/\1-isystem /g')"
+    fi
+    if ! $cc $flags -I. "$src" -x none -o "$exe" $libs >"$log" 2>&1; then
+        head -n 40 "$log"; fail "$variant/$name: does not build (all of it in $log)"; return
+    fi
+    echo "== $variant/$name"
+    timeout -k 10 "$timeout_s" "$@" "./$exe" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
+    sum=$(grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n 1)
+    if [ -n "$sum" ]; then
+        read -r p f s <<<"$(echo "${sum##*: }" | tr -cs '0-9' ' ')"
+        passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+        if [ "$f" -gt 0 ]; then echo "FAIL $variant/$name: $f failed"
+        # an error found after the summary (a leak at exit, valgrind's error exit) still fails
+        elif [ "$rc" -ne 0 ]; then fail "$variant/$name: exit status $rc after its summary"; fi
+    elif [ "$rc" -eq 0 ]; then pass
+    elif [ "$rc" -eq 77 ]; then skipped=$((skipped + 1))
+    elif [ "$rc" -eq 124 ]; then fail "$variant/$name: timed out after ${timeout_s}s"
+    else fail "$variant/$name: exit status $rc"; fi
+    return 0
+}
+
+tests() {  # tests VARIANT COMPILER FLAGS [RUNNER...]
+    local src
+    for src in tests/test_*.c; do [ ! -e "$src" ] || program "$1" "$src" "$2" "$3" "${@:4}"; done
+}
+
+# check NAME COMMAND...: one compile check, counted as one test; its output shows only on failure.
+check() {
+    local name=$1; shift
+    if "$@" >build/checks/check.log 2>&1; then pass; else cat build/checks/check.log; fail "check $name"; fi
+}
+
+# The checks build without -I: a sibling's #include "buffet.h" must find buffet.h next to itself.
+header_alone() {  # CC LANGFLAGS HEADER [FLAGS]: the header and its implementation, alone in a TU
+    printf '#define BUFFET_IMPLEMENTATION\n#include "%s"\n' "$3" | $1 $2 $WARN -O1 ${4:-} -c -o /dev/null -
+}
+build_run() {  # CC LANGFLAGS SRC TAG
+    $1 $2 $BASE "$3" -x none -o "build/checks/$4" && "./build/checks/$4"
+}
+static_only_main() {  # CC LANGFLAGS TAG: with BUFFET_STATIC nothing but main may be exported
+    local obj=build/checks/$3.o exported
+    $1 $2 $BASE -c tests/compile_static.c -o "$obj" || return
+    exported=$(nm -g --defined-only "$obj" | awk '{ print $3 }')
+    [ "$exported" = main ] || { echo "BUFFET_STATIC build exports:" $exported; return 1; }
+    $1 -pthread "$obj" -o "build/checks/$3" && "./build/checks/$3"
+}
+two_units() {  # CC_A LANGFLAGS_A CC_B LANGFLAGS_B LINKER TAG: implementation in one TU, use in another
+    $1 $2 $BASE -c tests/compile_two_a.c -o "build/checks/$6-a.o" &&
+        $3 $4 $BASE -c tests/compile_two_b.c -o "build/checks/$6-b.o" &&
+        $5 -pthread "build/checks/$6-a.o" "build/checks/$6-b.o" -o "build/checks/$6" && "./build/checks/$6"
+}
+
+compile_checks() {  # CC CXX
+    local cc=$1 cxx=$2 h p0=$passed f0=$failed
+    for h in buffet.h buffet_frame.h buffet_packet.h buffet_net.h buffet_gpu.h; do
+        check "$cc C11 $h alone" header_alone "$cc" "$C" "$PWD/$h"
+        check "$cxx C++17 $h alone" header_alone "$cxx" "$CXX" "$PWD/$h"
+    done
+    # a sibling copied away from buffet.h finds it through BUFFET_H_PATH
+    cp buffet_frame.h build/checks/
+    check "$cc BUFFET_H_PATH" header_alone "$cc" "$C" "$PWD/build/checks/buffet_frame.h" "-DBUFFET_H_PATH=\"$PWD/buffet.h\""
+    check "$cc compile_all.c" build_run "$cc" "$C" tests/compile_all.c "all-$cc"
+    check "$cxx compile_all.cc" build_run "$cxx" "$CXX" tests/compile_all.cc "all-$cxx"
+    check "$cc compile_static.c" static_only_main "$cc" "$C" "static-$cc"
+    check "$cxx compile_static.c as C++17" static_only_main "$cxx" "$CXX" "static-$cxx"
+    check "$cc compile_two_a.c + compile_two_b.c" two_units "$cc" "$C" "$cc" "$C" "$cc" "two-$cc"
+    check "$cxx compile_two_a.c as C++17 + $cc compile_two_b.c" two_units "$cxx" "$CXX" "$cc" "$C" "$cxx" "two-$cxx"
+    echo "== compile checks $cc/$cxx: $((passed - p0)) passed, $((failed - f0)) failed"
+}
+
+script() {  # NAME SCRIPT: one of tools/check_*.sh, counted as one test (exit 77: skipped)
+    local rc=0
+    "$2" >"build/checks/$1.log" 2>&1 || rc=$?
+    case $rc in
+        0) pass; echo "== $1 test: passed" ;;
+        77) skipped=$((skipped + 1)); grep '^SKIP' "build/checks/$1.log" ;;
+        *) cat "build/checks/$1.log"; fail "$1 test: exit status $rc" ;;
+    esac
+}
+
+case $mode in
+test)
+    pairs="gcc:g++"
+    if command -v clang >/dev/null && command -v clang++ >/dev/null; then pairs="$pairs clang:clang++"
+    else skip clang "clang not installed"; fi
+    for pair in $pairs; do
+        tests "${pair%:*}-c11" "${pair%:*}" "$C $BASE"
+        tests "${pair%:*}-c++17" "${pair#*:}" "$CXX $BASE"
+        compile_checks "${pair%:*}" "${pair#*:}"
+    done
+    script install tools/check_install.sh
+    script submodule tools/check_submodule.sh
+    ;;
+asan)
+    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+    export ASAN_OPTIONS="detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+    export UBSAN_OPTIONS="print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+    tests asan-c11 gcc "$C $BASE $SAN"
+    tests asan-c++17 g++ "$CXX $BASE $SAN"
+    ;;
+tsan)
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+    tests tsan-c11 gcc "$C $BASE -fsanitize=thread"
+    ;;
+valgrind)
+    if command -v valgrind >/dev/null; then
+        tests valgrind-c11 gcc "$C $BASE" valgrind --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite,indirect,possible --show-leak-kinds=definite,indirect,possible -q
+    else skip valgrind "valgrind not installed"; fi
+    ;;
+demo)
+    for src in examples/*.c; do [ ! -e "$src" ] || program demo "$src" gcc "$C $WARN -O2 -pthread"; done
+    ;;
+bench)
+    timeout_s=${BUFFET_TEST_TIMEOUT:-0}  # benchmarks take as long as they take
+    for src in bench/*.c; do [ ! -e "$src" ] || program bench "$src" gcc "$C $WARN -O2 -g -pthread"; done
+    ;;
+*)
+    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|demo|bench" >&2; exit 2 ;;
+esac
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
