@@ -189,6 +189,7 @@
 #define BUFFET__STORE(p, v, mo) __atomic_store_n((p), (v), (mo))
 #define BUFFET__FETCH_ADD(p, v, mo) __atomic_fetch_add((p), (v), (mo))
 #define BUFFET__FETCH_SUB(p, v, mo) __atomic_fetch_sub((p), (v), (mo))
+#define BUFFET__EXCHANGE(p, v, mo) __atomic_exchange_n((p), (v), (mo))
 #define BUFFET__CAS(p, expected, desired, mo_ok, mo_fail) \
     __atomic_compare_exchange_n((p), (expected), (desired), false, (mo_ok), (mo_fail))
 

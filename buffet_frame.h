@@ -1,24 +1,53 @@
-/* buffet_frame.h - buffet 0.1.0 - frame arenas, scopes and object pools
-
-   STATUS: planned; this header declares nothing yet, see README.
-
-   WHAT IT WILL DO
-   Memory whose lifetime is a frame or a scope, and objects of one size:
-   - frame arenas: bump allocation reset once per frame, with N frames in flight;
-   - scopes with deferred cleanup, run in reverse order when the scope ends;
-   - fixed-size object pools with per-thread caches;
-   - tags and budgets, transfers of objects between threads, frame barriers.
-   Every one of them is a buffet_allocator (see buffet.h), so it can back any other
-   buffet type and be wrapped in the debug allocator.
+/* buffet_frame.h - v0.1.0 - frame arenas, scopes, object pools, tags, budgets, transfers and
+   frame barriers for real-time loops. Part of the buffet family; needs buffet.h beside it.
+   MIT licence (end of file).
 
    USAGE
-   It includes buffet.h itself; buffet headers may be included in any order. In
-   exactly one translation unit, #define BUFFET_IMPLEMENTATION and include every
-   buffet header you use there.
+     #define BUFFET_IMPLEMENTATION in exactly one .c/.cpp file before including the buffet headers.
 
-   CONFIGURATION   to come.
-   THREAD SAFETY   to come.
-   VERSION         buffet 0.1.0; needs buffet.h from the same release.
+   EXAMPLE
+         buffet_frame_arena *fa;
+         buffet_frame_create(&fa, &(buffet_frame_desc){ .frames_in_flight = 2 });
+         for (;;) {
+             buffet_frame_begin(fa);
+             buffet_frame_push_tag(fa, "physics");
+             particle *p = BUFFET_FRAME_NEW_ARRAY(fa, particle, n);   // a pointer bump
+             buffet_frame_pop_tag(fa);
+             buffet_frame_end(fa);       // memory of this frame lives until frame k+2 begins
+         }
+         buffet_frame_destroy(fa);
+
+   WHAT IS HERE
+     frame arena  buffet_frame_*: bump allocation in chunks, reset per frame, N frames in flight,
+                  checkpoints, batches, growable arrays, tags, budgets, transfers to other threads.
+     scope        buffet_scope_*: explicit lifetime; frees its allocations and runs deferred actions
+                  in reverse order at its end; nests.
+     pool         buffet_pool_*: fixed-size objects, O(1) get/put through a cache the caller owns
+                  (one per thread, no thread registry) over a shared store; bulk operations;
+                  grows up to a maximum; objects may be put back from any thread.
+     budget       buffet_budget: soft limit (callback once per frame) and hard limit (allocation
+                  fails, counted) per arena, per tag, and per thread (shared by a thread's arenas).
+     barrier      buffet_frame_barrier: n threads finish a frame and wait for each other.
+
+   CONFIGURATION
+     BUFFET_FRAME_MAX_IN_FLIGHT   largest frames_in_flight (default 4)
+     BUFFET_FRAME_MAX_TAGS        tags per arena (default 64; tag 0 is "untagged")
+     BUFFET_FRAME_TAG_DEPTH       depth of the tag stack (default 32)
+     BUFFET_POOL_CACHE_MAX        largest pool cache (default 512 pointers)
+     BUFFET_DEBUG >= 1            poisons freed frame memory (0xDD), turns pool checks on, and
+                                  (with <valgrind/memcheck.h>) tells valgrind about every block.
+                                  ASan builds are always told which bytes are live.
+
+   THREAD SAFETY
+     A frame arena, a scope and a pool cache belong to one thread at a time (owned). A pool is
+     thread-safe: any thread may use it through its own cache or the *_shared calls. A transfer
+     may be received and released by any thread. A barrier is thread-safe.
+
+   ERRORS
+     Pointer-returning calls return NULL and say why through the arena's / pool's log callback;
+     the rest return buffet_result. Misuse found at run time (allocation outside a frame, end
+     without begin, a transfer not received within transfer_warn_frames, a pool object put twice
+     or into the wrong pool when checks are on) is refused, counted and logged, never fatal.
 */
 #ifndef BUFFET_FRAME_H_INCLUDED
 #define BUFFET_FRAME_H_INCLUDED
@@ -29,16 +58,1735 @@
 #include "buffet.h"
 #endif
 
-/* One version for the whole family: this catches a copy taken from another release. */
-#if !defined(BUFFET_VERSION_NUMBER) || BUFFET_VERSION_NUMBER != 100
-#error "buffet_frame.h is from buffet 0.1.0 but buffet.h is not: take every buffet header from one release"
+#if BUFFET_VERSION_NUMBER != 100
+#error "buffet_frame.h is version 0.1.0 but buffet.h is another: take both from one release"
+#endif
+#include <pthread.h>
+
+#ifndef BUFFET_FRAME_MAX_IN_FLIGHT
+#define BUFFET_FRAME_MAX_IN_FLIGHT 4
+#endif
+#ifndef BUFFET_FRAME_MAX_TAGS
+#define BUFFET_FRAME_MAX_TAGS 64
+#endif
+#ifndef BUFFET_FRAME_TAG_DEPTH
+#define BUFFET_FRAME_TAG_DEPTH 32
+#endif
+#ifndef BUFFET_POOL_CACHE_MAX
+#define BUFFET_POOL_CACHE_MAX 512
 #endif
 
+BUFFET_EXTERN_C_BEGIN
+
+/* ---------------------------------------------------------------------------------------------
+   >>budgets
+*/
+/* Called once per frame when a budget's soft limit is first passed. */
+typedef void (*buffet_budget_fn)(void *user, const char *name, size_t used, size_t soft_limit);
+
+/* Limits on bytes allocated per frame. Zero-initialise, set the limits, attach it: per arena
+   (buffet_frame_desc.budget), per tag (buffet_frame_set_tag_budget), per thread (point several
+   arenas of one thread at the same buffet_budget with buffet_frame_desc.thread_budget). The
+   counters are buffet's: read them, don't write them. Thread: owned by the thread of its arenas. */
+typedef struct buffet_budget {
+    const char *name;          /* shown in logs; NULL: "budget" */
+    size_t soft;               /* bytes per frame before on_soft runs (once per frame); 0: none */
+    size_t hard;               /* bytes per frame no allocation may pass; 0: none */
+    buffet_budget_fn on_soft;  /* may be NULL */
+    void *user;
+    size_t used;               /* bytes charged this frame */
+    size_t reserved;           /* bytes arenas hold in reserve against it (see implementation) */
+    size_t peak;               /* most bytes in any frame */
+    uint64_t soft_hits;        /* times on_soft ran */
+    uint64_t hard_failures;    /* allocations refused */
+    bool soft_fired;           /* this frame */
+} buffet_budget;
+
+/* ---------------------------------------------------------------------------------------------
+   >>frame arenas
+*/
+typedef struct buffet_frame_chunk buffet_frame_chunk;
+typedef struct buffet_frame_transfer buffet_frame_transfer;
+
+typedef struct buffet_frame_desc {
+    buffet_allocator parent;        /* chunks come from here; zero: the heap */
+    size_t chunk_size;              /* bytes per chunk; 0: 64 KiB. Larger requests get a chunk of their own */
+    uint32_t frames_in_flight;      /* N: memory of frame k lives until frame k+N begins; 0: 1 */
+    buffet_budget budget;           /* this arena's per-frame budget (copied); zero: none */
+    buffet_budget *thread_budget;   /* shared with the thread's other arenas; NULL: none */
+    uint32_t transfer_warn_frames;  /* log a transfer still not received after this many frames; 0: 8 */
+    buffet_logger log;              /* misuse and failures; zero: silent */
+} buffet_frame_desc;
+
+/* A frame arena. Owned by one thread. The fields are buffet's; the fast path reads a few. */
+typedef struct buffet_frame_arena {
+    unsigned char *cur;             /* next free byte */
+    unsigned char *lim;             /* the fast path may bump up to here (chunk end or budget room) */
+    size_t count;                   /* allocations this frame */
+    /* everything below is the slow path's */
+    unsigned char *chunk_end;       /* end of the current chunk */
+    unsigned char *mark;            /* bytes since here are not yet charged to budgets and tags */
+    size_t count_mark;              /* allocations before `mark` */
+    buffet_frame_chunk *chunk;      /* current chunk (head of the slot's list) */
+    buffet_frame_chunk *slots[BUFFET_FRAME_MAX_IN_FLIGHT];   /* chunks used by each frame in flight */
+    size_t thread_charge;           /* bytes this frame charged the thread budget */
+    size_t consumed;                /* bytes charged this frame (with padding) */
+    buffet_frame_chunk *free_chunks;
+    size_t free_count, high_water;  /* spare chunks kept; chunks a recent frame needed */
+    buffet_frame_chunk *pinned;     /* chunks kept alive by transfers */
+    buffet_frame_transfer *returned;   /* transfers released by receivers (atomic stack) */
+    size_t chunk_size;
+    uint64_t frame;                 /* number of the current (or last) frame, from 1 */
+    uint32_t in_flight;
+    bool in_frame;
+    buffet_allocator parent;
+    buffet_budget budget;
+    buffet_budget *thread_budget;
+    size_t reserve;                 /* bytes reserved against each budget for [mark, lim) */
+    uint32_t tag_stack[BUFFET_FRAME_TAG_DEPTH];
+    uint32_t tag_depth, tag_count;
+    struct {
+        const char *name;
+        buffet_budget budget;
+        size_t count;               /* allocations this frame */
+        uint64_t total_bytes, total_count;
+    } tags[BUFFET_FRAME_MAX_TAGS];
+    uint32_t transfer_warn_frames;
+    uint64_t transfers_sent, transfers_unreceived_warnings;
+    uint64_t misuse;                /* refused calls: allocation outside a frame, bad nesting... */
+    uint64_t oversized;             /* requests that got a chunk of their own */
+    size_t chunks_allocated;        /* chunks held from the parent now */
+    size_t bytes_reserved;          /* their bytes */
+    buffet_logger log;
+} buffet_frame_arena;
+
+/* A point to roll back to. */
+typedef struct buffet_frame_mark {
+    buffet_frame_chunk *chunk;
+    unsigned char *cur;
+    size_t count, consumed;
+    uint64_t frame;
+} buffet_frame_mark;
+
+typedef struct buffet_frame_tag_stats {
+    const char *name;
+    size_t bytes, count;           /* this frame (bytes include alignment padding) */
+    size_t peak_bytes;             /* most bytes in one frame */
+    uint64_t total_bytes, total_count;
+    uint64_t soft_hits, hard_failures;
+} buffet_frame_tag_stats;
+
+typedef struct buffet_frame_stats {
+    uint64_t frame;
+    size_t bytes, count;           /* this frame */
+    size_t peak_bytes;
+    size_t chunks, chunk_bytes;    /* held from the parent (in use, in flight, spare, pinned) */
+    size_t spare_chunks;
+    uint64_t oversized, transfers_sent, misuse, hard_failures, soft_hits;
+    size_t tag_count;
+} buffet_frame_stats;
+
+/* Create an arena. Returns: BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID (out NULL,
+   frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT, chunk_size < 1 KiB or > 1 GiB), BUFFET_ERR_NOMEM.
+   Thread: safe. */
+BUFFET_API buffet_result buffet_frame_create(buffet_frame_arena **out, const buffet_frame_desc *desc);
+/* Free the arena and every chunk (NULL does nothing). Transfers not yet released keep their
+   chunks alive; the last release frees them. Thread: owned. */
+BUFFET_API void buffet_frame_destroy(buffet_frame_arena *a);
+/* Start the next frame. Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_STATE (already in a
+   frame; nothing changes). Thread: owned. */
+BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *a);
+/* End frame k. Its memory stays valid until frame k+N begins: this call frees frame k+1-N's
+   (with N = 1, frame k's own) in O(chunks), and keeps the chunks for the next frames, trimmed
+   back when recent frames needed fewer. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (no frame
+   begun). Thread: owned. */
+BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *a);
+/* The slow path of buffet_frame_alloc: new chunk, budgets, errors. */
+BUFFET_API void *buffet_frame_alloc_slow(buffet_frame_arena *a, size_t size, size_t align);
+
+/* Allocate size bytes aligned to align in the current frame: a pointer bump. Returns: NULL for
+   size 0, align not a power of two, outside a frame (BUFFET_ERR_STATE logged), a hard budget
+   (BUFFET_ERR_BUDGET) or the parent failing. Thread: owned. */
+static inline void *buffet_frame_alloc(buffet_frame_arena *a, size_t size, size_t align) {
+    uintptr_t p = ((uintptr_t)a->cur + (align - 1)) & ~(uintptr_t)(align - 1);
+    /* size - 1 wraps for 0, so one compare refuses both "too big" and "nothing". */
+    if (__builtin_expect(buffet_is_pow2(align) && p <= (uintptr_t)a->lim && size - 1 < (uintptr_t)a->lim - p, 1)) {
+        a->cur = (unsigned char *)p + size;
+        a->count++;
+        BUFFET__ASAN_UNPOISON((void *)p, size);
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_MEMPOOL_ALLOC(a->chunk, (void *)p, size);
+#endif
+        return (void *)p;
+    }
+    return buffet_frame_alloc_slow(a, size, align);
+}
+/* count * size bytes; NULL on overflow. Thread: owned. */
+static inline void *buffet_frame_alloc_array(buffet_frame_arena *a, size_t count, size_t size, size_t align) {
+    size_t total;
+    return buffet_mul(count, size, &total) ? buffet_frame_alloc(a, total, align) : NULL;
+}
+#define BUFFET_FRAME_NEW(a, T) ((T *)buffet_frame_alloc((a), sizeof(T), BUFFET_ALIGNOF(T)))
+#define BUFFET_FRAME_NEW_ARRAY(a, T, n) ((T *)buffet_frame_alloc_array((a), (n), sizeof(T), BUFFET_ALIGNOF(T)))
+
+/* Allocate n objects of size bytes in one call, writing their addresses to out[0..n). All or
+   nothing. Returns: n, or 0 (n 0, size 0, overflow, budget, parent failure). Thread: owned. */
+BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *a, size_t n, size_t size, size_t align, void **out);
+/* Grow the most recent allocation in place (false if it was not the most recent, or the chunk
+   or a budget has no room). Thread: owned. */
+BUFFET_API bool buffet_frame_resize(buffet_frame_arena *a, void *ptr, size_t old_size, size_t new_size);
+/* A checkpoint of the current frame. Thread: owned. */
+BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *a);
+/* Free everything allocated since m (same frame). Errors: BUFFET_ERR_INVALID (NULL),
+   BUFFET_ERR_STATE (m from another frame or no longer reachable). Thread: owned. */
+BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *a, buffet_frame_mark m);
+/* The arena as an allocator: alloc bumps, resize grows the last allocation, free gives back
+   the last allocation (others wait for the frame's end). Thread: owned. */
+BUFFET_API buffet_allocator buffet_frame_allocator(buffet_frame_arena *a);
+
+/* Attribute the following allocations to tag `name` (a string that outlives the arena; equal
+   strings are one tag). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_EXHAUSTED (too many tags or
+   too deep). Thread: owned. */
+BUFFET_API buffet_result buffet_frame_push_tag(buffet_frame_arena *a, const char *name);
+/* Back to the previous tag. Errors: BUFFET_ERR_STATE (stack empty). Thread: owned. */
+BUFFET_API buffet_result buffet_frame_pop_tag(buffet_frame_arena *a);
+/* Set a per-frame budget for tag name (created if new; limits, callback and name copied).
+   Errors: BUFFET_ERR_INVALID, BUFFET_ERR_EXHAUSTED. Thread: owned. */
+BUFFET_API buffet_result buffet_frame_set_tag_budget(buffet_frame_arena *a, const char *name, const buffet_budget *b);
+/* Statistics of one tag (false when unknown). Thread: owned. */
+BUFFET_API bool buffet_frame_get_tag_stats(buffet_frame_arena *a, const char *name, buffet_frame_tag_stats *out);
+/* Statistics of the arena. Thread: owned. */
+BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *a);
+/* The arena's statistics and every tag's as one JSON object into out[0..cap) (NUL-terminated
+   when cap > 0). Returns: the full length (as snprintf). Thread: owned. */
+BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *a, char *out, size_t cap);
+
+/* >>growable arrays that live in a frame */
+typedef struct buffet_frame_vec {
+    void *data;
+    size_t len, cap, elem_size, align;
+    buffet_frame_arena *arena;
+} buffet_frame_vec;
+
+/* An empty array of elem_size-byte elements in arena a (allocates nothing yet). */
+BUFFET_API void buffet_frame_vec_init(buffet_frame_vec *v, buffet_frame_arena *a, size_t elem_size, size_t align);
+/* Append one element (copied from elem). It grows in place while it is the arena's latest
+   allocation, else moves (the old copy stays until the frame ends). Returns: the new element's
+   address, or NULL (budget, parent failure, overflow). Thread: owned. */
+BUFFET_API void *buffet_frame_vec_push(buffet_frame_vec *v, const void *elem);
+
+/* >>transfers: frame memory handed to another thread, kept alive until it lets go */
+/* Hand [ptr, ptr+size) of the current frame to another thread: its chunk is kept past the
+   frame until buffet_frame_transfer_release. Pass the handle by any queue. Returns: the handle,
+   or NULL (ptr not in this frame, outside a frame, no memory). Thread: owned (the sender's). */
+BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send(buffet_frame_arena *a, void *ptr, size_t size);
+/* Take delivery: returns the memory (and its size in *size when not NULL). Thread: safe. */
+BUFFET_API void *buffet_frame_transfer_receive(buffet_frame_transfer *t, size_t *size);
+/* The receiver is done; the last release of a chunk's transfers gives it back to its arena.
+   Thread: safe. */
+BUFFET_API void buffet_frame_transfer_release(buffet_frame_transfer *t);
+
+/* >>frame barriers */
+typedef struct buffet_frame_barrier {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint32_t n, waiting;
+    uint64_t generation;
+} buffet_frame_barrier;
+
+/* A barrier for n threads. Errors: BUFFET_ERR_INVALID (n 0). Thread: not concurrently. */
+BUFFET_API buffet_result buffet_frame_barrier_init(buffet_frame_barrier *b, uint32_t n);
+BUFFET_API void buffet_frame_barrier_deinit(buffet_frame_barrier *b);
+/* Signal this thread's frame done and wait for the other n-1. Returns: true in exactly one
+   thread per round (it may do the frame's serial work). Thread: safe. */
+BUFFET_API bool buffet_frame_barrier_wait(buffet_frame_barrier *b);
+
+/* ---------------------------------------------------------------------------------------------
+   >>scopes
+*/
+typedef struct buffet_scope_entry buffet_scope_entry;
+typedef struct buffet_scope {
+    buffet_allocator parent;
+    buffet_scope_entry *last;      /* newest allocation or deferred action */
+    struct buffet_scope *outer;    /* enclosing scope, if begun inside one */
+    struct buffet_scope *inner;    /* the scope begun inside this one and not yet ended */
+    size_t count, bytes;
+    bool active;
+    buffet_logger log;
+} buffet_scope;
+
+/* Begin a scope over parent (zero: the heap), nested in outer (NULL: none). Errors:
+   BUFFET_ERR_INVALID, BUFFET_ERR_STATE (outer not active, or already has an active inner).
+   Thread: owned. */
+BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, buffet_allocator parent, buffet_scope *outer);
+/* Allocate size bytes that live until the scope ends. NULL: size 0, bad align, inactive scope,
+   parent failed. Thread: owned. */
+BUFFET_API void *buffet_scope_alloc(buffet_scope *s, size_t size, size_t align);
+/* Run fn(arg) when the scope ends (last registered, first run, interleaved in reverse with the
+   frees). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE, BUFFET_ERR_NOMEM (fn is NOT run).
+   Thread: owned. */
+BUFFET_API buffet_result buffet_scope_defer(buffet_scope *s, void (*fn)(void *arg), void *arg);
+/* End the scope: everything, newest first. An inner scope still active is ended first.
+   Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (not active). Thread: owned. */
+BUFFET_API buffet_result buffet_scope_end(buffet_scope *s);
+/* The scope as an allocator: free of the newest allocation releases it at once, others at
+   the end. Thread: owned. */
+BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s);
+
+/* ---------------------------------------------------------------------------------------------
+   >>object pools
+*/
+typedef struct buffet_pool buffet_pool;
+
+typedef struct buffet_pool_desc {
+    size_t obj_size;              /* bytes per object; required */
+    size_t obj_align;             /* 0: 16 (or the size's largest power of two below 16) */
+    size_t initial;               /* objects made at create; 0: one slab */
+    size_t max;                   /* objects at most; 0: no limit */
+    size_t slab_objs;             /* objects per growth step; 0: enough for 64 KiB (at least 8) */
+    int checks;                   /* 1: track each object (double put, foreign pointer); -1: off;
+                                     0: on when BUFFET_DEBUG >= 1 */
+    buffet_allocator parent;      /* zero: the heap */
+    buffet_logger log;
+} buffet_pool_desc;
+
+/* A cache of object pointers owned by one thread (or any one owner at a time): get and put
+   are an array pop and push. Fill it with buffet_pool_cache_init; empty it with
+   buffet_pool_cache_flush before the owner goes away. */
+typedef struct buffet_pool_cache {
+    buffet_pool *pool;
+    uint32_t count, cap;
+    bool checks;
+    uint64_t gets, puts;          /* counted here, added to the pool's statistics on flush */
+    void *objs[BUFFET_POOL_CACHE_MAX];
+} buffet_pool_cache;
+
+typedef struct buffet_pool_stats {
+    size_t obj_size, stride;      /* stride: bytes per object in a slab */
+    size_t slabs, created, max;   /* objects made so far, and the limit */
+    size_t in_store;              /* objects in the shared store */
+    size_t in_use;                /* created - in_store - in caches (exact only when caches are flushed) */
+    uint64_t gets, puts, failures, double_puts, foreign_puts;
+} buffet_pool_stats;
+
+/* Create a pool. Errors: BUFFET_ERR_INVALID (obj_size 0, bad align, initial > max),
+   BUFFET_ERR_OVERFLOW, BUFFET_ERR_NOMEM. Thread: safe. */
+BUFFET_API buffet_result buffet_pool_create(buffet_pool **out, const buffet_pool_desc *desc);
+/* Free the pool and its slabs (objects still out become invalid; they are counted in the log
+   as a leak). NULL does nothing. Thread: not concurrently with use. */
+BUFFET_API void buffet_pool_destroy(buffet_pool *p);
+/* Attach cache c (cap pointers, 0: 64, at most BUFFET_POOL_CACHE_MAX) to p. Errors:
+   BUFFET_ERR_INVALID. Thread: owned (c). */
+BUFFET_API buffet_result buffet_pool_cache_init(buffet_pool_cache *c, buffet_pool *p, uint32_t cap);
+/* Give every cached object back to the shared store. Thread: owned (c). */
+BUFFET_API void buffet_pool_cache_flush(buffet_pool_cache *c);
+/* Slow paths of get and put: refill from / spill to the shared store, growth, checks. */
+BUFFET_API void *buffet_pool_get_slow(buffet_pool_cache *c);
+BUFFET_API buffet_result buffet_pool_put_slow(buffet_pool_cache *c, void *obj);
+
+/* One object (contents undefined), or NULL when the pool is at max and empty.
+   Thread: owned (c). */
+static inline void *buffet_pool_get(buffet_pool_cache *c) {
+    if (__builtin_expect(c->count != 0 && !c->checks, 1)) {
+        void *o = c->objs[--c->count];
+        c->gets++;
+        return o;
+    }
+    return buffet_pool_get_slow(c);
+}
+/* Give obj back (to this cache; it may come from any thread's get). Errors (checks on):
+   BUFFET_ERR_DOUBLE_FREE, BUFFET_ERR_FOREIGN; BUFFET_ERR_INVALID (NULL). Thread: owned (c). */
+static inline buffet_result buffet_pool_put(buffet_pool_cache *c, void *obj) {
+    if (__builtin_expect(c->count < c->cap && !c->checks && obj != NULL, 1)) {
+        c->objs[c->count++] = obj;
+        c->puts++;
+        return BUFFET_OK;
+    }
+    return buffet_pool_put_slow(c, obj);
+}
+/* n objects into objs[0..n), all or nothing. Returns: n or 0. Thread: owned (c). */
+BUFFET_API size_t buffet_pool_get_bulk(buffet_pool_cache *c, void **objs, size_t n);
+/* Put n objects back. Errors: as buffet_pool_put (the bad ones are skipped; the rest go back). */
+BUFFET_API buffet_result buffet_pool_put_bulk(buffet_pool_cache *c, void *const *objs, size_t n);
+/* Get and put without a cache, straight on the shared store (a lock each). Thread: safe. */
+BUFFET_API void *buffet_pool_get_shared(buffet_pool *p);
+BUFFET_API buffet_result buffet_pool_put_shared(buffet_pool *p, void *obj);
+/* The cache as an allocator for requests of at most obj_size bytes and obj_align alignment
+   (NULL for others). Thread: owned (c). */
+BUFFET_API buffet_allocator buffet_pool_allocator(buffet_pool_cache *c);
+/* Statistics (see buffet_pool_stats). Thread: safe. */
+BUFFET_API buffet_pool_stats buffet_pool_get_stats(buffet_pool *p);
+/* As JSON into out[0..cap). Returns: the full length. Thread: safe. */
+BUFFET_API size_t buffet_pool_stats_json(buffet_pool *p, char *out, size_t cap);
+
+BUFFET_EXTERN_C_END
 #endif /* BUFFET_FRAME_H_INCLUDED */
 
-/* >>implementation */
+/* =============================================================================================
+   IMPLEMENTATION
+*/
 #if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_FRAME_IMPL_INCLUDED)
 #define BUFFET_FRAME_IMPL_INCLUDED
-#endif /* BUFFET_IMPLEMENTATION */
 
-/* buffet_frame.h - Copyright (c) 2026 the buffet authors - MIT licence, see LICENSE. */
+/* >>chunks
+   A chunk is one parent allocation: this header, then `size` usable bytes from `data` (64-byte
+   aligned). `refs` is 1 for the arena plus one per transfer not yet released: the chunk is
+   reused only at 1, and whoever drops it to 0 (a receiver after the arena is gone) frees it. */
+struct buffet_frame_chunk {
+    buffet_frame_chunk *next;
+    unsigned char *data;
+    size_t size;
+    buffet_allocator parent;
+    buffet_frame_transfer *transfers;   /* sent from this chunk; only the arena's thread links them */
+    uint64_t frame;                     /* the frame that used it */
+    uint32_t refs;                      /* atomic */
+    bool oversized;
+};
+
+struct buffet_frame_transfer {
+    buffet_frame_transfer *next;
+    buffet_frame_chunk *chunk;
+    void *ptr;
+    size_t size;
+    uint64_t frame;
+    uint32_t received;                  /* atomic */
+    bool warned;
+};
+
+#define BUFFET__FRAME_HDR ((size_t)64)
+#define BUFFET__FRAME_THREAD_RESERVE ((size_t)16 << 10)
+#define BUFFET__FRAME_POISON 0xDD
+
+/* Nobody may touch [p, p+n) until it is handed out again. */
+static void buffet__frame_poison(void *p, size_t n) {
+#if BUFFET_DEBUG >= 1
+    BUFFET__UNPOISON(p, n);
+    memset(p, BUFFET__FRAME_POISON, n);
+#endif
+    BUFFET__POISON(p, n);
+}
+
+static size_t buffet__chunk_block(const buffet_frame_chunk *c) { return BUFFET__FRAME_HDR + c->size; }
+
+static void buffet__chunk_free(buffet_frame_chunk *c) {
+    buffet_allocator parent = c->parent;
+    size_t block = buffet__chunk_block(c);
+    buffet_frame_transfer *t = c->transfers, *next;
+    for (; t; t = next) {
+        next = t->next;
+        BUFFET_DELETE(parent, buffet_frame_transfer, t);
+    }
+#if BUFFET_TRACK_VALGRIND
+    VALGRIND_DESTROY_MEMPOOL(c);
+#endif
+    BUFFET__UNPOISON(c->data, c->size);
+    buffet_free(parent, c, block, BUFFET__FRAME_HDR, BUFFET_SITE);
+}
+
+static buffet_frame_chunk *buffet__chunk_new(buffet_frame_arena *a, size_t size, bool oversized) {
+    size_t block;
+    buffet_frame_chunk *c;
+    if (!buffet_add(size, BUFFET__FRAME_HDR, &block)) return NULL;
+    c = (buffet_frame_chunk *)buffet_alloc(a->parent, block, BUFFET__FRAME_HDR, BUFFET_SITE);
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->data = (unsigned char *)c + BUFFET__FRAME_HDR;
+    c->size = size;
+    c->parent = a->parent;
+    c->refs = 1;
+    c->oversized = oversized;
+    a->chunks_allocated++;
+    a->bytes_reserved += size;
+    buffet__frame_poison(c->data, size);
+#if BUFFET_TRACK_VALGRIND
+    VALGRIND_CREATE_MEMPOOL(c, 0, 0);
+#endif
+    return c;
+}
+
+static void buffet__chunk_drop(buffet_frame_arena *a, buffet_frame_chunk *c) {
+    a->chunks_allocated--;
+    a->bytes_reserved -= c->size;
+    buffet__chunk_free(c);
+}
+
+/* A chunk leaves use: pinned by transfers, kept spare, or given back. Its transfers are all
+   released when refs is 1, so their handles go now. */
+static void buffet__chunk_retire(buffet_frame_arena *a, buffet_frame_chunk *c) {
+    buffet_frame_transfer *t, *next;
+    if (BUFFET__LOAD(&c->refs, BUFFET__ACQUIRE) != 1) {
+        c->next = a->pinned;
+        a->pinned = c;
+        return;
+    }
+    for (t = c->transfers; t; t = next) {
+        next = t->next;
+        BUFFET_DELETE(a->parent, buffet_frame_transfer, t);
+    }
+    c->transfers = NULL;
+#if BUFFET_TRACK_VALGRIND
+    VALGRIND_DESTROY_MEMPOOL(c);
+    VALGRIND_CREATE_MEMPOOL(c, 0, 0);
+#endif
+    buffet__frame_poison(c->data, c->size);
+    if (c->oversized || a->free_count >= a->high_water) {
+        buffet__chunk_drop(a, c);
+        return;
+    }
+    c->next = a->free_chunks;
+    a->free_chunks = c;
+    a->free_count++;
+}
+
+/* >>budgets: [mark, lim) is reserved against every budget that applies, so the fast path needs
+   no accounting; the slow path charges what was used and reserves anew. */
+static buffet_budget *buffet__frame_tag_budget(buffet_frame_arena *a) {
+    return &a->tags[a->tag_depth ? a->tag_stack[a->tag_depth - 1] : 0].budget;
+}
+
+static void buffet__budget_charge(buffet_frame_arena *a, buffet_budget *b, size_t n) {
+    b->used += n;
+    if (b->used > b->peak) b->peak = b->used;
+    if (b->soft && b->used > b->soft && !b->soft_fired) {
+        b->soft_fired = true;
+        b->soft_hits++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_WARN, BUFFET_ERR_BUDGET, "frame %llu: %s passed its soft limit: %zu of %zu bytes",
+                    (unsigned long long)a->frame, b->name ? b->name : "budget", b->used, b->soft);
+        if (b->on_soft) b->on_soft(b->user, b->name ? b->name : "budget", b->used, b->soft);
+    }
+}
+
+/* Bytes b lets one more reservation take (SIZE_MAX: no limit). The soft limit counts until it
+   has fired, so the allocation that passes it reaches the slow path and the callback. */
+static size_t buffet__budget_room(const buffet_budget *b) {
+    size_t room = SIZE_MAX, held = b->used + b->reserved;
+    if (b->hard) room = held < b->hard ? b->hard - held : 0;
+    if (b->soft && !b->soft_fired) {
+        size_t soft_room = held < b->soft ? b->soft - held : 0;
+        if (soft_room < room) room = soft_room;
+    }
+    return room;
+}
+
+static bool buffet__budget_allows(const buffet_budget *b, size_t n) {
+    return !b->hard || (b->used + b->reserved <= b->hard && n <= b->hard - b->used - b->reserved);
+}
+
+/* Charge [mark, cur) to the budgets and the current tag and return the reservation. */
+static void buffet__frame_flush(buffet_frame_arena *a) {
+    size_t used = (size_t)(a->cur - a->mark);
+    buffet_budget *tb = buffet__frame_tag_budget(a);
+    uint32_t tag = a->tag_depth ? a->tag_stack[a->tag_depth - 1] : 0;
+    a->budget.reserved -= a->reserve;
+    tb->reserved -= a->reserve;
+    if (a->thread_budget) a->thread_budget->reserved -= a->reserve;
+    a->reserve = 0;
+    a->lim = a->cur;
+    if (used) {
+        buffet__budget_charge(a, &a->budget, used);
+        buffet__budget_charge(a, tb, used);
+        if (a->thread_budget) {
+            buffet__budget_charge(a, a->thread_budget, used);
+            a->thread_charge += used;
+        }
+        a->consumed += used;
+        a->tags[tag].total_bytes += used;
+    }
+    a->tags[tag].count += a->count - a->count_mark;
+    a->tags[tag].total_count += a->count - a->count_mark;
+    a->mark = a->cur;
+    a->count_mark = a->count;
+}
+
+/* Reserve what the budgets allow of the chunk's rest, and open the fast path that far. */
+static void buffet__frame_reserve(buffet_frame_arena *a) {
+    size_t room = (size_t)(a->chunk_end - a->cur), r;
+    buffet_budget *tb = buffet__frame_tag_budget(a);
+    if ((r = buffet__budget_room(&a->budget)) < room) room = r;
+    if ((r = buffet__budget_room(tb)) < room) room = r;
+    if (a->thread_budget) {
+        /* Shared with the thread's other arenas: hold back only a little at a time. */
+        if ((r = buffet__budget_room(a->thread_budget)) < room) room = r;
+        if (room > BUFFET__FRAME_THREAD_RESERVE) room = BUFFET__FRAME_THREAD_RESERVE;
+        a->thread_budget->reserved += room;
+    }
+    a->budget.reserved += room;
+    tb->reserved += room;
+    a->reserve = room;
+    a->lim = a->cur + room;
+}
+
+/* May n more bytes be charged? Counts and logs the budget that refuses. Called flushed. */
+static bool buffet__frame_budgets_allow(buffet_frame_arena *a, size_t n) {
+    buffet_budget *list[3];
+    size_t k = 0, i;
+    list[k++] = &a->budget;
+    list[k++] = buffet__frame_tag_budget(a);
+    if (a->thread_budget) list[k++] = a->thread_budget;
+    for (i = 0; i < k; i++) {
+        if (!buffet__budget_allows(list[i], n)) {
+            list[i]->hard_failures++;
+            BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_BUDGET,
+                        "frame %llu: %zu bytes refused: %s would pass its hard limit (%zu of %zu bytes used)",
+                        (unsigned long long)a->frame, n, list[i]->name ? list[i]->name : "budget",
+                        list[i]->used, list[i]->hard);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* >>frame arena */
+BUFFET_API buffet_result buffet_frame_create(buffet_frame_arena **out, const buffet_frame_desc *desc) {
+    buffet_frame_desc d;
+    buffet_frame_arena *a;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.chunk_size == 0) d.chunk_size = (size_t)64 << 10;
+    if (d.frames_in_flight == 0) d.frames_in_flight = 1;
+    if (d.transfer_warn_frames == 0) d.transfer_warn_frames = 8;
+    if (d.frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT || d.chunk_size < 1024 || d.chunk_size > ((size_t)1 << 30)) {
+        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "frame arena: frames_in_flight %u (at most %d) or chunk_size %zu (1 KiB to 1 GiB) out of range",
+                    d.frames_in_flight, BUFFET_FRAME_MAX_IN_FLIGHT, d.chunk_size);
+        return BUFFET_ERR_INVALID;
+    }
+    a = BUFFET_NEW(d.parent, buffet_frame_arena);
+    if (!a) {
+        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "frame arena: parent allocator failed");
+        return BUFFET_ERR_NOMEM;
+    }
+    memset(a, 0, sizeof *a);
+    a->parent = d.parent;
+    a->chunk_size = d.chunk_size;
+    a->in_flight = d.frames_in_flight;
+    a->budget = d.budget;
+    a->budget.used = a->budget.reserved = 0;
+    if (!a->budget.name) a->budget.name = "arena";
+    a->thread_budget = d.thread_budget;
+    a->transfer_warn_frames = d.transfer_warn_frames;
+    a->log = d.log;
+    a->high_water = 1;
+    a->tags[0].name = "untagged";
+    a->tags[0].budget.name = "untagged";
+    a->tag_count = 1;
+    *out = a;
+    return BUFFET_OK;
+}
+
+static void buffet__frame_release_list(buffet_frame_arena *a, buffet_frame_chunk **list) {
+    buffet_frame_chunk *c = *list, *next;
+    *list = NULL;
+    for (; c; c = next) {
+        next = c->next;
+        buffet__chunk_retire(a, c);
+    }
+}
+
+/* Reuse pinned chunks whose transfers are all released; warn of ones never received. */
+static void buffet__frame_scan_pinned(buffet_frame_arena *a) {
+    buffet_frame_chunk **pp = &a->pinned, *c;
+    while ((c = *pp) != NULL) {
+        buffet_frame_transfer *t;
+        if (BUFFET__LOAD(&c->refs, BUFFET__ACQUIRE) == 1) {
+            *pp = c->next;
+            buffet__chunk_retire(a, c);
+            continue;
+        }
+        for (t = c->transfers; t; t = t->next) {
+            if (!t->warned && !BUFFET__LOAD(&t->received, BUFFET__ACQUIRE) && a->frame - t->frame >= a->transfer_warn_frames) {
+                t->warned = true;
+                a->transfers_unreceived_warnings++;
+                BUFFET__LOG(&a->log, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
+                            "transfer of %zu bytes at %p sent in frame %llu not received after %llu frames; its chunk stays alive",
+                            t->size, t->ptr, (unsigned long long)t->frame, (unsigned long long)(a->frame - t->frame));
+            }
+        }
+        pp = &c->next;
+    }
+}
+
+BUFFET_API void buffet_frame_destroy(buffet_frame_arena *a) {
+    buffet_frame_chunk *c, *next;
+    uint32_t i;
+    if (!a) return;
+    if (a->in_frame) buffet__frame_flush(a);
+    for (i = 0; i < BUFFET_FRAME_MAX_IN_FLIGHT; i++) {
+        a->high_water = 0;   /* nothing is kept spare any more */
+        buffet__frame_release_list(a, &a->slots[i]);
+    }
+    for (c = a->free_chunks; c; c = next) {
+        next = c->next;
+        buffet__chunk_drop(a, c);
+    }
+    for (c = a->pinned; c; c = next) {
+        next = c->next;
+        /* The arena's reference goes; the receiver that releases last frees the chunk. */
+        if (BUFFET__FETCH_SUB(&c->refs, 1, BUFFET__ACQ_REL) == 1) buffet__chunk_free(c);
+    }
+    if (a->thread_budget) a->thread_budget->used -= a->thread_charge;
+    BUFFET_DELETE(a->parent, buffet_frame_arena, a);
+}
+
+BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *a) {
+    uint32_t i;
+    if (!a) return BUFFET_ERR_INVALID;
+    if (a->in_frame) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame_begin in frame %llu, which has not ended",
+                    (unsigned long long)a->frame);
+        return BUFFET_ERR_STATE;
+    }
+    a->frame++;
+    a->in_frame = true;
+    a->count = a->count_mark = 0;
+    a->consumed = 0;
+    a->budget.used = 0;
+    a->budget.soft_fired = false;
+    for (i = 0; i < a->tag_count; i++) {
+        a->tags[i].budget.used = 0;
+        a->tags[i].budget.soft_fired = false;
+        a->tags[i].count = 0;
+    }
+    if (a->thread_budget) {
+        buffet_budget *tb = a->thread_budget;
+        tb->used -= a->thread_charge;
+        if (tb->soft && tb->used <= tb->soft) tb->soft_fired = false;
+        a->thread_charge = 0;
+    }
+    a->chunk = NULL;
+    a->cur = a->lim = a->chunk_end = a->mark = NULL;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *a) {
+    size_t used = 0;
+    buffet_frame_chunk *c;
+    uint32_t slot;
+    if (!a) return BUFFET_ERR_INVALID;
+    if (!a->in_frame) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame_end without frame_begin (after frame %llu)",
+                    (unsigned long long)a->frame);
+        return BUFFET_ERR_STATE;
+    }
+    buffet__frame_flush(a);
+    a->in_frame = false;
+    a->cur = a->lim = a->chunk_end = a->mark = NULL;
+    a->chunk = NULL;
+    slot = (uint32_t)(a->frame % a->in_flight);
+    for (c = a->slots[slot]; c; c = c->next) used += !c->oversized;
+    /* Keep as many spare chunks as recent frames needed, forgetting a peak slowly. */
+    if (used > a->high_water) a->high_water = used;
+    else if (a->frame % 16 == 0 && a->high_water > used && a->high_water > 1) a->high_water--;
+    /* Frame k+1-N's memory goes now: its slot is the one frame k+1 will use. */
+    buffet__frame_release_list(a, &a->slots[(a->frame + 1) % a->in_flight]);
+    while (a->free_count > a->high_water) {
+        c = a->free_chunks;
+        a->free_chunks = c->next;
+        a->free_count--;
+        buffet__chunk_drop(a, c);
+    }
+    buffet__frame_scan_pinned(a);
+    return BUFFET_OK;
+}
+
+/* Start a new chunk able to hold size bytes at align. */
+static bool buffet__frame_new_chunk(buffet_frame_arena *a, size_t size, size_t align) {
+    size_t need = size;
+    buffet_frame_chunk *c;
+    uint32_t slot = (uint32_t)(a->frame % a->in_flight);
+    if (align > BUFFET__FRAME_HDR && !buffet_add(size, align, &need)) return false;
+    if (need > a->chunk_size / 2 && need > a->chunk_size - a->chunk_size / 4) {
+        c = buffet__chunk_new(a, need, true);
+        if (c) a->oversized++;
+    } else if (a->free_chunks) {
+        c = a->free_chunks;
+        a->free_chunks = c->next;
+        a->free_count--;
+    } else {
+        c = buffet__chunk_new(a, a->chunk_size, false);
+    }
+    if (!c) {
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "frame %llu: parent allocator failed for a %zu-byte chunk",
+                    (unsigned long long)a->frame, need > a->chunk_size ? need : a->chunk_size);
+        return false;
+    }
+    c->frame = a->frame;
+    c->next = a->slots[slot];
+    a->slots[slot] = c;
+    a->chunk = c;
+    a->cur = a->mark = c->data;
+    a->chunk_end = c->data + c->size;
+    return true;
+}
+
+BUFFET_API void *buffet_frame_alloc_slow(buffet_frame_arena *a, size_t size, size_t align) {
+    uintptr_t p;
+    size_t need;
+    if (!a || size == 0) return NULL;
+    if (!buffet_is_pow2(align)) {
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "frame alloc: align %zu is not a power of two", align);
+        return NULL;
+    }
+    if (!a->in_frame) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame alloc of %zu bytes outside a frame (call buffet_frame_begin)", size);
+        return NULL;
+    }
+    buffet__frame_flush(a);
+    p = ((uintptr_t)a->cur + (align - 1)) & ~(uintptr_t)(align - 1);
+    if (!a->chunk || p < (uintptr_t)a->cur || p > (uintptr_t)a->chunk_end || size > (uintptr_t)a->chunk_end - p) {
+        if (!buffet__frame_budgets_allow(a, size)) goto refused;
+        if (!buffet__frame_new_chunk(a, size, align)) goto refused;
+        p = ((uintptr_t)a->cur + (align - 1)) & ~(uintptr_t)(align - 1);
+    }
+    need = (size_t)(p - (uintptr_t)a->cur) + size;
+    if (!buffet__frame_budgets_allow(a, need)) goto refused;
+    a->cur += need;
+    a->count++;
+    buffet__frame_flush(a);
+    buffet__frame_reserve(a);
+    BUFFET__ASAN_UNPOISON((void *)p, size);
+#if BUFFET_TRACK_VALGRIND
+    VALGRIND_MEMPOOL_ALLOC(a->chunk, (void *)p, size);
+#endif
+    return (void *)p;
+refused:
+    if (a->chunk) buffet__frame_reserve(a);
+    return NULL;
+}
+
+BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *a, size_t n, size_t size, size_t align, void **out) {
+    size_t stride, total, i;
+    unsigned char *p;
+    if (!a || !out || n == 0 || size == 0 || !buffet_is_pow2(align)) return 0;
+    /* One bump for all: each object starts on a multiple of align. */
+    if (!buffet_align_up(size, align, &stride) || !buffet_mul(stride, n, &total)) return 0;
+    p = (unsigned char *)buffet_frame_alloc(a, total, align);
+    if (!p) return 0;
+    a->count += n - 1;
+    for (i = 0; i < n; i++) out[i] = p + i * stride;
+    return n;
+}
+
+/* Give back the newest bytes [to, cur): charges and budgets included (tags keep counting). */
+static void buffet__frame_uncharge(buffet_frame_arena *a, size_t n);
+static void buffet__frame_give_back(buffet_frame_arena *a, unsigned char *to) {
+    size_t n = (size_t)(a->cur - to);
+    buffet__frame_flush(a);
+    a->cur = a->mark = to;
+    buffet__frame_uncharge(a, n);
+    buffet__frame_poison(to, n);
+    buffet__frame_reserve(a);
+}
+
+BUFFET_API bool buffet_frame_resize(buffet_frame_arena *a, void *ptr, size_t old_size, size_t new_size) {
+    unsigned char *p = (unsigned char *)ptr;
+    size_t extra;
+    if (!a || !ptr || !a->in_frame || new_size == 0 || !a->chunk) return false;
+    if (p < a->chunk->data || p > a->cur || old_size != (size_t)(a->cur - p)) return false;
+    if (new_size <= old_size) {
+        buffet__frame_give_back(a, p + new_size);
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_MEMPOOL_CHANGE(a->chunk, p, p, new_size);
+#endif
+        return true;
+    }
+    extra = new_size - old_size;
+    if (extra > (size_t)(a->lim - a->cur)) {
+        buffet__frame_flush(a);
+        if (extra > (size_t)(a->chunk_end - a->cur) || !buffet__frame_budgets_allow(a, extra)) {
+            buffet__frame_reserve(a);
+            return false;
+        }
+        a->cur += extra;
+        buffet__frame_flush(a);
+        buffet__frame_reserve(a);
+    } else {
+        a->cur += extra;
+    }
+#if BUFFET_TRACK_VALGRIND
+    VALGRIND_MEMPOOL_CHANGE(a->chunk, p, p, new_size);
+#endif
+    BUFFET__UNPOISON(p + old_size, extra);
+    return true;
+}
+
+BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *a) {
+    buffet_frame_mark m;
+    memset(&m, 0, sizeof m);
+    if (!a) return m;
+    if (a->in_frame) buffet__frame_flush(a), buffet__frame_reserve(a);
+    m.chunk = a->chunk;
+    m.cur = a->cur;
+    m.count = a->count;
+    m.consumed = a->consumed;
+    m.frame = a->in_frame ? a->frame : 0;
+    return m;
+}
+
+/* Give charged bytes back to the arena's and the thread's budgets (tags keep counting them). */
+static void buffet__frame_uncharge(buffet_frame_arena *a, size_t n) {
+    a->budget.used -= n < a->budget.used ? n : a->budget.used;
+    if (a->thread_budget) {
+        size_t k = n < a->thread_charge ? n : a->thread_charge;
+        a->thread_budget->used -= k;
+        a->thread_charge -= k;
+    }
+    a->consumed -= n;
+}
+
+BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *a, buffet_frame_mark m) {
+    buffet_frame_chunk *c;
+    uint32_t slot;
+    if (!a) return BUFFET_ERR_INVALID;
+    if (!a->in_frame || m.frame != a->frame || m.consumed > a->consumed + (size_t)(a->cur - a->mark)) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback to a checkpoint of frame %llu in frame %llu",
+                    (unsigned long long)m.frame, (unsigned long long)a->frame);
+        return BUFFET_ERR_STATE;
+    }
+    slot = (uint32_t)(a->frame % a->in_flight);
+    for (c = a->slots[slot]; c && c != m.chunk; c = c->next) {}
+    if (c != m.chunk) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback: checkpoint no longer reachable");
+        return BUFFET_ERR_STATE;
+    }
+    buffet__frame_flush(a);
+    while (a->slots[slot] != m.chunk) {
+        c = a->slots[slot];
+        a->slots[slot] = c->next;
+        buffet__chunk_retire(a, c);
+    }
+    a->chunk = m.chunk;
+    if (m.chunk) {
+        a->chunk_end = m.chunk->data + m.chunk->size;
+        buffet__frame_poison(m.cur, (size_t)(a->chunk_end - m.cur));
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_MEMPOOL_TRIM(m.chunk, m.chunk->data, (size_t)(m.cur - m.chunk->data));
+#endif
+    } else {
+        a->chunk_end = NULL;
+    }
+    a->cur = a->mark = m.cur;
+    a->count = a->count_mark = m.count;
+    buffet__frame_uncharge(a, a->consumed - m.consumed);
+    if (a->chunk) buffet__frame_reserve(a);
+    else a->lim = NULL;
+    return BUFFET_OK;
+}
+
+static void *buffet__frame_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    (void)site;
+    return buffet_frame_alloc((buffet_frame_arena *)self, size, align);
+}
+static bool buffet__frame_vt_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
+    (void)align;
+    return buffet_frame_resize((buffet_frame_arena *)self, ptr, old_size, new_size);
+}
+static void buffet__frame_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    buffet_frame_arena *a = (buffet_frame_arena *)self;
+    unsigned char *p = (unsigned char *)ptr;
+    (void)align; (void)site;
+    /* Only the latest allocation can go early; the rest goes with the frame. */
+    if (a->in_frame && a->chunk && p >= a->chunk->data && p <= a->cur && size == (size_t)(a->cur - p)) {
+        buffet__frame_give_back(a, p);
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_MEMPOOL_FREE(a->chunk, p);
+#endif
+    }
+}
+static const buffet_allocator_vtable buffet__frame_vtable = {
+    buffet__frame_vt_alloc, buffet__frame_vt_resize, buffet__frame_vt_free
+};
+
+BUFFET_API buffet_allocator buffet_frame_allocator(buffet_frame_arena *a) {
+    buffet_allocator al;
+    al.self = a;
+    al.vtable = a ? &buffet__frame_vtable : NULL;
+    return al;
+}
+
+/* >>tags */
+static int buffet__frame_tag_find(buffet_frame_arena *a, const char *name, bool create) {
+    uint32_t i;
+    for (i = 0; i < a->tag_count; i++)
+        if (a->tags[i].name == name || strcmp(a->tags[i].name, name) == 0) return (int)i;
+    if (!create || a->tag_count == BUFFET_FRAME_MAX_TAGS) return -1;
+    memset(&a->tags[i], 0, sizeof a->tags[i]);
+    a->tags[i].name = name;
+    a->tags[i].budget.name = name;
+    a->tag_count++;
+    return (int)i;
+}
+
+BUFFET_API buffet_result buffet_frame_push_tag(buffet_frame_arena *a, const char *name) {
+    int t;
+    if (!a || !name) return BUFFET_ERR_INVALID;
+    t = buffet__frame_tag_find(a, name, true);
+    if (t < 0 || a->tag_depth == BUFFET_FRAME_TAG_DEPTH) {
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_EXHAUSTED, "push_tag '%s': %s", name,
+                    t < 0 ? "too many tags (BUFFET_FRAME_MAX_TAGS)" : "tag stack full (BUFFET_FRAME_TAG_DEPTH)");
+        return BUFFET_ERR_EXHAUSTED;
+    }
+    if (a->in_frame) buffet__frame_flush(a);
+    a->tag_stack[a->tag_depth++] = (uint32_t)t;
+    if (a->in_frame && a->chunk) buffet__frame_reserve(a);
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_frame_pop_tag(buffet_frame_arena *a) {
+    if (!a) return BUFFET_ERR_INVALID;
+    if (a->tag_depth == 0) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pop_tag with no tag pushed");
+        return BUFFET_ERR_STATE;
+    }
+    if (a->in_frame) buffet__frame_flush(a);
+    a->tag_depth--;
+    if (a->in_frame && a->chunk) buffet__frame_reserve(a);
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_frame_set_tag_budget(buffet_frame_arena *a, const char *name, const buffet_budget *b) {
+    int t;
+    buffet_budget *tb;
+    if (!a || !name || !b) return BUFFET_ERR_INVALID;
+    t = buffet__frame_tag_find(a, name, true);
+    if (t < 0) return BUFFET_ERR_EXHAUSTED;
+    if (a->in_frame) buffet__frame_flush(a);
+    tb = &a->tags[t].budget;
+    tb->soft = b->soft;
+    tb->hard = b->hard;
+    tb->on_soft = b->on_soft;
+    tb->user = b->user;
+    tb->name = b->name ? b->name : name;
+    if (a->in_frame && a->chunk) buffet__frame_reserve(a);
+    return BUFFET_OK;
+}
+
+BUFFET_API bool buffet_frame_get_tag_stats(buffet_frame_arena *a, const char *name, buffet_frame_tag_stats *out) {
+    int t;
+    if (!a || !name || !out) return false;
+    t = buffet__frame_tag_find(a, name, false);
+    if (t < 0) return false;
+    if (a->in_frame) {
+        buffet__frame_flush(a);
+        if (a->chunk) buffet__frame_reserve(a);
+    }
+    out->name = a->tags[t].name;
+    out->bytes = a->tags[t].budget.used;
+    out->count = a->tags[t].count;
+    out->peak_bytes = a->tags[t].budget.peak;
+    out->total_bytes = a->tags[t].total_bytes;
+    out->total_count = a->tags[t].total_count;
+    out->soft_hits = a->tags[t].budget.soft_hits;
+    out->hard_failures = a->tags[t].budget.hard_failures;
+    return true;
+}
+
+BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *a) {
+    buffet_frame_stats s;
+    uint32_t i;
+    memset(&s, 0, sizeof s);
+    if (!a) return s;
+    if (a->in_frame) {
+        buffet__frame_flush(a);
+        if (a->chunk) buffet__frame_reserve(a);
+    }
+    s.frame = a->frame;
+    s.bytes = a->consumed;
+    s.count = a->count;
+    s.peak_bytes = a->budget.peak;
+    s.chunks = a->chunks_allocated;
+    s.chunk_bytes = a->bytes_reserved;
+    s.spare_chunks = a->free_count;
+    s.oversized = a->oversized;
+    s.transfers_sent = a->transfers_sent;
+    s.misuse = a->misuse;
+    s.tag_count = a->tag_count;
+    s.hard_failures = a->budget.hard_failures;
+    s.soft_hits = a->budget.soft_hits;
+    for (i = 0; i < a->tag_count; i++) {
+        s.hard_failures += a->tags[i].budget.hard_failures;
+        s.soft_hits += a->tags[i].budget.soft_hits;
+    }
+    return s;
+}
+
+/* snprintf that keeps counting past the end (shared by the JSON writers). */
+__attribute__((format(printf, 4, 5)))
+static void buffet__frame_append(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len += (size_t)n;
+}
+
+BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *a, char *out, size_t cap) {
+    buffet_frame_stats s = buffet_frame_get_stats(a);
+    size_t len = 0;
+    uint32_t i;
+    if (!out) cap = 0;
+    if (cap) out[0] = '\0';
+    buffet__frame_append(out, cap, &len,
+        "{\"frame\":%llu,\"bytes\":%zu,\"count\":%zu,\"peak_bytes\":%zu,\"chunks\":%zu,\"chunk_bytes\":%zu,"
+        "\"spare_chunks\":%zu,\"oversized\":%llu,\"transfers_sent\":%llu,\"misuse\":%llu,\"soft_hits\":%llu,"
+        "\"hard_failures\":%llu,\"tags\":[",
+        (unsigned long long)s.frame, s.bytes, s.count, s.peak_bytes, s.chunks, s.chunk_bytes, s.spare_chunks,
+        (unsigned long long)s.oversized, (unsigned long long)s.transfers_sent, (unsigned long long)s.misuse,
+        (unsigned long long)s.soft_hits, (unsigned long long)s.hard_failures);
+    for (i = 0; a && i < a->tag_count; i++) {
+        buffet_frame_tag_stats t;
+        const char *c;
+        buffet_frame_get_tag_stats(a, a->tags[i].name, &t);
+        buffet__frame_append(out, cap, &len, "%s{\"name\":\"", i ? "," : "");
+        for (c = t.name; *c; c++) {   /* tag names are the caller's strings: escape them */
+            if (*c == '"' || *c == '\\') buffet__frame_append(out, cap, &len, "\\%c", *c);
+            else if ((unsigned char)*c < 0x20) buffet__frame_append(out, cap, &len, "\\u%04x", (unsigned)(unsigned char)*c);
+            else buffet__frame_append(out, cap, &len, "%c", *c);
+        }
+        buffet__frame_append(out, cap, &len,
+            "\",\"bytes\":%zu,\"count\":%zu,\"peak_bytes\":%zu,\"total_bytes\":%llu,\"total_count\":%llu,"
+            "\"soft_hits\":%llu,\"hard_failures\":%llu}",
+            t.bytes, t.count, t.peak_bytes, (unsigned long long)t.total_bytes, (unsigned long long)t.total_count,
+            (unsigned long long)t.soft_hits, (unsigned long long)t.hard_failures);
+    }
+    buffet__frame_append(out, cap, &len, "]}");
+    return len;
+}
+
+/* >>growable arrays */
+BUFFET_API void buffet_frame_vec_init(buffet_frame_vec *v, buffet_frame_arena *a, size_t elem_size, size_t align) {
+    if (!v) return;
+    memset(v, 0, sizeof *v);
+    v->arena = a;
+    v->elem_size = elem_size;
+    v->align = align ? align : BUFFET_DEFAULT_ALIGN;
+}
+
+BUFFET_API void *buffet_frame_vec_push(buffet_frame_vec *v, const void *elem) {
+    unsigned char *slot;
+    if (!v || !v->arena || v->elem_size == 0 || !elem) return NULL;
+    if (v->len == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 8, old_bytes = v->cap * v->elem_size, bytes;
+        void *p;
+        if (!buffet_mul(cap, v->elem_size, &bytes)) return NULL;
+        if (v->data && buffet_frame_resize(v->arena, v->data, old_bytes, bytes)) {
+            v->cap = cap;
+        } else {
+            p = buffet_frame_alloc(v->arena, bytes, v->align);
+            if (!p) return NULL;
+            if (v->len) memcpy(p, v->data, v->len * v->elem_size);
+            v->data = p;
+            v->cap = cap;
+        }
+    }
+    slot = (unsigned char *)v->data + v->len * v->elem_size;
+    memcpy(slot, elem, v->elem_size);
+    v->len++;
+    return slot;
+}
+
+/* >>transfers */
+BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send(buffet_frame_arena *a, void *ptr, size_t size) {
+    buffet_frame_chunk *c;
+    buffet_frame_transfer *t;
+    unsigned char *p = (unsigned char *)ptr;
+    if (!a || !ptr) return NULL;
+    if (!a->in_frame) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "transfer_send outside a frame");
+        return NULL;
+    }
+    for (c = a->slots[a->frame % a->in_flight]; c; c = c->next)
+        if (p >= c->data && p < c->data + c->size && size <= (size_t)(c->data + c->size - p)) break;
+    if (!c || (c == a->chunk && size > (size_t)(a->cur - p))) {
+        a->misuse++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "transfer_send of %p (%zu bytes): not memory of this frame", ptr, size);
+        return NULL;
+    }
+    t = BUFFET_NEW(a->parent, buffet_frame_transfer);
+    if (!t) {
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "transfer_send: parent allocator failed");
+        return NULL;
+    }
+    memset(t, 0, sizeof *t);
+    t->chunk = c;
+    t->ptr = ptr;
+    t->size = size;
+    t->frame = a->frame;
+    t->next = c->transfers;
+    c->transfers = t;
+    BUFFET__FETCH_ADD(&c->refs, 1, BUFFET__RELAXED);
+    a->transfers_sent++;
+    return t;
+}
+
+BUFFET_API void *buffet_frame_transfer_receive(buffet_frame_transfer *t, size_t *size) {
+    if (!t) return NULL;
+    BUFFET__STORE(&t->received, 1u, BUFFET__RELEASE);
+    if (size) *size = t->size;
+    return t->ptr;
+}
+
+BUFFET_API void buffet_frame_transfer_release(buffet_frame_transfer *t) {
+    buffet_frame_chunk *c;
+    if (!t) return;
+    c = t->chunk;
+    /* After this the arena may reuse the chunk and free t: touch neither unless we were last. */
+    if (BUFFET__FETCH_SUB(&c->refs, 1, BUFFET__ACQ_REL) == 1) buffet__chunk_free(c);
+}
+
+/* >>barriers */
+BUFFET_API buffet_result buffet_frame_barrier_init(buffet_frame_barrier *b, uint32_t n) {
+    if (!b || n == 0) return BUFFET_ERR_INVALID;
+    memset(b, 0, sizeof *b);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->n = n;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_frame_barrier_deinit(buffet_frame_barrier *b) {
+    if (!b || b->n == 0) return;
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    b->n = 0;
+}
+
+BUFFET_API bool buffet_frame_barrier_wait(buffet_frame_barrier *b) {
+    uint64_t gen;
+    bool last;
+    if (!b || b->n == 0) return false;
+    pthread_mutex_lock(&b->mu);
+    gen = b->generation;
+    last = ++b->waiting == b->n;
+    if (last) {
+        b->waiting = 0;
+        b->generation++;
+        pthread_cond_broadcast(&b->cv);
+    } else {
+        while (gen == b->generation) pthread_cond_wait(&b->cv, &b->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return last;
+}
+
+/* >>scopes: every allocation and deferred action is an entry, newest first, so the end undoes
+   them in exact reverse order. An allocation's entry sits just before its bytes. */
+struct buffet_scope_entry {
+    buffet_scope_entry *prev;
+    size_t size, align, offset;      /* offset: entry to user bytes (0: a deferred action) */
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, buffet_allocator parent, buffet_scope *outer) {
+    if (!s || s == outer) return BUFFET_ERR_INVALID;
+    if (outer && (!outer->active || outer->inner)) {
+        BUFFET__LOG(&outer->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_begin: the outer scope %s",
+                    outer->active ? "already has an active inner scope" : "is not active");
+        return BUFFET_ERR_STATE;
+    }
+    memset(s, 0, sizeof *s);
+    s->parent = parent;
+    s->active = true;
+    if (outer) {
+        s->outer = outer;
+        s->log = outer->log;
+        outer->inner = s;
+    }
+    return BUFFET_OK;
+}
+
+static size_t buffet__scope_offset(size_t align) {
+    size_t hdr = sizeof(buffet_scope_entry);
+    return (hdr + align - 1) & ~(align - 1);
+}
+
+BUFFET_API void *buffet_scope_alloc(buffet_scope *s, size_t size, size_t align) {
+    size_t off, total;
+    buffet_scope_entry *e;
+    if (!s || size == 0 || !buffet_is_pow2(align)) return NULL;
+    if (!s->active) {
+        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_alloc of %zu bytes in a scope that has ended", size);
+        return NULL;
+    }
+    if (align < BUFFET_ALIGNOF(buffet_scope_entry)) align = BUFFET_ALIGNOF(buffet_scope_entry);
+    off = buffet__scope_offset(align);
+    if (!buffet_add(off, size, &total)) return NULL;
+    e = (buffet_scope_entry *)buffet_alloc(s->parent, total, align, BUFFET_SITE);
+    if (!e) return NULL;
+    e->prev = s->last;
+    e->size = size;
+    e->align = align;
+    e->offset = off;
+    e->fn = NULL;
+    e->arg = NULL;
+    s->last = e;
+    s->count++;
+    s->bytes += size;
+    return (unsigned char *)e + off;
+}
+
+BUFFET_API buffet_result buffet_scope_defer(buffet_scope *s, void (*fn)(void *arg), void *arg) {
+    buffet_scope_entry *e;
+    if (!s || !fn) return BUFFET_ERR_INVALID;
+    if (!s->active) return BUFFET_ERR_STATE;
+    e = BUFFET_NEW(s->parent, buffet_scope_entry);
+    if (!e) return BUFFET_ERR_NOMEM;
+    memset(e, 0, sizeof *e);
+    e->prev = s->last;
+    e->fn = fn;
+    e->arg = arg;
+    s->last = e;
+    return BUFFET_OK;
+}
+
+static void buffet__scope_drop(buffet_scope *s, buffet_scope_entry *e) {
+    if (e->offset) {
+        s->count--;
+        s->bytes -= e->size;
+        buffet_free(s->parent, e, e->offset + e->size, e->align, BUFFET_SITE);
+    } else {
+        BUFFET_DELETE(s->parent, buffet_scope_entry, e);
+    }
+}
+
+BUFFET_API buffet_result buffet_scope_end(buffet_scope *s) {
+    buffet_scope_entry *e;
+    if (!s) return BUFFET_ERR_INVALID;
+    if (!s->active) {
+        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_end of a scope that has ended");
+        return BUFFET_ERR_STATE;
+    }
+    if (s->inner) buffet_scope_end(s->inner);
+    while ((e = s->last) != NULL) {
+        s->last = e->prev;
+        if (!e->offset) e->fn(e->arg);
+        buffet__scope_drop(s, e);
+    }
+    if (s->outer) s->outer->inner = NULL;
+    s->outer = NULL;
+    s->active = false;
+    return BUFFET_OK;
+}
+
+static void *buffet__scope_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    (void)site;
+    return buffet_scope_alloc((buffet_scope *)self, size, align);
+}
+static void buffet__scope_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    buffet_scope *s = (buffet_scope *)self;
+    buffet_scope_entry *e = s->last;
+    (void)size; (void)align; (void)site;
+    /* Only the newest entry can go early; the others wait for the end, in order. */
+    if (e && e->offset && (unsigned char *)e + e->offset == (unsigned char *)ptr) {
+        s->last = e->prev;
+        buffet__scope_drop(s, e);
+    }
+}
+static const buffet_allocator_vtable buffet__scope_vtable = {buffet__scope_vt_alloc, NULL, buffet__scope_vt_free};
+
+BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s) {
+    buffet_allocator a;
+    a.self = s;
+    a.vtable = s ? &buffet__scope_vtable : NULL;
+    return a;
+}
+
+/* >>object pools
+   Objects live in slabs (one parent allocation each: header, optional state bytes, objects).
+   Free objects are pointers in an array: the shared store (under a mutex, touched in batches)
+   and the callers' caches. Nothing is written into a free object, so a get or put never
+   touches the object's cache line. */
+typedef struct buffet__slab {
+    struct buffet__slab *next;
+    unsigned char *objs;
+    size_t n, block;
+    uint8_t *state;        /* checks: 1 while the object is out */
+} buffet__slab;
+
+struct buffet_pool {
+    pthread_mutex_t mu;
+    void **store;
+    size_t store_count, store_cap;
+    size_t obj_size, align, stride, slab_objs, max, created, nslabs;
+    buffet__slab *slabs;   /* atomic head: check lookups read it without the lock */
+    bool checks;
+    buffet_allocator parent;
+    buffet_logger log;
+    uint64_t gets, puts, failures, double_puts, foreign_puts;
+};
+
+/* Add a slab of up to slab_objs objects to the store. Called locked. */
+static bool buffet__pool_grow(buffet_pool *p) {
+    size_t n = p->slab_objs, hdr, objs_bytes, block, i;
+    buffet__slab *s;
+    if (p->created >= p->max) return false;
+    if (n > p->max - p->created) n = p->max - p->created;
+    if (p->store_cap < p->created + n) {
+        size_t cap = p->store_cap * 2 > p->created + n ? p->store_cap * 2 : p->created + n;
+        void **st = (void **)buffet_realloc(p->parent, p->store, p->store_cap * sizeof(void *), cap * sizeof(void *),
+                                            BUFFET_ALIGNOF(void *), BUFFET_SITE);
+        if (!st) return false;
+        p->store = st;
+        p->store_cap = cap;
+    }
+    hdr = sizeof(buffet__slab) + (p->checks ? n : 0);
+    if (!buffet_align_up(hdr, p->align, &hdr) || !buffet_mul(n, p->stride, &objs_bytes) ||
+        !buffet_add(hdr, objs_bytes, &block))
+        return false;
+    s = (buffet__slab *)buffet_alloc(p->parent, block, p->align > 64 ? p->align : 64, BUFFET_SITE);
+    if (!s) return false;
+    s->objs = (unsigned char *)s + hdr;
+    s->n = n;
+    s->block = block;
+    s->state = p->checks ? (uint8_t *)(s + 1) : NULL;
+    if (s->state) memset(s->state, 0, n);
+    for (i = n; i-- > 0;) p->store[p->store_count++] = s->objs + i * p->stride;
+    BUFFET__POISON(s->objs, objs_bytes);
+    s->next = p->slabs;
+    BUFFET__STORE(&p->slabs, s, BUFFET__RELEASE);
+    p->created += n;
+    p->nslabs++;
+    return true;
+}
+
+BUFFET_API buffet_result buffet_pool_create(buffet_pool **out, const buffet_pool_desc *desc) {
+    buffet_pool *p;
+    size_t align, stride;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!desc || desc->obj_size == 0) return BUFFET_ERR_INVALID;
+    align = desc->obj_align;
+    if (align == 0) {
+        align = 16;
+        while (align > 1 && desc->obj_size % align) align /= 2;   /* a 12-byte object needs only 4 */
+    }
+    if (!buffet_is_pow2(align) || align > 4096 || (desc->max && desc->initial > desc->max)) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "pool: obj_align %zu must be a power of two up to 4096, initial %zu at most max %zu",
+                    desc->obj_align, desc->initial, desc->max);
+        return BUFFET_ERR_INVALID;
+    }
+    if (!buffet_align_up(desc->obj_size, align, &stride) || stride > ((size_t)1 << 40)) return BUFFET_ERR_OVERFLOW;
+    /* Large power-of-two strides put every object in the same few L1 sets: skew them by a line. */
+    if (stride >= 512 && buffet_is_pow2(stride)) stride += align > 64 ? align : 64;
+    p = BUFFET_NEW(desc->parent, buffet_pool);
+    if (!p) return BUFFET_ERR_NOMEM;
+    memset(p, 0, sizeof *p);
+    p->obj_size = desc->obj_size;
+    p->align = align;
+    p->stride = stride;
+    p->max = desc->max ? desc->max : SIZE_MAX;
+    p->slab_objs = desc->slab_objs ? desc->slab_objs : ((size_t)64 << 10) / stride;
+    if (p->slab_objs < 8) p->slab_objs = 8;
+    p->checks = desc->checks > 0 || (desc->checks == 0 && BUFFET_DEBUG >= 1);
+    p->parent = desc->parent;
+    p->log = desc->log;
+    pthread_mutex_init(&p->mu, NULL);
+    while (p->created < desc->initial || p->created == 0) {
+        size_t want = desc->initial > p->created ? desc->initial - p->created : p->slab_objs, keep = p->slab_objs;
+        if (want < keep) p->slab_objs = want;
+        if (!buffet__pool_grow(p)) {
+            p->slab_objs = keep;
+            buffet_pool_destroy(p);
+            BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "pool: parent allocator failed");
+            return BUFFET_ERR_NOMEM;
+        }
+        p->slab_objs = keep;
+    }
+    *out = p;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_pool_destroy(buffet_pool *p) {
+    buffet__slab *s, *next;
+    if (!p) return;
+    if (p->store_count != p->created)
+        BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "pool destroyed with %zu of %zu objects not back in the store",
+                    p->created - p->store_count, p->created);
+    for (s = p->slabs; s; s = next) {
+        next = s->next;
+        BUFFET__UNPOISON(s->objs, s->n * p->stride);
+        buffet_free(p->parent, s, s->block, p->align > 64 ? p->align : 64, BUFFET_SITE);
+    }
+    buffet_free(p->parent, p->store, p->store_cap * sizeof(void *), BUFFET_ALIGNOF(void *), BUFFET_SITE);
+    pthread_mutex_destroy(&p->mu);
+    BUFFET_DELETE(p->parent, buffet_pool, p);
+}
+
+BUFFET_API buffet_result buffet_pool_cache_init(buffet_pool_cache *c, buffet_pool *p, uint32_t cap) {
+    if (!c || !p || cap > BUFFET_POOL_CACHE_MAX) return BUFFET_ERR_INVALID;
+    c->pool = p;
+    c->count = 0;
+    c->cap = cap ? cap : 64;
+    c->checks = p->checks;
+    c->gets = c->puts = 0;
+    return BUFFET_OK;
+}
+
+/* Move up to n pointers from the store to dst (growing the pool if it must). Called locked. */
+static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n) {
+    size_t k;
+    while (p->store_count < n && buffet__pool_grow(p)) {}
+    k = n < p->store_count ? n : p->store_count;
+    p->store_count -= k;
+    memcpy(dst, p->store + p->store_count, k * sizeof(void *));
+    return k;
+}
+
+/* Store capacity always covers every object created, so giving back never fails. */
+static void buffet__pool_give(buffet_pool *p, void *const *src, size_t n) {
+    memcpy(p->store + p->store_count, src, n * sizeof(void *));
+    p->store_count += n;
+}
+
+static void buffet__pool_merge_counts(buffet_pool_cache *c) {
+    c->pool->gets += c->gets;
+    c->pool->puts += c->puts;
+    c->gets = c->puts = 0;
+}
+
+BUFFET_API void buffet_pool_cache_flush(buffet_pool_cache *c) {
+    if (!c || !c->pool) return;
+    pthread_mutex_lock(&c->pool->mu);
+    buffet__pool_give(c->pool, c->objs, c->count);
+    buffet__pool_merge_counts(c);
+    pthread_mutex_unlock(&c->pool->mu);
+    c->count = 0;
+}
+
+/* The slab holding obj, or NULL. Slabs are only ever added, each published whole. */
+static buffet__slab *buffet__pool_slab_of(buffet_pool *p, const void *obj, size_t *index) {
+    buffet__slab *s = BUFFET__LOAD(&p->slabs, BUFFET__ACQUIRE);
+    const unsigned char *o = (const unsigned char *)obj;
+    for (; s; s = s->next) {
+        if (o >= s->objs && o < s->objs + s->n * p->stride) {
+            size_t off = (size_t)(o - s->objs);
+            if (off % p->stride) return NULL;
+            *index = off / p->stride;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* Checks on: mark obj out (get) or back (put), refusing a put of a foreign or free object. */
+static buffet_result buffet__pool_check(buffet_pool *p, void *obj, bool put) {
+    size_t i = 0;
+    buffet__slab *s = buffet__pool_slab_of(p, obj, &i);
+    if (!s) {
+        BUFFET__FETCH_ADD(&p->foreign_puts, 1, BUFFET__RELAXED);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "pool put of %p: not an object of this pool", obj);
+        return BUFFET_ERR_FOREIGN;
+    }
+    if (BUFFET__EXCHANGE(&s->state[i], (uint8_t)(put ? 0 : 1), BUFFET__ACQ_REL) == (put ? 0 : 1)) {
+        BUFFET_ASSERT(put);   /* a get of an object already out would be buffet's own bug */
+        BUFFET__FETCH_ADD(&p->double_puts, 1, BUFFET__RELAXED);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE, "pool put of %p: already put back", obj);
+        return BUFFET_ERR_DOUBLE_FREE;
+    }
+    return BUFFET_OK;
+}
+
+static void buffet__pool_handed_out(buffet_pool *p, void *obj) {
+    if (p->checks) buffet__pool_check(p, obj, false);
+    BUFFET__UNPOISON(obj, p->obj_size);
+}
+
+BUFFET_API void *buffet_pool_get_slow(buffet_pool_cache *c) {
+    buffet_pool *p;
+    void *o;
+    if (!c || !c->pool) return NULL;
+    p = c->pool;
+    if (c->count == 0) {
+        pthread_mutex_lock(&p->mu);
+        c->count = (uint32_t)buffet__pool_take(p, c->objs, c->cap / 2 ? c->cap / 2 : 1);
+        buffet__pool_merge_counts(c);
+        if (c->count == 0) p->failures++;
+        pthread_mutex_unlock(&p->mu);
+        if (c->count == 0) {
+            BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool of %zu-byte objects exhausted (max %zu)",
+                        p->obj_size, p->max);
+            return NULL;
+        }
+    }
+    o = c->objs[--c->count];
+    c->gets++;
+    buffet__pool_handed_out(p, o);
+    return o;
+}
+
+BUFFET_API buffet_result buffet_pool_put_slow(buffet_pool_cache *c, void *obj) {
+    buffet_pool *p;
+    if (!c || !c->pool || !obj) return BUFFET_ERR_INVALID;
+    p = c->pool;
+    if (p->checks) {
+        buffet_result r = buffet__pool_check(p, obj, true);
+        if (r != BUFFET_OK) return r;
+    }
+    BUFFET__POISON(obj, p->obj_size);
+    if (c->count == c->cap) {
+        uint32_t half = c->cap / 2 ? c->cap / 2 : 1;
+        pthread_mutex_lock(&p->mu);
+        buffet__pool_give(p, c->objs + c->count - half, half);
+        buffet__pool_merge_counts(c);
+        pthread_mutex_unlock(&p->mu);
+        c->count -= half;
+    }
+    c->objs[c->count++] = obj;
+    c->puts++;
+    return BUFFET_OK;
+}
+
+BUFFET_API size_t buffet_pool_get_bulk(buffet_pool_cache *c, void **objs, size_t n) {
+    buffet_pool *p;
+    size_t have, i;
+    if (!c || !c->pool || !objs || n == 0) return 0;
+    p = c->pool;
+    if (n <= c->count && !c->checks) {
+        c->count -= (uint32_t)n;
+        memcpy(objs, c->objs + c->count, n * sizeof(void *));
+        c->gets += n;
+        for (i = 0; i < n; i++) BUFFET__UNPOISON(objs[i], p->obj_size);
+        return n;
+    }
+    /* Take the cache's share, then the rest straight from the store, all or nothing. */
+    have = c->count < n ? c->count : n;
+    c->count -= (uint32_t)have;
+    memcpy(objs, c->objs + c->count, have * sizeof(void *));
+    if (have < n) {
+        pthread_mutex_lock(&p->mu);
+        have += buffet__pool_take(p, objs + have, n - have);
+        if (have < n) {
+            buffet__pool_give(p, objs, have);
+            p->failures++;
+        }
+        buffet__pool_merge_counts(c);
+        pthread_mutex_unlock(&p->mu);
+        if (have < n) return 0;
+    }
+    c->gets += n;
+    for (i = 0; i < n; i++) buffet__pool_handed_out(p, objs[i]);
+    return n;
+}
+
+BUFFET_API buffet_result buffet_pool_put_bulk(buffet_pool_cache *c, void *const *objs, size_t n) {
+    buffet_result r = BUFFET_OK;
+    buffet_pool *p;
+    size_t i;
+    if (!c || !c->pool || (!objs && n)) return BUFFET_ERR_INVALID;
+    p = c->pool;
+    if (!c->checks && n <= (size_t)(c->cap - c->count)) {
+        for (i = 0; i < n; i++) {
+            if (!objs[i]) return buffet_pool_put_bulk(c, objs + i, n - i);   /* the careful path reports it */
+            BUFFET__POISON(objs[i], p->obj_size);
+        }
+        memcpy(c->objs + c->count, objs, n * sizeof(void *));
+        c->count += (uint32_t)n;
+        c->puts += n;
+        return BUFFET_OK;
+    }
+    for (i = 0; i < n; i++) {
+        buffet_result one = buffet_pool_put(c, objs[i]);
+        if (one != BUFFET_OK) r = one;
+    }
+    return r;
+}
+
+BUFFET_API void *buffet_pool_get_shared(buffet_pool *p) {
+    void *o = NULL;
+    size_t k;
+    if (!p) return NULL;
+    pthread_mutex_lock(&p->mu);
+    k = buffet__pool_take(p, &o, 1);
+    if (k) p->gets++;
+    else p->failures++;
+    pthread_mutex_unlock(&p->mu);
+    if (k) buffet__pool_handed_out(p, o);
+    return o;
+}
+
+BUFFET_API buffet_result buffet_pool_put_shared(buffet_pool *p, void *obj) {
+    if (!p || !obj) return BUFFET_ERR_INVALID;
+    if (p->checks) {
+        buffet_result r = buffet__pool_check(p, obj, true);
+        if (r != BUFFET_OK) return r;
+    }
+    BUFFET__POISON(obj, p->obj_size);
+    pthread_mutex_lock(&p->mu);
+    buffet__pool_give(p, &obj, 1);
+    p->puts++;
+    pthread_mutex_unlock(&p->mu);
+    return BUFFET_OK;
+}
+
+static void *buffet__pool_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    buffet_pool_cache *c = (buffet_pool_cache *)self;
+    (void)site;
+    if (size > c->pool->obj_size || align > c->pool->align) return NULL;
+    return buffet_pool_get(c);
+}
+static void buffet__pool_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)size; (void)align; (void)site;
+    buffet_pool_put((buffet_pool_cache *)self, ptr);
+}
+static const buffet_allocator_vtable buffet__pool_vtable = {buffet__pool_vt_alloc, NULL, buffet__pool_vt_free};
+
+BUFFET_API buffet_allocator buffet_pool_allocator(buffet_pool_cache *c) {
+    buffet_allocator a;
+    a.self = c;
+    a.vtable = c && c->pool ? &buffet__pool_vtable : NULL;
+    return a;
+}
+
+BUFFET_API buffet_pool_stats buffet_pool_get_stats(buffet_pool *p) {
+    buffet_pool_stats s;
+    memset(&s, 0, sizeof s);
+    if (!p) return s;
+    pthread_mutex_lock(&p->mu);
+    s.obj_size = p->obj_size;
+    s.stride = p->stride;
+    s.slabs = p->nslabs;
+    s.created = p->created;
+    s.max = p->max;
+    s.in_store = p->store_count;
+    s.in_use = p->created - p->store_count;
+    s.gets = p->gets;
+    s.puts = p->puts;
+    s.failures = p->failures;
+    pthread_mutex_unlock(&p->mu);
+    s.double_puts = BUFFET__LOAD(&p->double_puts, BUFFET__RELAXED);
+    s.foreign_puts = BUFFET__LOAD(&p->foreign_puts, BUFFET__RELAXED);
+    return s;
+}
+
+BUFFET_API size_t buffet_pool_stats_json(buffet_pool *p, char *out, size_t cap) {
+    buffet_pool_stats s = buffet_pool_get_stats(p);
+    size_t len = 0;
+    if (!out) cap = 0;
+    if (cap) out[0] = '\0';
+    buffet__frame_append(out, cap, &len,
+        "{\"obj_size\":%zu,\"stride\":%zu,\"slabs\":%zu,\"created\":%zu,\"max\":%zu,\"in_store\":%zu,\"in_use\":%zu,"
+        "\"gets\":%llu,\"puts\":%llu,\"failures\":%llu,\"double_puts\":%llu,\"foreign_puts\":%llu}",
+        s.obj_size, s.stride, s.slabs, s.created, s.max, s.in_store, s.in_use, (unsigned long long)s.gets,
+        (unsigned long long)s.puts, (unsigned long long)s.failures, (unsigned long long)s.double_puts,
+        (unsigned long long)s.foreign_puts);
+    return len;
+}
+
+#endif /* BUFFET_IMPLEMENTATION && !BUFFET_FRAME_IMPL_INCLUDED */
+
+/*
+MIT License. Copyright (c) 2026 the buffet authors. The full text is in LICENSE and at the end
+of buffet.h.
+*/
