@@ -87,6 +87,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #ifndef __cplusplus
@@ -270,13 +271,17 @@ static inline bool buffet_in_range(size_t off, size_t len, size_t size) {
 /* ---------------------------------------------------------------------------------------------
    >>allocator: the common interface
 */
-/* Where an allocation or free was requested; filled in by the BUFFET_* macros. */
-typedef struct buffet_site { const char *file; int line; const char *func; } buffet_site;
-static inline buffet_site buffet_site_make(const char *file, int line, const char *func) {
-    buffet_site s; s.file = file; s.line = line; s.func = func; return s;
+/* Where an allocation or free was requested ("file.c:123" and the function), filled in by the
+   BUFFET_* macros. Two pointers to static strings: it travels in two registers, so passing it
+   costs nothing measurable. */
+typedef struct buffet_site { const char *where; const char *func; } buffet_site;
+static inline buffet_site buffet_site_make(const char *where, const char *func) {
+    buffet_site s; s.where = where; s.func = func; return s;
 }
-#define BUFFET_SITE buffet_site_make(__FILE__, __LINE__, __func__)
-#define BUFFET_NO_SITE buffet_site_make(NULL, 0, NULL)
+#define BUFFET__STR2(x) #x
+#define BUFFET__STR(x) BUFFET__STR2(x)
+#define BUFFET_SITE buffet_site_make(__FILE__ ":" BUFFET__STR(__LINE__), __func__)
+#define BUFFET_NO_SITE buffet_site_make(NULL, NULL)
 
 /* An allocator's operations. Callers go through buffet_alloc/resize/free, which check the
    arguments, so implementations see only: size > 0, align a power of two, ptr non-NULL.
@@ -294,13 +299,27 @@ typedef struct buffet_allocator_vtable {
 /* An allocator, passed by value. A zero allocator ({NULL, NULL}) is the heap. */
 typedef struct buffet_allocator { void *self; const buffet_allocator_vtable *vtable; } buffet_allocator;
 
-/* Allocate size bytes aligned to align (a power of two). Size 0 returns NULL and is not an
-   error. Returns: the memory, or NULL (bad align, or the allocator failed). Thread: as `a`. */
-BUFFET_API void *buffet_alloc(buffet_allocator a, size_t size, size_t align, buffet_site site);
 /* As buffet_alloc, with the reason for a NULL. Returns: BUFFET_OK (with *out NULL for size 0).
    Errors: BUFFET_ERR_INVALID (out NULL, align not a power of two), BUFFET_ERR_NOMEM. */
 BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t align,
                                          buffet_site site, void **out);
+/* As buffet_free, with a result. Errors: BUFFET_ERR_INVALID (align not a power of two: nothing
+   is freed, since the allocator could not find the block). */
+BUFFET_API buffet_result buffet_free_ex(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site);
+
+#define BUFFET__MALLOC_ALIGN BUFFET_ALIGNOF(max_align_t)
+
+/* Allocate size bytes aligned to align (a power of two). Size 0 returns NULL and is not an
+   error. Returns: the memory, or NULL (bad align, or the allocator failed). Thread: as `a`. */
+static inline void *buffet_alloc(buffet_allocator a, size_t size, size_t align, buffet_site site) {
+    void *p = NULL;
+#ifndef BUFFET_HEAP_ALLOC
+    /* The heap at malloc's own alignment is malloc itself: no call through a table. */
+    if (!a.vtable && size && align - 1 < BUFFET__MALLOC_ALIGN && !(align & (align - 1))) return malloc(size);
+#endif
+    buffet_alloc_ex(a, size, align, site, &p);
+    return p;
+}
 /* Allocate count * size bytes. Returns: NULL also when count * size overflows. Thread: as `a`. */
 BUFFET_API void *buffet_alloc_array(buffet_allocator a, size_t count, size_t size, size_t align,
                                     buffet_site site);
@@ -314,7 +333,15 @@ BUFFET_API bool buffet_resize(buffet_allocator a, void *ptr, size_t old_size, si
 BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
                                 size_t align, buffet_site site);
 /* Free ptr (size and align as allocated). NULL does nothing. Thread: as `a`. */
-BUFFET_API void buffet_free(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site);
+static inline void buffet_free(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site) {
+#ifndef BUFFET_HEAP_FREE
+    if (!a.vtable) {
+        free(ptr);
+        return;
+    }
+#endif
+    buffet_free_ex(a, ptr, size, align, site);
+}
 /* Free an array from buffet_alloc_array. Thread: as `a`. */
 BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, size_t size,
                                   size_t align, buffet_site site);
@@ -332,8 +359,9 @@ BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, s
 #define BUFFET_DELETE_ARRAY(a, T, p, n) \
     buffet_free_array((a), (p), (n), sizeof(T), BUFFET_ALIGNOF(T), BUFFET_SITE)
 
-/* The heap: malloc for align <= 16, posix_memalign above (any power of two, page size and
-   beyond). Resize succeeds in place while the block's usable size allows. Thread: safe. */
+/* The heap, which is the zero allocator: malloc for align <= 16, posix_memalign above (any
+   power of two, page size and beyond). Resize succeeds in place while the block's usable size
+   allows. Thread: safe. */
 BUFFET_API buffet_allocator buffet_heap(void);
 
 /* ---------------------------------------------------------------------------------------------
@@ -424,6 +452,8 @@ BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f);
 typedef struct buffet_adapter {
     buffet_allocator parent;   /* zero: the heap */
     size_t align;              /* of every block; 0: 16 */
+    buffet_site site;          /* reported as every block's allocation site (the hooks get none);
+                                  set it to BUFFET_SITE where you hook a library up */
 } buffet_adapter;
 
 /* Serve malloc-shaped calls from parent; each block carries its size in a header of `align`
@@ -678,7 +708,6 @@ BUFFET_EXTERN_C_END
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BUFFET__MALLOC_ALIGN BUFFET_ALIGNOF(max_align_t)
 #define BUFFET__PAGE ((size_t)4096)
 #define BUFFET__HUGE_PAGE ((size_t)2 << 20)
 
@@ -716,7 +745,7 @@ BUFFET_API void buffet_log_stderr(void *user, buffet_log_level level, buffet_res
             buffet_result_str(code));
 }
 
-static const char *buffet__site_file(buffet_site s) { return s.file ? s.file : "?"; }
+static const char *buffet__site_where(buffet_site s) { return s.where ? s.where : "?"; }
 static const char *buffet__site_func(buffet_site s) { return s.func ? s.func : "?"; }
 
 /* >>allocator dispatch */
@@ -758,12 +787,15 @@ static const buffet_allocator_vtable buffet__heap_vtable = {
 BUFFET_API buffet_allocator buffet_heap(void) {
     buffet_allocator a;
     a.self = NULL;
-    a.vtable = &buffet__heap_vtable;
+    a.vtable = NULL;
     return a;
 }
 
 /* A zero allocator is the heap. */
-static buffet_allocator buffet__resolve(buffet_allocator a) { return a.vtable ? a : buffet_heap(); }
+static buffet_allocator buffet__resolve(buffet_allocator a) {
+    if (!a.vtable) a.vtable = &buffet__heap_vtable;
+    return a;
+}
 
 BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t align,
                                          buffet_site site, void **out) {
@@ -777,12 +809,6 @@ BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t
     if (!p) return BUFFET_ERR_NOMEM;
     *out = p;
     return BUFFET_OK;
-}
-
-BUFFET_API void *buffet_alloc(buffet_allocator a, size_t size, size_t align, buffet_site site) {
-    void *p = NULL;
-    buffet_alloc_ex(a, size, align, site, &p);
-    return p;
 }
 
 BUFFET_API void *buffet_alloc_array(buffet_allocator a, size_t count, size_t size, size_t align,
@@ -817,10 +843,12 @@ BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, 
     return p;
 }
 
-BUFFET_API void buffet_free(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site) {
-    if (!ptr || !buffet_is_pow2(align)) return;
+BUFFET_API buffet_result buffet_free_ex(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site) {
+    if (!buffet_is_pow2(align)) return BUFFET_ERR_INVALID;
+    if (!ptr) return BUFFET_OK;
     a = buffet__resolve(a);
     a.vtable->free(a.self, ptr, size, align, site);
+    return BUFFET_OK;
 }
 
 BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, size_t size,
@@ -921,17 +949,26 @@ static void buffet__dbg_error(buffet_debug *d, buffet_result code, size_t *count
     if (counter) (*counter)++;
 }
 
+/* Is every byte of p[0..n) equal to b? memcmp against itself shifted by one runs at memcmp's
+   speed, so checking big blocks stays cheap; the byte loop runs only to name a damaged byte. */
+static bool buffet__all_bytes(const unsigned char *p, size_t n, unsigned char b) {
+    return n == 0 || (p[0] == b && memcmp(p, p + 1, n - 1) == 0);
+}
+
 /* Guards intact? Logs which side was damaged. */
 static bool buffet__dbg_check_guards(buffet_debug *d, const buffet__dbg_rec *r) {
     const unsigned char *user = (const unsigned char *)r->key;
     const unsigned char *base = buffet__dbg_base(d, r->key, r->align);
     size_t front = buffet__dbg_front(d, r->align), i;
     bool ok = true;
+    if (buffet__all_bytes(base, front, BUFFET__DBG_GUARD_BYTE) &&
+        buffet__all_bytes(user + r->size, d->guard, BUFFET__DBG_GUARD_BYTE))
+        return true;
     for (i = 0; i < front; i++) {
         if (base[i] != BUFFET__DBG_GUARD_BYTE) {
             BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
-                        "underrun: %zu-byte block at %p, allocated at %s:%d in %s(), was written %zu bytes before its start",
-                        r->size, (const void *)user, buffet__site_file(r->site), r->site.line,
+                        "underrun: %zu-byte block at %p, allocated at %s in %s(), was written %zu bytes before its start",
+                        r->size, (const void *)user, buffet__site_where(r->site),
                         buffet__site_func(r->site), front - i);
             ok = false;
             break;
@@ -940,8 +977,8 @@ static bool buffet__dbg_check_guards(buffet_debug *d, const buffet__dbg_rec *r) 
     for (i = 0; i < d->guard; i++) {
         if (user[r->size + i] != BUFFET__DBG_GUARD_BYTE) {
             BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
-                        "overrun: %zu-byte block at %p, allocated at %s:%d in %s(), was written %zu bytes past its end",
-                        r->size, (const void *)user, buffet__site_file(r->site), r->site.line,
+                        "overrun: %zu-byte block at %p, allocated at %s in %s(), was written %zu bytes past its end",
+                        r->size, (const void *)user, buffet__site_where(r->site),
                         buffet__site_func(r->site), i + 1);
             ok = false;
             break;
@@ -957,12 +994,12 @@ static bool buffet__dbg_check_poison(buffet_debug *d, const buffet__dbg_rec *r) 
     bool ok = true;
     BUFFET__ASAN_UNPOISON(user, r->size);
     BUFFET__VG_DEFINED(user, r->size);
-    for (i = 0; i < r->size; i++) {
+    for (i = buffet__all_bytes(user, r->size, BUFFET__DBG_FREED_BYTE) ? r->size : 0; i < r->size; i++) {
         if (user[i] != BUFFET__DBG_FREED_BYTE) {
             BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
-                        "write after free: byte %zu of the %zu-byte block at %p (allocated at %s:%d in %s(), freed at %s:%d in %s())",
-                        i, r->size, (void *)user, buffet__site_file(r->site), r->site.line,
-                        buffet__site_func(r->site), buffet__site_file(r->free_site), r->free_site.line,
+                        "write after free: byte %zu of the %zu-byte block at %p (allocated at %s in %s(), freed at %s in %s())",
+                        i, r->size, (void *)user, buffet__site_where(r->site),
+                        buffet__site_func(r->site), buffet__site_where(r->free_site),
                         buffet__site_func(r->free_site));
             buffet__dbg_error(d, BUFFET_ERR_CORRUPT, &d->st.corruptions);
             ok = false;
@@ -1004,8 +1041,8 @@ static void *buffet__dbg_alloc(void *self, size_t size, size_t align, buffet_sit
         pthread_mutex_lock(&d->mu);
         d->st.failed_allocs++;
         pthread_mutex_unlock(&d->mu);
-        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_OVERFLOW, "allocation of %zu bytes at %s:%d: size overflows",
-                    size, buffet__site_file(site), site.line);
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_OVERFLOW, "allocation of %zu bytes at %s: size overflows",
+                    size, buffet__site_where(site));
         return NULL;
     }
     pthread_mutex_lock(&d->mu);
@@ -1038,8 +1075,8 @@ static void *buffet__dbg_alloc(void *self, size_t size, size_t align, buffet_sit
 fail:
     d->st.failed_allocs++;
     pthread_mutex_unlock(&d->mu);
-    BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_NOMEM, "allocation of %zu bytes at %s:%d in %s(): parent allocator failed",
-                size, buffet__site_file(site), site.line, buffet__site_func(site));
+    BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_NOMEM, "allocation of %zu bytes at %s in %s(): parent allocator failed",
+                size, buffet__site_where(site), buffet__site_func(site));
     return NULL;
 }
 
@@ -1049,17 +1086,17 @@ static buffet__dbg_rec *buffet__dbg_live(buffet_debug *d, void *ptr, const char 
     if (!r) {
         buffet__dbg_error(d, BUFFET_ERR_FOREIGN, &d->st.foreign_frees);
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
-                    "%s of %p at %s:%d in %s(): not allocated by this debug allocator (or freed long ago)",
-                    what, ptr, buffet__site_file(site), site.line, buffet__site_func(site));
+                    "%s of %p at %s in %s(): not allocated by this debug allocator (or freed long ago)",
+                    what, ptr, buffet__site_where(site), buffet__site_func(site));
         return NULL;
     }
     if (r->freed) {
         buffet__dbg_error(d, BUFFET_ERR_DOUBLE_FREE, &d->st.double_frees);
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
-                    "%s of %p at %s:%d in %s(): already freed at %s:%d in %s() (%zu bytes allocated at %s:%d in %s())",
-                    what, ptr, buffet__site_file(site), site.line, buffet__site_func(site),
-                    buffet__site_file(r->free_site), r->free_site.line, buffet__site_func(r->free_site),
-                    r->size, buffet__site_file(r->site), r->site.line, buffet__site_func(r->site));
+                    "%s of %p at %s in %s(): already freed at %s in %s() (%zu bytes allocated at %s in %s())",
+                    what, ptr, buffet__site_where(site), buffet__site_func(site),
+                    buffet__site_where(r->free_site), buffet__site_func(r->free_site),
+                    r->size, buffet__site_where(r->site), buffet__site_func(r->site));
         return NULL;
     }
     return r;
@@ -1075,9 +1112,9 @@ static void buffet__dbg_free(void *self, void *ptr, size_t size, size_t align, b
         /* The record knows the truth, so the block is still released correctly. */
         buffet__dbg_error(d, BUFFET_ERR_MISMATCH, &d->st.mismatched_frees);
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
-                    "free of %p at %s:%d in %s() with size %zu align %zu; allocated at %s:%d in %s() with size %zu align %zu",
-                    ptr, buffet__site_file(site), site.line, buffet__site_func(site), size, align,
-                    buffet__site_file(r->site), r->site.line, buffet__site_func(r->site), r->size, r->align);
+                    "free of %p at %s in %s() with size %zu align %zu; allocated at %s in %s() with size %zu align %zu",
+                    ptr, buffet__site_where(site), buffet__site_func(site), size, align,
+                    buffet__site_where(r->site), buffet__site_func(r->site), r->size, r->align);
     }
     if (!buffet__dbg_check_guards(d, r)) {
         /* Reported once; restored so the quarantine does not report the same damage again. */
@@ -1114,8 +1151,8 @@ static bool buffet__dbg_resize(void *self, void *ptr, size_t old_size, size_t ne
     if (r->size != old_size || r->align != align) {
         buffet__dbg_error(d, BUFFET_ERR_MISMATCH, &d->st.mismatched_frees);
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
-                    "resize of %p from size %zu align %zu; allocated at %s:%d in %s() with size %zu align %zu",
-                    ptr, old_size, align, buffet__site_file(r->site), r->site.line,
+                    "resize of %p from size %zu align %zu; allocated at %s in %s() with size %zu align %zu",
+                    ptr, old_size, align, buffet__site_where(r->site),
                     buffet__site_func(r->site), r->size, r->align);
         goto out;
     }
@@ -1226,10 +1263,10 @@ BUFFET_API size_t buffet_debug_report_leaks(buffet_debug *d, FILE *out) {
         n++;
         bytes += r->size;
         if (out)
-            fprintf(out, "buffet: leak: %zu bytes at %p, allocated at %s:%d in %s()\n", r->size,
-                    (void *)r->key, buffet__site_file(r->site), r->site.line, buffet__site_func(r->site));
-        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "leak: %zu bytes at %p, allocated at %s:%d in %s()",
-                    r->size, (void *)r->key, buffet__site_file(r->site), r->site.line, buffet__site_func(r->site));
+            fprintf(out, "buffet: leak: %zu bytes at %p, allocated at %s in %s()\n", r->size,
+                    (void *)r->key, buffet__site_where(r->site), buffet__site_func(r->site));
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "leak: %zu bytes at %p, allocated at %s in %s()",
+                    r->size, (void *)r->key, buffet__site_where(r->site), buffet__site_func(r->site));
     }
     pthread_mutex_unlock(&d->mu);
     if (out) {
@@ -1302,7 +1339,7 @@ static void buffet__fixed_free(void *self, void *ptr, size_t size, size_t align,
     (void)align;
     if ((unsigned char *)ptr < f->base || (unsigned char *)ptr >= f->base + f->cap) {
         BUFFET__LOG(&f->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
-                    "fixed allocator: free of %p at %s:%d: not in this buffer", ptr, buffet__site_file(site), site.line);
+                    "fixed allocator: free of %p at %s: not in this buffer", ptr, buffet__site_where(site));
         return;
     }
     if (buffet__fixed_is_last(f, ptr, size)) {
@@ -1371,6 +1408,7 @@ BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocato
     if (!buffet_is_pow2(align) || align > 4096) return BUFFET_ERR_INVALID;
     ad->parent = parent;
     ad->align = align < sizeof(size_t) ? sizeof(size_t) : align;
+    ad->site = buffet_site_make("buffet_adapter", "a library's allocation hook");
     return BUFFET_OK;
 }
 
@@ -1380,7 +1418,7 @@ BUFFET_API void *buffet_adapter_malloc(buffet_adapter *ad, size_t size) {
     size_t total;
     unsigned char *p;
     if (!ad || size == 0 || !buffet_add(size, ad->align, &total)) return NULL;
-    p = (unsigned char *)buffet_alloc(ad->parent, total, ad->align, BUFFET_SITE);
+    p = (unsigned char *)buffet_alloc(ad->parent, total, ad->align, ad->site);
     if (!p) return NULL;
     p += ad->align;
     *buffet__adapter_size_slot(p) = size;
@@ -1408,7 +1446,7 @@ BUFFET_API void *buffet_adapter_realloc(buffet_adapter *ad, void *ptr, size_t si
     if (!buffet_add(size, ad->align, &total)) return NULL;
     old = *buffet__adapter_size_slot(ptr);
     p = (unsigned char *)buffet_realloc(ad->parent, (unsigned char *)ptr - ad->align, old + ad->align,
-                                        total, ad->align, BUFFET_SITE);
+                                        total, ad->align, ad->site);
     if (!p) return NULL;
     p += ad->align;
     *buffet__adapter_size_slot(p) = size;
@@ -1418,7 +1456,7 @@ BUFFET_API void *buffet_adapter_realloc(buffet_adapter *ad, void *ptr, size_t si
 BUFFET_API void buffet_adapter_free(buffet_adapter *ad, void *ptr) {
     if (!ad || !ptr) return;
     buffet_free(ad->parent, (unsigned char *)ptr - ad->align, *buffet__adapter_size_slot(ptr) + ad->align,
-                ad->align, BUFFET_SITE);
+                ad->align, ad->site);
 }
 
 BUFFET_API size_t buffet_adapter_size(const void *ptr) { return ptr ? *buffet__adapter_size_slot(ptr) : 0; }
