@@ -1,23 +1,49 @@
-/* buffet_packet.h - buffet 0.1.0 - packet buffer pools
-
-   STATUS: planned; this header declares nothing yet, see README.
-
-   WHAT IT WILL DO
-   Pools of network packet buffers:
-   - size classes, per-thread caches over a lock-free shared store;
-   - headroom and tailroom, per-packet metadata, refcounted zero-copy clones,
-     multi-segment chains (packets are buffet_buf buffers, so they go into chains);
-   - NUMA placement (libnuma is loaded at run time when present) and huge pages;
-   - statistics (Prometheus text), leak and lifecycle tracing.
+/* buffet_packet.h - v0.1.0 - packet buffer pools for packet processing (switches, routers, load
+   balancers, capture). Part of the buffet family; needs buffet.h beside it. MIT licence (end).
 
    USAGE
-   It includes buffet.h itself; buffet headers may be included in any order. In
-   exactly one translation unit, #define BUFFET_IMPLEMENTATION and include every
-   buffet header you use there.
+     #define BUFFET_IMPLEMENTATION in exactly one .c/.cpp file before including the buffet headers.
 
-   CONFIGURATION   to come.
-   THREAD SAFETY   to come.
-   VERSION         buffet 0.1.0; needs buffet.h from the same release.
+   EXAMPLE
+         buffet_pkt_pool *pool;
+         buffet_pkt_pool_create(&pool, &(buffet_pkt_pool_desc){ .name = "rx" });
+         buffet_pkt_cache *cache;                        // one per thread, owned by it
+         buffet_pkt_cache_create(&cache, pool, 0);
+         buffet_pkt *p = buffet_pkt_alloc(cache, 1500);  // from the 2048-byte class
+         memcpy(buffet_pkt_append(p, 64), frame, 64);    // data grows into the tailroom
+         struct eth *e = buffet_pkt_prepend(p, 14);      // and into the 128-byte headroom
+         buffet_pkt *copy = buffet_pkt_clone(cache, p);  // shares the data, own metadata
+         buffet_pkt_free(cache, p); buffet_pkt_free(cache, copy);
+         buffet_pkt_cache_destroy(cache); buffet_pkt_pool_destroy(pool);
+
+   MODEL (DPDK's mbuf and mempool, in a header)
+     pool     size classes (default 64, 128, 256, 512, 1024, 2048, 9216 bytes of data room, each
+              plus the headroom), buffers carved from large regions (2 MiB huge pages when some
+              are reserved, transparent huge pages otherwise), placed on a NUMA node, created
+              `initial` per class and grown up to `max`. Each class has a lock-free ring of
+              buffer pointers as its shared store.
+     cache    per-thread arrays of buffer pointers over the rings, owned by the caller (no
+              thread registry): alloc and free are an array pop and push plus a header reset.
+     packet   a 64-byte header (buffet_pkt) followed by the user area and the data room; data
+              between headroom and tailroom; segments linked by `next`; metadata fields.
+     clone    a header of its own (own metadata) sharing another packet's data, counted in that
+              packet's reference count. External buffers wrap caller memory the same way.
+
+   CONFIGURATION
+     BUFFET_PKT_MAX_CLASSES   size classes a pool can have (default 12)
+     BUFFET_PKT_CACHE_MAX     most pointers a cache holds per class (default 512)
+     BUFFET_DEBUG >= 1        per-buffer state, site and history (double free caught at the
+                              second free, leak report at destroy naming who took each buffer,
+                              cookies around every buffer, buffet_pkt_history_dump)
+
+   THREAD SAFETY
+     A pool is thread-safe. A cache is owned by one thread at a time. A packet belongs to
+     whoever holds a reference; references and frees may come from any thread (through that
+     thread's cache, or the *_shared calls that take no cache).
+
+   ERRORS
+     Allocation returns NULL, counts a failure and logs why. Operations on packets return NULL
+     or a buffet_result and change nothing when they fail.
 */
 #ifndef BUFFET_PACKET_H_INCLUDED
 #define BUFFET_PACKET_H_INCLUDED
@@ -28,16 +54,1446 @@
 #include "buffet.h"
 #endif
 
-/* One version for the whole family: this catches a copy taken from another release. */
 #if !defined(BUFFET_VERSION_NUMBER) || BUFFET_VERSION_NUMBER != 100
 #error "buffet_packet.h is from buffet 0.1.0 but buffet.h is not: take every buffet header from one release"
 #endif
 
+#ifndef BUFFET_PKT_MAX_CLASSES
+#define BUFFET_PKT_MAX_CLASSES 12
+#endif
+#ifndef BUFFET_PKT_CACHE_MAX
+#define BUFFET_PKT_CACHE_MAX 512
+#endif
+#define BUFFET_PKT_HISTORY 8
+
+BUFFET_EXTERN_C_BEGIN
+
+typedef struct buffet_pkt_pool buffet_pkt_pool;
+typedef struct buffet_pkt buffet_pkt;
+
+enum {
+    BUFFET_PKT_CLONE = 1u << 0,      /* header sharing another packet's data */
+    BUFFET_PKT_EXTERNAL = 1u << 1    /* data in caller memory */
+};
+
+/* A packet segment's header: one cache line. The data is buf[data_off .. data_off + len). */
+struct buffet_pkt {
+    unsigned char *buf;         /* data room: headroom, data, tailroom */
+    buffet_pkt_pool *pool;
+    uint32_t buf_len;           /* bytes in the data room */
+    uint8_t cls;                /* size class (the clone class for clones and external) */
+    uint8_t flags;              /* BUFFET_PKT_CLONE / BUFFET_PKT_EXTERNAL */
+    uint16_t data_off;          /* first data byte */
+    /* from here the fields are reset at every allocation */
+    buffet_pkt *next;           /* next segment */
+    uint64_t timestamp;
+    uint32_t pkt_len;           /* bytes in all segments (kept in the first segment) */
+    uint32_t len;               /* bytes in this segment */
+    uint32_t hash;              /* RSS-style flow hash */
+    uint16_t refcnt;            /* atomic; use buffet_pkt_ref / buffet_pkt_free */
+    uint16_t nb_segs;           /* segments (kept in the first segment) */
+    uint16_t in_port, out_port;
+    uint16_t vlan_tci;
+    uint16_t packet_type;
+};
+
+typedef void (*buffet_pkt_watermark_fn)(void *user, buffet_pkt_pool *pool, unsigned cls, size_t in_use,
+                                        size_t max, bool high);
+typedef void (*buffet_pkt_ext_free_fn)(void *opaque, void *mem);
+
+#define BUFFET_PKT_NODE(n) ((n) + 1)   /* buffet_pkt_pool_desc.numa_node: node n */
+
+typedef struct buffet_pkt_pool_desc {
+    const char *name;               /* in statistics and logs; NULL: "pkt" */
+    uint32_t class_sizes[BUFFET_PKT_MAX_CLASSES];   /* data room per class, ascending, 0 ends;
+                                       all 0: 64 128 256 512 1024 2048 9216 */
+    uint32_t headroom;              /* bytes before the data of a new packet; 0: 128 */
+    uint32_t user_size;             /* per-packet user area after the header; 0: none */
+    size_t initial;                 /* buffers made per class at create; 0: 256 */
+    size_t max;                     /* most buffers per class; 0: 16384 */
+    size_t grow;                    /* buffers added per class when one runs dry; 0: initial */
+    int numa_node;                  /* 0: the creating thread's node; BUFFET_PKT_NODE(n): node n */
+    bool no_huge_pages;             /* neither explicit nor transparent huge pages */
+    uint32_t watermark_high, watermark_low;  /* percent of max in use; 0: 90 and 70 */
+    buffet_pkt_watermark_fn on_watermark;    /* called when a class crosses them; may be NULL */
+    void *watermark_user;
+    buffet_allocator allocator;     /* bookkeeping (not the buffers); zero: the heap */
+    buffet_logger log;
+} buffet_pkt_pool_desc;
+
+/* A cache: per class, an array of buffer pointers. Owned by one thread at a time. */
+typedef struct buffet_pkt_cache_class {
+    uint32_t count;
+    uint32_t pad_;
+    uint64_t allocs, frees, misses;     /* counted here, merged into the pool's on refill/spill */
+    void *objs[BUFFET_PKT_CACHE_MAX];
+} buffet_pkt_cache_class;
+
+typedef struct buffet_pkt_cache {
+    buffet_pkt_pool *pool;
+    uint32_t size;                  /* capacity per class */
+    uint32_t nclasses;              /* data classes; the clone class comes after them */
+    uint16_t headroom;
+    bool checks;                    /* debug: every call takes the careful path */
+    struct buffet_pkt_cache *next_in_pool;
+    buffet_pkt_cache_class cls[BUFFET_PKT_MAX_CLASSES + 1];
+} buffet_pkt_cache;
+
+typedef struct buffet_pkt_class_stats {
+    uint32_t data_room;             /* 0 for the clone class */
+    size_t stride;                  /* bytes each buffer takes in its region */
+    size_t created, max, in_use;
+    uint64_t allocs, frees, failures, cache_misses;
+    double cache_hit_rate;          /* allocations served without touching the ring */
+    double utilisation;             /* in_use / max */
+} buffet_pkt_class_stats;
+
+typedef struct buffet_pkt_stats {
+    const char *name;
+    int numa_node;
+    unsigned nclasses;              /* data classes; stats[nclasses] is the clone class */
+    size_t region_bytes;            /* memory mapped for buffers */
+    bool huge_pages;                /* some regions use explicit 2 MiB pages */
+    uint64_t double_frees, foreign_frees, corruptions;
+    buffet_pkt_class_stats cls[BUFFET_PKT_MAX_CLASSES + 1];
+} buffet_pkt_stats;
+
+/* Create a pool. Errors: BUFFET_ERR_INVALID (class sizes not ascending or above 65535 with the
+   headroom, headroom above 65535, initial > max), BUFFET_ERR_NOMEM, BUFFET_ERR_SYSTEM (mmap).
+   Thread: safe. */
+BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc);
+/* Free the pool and its regions. Buffers still out are reported (debug builds: each, with the
+   site that took it) and become invalid. Caches must be destroyed first. NULL does nothing. */
+BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p);
+/* A cache of `size` pointers per class (0: 64; at most BUFFET_PKT_CACHE_MAX). Errors:
+   BUFFET_ERR_INVALID, BUFFET_ERR_NOMEM. Thread: safe. */
+BUFFET_API buffet_result buffet_pkt_cache_create(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size);
+/* Give every cached buffer back to the pool and free the cache. NULL does nothing. Thread: owned. */
+BUFFET_API void buffet_pkt_cache_destroy(buffet_pkt_cache *c);
+/* Give every cached buffer back and merge the counters into the pool's. Thread: owned. */
+BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c);
+
+/* The class index for a packet of `size` data bytes (after the headroom), or -1 if none is big
+   enough. Thread: safe. */
+BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size);
+BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned cls, buffet_site site);
+BUFFET_API void buffet_pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site);
+
+static inline void buffet__pkt_reset(buffet_pkt *p, uint16_t headroom) {
+    p->data_off = headroom;
+    p->next = NULL;
+    p->timestamp = 0;
+    p->pkt_len = p->len = p->hash = 0;
+    p->refcnt = p->nb_segs = 1;
+    p->in_port = p->out_port = p->vlan_tci = p->packet_type = 0;
+}
+
+/* A packet from class cls (see buffet_pkt_pool_class), empty, headroom as configured.
+   Returns: NULL when the class is at max (a failure is counted). Thread: owned (c). */
+static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigned cls, buffet_site site) {
+    buffet_pkt_cache_class *k = &c->cls[cls];
+    if (__builtin_expect(k->count != 0 && !c->checks && cls < c->nclasses, 1)) {
+        buffet_pkt *p = (buffet_pkt *)k->objs[--k->count];
+        k->allocs++;
+        BUFFET__UNPOISON(p->buf, p->buf_len);
+        buffet__pkt_reset(p, c->headroom);
+        return p;
+    }
+    return buffet_pkt_alloc_slow(c, cls, site);
+}
+/* Give a packet back: every segment loses one reference; a segment at 0 goes back to the
+   cache (its data too, once no clone shares it). NULL does nothing. Thread: owned (c). */
+static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
+    if (__builtin_expect(p != NULL && p->next == NULL && p->flags == 0 && !c->checks &&
+                         BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 1 && p->pool == c->pool &&
+                         c->cls[p->cls].count < c->size, 1)) {
+        buffet_pkt_cache_class *k = &c->cls[p->cls];
+        p->refcnt = 0;   /* a free buffer counts 0, so a second free is caught, not cached twice */
+        k->objs[k->count++] = p;
+        k->frees++;
+        return;
+    }
+    buffet_pkt_free_slow(c, p, site);
+}
+BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buffet_site site);
+/* The debug history records who allocated and freed: the site comes from the call. */
+#define buffet_pkt_alloc(c, size) buffet_pkt_alloc_at((c), (size), BUFFET_SITE)
+#define buffet_pkt_alloc_class(c, cls) buffet_pkt_alloc_class_at((c), (cls), BUFFET_SITE)
+#define buffet_pkt_free(c, p) buffet_pkt_free_at((c), (p), BUFFET_SITE)
+
+/* n packets of class cls into pkts[0..n), all or nothing. Returns: n or 0. Thread: owned (c). */
+BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n);
+/* Free n packets (as buffet_pkt_free each). Thread: owned (c). */
+BUFFET_API void buffet_pkt_free_bulk(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n);
+/* Allocate / free without a cache (a ring operation each). Thread: safe. */
+BUFFET_API buffet_pkt *buffet_pkt_alloc_shared(buffet_pkt_pool *p, size_t size);
+BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p);
+
+/* One more reference on every segment (for keeping a packet while also passing it on).
+   Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_OVERFLOW (65535 references). Thread: safe. */
+BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p);
+/* A new packet whose segments share p's data with headers and metadata of their own (for one
+   packet to many ports). Returns: NULL when the clone class is exhausted. Thread: owned (c). */
+BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p);
+/* A packet over caller memory mem[0..size): the last bytes hold the shared reference count, so
+   buf_len is a little less than size (at least 1 byte must remain). free_fn(opaque, mem) runs
+   when the last packet or clone referring to it is freed. The packet starts empty at offset 0:
+   claim bytes already there with buffet_pkt_append. Returns: NULL (size too small, clone class
+   exhausted). Thread: owned (c). */
+BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem, size_t size,
+                                                  buffet_pkt_ext_free_fn free_fn, void *opaque);
+
+/* Data of the first segment. */
+static inline void *buffet_pkt_data(const buffet_pkt *p) { return p->buf + p->data_off; }
+static inline size_t buffet_pkt_headroom(const buffet_pkt *p) { return p->data_off; }
+static inline size_t buffet_pkt_tailroom(const buffet_pkt *p) { return p->buf_len - p->data_off - p->len; }
+/* The user area of this header (NULL when the pool has none). */
+BUFFET_API void *buffet_pkt_user(const buffet_pkt *p);
+/* Grow the data at the front by n bytes (into the headroom). Returns: the new start, or NULL
+   (n > headroom, or the data is shared with a clone: nothing changes). Thread: owned. */
+BUFFET_API void *buffet_pkt_prepend(buffet_pkt *p, size_t n);
+/* Grow the last segment by n bytes (into its tailroom). Returns: where the new bytes go, or
+   NULL (n > tailroom or shared data: nothing changes). */
+BUFFET_API void *buffet_pkt_append(buffet_pkt *p, size_t n);
+/* Drop n bytes from the front of the first segment. Returns: the new start, or NULL (n > len
+   of the first segment: nothing changes). */
+BUFFET_API void *buffet_pkt_adj(buffet_pkt *p, size_t n);
+/* Drop n bytes from the end of the last segment. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_RANGE
+   (n > that segment's len: nothing changes). */
+BUFFET_API buffet_result buffet_pkt_trim(buffet_pkt *p, size_t n);
+/* Append tail's segments to head's. Errors: BUFFET_ERR_INVALID (NULL, same packet),
+   BUFFET_ERR_OVERFLOW (more than 65535 segments or 4 GiB): nothing changes. */
+BUFFET_API buffet_result buffet_pkt_chain(buffet_pkt *head, buffet_pkt *tail);
+/* Make *p one segment: copied into the first segment's tailroom when it fits, else into a new
+   packet of a class that fits (metadata kept, *p replaced). Errors: BUFFET_ERR_INVALID,
+   BUFFET_ERR_RANGE (no class is big enough), BUFFET_ERR_EXHAUSTED: *p unchanged. */
+BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **p);
+/* Bytes [off, off+len) of the packet: a pointer into it when they lie in one segment, else
+   copied to tmp (len bytes) and tmp returned. NULL when out of range. Thread: compatible. */
+BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t len, void *tmp);
+/* Append each segment's data to chain c as a slice of a buffer holding a reference on that
+   segment, so packets go into chains. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_NOMEM (chain
+   unchanged). Thread: owned (c). */
+BUFFET_API buffet_result buffet_pkt_to_chain(buffet_pkt *p, buffet_chain *c);
+
+/* Statistics of the pool, merged from every cache's last refill. Thread: safe. */
+BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p);
+/* As JSON / as Prometheus text exposition into out[0..cap) (NUL-terminated when cap > 0).
+   Returns: the full length (as snprintf). Thread: safe. */
+BUFFET_API size_t buffet_pkt_pool_stats_json(buffet_pkt_pool *p, char *out, size_t cap);
+BUFFET_API size_t buffet_pkt_pool_stats_prometheus(buffet_pkt_pool *p, char *out, size_t cap);
+/* Debug builds: the last BUFFET_PKT_HISTORY operations on p's buffer, one per line, to out.
+   Returns: the lines written (0 in release builds). Thread: safe. */
+BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out);
+/* Buffers still out, with the site that took each (debug builds), to out and the log.
+   Returns: how many are out. Thread: safe (a snapshot). */
+BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out);
+/* Register the pool as a provider of network buffers (usage BUFFET_USAGE_NETWORK, sizes up to
+   the largest class) in registry r under the pool's name. Errors: as buffet_registry_add. */
+BUFFET_API buffet_result buffet_pkt_pool_register(buffet_pkt_pool *p, buffet_registry *r);
+
+/* NUMA: nodes with memory on this machine (1 without NUMA), the calling thread's node, and the
+   node holding the page at addr (-1 if unknown). Thread: safe. */
+BUFFET_API int buffet_pkt_numa_nodes(void);
+BUFFET_API int buffet_pkt_numa_current(void);
+BUFFET_API int buffet_pkt_numa_node_of(const void *addr);
+
+BUFFET_EXTERN_C_END
 #endif /* BUFFET_PACKET_H_INCLUDED */
 
-/* >>implementation */
+/* =============================================================================================
+   IMPLEMENTATION
+*/
 #if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_PACKET_IMPL_INCLUDED)
 #define BUFFET_PACKET_IMPL_INCLUDED
-#endif /* BUFFET_IMPLEMENTATION */
 
-/* buffet_packet.h - Copyright (c) 2026 the buffet authors - MIT licence, see LICENSE. */
+#include <dlfcn.h>
+#include <sched.h>
+#include <sys/syscall.h>
+
+/* >>ring: a lock-free multi-producer multi-consumer ring of pointers, moved in bulk. A side
+   claims [head, head+n) with a CAS, copies, then publishes by moving its tail once every
+   earlier claim on that side has published. The tails carry the data (release/acquire). */
+typedef struct buffet__ring {
+    uint32_t mask;
+    void **slots;
+    char pad0_[64 - sizeof(uint32_t) - sizeof(void **)];
+    uint32_t prod_head, prod_tail;
+    char pad1_[56];
+    uint32_t cons_head, cons_tail;
+    char pad2_[56];
+} buffet__ring;
+
+static void buffet__ring_wait(const uint32_t *tail, uint32_t expect) {
+    unsigned spins = 0;
+    while (BUFFET__LOAD(tail, BUFFET__RELAXED) != expect) {
+        /* An earlier claimant was preempted between claim and publish: let it run. */
+        if (++spins > 64) sched_yield();
+        else __builtin_ia32_pause();
+    }
+}
+
+/* Put n pointers. The ring holds every buffer of its class, so it never runs full. */
+static void buffet__ring_put(buffet__ring *r, void *const *objs, uint32_t n) {
+    uint32_t head = BUFFET__LOAD(&r->prod_head, BUFFET__RELAXED), i;
+    do {
+        BUFFET_ASSERT(n <= r->mask + 1 - (head - BUFFET__LOAD(&r->cons_tail, BUFFET__ACQUIRE)));
+    } while (!BUFFET__CAS(&r->prod_head, &head, head + n, BUFFET__RELAXED, BUFFET__RELAXED));
+    for (i = 0; i < n; i++) r->slots[(head + i) & r->mask] = objs[i];
+    buffet__ring_wait(&r->prod_tail, head);
+    BUFFET__STORE(&r->prod_tail, head + n, BUFFET__RELEASE);
+}
+
+/* Take up to n pointers. Returns: how many. */
+static uint32_t buffet__ring_take(buffet__ring *r, void **objs, uint32_t n) {
+    uint32_t head = BUFFET__LOAD(&r->cons_head, BUFFET__RELAXED), avail, i;
+    do {
+        avail = BUFFET__LOAD(&r->prod_tail, BUFFET__ACQUIRE) - head;
+        if (avail < n) n = avail;
+        if (n == 0) return 0;
+    } while (!BUFFET__CAS(&r->cons_head, &head, head + n, BUFFET__RELAXED, BUFFET__RELAXED));
+    for (i = 0; i < n; i++) objs[i] = r->slots[(head + i) & r->mask];
+    buffet__ring_wait(&r->cons_tail, head);
+    BUFFET__STORE(&r->cons_tail, head + n, BUFFET__RELEASE);
+    return n;
+}
+
+static uint32_t buffet__ring_count(const buffet__ring *r) {
+    return BUFFET__LOAD(&r->prod_tail, BUFFET__ACQUIRE) - BUFFET__LOAD(&r->cons_tail, BUFFET__ACQUIRE);
+}
+
+/* >>pool layout
+   A region is one mapping of `count` elements of one class:
+     [guard line (debug: cookie in its last 8 bytes)] [header 64] [user area] [data room]
+     [tail cookie (debug)] ...padded to whole cache lines, plus one more line when the stride is
+   a power of two, so equal offsets of neighbouring buffers do not share L1 sets. */
+#define BUFFET__PKT_COOKIE 0xB0FFE7C0DEC0FFEEull
+#define BUFFET__PKT_DEFAULT_CLASSES {64, 128, 256, 512, 1024, 2048, 9216}
+
+enum { BUFFET__PKT_OP_ALLOC = 1, BUFFET__PKT_OP_FREE, BUFFET__PKT_OP_REF, BUFFET__PKT_OP_CLONE,
+       BUFFET__PKT_OP_CACHE_IN, BUFFET__PKT_OP_CACHE_OUT };
+
+typedef struct buffet__pkt_dbg {
+    uint32_t out;                   /* atomic: 1 while allocated */
+    uint32_t hist_pos;              /* atomic */
+    buffet_site taken;
+    struct { uint32_t op; buffet_site site; } hist[BUFFET_PKT_HISTORY];
+} buffet__pkt_dbg;
+
+typedef struct buffet__pkt_region {
+    struct buffet__pkt_region *next;
+    unsigned char *map, *first;     /* the mapping and its first element */
+    size_t map_size, count;
+    unsigned cls;
+    bool huge;
+    buffet__pkt_dbg *dbg;           /* debug: one per element */
+} buffet__pkt_region;
+
+typedef struct buffet__pkt_class {
+    buffet__ring ring;
+    uint32_t data_room, buf_len;    /* buf_len: headroom + data room (clone class: 0) */
+    size_t stride, created, max, grow;
+    uint64_t allocs, frees, failures, misses;   /* merged from caches; under the pool's lock */
+    bool high;                      /* above the high watermark */
+} buffet__pkt_class;
+
+/* External memory: this sits at the start of the caller's block, the data room after it. */
+typedef struct buffet__pkt_ext {
+    uint32_t refcnt;                /* atomic: packets referring to the memory */
+    uint32_t size;
+    buffet_pkt_ext_free_fn free_fn;
+    void *opaque, *mem;
+} buffet__pkt_ext;
+
+struct buffet_pkt_pool {
+    buffet__pkt_class cls[BUFFET_PKT_MAX_CLASSES + 1];   /* the last used one is the clone class */
+    unsigned nclasses;
+    uint32_t headroom, user_size, hdr_size;   /* hdr_size: header + user area, to the data room */
+    size_t pre, post;               /* debug guard line before, cookie after */
+    int node;
+    bool no_huge, checks, huge_used;
+    char name[48];
+    pthread_mutex_t mu;             /* growth, regions, counters, cache list */
+    buffet__pkt_region *regions;    /* atomic head: lookups walk it without the lock */
+    size_t region_bytes;
+    buffet_pkt_cache *caches;
+    uint32_t wm_high, wm_low;
+    buffet_pkt_watermark_fn on_watermark;
+    void *wm_user;
+    uint64_t double_frees, foreign_frees, corruptions;   /* atomic */
+    buffet_allocator allocator;
+    buffet_logger log;
+};
+
+/* >>NUMA: raw system calls, with libnuma (loaded at run time) preferred for placement */
+#define BUFFET__MPOL_BIND 2
+#define BUFFET__MPOL_F_NODE 1
+#define BUFFET__MPOL_F_ADDR 2
+
+static struct {
+    int (*available)(void);
+    void (*tonode_memory)(void *, size_t, int);
+    int (*max_node)(void);
+} buffet__numa;
+static pthread_once_t buffet__numa_once = PTHREAD_ONCE_INIT;
+
+static void buffet__numa_load(void) {
+    void *h = dlopen("libnuma.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    *(void **)&buffet__numa.available = dlsym(h, "numa_available");
+    *(void **)&buffet__numa.tonode_memory = dlsym(h, "numa_tonode_memory");
+    *(void **)&buffet__numa.max_node = dlsym(h, "numa_max_node");
+    if (!buffet__numa.available || !buffet__numa.tonode_memory || !buffet__numa.max_node ||
+        buffet__numa.available() < 0) {
+        memset(&buffet__numa, 0, sizeof buffet__numa);   /* keep the handle: dlclose buys nothing */
+    }
+}
+
+BUFFET_API int buffet_pkt_numa_nodes(void) {
+    int n = 0, i;
+    char path[64];
+    pthread_once(&buffet__numa_once, buffet__numa_load);
+    if (buffet__numa.max_node) return buffet__numa.max_node() + 1;
+    for (i = 0; i < 1024; i++) {
+        snprintf(path, sizeof path, "/sys/devices/system/node/node%d", i);
+        if (access(path, F_OK) != 0) break;
+        n++;
+    }
+    return n ? n : 1;
+}
+
+BUFFET_API int buffet_pkt_numa_current(void) {
+    unsigned cpu = 0, node = 0;
+    return syscall(SYS_getcpu, &cpu, &node, NULL) == 0 ? (int)node : 0;
+}
+
+BUFFET_API int buffet_pkt_numa_node_of(const void *addr) {
+    int node = -1;
+    if (syscall(SYS_get_mempolicy, &node, NULL, 0UL, addr, BUFFET__MPOL_F_NODE | BUFFET__MPOL_F_ADDR) != 0) return -1;
+    return node;
+}
+
+/* Bind [p, p+len) to node before its pages are touched. */
+static void buffet__numa_place(buffet_pkt_pool *pool, void *p, size_t len) {
+    unsigned long mask[16];
+    pthread_once(&buffet__numa_once, buffet__numa_load);
+    if (buffet__numa.tonode_memory) {
+        buffet__numa.tonode_memory(p, len, pool->node);
+        return;
+    }
+    if (pool->node < 0 || pool->node >= (int)(sizeof mask * 8)) return;
+    memset(mask, 0, sizeof mask);
+    mask[pool->node / 64] = 1ul << (pool->node % 64);
+    if (syscall(SYS_mbind, p, len, BUFFET__MPOL_BIND, mask, sizeof mask * 8, 0) != 0)
+        BUFFET__LOG(&pool->log, BUFFET_LOG_INFO, BUFFET_ERR_SYSTEM, "pool %s: mbind to node %d failed: %s",
+                    pool->name, pool->node, strerror(errno));
+}
+
+/* >>elements */
+static buffet_pkt *buffet__pkt_elem(const buffet_pkt_pool *p, const buffet__pkt_region *r, size_t i) {
+    return (buffet_pkt *)(r->first + i * p->cls[r->cls].stride + p->pre);
+}
+
+/* The region and index of header h, or NULL when h is not a buffer of this pool. */
+static buffet__pkt_region *buffet__pkt_locate(const buffet_pkt_pool *p, const void *h, size_t *index) {
+    buffet__pkt_region *r = BUFFET__LOAD(&((buffet_pkt_pool *)p)->regions, BUFFET__ACQUIRE);
+    const unsigned char *a = (const unsigned char *)h;
+    for (; r; r = r->next) {
+        size_t stride = p->cls[r->cls].stride, off;
+        if (a < r->first + p->pre || a >= r->first + r->count * stride) continue;
+        off = (size_t)(a - r->first - p->pre);
+        if (off % stride) return NULL;
+        *index = off / stride;
+        return r;
+    }
+    return NULL;
+}
+
+static void buffet__pkt_note(buffet__pkt_dbg *d, uint32_t op, buffet_site site) {
+    uint32_t i = BUFFET__FETCH_ADD(&d->hist_pos, 1, BUFFET__RELAXED) % BUFFET_PKT_HISTORY;
+    d->hist[i].op = op;
+    d->hist[i].site = site;
+}
+
+/* Debug: the bookkeeping of header h (NULL, counted and logged, when h is foreign). */
+static buffet__pkt_dbg *buffet__pkt_dbg_of(buffet_pkt_pool *p, const buffet_pkt *h, const char *what, buffet_site site) {
+    size_t i = 0;
+    buffet__pkt_region *r = buffet__pkt_locate(p, h, &i);
+    if (!r) {
+        BUFFET__FETCH_ADD(&p->foreign_frees, 1, BUFFET__RELAXED);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "pool %s: %s of %p at %s in %s(): not a buffer of this pool",
+                    p->name, what, (const void *)h, site.where ? site.where : "?", site.func ? site.func : "?");
+        return NULL;
+    }
+    return &r->dbg[i];
+}
+
+static bool buffet__pkt_cookies_ok(buffet_pkt_pool *p, const buffet_pkt *h) {
+    uint64_t front, back;
+    if (!p->checks) return true;
+    memcpy(&front, (const unsigned char *)h - sizeof front, sizeof front);
+    memcpy(&back, h->buf == (const unsigned char *)h + p->hdr_size ? h->buf + p->cls[h->cls].buf_len
+                                                                    : (const unsigned char *)h + p->hdr_size, sizeof back);
+    if (front == BUFFET__PKT_COOKIE && back == BUFFET__PKT_COOKIE) return true;
+    BUFFET__FETCH_ADD(&p->corruptions, 1, BUFFET__RELAXED);
+    BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT, "pool %s: buffer %p: %s cookie overwritten", p->name,
+                (const void *)h, front != BUFFET__PKT_COOKIE ? "front" : "back");
+    return false;
+}
+
+/* >>growth: map a region for one class and put its buffers in the ring. Called locked. */
+static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
+    buffet__pkt_class *c = &p->cls[k];
+    size_t n = c->grow, bytes, map_size = 0, i;
+    buffet__pkt_region *r;
+    void *m = MAP_FAILED;
+    bool huge = false;
+    if (c->created >= c->max) return false;
+    if (n > c->max - c->created) n = c->max - c->created;
+    if (!buffet_mul(n, c->stride, &bytes)) return false;
+    r = BUFFET_NEW(p->allocator, buffet__pkt_region);
+    if (!r) return false;
+    memset(r, 0, sizeof *r);
+    if (!p->no_huge && bytes >= BUFFET__HUGE_PAGE && buffet_align_up(bytes, BUFFET__HUGE_PAGE, &map_size)) {
+        m = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+        huge = m != MAP_FAILED;
+    }
+    if (m == MAP_FAILED) {
+        buffet_align_up(bytes, BUFFET__PAGE, &map_size);
+        m = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m != MAP_FAILED && !p->no_huge && map_size >= BUFFET__HUGE_PAGE) madvise(m, map_size, MADV_HUGEPAGE);
+    }
+    if (m == MAP_FAILED) {
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "pool %s: mapping %zu bytes for class %u failed: %s",
+                    p->name, bytes, k, strerror(errno));
+        BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
+        return false;
+    }
+    n = map_size / c->stride < c->max - c->created ? map_size / c->stride : c->max - c->created;   /* fill the pages */
+    if (p->checks) {
+        r->dbg = BUFFET_NEW_ARRAY(p->allocator, buffet__pkt_dbg, n);
+        if (!r->dbg) {
+            munmap(m, map_size);
+            BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
+            return false;
+        }
+        memset(r->dbg, 0, n * sizeof *r->dbg);
+    }
+    buffet__numa_place(p, m, map_size);
+    r->map = r->first = (unsigned char *)m;
+    r->map_size = map_size;
+    r->count = n;
+    r->cls = k;
+    r->huge = huge;
+    for (i = 0; i < n; i++) {
+        buffet_pkt *h = buffet__pkt_elem(p, r, i);
+        h->buf = (unsigned char *)h + p->hdr_size;
+        h->pool = p;
+        h->buf_len = c->buf_len;
+        h->cls = (uint8_t)k;
+        h->flags = 0;
+        if (p->checks) {
+            uint64_t cookie = BUFFET__PKT_COOKIE;
+            memcpy((unsigned char *)h - sizeof cookie, &cookie, sizeof cookie);
+            memcpy(h->buf + c->buf_len, &cookie, sizeof cookie);
+        }
+    }
+    for (i = 0; i < n; i += 64) {
+        void *batch[64];
+        uint32_t j, b = (uint32_t)(n - i < 64 ? n - i : 64);
+        for (j = 0; j < b; j++) batch[j] = buffet__pkt_elem(p, r, i + j);
+        buffet__ring_put(&c->ring, batch, b);
+    }
+    for (i = 0; k < p->nclasses && i < n; i++) BUFFET__POISON(buffet__pkt_elem(p, r, i)->buf, c->buf_len);
+    r->next = p->regions;
+    BUFFET__STORE(&p->regions, r, BUFFET__RELEASE);
+    p->region_bytes += map_size;
+    p->huge_used |= huge;
+    c->created += n;
+    return true;
+}
+
+/* >>pool */
+BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc) {
+    static const uint32_t defaults[] = BUFFET__PKT_DEFAULT_CLASSES;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *p;
+    unsigned k, n = 0;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.class_sizes[0] == 0) memcpy(d.class_sizes, defaults, sizeof defaults);
+    if (d.headroom == 0) d.headroom = 128;
+    if (d.initial == 0) d.initial = 256;
+    if (d.max == 0) d.max = 16384;
+    if (d.grow == 0) d.grow = d.initial;
+    if (d.watermark_high == 0) d.watermark_high = 90;
+    if (d.watermark_low == 0) d.watermark_low = 70;
+    while (n < BUFFET_PKT_MAX_CLASSES && d.class_sizes[n]) n++;
+    for (k = 0; k < n; k++) {
+        if ((k && d.class_sizes[k] <= d.class_sizes[k - 1]) || (uint64_t)d.class_sizes[k] + d.headroom > (1u << 30)) {
+            BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "packet pool: class sizes must ascend and stay below 1 GiB");
+            return BUFFET_ERR_INVALID;
+        }
+    }
+    if (d.headroom > 65535 || d.initial > d.max || d.max > ((size_t)1 << 30) || d.user_size > 65536 ||
+        n == BUFFET_PKT_MAX_CLASSES) {
+        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "packet pool: headroom %u (at most 65535), initial %zu, max %zu (initial <= max <= 2^30), user_size %u, %u classes",
+                    d.headroom, d.initial, d.max, d.user_size, n);
+        return BUFFET_ERR_INVALID;
+    }
+    p = BUFFET_NEW(d.allocator, buffet_pkt_pool);
+    if (!p) return BUFFET_ERR_NOMEM;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", d.name ? d.name : "pkt");
+    p->nclasses = n;
+    p->headroom = d.headroom;
+    p->user_size = d.user_size;
+    p->hdr_size = (uint32_t)(sizeof(buffet_pkt) + ((d.user_size + 63u) & ~63u));
+    p->checks = BUFFET_DEBUG >= 1;
+    p->pre = p->checks ? 64 : 0;
+    p->post = p->checks ? 8 : 0;
+    p->node = d.numa_node > 0 ? d.numa_node - 1 : buffet_pkt_numa_current();
+    p->no_huge = d.no_huge_pages;
+    p->wm_high = d.watermark_high;
+    p->wm_low = d.watermark_low;
+    p->on_watermark = d.on_watermark;
+    p->wm_user = d.watermark_user;
+    p->allocator = d.allocator;
+    p->log = d.log;
+    pthread_mutex_init(&p->mu, NULL);
+    for (k = 0; k <= n; k++) {
+        buffet__pkt_class *c = &p->cls[k];
+        size_t cap = 1, raw;
+        c->data_room = k < n ? d.class_sizes[k] : 0;
+        c->buf_len = k < n ? d.headroom + d.class_sizes[k] : 0;
+        raw = p->pre + p->hdr_size + c->buf_len + p->post;
+        c->stride = (raw + 63) & ~(size_t)63;
+        if (buffet_is_pow2(c->stride) && c->stride >= 256) c->stride += 64;
+        /* Clones are headers only; there can be as many as buffers of every class together. */
+        c->max = k < n ? d.max : d.max * n;
+        c->grow = k < n ? d.grow : d.grow;
+        while (cap < c->max + 1) cap <<= 1;
+        c->ring.mask = (uint32_t)(cap - 1);
+        c->ring.slots = BUFFET_NEW_ARRAY(d.allocator, void *, cap);
+        if (!c->ring.slots) goto fail;
+    }
+    for (k = 0; k < n; k++) {
+        pthread_mutex_lock(&p->mu);
+        while (p->cls[k].created < d.initial && buffet__pkt_grow(p, k)) {}
+        pthread_mutex_unlock(&p->mu);
+        if (p->cls[k].created < d.initial) goto fail;
+    }
+    *out = p;
+    return BUFFET_OK;
+fail:
+    BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "packet pool %s: out of memory at create", p->name);
+    buffet_pkt_pool_destroy(p);
+    return BUFFET_ERR_NOMEM;
+}
+
+BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out) {
+    size_t n = 0, k, i;
+    buffet__pkt_region *r;
+    if (!p) return 0;
+    pthread_mutex_lock(&p->mu);
+    for (k = 0; k <= p->nclasses; k++) n += p->cls[k].created - buffet__ring_count(&p->cls[k].ring);
+    for (r = p->regions; r && p->checks; r = r->next) {
+        for (i = 0; i < r->count; i++) {
+            buffet__pkt_dbg *d = &r->dbg[i];
+            if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) continue;
+            if (out)
+                fprintf(out, "buffet: pool %s: buffer %p (class %u) still out, taken at %s in %s()\n", p->name,
+                        (void *)buffet__pkt_elem(p, r, i), r->cls, d->taken.where ? d->taken.where : "?",
+                        d->taken.func ? d->taken.func : "?");
+            BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "pool %s: buffer %p still out, taken at %s in %s()",
+                        p->name, (void *)buffet__pkt_elem(p, r, i), d->taken.where ? d->taken.where : "?",
+                        d->taken.func ? d->taken.func : "?");
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (out) fprintf(out, "buffet: pool %s: %zu buffer%s out (in caches or leaked)\n", p->name, n, n == 1 ? "" : "s");
+    return n;
+}
+
+BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
+    buffet__pkt_region *r, *next;
+    unsigned k;
+    if (!p) return;
+    if (p->caches)
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pool %s destroyed with caches attached", p->name);
+    for (k = 0; k <= p->nclasses; k++) {
+        if (p->cls[k].ring.slots && p->cls[k].created != buffet__ring_count(&p->cls[k].ring)) {
+            buffet_pkt_pool_report_leaks(p, NULL);
+            break;
+        }
+    }
+    for (r = p->regions; r; r = next) {
+        next = r->next;
+        munmap(r->map, r->map_size);
+        BUFFET_DELETE_ARRAY(p->allocator, buffet__pkt_dbg, r->dbg, r->dbg ? r->count : 0);
+        BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
+    }
+    for (k = 0; k <= p->nclasses; k++)
+        BUFFET_DELETE_ARRAY(p->allocator, void *, p->cls[k].ring.slots, (size_t)p->cls[k].ring.mask + 1);
+    pthread_mutex_destroy(&p->mu);
+    BUFFET_DELETE(p->allocator, buffet_pkt_pool, p);
+}
+
+BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size) {
+    unsigned k;
+    if (!p) return -1;
+    for (k = 0; k < p->nclasses; k++)
+        if (size <= p->cls[k].data_room) return (int)k;
+    return -1;
+}
+
+/* >>caches */
+BUFFET_API buffet_result buffet_pkt_cache_create(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size) {
+    buffet_pkt_cache *c;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!p || size > BUFFET_PKT_CACHE_MAX) return BUFFET_ERR_INVALID;
+    c = BUFFET_NEW(p->allocator, buffet_pkt_cache);
+    if (!c) return BUFFET_ERR_NOMEM;
+    memset(c, 0, sizeof *c);
+    c->pool = p;
+    c->size = size ? size : 64;
+    c->nclasses = p->nclasses;
+    c->headroom = (uint16_t)p->headroom;
+    c->checks = p->checks;
+    pthread_mutex_lock(&p->mu);
+    c->next_in_pool = p->caches;
+    p->caches = c;
+    pthread_mutex_unlock(&p->mu);
+    *out = c;
+    return BUFFET_OK;
+}
+
+/* Watermark crossings found while merging, reported after the lock is released. */
+typedef struct buffet__pkt_events { unsigned n; struct { unsigned cls; size_t in_use, max; bool high; } e[2]; } buffet__pkt_events;
+
+static void buffet__pkt_watermark(buffet_pkt_pool *p, unsigned k, buffet__pkt_events *ev) {
+    buffet__pkt_class *c = &p->cls[k];
+    size_t in_use = (size_t)(c->allocs - c->frees);
+    bool cross_up = !c->high && in_use * 100 >= c->max * p->wm_high;
+    bool cross_down = c->high && in_use * 100 <= c->max * p->wm_low;
+    if ((cross_up || cross_down) && ev->n < 2) {
+        c->high = cross_up;
+        ev->e[ev->n].cls = k;
+        ev->e[ev->n].in_use = in_use;
+        ev->e[ev->n].max = c->max;
+        ev->e[ev->n].high = cross_up;
+        ev->n++;
+    }
+}
+
+static void buffet__pkt_fire(buffet_pkt_pool *p, const buffet__pkt_events *ev) {
+    unsigned i;
+    for (i = 0; i < ev->n && p->on_watermark; i++)
+        p->on_watermark(p->wm_user, p, ev->e[i].cls, ev->e[i].in_use, ev->e[i].max, ev->e[i].high);
+}
+
+/* Fold a cache class's counters into the pool's. Called locked. */
+static void buffet__pkt_merge(buffet_pkt_pool *p, buffet_pkt_cache_class *kc, unsigned k, buffet__pkt_events *ev) {
+    buffet__pkt_class *c = &p->cls[k];
+    c->allocs += kc->allocs;
+    c->frees += kc->frees;
+    c->misses += kc->misses;
+    kc->allocs = kc->frees = kc->misses = 0;
+    buffet__pkt_watermark(p, k, ev);
+}
+
+BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c) {
+    buffet__pkt_events ev;
+    unsigned k;
+    if (!c) return;
+    ev.n = 0;
+    for (k = 0; k <= c->nclasses; k++) {
+        buffet_pkt_cache_class *kc = &c->cls[k];
+        if (kc->count) buffet__ring_put(&c->pool->cls[k].ring, kc->objs, kc->count);
+        kc->count = 0;
+    }
+    pthread_mutex_lock(&c->pool->mu);
+    for (k = 0; k <= c->nclasses; k++) buffet__pkt_merge(c->pool, &c->cls[k], k, &ev);
+    pthread_mutex_unlock(&c->pool->mu);
+    buffet__pkt_fire(c->pool, &ev);
+}
+
+BUFFET_API void buffet_pkt_cache_destroy(buffet_pkt_cache *c) {
+    buffet_pkt_pool *p;
+    buffet_pkt_cache **pp;
+    if (!c) return;
+    p = c->pool;
+    buffet_pkt_cache_flush(c);
+    pthread_mutex_lock(&p->mu);
+    for (pp = &p->caches; *pp && *pp != c; pp = &(*pp)->next_in_pool) {}
+    if (*pp) *pp = c->next_in_pool;
+    pthread_mutex_unlock(&p->mu);
+    BUFFET_DELETE(p->allocator, buffet_pkt_cache, c);
+}
+
+/* >>alloc and free */
+/* Take up to n buffers of class k from the ring, growing the class when it is dry. */
+static uint32_t buffet__pkt_take(buffet_pkt_pool *p, unsigned k, void **objs, uint32_t n, uint32_t need) {
+    uint32_t got = buffet__ring_take(&p->cls[k].ring, objs, n);
+    while (got < need) {
+        uint32_t more;
+        bool grew;
+        pthread_mutex_lock(&p->mu);
+        /* Another thread may have grown it meanwhile: only grow when the ring is still short. */
+        grew = buffet__ring_count(&p->cls[k].ring) >= need - got || buffet__pkt_grow(p, k);
+        pthread_mutex_unlock(&p->mu);
+        more = buffet__ring_take(&p->cls[k].ring, objs + got, n - got);
+        got += more;
+        if (!grew && more == 0) break;
+    }
+    return got;
+}
+
+static void buffet__pkt_failed(buffet_pkt_pool *p, unsigned k, size_t size) {
+    pthread_mutex_lock(&p->mu);
+    p->cls[k].failures++;
+    pthread_mutex_unlock(&p->mu);
+    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool %s: class %u (%u bytes) exhausted at %zu buffers, asked for %zu bytes",
+                p->name, k, p->cls[k].data_room, p->cls[k].max, size);
+}
+
+/* A buffer is handed out: debug bookkeeping, then a fresh header. */
+static void buffet__pkt_handout(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, buffet_site site) {
+    if (k < p->nclasses) BUFFET__UNPOISON(h->buf, h->buf_len);
+    if (p->checks) {
+        buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "alloc", site);
+        if (d) {
+            BUFFET__STORE(&d->out, 1u, BUFFET__RELEASE);
+            d->taken = site;
+            buffet__pkt_note(d, BUFFET__PKT_OP_CACHE_OUT, site);
+            buffet__pkt_note(d, BUFFET__PKT_OP_ALLOC, site);
+        }
+    }
+    buffet__pkt_reset(h, k < p->nclasses ? (uint16_t)p->headroom : 0);
+}
+
+BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, buffet_site site) {
+    buffet_pkt_cache_class *kc;
+    buffet_pkt_pool *p;
+    buffet_pkt *h;
+    if (!c || k > c->nclasses) return NULL;
+    p = c->pool;
+    kc = &c->cls[k];
+    if (kc->count == 0) {
+        buffet__pkt_events ev;
+        kc->count = buffet__pkt_take(p, k, kc->objs, c->size / 2 ? c->size / 2 : 1, 1);
+        kc->misses++;
+        ev.n = 0;
+        pthread_mutex_lock(&p->mu);
+        buffet__pkt_merge(p, kc, k, &ev);
+        pthread_mutex_unlock(&p->mu);
+        buffet__pkt_fire(p, &ev);
+        if (kc->count == 0) {
+            buffet__pkt_failed(p, k, p->cls[k].data_room);
+            return NULL;
+        }
+    }
+    h = (buffet_pkt *)kc->objs[--kc->count];
+    kc->allocs++;
+    buffet__pkt_handout(p, h, k, site);
+    return h;
+}
+
+BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buffet_site site) {
+    int k;
+    if (!c) return NULL;
+    k = buffet_pkt_pool_class(c->pool, size);
+    if (k < 0) {
+        buffet__pkt_failed(c->pool, c->nclasses ? c->nclasses - 1 : 0, size);
+        return NULL;
+    }
+    return buffet_pkt_alloc_class_at(c, (unsigned)k, site);
+}
+
+/* Return buffer h (header of class h->cls, refcount 0) to cache c, or to its ring. */
+static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site) {
+    buffet_pkt_pool *p = h->pool;
+    unsigned k = h->cls;
+    h->next = NULL;
+    h->flags = 0;
+    h->refcnt = 0;
+    if (p->checks) {
+        buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "free", site);
+        if (d) {
+            buffet__pkt_note(d, BUFFET__PKT_OP_CACHE_IN, site);
+            BUFFET__STORE(&d->out, 0u, BUFFET__RELEASE);
+        }
+    }
+    if (k < p->nclasses) BUFFET__POISON(h->buf, h->buf_len);   /* headers stay readable: buffet checks them */
+    if (c && c->pool == p) {
+        buffet_pkt_cache_class *kc = &c->cls[k];
+        if (kc->count == c->size) {
+            uint32_t half = c->size / 2 ? c->size / 2 : 1;
+            buffet__ring_put(&p->cls[k].ring, kc->objs + kc->count - half, half);
+            kc->count -= half;
+        }
+        kc->objs[kc->count++] = h;
+        kc->frees++;
+        return;
+    }
+    buffet__ring_put(&p->cls[k].ring, (void *const *)&h, 1);
+    pthread_mutex_lock(&p->mu);
+    p->cls[k].frees++;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static buffet__pkt_ext *buffet__pkt_ext_of(const buffet_pkt *h) {
+    return (buffet__pkt_ext *)(h->buf - sizeof(buffet__pkt_ext));
+}
+
+/* Drop one reference of segment h; at zero, release what it shares and return it. */
+static void buffet__pkt_seg_unref(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site) {
+    buffet_pkt_pool *p = h->pool;
+    if (p->checks) {
+        buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "free", site);
+        if (!d) return;
+        if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) {
+            BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);
+            BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
+                        "pool %s: double free of buffer %p at %s in %s(); it was taken at %s in %s()", p->name,
+                        (void *)h, site.where ? site.where : "?", site.func ? site.func : "?",
+                        d->taken.where ? d->taken.where : "?", d->taken.func ? d->taken.func : "?");
+            return;
+        }
+        buffet__pkt_note(d, BUFFET__PKT_OP_FREE, site);
+        buffet__pkt_cookies_ok(p, h);
+    }
+    if (BUFFET__LOAD(&h->refcnt, BUFFET__ACQUIRE) == 0) {
+        BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE, "pool %s: free of buffer %p at %s in %s(): it is already free",
+                    p->name, (void *)h, site.where ? site.where : "?", site.func ? site.func : "?");
+        return;
+    }
+    /* At 1 the caller holds the only reference: a plain check suffices (no atomic RMW). */
+    if (BUFFET__LOAD(&h->refcnt, BUFFET__ACQUIRE) != 1 && BUFFET__FETCH_SUB(&h->refcnt, 1, BUFFET__ACQ_REL) != 1) return;
+    if (h->flags & BUFFET_PKT_EXTERNAL) {
+        buffet__pkt_ext *e = buffet__pkt_ext_of(h);
+        if (BUFFET__FETCH_SUB(&e->refcnt, 1, BUFFET__ACQ_REL) == 1 && e->free_fn) e->free_fn(e->opaque, e->mem);
+    } else if (h->flags & BUFFET_PKT_CLONE) {
+        buffet__pkt_seg_unref(c, (buffet_pkt *)(h->buf - p->hdr_size), site);
+    }
+    buffet__pkt_put(c, h, site);
+}
+
+BUFFET_API void buffet_pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
+    while (p) {
+        buffet_pkt *next = p->next;   /* read first: the segment may be reused below */
+        buffet__pkt_seg_unref(c, p, site);
+        p = next;
+    }
+}
+
+BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n) {
+    buffet_pkt_cache_class *kc;
+    size_t i;
+    if (!c || !pkts || n == 0 || k >= c->nclasses) return 0;
+    kc = &c->cls[k];
+    if (n > kc->count) {
+        /* Top the cache up so the whole burst comes from it, or give up with nothing taken. */
+        uint32_t want = (uint32_t)(n - kc->count), room = c->size - kc->count;
+        uint32_t ask = room > want + c->size / 2 ? want + c->size / 2 : room;
+        buffet__pkt_events ev;
+        if (n > c->size) return 0;
+        kc->count += buffet__pkt_take(c->pool, k, kc->objs + kc->count, ask, want);
+        kc->misses++;
+        ev.n = 0;
+        pthread_mutex_lock(&c->pool->mu);
+        buffet__pkt_merge(c->pool, kc, k, &ev);
+        pthread_mutex_unlock(&c->pool->mu);
+        buffet__pkt_fire(c->pool, &ev);
+        if (n > kc->count) {
+            buffet__pkt_failed(c->pool, k, c->pool->cls[k].data_room);
+            return 0;
+        }
+    }
+    kc->count -= (uint32_t)n;
+    memcpy(pkts, kc->objs + kc->count, n * sizeof *pkts);
+    kc->allocs += n;
+    if (c->checks) {
+        for (i = 0; i < n; i++) buffet__pkt_handout(c->pool, pkts[i], k, BUFFET_NO_SITE);
+    } else {
+        for (i = 0; i < n; i++) {
+            BUFFET__UNPOISON(pkts[i]->buf, pkts[i]->buf_len);
+            buffet__pkt_reset(pkts[i], c->headroom);
+        }
+    }
+    return n;
+}
+
+BUFFET_API void buffet_pkt_free_bulk(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n) {
+    size_t i;
+    if (!pkts) return;
+    for (i = 0; i < n; i++) buffet_pkt_free_at(c, pkts[i], BUFFET_NO_SITE);
+}
+
+BUFFET_API buffet_pkt *buffet_pkt_alloc_shared(buffet_pkt_pool *p, size_t size) {
+    int k = buffet_pkt_pool_class(p, size);
+    void *h = NULL;
+    if (!p) return NULL;
+    if (k < 0 || buffet__pkt_take(p, (unsigned)k, &h, 1, 1) == 0) {
+        buffet__pkt_failed(p, k < 0 ? (p->nclasses ? p->nclasses - 1 : 0) : (unsigned)k, size);
+        return NULL;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->cls[k].allocs++;
+    pthread_mutex_unlock(&p->mu);
+    buffet__pkt_handout(p, (buffet_pkt *)h, (unsigned)k, BUFFET_NO_SITE);
+    return (buffet_pkt *)h;
+}
+
+BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p) { buffet_pkt_free_slow(NULL, p, BUFFET_NO_SITE); }
+
+/* >>references, clones, external memory */
+BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p) {
+    buffet_pkt *s;
+    if (!p) return BUFFET_ERR_INVALID;
+    for (s = p; s; s = s->next)
+        if (BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == UINT16_MAX) return BUFFET_ERR_OVERFLOW;
+    for (s = p; s; s = s->next) {
+        /* A new reference is made from one the caller holds: no ordering needed. */
+        BUFFET__FETCH_ADD(&s->refcnt, 1, BUFFET__RELAXED);
+        if (s->pool->checks) {
+            buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, s, "ref", BUFFET_NO_SITE);
+            if (d) buffet__pkt_note(d, BUFFET__PKT_OP_REF, BUFFET_NO_SITE);
+        }
+    }
+    return BUFFET_OK;
+}
+
+/* The header that owns the data h shows (itself unless h is a clone of a direct packet). */
+static buffet_pkt *buffet__pkt_owner(buffet_pkt *h) {
+    return (h->flags & BUFFET_PKT_CLONE) ? (buffet_pkt *)(h->buf - h->pool->hdr_size) : h;
+}
+
+BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
+    buffet_pkt *head = NULL, **link = &head, *s;
+    if (!c || !p) return NULL;
+    for (s = p; s; s = s->next) {
+        buffet_pkt *n = buffet_pkt_alloc_slow(c, c->nclasses, BUFFET_NO_SITE);
+        if (!n) {
+            buffet_pkt_free_slow(c, head, BUFFET_NO_SITE);
+            return NULL;
+        }
+        n->buf = s->buf;
+        n->buf_len = s->buf_len;
+        n->data_off = s->data_off;
+        n->len = s->len;
+        n->pkt_len = s->pkt_len;
+        n->nb_segs = s->nb_segs;
+        n->timestamp = s->timestamp;
+        n->hash = s->hash;
+        n->in_port = s->in_port;
+        n->out_port = s->out_port;
+        n->vlan_tci = s->vlan_tci;
+        n->packet_type = s->packet_type;
+        if (s->flags & BUFFET_PKT_EXTERNAL) {
+            n->flags = BUFFET_PKT_EXTERNAL;
+            BUFFET__FETCH_ADD(&buffet__pkt_ext_of(s)->refcnt, 1, BUFFET__RELAXED);
+        } else {
+            n->flags = BUFFET_PKT_CLONE;
+            BUFFET__FETCH_ADD(&buffet__pkt_owner(s)->refcnt, 1, BUFFET__RELAXED);
+        }
+        if (c->pool->user_size) memcpy(buffet_pkt_user(n), buffet_pkt_user(s), c->pool->user_size);
+        if (c->checks) {
+            buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, buffet__pkt_owner(s), "clone", BUFFET_NO_SITE);
+            if (d) buffet__pkt_note(d, BUFFET__PKT_OP_CLONE, BUFFET_NO_SITE);
+        }
+        *link = n;
+        link = &n->next;
+    }
+    return head;
+}
+
+BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem, size_t size,
+                                                  buffet_pkt_ext_free_fn free_fn, void *opaque) {
+    uintptr_t start;
+    size_t skip;
+    buffet__pkt_ext *e;
+    buffet_pkt *h;
+    if (!c || !mem) return NULL;
+    start = ((uintptr_t)mem + 7) & ~(uintptr_t)7;
+    skip = (size_t)(start - (uintptr_t)mem) + sizeof *e;
+    if (size <= skip || size - skip > UINT32_MAX) {
+        BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "attach_external: %zu bytes leave no room after the %zu-byte shared count", size, skip);
+        return NULL;
+    }
+    h = buffet_pkt_alloc_slow(c, c->nclasses, BUFFET_NO_SITE);
+    if (!h) return NULL;
+    e = (buffet__pkt_ext *)start;
+    e->refcnt = 1;
+    e->size = (uint32_t)(size - skip);
+    e->free_fn = free_fn;
+    e->opaque = opaque;
+    e->mem = mem;
+    h->buf = (unsigned char *)(e + 1);
+    h->buf_len = e->size;
+    h->data_off = 0;
+    h->flags = BUFFET_PKT_EXTERNAL;
+    return h;
+}
+
+/* >>data */
+BUFFET_API void *buffet_pkt_user(const buffet_pkt *p) {
+    return p && p->pool->user_size ? (void *)((unsigned char *)p + sizeof *p) : NULL;
+}
+
+/* Is the data room shared with another header (so bytes outside this one's view are theirs)? */
+static bool buffet__pkt_shared(const buffet_pkt *s) {
+    if (s->flags & BUFFET_PKT_EXTERNAL) return BUFFET__LOAD(&buffet__pkt_ext_of(s)->refcnt, BUFFET__ACQUIRE) != 1;
+    return s->flags != 0 || BUFFET__LOAD(&s->refcnt, BUFFET__ACQUIRE) != 1;
+}
+
+static buffet_pkt *buffet__pkt_last(buffet_pkt *p) {
+    while (p->next) p = p->next;
+    return p;
+}
+
+BUFFET_API void *buffet_pkt_prepend(buffet_pkt *p, size_t n) {
+    if (!p || n > p->data_off || buffet__pkt_shared(p) || p->pkt_len + (uint64_t)n > UINT32_MAX) return NULL;
+    p->data_off = (uint16_t)(p->data_off - n);
+    p->len += (uint32_t)n;
+    p->pkt_len += (uint32_t)n;
+    return p->buf + p->data_off;
+}
+
+BUFFET_API void *buffet_pkt_append(buffet_pkt *p, size_t n) {
+    buffet_pkt *last;
+    void *tail;
+    if (!p) return NULL;
+    last = buffet__pkt_last(p);
+    if (n > buffet_pkt_tailroom(last) || buffet__pkt_shared(last) || p->pkt_len + (uint64_t)n > UINT32_MAX) return NULL;
+    tail = last->buf + last->data_off + last->len;
+    last->len += (uint32_t)n;
+    p->pkt_len += (uint32_t)n;
+    return tail;
+}
+
+BUFFET_API void *buffet_pkt_adj(buffet_pkt *p, size_t n) {
+    if (!p || n > p->len) return NULL;
+    p->data_off = (uint16_t)(p->data_off + n);
+    p->len -= (uint32_t)n;
+    p->pkt_len -= (uint32_t)n;
+    return p->buf + p->data_off;
+}
+
+BUFFET_API buffet_result buffet_pkt_trim(buffet_pkt *p, size_t n) {
+    buffet_pkt *last;
+    if (!p) return BUFFET_ERR_INVALID;
+    last = buffet__pkt_last(p);
+    if (n > last->len) return BUFFET_ERR_RANGE;
+    last->len -= (uint32_t)n;
+    p->pkt_len -= (uint32_t)n;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_pkt_chain(buffet_pkt *head, buffet_pkt *tail) {
+    buffet_pkt *s;
+    if (!head || !tail || head == tail) return BUFFET_ERR_INVALID;
+    for (s = head; s; s = s->next)
+        if (s == tail) return BUFFET_ERR_INVALID;
+    if ((uint32_t)head->nb_segs + tail->nb_segs > UINT16_MAX || (uint64_t)head->pkt_len + tail->pkt_len > UINT32_MAX)
+        return BUFFET_ERR_OVERFLOW;
+    buffet__pkt_last(head)->next = tail;
+    head->nb_segs = (uint16_t)(head->nb_segs + tail->nb_segs);
+    head->pkt_len += tail->pkt_len;
+    return BUFFET_OK;
+}
+
+BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t len, void *tmp) {
+    unsigned char *d = (unsigned char *)tmp;
+    if (!p || !buffet_in_range(off, len, p->pkt_len)) return NULL;
+    if (len == 0) return p->buf + p->data_off;
+    while (off >= p->len) {   /* in range, so a segment holding byte `off` exists */
+        off -= p->len;
+        p = p->next;
+    }
+    if (len <= p->len - off) return p->buf + p->data_off + off;
+    if (!tmp) return NULL;
+    for (; len; p = p->next, off = 0) {
+        size_t k = p->len - off < len ? p->len - off : len;
+        memcpy(d, p->buf + p->data_off + off, k);
+        d += k;
+        len -= k;
+    }
+    return tmp;
+}
+
+BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **pp) {
+    buffet_pkt *p, *n, *s;
+    unsigned char *dst;
+    int k;
+    if (!c || !pp || !*pp) return BUFFET_ERR_INVALID;
+    p = *pp;
+    if (!p->next) return BUFFET_OK;
+    if ((size_t)p->pkt_len - p->len <= buffet_pkt_tailroom(p) && !buffet__pkt_shared(p)) {
+        dst = p->buf + p->data_off + p->len;
+        for (s = p->next; s; s = s->next) {
+            memcpy(dst, s->buf + s->data_off, s->len);
+            dst += s->len;
+        }
+        buffet_pkt_free_slow(c, p->next, BUFFET_NO_SITE);
+        p->next = NULL;
+        p->len = p->pkt_len;
+        p->nb_segs = 1;
+        return BUFFET_OK;
+    }
+    k = buffet_pkt_pool_class(c->pool, p->pkt_len);
+    if (k < 0) return BUFFET_ERR_RANGE;
+    n = buffet_pkt_alloc_class_at(c, (unsigned)k, BUFFET_NO_SITE);
+    if (!n) return BUFFET_ERR_EXHAUSTED;
+    dst = (unsigned char *)buffet_pkt_append(n, p->pkt_len);
+    for (s = p; s; s = s->next) {
+        memcpy(dst, s->buf + s->data_off, s->len);
+        dst += s->len;
+    }
+    n->timestamp = p->timestamp;
+    n->hash = p->hash;
+    n->in_port = p->in_port;
+    n->out_port = p->out_port;
+    n->vlan_tci = p->vlan_tci;
+    n->packet_type = p->packet_type;
+    if (c->pool->user_size) memcpy(buffet_pkt_user(n), buffet_pkt_user(p), c->pool->user_size);
+    buffet_pkt_free_slow(c, p, BUFFET_NO_SITE);
+    *pp = n;
+    return BUFFET_OK;
+}
+
+/* A chain slice's buffer holds one reference on one segment; its release drops exactly that. */
+static void buffet__pkt_slice_release(void *user, void *data, size_t size) {
+    buffet_pkt *seg = (buffet_pkt *)user;
+    (void)data; (void)size;
+    buffet__pkt_seg_unref(NULL, seg, BUFFET_NO_SITE);
+}
+
+BUFFET_API buffet_result buffet_pkt_to_chain(buffet_pkt *p, buffet_chain *c) {
+    buffet_chain add;
+    buffet_pkt *s;
+    buffet_result r = BUFFET_OK;
+    if (!p || !c) return BUFFET_ERR_INVALID;
+    buffet_chain_init(&add, c->allocator);
+    for (s = p; s && r == BUFFET_OK; s = s->next) {
+        buffet_buf_desc d;
+        buffet_buf *b;
+        if (s->len == 0) continue;
+        memset(&d, 0, sizeof d);
+        d.kind = BUFFET_BUF_WRAP;
+        d.size = s->len;
+        d.wrap_data = s->buf + s->data_off;
+        d.release = buffet__pkt_slice_release;
+        d.release_user = s;
+        d.allocator = p->pool->allocator;
+        r = buffet_buf_create(&b, &d);
+        if (r != BUFFET_OK) break;
+        BUFFET__FETCH_ADD(&s->refcnt, 1, BUFFET__RELAXED);
+        r = buffet_chain_append(&add, b, 0, s->len);
+        buffet_buf_unref(b);
+    }
+    if (r == BUFFET_OK) r = buffet_chain_concat(c, &add);
+    buffet_chain_deinit(&add);   /* on failure this drops every reference taken above */
+    return r;
+}
+
+/* >>statistics */
+BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p) {
+    buffet_pkt_stats s;
+    unsigned k;
+    memset(&s, 0, sizeof s);
+    if (!p) return s;
+    pthread_mutex_lock(&p->mu);
+    s.name = p->name;
+    s.numa_node = p->node;
+    s.nclasses = p->nclasses;
+    s.region_bytes = p->region_bytes;
+    s.huge_pages = p->huge_used;
+    for (k = 0; k <= p->nclasses; k++) {
+        const buffet__pkt_class *c = &p->cls[k];
+        buffet_pkt_class_stats *o = &s.cls[k];
+        o->data_room = c->data_room;
+        o->stride = c->stride;
+        o->created = c->created;
+        o->max = c->max;
+        o->in_use = c->allocs >= c->frees ? (size_t)(c->allocs - c->frees) : 0;
+        o->allocs = c->allocs;
+        o->frees = c->frees;
+        o->failures = c->failures;
+        o->cache_misses = c->misses;
+        o->cache_hit_rate = c->allocs ? 1.0 - (double)c->misses / (double)c->allocs : 0.0;
+        if (o->cache_hit_rate < 0) o->cache_hit_rate = 0;
+        o->utilisation = c->max ? (double)o->in_use / (double)c->max : 0.0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    s.double_frees = BUFFET__LOAD(&p->double_frees, BUFFET__RELAXED);
+    s.foreign_frees = BUFFET__LOAD(&p->foreign_frees, BUFFET__RELAXED);
+    s.corruptions = BUFFET__LOAD(&p->corruptions, BUFFET__RELAXED);
+    return s;
+}
+
+__attribute__((format(printf, 4, 5)))
+static void buffet__pkt_append(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len += (size_t)n;
+}
+
+/* Names are the caller's: escape what JSON strings and Prometheus label values both forbid. */
+static void buffet__pkt_escaped(char *out, size_t cap, size_t *len, const char *s) {
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') buffet__pkt_append(out, cap, len, "\\%c", *s);
+        else if (*s == '\n') buffet__pkt_append(out, cap, len, "\\n");
+        else if ((unsigned char)*s < 0x20) buffet__pkt_append(out, cap, len, " ");
+        else buffet__pkt_append(out, cap, len, "%c", *s);
+    }
+}
+
+static void buffet__pkt_class_name(const buffet_pkt_stats *s, unsigned k, char *name, size_t cap) {
+    if (k < s->nclasses) snprintf(name, cap, "%u", s->cls[k].data_room);
+    else snprintf(name, cap, "clone");
+}
+
+BUFFET_API size_t buffet_pkt_pool_stats_json(buffet_pkt_pool *p, char *out, size_t cap) {
+    buffet_pkt_stats s = buffet_pkt_pool_get_stats(p);
+    size_t len = 0;
+    unsigned k;
+    if (!out) cap = 0;
+    if (cap) out[0] = '\0';
+    buffet__pkt_append(out, cap, &len, "{\"pool\":\"");
+    buffet__pkt_escaped(out, cap, &len, s.name ? s.name : "");
+    buffet__pkt_append(out, cap, &len, "\",\"numa_node\":%d,\"region_bytes\":%zu,\"huge_pages\":%s,\"double_frees\":%llu,"
+                       "\"foreign_frees\":%llu,\"corruptions\":%llu,\"classes\":[", s.numa_node, s.region_bytes,
+                       s.huge_pages ? "true" : "false", (unsigned long long)s.double_frees,
+                       (unsigned long long)s.foreign_frees, (unsigned long long)s.corruptions);
+    for (k = 0; p && k <= s.nclasses; k++) {
+        const buffet_pkt_class_stats *c = &s.cls[k];
+        char name[16];
+        buffet__pkt_class_name(&s, k, name, sizeof name);
+        buffet__pkt_append(out, cap, &len,
+            "%s{\"class\":\"%s\",\"data_room\":%u,\"stride\":%zu,\"created\":%zu,\"max\":%zu,\"in_use\":%zu,"
+            "\"allocs\":%llu,\"frees\":%llu,\"failures\":%llu,\"cache_misses\":%llu,\"cache_hit_rate\":%.4f,"
+            "\"utilisation\":%.4f}", k ? "," : "", name, c->data_room, c->stride, c->created, c->max, c->in_use,
+            (unsigned long long)c->allocs, (unsigned long long)c->frees, (unsigned long long)c->failures,
+            (unsigned long long)c->cache_misses, c->cache_hit_rate, c->utilisation);
+    }
+    buffet__pkt_append(out, cap, &len, "]}");
+    return len;
+}
+
+BUFFET_API size_t buffet_pkt_pool_stats_prometheus(buffet_pkt_pool *p, char *out, size_t cap) {
+    static const struct { const char *name, *type, *help; } metrics[] = {
+        {"buffet_pkt_allocs_total", "counter", "Packet buffers handed out."},
+        {"buffet_pkt_frees_total", "counter", "Packet buffers given back."},
+        {"buffet_pkt_alloc_failures_total", "counter", "Allocations refused because the class was at its maximum."},
+        {"buffet_pkt_cache_misses_total", "counter", "Allocations that had to refill a cache from the shared ring."},
+        {"buffet_pkt_buffers_in_use", "gauge", "Buffers handed out and not given back."},
+        {"buffet_pkt_buffers_created", "gauge", "Buffers the pool has made."},
+        {"buffet_pkt_buffers_max", "gauge", "Most buffers the class may make."},
+        {"buffet_pkt_cache_hit_ratio", "gauge", "Share of allocations served from a cache."},
+        {"buffet_pkt_utilisation_ratio", "gauge", "Buffers in use over the class maximum."},
+    };
+    buffet_pkt_stats s = buffet_pkt_pool_get_stats(p);
+    size_t len = 0, m;
+    unsigned k;
+    if (!out) cap = 0;
+    if (cap) out[0] = '\0';
+    for (m = 0; p && m < sizeof metrics / sizeof metrics[0]; m++) {
+        buffet__pkt_append(out, cap, &len, "# HELP %s %s\n# TYPE %s %s\n", metrics[m].name, metrics[m].help,
+                           metrics[m].name, metrics[m].type);
+        for (k = 0; k <= s.nclasses; k++) {
+            const buffet_pkt_class_stats *c = &s.cls[k];
+            char name[16];
+            buffet__pkt_class_name(&s, k, name, sizeof name);
+            buffet__pkt_append(out, cap, &len, "%s{pool=\"", metrics[m].name);
+            buffet__pkt_escaped(out, cap, &len, s.name);
+            buffet__pkt_append(out, cap, &len, "\",class=\"%s\"} ", name);
+            switch (m) {
+            case 0: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->allocs); break;
+            case 1: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->frees); break;
+            case 2: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->failures); break;
+            case 3: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->cache_misses); break;
+            case 4: buffet__pkt_append(out, cap, &len, "%zu\n", c->in_use); break;
+            case 5: buffet__pkt_append(out, cap, &len, "%zu\n", c->created); break;
+            case 6: buffet__pkt_append(out, cap, &len, "%zu\n", c->max); break;
+            case 7: buffet__pkt_append(out, cap, &len, "%.6f\n", c->cache_hit_rate); break;
+            default: buffet__pkt_append(out, cap, &len, "%.6f\n", c->utilisation); break;
+            }
+        }
+    }
+    return len;
+}
+
+BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out) {
+    static const char *const ops[] = {"?", "alloc", "free", "ref", "clone", "into cache", "out of cache"};
+    buffet__pkt_dbg *d;
+    uint32_t pos, i, n = 0;
+    if (!p || !p->pool->checks || !out) return 0;
+    d = buffet__pkt_dbg_of(p->pool, p, "history", BUFFET_NO_SITE);
+    if (!d) return 0;
+    pos = BUFFET__LOAD(&d->hist_pos, BUFFET__ACQUIRE);
+    for (i = pos > BUFFET_PKT_HISTORY ? pos - BUFFET_PKT_HISTORY : 0; i < pos; i++, n++) {
+        uint32_t op = d->hist[i % BUFFET_PKT_HISTORY].op;
+        buffet_site s = d->hist[i % BUFFET_PKT_HISTORY].site;
+        fprintf(out, "buffet: %p #%u %s at %s in %s()\n", (const void *)p, i, op < 7 ? ops[op] : "?",
+                s.where ? s.where : "?", s.func ? s.func : "?");
+    }
+    return n;
+}
+
+/* >>registry provider: a buffet_buf over a packet's data, for network I/O */
+static int buffet__pkt_score(void *self, const buffet_request *q, char *why, size_t cap) {
+    buffet_pkt_pool *p = (buffet_pkt_pool *)self;
+    if (q->usage & (BUFFET_USAGE_DEVICE_READ | BUFFET_USAGE_DEVICE_WRITE | BUFFET_USAGE_SHARE_PROCESS))
+        return buffet__why(why, cap, -1, "host memory of this process only");
+    if (buffet_pkt_pool_class(p, q->size) < 0) return buffet__why(why, cap, -1, "larger than the largest packet class");
+    if (q->align > 64) return buffet__why(why, cap, -1, "packet data is aligned to 64 bytes at most");
+    if (q->usage & BUFFET_USAGE_NETWORK) return buffet__why(why, cap, 95, "network buffer from a packet pool: headroom, refcounted, no syscall");
+    return buffet__why(why, cap, 5, "packet pools are for network buffers");
+}
+
+static void buffet__pkt_buf_release(void *user, void *data, size_t size) {
+    (void)data; (void)size;
+    buffet_pkt_free_shared((buffet_pkt *)user);
+}
+
+static buffet_result buffet__pkt_create(void *self, const buffet_request *q, buffet_buf **out) {
+    buffet_pkt_pool *p = (buffet_pkt_pool *)self;
+    buffet_pkt *pkt = buffet_pkt_alloc_shared(p, q->size);
+    buffet_buf_desc d;
+    buffet_result r;
+    if (!pkt) return BUFFET_ERR_EXHAUSTED;
+    memset(&d, 0, sizeof d);
+    d.kind = BUFFET_BUF_WRAP;
+    d.size = q->size;
+    d.wrap_data = buffet_pkt_append(pkt, q->size);
+    d.release = buffet__pkt_buf_release;
+    d.release_user = pkt;
+    d.allocator = q->allocator;
+    r = buffet_buf_create(out, &d);
+    if (r != BUFFET_OK) buffet_pkt_free_shared(pkt);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_pkt_pool_register(buffet_pkt_pool *p, buffet_registry *r) {
+    buffet_provider prov;
+    if (!p || !r) return BUFFET_ERR_INVALID;
+    prov.name = p->name;
+    prov.score = buffet__pkt_score;
+    prov.create = buffet__pkt_create;
+    prov.self = p;
+    return buffet_registry_add(r, &prov);
+}
+
+#endif /* BUFFET_IMPLEMENTATION && !BUFFET_PACKET_IMPL_INCLUDED */
+
+/* buffet_packet.h - Copyright (c) 2026 the buffet authors - MIT licence, see LICENSE or the end of buffet.h. */
