@@ -892,8 +892,9 @@ struct buffet_debug {
     buffet_result last;
 };
 
+/* The front guard, rounded up to the alignment so the user bytes stay aligned. */
 static size_t buffet__dbg_front(const buffet_debug *d, size_t align) {
-    return d->guard > align ? d->guard : align;   /* guard is a multiple of 8, align a power of 2 */
+    return (d->guard + align - 1) & ~(align - 1);
 }
 static size_t buffet__dbg_block_align(size_t align) {
     return align > BUFFET__MALLOC_ALIGN ? align : BUFFET__MALLOC_ALIGN;
@@ -1207,6 +1208,7 @@ BUFFET_API buffet_result buffet_debug_create(buffet_debug **out, const buffet_de
     q_cap = d->q_max_count;
     d->q = q_cap ? BUFFET_NEW_ARRAY(dd.parent, uintptr_t, q_cap) : NULL;
     if (!d->tab || (q_cap && !d->q)) {
+        BUFFET_DELETE_ARRAY(dd.parent, uintptr_t, d->q, q_cap);
         BUFFET_DELETE_ARRAY(dd.parent, buffet__dbg_rec, d->tab, d->tab_cap);
         BUFFET_DELETE(dd.parent, buffet_debug, d);
         goto nomem;

@@ -1686,11 +1686,9 @@ BUFFET_API buffet_result buffet_pool_put_bulk(buffet_pool_cache *c, void *const 
     size_t i;
     if (!c || !c->pool || (!objs && n)) return BUFFET_ERR_INVALID;
     p = c->pool;
-    if (!c->checks && n <= (size_t)(c->cap - c->count)) {
-        for (i = 0; i < n; i++) {
-            if (!objs[i]) return buffet_pool_put_bulk(c, objs + i, n - i);   /* the careful path reports it */
-            BUFFET__POISON(objs[i], p->obj_size);
-        }
+    for (i = 0; i < n && objs[i]; i++) {}
+    if (!c->checks && i == n && n <= (size_t)(c->cap - c->count)) {
+        for (i = 0; i < n; i++) BUFFET__POISON(objs[i], p->obj_size);
         memcpy(c->objs + c->count, objs, n * sizeof(void *));
         c->count += (uint32_t)n;
         c->puts += n;
