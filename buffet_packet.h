@@ -675,7 +675,7 @@ BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buf
         /* Clones are headers only; there can be as many as buffers of every class together. */
         c->max = k < n ? d.max : d.max * n;
         c->grow = k < n ? d.grow : d.grow;
-        while (cap < c->max + 1) cap <<= 1;
+        while (cap < c->max) cap <<= 1;   /* the ring may fill completely: its counters run free */
         c->ring.mask = (uint32_t)(cap - 1);
         c->ring.slots = BUFFET_NEW_ARRAY(d.allocator, void *, cap);
         if (!c->ring.slots) goto fail;
