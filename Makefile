@@ -17,7 +17,8 @@ INCLUDEDIR = $(DESTDIR)$(PREFIX)/include/buffet
 PKGCONFIGDIR = $(DESTDIR)$(PREFIX)/lib/pkgconfig
 CMAKEDIR = $(DESTDIR)$(PREFIX)/lib/cmake/buffet
 
-DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-rt-14-dev python3
+DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-rt-14-dev python3 \
+       python3-prometheus-client libnuma1
 BENCH_DEPS = libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtalloc-dev libapr1-dev \
              libdpdk-dev python3-prometheus-client
 

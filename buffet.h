@@ -363,6 +363,16 @@ BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, s
    power of two, page size and beyond). Resize succeeds in place while the block's usable size
    allows. Thread: safe. */
 BUFFET_API buffet_allocator buffet_heap(void);
+/* An allocator that refuses everything: what buffet_*_allocator(NULL) returns, so a missing
+   object fails loudly instead of silently becoming the heap. Thread: safe. */
+BUFFET_API buffet_allocator buffet_null_allocator(void);
+/* The allocator of `vtable` over self, or the null allocator when self is NULL. */
+static inline buffet_allocator buffet_allocator_of(void *self, const buffet_allocator_vtable *vtable) {
+    buffet_allocator a;
+    a.self = self;
+    a.vtable = self ? vtable : buffet_null_allocator().vtable;
+    return a;
+}
 
 /* ---------------------------------------------------------------------------------------------
    >>debug allocator
@@ -788,6 +798,22 @@ BUFFET_API buffet_allocator buffet_heap(void) {
     buffet_allocator a;
     a.self = NULL;
     a.vtable = NULL;
+    return a;
+}
+
+static void *buffet__null_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    (void)self; (void)size; (void)align; (void)site;
+    return NULL;
+}
+static void buffet__null_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)self; (void)ptr; (void)size; (void)align; (void)site;
+}
+static const buffet_allocator_vtable buffet__null_vtable = {buffet__null_alloc, NULL, buffet__null_free};
+
+BUFFET_API buffet_allocator buffet_null_allocator(void) {
+    buffet_allocator a;
+    a.self = NULL;
+    a.vtable = &buffet__null_vtable;
     return a;
 }
 
@@ -1234,10 +1260,7 @@ BUFFET_API void buffet_debug_destroy(buffet_debug *d) {
 }
 
 BUFFET_API buffet_allocator buffet_debug_allocator(buffet_debug *d) {
-    buffet_allocator a;
-    a.self = d;
-    a.vtable = d ? &buffet__dbg_vtable : NULL;
-    return a;
+    return buffet_allocator_of(d, &buffet__dbg_vtable);
 }
 
 BUFFET_API buffet_result buffet_debug_check(buffet_debug *d) {
@@ -1355,10 +1378,7 @@ static const buffet_allocator_vtable buffet__fixed_vtable = {
 };
 
 BUFFET_API buffet_allocator buffet_fixed_allocator(buffet_fixed *f) {
-    buffet_allocator a;
-    a.self = f;
-    a.vtable = f ? &buffet__fixed_vtable : NULL;
-    return a;
+    return buffet_allocator_of(f, &buffet__fixed_vtable);
 }
 
 BUFFET_API void buffet_fixed_reset(buffet_fixed *f) {
@@ -1397,10 +1417,7 @@ BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, 
 }
 
 BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f) {
-    buffet_allocator a;
-    a.self = f;
-    a.vtable = f ? &buffet__failing_vtable : NULL;
-    return a;
+    return buffet_allocator_of(f, &buffet__failing_vtable);
 }
 
 /* >>adapter: the size lives in the last word of a header as wide as the alignment */
@@ -1646,7 +1663,7 @@ BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_de
     case BUFFET_BUF_MMAP:
     case BUFFET_BUF_SHM:
         b = buffet__buf_header(desc->allocator, desc->kind, desc->size, desc->flags, buffet__buf_destroy_map);
-        if (!b) return BUFFET_ERR_NOMEM;
+        if (!b) goto nomem;
         r = desc->kind == BUFFET_BUF_MMAP ? buffet__buf_mmap(b, desc) : buffet__buf_shm(b, desc);
         if (r != BUFFET_OK) {
             buffet__buf_free_header(b);
@@ -1660,7 +1677,7 @@ BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_de
             return BUFFET_ERR_INVALID;
         }
         b = buffet__buf_header(desc->allocator, BUFFET_BUF_WRAP, desc->size, desc->flags, buffet__buf_destroy_wrap);
-        if (!b) return BUFFET_ERR_NOMEM;
+        if (!b) goto nomem;
         b->data = desc->wrap_data;
         b->release = desc->release;
         b->user = desc->release_user;
@@ -1670,6 +1687,9 @@ BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_de
         BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: unknown kind %u", desc->kind);
         return BUFFET_ERR_INVALID;
     }
+nomem:
+    BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "buffer: allocating its header failed");
+    return BUFFET_ERR_NOMEM;
 }
 
 BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allocator a) {

@@ -110,7 +110,7 @@ typedef struct buffet_frame_transfer buffet_frame_transfer;
 
 typedef struct buffet_frame_desc {
     buffet_allocator parent;        /* chunks come from here; zero: the heap */
-    size_t chunk_size;              /* bytes per chunk; 0: 64 KiB. Larger requests get a chunk of their own */
+    size_t chunk_size;              /* bytes per chunk; 0: 64 KiB. A request over 3/4 of it gets a chunk of its own */
     uint32_t frames_in_flight;      /* N: memory of frame k lives until frame k+N begins; 0: 1 */
     buffet_budget budget;           /* this arena's per-frame budget (copied); zero: none */
     buffet_budget *thread_budget;   /* shared with the thread's other arenas; NULL: none */
@@ -238,7 +238,8 @@ BUFFET_API bool buffet_frame_resize(buffet_frame_arena *a, void *ptr, size_t old
 /* A checkpoint of the current frame. Thread: owned. */
 BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *a);
 /* Free everything allocated since m (same frame). Errors: BUFFET_ERR_INVALID (NULL),
-   BUFFET_ERR_STATE (m from another frame or no longer reachable). Thread: owned. */
+   BUFFET_ERR_STATE (m from another frame or no longer reachable, or memory allocated since m
+   was handed to another thread by a transfer): nothing changes. Thread: owned. */
 BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *a, buffet_frame_mark m);
 /* The arena as an allocator: alloc bumps, resize grows the last allocation, free gives back
    the last allocation (others wait for the frame's end). Thread: owned. */
@@ -357,6 +358,7 @@ typedef struct buffet_pool_cache {
     buffet_pool *pool;
     uint32_t count, cap;
     bool checks;
+    size_t obj_size;              /* the pool's, for telling ASan/valgrind what is live */
     uint64_t gets, puts;          /* counted here, added to the pool's statistics on flush */
     void *objs[BUFFET_POOL_CACHE_MAX];
 } buffet_pool_cache;
@@ -390,6 +392,7 @@ static inline void *buffet_pool_get(buffet_pool_cache *c) {
     if (__builtin_expect(c->count != 0 && !c->checks, 1)) {
         void *o = c->objs[--c->count];
         c->gets++;
+        BUFFET__UNPOISON(o, c->obj_size);
         return o;
     }
     return buffet_pool_get_slow(c);
@@ -398,6 +401,7 @@ static inline void *buffet_pool_get(buffet_pool_cache *c) {
    BUFFET_ERR_DOUBLE_FREE, BUFFET_ERR_FOREIGN; BUFFET_ERR_INVALID (NULL). Thread: owned (c). */
 static inline buffet_result buffet_pool_put(buffet_pool_cache *c, void *obj) {
     if (__builtin_expect(c->count < c->cap && !c->checks && obj != NULL, 1)) {
+        BUFFET__POISON(obj, c->obj_size);
         c->objs[c->count++] = obj;
         c->puts++;
         return BUFFET_OK;
@@ -956,6 +960,18 @@ BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *a, buffet_fra
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback: checkpoint no longer reachable");
         return BUFFET_ERR_STATE;
     }
+    for (c = a->slots[slot]; c; c = c->next) {
+        buffet_frame_transfer *t;
+        for (t = c->transfers; t; t = t->next) {
+            if (c != m.chunk || (unsigned char *)t->ptr >= m.cur) {
+                a->misuse++;
+                BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                            "rollback: %p, allocated after the checkpoint, was handed to another thread", t->ptr);
+                return BUFFET_ERR_STATE;
+            }
+        }
+        if (c == m.chunk) break;
+    }
     buffet__frame_flush(a);
     while (a->slots[slot] != m.chunk) {
         c = a->slots[slot];
@@ -1005,10 +1021,7 @@ static const buffet_allocator_vtable buffet__frame_vtable = {
 };
 
 BUFFET_API buffet_allocator buffet_frame_allocator(buffet_frame_arena *a) {
-    buffet_allocator al;
-    al.self = a;
-    al.vtable = a ? &buffet__frame_vtable : NULL;
-    return al;
+    return buffet_allocator_of(a, &buffet__frame_vtable);
 }
 
 /* >>tags */
@@ -1396,10 +1409,7 @@ static void buffet__scope_vt_free(void *self, void *ptr, size_t size, size_t ali
 static const buffet_allocator_vtable buffet__scope_vtable = {buffet__scope_vt_alloc, NULL, buffet__scope_vt_free};
 
 BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s) {
-    buffet_allocator a;
-    a.self = s;
-    a.vtable = s ? &buffet__scope_vtable : NULL;
-    return a;
+    return buffet_allocator_of(s, &buffet__scope_vtable);
 }
 
 /* >>object pools
@@ -1477,11 +1487,17 @@ BUFFET_API buffet_result buffet_pool_create(buffet_pool **out, const buffet_pool
                     desc->obj_align, desc->initial, desc->max);
         return BUFFET_ERR_INVALID;
     }
-    if (!buffet_align_up(desc->obj_size, align, &stride) || stride > ((size_t)1 << 40)) return BUFFET_ERR_OVERFLOW;
+    if (!buffet_align_up(desc->obj_size, align, &stride) || stride > ((size_t)1 << 40)) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "pool: obj_size %zu is too large", desc->obj_size);
+        return BUFFET_ERR_OVERFLOW;
+    }
     /* Large power-of-two strides put every object in the same few L1 sets: skew them by a line. */
     if (stride >= 512 && buffet_is_pow2(stride)) stride += align > 64 ? align : 64;
     p = BUFFET_NEW(desc->parent, buffet_pool);
-    if (!p) return BUFFET_ERR_NOMEM;
+    if (!p) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "pool: parent allocator failed");
+        return BUFFET_ERR_NOMEM;
+    }
     memset(p, 0, sizeof *p);
     p->obj_size = desc->obj_size;
     p->align = align;
@@ -1530,6 +1546,7 @@ BUFFET_API buffet_result buffet_pool_cache_init(buffet_pool_cache *c, buffet_poo
     c->count = 0;
     c->cap = cap ? cap : 64;
     c->checks = p->checks;
+    c->obj_size = p->obj_size;
     c->gets = c->puts = 0;
     return BUFFET_OK;
 }
@@ -1741,10 +1758,7 @@ static void buffet__pool_vt_free(void *self, void *ptr, size_t size, size_t alig
 static const buffet_allocator_vtable buffet__pool_vtable = {buffet__pool_vt_alloc, NULL, buffet__pool_vt_free};
 
 BUFFET_API buffet_allocator buffet_pool_allocator(buffet_pool_cache *c) {
-    buffet_allocator a;
-    a.self = c;
-    a.vtable = c && c->pool ? &buffet__pool_vtable : NULL;
-    return a;
+    return buffet_allocator_of(c && c->pool ? c : NULL, &buffet__pool_vtable);
 }
 
 BUFFET_API buffet_pool_stats buffet_pool_get_stats(buffet_pool *p) {
