@@ -1655,8 +1655,10 @@ static void test_buf_refcount_threads(void) {
         w[i].last_left = 99;
     }
     BT_CHECK(buffet_buf_refcount(b) == 5);
+    /* Dropped before the threads start: were it dropped after, a thread finishing first would
+       leave the last reference to this thread, and no worker would see 0. */
+    BT_CHECK(buffet_buf_unref(b) == 4);                 /* the threads now hold it alone */
     for (i = 0; i < 4; i++) BT_CHECK(pthread_create(&t[i], NULL, ref_thread, &w[i]) == 0);
-    buffet_buf_unref(b);                                /* the threads now hold it alone */
     for (i = 0; i < 4; i++) {
         pthread_join(t[i], NULL);
         BT_CHECK(w[i].errors == 0);

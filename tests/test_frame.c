@@ -1276,6 +1276,43 @@ static void test_frame_transfer_errors(void) {
     tf_debug_done(d);
 }
 
+/* Memory handed to another thread cannot be rolled back under it: the rollback is refused and
+   nothing changes; a mark taken after the transfer still works. */
+static void test_frame_rollback_over_transfer(void) {
+    buffet_debug *d = tf_debug();
+    tf_log l;
+    buffet_frame_arena *fa = tf_arena(d, 4096, 1, &l);
+    buffet_frame_mark before, after;
+    buffet_frame_transfer *t;
+    unsigned char *p, *q;
+    size_t count;
+    BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
+    before = buffet_frame_checkpoint(fa);
+    p = (unsigned char *)buffet_frame_alloc(fa, 64, 16);
+    BT_CHECK(p != NULL);
+    if (!p) goto out;
+    tf_fill(p, 64, 3);
+    t = buffet_frame_transfer_send(fa, p, 64);
+    BT_CHECK(t != NULL);
+    after = buffet_frame_checkpoint(fa);
+    q = (unsigned char *)buffet_frame_alloc(fa, 64, 16);
+    count = buffet_frame_get_stats(fa).count;
+    BT_CHECK(buffet_frame_rollback(fa, before) == BUFFET_ERR_STATE);
+    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && buffet_frame_get_stats(fa).misuse == 1);
+    BT_CHECK(buffet_frame_get_stats(fa).count == count);          /* unchanged */
+    BT_CHECK(tf_intact(p, 64, 3));
+    BT_CHECK(buffet_frame_rollback(fa, after) == BUFFET_OK);      /* q goes, p stays */
+    BT_CHECK(buffet_frame_alloc(fa, 64, 16) == q);
+    if (t) {
+        BT_CHECK(buffet_frame_transfer_receive(t, NULL) == p);
+        buffet_frame_transfer_release(t);
+    }
+out:
+    BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
+    buffet_frame_destroy(fa);
+    tf_debug_done(d);
+}
+
 /* The arena goes away while transfers are out: the last receiver to let go frees the chunk
    (two transfers from one chunk, an oversized one, released on other threads). */
 static void test_frame_transfer_after_destroy(void) {
@@ -2422,6 +2459,7 @@ int main(void) {
     BT_RUN(test_frame_transfer);
     BT_RUN(test_frame_transfer_unreceived);
     BT_RUN(test_frame_transfer_errors);
+    BT_RUN(test_frame_rollback_over_transfer);
     BT_RUN(test_frame_transfer_after_destroy);
     BT_RUN(test_frame_barrier);
     /* scopes */

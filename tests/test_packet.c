@@ -1,0 +1,1255 @@
+/* test_packet.c - the tests of buffet_packet.h: pools (defaults, create errors, size classes,
+   growth, exhaustion, huge pages, NUMA placement), caches, packet operations (headroom, tailroom,
+   prepend/append/adj/trim, metadata, user area, multi-segment packets, read, linearize,
+   to_chain), zero copy (references, clones, external buffers), bulk and shared allocation,
+   statistics (struct, JSON, Prometheus text read by prometheus_client's parser), watermarks,
+   leak reports, the registry provider, a failing bookkeeping allocator at every allocation point,
+   and a two-thread stress test. The bookkeeping allocator of every pool is buffet's debug
+   allocator, so a leak or a bad free of it fails the test.
+
+   This file is the release build. tests/test_packet_debug.c defines BUFFET_DEBUG 1 and includes
+   this file, so every test here runs in both builds, and adds the debug-only tests (double free
+   named by site, foreign pointers, cookies, history, leak reports with sites). Compiled as C11
+   and as C++17 (common subset: no designated initializers, no compound literals). */
+#ifndef BUFFET_IMPLEMENTATION
+#define BUFFET_IMPLEMENTATION
+#endif
+#include "../buffet_packet.h"
+#include "bt.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#if BUFFET_TRACK_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+   Helpers: a log callback that counts codes, a test environment (debug allocator + log), pool
+   descriptions, byte patterns, a JSON checker, python3 for the real parsers. */
+
+#define TP_CODES 18   /* -BUFFET_OK .. -BUFFET_AGAIN */
+
+/* What the log callback heard: tests assert on codes, and on sites inside messages. */
+typedef struct tp_log {
+    unsigned count[TP_CODES];
+    unsigned total;
+    buffet_result last;
+    char last_msg[400];
+    char all[8192];       /* every message, one a line (truncated when full) */
+    size_t all_len;
+} tp_log;
+
+static void tp_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg,
+                      const char *file, int line) {
+    tp_log *l = (tp_log *)user;
+    int i = -(int)code;
+    int n;
+    (void)level; (void)file; (void)line;
+    if (i >= 0 && i < TP_CODES) l->count[i]++;
+    l->total++;
+    l->last = code;
+    snprintf(l->last_msg, sizeof l->last_msg, "%s", msg);
+    if (l->all_len < sizeof l->all) {
+        n = snprintf(l->all + l->all_len, sizeof l->all - l->all_len, "%s\n", msg);
+        if (n > 0) l->all_len += (size_t)n;
+        if (l->all_len >= sizeof l->all) l->all_len = sizeof l->all - 1;
+    }
+}
+
+static unsigned tp_logged(const tp_log *l, buffet_result code) { return l->count[-(int)code]; }
+static void tp_log_clear(tp_log *l) {
+    memset(l->count, 0, sizeof l->count);
+    l->total = 0; l->last = BUFFET_OK; l->last_msg[0] = '\0'; l->all[0] = '\0'; l->all_len = 0;
+}
+
+/* One test's environment: a debug allocator for the pools' bookkeeping and a log. */
+typedef struct tp_env {
+    buffet_debug *dbg;
+    tp_log log;
+} tp_env;
+
+static void tp_begin(tp_env *e) {
+    memset(e, 0, sizeof *e);
+    BT_CHECK(buffet_debug_create(&e->dbg, NULL) == BUFFET_OK && e->dbg != NULL);
+}
+
+static buffet_logger tp_logger(tp_env *e) {
+    buffet_logger lg;
+    lg.fn = tp_log_fn;
+    lg.user = &e->log;
+    return lg;
+}
+
+/* The end of every test: the bookkeeping allocator has nothing live, nothing freed twice or
+   with the wrong size, no guard byte overwritten. */
+static void tp_end(tp_env *e) {
+    buffet_debug_stats st = buffet_debug_get_stats(e->dbg);
+    BT_CHECK(buffet_debug_check(e->dbg) == BUFFET_OK);
+    BT_CHECK(st.live_count == 0);
+    BT_CHECK(st.double_frees == 0 && st.foreign_frees == 0 && st.mismatched_frees == 0);
+    BT_CHECK(st.corruptions == 0);
+    if (st.live_count) buffet_debug_report_leaks(e->dbg, stderr);
+    buffet_debug_destroy(e->dbg);
+    e->dbg = NULL;
+}
+
+/* A pool description with the environment's allocator and log, everything else default. */
+static void tp_desc(tp_env *e, buffet_pkt_pool_desc *d) {
+    memset(d, 0, sizeof *d);
+    d->allocator = buffet_debug_allocator(e->dbg);
+    d->log = tp_logger(e);
+}
+
+/* A small pool: classes 64, 512 and 2048, 64 buffers each at first (a multiple of 64 fills whole
+   pages exactly whatever the stride, so `created` is exact), at most 128, no huge pages. */
+static void tp_small(tp_env *e, buffet_pkt_pool_desc *d) {
+    tp_desc(e, d);
+    d->name = "small";
+    d->class_sizes[0] = 64;
+    d->class_sizes[1] = 512;
+    d->class_sizes[2] = 2048;
+    d->initial = 64;
+    d->max = 128;
+    d->no_huge_pages = true;
+}
+
+static buffet_pkt_pool *tp_pool(const buffet_pkt_pool_desc *d) {
+    buffet_pkt_pool *p = NULL;
+    buffet_result r = buffet_pkt_pool_create(&p, d);
+    BT_CHECK(r == BUFFET_OK && p != NULL);
+    if (r != BUFFET_OK) fprintf(stderr, "pool create: %s\n", buffet_result_str(r));
+    return p;
+}
+
+static buffet_pkt_cache *tp_cache(buffet_pkt_pool *p, uint32_t size) {
+    buffet_pkt_cache *c = NULL;
+    BT_CHECK(buffet_pkt_cache_create(&c, p, size) == BUFFET_OK && c != NULL);
+    return c;
+}
+
+/* Every buffer is back: no class has one in use, and the rings hold all that were created
+   (the caches must be flushed or destroyed first). */
+static void tp_all_back(buffet_pkt_pool *p) {
+    buffet_pkt_stats s = buffet_pkt_pool_get_stats(p);
+    unsigned k;
+    for (k = 0; k <= s.nclasses; k++) BT_CHECK(s.cls[k].in_use == 0);
+    BT_CHECK(buffet_pkt_pool_report_leaks(p, NULL) == 0);
+}
+
+/* The run mode (BUFFET_TEST_MODE) and how much work the stress tests do in it. */
+static const char *tp_mode(void) {
+    const char *m = getenv("BUFFET_TEST_MODE");
+    return m ? m : "";
+}
+static bool tp_slow_mode(void) { return strcmp(tp_mode(), "valgrind") == 0; }
+
+/* Byte patterns: seed + i. */
+static void tp_pattern(void *dst, size_t n, unsigned seed) {
+    unsigned char *d = (unsigned char *)dst;
+    size_t i;
+    for (i = 0; i < n; i++) d[i] = (unsigned char)(seed + i);
+}
+static bool tp_is_pattern(const void *src, size_t n, unsigned seed) {
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] != (unsigned char)(seed + i)) return false;
+    return true;
+}
+
+/* Append n pattern bytes to packet p. */
+static bool tp_put(buffet_pkt *p, size_t n, unsigned seed) {
+    void *d = buffet_pkt_append(p, n);
+    if (!d) return false;
+    tp_pattern(d, n, seed);
+    return true;
+}
+
+/* Huge pages free now (HugePages_Free of /proc/meminfo; 0 when unreadable). */
+static long tp_huge_pages_free(void) {
+    char line[256];
+    long n = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "HugePages_Free: %ld", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+/* A JSON checker, enough to tell well-formed from not (RFC 8259 grammar, no semantics). */
+typedef struct tp_json { const char *s; int depth; } tp_json;
+static bool tp_json_value(tp_json *j);
+static void tp_json_ws(tp_json *j) { while (*j->s == ' ' || *j->s == '\n' || *j->s == '\r' || *j->s == '\t') j->s++; }
+static bool tp_json_string(tp_json *j) {
+    if (*j->s != '"') return false;
+    for (j->s++; *j->s != '"'; j->s++) {
+        if ((unsigned char)*j->s < 0x20) return false;
+        if (*j->s == '\\') {
+            j->s++;
+            if (*j->s == 'u') {
+                int i;
+                for (i = 1; i <= 4; i++)
+                    if (!strchr("0123456789abcdefABCDEF", j->s[i]) || j->s[i] == '\0') return false;
+                j->s += 4;
+            } else if (!*j->s || !strchr("\"\\/bfnrt", *j->s)) {
+                return false;
+            }
+        }
+    }
+    j->s++;
+    return true;
+}
+static bool tp_json_number(tp_json *j) {
+    const char *start = j->s;
+    if (*j->s == '-') j->s++;
+    if (*j->s == '0') j->s++;
+    else if (*j->s >= '1' && *j->s <= '9') while (*j->s >= '0' && *j->s <= '9') j->s++;
+    else return false;
+    if (*j->s == '.') {
+        j->s++;
+        if (!(*j->s >= '0' && *j->s <= '9')) return false;
+        while (*j->s >= '0' && *j->s <= '9') j->s++;
+    }
+    if (*j->s == 'e' || *j->s == 'E') {
+        j->s++;
+        if (*j->s == '+' || *j->s == '-') j->s++;
+        if (!(*j->s >= '0' && *j->s <= '9')) return false;
+        while (*j->s >= '0' && *j->s <= '9') j->s++;
+    }
+    return j->s != start;
+}
+static bool tp_json_value(tp_json *j) {
+    bool ok = true;
+    tp_json_ws(j);
+    if (++j->depth > 64) return false;
+    if (*j->s == '{' || *j->s == '[') {
+        char close = *j->s == '{' ? '}' : ']';
+        bool object = close == '}';
+        j->s++;
+        tp_json_ws(j);
+        if (*j->s == close) {
+            j->s++;
+        } else {
+            for (;;) {
+                tp_json_ws(j);
+                if (object) {
+                    if (!tp_json_string(j)) return false;
+                    tp_json_ws(j);
+                    if (*j->s++ != ':') return false;
+                }
+                if (!tp_json_value(j)) return false;
+                tp_json_ws(j);
+                if (*j->s == ',') { j->s++; continue; }
+                if (*j->s++ != close) return false;
+                break;
+            }
+        }
+    } else if (*j->s == '"') {
+        ok = tp_json_string(j);
+    } else if (strncmp(j->s, "true", 4) == 0) {
+        j->s += 4;
+    } else if (strncmp(j->s, "false", 5) == 0) {
+        j->s += 5;
+    } else if (strncmp(j->s, "null", 4) == 0) {
+        j->s += 4;
+    } else {
+        ok = tp_json_number(j);
+    }
+    j->depth--;
+    tp_json_ws(j);
+    return ok;
+}
+static bool tp_json_ok(const char *s) {
+    tp_json j;
+    j.s = s;
+    j.depth = 0;
+    return tp_json_value(&j) && *j.s == '\0';
+}
+
+/* A python3 that can import `module` ("python3" first, then Debian's /usr/bin/python3, where the
+   python3-* packages install), or NULL. */
+static const char *tp_python(const char *module) {
+    static const char *const cands[] = {"python3", "/usr/bin/python3"};
+    char cmd[256];
+    size_t i;
+    for (i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s -c 'import %s' >/dev/null 2>&1", cands[i], module);
+        if (system(cmd) == 0) return cands[i];
+    }
+    return NULL;
+}
+
+/* Write text to a new temporary file; its name goes to path[0..cap). */
+static bool tp_write_temp(const char *text, char *path, size_t cap) {
+    int fd;
+    size_t len = strlen(text), done = 0;
+    snprintf(path, cap, "/tmp/buffet_test_packet_XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0) return false;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    close(fd);
+    return done == len;
+}
+
+/* Run a shell command and keep the first line it prints (without the newline). */
+static bool tp_run_line(const char *cmd, char *out, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    bool got;
+    out[0] = '\0';
+    if (!f) return false;
+    got = fgets(out, (int)cap, f) != NULL;
+    if (pclose(f) != 0) got = false;
+    out[strcspn(out, "\n")] = '\0';
+    return got;
+}
+
+/* Everything a FILE received (rewound and read back into out[0..cap), NUL-terminated). */
+static size_t tp_read_back(FILE *f, char *out, size_t cap) {
+    size_t n;
+    rewind(f);
+    n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Pools and caches: defaults, errors, classes */
+
+static void test_pool_defaults(void) {
+    static const uint32_t sizes[] = {64, 128, 256, 512, 1024, 2048, 9216};
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt_stats s;
+    buffet_pkt *p;
+    unsigned k;
+    tp_begin(&e);
+    tp_desc(&e, &d);   /* every field zero but the allocator and the log */
+    pool = tp_pool(&d);
+    if (!pool) { tp_end(&e); return; }
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(strcmp(s.name, "pkt") == 0);
+    BT_CHECK(s.nclasses == 7);
+    BT_CHECK(s.numa_node == buffet_pkt_numa_current());
+    BT_CHECK(s.region_bytes > 0);
+    for (k = 0; k < 7; k++) {
+        BT_CHECK(s.cls[k].data_room == sizes[k]);
+        BT_CHECK(s.cls[k].created >= 256 && s.cls[k].created <= s.cls[k].max);
+        BT_CHECK(s.cls[k].max == 16384);
+        BT_CHECK(s.cls[k].in_use == 0 && s.cls[k].allocs == 0 && s.cls[k].failures == 0);
+        /* header + headroom + data room, whole cache lines, never a power of two */
+        BT_CHECK(s.cls[k].stride >= sizeof(buffet_pkt) + 128 + sizes[k]);
+        BT_CHECK(s.cls[k].stride % 64 == 0 && !buffet_is_pow2(s.cls[k].stride));
+    }
+    BT_CHECK(s.cls[7].data_room == 0);          /* the clone class */
+    BT_CHECK(s.cls[7].max == 16384 * 7);
+    BT_CHECK(sizeof(buffet_pkt) == 64);
+    BT_CHECK(buffet_pkt_pool_class(pool, 0) == 0);
+    BT_CHECK(buffet_pkt_pool_class(pool, 64) == 0);
+    BT_CHECK(buffet_pkt_pool_class(pool, 65) == 1);
+    BT_CHECK(buffet_pkt_pool_class(pool, 1500) == 5);
+    BT_CHECK(buffet_pkt_pool_class(pool, 9216) == 6);
+    BT_CHECK(buffet_pkt_pool_class(pool, 9217) == -1);
+    BT_CHECK(buffet_pkt_pool_class(pool, SIZE_MAX) == -1);
+    BT_CHECK(buffet_pkt_pool_class(NULL, 10) == -1);
+    c = tp_cache(pool, 0);
+    BT_CHECK(c->size == 64);                     /* size 0: 64 per class */
+    p = buffet_pkt_alloc(c, 1500);
+    BT_CHECK(p != NULL);
+    if (p) {
+        BT_CHECK(p->cls == 5 && p->pool == pool && p->flags == 0);
+        BT_CHECK(buffet_pkt_headroom(p) == 128);  /* the default headroom */
+        BT_CHECK(buffet_pkt_tailroom(p) == 2048);
+        BT_CHECK(p->buf_len == 128 + 2048);
+        BT_CHECK(buffet_pkt_data(p) == (void *)(p->buf + 128));
+        BT_CHECK(p->len == 0 && p->pkt_len == 0 && p->nb_segs == 1 && p->next == NULL && p->refcnt == 1);
+        BT_CHECK(p->timestamp == 0 && p->hash == 0 && p->in_port == 0 && p->out_port == 0);
+        BT_CHECK(p->vlan_tci == 0 && p->packet_type == 0);
+        BT_CHECK(buffet_pkt_user(p) == NULL);       /* no user area asked for */
+        BT_CHECK(((uintptr_t)p % 64) == 0 && ((uintptr_t)p->buf % 64) == 0);
+        BT_CHECK(tp_put(p, 1500, 7) && tp_is_pattern(buffet_pkt_data(p), 1500, 7));
+    }
+    buffet_pkt_free(c, p);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    BT_CHECK(e.log.count[-(int)BUFFET_ERR_INVALID] == 0);
+    buffet_pkt_pool_destroy(pool);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) == 0);
+    buffet_pkt_pool_destroy(NULL);               /* does nothing */
+    tp_end(&e);
+}
+
+/* pool_create's documented errors: each refused, logged, nothing leaked, *out NULL. */
+static void tp_create_fails(tp_env *e, const buffet_pkt_pool_desc *d, buffet_result want, const char *what) {
+    buffet_pkt_pool *p = (buffet_pkt_pool *)&p;   /* not NULL: create must clear it */
+    unsigned before = tp_logged(&e->log, want);
+    buffet_result r = buffet_pkt_pool_create(&p, d);
+    if (r != want) fprintf(stderr, "pool_create with %s: %s, expected %s\n", what, buffet_result_str(r), buffet_result_str(want));
+    BT_CHECK(r == want);
+    BT_CHECK(p == NULL);
+    BT_CHECK(tp_logged(&e->log, want) == before + 1);
+    if (r == BUFFET_OK) buffet_pkt_pool_destroy(p);
+    BT_CHECK(buffet_debug_get_stats(e->dbg).live_count == 0);
+}
+
+static void test_pool_create_errors(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *p;
+    unsigned k;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    BT_CHECK(buffet_pkt_pool_create(NULL, &d) == BUFFET_ERR_INVALID);
+    /* class sizes not ascending, or equal */
+    tp_small(&e, &d);
+    d.class_sizes[1] = 32;
+    tp_create_fails(&e, &d, BUFFET_ERR_INVALID, "class sizes descending");
+    tp_small(&e, &d);
+    d.class_sizes[1] = 64;
+    tp_create_fails(&e, &d, BUFFET_ERR_INVALID, "equal class sizes");
+    /* headroom above 65535 */
+    tp_small(&e, &d);
+    d.headroom = 65536;
+    tp_create_fails(&e, &d, BUFFET_ERR_INVALID, "headroom 65536");
+    /* initial > max */
+    tp_small(&e, &d);
+    d.initial = 256;
+    d.max = 128;
+    tp_create_fails(&e, &d, BUFFET_ERR_INVALID, "initial > max");
+    /* a class above 65535 bytes with the headroom (data_off is 16 bits) */
+    tp_small(&e, &d);
+    d.class_sizes[3] = 65536 - 128;
+    d.initial = 1;
+    d.max = 2;
+    tp_create_fails(&e, &d, BUFFET_ERR_INVALID, "class + headroom = 65536");
+    /* ...while exactly 65535 is fine */
+    tp_small(&e, &d);
+    d.class_sizes[3] = 65535 - 128;
+    d.initial = 1;
+    d.max = 2;
+    p = NULL;
+    BT_CHECK(buffet_pkt_pool_create(&p, &d) == BUFFET_OK && p != NULL);
+    BT_CHECK(buffet_pkt_pool_class(p, 65535 - 128) == 3);
+    buffet_pkt_pool_destroy(p);
+    /* the largest headroom: 65535 */
+    tp_small(&e, &d);
+    d.headroom = 65535;
+    d.class_sizes[1] = d.class_sizes[2] = 0;
+    p = NULL;
+    BT_CHECK(buffet_pkt_pool_create(&p, &d) == BUFFET_OK && p != NULL);
+    if (p) {
+        buffet_pkt_cache *c = tp_cache(p, 0);
+        buffet_pkt *q = buffet_pkt_alloc(c, 10);
+        BT_CHECK(q && buffet_pkt_headroom(q) == 65535 && buffet_pkt_tailroom(q) == 64);
+        BT_CHECK(q && buffet_pkt_prepend(q, 65535) == (void *)q->buf);
+        buffet_pkt_free(c, q);
+        buffet_pkt_cache_destroy(c);
+    }
+    buffet_pkt_pool_destroy(p);
+    /* BUFFET_PKT_MAX_CLASSES classes: the most a pool can have */
+    tp_small(&e, &d);
+    for (k = 0; k < BUFFET_PKT_MAX_CLASSES; k++) d.class_sizes[k] = 64u * (k + 1);
+    d.initial = 1;
+    d.max = 4;
+    p = NULL;
+    BT_CHECK(buffet_pkt_pool_create(&p, &d) == BUFFET_OK && p != NULL);
+    if (p) {
+        buffet_pkt_stats s = buffet_pkt_pool_get_stats(p);
+        BT_CHECK(s.nclasses == BUFFET_PKT_MAX_CLASSES);
+        BT_CHECK(buffet_pkt_pool_class(p, 64u * BUFFET_PKT_MAX_CLASSES) == BUFFET_PKT_MAX_CLASSES - 1);
+    }
+    buffet_pkt_pool_destroy(p);
+    /* initial == max is fine; a NULL name is "pkt" */
+    tp_small(&e, &d);
+    d.name = NULL;
+    d.initial = d.max = 64;
+    p = tp_pool(&d);
+    BT_CHECK(p && strcmp(buffet_pkt_pool_get_stats(p).name, "pkt") == 0);
+    buffet_pkt_pool_destroy(p);
+    tp_end(&e);
+}
+
+static void test_cache_create_errors(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = (buffet_pkt_cache *)&c;
+    BT_CHECK(buffet_pkt_cache_create(&c, pool, BUFFET_PKT_CACHE_MAX + 1) == BUFFET_ERR_INVALID);
+    BT_CHECK(c == NULL);
+    c = (buffet_pkt_cache *)&c;
+    BT_CHECK(buffet_pkt_cache_create(&c, NULL, 0) == BUFFET_ERR_INVALID && c == NULL);
+    BT_CHECK(buffet_pkt_cache_create(NULL, pool, 0) == BUFFET_ERR_INVALID);
+    c = tp_cache(pool, BUFFET_PKT_CACHE_MAX);
+    BT_CHECK(c && c->size == BUFFET_PKT_CACHE_MAX && c->pool == pool);
+    buffet_pkt_cache_destroy(c);
+    c = tp_cache(pool, 1);   /* the smallest cache works: every refill takes one */
+    if (c) {
+        buffet_pkt *a = buffet_pkt_alloc(c, 10), *b = buffet_pkt_alloc(c, 10);
+        BT_CHECK(a && b && a != b);
+        buffet_pkt_free(c, a);
+        buffet_pkt_free(c, b);
+    }
+    buffet_pkt_cache_destroy(c);
+    buffet_pkt_cache_destroy(NULL);   /* does nothing */
+    buffet_pkt_cache_flush(NULL);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* Sizes: 0 is the smallest class and an empty packet; above the largest class is refused,
+   counted and logged; a class index that is not a data class is refused. */
+static void test_alloc_sizes(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 0);
+    BT_CHECK(p && p->cls == 0 && p->len == 0 && p->pkt_len == 0 && p->nb_segs == 1);
+    BT_CHECK(p && buffet_pkt_headroom(p) == 128 && buffet_pkt_tailroom(p) == 64);
+    /* a reused buffer comes back reset */
+    if (p) {
+        BT_CHECK(tp_put(p, 10, 1));
+        p->timestamp = 99; p->hash = 5; p->in_port = 1; p->out_port = 2; p->vlan_tci = 3; p->packet_type = 4;
+        BT_CHECK(buffet_pkt_prepend(p, 20) != NULL);
+        buffet_pkt_free(c, p);
+        q = buffet_pkt_alloc(c, 64);
+        BT_CHECK(q == p);   /* the cache is LIFO */
+        BT_CHECK(q && q->len == 0 && q->pkt_len == 0 && q->data_off == 128 && q->timestamp == 0);
+        BT_CHECK(q && q->hash == 0 && q->in_port == 0 && q->out_port == 0 && q->vlan_tci == 0);
+        BT_CHECK(q && q->packet_type == 0 && q->refcnt == 1 && q->nb_segs == 1 && q->next == NULL);
+        buffet_pkt_free(c, q);
+    }
+    p = buffet_pkt_alloc(c, 2048);   /* the largest class, exactly */
+    BT_CHECK(p && p->cls == 2 && buffet_pkt_tailroom(p) == 2048);
+    buffet_pkt_free(c, p);
+    p = buffet_pkt_alloc(c, 65);
+    BT_CHECK(p && p->cls == 1);
+    buffet_pkt_free(c, p);
+    tp_log_clear(&e.log);
+    BT_CHECK(buffet_pkt_alloc(c, 2049) == NULL);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(buffet_pkt_alloc(c, SIZE_MAX) == NULL);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 2);
+    BT_CHECK(buffet_pkt_alloc(NULL, 10) == NULL);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].failures + s.cls[1].failures + s.cls[2].failures == 2);
+    /* by class index */
+    p = buffet_pkt_alloc_class(c, 1);
+    BT_CHECK(p && p->cls == 1 && buffet_pkt_tailroom(p) == 512 && buffet_pkt_headroom(p) == 128);
+    buffet_pkt_free(c, p);
+    BT_CHECK(buffet_pkt_alloc_class(c, 5) == NULL);            /* no such class */
+    q = buffet_pkt_alloc_class(c, 3);                          /* 3 classes: 3 is the clone class */
+    BT_CHECK(q == NULL);
+    if (q) buffet_pkt_free(c, q);
+    buffet_pkt_free(c, NULL);                                  /* does nothing */
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Packet operations */
+
+static void test_headroom_tailroom(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p;
+    unsigned char *data, *h;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 100);   /* class 512 */
+    if (!p) { BT_CHECK(p != NULL); buffet_pkt_cache_destroy(c); buffet_pkt_pool_destroy(pool); tp_end(&e); return; }
+    /* append: into the tailroom */
+    data = (unsigned char *)buffet_pkt_append(p, 100);
+    BT_CHECK(data == buffet_pkt_data(p));
+    tp_pattern(data, 100, 3);
+    BT_CHECK(p->len == 100 && p->pkt_len == 100 && buffet_pkt_tailroom(p) == 412);
+    BT_CHECK(buffet_pkt_append(p, 413) == NULL);                 /* past the tailroom */
+    BT_CHECK(buffet_pkt_append(p, SIZE_MAX) == NULL);
+    BT_CHECK(p->len == 100 && p->pkt_len == 100 && buffet_pkt_tailroom(p) == 412);
+    BT_CHECK(buffet_pkt_append(p, 0) == (void *)(data + 100));   /* zero bytes: where they would go */
+    h = (unsigned char *)buffet_pkt_append(p, 412);              /* exactly the tailroom */
+    BT_CHECK(h == data + 100 && buffet_pkt_tailroom(p) == 0 && p->len == 512);
+    BT_CHECK(buffet_pkt_append(p, 1) == NULL);
+    BT_CHECK(buffet_pkt_trim(p, 412) == BUFFET_OK && p->len == 100 && p->pkt_len == 100);
+    /* prepend: into the headroom */
+    h = (unsigned char *)buffet_pkt_prepend(p, 14);
+    BT_CHECK(h == data - 14 && h == buffet_pkt_data(p));
+    BT_CHECK(buffet_pkt_headroom(p) == 114 && p->len == 114 && p->pkt_len == 114);
+    memset(h, 0xEE, 14);
+    BT_CHECK(buffet_pkt_prepend(p, 115) == NULL);                /* past the headroom: unchanged */
+    BT_CHECK(buffet_pkt_prepend(p, SIZE_MAX) == NULL);
+    BT_CHECK(buffet_pkt_headroom(p) == 114 && p->len == 114 && p->pkt_len == 114);
+    BT_CHECK(buffet_pkt_data(p) == (void *)h);
+    BT_CHECK(buffet_pkt_prepend(p, 0) == (void *)h);
+    BT_CHECK(buffet_pkt_prepend(p, 114) == (void *)p->buf);      /* exactly the headroom */
+    BT_CHECK(buffet_pkt_headroom(p) == 0 && p->len == 228);
+    BT_CHECK(buffet_pkt_prepend(p, 1) == NULL);
+    /* adj: drop from the front */
+    BT_CHECK(buffet_pkt_adj(p, 229) == NULL);                    /* past the length: unchanged */
+    BT_CHECK(buffet_pkt_adj(p, SIZE_MAX) == NULL);
+    BT_CHECK(p->len == 228 && p->pkt_len == 228 && buffet_pkt_headroom(p) == 0);
+    BT_CHECK(buffet_pkt_adj(p, 114) == (void *)h);
+    BT_CHECK(buffet_pkt_adj(p, 14) == (void *)data && p->len == 100 && p->pkt_len == 100);
+    BT_CHECK(tp_is_pattern(buffet_pkt_data(p), 100, 3));
+    BT_CHECK(buffet_pkt_adj(p, 0) == (void *)data);
+    /* trim: drop from the end */
+    BT_CHECK(buffet_pkt_trim(p, 101) == BUFFET_ERR_RANGE);       /* past the length: unchanged */
+    BT_CHECK(buffet_pkt_trim(p, SIZE_MAX) == BUFFET_ERR_RANGE);
+    BT_CHECK(p->len == 100 && p->pkt_len == 100);
+    BT_CHECK(buffet_pkt_trim(p, 0) == BUFFET_OK && p->len == 100);
+    BT_CHECK(buffet_pkt_trim(p, 40) == BUFFET_OK && p->len == 60 && p->pkt_len == 60);
+    BT_CHECK(buffet_pkt_tailroom(p) == 512 - 60);
+    BT_CHECK(tp_is_pattern(buffet_pkt_data(p), 60, 3));
+    BT_CHECK(buffet_pkt_adj(p, 60) != NULL && p->len == 0 && p->pkt_len == 0);   /* all of it */
+    BT_CHECK(buffet_pkt_trim(p, 1) == BUFFET_ERR_RANGE);
+    /* NULL */
+    BT_CHECK(buffet_pkt_prepend(NULL, 1) == NULL);
+    BT_CHECK(buffet_pkt_append(NULL, 1) == NULL);
+    BT_CHECK(buffet_pkt_adj(NULL, 1) == NULL);
+    BT_CHECK(buffet_pkt_trim(NULL, 1) == BUFFET_ERR_INVALID);
+    buffet_pkt_free(c, p);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* The user area: present and distinct per packet when asked for, NULL otherwise; metadata
+   fields are the caller's. */
+static void test_user_area(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p[8];
+    unsigned i, j;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.user_size = 40;
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    for (i = 0; i < 8; i++) {
+        p[i] = buffet_pkt_alloc(c, i * 200);   /* classes 64, 512, 2048 */
+        BT_CHECK(p[i] != NULL);
+        if (!p[i]) continue;
+        BT_CHECK(buffet_pkt_user(p[i]) != NULL);
+        BT_CHECK(((uintptr_t)buffet_pkt_user(p[i]) % 8) == 0);
+        /* the user area lies between the header and the data room */
+        BT_CHECK((unsigned char *)buffet_pkt_user(p[i]) >= (unsigned char *)p[i] + sizeof(buffet_pkt));
+        BT_CHECK((unsigned char *)buffet_pkt_user(p[i]) + 40 <= p[i]->buf);
+        memset(buffet_pkt_user(p[i]), (int)i + 1, 40);
+        BT_CHECK(tp_put(p[i], i * 10, i));
+    }
+    for (i = 0; i < 8; i++) {
+        unsigned char *u = (unsigned char *)buffet_pkt_user(p[i]);
+        for (j = 0; j < 8; j++) BT_CHECK(j == i || buffet_pkt_user(p[j]) != (void *)u);
+        for (j = 0; j < 40; j++) BT_CHECK(u[j] == (unsigned char)(i + 1));
+        BT_CHECK(tp_is_pattern(buffet_pkt_data(p[i]), i * 10, i));
+    }
+    buffet_pkt_free_bulk(c, p, 8);
+    BT_CHECK(buffet_pkt_user(NULL) == NULL);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    /* without a user area */
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p[0] = buffet_pkt_alloc(c, 10);
+    BT_CHECK(p[0] && buffet_pkt_user(p[0]) == NULL);
+    buffet_pkt_free(c, p[0]);
+    buffet_pkt_cache_destroy(c);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* Three segments of 100, 50 and 30 bytes, pattern seed 0 running through all of them. */
+static buffet_pkt *tp_three_segments(buffet_pkt_cache *c) {
+    buffet_pkt *a = buffet_pkt_alloc(c, 100), *b = buffet_pkt_alloc(c, 50), *t = buffet_pkt_alloc(c, 30);
+    if (!a || !b || !t) {
+        buffet_pkt_free(c, a); buffet_pkt_free(c, b); buffet_pkt_free(c, t);
+        return NULL;
+    }
+    tp_put(a, 100, 0);
+    tp_put(b, 50, 100);
+    tp_put(t, 30, 150);
+    BT_CHECK(buffet_pkt_chain(b, t) == BUFFET_OK);
+    BT_CHECK(buffet_pkt_chain(a, b) == BUFFET_OK);
+    return a;
+}
+
+static void test_multi_segment(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *x, *y;
+    unsigned char tmp[256];
+    const unsigned char *r;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = tp_three_segments(c);
+    BT_CHECK(p != NULL);
+    if (p) {
+        BT_CHECK(p->nb_segs == 3 && p->pkt_len == 180 && p->len == 100);
+        BT_CHECK(p->next && p->next->len == 50 && p->next->next && p->next->next->len == 30);
+        BT_CHECK(p->next->next->next == NULL);
+        /* inside one segment: a pointer into the packet */
+        r = (const unsigned char *)buffet_pkt_read(p, 10, 20, tmp);
+        BT_CHECK(r == (const unsigned char *)buffet_pkt_data(p) + 10);
+        r = (const unsigned char *)buffet_pkt_read(p, 120, 30, tmp);
+        BT_CHECK(r == (const unsigned char *)buffet_pkt_data(p->next) + 20 && tp_is_pattern(r, 30, 120));
+        r = (const unsigned char *)buffet_pkt_read(p, 150, 30, tmp);
+        BT_CHECK(r == (const unsigned char *)buffet_pkt_data(p->next->next) && tp_is_pattern(r, 30, 150));
+        /* across segments: copied into tmp */
+        memset(tmp, 0, sizeof tmp);
+        r = (const unsigned char *)buffet_pkt_read(p, 90, 20, tmp);
+        BT_CHECK(r == tmp && tp_is_pattern(tmp, 20, 90));
+        r = (const unsigned char *)buffet_pkt_read(p, 0, 180, tmp);
+        BT_CHECK(r == tmp && tp_is_pattern(tmp, 180, 0));
+        r = (const unsigned char *)buffet_pkt_read(p, 99, 52, tmp);   /* three segments */
+        BT_CHECK(r == tmp && tp_is_pattern(tmp, 52, 99));
+        /* out of range */
+        BT_CHECK(buffet_pkt_read(p, 170, 11, tmp) == NULL);
+        BT_CHECK(buffet_pkt_read(p, 181, 0, tmp) == NULL);
+        BT_CHECK(buffet_pkt_read(p, 0, 181, tmp) == NULL);
+        BT_CHECK(buffet_pkt_read(p, SIZE_MAX, 2, tmp) == NULL);
+        BT_CHECK(buffet_pkt_read(p, 2, SIZE_MAX, tmp) == NULL);
+        BT_CHECK(buffet_pkt_read(NULL, 0, 1, tmp) == NULL);
+        BT_CHECK(buffet_pkt_read(p, 180, 0, tmp) != NULL);          /* empty range at the end */
+        /* append and trim work on the last segment, adj and prepend on the first */
+        BT_CHECK(buffet_pkt_append(p, 10) == (void *)((unsigned char *)buffet_pkt_data(p->next->next) + 30));
+        BT_CHECK(p->pkt_len == 190 && p->next->next->len == 40 && p->len == 100);
+        BT_CHECK(buffet_pkt_trim(p, 41) == BUFFET_ERR_RANGE && p->pkt_len == 190);   /* more than the last has */
+        BT_CHECK(buffet_pkt_trim(p, 10) == BUFFET_OK && p->pkt_len == 180 && p->next->next->len == 30);
+        BT_CHECK(buffet_pkt_adj(p, 101) == NULL && p->pkt_len == 180);               /* more than the first has */
+        BT_CHECK(buffet_pkt_adj(p, 10) != NULL && p->pkt_len == 170 && p->len == 90);
+        BT_CHECK(buffet_pkt_prepend(p, 10) != NULL && p->pkt_len == 180 && p->len == 100);
+        r = (const unsigned char *)buffet_pkt_read(p, 0, 180, tmp);
+        BT_CHECK(r == tmp && tp_is_pattern(tmp, 180, 0));
+        /* chain errors: nothing changes */
+        BT_CHECK(buffet_pkt_chain(NULL, p) == BUFFET_ERR_INVALID);
+        BT_CHECK(buffet_pkt_chain(p, NULL) == BUFFET_ERR_INVALID);
+        BT_CHECK(buffet_pkt_chain(p, p) == BUFFET_ERR_INVALID);
+        BT_CHECK(buffet_pkt_chain(p, p->next->next) == BUFFET_ERR_INVALID);   /* already in it */
+        BT_CHECK(p->nb_segs == 3 && p->pkt_len == 180);
+        x = buffet_pkt_alloc(c, 10);
+        BT_CHECK(x && tp_put(x, 10, 180));
+        if (x) {
+            uint16_t segs = p->nb_segs;
+            uint32_t len = p->pkt_len;
+            p->nb_segs = 65535;            /* as if it had the most segments a packet can have */
+            BT_CHECK(buffet_pkt_chain(p, x) == BUFFET_ERR_OVERFLOW);
+            p->nb_segs = segs;
+            p->pkt_len = UINT32_MAX - 5;   /* as if it held almost 4 GiB */
+            BT_CHECK(buffet_pkt_chain(p, x) == BUFFET_ERR_OVERFLOW);
+            p->pkt_len = len;
+            BT_CHECK(p->next->next->next == NULL && x->nb_segs == 1);
+            /* a multi-segment tail */
+            y = buffet_pkt_alloc(c, 10);
+            BT_CHECK(y && tp_put(y, 5, 190));
+            if (y) BT_CHECK(buffet_pkt_chain(x, y) == BUFFET_OK && x->nb_segs == 2 && x->pkt_len == 15);
+            BT_CHECK(buffet_pkt_chain(p, x) == BUFFET_OK);
+            BT_CHECK(p->nb_segs == 5 && p->pkt_len == 195);
+            r = (const unsigned char *)buffet_pkt_read(p, 0, 195, tmp);
+            BT_CHECK(r == tmp && tp_is_pattern(tmp, 195, 0));
+        }
+        buffet_pkt_free(c, p);   /* every segment */
+    }
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* Metadata a packet carries, set and compared as a whole. */
+static void tp_set_meta(buffet_pkt *p, unsigned seed) {
+    p->timestamp = 1000000007ull * seed;
+    p->hash = 0x9E3779B9u ^ seed;
+    p->in_port = (uint16_t)(seed + 1);
+    p->out_port = (uint16_t)(seed + 2);
+    p->vlan_tci = (uint16_t)(seed + 3);
+    p->packet_type = (uint16_t)(seed + 4);
+}
+static bool tp_has_meta(const buffet_pkt *p, unsigned seed) {
+    return p->timestamp == 1000000007ull * seed && p->hash == (0x9E3779B9u ^ seed) &&
+           p->in_port == (uint16_t)(seed + 1) && p->out_port == (uint16_t)(seed + 2) &&
+           p->vlan_tci == (uint16_t)(seed + 3) && p->packet_type == (uint16_t)(seed + 4);
+}
+
+static void test_linearize(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q, *first, *held[200];
+    size_t n = 0;
+    unsigned char tmp[512];
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.user_size = 16;
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    /* fits in the first segment's tailroom: copied there, the same header */
+    p = tp_three_segments(c);   /* 100 + 50 + 30 in 512-byte class buffers */
+    BT_CHECK(p != NULL);
+    if (p) {
+        tp_set_meta(p, 5);
+        memset(buffet_pkt_user(p), 0x5A, 16);
+        first = p;
+        BT_CHECK(buffet_pkt_linearize(c, &p) == BUFFET_OK);
+        BT_CHECK(p == first && p->next == NULL && p->nb_segs == 1 && p->len == 180 && p->pkt_len == 180);
+        BT_CHECK(tp_is_pattern(buffet_pkt_data(p), 180, 0) && tp_has_meta(p, 5));
+        BT_CHECK(((unsigned char *)buffet_pkt_user(p))[15] == 0x5A);
+        BT_CHECK(buffet_pkt_linearize(c, &p) == BUFFET_OK && p == first);   /* one segment already */
+        buffet_pkt_free(c, p);
+    }
+    /* needs a bigger class: *p replaced, metadata and user area kept */
+    p = buffet_pkt_alloc(c, 64);
+    q = buffet_pkt_alloc(c, 64);
+    BT_CHECK(p && q);
+    if (p && q) {
+        BT_CHECK(tp_put(p, 64, 0) && tp_put(q, 64, 64));   /* class 64, full: no tailroom */
+        BT_CHECK(buffet_pkt_chain(p, q) == BUFFET_OK);
+        tp_set_meta(p, 9);
+        memset(buffet_pkt_user(p), 0x77, 16);
+        first = p;
+        BT_CHECK(buffet_pkt_linearize(c, &p) == BUFFET_OK);
+        BT_CHECK(p != first && p->cls == 1 && p->next == NULL && p->nb_segs == 1);
+        BT_CHECK(p->len == 128 && p->pkt_len == 128 && tp_is_pattern(buffet_pkt_data(p), 128, 0));
+        BT_CHECK(tp_has_meta(p, 9) && ((unsigned char *)buffet_pkt_user(p))[0] == 0x77);
+        BT_CHECK(buffet_pkt_headroom(p) == 128);
+        buffet_pkt_free(c, p);
+    } else {
+        buffet_pkt_free(c, p);
+        buffet_pkt_free(c, q);
+    }
+    /* no class big enough: BUFFET_ERR_RANGE, unchanged */
+    p = buffet_pkt_alloc(c, 2048);
+    q = buffet_pkt_alloc(c, 2048);
+    BT_CHECK(p && q);
+    if (p && q) {
+        BT_CHECK(tp_put(p, 2048, 0) && tp_put(q, 100, 0));
+        BT_CHECK(buffet_pkt_chain(p, q) == BUFFET_OK);
+        first = p;
+        BT_CHECK(buffet_pkt_linearize(c, &p) == BUFFET_ERR_RANGE);
+        BT_CHECK(p == first && p->nb_segs == 2 && p->pkt_len == 2148 && p->next == q && q->len == 100);
+        BT_CHECK(tp_is_pattern(buffet_pkt_data(p), 2048, 0) && tp_is_pattern(buffet_pkt_data(q), 100, 0));
+        buffet_pkt_free(c, p);
+    } else {
+        buffet_pkt_free(c, p);
+        buffet_pkt_free(c, q);
+    }
+    /* the bigger class exhausted: BUFFET_ERR_EXHAUSTED, unchanged */
+    p = buffet_pkt_alloc(c, 64);
+    q = buffet_pkt_alloc(c, 64);
+    BT_CHECK(p && q && tp_put(p, 64, 0) && tp_put(q, 64, 64) && buffet_pkt_chain(p, q) == BUFFET_OK);
+    while (n < 200 && (held[n] = buffet_pkt_alloc(c, 512)) != NULL) n++;
+    BT_CHECK(n == 128);   /* the 512 class at its max */
+    if (p && q) {
+        first = p;
+        BT_CHECK(buffet_pkt_linearize(c, &p) == BUFFET_ERR_EXHAUSTED);
+        BT_CHECK(p == first && p->nb_segs == 2 && p->pkt_len == 128 && p->next == q);
+        BT_CHECK(buffet_pkt_read(p, 0, 128, tmp) == (void *)tmp && tp_is_pattern(tmp, 128, 0));
+        buffet_pkt_free(c, p);
+    }
+    buffet_pkt_free_bulk(c, held, n);
+    /* bad arguments */
+    p = NULL;
+    BT_CHECK(buffet_pkt_linearize(c, &p) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_pkt_linearize(c, NULL) == BUFFET_ERR_INVALID);
+    p = buffet_pkt_alloc(c, 10);
+    BT_CHECK(buffet_pkt_linearize(NULL, &p) == BUFFET_ERR_INVALID);
+    buffet_pkt_free(c, p);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+static void test_to_chain(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *z;
+    buffet_chain ch;
+    unsigned char tmp[256];
+    buffet_buf *b;
+    buffet_buf_desc bd;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    buffet_chain_init(&ch, buffet_debug_allocator(e.dbg));
+    /* the chain has something already: the packet's bytes go after it */
+    memset(&bd, 0, sizeof bd);
+    bd.size = 8;
+    bd.allocator = buffet_debug_allocator(e.dbg);
+    BT_CHECK(buffet_buf_create(&b, &bd) == BUFFET_OK);
+    memset(b->data, 0xAB, 8);
+    BT_CHECK(buffet_chain_append(&ch, b, 0, 8) == BUFFET_OK);
+    buffet_buf_unref(b);
+    p = tp_three_segments(c);
+    BT_CHECK(p != NULL);
+    if (p) {
+        z = buffet_pkt_alloc(c, 10);   /* an empty segment adds no slice */
+        BT_CHECK(z && buffet_pkt_chain(p, z) == BUFFET_OK);
+        BT_CHECK(buffet_pkt_to_chain(p, &ch) == BUFFET_OK);
+        BT_CHECK(buffet_chain_len(&ch) == 8 + 180 && buffet_chain_count(&ch) == 4);
+        BT_CHECK(buffet_chain_copy_out(&ch, 8, tmp, 180) == BUFFET_OK && tp_is_pattern(tmp, 180, 0));
+        /* zero copy: the slices point into the packet */
+        BT_CHECK(buffet_chain_at(&ch, 1) && buffet_slice_data(buffet_chain_at(&ch, 1)) == buffet_pkt_data(p));
+        BT_CHECK(p->refcnt == 2 && p->next->refcnt == 2);
+        /* the packet freed first: the chain keeps the data alive */
+        buffet_pkt_free(c, p);
+        buffet_pkt_cache_flush(c);
+        BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) == 3);
+        BT_CHECK(buffet_chain_copy_out(&ch, 8, tmp, 180) == BUFFET_OK && tp_is_pattern(tmp, 180, 0));
+        BT_CHECK(buffet_chain_copy_out(&ch, 0, tmp, 8) == BUFFET_OK && tmp[0] == 0xAB && tmp[7] == 0xAB);
+    }
+    buffet_chain_deinit(&ch);   /* ...until now: every buffer back in the pool */
+    tp_all_back(pool);
+    /* chain first, packet after */
+    p = tp_three_segments(c);
+    BT_CHECK(p != NULL);
+    if (p) {
+        BT_CHECK(buffet_pkt_to_chain(p, &ch) == BUFFET_OK && buffet_chain_len(&ch) == 180);
+        buffet_chain_deinit(&ch);
+        BT_CHECK(p->refcnt == 1 && tp_is_pattern(buffet_pkt_data(p), 100, 0));
+        BT_CHECK(buffet_pkt_to_chain(NULL, &ch) == BUFFET_ERR_INVALID);
+        BT_CHECK(buffet_pkt_to_chain(p, NULL) == BUFFET_ERR_INVALID);
+        buffet_pkt_free(c, p);
+    }
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Zero copy: references, clones, external buffers; double free */
+
+static void test_ref(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 100);
+    BT_CHECK(p && tp_put(p, 100, 1));
+    BT_CHECK(buffet_pkt_ref(p) == BUFFET_OK && p->refcnt == 2);
+    BT_CHECK(buffet_pkt_prepend(p, 1) == NULL && buffet_pkt_append(p, 1) == NULL);   /* shared now */
+    buffet_pkt_free(c, p);                 /* one reference left: still ours */
+    BT_CHECK(p->refcnt == 1 && tp_is_pattern(buffet_pkt_data(p), 100, 1));
+    BT_CHECK(buffet_pkt_prepend(p, 1) != NULL);   /* not shared any more */
+    buffet_pkt_cache_flush(c);
+    BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) == 1);
+    buffet_pkt_free(c, p);                 /* the last one */
+    buffet_pkt_cache_flush(c);
+    tp_all_back(pool);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[1].allocs == 1 && s.cls[1].frees == 1 && s.double_frees == 0);
+    /* every segment of a chain */
+    p = tp_three_segments(c);
+    BT_CHECK(p && buffet_pkt_ref(p) == BUFFET_OK);
+    BT_CHECK(p && p->refcnt == 2 && p->next->refcnt == 2 && p->next->next->refcnt == 2);
+    buffet_pkt_free(c, p);
+    BT_CHECK(p && p->refcnt == 1 && p->next->next->refcnt == 1);
+    buffet_pkt_free(c, p);
+    /* errors */
+    BT_CHECK(buffet_pkt_ref(NULL) == BUFFET_ERR_INVALID);
+    p = buffet_pkt_alloc(c, 10);
+    if (p) {
+        p->refcnt = 65535;   /* as if 65535 holders had it */
+        BT_CHECK(buffet_pkt_ref(p) == BUFFET_ERR_OVERFLOW && p->refcnt == 65535);
+        p->refcnt = 1;
+        buffet_pkt_free(c, p);
+    }
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* A second free is caught (release builds: a free buffer's count is 0; debug builds: its state),
+   logged as BUFFET_ERR_DOUBLE_FREE and counted; the buffer is not given out twice. */
+static void test_double_free(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q, *r;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 10);
+    buffet_pkt_free(c, p);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 0);
+    buffet_pkt_free(c, p);                         /* in the cache */
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.double_frees == 1);
+    q = buffet_pkt_alloc(c, 10);
+    r = buffet_pkt_alloc(c, 10);
+    BT_CHECK(q == p && r != p);                    /* cached once, not twice */
+    buffet_pkt_free(c, q);
+    buffet_pkt_free(c, r);
+    buffet_pkt_cache_flush(c);
+    buffet_pkt_free(c, p);                         /* in the ring */
+    buffet_pkt_free_shared(p);                     /* without a cache */
+    buffet_pkt_free_bulk(c, &p, 1);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 4);
+    BT_CHECK(buffet_pkt_pool_get_stats(pool).double_frees == 4);
+    /* the second free of a clone */
+    p = buffet_pkt_alloc(c, 10);
+    q = buffet_pkt_clone(c, p);
+    BT_CHECK(p && q);
+    buffet_pkt_free(c, q);
+    buffet_pkt_free(c, q);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 5);
+    BT_CHECK(p && p->refcnt == 1);                 /* the original lost one reference, not two */
+    buffet_pkt_free(c, p);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.double_frees == 5 && s.cls[0].allocs == s.cls[0].frees);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+static void test_clone(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q, *r, *m, *mc;
+    buffet_pkt_stats s;
+    unsigned char tmp[256];
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.user_size = 8;
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 100);
+    if (!p) { BT_CHECK(p != NULL); buffet_pkt_cache_destroy(c); buffet_pkt_pool_destroy(pool); tp_end(&e); return; }
+    BT_CHECK(tp_put(p, 100, 1));
+    tp_set_meta(p, 1);
+    memset(buffet_pkt_user(p), 0x11, 8);
+    q = buffet_pkt_clone(c, p);
+    BT_CHECK(q != NULL && q != p);
+    if (q) {
+        /* shares the data, has metadata of its own */
+        BT_CHECK(q->buf == p->buf && buffet_pkt_data(q) == buffet_pkt_data(p));
+        BT_CHECK((q->flags & BUFFET_PKT_CLONE) != 0 && q->pool == pool);
+        BT_CHECK(q->len == 100 && q->pkt_len == 100 && q->nb_segs == 1 && q->refcnt == 1);
+        BT_CHECK(p->refcnt == 2);
+        BT_CHECK(tp_has_meta(q, 1));
+        BT_CHECK(buffet_pkt_user(q) != NULL && buffet_pkt_user(q) != buffet_pkt_user(p));
+        BT_CHECK(((unsigned char *)buffet_pkt_user(q))[7] == 0x11);
+        tp_set_meta(q, 2);
+        memset(buffet_pkt_user(q), 0x22, 8);
+        BT_CHECK(tp_has_meta(p, 1) && ((unsigned char *)buffet_pkt_user(p))[0] == 0x11);
+        /* writing around shared data is refused, on both sides; nothing changes */
+        BT_CHECK(buffet_pkt_prepend(q, 1) == NULL && buffet_pkt_append(q, 1) == NULL);
+        BT_CHECK(buffet_pkt_prepend(p, 1) == NULL && buffet_pkt_append(p, 1) == NULL);
+        BT_CHECK(p->len == 100 && q->len == 100 && p->data_off == 128 && q->data_off == 128);
+        /* its own view: adj and trim change only the clone */
+        BT_CHECK(buffet_pkt_adj(q, 10) != NULL && buffet_pkt_trim(q, 10) == BUFFET_OK);
+        BT_CHECK(q->len == 80 && p->len == 100 && tp_is_pattern(buffet_pkt_data(q), 80, 11));
+        /* the original freed first: the clone's data stays intact */
+        buffet_pkt_free(c, p);
+        BT_CHECK(p->refcnt == 1);
+        BT_CHECK(tp_is_pattern(buffet_pkt_data(q), 80, 11));
+        buffet_pkt_cache_flush(c);
+        s = buffet_pkt_pool_get_stats(pool);
+        BT_CHECK(s.cls[1].in_use == 1 && s.cls[3].in_use == 1 && s.cls[3].allocs == 1);
+        /* a clone of a clone shares the same data */
+        r = buffet_pkt_clone(c, q);
+        BT_CHECK(r && r->buf == p->buf && r->len == 80 && tp_has_meta(r, 2) && p->refcnt == 2);
+        BT_CHECK(r && ((unsigned char *)buffet_pkt_user(r))[3] == 0x22);
+        buffet_pkt_free(c, q);
+        BT_CHECK(r && tp_is_pattern(buffet_pkt_data(r), 80, 11) && p->refcnt == 1);
+        buffet_pkt_free(c, r);
+    }
+    buffet_pkt_cache_flush(c);
+    tp_all_back(pool);
+    /* a multi-segment packet: every segment cloned */
+    m = tp_three_segments(c);
+    BT_CHECK(m != NULL);
+    if (m) {
+        tp_set_meta(m, 3);
+        mc = buffet_pkt_clone(c, m);
+        BT_CHECK(mc && mc->nb_segs == 3 && mc->pkt_len == 180 && mc->next && mc->next->next);
+        BT_CHECK(mc && mc->next->buf == m->next->buf && mc->next->next->buf == m->next->next->buf);
+        BT_CHECK(mc && m->refcnt == 2 && m->next->refcnt == 2 && m->next->next->refcnt == 2);
+        BT_CHECK(mc && tp_has_meta(mc, 3));
+        BT_CHECK(mc && buffet_pkt_append(mc, 1) == NULL && buffet_pkt_append(m, 1) == NULL);
+        buffet_pkt_free(c, m);
+        BT_CHECK(mc && buffet_pkt_read(mc, 0, 180, tmp) == (void *)tmp && tp_is_pattern(tmp, 180, 0));
+        buffet_pkt_free(c, mc);
+    }
+    /* bad arguments */
+    BT_CHECK(buffet_pkt_clone(c, NULL) == NULL);
+    p = buffet_pkt_alloc(c, 10);
+    BT_CHECK(buffet_pkt_clone(NULL, p) == NULL);
+    buffet_pkt_free(c, p);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[3].allocs == 5 && s.cls[3].frees == 5 && s.cls[3].data_room == 0);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* The clone class runs dry: NULL, counted, logged; a half-made multi-segment clone is undone. */
+static void test_clone_exhaustion(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *m, *clones[64];
+    size_t n = 0;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.class_sizes[1] = d.class_sizes[2] = 0;   /* one class: the clone class holds max * 1 */
+    d.initial = d.max = 64;
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 10);
+    m = buffet_pkt_alloc(c, 10);
+    if (m) {   /* three segments of the one class */
+        buffet_pkt *s1 = buffet_pkt_alloc(c, 10), *s2 = buffet_pkt_alloc(c, 10);
+        BT_CHECK(s1 && s2 && buffet_pkt_chain(m, s1) == BUFFET_OK && buffet_pkt_chain(m, s2) == BUFFET_OK);
+    }
+    BT_CHECK(p && m && m->nb_segs == 3);
+    if (p && m) {
+        while (n < 64 && (clones[n] = buffet_pkt_clone(c, p)) != NULL) n++;
+        BT_CHECK(n == 64 && p->refcnt == 65);
+        tp_log_clear(&e.log);
+        BT_CHECK(buffet_pkt_clone(c, p) == NULL);
+        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1 && p->refcnt == 65);
+        buffet_pkt_free(c, clones[--n]);
+        buffet_pkt_free(c, clones[--n]);
+        BT_CHECK(buffet_pkt_clone(c, m) == NULL);   /* needs three headers, two are left */
+        BT_CHECK(m->refcnt == 1 && m->next->refcnt == 1 && m->next->next->refcnt == 1);
+        buffet_pkt_free_bulk(c, clones, n);
+        BT_CHECK(p->refcnt == 1);
+    }
+    buffet_pkt_free(c, p);
+    buffet_pkt_free(c, m);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[1].failures == 2 && s.cls[1].created == 64);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+static int tp_ext_calls;
+static void *tp_ext_mem, *tp_ext_opaque;
+static void tp_ext_free(void *opaque, void *mem) {
+    tp_ext_calls++;
+    tp_ext_mem = mem;
+    tp_ext_opaque = opaque;
+}
+
+static void test_external(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *x, *c1, *c2;
+    unsigned char *mem = (unsigned char *)malloc(4096);
+    int marker = 0;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    tp_ext_calls = 0;
+    /* the caller's bytes are there already: the packet starts empty at offset 0 and claims them */
+    tp_pattern(mem, 4096, 9);
+    x = buffet_pkt_attach_external(c, mem, 4096, tp_ext_free, &marker);
+    BT_CHECK(x != NULL);
+    if (x) {
+        BT_CHECK((x->flags & BUFFET_PKT_EXTERNAL) != 0 && x->pool == pool && x->refcnt == 1);
+        BT_CHECK(x->len == 0 && x->pkt_len == 0 && x->nb_segs == 1 && buffet_pkt_headroom(x) == 0);
+        BT_CHECK(x->buf_len < 4096 && x->buf_len >= 4096 - 64 && buffet_pkt_tailroom(x) == x->buf_len);
+        BT_CHECK(x->buf >= mem && x->buf + x->buf_len <= mem + 4096);
+        BT_CHECK(buffet_pkt_data(x) == (void *)mem);   /* "starts empty at offset 0" */
+        BT_CHECK(buffet_pkt_append(x, 100) == buffet_pkt_data(x) && x->len == 100);
+        BT_CHECK(tp_is_pattern(buffet_pkt_data(x), 100, 9));   /* the bytes already there */
+        BT_CHECK(buffet_pkt_prepend(x, 1) == NULL);             /* no headroom */
+        BT_CHECK(buffet_pkt_append(x, x->buf_len - 100 + 1) == NULL);
+        tp_pattern(buffet_pkt_data(x), 100, 42);
+        /* clones share it; the callback runs once, when the last of them goes */
+        c1 = buffet_pkt_clone(c, x);
+        c2 = c1 ? buffet_pkt_clone(c, c1) : NULL;
+        BT_CHECK(c1 && c2 && c1->buf == x->buf && c2->buf == x->buf);
+        BT_CHECK(buffet_pkt_append(x, 1) == NULL);              /* shared now */
+        buffet_pkt_free(c, x);
+        BT_CHECK(tp_ext_calls == 0);
+        BT_CHECK(c1 && tp_is_pattern(buffet_pkt_data(c1), 100, 42));
+        buffet_pkt_free(c, c2);
+        BT_CHECK(tp_ext_calls == 0);
+        buffet_pkt_free(c, c1);
+        BT_CHECK(tp_ext_calls == 1 && tp_ext_mem == (void *)mem && tp_ext_opaque == (void *)&marker);
+    }
+    buffet_pkt_cache_flush(c);
+    BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) == 0);
+    /* a misaligned block, and no callback at all */
+    x = buffet_pkt_attach_external(c, mem + 3, 1000, NULL, NULL);
+    BT_CHECK(x && x->buf >= mem + 3 && x->buf + x->buf_len <= mem + 1003);
+    buffet_pkt_free(c, x);
+    BT_CHECK(tp_ext_calls == 1);
+    /* too small: nothing is left after the shared count */
+    tp_log_clear(&e.log);
+    BT_CHECK(buffet_pkt_attach_external(c, mem, 0, tp_ext_free, NULL) == NULL);
+    BT_CHECK(buffet_pkt_attach_external(c, mem, 8, tp_ext_free, NULL) == NULL);
+    BT_CHECK(buffet_pkt_attach_external(c, mem, 16, tp_ext_free, NULL) == NULL);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_INVALID) == 3);
+    BT_CHECK(buffet_pkt_attach_external(c, NULL, 4096, tp_ext_free, NULL) == NULL);
+    BT_CHECK(buffet_pkt_attach_external(NULL, mem, 4096, tp_ext_free, NULL) == NULL);
+    BT_CHECK(tp_ext_calls == 1);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    free(mem);
+    tp_end(&e);
+}
