@@ -2911,11 +2911,32 @@ static void test_sizes_sites_macros(void) {
     buffet_debug_destroy(d);
 }
 
+/* A NULL object's allocator refuses everything instead of quietly becoming the heap. */
+static void test_null_allocator(void) {
+    buffet_allocator n = buffet_null_allocator(), a;
+    void *p = &n;
+    int local = 0;
+    BT_CHECK(n.vtable != NULL && n.self == NULL);
+    BT_CHECK(buffet_alloc(n, 16, 16, BUFFET_SITE) == NULL);
+    BT_CHECK(buffet_alloc_ex(n, 16, 16, BUFFET_SITE, &p) == BUFFET_ERR_NOMEM && p == NULL);
+    BT_CHECK(buffet_alloc_ex(n, 0, 16, BUFFET_SITE, &p) == BUFFET_OK && p == NULL);
+    BT_CHECK(!buffet_resize(n, &local, 4, 8, 4));
+    BT_CHECK(buffet_free_ex(n, &local, sizeof local, BUFFET_ALIGNOF(int), BUFFET_SITE) == BUFFET_OK);   /* ignored */
+    BT_CHECK(buffet_debug_allocator(NULL).vtable == n.vtable);
+    BT_CHECK(buffet_fixed_allocator(NULL).vtable == n.vtable);
+    BT_CHECK(buffet_failing_allocator(NULL).vtable == n.vtable);
+    a = buffet_allocator_of(&local, buffet_heap().vtable);   /* the heap has no table: still null-safe */
+    BT_CHECK(a.self == &local);
+    a = buffet_allocator_of(NULL, n.vtable);
+    BT_CHECK(a.vtable == n.vtable && a.self == NULL);
+}
+
 int main(void) {
     BT_RUN(test_results_and_version);
     BT_RUN(test_log_silent_when_unset);
     BT_RUN(test_sizes_sites_macros);
     BT_RUN(test_heap_basic);
+    BT_RUN(test_null_allocator);
     BT_RUN(test_heap_alignment);
     BT_RUN(test_heap_resize_realloc);
     BT_RUN(test_heap_threads);

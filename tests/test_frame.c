@@ -1276,6 +1276,29 @@ static void test_frame_transfer_errors(void) {
     tf_debug_done(d);
 }
 
+/* The slow path is public (the inline fast path calls it): it must hold up on its own. */
+static void test_frame_alloc_slow_direct(void) {
+    buffet_debug *d = tf_debug();
+    tf_log l;
+    buffet_frame_arena *fa = tf_arena(d, 4096, 1, &l);
+    unsigned char *p;
+    BT_CHECK(buffet_frame_alloc_slow(NULL, 16, 16) == NULL);
+    BT_CHECK(buffet_frame_alloc_slow(fa, 16, 16) == NULL);          /* outside a frame */
+    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
+    BT_CHECK(buffet_frame_alloc_slow(fa, 0, 16) == NULL);
+    BT_CHECK(buffet_frame_alloc_slow(fa, 16, 3) == NULL);
+    BT_CHECK(buffet_frame_alloc_slow(fa, SIZE_MAX, 16) == NULL);
+    p = (unsigned char *)buffet_frame_alloc_slow(fa, 100, 64);
+    BT_CHECK(p != NULL && (uintptr_t)p % 64 == 0);
+    if (p) memset(p, 1, 100);
+    BT_CHECK(buffet_frame_alloc(fa, 8, 8) != NULL);                 /* the fast path carries on */
+    BT_CHECK(buffet_frame_get_stats(fa).count == 2);
+    BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
+    buffet_frame_destroy(fa);
+    tf_debug_done(d);
+}
+
 /* Memory handed to another thread cannot be rolled back under it: the rollback is refused and
    nothing changes; a mark taken after the transfer still works. */
 static void test_frame_rollback_over_transfer(void) {
@@ -2460,6 +2483,7 @@ int main(void) {
     BT_RUN(test_frame_transfer_unreceived);
     BT_RUN(test_frame_transfer_errors);
     BT_RUN(test_frame_rollback_over_transfer);
+    BT_RUN(test_frame_alloc_slow_direct);
     BT_RUN(test_frame_transfer_after_destroy);
     BT_RUN(test_frame_barrier);
     /* scopes */

@@ -1253,3 +1253,247 @@ static void test_external(void) {
     free(mem);
     tp_end(&e);
 }
+
+/* ---------------------------------------------------------------------------------------------
+   Bulk and shared allocation, caches, exhaustion, growth */
+
+static void test_bulk(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c, *small;
+    buffet_pkt *pkts[32], *held[128];
+    size_t i, j, n = 0;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 64);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, pkts, 32) == 32);
+    for (i = 0; i < 32; i++) {
+        BT_CHECK(pkts[i] && pkts[i]->cls == 0 && pkts[i]->len == 0 && pkts[i]->refcnt == 1);
+        BT_CHECK(pkts[i] && buffet_pkt_headroom(pkts[i]) == 128 && buffet_pkt_tailroom(pkts[i]) == 64);
+        for (j = 0; j < i; j++) BT_CHECK(pkts[i] != pkts[j]);
+        if (pkts[i]) tp_put(pkts[i], 64, (unsigned)i);
+    }
+    for (i = 0; i < 32; i++) BT_CHECK(tp_is_pattern(buffet_pkt_data(pkts[i]), 64, (unsigned)i));
+    buffet_pkt_free_bulk(c, pkts, 32);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].allocs == 32 && s.cls[0].frees == 32 && s.cls[0].in_use == 0);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 2, pkts, 32) == 32 && pkts[31]->cls == 2);   /* another class */
+    buffet_pkt_free_bulk(c, pkts, 32);
+    /* all or nothing: 100 of 128 taken, a burst of 32 gets none, 28 get theirs */
+    while (n < 100 && (held[n] = buffet_pkt_alloc(c, 64)) != NULL) n++;
+    BT_CHECK(n == 100);
+    for (i = 0; i < 32; i++) pkts[i] = NULL;
+    tp_log_clear(&e.log);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, pkts, 32) == 0);
+    for (i = 0; i < 32; i++) BT_CHECK(pkts[i] == NULL);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, pkts, 28) == 28);
+    BT_CHECK(buffet_pkt_alloc(c, 64) == NULL);
+    buffet_pkt_free_bulk(c, pkts, 28);
+    buffet_pkt_free_bulk(c, held, n);
+    /* bad arguments: nothing taken */
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 3, pkts, 4) == 0);    /* the clone class is not for data */
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 9, pkts, 4) == 0);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, NULL, 4) == 0);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, pkts, 0) == 0);
+    BT_CHECK(buffet_pkt_alloc_bulk(NULL, 0, pkts, 4) == 0);
+    buffet_pkt_free_bulk(c, NULL, 4);                       /* does nothing */
+    small = tp_cache(pool, 16);
+    BT_CHECK(buffet_pkt_alloc_bulk(small, 0, pkts, 32) == 0);   /* more than the cache holds */
+    BT_CHECK(buffet_pkt_alloc_bulk(small, 0, pkts, 16) == 16);
+    buffet_pkt_free_bulk(small, pkts, 16);
+    buffet_pkt_cache_destroy(small);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+static void test_shared_alloc(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    p = buffet_pkt_alloc_shared(pool, 100);
+    BT_CHECK(p && p->cls == 1 && buffet_pkt_headroom(p) == 128 && buffet_pkt_tailroom(p) == 512 && p->refcnt == 1);
+    BT_CHECK(p && tp_put(p, 512, 4) && tp_is_pattern(buffet_pkt_data(p), 512, 4));
+    s = buffet_pkt_pool_get_stats(pool);   /* no cache: counted at once */
+    BT_CHECK(s.cls[1].allocs == 1 && s.cls[1].in_use == 1);
+    buffet_pkt_free_shared(p);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[1].frees == 1 && s.cls[1].in_use == 0);
+    BT_CHECK(buffet_pkt_alloc_shared(NULL, 10) == NULL);
+    tp_log_clear(&e.log);
+    BT_CHECK(buffet_pkt_alloc_shared(pool, 2049) == NULL);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    buffet_pkt_free_shared(NULL);
+    /* mixed with a cache either way */
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 10);
+    q = buffet_pkt_alloc_shared(pool, 10);
+    BT_CHECK(p && q && p != q);
+    buffet_pkt_free_shared(p);
+    buffet_pkt_free(c, q);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[2].failures == 1 && s.cls[0].allocs == 2 && s.cls[0].frees == 2);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* Statistics per class after flushes: allocs, frees, in use, failures, cache hit rate,
+   utilisation. */
+static void test_stats(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p[40], *cl;
+    buffet_pkt_stats s;
+    size_t i;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 16);   /* a refill takes 8 */
+    for (i = 0; i < 20; i++) BT_CHECK((p[i] = buffet_pkt_alloc(c, 10)) != NULL);
+    cl = buffet_pkt_clone(c, p[0]);
+    BT_CHECK(cl != NULL);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(strcmp(s.name, "small") == 0 && s.nclasses == 3 && !s.huge_pages);
+    BT_CHECK(s.cls[0].data_room == 64 && s.cls[1].data_room == 512 && s.cls[2].data_room == 2048);
+    BT_CHECK(s.cls[0].created == 64 && s.cls[0].max == 128);
+    BT_CHECK(s.cls[0].allocs == 20 && s.cls[0].frees == 0 && s.cls[0].in_use == 20);
+    BT_CHECK(s.cls[0].cache_misses == 3);                 /* refills at the 1st, 9th, 17th */
+    BT_CHECK(s.cls[0].cache_hit_rate > 0.849 && s.cls[0].cache_hit_rate < 0.851);
+    BT_CHECK(s.cls[0].utilisation > 20.0 / 128 - 1e-9 && s.cls[0].utilisation < 20.0 / 128 + 1e-9);
+    BT_CHECK(s.cls[1].allocs == 0 && s.cls[1].in_use == 0 && s.cls[1].cache_hit_rate == 0.0);
+    BT_CHECK(s.cls[3].allocs == 1 && s.cls[3].in_use == 1 && s.cls[3].max == 3 * 128);
+    BT_CHECK(s.double_frees == 0 && s.foreign_frees == 0 && s.corruptions == 0);
+    BT_CHECK(s.region_bytes >= 64 * (s.cls[0].stride + s.cls[1].stride + s.cls[2].stride));
+    buffet_pkt_free(c, cl);
+    for (i = 0; i < 20; i++) buffet_pkt_free(c, p[i]);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].allocs == 20 && s.cls[0].frees == 20 && s.cls[0].in_use == 0 && s.cls[0].utilisation == 0.0);
+    BT_CHECK(s.cls[3].frees == 1 && s.cls[3].in_use == 0);
+    /* failures */
+    BT_CHECK(buffet_pkt_alloc(c, 5000) == NULL);
+    for (i = 0; i < 40; i++) p[i] = buffet_pkt_alloc(c, 2000);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[2].failures == 1 && s.cls[2].in_use == 40 && s.cls[2].allocs == 40);
+    for (i = 0; i < 40; i++) buffet_pkt_free(c, p[i]);
+    buffet_pkt_cache_destroy(c);   /* merges too */
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[2].frees == 40 && s.cls[2].in_use == 0);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    s = buffet_pkt_pool_get_stats(NULL);
+    BT_CHECK(s.nclasses == 0 && s.name == NULL);
+    tp_end(&e);
+}
+
+/* A class at its max: NULL, a failure counted and logged, and everything back at the end. */
+static void test_exhaustion(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p[65];
+    buffet_pkt_stats s;
+    size_t i, n = 0;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.class_sizes[1] = d.class_sizes[2] = 0;
+    d.initial = d.max = 64;
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    while (n < 65 && (p[n] = buffet_pkt_alloc(c, 64)) != NULL) n++;
+    BT_CHECK(n == 64);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(buffet_pkt_alloc(c, 1) == NULL);
+    BT_CHECK(buffet_pkt_alloc_shared(pool, 1) == NULL);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 3);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].created == 64 && s.cls[0].in_use == 64 && s.cls[0].failures == 3);
+    BT_CHECK(s.cls[0].utilisation > 0.999);
+    BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) == 64);
+    for (i = 0; i < n; i++) buffet_pkt_free(c, p[i]);
+    p[0] = buffet_pkt_alloc(c, 64);   /* there again */
+    BT_CHECK(p[0] != NULL);
+    buffet_pkt_free(c, p[0]);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].created == 64);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* initial < max: the class grows `grow` buffers at a time, up to max and no further. */
+static void test_growth(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p[260];
+    buffet_pkt_stats s;
+    size_t i, n = 0, region = 0;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.class_sizes[2] = 0;
+    d.initial = 64;
+    d.grow = 64;
+    d.max = 256;
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 16);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].created == 64 && s.cls[1].created == 64 && s.cls[0].max == 256);
+    region = s.region_bytes;
+    for (n = 0; n < 260; n++) {
+        p[n] = buffet_pkt_alloc(c, 64);
+        if (!p[n]) break;
+        s = buffet_pkt_pool_get_stats(pool);
+        /* exactly as many as needed, in steps of 64 */
+        if (s.cls[0].created != (n / 64 + 1) * 64) {
+            BT_CHECK(s.cls[0].created == (n / 64 + 1) * 64);
+            fprintf(stderr, "after %zu allocations: %zu created\n", n + 1, s.cls[0].created);
+            break;
+        }
+    }
+    BT_CHECK(n == 256);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].created == 256 && s.cls[1].created == 64);   /* the other class did not grow */
+    BT_CHECK(s.region_bytes == region + 3 * 64 * s.cls[0].stride);
+    BT_CHECK(s.cls[0].failures == 1 && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    for (i = 0; i < n; i++) buffet_pkt_free(c, p[i]);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    /* grow 0: steps of `initial` */
+    tp_small(&e, &d);
+    d.initial = 64;
+    d.max = 192;
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 16);
+    for (n = 0; n < 65; n++) p[n] = buffet_pkt_alloc(c, 2048);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(p[64] != NULL && s.cls[2].created == 128);
+    for (i = 0; i < n; i++) buffet_pkt_free(c, p[i]);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
