@@ -747,6 +747,31 @@ static void buffet__log(const buffet_logger *lg, buffet_log_level level, buffet_
 }
 #define BUFFET__LOG(lg, level, code, ...) buffet__log((lg), (level), (code), __FILE__, __LINE__, __VA_ARGS__)
 
+/* snprintf that keeps counting past the end, so the caller learns the full length. Every
+   header's text output (explain, JSON, Prometheus) is built with it. */
+__attribute__((format(printf, 4, 5)))
+static void buffet__append(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len += (size_t)n;
+}
+
+/* A caller's string inside double quotes: as a JSON string, or as a Prometheus label value
+   (which knows only the escapes \\, \" and \n, so other control characters become spaces). */
+static void buffet__append_quoted(char *out, size_t cap, size_t *len, const char *s, bool prometheus) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') buffet__append(out, cap, len, "\\%c", c);
+        else if (c == '\n') buffet__append(out, cap, len, "\\n");
+        else if (c < 0x20 && prometheus) buffet__append(out, cap, len, " ");
+        else if (c < 0x20) buffet__append(out, cap, len, "\\u%04x", (unsigned)c);
+        else buffet__append(out, cap, len, "%c", c);
+    }
+}
+
 BUFFET_API void buffet_log_stderr(void *user, buffet_log_level level, buffet_result code,
                                   const char *msg, const char *file, int line) {
     static const char *const names[] = {"error", "warning", "info", "debug"};
@@ -2232,17 +2257,6 @@ BUFFET_API buffet_result buffet_registry_create_buf(buffet_registry *r, const bu
     }
     /* Outside the lock: providers may map memory or talk to a device. */
     return chosen.create(chosen.self, &q, out);
-}
-
-/* snprintf that keeps counting past the end, so the caller learns the full length. */
-__attribute__((format(printf, 4, 5)))
-static void buffet__append(char *out, size_t cap, size_t *len, const char *fmt, ...) {
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) *len += (size_t)n;
 }
 
 BUFFET_API size_t buffet_explain(buffet_registry *r, const buffet_request *req, char *out, size_t cap) {

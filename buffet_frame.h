@@ -1131,24 +1131,13 @@ BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *a) {
     return s;
 }
 
-/* snprintf that keeps counting past the end (shared by the JSON writers). */
-__attribute__((format(printf, 4, 5)))
-static void buffet__frame_append(char *out, size_t cap, size_t *len, const char *fmt, ...) {
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) *len += (size_t)n;
-}
-
 BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *a, char *out, size_t cap) {
     buffet_frame_stats s = buffet_frame_get_stats(a);
     size_t len = 0;
     uint32_t i;
     if (!out) cap = 0;
     if (cap) out[0] = '\0';
-    buffet__frame_append(out, cap, &len,
+    buffet__append(out, cap, &len,
         "{\"frame\":%llu,\"bytes\":%zu,\"count\":%zu,\"peak_bytes\":%zu,\"chunks\":%zu,\"chunk_bytes\":%zu,"
         "\"spare_chunks\":%zu,\"oversized\":%llu,\"transfers_sent\":%llu,\"misuse\":%llu,\"soft_hits\":%llu,"
         "\"hard_failures\":%llu,\"tags\":[",
@@ -1157,21 +1146,16 @@ BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *a, char *out, size
         (unsigned long long)s.soft_hits, (unsigned long long)s.hard_failures);
     for (i = 0; a && i < a->tag_count; i++) {
         buffet_frame_tag_stats t;
-        const char *c;
         buffet_frame_get_tag_stats(a, a->tags[i].name, &t);
-        buffet__frame_append(out, cap, &len, "%s{\"name\":\"", i ? "," : "");
-        for (c = t.name; *c; c++) {   /* tag names are the caller's strings: escape them */
-            if (*c == '"' || *c == '\\') buffet__frame_append(out, cap, &len, "\\%c", *c);
-            else if ((unsigned char)*c < 0x20) buffet__frame_append(out, cap, &len, "\\u%04x", (unsigned)(unsigned char)*c);
-            else buffet__frame_append(out, cap, &len, "%c", *c);
-        }
-        buffet__frame_append(out, cap, &len,
+        buffet__append(out, cap, &len, "%s{\"name\":\"", i ? "," : "");
+        buffet__append_quoted(out, cap, &len, t.name, false);
+        buffet__append(out, cap, &len,
             "\",\"bytes\":%zu,\"count\":%zu,\"peak_bytes\":%zu,\"total_bytes\":%llu,\"total_count\":%llu,"
             "\"soft_hits\":%llu,\"hard_failures\":%llu}",
             t.bytes, t.count, t.peak_bytes, (unsigned long long)t.total_bytes, (unsigned long long)t.total_count,
             (unsigned long long)t.soft_hits, (unsigned long long)t.hard_failures);
     }
-    buffet__frame_append(out, cap, &len, "]}");
+    buffet__append(out, cap, &len, "]}");
     return len;
 }
 
@@ -1787,7 +1771,7 @@ BUFFET_API size_t buffet_pool_stats_json(buffet_pool *p, char *out, size_t cap) 
     size_t len = 0;
     if (!out) cap = 0;
     if (cap) out[0] = '\0';
-    buffet__frame_append(out, cap, &len,
+    buffet__append(out, cap, &len,
         "{\"obj_size\":%zu,\"stride\":%zu,\"slabs\":%zu,\"created\":%zu,\"max\":%zu,\"in_store\":%zu,\"in_use\":%zu,"
         "\"gets\":%llu,\"puts\":%llu,\"failures\":%llu,\"double_puts\":%llu,\"foreign_puts\":%llu}",
         s.obj_size, s.stride, s.slabs, s.created, s.max, s.in_store, s.in_use, (unsigned long long)s.gets,

@@ -1074,6 +1074,17 @@ static buffet_pkt *buffet__pkt_owner(buffet_pkt *h) {
     return (h->flags & BUFFET_PKT_CLONE) ? (buffet_pkt *)(h->buf - h->pool->hdr_size) : h;
 }
 
+/* The per-packet metadata and user area, from src's header to dst's (same pool). */
+static void buffet__pkt_copy_meta(buffet_pkt *dst, const buffet_pkt *src) {
+    dst->timestamp = src->timestamp;
+    dst->hash = src->hash;
+    dst->in_port = src->in_port;
+    dst->out_port = src->out_port;
+    dst->vlan_tci = src->vlan_tci;
+    dst->packet_type = src->packet_type;
+    if (src->pool->user_size) memcpy(buffet_pkt_user(dst), buffet_pkt_user(src), src->pool->user_size);
+}
+
 BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
     buffet_pkt *head = NULL, **link = &head, *s;
     if (!c || !p) return NULL;
@@ -1089,12 +1100,7 @@ BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
         n->len = s->len;
         n->pkt_len = s->pkt_len;
         n->nb_segs = s->nb_segs;
-        n->timestamp = s->timestamp;
-        n->hash = s->hash;
-        n->in_port = s->in_port;
-        n->out_port = s->out_port;
-        n->vlan_tci = s->vlan_tci;
-        n->packet_type = s->packet_type;
+        buffet__pkt_copy_meta(n, s);
         if (s->flags & BUFFET_PKT_EXTERNAL) {
             n->flags = BUFFET_PKT_EXTERNAL;
             BUFFET__FETCH_ADD(&buffet__pkt_ext_of(s)->refcnt, 1, BUFFET__RELAXED);
@@ -1102,7 +1108,6 @@ BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
             n->flags = BUFFET_PKT_CLONE;
             BUFFET__FETCH_ADD(&buffet__pkt_owner(s)->refcnt, 1, BUFFET__RELAXED);
         }
-        if (c->pool->user_size) memcpy(buffet_pkt_user(n), buffet_pkt_user(s), c->pool->user_size);
         if (c->checks) {
             buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, buffet__pkt_owner(s), "clone", BUFFET_NO_SITE);
             if (d) buffet__pkt_note(d, BUFFET__PKT_OP_CLONE, BUFFET_NO_SITE);
@@ -1256,13 +1261,7 @@ BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **
         memcpy(dst, s->buf + s->data_off, s->len);
         dst += s->len;
     }
-    n->timestamp = p->timestamp;
-    n->hash = p->hash;
-    n->in_port = p->in_port;
-    n->out_port = p->out_port;
-    n->vlan_tci = p->vlan_tci;
-    n->packet_type = p->packet_type;
-    if (c->pool->user_size) memcpy(buffet_pkt_user(n), buffet_pkt_user(p), c->pool->user_size);
+    buffet__pkt_copy_meta(n, p);
     buffet_pkt_free_slow(c, p, BUFFET_NO_SITE);
     *pp = n;
     return BUFFET_OK;
@@ -1338,26 +1337,6 @@ BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p) {
     return s;
 }
 
-__attribute__((format(printf, 4, 5)))
-static void buffet__pkt_append(char *out, size_t cap, size_t *len, const char *fmt, ...) {
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) *len += (size_t)n;
-}
-
-/* Names are the caller's: escape what JSON strings and Prometheus label values both forbid. */
-static void buffet__pkt_escaped(char *out, size_t cap, size_t *len, const char *s) {
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') buffet__pkt_append(out, cap, len, "\\%c", *s);
-        else if (*s == '\n') buffet__pkt_append(out, cap, len, "\\n");
-        else if ((unsigned char)*s < 0x20) buffet__pkt_append(out, cap, len, " ");
-        else buffet__pkt_append(out, cap, len, "%c", *s);
-    }
-}
-
 static void buffet__pkt_class_name(const buffet_pkt_stats *s, unsigned k, char *name, size_t cap) {
     if (k < s->nclasses) snprintf(name, cap, "%u", s->cls[k].data_room);
     else snprintf(name, cap, "clone");
@@ -1369,9 +1348,9 @@ BUFFET_API size_t buffet_pkt_pool_stats_json(buffet_pkt_pool *p, char *out, size
     unsigned k;
     if (!out) cap = 0;
     if (cap) out[0] = '\0';
-    buffet__pkt_append(out, cap, &len, "{\"pool\":\"");
-    buffet__pkt_escaped(out, cap, &len, s.name ? s.name : "");
-    buffet__pkt_append(out, cap, &len, "\",\"numa_node\":%d,\"region_bytes\":%zu,\"huge_pages\":%s,\"double_frees\":%llu,"
+    buffet__append(out, cap, &len, "{\"pool\":\"");
+    buffet__append_quoted(out, cap, &len, s.name ? s.name : "", false);
+    buffet__append(out, cap, &len, "\",\"numa_node\":%d,\"region_bytes\":%zu,\"huge_pages\":%s,\"double_frees\":%llu,"
                        "\"foreign_frees\":%llu,\"corruptions\":%llu,\"classes\":[", s.numa_node, s.region_bytes,
                        s.huge_pages ? "true" : "false", (unsigned long long)s.double_frees,
                        (unsigned long long)s.foreign_frees, (unsigned long long)s.corruptions);
@@ -1379,14 +1358,14 @@ BUFFET_API size_t buffet_pkt_pool_stats_json(buffet_pkt_pool *p, char *out, size
         const buffet_pkt_class_stats *c = &s.cls[k];
         char name[16];
         buffet__pkt_class_name(&s, k, name, sizeof name);
-        buffet__pkt_append(out, cap, &len,
+        buffet__append(out, cap, &len,
             "%s{\"class\":\"%s\",\"data_room\":%u,\"stride\":%zu,\"created\":%zu,\"max\":%zu,\"in_use\":%zu,"
             "\"allocs\":%llu,\"frees\":%llu,\"failures\":%llu,\"cache_misses\":%llu,\"cache_hit_rate\":%.4f,"
             "\"utilisation\":%.4f}", k ? "," : "", name, c->data_room, c->stride, c->created, c->max, c->in_use,
             (unsigned long long)c->allocs, (unsigned long long)c->frees, (unsigned long long)c->failures,
             (unsigned long long)c->cache_misses, c->cache_hit_rate, c->utilisation);
     }
-    buffet__pkt_append(out, cap, &len, "]}");
+    buffet__append(out, cap, &len, "]}");
     return len;
 }
 
@@ -1408,25 +1387,25 @@ BUFFET_API size_t buffet_pkt_pool_stats_prometheus(buffet_pkt_pool *p, char *out
     if (!out) cap = 0;
     if (cap) out[0] = '\0';
     for (m = 0; p && m < sizeof metrics / sizeof metrics[0]; m++) {
-        buffet__pkt_append(out, cap, &len, "# HELP %s %s\n# TYPE %s %s\n", metrics[m].name, metrics[m].help,
+        buffet__append(out, cap, &len, "# HELP %s %s\n# TYPE %s %s\n", metrics[m].name, metrics[m].help,
                            metrics[m].name, metrics[m].type);
         for (k = 0; k <= s.nclasses; k++) {
             const buffet_pkt_class_stats *c = &s.cls[k];
             char name[16];
             buffet__pkt_class_name(&s, k, name, sizeof name);
-            buffet__pkt_append(out, cap, &len, "%s{pool=\"", metrics[m].name);
-            buffet__pkt_escaped(out, cap, &len, s.name);
-            buffet__pkt_append(out, cap, &len, "\",class=\"%s\"} ", name);
+            buffet__append(out, cap, &len, "%s{pool=\"", metrics[m].name);
+            buffet__append_quoted(out, cap, &len, s.name, true);
+            buffet__append(out, cap, &len, "\",class=\"%s\"} ", name);
             switch (m) {
-            case 0: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->allocs); break;
-            case 1: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->frees); break;
-            case 2: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->failures); break;
-            case 3: buffet__pkt_append(out, cap, &len, "%llu\n", (unsigned long long)c->cache_misses); break;
-            case 4: buffet__pkt_append(out, cap, &len, "%zu\n", c->in_use); break;
-            case 5: buffet__pkt_append(out, cap, &len, "%zu\n", c->created); break;
-            case 6: buffet__pkt_append(out, cap, &len, "%zu\n", c->max); break;
-            case 7: buffet__pkt_append(out, cap, &len, "%.6f\n", c->cache_hit_rate); break;
-            default: buffet__pkt_append(out, cap, &len, "%.6f\n", c->utilisation); break;
+            case 0: buffet__append(out, cap, &len, "%llu\n", (unsigned long long)c->allocs); break;
+            case 1: buffet__append(out, cap, &len, "%llu\n", (unsigned long long)c->frees); break;
+            case 2: buffet__append(out, cap, &len, "%llu\n", (unsigned long long)c->failures); break;
+            case 3: buffet__append(out, cap, &len, "%llu\n", (unsigned long long)c->cache_misses); break;
+            case 4: buffet__append(out, cap, &len, "%zu\n", c->in_use); break;
+            case 5: buffet__append(out, cap, &len, "%zu\n", c->created); break;
+            case 6: buffet__append(out, cap, &len, "%zu\n", c->max); break;
+            case 7: buffet__append(out, cap, &len, "%.6f\n", c->cache_hit_rate); break;
+            default: buffet__append(out, cap, &len, "%.6f\n", c->utilisation); break;
             }
         }
     }
