@@ -761,7 +761,7 @@ static void buffet__append(char *out, size_t cap, size_t *len, const char *fmt, 
 
 /* A caller's string inside double quotes: as a JSON string, or as a Prometheus label value
    (which knows only the escapes \\, \" and \n, so other control characters become spaces). */
-static void buffet__append_quoted(char *out, size_t cap, size_t *len, const char *s, bool prometheus) {
+__attribute__((unused)) static void buffet__append_quoted(char *out, size_t cap, size_t *len, const char *s, bool prometheus) {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') buffet__append(out, cap, len, "\\%c", c);
