@@ -105,7 +105,8 @@ typedef void (*buffet_pkt_ext_free_fn)(void *opaque, void *mem);
 
 typedef struct buffet_pkt_pool_desc {
     const char *name;               /* in statistics and logs; NULL: "pkt" */
-    uint32_t class_sizes[BUFFET_PKT_MAX_CLASSES];   /* data room per class, ascending, 0 ends;
+    uint32_t class_sizes[BUFFET_PKT_MAX_CLASSES];   /* data room per class, ascending, 0 ends,
+                                       each at most 65535 with the headroom;
                                        all 0: 64 128 256 512 1024 2048 9216 */
     uint32_t headroom;              /* bytes before the data of a new packet; 0: 128 */
     uint32_t user_size;             /* per-packet user area after the header; 0: none */
@@ -191,7 +192,9 @@ static inline void buffet__pkt_reset(buffet_pkt *p, uint16_t headroom) {
 /* A packet from class cls (see buffet_pkt_pool_class), empty, headroom as configured.
    Returns: NULL when the class is at max (a failure is counted). Thread: owned (c). */
 static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigned cls, buffet_site site) {
-    buffet_pkt_cache_class *k = &c->cls[cls];
+    buffet_pkt_cache_class *k;
+    if (cls >= c->nclasses) return NULL;
+    k = &c->cls[cls];
     if (__builtin_expect(k->count != 0 && !c->checks && cls < c->nclasses, 1)) {
         buffet_pkt *p = (buffet_pkt *)k->objs[--k->count];
         k->allocs++;
@@ -209,6 +212,7 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
                          c->cls[p->cls].count < c->size, 1)) {
         buffet_pkt_cache_class *k = &c->cls[p->cls];
         p->refcnt = 0;   /* a free buffer counts 0, so a second free is caught, not cached twice */
+        BUFFET__POISON(p->buf, p->buf_len);
         k->objs[k->count++] = p;
         k->frees++;
         return;
@@ -235,11 +239,11 @@ BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p);
 /* A new packet whose segments share p's data with headers and metadata of their own (for one
    packet to many ports). Returns: NULL when the clone class is exhausted. Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p);
-/* A packet over caller memory mem[0..size): the last bytes hold the shared reference count, so
-   buf_len is a little less than size (at least 1 byte must remain). free_fn(opaque, mem) runs
-   when the last packet or clone referring to it is freed. The packet starts empty at offset 0:
-   claim bytes already there with buffet_pkt_append. Returns: NULL (size too small, clone class
-   exhausted). Thread: owned (c). */
+/* A packet over caller memory mem[0..size): the last 32 bytes hold the shared reference count,
+   so buf_len is a little less than size (1 to 65535 bytes must remain). free_fn(opaque, mem)
+   runs when the last packet or clone referring to it is freed. The packet starts empty at
+   offset 0: claim bytes already there with buffet_pkt_append. Returns: NULL (size out of range,
+   clone class exhausted). Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem, size_t size,
                                                   buffet_pkt_ext_free_fn free_fn, void *opaque);
 
@@ -326,7 +330,7 @@ typedef struct buffet__ring {
 
 static void buffet__ring_wait(const uint32_t *tail, uint32_t expect) {
     unsigned spins = 0;
-    while (BUFFET__LOAD(tail, BUFFET__RELAXED) != expect) {
+    while (BUFFET__LOAD(tail, BUFFET__ACQUIRE) != expect) {
         /* An earlier claimant was preempted between claim and publish: let it run. */
         if (++spins > 64) sched_yield();
         else __builtin_ia32_pause();
@@ -632,13 +636,12 @@ BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buf
     if (d.watermark_low == 0) d.watermark_low = 70;
     while (n < BUFFET_PKT_MAX_CLASSES && d.class_sizes[n]) n++;
     for (k = 0; k < n; k++) {
-        if ((k && d.class_sizes[k] <= d.class_sizes[k - 1]) || (uint64_t)d.class_sizes[k] + d.headroom > (1u << 30)) {
-            BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "packet pool: class sizes must ascend and stay below 1 GiB");
+        if ((k && d.class_sizes[k] <= d.class_sizes[k - 1]) || (uint64_t)d.class_sizes[k] + d.headroom > 65535) {
+            BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "packet pool: class sizes must ascend, each at most 65535 bytes with the headroom");
             return BUFFET_ERR_INVALID;
         }
     }
-    if (d.headroom > 65535 || d.initial > d.max || d.max > ((size_t)1 << 30) || d.user_size > 65536 ||
-        n == BUFFET_PKT_MAX_CLASSES) {
+    if (d.headroom > 65535 || d.initial > d.max || d.max > ((size_t)1 << 30) || d.user_size > 65536) {
         BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
                     "packet pool: headroom %u (at most 65535), initial %zu, max %zu (initial <= max <= 2^30), user_size %u, %u classes",
                     d.headroom, d.initial, d.max, d.user_size, n);
@@ -714,6 +717,8 @@ BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out) {
         }
     }
     pthread_mutex_unlock(&p->mu);
+    if (n && !p->checks)
+        BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "pool %s: %zu buffer%s out (in caches or leaked)", p->name, n, n == 1 ? "" : "s");
     if (out) fprintf(out, "buffet: pool %s: %zu buffer%s out (in caches or leaked)\n", p->name, n, n == 1 ? "" : "s");
     return n;
 }
@@ -732,6 +737,7 @@ BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
     }
     for (r = p->regions; r; r = next) {
         next = r->next;
+        BUFFET__ASAN_UNPOISON(r->map, r->map_size);
         munmap(r->map, r->map_size);
         BUFFET_DELETE_ARRAY(p->allocator, buffet__pkt_dbg, r->dbg, r->dbg ? r->count : 0);
         BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
@@ -947,7 +953,7 @@ static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site
 }
 
 static buffet__pkt_ext *buffet__pkt_ext_of(const buffet_pkt *h) {
-    return (buffet__pkt_ext *)(h->buf - sizeof(buffet__pkt_ext));
+    return (buffet__pkt_ext *)(h->buf + h->buf_len);
 }
 
 /* Drop one reference of segment h; at zero, release what it shares and return it. */
@@ -1125,11 +1131,13 @@ BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem
     buffet__pkt_ext *e;
     buffet_pkt *h;
     if (!c || !mem) return NULL;
-    start = ((uintptr_t)mem + 7) & ~(uintptr_t)7;
-    skip = (size_t)(start - (uintptr_t)mem) + sizeof *e;
-    if (size <= skip || size - skip > UINT32_MAX) {
+    start = size >= sizeof *e ? (((uintptr_t)mem + size - sizeof *e) & ~(uintptr_t)7) : 0;
+    skip = size >= sizeof *e ? (uintptr_t)mem + size - start : size + 1;
+    /* data_off is 16 bits, so a data room stays within 64 KiB, as a packet class does. */
+    if (size < sizeof *e || start <= (uintptr_t)mem || size - skip > 65535) {
         BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
-                    "attach_external: %zu bytes leave no room after the %zu-byte shared count", size, skip);
+                    "attach_external: %zu bytes: the data room before the %zu-byte shared count must be 1 to 65535 bytes",
+                    size, sizeof *e);
         return NULL;
     }
     h = buffet_pkt_alloc_slow(c, c->nclasses, BUFFET_NO_SITE);
@@ -1140,7 +1148,7 @@ BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem
     e->free_fn = free_fn;
     e->opaque = opaque;
     e->mem = mem;
-    h->buf = (unsigned char *)(e + 1);
+    h->buf = (unsigned char *)mem;
     h->buf_len = e->size;
     h->data_off = 0;
     h->flags = BUFFET_PKT_EXTERNAL;

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #if BUFFET_TRACK_ASAN
@@ -439,17 +440,19 @@ static void test_pool_create_errors(void) {
     BT_CHECK(buffet_pkt_pool_create(&p, &d) == BUFFET_OK && p != NULL);
     BT_CHECK(buffet_pkt_pool_class(p, 65535 - 128) == 3);
     buffet_pkt_pool_destroy(p);
-    /* the largest headroom: 65535 */
+    /* the largest headroom a 64-byte class allows: 65535 in all */
     tp_small(&e, &d);
     d.headroom = 65535;
     d.class_sizes[1] = d.class_sizes[2] = 0;
+    tp_create_fails(&e, &d, BUFFET_ERR_INVALID, "headroom 65535 + class 64");
+    d.headroom = 65535 - 64;
     p = NULL;
     BT_CHECK(buffet_pkt_pool_create(&p, &d) == BUFFET_OK && p != NULL);
     if (p) {
         buffet_pkt_cache *c = tp_cache(p, 0);
         buffet_pkt *q = buffet_pkt_alloc(c, 10);
-        BT_CHECK(q && buffet_pkt_headroom(q) == 65535 && buffet_pkt_tailroom(q) == 64);
-        BT_CHECK(q && buffet_pkt_prepend(q, 65535) == (void *)q->buf);
+        BT_CHECK(q && buffet_pkt_headroom(q) == 65535 - 64 && buffet_pkt_tailroom(q) == 64);
+        BT_CHECK(q && buffet_pkt_prepend(q, 65535 - 64) == (void *)q->buf);
         buffet_pkt_free(c, q);
         buffet_pkt_cache_destroy(c);
     }
@@ -562,6 +565,16 @@ static void test_alloc_sizes(void) {
     BT_CHECK(q == NULL);
     if (q) buffet_pkt_free(c, q);
     buffet_pkt_free(c, NULL);                                  /* does nothing */
+    /* the out-of-line halves the inline fast paths call */
+    p = buffet_pkt_alloc_slow(c, 2, BUFFET_SITE);
+    BT_CHECK(p && p->cls == 2 && buffet_pkt_headroom(p) == 128 && p->len == 0 && p->refcnt == 1);
+    buffet_pkt_free_slow(c, p, BUFFET_SITE);
+    BT_CHECK(buffet_pkt_alloc_slow(NULL, 0, BUFFET_SITE) == NULL);
+    BT_CHECK(buffet_pkt_alloc_slow(c, 7, BUFFET_SITE) == NULL);
+    buffet_pkt_free_slow(c, NULL, BUFFET_SITE);
+#if !BUFFET_DEBUG
+    BT_CHECK(buffet_pkt_history_dump(p, stderr) == 0);        /* release builds keep no history */
+#endif
     buffet_pkt_cache_destroy(c);
     tp_all_back(pool);
     buffet_pkt_pool_destroy(pool);
@@ -1497,3 +1510,895 @@ static void test_growth(void) {
     buffet_pkt_pool_destroy(pool);
     tp_end(&e);
 }
+
+/* ---------------------------------------------------------------------------------------------
+   Placement: huge pages, NUMA */
+
+/* Regions of 2 MiB or more use explicit huge pages when some are free, never with
+   no_huge_pages; either way the buffers work. */
+static void test_huge_pages(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_stats s;
+    buffet_pkt *p[16];
+    long free_before, free_during;
+    size_t i;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.class_sizes[0] = 2048;
+    d.class_sizes[1] = d.class_sizes[2] = 0;
+    d.initial = d.max = 1024;    /* 1024 buffers of 2048 bytes and more: a region over 2 MiB */
+    d.no_huge_pages = true;
+    pool = tp_pool(&d);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(!s.huge_pages && s.region_bytes >= ((size_t)2 << 20));
+    for (i = 0; i < 16; i++) {
+        p[i] = buffet_pkt_alloc_shared(pool, 2048);
+        BT_CHECK(p[i] && tp_put(p[i], 2048, (unsigned)i));
+    }
+    for (i = 0; i < 16; i++) {
+        BT_CHECK(tp_is_pattern(buffet_pkt_data(p[i]), 2048, (unsigned)i));
+        buffet_pkt_free_shared(p[i]);
+    }
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    /* the same pool with huge pages allowed */
+    free_before = tp_huge_pages_free();
+    d.no_huge_pages = false;
+    pool = tp_pool(&d);
+    s = buffet_pkt_pool_get_stats(pool);
+    free_during = tp_huge_pages_free();
+    for (i = 0; i < 16; i++) {
+        p[i] = buffet_pkt_alloc_shared(pool, 2048);
+        BT_CHECK(p[i] && tp_put(p[i], 2048, (unsigned)i + 3));
+    }
+    for (i = 0; i < 16; i++) {
+        BT_CHECK(tp_is_pattern(buffet_pkt_data(p[i]), 2048, (unsigned)i + 3));
+        buffet_pkt_free_shared(p[i]);
+    }
+    tp_all_back(pool);
+    if (free_before >= 2) {
+        BT_CHECK(s.huge_pages);
+        BT_CHECK(s.region_bytes % ((size_t)2 << 20) == 0);
+        BT_CHECK(free_during < free_before);   /* the region took some of them */
+        if (!s.huge_pages) fprintf(stderr, "%ld huge pages were free, the pool used none\n", free_before);
+    } else {
+        BT_CHECK(!s.huge_pages);
+    }
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+    if (free_before == 0) BT_SKIP("hugetlb", "no huge pages free (HugePages_Free 0; reserve some in /proc/sys/vm/nr_hugepages)");
+    if (free_before < 2) BT_SKIP("hugetlb", "one huge page free; the test pool's region needs two");
+}
+
+/* Status of the page holding addr per move_pages(2) (a node, or -errno); false when the call
+   itself fails. */
+static bool tp_move_pages_node(const void *addr, int *status) {
+    void *page = (void *)((uintptr_t)addr & ~(uintptr_t)4095);
+    *status = -1;
+    return syscall(SYS_move_pages, 0, 1UL, &page, NULL, status, 0) == 0;
+}
+
+/* A pool for desc_node (a desc.numa_node value) that must land on want_node (-1: the caller's). */
+static void tp_numa_pool(tp_env *e, int desc_node, int want_node, bool *move_pages_ok) {
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_stats s;
+    buffet_pkt *p;
+    int status = -1, cur_before = buffet_pkt_numa_current();
+    tp_small(e, &d);
+    d.numa_node = desc_node;
+    pool = tp_pool(&d);
+    if (!pool) return;
+    s = buffet_pkt_pool_get_stats(pool);
+    if (want_node >= 0) BT_CHECK(s.numa_node == want_node);
+    else BT_CHECK(s.numa_node == cur_before || s.numa_node == buffet_pkt_numa_current());   /* it may move */
+    p = buffet_pkt_alloc_shared(pool, 2048);
+    BT_CHECK(p != NULL);
+    if (p) {
+        memset(p->buf, 0x5C, p->buf_len);   /* touched: the page is placed now */
+        BT_CHECK(buffet_pkt_numa_node_of(buffet_pkt_data(p)) == s.numa_node);
+        BT_CHECK(buffet_pkt_numa_node_of(p) == s.numa_node);
+        if (tp_move_pages_node(buffet_pkt_data(p), &status)) {
+            if (status != s.numa_node) fprintf(stderr, "move_pages: node %d, pool node %d\n", status, s.numa_node);
+            BT_CHECK(status == s.numa_node);
+        } else {
+            *move_pages_ok = false;
+        }
+        buffet_pkt_free_shared(p);
+    }
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+}
+
+static void test_numa(void) {
+    tp_env e;
+    int nodes = buffet_pkt_numa_nodes(), cur = buffet_pkt_numa_current();
+    bool move_pages_ok = true;
+    int x = 0;
+    tp_begin(&e);
+    BT_CHECK(nodes >= 1);
+    BT_CHECK(cur >= 0 && cur < nodes);
+    BT_CHECK(buffet_pkt_numa_node_of(&x) >= 0 && buffet_pkt_numa_node_of(&x) < nodes);
+    tp_numa_pool(&e, BUFFET_PKT_NODE(0), 0, &move_pages_ok);                 /* node 0 */
+    tp_numa_pool(&e, 0, -1, &move_pages_ok);                                /* the caller's */
+    if (nodes > 1) tp_numa_pool(&e, BUFFET_PKT_NODE(nodes - 1), nodes - 1, &move_pages_ok);
+    tp_end(&e);
+    if (!move_pages_ok) BT_SKIP("numa", "move_pages(2) is not allowed here: no cross-check of the placement");
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Observability: JSON, Prometheus text, watermarks, leak reports, the registry */
+
+#define TP_ODD_NAME "q\"b\\s"   /* a quote and a backslash */
+
+/* A pool named TP_ODD_NAME with 5 packets of class 2048 allocated and freed, and 2 still out. */
+static buffet_pkt_pool *tp_stats_pool(tp_env *e, buffet_pkt **out2) {
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p[5];
+    size_t i;
+    tp_small(e, &d);
+    d.name = TP_ODD_NAME;
+    pool = tp_pool(&d);
+    if (!pool) return NULL;
+    c = tp_cache(pool, 0);
+    for (i = 0; i < 5; i++) p[i] = buffet_pkt_alloc(c, 1500);
+    for (i = 0; i < 3; i++) buffet_pkt_free(c, p[i]);
+    out2[0] = p[3];
+    out2[1] = p[4];
+    buffet_pkt_cache_destroy(c);
+    return pool;
+}
+
+static void test_stats_json(void) {
+    tp_env e;
+    buffet_pkt_pool *pool;
+    buffet_pkt *out[2];
+    char *json, small[10], path[64], cmd[512], line[256];
+    size_t len;
+    const char *py;
+    tp_begin(&e);
+    pool = tp_stats_pool(&e, out);
+    if (!pool) { tp_end(&e); return; }
+    len = buffet_pkt_pool_stats_json(pool, NULL, 0);
+    BT_CHECK(len > 100);
+    json = (char *)malloc(len + 1);
+    BT_CHECK(buffet_pkt_pool_stats_json(pool, json, len + 1) == len && strlen(json) == len);
+    BT_CHECK(tp_json_ok(json));
+    if (!tp_json_ok(json)) fprintf(stderr, "not JSON: %s\n", json);
+    BT_CHECK(strstr(json, "\"pool\":\"q\\\"b\\\\s\"") != NULL);   /* escaped */
+    BT_CHECK(strstr(json, "\"class\":\"2048\"") != NULL && strstr(json, "\"class\":\"clone\"") != NULL);
+    BT_CHECK(strstr(json, "\"allocs\":5,\"frees\":3") != NULL);
+    /* too small a buffer: truncated, terminated, the full length returned */
+    BT_CHECK(buffet_pkt_pool_stats_json(pool, small, sizeof small) == len && strlen(small) == sizeof small - 1);
+    BT_CHECK(strncmp(small, json, sizeof small - 1) == 0);
+    /* a real parser */
+    py = tp_python("json");
+    if (py && tp_write_temp(json, path, sizeof path)) {
+        snprintf(cmd, sizeof cmd, "%s -c 'import json,sys; d=json.load(open(sys.argv[1])); "
+                 "c=[k for k in d[\"classes\"] if k[\"class\"]==\"2048\"][0]; "
+                 "print(d[\"pool\"], len(d[\"classes\"]), c[\"allocs\"], c[\"in_use\"])' %s", py, path);
+        BT_CHECK(tp_run_line(cmd, line, sizeof line));
+        BT_CHECK(strcmp(line, TP_ODD_NAME " 4 5 2") == 0);
+        if (strcmp(line, TP_ODD_NAME " 4 5 2") != 0) fprintf(stderr, "python json said: %s\n", line);
+        unlink(path);
+    }
+    free(json);
+    /* no pool: still JSON */
+    len = buffet_pkt_pool_stats_json(NULL, line, sizeof line);
+    BT_CHECK(len < sizeof line && tp_json_ok(line));
+    buffet_pkt_free_shared(out[0]);
+    buffet_pkt_free_shared(out[1]);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+    if (!py) BT_SKIP("python3", "python3 not installed: JSON checked by the built-in checker only");
+}
+
+/* The Prometheus text exposition, read by prometheus_client's own parser. */
+static const char tp_prom_script[] =
+    "import sys\n"
+    "from prometheus_client.parser import text_string_to_metric_families\n"
+    "n = 0\n"
+    "allocs = -1\n"
+    "pools = set()\n"
+    "for fam in text_string_to_metric_families(open(sys.argv[1]).read()):\n"
+    "    for s in fam.samples:\n"
+    "        n += 1\n"
+    "        pools.add(s.labels['pool'])\n"
+    "        if s.name == 'buffet_pkt_allocs_total' and s.labels['class'] == '2048':\n"
+    "            allocs = s.value\n"
+    "print(n, int(allocs), len(pools), list(pools)[0] == sys.argv[2])\n";
+
+static void test_stats_prometheus(void) {
+    tp_env e;
+    buffet_pkt_pool *pool;
+    buffet_pkt *out[2];
+    char *text, small[16], path[64], script[64], cmd[512], line[256];
+    const char *py, *l;
+    size_t len;
+    bool lines_ok = true;
+    tp_begin(&e);
+    pool = tp_stats_pool(&e, out);
+    if (!pool) { tp_end(&e); return; }
+    len = buffet_pkt_pool_stats_prometheus(pool, NULL, 0);
+    text = (char *)malloc(len + 1);
+    BT_CHECK(buffet_pkt_pool_stats_prometheus(pool, text, len + 1) == len && strlen(text) == len);
+    BT_CHECK(strstr(text, "buffet_pkt_allocs_total{pool=\"q\\\"b\\\\s\",class=\"2048\"} 5\n") != NULL);
+    BT_CHECK(strstr(text, "buffet_pkt_buffers_in_use{pool=\"q\\\"b\\\\s\",class=\"2048\"} 2\n") != NULL);
+    BT_CHECK(strstr(text, "# TYPE buffet_pkt_allocs_total counter\n") != NULL);
+    for (l = text; *l; l = strchr(l, '\n') + 1) {   /* comments and samples, each line ended */
+        if (strncmp(l, "# HELP ", 7) != 0 && strncmp(l, "# TYPE ", 7) != 0 && strncmp(l, "buffet_pkt_", 11) != 0) lines_ok = false;
+        if (!strchr(l, '\n')) { lines_ok = false; break; }
+    }
+    BT_CHECK(lines_ok);
+    BT_CHECK(buffet_pkt_pool_stats_prometheus(pool, small, sizeof small) == len && strlen(small) == sizeof small - 1);
+    BT_CHECK(buffet_pkt_pool_stats_prometheus(NULL, small, sizeof small) == 0 && small[0] == '\0');
+    py = tp_python("prometheus_client");
+    if (py && tp_write_temp(text, path, sizeof path)) {
+        if (tp_write_temp(tp_prom_script, script, sizeof script)) {
+            snprintf(cmd, sizeof cmd, "%s %s %s '%s'", py, script, path, TP_ODD_NAME);
+            BT_CHECK(tp_run_line(cmd, line, sizeof line));
+            /* 9 metrics for each of the 3 classes and the clone class */
+            BT_CHECK(strcmp(line, "36 5 1 True") == 0);
+            if (strcmp(line, "36 5 1 True") != 0) fprintf(stderr, "prometheus_client said: %s\n%s", line, text);
+            unlink(script);
+        }
+        unlink(path);
+    }
+    free(text);
+    buffet_pkt_free_shared(out[0]);
+    buffet_pkt_free_shared(out[1]);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+    if (!py) BT_SKIP("prometheus", "python3-prometheus-client not installed");
+}
+
+typedef struct tp_wm {
+    buffet_pkt_pool *pool;
+    unsigned high, low, other;
+    size_t last_in_use, last_max;
+    unsigned last_cls;
+} tp_wm;
+
+static void tp_wm_fn(void *user, buffet_pkt_pool *pool, unsigned cls, size_t in_use, size_t max, bool high) {
+    tp_wm *w = (tp_wm *)user;
+    buffet_pkt_stats s = buffet_pkt_pool_get_stats(pool);   /* called without the pool's lock */
+    if (pool != w->pool || s.nclasses != 1) w->other++;
+    if (high) w->high++;
+    else w->low++;
+    w->last_cls = cls;
+    w->last_in_use = in_use;
+    w->last_max = max;
+}
+
+/* Take packets until n are out, or give back until n are out; then flush (the counters merge). */
+static void tp_hold(buffet_pkt_cache *c, buffet_pkt **held, size_t *n, size_t want) {
+    while (*n < want) held[(*n)++] = buffet_pkt_alloc(c, 10);
+    while (*n > want) buffet_pkt_free(c, held[--(*n)]);
+    buffet_pkt_cache_flush(c);
+}
+
+/* The callback fires once crossing the high mark, once crossing back under the low one. */
+static void test_watermark(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *held[64];
+    size_t n = 0;
+    tp_wm w;
+    tp_begin(&e);
+    memset(&w, 0, sizeof w);
+    tp_small(&e, &d);
+    d.class_sizes[1] = d.class_sizes[2] = 0;
+    d.initial = d.max = 64;
+    d.watermark_high = 50;   /* 32 of 64 */
+    d.watermark_low = 25;    /* 16 of 64 */
+    d.on_watermark = tp_wm_fn;
+    d.watermark_user = &w;
+    pool = tp_pool(&d);
+    w.pool = pool;
+    c = tp_cache(pool, 8);
+    tp_hold(c, held, &n, 31);
+    BT_CHECK(w.high == 0 && w.low == 0);
+    tp_hold(c, held, &n, 40);
+    BT_CHECK(w.high == 1 && w.low == 0);
+    BT_CHECK(w.last_cls == 0 && w.last_max == 64 && w.last_in_use >= 32 && w.last_in_use <= 40);
+    tp_hold(c, held, &n, 60);          /* still above: no second call */
+    tp_hold(c, held, &n, 20);          /* between the marks: nothing */
+    BT_CHECK(w.high == 1 && w.low == 0);
+    tp_hold(c, held, &n, 10);
+    BT_CHECK(w.high == 1 && w.low == 1 && w.last_in_use <= 16);
+    tp_hold(c, held, &n, 5);
+    BT_CHECK(w.high == 1 && w.low == 1);
+    tp_hold(c, held, &n, 33);          /* crossing again fires again */
+    BT_CHECK(w.high == 2 && w.low == 1);
+    tp_hold(c, held, &n, 0);
+    BT_CHECK(w.high == 2 && w.low == 2 && w.other == 0);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    /* the default marks: 90 and 70 percent */
+    memset(&w, 0, sizeof w);
+    tp_small(&e, &d);
+    d.class_sizes[1] = d.class_sizes[2] = 0;
+    d.initial = d.max = 64;
+    d.on_watermark = tp_wm_fn;
+    d.watermark_user = &w;
+    pool = tp_pool(&d);
+    w.pool = pool;
+    c = tp_cache(pool, 8);
+    tp_hold(c, held, &n, 57);          /* 57 * 100 < 64 * 90 */
+    BT_CHECK(w.high == 0);
+    tp_hold(c, held, &n, 58);
+    BT_CHECK(w.high == 1);
+    tp_hold(c, held, &n, 45);          /* 45 * 100 > 64 * 70 */
+    BT_CHECK(w.low == 0);
+    tp_hold(c, held, &n, 44);
+    BT_CHECK(w.low == 1);
+    tp_hold(c, held, &n, 0);
+    buffet_pkt_cache_destroy(c);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* Buffers still out: counted (those in caches too, until flushed), written to a FILE, and
+   reported when the pool is destroyed with them out. */
+static void test_leak_report(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q;
+    FILE *f;
+    char text[4096];
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 10);
+    q = buffet_pkt_alloc(c, 1000);
+    BT_CHECK(p && q);
+    buffet_pkt_free(c, q);
+    BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) >= 2);   /* the cache holds some */
+    buffet_pkt_cache_flush(c);
+    f = tmpfile();
+    BT_CHECK(f != NULL);
+    if (f) {
+        BT_CHECK(buffet_pkt_pool_report_leaks(pool, f) == 1);
+        tp_read_back(f, text, sizeof text);
+        BT_CHECK(strstr(text, "1 buffer out") != NULL);
+        fclose(f);
+    }
+    tp_log_clear(&e.log);
+    BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) == 1);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 1);          /* "to out and the log" */
+    BT_CHECK(buffet_pkt_pool_report_leaks(NULL, NULL) == 0);
+    buffet_pkt_cache_destroy(c);
+    tp_log_clear(&e.log);
+    buffet_pkt_pool_destroy(pool);                               /* p still out */
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 1);
+    if (tp_logged(&e.log, BUFFET_ERR_LEAK) == 0) fprintf(stderr, "destroy with a buffer out logged nothing\n");
+    tp_end(&e);                                                  /* the pool's own memory is all gone */
+}
+
+/* The pool as the registry's provider of network buffers. */
+static void test_registry(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_registry *r = NULL;
+    buffet_request req;
+    buffet_buf *b = NULL;
+    buffet_pkt_stats s;
+    char why[1024];
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    BT_CHECK(buffet_registry_create(&r, buffet_debug_allocator(e.dbg), tp_logger(&e)) == BUFFET_OK);
+    BT_CHECK(buffet_pkt_pool_register(pool, r) == BUFFET_OK);
+    BT_CHECK(buffet_pkt_pool_register(pool, r) == BUFFET_ERR_INVALID);   /* the name is taken */
+    BT_CHECK(buffet_pkt_pool_register(NULL, r) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_pkt_pool_register(pool, NULL) == BUFFET_ERR_INVALID);
+    memset(&req, 0, sizeof req);
+    req.usage = BUFFET_USAGE_NETWORK | BUFFET_USAGE_HOST_WRITE;
+    req.size = 1000;
+    req.allocator = buffet_debug_allocator(e.dbg);
+    BT_CHECK(buffet_explain(r, &req, why, sizeof why) > 0 && strstr(why, "small") != NULL);
+    BT_CHECK(buffet_registry_create_buf(r, &req, &b) == BUFFET_OK && b != NULL);
+    if (b) {
+        BT_CHECK(b->data != NULL && b->size == 1000);
+        tp_pattern(b->data, 1000, 6);
+        s = buffet_pkt_pool_get_stats(pool);
+        BT_CHECK(s.cls[2].allocs == 1 && s.cls[2].in_use == 1);   /* from the 2048 class */
+        buffet_buf_unref(b);
+        s = buffet_pkt_pool_get_stats(pool);
+        BT_CHECK(s.cls[2].frees == 1 && s.cls[2].in_use == 0);
+    }
+    /* bigger than the largest class: some other provider serves it */
+    req.size = 4096;
+    b = NULL;
+    BT_CHECK(buffet_registry_create_buf(r, &req, &b) == BUFFET_OK && b != NULL);
+    buffet_buf_unref(b);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[2].allocs == 1);
+    buffet_registry_destroy(r);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* A free buffer's data room is poisoned for ASan (and, in debug builds, no-access for valgrind);
+   its header stays readable. */
+static void test_poison(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 100);
+    BT_CHECK(p != NULL);
+    if (p) {
+#if BUFFET_TRACK_ASAN
+        BT_CHECK(!__asan_address_is_poisoned(p->buf) && !__asan_address_is_poisoned(p->buf + p->buf_len - 1));
+#endif
+        buffet_pkt_free(c, p);   /* into the cache */
+        BT_CHECK(p->refcnt == 0 && p->pool == pool);   /* the header: readable */
+#if BUFFET_TRACK_ASAN
+        BT_CHECK(__asan_address_is_poisoned(p->buf) && __asan_address_is_poisoned(p->buf + p->buf_len - 1));
+#endif
+#if BUFFET_TRACK_VALGRIND
+        if (RUNNING_ON_VALGRIND) {
+            unsigned char vbits[16];
+            BT_CHECK(VALGRIND_GET_VBITS(p->buf + 100, vbits, sizeof vbits) == 3);   /* 3: not addressable */
+        }
+#endif
+        q = buffet_pkt_alloc(c, 100);   /* the same buffer, usable again */
+        BT_CHECK(q == p);
+#if BUFFET_TRACK_ASAN
+        BT_CHECK(!__asan_address_is_poisoned(q->buf + 200));
+#endif
+        if (q) tp_put(q, 512, 1);
+        buffet_pkt_cache_flush(c);
+        buffet_pkt_free_shared(q);      /* into the ring */
+#if BUFFET_TRACK_ASAN
+        BT_CHECK(__asan_address_is_poisoned(p->buf + 200));
+#endif
+        BT_CHECK(p->refcnt == 0);
+    }
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* A destroyed pool leaves no ASan poison behind: the next mapping at the same addresses (the
+   kernel hands them out again at once) belongs to someone else, who must be able to use it. */
+static void test_destroy_unpoisons(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    size_t bytes;
+    void *m, *bad;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.class_sizes[0] = 2048;
+    d.class_sizes[1] = d.class_sizes[2] = 0;
+    d.initial = d.max = 64;
+    pool = tp_pool(&d);
+    bytes = buffet_pkt_pool_get_stats(pool).region_bytes;
+    buffet_pkt_pool_destroy(pool);
+    m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    BT_CHECK(m != MAP_FAILED);
+    if (m != MAP_FAILED) {
+#if BUFFET_TRACK_ASAN
+        bad = __asan_region_is_poisoned(m, bytes);
+        BT_CHECK(bad == NULL);
+        if (bad) {
+            fprintf(stderr, "fresh mapping %p..%p still poisoned at %p after buffet_pkt_pool_destroy\n", m,
+                    (void *)((char *)m + bytes), bad);
+            ASAN_UNPOISON_MEMORY_REGION(m, bytes);
+        }
+#else
+        bad = NULL;
+        (void)bad;
+#endif
+        memset(m, 1, bytes);   /* ours to use */
+        munmap(m, bytes);
+    }
+    tp_end(&e);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   A failing bookkeeping allocator at every allocation point: a clean error, nothing leaked */
+
+static void test_fail_pool_create(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_failing f;
+    buffet_result r = BUFFET_ERR_NOMEM;
+    uint64_t at, failed, needed = 0;
+    int after;
+    tp_begin(&e);
+    for (after = 0; after <= 1; after++) {   /* the Nth allocation fails; then also every later one */
+        failed = 0;
+        for (at = 1, r = BUFFET_ERR_NOMEM; at < 500 && r != BUFFET_OK; at++) {
+            tp_small(&e, &d);
+            d.user_size = 32;
+            buffet_failing_init(&f, buffet_debug_allocator(e.dbg), at, after != 0);
+            d.allocator = buffet_failing_allocator(&f);
+            pool = (buffet_pkt_pool *)&pool;
+            r = buffet_pkt_pool_create(&pool, &d);
+            if (r == BUFFET_OK) {
+                BT_CHECK(f.failures == 0 && pool != NULL);
+                needed = f.allocs;
+                buffet_pkt_pool_destroy(pool);
+            } else {
+                BT_CHECK(r == BUFFET_ERR_NOMEM && pool == NULL && f.failures >= 1);
+                failed++;
+            }
+            BT_CHECK(buffet_debug_get_stats(e.dbg).live_count == 0);
+        }
+        BT_CHECK(r == BUFFET_OK);
+        /* every allocation create makes is a point that fails cleanly: the pool, a ring per
+           class and for the clone class, a region per class (debug builds: and its records) */
+        BT_CHECK(failed == needed && needed >= 1 + 4 + 3);
+    }
+    /* cache_create: its one allocation */
+    tp_small(&e, &d);
+    buffet_failing_init(&f, buffet_debug_allocator(e.dbg), 0, false);
+    d.allocator = buffet_failing_allocator(&f);
+    pool = tp_pool(&d);
+    if (pool) {
+        f.fail_at = f.allocs + 1;
+        c = (buffet_pkt_cache *)&c;
+        BT_CHECK(buffet_pkt_cache_create(&c, pool, 0) == BUFFET_ERR_NOMEM && c == NULL);
+        BT_CHECK(f.failures == 1);
+        f.fail_at = 0;
+        c = tp_cache(pool, 0);
+        buffet_pkt_cache_destroy(c);
+        tp_all_back(pool);
+        buffet_pkt_pool_destroy(pool);
+    }
+    tp_end(&e);
+}
+
+/* Growth whose bookkeeping allocation fails: NULL and a failure counted, the class unchanged,
+   and growth works once memory is back. */
+static void test_fail_growth(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_failing f;
+    buffet_pkt *p[70];
+    buffet_pkt_stats s;
+    uint64_t at;
+    size_t i, n;
+    bool grew = false;
+    tp_begin(&e);
+    for (at = 1; at < 10 && !grew; at++) {
+        tp_small(&e, &d);
+        d.class_sizes[1] = d.class_sizes[2] = 0;
+        d.initial = 64;
+        d.max = 256;
+        buffet_failing_init(&f, buffet_debug_allocator(e.dbg), 0, false);
+        d.allocator = buffet_failing_allocator(&f);
+        pool = tp_pool(&d);
+        if (!pool) break;
+        c = tp_cache(pool, 16);
+        for (n = 0; n < 64; n++) p[n] = buffet_pkt_alloc(c, 10);
+        BT_CHECK(p[63] != NULL);
+        f.fail_at = f.allocs + at;   /* the at-th allocation growth makes */
+        p[n] = buffet_pkt_alloc(c, 10);
+        s = buffet_pkt_pool_get_stats(pool);
+        if (p[n]) {
+            grew = true;   /* past the last allocation point */
+            BT_CHECK(f.failures == 0 && s.cls[0].created == 128);
+            n++;
+        } else {
+            buffet_pkt_cache_flush(c);
+            s = buffet_pkt_pool_get_stats(pool);
+            BT_CHECK(f.failures == 1 && s.cls[0].created == 64 && s.cls[0].failures == 1);
+            f.fail_at = 0;
+            p[n] = buffet_pkt_alloc(c, 10);   /* memory is back */
+            s = buffet_pkt_pool_get_stats(pool);
+            BT_CHECK(p[n] != NULL && s.cls[0].created == 128);
+            if (p[n]) n++;
+        }
+        for (i = 0; i < n; i++) buffet_pkt_free(c, p[i]);
+        buffet_pkt_cache_destroy(c);
+        tp_all_back(pool);
+        buffet_pkt_pool_destroy(pool);
+        BT_CHECK(buffet_debug_get_stats(e.dbg).live_count == 0);
+    }
+    BT_CHECK(grew && at >= 2);   /* at least one point failed (the region), then it grew */
+    tp_end(&e);
+}
+
+/* to_chain whose buffer headers or chain arrays cannot be allocated: BUFFET_ERR_NOMEM, the
+   chain unchanged, no reference left behind. */
+static void test_fail_to_chain(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_failing f;
+    buffet_pkt *p;
+    buffet_chain ch;
+    buffet_buf *b = NULL;
+    buffet_buf_desc bd;
+    buffet_result r = BUFFET_ERR_NOMEM;
+    unsigned char tmp[256];
+    uint64_t at;
+    size_t live;
+    int with_slice;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    buffet_failing_init(&f, buffet_debug_allocator(e.dbg), 0, false);
+    d.allocator = buffet_failing_allocator(&f);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 0);
+    p = tp_three_segments(c);
+    BT_CHECK(p != NULL);
+    memset(&bd, 0, sizeof bd);
+    bd.size = 4;
+    bd.allocator = buffet_debug_allocator(e.dbg);
+    BT_CHECK(buffet_buf_create(&b, &bd) == BUFFET_OK);
+    for (with_slice = 0; p && b && with_slice <= 1; with_slice++) {
+        for (at = 1, r = BUFFET_ERR_NOMEM; at < 50 && r != BUFFET_OK; at++) {
+            buffet_chain_init(&ch, buffet_failing_allocator(&f));
+            if (with_slice) BT_CHECK(buffet_chain_append(&ch, b, 0, 4) == BUFFET_OK);
+            live = buffet_debug_get_stats(e.dbg).live_count;
+            f.fail_at = f.allocs + at;
+            r = buffet_pkt_to_chain(p, &ch);
+            f.fail_at = 0;
+            if (r == BUFFET_OK) {
+                BT_CHECK(buffet_chain_len(&ch) == (size_t)(180 + 4 * with_slice));
+                BT_CHECK(buffet_chain_copy_out(&ch, (size_t)(4 * with_slice), tmp, 180) == BUFFET_OK);
+                BT_CHECK(tp_is_pattern(tmp, 180, 0) && p->refcnt == 2);
+            } else {
+                BT_CHECK(r == BUFFET_ERR_NOMEM);
+                BT_CHECK(buffet_chain_len(&ch) == (size_t)(4 * with_slice));
+                BT_CHECK(buffet_chain_count(&ch) == (size_t)with_slice);
+                BT_CHECK(p->refcnt == 1 && p->next->refcnt == 1 && p->next->next->refcnt == 1);
+                BT_CHECK(buffet_debug_get_stats(e.dbg).live_count == live);
+            }
+            buffet_chain_deinit(&ch);
+            BT_CHECK(p->refcnt == 1 && p->next->next->refcnt == 1);
+        }
+        BT_CHECK(r == BUFFET_OK && at >= 4);   /* three buffers and an array at least */
+    }
+    buffet_buf_unref(b);
+    buffet_pkt_free(c, p);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Two threads: A allocates, writes, clones and passes packets to B through a queue; B checks
+   and frees them into its own cache. Both also allocate and free a little on their own side, so
+   each ring has more than one producer and consumer. */
+
+#define TP_QCAP 128
+
+typedef struct tp_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    buffet_pkt *items[TP_QCAP];
+    size_t head, count;
+    bool done;
+} tp_queue;
+
+static void tp_queue_push(tp_queue *q, buffet_pkt *p) {
+    pthread_mutex_lock(&q->mu);
+    while (q->count == TP_QCAP) pthread_cond_wait(&q->changed, &q->mu);
+    q->items[(q->head + q->count++) % TP_QCAP] = p;
+    pthread_cond_broadcast(&q->changed);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* The next packet, or NULL once the producer is done and the queue is empty. */
+static buffet_pkt *tp_queue_pop(tp_queue *q) {
+    buffet_pkt *p = NULL;
+    pthread_mutex_lock(&q->mu);
+    while (q->count == 0 && !q->done) pthread_cond_wait(&q->changed, &q->mu);
+    if (q->count) {
+        p = q->items[q->head];
+        q->head = (q->head + 1) % TP_QCAP;
+        q->count--;
+        pthread_cond_broadcast(&q->changed);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return p;
+}
+
+typedef struct tp_stress {
+    buffet_pkt_pool *pool;
+    tp_queue q;
+    size_t packets;            /* A: how many to make */
+    size_t sent, received;     /* packets and clones through the queue */
+    size_t bad, retries;
+} tp_stress;
+
+/* An allocation that waits for B to give buffers back when the class is at its max. */
+static buffet_pkt *tp_stress_alloc(tp_stress *s, buffet_pkt_cache *c, size_t size) {
+    buffet_pkt *p;
+    while ((p = buffet_pkt_alloc(c, size)) == NULL) {
+        s->retries++;
+        sched_yield();
+    }
+    return p;
+}
+
+static void *tp_producer(void *arg) {
+    tp_stress *s = (tp_stress *)arg;
+    buffet_pkt_cache *c = NULL;
+    size_t i;
+    if (buffet_pkt_cache_create(&c, s->pool, 32) != BUFFET_OK) {
+        s->bad++;
+        pthread_mutex_lock(&s->q.mu);
+        s->q.done = true;
+        pthread_cond_broadcast(&s->q.changed);
+        pthread_mutex_unlock(&s->q.mu);
+        return NULL;
+    }
+    for (i = 0; i < s->packets; i++) {
+        size_t size = (i * 37) % 2049;
+        buffet_pkt *p = tp_stress_alloc(s, c, size), *q;
+        tp_put(p, size, (unsigned)i);
+        p->hash = (uint32_t)i;
+        p->timestamp = i;
+        if (i % 7 == 0) {   /* a second segment */
+            buffet_pkt *t = tp_stress_alloc(s, c, 10);
+            tp_put(t, 10, (unsigned)(i + size));
+            buffet_pkt_chain(p, t);
+        }
+        if (i % 13 == 0) {  /* one that never leaves this thread */
+            buffet_pkt *x = tp_stress_alloc(s, c, 100);
+            buffet_pkt_free(c, x);
+        }
+        if (i % 3 == 0) {   /* a clone travels too */
+            while ((q = buffet_pkt_clone(c, p)) == NULL) { s->retries++; sched_yield(); }
+            tp_queue_push(&s->q, q);
+            s->sent++;
+        }
+        if (i % 11 == 0) {  /* a second reference: B frees it twice */
+            buffet_pkt_ref(p);
+            tp_queue_push(&s->q, p);
+            s->sent++;
+        }
+        tp_queue_push(&s->q, p);
+        s->sent++;
+    }
+    pthread_mutex_lock(&s->q.mu);
+    s->q.done = true;
+    pthread_cond_broadcast(&s->q.changed);
+    pthread_mutex_unlock(&s->q.mu);
+    buffet_pkt_cache_destroy(c);
+    return NULL;
+}
+
+static void *tp_consumer(void *arg) {
+    tp_stress *s = (tp_stress *)arg;
+    buffet_pkt_cache *c = NULL;
+    buffet_pkt *p;
+    unsigned char *tmp = (unsigned char *)malloc(4096);
+    if (!tmp || buffet_pkt_cache_create(&c, s->pool, 64) != BUFFET_OK) {
+        s->bad++;
+        while ((p = tp_queue_pop(&s->q)) != NULL) buffet_pkt_free_shared(p);
+        free(tmp);
+        return NULL;
+    }
+    while ((p = tp_queue_pop(&s->q)) != NULL) {
+        size_t i = p->hash, size = (i * 37) % 2049;
+        const void *d = buffet_pkt_read(p, 0, size, tmp);
+        if (p->timestamp != i || !d || !tp_is_pattern(d, size, (unsigned)i)) s->bad++;
+        if (i % 7 == 0 && (p->nb_segs != 2 || p->pkt_len != size + 10 ||
+                           !tp_is_pattern(buffet_pkt_data(p->next), 10, (unsigned)(i + size)))) s->bad++;
+        if (i % 5 == 0) {   /* one of B's own */
+            buffet_pkt *x = buffet_pkt_alloc(c, 100);
+            if (x) buffet_pkt_free(c, x);
+        }
+        buffet_pkt_free(c, p);
+        s->received++;
+    }
+    buffet_pkt_cache_destroy(c);
+    free(tmp);
+    return NULL;
+}
+
+static void test_two_threads(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    tp_stress s;
+    pthread_t a, b;
+    buffet_pkt_stats st;
+    unsigned k;
+    tp_begin(&e);
+    memset(&s, 0, sizeof s);
+    tp_small(&e, &d);
+    d.log.fn = NULL;        /* the test's log is not thread-safe */
+    d.max = 512;
+    s.pool = tp_pool(&d);
+    if (!s.pool) { tp_end(&e); return; }
+    s.packets = tp_slow_mode() ? 10000 : 50000;
+    pthread_mutex_init(&s.q.mu, NULL);
+    pthread_cond_init(&s.q.changed, NULL);
+    BT_CHECK(pthread_create(&b, NULL, tp_consumer, &s) == 0);
+    BT_CHECK(pthread_create(&a, NULL, tp_producer, &s) == 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    BT_CHECK(s.bad == 0);
+    BT_CHECK(s.received == s.sent && s.sent > s.packets);
+    /* every buffer accounted for */
+    st = buffet_pkt_pool_get_stats(s.pool);
+    for (k = 0; k <= st.nclasses; k++) {
+        BT_CHECK(st.cls[k].in_use == 0 && st.cls[k].allocs == st.cls[k].frees);
+        BT_CHECK(st.cls[k].created <= st.cls[k].max);
+    }
+    BT_CHECK(st.cls[0].allocs > 0 && st.cls[2].allocs > 0 && st.cls[3].allocs >= s.packets / 3);
+    BT_CHECK(st.double_frees == 0 && st.foreign_frees == 0 && st.corruptions == 0);
+    BT_CHECK(buffet_pkt_pool_report_leaks(s.pool, NULL) == 0);
+    buffet_pkt_pool_destroy(s.pool);
+    pthread_cond_destroy(&s.q.changed);
+    pthread_mutex_destroy(&s.q.mu);
+    tp_end(&e);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   The tests of both builds; test_packet_debug.c runs these and its own. */
+static void tp_run_common(void) {
+    BT_RUN(test_destroy_unpoisons);   /* first: under ASan, a failure here makes later tests crash */
+    BT_RUN(test_pool_defaults);
+    BT_RUN(test_pool_create_errors);
+    BT_RUN(test_cache_create_errors);
+    BT_RUN(test_alloc_sizes);
+    BT_RUN(test_headroom_tailroom);
+    BT_RUN(test_user_area);
+    BT_RUN(test_multi_segment);
+    BT_RUN(test_linearize);
+    BT_RUN(test_to_chain);
+    BT_RUN(test_ref);
+    BT_RUN(test_double_free);
+    BT_RUN(test_clone);
+    BT_RUN(test_clone_exhaustion);
+    BT_RUN(test_external);
+    BT_RUN(test_bulk);
+    BT_RUN(test_shared_alloc);
+    BT_RUN(test_stats);
+    BT_RUN(test_exhaustion);
+    BT_RUN(test_growth);
+    BT_RUN(test_huge_pages);
+    BT_RUN(test_numa);
+    BT_RUN(test_stats_json);
+    BT_RUN(test_stats_prometheus);
+    BT_RUN(test_watermark);
+    BT_RUN(test_leak_report);
+    BT_RUN(test_registry);
+    BT_RUN(test_poison);
+    BT_RUN(test_fail_pool_create);
+    BT_RUN(test_fail_growth);
+    BT_RUN(test_fail_to_chain);
+    BT_RUN(test_two_threads);
+}
+
+#ifndef TP_DEBUG_TESTS
+int main(void) {
+    tp_run_common();
+    return bt_finish("test_packet.c");
+}
+#endif
