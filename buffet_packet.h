@@ -122,12 +122,12 @@ typedef struct buffet_pkt_pool_desc {
     buffet_logger log;
 } buffet_pkt_pool_desc;
 
-/* A cache: per class, an array of buffer pointers. Owned by one thread at a time. */
+/* A cache: per class, an array of buffer pointers. Owned by one thread at a time. The counts
+   of every class share a few cache lines, apart from the pointer arrays. */
 typedef struct buffet_pkt_cache_class {
     uint32_t count;
     uint32_t pad_;
     uint64_t allocs, frees, misses;     /* counted here, merged into the pool's on refill/spill */
-    void *objs[BUFFET_PKT_CACHE_MAX];
 } buffet_pkt_cache_class;
 
 typedef struct buffet_pkt_cache {
@@ -138,6 +138,7 @@ typedef struct buffet_pkt_cache {
     bool checks;                    /* debug: every call takes the careful path */
     struct buffet_pkt_cache *next_in_pool;
     buffet_pkt_cache_class cls[BUFFET_PKT_MAX_CLASSES + 1];
+    void *objs[BUFFET_PKT_MAX_CLASSES + 1][BUFFET_PKT_CACHE_MAX];
 } buffet_pkt_cache;
 
 typedef struct buffet_pkt_class_stats {
@@ -195,8 +196,8 @@ static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigne
     buffet_pkt_cache_class *k;
     if (cls >= c->nclasses) return NULL;
     k = &c->cls[cls];
-    if (__builtin_expect(k->count != 0 && !c->checks && cls < c->nclasses, 1)) {
-        buffet_pkt *p = (buffet_pkt *)k->objs[--k->count];
+    if (__builtin_expect(k->count != 0 && !c->checks, 1)) {
+        buffet_pkt *p = (buffet_pkt *)c->objs[cls][--k->count];
         k->allocs++;
         BUFFET__UNPOISON(p->buf, p->buf_len);
         buffet__pkt_reset(p, c->headroom);
@@ -213,7 +214,7 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
         buffet_pkt_cache_class *k = &c->cls[p->cls];
         p->refcnt = 0;   /* a free buffer counts 0, so a second free is caught, not cached twice */
         BUFFET__POISON(p->buf, p->buf_len);
-        k->objs[k->count++] = p;
+        c->objs[p->cls][k->count++] = p;
         k->frees++;
         return;
     }
@@ -237,7 +238,8 @@ BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p);
    Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_OVERFLOW (65535 references). Thread: safe. */
 BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p);
 /* A new packet whose segments share p's data with headers and metadata of their own (for one
-   packet to many ports). Returns: NULL when the clone class is exhausted. Thread: owned (c). */
+   packet to many ports). c must be a cache of p's pool. Returns: NULL (clone class exhausted,
+   or another pool's cache: BUFFET_ERR_INVALID logged). Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p);
 /* A packet over caller memory mem[0..size): the last 32 bytes hold the shared reference count,
    so buf_len is a little less than size (1 to 65535 bytes must remain). free_fn(opaque, mem)
@@ -253,12 +255,34 @@ static inline size_t buffet_pkt_headroom(const buffet_pkt *p) { return p->data_o
 static inline size_t buffet_pkt_tailroom(const buffet_pkt *p) { return p->buf_len - p->data_off - p->len; }
 /* The user area of this header (NULL when the pool has none). */
 BUFFET_API void *buffet_pkt_user(const buffet_pkt *p);
+BUFFET_API void *buffet_pkt_prepend_slow(buffet_pkt *p, size_t n);
+BUFFET_API void *buffet_pkt_append_slow(buffet_pkt *p, size_t n);
+/* Inline when p is one unshared segment of its own: then nothing else can see its bytes. */
+static inline bool buffet__pkt_alone(const buffet_pkt *p) {
+    return p->next == NULL && p->flags == 0 && BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 1;
+}
 /* Grow the data at the front by n bytes (into the headroom). Returns: the new start, or NULL
    (n > headroom, or the data is shared with a clone: nothing changes). Thread: owned. */
-BUFFET_API void *buffet_pkt_prepend(buffet_pkt *p, size_t n);
+static inline void *buffet_pkt_prepend(buffet_pkt *p, size_t n) {
+    if (__builtin_expect(p != NULL && n <= p->data_off && buffet__pkt_alone(p), 1)) {
+        p->data_off = (uint16_t)(p->data_off - n);   /* one segment: len <= 64 KiB, no overflow */
+        p->len += (uint32_t)n;
+        p->pkt_len = p->len;
+        return p->buf + p->data_off;
+    }
+    return buffet_pkt_prepend_slow(p, n);
+}
 /* Grow the last segment by n bytes (into its tailroom). Returns: where the new bytes go, or
-   NULL (n > tailroom or shared data: nothing changes). */
-BUFFET_API void *buffet_pkt_append(buffet_pkt *p, size_t n);
+   NULL (n > tailroom or shared data: nothing changes). Thread: owned. */
+static inline void *buffet_pkt_append(buffet_pkt *p, size_t n) {
+    if (__builtin_expect(p != NULL && buffet__pkt_alone(p) && n <= buffet_pkt_tailroom(p), 1)) {
+        unsigned char *tail = p->buf + p->data_off + p->len;
+        p->len += (uint32_t)n;
+        p->pkt_len = p->len;
+        return tail;
+    }
+    return buffet_pkt_append_slow(p, n);
+}
 /* Drop n bytes from the front of the first segment. Returns: the new start, or NULL (n > len
    of the first segment: nothing changes). */
 BUFFET_API void *buffet_pkt_adj(buffet_pkt *p, size_t n);
@@ -558,7 +582,10 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
     r = BUFFET_NEW(p->allocator, buffet__pkt_region);
     if (!r) return false;
     memset(r, 0, sizeof *r);
-    if (!p->no_huge && bytes >= BUFFET__HUGE_PAGE && buffet_align_up(bytes, BUFFET__HUGE_PAGE, &map_size)) {
+    if (!p->no_huge && bytes >= BUFFET__HUGE_PAGE) {
+        /* Whole huge pages only: the buffers that do not fit come in the next, ordinary region,
+           rather than a part-empty 2 MiB page. */
+        map_size = bytes - bytes % BUFFET__HUGE_PAGE;
         m = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
         huge = m != MAP_FAILED;
     }
@@ -819,7 +846,7 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c) {
     ev.n = 0;
     for (k = 0; k <= c->nclasses; k++) {
         buffet_pkt_cache_class *kc = &c->cls[k];
-        if (kc->count) buffet__ring_put(&c->pool->cls[k].ring, kc->objs, kc->count);
+        if (kc->count) buffet__ring_put(&c->pool->cls[k].ring, c->objs[k], kc->count);
         kc->count = 0;
     }
     pthread_mutex_lock(&c->pool->mu);
@@ -891,7 +918,7 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, bu
     kc = &c->cls[k];
     if (kc->count == 0) {
         buffet__pkt_events ev;
-        kc->count = buffet__pkt_take(p, k, kc->objs, c->size / 2 ? c->size / 2 : 1, 1);
+        kc->count = buffet__pkt_take(p, k, c->objs[k], c->size / 2 ? c->size / 2 : 1, 1);
         kc->misses++;
         ev.n = 0;
         pthread_mutex_lock(&p->mu);
@@ -903,7 +930,7 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, bu
             return NULL;
         }
     }
-    h = (buffet_pkt *)kc->objs[--kc->count];
+    h = (buffet_pkt *)c->objs[k][--kc->count];
     kc->allocs++;
     buffet__pkt_handout(p, h, k, site);
     return h;
@@ -939,10 +966,10 @@ static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site
         buffet_pkt_cache_class *kc = &c->cls[k];
         if (kc->count == c->size) {
             uint32_t half = c->size / 2 ? c->size / 2 : 1;
-            buffet__ring_put(&p->cls[k].ring, kc->objs + kc->count - half, half);
+            buffet__ring_put(&p->cls[k].ring, c->objs[k] + kc->count - half, half);
             kc->count -= half;
         }
-        kc->objs[kc->count++] = h;
+        c->objs[k][kc->count++] = h;
         kc->frees++;
         return;
     }
@@ -1009,7 +1036,7 @@ BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned k, buffet_
         uint32_t ask = room > want + c->size / 2 ? want + c->size / 2 : room;
         buffet__pkt_events ev;
         if (n > c->size) return 0;
-        kc->count += buffet__pkt_take(c->pool, k, kc->objs + kc->count, ask, want);
+        kc->count += buffet__pkt_take(c->pool, k, c->objs[k] + kc->count, ask, want);
         kc->misses++;
         ev.n = 0;
         pthread_mutex_lock(&c->pool->mu);
@@ -1022,7 +1049,7 @@ BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned k, buffet_
         }
     }
     kc->count -= (uint32_t)n;
-    memcpy(pkts, kc->objs + kc->count, n * sizeof *pkts);
+    memcpy(pkts, c->objs[k] + kc->count, n * sizeof *pkts);
     kc->allocs += n;
     if (c->checks) {
         for (i = 0; i < n; i++) buffet__pkt_handout(c->pool, pkts[i], k, BUFFET_NO_SITE);
@@ -1080,6 +1107,17 @@ static buffet_pkt *buffet__pkt_owner(buffet_pkt *h) {
     return (h->flags & BUFFET_PKT_CLONE) ? (buffet_pkt *)(h->buf - h->pool->hdr_size) : h;
 }
 
+/* One more reference, made from one the caller holds. At 1 the caller holds the only one, so
+   nobody can race: a plain store saves the locked instruction (DPDK does the same). */
+static void buffet__pkt_count_up16(uint16_t *count) {
+    if (BUFFET__LOAD(count, BUFFET__RELAXED) == 1) BUFFET__STORE(count, (uint16_t)2, BUFFET__RELAXED);
+    else BUFFET__FETCH_ADD(count, (uint16_t)1, BUFFET__RELAXED);
+}
+static void buffet__pkt_count_up(uint32_t *count) {
+    if (BUFFET__LOAD(count, BUFFET__RELAXED) == 1) BUFFET__STORE(count, 2u, BUFFET__RELAXED);
+    else BUFFET__FETCH_ADD(count, 1u, BUFFET__RELAXED);
+}
+
 /* The per-packet metadata and user area, from src's header to dst's (same pool). */
 static void buffet__pkt_copy_meta(buffet_pkt *dst, const buffet_pkt *src) {
     dst->timestamp = src->timestamp;
@@ -1094,6 +1132,13 @@ static void buffet__pkt_copy_meta(buffet_pkt *dst, const buffet_pkt *src) {
 BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
     buffet_pkt *head = NULL, **link = &head, *s;
     if (!c || !p) return NULL;
+    if (p->pool != c->pool) {
+        /* A clone finds the data's owner through its own pool's layout, so it must share it. */
+        BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "clone of %p from pool %s through a cache of pool %s: clone through the packet's own pool",
+                    (void *)p, p->pool->name, c->pool->name);
+        return NULL;
+    }
     for (s = p; s; s = s->next) {
         buffet_pkt *n = buffet_pkt_alloc_slow(c, c->nclasses, BUFFET_NO_SITE);
         if (!n) {
@@ -1109,10 +1154,10 @@ BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
         buffet__pkt_copy_meta(n, s);
         if (s->flags & BUFFET_PKT_EXTERNAL) {
             n->flags = BUFFET_PKT_EXTERNAL;
-            BUFFET__FETCH_ADD(&buffet__pkt_ext_of(s)->refcnt, 1, BUFFET__RELAXED);
+            buffet__pkt_count_up(&buffet__pkt_ext_of(s)->refcnt);
         } else {
             n->flags = BUFFET_PKT_CLONE;
-            BUFFET__FETCH_ADD(&buffet__pkt_owner(s)->refcnt, 1, BUFFET__RELAXED);
+            buffet__pkt_count_up16(&buffet__pkt_owner(s)->refcnt);
         }
         if (c->checks) {
             buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, buffet__pkt_owner(s), "clone", BUFFET_NO_SITE);
@@ -1171,7 +1216,7 @@ static buffet_pkt *buffet__pkt_last(buffet_pkt *p) {
     return p;
 }
 
-BUFFET_API void *buffet_pkt_prepend(buffet_pkt *p, size_t n) {
+BUFFET_API void *buffet_pkt_prepend_slow(buffet_pkt *p, size_t n) {
     if (!p || n > p->data_off || buffet__pkt_shared(p) || p->pkt_len + (uint64_t)n > UINT32_MAX) return NULL;
     p->data_off = (uint16_t)(p->data_off - n);
     p->len += (uint32_t)n;
@@ -1179,7 +1224,7 @@ BUFFET_API void *buffet_pkt_prepend(buffet_pkt *p, size_t n) {
     return p->buf + p->data_off;
 }
 
-BUFFET_API void *buffet_pkt_append(buffet_pkt *p, size_t n) {
+BUFFET_API void *buffet_pkt_append_slow(buffet_pkt *p, size_t n) {
     buffet_pkt *last;
     void *tail;
     if (!p) return NULL;

@@ -1560,7 +1560,7 @@ static void test_huge_pages(void) {
     tp_all_back(pool);
     if (free_before >= 2) {
         BT_CHECK(s.huge_pages);
-        BT_CHECK(s.region_bytes % ((size_t)2 << 20) == 0);
+        BT_CHECK(s.region_bytes >= ((size_t)2 << 20));   /* whole huge pages, the rest in small ones */
         BT_CHECK(free_during < free_before);   /* the region took some of them */
         if (!s.huge_pages) fprintf(stderr, "%ld huge pages were free, the pool used none\n", free_before);
     } else {

@@ -1,0 +1,1232 @@
+// pkg-config: libdpdk
+/* bench_packet.c - buffet_packet.h against DPDK's mbuf/mempool (the design it follows) and the
+   general-purpose allocators a C programmer would otherwise use for packet buffers, side by side
+   in one process run:
+     a) one 2048-class packet: alloc, write 64 bytes of data, free (and the same writing through
+        the append API, which also sets the lengths)
+     b) bursts: alloc_bulk 32, write 64 bytes into each, free_bulk 32; the same with the burst size
+        drawn from 1..64 at random for every burst (one table, the same for every contestant), so
+        that the branch predictor cannot learn the pattern; DPDK's raw rte_mempool_get_bulk /
+        put_bulk (no mbuf reset) as the reference of what a pointer cache costs
+     c) clone + free: a zero-copy clone of a 64-byte packet (a header of its own, data shared and
+        counted in the original's reference count), then the clone freed
+     d) 2 threads: A allocates bursts of 32 from its cache and writes 64 bytes into each, passes
+        the pointers in batches of 32 over an SPSC ring to B, which frees them into its own cache
+     e) memory: what the 2048 class costs beyond its data rooms, buffet and DPDK
+   Peers: DPDK through its real API (rte_eal_init, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
+   ..._bulk, rte_pktmbuf_clone, rte_mempool_get_bulk); glibc malloc/free; jemalloc (malloc/free
+   of libjemalloc.so.2), mimalloc (mi_malloc/mi_free), tcmalloc (tc_malloc/tc_free), each loaded
+   with dlopen(RTLD_NOW | RTLD_LOCAL), so nothing is linked and the process's malloc stays
+   glibc's. The malloc-style peers allocate 2176 B: headroom + data room, what DPDK's
+   RTE_MBUF_DEFAULT_BUF_SIZE holds. A peer that is absent is skipped with the reason. DPDK is
+   optional: without its headers (libdpdk-dev) this file still builds and skips it; the
+   pkg-config line above gives the flags when it is installed (`make bench-deps`).
+   DPDK's EAL runs with --no-pci --no-shconf -l <CPU A> --no-telemetry and --in-memory when
+   enough 2 MiB huge pages are free for its pools, else --no-huge (4 KiB pages: slower, said so).
+   Every number is the median of REPS repetitions after a warm-up; within a repetition the
+   contestants alternate (order reversed every other repetition); clock_gettime(CLOCK_MONOTONIC).
+   Placement moves these loops by up to 2x (see run_shifted and hold_buffet), so each repetition
+   runs with the stack at another offset in its page and with another buffer being recycled.
+   Ratios are peer / buffet: above 1 means buffet is faster. Every buffer is written after
+   allocation and the writes escape to the compiler, so nothing can be elided.
+   Environment: BUFFET_BENCH_ONLY=abcde picks sections; BUFFET_BENCH_ITERS=N runs each contestant
+   once for N iterations (for valgrind --tool=callgrind: instructions per buffer = inclusive Ir of
+   the contestant's function / buffers; under valgrind also set BUFFET_BENCH_DPDK_NOHUGE=1, as the
+   EAL cannot reserve its address space there, and BUFFET_BENCH_REEXEC=1 with
+   GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384, as re-executing for jemalloc's static TLS
+   would start the valgrind tool itself); BUFFET_BENCH_NOPIN=1 leaves threads unpinned;
+   BUFFET_BENCH_NODPDK=1 skips DPDK; BUFFET_BENCH_DPDK_NOHUGE=1 runs it on 4 KiB pages.
+   Build: gcc -std=c11 -O2 -pthread bench/bench_packet.c -o bench_packet \
+              $(pkg-config --cflags --libs libdpdk)      # the last part only for DPDK */
+#define BUFFET_IMPLEMENTATION
+#include "../buffet_packet.h"   /* first: it defines _GNU_SOURCE for the headers below */
+
+#include <dlfcn.h>
+#include <gnu/libc-version.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#  if __has_include(<rte_mbuf.h>)
+#    define HAVE_DPDK 1
+#  endif
+#endif
+#ifndef HAVE_DPDK
+#  define HAVE_DPDK 0
+#endif
+#if HAVE_DPDK
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_memzone.h>
+#include <rte_ring.h>
+#include <rte_version.h>
+#endif
+
+#define REPS 31                   /* timed repetitions per contestant (odd: a true median) */
+#define TARGET_NS 5000000.0       /* a) to c): each timed repetition runs about this long */
+#define XT_TARGET_NS 20000000.0   /* d): longer, so that starting a thread is noise */
+#define NC 7                      /* contestants */
+#define BURST 32
+#define MAX_BURST 64
+#define NBURSTS 4096              /* the random burst table (a power of two) */
+#define DATA_ROOM 2048
+#define HEADROOM 128              /* buffet's default and DPDK's RTE_PKTMBUF_HEADROOM */
+#define PEER_SIZE (HEADROOM + DATA_ROOM)   /* 2176: what malloc-style peers allocate */
+#define POOL_N 2048               /* buffers in buffet's pool (3 huge pages); DPDK's has 2047 (2^11 - 1, its advice) */
+#define BUFFET_CACHE BUFFET_PKT_CACHE_MAX   /* buffet cache (512): refills and spills half at a time */
+#define DPDK_CACHE 256            /* DPDK cache: refills to 256 + n, flushes above 384 */
+#define XT_RING 512               /* d): pointers in the SPSC ring */
+#define MEM_N 16384               /* e): buffers in the pool measured */
+#define DPDK_HUGE_NEED_KB (8 * 1024)    /* DPDK's EAL and pools here take 4 huge pages of 2 MiB */
+
+static void die(const char *what) { fprintf(stderr, "bench_packet: %s\n", what); exit(1); }
+static uint64_t now_ns(void) {
+    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+/* The compiler must assume p's memory is read: stops stores and alloc/free pairs being elided. */
+static inline void escape(void *p) { __asm__ volatile("" : : "g"(p) : "memory"); }
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    __asm__ volatile("" ::: "memory");
+#endif
+}
+/* Spin a while, then give the CPU away (on a 2-CPU machine the other side may be descheduled). */
+static inline void backoff(unsigned *spins) {
+    if (++*spins < 4096) cpu_relax();
+    else sched_yield();
+}
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static uint64_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y);
+}
+/* dlsym into a function pointer without an object-to-function pointer cast (ISO C). */
+static bool sym(void *lib, const char *name, void *fnptr) {
+    void *s = lib ? dlsym(lib, name) : NULL;
+    if (s) memcpy(fnptr, &s, sizeof s);
+    return s != NULL;
+}
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define NOINLINE static __attribute__((noinline))
+
+static const unsigned char payload[64] = "an Ethernet header, an IPv4 header and a UDP header, roughly...";
+/* The touch: 64 bytes of data written (a frame's headers), one byte varying. */
+ALWAYS_INLINE void write64(unsigned char *d, size_t i) {
+    memcpy(d, payload, 64);
+    d[63] = (unsigned char)i;
+    escape(d);
+}
+
+static uint8_t burst_len[NBURSTS];   /* 1..64 uniform, the same for every contestant */
+static double burst_mean;
+
+/* ---- the contestants ---- */
+enum { C_BUFFET, C_DPDK, C_RAW, C_GLIBC, C_JE, C_MI, C_TC };
+static bool con[NC];               /* present */
+static char cwhy[NC][256];         /* why not */
+
+static struct {
+    void *je, *mi, *tc;
+    void *(*je_malloc)(size_t);
+    void (*je_free)(void *);
+    int (*je_mallctl)(const char *, void *, size_t *, void *, size_t);
+    void *(*mi_malloc)(size_t);
+    void (*mi_free)(void *);
+    int (*mi_version)(void);
+    void *(*tc_malloc)(size_t);
+    void (*tc_free)(void *);
+    const char *(*tc_version)(int *, int *, const char **);
+    char ver_je[64], ver_mi[64], ver_tc[64];
+} P;
+
+static void *open_lib(const char *name, char *why, size_t cap) {
+    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!h) snprintf(why, cap, "%s", dlerror());
+    return h;
+}
+static void *missing(void *h, const char *lib, const char *name, char *why, size_t cap) {
+    snprintf(why, cap, "%s has no %s", lib, name);
+    dlclose(h);
+    return NULL;
+}
+
+static void load_peers(char **argv) {
+    P.je = open_lib("libjemalloc.so.2", cwhy[C_JE], sizeof cwhy[C_JE]);
+    if (!P.je && strstr(cwhy[C_JE], "static TLS") && !getenv("BUFFET_BENCH_REEXEC")) {
+        /* jemalloc wants more dlopen-able static TLS than glibc keeps: only settable at start-up. */
+        static char tun[512];
+        const char *old = getenv("GLIBC_TUNABLES");
+        snprintf(tun, sizeof tun, "%s%sglibc.rtld.optional_static_tls=16384", old ? old : "", old ? ":" : "");
+        setenv("GLIBC_TUNABLES", tun, 1);
+        setenv("BUFFET_BENCH_REEXEC", "1", 1);
+        fflush(stdout);
+        execv("/proc/self/exe", argv);
+        snprintf(cwhy[C_JE], sizeof cwhy[C_JE], "static TLS too small and re-executing failed");
+    }
+    if (P.je && (!sym(P.je, "malloc", &P.je_malloc) || !sym(P.je, "free", &P.je_free) || P.je_malloc == malloc))
+        P.je = missing(P.je, "libjemalloc.so.2", "malloc/free of its own", cwhy[C_JE], sizeof cwhy[C_JE]);
+    if (P.je) {
+        const char *v = "?"; size_t len = sizeof v;
+        if (sym(P.je, "mallctl", &P.je_mallctl) && P.je_mallctl("version", &v, &len, NULL, 0) != 0) v = "?";
+        snprintf(P.ver_je, sizeof P.ver_je, "%.*s", (int)strcspn(v, "-"), v);
+    }
+    P.mi = open_lib("libmimalloc.so.2", cwhy[C_MI], sizeof cwhy[C_MI]);
+    if (P.mi && (!sym(P.mi, "mi_malloc", &P.mi_malloc) || !sym(P.mi, "mi_free", &P.mi_free)))
+        P.mi = missing(P.mi, "libmimalloc.so.2", "mi_malloc/mi_free", cwhy[C_MI], sizeof cwhy[C_MI]);
+    if (P.mi) {
+        int v = sym(P.mi, "mi_version", &P.mi_version) ? P.mi_version() : 0;
+        snprintf(P.ver_mi, sizeof P.ver_mi, "%d.%d.%d", v / 100, v / 10 % 10, v % 10);
+    }
+    P.tc = open_lib("libtcmalloc_minimal.so.4", cwhy[C_TC], sizeof cwhy[C_TC]);
+    if (P.tc && (!sym(P.tc, "tc_malloc", &P.tc_malloc) || !sym(P.tc, "tc_free", &P.tc_free)))
+        P.tc = missing(P.tc, "libtcmalloc_minimal.so.4", "tc_malloc/tc_free", cwhy[C_TC], sizeof cwhy[C_TC]);
+    if (P.tc) {
+        int ma = 0, mi = 0; const char *patch = "";
+        if (sym(P.tc, "tc_version", &P.tc_version)) P.tc_version(&ma, &mi, &patch);
+        snprintf(P.ver_tc, sizeof P.ver_tc, "%d.%d%.20s", ma, mi, patch ? patch : "");
+    }
+    con[C_GLIBC] = true;
+    con[C_JE] = P.je != NULL;
+    con[C_MI] = P.mi != NULL;
+    con[C_TC] = P.tc != NULL;
+}
+
+/* Each peer through its own entry points; the templates below take these as constant arguments
+   and are always inlined, so every call is direct (glibc) or one indirect call into the peer. */
+static inline void *glibc_alloc(size_t n) { return malloc(n); }
+static inline void glibc_free(void *p) { free(p); }
+static inline void *je_alloc(size_t n) { return P.je_malloc(n); }
+static inline void je_free(void *p) { P.je_free(p); }
+static inline void *mi_alloc(size_t n) { return P.mi_malloc(n); }
+static inline void mi_free(void *p) { P.mi_free(p); }
+static inline void *tc_alloc(size_t n) { return P.tc_malloc(n); }
+static inline void tc_free(void *p) { P.tc_free(p); }
+typedef void *(*gp_alloc_fn)(size_t);
+typedef void (*gp_free_fn)(void *);
+
+/* ---- CPUs: A (and the EAL's main lcore) on the first CPU this process may use, B on the second ---- */
+static int cpu[2] = { -1, -1 };
+static void pick_cpus(void) {
+    cpu_set_t set;
+    int k = 0;
+    if (getenv("BUFFET_BENCH_NOPIN") || sched_getaffinity(0, sizeof set, &set) != 0) return;
+    for (int i = 0; i < CPU_SETSIZE && k < 2; i++)
+        if (CPU_ISSET(i, &set)) cpu[k++] = i;
+    if (k < 2) cpu[0] = cpu[1] = -1;
+}
+static void pin_self(int c) {
+    cpu_set_t set;
+    if (c < 0) return;
+    CPU_ZERO(&set);
+    CPU_SET(c, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity failed");
+}
+
+/* ---- buffet ---- */
+/* The pool's bookkeeping allocator: the heap, with each block placed place_shift bytes into a
+   page, so that each repetition can put the main thread's cache somewhere else (see hold_buffet). */
+static size_t place_shift;
+static void *place_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    (void)self; (void)site;
+    if (align < 64) align = 64;
+    /* room for: the pointer to raw, rounding up to a page, the shift (< 4096), the alignment */
+    unsigned char *raw = (unsigned char *)malloc(size + sizeof(void *) + 4095 + 4096 + align);
+    if (!raw) return NULL;
+    uintptr_t p = (((uintptr_t)raw + sizeof(void *) + 4095) & ~(uintptr_t)4095) + place_shift;
+    p = (p + align - 1) & ~(uintptr_t)(align - 1);
+    memcpy((void *)(p - sizeof(void *)), &raw, sizeof raw);
+    return (void *)p;
+}
+static bool place_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
+    (void)self; (void)ptr; (void)old_size; (void)new_size; (void)align;
+    return false;
+}
+static void place_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    void *raw;
+    (void)self; (void)size; (void)align; (void)site;
+    if (!ptr) return;
+    memcpy(&raw, (unsigned char *)ptr - sizeof(void *), sizeof raw);
+    free(raw);
+}
+static const buffet_allocator_vtable place_vtable = { place_alloc, place_resize, place_free };
+
+static struct {
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *cache;   /* the main thread's (thread A's in d) */
+    unsigned cls;
+    buffet_pkt *orig;          /* c): the packet cloned */
+    buffet_pkt *orig2;         /* c): the packet whose clones are held (orig's count stays 1) */
+} B;
+
+static void buffet_setup(void) {
+    buffet_pkt_pool_desc d;
+    memset(&d, 0, sizeof d);
+    d.name = "bench";
+    d.class_sizes[0] = DATA_ROOM;
+    d.initial = d.max = POOL_N;
+    d.allocator.vtable = &place_vtable;
+    if (buffet_pkt_pool_create(&B.pool, &d) != BUFFET_OK) die("buffet_pkt_pool_create failed");
+    if (buffet_pkt_cache_create(&B.cache, B.pool, BUFFET_CACHE) != BUFFET_OK) die("buffet_pkt_cache_create failed");
+    int k = buffet_pkt_pool_class(B.pool, DATA_ROOM);
+    if (k < 0) die("no 2048 class");
+    B.cls = (unsigned)k;
+    for (int i = 0; i < 2; i++) {
+        buffet_pkt *p = buffet_pkt_alloc_class(B.cache, B.cls);
+        unsigned char *data = p ? (unsigned char *)buffet_pkt_append(p, 64) : NULL;
+        if (!data) die("buffet: the packet to clone");
+        memcpy(data, payload, 64);
+        if (i) B.orig2 = p; else B.orig = p;
+    }
+    con[C_BUFFET] = true;
+}
+
+/* ---- DPDK ---- */
+static long proc_field(const char *file, const char *key) {   /* a "Key: number" field, -1 if absent */
+    char line[256];
+    long v = -1;
+    FILE *f = fopen(file, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, key, strlen(key)) == 0) { v = strtol(line + strlen(key), NULL, 10); break; }
+    if (f) fclose(f);
+    return v;
+}
+static long meminfo(const char *key) { return proc_field("/proc/meminfo", key); }
+
+static struct {
+    char eal[256];              /* the EAL arguments used */
+    char pages[128];            /* what pages its memory is on, and why */
+    char xt[160];               /* how d)'s threads got their mempool caches */
+#if HAVE_DPDK
+    struct rte_mempool *mp, *clone_mp;
+    struct rte_mbuf *orig;      /* c): the packet cloned */
+    struct rte_mbuf *orig2;     /* c): the packet whose clones are held */
+#endif
+} D;
+
+static void dpdk_setup(const char *prog) {
+#if HAVE_DPDK
+    if (getenv("BUFFET_BENCH_NODPDK")) {
+        snprintf(cwhy[C_DPDK], sizeof cwhy[C_DPDK], "BUFFET_BENCH_NODPDK is set");
+        return;
+    }
+    long free_pages = meminfo("HugePages_Free:"), page_kb = meminfo("Hugepagesize:");
+    bool huge = free_pages > 0 && page_kb > 0 && free_pages * page_kb >= DPDK_HUGE_NEED_KB;
+    if (getenv("BUFFET_BENCH_DPDK_NOHUGE")) {
+        huge = false;
+        snprintf(D.pages, sizeof D.pages, "4 KiB pages (--no-huge: BUFFET_BENCH_DPDK_NOHUGE is set)");
+    } else if (huge)
+        snprintf(D.pages, sizeof D.pages, "2 MiB huge pages (--in-memory; %ld free)", free_pages);
+    else
+        snprintf(D.pages, sizeof D.pages, "4 KiB pages (--no-huge: %ld huge pages free, %d MiB wanted)",
+                 free_pages < 0 ? 0 : free_pages, DPDK_HUGE_NEED_KB / 1024);
+    char lcore[16];
+    snprintf(lcore, sizeof lcore, "%d", cpu[0] < 0 ? 0 : cpu[0]);
+    char *args[] = { (char *)prog, "--no-pci", "--no-shconf", "-l", lcore, huge ? "--in-memory" : "--no-huge",
+                     "--no-telemetry", "--log-level=lib.eal:warning", NULL };
+    int argc = (int)(sizeof args / sizeof args[0]) - 1;
+    size_t len = 0;
+    for (int i = 1; i < argc; i++) len += (size_t)snprintf(D.eal + len, len < sizeof D.eal ? sizeof D.eal - len : 0, "%s%s", i > 1 ? " " : "", args[i]);
+    fflush(stdout);
+    if (rte_eal_init(argc, args) < 0) {
+        snprintf(cwhy[C_DPDK], sizeof cwhy[C_DPDK], "rte_eal_init(%.120s) failed: %.100s", D.eal, rte_strerror(rte_errno));
+        return;
+    }
+    /* POOL_N - 1 = 2^11 - 1 (DPDK's advice: its ring then has no unused half), the same 2048 + 128 data room. */
+    D.mp = rte_pktmbuf_pool_create("bench", POOL_N - 1, DPDK_CACHE, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    /* Clones need headers only: DPDK's usual "indirect" pool has no data room. */
+    D.clone_mp = D.mp ? rte_pktmbuf_pool_create("clone", POOL_N - 1, DPDK_CACHE, 0, 0, SOCKET_ID_ANY) : NULL;
+    if (!D.mp || !D.clone_mp) {
+        snprintf(cwhy[C_DPDK], sizeof cwhy[C_DPDK], "rte_pktmbuf_pool_create failed: %s", rte_strerror(rte_errno));
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        struct rte_mbuf *m = rte_pktmbuf_alloc(D.mp);
+        char *data = m ? rte_pktmbuf_append(m, 64) : NULL;
+        if (!data) die("DPDK: the packet to clone");
+        memcpy(data, payload, 64);
+        if (i) D.orig2 = m; else D.orig = m;
+    }
+    con[C_DPDK] = con[C_RAW] = true;
+#else
+    (void)prog;
+    snprintf(cwhy[C_DPDK], sizeof cwhy[C_DPDK], "built without DPDK's headers (install libdpdk-dev: make bench-deps)");
+#endif
+}
+
+static void dpdk_teardown(void) {
+#if HAVE_DPDK
+    if (!con[C_DPDK]) return;
+    rte_pktmbuf_free(D.orig);
+    rte_pktmbuf_free(D.orig2);
+    /* Every buffer is back: in the ring or in some lcore's cache (which rte_mempool_in_use_count sees). */
+    if (rte_mempool_in_use_count(D.mp) != 0 || rte_mempool_in_use_count(D.clone_mp) != 0)
+        die("DPDK: mbufs not back at the end");
+    rte_mempool_free(D.clone_mp);
+    rte_mempool_free(D.mp);
+    rte_eal_cleanup();
+#endif
+}
+
+/* ---- the harness: run(ctx, iters, &buffers) returns elapsed ns and how many buffers it moved ---- */
+typedef uint64_t (*run_fn)(const void *ctx, size_t iters, uint64_t *bufs);
+typedef struct contestant {
+    const char *name;
+    run_fn run;
+    const void *ctx;
+} contestant;
+
+typedef struct result { double med, q1, q3; } result;   /* ns per buffer */
+
+static double spread;
+static char spread_where[96];
+/* BUFFET_BENCH_ITERS=N: one run of each contestant for N iterations (for callgrind). */
+static size_t fixed_iters;
+
+/* Buffers each timed run takes out first (see "which buffer gets recycled" below). */
+#define MAX_HOLD 32
+static size_t hold_n;
+static size_t hold_of(int r) { return (size_t)(r * 7) % MAX_HOLD; }
+
+static double run_once(const contestant *c, size_t iters) {
+    uint64_t bufs = 0, t = c->run(c->ctx, iters, &bufs);
+    return (double)t / (double)(bufs ? bufs : 1);
+}
+/* The same with the stack `shift` bytes lower. Where the loop's stack slots sit relative to the
+   buffers (bits 0..11 of the address: 4 KiB aliasing of loads with earlier stores) moved DPDK's
+   single alloc+free from 5.1 to 10.1 ns and buffet's from 6.3 to 8.1 ns with the length of the
+   environment (which moves the stack); the
+   repetitions therefore spread the stack over a page and the median is over placements. */
+NOINLINE double run_shifted(const contestant *c, size_t iters, size_t shift) {
+    volatile char pad[shift + 16];
+    pad[0] = 0;
+    double ns = run_once(c, iters);
+    escape((void *)pad);
+    return ns;
+}
+static size_t shift_of(int r) { return ((size_t)r * 4096 / REPS) & ~(size_t)15; }
+
+/* Median ns/buffer of each contestant. Calibration (from min_iters up) doubles as the warm-up;
+   one more untimed run at the final count follows it. */
+static void measure(contestant *c, int n, result *out, double target, size_t min_iters) {
+    size_t iters[NC];
+    double s[NC][REPS];
+    if (fixed_iters) {   /* callgrind: instructions per buffer = the function's inclusive Ir / buffers */
+        for (int i = 0; i < n; i++) {
+            uint64_t bufs = 0, t = c[i].run(c[i].ctx, fixed_iters, &bufs);
+            out[i].med = out[i].q1 = out[i].q3 = (double)t / (double)(bufs ? bufs : 1);
+            printf("   [%s: %llu buffers]\n", c[i].name, (unsigned long long)bufs);
+        }
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t it = min_iters;
+        uint64_t t, bufs;
+        while ((t = c[i].run(c[i].ctx, it, &bufs)) < target / 8) it *= 2;
+        double want = (double)it * target / (double)(t ? t : 1);
+        iters[i] = want < (double)min_iters ? min_iters : (size_t)want;
+        c[i].run(c[i].ctx, iters[i], &bufs);
+    }
+    for (int r = 0; r < REPS; r++)
+        for (int j = 0; j < n; j++) {
+            int i = (r & 1) ? n - 1 - j : j;
+            hold_n = hold_of(r);
+            s[i][r] = run_shifted(&c[i], iters[i], shift_of(r));
+            hold_n = 0;
+        }
+    for (int i = 0; i < n; i++) {
+        qsort(s[i], REPS, sizeof(double), cmp_double);
+        out[i].med = s[i][REPS / 2];
+        out[i].q1 = s[i][REPS / 4];
+        out[i].q3 = s[i][(3 * REPS) / 4];
+        double iqr = (out[i].q3 - out[i].q1) / out[i].med;
+        if (iqr > spread) {
+            spread = iqr;
+            snprintf(spread_where, sizeof spread_where, "%s, %.2f..%.2f ns", c[i].name, out[i].q1, out[i].q3);
+        }
+    }
+}
+static void print_spread(void) {
+    if (fixed_iters) return;
+    printf("   (noise: the widest interquartile range in this section is %.0f%% of its median: %s)\n", spread * 100,
+           spread_where);
+    spread = 0;
+}
+
+/* ---- which buffer gets recycled ----
+   A LIFO cache hands the same buffer back again and again, and where that buffer lies relative to
+   the cache's arrays and the stack (4 KiB aliasing of loads with earlier stores, cache sets)
+   moved buffet's single alloc+free between 5.8 and 7.9 ns, and where the cache struct lies in
+   its page moved buffet's bursts between 4.1 and 5.1 ns. So each timed run of buffet starts
+   with a new cache at another offset in its page (DPDK's caches sit where its mempool puts them:
+   they are flushed), whose first allocation refills it with the buffers next in the shared ring
+   (a FIFO); and each timed run first takes hold_n buffers out through the contestant's own API
+   (given back after the clock stops): the repetitions recycle different buffers, and the median
+   is over placements. */
+
+NOINLINE void hold_buffet(void **h, bool take, bool clone) {
+    if (take) {   /* a new cache, placed elsewhere; its first refill takes the buffers next in the ring */
+        buffet_pkt_cache_destroy(B.cache);
+        place_shift = hold_n * 128 % 4096;   /* a multiple of 64, below 4096 */
+        if (buffet_pkt_cache_create(&B.cache, B.pool, BUFFET_CACHE) != BUFFET_OK) die("buffet_pkt_cache_create failed");
+    }
+    for (size_t i = 0; i < hold_n; i++) {
+        if (take) {
+            h[i] = clone ? buffet_pkt_clone(B.cache, B.orig2) : buffet_pkt_alloc_class(B.cache, B.cls);
+            if (!h[i]) die("buffet: holding buffers failed");
+        } else {
+            buffet_pkt_free(B.cache, (buffet_pkt *)h[hold_n - 1 - i]);   /* reverse: the cache's order comes back */
+        }
+    }
+}
+#if HAVE_DPDK
+NOINLINE void hold_dpdk(void **h, bool take, bool clone) {
+    if (take) {   /* the refill takes the buffers next in the ring */
+        rte_mempool_cache_flush(rte_mempool_default_cache(D.mp, rte_lcore_id()), D.mp);
+        rte_mempool_cache_flush(rte_mempool_default_cache(D.clone_mp, rte_lcore_id()), D.clone_mp);
+    }
+    for (size_t i = 0; i < hold_n; i++) {
+        if (take) {
+            h[i] = clone ? rte_pktmbuf_clone(D.orig2, D.clone_mp) : rte_pktmbuf_alloc(D.mp);
+            if (!h[i]) die("DPDK: holding buffers failed");
+        } else {
+            rte_pktmbuf_free((struct rte_mbuf *)h[hold_n - 1 - i]);
+        }
+    }
+}
+#endif
+ALWAYS_INLINE void hold_gp(void **h, bool take, gp_alloc_fn al, gp_free_fn fr) {
+    for (size_t i = 0; i < hold_n; i++) {
+        if (take) {
+            if (!(h[i] = al(PEER_SIZE))) die("malloc failed");
+        } else {
+            fr(h[hold_n - 1 - i]);
+        }
+    }
+}
+
+/* ---- a) single alloc + write 64 B + free ----
+   Each contestant and variant is a function of its own (a template always inlined into a
+   noinline wrapper), so that callgrind's inclusive counts name it. */
+ALWAYS_INLINE uint64_t single_buffet_t(size_t iters, uint64_t *bufs, bool append) {
+    buffet_pkt_cache *c;
+    const unsigned cls = B.cls;
+    void *held[MAX_HOLD];
+    hold_buffet(held, true, false);
+    c = B.cache;   /* a new one each run */
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < iters; i++) {
+        buffet_pkt *p = buffet_pkt_alloc_class(c, cls);
+        if (!p) die("buffet_pkt_alloc_class failed");
+        unsigned char *d = append ? (unsigned char *)buffet_pkt_append(p, 64) : (unsigned char *)buffet_pkt_data(p);
+        if (!d) die("buffet_pkt_append failed");
+        write64(d, i);
+        buffet_pkt_free(c, p);
+    }
+    *bufs = iters;
+    uint64_t t = now_ns() - t0;
+    hold_buffet(held, false, false);
+    return t;
+}
+NOINLINE uint64_t single_buffet(const void *x, size_t it, uint64_t *b) { (void)x; return single_buffet_t(it, b, false); }
+NOINLINE uint64_t append_buffet(const void *x, size_t it, uint64_t *b) { (void)x; return single_buffet_t(it, b, true); }
+
+#if HAVE_DPDK
+ALWAYS_INLINE uint64_t single_dpdk_t(size_t iters, uint64_t *bufs, bool append) {
+    struct rte_mempool *mp = D.mp;
+    void *held[MAX_HOLD];
+    hold_dpdk(held, true, false);
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < iters; i++) {
+        struct rte_mbuf *m = rte_pktmbuf_alloc(mp);
+        if (!m) die("rte_pktmbuf_alloc failed");
+        unsigned char *d = append ? (unsigned char *)rte_pktmbuf_append(m, 64) : rte_pktmbuf_mtod(m, unsigned char *);
+        if (!d) die("rte_pktmbuf_append failed");
+        write64(d, i);
+        rte_pktmbuf_free(m);
+    }
+    *bufs = iters;
+    uint64_t t = now_ns() - t0;
+    hold_dpdk(held, false, false);
+    return t;
+}
+NOINLINE uint64_t single_dpdk(const void *x, size_t it, uint64_t *b) { (void)x; return single_dpdk_t(it, b, false); }
+NOINLINE uint64_t append_dpdk(const void *x, size_t it, uint64_t *b) { (void)x; return single_dpdk_t(it, b, true); }
+#endif
+
+ALWAYS_INLINE uint64_t single_gp(size_t iters, uint64_t *bufs, gp_alloc_fn al, gp_free_fn fr) {
+    void *held[MAX_HOLD];
+    hold_gp(held, true, al, fr);
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < iters; i++) {
+        unsigned char *p = (unsigned char *)al(PEER_SIZE);
+        if (!p) die("malloc failed");
+        write64(p + HEADROOM, i);
+        fr(p);
+    }
+    *bufs = iters;
+    uint64_t t = now_ns() - t0;
+    hold_gp(held, false, al, fr);
+    return t;
+}
+
+/* ---- b) bursts: 32, or 1..64 from the table ---- */
+ALWAYS_INLINE size_t burst_of(bool random, size_t it) { return random ? burst_len[it & (NBURSTS - 1)] : BURST; }
+
+ALWAYS_INLINE uint64_t burst_buffet_t(size_t iters, uint64_t *bufs, bool random) {
+    buffet_pkt_cache *c;
+    const unsigned cls = B.cls;
+    buffet_pkt *v[MAX_BURST];
+    void *held[MAX_HOLD];
+    hold_buffet(held, true, false);
+    c = B.cache;   /* a new one each run */
+    uint64_t total = 0, t0 = now_ns();
+    for (size_t it = 0; it < iters; it++) {
+        size_t n = burst_of(random, it);
+        if (buffet_pkt_alloc_bulk(c, cls, v, n) != n) die("buffet_pkt_alloc_bulk failed");
+        for (size_t j = 0; j < n; j++) write64((unsigned char *)buffet_pkt_data(v[j]), j);
+        buffet_pkt_free_bulk(c, v, n);
+        total += n;
+    }
+    *bufs = total;
+    uint64_t t = now_ns() - t0;
+    hold_buffet(held, false, false);
+    return t;
+}
+NOINLINE uint64_t burst32_buffet(const void *x, size_t it, uint64_t *b) { (void)x; return burst_buffet_t(it, b, false); }
+NOINLINE uint64_t burstrnd_buffet(const void *x, size_t it, uint64_t *b) { (void)x; return burst_buffet_t(it, b, true); }
+
+#if HAVE_DPDK
+ALWAYS_INLINE uint64_t burst_dpdk_t(size_t iters, uint64_t *bufs, bool random) {
+    struct rte_mempool *mp = D.mp;
+    struct rte_mbuf *v[MAX_BURST];
+    void *held[MAX_HOLD];
+    hold_dpdk(held, true, false);
+    uint64_t total = 0, t0 = now_ns();
+    for (size_t it = 0; it < iters; it++) {
+        unsigned n = (unsigned)burst_of(random, it);
+        if (rte_pktmbuf_alloc_bulk(mp, v, n) != 0) die("rte_pktmbuf_alloc_bulk failed");
+        for (unsigned j = 0; j < n; j++) write64(rte_pktmbuf_mtod(v[j], unsigned char *), j);
+        rte_pktmbuf_free_bulk(v, n);
+        total += n;
+    }
+    *bufs = total;
+    uint64_t t = now_ns() - t0;
+    hold_dpdk(held, false, false);
+    return t;
+}
+NOINLINE uint64_t burst32_dpdk(const void *x, size_t it, uint64_t *b) { (void)x; return burst_dpdk_t(it, b, false); }
+NOINLINE uint64_t burstrnd_dpdk(const void *x, size_t it, uint64_t *b) { (void)x; return burst_dpdk_t(it, b, true); }
+
+/* The raw pointer cache under the mbufs: no header reset, no refcount check on free. */
+ALWAYS_INLINE uint64_t burst_raw_t(size_t iters, uint64_t *bufs, bool random) {
+    struct rte_mempool *mp = D.mp;
+    void *v[MAX_BURST];
+    void *held[MAX_HOLD];
+    hold_dpdk(held, true, false);
+    uint64_t total = 0, t0 = now_ns();
+    for (size_t it = 0; it < iters; it++) {
+        unsigned n = (unsigned)burst_of(random, it);
+        if (rte_mempool_get_bulk(mp, v, n) != 0) die("rte_mempool_get_bulk failed");
+        for (unsigned j = 0; j < n; j++)   /* where the data of a fresh mbuf starts */
+            write64((unsigned char *)v[j] + sizeof(struct rte_mbuf) + RTE_PKTMBUF_HEADROOM, j);
+        rte_mempool_put_bulk(mp, v, n);
+        total += n;
+    }
+    *bufs = total;
+    uint64_t t = now_ns() - t0;
+    hold_dpdk(held, false, false);
+    return t;
+}
+NOINLINE uint64_t burst32_raw(const void *x, size_t it, uint64_t *b) { (void)x; return burst_raw_t(it, b, false); }
+NOINLINE uint64_t burstrnd_raw(const void *x, size_t it, uint64_t *b) { (void)x; return burst_raw_t(it, b, true); }
+#endif
+
+ALWAYS_INLINE uint64_t burst_gp(size_t iters, uint64_t *bufs, bool random, gp_alloc_fn al, gp_free_fn fr) {
+    unsigned char *v[MAX_BURST];
+    void *held[MAX_HOLD];
+    hold_gp(held, true, al, fr);
+    uint64_t total = 0, t0 = now_ns();
+    for (size_t it = 0; it < iters; it++) {
+        size_t n = burst_of(random, it);
+        for (size_t j = 0; j < n; j++) {
+            v[j] = (unsigned char *)al(PEER_SIZE);
+            if (!v[j]) die("malloc failed");
+            write64(v[j] + HEADROOM, j);
+        }
+        for (size_t j = 0; j < n; j++) fr(v[j]);
+        total += n;
+    }
+    *bufs = total;
+    uint64_t t = now_ns() - t0;
+    hold_gp(held, false, al, fr);
+    return t;
+}
+
+/* ---- c) clone + free ---- */
+NOINLINE uint64_t clone_buffet(const void *vx, size_t iters, uint64_t *bufs) {
+    buffet_pkt_cache *c;
+    buffet_pkt *orig = B.orig;
+    void *held[MAX_HOLD];
+    hold_buffet(held, true, true);
+    c = B.cache;   /* a new one each run */
+    uint64_t t0 = now_ns();
+    (void)vx;
+    for (size_t i = 0; i < iters; i++) {
+        buffet_pkt *q = buffet_pkt_clone(c, orig);
+        if (!q) die("buffet_pkt_clone failed");
+        q->out_port = (uint16_t)i;   /* a clone exists to get metadata of its own */
+        escape(q);
+        buffet_pkt_free(c, q);
+    }
+    *bufs = iters;
+    uint64_t t = now_ns() - t0;
+    hold_buffet(held, false, true);
+    return t;
+}
+
+#if HAVE_DPDK
+NOINLINE uint64_t clone_dpdk(const void *vx, size_t iters, uint64_t *bufs) {
+    struct rte_mempool *cmp = D.clone_mp;
+    struct rte_mbuf *orig = D.orig;
+    void *held[MAX_HOLD];
+    hold_dpdk(held, true, true);
+    uint64_t t0 = now_ns();
+    (void)vx;
+    for (size_t i = 0; i < iters; i++) {
+        struct rte_mbuf *q = rte_pktmbuf_clone(orig, cmp);
+        if (!q) die("rte_pktmbuf_clone failed");
+        q->port = (uint16_t)i;
+        escape(q);
+        rte_pktmbuf_free(q);
+    }
+    *bufs = iters;
+    uint64_t t = now_ns() - t0;
+    hold_dpdk(held, false, true);
+    return t;
+}
+#endif
+
+/* The malloc-style peers' functions, one per peer and workload. */
+#define GP_FUNCS(name)                                                                                      \
+    NOINLINE uint64_t single_##name(const void *x, size_t it, uint64_t *b) {                                \
+        (void)x; return single_gp(it, b, name##_alloc, name##_free);                                        \
+    }                                                                                                       \
+    NOINLINE uint64_t burst32_##name(const void *x, size_t it, uint64_t *b) {                               \
+        (void)x; return burst_gp(it, b, false, name##_alloc, name##_free);                                  \
+    }                                                                                                       \
+    NOINLINE uint64_t burstrnd_##name(const void *x, size_t it, uint64_t *b) {                              \
+        (void)x; return burst_gp(it, b, true, name##_alloc, name##_free);                                   \
+    }
+GP_FUNCS(glibc)
+GP_FUNCS(je)
+GP_FUNCS(mi)
+GP_FUNCS(tc)
+
+/* ---- d) two threads: A allocates and writes, B frees, pointers pass over an SPSC ring ---- */
+typedef struct xt_ctx {
+    _Alignas(64) atomic_size_t tail;    /* pointers published by A */
+    _Alignas(64) atomic_size_t head;    /* pointers taken by B */
+    _Alignas(64) atomic_int ready, go, finished;
+    _Alignas(64) void *slot[XT_RING];
+    int kind;
+    size_t total;
+    uint64_t got;
+    char err[256];
+} xt_ctx;
+
+/* A's side: allocate a burst, write each buffer, publish the pointers. */
+ALWAYS_INLINE void xt_alloc(int kind, void **v) {
+    switch (kind) {
+    case C_BUFFET:
+        if (buffet_pkt_alloc_bulk(B.cache, B.cls, (buffet_pkt **)v, BURST) != BURST) die("buffet_pkt_alloc_bulk failed");
+        for (size_t j = 0; j < BURST; j++) write64((unsigned char *)buffet_pkt_data((buffet_pkt *)v[j]), j);
+        break;
+#if HAVE_DPDK
+    case C_DPDK:
+        if (rte_pktmbuf_alloc_bulk(D.mp, (struct rte_mbuf **)v, BURST) != 0) die("rte_pktmbuf_alloc_bulk failed");
+        for (size_t j = 0; j < BURST; j++) write64(rte_pktmbuf_mtod((struct rte_mbuf *)v[j], unsigned char *), j);
+        break;
+#endif
+#define XT_GP_ALLOC(k, name)                                                       \
+    case k:                                                                        \
+        for (size_t j = 0; j < BURST; j++) {                                       \
+            v[j] = name##_alloc(PEER_SIZE);                                        \
+            if (!v[j]) die("malloc failed");                                       \
+            write64((unsigned char *)v[j] + HEADROOM, j);                          \
+        }                                                                          \
+        break;
+    XT_GP_ALLOC(C_GLIBC, glibc)
+    XT_GP_ALLOC(C_JE, je)
+    XT_GP_ALLOC(C_MI, mi)
+    XT_GP_ALLOC(C_TC, tc)
+    default: die("bad kind");
+    }
+}
+ALWAYS_INLINE void xt_free(int kind, buffet_pkt_cache *cb, void **v) {
+    switch (kind) {
+    case C_BUFFET: buffet_pkt_free_bulk(cb, (buffet_pkt *const *)v, BURST); break;
+#if HAVE_DPDK
+    case C_DPDK: rte_pktmbuf_free_bulk((struct rte_mbuf **)v, BURST); break;
+#endif
+    case C_GLIBC: for (size_t j = 0; j < BURST; j++) glibc_free(v[j]); break;
+    case C_JE: for (size_t j = 0; j < BURST; j++) je_free(v[j]); break;
+    case C_MI: for (size_t j = 0; j < BURST; j++) mi_free(v[j]); break;
+    case C_TC: for (size_t j = 0; j < BURST; j++) tc_free(v[j]); break;
+    default: die("bad kind");
+    }
+}
+
+/* Thread B: its own buffet cache; for DPDK, registered so that it has an lcore id and with it
+   the mempool's per-lcore cache. Set up before the start signal, torn down after the finish. */
+static void *xt_consumer(void *arg) {
+    xt_ctx *x = (xt_ctx *)arg;
+    buffet_pkt_cache *cb = NULL;
+    unsigned spins = 0;
+    if (x->kind == C_BUFFET && buffet_pkt_cache_create(&cb, B.pool, BUFFET_CACHE) != BUFFET_OK)
+        die("buffet_pkt_cache_create failed");
+#if HAVE_DPDK
+    if (x->kind == C_DPDK) {
+        if (rte_thread_register() != 0) die("rte_thread_register failed");
+        if (rte_lcore_id() == LCORE_ID_ANY || !rte_mempool_default_cache(D.mp, rte_lcore_id()))
+            die("DPDK: registered thread B has no mempool cache");
+    }
+#endif
+    atomic_store_explicit(&x->ready, 1, memory_order_release);
+    while (!atomic_load_explicit(&x->go, memory_order_acquire)) backoff(&spins);
+    size_t h = 0, t = 0, total = x->total;
+    while (h < total) {
+        void *v[BURST];
+        spins = 0;
+        while (t == h) {
+            t = atomic_load_explicit(&x->tail, memory_order_acquire);
+            if (t == h) backoff(&spins);
+        }
+        memcpy(v, &x->slot[h & (XT_RING - 1)], sizeof v);   /* A publishes whole batches */
+        h += BURST;
+        atomic_store_explicit(&x->head, h, memory_order_release);
+        xt_free(x->kind, cb, v);
+    }
+    x->got = h;
+    atomic_store_explicit(&x->finished, 1, memory_order_release);
+    buffet_pkt_cache_destroy(cb);
+#if HAVE_DPDK
+    if (x->kind == C_DPDK) rte_thread_unregister();
+#endif
+    return NULL;
+}
+
+/* One run: thread A is the calling thread (the EAL's main lcore for DPDK), B a new thread on the
+   second CPU. Timed from the start signal until B has freed the last buffer. */
+ALWAYS_INLINE uint64_t xt_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
+    xt_ctx *x = (xt_ctx *)vx;
+    pthread_t b;
+    pthread_attr_t attr;
+    unsigned spins = 0;
+    x->kind = kind;
+    x->total = (iters + BURST - 1) / BURST * BURST;
+    x->got = 0;
+    atomic_store(&x->tail, 0);
+    atomic_store(&x->head, 0);
+    atomic_store(&x->ready, 0);
+    atomic_store(&x->go, 0);
+    atomic_store(&x->finished, 0);
+    pthread_attr_init(&attr);
+    if (cpu[1] >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu[1], &set);
+        pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+    }
+    if (pthread_create(&b, &attr, xt_consumer, x) != 0) die("pthread_create failed");
+    pthread_attr_destroy(&attr);
+    while (!atomic_load_explicit(&x->ready, memory_order_acquire)) backoff(&spins);
+    const size_t total = x->total;
+    size_t t = 0, h = 0;
+    uint64_t t0 = now_ns();
+    atomic_store_explicit(&x->go, 1, memory_order_release);
+    for (size_t sent = 0; sent < total; sent += BURST) {
+        void *v[BURST];
+        xt_alloc(kind, v);
+        spins = 0;
+        while (t + BURST - h > XT_RING) {
+            h = atomic_load_explicit(&x->head, memory_order_acquire);
+            if (t + BURST - h > XT_RING) backoff(&spins);
+        }
+        memcpy(&x->slot[t & (XT_RING - 1)], v, sizeof v);
+        t += BURST;
+        atomic_store_explicit(&x->tail, t, memory_order_release);
+    }
+    spins = 0;
+    while (!atomic_load_explicit(&x->finished, memory_order_acquire)) backoff(&spins);
+    uint64_t dt = now_ns() - t0;
+    pthread_join(b, NULL);
+    if (x->got != total) die("d): buffers lost");
+    *bufs = total;
+    return dt;
+}
+NOINLINE uint64_t xt_buffet(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_BUFFET); }
+#if HAVE_DPDK
+NOINLINE uint64_t xt_dpdk(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_DPDK); }
+#endif
+NOINLINE uint64_t xt_glibc(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_GLIBC); }
+NOINLINE uint64_t xt_je(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_JE); }
+NOINLINE uint64_t xt_mi(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_MI); }
+NOINLINE uint64_t xt_tc(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_TC); }
+
+/* ---- output ---- */
+static void print_machine(void) {
+    char model[256] = "unknown", line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0) {
+            char *p = strchr(line, ':');
+            if (p) { p += 2; p[strcspn(p, "\n")] = 0; snprintf(model, sizeof model, "%s", p); }
+            break;
+        }
+    if (f) fclose(f);
+    struct utsname u; uname(&u);
+    char pages[96];
+    if (buffet_pkt_pool_get_stats(B.pool).huge_pages)
+        snprintf(pages, sizeof pages, "explicit 2 MiB huge pages");
+    else   /* no huge pages left: the regions were advised for THP; did the kernel give some? */
+        snprintf(pages, sizeof pages, "THP-advised pages (this process has %ld KiB of AnonHugePages)",
+                 proc_field("/proc/self/smaps_rollup", "AnonHugePages:"));
+    printf("buffet %s bench_packet\n", BUFFET_VERSION_STRING);
+    printf("machine:  %s, nproc %ld, %s %s, glibc %s, huge pages free %ld of %ld\n", model,
+           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, gnu_get_libc_version(),
+           meminfo("HugePages_Free:"), meminfo("HugePages_Total:"));
+#if defined(__clang__)
+    printf("compiler: clang %s", __clang_version__);
+#else
+    printf("compiler: gcc %s", __VERSION__);
+#endif
+#ifdef __OPTIMIZE__
+    printf(" (optimized)\n");
+#else
+    printf(" (NOT optimized: numbers are meaningless)\n");
+#endif
+    printf("buffet:   one pool, class 2048 only (+ its clone class), headroom %d, initial = max = %d,\n"
+           "          caches of %d pointers (refill/spill half); pool regions on %s\n",
+           HEADROOM, POOL_N, BUFFET_CACHE, pages);
+#if HAVE_DPDK
+    if (con[C_DPDK])
+        printf("peers:    %-10s %-8s %s; EAL %s\n"
+               "          %-10s %-8s pools of %d mbufs (cache %d, data room %d), clones from a %d-mbuf pool with no data room\n",
+               "DPDK", rte_version() + strlen("DPDK "), D.pages, D.eal, "", "", POOL_N - 1, DPDK_CACHE,
+               RTE_MBUF_DEFAULT_BUF_SIZE, POOL_N - 1);
+    else
+#endif
+        printf("peers:    %-10s skipped: %s\n", "DPDK", cwhy[C_DPDK]);
+    printf("          %-10s %-8s malloc, free (the process's malloc), %d B\n", "glibc", gnu_get_libc_version(), PEER_SIZE);
+#define PEER(k, label, ver, how)                                                                  \
+    if (con[k]) printf("          %-10s %-8s %s, %d B\n", label, ver, how, PEER_SIZE);            \
+    else printf("          %-10s skipped: %s\n", label, cwhy[k]);
+    PEER(C_JE, "jemalloc", P.ver_je, "libjemalloc.so.2: malloc, free")
+    PEER(C_MI, "mimalloc", P.ver_mi, "libmimalloc.so.2: mi_malloc, mi_free")
+    PEER(C_TC, "tcmalloc", P.ver_tc, "libtcmalloc_minimal.so.4: tc_malloc, tc_free")
+#undef PEER
+    if (getenv("BUFFET_BENCH_REEXEC") && con[C_JE])
+        printf("          (jemalloc: re-executed with GLIBC_TUNABLES=%s)\n", getenv("GLIBC_TUNABLES"));
+    printf("method:   median of %d repetitions after a warm-up; contestants alternate within each\n"
+           "          repetition; clock_gettime(CLOCK_MONOTONIC); ratio = peer / buffet (> 1: buffet faster);\n"
+           "          single-thread work runs on CPU %d; buffet's implementation is in this file (one TU)\n",
+           REPS, cpu[0]);
+    printf("load:     ");
+    fflush(stdout);
+    f = fopen("/proc/loadavg", "r");
+    if (f && fgets(line, sizeof line, f)) printf("%s", line); else printf("unknown\n");
+    if (f) fclose(f);
+}
+
+/* What the goal lines need. */
+static struct {
+    bool a, b, d, e;
+    result a_res[NC], b_fixed[NC], b_rand[NC], d_res[NC];
+    bool a_on[NC], b_on[NC], d_on[NC];
+    double mem_overhead, dpdk_mem_overhead;
+} G;
+
+static void print_header(void) { printf("   %-34s %9s %10s %12s\n", "contestant", "ns/buf", "Mbuf/s", "peer/buffet"); }
+static void print_rows(const contestant *c, int n, const result *r) {
+    for (int i = 0; i < n; i++)
+        printf("   %-34s %9.2f %10.1f %11.2fx\n", c[i].name, r[i].med, 1e3 / r[i].med, r[i].med / r[0].med);
+}
+
+static void section_a(void) {
+    printf("\na) one 2048-class packet: alloc, write 64 B of data, free (ns per buffer)\n");
+    for (int w = 0; w < 2; w++) {
+        contestant c[NC];
+        int kind[NC], n = 0;
+        c[n] = (contestant){ w ? "buffet alloc_class/append/free" : "buffet alloc_class/free", w ? append_buffet : single_buffet, NULL };
+        kind[n++] = C_BUFFET;
+#if HAVE_DPDK
+        if (con[C_DPDK]) {
+            c[n] = (contestant){ w ? "DPDK rte_pktmbuf_alloc/append/free" : "DPDK rte_pktmbuf_alloc/free",
+                                 w ? append_dpdk : single_dpdk, NULL };
+            kind[n++] = C_DPDK;
+        }
+#endif
+        if (!w) {
+            c[n] = (contestant){ "glibc malloc/free", single_glibc, NULL }; kind[n++] = C_GLIBC;
+            if (con[C_JE]) { c[n] = (contestant){ "jemalloc malloc/free", single_je, NULL }; kind[n++] = C_JE; }
+            if (con[C_MI]) { c[n] = (contestant){ "mimalloc mi_malloc/mi_free", single_mi, NULL }; kind[n++] = C_MI; }
+            if (con[C_TC]) { c[n] = (contestant){ "tcmalloc tc_malloc/tc_free", single_tc, NULL }; kind[n++] = C_TC; }
+        }
+        result r[NC];
+        measure(c, n, r, TARGET_NS, 1024);
+        if (w) printf("   the same, writing through the append API (which sets len and pkt_len too):\n");
+        else print_header();
+        print_rows(c, n, r);
+        if (!w) {
+            G.a = true;
+            for (int i = 0; i < n; i++) { G.a_res[kind[i]] = r[i]; G.a_on[kind[i]] = true; }
+        }
+        fflush(stdout);
+    }
+    print_spread();
+}
+
+static void section_b(void) {
+    printf("\nb) bursts: alloc_bulk n, write 64 B into each, free_bulk n (malloc-style peers: n mallocs, then n\n"
+           "   frees); n = 32, or n drawn from 1..64 at random for every burst (mean %.1f). ns per buffer\n",
+           burst_mean);
+    contestant c[2][NC];
+    int kind[NC], n = 0;
+    for (int w = 0; w < 2; w++) {
+        n = 0;
+#define BURST_FN(name) (w ? burstrnd_##name : burst32_##name)
+        c[w][n] = (contestant){ "buffet alloc_bulk/free_bulk", BURST_FN(buffet), NULL }; kind[n++] = C_BUFFET;
+#if HAVE_DPDK
+        if (con[C_DPDK]) {
+            c[w][n] = (contestant){ "DPDK rte_pktmbuf_alloc/free_bulk", BURST_FN(dpdk), NULL }; kind[n++] = C_DPDK;
+            c[w][n] = (contestant){ "DPDK rte_mempool_get/put_bulk (raw)", BURST_FN(raw), NULL }; kind[n++] = C_RAW;
+        }
+#endif
+        c[w][n] = (contestant){ "glibc malloc/free", BURST_FN(glibc), NULL }; kind[n++] = C_GLIBC;
+        if (con[C_JE]) { c[w][n] = (contestant){ "jemalloc malloc/free", BURST_FN(je), NULL }; kind[n++] = C_JE; }
+        if (con[C_MI]) { c[w][n] = (contestant){ "mimalloc mi_malloc/mi_free", BURST_FN(mi), NULL }; kind[n++] = C_MI; }
+        if (con[C_TC]) { c[w][n] = (contestant){ "tcmalloc tc_malloc/tc_free", BURST_FN(tc), NULL }; kind[n++] = C_TC; }
+#undef BURST_FN
+    }
+    result r[2][NC];
+    measure(c[0], n, r[0], TARGET_NS, 64);
+    measure(c[1], n, r[1], TARGET_NS, 64);
+    printf("   %-36s %25s   %25s\n", "", "burst 32", "burst 1..64 random");
+    printf("   %-36s %8s %7s %9s   %8s %7s %9s\n", "contestant", "ns/buf", "Mbuf/s", "peer/buf.", "ns/buf", "Mbuf/s", "peer/buf.");
+    for (int i = 0; i < n; i++) {
+        printf("   %-36s %8.2f %7.1f %8.2fx   %8.2f %7.1f %8.2fx\n", c[0][i].name, r[0][i].med, 1e3 / r[0][i].med,
+               r[0][i].med / r[0][0].med, r[1][i].med, 1e3 / r[1][i].med, r[1][i].med / r[1][0].med);
+        G.b_fixed[kind[i]] = r[0][i];
+        G.b_rand[kind[i]] = r[1][i];
+        G.b_on[kind[i]] = true;
+    }
+    G.b = true;
+    print_spread();
+    fflush(stdout);
+}
+
+static void section_c(void) {
+    printf("\nc) clone + free: a zero-copy clone of a 64-byte packet (own header and metadata, data shared),\n"
+           "   metadata written, the clone freed (the original stays). ns per clone+free. The malloc-style\n"
+           "   peers have no zero-copy clone (their alternative is a copy): not run.\n");
+    contestant c[NC];
+    int n = 0;
+    c[n++] = (contestant){ "buffet_pkt_clone/free", clone_buffet, NULL };
+#if HAVE_DPDK
+    if (con[C_DPDK]) c[n++] = (contestant){ "DPDK rte_pktmbuf_clone/free", clone_dpdk, NULL };
+#endif
+    result r[NC];
+    measure(c, n, r, TARGET_NS, 1024);
+    print_header();
+    print_rows(c, n, r);
+    print_spread();
+    fflush(stdout);
+}
+
+static void section_d(void) {
+    static xt_ctx x[NC];
+#if HAVE_DPDK
+    if (con[C_DPDK])
+        snprintf(D.xt, sizeof D.xt, "DPDK: A is the EAL's main lcore; B calls rte_thread_register() (then has an lcore id and a mempool cache)");
+#endif
+    printf("\nd) 2 threads: A allocates bursts of 32 (buffet_pkt_alloc_bulk / rte_pktmbuf_alloc_bulk / 32 mallocs)\n"
+           "   and writes 64 B into each, passes the pointers in batches of 32 over an SPSC ring (%d pointers) to\n"
+           "   B, which frees them into its own cache (buffet_pkt_free_bulk on B's cache / rte_pktmbuf_free_bulk /\n"
+           "   free on B). A runs on CPU %d, B on CPU %d (-1: not pinned).\n", XT_RING, cpu[0], cpu[1]);
+    if (D.xt[0]) printf("   %s\n", D.xt);
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2) printf("   warning: fewer than 2 CPUs: this measures time slicing\n");
+    contestant c[NC];
+    int kind[NC], n = 0;
+    c[n] = (contestant){ "buffet", xt_buffet, &x[C_BUFFET] }; kind[n++] = C_BUFFET;
+#if HAVE_DPDK
+    if (con[C_DPDK]) { c[n] = (contestant){ "DPDK rte_pktmbuf", xt_dpdk, &x[C_DPDK] }; kind[n++] = C_DPDK; }
+#endif
+    c[n] = (contestant){ "glibc malloc/free", xt_glibc, &x[C_GLIBC] }; kind[n++] = C_GLIBC;
+    if (con[C_JE]) { c[n] = (contestant){ "jemalloc malloc/free", xt_je, &x[C_JE] }; kind[n++] = C_JE; }
+    if (con[C_MI]) { c[n] = (contestant){ "mimalloc mi_malloc/mi_free", xt_mi, &x[C_MI] }; kind[n++] = C_MI; }
+    if (con[C_TC]) { c[n] = (contestant){ "tcmalloc tc_malloc/tc_free", xt_tc, &x[C_TC] }; kind[n++] = C_TC; }
+    result r[NC];
+    measure(c, n, r, XT_TARGET_NS, (size_t)1 << 16);
+    print_header();
+    print_rows(c, n, r);
+    for (int i = 0; i < n; i++) { G.d_res[kind[i]] = r[i]; G.d_on[kind[i]] = true; }
+    G.d = true;
+    print_spread();
+    fflush(stdout);
+}
+
+/* A class's ring capacity (the smallest power of two >= max), read from the pool itself: the
+   implementation is in this file. */
+static size_t ring_capacity(const buffet_pkt_pool *p, unsigned k) { return (size_t)p->cls[k].ring.mask + 1; }
+
+static void section_e(void) {
+    printf("\ne) memory of the 2048 class: a pool of that class alone, initial = max = %d, headroom %d.\n"
+           "   overhead = (stats.region_bytes + 8 B x the class ring's capacity (a power of two, read from the pool)\n"
+           "               + sizeof(struct buffet_pkt_pool)) / (created x (headroom + 2048)) - 1\n", MEM_N, HEADROOM);
+    for (int v = 0; v < 2; v++) {
+        buffet_pkt_pool *p;
+        buffet_pkt_pool_desc d;
+        memset(&d, 0, sizeof d);
+        d.name = "mem";
+        d.class_sizes[0] = DATA_ROOM;
+        d.initial = d.max = MEM_N;
+        d.no_huge_pages = v == 1;
+        if (buffet_pkt_pool_create(&p, &d) != BUFFET_OK) die("buffet_pkt_pool_create (memory) failed");
+        buffet_pkt_stats st = buffet_pkt_pool_get_stats(p);
+        const buffet_pkt_class_stats *k = &st.cls[0], *kc = &st.cls[st.nclasses];
+        size_t ring = sizeof(void *) * ring_capacity(p, 0), clone_ring = sizeof(void *) * ring_capacity(p, st.nclasses);
+        size_t total = st.region_bytes + ring + sizeof(struct buffet_pkt_pool);
+        double useful = (double)k->created * (HEADROOM + DATA_ROOM);
+        double ov = (double)total / useful - 1;
+        printf("   %s: regions %zu B (%s pages), %zu created, stride %zu B (%zu B header + %d B headroom + %d B data%s),\n"
+               "     ring %zu B (%zu slots for max %zu), pool struct %zu B: overhead %.2f%%\n"
+               "     (per buffer %.2f%%, region rounding %.2f%%, ring %.2f%%, struct %.3f%%; the clone class's ring,\n"
+               "     %zu B for its max of %zu clones, would add %.2f%%)\n",
+               v ? "no_huge_pages" : "default desc ", st.region_bytes, st.huge_pages ? "explicit 2 MiB" : v ? "4 KiB" : "THP-advised",
+               k->created, k->stride, sizeof(buffet_pkt), HEADROOM, DATA_ROOM,
+               k->stride > sizeof(buffet_pkt) + HEADROOM + DATA_ROOM ? " + colour line" : "",
+               ring, ring_capacity(p, 0), k->max, sizeof(struct buffet_pkt_pool), ov * 100,
+               ((double)k->stride / (HEADROOM + DATA_ROOM) - 1) * 100,
+               (double)(st.region_bytes - k->created * k->stride) / useful * 100, (double)ring / useful * 100,
+               (double)sizeof(struct buffet_pkt_pool) / useful * 100, clone_ring, kc->max, (double)clone_ring / useful * 100);
+        if (v == 0) G.mem_overhead = ov;
+        buffet_pkt_pool_destroy(p);
+    }
+    printf("   (a cache is another %zu B per thread, for every class)\n", sizeof(buffet_pkt_cache));
+    G.e = true;
+#if HAVE_DPDK
+    if (con[C_DPDK]) {
+        struct rte_mempool_objsz sz;
+        uint32_t obj = rte_mempool_calc_obj_size(D.mp->elt_size, 0, &sz);
+        size_t chunks = 0;
+        struct rte_mempool_memhdr *h;
+        STAILQ_FOREACH(h, &D.mp->mem_list, next) chunks += h->len;
+        double per_obj = (double)chunks / D.mp->size;
+        size_t hdr = D.mp->mz ? D.mp->mz->len : 0;
+        unsigned n16 = MEM_N - 1;
+        ssize_t ring16 = rte_ring_get_memsize(rte_align32pow2(n16 + 1));
+        double total = n16 * per_obj + (double)(ring16 > 0 ? ring16 : 0) + (double)hdr;
+        double ov = total / ((double)n16 * RTE_MBUF_DEFAULT_BUF_SIZE) - 1;
+        printf("   DPDK: rte_mempool_calc_obj_size: %u B per mbuf (%u B object header + %u B element (%zu B rte_mbuf\n"
+               "     + %u B data room) + %u B trailer) = %.2f%% over the data room; this run's pool holds %.0f B per\n"
+               "     mbuf in its memory chunks (%s); a %u-mbuf pool: chunks + ring %zd B + pool header %zu B\n"
+               "     (per-lcore caches for %d lcores included) = %.2f%% overhead\n",
+               obj, sz.header_size, sz.elt_size, sizeof(struct rte_mbuf), RTE_MBUF_DEFAULT_BUF_SIZE, sz.trailer_size,
+               ((double)obj / RTE_MBUF_DEFAULT_BUF_SIZE - 1) * 100, per_obj, D.pages, n16, ring16, hdr, RTE_MAX_LCORE,
+               ov * 100);
+        G.dpdk_mem_overhead = ov;
+    }
+#endif
+    fflush(stdout);
+}
+
+static void print_goals(void) {
+    printf("\n");
+    if (fixed_iters) {
+        printf("(BUFFET_BENCH_ITERS is set: no goal is judged)\n");
+        return;
+    }
+    if (G.a) {
+        if (G.a_on[C_DPDK]) {
+            double r = G.a_res[C_DPDK].med / G.a_res[C_BUFFET].med;
+            printf("goal: single alloc+free faster than DPDK rte_pktmbuf_alloc/free: %.2fx (%.2f vs %.2f ns): %s\n", r,
+                   G.a_res[C_BUFFET].med, G.a_res[C_DPDK].med, r > 1.0 ? "met" : "not met");
+        } else {
+            printf("goal: single alloc+free faster than DPDK rte_pktmbuf_alloc/free: not measured (DPDK: %s)\n", cwhy[C_DPDK]);
+        }
+    }
+    if (G.b) {
+        double mps = 1e3 / G.b_fixed[C_BUFFET].med, mps_r = 1e3 / G.b_rand[C_BUFFET].med;
+        if (G.b_on[C_DPDK]) {
+            double r = G.b_fixed[C_DPDK].med / G.b_fixed[C_BUFFET].med, rr = G.b_rand[C_DPDK].med / G.b_rand[C_BUFFET].med;
+            printf("goal: bursts at least as fast as DPDK rte_pktmbuf_alloc_bulk/free_bulk: burst 32 %.2fx, random 1..64 %.2fx: %s\n",
+                   r, rr, r >= 1.0 && rr >= 1.0 ? "met" : "not met");
+        } else {
+            printf("goal: bursts at least as fast as DPDK's bulk calls: not measured (DPDK: %s)\n", cwhy[C_DPDK]);
+        }
+        printf("goal: bursts well beyond 100M buffers/s per core: burst 32 %.0f M/s, random 1..64 %.0f M/s: %s\n", mps, mps_r,
+               mps > 100 && mps_r > 100 ? "met" : "not met");
+    }
+    if (G.d) {
+        if (G.d_on[C_DPDK]) {
+            double r = G.d_res[C_DPDK].med / G.d_res[C_BUFFET].med;
+            printf("goal: cross-thread throughput at or above DPDK's: %.1f vs %.1f M buffers/s (%.2fx): %s\n",
+                   1e3 / G.d_res[C_BUFFET].med, 1e3 / G.d_res[C_DPDK].med, r, r >= 1.0 ? "met" : "not met");
+        } else {
+            printf("goal: cross-thread throughput at or above DPDK's: not measured (DPDK: %s)\n", cwhy[C_DPDK]);
+        }
+    }
+    if (G.e) {
+        char dpdk[64] = "DPDK not measured";
+        if (G.dpdk_mem_overhead > 0) snprintf(dpdk, sizeof dpdk, "DPDK's %.2f%%", G.dpdk_mem_overhead * 100);
+        printf("goal: memory overhead <= 3%% for the 2048 class: %.2f%% (%s): %s\n", G.mem_overhead * 100, dpdk,
+               G.mem_overhead <= 0.03 ? "met" : "not met");
+    }
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    load_peers(argv);   /* may re-execute the program: before any output */
+    const char *only = getenv("BUFFET_BENCH_ONLY");
+    if (getenv("BUFFET_BENCH_ITERS")) fixed_iters = (size_t)strtoull(getenv("BUFFET_BENCH_ITERS"), NULL, 10);
+    uint64_t start = now_ns();
+    pick_cpus();
+    dpdk_setup(argv[0]);   /* the EAL pins this thread to CPU A (-l) */
+    if (!con[C_DPDK]) pin_self(cpu[0]);
+    buffet_setup();
+    for (size_t i = 0; i < NBURSTS; i++) {
+        burst_len[i] = (uint8_t)(1 + rnd() % MAX_BURST);
+        burst_mean += burst_len[i] / (double)NBURSTS;
+    }
+    print_machine();
+    if (fixed_iters) printf("BUFFET_BENCH_ITERS=%zu: one run of each, timings are not measurements\n", fixed_iters);
+    if (!only || strchr(only, 'a')) section_a();
+    if (!only || strchr(only, 'b')) section_b();
+    if (!only || strchr(only, 'c')) section_c();
+    if (!only || strchr(only, 'd')) section_d();
+    if (!only || strchr(only, 'e')) section_e();
+    print_goals();
+
+    buffet_pkt_free(B.cache, B.orig);
+    buffet_pkt_free(B.cache, B.orig2);
+    buffet_pkt_cache_destroy(B.cache);
+    buffet_pkt_stats st = buffet_pkt_pool_get_stats(B.pool);
+    for (unsigned k = 0; k <= st.nclasses; k++)
+        if (st.cls[k].in_use) die("buffet: buffers not back at the end");
+    printf("\n(buffet pool at the end: %llu allocations of the 2048 class, cache hit rate %.4f; total run %.1f s)\n",
+           (unsigned long long)st.cls[0].allocs, st.cls[0].cache_hit_rate, (double)(now_ns() - start) / 1e9);
+    buffet_pkt_pool_destroy(B.pool);
+    dpdk_teardown();
+    return 0;
+}
