@@ -20,10 +20,12 @@
      pool     size classes (default 64, 128, 256, 512, 1024, 2048, 9216 bytes of data room, each
               plus the headroom), buffers carved from large regions (2 MiB huge pages when some
               are reserved, transparent huge pages otherwise), placed on a NUMA node, created
-              `initial` per class and grown up to `max`. Each class has a lock-free ring of
-              buffer pointers as its shared store.
-     cache    per-thread arrays of buffer pointers over the rings, owned by the caller (no
-              thread registry): alloc and free are an array pop and push plus a header reset.
+              `initial` per class and grown up to `max`. Each class's shared store is a
+              lock-free ring of batches: a free buffer's own free bytes list up to 31 others,
+              so the store costs under a byte per buffer.
+     cache    per-thread arrays of buffer pointers over the store, owned by the caller (no
+              thread registry): alloc and free are an array pop and push plus a header reset;
+              refills and spills move whole batches.
      packet   a 64-byte header (buffet_pkt) followed by the user area and the data room; data
               between headroom and tailroom; segments linked by `next`; metadata fields.
      clone    a header of its own (own metadata) sharing another packet's data, counted in that
@@ -386,9 +388,6 @@ static uint32_t buffet__ring_take(buffet__ring *r, void **objs, uint32_t n) {
     return n;
 }
 
-static uint32_t buffet__ring_count(const buffet__ring *r) {
-    return BUFFET__LOAD(&r->prod_tail, BUFFET__ACQUIRE) - BUFFET__LOAD(&r->cons_tail, BUFFET__ACQUIRE);
-}
 
 /* >>pool layout
    A region is one mapping of `count` elements of one class:
@@ -417,8 +416,14 @@ typedef struct buffet__pkt_region {
     buffet__pkt_dbg *dbg;           /* debug: one per element */
 } buffet__pkt_region;
 
+#define BUFFET__PKT_BATCH_MAX 32
+
 typedef struct buffet__pkt_class {
-    buffet__ring ring;
+    buffet__ring ring;              /* full batches (see >>store) */
+    size_t stored;                  /* atomic: buffers in the ring's batches and in `pending` */
+    uint32_t batch;                 /* buffers per batch */
+    uint32_t pending_count;         /* under the pool's lock */
+    void *pending[BUFFET__PKT_BATCH_MAX];   /* a batch being gathered from odd-sized returns */
     uint32_t data_room, buf_len;    /* buf_len: headroom + data room (clone class: 0) */
     size_t stride, created, max, grow;
     uint64_t allocs, frees, failures, misses;   /* merged from caches; under the pool's lock */
@@ -452,6 +457,107 @@ struct buffet_pkt_pool {
     buffet_allocator allocator;
     buffet_logger log;
 };
+
+/* >>store: a class's free buffers, shared by every thread. The lock-free ring holds batches,
+   each a free buffer whose own free bytes list the batch's other buffers, so the store costs
+   under a byte of memory per buffer instead of a pointer. Caches move whole batches without a
+   lock; odd counts (a cache's flush, a free without a cache) gather in `pending` under the
+   pool's lock until they make a batch. */
+#define BUFFET__PKT_CLONE_AREA (offsetof(buffet_pkt, refcnt) - offsetof(buffet_pkt, next))
+
+/* Where a free buffer of class k keeps its batch: the data room, or for a header-only clone the
+   header bytes that every allocation resets (refcnt, the double-free marker, stays intact). */
+static unsigned char *buffet__pkt_batch_area(const buffet_pkt_pool *p, unsigned k, void *h) {
+    return k < p->nclasses ? (unsigned char *)h + p->hdr_size : (unsigned char *)h + offsetof(buffet_pkt, next);
+}
+
+static void buffet__pkt_batch_push(buffet_pkt_pool *p, unsigned k, void *const *objs) {
+    buffet__pkt_class *c = &p->cls[k];
+    uint32_t others = c->batch - 1;
+    size_t bytes = sizeof others + others * sizeof(void *);
+    unsigned char *area = buffet__pkt_batch_area(p, k, objs[0]);
+    bool data = k < p->nclasses;
+    if (data) BUFFET__UNPOISON(area, bytes);
+    memcpy(area, &others, sizeof others);
+    memcpy(area + sizeof others, objs + 1, others * sizeof(void *));
+    if (data) BUFFET__POISON(area, bytes);
+    buffet__ring_put(&c->ring, objs, 1);
+}
+
+/* The batch headed by h into objs (h first). Returns: how many. */
+static uint32_t buffet__pkt_batch_open(buffet_pkt_pool *p, unsigned k, void *h, void **objs) {
+    uint32_t others;
+    unsigned char *area = buffet__pkt_batch_area(p, k, h);
+    bool data = k < p->nclasses;
+    if (data) BUFFET__ASAN_UNPOISON(area, sizeof others), BUFFET__VG_DEFINED(area, sizeof others);
+    memcpy(&others, area, sizeof others);
+    if (data) BUFFET__ASAN_UNPOISON(area, sizeof others + others * sizeof(void *)),
+              BUFFET__VG_DEFINED(area, sizeof others + others * sizeof(void *));
+    objs[0] = h;
+    memcpy(objs + 1, area + sizeof others, others * sizeof(void *));
+    if (data) BUFFET__POISON(area, sizeof others + others * sizeof(void *));
+    return others + 1;
+}
+
+/* Gather n buffers into pending, pushing each batch it completes. Called locked. */
+static void buffet__pkt_store_pending(buffet_pkt_pool *p, unsigned k, void *const *objs, size_t n) {
+    buffet__pkt_class *c = &p->cls[k];
+    while (n--) {
+        c->pending[c->pending_count++] = *objs++;
+        if (c->pending_count == c->batch) {
+            buffet__pkt_batch_push(p, k, c->pending);
+            c->pending_count = 0;
+        }
+    }
+}
+
+/* Give n buffers to the store. `locked`: the caller holds the pool's lock. */
+static void buffet__pkt_store_put(buffet_pkt_pool *p, unsigned k, void *const *objs, size_t n, bool locked) {
+    buffet__pkt_class *c = &p->cls[k];
+    BUFFET__FETCH_ADD(&c->stored, n, BUFFET__RELAXED);
+    for (; n >= c->batch; objs += c->batch, n -= c->batch) buffet__pkt_batch_push(p, k, objs);
+    if (n == 0) return;
+    if (!locked) pthread_mutex_lock(&p->mu);
+    buffet__pkt_store_pending(p, k, objs, n);
+    if (!locked) pthread_mutex_unlock(&p->mu);
+}
+
+/* Take up to want buffers (whole batches first; what a batch has beyond want goes back). */
+static size_t buffet__pkt_store_take(buffet_pkt_pool *p, unsigned k, void **objs, size_t want) {
+    buffet__pkt_class *c = &p->cls[k];
+    void *one[BUFFET__PKT_BATCH_MAX];
+    size_t got = 0;
+    while (got < want) {
+        void *h;
+        uint32_t n, use;
+        if (!buffet__ring_take(&c->ring, &h, 1)) break;
+        n = buffet__pkt_batch_open(p, k, h, one);
+        use = (uint32_t)(want - got < n ? want - got : n);
+        memcpy(objs + got, one, use * sizeof(void *));
+        got += use;
+        BUFFET__FETCH_SUB(&c->stored, use, BUFFET__RELAXED);
+        if (use < n) {
+            pthread_mutex_lock(&p->mu);
+            buffet__pkt_store_pending(p, k, one + use, n - use);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    if (got < want) {
+        size_t n;
+        pthread_mutex_lock(&p->mu);
+        n = c->pending_count < want - got ? c->pending_count : want - got;
+        c->pending_count -= (uint32_t)n;
+        memcpy(objs + got, c->pending + c->pending_count, n * sizeof(void *));
+        pthread_mutex_unlock(&p->mu);
+        got += n;
+        BUFFET__FETCH_SUB(&c->stored, n, BUFFET__RELAXED);
+    }
+    return got;
+}
+
+static size_t buffet__pkt_stored(const buffet_pkt_pool *p, unsigned k) {
+    return BUFFET__LOAD(&p->cls[k].stored, BUFFET__ACQUIRE);
+}
 
 /* >>NUMA: raw system calls, with libnuma (loaded at run time) preferred for placement */
 #define BUFFET__MPOL_BIND 2
@@ -629,13 +735,13 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
             memcpy(h->buf + c->buf_len, &cookie, sizeof cookie);
         }
     }
-    for (i = 0; i < n; i += 64) {
-        void *batch[64];
-        uint32_t j, b = (uint32_t)(n - i < 64 ? n - i : 64);
-        for (j = 0; j < b; j++) batch[j] = buffet__pkt_elem(p, r, i + j);
-        buffet__ring_put(&c->ring, batch, b);
-    }
     for (i = 0; k < p->nclasses && i < n; i++) BUFFET__POISON(buffet__pkt_elem(p, r, i)->buf, c->buf_len);
+    for (i = 0; i < n; i += BUFFET__PKT_BATCH_MAX) {
+        void *batch[BUFFET__PKT_BATCH_MAX];
+        size_t j, b = n - i < BUFFET__PKT_BATCH_MAX ? n - i : BUFFET__PKT_BATCH_MAX;
+        for (j = 0; j < b; j++) batch[j] = buffet__pkt_elem(p, r, i + j);
+        buffet__pkt_store_put(p, k, batch, b, true);
+    }
     r->next = p->regions;
     BUFFET__STORE(&p->regions, r, BUFFET__RELEASE);
     p->region_bytes += map_size;
@@ -705,7 +811,11 @@ BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buf
         /* Clones are headers only; there can be as many as buffers of every class together. */
         c->max = k < n ? d.max : d.max * n;
         c->grow = k < n ? d.grow : d.grow;
-        while (cap < c->max) cap <<= 1;   /* the ring may fill completely: its counters run free */
+        /* As many pointers as the free bytes of a buffer hold; the ring needs a slot per batch. */
+        c->batch = k < n ? (uint32_t)((c->buf_len - sizeof(uint32_t)) / sizeof(void *) + 1)
+                         : (uint32_t)((BUFFET__PKT_CLONE_AREA - sizeof(uint32_t)) / sizeof(void *) + 1);
+        if (c->batch > BUFFET__PKT_BATCH_MAX) c->batch = BUFFET__PKT_BATCH_MAX;
+        while (cap < c->max / c->batch + 1) cap <<= 1;   /* may fill completely: the counters run free */
         c->ring.mask = (uint32_t)(cap - 1);
         c->ring.slots = BUFFET_NEW_ARRAY(d.allocator, void *, cap);
         if (!c->ring.slots) goto fail;
@@ -729,7 +839,7 @@ BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out) {
     buffet__pkt_region *r;
     if (!p) return 0;
     pthread_mutex_lock(&p->mu);
-    for (k = 0; k <= p->nclasses; k++) n += p->cls[k].created - buffet__ring_count(&p->cls[k].ring);
+    for (k = 0; k <= p->nclasses; k++) n += p->cls[k].created - buffet__pkt_stored(p, k);
     for (r = p->regions; r && p->checks; r = r->next) {
         for (i = 0; i < r->count; i++) {
             buffet__pkt_dbg *d = &r->dbg[i];
@@ -757,7 +867,7 @@ BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
     if (p->caches)
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pool %s destroyed with caches attached", p->name);
     for (k = 0; k <= p->nclasses; k++) {
-        if (p->cls[k].ring.slots && p->cls[k].created != buffet__ring_count(&p->cls[k].ring)) {
+        if (p->cls[k].ring.slots && p->cls[k].created != buffet__pkt_stored(p, k)) {
             buffet_pkt_pool_report_leaks(p, NULL);
             break;
         }
@@ -846,7 +956,7 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c) {
     ev.n = 0;
     for (k = 0; k <= c->nclasses; k++) {
         buffet_pkt_cache_class *kc = &c->cls[k];
-        if (kc->count) buffet__ring_put(&c->pool->cls[k].ring, c->objs[k], kc->count);
+        if (kc->count) buffet__pkt_store_put(c->pool, k, c->objs[k], kc->count, false);
         kc->count = 0;
     }
     pthread_mutex_lock(&c->pool->mu);
@@ -871,15 +981,15 @@ BUFFET_API void buffet_pkt_cache_destroy(buffet_pkt_cache *c) {
 /* >>alloc and free */
 /* Take up to n buffers of class k from the ring, growing the class when it is dry. */
 static uint32_t buffet__pkt_take(buffet_pkt_pool *p, unsigned k, void **objs, uint32_t n, uint32_t need) {
-    uint32_t got = buffet__ring_take(&p->cls[k].ring, objs, n);
+    uint32_t got = (uint32_t)buffet__pkt_store_take(p, k, objs, n);
     while (got < need) {
         uint32_t more;
         bool grew;
         pthread_mutex_lock(&p->mu);
-        /* Another thread may have grown it meanwhile: only grow when the ring is still short. */
-        grew = buffet__ring_count(&p->cls[k].ring) >= need - got || buffet__pkt_grow(p, k);
+        /* Another thread may have grown it meanwhile: only grow when the store is still short. */
+        grew = buffet__pkt_stored(p, k) >= need - got || buffet__pkt_grow(p, k);
         pthread_mutex_unlock(&p->mu);
-        more = buffet__ring_take(&p->cls[k].ring, objs + got, n - got);
+        more = (uint32_t)buffet__pkt_store_take(p, k, objs + got, n - got);
         got += more;
         if (!grew && more == 0) break;
     }
@@ -918,7 +1028,9 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, bu
     kc = &c->cls[k];
     if (kc->count == 0) {
         buffet__pkt_events ev;
-        kc->count = buffet__pkt_take(p, k, c->objs[k], c->size / 2 ? c->size / 2 : 1, 1);
+        uint32_t want = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
+        if (want >= b) want -= want % b;   /* whole batches: no surplus to hand back under the lock */
+        kc->count = buffet__pkt_take(p, k, c->objs[k], want, 1);
         kc->misses++;
         ev.n = 0;
         pthread_mutex_lock(&p->mu);
@@ -965,16 +1077,18 @@ static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site
     if (c && c->pool == p) {
         buffet_pkt_cache_class *kc = &c->cls[k];
         if (kc->count == c->size) {
-            uint32_t half = c->size / 2 ? c->size / 2 : 1;
-            buffet__ring_put(&p->cls[k].ring, c->objs[k] + kc->count - half, half);
+            /* Half the cache, rounded to whole batches when it holds any, so no lock is needed. */
+            uint32_t half = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
+            if (half >= b) half -= half % b;
+            buffet__pkt_store_put(p, k, c->objs[k] + kc->count - half, half, false);
             kc->count -= half;
         }
         c->objs[k][kc->count++] = h;
         kc->frees++;
         return;
     }
-    buffet__ring_put(&p->cls[k].ring, (void *const *)&h, 1);
     pthread_mutex_lock(&p->mu);
+    buffet__pkt_store_put(p, k, (void *const *)&h, 1, true);
     p->cls[k].frees++;
     pthread_mutex_unlock(&p->mu);
 }

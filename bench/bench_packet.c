@@ -1092,7 +1092,7 @@ static size_t ring_capacity(const buffet_pkt_pool *p, unsigned k) { return (size
 
 static void section_e(void) {
     printf("\ne) memory of the 2048 class: a pool of that class alone, initial = max = %d, headroom %d.\n"
-           "   overhead = (stats.region_bytes + 8 B x the class ring's capacity (a power of two, read from the pool)\n"
+           "   overhead = (stats.region_bytes + 8 B x the class ring's capacity (one slot per batch of buffers, read from the pool)\n"
            "               + sizeof(struct buffet_pkt_pool)) / (created x (headroom + 2048)) - 1\n", MEM_N, HEADROOM);
     for (int v = 0; v < 2; v++) {
         buffet_pkt_pool *p;

@@ -139,6 +139,11 @@ static void tp_all_back(buffet_pkt_pool *p) {
     BT_CHECK(buffet_pkt_pool_report_leaks(p, NULL) == 0);
 }
 
+static int tp_cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* The run mode (BUFFET_TEST_MODE) and how much work the stress tests do in it. */
 static const char *tp_mode(void) {
     const char *m = getenv("BUFFET_TEST_MODE");
@@ -2361,8 +2366,52 @@ static void test_two_threads(void) {
 
 /* ---------------------------------------------------------------------------------------------
    The tests of both builds; test_packet_debug.c runs these and its own. */
+
+/* The shared store keeps free buffers in batches that live in the buffers themselves. Mixed
+   traffic (a cache smaller than a batch, frees without a cache, partial flushes) must never lose
+   or duplicate a buffer: drain the class completely, twice, and check every buffer is distinct. */
+static void test_store_batches(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *small, *big;
+    buffet_pkt *all[128];
+    size_t n, i, round;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    small = pool ? tp_cache(pool, 6) : NULL;       /* smaller than a batch of the 64 class */
+    big = pool ? tp_cache(pool, 0) : NULL;
+    if (!small || !big) goto out;
+    for (round = 0; round < 2; round++) {
+        /* Until the class is dry: what the caches still hold is not lost, only not shared. */
+        for (n = 0; n < 128; n++) {
+            all[n] = n % 3 == 0 ? buffet_pkt_alloc(small, 10) : n % 3 == 1 ? buffet_pkt_alloc(big, 10)
+                                                                         : buffet_pkt_alloc_shared(pool, 10);
+            if (!all[n]) break;
+        }
+        BT_CHECK(n > 64 && n + small->cls[0].count + big->cls[0].count == 128);
+        qsort(all, n, sizeof all[0], tp_cmp_ptr);
+        for (i = 1; i < n; i++) BT_CHECK(all[i] != all[i - 1]);
+        for (i = 0; i < n; i++) {
+            if (i % 4 == 0) buffet_pkt_free_shared(all[i]);
+            else if (i % 4 == 1) buffet_pkt_free(small, all[i]);
+            else buffet_pkt_free(big, all[i]);
+        }
+        buffet_pkt_cache_flush(small);
+        buffet_pkt_cache_flush(big);
+        tp_all_back(pool);
+    }
+out:
+    buffet_pkt_cache_destroy(small);
+    buffet_pkt_cache_destroy(big);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
 static void tp_run_common(void) {
     BT_RUN(test_destroy_unpoisons);   /* first: under ASan, a failure here makes later tests crash */
+    BT_RUN(test_store_batches);
     BT_RUN(test_pool_defaults);
     BT_RUN(test_pool_create_errors);
     BT_RUN(test_cache_create_errors);
