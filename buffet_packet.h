@@ -227,6 +227,8 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buf
 #define buffet_pkt_alloc(c, size) buffet_pkt_alloc_at((c), (size), BUFFET_SITE)
 #define buffet_pkt_alloc_class(c, cls) buffet_pkt_alloc_class_at((c), (cls), BUFFET_SITE)
 #define buffet_pkt_free(c, p) buffet_pkt_free_at((c), (p), BUFFET_SITE)
+/* Freeing is dropping a reference: the pair of buffet_pkt_ref. */
+#define buffet_pkt_unref(c, p) buffet_pkt_free_at((c), (p), BUFFET_SITE)
 
 /* n packets of class cls into pkts[0..n), all or nothing. Returns: n or 0. Thread: owned (c). */
 BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n);

@@ -991,7 +991,7 @@ static void test_ref(void) {
     BT_CHECK(p && tp_put(p, 100, 1));
     BT_CHECK(buffet_pkt_ref(p) == BUFFET_OK && p->refcnt == 2);
     BT_CHECK(buffet_pkt_prepend(p, 1) == NULL && buffet_pkt_append(p, 1) == NULL);   /* shared now */
-    buffet_pkt_free(c, p);                 /* one reference left: still ours */
+    buffet_pkt_unref(c, p);                /* one reference left: still ours */
     BT_CHECK(p->refcnt == 1 && tp_is_pattern(buffet_pkt_data(p), 100, 1));
     BT_CHECK(buffet_pkt_prepend(p, 1) != NULL);   /* not shared any more */
     buffet_pkt_cache_flush(c);
