@@ -2409,9 +2409,48 @@ out:
     tp_end(&e);
 }
 
+
+/* The functions behind the macros and the inline fast paths are public too: called directly
+   they behave the same (the _at forms take the call site; the _slow forms the careful path). */
+static void test_direct_entry_points(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q;
+    unsigned char *w;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = pool ? tp_cache(pool, 0) : NULL;
+    if (!c) goto out;
+    p = buffet_pkt_alloc_at(c, 100, BUFFET_SITE);
+    q = buffet_pkt_alloc_class_at(c, 0, BUFFET_SITE);
+    BT_CHECK(p && q && p->cls == 1 && q->cls == 0);
+    BT_CHECK(buffet_pkt_alloc_class_at(c, 3, BUFFET_SITE) == NULL);   /* the clone class is not for data */
+    if (p && q) {
+        w = (unsigned char *)buffet_pkt_append_slow(p, 10);
+        BT_CHECK(w == (unsigned char *)buffet_pkt_data(p) && p->len == 10 && p->pkt_len == 10);
+        w = (unsigned char *)buffet_pkt_prepend_slow(p, 4);
+        BT_CHECK(w == (unsigned char *)buffet_pkt_data(p) && p->len == 14 && buffet_pkt_headroom(p) == 124);
+        BT_CHECK(buffet_pkt_prepend_slow(p, 1000) == NULL && p->len == 14);
+        BT_CHECK(buffet_pkt_append_slow(NULL, 1) == NULL && buffet_pkt_prepend_slow(NULL, 1) == NULL);
+        buffet_pkt_free_at(c, p, BUFFET_SITE);
+        buffet_pkt_free_at(c, q, BUFFET_SITE);
+    }
+    buffet_pkt_free_at(c, NULL, BUFFET_SITE);
+    buffet_pkt_cache_flush(c);
+    tp_all_back(pool);
+out:
+    buffet_pkt_cache_destroy(c);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
 static void tp_run_common(void) {
     BT_RUN(test_destroy_unpoisons);   /* first: under ASan, a failure here makes later tests crash */
     BT_RUN(test_store_batches);
+    BT_RUN(test_direct_entry_points);
     BT_RUN(test_pool_defaults);
     BT_RUN(test_pool_create_errors);
     BT_RUN(test_cache_create_errors);
