@@ -180,6 +180,8 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c);
 /* The class index for a packet of `size` data bytes (after the headroom), or -1 if none is big
    enough. Thread: safe. */
 BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size);
+/* The slow paths of the inline alloc and free: refill or spill a batch, growth, the clone
+   class, segments, shared data, debug checks. Called directly they do the same work. */
 BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned cls, buffet_site site);
 BUFFET_API void buffet_pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site);
 
@@ -222,6 +224,9 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
     }
     buffet_pkt_free_slow(c, p, site);
 }
+/* A packet for `size` data bytes from the smallest class that fits (size 0: the smallest).
+   Returns: NULL when no class is big enough or the class is exhausted (a failure is counted and
+   logged). `site` is recorded in debug builds. Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buffet_site site);
 /* The debug history records who allocated and freed: the site comes from the call. */
 #define buffet_pkt_alloc(c, size) buffet_pkt_alloc_at((c), (size), BUFFET_SITE)
@@ -259,6 +264,7 @@ static inline size_t buffet_pkt_headroom(const buffet_pkt *p) { return p->data_o
 static inline size_t buffet_pkt_tailroom(const buffet_pkt *p) { return p->buf_len - p->data_off - p->len; }
 /* The user area of this header (NULL when the pool has none). */
 BUFFET_API void *buffet_pkt_user(const buffet_pkt *p);
+/* The general forms of prepend and append (any segment count; shared data refused). */
 BUFFET_API void *buffet_pkt_prepend_slow(buffet_pkt *p, size_t n);
 BUFFET_API void *buffet_pkt_append_slow(buffet_pkt *p, size_t n);
 /* Inline when p is one unshared segment of its own: then nothing else can see its bytes. */
