@@ -134,7 +134,6 @@ typedef struct buffet_frame_arena {
     buffet_frame_chunk *free_chunks;
     size_t free_count, high_water;  /* spare chunks kept; chunks a recent frame needed */
     buffet_frame_chunk *pinned;     /* chunks kept alive by transfers */
-    buffet_frame_transfer *returned;   /* transfers released by receivers (atomic stack) */
     size_t chunk_size;
     uint64_t frame;                 /* number of the current (or last) frame, from 1 */
     uint32_t in_flight;
