@@ -1,4 +1,4 @@
-// pkg-config: libdpdk
+// pkg-config-optional: libdpdk
 /* bench_packet.c - buffet_packet.h against DPDK's mbuf/mempool (the design it follows) and the
    general-purpose allocators a C programmer would otherwise use for packet buffers, side by side
    in one process run:

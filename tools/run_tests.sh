@@ -9,7 +9,8 @@
 # A program that prints "<file>: N passed, N failed, N skipped" adds those numbers to the totals;
 # any other program is one test (exit 0: passed, 77: skipped, else failed). Programs run from the
 # repository root with BUFFET_TEST_MODE=MODE set, so that they can tell how they are being run.
-# A source file asks for libraries with comment lines such as "// link: -lz" or "// pkg-config: zlib".
+# A source file asks for libraries with comment lines such as "// link: -lz" or "// pkg-config: zlib"
+# (required: the program is skipped without it) or "// pkg-config-optional: libdpdk" (used when present).
 # The last line printed is always the totals, "N passed, N failed, N skipped"; exit 1 if any failed.
 # shellcheck disable=SC2086 # compilers and flag lists in variables are meant to split into words
 set -eu
@@ -34,12 +35,17 @@ directive() { sed -n "s|^[[:space:]]*//[[:space:]]*$2:||p" "$1" | tr '\n' ' '; }
 
 # program VARIANT SRC COMPILER FLAGS [RUNNER...]: builds SRC into build/VARIANT/, runs it, counts it.
 program() {
-    local variant=$1 src=$2 cc=$3 flags=$4 name pkgs libs exe log sum p f s rc=0
+    local variant=$1 src=$2 cc=$3 flags=$4 name pkgs opt libs exe log sum p f s rc=0
     shift 4
     name=$(basename "$src" .c)
     exe=build/$variant/$name log=build/$variant/$name.log
     mkdir -p "build/$variant"
     pkgs=$(directive "$src" pkg-config | xargs) libs=$(directive "$src" link)
+    opt=$(directive "$src" pkg-config-optional | xargs)
+    # an optional package (a benchmark's peer) joins the build when present; the program copes without
+    if [ -n "$opt" ] && pkg-config --exists $opt 2>/dev/null; then
+        libs="$libs $(pkg-config --cflags --libs $opt | sed 's/\(^\| \)-I/\1-isystem /g')"
+    fi
     if [ -n "$pkgs" ]; then
         if ! pkg-config --exists $pkgs 2>/dev/null; then skip "${pkgs%% *}" "$name needs pkg-config packages: $pkgs"; return; fi
         # -isystem: a peer's headers are not held to our -Werror
