@@ -13,57 +13,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <gnu/libc-version.h>
 #include <pthread.h>
-#include <stdlib.h>
-#include <sys/utsname.h>
-#include <time.h>
-#include <unistd.h>
 
+#define BENCH_NAME "bench_core"
 #define REPS 21                 /* timed repetitions per contestant (odd: a true median) */
 #define TARGET_NS 8000000.0     /* each timed repetition runs about this long */
 #define MAX_CONTESTANTS 3
 #define LIVE 1000               /* allocations live at once in the "many live" workloads */
 #define PERMS 16                /* distinct random free orders, cycled */
-
-static void die(const char *what) { fprintf(stderr, "bench_core: %s\n", what); exit(1); }
-static uint64_t now_ns(void) {
-    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-/* The compiler must assume p's memory is read: stops malloc/free pairs and stores being elided. */
-static inline void escape(void *p) { __asm__ volatile("" : : "g"(p) : "memory"); }
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y);
-}
-
-/* ---- the harness: run(ctx, iters) returns elapsed ns; ops_per_iter converts to ns/op ---- */
-typedef struct contestant {
-    const char *name;
-    uint64_t (*run)(void *ctx, size_t iters);
-    void *ctx;
-    double ops_per_iter;
-} contestant;
-
-/* Median ns/op of each contestant into out[]. */
-static void measure(contestant *c, int n, double *out) {
-    size_t iters[MAX_CONTESTANTS];
-    double s[MAX_CONTESTANTS][REPS];
-    for (int i = 0; i < n; i++) {   /* warm-up doubles as calibration */
-        size_t it = 1; uint64_t t;
-        while ((t = c[i].run(c[i].ctx, it)) < TARGET_NS / 8) it *= 2;
-        double want = (double)it * TARGET_NS / (double)(t ? t : 1);
-        iters[i] = want < 1 ? 1 : (size_t)want;
-    }
-    for (int r = 0; r < REPS; r++)
-        for (int j = 0; j < n; j++) {
-            int i = (r & 1) ? n - 1 - j : j;
-            s[i][r] = (double)c[i].run(c[i].ctx, iters[i]) / ((double)iters[i] * c[i].ops_per_iter);
-        }
-    for (int i = 0; i < n; i++) { qsort(s[i], REPS, sizeof(double), cmp_double); out[i] = s[i][REPS / 2]; }
-}
+#include "bench.h"              /* the harness: now_ns, escape, rnd, contestant, measure, ... */
 
 /* ---- a) and b): allocators ---- */
 typedef struct alloc_ctx {
@@ -144,7 +102,7 @@ static void alloc_row(int w, buffet_allocator *as, const char **names, int n, do
         c[i].run = w < (int)NPAIR ? run_pairs : run_live;
         c[i].ops_per_iter = w < (int)NPAIR ? 1.0 : (double)LIVE;
     }
-    measure(c, n, out);
+    measure(c, n, out, TARGET_NS, 1);
 }
 
 static const char *alloc_row_name(int w, char *tmp, size_t cap) {
@@ -221,29 +179,7 @@ static void *drain(void *arg) {
 }
 
 static void print_machine(void) {
-    char model[256] = "unknown", line[512];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) { p += 2; p[strcspn(p, "\n")] = 0; snprintf(model, sizeof model, "%s", p); }
-            break;
-        }
-    if (f) fclose(f);
-    struct utsname u; uname(&u);
-    printf("buffet %s bench_core\n", BUFFET_VERSION_STRING);
-    printf("machine:  %ld CPUs, %s, %s %s, glibc %s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
-           u.sysname, u.release, gnu_get_libc_version());
-#if defined(__clang__)
-    printf("compiler: clang %s", __clang_version__);
-#else
-    printf("compiler: gcc %s", __VERSION__);
-#endif
-#ifdef __OPTIMIZE__
-    printf(" (optimized)\n");
-#else
-    printf(" (NOT optimized: numbers are meaningless)\n");
-#endif
+    bench_print_machine("");
     printf("method:   median of %d repetitions of ~%.0f ms after a warm-up; contestants alternate\n"
            "          within each repetition; ratio = peer / buffet (> 1: buffet faster)\n",
            REPS, TARGET_NS / 1e6);
@@ -335,7 +271,7 @@ int main(void) {
                 c[i].name = i ? "memcpy" : "chain"; c[i].run = run_chain; c[i].ctx = &x[i];
                 c[i].ops_per_iter = 1.0;
             }
-            measure(c, 2, r);
+            measure(c, 2, r, TARGET_NS, 1);
             if (buffet_chain_len(&x[0].chain) != 0) die("chain not empty after consume");
             buffet_chain_deinit(&x[0].chain);
             snprintf(tmp, sizeof tmp, "%3zu x %5zu B = %zu KiB", n, piece, total / 1024);

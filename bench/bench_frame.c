@@ -26,20 +26,14 @@
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_frame.h"   /* first: it defines _GNU_SOURCE for the headers below */
 
-#include <dlfcn.h>
-#include <gnu/libc-version.h>
 #include <obstack.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
-#include <stdlib.h>
-#include <sys/utsname.h>
-#include <time.h>
-#include <unistd.h>
 
 #define obstack_chunk_alloc malloc
 #define obstack_chunk_free free
 
+#define BENCH_NAME "bench_frame"
 #define REPS 11                   /* timed repetitions per contestant (odd: a true median) */
 #define TARGET_NS 10000000.0      /* a) and b): each timed repetition runs about this long */
 #define PC_TARGET_NS 25000000.0   /* c): longer, so that starting two threads is noise */
@@ -53,37 +47,7 @@
 #define PC_BATCH 32               /* c) pointers per ring slot */
 #define PC_RING 64                /* c) slots in the ring */
 
-static void die(const char *what) { fprintf(stderr, "bench_frame: %s\n", what); exit(1); }
-static uint64_t now_ns(void) {
-    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-/* The compiler must assume p's memory is read: stops stores and alloc/free pairs being elided. */
-static inline void escape(void *p) { __asm__ volatile("" : : "g"(p) : "memory"); }
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#else
-    __asm__ volatile("" ::: "memory");
-#endif
-}
-/* Spin a while, then give the CPU away: when something else runs on this 2-CPU machine, the
-   other side of the ring may not be running, and pure spinning would measure time slices. */
-static inline void backoff(unsigned *spins) {
-    if (++*spins < 4096) cpu_relax();
-    else sched_yield();
-}
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y);
-}
-/* dlsym into a function pointer without an object-to-function pointer cast (ISO C). */
-static bool sym(void *lib, const char *name, void *fnptr) {
-    void *s = lib ? dlsym(lib, name) : NULL;
-    if (s) memcpy(fnptr, &s, sizeof s);
-    return s != NULL;
-}
+#include "bench.h"   /* the harness: now_ns, escape, backoff, rnd, contestant, measure, peers, ... */
 
 static uint16_t sizes[NSIZES];   /* 16..256, uniform; the same for every contestant */
 
@@ -92,57 +56,6 @@ static inline void touch(void *p, size_t size, bool whole) {
     if (whole) memset(p, 0x5a, size);
     else memset(p, 0x5a, 16);
     escape(p);
-}
-
-/* ---- the harness: run(ctx, iters) returns elapsed ns; ops_per_iter converts to ns/op ---- */
-typedef struct contestant {
-    const char *name;
-    uint64_t (*run)(void *ctx, size_t iters);
-    void *ctx;
-    double ops_per_iter;
-} contestant;
-
-/* Largest interquartile range / median seen by measure() since the last reset: how noisy. */
-static double spread;
-static char spread_where[96];
-/* BUFFET_BENCH_ITERS=N: run each contestant once for N iterations, untimed in effect (for
-   valgrind --tool=callgrind: instructions per object = inclusive Ir / (N * objects per iter)). */
-static size_t fixed_iters;
-
-/* Median ns/op of each contestant into out[]. Calibration (from min_iters up, so that a fixed
-   cost per run, such as starting threads, stays small) doubles as the warm-up; one more untimed
-   run at the final count follows it. */
-static void measure(contestant *c, int n, double *out, double target, size_t min_iters) {
-    size_t iters[MAX_CONTESTANTS];
-    static double s[MAX_CONTESTANTS][REPS];
-    if (fixed_iters) {
-        for (int i = 0; i < n; i++) out[i] = (double)c[i].run(c[i].ctx, fixed_iters) / ((double)fixed_iters * c[i].ops_per_iter);
-        return;
-    }
-    for (int i = 0; i < n; i++) {
-        size_t it = min_iters; uint64_t t;
-        while ((t = c[i].run(c[i].ctx, it)) < target / 8) it *= 2;
-        double want = (double)it * target / (double)(t ? t : 1);
-        iters[i] = want < (double)min_iters ? min_iters : (size_t)want;
-        c[i].run(c[i].ctx, iters[i]);
-    }
-    for (int r = 0; r < REPS; r++)
-        for (int j = 0; j < n; j++) {
-            int i = (r & 1) ? n - 1 - j : j;
-            s[i][r] = (double)c[i].run(c[i].ctx, iters[i]) / ((double)iters[i] * c[i].ops_per_iter);
-        }
-    for (int i = 0; i < n; i++) {
-        qsort(s[i], REPS, sizeof(double), cmp_double);
-        out[i] = s[i][REPS / 2];
-        double iqr = (s[i][(3 * REPS) / 4] - s[i][REPS / 4]) / out[i];
-        if (iqr > spread) { spread = iqr; snprintf(spread_where, sizeof spread_where, "%s, %.2f..%.2f ns", c[i].name, s[i][REPS / 4], s[i][(3 * REPS) / 4]); }
-    }
-}
-static void print_spread(void) {
-    if (fixed_iters) return;
-    printf("   (noise: the widest interquartile range in this section is %.0f%% of its median: %s)\n", spread * 100,
-           spread_where);
-    spread = 0;
 }
 
 /* ---- the peers, loaded at run time ---- */
@@ -154,13 +67,10 @@ static struct {
     char ver_je[64], ver_mi[64], ver_tc[64], ver_tl[64], ver_apr[64];
     void *(*je_malloc)(size_t);
     void (*je_sdallocx)(void *, size_t, int);
-    int (*je_mallctl)(const char *, void *, size_t *, void *, size_t);
     void *(*mi_malloc)(size_t);
     void (*mi_free)(void *);
-    int (*mi_version)(void);
     void *(*tc_malloc)(size_t);
     void (*tc_free_sized)(void *, size_t);
-    const char *(*tc_version)(int *, int *, const char **);
     void *(*tl_named_const)(const void *, size_t, const char *);
     int (*tl_free)(void *, const char *);
     void (*tl_free_children)(void *);
@@ -175,58 +85,25 @@ static struct {
     const char *(*apr_version_string)(void);
 } P;
 
-static void *open_lib(const char *name, char *why, size_t cap) {
-    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!h) snprintf(why, cap, "%s", dlerror());
-    return h;
-}
-static void *missing(void *h, const char *lib, const char *name, char *why, size_t cap) {
-    snprintf(why, cap, "%s has no %s", lib, name);
-    dlclose(h);
-    return NULL;
-}
-
 static void load_peers(char **argv) {
-    P.je = open_lib("libjemalloc.so.2", P.why_je, sizeof P.why_je);
-    if (!P.je && strstr(P.why_je, "static TLS") && !getenv("BUFFET_BENCH_REEXEC")) {
-        /* Ask the dynamic loader for more dlopen-able static TLS: only possible at start-up. */
-        static char tun[512];
-        const char *old = getenv("GLIBC_TUNABLES");
-        snprintf(tun, sizeof tun, "%s%sglibc.rtld.optional_static_tls=16384", old ? old : "", old ? ":" : "");
-        setenv("GLIBC_TUNABLES", tun, 1);
-        setenv("BUFFET_BENCH_REEXEC", "1", 1);
-        fflush(stdout);
-        execv("/proc/self/exe", argv);
-        snprintf(P.why_je, sizeof P.why_je, "static TLS too small and re-executing failed");
-    }
+    P.je = bench_open_jemalloc(argv, P.why_je, sizeof P.why_je);
     if (P.je) {
         if (!sym(P.je, "malloc", &P.je_malloc) || P.je_malloc == malloc)
             P.je = missing(P.je, "libjemalloc.so.2", "malloc of its own", P.why_je, sizeof P.why_je);
         else if (!sym(P.je, "sdallocx", &P.je_sdallocx))
             P.je = missing(P.je, "libjemalloc.so.2", "sdallocx", P.why_je, sizeof P.why_je);
     }
-    if (P.je) {
-        const char *v = "?"; size_t len = sizeof v;
-        if (sym(P.je, "mallctl", &P.je_mallctl) && P.je_mallctl("version", &v, &len, NULL, 0) != 0) v = "?";
-        snprintf(P.ver_je, sizeof P.ver_je, "%.*s", (int)strcspn(v, "-"), v);   /* "5.3.0-0-g54ea...": 5.3.0 */
-    }
+    if (P.je) bench_je_version(P.je, P.ver_je, sizeof P.ver_je);
     P.mi = open_lib("libmimalloc.so.2", P.why_mi, sizeof P.why_mi);
     if (P.mi && (!sym(P.mi, "mi_malloc", &P.mi_malloc) || !sym(P.mi, "mi_free", &P.mi_free)))
         P.mi = missing(P.mi, "libmimalloc.so.2", "mi_malloc/mi_free", P.why_mi, sizeof P.why_mi);
-    if (P.mi) {
-        int v = sym(P.mi, "mi_version", &P.mi_version) ? P.mi_version() : 0;
-        snprintf(P.ver_mi, sizeof P.ver_mi, "%d.%d.%d", v / 100, v / 10 % 10, v % 10);
-    }
+    if (P.mi) bench_mi_version(P.mi, P.ver_mi, sizeof P.ver_mi);
     P.tc_lib = "libtcmalloc_minimal.so.4";
     P.tc = open_lib(P.tc_lib, P.why_tc, sizeof P.why_tc);
     if (!P.tc) P.tc = open_lib(P.tc_lib = "libtcmalloc.so.4", P.why_tc, sizeof P.why_tc);
     if (P.tc && (!sym(P.tc, "tc_malloc", &P.tc_malloc) || !sym(P.tc, "tc_free_sized", &P.tc_free_sized)))
         P.tc = missing(P.tc, "libtcmalloc", "tc_malloc/tc_free_sized", P.why_tc, sizeof P.why_tc);
-    if (P.tc) {
-        int ma = 0, mi = 0; const char *patch = "";
-        if (sym(P.tc, "tc_version", &P.tc_version)) P.tc_version(&ma, &mi, &patch);
-        snprintf(P.ver_tc, sizeof P.ver_tc, "%d.%d%.20s", ma, mi, patch ? patch : "");
-    }
+    if (P.tc) bench_tc_version(P.tc, P.ver_tc, sizeof P.ver_tc);
     P.tl = open_lib("libtalloc.so.2", P.why_tl, sizeof P.why_tl);
     if (P.tl && (!sym(P.tl, "talloc_named_const", &P.tl_named_const) || !sym(P.tl, "_talloc_free", &P.tl_free) ||
                  !sym(P.tl, "talloc_free_children", &P.tl_free_children) || !sym(P.tl, "talloc_pool", &P.tl_pool)))
@@ -263,7 +140,6 @@ static inline void *tc_alloc(size_t n) { return P.tc_malloc(n); }
 static inline void tc_free(void *p, size_t n) { P.tc_free_sized(p, n); }
 typedef void *(*gp_alloc_fn)(size_t);
 typedef void (*gp_free_fn)(void *, size_t);
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* ---- a) frames ---- */
 typedef struct frame_ctx {
@@ -576,14 +452,6 @@ static void *pc_thread(void *arg) { pc_side *s = (pc_side *)arg; s->fn(s->x); re
 /* A and B each get a CPU of their own (the first two this process may use), so that the
    scheduler cannot put both on one CPU for a while; -1: no pinning (fewer than 2 CPUs). */
 static int pc_cpu[2] = { -1, -1 };
-static void pc_pick_cpus(void) {
-    cpu_set_t set;
-    int k = 0;
-    if (getenv("BUFFET_BENCH_NOPIN") || sched_getaffinity(0, sizeof set, &set) != 0) return;
-    for (int i = 0; i < CPU_SETSIZE && k < 2; i++)
-        if (CPU_ISSET(i, &set)) pc_cpu[k++] = i;
-    if (k < 2) pc_cpu[0] = pc_cpu[1] = -1;
-}
 static void pc_start(pthread_t *t, pc_side *side, int cpu) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -632,29 +500,8 @@ static uint64_t pc_run(void *vctx, size_t iters) {
 
 /* ---- output ---- */
 static void print_machine(void) {
-    char model[256] = "unknown", line[512], how[128];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) { p += 2; p[strcspn(p, "\n")] = 0; snprintf(model, sizeof model, "%s", p); }
-            break;
-        }
-    if (f) fclose(f);
-    struct utsname u; uname(&u);
-    printf("buffet %s bench_frame\n", BUFFET_VERSION_STRING);
-    printf("machine:  %s, nproc %ld, %s %s, glibc %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
-           u.sysname, u.release, gnu_get_libc_version());
-#if defined(__clang__)
-    printf("compiler: clang %s", __clang_version__);
-#else
-    printf("compiler: gcc %s", __VERSION__);
-#endif
-#ifdef __OPTIMIZE__
-    printf(" (optimized)\n");
-#else
-    printf(" (NOT optimized: numbers are meaningless)\n");
-#endif
+    char how[128];
+    bench_print_machine("");
     printf("peers:    %-10s %-7s %-46s found\n", "glibc", gnu_get_libc_version(), "malloc, free (the process's malloc)");
     printf("          %-10s %-7s %-46s found\n", "obstack", gnu_get_libc_version(), "glibc obstack_alloc, obstack_free");
 #define PEER(h, label, ver, why, ...)                                                   \
@@ -667,16 +514,11 @@ static void print_machine(void) {
     PEER(P.tl, "talloc", P.ver_tl, P.why_tl, "libtalloc.so.2: talloc_size, talloc_free, pool")
     PEER(P.apr, "APR", P.ver_apr, P.why_apr, "libapr-1.so.0: apr_palloc, apr_pool_clear")
 #undef PEER
-    if (getenv("BUFFET_BENCH_REEXEC") && P.je)
-        printf("          (jemalloc: re-executed with GLIBC_TUNABLES=%s)\n", getenv("GLIBC_TUNABLES"));
+    bench_print_reexec(P.je != NULL);
     printf("method:   median of %d repetitions after a warm-up; contestants alternate within each\n"
            "          repetition; clock_gettime(CLOCK_MONOTONIC); ratio = peer / buffet (> 1: buffet faster)\n", REPS);
     if (sysconf(_SC_NPROCESSORS_ONLN) < 2) printf("warning:  fewer than 2 CPUs: c) measures time slicing\n");
-    printf("load:     ");
-    fflush(stdout);
-    f = fopen("/proc/loadavg", "r");
-    if (f && fgets(line, sizeof line, f)) printf("%s", line); else printf("unknown\n");
-    if (f) fclose(f);
+    bench_print_load();
 }
 
 /* What the goal lines need from the sections. */
@@ -847,7 +689,7 @@ static void section_b(goals *g) {
 }
 
 static void section_c(void) {
-    pc_pick_cpus();
+    bench_pick_cpus(pc_cpu);
     bool on[NPC] = { true, true, true, true, P.je != NULL, P.mi != NULL, P.tc != NULL, true };
     printf("\nc) 2 threads: A gets and writes objects (16 B) and passes their pointers to B in batches of %d\n"
            "   over an SPSC ring (%d slots); B reads each and puts (frees) it. buffet: one pool, a cache per\n"
@@ -900,10 +742,10 @@ int main(int argc, char **argv) {
     (void)argc;
     load_peers(argv);   /* may re-execute the program: before any output */
     const char *only = getenv("BUFFET_BENCH_ONLY");
-    if (getenv("BUFFET_BENCH_ITERS")) fixed_iters = (size_t)strtoull(getenv("BUFFET_BENCH_ITERS"), NULL, 10);
+    bench_read_iters();
     uint64_t start = now_ns();
     print_machine();
-    if (fixed_iters) printf("BUFFET_BENCH_ITERS=%zu: one run of each, timings are not measurements\n", fixed_iters);
+    bench_print_iters();
     for (size_t i = 0; i < NSIZES; i++) {
         sizes[i] = (uint16_t)(MIN_SIZE + rnd() % (MAX_SIZE - MIN_SIZE + 1));
         sizes_mean += sizes[i] / (double)NSIZES;

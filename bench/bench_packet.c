@@ -41,15 +41,8 @@
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_packet.h"   /* first: it defines _GNU_SOURCE for the headers below */
 
-#include <dlfcn.h>
-#include <gnu/libc-version.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
-#include <stdlib.h>
-#include <sys/utsname.h>
-#include <time.h>
-#include <unistd.h>
 
 #if defined(__has_include)
 #  if __has_include(<rte_mbuf.h>)
@@ -70,6 +63,7 @@
 #include <rte_version.h>
 #endif
 
+#define BENCH_NAME "bench_packet"
 #define REPS 31                   /* timed repetitions per contestant (odd: a true median) */
 #define TARGET_NS 5000000.0       /* a) to c): each timed repetition runs about this long */
 #define XT_TARGET_NS 20000000.0   /* d): longer, so that starting a thread is noise */
@@ -87,38 +81,7 @@
 #define MEM_N 16384               /* e): buffers in the pool measured */
 #define DPDK_HUGE_NEED_KB (8 * 1024)    /* DPDK's EAL and pools here take 4 huge pages of 2 MiB */
 
-static void die(const char *what) { fprintf(stderr, "bench_packet: %s\n", what); exit(1); }
-static uint64_t now_ns(void) {
-    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-/* The compiler must assume p's memory is read: stops stores and alloc/free pairs being elided. */
-static inline void escape(void *p) { __asm__ volatile("" : : "g"(p) : "memory"); }
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#else
-    __asm__ volatile("" ::: "memory");
-#endif
-}
-/* Spin a while, then give the CPU away (on a 2-CPU machine the other side may be descheduled). */
-static inline void backoff(unsigned *spins) {
-    if (++*spins < 4096) cpu_relax();
-    else sched_yield();
-}
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y);
-}
-/* dlsym into a function pointer without an object-to-function pointer cast (ISO C). */
-static bool sym(void *lib, const char *name, void *fnptr) {
-    void *s = lib ? dlsym(lib, name) : NULL;
-    if (s) memcpy(fnptr, &s, sizeof s);
-    return s != NULL;
-}
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-#define NOINLINE static __attribute__((noinline))
+#include "bench.h"   /* the harness: now_ns, escape, backoff, rnd, the noise report, peers, ... */
 
 static const unsigned char payload[64] = "an Ethernet header, an IPv4 header and a UDP header, roughly...";
 /* The touch: 64 bytes of data written (a frame's headers), one byte varying. */
@@ -140,62 +103,26 @@ static struct {
     void *je, *mi, *tc;
     void *(*je_malloc)(size_t);
     void (*je_free)(void *);
-    int (*je_mallctl)(const char *, void *, size_t *, void *, size_t);
     void *(*mi_malloc)(size_t);
     void (*mi_free)(void *);
-    int (*mi_version)(void);
     void *(*tc_malloc)(size_t);
     void (*tc_free)(void *);
-    const char *(*tc_version)(int *, int *, const char **);
     char ver_je[64], ver_mi[64], ver_tc[64];
 } P;
 
-static void *open_lib(const char *name, char *why, size_t cap) {
-    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!h) snprintf(why, cap, "%s", dlerror());
-    return h;
-}
-static void *missing(void *h, const char *lib, const char *name, char *why, size_t cap) {
-    snprintf(why, cap, "%s has no %s", lib, name);
-    dlclose(h);
-    return NULL;
-}
-
 static void load_peers(char **argv) {
-    P.je = open_lib("libjemalloc.so.2", cwhy[C_JE], sizeof cwhy[C_JE]);
-    if (!P.je && strstr(cwhy[C_JE], "static TLS") && !getenv("BUFFET_BENCH_REEXEC")) {
-        /* jemalloc wants more dlopen-able static TLS than glibc keeps: only settable at start-up. */
-        static char tun[512];
-        const char *old = getenv("GLIBC_TUNABLES");
-        snprintf(tun, sizeof tun, "%s%sglibc.rtld.optional_static_tls=16384", old ? old : "", old ? ":" : "");
-        setenv("GLIBC_TUNABLES", tun, 1);
-        setenv("BUFFET_BENCH_REEXEC", "1", 1);
-        fflush(stdout);
-        execv("/proc/self/exe", argv);
-        snprintf(cwhy[C_JE], sizeof cwhy[C_JE], "static TLS too small and re-executing failed");
-    }
+    P.je = bench_open_jemalloc(argv, cwhy[C_JE], sizeof cwhy[C_JE]);
     if (P.je && (!sym(P.je, "malloc", &P.je_malloc) || !sym(P.je, "free", &P.je_free) || P.je_malloc == malloc))
         P.je = missing(P.je, "libjemalloc.so.2", "malloc/free of its own", cwhy[C_JE], sizeof cwhy[C_JE]);
-    if (P.je) {
-        const char *v = "?"; size_t len = sizeof v;
-        if (sym(P.je, "mallctl", &P.je_mallctl) && P.je_mallctl("version", &v, &len, NULL, 0) != 0) v = "?";
-        snprintf(P.ver_je, sizeof P.ver_je, "%.*s", (int)strcspn(v, "-"), v);
-    }
+    if (P.je) bench_je_version(P.je, P.ver_je, sizeof P.ver_je);
     P.mi = open_lib("libmimalloc.so.2", cwhy[C_MI], sizeof cwhy[C_MI]);
     if (P.mi && (!sym(P.mi, "mi_malloc", &P.mi_malloc) || !sym(P.mi, "mi_free", &P.mi_free)))
         P.mi = missing(P.mi, "libmimalloc.so.2", "mi_malloc/mi_free", cwhy[C_MI], sizeof cwhy[C_MI]);
-    if (P.mi) {
-        int v = sym(P.mi, "mi_version", &P.mi_version) ? P.mi_version() : 0;
-        snprintf(P.ver_mi, sizeof P.ver_mi, "%d.%d.%d", v / 100, v / 10 % 10, v % 10);
-    }
+    if (P.mi) bench_mi_version(P.mi, P.ver_mi, sizeof P.ver_mi);
     P.tc = open_lib("libtcmalloc_minimal.so.4", cwhy[C_TC], sizeof cwhy[C_TC]);
     if (P.tc && (!sym(P.tc, "tc_malloc", &P.tc_malloc) || !sym(P.tc, "tc_free", &P.tc_free)))
         P.tc = missing(P.tc, "libtcmalloc_minimal.so.4", "tc_malloc/tc_free", cwhy[C_TC], sizeof cwhy[C_TC]);
-    if (P.tc) {
-        int ma = 0, mi = 0; const char *patch = "";
-        if (sym(P.tc, "tc_version", &P.tc_version)) P.tc_version(&ma, &mi, &patch);
-        snprintf(P.ver_tc, sizeof P.ver_tc, "%d.%d%.20s", ma, mi, patch ? patch : "");
-    }
+    if (P.tc) bench_tc_version(P.tc, P.ver_tc, sizeof P.ver_tc);
     con[C_GLIBC] = true;
     con[C_JE] = P.je != NULL;
     con[C_MI] = P.mi != NULL;
@@ -217,14 +144,6 @@ typedef void (*gp_free_fn)(void *);
 
 /* ---- CPUs: A (and the EAL's main lcore) on the first CPU this process may use, B on the second ---- */
 static int cpu[2] = { -1, -1 };
-static void pick_cpus(void) {
-    cpu_set_t set;
-    int k = 0;
-    if (getenv("BUFFET_BENCH_NOPIN") || sched_getaffinity(0, sizeof set, &set) != 0) return;
-    for (int i = 0; i < CPU_SETSIZE && k < 2; i++)
-        if (CPU_ISSET(i, &set)) cpu[k++] = i;
-    if (k < 2) cpu[0] = cpu[1] = -1;
-}
 static void pin_self(int c) {
     cpu_set_t set;
     if (c < 0) return;
@@ -388,11 +307,6 @@ typedef struct contestant {
 
 typedef struct result { double med, q1, q3; } result;   /* ns per buffer */
 
-static double spread;
-static char spread_where[96];
-/* BUFFET_BENCH_ITERS=N: one run of each contestant for N iterations (for callgrind). */
-static size_t fixed_iters;
-
 /* Buffers each timed run takes out first (see "which buffer gets recycled" below). */
 #define MAX_HOLD 32
 static size_t hold_n;
@@ -449,18 +363,8 @@ static void measure(contestant *c, int n, result *out, double target, size_t min
         out[i].med = s[i][REPS / 2];
         out[i].q1 = s[i][REPS / 4];
         out[i].q3 = s[i][(3 * REPS) / 4];
-        double iqr = (out[i].q3 - out[i].q1) / out[i].med;
-        if (iqr > spread) {
-            spread = iqr;
-            snprintf(spread_where, sizeof spread_where, "%s, %.2f..%.2f ns", c[i].name, out[i].q1, out[i].q3);
-        }
+        note_spread(c[i].name, out[i].med, out[i].q1, out[i].q3);
     }
-}
-static void print_spread(void) {
-    if (fixed_iters) return;
-    printf("   (noise: the widest interquartile range in this section is %.0f%% of its median: %s)\n", spread * 100,
-           spread_where);
-    spread = 0;
 }
 
 /* ---- which buffer gets recycled ----
@@ -886,36 +790,15 @@ NOINLINE uint64_t xt_tc(const void *x, size_t it, uint64_t *b) { return xt_run(x
 
 /* ---- output ---- */
 static void print_machine(void) {
-    char model[256] = "unknown", line[512];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) { p += 2; p[strcspn(p, "\n")] = 0; snprintf(model, sizeof model, "%s", p); }
-            break;
-        }
-    if (f) fclose(f);
-    struct utsname u; uname(&u);
     char pages[96];
     if (buffet_pkt_pool_get_stats(B.pool).huge_pages)
         snprintf(pages, sizeof pages, "explicit 2 MiB huge pages");
     else   /* no huge pages left: the regions were advised for THP; did the kernel give some? */
         snprintf(pages, sizeof pages, "THP-advised pages (this process has %ld KiB of AnonHugePages)",
                  proc_field("/proc/self/smaps_rollup", "AnonHugePages:"));
-    printf("buffet %s bench_packet\n", BUFFET_VERSION_STRING);
-    printf("machine:  %s, nproc %ld, %s %s, glibc %s, huge pages free %ld of %ld\n", model,
-           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, gnu_get_libc_version(),
-           meminfo("HugePages_Free:"), meminfo("HugePages_Total:"));
-#if defined(__clang__)
-    printf("compiler: clang %s", __clang_version__);
-#else
-    printf("compiler: gcc %s", __VERSION__);
-#endif
-#ifdef __OPTIMIZE__
-    printf(" (optimized)\n");
-#else
-    printf(" (NOT optimized: numbers are meaningless)\n");
-#endif
+    char huge[64];
+    snprintf(huge, sizeof huge, ", huge pages free %ld of %ld", meminfo("HugePages_Free:"), meminfo("HugePages_Total:"));
+    bench_print_machine(huge);
     printf("buffet:   one pool, class 2048 only (+ its clone class), headroom %d, initial = max = %d,\n"
            "          caches of %d pointers (refill/spill half); pool regions on %s\n",
            HEADROOM, POOL_N, BUFFET_CACHE, pages);
@@ -936,17 +819,12 @@ static void print_machine(void) {
     PEER(C_MI, "mimalloc", P.ver_mi, "libmimalloc.so.2: mi_malloc, mi_free")
     PEER(C_TC, "tcmalloc", P.ver_tc, "libtcmalloc_minimal.so.4: tc_malloc, tc_free")
 #undef PEER
-    if (getenv("BUFFET_BENCH_REEXEC") && con[C_JE])
-        printf("          (jemalloc: re-executed with GLIBC_TUNABLES=%s)\n", getenv("GLIBC_TUNABLES"));
+    bench_print_reexec(con[C_JE]);
     printf("method:   median of %d repetitions after a warm-up; contestants alternate within each\n"
            "          repetition; clock_gettime(CLOCK_MONOTONIC); ratio = peer / buffet (> 1: buffet faster);\n"
            "          single-thread work runs on CPU %d; buffet's implementation is in this file (one TU)\n",
            REPS, cpu[0]);
-    printf("load:     ");
-    fflush(stdout);
-    f = fopen("/proc/loadavg", "r");
-    if (f && fgets(line, sizeof line, f)) printf("%s", line); else printf("unknown\n");
-    if (f) fclose(f);
+    bench_print_load();
 }
 
 /* What the goal lines need. */
@@ -1199,9 +1077,9 @@ int main(int argc, char **argv) {
     (void)argc;
     load_peers(argv);   /* may re-execute the program: before any output */
     const char *only = getenv("BUFFET_BENCH_ONLY");
-    if (getenv("BUFFET_BENCH_ITERS")) fixed_iters = (size_t)strtoull(getenv("BUFFET_BENCH_ITERS"), NULL, 10);
+    bench_read_iters();
     uint64_t start = now_ns();
-    pick_cpus();
+    bench_pick_cpus(cpu);
     dpdk_setup(argv[0]);   /* the EAL pins this thread to CPU A (-l) */
     if (!con[C_DPDK]) pin_self(cpu[0]);
     buffet_setup();
@@ -1210,7 +1088,7 @@ int main(int argc, char **argv) {
         burst_mean += burst_len[i] / (double)NBURSTS;
     }
     print_machine();
-    if (fixed_iters) printf("BUFFET_BENCH_ITERS=%zu: one run of each, timings are not measurements\n", fixed_iters);
+    bench_print_iters();
     if (!only || strchr(only, 'a')) section_a();
     if (!only || strchr(only, 'b')) section_b();
     if (!only || strchr(only, 'c')) section_c();
