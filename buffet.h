@@ -193,6 +193,14 @@
 #define BUFFET__EXCHANGE(p, v, mo) __atomic_exchange_n((p), (v), (mo))
 #define BUFFET__CAS(p, expected, desired, mo_ok, mo_fail) \
     __atomic_compare_exchange_n((p), (expected), (desired), false, (mo_ok), (mo_fail))
+/* A spin-wait hint to the core (shared with the sibling headers); a no-op where none is known. */
+static inline void buffet__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 BUFFET_EXTERN_C_BEGIN
 
@@ -217,7 +225,11 @@ BUFFET_EXTERN_C_BEGIN
     X(BUFFET_ERR_LEAK,        -14, "memory leaked")                                          \
     X(BUFFET_ERR_STATE,       -15, "called in the wrong state")                              \
     X(BUFFET_ERR_SYSTEM,      -16, "system call failed")                                     \
-    X(BUFFET_AGAIN,           -17, "partial: call again")
+    X(BUFFET_AGAIN,           -17, "partial: call again")                                    \
+    X(BUFFET_ERR_LIFETIME,    -18, "the allocator's memory does not live as long as this use needs") \
+    X(BUFFET_ERR_THREAD,      -19, "the allocator serves one owner thread; this use frees from any")  \
+    X(BUFFET_ERR_TOO_LARGE,   -20, "larger than this allocator or pool serves")              \
+    X(BUFFET_ERR_UNSAFE,      -21, "another process could change it under us")
 
 #define BUFFET__RESULT_ENUM(name, value, text) name = value,
 /* Every fallible function's result. BUFFET_OK is 0; everything else is negative. */
@@ -283,53 +295,103 @@ static inline buffet_site buffet_site_make(const char *where, const char *func) 
 #define BUFFET_SITE buffet_site_make(__FILE__ ":" BUFFET__STR(__LINE__), __func__)
 #define BUFFET_NO_SITE buffet_site_make(NULL, NULL)
 
-/* An allocator's operations. Callers go through buffet_alloc/resize/free, which check the
+/* What an allocator promises (buffet_allocator_vtable.contract). Whatever stores an allocator for
+   later checks these when it is created, and refuses a combination that could not work with
+   BUFFET_ERR_LIFETIME or BUFFET_ERR_THREAD and a log line saying why. */
+enum {
+    BUFFET_CONTRACT_UNTIL_FREED = 1u << 0,  /* a block lives until it is freed (or its owner resets or
+                                               destroys the allocator); without it, blocks die when the
+                                               current frame or scope ends */
+    BUFFET_CONTRACT_THREAD_SAFE = 1u << 1,  /* alloc and free may be called from any thread at once;
+                                               without it, one owner thread at a time */
+    BUFFET_CONTRACT_RESIZE      = 1u << 2,  /* resize in place can succeed */
+    BUFFET_CONTRACT_PIN         = 1u << 3   /* pin keeps a block alive past its lifetime; the pin is
+                                               released on any thread, even after the allocator is gone */
+};
+
+/* What a use of an allocator needs (buffet_allocator_check). */
+enum {
+    BUFFET_NEED_UNTIL_FREED = BUFFET_CONTRACT_UNTIL_FREED,   /* blocks are kept until the holder frees them */
+    BUFFET_NEED_THREAD_SAFE = BUFFET_CONTRACT_THREAD_SAFE    /* calls come from any thread */
+};
+
+/* An allocator's operations. Callers go through buffet_alloc/resize/realloc/free, which check the
    arguments, so implementations see only: size > 0, align a power of two, ptr non-NULL.
-     alloc   returns memory of at least size bytes aligned to align, or NULL.
-     resize  grows or shrinks an allocation IN PLACE; false when it cannot (nothing changes).
-             May be NULL (never resizes).
-     free    releases ptr, which alloc returned with this size and align (or the size of the
-             last successful resize). */
+     alloc     returns memory of at least size bytes aligned to align, or NULL; say why with
+               buffet_alloc_fail (a NULL without a reason reads as BUFFET_ERR_NOMEM).
+     resize    grows or shrinks an allocation IN PLACE; false when it cannot (nothing changes).
+               May be NULL (never resizes).
+     free      releases ptr, which alloc returned with this size and align (or the size of the
+               last successful resize or remap).
+     remap     resizes, moving the block when it must (realloc(3)); NULL when it fails, with ptr
+               untouched. May be NULL: buffet_realloc then resizes in place or copies.
+     contract  BUFFET_CONTRACT_* of this allocator. May be NULL: BUFFET_CONTRACT_UNTIL_FREED only
+               (blocks live until freed; one owner thread).
+     pin       with BUFFET_CONTRACT_PIN: returns a pin that keeps [ptr, ptr+size) alive past its
+               lifetime (NULL: refused), else NULL. A pinned block is released by releasing the
+               pin (pin->release(pin), on any thread), never by free. */
+typedef struct buffet_pin { void (*release)(struct buffet_pin *pin); } buffet_pin;
 typedef struct buffet_allocator_vtable {
     void *(*alloc)(void *self, size_t size, size_t align, buffet_site site);
     bool  (*resize)(void *self, void *ptr, size_t old_size, size_t new_size, size_t align);
     void  (*free)(void *self, void *ptr, size_t size, size_t align, buffet_site site);
+    void *(*remap)(void *self, void *ptr, size_t old_size, size_t new_size, size_t align, buffet_site site);
+    uint32_t (*contract)(const void *self);
+    buffet_pin *(*pin)(void *self, void *ptr, size_t size);
 } buffet_allocator_vtable;
 
 /* An allocator, passed by value. A zero allocator ({NULL, NULL}) is the heap. */
 typedef struct buffet_allocator { void *self; const buffet_allocator_vtable *vtable; } buffet_allocator;
 
+/* Record why an allocation is about to fail, for buffet_alloc_error and buffet_alloc_ex: allocator
+   implementations call it before returning NULL (why: a static string). Returns: NULL.
+   Thread: safe (the reason is the calling thread's). */
+BUFFET_API void *buffet_alloc_fail(buffet_result code, const char *why);
+/* Why the calling thread's latest failed allocation failed (any buffet allocator or allocating
+   function): BUFFET_ERR_NOMEM, BUFFET_ERR_STATE (no frame begun, object being destroyed),
+   BUFFET_ERR_BUDGET, BUFFET_ERR_EXHAUSTED (pool at max), BUFFET_ERR_TOO_LARGE, ...; *why (when not
+   NULL) gets a short reason. Meaningful only right after a failure, as errno. Thread: safe. */
+BUFFET_API buffet_result buffet_alloc_error(const char **why);
+
 /* As buffet_alloc, with the reason for a NULL. Returns: BUFFET_OK (with *out NULL for size 0).
-   Errors: BUFFET_ERR_INVALID (out NULL, align not a power of two), BUFFET_ERR_NOMEM. */
+   Errors: BUFFET_ERR_INVALID (out NULL, align not a power of two), and the allocator's reason:
+   BUFFET_ERR_NOMEM, BUFFET_ERR_STATE, BUFFET_ERR_BUDGET, BUFFET_ERR_EXHAUSTED, BUFFET_ERR_TOO_LARGE.
+   Thread: as `a`. */
 BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t align,
                                          buffet_site site, void **out);
 /* As buffet_free, with a result. Errors: BUFFET_ERR_INVALID (align not a power of two: nothing
-   is freed, since the allocator could not find the block). */
+   is freed, since the allocator could not find the block). Thread: as `a`. */
 BUFFET_API buffet_result buffet_free_ex(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site);
 
 #define BUFFET__MALLOC_ALIGN BUFFET_ALIGNOF(max_align_t)
 
 /* Allocate size bytes aligned to align (a power of two). Size 0 returns NULL and is not an
-   error. Returns: the memory, or NULL (bad align, or the allocator failed). Thread: as `a`. */
+   error. Returns: the memory, or NULL (buffet_alloc_error says why). Thread: as `a`. */
 static inline void *buffet_alloc(buffet_allocator a, size_t size, size_t align, buffet_site site) {
     void *p = NULL;
 #ifndef BUFFET_HEAP_ALLOC
     /* The heap at malloc's own alignment is malloc itself: no call through a table. */
-    if (!a.vtable && size && align - 1 < BUFFET__MALLOC_ALIGN && !(align & (align - 1))) return malloc(size);
+    if (!a.vtable && size && align - 1 < BUFFET__MALLOC_ALIGN && !(align & (align - 1))) {
+        p = malloc(size);
+        return p ? p : buffet_alloc_fail(BUFFET_ERR_NOMEM, "malloc failed");
+    }
 #endif
     buffet_alloc_ex(a, size, align, site, &p);
     return p;
 }
-/* Allocate count * size bytes. Returns: NULL also when count * size overflows. Thread: as `a`. */
+/* Allocate count * size bytes. Returns: NULL also when count * size overflows
+   (BUFFET_ERR_OVERFLOW). Thread: as `a`. */
 BUFFET_API void *buffet_alloc_array(buffet_allocator a, size_t count, size_t size, size_t align,
                                     buffet_site site);
 /* Resize in place from old_size to new_size. Returns: true when done (the allocation now has
    new_size), false when not possible or arguments are bad (nothing changed). Thread: as `a`. */
 BUFFET_API bool buffet_resize(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
                               size_t align);
-/* Resize in place if possible, else allocate, copy min(old,new) bytes and free the old block.
-   ptr NULL acts as alloc; new_size 0 frees and returns NULL. Returns: the memory, or NULL on
-   failure with ptr still valid and unchanged. Thread: as `a`. */
+/* Resize, moving the block when it must: the allocator's remap (over the heap: realloc(3), which
+   moves large blocks with mremap and gives shrunk memory back), else in place, else allocate,
+   copy min(old, new) bytes and free. ptr NULL acts as alloc; new_size 0 frees and returns NULL.
+   Returns: the memory, or NULL on failure with ptr still valid and unchanged (buffet_alloc_error
+   says why). Thread: as `a`. */
 BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
                                 size_t align, buffet_site site);
 /* Free ptr (size and align as allocated). NULL does nothing. Thread: as `a`. */
@@ -346,6 +408,15 @@ static inline void buffet_free(buffet_allocator a, void *ptr, size_t size, size_
 BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, size_t size,
                                   size_t align, buffet_site site);
 
+/* The BUFFET_CONTRACT_* flags of a (the heap's for a zero allocator). Thread: safe. */
+BUFFET_API uint32_t buffet_allocator_contract(buffet_allocator a);
+/* Does a serve a use that needs `need` (BUFFET_NEED_*)? `what` names the use in the log line
+   ("chain", "pool"). Returns: BUFFET_OK. Errors: BUFFET_ERR_LIFETIME (blocks die with a frame or
+   scope), BUFFET_ERR_THREAD (one owner thread only); both logged to log (may be NULL).
+   Thread: safe. */
+BUFFET_API buffet_result buffet_allocator_check(buffet_allocator a, uint32_t need, const char *what,
+                                                const buffet_logger *log);
+
 #define BUFFET_ALLOC(a, size) buffet_alloc((a), (size), BUFFET_DEFAULT_ALIGN, BUFFET_SITE)
 #define BUFFET_ALLOC_ALIGNED(a, size, align) buffet_alloc((a), (size), (align), BUFFET_SITE)
 #define BUFFET_REALLOC(a, p, old_size, new_size) \
@@ -360,8 +431,8 @@ BUFFET_API void buffet_free_array(buffet_allocator a, void *ptr, size_t count, s
     buffet_free_array((a), (p), (n), sizeof(T), BUFFET_ALIGNOF(T), BUFFET_SITE)
 
 /* The heap, which is the zero allocator: malloc for align <= 16, posix_memalign above (any
-   power of two, page size and beyond). Resize succeeds in place while the block's usable size
-   allows. Thread: safe. */
+   power of two, page size and beyond); remap is realloc(3). Contract: until freed, thread-safe,
+   resizes. Thread: safe. */
 BUFFET_API buffet_allocator buffet_heap(void);
 /* An allocator that refuses everything: what buffet_*_allocator(NULL) returns, so a missing
    object fails loudly instead of silently becoming the heap. Thread: safe. */
@@ -380,7 +451,10 @@ static inline buffet_allocator buffet_allocator_of(void *self, const buffet_allo
 typedef struct buffet_debug buffet_debug;
 
 typedef struct buffet_debug_desc {
-    buffet_allocator parent;   /* where blocks and bookkeeping come from; zero: the heap */
+    buffet_allocator parent;   /* where blocks come from; zero: the heap. A frame allocator's blocks
+                                  are pinned, so they live until freed here (and leaks show) */
+    buffet_allocator bookkeeping;   /* the table of live blocks and the quarantine; zero: the heap.
+                                  Must live until destroy: a frame or scope is refused */
     size_t guard_size;         /* guard bytes before and after each block; 0: 16 */
     size_t quarantine_count;   /* freed blocks kept poisoned to catch double free and writes
                                   after free; 0: 64; SIZE_MAX: none */
@@ -399,19 +473,24 @@ typedef struct buffet_debug_stats {
 
 /* Create a debug allocator over desc->parent (desc NULL: all defaults). Returns: BUFFET_OK.
    Errors: BUFFET_ERR_INVALID (out NULL, guard_size not a multiple of 8 or > 4096),
-   BUFFET_ERR_NOMEM (parent failed). Thread: safe. */
-BUFFET_API buffet_result buffet_debug_create(buffet_debug **out, const buffet_debug_desc *desc);
+   BUFFET_ERR_LIFETIME (parent blocks die with a scope and cannot be pinned; bookkeeping that does
+   not live until freed), BUFFET_ERR_NOMEM (bookkeeping failed). Thread: safe. */
+BUFFET_API buffet_result buffet_debug_create_at(buffet_debug **out, const buffet_debug_desc *desc, buffet_site site);
+#define buffet_debug_create(out, desc) buffet_debug_create_at((out), (desc), BUFFET_SITE)
 /* Release the quarantine and bookkeeping. Blocks still live are NOT freed (their owners may
    still use them); report them first. NULL does nothing. Thread: not concurrently with use. */
 BUFFET_API void buffet_debug_destroy(buffet_debug *d);
-/* The allocator interface of d. Every operation is checked and counted. Thread: safe. */
+/* The allocator interface of d. Every operation is checked and counted. Contract: the parent's
+   thread safety and resizing; blocks live until freed (a frame parent's are pinned).
+   Thread: as the parent. */
 BUFFET_API buffet_allocator buffet_debug_allocator(buffet_debug *d);
 /* Verify the guard bytes of every live block and the poison of every quarantined one.
    Returns: BUFFET_OK. Errors: BUFFET_ERR_CORRUPT (each damaged block is logged). Thread: safe. */
 BUFFET_API buffet_result buffet_debug_check(buffet_debug *d);
 /* Write one line per live allocation ("leak: N bytes at P, allocated at file:line in func()")
-   and a summary to out (NULL: only the log callback hears of them, one BUFFET_ERR_LEAK each).
-   Returns: the number of live allocations. Thread: safe. */
+   and a summary to out (NULL: only the log callback hears of them, one BUFFET_ERR_LEAK each,
+   called after the allocator's lock is released). Returns: the number of live allocations.
+   Thread: safe. */
 BUFFET_API size_t buffet_debug_report_leaks(buffet_debug *d, FILE *out);
 /* Counters (see buffet_debug_stats). Thread: safe. */
 BUFFET_API buffet_debug_stats buffet_debug_get_stats(buffet_debug *d);
@@ -421,6 +500,12 @@ BUFFET_API buffet_result buffet_debug_last_error(buffet_debug *d);
 /* ---------------------------------------------------------------------------------------------
    >>fixed-buffer allocator: bump allocation in caller memory
 */
+typedef struct buffet_fixed_desc {
+    void *mem;            /* the caller's memory; NULL only with cap 0 */
+    size_t cap;           /* its size in bytes */
+    buffet_logger log;    /* foreign frees; zero: silent */
+} buffet_fixed_desc;
+
 typedef struct buffet_fixed {
     unsigned char *base;
     size_t cap, used;
@@ -428,11 +513,16 @@ typedef struct buffet_fixed {
     buffet_logger log;
 } buffet_fixed;
 
-/* Use mem[0..cap) for allocations; nothing is freed back until reset (except the last
-   allocation, which may also grow and shrink in place). Thread: owned. */
-BUFFET_API void buffet_fixed_init(buffet_fixed *f, void *mem, size_t cap);
-/* The allocator interface of f: alloc returns NULL when the buffer is full; free of a pointer
-   outside the buffer is refused and logged (BUFFET_ERR_FOREIGN). Thread: owned. */
+/* Use desc->mem[0..cap) for allocations; nothing is freed back until reset (except the last
+   allocation, which may also grow; any block may shrink in place). Errors: BUFFET_ERR_INVALID
+   (f or desc NULL, mem NULL with cap > 0). Thread: owned. */
+BUFFET_API buffet_result buffet_fixed_init(buffet_fixed *f, const buffet_fixed_desc *desc);
+/* Forget the buffer; f allocates nothing until initialised again. Thread: owned. */
+BUFFET_API void buffet_fixed_deinit(buffet_fixed *f);
+/* The allocator interface of f: alloc returns NULL when the buffer is full
+   (BUFFET_ERR_EXHAUSTED); free of a pointer outside the buffer is refused and logged
+   (BUFFET_ERR_FOREIGN). Contract: blocks live until freed or reset; owned by one thread.
+   Thread: owned. */
 BUFFET_API buffet_allocator buffet_fixed_allocator(buffet_fixed *f);
 /* Forget every allocation. Thread: owned. */
 BUFFET_API void buffet_fixed_reset(buffet_fixed *f);
@@ -452,8 +542,10 @@ typedef struct buffet_failing {
    everything else to parent. Thread: safe. */
 BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, uint64_t fail_at,
                                     bool fail_after);
-/* The allocator interface of f. Resize in place always fails (it could need memory).
-   Thread: safe. */
+/* Drop the parent; f refuses everything until initialised again. Thread: not concurrently. */
+BUFFET_API void buffet_failing_deinit(buffet_failing *f);
+/* The allocator interface of f. Resize in place always fails (it could need memory); a refused
+   allocation reads as BUFFET_ERR_NOMEM. Contract: the parent's, without resizing. Thread: safe. */
 BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f);
 
 /* ---------------------------------------------------------------------------------------------
@@ -467,9 +559,17 @@ typedef struct buffet_adapter {
 } buffet_adapter;
 
 /* Serve malloc-shaped calls from parent; each block carries its size in a header of `align`
-   bytes so free needs no size. Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (align not a
-   power of two, or larger than 4096). Thread: as parent. */
+   bytes so free needs no size. The library frees whenever it likes, so parent must keep blocks
+   until freed. Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (align not a power of two, or
+   larger than 4096), BUFFET_ERR_LIFETIME (a frame or scope allocator). Thread: as parent. */
 BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align);
+/* Drop the parent; the adapter refuses everything until initialised again. Thread: owned. */
+BUFFET_API void buffet_adapter_deinit(buffet_adapter *ad);
+/* The adapter as a buffet allocator: its blocks carry the same size header, so memory allocated
+   here may be released by buffet_adapter_free (a library's hook) and memory from
+   buffet_adapter_malloc by this allocator's free. Contract: the parent's, without resizing.
+   Thread: as parent. */
+BUFFET_API buffet_allocator buffet_adapter_allocator(buffet_adapter *ad);
 /* malloc. Size 0 returns NULL. */
 BUFFET_API void *buffet_adapter_malloc(buffet_adapter *ad, size_t size);
 /* calloc (zeroed). NULL on count * size overflow. */
@@ -501,7 +601,9 @@ enum {
                                        with BUFFET_ERR_UNSUPPORTED when none are reserved */
     BUFFET_BUF_NO_THP  = 1u << 1,   /* MMAP: never ask for transparent huge pages */
     BUFFET_BUF_ZERO    = 1u << 2,   /* HEAP: zero the bytes (MMAP and SHM always are) */
-    BUFFET_BUF_POPULATE = 1u << 3   /* MMAP/SHM: fault every page in now (MAP_POPULATE) */
+    BUFFET_BUF_POPULATE = 1u << 3,  /* MMAP/SHM: fault every page in now (MAP_POPULATE) */
+    BUFFET_BUF_UNSEALED = 1u << 4   /* buffet_buf_map_fd: accept a file its sender can still shrink
+                                       (a shrink under the mapping kills the reader with SIGBUS) */
 };
 
 typedef struct buffet_buf buffet_buf;
@@ -522,6 +624,7 @@ struct buffet_buf {
     uint64_t handle;            /* device handle of other headers' kinds; else 0 */
     void (*destroy)(buffet_buf *b);   /* frees everything when refcount reaches 0 */
     buffet_allocator allocator; /* where this header (and HEAP data) came from */
+    buffet_pin *pin;            /* the allocator's pin on that block (frame allocators), or NULL */
     buffet_release_fn release;  /* WRAP: the caller's callback */
     void *user;                 /* WRAP: its argument; other kinds: free for the provider */
 };
@@ -531,7 +634,10 @@ typedef struct buffet_buf_desc {
     size_t size;                /* bytes; must be > 0 */
     size_t align;               /* HEAP: alignment of data; 0: 64 (a cache line) */
     uint32_t flags;             /* BUFFET_BUF_*; 0: none */
-    buffet_allocator allocator; /* for the header and HEAP data; zero: the heap */
+    buffet_allocator allocator; /* for the header and HEAP data; zero: the heap. The last reference
+                                   may drop on any thread, long after: it must keep blocks until
+                                   freed and be thread-safe, or pin (a frame allocator's block
+                                   then keeps its chunk alive until the buffer goes) */
     const char *name;           /* SHM: name shown in /proc/PID/fd; NULL: "buffet" */
     void *wrap_data;            /* WRAP: the caller's memory */
     buffet_release_fn release;  /* WRAP: called when the last reference goes; may be NULL */
@@ -541,18 +647,28 @@ typedef struct buffet_buf_desc {
 
 /* Create a buffer with refcount 1. Returns: BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID
    (out or desc NULL, size 0, unknown kind, bad align, WRAP without wrap_data),
-   BUFFET_ERR_OVERFLOW (size too large to round up), BUFFET_ERR_NOMEM, BUFFET_ERR_UNSUPPORTED
-   (HUGETLB with no huge pages available), BUFFET_ERR_SYSTEM (mmap/memfd failed: errno kept).
+   BUFFET_ERR_LIFETIME / BUFFET_ERR_THREAD (an allocator that cannot hold the buffer: see
+   desc.allocator), BUFFET_ERR_OVERFLOW (size too large to round up), the allocator's reason
+   (BUFFET_ERR_NOMEM, BUFFET_ERR_STATE, BUFFET_ERR_BUDGET, ...), BUFFET_ERR_UNSUPPORTED (HUGETLB
+   with no huge pages available), BUFFET_ERR_SYSTEM (mmap/memfd failed: errno kept).
    On error *out is NULL and nothing is leaked; a WRAP buffer's release is NOT called.
    Thread: safe. */
-BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_desc *desc);
+BUFFET_API buffet_result buffet_buf_create_at(buffet_buf **out, const buffet_buf_desc *desc, buffet_site site);
+#define buffet_buf_create(out, desc) buffet_buf_create_at((out), (desc), BUFFET_SITE)
 /* Map a shared-memory buffer from a memfd received from another process (the fd is dup'ed;
-   the caller keeps its own). The size is the file's. Returns: BUFFET_OK and *out (kind SHM).
-   Errors: BUFFET_ERR_INVALID (out NULL, fd < 0, empty file), BUFFET_ERR_SYSTEM,
-   BUFFET_ERR_NOMEM. Thread: safe. */
-BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allocator a);
-/* Take a reference. Returns: b. NULL gives NULL. Thread: safe. */
+   the caller keeps its own). The size is the file's. The sender must have sealed it against
+   shrinking (F_SEAL_SHRINK, as BUFFET_BUF_SHM buffers are), or a shrink would kill this process
+   with SIGBUS; desc->flags BUFFET_BUF_UNSEALED accepts it anyway. desc may be NULL (heap header,
+   no log); its allocator, flags and log are used. Returns: BUFFET_OK and *out (kind SHM).
+   Errors: BUFFET_ERR_INVALID (out NULL, fd < 0, empty file), BUFFET_ERR_UNSAFE (not sealed
+   against shrinking: logged with the file's name and seals), BUFFET_ERR_LIFETIME /
+   BUFFET_ERR_THREAD (allocator), BUFFET_ERR_SYSTEM, BUFFET_ERR_NOMEM. Thread: safe. */
+BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const buffet_buf_desc *desc, buffet_site site);
+#define buffet_buf_map_fd(out, fd, desc) buffet_buf_map_fd_at((out), (fd), (desc), BUFFET_SITE)
+/* Take a reference. Returns: b, or NULL when b is NULL or already holds BUFFET_BUF_REF_MAX
+   references (the count is never allowed to wrap). Thread: safe. */
 BUFFET_API buffet_buf *buffet_buf_ref(buffet_buf *b);
+#define BUFFET_BUF_REF_MAX ((uint32_t)1 << 31)
 /* Drop a reference; the last one destroys the buffer. Returns: the references left (0: gone).
    NULL gives 0. Thread: safe. */
 BUFFET_API uint32_t buffet_buf_unref(buffet_buf *b);
@@ -580,7 +696,8 @@ BUFFET_API buffet_result buffet_buf_copy(buffet_buf *dst, size_t dst_off, const 
 typedef struct buffet_slice { buffet_buf *buf; size_t off, len; } buffet_slice;
 
 /* Make a slice of b (takes a reference). Errors: BUFFET_ERR_INVALID (out or b NULL),
-   BUFFET_ERR_RANGE (off + len beyond b->size). Thread: safe. */
+   BUFFET_ERR_RANGE (off + len beyond b->size), BUFFET_ERR_OVERFLOW (b has BUFFET_BUF_REF_MAX
+   references). Thread: safe. */
 BUFFET_API buffet_result buffet_slice_make(buffet_slice *out, buffet_buf *b, size_t off, size_t len);
 /* Drop the slice's reference and zero it. Releasing a zeroed slice does nothing. */
 BUFFET_API void buffet_slice_release(buffet_slice *s);
@@ -596,25 +713,37 @@ typedef struct buffet_chain {
     size_t head, count, cap;   /* in slices */
     size_t len;                /* total bytes */
     buffet_allocator allocator;
+    buffet_pin *pin;           /* the allocator's pin on the slice array (frame allocators) */
 } buffet_chain;
 
-/* An empty chain whose slice array comes from a (zero: the heap). Allocates nothing. */
-BUFFET_API void buffet_chain_init(buffet_chain *c, buffet_allocator a);
-/* Release every slice and the array; the chain is empty and reusable. */
+/* An empty chain whose slice array comes from a (zero: the heap). Allocates nothing. The array
+   lives as long as the chain, so `a` must keep blocks until freed; a frame allocator's array is
+   pinned (its chunk stays alive until the chain lets go). The chain calls `a` only from the
+   thread using the chain. Errors: BUFFET_ERR_INVALID (c NULL), BUFFET_ERR_LIFETIME (a scope,
+   or a frame that cannot pin): c is then a chain that refuses to grow. Thread: owned. */
+BUFFET_API buffet_result buffet_chain_init(buffet_chain *c, buffet_allocator a);
+/* Release every slice and the array; the chain is empty and reusable. Thread: owned. */
 BUFFET_API void buffet_chain_deinit(buffet_chain *c);
-/* Append / prepend len bytes of b from off (takes a reference; len 0 adds nothing). Errors:
-   BUFFET_ERR_INVALID (c or b NULL), BUFFET_ERR_RANGE, BUFFET_ERR_OVERFLOW (chain length would
-   overflow), BUFFET_ERR_NOMEM (chain unchanged, no reference taken). */
-BUFFET_API buffet_result buffet_chain_append(buffet_chain *c, buffet_buf *b, size_t off, size_t len);
-BUFFET_API buffet_result buffet_chain_prepend(buffet_chain *c, buffet_buf *b, size_t off, size_t len);
+/* Append / prepend len bytes of b from off (takes a reference; len 0 adds nothing). `site`
+   names the caller for a leak report of the slice array. Errors: BUFFET_ERR_INVALID (c or b
+   NULL), BUFFET_ERR_RANGE, BUFFET_ERR_OVERFLOW (chain length would overflow, or b has
+   BUFFET_BUF_REF_MAX references), the allocator's reason (BUFFET_ERR_NOMEM, ...): chain
+   unchanged, no reference taken. Thread: owned. */
+BUFFET_API buffet_result buffet_chain_append_at(buffet_chain *c, buffet_buf *b, size_t off, size_t len, buffet_site site);
+BUFFET_API buffet_result buffet_chain_prepend_at(buffet_chain *c, buffet_buf *b, size_t off, size_t len, buffet_site site);
+#define buffet_chain_append(c, b, off, len) buffet_chain_append_at((c), (b), (off), (len), BUFFET_SITE)
+#define buffet_chain_prepend(c, b, off, len) buffet_chain_prepend_at((c), (b), (off), (len), BUFFET_SITE)
 /* Move every slice of src to the end of c (no references change); src ends empty.
-   Errors: BUFFET_ERR_INVALID (NULL, or src == c), BUFFET_ERR_OVERFLOW, BUFFET_ERR_NOMEM
-   (both unchanged). */
-BUFFET_API buffet_result buffet_chain_concat(buffet_chain *c, buffet_chain *src);
+   Errors: BUFFET_ERR_INVALID (NULL, or src == c), BUFFET_ERR_OVERFLOW, the allocator's reason
+   (both unchanged). Thread: owned (both). */
+BUFFET_API buffet_result buffet_chain_concat_at(buffet_chain *c, buffet_chain *src, buffet_site site);
+#define buffet_chain_concat(c, src) buffet_chain_concat_at((c), (src), BUFFET_SITE)
 /* Move bytes [at, len) of c to the end of tail (c keeps [0, at)). A slice straddling `at`
    becomes two slices of the same buffer (one more reference). Errors: BUFFET_ERR_INVALID,
-   BUFFET_ERR_RANGE (at > len), BUFFET_ERR_NOMEM (both unchanged). */
-BUFFET_API buffet_result buffet_chain_split(buffet_chain *c, size_t at, buffet_chain *tail);
+   BUFFET_ERR_RANGE (at > len), BUFFET_ERR_OVERFLOW (reference count), the allocator's reason
+   (both unchanged). Thread: owned (both). */
+BUFFET_API buffet_result buffet_chain_split_at(buffet_chain *c, size_t at, buffet_chain *tail, buffet_site site);
+#define buffet_chain_split(c, at, tail) buffet_chain_split_at((c), (at), (tail), BUFFET_SITE)
 /* Drop n bytes from the front, releasing slices that empty. Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_RANGE (n > len; nothing dropped). */
 BUFFET_API buffet_result buffet_chain_consume(buffet_chain *c, size_t n);
@@ -661,24 +790,38 @@ typedef struct buffet_request {
     size_t align;               /* 0: the provider's default */
     buffet_lifetime lifetime;
     buffet_allocator allocator; /* for headers (and heap data); zero: the heap */
+    buffet_site site;           /* who asked (for leak reports); set by buffet_registry_create_buf */
 } buffet_request;
 
+typedef struct buffet_registry buffet_registry;
+
 /* A provider of one buffer kind. score returns < 0 when it cannot serve the request, else
-   higher is better (0..100), and writes a short reason to why[0..why_cap). */
+   higher is better (0..100), and writes a short reason to why[0..why_cap). score and create run
+   outside the registry's lock, and removal waits until no call is running, so a provider may
+   go away once buffet_registry_remove returns. detach (optional) is told when r lets the
+   provider go (removed, or r destroyed), so a provider that registered itself can forget r. */
 typedef struct buffet_provider {
     const char *name;
     int (*score)(void *self, const buffet_request *req, char *why, size_t why_cap);
     buffet_result (*create)(void *self, const buffet_request *req, buffet_buf **out);
     void *self;
+    void (*detach)(void *self, buffet_registry *r);
 } buffet_provider;
 
-typedef struct buffet_registry buffet_registry;
+typedef struct buffet_registry_desc {
+    buffet_allocator allocator;   /* for the registry itself; zero: the heap */
+    buffet_logger log;            /* where refusals are explained; zero: silent */
+} buffet_registry_desc;
 
-/* A new registry holding the built-in providers "heap", "mmap" and "shm". log: where refusals
-   are explained (zero: silent). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_NOMEM. Thread: safe. */
-BUFFET_API buffet_result buffet_registry_create(buffet_registry **out, buffet_allocator a,
-                                                buffet_logger log);
-/* Free a registry (NULL does nothing). Thread: not concurrently with use. */
+/* A new registry holding the built-in providers "heap", "mmap" and "shm" (desc NULL: defaults).
+   Errors: BUFFET_ERR_INVALID, BUFFET_ERR_LIFETIME (an allocator whose blocks die with a scope),
+   the allocator's reason. Thread: safe. */
+BUFFET_API buffet_result buffet_registry_create_at(buffet_registry **out, const buffet_registry_desc *desc,
+                                                   buffet_site site);
+#define buffet_registry_create(out, desc) buffet_registry_create_at((out), (desc), BUFFET_SITE)
+/* Free a registry (NULL does nothing); every provider with a detach hook hears of it. The
+   process-wide registry is never freed: destroying it is refused (logged). Thread: not
+   concurrently with use. */
 BUFFET_API void buffet_registry_destroy(buffet_registry *r);
 /* The process-wide registry, created on first use with the built-ins (NULL only if that
    failed). Every buffet header registers its providers here. Thread: safe. */
@@ -687,13 +830,16 @@ BUFFET_API buffet_registry *buffet_registry_default(void);
    no name/score/create, name already present), BUFFET_ERR_EXHAUSTED (BUFFET_REGISTRY_MAX).
    Thread: safe. */
 BUFFET_API buffet_result buffet_registry_add(buffet_registry *r, const buffet_provider *p);
-/* Remove the provider named name. Errors: BUFFET_ERR_NOT_FOUND. Thread: safe. */
+/* Remove the provider named name, waiting for calls into it on other threads to return; its
+   detach hook runs after. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_NOT_FOUND, BUFFET_ERR_STATE
+   (called from inside that provider's own score or create). Thread: safe. */
 BUFFET_API buffet_result buffet_registry_remove(buffet_registry *r, const char *name);
 /* Create a buffer from the highest-scoring provider (ties: the earlier registered).
    Errors: BUFFET_ERR_INVALID (NULL, size 0), BUFFET_ERR_UNSUPPORTED (no provider can serve),
    else the provider's error. Thread: safe. */
-BUFFET_API buffet_result buffet_registry_create_buf(buffet_registry *r, const buffet_request *req,
-                                                    buffet_buf **out);
+BUFFET_API buffet_result buffet_registry_create_buf_at(buffet_registry *r, const buffet_request *req,
+                                                       buffet_buf **out, buffet_site site);
+#define buffet_registry_create_buf(r, req, out) buffet_registry_create_buf_at((r), (req), (out), BUFFET_SITE)
 /* Write which provider a request goes to and why, with every candidate's score, to
    out[0..cap) (always NUL-terminated when cap > 0). Returns: the length the full text has
    (as snprintf). Thread: safe. */
@@ -783,16 +929,67 @@ BUFFET_API void buffet_log_stderr(void *user, buffet_log_level level, buffet_res
 static const char *buffet__site_where(buffet_site s) { return s.where ? s.where : "?"; }
 static const char *buffet__site_func(buffet_site s) { return s.func ? s.func : "?"; }
 
+/* Log lines held back while a lock is held or the state is half-updated, and delivered once
+   both are over, so a logger may call any buffet function (shared with the sibling headers). */
+#define BUFFET__LOGQ_MAX 8
+typedef struct buffet__logq {
+    unsigned n;
+    struct { buffet_log_level level; buffet_result code; const char *file; int line; char msg[320]; } e[BUFFET__LOGQ_MAX];
+} buffet__logq;
+
+__attribute__((format(printf, 7, 8), unused))
+static void buffet__logq_add(buffet__logq *q, const buffet_logger *lg, buffet_log_level level, buffet_result code,
+                             const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    if (!lg || !lg->fn || q->n == BUFFET__LOGQ_MAX) return;
+    va_start(ap, fmt);
+    vsnprintf(q->e[q->n].msg, sizeof q->e[q->n].msg, fmt, ap);
+    va_end(ap);
+    q->e[q->n].level = level;
+    q->e[q->n].code = code;
+    q->e[q->n].file = file;
+    q->e[q->n].line = line;
+    q->n++;
+}
+#define BUFFET__LOGQ(q, lg, level, code, ...) buffet__logq_add((q), (lg), (level), (code), __FILE__, __LINE__, __VA_ARGS__)
+
+__attribute__((unused)) static void buffet__logq_flush(buffet__logq *q, const buffet_logger *lg) {
+    unsigned i, n = q->n;
+    q->n = 0;
+    for (i = 0; i < n && lg && lg->fn; i++) lg->fn(lg->user, q->e[i].level, q->e[i].code, q->e[i].msg, q->e[i].file, q->e[i].line);
+}
+
+/* >>failure reasons: the calling thread's, as errno */
+static __thread struct { buffet_result code; const char *why; } buffet__alloc_err;
+
+BUFFET_API void *buffet_alloc_fail(buffet_result code, const char *why) {
+    buffet__alloc_err.code = code;
+    buffet__alloc_err.why = why;
+    return NULL;
+}
+
+BUFFET_API buffet_result buffet_alloc_error(const char **why) {
+    if (why) *why = buffet__alloc_err.why ? buffet__alloc_err.why : "no failure recorded";
+    return buffet__alloc_err.code;
+}
+
+/* The reason of the failure just seen, NOMEM when the allocator gave none. */
+static buffet_result buffet__alloc_reason(void) {
+    if (buffet__alloc_err.code == BUFFET_OK) buffet_alloc_fail(BUFFET_ERR_NOMEM, "the allocator returned NULL");
+    return buffet__alloc_err.code;
+}
+
 /* >>allocator dispatch */
 static void *buffet__heap_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    void *p = NULL;
     (void)self; (void)site;
 #ifdef BUFFET_HEAP_ALLOC
-    return BUFFET_HEAP_ALLOC(size, align);
+    p = BUFFET_HEAP_ALLOC(size, align);
 #else
-    void *p = NULL;
-    if (align <= BUFFET__MALLOC_ALIGN) return malloc(size);
-    return posix_memalign(&p, align, size) == 0 ? p : NULL;
+    if (align <= BUFFET__MALLOC_ALIGN) p = malloc(size);
+    else if (posix_memalign(&p, align, size) != 0) p = NULL;
 #endif
+    return p ? p : buffet_alloc_fail(BUFFET_ERR_NOMEM, "the heap is out of memory");
 }
 
 static bool buffet__heap_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
@@ -815,8 +1012,33 @@ static void buffet__heap_free(void *self, void *ptr, size_t size, size_t align, 
 #endif
 }
 
+#ifndef BUFFET_HEAP_ALLOC
+/* realloc(3): in place when it can, mremap for large (mmap'd) blocks, and a shrink gives the
+   tail back. It keeps only malloc's own alignment, so larger ones move by copy. */
+static void *buffet__heap_remap(void *self, void *ptr, size_t old_size, size_t new_size, size_t align, buffet_site site) {
+    void *p;
+    if (align <= BUFFET__MALLOC_ALIGN) {
+        p = realloc(ptr, new_size);
+        return p ? p : buffet_alloc_fail(BUFFET_ERR_NOMEM, "the heap is out of memory");
+    }
+    p = buffet__heap_alloc(self, new_size, align, site);
+    if (!p) return NULL;
+    memcpy(p, ptr, old_size < new_size ? old_size : new_size);
+    free(ptr);
+    return p;
+}
+#define BUFFET__HEAP_REMAP buffet__heap_remap
+#else
+#define BUFFET__HEAP_REMAP NULL
+#endif
+
+static uint32_t buffet__heap_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE | BUFFET_CONTRACT_RESIZE;
+}
+
 static const buffet_allocator_vtable buffet__heap_vtable = {
-    buffet__heap_alloc, buffet__heap_resize, buffet__heap_free
+    buffet__heap_alloc, buffet__heap_resize, buffet__heap_free, BUFFET__HEAP_REMAP, buffet__heap_contract, NULL
 };
 
 BUFFET_API buffet_allocator buffet_heap(void) {
@@ -828,12 +1050,18 @@ BUFFET_API buffet_allocator buffet_heap(void) {
 
 static void *buffet__null_alloc(void *self, size_t size, size_t align, buffet_site site) {
     (void)self; (void)size; (void)align; (void)site;
-    return NULL;
+    return buffet_alloc_fail(BUFFET_ERR_NOMEM, "the null allocator refuses every allocation (an allocator of a NULL object?)");
 }
 static void buffet__null_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     (void)self; (void)ptr; (void)size; (void)align; (void)site;
 }
-static const buffet_allocator_vtable buffet__null_vtable = {buffet__null_alloc, NULL, buffet__null_free};
+static uint32_t buffet__null_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;   /* it holds nothing */
+}
+static const buffet_allocator_vtable buffet__null_vtable = {
+    buffet__null_alloc, NULL, buffet__null_free, NULL, buffet__null_contract, NULL
+};
 
 BUFFET_API buffet_allocator buffet_null_allocator(void) {
     buffet_allocator a;
@@ -848,16 +1076,79 @@ static buffet_allocator buffet__resolve(buffet_allocator a) {
     return a;
 }
 
+BUFFET_API uint32_t buffet_allocator_contract(buffet_allocator a) {
+    a = buffet__resolve(a);
+    return a.vtable->contract ? a.vtable->contract(a.self) : (uint32_t)BUFFET_CONTRACT_UNTIL_FREED;
+}
+
+/* Would the holder pin blocks of a (its blocks die otherwise, and it can pin them)? */
+static bool buffet__pins(uint32_t contract) {
+    return !(contract & BUFFET_CONTRACT_UNTIL_FREED) && (contract & BUFFET_CONTRACT_PIN);
+}
+
+/* The contract check every holder of an allocator makes when it is created (shared with the
+   sibling headers). can_pin: the holder keeps a pin token per block (buffet__hold), which makes
+   a pinning allocator's blocks live until freed and released from any thread. */
+static buffet_result buffet__check(buffet_allocator a, uint32_t need, bool can_pin, const char *what,
+                                   const buffet_logger *log) {
+    uint32_t c = buffet_allocator_contract(a);
+    bool pinned = can_pin && buffet__pins(c);
+    if ((need & BUFFET_NEED_UNTIL_FREED) && !(c & BUFFET_CONTRACT_UNTIL_FREED) && !pinned) {
+        BUFFET__LOG(log, BUFFET_LOG_ERROR, BUFFET_ERR_LIFETIME,
+                    "%s: its allocator's blocks die when the current frame or scope ends, but %s keeps them until it frees them%s",
+                    what, what, (c & BUFFET_CONTRACT_PIN) ? " (and cannot pin them)" : " (and it cannot pin them)");
+        return BUFFET_ERR_LIFETIME;
+    }
+    if ((need & BUFFET_NEED_THREAD_SAFE) && !(c & BUFFET_CONTRACT_THREAD_SAFE) && !pinned) {
+        BUFFET__LOG(log, BUFFET_LOG_ERROR, BUFFET_ERR_THREAD,
+                    "%s: its allocator serves one owner thread, but %s calls it from any thread; use a thread-safe one (the heap, a pool)",
+                    what, what);
+        return BUFFET_ERR_THREAD;
+    }
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_allocator_check(buffet_allocator a, uint32_t need, const char *what,
+                                                const buffet_logger *log) {
+    return buffet__check(a, need, false, what ? what : "this use", log);
+}
+
+/* A block the holder keeps as long as it likes (shared with the sibling headers): allocated,
+   and pinned when the allocator's blocks would die with their frame (*pin: the token, else NULL).
+   Release it with buffet__unhold. */
+__attribute__((unused)) static void *buffet__hold(buffet_allocator a, size_t size, size_t align, buffet_site site, buffet_pin **pin) {
+    void *p = buffet_alloc(a, size, align, site);
+    *pin = NULL;
+    if (!p || !a.vtable || !buffet__pins(buffet_allocator_contract(a))) return p;
+    *pin = a.vtable->pin(a.self, p, size);
+    if (!*pin) {
+        buffet_free(a, p, size, align, site);
+        return buffet_alloc_fail(BUFFET_ERR_LIFETIME, "the frame allocator could not pin the block");
+    }
+    return p;
+}
+
+/* Release a block from buffet__hold: a pinned one by its pin alone (any thread may). */
+__attribute__((unused)) static void buffet__unhold(buffet_allocator a, void *p, size_t size, size_t align, buffet_pin *pin,
+                                                   buffet_site site) {
+    if (pin) pin->release(pin);
+    else buffet_free(a, p, size, align, site);
+}
+
 BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t align,
                                          buffet_site site, void **out) {
     void *p;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
-    if (!buffet_is_pow2(align)) return BUFFET_ERR_INVALID;
+    if (!buffet_is_pow2(align)) {
+        buffet_alloc_fail(BUFFET_ERR_INVALID, "the alignment is not a power of two");
+        return BUFFET_ERR_INVALID;
+    }
     if (size == 0) return BUFFET_OK;
     a = buffet__resolve(a);
+    buffet__alloc_err.code = BUFFET_OK;
     p = a.vtable->alloc(a.self, size, align, site);
-    if (!p) return BUFFET_ERR_NOMEM;
+    if (!p) return buffet__alloc_reason();
     *out = p;
     return BUFFET_OK;
 }
@@ -865,7 +1156,7 @@ BUFFET_API buffet_result buffet_alloc_ex(buffet_allocator a, size_t size, size_t
 BUFFET_API void *buffet_alloc_array(buffet_allocator a, size_t count, size_t size, size_t align,
                                     buffet_site site) {
     size_t total;
-    if (!buffet_mul(count, size, &total)) return NULL;
+    if (!buffet_mul(count, size, &total)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "count * size overflows");
     return buffet_alloc(a, total, align, site);
 }
 
@@ -880,11 +1171,20 @@ BUFFET_API bool buffet_resize(buffet_allocator a, void *ptr, size_t old_size, si
 BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
                                 size_t align, buffet_site site) {
     void *p;
-    if (!buffet_is_pow2(align)) return NULL;
+    if (!buffet_is_pow2(align)) return buffet_alloc_fail(BUFFET_ERR_INVALID, "the alignment is not a power of two");
     if (!ptr) return buffet_alloc(a, new_size, align, site);
     if (new_size == 0) {
         buffet_free(a, ptr, old_size, align, site);
         return NULL;
+    }
+    if (old_size == 0) return buffet_alloc_fail(BUFFET_ERR_INVALID, "realloc of a block with size 0");
+    if (old_size == new_size) return ptr;
+    a = buffet__resolve(a);
+    if (a.vtable->remap) {
+        buffet__alloc_err.code = BUFFET_OK;
+        p = a.vtable->remap(a.self, ptr, old_size, new_size, align, site);
+        if (!p) buffet__alloc_reason();
+        return p;
     }
     if (buffet_resize(a, ptr, old_size, new_size, align)) return ptr;
     p = buffet_alloc(a, new_size, align, site);
@@ -926,11 +1226,12 @@ typedef struct buffet__dbg_rec {
     size_t size, align;
     uint64_t seq;
     buffet_site site, free_site;
+    buffet_pin *pin;           /* the parent's pin on the block (frame parents) */
     bool freed;                /* in quarantine */
 } buffet__dbg_rec;
 
 struct buffet_debug {
-    buffet_allocator parent;
+    buffet_allocator parent, bookkeeping;
     size_t guard, q_max_count, q_max_bytes;
     buffet_logger log;
     pthread_mutex_t mu;
@@ -941,7 +1242,18 @@ struct buffet_debug {
     uint64_t seq;
     buffet_debug_stats st;
     buffet_result last;
+    buffet__logq pending;      /* found under the lock, logged after it */
 };
+
+/* Unlock, then tell the logger what was found meanwhile (it may call back into d). */
+static void buffet__dbg_unlock(buffet_debug *d) {
+    buffet__logq q;
+    q.n = d->pending.n;
+    if (q.n) memcpy(&q, &d->pending, sizeof q);
+    d->pending.n = 0;
+    pthread_mutex_unlock(&d->mu);
+    buffet__logq_flush(&q, &d->log);
+}
 
 /* The front guard, rounded up to the alignment so the user bytes stay aligned. */
 static size_t buffet__dbg_front(const buffet_debug *d, size_t align) {
@@ -979,7 +1291,7 @@ static bool buffet__dbg_reserve(buffet_debug *d) {
     if ((d->tab_used + 1) * 2 <= d->tab_cap) return true;
     for (i = 0; i < d->tab_cap; i++) live += d->tab[i].key > BUFFET__DBG_TOMB;
     cap = (live + 1) * 4 <= d->tab_cap ? d->tab_cap : d->tab_cap * 2;
-    nt = (buffet__dbg_rec *)buffet_alloc_array(d->parent, cap, sizeof *nt, BUFFET_ALIGNOF(buffet__dbg_rec), BUFFET_SITE);
+    nt = (buffet__dbg_rec *)buffet_alloc_array(d->bookkeeping, cap, sizeof *nt, BUFFET_ALIGNOF(buffet__dbg_rec), BUFFET_SITE);
     if (!nt) return false;
     memset(nt, 0, cap * sizeof *nt);
     for (i = 0; i < d->tab_cap; i++) {
@@ -989,7 +1301,7 @@ static bool buffet__dbg_reserve(buffet_debug *d) {
             nt[j] = d->tab[i];
         }
     }
-    buffet_free_array(d->parent, d->tab, d->tab_cap, sizeof *nt, BUFFET_ALIGNOF(buffet__dbg_rec), BUFFET_SITE);
+    buffet_free_array(d->bookkeeping, d->tab, d->tab_cap, sizeof *nt, BUFFET_ALIGNOF(buffet__dbg_rec), BUFFET_SITE);
     d->tab = nt;
     d->tab_cap = cap;
     d->tab_used = live;
@@ -1018,7 +1330,7 @@ static bool buffet__dbg_check_guards(buffet_debug *d, const buffet__dbg_rec *r) 
         return true;
     for (i = 0; i < front; i++) {
         if (base[i] != BUFFET__DBG_GUARD_BYTE) {
-            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
+            BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
                         "underrun: %zu-byte block at %p, allocated at %s in %s(), was written %zu bytes before its start",
                         r->size, (const void *)user, buffet__site_where(r->site),
                         buffet__site_func(r->site), front - i);
@@ -1028,7 +1340,7 @@ static bool buffet__dbg_check_guards(buffet_debug *d, const buffet__dbg_rec *r) 
     }
     for (i = 0; i < d->guard; i++) {
         if (user[r->size + i] != BUFFET__DBG_GUARD_BYTE) {
-            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
+            BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
                         "overrun: %zu-byte block at %p, allocated at %s in %s(), was written %zu bytes past its end",
                         r->size, (const void *)user, buffet__site_where(r->site),
                         buffet__site_func(r->site), i + 1);
@@ -1048,7 +1360,7 @@ static bool buffet__dbg_check_poison(buffet_debug *d, const buffet__dbg_rec *r) 
     BUFFET__VG_DEFINED(user, r->size);
     for (i = buffet__all_bytes(user, r->size, BUFFET__DBG_FREED_BYTE) ? r->size : 0; i < r->size; i++) {
         if (user[i] != BUFFET__DBG_FREED_BYTE) {
-            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
+            BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT,
                         "write after free: byte %zu of the %zu-byte block at %p (allocated at %s in %s(), freed at %s in %s())",
                         i, r->size, (void *)user, buffet__site_where(r->site),
                         buffet__site_func(r->site), buffet__site_where(r->free_site),
@@ -1068,7 +1380,7 @@ static void buffet__dbg_release(buffet_debug *d, buffet__dbg_rec *r) {
     unsigned char *base = buffet__dbg_base(d, r->key, r->align);
     buffet__dbg_block_size(d, r->size, r->align, &block);
     BUFFET__UNPOISON(base, block);
-    buffet_free(d->parent, base, block, buffet__dbg_block_align(r->align), r->free_site);
+    buffet__unhold(d->parent, base, block, buffet__dbg_block_align(r->align), r->pin, r->free_site);
     r->key = BUFFET__DBG_TOMB;
 }
 
@@ -1089,17 +1401,20 @@ static void *buffet__dbg_alloc(void *self, size_t size, size_t align, buffet_sit
     size_t block, i;
     unsigned char *base, *user;
     buffet__dbg_rec *r;
+    buffet_pin *pin = NULL;
+    buffet_result why;
+    const char *text;
     if (!buffet__dbg_block_size(d, size, align, &block)) {
         pthread_mutex_lock(&d->mu);
         d->st.failed_allocs++;
-        pthread_mutex_unlock(&d->mu);
-        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_OVERFLOW, "allocation of %zu bytes at %s: size overflows",
+        BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_WARN, BUFFET_ERR_OVERFLOW, "allocation of %zu bytes at %s: size overflows",
                     size, buffet__site_where(site));
-        return NULL;
+        buffet__dbg_unlock(d);
+        return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus guard bytes overflows");
     }
     pthread_mutex_lock(&d->mu);
     if (!buffet__dbg_reserve(d)) goto fail;
-    base = (unsigned char *)buffet_alloc(d->parent, block, buffet__dbg_block_align(align), site);
+    base = (unsigned char *)buffet__hold(d->parent, block, buffet__dbg_block_align(align), site, &pin);
     if (!base) goto fail;
     user = base + buffet__dbg_front(d, align);
     memset(base, BUFFET__DBG_GUARD_BYTE, (size_t)(user - base));
@@ -1115,6 +1430,7 @@ static void *buffet__dbg_alloc(void *self, size_t size, size_t align, buffet_sit
     r->seq = ++d->seq;
     r->site = site;
     r->free_site = BUFFET_NO_SITE;
+    r->pin = pin;
     r->freed = false;
     d->st.live_count++;
     d->st.live_bytes += size;
@@ -1122,14 +1438,15 @@ static void *buffet__dbg_alloc(void *self, size_t size, size_t align, buffet_sit
     d->st.total_bytes += size;
     if (d->st.live_count > d->st.peak_count) d->st.peak_count = d->st.live_count;
     if (d->st.live_bytes > d->st.peak_bytes) d->st.peak_bytes = d->st.live_bytes;
-    pthread_mutex_unlock(&d->mu);
+    buffet__dbg_unlock(d);
     return user;
 fail:
+    why = buffet_alloc_error(&text);
     d->st.failed_allocs++;
-    pthread_mutex_unlock(&d->mu);
-    BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_NOMEM, "allocation of %zu bytes at %s in %s(): parent allocator failed",
-                size, buffet__site_where(site), buffet__site_func(site));
-    return NULL;
+    BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_WARN, why, "allocation of %zu bytes at %s in %s() failed: %s (%s)",
+                size, buffet__site_where(site), buffet__site_func(site), text, buffet_result_str(why));
+    buffet__dbg_unlock(d);
+    return buffet_alloc_fail(why, text);   /* the logger may have failed allocations of its own */
 }
 
 /* The live record of ptr, or NULL after logging why not. Called locked. */
@@ -1137,14 +1454,14 @@ static buffet__dbg_rec *buffet__dbg_live(buffet_debug *d, void *ptr, const char 
     buffet__dbg_rec *r = buffet__dbg_find(d, (uintptr_t)ptr);
     if (!r) {
         buffet__dbg_error(d, BUFFET_ERR_FOREIGN, &d->st.foreign_frees);
-        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
+        BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
                     "%s of %p at %s in %s(): not allocated by this debug allocator (or freed long ago)",
                     what, ptr, buffet__site_where(site), buffet__site_func(site));
         return NULL;
     }
     if (r->freed) {
         buffet__dbg_error(d, BUFFET_ERR_DOUBLE_FREE, &d->st.double_frees);
-        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
+        BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
                     "%s of %p at %s in %s(): already freed at %s in %s() (%zu bytes allocated at %s in %s())",
                     what, ptr, buffet__site_where(site), buffet__site_func(site),
                     buffet__site_where(r->free_site), buffet__site_func(r->free_site),
@@ -1163,7 +1480,7 @@ static void buffet__dbg_free(void *self, void *ptr, size_t size, size_t align, b
     if (r->size != size || r->align != align) {
         /* The record knows the truth, so the block is still released correctly. */
         buffet__dbg_error(d, BUFFET_ERR_MISMATCH, &d->st.mismatched_frees);
-        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
+        BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
                     "free of %p at %s in %s() with size %zu align %zu; allocated at %s in %s() with size %zu align %zu",
                     ptr, buffet__site_where(site), buffet__site_func(site), size, align,
                     buffet__site_where(r->site), buffet__site_func(r->site), r->size, r->align);
@@ -1189,7 +1506,7 @@ static void buffet__dbg_free(void *self, void *ptr, size_t size, size_t align, b
     d->q_len++;
     d->q_bytes += r->size;
 out:
-    pthread_mutex_unlock(&d->mu);
+    buffet__dbg_unlock(d);
 }
 
 static bool buffet__dbg_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
@@ -1202,7 +1519,7 @@ static bool buffet__dbg_resize(void *self, void *ptr, size_t old_size, size_t ne
     if (!r) goto out;
     if (r->size != old_size || r->align != align) {
         buffet__dbg_error(d, BUFFET_ERR_MISMATCH, &d->st.mismatched_frees);
-        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
+        BUFFET__LOGQ(&d->pending, &d->log, BUFFET_LOG_ERROR, BUFFET_ERR_MISMATCH,
                     "resize of %p from size %zu align %zu; allocated at %s in %s() with size %zu align %zu",
                     ptr, old_size, align, buffet__site_where(r->site),
                     buffet__site_func(r->site), r->size, r->align);
@@ -1221,17 +1538,27 @@ static bool buffet__dbg_resize(void *self, void *ptr, size_t old_size, size_t ne
     r->size = new_size;
     ok = true;
 out:
-    pthread_mutex_unlock(&d->mu);
+    buffet__dbg_unlock(d);
     return ok;
 }
 
+/* The parent's thread safety and resizing; blocks live until freed (a frame parent's pinned),
+   and the bookkeeping must be thread-safe too for the whole to be. */
+static uint32_t buffet__dbg_contract(const void *self) {
+    const buffet_debug *d = (const buffet_debug *)self;
+    uint32_t c = buffet_allocator_contract(d->parent);
+    uint32_t safe = c & buffet_allocator_contract(d->bookkeeping) & BUFFET_CONTRACT_THREAD_SAFE;
+    return BUFFET_CONTRACT_UNTIL_FREED | safe | (c & BUFFET_CONTRACT_RESIZE);
+}
+
 static const buffet_allocator_vtable buffet__dbg_vtable = {
-    buffet__dbg_alloc, buffet__dbg_resize, buffet__dbg_free
+    buffet__dbg_alloc, buffet__dbg_resize, buffet__dbg_free, NULL, buffet__dbg_contract, NULL
 };
 
-BUFFET_API buffet_result buffet_debug_create(buffet_debug **out, const buffet_debug_desc *desc) {
+BUFFET_API buffet_result buffet_debug_create_at(buffet_debug **out, const buffet_debug_desc *desc, buffet_site site) {
     buffet_debug_desc dd;
     buffet_debug *d;
+    buffet_result r;
     size_t q_cap;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
@@ -1246,42 +1573,56 @@ BUFFET_API buffet_result buffet_debug_create(buffet_debug **out, const buffet_de
     if (dd.quarantine_count == 0) dd.quarantine_count = 64;
     if (dd.quarantine_count == SIZE_MAX) dd.quarantine_count = 0;
     if (dd.quarantine_bytes == 0) dd.quarantine_bytes = (size_t)1 << 20;
-    d = BUFFET_NEW(dd.parent, buffet_debug);
+    if ((r = buffet__check(dd.parent, BUFFET_NEED_UNTIL_FREED, true, "debug allocator (parent)", &dd.log)) != BUFFET_OK ||
+        (r = buffet__check(dd.bookkeeping, BUFFET_NEED_UNTIL_FREED, false, "debug allocator (bookkeeping)", &dd.log)) != BUFFET_OK)
+        return r;
+    d = (buffet_debug *)buffet_alloc(dd.bookkeeping, sizeof *d, BUFFET_ALIGNOF(buffet_debug), site);
     if (!d) goto nomem;
     memset(d, 0, sizeof *d);
     d->parent = dd.parent;
+    d->bookkeeping = dd.bookkeeping;
     d->guard = dd.guard_size;
     d->q_max_count = dd.quarantine_count;
     d->q_max_bytes = dd.quarantine_bytes;
     d->log = dd.log;
     d->tab_cap = 64;
-    d->tab = BUFFET_NEW_ARRAY(dd.parent, buffet__dbg_rec, d->tab_cap);
+    d->tab = (buffet__dbg_rec *)buffet_alloc_array(dd.bookkeeping, d->tab_cap, sizeof(buffet__dbg_rec),
+                                                   BUFFET_ALIGNOF(buffet__dbg_rec), site);
     q_cap = d->q_max_count;
-    d->q = q_cap ? BUFFET_NEW_ARRAY(dd.parent, uintptr_t, q_cap) : NULL;
+    d->q = q_cap ? (uintptr_t *)buffet_alloc_array(dd.bookkeeping, q_cap, sizeof(uintptr_t), BUFFET_ALIGNOF(uintptr_t), site) : NULL;
     if (!d->tab || (q_cap && !d->q)) {
-        BUFFET_DELETE_ARRAY(dd.parent, uintptr_t, d->q, q_cap);
-        BUFFET_DELETE_ARRAY(dd.parent, buffet__dbg_rec, d->tab, d->tab_cap);
-        BUFFET_DELETE(dd.parent, buffet_debug, d);
-        goto nomem;
+        r = buffet_alloc_error(NULL);
+        BUFFET_DELETE_ARRAY(dd.bookkeeping, uintptr_t, d->q, q_cap);
+        BUFFET_DELETE_ARRAY(dd.bookkeeping, buffet__dbg_rec, d->tab, d->tab_cap);
+        BUFFET_DELETE(dd.bookkeeping, buffet_debug, d);
+        goto fail;
     }
     memset(d->tab, 0, d->tab_cap * sizeof *d->tab);
     pthread_mutex_init(&d->mu, NULL);
     *out = d;
     return BUFFET_OK;
 nomem:
-    BUFFET__LOG(&dd.log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "debug allocator: parent allocator failed");
-    return BUFFET_ERR_NOMEM;
+    r = buffet_alloc_error(NULL);
+fail:
+    BUFFET__LOG(&dd.log, BUFFET_LOG_ERROR, r, "debug allocator: its bookkeeping allocator failed");
+    return r;
 }
 
 BUFFET_API void buffet_debug_destroy(buffet_debug *d) {
-    buffet_allocator parent;
+    buffet_allocator bk;
+    buffet__logq q;
     if (!d) return;
-    parent = d->parent;
+    bk = d->bookkeeping;
     while (d->q_len) buffet__dbg_evict_one(d);
+    memcpy(&q, &d->pending, sizeof q);
     pthread_mutex_destroy(&d->mu);
-    BUFFET_DELETE_ARRAY(parent, uintptr_t, d->q, d->q_max_count);
-    BUFFET_DELETE_ARRAY(parent, buffet__dbg_rec, d->tab, d->tab_cap);
-    BUFFET_DELETE(parent, buffet_debug, d);
+    BUFFET_DELETE_ARRAY(bk, uintptr_t, d->q, d->q_max_count);
+    BUFFET_DELETE_ARRAY(bk, buffet__dbg_rec, d->tab, d->tab_cap);
+    {
+        buffet_logger log = d->log;
+        BUFFET_DELETE(bk, buffet_debug, d);
+        buffet__logq_flush(&q, &log);   /* damage found in the quarantine's last blocks */
+    }
 }
 
 BUFFET_API buffet_allocator buffet_debug_allocator(buffet_debug *d) {
@@ -1299,26 +1640,33 @@ BUFFET_API buffet_result buffet_debug_check(buffet_debug *d) {
         if (!buffet__dbg_check_guards(d, r)) ok = false;
         if (r->freed && !buffet__dbg_check_poison(d, r)) ok = false;
     }
-    pthread_mutex_unlock(&d->mu);
+    buffet__dbg_unlock(d);
     return ok ? BUFFET_OK : BUFFET_ERR_CORRUPT;
 }
 
 BUFFET_API size_t buffet_debug_report_leaks(buffet_debug *d, FILE *out) {
-    size_t i, n = 0, bytes = 0;
+    size_t i, n = 0, bytes = 0, k = 0;
+    buffet__dbg_rec *leaks;
     if (!d) return 0;
     pthread_mutex_lock(&d->mu);
+    for (i = 0; i < d->tab_cap; i++) n += d->tab[i].key > BUFFET__DBG_TOMB && !d->tab[i].freed;
+    /* A copy of the records, so the logger hears of each leak after the lock is released. */
+    leaks = d->log.fn && n ? (buffet__dbg_rec *)malloc(n * sizeof *leaks) : NULL;
     for (i = 0; i < d->tab_cap; i++) {
         const buffet__dbg_rec *r = &d->tab[i];
         if (r->key <= BUFFET__DBG_TOMB || r->freed) continue;
-        n++;
         bytes += r->size;
         if (out)
             fprintf(out, "buffet: leak: %zu bytes at %p, allocated at %s in %s()\n", r->size,
                     (void *)r->key, buffet__site_where(r->site), buffet__site_func(r->site));
-        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "leak: %zu bytes at %p, allocated at %s in %s()",
-                    r->size, (void *)r->key, buffet__site_where(r->site), buffet__site_func(r->site));
+        if (leaks) leaks[k++] = *r;
     }
-    pthread_mutex_unlock(&d->mu);
+    buffet__dbg_unlock(d);
+    for (i = 0; i < k; i++)
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "leak: %zu bytes at %p, allocated at %s in %s()", leaks[i].size,
+                    (void *)leaks[i].key, buffet__site_where(leaks[i].site), buffet__site_func(leaks[i].site));
+    if (n && !leaks) BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "%zu leaks, %zu bytes in all", n, bytes);
+    free(leaks);
     if (out) {
         if (n) fprintf(out, "buffet: %zu leak%s, %zu bytes in all\n", n, n == 1 ? "" : "s", bytes);
         else fprintf(out, "buffet: no leaks\n");
@@ -1332,7 +1680,7 @@ BUFFET_API buffet_debug_stats buffet_debug_get_stats(buffet_debug *d) {
     if (!d) return s;
     pthread_mutex_lock(&d->mu);
     s = d->st;
-    pthread_mutex_unlock(&d->mu);
+    buffet__dbg_unlock(d);
     return s;
 }
 
@@ -1342,18 +1690,27 @@ BUFFET_API buffet_result buffet_debug_last_error(buffet_debug *d) {
     pthread_mutex_lock(&d->mu);
     r = d->last;
     d->last = BUFFET_OK;
-    pthread_mutex_unlock(&d->mu);
+    buffet__dbg_unlock(d);
     return r;
 }
 
 /* >>fixed-buffer allocator */
 #define BUFFET__FIXED_NONE SIZE_MAX
 
-BUFFET_API void buffet_fixed_init(buffet_fixed *f, void *mem, size_t cap) {
+BUFFET_API buffet_result buffet_fixed_init(buffet_fixed *f, const buffet_fixed_desc *desc) {
+    if (!f) return BUFFET_ERR_INVALID;
+    memset(f, 0, sizeof *f);
+    f->last_off = BUFFET__FIXED_NONE;
+    if (!desc || (!desc->mem && desc->cap)) return BUFFET_ERR_INVALID;
+    f->base = (unsigned char *)desc->mem;
+    f->cap = desc->cap;
+    f->log = desc->log;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_fixed_deinit(buffet_fixed *f) {
     if (!f) return;
     memset(f, 0, sizeof *f);
-    f->base = (unsigned char *)mem;
-    f->cap = mem ? cap : 0;
     f->last_off = BUFFET__FIXED_NONE;
 }
 
@@ -1362,9 +1719,9 @@ static void *buffet__fixed_alloc(void *self, size_t size, size_t align, buffet_s
     uintptr_t start = (uintptr_t)f->base + f->used, aligned;
     size_t off;
     (void)site;
-    if (!buffet_align_up(start, align, &aligned)) return NULL;
-    off = (size_t)(aligned - (uintptr_t)f->base);
-    if (off > f->cap || size > f->cap - off) return NULL;
+    if (!buffet_align_up(start, align, &aligned) || (off = (size_t)(aligned - (uintptr_t)f->base)) > f->cap ||
+        size > f->cap - off)
+        return buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the fixed buffer is full");
     f->last_off = off;
     f->used = off + size;
     return f->base + off;
@@ -1376,12 +1733,17 @@ static bool buffet__fixed_is_last(const buffet_fixed *f, const void *ptr, size_t
            f->last_off + size == f->used;
 }
 
+/* The last block grows and shrinks; any other may shrink, its tail waiting for the reset. */
 static bool buffet__fixed_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
     buffet_fixed *f = (buffet_fixed *)self;
+    const unsigned char *p = (const unsigned char *)ptr;
     (void)align;
-    if (!buffet__fixed_is_last(f, ptr, old_size) || new_size > f->cap - f->last_off) return false;
-    f->used = f->last_off + new_size;
-    return true;
+    if (buffet__fixed_is_last(f, ptr, old_size)) {
+        if (new_size > f->cap - f->last_off) return false;
+        f->used = f->last_off + new_size;
+        return true;
+    }
+    return new_size < old_size && p >= f->base && p < f->base + f->used && old_size <= (size_t)(f->base + f->used - p);
 }
 
 static void buffet__fixed_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
@@ -1398,8 +1760,13 @@ static void buffet__fixed_free(void *self, void *ptr, size_t size, size_t align,
     }
 }
 
+static uint32_t buffet__fixed_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_RESIZE;
+}
+
 static const buffet_allocator_vtable buffet__fixed_vtable = {
-    buffet__fixed_alloc, buffet__fixed_resize, buffet__fixed_free
+    buffet__fixed_alloc, buffet__fixed_resize, buffet__fixed_free, NULL, buffet__fixed_contract, NULL
 };
 
 BUFFET_API buffet_allocator buffet_fixed_allocator(buffet_fixed *f) {
@@ -1418,7 +1785,7 @@ static void *buffet__failing_alloc(void *self, size_t size, size_t align, buffet
     uint64_t n = BUFFET__FETCH_ADD(&f->allocs, 1, BUFFET__RELAXED) + 1;
     if (f->fail_at && (n == f->fail_at || (f->fail_after && n > f->fail_at))) {
         BUFFET__FETCH_ADD(&f->failures, 1, BUFFET__RELAXED);
-        return NULL;
+        return buffet_alloc_fail(BUFFET_ERR_NOMEM, "the failing allocator refused it, as asked");
     }
     return buffet_alloc(f->parent, size, align, site);
 }
@@ -1428,8 +1795,18 @@ static void buffet__failing_free(void *self, void *ptr, size_t size, size_t alig
     buffet_free(f->parent, ptr, size, align, site);
 }
 
+static uint32_t buffet__failing_contract(const void *self) {
+    return buffet_allocator_contract(((const buffet_failing *)self)->parent) & ~(uint32_t)BUFFET_CONTRACT_RESIZE;
+}
+
+/* Pins go to the parent, which made the blocks. */
+static buffet_pin *buffet__failing_pin(void *self, void *ptr, size_t size) {
+    buffet_allocator p = buffet__resolve(((buffet_failing *)self)->parent);
+    return p.vtable->pin ? p.vtable->pin(p.self, ptr, size) : NULL;
+}
+
 static const buffet_allocator_vtable buffet__failing_vtable = {
-    buffet__failing_alloc, NULL, buffet__failing_free
+    buffet__failing_alloc, NULL, buffet__failing_free, NULL, buffet__failing_contract, buffet__failing_pin
 };
 
 BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, uint64_t fail_at,
@@ -1441,32 +1818,50 @@ BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, 
     f->fail_after = fail_after;
 }
 
+BUFFET_API void buffet_failing_deinit(buffet_failing *f) {
+    if (!f) return;
+    memset(f, 0, sizeof *f);
+    f->parent = buffet_null_allocator();
+}
+
 BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f) {
     return buffet_allocator_of(f, &buffet__failing_vtable);
 }
 
 /* >>adapter: the size lives in the last word of a header as wide as the alignment */
 BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align) {
+    buffet_result r;
     if (!ad) return BUFFET_ERR_INVALID;
     if (align == 0) align = 16;
     if (!buffet_is_pow2(align) || align > 4096) return BUFFET_ERR_INVALID;
+    if ((r = buffet__check(parent, BUFFET_NEED_UNTIL_FREED, false, "adapter", NULL)) != BUFFET_OK) return r;
     ad->parent = parent;
     ad->align = align < sizeof(size_t) ? sizeof(size_t) : align;
     ad->site = buffet_site_make("buffet_adapter", "a library's allocation hook");
     return BUFFET_OK;
 }
 
+BUFFET_API void buffet_adapter_deinit(buffet_adapter *ad) {
+    if (!ad) return;
+    ad->parent = buffet_null_allocator();
+}
+
 static size_t *buffet__adapter_size_slot(const void *ptr) { return (size_t *)ptr - 1; }
 
-BUFFET_API void *buffet_adapter_malloc(buffet_adapter *ad, size_t size) {
+static void *buffet__adapter_alloc(buffet_adapter *ad, size_t size, buffet_site site) {
     size_t total;
     unsigned char *p;
-    if (!ad || size == 0 || !buffet_add(size, ad->align, &total)) return NULL;
-    p = (unsigned char *)buffet_alloc(ad->parent, total, ad->align, ad->site);
+    if (!ad || size == 0) return NULL;
+    if (!buffet_add(size, ad->align, &total)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus the adapter's header overflows");
+    p = (unsigned char *)buffet_alloc(ad->parent, total, ad->align, site);
     if (!p) return NULL;
     p += ad->align;
     *buffet__adapter_size_slot(p) = size;
     return p;
+}
+
+BUFFET_API void *buffet_adapter_malloc(buffet_adapter *ad, size_t size) {
+    return ad ? buffet__adapter_alloc(ad, size, ad->site) : NULL;
 }
 
 BUFFET_API void *buffet_adapter_calloc(buffet_adapter *ad, size_t count, size_t size) {
@@ -1505,6 +1900,28 @@ BUFFET_API void buffet_adapter_free(buffet_adapter *ad, void *ptr) {
 
 BUFFET_API size_t buffet_adapter_size(const void *ptr) { return ptr ? *buffet__adapter_size_slot(ptr) : 0; }
 
+/* The sized face: the same blocks, so either face may free what the other allocated. A block
+   aligned beyond the adapter's header width cannot carry the header: refused. */
+static void *buffet__adapter_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    buffet_adapter *ad = (buffet_adapter *)self;
+    if (align > ad->align) return buffet_alloc_fail(BUFFET_ERR_INVALID, "alignment above the adapter's header width");
+    return buffet__adapter_alloc(ad, size, site);
+}
+static void buffet__adapter_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)size; (void)align; (void)site;
+    buffet_adapter_free((buffet_adapter *)self, ptr);
+}
+static uint32_t buffet__adapter_contract(const void *self) {
+    return buffet_allocator_contract(((const buffet_adapter *)self)->parent) & ~(uint32_t)BUFFET_CONTRACT_RESIZE;
+}
+static const buffet_allocator_vtable buffet__adapter_vtable = {
+    buffet__adapter_vt_alloc, NULL, buffet__adapter_vt_free, NULL, buffet__adapter_contract, NULL
+};
+
+BUFFET_API buffet_allocator buffet_adapter_allocator(buffet_adapter *ad) {
+    return buffet_allocator_of(ad, &buffet__adapter_vtable);
+}
+
 BUFFET_API void *buffet_adapter_zalloc(void *opaque, unsigned items, unsigned size) {
     return buffet_adapter_malloc((buffet_adapter *)opaque, (size_t)items * size);
 }
@@ -1513,13 +1930,12 @@ BUFFET_API void buffet_adapter_zfree(void *opaque, void *ptr) { buffet_adapter_f
 
 /* >>buffers */
 static void buffet__buf_free_header(buffet_buf *b) {
-    buffet_allocator a = b->allocator;
-    BUFFET_DELETE(a, buffet_buf, b);
+    buffet__unhold(b->allocator, b, sizeof *b, BUFFET_ALIGNOF(buffet_buf), b->pin, BUFFET_SITE);
 }
 
 static void buffet__buf_destroy_heap(buffet_buf *b) {
     size_t off = (size_t)((unsigned char *)b->data - (unsigned char *)b);
-    buffet_free(b->allocator, b, off + b->size, b->align, BUFFET_SITE);
+    buffet__unhold(b->allocator, b, off + b->size, b->align, b->pin, BUFFET_SITE);
 }
 
 static void buffet__buf_destroy_map(buffet_buf *b) {
@@ -1533,9 +1949,20 @@ static void buffet__buf_destroy_wrap(buffet_buf *b) {
     buffet__buf_free_header(b);
 }
 
-static buffet_buf *buffet__buf_header(buffet_allocator a, uint32_t kind, size_t size, uint32_t flags,
-                                      void (*destroy)(buffet_buf *)) {
-    buffet_buf *b = BUFFET_NEW(a, buffet_buf);
+/* Why an allocation for a buffer failed, logged with the allocator's own reason. */
+static buffet_result buffet__buf_alloc_failed(const buffet_logger *log, const char *what, size_t bytes) {
+    const char *why;
+    buffet_result r = buffet_alloc_error(&why);
+    BUFFET__LOG(log, BUFFET_LOG_ERROR, r, "buffer: allocating %zu bytes for %s failed: %s", bytes, what, why);
+    buffet_alloc_fail(r, why);   /* the logger may have allocated meanwhile */
+    return r;
+}
+
+/* A zeroed header with one reference, held from a (pinned when a is a frame allocator). */
+static buffet_buf *buffet__buf_header(buffet_allocator a, size_t block, size_t align, uint32_t kind, size_t size,
+                                      uint32_t flags, void (*destroy)(buffet_buf *), buffet_site site) {
+    buffet_pin *pin;
+    buffet_buf *b = (buffet_buf *)buffet__hold(a, block, align, site, &pin);
     if (!b) return NULL;
     memset(b, 0, sizeof *b);
     b->refcount = 1;
@@ -1545,10 +1972,11 @@ static buffet_buf *buffet__buf_header(buffet_allocator a, uint32_t kind, size_t 
     b->fd = -1;
     b->destroy = destroy;
     b->allocator = a;
+    b->pin = pin;
     return b;
 }
 
-static buffet_result buffet__buf_heap(buffet_buf **out, const buffet_buf_desc *d) {
+static buffet_result buffet__buf_heap(buffet_buf **out, const buffet_buf_desc *d, buffet_site site) {
     size_t align = d->align ? d->align : 64, off, total;
     buffet_buf *b;
     if (!buffet_is_pow2(align)) {
@@ -1561,21 +1989,10 @@ static buffet_result buffet__buf_heap(buffet_buf **out, const buffet_buf_desc *d
         return BUFFET_ERR_OVERFLOW;
     }
     /* One block holds the header and the data: one allocation, one failure point. */
-    b = (buffet_buf *)buffet_alloc(d->allocator, total, align, BUFFET_SITE);
-    if (!b) {
-        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "buffer: allocating %zu bytes failed", total);
-        return BUFFET_ERR_NOMEM;
-    }
-    memset(b, 0, sizeof *b);
-    b->refcount = 1;
-    b->kind = BUFFET_BUF_HEAP;
-    b->size = d->size;
-    b->flags = d->flags;
-    b->fd = -1;
+    b = buffet__buf_header(d->allocator, total, align, BUFFET_BUF_HEAP, d->size, d->flags, buffet__buf_destroy_heap, site);
+    if (!b) return buffet__buf_alloc_failed(&d->log, "its header and data", total);
     b->align = align;
     b->data = (unsigned char *)b + off;
-    b->destroy = buffet__buf_destroy_heap;
-    b->allocator = d->allocator;
     if (d->flags & BUFFET_BUF_ZERO) memset(b->data, 0, d->size);
     *out = b;
     return BUFFET_OK;
@@ -1614,8 +2031,10 @@ static buffet_result buffet__buf_mmap(buffet_buf *b, const buffet_buf_desc *d) {
     unsigned char *raw, *p;
     void *m = NULL;
     buffet_result r;
-    if (!buffet_align_up(d->size, unit, &len) || !buffet_add(len, thp ? BUFFET__HUGE_PAGE : 0, &reserve))
+    if (!buffet_align_up(d->size, unit, &len) || !buffet_add(len, thp ? BUFFET__HUGE_PAGE : 0, &reserve)) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "buffer: %zu bytes overflow when rounded up to pages", d->size);
         return BUFFET_ERR_OVERFLOW;
+    }
     if (d->flags & BUFFET_BUF_HUGETLB) mflags |= MAP_HUGETLB | MAP_HUGE_2MB;
     r = buffet__mmap(d, thp ? reserve : len, thp ? (mflags & ~MAP_POPULATE) : mflags, -1, &m);
     if (r != BUFFET_OK) return r;
@@ -1641,8 +2060,10 @@ static buffet_result buffet__buf_shm(buffet_buf *b, const buffet_buf_desc *d) {
     void *m = NULL;
     buffet_result r;
     if ((huge && !buffet_align_up(d->size, BUFFET__HUGE_PAGE, &file_size)) ||
-        !buffet_align_up(file_size, BUFFET__PAGE, &len) || file_size > (size_t)INT64_MAX)
+        !buffet_align_up(file_size, BUFFET__PAGE, &len) || file_size > (size_t)INT64_MAX) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "buffer: %zu bytes of shared memory overflow when rounded up to pages", d->size);
         return BUFFET_ERR_OVERFLOW;
+    }
     fd = memfd_create(d->name ? d->name : "buffet", mfd);
     if (fd < 0) {
         e = errno;
@@ -1672,7 +2093,7 @@ static buffet_result buffet__buf_shm(buffet_buf *b, const buffet_buf_desc *d) {
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_desc *desc) {
+BUFFET_API buffet_result buffet_buf_create_at(buffet_buf **out, const buffet_buf_desc *desc, buffet_site site) {
     buffet_buf *b;
     buffet_result r;
     if (!out) return BUFFET_ERR_INVALID;
@@ -1682,13 +2103,17 @@ BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_de
         BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: size 0");
         return BUFFET_ERR_INVALID;
     }
+    /* The last reference may go on any thread, long after this frame or scope. */
+    r = buffet__check(desc->allocator, BUFFET_NEED_UNTIL_FREED | BUFFET_NEED_THREAD_SAFE, true, "buffer", &desc->log);
+    if (r != BUFFET_OK) return r;
     switch (desc->kind) {
     case BUFFET_BUF_HEAP:
-        return buffet__buf_heap(out, desc);
+        return buffet__buf_heap(out, desc, site);
     case BUFFET_BUF_MMAP:
     case BUFFET_BUF_SHM:
-        b = buffet__buf_header(desc->allocator, desc->kind, desc->size, desc->flags, buffet__buf_destroy_map);
-        if (!b) goto nomem;
+        b = buffet__buf_header(desc->allocator, sizeof *b, BUFFET_ALIGNOF(buffet_buf), desc->kind, desc->size,
+                               desc->flags, buffet__buf_destroy_map, site);
+        if (!b) return buffet__buf_alloc_failed(&desc->log, "its header", sizeof *b);
         r = desc->kind == BUFFET_BUF_MMAP ? buffet__buf_mmap(b, desc) : buffet__buf_shm(b, desc);
         if (r != BUFFET_OK) {
             buffet__buf_free_header(b);
@@ -1701,8 +2126,9 @@ BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_de
             BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: WRAP needs wrap_data");
             return BUFFET_ERR_INVALID;
         }
-        b = buffet__buf_header(desc->allocator, BUFFET_BUF_WRAP, desc->size, desc->flags, buffet__buf_destroy_wrap);
-        if (!b) goto nomem;
+        b = buffet__buf_header(desc->allocator, sizeof *b, BUFFET_ALIGNOF(buffet_buf), BUFFET_BUF_WRAP, desc->size,
+                               desc->flags, buffet__buf_destroy_wrap, site);
+        if (!b) return buffet__buf_alloc_failed(&desc->log, "its header", sizeof *b);
         b->data = desc->wrap_data;
         b->release = desc->release;
         b->user = desc->release_user;
@@ -1712,16 +2138,35 @@ BUFFET_API buffet_result buffet_buf_create(buffet_buf **out, const buffet_buf_de
         BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: unknown kind %u", desc->kind);
         return BUFFET_ERR_INVALID;
     }
-nomem:
-    BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "buffer: allocating its header failed");
-    return BUFFET_ERR_NOMEM;
 }
 
-BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allocator a) {
+#ifndef F_SEAL_SHRINK
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#endif
+
+/* fd's name as the kernel shows it ("/memfd:camera (deleted)"): who made it, for log lines. */
+static void buffet__fd_name(int fd, char *name, size_t cap) {
+    char path[40];
+    ssize_t n;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    n = readlink(path, name, cap - 1);
+    name[n > 0 ? (size_t)n : 0] = '\0';
+    if (n <= 0) snprintf(name, cap, "fd %d", fd);
+}
+
+BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const buffet_buf_desc *desc, buffet_site site) {
+    static const buffet_buf_desc none = {0, 0, 0, 0, {NULL, NULL}, NULL, NULL, NULL, NULL, {NULL, NULL}};
+    const buffet_buf_desc *d = desc ? desc : &none;
+    char name[96];
     struct stat st;
     buffet_buf *b;
+    buffet_result r;
     void *m;
-    int own;
+    int own, seals;
     size_t len;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
@@ -1729,9 +2174,22 @@ BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allo
     if (fstat(fd, &st) != 0) return BUFFET_ERR_SYSTEM;
     if (st.st_size <= 0) return BUFFET_ERR_INVALID;
     if ((uint64_t)st.st_size > SIZE_MAX - BUFFET__PAGE) return BUFFET_ERR_OVERFLOW;
+    /* Seals are only ever added, so one that is set now stays set for the mapping's life. */
+    seals = fcntl(fd, F_GET_SEALS);
+    if ((seals < 0 || !(seals & F_SEAL_SHRINK)) && !(d->flags & BUFFET_BUF_UNSEALED)) {
+        buffet__fd_name(fd, name, sizeof name);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSAFE,
+                    "map_fd: %s (%lld bytes, seals 0x%x) is not sealed against shrinking: its sender could cut it under "
+                    "the mapping (SIGBUS); the sender must add F_SEAL_SHRINK, or pass BUFFET_BUF_UNSEALED",
+                    name, (long long)st.st_size, seals < 0 ? 0u : (unsigned)seals);
+        return BUFFET_ERR_UNSAFE;
+    }
+    r = buffet__check(d->allocator, BUFFET_NEED_UNTIL_FREED | BUFFET_NEED_THREAD_SAFE, true, "buffer", &d->log);
+    if (r != BUFFET_OK) return r;
     buffet_align_up((size_t)st.st_size, BUFFET__PAGE, &len);
-    b = buffet__buf_header(a, BUFFET_BUF_SHM, (size_t)st.st_size, 0, buffet__buf_destroy_map);
-    if (!b) return BUFFET_ERR_NOMEM;
+    b = buffet__buf_header(d->allocator, sizeof *b, BUFFET_ALIGNOF(buffet_buf), BUFFET_BUF_SHM, (size_t)st.st_size,
+                           d->flags & BUFFET_BUF_UNSEALED, buffet__buf_destroy_map, site);
+    if (!b) return buffet__buf_alloc_failed(&d->log, "its header", sizeof *b);
     own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0) {
         buffet__buf_free_header(b);
@@ -1742,6 +2200,8 @@ BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allo
         int e = errno;
         close(own);
         buffet__buf_free_header(b);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM,
+                    "map_fd: mmap of %zu bytes failed: %s", len, strerror(e));
         errno = e;
         return e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
     }
@@ -1753,8 +2213,13 @@ BUFFET_API buffet_result buffet_buf_map_fd(buffet_buf **out, int fd, buffet_allo
 }
 
 BUFFET_API buffet_buf *buffet_buf_ref(buffet_buf *b) {
-    /* A new reference is made from one already held, so it needs no ordering. */
-    if (b) BUFFET__FETCH_ADD(&b->refcount, 1, BUFFET__RELAXED);
+    /* A new reference is made from one already held, so it needs no ordering. The count stops
+       far below its type's end, so even many threads racing past the limit cannot wrap it. */
+    if (!b) return NULL;
+    if (BUFFET__FETCH_ADD(&b->refcount, 1, BUFFET__RELAXED) >= BUFFET_BUF_REF_MAX) {
+        BUFFET__FETCH_SUB(&b->refcount, 1, BUFFET__RELAXED);
+        return NULL;
+    }
     return b;
 }
 
@@ -1818,7 +2283,8 @@ BUFFET_API buffet_result buffet_buf_copy(buffet_buf *dst, size_t dst_off, const 
 BUFFET_API buffet_result buffet_slice_make(buffet_slice *out, buffet_buf *b, size_t off, size_t len) {
     if (!out || !b) return BUFFET_ERR_INVALID;
     if (!buffet_in_range(off, len, b->size)) return BUFFET_ERR_RANGE;
-    out->buf = buffet_buf_ref(b);
+    if (!buffet_buf_ref(b)) return BUFFET_ERR_OVERFLOW;
+    out->buf = b;
     out->off = off;
     out->len = len;
     return BUFFET_OK;
@@ -1831,42 +2297,54 @@ BUFFET_API void buffet_slice_release(buffet_slice *s) {
 }
 
 /* >>chains */
-BUFFET_API void buffet_chain_init(buffet_chain *c, buffet_allocator a) {
-    if (!c) return;
+BUFFET_API buffet_result buffet_chain_init(buffet_chain *c, buffet_allocator a) {
+    buffet_result r;
+    if (!c) return BUFFET_ERR_INVALID;
     memset(c, 0, sizeof *c);
-    c->allocator = a;
+    r = buffet__check(a, BUFFET_NEED_UNTIL_FREED, true, "chain", NULL);
+    c->allocator = r == BUFFET_OK ? a : buffet_null_allocator();
+    return r;
+}
+
+static void buffet__chain_free_array(buffet_chain *c) {
+    if (c->slices)
+        buffet__unhold(c->allocator, c->slices, c->cap * sizeof(buffet_slice), BUFFET_ALIGNOF(buffet_slice), c->pin, BUFFET_SITE);
 }
 
 BUFFET_API void buffet_chain_deinit(buffet_chain *c) {
     size_t i;
     if (!c) return;
     for (i = 0; i < c->count; i++) buffet_buf_unref(c->slices[c->head + i].buf);
-    buffet_free_array(c->allocator, c->slices, c->cap, sizeof(buffet_slice), BUFFET_ALIGNOF(buffet_slice), BUFFET_SITE);
-    buffet_chain_init(c, c->allocator);
+    buffet__chain_free_array(c);
+    c->slices = NULL;
+    c->pin = NULL;
+    c->head = c->count = c->cap = c->len = 0;
 }
 
 /* Make room for `front` slices before head and `back` after the last, moving or growing the
    array. Growth leaves spare room on the side that asked, so alternating prepends and appends
    stay amortised O(1). Fails only by allocation, leaving the chain as it was. */
-static buffet_result buffet__chain_room(buffet_chain *c, size_t front, size_t back) {
-    size_t need, cap = c->cap, head;
+static buffet_result buffet__chain_room(buffet_chain *c, size_t front, size_t back, buffet_site site) {
+    size_t need, cap = c->cap, head, bytes;
     buffet_slice *arr = c->slices;
+    buffet_pin *pin = c->pin;
     if (c->head >= front && cap - c->head - c->count >= back) return BUFFET_OK;
     if (!buffet_add(c->count, front, &need) || !buffet_add(need, back, &need)) return BUFFET_ERR_OVERFLOW;
     if (!arr || need > cap - cap / 4) {
         size_t grown = cap * 2 > need + need / 2 ? cap * 2 : need + need / 2;
         if (grown < 8) grown = 8;
-        arr = (buffet_slice *)buffet_alloc_array(c->allocator, grown, sizeof(buffet_slice),
-                                                 BUFFET_ALIGNOF(buffet_slice), BUFFET_SITE);
-        if (!arr) return BUFFET_ERR_NOMEM;
+        if (!buffet_mul(grown, sizeof(buffet_slice), &bytes)) return BUFFET_ERR_OVERFLOW;
+        arr = (buffet_slice *)buffet__hold(c->allocator, bytes, BUFFET_ALIGNOF(buffet_slice), site, &pin);
+        if (!arr) return buffet_alloc_error(NULL);
         cap = grown;
     }
     head = front ? front + (cap - need) / 2 : 0;
     if (c->count) memmove(arr + head, c->slices + c->head, c->count * sizeof *arr);
     if (arr != c->slices) {
-        buffet_free_array(c->allocator, c->slices, c->cap, sizeof *arr, BUFFET_ALIGNOF(buffet_slice), BUFFET_SITE);
+        buffet__chain_free_array(c);
         c->slices = arr;
         c->cap = cap;
+        c->pin = pin;
     }
     c->head = head;
     return BUFFET_OK;
@@ -1880,7 +2358,7 @@ static buffet_result buffet__chain_check_add(const buffet_chain *c, const buffet
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_chain_append(buffet_chain *c, buffet_buf *b, size_t off, size_t len) {
+BUFFET_API buffet_result buffet_chain_append_at(buffet_chain *c, buffet_buf *b, size_t off, size_t len, buffet_site site) {
     buffet_result r = buffet__chain_check_add(c, b, off, len);
     buffet_slice *last;
     if (r != BUFFET_OK || len == 0) return r;
@@ -1888,9 +2366,10 @@ BUFFET_API buffet_result buffet_chain_append(buffet_chain *c, buffet_buf *b, siz
     if (last && last->buf == b && last->off + last->len == off) {
         last->len += len;   /* contiguous with the last slice: extend it, one reference still */
     } else {
-        if ((r = buffet__chain_room(c, 0, 1)) != BUFFET_OK) return r;
+        if ((r = buffet__chain_room(c, 0, 1, site)) != BUFFET_OK) return r;
+        if (!buffet_buf_ref(b)) return BUFFET_ERR_OVERFLOW;
         last = &c->slices[c->head + c->count++];
-        last->buf = buffet_buf_ref(b);
+        last->buf = b;
         last->off = off;
         last->len = len;
     }
@@ -1898,7 +2377,7 @@ BUFFET_API buffet_result buffet_chain_append(buffet_chain *c, buffet_buf *b, siz
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_chain_prepend(buffet_chain *c, buffet_buf *b, size_t off, size_t len) {
+BUFFET_API buffet_result buffet_chain_prepend_at(buffet_chain *c, buffet_buf *b, size_t off, size_t len, buffet_site site) {
     buffet_result r = buffet__chain_check_add(c, b, off, len);
     buffet_slice *first;
     if (r != BUFFET_OK || len == 0) return r;
@@ -1907,10 +2386,11 @@ BUFFET_API buffet_result buffet_chain_prepend(buffet_chain *c, buffet_buf *b, si
         first->off = off;
         first->len += len;
     } else {
-        if ((r = buffet__chain_room(c, 1, 0)) != BUFFET_OK) return r;
+        if ((r = buffet__chain_room(c, 1, 0, site)) != BUFFET_OK) return r;
+        if (!buffet_buf_ref(b)) return BUFFET_ERR_OVERFLOW;
         first = &c->slices[--c->head];
         c->count++;
-        first->buf = buffet_buf_ref(b);
+        first->buf = b;
         first->off = off;
         first->len = len;
     }
@@ -1918,13 +2398,13 @@ BUFFET_API buffet_result buffet_chain_prepend(buffet_chain *c, buffet_buf *b, si
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_chain_concat(buffet_chain *c, buffet_chain *src) {
+BUFFET_API buffet_result buffet_chain_concat_at(buffet_chain *c, buffet_chain *src, buffet_site site) {
     size_t total;
     buffet_result r;
     if (!c || !src || c == src) return BUFFET_ERR_INVALID;
     if (!buffet_add(c->len, src->len, &total)) return BUFFET_ERR_OVERFLOW;
     if (src->count == 0) return BUFFET_OK;
-    if ((r = buffet__chain_room(c, 0, src->count)) != BUFFET_OK) return r;
+    if ((r = buffet__chain_room(c, 0, src->count, site)) != BUFFET_OK) return r;
     memcpy(c->slices + c->head + c->count, src->slices + src->head, src->count * sizeof(buffet_slice));
     c->count += src->count;
     c->len = total;
@@ -1945,7 +2425,7 @@ static size_t buffet__chain_locate(const buffet_chain *c, size_t off, size_t *in
     return i;
 }
 
-BUFFET_API buffet_result buffet_chain_split(buffet_chain *c, size_t at, buffet_chain *tail) {
+BUFFET_API buffet_result buffet_chain_split_at(buffet_chain *c, size_t at, buffet_chain *tail, buffet_site site) {
     size_t i, inner, moved, total;
     buffet_result r;
     buffet_slice *s;
@@ -1955,14 +2435,14 @@ BUFFET_API buffet_result buffet_chain_split(buffet_chain *c, size_t at, buffet_c
     if (!buffet_add(tail->len, c->len - at, &total)) return BUFFET_ERR_OVERFLOW;
     i = buffet__chain_locate(c, at, &inner);
     moved = c->count - i;
-    if ((r = buffet__chain_room(tail, 0, moved)) != BUFFET_OK) return r;
+    if ((r = buffet__chain_room(tail, 0, moved, site)) != BUFFET_OK) return r;
+    /* The straddling slice stays in c as its first `inner` bytes, and tail gets the rest. */
+    if (inner && !buffet_buf_ref(c->slices[c->head + i].buf)) return BUFFET_ERR_OVERFLOW;
     s = tail->slices + tail->head + tail->count;
     memcpy(s, c->slices + c->head + i, moved * sizeof *s);
     tail->count += moved;
     tail->len = total;
     if (inner) {
-        /* The straddling slice stays in c as its first `inner` bytes, and tail gets the rest. */
-        buffet_buf_ref(s->buf);
         s->off += inner;
         s->len -= inner;
         c->slices[c->head + i].len = inner;
@@ -2069,18 +2549,37 @@ BUFFET_API size_t buffet_chain_iovec(const buffet_chain *c, size_t off, size_t m
     return n;
 }
 
-/* >>registry */
+/* >>registry
+   Providers sit in fixed slots (so a slot's index stays valid while its provider is called) and
+   are ordered by the sequence of registration. score and create run outside the lock; `busy`
+   counts the calls in flight, and removal waits for it to drop to 0. */
+typedef struct buffet__reg_slot {
+    buffet_provider p;
+    uint64_t seq;              /* registration order: ties go to the lower */
+    uint32_t busy;             /* calls in flight (under the lock) */
+    bool used, removing;
+} buffet__reg_slot;
+
 struct buffet_registry {
     buffet_allocator allocator;
+    buffet_pin *pin;
     buffet_logger log;
     pthread_mutex_t mu;
-    size_t count;
-    buffet_provider providers[BUFFET_REGISTRY_MAX];
+    pthread_cond_t idle;       /* a busy count dropped to 0 */
+    uint64_t seq;
+    buffet__reg_slot slots[BUFFET_REGISTRY_MAX];
 };
+
+/* The providers this thread is calling now, so removing one from inside its own call is refused
+   instead of waiting for itself. */
+#define BUFFET__REG_DEPTH 8
+static __thread struct { const buffet_registry *r; size_t slot; } buffet__reg_calls[BUFFET__REG_DEPTH];
+static __thread unsigned buffet__reg_ncalls;
 
 #define BUFFET__DEVICE_USAGE (BUFFET_USAGE_DEVICE_READ | BUFFET_USAGE_DEVICE_WRITE)
 #define BUFFET__LARGE ((size_t)256 << 10)
 
+/* A provider's reason into why[0..cap) (shared with the sibling headers' providers). */
 static int buffet__why(char *why, size_t cap, int score, const char *text) {
     if (cap) snprintf(why, cap, "%s", text);
     return score;
@@ -2121,7 +2620,7 @@ static buffet_result buffet__provider_create(const buffet_request *q, uint32_t k
     d.align = q->align;
     d.allocator = q->allocator;
     if (kind != BUFFET_BUF_HEAP && (q->usage & BUFFET_USAGE_HUGE_PAGES)) d.flags = BUFFET_BUF_HUGETLB;
-    return buffet_buf_create(out, &d);
+    return buffet_buf_create_at(out, &d, q->site);
 }
 static buffet_result buffet__heap_create(void *self, const buffet_request *q, buffet_buf **out) {
     (void)self;
@@ -2136,41 +2635,49 @@ static buffet_result buffet__shm_create(void *self, const buffet_request *q, buf
     return buffet__provider_create(q, BUFFET_BUF_SHM, out);
 }
 
-BUFFET_API buffet_result buffet_registry_create(buffet_registry **out, buffet_allocator a, buffet_logger log) {
+BUFFET_API buffet_result buffet_registry_create_at(buffet_registry **out, const buffet_registry_desc *desc,
+                                                   buffet_site site) {
     static const buffet_provider builtins[3] = {
-        {"heap", buffet__heap_score, buffet__heap_create, NULL},
-        {"mmap", buffet__mmap_score, buffet__mmap_create, NULL},
-        {"shm", buffet__shm_score, buffet__shm_create, NULL},
+        {"heap", buffet__heap_score, buffet__heap_create, NULL, NULL},
+        {"mmap", buffet__mmap_score, buffet__mmap_create, NULL, NULL},
+        {"shm", buffet__shm_score, buffet__shm_create, NULL, NULL},
     };
+    buffet_registry_desc d;
     buffet_registry *r;
+    buffet_pin *pin;
+    buffet_result res;
+    size_t i;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
-    r = BUFFET_NEW(a, buffet_registry);
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if ((res = buffet__check(d.allocator, BUFFET_NEED_UNTIL_FREED, true, "registry", &d.log)) != BUFFET_OK) return res;
+    r = (buffet_registry *)buffet__hold(d.allocator, sizeof *r, BUFFET_ALIGNOF(buffet_registry), site, &pin);
     if (!r) {
-        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "registry: allocation failed");
-        return BUFFET_ERR_NOMEM;
+        const char *why;
+        res = buffet_alloc_error(&why);
+        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, res, "registry: allocation failed: %s", why);
+        return res;
     }
     memset(r, 0, sizeof *r);
-    r->allocator = a;
-    r->log = log;
+    r->allocator = d.allocator;
+    r->pin = pin;
+    r->log = d.log;
     pthread_mutex_init(&r->mu, NULL);
-    memcpy(r->providers, builtins, sizeof builtins);
-    r->count = 3;
+    pthread_cond_init(&r->idle, NULL);
+    for (i = 0; i < 3; i++) {
+        r->slots[i].p = builtins[i];
+        r->slots[i].seq = ++r->seq;
+        r->slots[i].used = true;
+    }
     *out = r;
     return BUFFET_OK;
-}
-
-BUFFET_API void buffet_registry_destroy(buffet_registry *r) {
-    if (!r) return;
-    pthread_mutex_destroy(&r->mu);
-    BUFFET_DELETE(r->allocator, buffet_registry, r);
 }
 
 static buffet_registry *buffet__default_registry;
 static pthread_once_t buffet__default_registry_once = PTHREAD_ONCE_INIT;
 static void buffet__default_registry_init(void) {
-    buffet_logger none = {NULL, NULL};
-    buffet_registry_create(&buffet__default_registry, buffet_heap(), none);
+    buffet_registry_create_at(&buffet__default_registry, NULL, BUFFET_SITE);
 }
 
 BUFFET_API buffet_registry *buffet_registry_default(void) {
@@ -2178,28 +2685,71 @@ BUFFET_API buffet_registry *buffet_registry_default(void) {
     return buffet__default_registry;
 }
 
+BUFFET_API void buffet_registry_destroy(buffet_registry *r) {
+    buffet_provider gone[BUFFET_REGISTRY_MAX];
+    size_t i, n = 0;
+    if (!r) return;
+    if (r == buffet__default_registry) {
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "registry: the process-wide registry is never destroyed");
+        return;
+    }
+    for (i = 0; i < BUFFET_REGISTRY_MAX; i++)
+        if (r->slots[i].used && r->slots[i].p.detach) gone[n++] = r->slots[i].p;
+    pthread_cond_destroy(&r->idle);
+    pthread_mutex_destroy(&r->mu);
+    buffet__unhold(r->allocator, r, sizeof *r, BUFFET_ALIGNOF(buffet_registry), r->pin, BUFFET_SITE);
+    for (i = 0; i < n; i++) gone[i].detach(gone[i].self, r);
+}
+
 static size_t buffet__registry_find(const buffet_registry *r, const char *name) {
     size_t i;
-    for (i = 0; i < r->count; i++)
-        if (strcmp(r->providers[i].name, name) == 0) return i;
+    for (i = 0; i < BUFFET_REGISTRY_MAX; i++)
+        if (r->slots[i].used && !r->slots[i].removing && strcmp(r->slots[i].p.name, name) == 0) return i;
     return SIZE_MAX;
 }
 
 BUFFET_API buffet_result buffet_registry_add(buffet_registry *r, const buffet_provider *p) {
     buffet_result res = BUFFET_OK;
+    size_t i;
     if (!r || !p || !p->name || !p->score || !p->create) return BUFFET_ERR_INVALID;
     pthread_mutex_lock(&r->mu);
-    if (buffet__registry_find(r, p->name) != SIZE_MAX) {
-        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "registry: a provider named '%s' exists", p->name);
-        res = BUFFET_ERR_INVALID;
-    } else if (r->count == BUFFET_REGISTRY_MAX) {
-        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_EXHAUSTED, "registry: full (BUFFET_REGISTRY_MAX %d)", BUFFET_REGISTRY_MAX);
-        res = BUFFET_ERR_EXHAUSTED;
-    } else {
-        r->providers[r->count++] = *p;
+    for (i = 0; i < BUFFET_REGISTRY_MAX && r->slots[i].used; i++) {}
+    if (buffet__registry_find(r, p->name) != SIZE_MAX) res = BUFFET_ERR_INVALID;
+    else if (i == BUFFET_REGISTRY_MAX) res = BUFFET_ERR_EXHAUSTED;
+    else {
+        memset(&r->slots[i], 0, sizeof r->slots[i]);
+        r->slots[i].p = *p;
+        r->slots[i].seq = ++r->seq;
+        r->slots[i].used = true;
     }
     pthread_mutex_unlock(&r->mu);
+    if (res == BUFFET_ERR_INVALID)
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, res, "registry: a provider named '%s' exists", p->name);
+    else if (res == BUFFET_ERR_EXHAUSTED)
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, res, "registry: full (BUFFET_REGISTRY_MAX %d)", BUFFET_REGISTRY_MAX);
     return res;
+}
+
+/* Remove slot i (found under the lock, which is held): wait until no call is in it, free it,
+   and tell the provider after the lock is released. */
+static buffet_result buffet__registry_drop(buffet_registry *r, size_t i) {
+    buffet_provider p;
+    unsigned k;
+    for (k = 0; k < buffet__reg_ncalls && k < BUFFET__REG_DEPTH; k++) {
+        if (buffet__reg_calls[k].r == r && buffet__reg_calls[k].slot == i) {
+            const char *name = r->slots[i].p.name;
+            pthread_mutex_unlock(&r->mu);
+            BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "registry: '%s' removed from inside its own call", name);
+            return BUFFET_ERR_STATE;
+        }
+    }
+    r->slots[i].removing = true;
+    while (r->slots[i].busy) pthread_cond_wait(&r->idle, &r->mu);
+    p = r->slots[i].p;
+    r->slots[i].used = r->slots[i].removing = false;
+    pthread_mutex_unlock(&r->mu);
+    if (p.detach) p.detach(p.self, r);
+    return BUFFET_OK;
 }
 
 BUFFET_API buffet_result buffet_registry_remove(buffet_registry *r, const char *name) {
@@ -2207,12 +2757,21 @@ BUFFET_API buffet_result buffet_registry_remove(buffet_registry *r, const char *
     if (!r || !name) return BUFFET_ERR_INVALID;
     pthread_mutex_lock(&r->mu);
     i = buffet__registry_find(r, name);
-    if (i != SIZE_MAX) {
-        memmove(&r->providers[i], &r->providers[i + 1], (r->count - i - 1) * sizeof r->providers[0]);
-        r->count--;
+    if (i == SIZE_MAX) {
+        pthread_mutex_unlock(&r->mu);
+        return BUFFET_ERR_NOT_FOUND;
     }
+    return buffet__registry_drop(r, i);
+}
+
+/* Remove the provider whose self is `self` (shared with the sibling headers: a pool leaving). */
+__attribute__((unused)) static buffet_result buffet__registry_remove_self(buffet_registry *r, const void *self) {
+    size_t i;
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < BUFFET_REGISTRY_MAX; i++)
+        if (r->slots[i].used && !r->slots[i].removing && r->slots[i].p.self == self) return buffet__registry_drop(r, i);
     pthread_mutex_unlock(&r->mu);
-    return i == SIZE_MAX ? BUFFET_ERR_NOT_FOUND : BUFFET_OK;
+    return BUFFET_ERR_NOT_FOUND;
 }
 
 /* Zero usage means ordinary host memory. */
@@ -2222,50 +2781,103 @@ static buffet_request buffet__request_norm(const buffet_request *req) {
     return q;
 }
 
-/* The best provider's index (SIZE_MAX: none), scored under the lock. */
-static size_t buffet__registry_pick(buffet_registry *r, const buffet_request *q, int *best_score) {
-    size_t i, best = SIZE_MAX;
-    *best_score = -1;
-    for (i = 0; i < r->count; i++) {
-        int s = r->providers[i].score(r->providers[i].self, q, NULL, 0);
-        if (s >= 0 && s > *best_score) {
-            *best_score = s;
-            best = i;
+/* The providers a call may use, each marked busy, in registration order. */
+typedef struct buffet__reg_view {
+    size_t n, slot[BUFFET_REGISTRY_MAX];
+    buffet_provider p[BUFFET_REGISTRY_MAX];
+} buffet__reg_view;
+
+static void buffet__registry_enter(buffet_registry *r, buffet__reg_view *v) {
+    size_t i, j;
+    uint64_t seq[BUFFET_REGISTRY_MAX];
+    v->n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < BUFFET_REGISTRY_MAX; i++) {
+        if (!r->slots[i].used || r->slots[i].removing) continue;
+        r->slots[i].busy++;
+        /* insertion by sequence keeps "ties go to the earlier registered" */
+        for (j = v->n; j > 0 && seq[j - 1] > r->slots[i].seq; j--) {
+            seq[j] = seq[j - 1];
+            v->slot[j] = v->slot[j - 1];
+            v->p[j] = v->p[j - 1];
         }
+        seq[j] = r->slots[i].seq;
+        v->slot[j] = i;
+        v->p[j] = r->slots[i].p;
+        v->n++;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void buffet__registry_leave(buffet_registry *r, const buffet__reg_view *v) {
+    size_t i;
+    bool wake = false;
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < v->n; i++) wake |= --r->slots[v->slot[i]].busy == 0 && r->slots[v->slot[i]].removing;
+    if (wake) pthread_cond_broadcast(&r->idle);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Call into view entry i: this thread is inside it until buffet__registry_return. */
+static void buffet__registry_call(const buffet_registry *r, const buffet__reg_view *v, size_t i) {
+    if (buffet__reg_ncalls < BUFFET__REG_DEPTH) {
+        buffet__reg_calls[buffet__reg_ncalls].r = r;
+        buffet__reg_calls[buffet__reg_ncalls].slot = v->slot[i];
+    }
+    buffet__reg_ncalls++;
+}
+static void buffet__registry_return(void) { buffet__reg_ncalls--; }
+
+/* Every entry's score (outside the lock) into scores[], and its reason into why[] when given.
+   Returns: the best index (SIZE_MAX: none). */
+static size_t buffet__registry_pick(const buffet_registry *r, const buffet__reg_view *v, const buffet_request *q,
+                                    int *scores, char (*why)[160]) {
+    size_t i, best = SIZE_MAX;
+    for (i = 0; i < v->n; i++) {
+        buffet__registry_call(r, v, i);
+        scores[i] = v->p[i].score(v->p[i].self, q, why ? why[i] : NULL, why ? sizeof why[i] : 0);
+        buffet__registry_return();
+        if (scores[i] >= 0 && (best == SIZE_MAX || scores[i] > scores[best])) best = i;
     }
     return best;
 }
 
-BUFFET_API buffet_result buffet_registry_create_buf(buffet_registry *r, const buffet_request *req,
-                                                    buffet_buf **out) {
-    buffet_provider chosen;
+BUFFET_API buffet_result buffet_registry_create_buf_at(buffet_registry *r, const buffet_request *req,
+                                                       buffet_buf **out, buffet_site site) {
+    buffet__reg_view v;
     buffet_request q;
-    size_t i;
-    int score;
+    buffet_result res;
+    int scores[BUFFET_REGISTRY_MAX];
+    size_t best;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     if (!r || !req || req->size == 0) return BUFFET_ERR_INVALID;
     q = buffet__request_norm(req);
-    pthread_mutex_lock(&r->mu);
-    i = buffet__registry_pick(r, &q, &score);
-    if (i != SIZE_MAX) chosen = r->providers[i];
-    pthread_mutex_unlock(&r->mu);
-    if (i == SIZE_MAX) {
+    q.site = site;
+    buffet__registry_enter(r, &v);
+    best = buffet__registry_pick(r, &v, &q, scores, NULL);
+    if (best == SIZE_MAX) {
+        res = BUFFET_ERR_UNSUPPORTED;
+    } else {
+        buffet__registry_call(r, &v, best);
+        res = v.p[best].create(v.p[best].self, &q, out);
+        buffet__registry_return();
+    }
+    buffet__registry_leave(r, &v);
+    if (best == SIZE_MAX)
         BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
                     "registry: no provider serves usage 0x%x (%zu bytes); buffet_explain() says why", q.usage, q.size);
-        return BUFFET_ERR_UNSUPPORTED;
-    }
-    /* Outside the lock: providers may map memory or talk to a device. */
-    return chosen.create(chosen.self, &q, out);
+    return res;
 }
 
 BUFFET_API size_t buffet_explain(buffet_registry *r, const buffet_request *req, char *out, size_t cap) {
     static const char *const usage_names[] = {"host-read", "host-write", "device-read", "device-write",
                                               "share-process", "network", "huge-pages"};
+    buffet__reg_view v;
     buffet_request q;
     size_t len = 0, i, best;
-    int best_score;
-    char why[160];
+    int scores[BUFFET_REGISTRY_MAX];
+    char (*why)[160];
     if (!out) cap = 0;
     if (cap) out[0] = '\0';
     if (!r || !req) {
@@ -2276,21 +2888,27 @@ BUFFET_API size_t buffet_explain(buffet_registry *r, const buffet_request *req, 
     buffet__append(out, cap, &len, "request: %zu bytes, usage", q.size);
     for (i = 0; i < sizeof usage_names / sizeof usage_names[0]; i++)
         if (q.usage & (1u << i)) buffet__append(out, cap, &len, " %s", usage_names[i]);
-    pthread_mutex_lock(&r->mu);
-    best = buffet__registry_pick(r, &q, &best_score);
+    why = (char (*)[160])malloc(BUFFET_REGISTRY_MAX * sizeof *why);
+    if (!why) {
+        buffet__append(out, cap, &len, "; out of memory for the explanation");
+        return len;
+    }
+    buffet__registry_enter(r, &v);
+    best = buffet__registry_pick(r, &v, &q, scores, why);
+    buffet__registry_leave(r, &v);
     if (q.size == 0)
         buffet__append(out, cap, &len, "; refused: size 0");
     else if (best == SIZE_MAX)
         buffet__append(out, cap, &len, "; no provider can serve it");
     else
-        buffet__append(out, cap, &len, "; chose '%s' (score %d)", r->providers[best].name, best_score);
+        buffet__append(out, cap, &len, "; chose '%s' (score %d)", v.p[best].name, scores[best]);
     buffet__append(out, cap, &len, "; candidates:");
-    for (i = 0; i < r->count; i++) {
-        int s = r->providers[i].score(r->providers[i].self, &q, why, sizeof why);
-        if (s >= 0) buffet__append(out, cap, &len, " %s %d (%s)%s", r->providers[i].name, s, why, i + 1 < r->count ? "," : "");
-        else buffet__append(out, cap, &len, " %s cannot (%s)%s", r->providers[i].name, why, i + 1 < r->count ? "," : "");
+    for (i = 0; i < v.n; i++) {
+        const char *sep = i + 1 < v.n ? "," : "";
+        if (scores[i] >= 0) buffet__append(out, cap, &len, " %s %d (%s)%s", v.p[i].name, scores[i], why[i], sep);
+        else buffet__append(out, cap, &len, " %s cannot (%s)%s", v.p[i].name, why[i], sep);
     }
-    pthread_mutex_unlock(&r->mu);
+    free(why);
     return len;
 }
 

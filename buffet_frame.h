@@ -9,11 +9,11 @@
          buffet_frame_arena *fa;
          buffet_frame_create(&fa, &(buffet_frame_desc){ .frames_in_flight = 2 });
          for (;;) {
-             buffet_frame_begin(fa);
+             buffet_frame_begin(fa);     // frees frame k-2's memory: its GPU fence has passed
              buffet_frame_push_tag(fa, "physics");
              particle *p = BUFFET_FRAME_NEW_ARRAY(fa, particle, n);   // a pointer bump
              buffet_frame_pop_tag(fa);
-             buffet_frame_end(fa);       // memory of this frame lives until frame k+2 begins
+             buffet_frame_end(fa);       // this frame's memory lives until frame k+2 begins
          }
          buffet_frame_destroy(fa);
 
@@ -22,18 +22,47 @@
                   checkpoints, batches, growable arrays, tags, budgets, transfers to other threads.
      scope        buffet_scope_*: explicit lifetime; frees its allocations and runs deferred actions
                   in reverse order at its end; nests.
-     pool         buffet_pool_*: fixed-size objects, O(1) get/put through a cache the caller owns
-                  (one per thread, no thread registry) over a shared store; bulk operations;
-                  grows up to a maximum; objects may be put back from any thread.
+     pool         buffet_pool_*: fixed-size objects, O(1) get/put through a cache (one per thread,
+                  no thread registry) over a shared store; bulk operations; grows up to a maximum;
+                  objects may be put back from any thread.
      budget       buffet_budget: soft limit (callback once per frame) and hard limit (allocation
                   fails, counted) per arena, per tag, and per thread (shared by a thread's arenas).
      barrier      buffet_frame_barrier: n threads finish a frame and wait for each other.
 
+   LIFECYCLE
+     object        made by                        ended by                  owner
+     frame arena   buffet_frame_create            buffet_frame_destroy      one thread at a time
+     frame         buffet_frame_begin             buffet_frame_end          the arena's thread
+     transfer      buffet_frame_transfer_send     ..._transfer_release      sender, then receiver
+     scope         buffet_scope_begin (caller's)  buffet_scope_end          one thread at a time
+     pool          buffet_pool_create             buffet_pool_destroy       thread-safe
+     pool cache    buffet_pool_cache_create       buffet_pool_cache_destroy its creating thread
+     barrier       buffet_frame_barrier_init      ..._barrier_deinit        thread-safe
+     "Owned" (Thread: owned) means one thread at a time uses it; handing it to another thread
+     needs a happens-before (a mutex, a queue) between the two.
+
+   LIFETIMES AND OWNERSHIP
+     Frame k's memory lives until frame k+N begins (N = frames_in_flight): buffet_frame_begin of
+     frame k+N releases it, so a renderer that waits on frame k's fence at the start of frame k+N
+     still sees it. buffet_frame_allocator's blocks die that way (contract: no
+     BUFFET_CONTRACT_UNTIL_FREED), but it pins: a buffer, chain, registry or debug allocator over
+     it keeps its block's chunk alive (as a transfer does) until it lets go; users that keep many
+     blocks (pools, packet pools, adapters, other arenas) refuse it with BUFFET_ERR_LIFETIME.
+     A scope's blocks die at its end and cannot be pinned. A pool destroyed while objects or
+     caches are still out is released when the last of them comes back (destroy never frees
+     memory under a user). A pool cache's allocator face (buffet_pool_allocator) is thread-safe:
+     calls from other threads than the cache's go to the shared store.
+
+   CALLBACKS
+     Loggers and budget callbacks run after the arena's state is consistent (at the end of the
+     call that found the condition), never under a lock: any buffet function may be called from
+     them, except destroying the object whose call is running them.
+
    CONFIGURATION
      BUFFET_FRAME_MAX_IN_FLIGHT   largest frames_in_flight (default 4)
-     BUFFET_FRAME_MAX_TAGS        tags per arena (default 64; tag 0 is "untagged")
-     BUFFET_FRAME_TAG_DEPTH       depth of the tag stack (default 32)
      BUFFET_POOL_CACHE_MAX        largest pool cache (default 512 pointers)
+     Both are limits checked by the implementation; no public struct's layout depends on a
+     configuration macro, so translation units may define them differently.
      BUFFET_DEBUG >= 1            poisons freed frame memory (0xDD), turns pool checks on, and
                                   (with <valgrind/memcheck.h>) tells valgrind about every block.
                                   ASan builds are always told which bytes are live.
@@ -44,10 +73,12 @@
      may be received and released by any thread. A barrier is thread-safe.
 
    ERRORS
-     Pointer-returning calls return NULL and say why through the arena's / pool's log callback;
-     the rest return buffet_result. Misuse found at run time (allocation outside a frame, end
-     without begin, a transfer not received within transfer_warn_frames, a pool object put twice
-     or into the wrong pool when checks are on) is refused, counted and logged, never fatal.
+     Pointer-returning calls return NULL, record why for buffet_alloc_error() (BUFFET_ERR_STATE
+     outside a frame, BUFFET_ERR_BUDGET, BUFFET_ERR_EXHAUSTED, BUFFET_ERR_TOO_LARGE,
+     BUFFET_ERR_NOMEM...) and say so through the arena's / pool's log callback; the rest return
+     buffet_result. Misuse found at run time (allocation outside a frame, end without begin, a
+     transfer not received within transfer_warn_frames, a pool object put twice or into the wrong
+     pool when checks are on) is refused, counted and logged, never fatal.
 */
 #ifndef BUFFET_FRAME_H_INCLUDED
 #define BUFFET_FRAME_H_INCLUDED
@@ -63,25 +94,13 @@
 #endif
 #include <pthread.h>
 
-#ifndef BUFFET_FRAME_MAX_IN_FLIGHT
-#define BUFFET_FRAME_MAX_IN_FLIGHT 4
-#endif
-#ifndef BUFFET_FRAME_MAX_TAGS
-#define BUFFET_FRAME_MAX_TAGS 64
-#endif
-#ifndef BUFFET_FRAME_TAG_DEPTH
-#define BUFFET_FRAME_TAG_DEPTH 32
-#endif
-#ifndef BUFFET_POOL_CACHE_MAX
-#define BUFFET_POOL_CACHE_MAX 512
-#endif
-
 BUFFET_EXTERN_C_BEGIN
 
 /* ---------------------------------------------------------------------------------------------
    >>budgets
 */
-/* Called once per frame when a budget's soft limit is first passed. */
+/* Called once per frame when a budget's soft limit is first passed, after the allocation that
+   passed it is complete. */
 typedef void (*buffet_budget_fn)(void *user, const char *name, size_t used, size_t soft_limit);
 
 /* Limits on bytes allocated per frame. Zero-initialise, set the limits, attach it: per arena
@@ -105,63 +124,34 @@ typedef struct buffet_budget {
 /* ---------------------------------------------------------------------------------------------
    >>frame arenas
 */
-typedef struct buffet_frame_chunk buffet_frame_chunk;
 typedef struct buffet_frame_transfer buffet_frame_transfer;
 
 typedef struct buffet_frame_desc {
-    buffet_allocator parent;        /* chunks come from here; zero: the heap */
+    buffet_allocator parent;        /* chunks come from here; zero: the heap. Must keep blocks until
+                                       freed (BUFFET_ERR_LIFETIME otherwise); one that is not
+                                       thread-safe works, but then transfers and pins are refused */
     size_t chunk_size;              /* bytes per chunk; 0: 64 KiB. A request over 3/4 of it gets a chunk of its own */
     uint32_t frames_in_flight;      /* N: memory of frame k lives until frame k+N begins; 0: 1 */
+    uint32_t max_tags;              /* distinct tags (tag 0 is "untagged"); 0: 64 */
+    uint32_t tag_depth;             /* depth of the tag stack; 0: 32 */
     buffet_budget budget;           /* this arena's per-frame budget (copied); zero: none */
     buffet_budget *thread_budget;   /* shared with the thread's other arenas; NULL: none */
     uint32_t transfer_warn_frames;  /* log a transfer still not received after this many frames; 0: 8 */
     buffet_logger log;              /* misuse and failures; zero: silent */
 } buffet_frame_desc;
 
-/* A frame arena. Owned by one thread. The fields are buffet's; the fast path reads a few. */
+/* A frame arena: the part the inline fast path reads. The rest is private to the implementation.
+   Owned by one thread. */
 typedef struct buffet_frame_arena {
     unsigned char *cur;             /* next free byte */
     unsigned char *lim;             /* the fast path may bump up to here (chunk end or budget room) */
     size_t count;                   /* allocations this frame */
-    /* everything below is the slow path's */
-    unsigned char *chunk_end;       /* end of the current chunk */
-    unsigned char *mark;            /* bytes since here are not yet charged to budgets and tags */
-    size_t count_mark;              /* allocations before `mark` */
-    buffet_frame_chunk *chunk;      /* current chunk (head of the slot's list) */
-    buffet_frame_chunk *slots[BUFFET_FRAME_MAX_IN_FLIGHT];   /* chunks used by each frame in flight */
-    size_t thread_charge;           /* bytes this frame charged the thread budget */
-    size_t consumed;                /* bytes charged this frame (with padding) */
-    buffet_frame_chunk *free_chunks;
-    size_t free_count, high_water;  /* spare chunks kept; chunks a recent frame needed */
-    buffet_frame_chunk *pinned;     /* chunks kept alive by transfers */
-    size_t chunk_size;
-    uint64_t frame;                 /* number of the current (or last) frame, from 1 */
-    uint32_t in_flight;
-    bool in_frame;
-    buffet_allocator parent;
-    buffet_budget budget;
-    buffet_budget *thread_budget;
-    size_t reserve;                 /* bytes reserved against each budget for [mark, lim) */
-    uint32_t tag_stack[BUFFET_FRAME_TAG_DEPTH];
-    uint32_t tag_depth, tag_count;
-    struct {
-        const char *name;
-        buffet_budget budget;
-        size_t count;               /* allocations this frame */
-        uint64_t total_bytes, total_count;
-    } tags[BUFFET_FRAME_MAX_TAGS];
-    uint32_t transfer_warn_frames;
-    uint64_t transfers_sent, transfers_unreceived_warnings;
-    uint64_t misuse;                /* refused calls: allocation outside a frame, bad nesting... */
-    uint64_t oversized;             /* requests that got a chunk of their own */
-    size_t chunks_allocated;        /* chunks held from the parent now */
-    size_t bytes_reserved;          /* their bytes */
-    buffet_logger log;
+    void *chunk;                    /* the current chunk (valgrind's pool handle) */
 } buffet_frame_arena;
 
 /* A point to roll back to. */
 typedef struct buffet_frame_mark {
-    buffet_frame_chunk *chunk;
+    void *chunk;
     unsigned char *cur;
     size_t count, consumed;
     uint64_t frame;
@@ -186,26 +176,28 @@ typedef struct buffet_frame_stats {
 } buffet_frame_stats;
 
 /* Create an arena. Returns: BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID (out NULL,
-   frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT, chunk_size < 1 KiB or > 1 GiB), BUFFET_ERR_NOMEM.
-   Thread: safe. */
-BUFFET_API buffet_result buffet_frame_create(buffet_frame_arena **out, const buffet_frame_desc *desc);
-/* Free the arena and every chunk (NULL does nothing). Transfers not yet released keep their
-   chunks alive; the last release frees them. Thread: owned. */
+   frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT, chunk_size < 1 KiB or > 1 GiB, max_tags or
+   tag_depth above 65536), BUFFET_ERR_LIFETIME (a parent whose blocks die with a frame or scope),
+   the parent's reason. Thread: safe. */
+BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const buffet_frame_desc *desc, buffet_site site);
+#define buffet_frame_create(out, desc) buffet_frame_create_at((out), (desc), BUFFET_SITE)
+/* Free the arena and every chunk (NULL does nothing). Transfers, pins and blocks still held keep
+   their chunks alive; the last release frees them. Thread: owned. */
 BUFFET_API void buffet_frame_destroy(buffet_frame_arena *a);
-/* Start the next frame. Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_STATE (already in a
-   frame; nothing changes). Thread: owned. */
+/* Start frame k: frees the memory of frame k-N (N = frames_in_flight). Errors:
+   BUFFET_ERR_INVALID (NULL), BUFFET_ERR_STATE (already in a frame; nothing changes).
+   Thread: owned. */
 BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *a);
-/* End frame k. Its memory stays valid until frame k+N begins: this call frees frame k+1-N's
-   (with N = 1, frame k's own) in O(chunks), and keeps the chunks for the next frames, trimmed
-   back when recent frames needed fewer. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (no frame
-   begun). Thread: owned. */
+/* End frame k. Its memory stays valid until frame k+N begins. Errors: BUFFET_ERR_INVALID,
+   BUFFET_ERR_STATE (no frame begun). Thread: owned. */
 BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *a);
-/* The slow path of buffet_frame_alloc: new chunk, budgets, errors. */
-BUFFET_API void *buffet_frame_alloc_slow(buffet_frame_arena *a, size_t size, size_t align);
+/* Internal: the slow path of buffet_frame_alloc (new chunk, budgets, errors). */
+BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *a, size_t size, size_t align);
 
 /* Allocate size bytes aligned to align in the current frame: a pointer bump. Returns: NULL for
-   size 0, align not a power of two, outside a frame (BUFFET_ERR_STATE logged), a hard budget
-   (BUFFET_ERR_BUDGET) or the parent failing. Thread: owned. */
+   size 0, align not a power of two (BUFFET_ERR_INVALID), outside a frame (BUFFET_ERR_STATE), a
+   hard budget (BUFFET_ERR_BUDGET) or the parent failing; buffet_alloc_error says which.
+   Thread: owned. */
 static inline void *buffet_frame_alloc(buffet_frame_arena *a, size_t size, size_t align) {
     uintptr_t p = ((uintptr_t)a->cur + (align - 1)) & ~(uintptr_t)(align - 1);
     /* size - 1 wraps for 0, so one compare refuses both "too big" and "nothing". */
@@ -218,12 +210,13 @@ static inline void *buffet_frame_alloc(buffet_frame_arena *a, size_t size, size_
 #endif
         return (void *)p;
     }
-    return buffet_frame_alloc_slow(a, size, align);
+    return buffet__frame_alloc_slow(a, size, align);
 }
-/* count * size bytes; NULL on overflow. Thread: owned. */
+/* count * size bytes; NULL on overflow (BUFFET_ERR_OVERFLOW). Thread: owned. */
 static inline void *buffet_frame_alloc_array(buffet_frame_arena *a, size_t count, size_t size, size_t align) {
     size_t total;
-    return buffet_mul(count, size, &total) ? buffet_frame_alloc(a, total, align) : NULL;
+    return buffet_mul(count, size, &total) ? buffet_frame_alloc(a, total, align)
+                                           : buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "count * size overflows");
 }
 #define BUFFET_FRAME_NEW(a, T) ((T *)buffet_frame_alloc((a), sizeof(T), BUFFET_ALIGNOF(T)))
 #define BUFFET_FRAME_NEW_ARRAY(a, T, n) ((T *)buffet_frame_alloc_array((a), (n), sizeof(T), BUFFET_ALIGNOF(T)))
@@ -231,17 +224,19 @@ static inline void *buffet_frame_alloc_array(buffet_frame_arena *a, size_t count
 /* Allocate n objects of size bytes in one call, writing their addresses to out[0..n). All or
    nothing. Returns: n, or 0 (n 0, size 0, overflow, budget, parent failure). Thread: owned. */
 BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *a, size_t n, size_t size, size_t align, void **out);
-/* Grow the most recent allocation in place (false if it was not the most recent, or the chunk
-   or a budget has no room). Thread: owned. */
+/* Grow or shrink the most recent allocation in place (false if it was not the most recent, or
+   the chunk or a budget has no room). Thread: owned. */
 BUFFET_API bool buffet_frame_resize(buffet_frame_arena *a, void *ptr, size_t old_size, size_t new_size);
 /* A checkpoint of the current frame. Thread: owned. */
 BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *a);
 /* Free everything allocated since m (same frame). Errors: BUFFET_ERR_INVALID (NULL),
    BUFFET_ERR_STATE (m from another frame or no longer reachable, or memory allocated since m
-   was handed to another thread by a transfer): nothing changes. Thread: owned. */
+   was handed to another thread by a transfer or pin): nothing changes. Thread: owned. */
 BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *a, buffet_frame_mark m);
-/* The arena as an allocator: alloc bumps, resize grows the last allocation, free gives back
-   the last allocation (others wait for the frame's end). Thread: owned. */
+/* The arena as an allocator: alloc bumps, resize changes the last allocation, free gives back
+   the last allocation (others wait for their frame to be released). Contract: blocks die with
+   their frame; owned by one thread; resizes; pins (when the parent is thread-safe): a holder's
+   pin keeps the block's chunk alive, like a transfer. Thread: owned. */
 BUFFET_API buffet_allocator buffet_frame_allocator(buffet_frame_arena *a);
 
 /* Attribute the following allocations to tag `name` (a string that outlives the arena; equal
@@ -257,6 +252,8 @@ BUFFET_API buffet_result buffet_frame_set_tag_budget(buffet_frame_arena *a, cons
 BUFFET_API bool buffet_frame_get_tag_stats(buffet_frame_arena *a, const char *name, buffet_frame_tag_stats *out);
 /* Statistics of the arena. Thread: owned. */
 BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *a);
+/* The arena's own budget as it stands (counters included; zero for NULL). Thread: owned. */
+BUFFET_API buffet_budget buffet_frame_get_budget(buffet_frame_arena *a);
 /* The arena's statistics and every tag's as one JSON object into out[0..cap) (NUL-terminated
    when cap > 0). Returns: the full length (as snprintf). Thread: owned. */
 BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *a, char *out, size_t cap);
@@ -277,9 +274,12 @@ BUFFET_API void *buffet_frame_vec_push(buffet_frame_vec *v, const void *elem);
 
 /* >>transfers: frame memory handed to another thread, kept alive until it lets go */
 /* Hand [ptr, ptr+size) of the current frame to another thread: its chunk is kept past the
-   frame until buffet_frame_transfer_release. Pass the handle by any queue. Returns: the handle,
-   or NULL (ptr not in this frame, outside a frame, no memory). Thread: owned (the sender's). */
-BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send(buffet_frame_arena *a, void *ptr, size_t size);
+   frame until buffet_frame_transfer_release. Pass the handle by any queue. `site` names the
+   sender in a leak report of the handle. Returns: the handle, or NULL (ptr not in this frame:
+   BUFFET_ERR_FOREIGN; outside a frame: BUFFET_ERR_STATE; a parent that is not thread-safe:
+   BUFFET_ERR_THREAD; no memory). Thread: owned (the sender's). */
+BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send_at(buffet_frame_arena *a, void *ptr, size_t size, buffet_site site);
+#define buffet_frame_transfer_send(a, ptr, size) buffet_frame_transfer_send_at((a), (ptr), (size), BUFFET_SITE)
 /* Take delivery: returns the memory (and its size in *size when not NULL). Thread: safe. */
 BUFFET_API void *buffet_frame_transfer_receive(buffet_frame_transfer *t, size_t *size);
 /* The receiver is done; the last release of a chunk's transfers gives it back to its arena.
@@ -305,7 +305,16 @@ BUFFET_API bool buffet_frame_barrier_wait(buffet_frame_barrier *b);
    >>scopes
 */
 typedef struct buffet_scope_entry buffet_scope_entry;
-typedef struct buffet_scope {
+typedef struct buffet_scope buffet_scope;
+
+typedef struct buffet_scope_desc {
+    buffet_allocator parent;       /* zero: the heap. Must keep blocks until freed: frame and scope
+                                      allocators are refused (nest scopes with `outer` instead) */
+    buffet_scope *outer;           /* the enclosing scope (ended first by its end); NULL: none */
+    buffet_logger log;             /* zero: the outer scope's, else silent */
+} buffet_scope_desc;
+
+struct buffet_scope {
     buffet_allocator parent;
     buffet_scope_entry *last;      /* newest allocation or deferred action */
     struct buffet_scope *outer;    /* enclosing scope, if begun inside one */
@@ -313,24 +322,27 @@ typedef struct buffet_scope {
     size_t count, bytes;
     bool active;
     buffet_logger log;
-} buffet_scope;
+};
 
-/* Begin a scope over parent (zero: the heap), nested in outer (NULL: none). Errors:
-   BUFFET_ERR_INVALID, BUFFET_ERR_STATE (outer not active, or already has an active inner).
+/* Begin scope s (caller memory). Errors: BUFFET_ERR_INVALID (s or desc NULL, s == outer),
+   BUFFET_ERR_STATE (outer not active, or already has an active inner), BUFFET_ERR_LIFETIME
+   (parent's blocks die with a frame or scope). Thread: owned. */
+BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, const buffet_scope_desc *desc);
+/* Allocate size bytes that live until the scope ends. NULL: size 0, bad align
+   (BUFFET_ERR_INVALID), inactive scope (BUFFET_ERR_STATE), parent failed (its reason).
    Thread: owned. */
-BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, buffet_allocator parent, buffet_scope *outer);
-/* Allocate size bytes that live until the scope ends. NULL: size 0, bad align, inactive scope,
-   parent failed. Thread: owned. */
-BUFFET_API void *buffet_scope_alloc(buffet_scope *s, size_t size, size_t align);
+BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t align, buffet_site site);
+#define buffet_scope_alloc(s, size, align) buffet_scope_alloc_at((s), (size), (align), BUFFET_SITE)
 /* Run fn(arg) when the scope ends (last registered, first run, interleaved in reverse with the
-   frees). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE, BUFFET_ERR_NOMEM (fn is NOT run).
+   frees). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE, the parent's reason (fn is NOT run).
    Thread: owned. */
-BUFFET_API buffet_result buffet_scope_defer(buffet_scope *s, void (*fn)(void *arg), void *arg);
+BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site);
+#define buffet_scope_defer(s, fn, arg) buffet_scope_defer_at((s), (fn), (arg), BUFFET_SITE)
 /* End the scope: everything, newest first. An inner scope still active is ended first.
    Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (not active). Thread: owned. */
 BUFFET_API buffet_result buffet_scope_end(buffet_scope *s);
 /* The scope as an allocator: free of the newest allocation releases it at once, others at
-   the end. Thread: owned. */
+   the end. Contract: blocks die with the scope; owned by one thread. Thread: owned. */
 BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s);
 
 /* ---------------------------------------------------------------------------------------------
@@ -342,24 +354,28 @@ typedef struct buffet_pool_desc {
     size_t obj_size;              /* bytes per object; required */
     size_t obj_align;             /* 0: 16 (or the size's largest power of two below 16) */
     size_t initial;               /* objects made at create; 0: one slab */
-    size_t max;                   /* objects at most; 0: no limit */
+    size_t max;                   /* objects at most; 0: no limit (at most 2^32 either way) */
     size_t slab_objs;             /* objects per growth step; 0: enough for 64 KiB (at least 8) */
     int checks;                   /* 1: track each object (double put, foreign pointer); -1: off;
                                      0: on when BUFFET_DEBUG >= 1 */
-    buffet_allocator parent;      /* zero: the heap */
+    buffet_allocator parent;      /* zero: the heap. Grows from any thread: must be thread-safe
+                                     and keep blocks until freed */
     buffet_logger log;
 } buffet_pool_desc;
 
-/* A cache of object pointers owned by one thread (or any one owner at a time): get and put
-   are an array pop and push. Fill it with buffet_pool_cache_init; empty it with
-   buffet_pool_cache_flush before the owner goes away. */
+/* A cache of object pointers for one thread (the one that created it): get and put are an
+   array pop and push. Create it with buffet_pool_cache_create; buffet_pool_cache_destroy gives
+   its objects back. The fields are buffet's; the inline fast path reads them. */
 typedef struct buffet_pool_cache {
     buffet_pool *pool;
     uint32_t count, cap;
     bool checks;
     size_t obj_size;              /* the pool's, for telling ASan/valgrind what is live */
     uint64_t gets, puts;          /* counted here, added to the pool's statistics on flush */
-    void *objs[BUFFET_POOL_CACHE_MAX];
+    void **objs;                  /* cap pointers, allocated with the cache */
+    pthread_t owner;              /* the creating thread: the allocator face routes others to the store */
+    struct buffet_pool_cache *next;   /* in the pool's list */
+    buffet_pin *pin;
 } buffet_pool_cache;
 
 typedef struct buffet_pool_stats {
@@ -367,26 +383,34 @@ typedef struct buffet_pool_stats {
     size_t slabs, created, max;   /* objects made so far, and the limit */
     size_t in_store;              /* objects in the shared store */
     size_t in_use;                /* created - in_store - in caches (exact only when caches are flushed) */
+    size_t caches;                /* caches attached */
     uint64_t gets, puts, failures, double_puts, foreign_puts;
 } buffet_pool_stats;
 
-/* Create a pool. Errors: BUFFET_ERR_INVALID (obj_size 0, bad align, initial > max),
-   BUFFET_ERR_OVERFLOW, BUFFET_ERR_NOMEM. Thread: safe. */
-BUFFET_API buffet_result buffet_pool_create(buffet_pool **out, const buffet_pool_desc *desc);
-/* Free the pool and its slabs (objects still out become invalid; they are counted in the log
-   as a leak). NULL does nothing. Thread: not concurrently with use. */
+/* Create a pool. Errors: BUFFET_ERR_INVALID (obj_size 0, bad align, initial > max, more than
+   2^32 objects), BUFFET_ERR_OVERFLOW, BUFFET_ERR_LIFETIME / BUFFET_ERR_THREAD (parent),
+   the parent's reason. Thread: safe. */
+BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_pool_desc *desc, buffet_site site);
+#define buffet_pool_create(out, desc) buffet_pool_create_at((out), (desc), BUFFET_SITE)
+/* Destroy the pool: no new cache may attach. Its memory is released now when every object is
+   back and every cache destroyed, else when the last of them comes back (logged as a warning
+   with the counts). NULL does nothing. Thread: once, not concurrently with its own use. */
 BUFFET_API void buffet_pool_destroy(buffet_pool *p);
-/* Attach cache c (cap pointers, 0: 64, at most BUFFET_POOL_CACHE_MAX) to p. Errors:
-   BUFFET_ERR_INVALID. Thread: owned (c). */
-BUFFET_API buffet_result buffet_pool_cache_init(buffet_pool_cache *c, buffet_pool *p, uint32_t cap);
+/* A cache of cap pointers (0: 64, at most BUFFET_POOL_CACHE_MAX) for the calling thread,
+   attached to p, from p's parent allocator. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (p is
+   being destroyed), the parent's reason. Thread: safe. */
+BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, buffet_pool *p, uint32_t cap, buffet_site site);
+#define buffet_pool_cache_create(out, p, cap) buffet_pool_cache_create_at((out), (p), (cap), BUFFET_SITE)
+/* Give every cached object back, detach and free the cache. NULL does nothing. Thread: owned. */
+BUFFET_API void buffet_pool_cache_destroy(buffet_pool_cache *c);
 /* Give every cached object back to the shared store. Thread: owned (c). */
 BUFFET_API void buffet_pool_cache_flush(buffet_pool_cache *c);
-/* Slow paths of get and put: refill from / spill to the shared store, growth, checks. */
-BUFFET_API void *buffet_pool_get_slow(buffet_pool_cache *c);
-BUFFET_API buffet_result buffet_pool_put_slow(buffet_pool_cache *c, void *obj);
+/* Internal: the slow paths of get and put (refill from / spill to the store, growth, checks). */
+BUFFET_API void *buffet__pool_get_slow(buffet_pool_cache *c);
+BUFFET_API buffet_result buffet__pool_put_slow(buffet_pool_cache *c, void *obj);
 
-/* One object (contents undefined), or NULL when the pool is at max and empty.
-   Thread: owned (c). */
+/* One object (contents undefined), or NULL when the pool is at max and empty
+   (BUFFET_ERR_EXHAUSTED). Thread: owned (c). */
 static inline void *buffet_pool_get(buffet_pool_cache *c) {
     if (__builtin_expect(c->count != 0 && !c->checks, 1)) {
         void *o = c->objs[--c->count];
@@ -394,7 +418,7 @@ static inline void *buffet_pool_get(buffet_pool_cache *c) {
         BUFFET__UNPOISON(o, c->obj_size);
         return o;
     }
-    return buffet_pool_get_slow(c);
+    return buffet__pool_get_slow(c);
 }
 /* Give obj back (to this cache; it may come from any thread's get). Errors (checks on):
    BUFFET_ERR_DOUBLE_FREE, BUFFET_ERR_FOREIGN; BUFFET_ERR_INVALID (NULL). Thread: owned (c). */
@@ -405,7 +429,7 @@ static inline buffet_result buffet_pool_put(buffet_pool_cache *c, void *obj) {
         c->puts++;
         return BUFFET_OK;
     }
-    return buffet_pool_put_slow(c, obj);
+    return buffet__pool_put_slow(c, obj);
 }
 /* n objects into objs[0..n), all or nothing. Returns: n or 0. Thread: owned (c). */
 BUFFET_API size_t buffet_pool_get_bulk(buffet_pool_cache *c, void **objs, size_t n);
@@ -415,7 +439,9 @@ BUFFET_API buffet_result buffet_pool_put_bulk(buffet_pool_cache *c, void *const 
 BUFFET_API void *buffet_pool_get_shared(buffet_pool *p);
 BUFFET_API buffet_result buffet_pool_put_shared(buffet_pool *p, void *obj);
 /* The cache as an allocator for requests of at most obj_size bytes and obj_align alignment
-   (NULL for others). Thread: owned (c). */
+   (others: NULL, BUFFET_ERR_TOO_LARGE). On the cache's thread it gets and puts through the
+   cache; on any other it goes to the shared store, so buffers and chains over it may be freed
+   anywhere. Contract: blocks live until freed; thread-safe. Thread: safe. */
 BUFFET_API buffet_allocator buffet_pool_allocator(buffet_pool_cache *c);
 /* Statistics (see buffet_pool_stats). Thread: safe. */
 BUFFET_API buffet_pool_stats buffet_pool_get_stats(buffet_pool *p);
@@ -424,17 +450,24 @@ BUFFET_API size_t buffet_pool_stats_json(buffet_pool *p, char *out, size_t cap);
 
 BUFFET_EXTERN_C_END
 #endif /* BUFFET_FRAME_H_INCLUDED */
-
 /* =============================================================================================
    IMPLEMENTATION
 */
 #if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_FRAME_IMPL_INCLUDED)
 #define BUFFET_FRAME_IMPL_INCLUDED
 
+#ifndef BUFFET_FRAME_MAX_IN_FLIGHT
+#define BUFFET_FRAME_MAX_IN_FLIGHT 4
+#endif
+#ifndef BUFFET_POOL_CACHE_MAX
+#define BUFFET_POOL_CACHE_MAX 512
+#endif
+
 /* >>chunks
    A chunk is one parent allocation: this header, then `size` usable bytes from `data` (64-byte
-   aligned). `refs` is 1 for the arena plus one per transfer not yet released: the chunk is
-   reused only at 1, and whoever drops it to 0 (a receiver after the arena is gone) frees it. */
+   aligned). `refs` is 1 for the arena plus one per transfer (or pin) not yet released: the chunk
+   is reused only at 1, and whoever drops it to 0 (a receiver after the arena is gone) frees it. */
+typedef struct buffet_frame_chunk buffet_frame_chunk;
 struct buffet_frame_chunk {
     buffet_frame_chunk *next;
     unsigned char *data;
@@ -446,7 +479,9 @@ struct buffet_frame_chunk {
     bool oversized;
 };
 
+/* A transfer is also a pin (buffet_frame_allocator's), so it starts with one. */
 struct buffet_frame_transfer {
+    buffet_pin pin;
     buffet_frame_transfer *next;
     buffet_frame_chunk *chunk;
     void *ptr;
@@ -456,9 +491,75 @@ struct buffet_frame_transfer {
     bool warned;
 };
 
+typedef struct buffet__frame_tag {
+    const char *name;
+    buffet_budget budget;
+    size_t count;                       /* allocations this frame */
+    uint64_t total_bytes, total_count;
+} buffet__frame_tag;
+
+/* A soft limit passed, to be told once the arena is consistent again. */
+typedef struct buffet__frame_soft { buffet_budget_fn fn; void *user; const char *name; size_t used, soft; } buffet__frame_soft;
+#define BUFFET__FRAME_SOFT_MAX 4
+
+/* The arena: the public part (what the inline fast path reads) first. */
+typedef struct buffet__frame {
+    buffet_frame_arena pub;         /* cur, lim, count, chunk */
+    unsigned char *chunk_end;       /* end of the current chunk */
+    unsigned char *mark;            /* bytes since here are not yet charged to budgets and tags */
+    size_t count_mark;              /* allocations before `mark` */
+    buffet_frame_chunk **slots;     /* chunks used by each frame in flight */
+    size_t thread_charge;           /* bytes this frame charged the thread budget */
+    size_t consumed;                /* bytes charged this frame (with padding) */
+    buffet_frame_chunk *free_chunks;
+    size_t free_count, high_water;  /* spare chunks kept; chunks a recent frame needed */
+    buffet_frame_chunk *pinned;     /* chunks kept alive by transfers */
+    size_t chunk_size, block;       /* block: bytes of this allocation (struct and arrays) */
+    uint64_t frame;                 /* number of the current (or last) frame, from 1 */
+    uint32_t in_flight;
+    bool in_frame, parent_safe;     /* parent_safe: a chunk may be freed on another thread */
+    buffet_allocator parent;
+    buffet_budget budget;
+    buffet_budget *thread_budget;
+    size_t reserve;                 /* bytes reserved against each budget for [mark, lim) */
+    uint32_t *tag_stack;
+    uint32_t tag_depth, tag_count, max_tags, max_depth;
+    buffet__frame_tag *tags;
+    uint32_t transfer_warn_frames;
+    uint64_t transfers_sent, transfers_unreceived_warnings;
+    uint64_t misuse;                /* refused calls: allocation outside a frame, bad nesting... */
+    uint64_t oversized;             /* requests that got a chunk of their own */
+    size_t chunks_allocated;        /* chunks held from the parent now */
+    size_t bytes_reserved;          /* their bytes */
+    buffet_logger log;
+    buffet__logq logq;              /* found mid-call, told at its end */
+    unsigned nsoft;
+    buffet__frame_soft soft[BUFFET__FRAME_SOFT_MAX];
+} buffet__frame;
+
+static buffet__frame *buffet__frame_of(buffet_frame_arena *fa) { return (buffet__frame *)fa; }
+static buffet_frame_chunk *buffet__frame_chunk(const buffet__frame *a) { return (buffet_frame_chunk *)a->pub.chunk; }
+
 #define BUFFET__FRAME_HDR ((size_t)64)
 #define BUFFET__FRAME_THREAD_RESERVE ((size_t)16 << 10)
 #define BUFFET__FRAME_POISON 0xDD
+#define BUFFET__FRAME_LOG(a, level, code, ...) BUFFET__LOGQ(&(a)->logq, &(a)->log, (level), (code), __VA_ARGS__)
+
+/* Tell the logger and the budget callbacks what this call found. Called where the arena is
+   consistent (the end of a public call); they may call back into the arena. */
+static void buffet__frame_emit(buffet__frame *a) {
+    buffet__frame_soft soft[BUFFET__FRAME_SOFT_MAX];
+    buffet__logq q;
+    unsigned i, n = a->nsoft;
+    if (!a->logq.n && !n) return;
+    q.n = a->logq.n;
+    if (q.n) memcpy(&q, &a->logq, sizeof q);
+    memcpy(soft, a->soft, n * sizeof soft[0]);
+    a->logq.n = 0;
+    a->nsoft = 0;
+    buffet__logq_flush(&q, &a->log);
+    for (i = 0; i < n; i++) soft[i].fn(soft[i].user, soft[i].name, soft[i].used, soft[i].soft);
+}
 
 /* Nobody may touch [p, p+n) until it is handed out again. */
 static void buffet__frame_poison(void *p, size_t n) {
@@ -486,10 +587,10 @@ static void buffet__chunk_free(buffet_frame_chunk *c) {
     buffet_free(parent, c, block, BUFFET__FRAME_HDR, BUFFET_SITE);
 }
 
-static buffet_frame_chunk *buffet__chunk_new(buffet_frame_arena *a, size_t size, bool oversized) {
+static buffet_frame_chunk *buffet__chunk_new(buffet__frame *a, size_t size, bool oversized) {
     size_t block;
     buffet_frame_chunk *c;
-    if (!buffet_add(size, BUFFET__FRAME_HDR, &block)) return NULL;
+    if (!buffet_add(size, BUFFET__FRAME_HDR, &block)) return (buffet_frame_chunk *)buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "chunk size overflows");
     c = (buffet_frame_chunk *)buffet_alloc(a->parent, block, BUFFET__FRAME_HDR, BUFFET_SITE);
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
@@ -507,7 +608,7 @@ static buffet_frame_chunk *buffet__chunk_new(buffet_frame_arena *a, size_t size,
     return c;
 }
 
-static void buffet__chunk_drop(buffet_frame_arena *a, buffet_frame_chunk *c) {
+static void buffet__chunk_drop(buffet__frame *a, buffet_frame_chunk *c) {
     a->chunks_allocated--;
     a->bytes_reserved -= c->size;
     buffet__chunk_free(c);
@@ -515,7 +616,7 @@ static void buffet__chunk_drop(buffet_frame_arena *a, buffet_frame_chunk *c) {
 
 /* A chunk leaves use: pinned by transfers, kept spare, or given back. Its transfers are all
    released when refs is 1, so their handles go now. */
-static void buffet__chunk_retire(buffet_frame_arena *a, buffet_frame_chunk *c) {
+static void buffet__chunk_retire(buffet__frame *a, buffet_frame_chunk *c) {
     buffet_frame_transfer *t, *next;
     if (BUFFET__LOAD(&c->refs, BUFFET__ACQUIRE) != 1) {
         c->next = a->pinned;
@@ -543,19 +644,27 @@ static void buffet__chunk_retire(buffet_frame_arena *a, buffet_frame_chunk *c) {
 
 /* >>budgets: [mark, lim) is reserved against every budget that applies, so the fast path needs
    no accounting; the slow path charges what was used and reserves anew. */
-static buffet_budget *buffet__frame_tag_budget(buffet_frame_arena *a) {
+static buffet_budget *buffet__frame_tag_budget(buffet__frame *a) {
     return &a->tags[a->tag_depth ? a->tag_stack[a->tag_depth - 1] : 0].budget;
 }
 
-static void buffet__budget_charge(buffet_frame_arena *a, buffet_budget *b, size_t n) {
+static void buffet__budget_charge(buffet__frame *a, buffet_budget *b, size_t n) {
     b->used += n;
     if (b->used > b->peak) b->peak = b->used;
     if (b->soft && b->used > b->soft && !b->soft_fired) {
+        const char *name = b->name ? b->name : "budget";
         b->soft_fired = true;
         b->soft_hits++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_WARN, BUFFET_ERR_BUDGET, "frame %llu: %s passed its soft limit: %zu of %zu bytes",
-                    (unsigned long long)a->frame, b->name ? b->name : "budget", b->used, b->soft);
-        if (b->on_soft) b->on_soft(b->user, b->name ? b->name : "budget", b->used, b->soft);
+        BUFFET__FRAME_LOG(a, BUFFET_LOG_WARN, BUFFET_ERR_BUDGET, "frame %llu: %s passed its soft limit: %zu of %zu bytes",
+                          (unsigned long long)a->frame, name, b->used, b->soft);
+        if (b->on_soft && a->nsoft < BUFFET__FRAME_SOFT_MAX) {
+            buffet__frame_soft *e = &a->soft[a->nsoft++];
+            e->fn = b->on_soft;
+            e->user = b->user;
+            e->name = name;
+            e->used = b->used;
+            e->soft = b->soft;
+        }
     }
 }
 
@@ -576,15 +685,15 @@ static bool buffet__budget_allows(const buffet_budget *b, size_t n) {
 }
 
 /* Charge [mark, cur) to the budgets and the current tag and return the reservation. */
-static void buffet__frame_flush(buffet_frame_arena *a) {
-    size_t used = (size_t)(a->cur - a->mark);
+static void buffet__frame_flush(buffet__frame *a) {
+    size_t used = (size_t)(a->pub.cur - a->mark);
     buffet_budget *tb = buffet__frame_tag_budget(a);
     uint32_t tag = a->tag_depth ? a->tag_stack[a->tag_depth - 1] : 0;
     a->budget.reserved -= a->reserve;
     tb->reserved -= a->reserve;
     if (a->thread_budget) a->thread_budget->reserved -= a->reserve;
     a->reserve = 0;
-    a->lim = a->cur;
+    a->pub.lim = a->pub.cur;
     if (used) {
         buffet__budget_charge(a, &a->budget, used);
         buffet__budget_charge(a, tb, used);
@@ -595,15 +704,15 @@ static void buffet__frame_flush(buffet_frame_arena *a) {
         a->consumed += used;
         a->tags[tag].total_bytes += used;
     }
-    a->tags[tag].count += a->count - a->count_mark;
-    a->tags[tag].total_count += a->count - a->count_mark;
-    a->mark = a->cur;
-    a->count_mark = a->count;
+    a->tags[tag].count += a->pub.count - a->count_mark;
+    a->tags[tag].total_count += a->pub.count - a->count_mark;
+    a->mark = a->pub.cur;
+    a->count_mark = a->pub.count;
 }
 
 /* Reserve what the budgets allow of the chunk's rest, and open the fast path that far. */
-static void buffet__frame_reserve(buffet_frame_arena *a) {
-    size_t room = (size_t)(a->chunk_end - a->cur), r;
+static void buffet__frame_reserve(buffet__frame *a) {
+    size_t room = (size_t)(a->chunk_end - a->pub.cur), r;
     buffet_budget *tb = buffet__frame_tag_budget(a);
     if ((r = buffet__budget_room(&a->budget)) < room) room = r;
     if ((r = buffet__budget_room(tb)) < room) room = r;
@@ -616,11 +725,18 @@ static void buffet__frame_reserve(buffet_frame_arena *a) {
     a->budget.reserved += room;
     tb->reserved += room;
     a->reserve = room;
-    a->lim = a->cur + room;
+    a->pub.lim = a->pub.cur + room;
+}
+
+/* Flush, and reserve again when a chunk is in use: the state every public call leaves. */
+static void buffet__frame_settle(buffet__frame *a) {
+    if (!a->in_frame) return;
+    buffet__frame_flush(a);
+    if (a->pub.chunk) buffet__frame_reserve(a);
 }
 
 /* May n more bytes be charged? Counts and logs the budget that refuses. Called flushed. */
-static bool buffet__frame_budgets_allow(buffet_frame_arena *a, size_t n) {
+static bool buffet__frame_budgets_allow(buffet__frame *a, size_t n) {
     buffet_budget *list[3];
     size_t k = 0, i;
     list[k++] = &a->budget;
@@ -629,10 +745,11 @@ static bool buffet__frame_budgets_allow(buffet_frame_arena *a, size_t n) {
     for (i = 0; i < k; i++) {
         if (!buffet__budget_allows(list[i], n)) {
             list[i]->hard_failures++;
-            BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_BUDGET,
-                        "frame %llu: %zu bytes refused: %s would pass its hard limit (%zu of %zu bytes used)",
-                        (unsigned long long)a->frame, n, list[i]->name ? list[i]->name : "budget",
-                        list[i]->used, list[i]->hard);
+            BUFFET__FRAME_LOG(a, BUFFET_LOG_ERROR, BUFFET_ERR_BUDGET,
+                              "frame %llu: %zu bytes refused: %s would pass its hard limit (%zu of %zu bytes used)",
+                              (unsigned long long)a->frame, n, list[i]->name ? list[i]->name : "budget",
+                              list[i]->used, list[i]->hard);
+            buffet_alloc_fail(BUFFET_ERR_BUDGET, "a hard budget refused it");
             return false;
         }
     }
@@ -640,9 +757,11 @@ static bool buffet__frame_budgets_allow(buffet_frame_arena *a, size_t n) {
 }
 
 /* >>frame arena */
-BUFFET_API buffet_result buffet_frame_create(buffet_frame_arena **out, const buffet_frame_desc *desc) {
+BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const buffet_frame_desc *desc, buffet_site site) {
     buffet_frame_desc d;
-    buffet_frame_arena *a;
+    buffet__frame *a;
+    size_t off_slots, off_stack, off_tags, block;
+    buffet_result r;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     memset(&d, 0, sizeof d);
@@ -650,19 +769,37 @@ BUFFET_API buffet_result buffet_frame_create(buffet_frame_arena **out, const buf
     if (d.chunk_size == 0) d.chunk_size = (size_t)64 << 10;
     if (d.frames_in_flight == 0) d.frames_in_flight = 1;
     if (d.transfer_warn_frames == 0) d.transfer_warn_frames = 8;
-    if (d.frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT || d.chunk_size < 1024 || d.chunk_size > ((size_t)1 << 30)) {
+    if (d.max_tags == 0) d.max_tags = 64;
+    if (d.tag_depth == 0) d.tag_depth = 32;
+    if (d.frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT || d.chunk_size < 1024 || d.chunk_size > ((size_t)1 << 30) ||
+        d.max_tags > 65536 || d.tag_depth > 65536) {
         BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
-                    "frame arena: frames_in_flight %u (at most %d) or chunk_size %zu (1 KiB to 1 GiB) out of range",
-                    d.frames_in_flight, BUFFET_FRAME_MAX_IN_FLIGHT, d.chunk_size);
+                    "frame arena: frames_in_flight %u (at most %d), chunk_size %zu (1 KiB to 1 GiB), max_tags %u or tag_depth %u (at most 65536) out of range",
+                    d.frames_in_flight, BUFFET_FRAME_MAX_IN_FLIGHT, d.chunk_size, d.max_tags, d.tag_depth);
         return BUFFET_ERR_INVALID;
     }
-    a = BUFFET_NEW(d.parent, buffet_frame_arena);
+    if ((r = buffet__check(d.parent, BUFFET_NEED_UNTIL_FREED, false, "frame arena", &d.log)) != BUFFET_OK) return r;
+    /* One block: the arena, then its slots, tag stack and tags (sizes are small: no overflow). */
+    off_slots = (sizeof(buffet__frame) + 7) & ~(size_t)7;
+    off_stack = off_slots + d.frames_in_flight * sizeof(buffet_frame_chunk *);
+    off_tags = (off_stack + d.tag_depth * sizeof(uint32_t) + 15) & ~(size_t)15;
+    block = off_tags + (size_t)d.max_tags * sizeof(buffet__frame_tag);
+    a = (buffet__frame *)buffet_alloc(d.parent, block, 16, site);
     if (!a) {
-        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "frame arena: parent allocator failed");
-        return BUFFET_ERR_NOMEM;
+        const char *why;
+        r = buffet_alloc_error(&why);
+        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, r, "frame arena: parent allocator failed: %s", why);
+        return r;
     }
-    memset(a, 0, sizeof *a);
+    memset(a, 0, block);
+    a->slots = (buffet_frame_chunk **)((unsigned char *)a + off_slots);
+    a->tag_stack = (uint32_t *)((unsigned char *)a + off_stack);
+    a->tags = (buffet__frame_tag *)((unsigned char *)a + off_tags);
+    a->block = block;
+    a->max_tags = d.max_tags;
+    a->max_depth = d.tag_depth;
     a->parent = d.parent;
+    a->parent_safe = (buffet_allocator_contract(d.parent) & BUFFET_CONTRACT_THREAD_SAFE) != 0;
     a->chunk_size = d.chunk_size;
     a->in_flight = d.frames_in_flight;
     a->budget = d.budget;
@@ -675,11 +812,11 @@ BUFFET_API buffet_result buffet_frame_create(buffet_frame_arena **out, const buf
     a->tags[0].name = "untagged";
     a->tags[0].budget.name = "untagged";
     a->tag_count = 1;
-    *out = a;
+    *out = &a->pub;
     return BUFFET_OK;
 }
 
-static void buffet__frame_release_list(buffet_frame_arena *a, buffet_frame_chunk **list) {
+static void buffet__frame_release_list(buffet__frame *a, buffet_frame_chunk **list) {
     buffet_frame_chunk *c = *list, *next;
     *list = NULL;
     for (; c; c = next) {
@@ -689,7 +826,7 @@ static void buffet__frame_release_list(buffet_frame_arena *a, buffet_frame_chunk
 }
 
 /* Reuse pinned chunks whose transfers are all released; warn of ones never received. */
-static void buffet__frame_scan_pinned(buffet_frame_arena *a) {
+static void buffet__frame_scan_pinned(buffet__frame *a) {
     buffet_frame_chunk **pp = &a->pinned, *c;
     while ((c = *pp) != NULL) {
         buffet_frame_transfer *t;
@@ -702,24 +839,25 @@ static void buffet__frame_scan_pinned(buffet_frame_arena *a) {
             if (!t->warned && !BUFFET__LOAD(&t->received, BUFFET__ACQUIRE) && a->frame - t->frame >= a->transfer_warn_frames) {
                 t->warned = true;
                 a->transfers_unreceived_warnings++;
-                BUFFET__LOG(&a->log, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
-                            "transfer of %zu bytes at %p sent in frame %llu not received after %llu frames; its chunk stays alive",
-                            t->size, t->ptr, (unsigned long long)t->frame, (unsigned long long)(a->frame - t->frame));
+                BUFFET__FRAME_LOG(a, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
+                                  "transfer of %zu bytes at %p sent in frame %llu not received after %llu frames; its chunk stays alive",
+                                  t->size, t->ptr, (unsigned long long)t->frame, (unsigned long long)(a->frame - t->frame));
             }
         }
         pp = &c->next;
     }
 }
 
-BUFFET_API void buffet_frame_destroy(buffet_frame_arena *a) {
+BUFFET_API void buffet_frame_destroy(buffet_frame_arena *fa) {
+    buffet__frame *a = buffet__frame_of(fa);
     buffet_frame_chunk *c, *next;
+    buffet__logq q;
+    buffet_logger log;
     uint32_t i;
     if (!a) return;
     if (a->in_frame) buffet__frame_flush(a);
-    for (i = 0; i < BUFFET_FRAME_MAX_IN_FLIGHT; i++) {
-        a->high_water = 0;   /* nothing is kept spare any more */
-        buffet__frame_release_list(a, &a->slots[i]);
-    }
+    a->high_water = 0;   /* nothing is kept spare any more */
+    for (i = 0; i < a->in_flight; i++) buffet__frame_release_list(a, &a->slots[i]);
     for (c = a->free_chunks; c; c = next) {
         next = c->next;
         buffet__chunk_drop(a, c);
@@ -730,10 +868,14 @@ BUFFET_API void buffet_frame_destroy(buffet_frame_arena *a) {
         if (BUFFET__FETCH_SUB(&c->refs, 1, BUFFET__ACQ_REL) == 1) buffet__chunk_free(c);
     }
     if (a->thread_budget) a->thread_budget->used -= a->thread_charge;
-    BUFFET_DELETE(a->parent, buffet_frame_arena, a);
+    memcpy(&q, &a->logq, sizeof q);
+    log = a->log;
+    buffet_free(a->parent, a, a->block, 16, BUFFET_SITE);
+    buffet__logq_flush(&q, &log);
 }
 
-BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *a) {
+BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *fa) {
+    buffet__frame *a = buffet__frame_of(fa);
     uint32_t i;
     if (!a) return BUFFET_ERR_INVALID;
     if (a->in_frame) {
@@ -743,8 +885,17 @@ BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *a) {
         return BUFFET_ERR_STATE;
     }
     a->frame++;
+    /* Frame k's memory goes when frame k+N begins: this frame takes its slot. */
+    buffet__frame_release_list(a, &a->slots[a->frame % a->in_flight]);
+    while (a->free_count > a->high_water) {
+        buffet_frame_chunk *c = a->free_chunks;
+        a->free_chunks = c->next;
+        a->free_count--;
+        buffet__chunk_drop(a, c);
+    }
+    buffet__frame_scan_pinned(a);
     a->in_frame = true;
-    a->count = a->count_mark = 0;
+    a->pub.count = a->count_mark = 0;
     a->consumed = 0;
     a->budget.used = 0;
     a->budget.soft_fired = false;
@@ -759,15 +910,16 @@ BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *a) {
         if (tb->soft && tb->used <= tb->soft) tb->soft_fired = false;
         a->thread_charge = 0;
     }
-    a->chunk = NULL;
-    a->cur = a->lim = a->chunk_end = a->mark = NULL;
+    a->pub.chunk = NULL;
+    a->pub.cur = a->pub.lim = a->chunk_end = a->mark = NULL;
+    buffet__frame_emit(a);
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *a) {
+BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *fa) {
+    buffet__frame *a = buffet__frame_of(fa);
     size_t used = 0;
     buffet_frame_chunk *c;
-    uint32_t slot;
     if (!a) return BUFFET_ERR_INVALID;
     if (!a->in_frame) {
         a->misuse++;
@@ -777,31 +929,25 @@ BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *a) {
     }
     buffet__frame_flush(a);
     a->in_frame = false;
-    a->cur = a->lim = a->chunk_end = a->mark = NULL;
-    a->chunk = NULL;
-    slot = (uint32_t)(a->frame % a->in_flight);
-    for (c = a->slots[slot]; c; c = c->next) used += !c->oversized;
+    a->pub.cur = a->pub.lim = a->chunk_end = a->mark = NULL;
+    a->pub.chunk = NULL;
+    for (c = a->slots[a->frame % a->in_flight]; c; c = c->next) used += !c->oversized;
     /* Keep as many spare chunks as recent frames needed, forgetting a peak slowly. */
     if (used > a->high_water) a->high_water = used;
     else if (a->frame % 16 == 0 && a->high_water > used && a->high_water > 1) a->high_water--;
-    /* Frame k+1-N's memory goes now: its slot is the one frame k+1 will use. */
-    buffet__frame_release_list(a, &a->slots[(a->frame + 1) % a->in_flight]);
-    while (a->free_count > a->high_water) {
-        c = a->free_chunks;
-        a->free_chunks = c->next;
-        a->free_count--;
-        buffet__chunk_drop(a, c);
-    }
-    buffet__frame_scan_pinned(a);
+    buffet__frame_emit(a);
     return BUFFET_OK;
 }
 
 /* Start a new chunk able to hold size bytes at align. */
-static bool buffet__frame_new_chunk(buffet_frame_arena *a, size_t size, size_t align) {
+static bool buffet__frame_new_chunk(buffet__frame *a, size_t size, size_t align) {
     size_t need = size;
     buffet_frame_chunk *c;
     uint32_t slot = (uint32_t)(a->frame % a->in_flight);
-    if (align > BUFFET__FRAME_HDR && !buffet_add(size, align, &need)) return false;
+    if (align > BUFFET__FRAME_HDR && !buffet_add(size, align, &need)) {
+        buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus alignment overflows");
+        return false;
+    }
     if (need > a->chunk_size / 2 && need > a->chunk_size - a->chunk_size / 4) {
         c = buffet__chunk_new(a, need, true);
         if (c) a->oversized++;
@@ -813,126 +959,82 @@ static bool buffet__frame_new_chunk(buffet_frame_arena *a, size_t size, size_t a
         c = buffet__chunk_new(a, a->chunk_size, false);
     }
     if (!c) {
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "frame %llu: parent allocator failed for a %zu-byte chunk",
-                    (unsigned long long)a->frame, need > a->chunk_size ? need : a->chunk_size);
+        const char *why;
+        buffet_result r = buffet_alloc_error(&why);
+        BUFFET__FRAME_LOG(a, BUFFET_LOG_ERROR, r, "frame %llu: a %zu-byte chunk failed: %s", (unsigned long long)a->frame,
+                          need > a->chunk_size ? need : a->chunk_size, why);
         return false;
     }
     c->frame = a->frame;
     c->next = a->slots[slot];
     a->slots[slot] = c;
-    a->chunk = c;
-    a->cur = a->mark = c->data;
+    a->pub.chunk = c;
+    a->pub.cur = a->mark = c->data;
     a->chunk_end = c->data + c->size;
     return true;
 }
 
-BUFFET_API void *buffet_frame_alloc_slow(buffet_frame_arena *a, size_t size, size_t align) {
+BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *fa, size_t size, size_t align) {
+    buffet__frame *a = buffet__frame_of(fa);
     uintptr_t p;
     size_t need;
-    if (!a || size == 0) return NULL;
+    buffet_result why;
+    const char *text;
+    if (!a) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no frame arena");
+    if (size == 0) return NULL;
     if (!buffet_is_pow2(align)) {
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "frame alloc: align %zu is not a power of two", align);
-        return NULL;
+        return buffet_alloc_fail(BUFFET_ERR_INVALID, "the alignment is not a power of two");
     }
     if (!a->in_frame) {
         a->misuse++;
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame alloc of %zu bytes outside a frame (call buffet_frame_begin)", size);
-        return NULL;
+        return buffet_alloc_fail(BUFFET_ERR_STATE, "no frame begun (call buffet_frame_begin)");
     }
     buffet__frame_flush(a);
-    p = ((uintptr_t)a->cur + (align - 1)) & ~(uintptr_t)(align - 1);
-    if (!a->chunk || p < (uintptr_t)a->cur || p > (uintptr_t)a->chunk_end || size > (uintptr_t)a->chunk_end - p) {
+    p = ((uintptr_t)a->pub.cur + (align - 1)) & ~(uintptr_t)(align - 1);
+    if (!a->pub.chunk || p < (uintptr_t)a->pub.cur || p > (uintptr_t)a->chunk_end || size > (uintptr_t)a->chunk_end - p) {
         if (!buffet__frame_budgets_allow(a, size)) goto refused;
         if (!buffet__frame_new_chunk(a, size, align)) goto refused;
-        p = ((uintptr_t)a->cur + (align - 1)) & ~(uintptr_t)(align - 1);
+        p = ((uintptr_t)a->pub.cur + (align - 1)) & ~(uintptr_t)(align - 1);
     }
-    need = (size_t)(p - (uintptr_t)a->cur) + size;
+    need = (size_t)(p - (uintptr_t)a->pub.cur) + size;
     if (!buffet__frame_budgets_allow(a, need)) goto refused;
-    a->cur += need;
-    a->count++;
+    a->pub.cur += need;
+    a->pub.count++;
     buffet__frame_flush(a);
     buffet__frame_reserve(a);
     BUFFET__ASAN_UNPOISON((void *)p, size);
 #if BUFFET_TRACK_VALGRIND
-    VALGRIND_MEMPOOL_ALLOC(a->chunk, (void *)p, size);
+    VALGRIND_MEMPOOL_ALLOC(a->pub.chunk, (void *)p, size);
 #endif
+    buffet__frame_emit(a);
     return (void *)p;
 refused:
-    if (a->chunk) buffet__frame_reserve(a);
-    return NULL;
+    if (a->pub.chunk) buffet__frame_reserve(a);
+    why = buffet_alloc_error(&text);
+    buffet__frame_emit(a);
+    return buffet_alloc_fail(why, text);   /* what the callbacks did does not change why */
 }
 
-BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *a, size_t n, size_t size, size_t align, void **out) {
+BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *fa, size_t n, size_t size, size_t align, void **out) {
     size_t stride, total, i;
     unsigned char *p;
-    if (!a || !out || n == 0 || size == 0 || !buffet_is_pow2(align)) return 0;
+    if (!fa || !out || n == 0 || size == 0 || !buffet_is_pow2(align)) return 0;
     /* One bump for all: each object starts on a multiple of align. */
-    if (!buffet_align_up(size, align, &stride) || !buffet_mul(stride, n, &total)) return 0;
-    p = (unsigned char *)buffet_frame_alloc(a, total, align);
+    if (!buffet_align_up(size, align, &stride) || !buffet_mul(stride, n, &total)) {
+        buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "n * size overflows");
+        return 0;
+    }
+    p = (unsigned char *)buffet_frame_alloc(fa, total, align);
     if (!p) return 0;
-    a->count += n - 1;
+    fa->count += n - 1;
     for (i = 0; i < n; i++) out[i] = p + i * stride;
     return n;
 }
 
-/* Give back the newest bytes [to, cur): charges and budgets included (tags keep counting). */
-static void buffet__frame_uncharge(buffet_frame_arena *a, size_t n);
-static void buffet__frame_give_back(buffet_frame_arena *a, unsigned char *to) {
-    size_t n = (size_t)(a->cur - to);
-    buffet__frame_flush(a);
-    a->cur = a->mark = to;
-    buffet__frame_uncharge(a, n);
-    buffet__frame_poison(to, n);
-    buffet__frame_reserve(a);
-}
-
-BUFFET_API bool buffet_frame_resize(buffet_frame_arena *a, void *ptr, size_t old_size, size_t new_size) {
-    unsigned char *p = (unsigned char *)ptr;
-    size_t extra;
-    if (!a || !ptr || !a->in_frame || new_size == 0 || !a->chunk) return false;
-    if (p < a->chunk->data || p > a->cur || old_size != (size_t)(a->cur - p)) return false;
-    if (new_size <= old_size) {
-        buffet__frame_give_back(a, p + new_size);
-#if BUFFET_TRACK_VALGRIND
-        VALGRIND_MEMPOOL_CHANGE(a->chunk, p, p, new_size);
-#endif
-        return true;
-    }
-    extra = new_size - old_size;
-    if (extra > (size_t)(a->lim - a->cur)) {
-        buffet__frame_flush(a);
-        if (extra > (size_t)(a->chunk_end - a->cur) || !buffet__frame_budgets_allow(a, extra)) {
-            buffet__frame_reserve(a);
-            return false;
-        }
-        a->cur += extra;
-        buffet__frame_flush(a);
-        buffet__frame_reserve(a);
-    } else {
-        a->cur += extra;
-    }
-#if BUFFET_TRACK_VALGRIND
-    VALGRIND_MEMPOOL_CHANGE(a->chunk, p, p, new_size);
-#endif
-    BUFFET__UNPOISON(p + old_size, extra);
-    return true;
-}
-
-BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *a) {
-    buffet_frame_mark m;
-    memset(&m, 0, sizeof m);
-    if (!a) return m;
-    if (a->in_frame) buffet__frame_flush(a), buffet__frame_reserve(a);
-    m.chunk = a->chunk;
-    m.cur = a->cur;
-    m.count = a->count;
-    m.consumed = a->consumed;
-    m.frame = a->in_frame ? a->frame : 0;
-    return m;
-}
-
 /* Give charged bytes back to the arena's and the thread's budgets (tags keep counting them). */
-static void buffet__frame_uncharge(buffet_frame_arena *a, size_t n) {
+static void buffet__frame_uncharge(buffet__frame *a, size_t n) {
     a->budget.used -= n < a->budget.used ? n : a->budget.used;
     if (a->thread_budget) {
         size_t k = n < a->thread_charge ? n : a->thread_charge;
@@ -942,56 +1044,115 @@ static void buffet__frame_uncharge(buffet_frame_arena *a, size_t n) {
     a->consumed -= n;
 }
 
-BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *a, buffet_frame_mark m) {
-    buffet_frame_chunk *c;
+/* Give back the newest bytes [to, cur): charges and budgets included (tags keep counting). */
+static void buffet__frame_give_back(buffet__frame *a, unsigned char *to) {
+    size_t n = (size_t)(a->pub.cur - to);
+    buffet__frame_flush(a);
+    a->pub.cur = a->mark = to;
+    buffet__frame_uncharge(a, n);
+    buffet__frame_poison(to, n);
+    buffet__frame_reserve(a);
+}
+
+BUFFET_API bool buffet_frame_resize(buffet_frame_arena *fa, void *ptr, size_t old_size, size_t new_size) {
+    buffet__frame *a = buffet__frame_of(fa);
+    buffet_frame_chunk *chunk;
+    unsigned char *p = (unsigned char *)ptr;
+    size_t extra;
+    bool ok = true;
+    if (!a || !ptr || !a->in_frame || new_size == 0 || !(chunk = buffet__frame_chunk(a))) return false;
+    if (p < chunk->data || p > a->pub.cur || old_size != (size_t)(a->pub.cur - p)) return false;
+    if (new_size <= old_size) {
+        buffet__frame_give_back(a, p + new_size);
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_MEMPOOL_CHANGE(chunk, p, p, new_size);
+#endif
+        buffet__frame_emit(a);
+        return true;
+    }
+    extra = new_size - old_size;
+    if (extra > (size_t)(a->pub.lim - a->pub.cur)) {
+        buffet__frame_flush(a);
+        ok = extra <= (size_t)(a->chunk_end - a->pub.cur) && buffet__frame_budgets_allow(a, extra);
+        if (ok) {
+            a->pub.cur += extra;
+            buffet__frame_flush(a);
+        }
+        buffet__frame_reserve(a);
+    } else {
+        a->pub.cur += extra;
+    }
+    if (ok) {
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_MEMPOOL_CHANGE(chunk, p, p, new_size);
+#endif
+        BUFFET__UNPOISON(p + old_size, extra);
+    }
+    buffet__frame_emit(a);
+    return ok;
+}
+
+BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *fa) {
+    buffet__frame *a = buffet__frame_of(fa);
+    buffet_frame_mark m;
+    memset(&m, 0, sizeof m);
+    if (!a) return m;
+    buffet__frame_settle(a);
+    m.chunk = a->pub.chunk;
+    m.cur = a->pub.cur;
+    m.count = a->pub.count;
+    m.consumed = a->consumed;
+    m.frame = a->in_frame ? a->frame : 0;
+    buffet__frame_emit(a);
+    return m;
+}
+
+/* Refuse a rollback: counted and logged. */
+static buffet_result buffet__frame_refuse(buffet__frame *a, const char *why, const void *ptr) {
+    a->misuse++;
+    BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback refused: %s (%p)", why, ptr);
+    return BUFFET_ERR_STATE;
+}
+
+BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *fa, buffet_frame_mark m) {
+    buffet__frame *a = buffet__frame_of(fa);
+    buffet_frame_chunk *c, *mc = (buffet_frame_chunk *)m.chunk;
     uint32_t slot;
     if (!a) return BUFFET_ERR_INVALID;
-    if (!a->in_frame || m.frame != a->frame || m.consumed > a->consumed + (size_t)(a->cur - a->mark)) {
-        a->misuse++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback to a checkpoint of frame %llu in frame %llu",
-                    (unsigned long long)m.frame, (unsigned long long)a->frame);
-        return BUFFET_ERR_STATE;
-    }
+    if (!a->in_frame || m.frame != a->frame || m.consumed > a->consumed + (size_t)(a->pub.cur - a->mark))
+        return buffet__frame_refuse(a, "the checkpoint is of another frame", m.cur);
     slot = (uint32_t)(a->frame % a->in_flight);
-    for (c = a->slots[slot]; c && c != m.chunk; c = c->next) {}
-    if (c != m.chunk) {
-        a->misuse++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback: checkpoint no longer reachable");
-        return BUFFET_ERR_STATE;
-    }
+    for (c = a->slots[slot]; c && c != mc; c = c->next) {}
+    if (c != mc) return buffet__frame_refuse(a, "the checkpoint is no longer reachable", m.cur);
     for (c = a->slots[slot]; c; c = c->next) {
         buffet_frame_transfer *t;
-        for (t = c->transfers; t; t = t->next) {
-            if (c != m.chunk || (unsigned char *)t->ptr >= m.cur) {
-                a->misuse++;
-                BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
-                            "rollback: %p, allocated after the checkpoint, was handed to another thread", t->ptr);
-                return BUFFET_ERR_STATE;
-            }
-        }
-        if (c == m.chunk) break;
+        for (t = c->transfers; t; t = t->next)
+            if (c != mc || (unsigned char *)t->ptr >= m.cur)
+                return buffet__frame_refuse(a, "memory allocated after the checkpoint was handed on by a transfer or pin", t->ptr);
+        if (c == mc) break;
     }
     buffet__frame_flush(a);
-    while (a->slots[slot] != m.chunk) {
+    while (a->slots[slot] != mc) {
         c = a->slots[slot];
         a->slots[slot] = c->next;
         buffet__chunk_retire(a, c);
     }
-    a->chunk = m.chunk;
-    if (m.chunk) {
-        a->chunk_end = m.chunk->data + m.chunk->size;
+    a->pub.chunk = mc;
+    if (mc) {
+        a->chunk_end = mc->data + mc->size;
         buffet__frame_poison(m.cur, (size_t)(a->chunk_end - m.cur));
 #if BUFFET_TRACK_VALGRIND
-        VALGRIND_MEMPOOL_TRIM(m.chunk, m.chunk->data, (size_t)(m.cur - m.chunk->data));
+        VALGRIND_MEMPOOL_TRIM(mc, mc->data, (size_t)(m.cur - mc->data));
 #endif
     } else {
         a->chunk_end = NULL;
     }
-    a->cur = a->mark = m.cur;
-    a->count = a->count_mark = m.count;
+    a->pub.cur = a->mark = m.cur;
+    a->pub.count = a->count_mark = m.count;
     buffet__frame_uncharge(a, a->consumed - m.consumed);
-    if (a->chunk) buffet__frame_reserve(a);
-    else a->lim = NULL;
+    if (mc) buffet__frame_reserve(a);
+    else a->pub.lim = NULL;
+    buffet__frame_emit(a);
     return BUFFET_OK;
 }
 
@@ -1004,19 +1165,33 @@ static bool buffet__frame_vt_resize(void *self, void *ptr, size_t old_size, size
     return buffet_frame_resize((buffet_frame_arena *)self, ptr, old_size, new_size);
 }
 static void buffet__frame_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
-    buffet_frame_arena *a = (buffet_frame_arena *)self;
+    buffet__frame *a = buffet__frame_of((buffet_frame_arena *)self);
+    buffet_frame_chunk *chunk = buffet__frame_chunk(a);
     unsigned char *p = (unsigned char *)ptr;
     (void)align; (void)site;
     /* Only the latest allocation can go early; the rest goes with the frame. */
-    if (a->in_frame && a->chunk && p >= a->chunk->data && p <= a->cur && size == (size_t)(a->cur - p)) {
+    if (a->in_frame && chunk && p >= chunk->data && p <= a->pub.cur && size == (size_t)(a->pub.cur - p)) {
         buffet__frame_give_back(a, p);
 #if BUFFET_TRACK_VALGRIND
-        VALGRIND_MEMPOOL_FREE(a->chunk, p);
+        VALGRIND_MEMPOOL_FREE(chunk, p);
 #endif
+        buffet__frame_emit(a);
     }
 }
+static uint32_t buffet__frame_vt_contract(const void *self) {
+    const buffet__frame *a = (const buffet__frame *)self;
+    return BUFFET_CONTRACT_RESIZE | (a->parent_safe ? (uint32_t)BUFFET_CONTRACT_PIN : 0u);
+}
+/* A pin is a transfer taken and received at once: the chunk lives until it is released. */
+static buffet_pin *buffet__frame_vt_pin(void *self, void *ptr, size_t size) {
+    buffet_frame_transfer *t = buffet_frame_transfer_send_at((buffet_frame_arena *)self, ptr, size, BUFFET_SITE);
+    if (!t) return NULL;
+    buffet_frame_transfer_receive(t, NULL);
+    return &t->pin;
+}
 static const buffet_allocator_vtable buffet__frame_vtable = {
-    buffet__frame_vt_alloc, buffet__frame_vt_resize, buffet__frame_vt_free
+    buffet__frame_vt_alloc, buffet__frame_vt_resize, buffet__frame_vt_free, NULL, buffet__frame_vt_contract,
+    buffet__frame_vt_pin
 };
 
 BUFFET_API buffet_allocator buffet_frame_allocator(buffet_frame_arena *a) {
@@ -1024,11 +1199,11 @@ BUFFET_API buffet_allocator buffet_frame_allocator(buffet_frame_arena *a) {
 }
 
 /* >>tags */
-static int buffet__frame_tag_find(buffet_frame_arena *a, const char *name, bool create) {
+static int buffet__frame_tag_find(buffet__frame *a, const char *name, bool create) {
     uint32_t i;
     for (i = 0; i < a->tag_count; i++)
         if (a->tags[i].name == name || strcmp(a->tags[i].name, name) == 0) return (int)i;
-    if (!create || a->tag_count == BUFFET_FRAME_MAX_TAGS) return -1;
+    if (!create || a->tag_count == a->max_tags) return -1;
     memset(&a->tags[i], 0, sizeof a->tags[i]);
     a->tags[i].name = name;
     a->tags[i].budget.name = name;
@@ -1036,22 +1211,25 @@ static int buffet__frame_tag_find(buffet_frame_arena *a, const char *name, bool 
     return (int)i;
 }
 
-BUFFET_API buffet_result buffet_frame_push_tag(buffet_frame_arena *a, const char *name) {
+BUFFET_API buffet_result buffet_frame_push_tag(buffet_frame_arena *fa, const char *name) {
+    buffet__frame *a = buffet__frame_of(fa);
     int t;
     if (!a || !name) return BUFFET_ERR_INVALID;
     t = buffet__frame_tag_find(a, name, true);
-    if (t < 0 || a->tag_depth == BUFFET_FRAME_TAG_DEPTH) {
+    if (t < 0 || a->tag_depth == a->max_depth) {
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_EXHAUSTED, "push_tag '%s': %s", name,
-                    t < 0 ? "too many tags (BUFFET_FRAME_MAX_TAGS)" : "tag stack full (BUFFET_FRAME_TAG_DEPTH)");
+                    t < 0 ? "too many tags (buffet_frame_desc.max_tags)" : "tag stack full (buffet_frame_desc.tag_depth)");
         return BUFFET_ERR_EXHAUSTED;
     }
     if (a->in_frame) buffet__frame_flush(a);
     a->tag_stack[a->tag_depth++] = (uint32_t)t;
-    if (a->in_frame && a->chunk) buffet__frame_reserve(a);
+    if (a->in_frame && a->pub.chunk) buffet__frame_reserve(a);
+    buffet__frame_emit(a);
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_frame_pop_tag(buffet_frame_arena *a) {
+BUFFET_API buffet_result buffet_frame_pop_tag(buffet_frame_arena *fa) {
+    buffet__frame *a = buffet__frame_of(fa);
     if (!a) return BUFFET_ERR_INVALID;
     if (a->tag_depth == 0) {
         a->misuse++;
@@ -1060,11 +1238,13 @@ BUFFET_API buffet_result buffet_frame_pop_tag(buffet_frame_arena *a) {
     }
     if (a->in_frame) buffet__frame_flush(a);
     a->tag_depth--;
-    if (a->in_frame && a->chunk) buffet__frame_reserve(a);
+    if (a->in_frame && a->pub.chunk) buffet__frame_reserve(a);
+    buffet__frame_emit(a);
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_frame_set_tag_budget(buffet_frame_arena *a, const char *name, const buffet_budget *b) {
+BUFFET_API buffet_result buffet_frame_set_tag_budget(buffet_frame_arena *fa, const char *name, const buffet_budget *b) {
+    buffet__frame *a = buffet__frame_of(fa);
     int t;
     buffet_budget *tb;
     if (!a || !name || !b) return BUFFET_ERR_INVALID;
@@ -1077,19 +1257,12 @@ BUFFET_API buffet_result buffet_frame_set_tag_budget(buffet_frame_arena *a, cons
     tb->on_soft = b->on_soft;
     tb->user = b->user;
     tb->name = b->name ? b->name : name;
-    if (a->in_frame && a->chunk) buffet__frame_reserve(a);
+    if (a->in_frame && a->pub.chunk) buffet__frame_reserve(a);
+    buffet__frame_emit(a);
     return BUFFET_OK;
 }
 
-BUFFET_API bool buffet_frame_get_tag_stats(buffet_frame_arena *a, const char *name, buffet_frame_tag_stats *out) {
-    int t;
-    if (!a || !name || !out) return false;
-    t = buffet__frame_tag_find(a, name, false);
-    if (t < 0) return false;
-    if (a->in_frame) {
-        buffet__frame_flush(a);
-        if (a->chunk) buffet__frame_reserve(a);
-    }
+static void buffet__frame_tag_stats(const buffet__frame *a, int t, buffet_frame_tag_stats *out) {
     out->name = a->tags[t].name;
     out->bytes = a->tags[t].budget.used;
     out->count = a->tags[t].count;
@@ -1098,21 +1271,30 @@ BUFFET_API bool buffet_frame_get_tag_stats(buffet_frame_arena *a, const char *na
     out->total_count = a->tags[t].total_count;
     out->soft_hits = a->tags[t].budget.soft_hits;
     out->hard_failures = a->tags[t].budget.hard_failures;
+}
+
+BUFFET_API bool buffet_frame_get_tag_stats(buffet_frame_arena *fa, const char *name, buffet_frame_tag_stats *out) {
+    buffet__frame *a = buffet__frame_of(fa);
+    int t;
+    if (!a || !name || !out) return false;
+    t = buffet__frame_tag_find(a, name, false);
+    if (t < 0) return false;
+    buffet__frame_settle(a);
+    buffet__frame_tag_stats(a, t, out);
+    buffet__frame_emit(a);
     return true;
 }
 
-BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *a) {
+BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *fa) {
+    buffet__frame *a = buffet__frame_of(fa);
     buffet_frame_stats s;
     uint32_t i;
     memset(&s, 0, sizeof s);
     if (!a) return s;
-    if (a->in_frame) {
-        buffet__frame_flush(a);
-        if (a->chunk) buffet__frame_reserve(a);
-    }
+    buffet__frame_settle(a);
     s.frame = a->frame;
     s.bytes = a->consumed;
-    s.count = a->count;
+    s.count = a->pub.count;
     s.peak_bytes = a->budget.peak;
     s.chunks = a->chunks_allocated;
     s.chunk_bytes = a->bytes_reserved;
@@ -1127,11 +1309,24 @@ BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *a) {
         s.hard_failures += a->tags[i].budget.hard_failures;
         s.soft_hits += a->tags[i].budget.soft_hits;
     }
+    buffet__frame_emit(a);
     return s;
 }
 
-BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *a, char *out, size_t cap) {
-    buffet_frame_stats s = buffet_frame_get_stats(a);
+BUFFET_API buffet_budget buffet_frame_get_budget(buffet_frame_arena *fa) {
+    buffet__frame *a = buffet__frame_of(fa);
+    buffet_budget b;
+    memset(&b, 0, sizeof b);
+    if (!a) return b;
+    buffet__frame_settle(a);
+    b = a->budget;
+    buffet__frame_emit(a);
+    return b;
+}
+
+BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *fa, char *out, size_t cap) {
+    buffet__frame *a = buffet__frame_of(fa);
+    buffet_frame_stats s = buffet_frame_get_stats(fa);
     size_t len = 0;
     uint32_t i;
     if (!out) cap = 0;
@@ -1145,7 +1340,7 @@ BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *a, char *out, size
         (unsigned long long)s.soft_hits, (unsigned long long)s.hard_failures);
     for (i = 0; a && i < a->tag_count; i++) {
         buffet_frame_tag_stats t;
-        buffet_frame_get_tag_stats(a, a->tags[i].name, &t);
+        buffet__frame_tag_stats(a, (int)i, &t);
         buffet__append(out, cap, &len, "%s{\"name\":\"", i ? "," : "");
         buffet__append_quoted(out, cap, &len, t.name, false);
         buffet__append(out, cap, &len,
@@ -1173,7 +1368,7 @@ BUFFET_API void *buffet_frame_vec_push(buffet_frame_vec *v, const void *elem) {
     if (v->len == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 8, old_bytes = v->cap * v->elem_size, bytes;
         void *p;
-        if (!buffet_mul(cap, v->elem_size, &bytes)) return NULL;
+        if (!buffet_mul(cap, v->elem_size, &bytes)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the array's size overflows");
         if (v->data && buffet_frame_resize(v->arena, v->data, old_bytes, bytes)) {
             v->cap = cap;
         } else {
@@ -1191,29 +1386,47 @@ BUFFET_API void *buffet_frame_vec_push(buffet_frame_vec *v, const void *elem) {
 }
 
 /* >>transfers */
-BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send(buffet_frame_arena *a, void *ptr, size_t size) {
+static void buffet__frame_pin_release(buffet_pin *pin) {
+    buffet_frame_transfer_release((buffet_frame_transfer *)pin);
+}
+
+BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send_at(buffet_frame_arena *fa, void *ptr, size_t size, buffet_site site) {
+    buffet__frame *a = buffet__frame_of(fa);
     buffet_frame_chunk *c;
     buffet_frame_transfer *t;
     unsigned char *p = (unsigned char *)ptr;
-    if (!a || !ptr) return NULL;
+    if (!a || !ptr) return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no arena or pointer");
     if (!a->in_frame) {
         a->misuse++;
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "transfer_send outside a frame");
-        return NULL;
+        return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_STATE, "no frame begun");
+    }
+    if (!a->parent_safe) {
+        /* The last release may free the chunk on the receiver's thread, into the parent. */
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_THREAD,
+                    "transfer_send: the arena's parent allocator serves one thread, but a transfer may free its chunk on another");
+        return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_THREAD, "the arena's parent is not thread-safe");
     }
     for (c = a->slots[a->frame % a->in_flight]; c; c = c->next)
         if (p >= c->data && p < c->data + c->size && size <= (size_t)(c->data + c->size - p)) break;
-    if (!c || (c == a->chunk && size > (size_t)(a->cur - p))) {
+    if (!c || (c == a->pub.chunk && size > (size_t)(a->pub.cur - p))) {
         a->misuse++;
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "transfer_send of %p (%zu bytes): not memory of this frame", ptr, size);
-        return NULL;
+        return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_FOREIGN, "not memory of this frame");
     }
-    t = BUFFET_NEW(a->parent, buffet_frame_transfer);
+    if (BUFFET__LOAD(&c->refs, BUFFET__RELAXED) == UINT32_MAX) {
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "transfer_send: the chunk holds %u transfers already", UINT32_MAX - 1);
+        return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "too many transfers from one chunk");
+    }
+    t = (buffet_frame_transfer *)buffet_alloc(a->parent, sizeof *t, BUFFET_ALIGNOF(buffet_frame_transfer), site);
     if (!t) {
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "transfer_send: parent allocator failed");
-        return NULL;
+        const char *why;
+        buffet_result r = buffet_alloc_error(&why);
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, r, "transfer_send: parent allocator failed: %s", why);
+        return (buffet_frame_transfer *)buffet_alloc_fail(r, why);
     }
     memset(t, 0, sizeof *t);
+    t->pin.release = buffet__frame_pin_release;
     t->chunk = c;
     t->ptr = ptr;
     t->size = size;
@@ -1284,19 +1497,25 @@ struct buffet_scope_entry {
     void *arg;
 };
 
-BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, buffet_allocator parent, buffet_scope *outer) {
-    if (!s || s == outer) return BUFFET_ERR_INVALID;
+BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, const buffet_scope_desc *desc) {
+    buffet_scope *outer;
+    buffet_logger log;
+    buffet_result r;
+    if (!s || !desc || s == desc->outer) return BUFFET_ERR_INVALID;
+    outer = desc->outer;
+    log = desc->log.fn || !outer ? desc->log : outer->log;
     if (outer && (!outer->active || outer->inner)) {
-        BUFFET__LOG(&outer->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_begin: the outer scope %s",
+        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_begin: the outer scope %s",
                     outer->active ? "already has an active inner scope" : "is not active");
         return BUFFET_ERR_STATE;
     }
+    if ((r = buffet__check(desc->parent, BUFFET_NEED_UNTIL_FREED, false, "scope", &log)) != BUFFET_OK) return r;
     memset(s, 0, sizeof *s);
-    s->parent = parent;
+    s->parent = desc->parent;
     s->active = true;
+    s->log = log;
     if (outer) {
         s->outer = outer;
-        s->log = outer->log;
         outer->inner = s;
     }
     return BUFFET_OK;
@@ -1307,18 +1526,19 @@ static size_t buffet__scope_offset(size_t align) {
     return (hdr + align - 1) & ~(align - 1);
 }
 
-BUFFET_API void *buffet_scope_alloc(buffet_scope *s, size_t size, size_t align) {
+BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t align, buffet_site site) {
     size_t off, total;
     buffet_scope_entry *e;
-    if (!s || size == 0 || !buffet_is_pow2(align)) return NULL;
+    if (!s || !buffet_is_pow2(align)) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no scope, or the alignment is not a power of two");
+    if (size == 0) return NULL;
     if (!s->active) {
         BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_alloc of %zu bytes in a scope that has ended", size);
-        return NULL;
+        return buffet_alloc_fail(BUFFET_ERR_STATE, "the scope has ended");
     }
     if (align < BUFFET_ALIGNOF(buffet_scope_entry)) align = BUFFET_ALIGNOF(buffet_scope_entry);
     off = buffet__scope_offset(align);
-    if (!buffet_add(off, size, &total)) return NULL;
-    e = (buffet_scope_entry *)buffet_alloc(s->parent, total, align, BUFFET_SITE);
+    if (!buffet_add(off, size, &total)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus the scope's header overflows");
+    e = (buffet_scope_entry *)buffet_alloc(s->parent, total, align, site);
     if (!e) return NULL;
     e->prev = s->last;
     e->size = size;
@@ -1332,12 +1552,12 @@ BUFFET_API void *buffet_scope_alloc(buffet_scope *s, size_t size, size_t align) 
     return (unsigned char *)e + off;
 }
 
-BUFFET_API buffet_result buffet_scope_defer(buffet_scope *s, void (*fn)(void *arg), void *arg) {
+BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site) {
     buffet_scope_entry *e;
     if (!s || !fn) return BUFFET_ERR_INVALID;
     if (!s->active) return BUFFET_ERR_STATE;
-    e = BUFFET_NEW(s->parent, buffet_scope_entry);
-    if (!e) return BUFFET_ERR_NOMEM;
+    e = (buffet_scope_entry *)buffet_alloc(s->parent, sizeof *e, BUFFET_ALIGNOF(buffet_scope_entry), site);
+    if (!e) return buffet_alloc_error(NULL);
     memset(e, 0, sizeof *e);
     e->prev = s->last;
     e->fn = fn;
@@ -1376,8 +1596,7 @@ BUFFET_API buffet_result buffet_scope_end(buffet_scope *s) {
 }
 
 static void *buffet__scope_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
-    (void)site;
-    return buffet_scope_alloc((buffet_scope *)self, size, align);
+    return buffet_scope_alloc_at((buffet_scope *)self, size, align, site);
 }
 static void buffet__scope_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     buffet_scope *s = (buffet_scope *)self;
@@ -1389,7 +1608,13 @@ static void buffet__scope_vt_free(void *self, void *ptr, size_t size, size_t ali
         buffet__scope_drop(s, e);
     }
 }
-static const buffet_allocator_vtable buffet__scope_vtable = {buffet__scope_vt_alloc, NULL, buffet__scope_vt_free};
+static uint32_t buffet__scope_vt_contract(const void *self) {
+    (void)self;
+    return 0;   /* blocks die with the scope, on its owner's thread */
+}
+static const buffet_allocator_vtable buffet__scope_vtable = {
+    buffet__scope_vt_alloc, NULL, buffet__scope_vt_free, NULL, buffet__scope_vt_contract, NULL
+};
 
 BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s) {
     return buffet_allocator_of(s, &buffet__scope_vtable);
@@ -1398,8 +1623,8 @@ BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s) {
 /* >>object pools
    Objects live in slabs (one parent allocation each: header, optional state bytes, objects).
    Free objects are pointers in an array: the shared store (under a mutex, touched in batches)
-   and the callers' caches. Nothing is written into a free object, so a get or put never
-   touches the object's cache line. */
+   and the caches. Nothing is written into a free object, so a get or put never touches the
+   object's cache line. */
 typedef struct buffet__slab {
     struct buffet__slab *next;
     unsigned char *objs;
@@ -1413,31 +1638,41 @@ struct buffet_pool {
     size_t store_count, store_cap;
     size_t obj_size, align, stride, slab_objs, max, created, nslabs;
     buffet__slab *slabs;   /* atomic head: check lookups read it without the lock */
-    bool checks;
+    buffet_pool_cache *caches;
+    size_t ncaches;
+    bool checks, dying;    /* dying: destroyed by its owner, released when everything is back */
     buffet_allocator parent;
+    buffet_site site;      /* of the create: named by leak reports of slabs grown later */
     buffet_logger log;
     uint64_t gets, puts, failures, double_puts, foreign_puts;
 };
+
+#define BUFFET__POOL_MAX_OBJS ((size_t)1 << 32)
 
 /* Add a slab of up to slab_objs objects to the store. Called locked. */
 static bool buffet__pool_grow(buffet_pool *p) {
     size_t n = p->slab_objs, hdr, objs_bytes, block, i;
     buffet__slab *s;
-    if (p->created >= p->max) return false;
+    if (p->created >= p->max) {
+        buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the pool is at its max");
+        return false;
+    }
     if (n > p->max - p->created) n = p->max - p->created;
     if (p->store_cap < p->created + n) {
         size_t cap = p->store_cap * 2 > p->created + n ? p->store_cap * 2 : p->created + n;
         void **st = (void **)buffet_realloc(p->parent, p->store, p->store_cap * sizeof(void *), cap * sizeof(void *),
-                                            BUFFET_ALIGNOF(void *), BUFFET_SITE);
+                                            BUFFET_ALIGNOF(void *), p->site);
         if (!st) return false;
         p->store = st;
         p->store_cap = cap;
     }
     hdr = sizeof(buffet__slab) + (p->checks ? n : 0);
     if (!buffet_align_up(hdr, p->align, &hdr) || !buffet_mul(n, p->stride, &objs_bytes) ||
-        !buffet_add(hdr, objs_bytes, &block))
+        !buffet_add(hdr, objs_bytes, &block)) {
+        buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the slab's size overflows");
         return false;
-    s = (buffet__slab *)buffet_alloc(p->parent, block, p->align > 64 ? p->align : 64, BUFFET_SITE);
+    }
+    s = (buffet__slab *)buffet_alloc(p->parent, block, p->align > 64 ? p->align : 64, p->site);
     if (!s) return false;
     s->objs = (unsigned char *)s + hdr;
     s->n = n;
@@ -1453,66 +1688,8 @@ static bool buffet__pool_grow(buffet_pool *p) {
     return true;
 }
 
-BUFFET_API buffet_result buffet_pool_create(buffet_pool **out, const buffet_pool_desc *desc) {
-    buffet_pool *p;
-    size_t align, stride;
-    if (!out) return BUFFET_ERR_INVALID;
-    *out = NULL;
-    if (!desc || desc->obj_size == 0) return BUFFET_ERR_INVALID;
-    align = desc->obj_align;
-    if (align == 0) {
-        align = 16;
-        while (align > 1 && desc->obj_size % align) align /= 2;   /* a 12-byte object needs only 4 */
-    }
-    if (!buffet_is_pow2(align) || align > 4096 || (desc->max && desc->initial > desc->max)) {
-        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
-                    "pool: obj_align %zu must be a power of two up to 4096, initial %zu at most max %zu",
-                    desc->obj_align, desc->initial, desc->max);
-        return BUFFET_ERR_INVALID;
-    }
-    if (!buffet_align_up(desc->obj_size, align, &stride) || stride > ((size_t)1 << 40)) {
-        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "pool: obj_size %zu is too large", desc->obj_size);
-        return BUFFET_ERR_OVERFLOW;
-    }
-    /* Large power-of-two strides put every object in the same few L1 sets: skew them by a line. */
-    if (stride >= 512 && buffet_is_pow2(stride)) stride += align > 64 ? align : 64;
-    p = BUFFET_NEW(desc->parent, buffet_pool);
-    if (!p) {
-        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "pool: parent allocator failed");
-        return BUFFET_ERR_NOMEM;
-    }
-    memset(p, 0, sizeof *p);
-    p->obj_size = desc->obj_size;
-    p->align = align;
-    p->stride = stride;
-    p->max = desc->max ? desc->max : SIZE_MAX;
-    p->slab_objs = desc->slab_objs ? desc->slab_objs : ((size_t)64 << 10) / stride;
-    if (p->slab_objs < 8) p->slab_objs = 8;
-    p->checks = desc->checks > 0 || (desc->checks == 0 && BUFFET_DEBUG >= 1);
-    p->parent = desc->parent;
-    p->log = desc->log;
-    pthread_mutex_init(&p->mu, NULL);
-    while (p->created < desc->initial || p->created == 0) {
-        size_t want = desc->initial > p->created ? desc->initial - p->created : p->slab_objs, keep = p->slab_objs;
-        if (want < keep) p->slab_objs = want;
-        if (!buffet__pool_grow(p)) {
-            p->slab_objs = keep;
-            buffet_pool_destroy(p);
-            BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "pool: parent allocator failed");
-            return BUFFET_ERR_NOMEM;
-        }
-        p->slab_objs = keep;
-    }
-    *out = p;
-    return BUFFET_OK;
-}
-
-BUFFET_API void buffet_pool_destroy(buffet_pool *p) {
+static void buffet__pool_free(buffet_pool *p) {
     buffet__slab *s, *next;
-    if (!p) return;
-    if (p->store_count != p->created)
-        BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "pool destroyed with %zu of %zu objects not back in the store",
-                    p->created - p->store_count, p->created);
     for (s = p->slabs; s; s = next) {
         next = s->next;
         BUFFET__UNPOISON(s->objs, s->n * p->stride);
@@ -1523,14 +1700,121 @@ BUFFET_API void buffet_pool_destroy(buffet_pool *p) {
     BUFFET_DELETE(p->parent, buffet_pool, p);
 }
 
-BUFFET_API buffet_result buffet_pool_cache_init(buffet_pool_cache *c, buffet_pool *p, uint32_t cap) {
-    if (!c || !p || cap > BUFFET_POOL_CACHE_MAX) return BUFFET_ERR_INVALID;
+/* Is a destroyed pool now free of users? Called locked; true means: release it, unlocked. */
+static bool buffet__pool_done(const buffet_pool *p) {
+    return p->dying && !p->caches && p->store_count == p->created;
+}
+
+BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_pool_desc *desc, buffet_site site) {
+    buffet_pool *p;
+    size_t align, stride;
+    buffet_result r;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!desc || desc->obj_size == 0) return BUFFET_ERR_INVALID;
+    align = desc->obj_align;
+    if (align == 0) {
+        align = 16;
+        while (align > 1 && desc->obj_size % align) align /= 2;   /* a 12-byte object needs only 4 */
+    }
+    if (!buffet_is_pow2(align) || align > 4096 || (desc->max && desc->initial > desc->max) ||
+        desc->max > BUFFET__POOL_MAX_OBJS || desc->initial > BUFFET__POOL_MAX_OBJS) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "pool: obj_align %zu must be a power of two up to 4096, initial %zu at most max %zu, both at most 2^32",
+                    desc->obj_align, desc->initial, desc->max);
+        return BUFFET_ERR_INVALID;
+    }
+    if (!buffet_align_up(desc->obj_size, align, &stride) || stride > ((size_t)1 << 40)) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "pool: obj_size %zu is too large", desc->obj_size);
+        return BUFFET_ERR_OVERFLOW;
+    }
+    /* Slabs grow on whichever thread runs dry, and live until the pool goes. */
+    r = buffet__check(desc->parent, BUFFET_NEED_UNTIL_FREED | BUFFET_NEED_THREAD_SAFE, false, "pool", &desc->log);
+    if (r != BUFFET_OK) return r;
+    /* Large power-of-two strides put every object in the same few L1 sets: skew them by a line. */
+    if (stride >= 512 && buffet_is_pow2(stride)) stride += align > 64 ? align : 64;
+    p = (buffet_pool *)buffet_alloc(desc->parent, sizeof *p, BUFFET_ALIGNOF(buffet_pool), site);
+    if (!p) goto fail;
+    memset(p, 0, sizeof *p);
+    p->obj_size = desc->obj_size;
+    p->align = align;
+    p->stride = stride;
+    p->max = desc->max ? desc->max : BUFFET__POOL_MAX_OBJS;
+    p->slab_objs = desc->slab_objs ? desc->slab_objs : ((size_t)64 << 10) / stride;
+    if (p->slab_objs < 8) p->slab_objs = 8;
+    p->checks = desc->checks > 0 || (desc->checks == 0 && BUFFET_DEBUG >= 1);
+    p->parent = desc->parent;
+    p->site = site;
+    p->log = desc->log;
+    pthread_mutex_init(&p->mu, NULL);
+    while (p->created < desc->initial || p->created == 0) {
+        size_t want = desc->initial > p->created ? desc->initial - p->created : p->slab_objs, keep = p->slab_objs;
+        if (want < keep) p->slab_objs = want;
+        if (!buffet__pool_grow(p)) {
+            p->slab_objs = keep;
+            buffet__pool_free(p);
+            goto fail;
+        }
+        p->slab_objs = keep;
+    }
+    *out = p;
+    return BUFFET_OK;
+fail: {
+        const char *why;
+        r = buffet_alloc_error(&why);
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, r, "pool: parent allocator failed: %s", why);
+        return r;
+    }
+}
+
+BUFFET_API void buffet_pool_destroy(buffet_pool *p) {
+    size_t out, caches;
+    bool done;
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->dying = true;
+    done = buffet__pool_done(p);
+    out = p->created - p->store_count;
+    caches = p->ncaches;
+    pthread_mutex_unlock(&p->mu);
+    if (done) {
+        buffet__pool_free(p);
+        return;
+    }
+    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
+                "pool destroyed with %zu of %zu objects not in the store and %zu caches attached: it is released when they come back",
+                out, p->created, caches);
+}
+
+BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, buffet_pool *p, uint32_t cap, buffet_site site) {
+    buffet_pool_cache *c;
+    size_t block;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!p || cap > BUFFET_POOL_CACHE_MAX) return BUFFET_ERR_INVALID;
+    if (cap == 0) cap = 64;
+    block = sizeof *c + (size_t)cap * sizeof(void *);
+    c = (buffet_pool_cache *)buffet_alloc(p->parent, block, BUFFET_ALIGNOF(buffet_pool_cache), site);
+    if (!c) return buffet_alloc_error(NULL);
+    memset(c, 0, sizeof *c);
     c->pool = p;
-    c->count = 0;
-    c->cap = cap ? cap : 64;
+    c->cap = cap;
     c->checks = p->checks;
     c->obj_size = p->obj_size;
-    c->gets = c->puts = 0;
+    c->objs = (void **)(c + 1);
+    c->owner = pthread_self();
+    pthread_mutex_lock(&p->mu);
+    if (p->dying) {
+        pthread_mutex_unlock(&p->mu);
+        buffet_free(p->parent, c, block, BUFFET_ALIGNOF(buffet_pool_cache), site);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pool_cache_create: the pool is being destroyed");
+        return BUFFET_ERR_STATE;
+    }
+    c->next = p->caches;
+    p->caches = c;
+    p->ncaches++;
+    pthread_mutex_unlock(&p->mu);
+    *out = c;
     return BUFFET_OK;
 }
 
@@ -1544,10 +1828,16 @@ static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n) {
     return k;
 }
 
-/* Store capacity always covers every object created, so giving back never fails. */
-static void buffet__pool_give(buffet_pool *p, void *const *src, size_t n) {
+/* Store capacity covers every object created, so giving back fits unless an object came back
+   twice without checks: that surplus is refused rather than written past the store. */
+static size_t buffet__pool_give(buffet_pool *p, void *const *src, size_t n) {
+    if (n > p->created - p->store_count) {
+        BUFFET__FETCH_ADD(&p->double_puts, (uint64_t)(n - (p->created - p->store_count)), BUFFET__RELAXED);
+        n = p->created - p->store_count;
+    }
     memcpy(p->store + p->store_count, src, n * sizeof(void *));
     p->store_count += n;
+    return n;
 }
 
 static void buffet__pool_merge_counts(buffet_pool_cache *c) {
@@ -1563,6 +1853,26 @@ BUFFET_API void buffet_pool_cache_flush(buffet_pool_cache *c) {
     buffet__pool_merge_counts(c);
     pthread_mutex_unlock(&c->pool->mu);
     c->count = 0;
+}
+
+BUFFET_API void buffet_pool_cache_destroy(buffet_pool_cache *c) {
+    buffet_pool *p;
+    buffet_pool_cache **pp;
+    bool done;
+    if (!c || !c->pool) return;
+    p = c->pool;
+    pthread_mutex_lock(&p->mu);
+    buffet__pool_give(p, c->objs, c->count);
+    buffet__pool_merge_counts(c);
+    for (pp = &p->caches; *pp && *pp != c; pp = &(*pp)->next) {}
+    if (*pp) {
+        *pp = c->next;
+        p->ncaches--;
+    }
+    done = buffet__pool_done(p);
+    pthread_mutex_unlock(&p->mu);
+    buffet_free(p->parent, c, sizeof *c + (size_t)c->cap * sizeof(void *), BUFFET_ALIGNOF(buffet_pool_cache), BUFFET_SITE);
+    if (done) buffet__pool_free(p);
 }
 
 /* The slab holding obj, or NULL. Slabs are only ever added, each published whole. */
@@ -1603,10 +1913,17 @@ static void buffet__pool_handed_out(buffet_pool *p, void *obj) {
     BUFFET__UNPOISON(obj, p->obj_size);
 }
 
-BUFFET_API void *buffet_pool_get_slow(buffet_pool_cache *c) {
+/* An allocation the pool cannot serve: counted, logged, and the reason recorded. */
+static void *buffet__pool_exhausted(buffet_pool *p) {
+    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool of %zu-byte objects exhausted (max %zu)",
+                p->obj_size, p->max);
+    return buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the pool is at its max and empty");
+}
+
+BUFFET_API void *buffet__pool_get_slow(buffet_pool_cache *c) {
     buffet_pool *p;
     void *o;
-    if (!c || !c->pool) return NULL;
+    if (!c || !c->pool) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no pool cache");
     p = c->pool;
     if (c->count == 0) {
         pthread_mutex_lock(&p->mu);
@@ -1614,11 +1931,7 @@ BUFFET_API void *buffet_pool_get_slow(buffet_pool_cache *c) {
         buffet__pool_merge_counts(c);
         if (c->count == 0) p->failures++;
         pthread_mutex_unlock(&p->mu);
-        if (c->count == 0) {
-            BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool of %zu-byte objects exhausted (max %zu)",
-                        p->obj_size, p->max);
-            return NULL;
-        }
+        if (c->count == 0) return buffet__pool_exhausted(p);
     }
     o = c->objs[--c->count];
     c->gets++;
@@ -1626,7 +1939,7 @@ BUFFET_API void *buffet_pool_get_slow(buffet_pool_cache *c) {
     return o;
 }
 
-BUFFET_API buffet_result buffet_pool_put_slow(buffet_pool_cache *c, void *obj) {
+BUFFET_API buffet_result buffet__pool_put_slow(buffet_pool_cache *c, void *obj) {
     buffet_pool *p;
     if (!c || !c->pool || !obj) return BUFFET_ERR_INVALID;
     p = c->pool;
@@ -1673,7 +1986,10 @@ BUFFET_API size_t buffet_pool_get_bulk(buffet_pool_cache *c, void **objs, size_t
         }
         buffet__pool_merge_counts(c);
         pthread_mutex_unlock(&p->mu);
-        if (have < n) return 0;
+        if (have < n) {
+            buffet__pool_exhausted(p);
+            return 0;
+        }
     }
     c->gets += n;
     for (i = 0; i < n; i++) buffet__pool_handed_out(p, objs[i]);
@@ -1704,17 +2020,19 @@ BUFFET_API buffet_result buffet_pool_put_bulk(buffet_pool_cache *c, void *const 
 BUFFET_API void *buffet_pool_get_shared(buffet_pool *p) {
     void *o = NULL;
     size_t k;
-    if (!p) return NULL;
+    if (!p) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no pool");
     pthread_mutex_lock(&p->mu);
-    k = buffet__pool_take(p, &o, 1);
+    k = p->dying ? 0 : buffet__pool_take(p, &o, 1);
     if (k) p->gets++;
     else p->failures++;
     pthread_mutex_unlock(&p->mu);
-    if (k) buffet__pool_handed_out(p, o);
+    if (!k) return p->dying ? buffet_alloc_fail(BUFFET_ERR_STATE, "the pool is being destroyed") : buffet__pool_exhausted(p);
+    buffet__pool_handed_out(p, o);
     return o;
 }
 
 BUFFET_API buffet_result buffet_pool_put_shared(buffet_pool *p, void *obj) {
+    bool done;
     if (!p || !obj) return BUFFET_ERR_INVALID;
     if (p->checks) {
         buffet_result r = buffet__pool_check(p, obj, true);
@@ -1724,21 +2042,33 @@ BUFFET_API buffet_result buffet_pool_put_shared(buffet_pool *p, void *obj) {
     pthread_mutex_lock(&p->mu);
     buffet__pool_give(p, &obj, 1);
     p->puts++;
+    done = buffet__pool_done(p);
     pthread_mutex_unlock(&p->mu);
+    if (done) buffet__pool_free(p);
     return BUFFET_OK;
 }
 
+/* The allocator face: the cache on its own thread, the shared store on any other. */
 static void *buffet__pool_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
     buffet_pool_cache *c = (buffet_pool_cache *)self;
     (void)site;
-    if (size > c->pool->obj_size || align > c->pool->align) return NULL;
-    return buffet_pool_get(c);
+    if (size > c->pool->obj_size || align > c->pool->align)
+        return buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "larger or more aligned than the pool's objects");
+    return pthread_equal(c->owner, pthread_self()) ? buffet_pool_get(c) : buffet_pool_get_shared(c->pool);
 }
 static void buffet__pool_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    buffet_pool_cache *c = (buffet_pool_cache *)self;
     (void)size; (void)align; (void)site;
-    buffet_pool_put((buffet_pool_cache *)self, ptr);
+    if (pthread_equal(c->owner, pthread_self())) buffet_pool_put(c, ptr);
+    else buffet_pool_put_shared(c->pool, ptr);
 }
-static const buffet_allocator_vtable buffet__pool_vtable = {buffet__pool_vt_alloc, NULL, buffet__pool_vt_free};
+static uint32_t buffet__pool_vt_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;
+}
+static const buffet_allocator_vtable buffet__pool_vtable = {
+    buffet__pool_vt_alloc, NULL, buffet__pool_vt_free, NULL, buffet__pool_vt_contract, NULL
+};
 
 BUFFET_API buffet_allocator buffet_pool_allocator(buffet_pool_cache *c) {
     return buffet_allocator_of(c && c->pool ? c : NULL, &buffet__pool_vtable);
@@ -1756,6 +2086,7 @@ BUFFET_API buffet_pool_stats buffet_pool_get_stats(buffet_pool *p) {
     s.max = p->max;
     s.in_store = p->store_count;
     s.in_use = p->created - p->store_count;
+    s.caches = p->ncaches;
     s.gets = p->gets;
     s.puts = p->puts;
     s.failures = p->failures;
@@ -1772,8 +2103,8 @@ BUFFET_API size_t buffet_pool_stats_json(buffet_pool *p, char *out, size_t cap) 
     if (cap) out[0] = '\0';
     buffet__append(out, cap, &len,
         "{\"obj_size\":%zu,\"stride\":%zu,\"slabs\":%zu,\"created\":%zu,\"max\":%zu,\"in_store\":%zu,\"in_use\":%zu,"
-        "\"gets\":%llu,\"puts\":%llu,\"failures\":%llu,\"double_puts\":%llu,\"foreign_puts\":%llu}",
-        s.obj_size, s.stride, s.slabs, s.created, s.max, s.in_store, s.in_use, (unsigned long long)s.gets,
+        "\"caches\":%zu,\"gets\":%llu,\"puts\":%llu,\"failures\":%llu,\"double_puts\":%llu,\"foreign_puts\":%llu}",
+        s.obj_size, s.stride, s.slabs, s.created, s.max, s.in_store, s.in_use, s.caches, (unsigned long long)s.gets,
         (unsigned long long)s.puts, (unsigned long long)s.failures, (unsigned long long)s.double_puts,
         (unsigned long long)s.foreign_puts);
     return len;

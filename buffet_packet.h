@@ -31,21 +31,39 @@
      clone    a header of its own (own metadata) sharing another packet's data, counted in that
               packet's reference count. External buffers wrap caller memory the same way.
 
+   LIFECYCLE
+     object   made by                    ended by                    owner
+     pool     buffet_pkt_pool_create     buffet_pkt_pool_destroy     thread-safe
+     cache    buffet_pkt_cache_create    buffet_pkt_cache_destroy    its creating thread
+     packet   buffet_pkt_alloc, _clone   buffet_pkt_free (= unref)   whoever holds a reference
+     A pool destroyed while buffers or caches are still out (in chains, in flight, in caches) is
+     unregistered from every registry at once and released when the last of them comes back:
+     destroy never frees memory under a user. Every reference count is checked: a clone, a ref
+     or a chain slice that would pass 65535 references is refused (BUFFET_ERR_OVERFLOW).
+
+   CALLBACKS
+     Loggers and watermark callbacks run outside the pool's lock: any buffet function may be
+     called from them, except destroying the pool whose call is running them.
+
    CONFIGURATION
-     BUFFET_PKT_MAX_CLASSES   size classes a pool can have (default 12)
-     BUFFET_PKT_CACHE_MAX     most pointers a cache holds per class (default 512)
+     BUFFET_PKT_CACHE_MAX     most pointers a cache holds per class (default 512), checked by
+                              the implementation; no public layout depends on it
      BUFFET_DEBUG >= 1        per-buffer state, site and history (double free caught at the
                               second free, leak report at destroy naming who took each buffer,
                               cookies around every buffer, buffet_pkt_history_dump)
+     A pool has at most BUFFET_PKT_MAX_CLASSES (16) size classes: a constant, so every
+     translation unit agrees on the layout of the desc and stats structs.
 
    THREAD SAFETY
-     A pool is thread-safe. A cache is owned by one thread at a time. A packet belongs to
+     A pool is thread-safe. A cache belongs to the thread that created it. A packet belongs to
      whoever holds a reference; references and frees may come from any thread (through that
      thread's cache, or the *_shared calls that take no cache).
 
    ERRORS
-     Allocation returns NULL, counts a failure and logs why. Operations on packets return NULL
-     or a buffet_result and change nothing when they fail.
+     Allocation returns NULL, counts a failure, logs why and records it for buffet_alloc_error()
+     (BUFFET_ERR_EXHAUSTED: class at max; BUFFET_ERR_TOO_LARGE: no class is big enough;
+     BUFFET_ERR_STATE: the pool is being destroyed). Operations on packets return NULL or a
+     buffet_result and change nothing when they fail.
 */
 #ifndef BUFFET_PACKET_H_INCLUDED
 #define BUFFET_PACKET_H_INCLUDED
@@ -60,12 +78,10 @@
 #error "buffet_packet.h is from buffet 0.1.0 but buffet.h is not: take every buffet header from one release"
 #endif
 
-#ifndef BUFFET_PKT_MAX_CLASSES
-#define BUFFET_PKT_MAX_CLASSES 12
-#endif
-#ifndef BUFFET_PKT_CACHE_MAX
-#define BUFFET_PKT_CACHE_MAX 512
-#endif
+#include <pthread.h>
+
+/* Size classes a pool can have: a constant, since public structs are sized by it. */
+#define BUFFET_PKT_MAX_CLASSES 16
 #define BUFFET_PKT_HISTORY 8
 
 BUFFET_EXTERN_C_BEGIN
@@ -108,7 +124,7 @@ typedef void (*buffet_pkt_ext_free_fn)(void *opaque, void *mem);
 typedef struct buffet_pkt_pool_desc {
     const char *name;               /* in statistics and logs; NULL: "pkt" */
     uint32_t class_sizes[BUFFET_PKT_MAX_CLASSES];   /* data room per class, ascending, 0 ends,
-                                       each at most 65535 with the headroom;
+                                       each at least 8 and at most 65535 with the headroom;
                                        all 0: 64 128 256 512 1024 2048 9216 */
     uint32_t headroom;              /* bytes before the data of a new packet; 0: 128 */
     uint32_t user_size;             /* per-packet user area after the header; 0: none */
@@ -120,13 +136,16 @@ typedef struct buffet_pkt_pool_desc {
     uint32_t watermark_high, watermark_low;  /* percent of max in use; 0: 90 and 70 */
     buffet_pkt_watermark_fn on_watermark;    /* called when a class crosses them; may be NULL */
     void *watermark_user;
-    buffet_allocator allocator;     /* bookkeeping (not the buffers); zero: the heap */
+    buffet_allocator allocator;     /* bookkeeping (not the buffers); zero: the heap. Used from any
+                                       thread for as long as the pool lives: must be thread-safe
+                                       and keep blocks until freed */
     buffet_logger log;
 } buffet_pkt_pool_desc;
 
-/* A cache: per class, an array of buffer pointers. Owned by one thread at a time. The counts
-   of every class share a few cache lines, apart from the pointer arrays. */
+/* A cache: per class, an array of buffer pointers. Belongs to the thread that created it. The
+   counts of every class share a few cache lines, apart from the pointer arrays. */
 typedef struct buffet_pkt_cache_class {
+    void **objs;                    /* `size` pointers, allocated with the cache */
     uint32_t count;
     uint32_t pad_;
     uint64_t allocs, frees, misses;     /* counted here, merged into the pool's on refill/spill */
@@ -138,12 +157,14 @@ typedef struct buffet_pkt_cache {
     uint32_t nclasses;              /* data classes; the clone class comes after them */
     uint16_t headroom;
     bool checks;                    /* debug: every call takes the careful path */
+    pthread_t owner;                /* the creating thread: the allocator face routes others to the pool */
+    buffet_site site;               /* of the create, for leak reports */
     struct buffet_pkt_cache *next_in_pool;
     buffet_pkt_cache_class cls[BUFFET_PKT_MAX_CLASSES + 1];
-    void *objs[BUFFET_PKT_MAX_CLASSES + 1][BUFFET_PKT_CACHE_MAX];
 } buffet_pkt_cache;
 
 typedef struct buffet_pkt_class_stats {
+    bool clone;                     /* the clone class: headers only, no data room */
     uint32_t data_room;             /* 0 for the clone class */
     size_t stride;                  /* bytes each buffer takes in its region */
     size_t created, max, in_use;
@@ -162,16 +183,22 @@ typedef struct buffet_pkt_stats {
     buffet_pkt_class_stats cls[BUFFET_PKT_MAX_CLASSES + 1];
 } buffet_pkt_stats;
 
-/* Create a pool. Errors: BUFFET_ERR_INVALID (class sizes not ascending or above 65535 with the
-   headroom, headroom above 65535, initial > max), BUFFET_ERR_NOMEM, BUFFET_ERR_SYSTEM (mmap).
-   Thread: safe. */
-BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc);
-/* Free the pool and its regions. Buffers still out are reported (debug builds: each, with the
-   site that took it) and become invalid. Caches must be destroyed first. NULL does nothing. */
+/* Create a pool. Errors: BUFFET_ERR_INVALID (class sizes not ascending, below 8 or above 65535
+   with the headroom, headroom above 65535, initial > max), BUFFET_ERR_LIFETIME /
+   BUFFET_ERR_THREAD (allocator), the allocator's reason, BUFFET_ERR_NOMEM (mmap). Thread: safe. */
+BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc, buffet_site site);
+#define buffet_pkt_pool_create(out, desc) buffet_pkt_pool_create_at((out), (desc), BUFFET_SITE)
+/* Destroy the pool: it leaves every registry now (waiting for calls into it to return) and no
+   cache may attach any more. Its regions are released now when every buffer is back and every
+   cache destroyed, else when the last of them comes back; buffers still out are reported
+   (debug builds: each, with the site that took it). NULL does nothing. Thread: once, not
+   from the pool's own callbacks. */
 BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p);
-/* A cache of `size` pointers per class (0: 64; at most BUFFET_PKT_CACHE_MAX). Errors:
-   BUFFET_ERR_INVALID, BUFFET_ERR_NOMEM. Thread: safe. */
-BUFFET_API buffet_result buffet_pkt_cache_create(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size);
+/* A cache of `size` pointers per class (0: 64; at most BUFFET_PKT_CACHE_MAX) for the calling
+   thread. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (the pool is being destroyed), the
+   allocator's reason. Thread: safe. */
+BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size, buffet_site site);
+#define buffet_pkt_cache_create(out, p, size) buffet_pkt_cache_create_at((out), (p), (size), BUFFET_SITE)
 /* Give every cached buffer back to the pool and free the cache. NULL does nothing. Thread: owned. */
 BUFFET_API void buffet_pkt_cache_destroy(buffet_pkt_cache *c);
 /* Give every cached buffer back and merge the counters into the pool's. Thread: owned. */
@@ -180,10 +207,10 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c);
 /* The class index for a packet of `size` data bytes (after the headroom), or -1 if none is big
    enough. Thread: safe. */
 BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size);
-/* The slow paths of the inline alloc and free: refill or spill a batch, growth, the clone
-   class, segments, shared data, debug checks. Called directly they do the same work. */
-BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned cls, buffet_site site);
-BUFFET_API void buffet_pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site);
+/* Internal: the slow paths of the inline alloc and free (refill or spill a batch, growth, the
+   clone class, segments, shared data, debug checks). */
+BUFFET_API buffet_pkt *buffet__pkt_alloc_slow(buffet_pkt_cache *c, unsigned cls, buffet_site site);
+BUFFET_API void buffet__pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site);
 
 static inline void buffet__pkt_reset(buffet_pkt *p, uint16_t headroom) {
     p->data_off = headroom;
@@ -201,28 +228,31 @@ static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigne
     if (cls >= c->nclasses) return NULL;
     k = &c->cls[cls];
     if (__builtin_expect(k->count != 0 && !c->checks, 1)) {
-        buffet_pkt *p = (buffet_pkt *)c->objs[cls][--k->count];
+        buffet_pkt *p = (buffet_pkt *)k->objs[--k->count];
         k->allocs++;
         BUFFET__UNPOISON(p->buf, p->buf_len);
         buffet__pkt_reset(p, c->headroom);
         return p;
     }
-    return buffet_pkt_alloc_slow(c, cls, site);
+    return buffet__pkt_alloc_slow(c, cls, site);
 }
 /* Give a packet back: every segment loses one reference; a segment at 0 goes back to the
    cache (its data too, once no clone shares it). NULL does nothing. Thread: owned (c). */
 static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
+    /* The acquire load orders this reuse after other threads' earlier drops of their references
+       (a plain load on x86 and a load-acquire on aarch64: no locked instruction either way). */
     if (__builtin_expect(p != NULL && p->next == NULL && p->flags == 0 && !c->checks &&
-                         BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 1 && p->pool == c->pool &&
+                         BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1 && p->pool == c->pool &&
                          c->cls[p->cls].count < c->size, 1)) {
         buffet_pkt_cache_class *k = &c->cls[p->cls];
-        p->refcnt = 0;   /* a free buffer counts 0, so a second free is caught, not cached twice */
+        /* a free buffer counts 0, so a second free is caught, not cached twice */
+        BUFFET__STORE(&p->refcnt, (uint16_t)0, BUFFET__RELAXED);
         BUFFET__POISON(p->buf, p->buf_len);
-        c->objs[p->cls][k->count++] = p;
+        k->objs[k->count++] = p;
         k->frees++;
         return;
     }
-    buffet_pkt_free_slow(c, p, site);
+    buffet__pkt_free_slow(c, p, site);
 }
 /* A packet for `size` data bytes from the smallest class that fits (size 0: the smallest).
    Returns: NULL when no class is big enough or the class is exhausted (a failure is counted and
@@ -235,8 +265,10 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buf
 /* Freeing is dropping a reference: the pair of buffet_pkt_ref. */
 #define buffet_pkt_unref(c, p) buffet_pkt_free_at((c), (p), BUFFET_SITE)
 
-/* n packets of class cls into pkts[0..n), all or nothing. Returns: n or 0. Thread: owned (c). */
-BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n);
+/* n packets of class cls into pkts[0..n), all or nothing. `site` is recorded for each in debug
+   builds. Returns: n or 0 (buffet_alloc_error says why). Thread: owned (c). */
+BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n, buffet_site site);
+#define buffet_pkt_alloc_bulk(c, cls, pkts, n) buffet_pkt_alloc_bulk_at((c), (cls), (pkts), (n), BUFFET_SITE)
 /* Free n packets (as buffet_pkt_free each). Thread: owned (c). */
 BUFFET_API void buffet_pkt_free_bulk(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n);
 /* Allocate / free without a cache (a ring operation each). Thread: safe. */
@@ -244,19 +276,24 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_shared(buffet_pkt_pool *p, size_t size);
 BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p);
 
 /* One more reference on every segment (for keeping a packet while also passing it on).
-   Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_OVERFLOW (65535 references). Thread: safe. */
+   Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_OVERFLOW (a segment has 65535 references:
+   nothing changes). Thread: safe. */
 BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p);
 /* A new packet whose segments share p's data with headers and metadata of their own (for one
-   packet to many ports). c must be a cache of p's pool. Returns: NULL (clone class exhausted,
-   or another pool's cache: BUFFET_ERR_INVALID logged). Thread: owned (c). */
-BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p);
+   packet to many ports). c must be a cache of p's pool. Returns: NULL (clone class exhausted:
+   BUFFET_ERR_EXHAUSTED; 65535 references to a segment's data: BUFFET_ERR_OVERFLOW; another
+   pool's cache: BUFFET_ERR_INVALID), all logged. Thread: owned (c). */
+BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site);
+#define buffet_pkt_clone(c, p) buffet_pkt_clone_at((c), (p), BUFFET_SITE)
 /* A packet over caller memory mem[0..size): the last 32 bytes hold the shared reference count,
    so buf_len is a little less than size (1 to 65535 bytes must remain). free_fn(opaque, mem)
    runs when the last packet or clone referring to it is freed. The packet starts empty at
    offset 0: claim bytes already there with buffet_pkt_append. Returns: NULL (size out of range,
    clone class exhausted). Thread: owned (c). */
-BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem, size_t size,
-                                                  buffet_pkt_ext_free_fn free_fn, void *opaque);
+BUFFET_API buffet_pkt *buffet_pkt_attach_external_at(buffet_pkt_cache *c, void *mem, size_t size,
+                                                     buffet_pkt_ext_free_fn free_fn, void *opaque, buffet_site site);
+#define buffet_pkt_attach_external(c, mem, size, free_fn, opaque) \
+    buffet_pkt_attach_external_at((c), (mem), (size), (free_fn), (opaque), BUFFET_SITE)
 
 /* Data of the first segment. */
 static inline void *buffet_pkt_data(const buffet_pkt *p) { return p->buf + p->data_off; }
@@ -264,12 +301,12 @@ static inline size_t buffet_pkt_headroom(const buffet_pkt *p) { return p->data_o
 static inline size_t buffet_pkt_tailroom(const buffet_pkt *p) { return p->buf_len - p->data_off - p->len; }
 /* The user area of this header (NULL when the pool has none). */
 BUFFET_API void *buffet_pkt_user(const buffet_pkt *p);
-/* The general forms of prepend and append (any segment count; shared data refused). */
-BUFFET_API void *buffet_pkt_prepend_slow(buffet_pkt *p, size_t n);
-BUFFET_API void *buffet_pkt_append_slow(buffet_pkt *p, size_t n);
+/* Internal: the general forms of prepend and append (any segment count; shared data refused). */
+BUFFET_API void *buffet__pkt_prepend_slow(buffet_pkt *p, size_t n);
+BUFFET_API void *buffet__pkt_append_slow(buffet_pkt *p, size_t n);
 /* Inline when p is one unshared segment of its own: then nothing else can see its bytes. */
 static inline bool buffet__pkt_alone(const buffet_pkt *p) {
-    return p->next == NULL && p->flags == 0 && BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 1;
+    return p->next == NULL && p->flags == 0 && BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1;
 }
 /* Grow the data at the front by n bytes (into the headroom). Returns: the new start, or NULL
    (n > headroom, or the data is shared with a clone: nothing changes). Thread: owned. */
@@ -280,7 +317,7 @@ static inline void *buffet_pkt_prepend(buffet_pkt *p, size_t n) {
         p->pkt_len = p->len;
         return p->buf + p->data_off;
     }
-    return buffet_pkt_prepend_slow(p, n);
+    return buffet__pkt_prepend_slow(p, n);
 }
 /* Grow the last segment by n bytes (into its tailroom). Returns: where the new bytes go, or
    NULL (n > tailroom or shared data: nothing changes). Thread: owned. */
@@ -291,7 +328,7 @@ static inline void *buffet_pkt_append(buffet_pkt *p, size_t n) {
         p->pkt_len = p->len;
         return tail;
     }
-    return buffet_pkt_append_slow(p, n);
+    return buffet__pkt_append_slow(p, n);
 }
 /* Drop n bytes from the front of the first segment. Returns: the new start, or NULL (n > len
    of the first segment: nothing changes). */
@@ -305,14 +342,17 @@ BUFFET_API buffet_result buffet_pkt_chain(buffet_pkt *head, buffet_pkt *tail);
 /* Make *p one segment: copied into the first segment's tailroom when it fits, else into a new
    packet of a class that fits (metadata kept, *p replaced). Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_RANGE (no class is big enough), BUFFET_ERR_EXHAUSTED: *p unchanged. */
-BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **p);
+BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt **p, buffet_site site);
+#define buffet_pkt_linearize(c, p) buffet_pkt_linearize_at((c), (p), BUFFET_SITE)
 /* Bytes [off, off+len) of the packet: a pointer into it when they lie in one segment, else
    copied to tmp (len bytes) and tmp returned. NULL when out of range. Thread: compatible. */
 BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t len, void *tmp);
 /* Append each segment's data to chain c as a slice of a buffer holding a reference on that
-   segment, so packets go into chains. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_NOMEM (chain
-   unchanged). Thread: owned (c). */
-BUFFET_API buffet_result buffet_pkt_to_chain(buffet_pkt *p, buffet_chain *c);
+   segment (and so on the pool), so packets go into chains. `site` names the caller in leak
+   reports of those buffers. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_OVERFLOW (a segment has
+   65535 references), the allocator's reason (chain unchanged). Thread: owned (c). */
+BUFFET_API buffet_result buffet_pkt_to_chain_at(buffet_pkt *p, buffet_chain *c, buffet_site site);
+#define buffet_pkt_to_chain(p, c) buffet_pkt_to_chain_at((p), (c), BUFFET_SITE)
 
 /* Statistics of the pool, merged from every cache's last refill. Thread: safe. */
 BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p);
@@ -327,8 +367,16 @@ BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out);
    Returns: how many are out. Thread: safe (a snapshot). */
 BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out);
 /* Register the pool as a provider of network buffers (usage BUFFET_USAGE_NETWORK, sizes up to
-   the largest class) in registry r under the pool's name. Errors: as buffet_registry_add. */
+   the largest class, data aligned to the request's align or 64 bytes) in registry r under the
+   pool's name. The pool leaves r when it is destroyed (and forgets r when r is destroyed).
+   Errors: as buffet_registry_add; BUFFET_ERR_EXHAUSTED (in 8 registries already),
+   BUFFET_ERR_STATE (the pool is being destroyed). */
 BUFFET_API buffet_result buffet_pkt_pool_register(buffet_pkt_pool *p, buffet_registry *r);
+/* The cache as an allocator for blocks up to the largest class (a packet's whole data room,
+   64-byte aligned): size classes for any bytes, not just packets. On the cache's thread it goes
+   through the cache, on any other through the pool. Contract: blocks live until freed;
+   thread-safe. Others: NULL (BUFFET_ERR_TOO_LARGE). Thread: safe. */
+BUFFET_API buffet_allocator buffet_pkt_allocator(buffet_pkt_cache *c);
 
 /* NUMA: nodes with memory on this machine (1 without NUMA), the calling thread's node, and the
    node holding the page at addr (-1 if unknown). Thread: safe. */
@@ -349,6 +397,10 @@ BUFFET_EXTERN_C_END
 #include <sched.h>
 #include <sys/syscall.h>
 
+#ifndef BUFFET_PKT_CACHE_MAX
+#define BUFFET_PKT_CACHE_MAX 512
+#endif
+
 /* >>ring: a lock-free multi-producer multi-consumer ring of pointers, moved in bulk. A side
    claims [head, head+n) with a CAS, copies, then publishes by moving its tail once every
    earlier claim on that side has published. The tails carry the data (release/acquire). */
@@ -367,7 +419,7 @@ static void buffet__ring_wait(const uint32_t *tail, uint32_t expect) {
     while (BUFFET__LOAD(tail, BUFFET__ACQUIRE) != expect) {
         /* An earlier claimant was preempted between claim and publish: let it run. */
         if (++spins > 64) sched_yield();
-        else __builtin_ia32_pause();
+        else buffet__cpu_relax();
     }
 }
 
@@ -463,8 +515,23 @@ struct buffet_pkt_pool {
     void *wm_user;
     uint64_t double_frees, foreign_frees, corruptions;   /* atomic */
     buffet_allocator allocator;
+    buffet_site site;               /* of the create: named by leak reports of regions grown later */
     buffet_logger log;
+    buffet_registry *registries[8]; /* where it is a provider (under the lock) */
+    unsigned nregistries;
+    bool dying;                     /* destroyed by its owner; released when everything is back */
+    buffet__logq pending;           /* found under the lock, logged after it */
 };
+
+/* Unlock, then tell the logger what was found meanwhile (it may call back into the pool). */
+static void buffet__pkt_unlock(buffet_pkt_pool *p) {
+    buffet__logq q;
+    q.n = p->pending.n;
+    if (q.n) memcpy(&q, &p->pending, sizeof q);
+    p->pending.n = 0;
+    pthread_mutex_unlock(&p->mu);
+    buffet__logq_flush(&q, &p->log);
+}
 
 /* >>store: a class's free buffers, shared by every thread. The lock-free ring holds batches,
    each a free buffer whose own free bytes list the batch's other buffers, so the store costs
@@ -527,7 +594,7 @@ static void buffet__pkt_store_put(buffet_pkt_pool *p, unsigned k, void *const *o
     if (n == 0) return;
     if (!locked) pthread_mutex_lock(&p->mu);
     buffet__pkt_store_pending(p, k, objs, n);
-    if (!locked) pthread_mutex_unlock(&p->mu);
+    if (!locked) buffet__pkt_unlock(p);
 }
 
 /* Take up to want buffers (whole batches first; what a batch has beyond want goes back). */
@@ -547,7 +614,7 @@ static size_t buffet__pkt_store_take(buffet_pkt_pool *p, unsigned k, void **objs
         if (use < n) {
             pthread_mutex_lock(&p->mu);
             buffet__pkt_store_pending(p, k, one + use, n - use);
-            pthread_mutex_unlock(&p->mu);
+            buffet__pkt_unlock(p);
         }
     }
     if (got < want) {
@@ -556,7 +623,7 @@ static size_t buffet__pkt_store_take(buffet_pkt_pool *p, unsigned k, void **objs
         n = c->pending_count < want - got ? c->pending_count : want - got;
         c->pending_count -= (uint32_t)n;
         memcpy(objs + got, c->pending + c->pending_count, n * sizeof(void *));
-        pthread_mutex_unlock(&p->mu);
+        buffet__pkt_unlock(p);
         got += n;
         BUFFET__FETCH_SUB(&c->stored, n, BUFFET__RELAXED);
     }
@@ -627,7 +694,7 @@ static void buffet__numa_place(buffet_pkt_pool *pool, void *p, size_t len) {
     memset(mask, 0, sizeof mask);
     mask[pool->node / 64] = 1ul << (pool->node % 64);
     if (syscall(SYS_mbind, p, len, BUFFET__MPOL_BIND, mask, sizeof mask * 8, 0) != 0)
-        BUFFET__LOG(&pool->log, BUFFET_LOG_INFO, BUFFET_ERR_SYSTEM, "pool %s: mbind to node %d failed: %s",
+        BUFFET__LOGQ(&pool->pending, &pool->log, BUFFET_LOG_INFO, BUFFET_ERR_SYSTEM, "pool %s: mbind to node %d failed: %s",
                     pool->name, pool->node, strerror(errno));
 }
 
@@ -690,10 +757,16 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
     buffet__pkt_region *r;
     void *m = MAP_FAILED;
     bool huge = false;
-    if (c->created >= c->max) return false;
+    if (c->created >= c->max) {
+        buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the class is at its max");
+        return false;
+    }
     if (n > c->max - c->created) n = c->max - c->created;
-    if (!buffet_mul(n, c->stride, &bytes)) return false;
-    r = BUFFET_NEW(p->allocator, buffet__pkt_region);
+    if (!buffet_mul(n, c->stride, &bytes)) {
+        buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the region's size overflows");
+        return false;
+    }
+    r = (buffet__pkt_region *)buffet_alloc(p->allocator, sizeof *r, BUFFET_ALIGNOF(buffet__pkt_region), p->site);
     if (!r) return false;
     memset(r, 0, sizeof *r);
     if (!p->no_huge && bytes >= BUFFET__HUGE_PAGE) {
@@ -709,14 +782,15 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
         if (m != MAP_FAILED && !p->no_huge && map_size >= BUFFET__HUGE_PAGE) madvise(m, map_size, MADV_HUGEPAGE);
     }
     if (m == MAP_FAILED) {
-        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "pool %s: mapping %zu bytes for class %u failed: %s",
+        BUFFET__LOGQ(&p->pending, &p->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "pool %s: mapping %zu bytes for class %u failed: %s",
                     p->name, bytes, k, strerror(errno));
         BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
+        buffet_alloc_fail(BUFFET_ERR_NOMEM, "mmap of a region failed");
         return false;
     }
     n = map_size / c->stride < c->max - c->created ? map_size / c->stride : c->max - c->created;   /* fill the pages */
     if (p->checks) {
-        r->dbg = BUFFET_NEW_ARRAY(p->allocator, buffet__pkt_dbg, n);
+        r->dbg = (buffet__pkt_dbg *)buffet_alloc_array(p->allocator, n, sizeof(buffet__pkt_dbg), BUFFET_ALIGNOF(buffet__pkt_dbg), p->site);
         if (!r->dbg) {
             munmap(m, map_size);
             BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
@@ -759,10 +833,41 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
 }
 
 /* >>pool */
-BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc) {
+/* The pool's memory: regions, rings, bookkeeping. */
+static void buffet__pkt_pool_free(buffet_pkt_pool *p) {
+    buffet__pkt_region *r, *next;
+    unsigned k;
+    for (r = p->regions; r; r = next) {
+        next = r->next;
+        BUFFET__ASAN_UNPOISON(r->map, r->map_size);
+        munmap(r->map, r->map_size);
+        BUFFET_DELETE_ARRAY(p->allocator, buffet__pkt_dbg, r->dbg, r->dbg ? r->count : 0);
+        BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
+    }
+    for (k = 0; k <= p->nclasses; k++)
+        BUFFET_DELETE_ARRAY(p->allocator, void *, p->cls[k].ring.slots, (size_t)p->cls[k].ring.mask + 1);
+    pthread_mutex_destroy(&p->mu);
+    BUFFET_DELETE(p->allocator, buffet_pkt_pool, p);
+}
+
+/* Buffers not back in the store (in caches, in chains, in flight). */
+static size_t buffet__pkt_out(const buffet_pkt_pool *p) {
+    size_t n = 0, k;
+    for (k = 0; k <= p->nclasses; k++) n += p->cls[k].created - buffet__pkt_stored(p, k);
+    return n;
+}
+
+/* Is a destroyed pool now free of users? Called locked; true means: release it, unlocked. */
+static bool buffet__pkt_done(const buffet_pkt_pool *p) {
+    return p->dying && !p->caches && buffet__pkt_out(p) == 0;
+}
+
+BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc, buffet_site site) {
     static const uint32_t defaults[] = BUFFET__PKT_DEFAULT_CLASSES;
     buffet_pkt_pool_desc d;
     buffet_pkt_pool *p;
+    buffet_result r;
+    const char *why;
     unsigned k, n = 0;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
@@ -777,8 +882,10 @@ BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buf
     if (d.watermark_low == 0) d.watermark_low = 70;
     while (n < BUFFET_PKT_MAX_CLASSES && d.class_sizes[n]) n++;
     for (k = 0; k < n; k++) {
-        if ((k && d.class_sizes[k] <= d.class_sizes[k - 1]) || (uint64_t)d.class_sizes[k] + d.headroom > 65535) {
-            BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "packet pool: class sizes must ascend, each at most 65535 bytes with the headroom");
+        if ((k && d.class_sizes[k] <= d.class_sizes[k - 1]) || d.class_sizes[k] < 8 ||
+            (uint64_t)d.class_sizes[k] + d.headroom > 65535) {
+            BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                        "packet pool: class sizes must ascend, each at least 8 bytes and at most 65535 with the headroom");
             return BUFFET_ERR_INVALID;
         }
     }
@@ -788,8 +895,15 @@ BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buf
                     d.headroom, d.initial, d.max, d.user_size, n);
         return BUFFET_ERR_INVALID;
     }
-    p = BUFFET_NEW(d.allocator, buffet_pkt_pool);
-    if (!p) return BUFFET_ERR_NOMEM;
+    /* Bookkeeping is allocated and freed from any thread, for as long as the pool lives. */
+    r = buffet__check(d.allocator, BUFFET_NEED_UNTIL_FREED | BUFFET_NEED_THREAD_SAFE, false, "packet pool", &d.log);
+    if (r != BUFFET_OK) return r;
+    p = (buffet_pkt_pool *)buffet_alloc(d.allocator, sizeof *p, BUFFET_ALIGNOF(buffet_pkt_pool), site);
+    if (!p) {
+        r = buffet_alloc_error(&why);
+        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, r, "packet pool: its allocator failed: %s", why);
+        return r;
+    }
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", d.name ? d.name : "pkt");
     p->nclasses = n;
@@ -806,6 +920,7 @@ BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buf
     p->on_watermark = d.on_watermark;
     p->wm_user = d.watermark_user;
     p->allocator = d.allocator;
+    p->site = site;
     p->log = d.log;
     pthread_mutex_init(&p->mu, NULL);
     for (k = 0; k <= n; k++) {
@@ -825,30 +940,34 @@ BUFFET_API buffet_result buffet_pkt_pool_create(buffet_pkt_pool **out, const buf
         if (c->batch > BUFFET__PKT_BATCH_MAX) c->batch = BUFFET__PKT_BATCH_MAX;
         while (cap < c->max / c->batch + 1) cap <<= 1;   /* may fill completely: the counters run free */
         c->ring.mask = (uint32_t)(cap - 1);
-        c->ring.slots = BUFFET_NEW_ARRAY(d.allocator, void *, cap);
+        c->ring.slots = (void **)buffet_alloc_array(d.allocator, cap, sizeof(void *), BUFFET_ALIGNOF(void *), site);
         if (!c->ring.slots) goto fail;
     }
     for (k = 0; k < n; k++) {
         pthread_mutex_lock(&p->mu);
         while (p->cls[k].created < d.initial && buffet__pkt_grow(p, k)) {}
-        pthread_mutex_unlock(&p->mu);
+        buffet__pkt_unlock(p);
         if (p->cls[k].created < d.initial) goto fail;
     }
     *out = p;
     return BUFFET_OK;
 fail:
-    BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "packet pool %s: out of memory at create", p->name);
-    buffet_pkt_pool_destroy(p);
-    return BUFFET_ERR_NOMEM;
+    r = buffet_alloc_error(&why);
+    BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, r, "packet pool %s: out of memory at create: %s", p->name, why);
+    buffet__pkt_pool_free(p);
+    return r;
 }
 
 BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out) {
-    size_t n = 0, k, i;
+    size_t n, i;
     buffet__pkt_region *r;
     if (!p) return 0;
     pthread_mutex_lock(&p->mu);
-    for (k = 0; k <= p->nclasses; k++) n += p->cls[k].created - buffet__pkt_stored(p, k);
-    for (r = p->regions; r && p->checks; r = r->next) {
+    n = buffet__pkt_out(p);
+    buffet__pkt_unlock(p);
+    /* Regions are only ever added, each published whole: walked without the lock, so the
+       logger may call into the pool. */
+    for (r = BUFFET__LOAD(&p->regions, BUFFET__ACQUIRE); r && p->checks; r = r->next) {
         for (i = 0; i < r->count; i++) {
             buffet__pkt_dbg *d = &r->dbg[i];
             if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) continue;
@@ -861,36 +980,50 @@ BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out) {
                         d->taken.func ? d->taken.func : "?");
         }
     }
-    pthread_mutex_unlock(&p->mu);
     if (n && !p->checks)
         BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "pool %s: %zu buffer%s out (in caches or leaked)", p->name, n, n == 1 ? "" : "s");
     if (out) fprintf(out, "buffet: pool %s: %zu buffer%s out (in caches or leaked)\n", p->name, n, n == 1 ? "" : "s");
     return n;
 }
 
+/* A registry let the pool go (removed, or destroyed): forget it. */
+static void buffet__pkt_detach(void *self, buffet_registry *r) {
+    buffet_pkt_pool *p = (buffet_pkt_pool *)self;
+    unsigned i;
+    pthread_mutex_lock(&p->mu);
+    for (i = 0; i < p->nregistries && p->registries[i] != r; i++) {}
+    if (i < p->nregistries) p->registries[i] = p->registries[--p->nregistries];
+    buffet__pkt_unlock(p);
+}
+
 BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
-    buffet__pkt_region *r, *next;
-    unsigned k;
+    size_t out, caches = 0;
+    buffet_pkt_cache *c;
+    bool done;
     if (!p) return;
-    if (p->caches)
-        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pool %s destroyed with caches attached", p->name);
-    for (k = 0; k <= p->nclasses; k++) {
-        if (p->cls[k].ring.slots && p->cls[k].created != buffet__pkt_stored(p, k)) {
-            buffet_pkt_pool_report_leaks(p, NULL);
-            break;
-        }
+    /* Leave every registry first: no call into the pool can start after this. */
+    for (;;) {
+        buffet_registry *r;
+        pthread_mutex_lock(&p->mu);
+        r = p->nregistries ? p->registries[0] : NULL;
+        buffet__pkt_unlock(p);
+        if (!r) break;
+        if (buffet__registry_remove_self(r, p) != BUFFET_OK) buffet__pkt_detach(p, r);
     }
-    for (r = p->regions; r; r = next) {
-        next = r->next;
-        BUFFET__ASAN_UNPOISON(r->map, r->map_size);
-        munmap(r->map, r->map_size);
-        BUFFET_DELETE_ARRAY(p->allocator, buffet__pkt_dbg, r->dbg, r->dbg ? r->count : 0);
-        BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
+    pthread_mutex_lock(&p->mu);
+    BUFFET__STORE(&p->dying, true, BUFFET__RELAXED);
+    done = buffet__pkt_done(p);
+    out = buffet__pkt_out(p);
+    for (c = p->caches; c; c = c->next_in_pool) caches++;
+    buffet__pkt_unlock(p);
+    if (done) {
+        buffet__pkt_pool_free(p);
+        return;
     }
-    for (k = 0; k <= p->nclasses; k++)
-        BUFFET_DELETE_ARRAY(p->allocator, void *, p->cls[k].ring.slots, (size_t)p->cls[k].ring.mask + 1);
-    pthread_mutex_destroy(&p->mu);
-    BUFFET_DELETE(p->allocator, buffet_pkt_pool, p);
+    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
+                "pool %s destroyed with %zu buffers out and %zu caches attached: it is released when they come back",
+                p->name, out, caches);
+    if (p->checks && out) buffet_pkt_pool_report_leaks(p, NULL);
 }
 
 BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size) {
@@ -902,23 +1035,40 @@ BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size) {
 }
 
 /* >>caches */
-BUFFET_API buffet_result buffet_pkt_cache_create(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size) {
+BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size, buffet_site site) {
     buffet_pkt_cache *c;
+    size_t block;
+    unsigned k;
+    bool dying;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     if (!p || size > BUFFET_PKT_CACHE_MAX) return BUFFET_ERR_INVALID;
-    c = BUFFET_NEW(p->allocator, buffet_pkt_cache);
-    if (!c) return BUFFET_ERR_NOMEM;
+    if (size == 0) size = 64;
+    /* The cache and its pointer arrays, one per class and the clone class, in one block. */
+    block = sizeof *c + (size_t)(p->nclasses + 1) * size * sizeof(void *);
+    c = (buffet_pkt_cache *)buffet_alloc(p->allocator, block, BUFFET_ALIGNOF(buffet_pkt_cache), site);
+    if (!c) return buffet_alloc_error(NULL);
     memset(c, 0, sizeof *c);
     c->pool = p;
-    c->size = size ? size : 64;
+    c->size = size;
     c->nclasses = p->nclasses;
     c->headroom = (uint16_t)p->headroom;
     c->checks = p->checks;
+    c->owner = pthread_self();
+    c->site = site;
+    for (k = 0; k <= p->nclasses; k++) c->cls[k].objs = (void **)(c + 1) + (size_t)k * size;
     pthread_mutex_lock(&p->mu);
-    c->next_in_pool = p->caches;
-    p->caches = c;
-    pthread_mutex_unlock(&p->mu);
+    dying = p->dying;
+    if (!dying) {
+        c->next_in_pool = p->caches;
+        p->caches = c;
+    }
+    buffet__pkt_unlock(p);
+    if (dying) {
+        buffet_free(p->allocator, c, block, BUFFET_ALIGNOF(buffet_pkt_cache), site);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "cache_create: pool %s is being destroyed", p->name);
+        return BUFFET_ERR_STATE;
+    }
     *out = c;
     return BUFFET_OK;
 }
@@ -964,26 +1114,30 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c) {
     ev.n = 0;
     for (k = 0; k <= c->nclasses; k++) {
         buffet_pkt_cache_class *kc = &c->cls[k];
-        if (kc->count) buffet__pkt_store_put(c->pool, k, c->objs[k], kc->count, false);
+        if (kc->count) buffet__pkt_store_put(c->pool, k, kc->objs, kc->count, false);
         kc->count = 0;
     }
     pthread_mutex_lock(&c->pool->mu);
     for (k = 0; k <= c->nclasses; k++) buffet__pkt_merge(c->pool, &c->cls[k], k, &ev);
-    pthread_mutex_unlock(&c->pool->mu);
+    buffet__pkt_unlock(c->pool);
     buffet__pkt_fire(c->pool, &ev);
 }
 
 BUFFET_API void buffet_pkt_cache_destroy(buffet_pkt_cache *c) {
     buffet_pkt_pool *p;
     buffet_pkt_cache **pp;
+    bool done;
     if (!c) return;
     p = c->pool;
     buffet_pkt_cache_flush(c);
     pthread_mutex_lock(&p->mu);
     for (pp = &p->caches; *pp && *pp != c; pp = &(*pp)->next_in_pool) {}
     if (*pp) *pp = c->next_in_pool;
-    pthread_mutex_unlock(&p->mu);
-    BUFFET_DELETE(p->allocator, buffet_pkt_cache, c);
+    done = buffet__pkt_done(p);
+    buffet__pkt_unlock(p);
+    buffet_free(p->allocator, c, sizeof *c + (size_t)(c->nclasses + 1) * c->size * sizeof(void *),
+                BUFFET_ALIGNOF(buffet_pkt_cache), BUFFET_SITE);
+    if (done) buffet__pkt_pool_free(p);
 }
 
 /* >>alloc and free */
@@ -996,7 +1150,7 @@ static uint32_t buffet__pkt_take(buffet_pkt_pool *p, unsigned k, void **objs, ui
         pthread_mutex_lock(&p->mu);
         /* Another thread may have grown it meanwhile: only grow when the store is still short. */
         grew = buffet__pkt_stored(p, k) >= need - got || buffet__pkt_grow(p, k);
-        pthread_mutex_unlock(&p->mu);
+        buffet__pkt_unlock(p);
         more = (uint32_t)buffet__pkt_store_take(p, k, objs + got, n - got);
         got += more;
         if (!grew && more == 0) break;
@@ -1004,12 +1158,20 @@ static uint32_t buffet__pkt_take(buffet_pkt_pool *p, unsigned k, void **objs, ui
     return got;
 }
 
-static void buffet__pkt_failed(buffet_pkt_pool *p, unsigned k, size_t size) {
+/* An allocation the pool could not serve: counted, logged with its cause, which is recorded
+   for buffet_alloc_error. Returns: NULL. */
+static buffet_pkt *buffet__pkt_failed(buffet_pkt_pool *p, unsigned k, size_t size) {
+    buffet_result why;
+    const char *text;
     pthread_mutex_lock(&p->mu);
     p->cls[k].failures++;
-    pthread_mutex_unlock(&p->mu);
-    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool %s: class %u (%u bytes) exhausted at %zu buffers, asked for %zu bytes",
-                p->name, k, p->cls[k].data_room, p->cls[k].max, size);
+    why = p->dying ? BUFFET_ERR_STATE : buffet_pkt_pool_class(p, size) < 0 ? BUFFET_ERR_TOO_LARGE : BUFFET_ERR_EXHAUSTED;
+    buffet__pkt_unlock(p);
+    text = why == BUFFET_ERR_STATE ? "the pool is being destroyed"
+         : why == BUFFET_ERR_TOO_LARGE ? "larger than the pool's largest class" : "the class is at its max";
+    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, why, "pool %s: class %u (%u bytes, max %zu buffers) refused %zu bytes: %s",
+                p->name, k, p->cls[k].data_room, p->cls[k].max, size, text);
+    return (buffet_pkt *)buffet_alloc_fail(why, text);
 }
 
 /* A buffer is handed out: debug bookkeeping, then a fresh header. */
@@ -1027,30 +1189,27 @@ static void buffet__pkt_handout(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, b
     buffet__pkt_reset(h, k < p->nclasses ? (uint16_t)p->headroom : 0);
 }
 
-BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, buffet_site site) {
+BUFFET_API buffet_pkt *buffet__pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, buffet_site site) {
     buffet_pkt_cache_class *kc;
     buffet_pkt_pool *p;
     buffet_pkt *h;
-    if (!c || k > c->nclasses) return NULL;
+    if (!c || k > c->nclasses) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no cache, or no such class");
     p = c->pool;
     kc = &c->cls[k];
     if (kc->count == 0) {
         buffet__pkt_events ev;
         uint32_t want = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
         if (want >= b) want -= want % b;   /* whole batches: no surplus to hand back under the lock */
-        kc->count = buffet__pkt_take(p, k, c->objs[k], want, 1);
+        kc->count = BUFFET__LOAD(&p->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(p, k, kc->objs, want, 1);
         kc->misses++;
         ev.n = 0;
         pthread_mutex_lock(&p->mu);
         buffet__pkt_merge(p, kc, k, &ev);
-        pthread_mutex_unlock(&p->mu);
+        buffet__pkt_unlock(p);
         buffet__pkt_fire(p, &ev);
-        if (kc->count == 0) {
-            buffet__pkt_failed(p, k, p->cls[k].data_room);
-            return NULL;
-        }
+        if (kc->count == 0) return buffet__pkt_failed(p, k, p->cls[k].data_room);
     }
-    h = (buffet_pkt *)c->objs[k][--kc->count];
+    h = (buffet_pkt *)kc->objs[--kc->count];
     kc->allocs++;
     buffet__pkt_handout(p, h, k, site);
     return h;
@@ -1058,12 +1217,9 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, bu
 
 BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buffet_site site) {
     int k;
-    if (!c) return NULL;
+    if (!c) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no cache");
     k = buffet_pkt_pool_class(c->pool, size);
-    if (k < 0) {
-        buffet__pkt_failed(c->pool, c->nclasses ? c->nclasses - 1 : 0, size);
-        return NULL;
-    }
+    if (k < 0) return buffet__pkt_failed(c->pool, c->nclasses ? c->nclasses - 1 : 0, size);
     return buffet_pkt_alloc_class_at(c, (unsigned)k, site);
 }
 
@@ -1071,9 +1227,10 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buf
 static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site) {
     buffet_pkt_pool *p = h->pool;
     unsigned k = h->cls;
+    bool done;
     h->next = NULL;
     h->flags = 0;
-    h->refcnt = 0;
+    BUFFET__STORE(&h->refcnt, (uint16_t)0, BUFFET__RELAXED);
     if (p->checks) {
         buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "free", site);
         if (d) {
@@ -1088,17 +1245,19 @@ static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site
             /* Half the cache, rounded to whole batches when it holds any, so no lock is needed. */
             uint32_t half = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
             if (half >= b) half -= half % b;
-            buffet__pkt_store_put(p, k, c->objs[k] + kc->count - half, half, false);
+            buffet__pkt_store_put(p, k, kc->objs + kc->count - half, half, false);
             kc->count -= half;
         }
-        c->objs[k][kc->count++] = h;
+        kc->objs[kc->count++] = h;
         kc->frees++;
         return;
     }
     pthread_mutex_lock(&p->mu);
     buffet__pkt_store_put(p, k, (void *const *)&h, 1, true);
     p->cls[k].frees++;
-    pthread_mutex_unlock(&p->mu);
+    done = buffet__pkt_done(p);
+    buffet__pkt_unlock(p);
+    if (done) buffet__pkt_pool_free(p);   /* the last buffer of a destroyed pool came back */
 }
 
 static buffet__pkt_ext *buffet__pkt_ext_of(const buffet_pkt *h) {
@@ -1139,7 +1298,7 @@ static void buffet__pkt_seg_unref(buffet_pkt_cache *c, buffet_pkt *h, buffet_sit
     buffet__pkt_put(c, h, site);
 }
 
-BUFFET_API void buffet_pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
+BUFFET_API void buffet__pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
     while (p) {
         buffet_pkt *next = p->next;   /* read first: the segment may be reused below */
         buffet__pkt_seg_unref(c, p, site);
@@ -1147,23 +1306,32 @@ BUFFET_API void buffet_pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_
     }
 }
 
-BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n) {
+BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n, buffet_site site) {
     buffet_pkt_cache_class *kc;
     size_t i;
-    if (!c || !pkts || n == 0 || k >= c->nclasses) return 0;
+    if (!c || !pkts || n == 0 || k >= c->nclasses) {
+        buffet_alloc_fail(BUFFET_ERR_INVALID, "no cache or array, n 0, or no such class");
+        return 0;
+    }
     kc = &c->cls[k];
     if (n > kc->count) {
         /* Top the cache up so the whole burst comes from it, or give up with nothing taken. */
-        uint32_t want = (uint32_t)(n - kc->count), room = c->size - kc->count;
-        uint32_t ask = room > want + c->size / 2 ? want + c->size / 2 : room;
+        uint32_t want, room = c->size - kc->count, ask;
         buffet__pkt_events ev;
-        if (n > c->size) return 0;
-        kc->count += buffet__pkt_take(c->pool, k, c->objs[k] + kc->count, ask, want);
+        if (n > c->size) {
+            /* A burst larger than the cache never fits in it: say so, and count it. */
+            buffet__pkt_failed(c->pool, k, c->pool->cls[k].data_room);
+            buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "a burst larger than the cache");
+            return 0;
+        }
+        want = (uint32_t)(n - kc->count);
+        ask = room > want + c->size / 2 ? want + c->size / 2 : room;
+        kc->count += BUFFET__LOAD(&c->pool->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(c->pool, k, kc->objs + kc->count, ask, want);
         kc->misses++;
         ev.n = 0;
         pthread_mutex_lock(&c->pool->mu);
         buffet__pkt_merge(c->pool, kc, k, &ev);
-        pthread_mutex_unlock(&c->pool->mu);
+        buffet__pkt_unlock(c->pool);
         buffet__pkt_fire(c->pool, &ev);
         if (n > kc->count) {
             buffet__pkt_failed(c->pool, k, c->pool->cls[k].data_room);
@@ -1171,10 +1339,10 @@ BUFFET_API size_t buffet_pkt_alloc_bulk(buffet_pkt_cache *c, unsigned k, buffet_
         }
     }
     kc->count -= (uint32_t)n;
-    memcpy(pkts, c->objs[k] + kc->count, n * sizeof *pkts);
+    memcpy(pkts, kc->objs + kc->count, n * sizeof *pkts);
     kc->allocs += n;
     if (c->checks) {
-        for (i = 0; i < n; i++) buffet__pkt_handout(c->pool, pkts[i], k, BUFFET_NO_SITE);
+        for (i = 0; i < n; i++) buffet__pkt_handout(c->pool, pkts[i], k, site);
     } else {
         for (i = 0; i < n; i++) {
             BUFFET__UNPOISON(pkts[i]->buf, pkts[i]->buf_len);
@@ -1193,29 +1361,54 @@ BUFFET_API void buffet_pkt_free_bulk(buffet_pkt_cache *c, buffet_pkt *const *pkt
 BUFFET_API buffet_pkt *buffet_pkt_alloc_shared(buffet_pkt_pool *p, size_t size) {
     int k = buffet_pkt_pool_class(p, size);
     void *h = NULL;
-    if (!p) return NULL;
-    if (k < 0 || buffet__pkt_take(p, (unsigned)k, &h, 1, 1) == 0) {
-        buffet__pkt_failed(p, k < 0 ? (p->nclasses ? p->nclasses - 1 : 0) : (unsigned)k, size);
-        return NULL;
-    }
+    if (!p) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no pool");
+    if (k < 0 || BUFFET__LOAD(&p->dying, BUFFET__RELAXED) || buffet__pkt_take(p, (unsigned)k, &h, 1, 1) == 0)
+        return buffet__pkt_failed(p, k < 0 ? (p->nclasses ? p->nclasses - 1 : 0) : (unsigned)k, size);
     pthread_mutex_lock(&p->mu);
     p->cls[k].allocs++;
-    pthread_mutex_unlock(&p->mu);
+    buffet__pkt_unlock(p);
     buffet__pkt_handout(p, (buffet_pkt *)h, (unsigned)k, BUFFET_NO_SITE);
     return (buffet_pkt *)h;
 }
 
-BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p) { buffet_pkt_free_slow(NULL, p, BUFFET_NO_SITE); }
+BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p) { buffet__pkt_free_slow(NULL, p, BUFFET_NO_SITE); }
 
 /* >>references, clones, external memory */
+/* One more reference, made from one the caller holds, unless the count is at its type's end
+   (false: nothing changes). At 1 the caller holds the only one, so nobody can race: a plain
+   store saves the locked instruction (DPDK does the same). A new reference needs no ordering. */
+static bool buffet__pkt_count_up16(uint16_t *count) {
+    uint16_t old = BUFFET__LOAD(count, BUFFET__RELAXED);
+    if (old == 1) {
+        BUFFET__STORE(count, (uint16_t)2, BUFFET__RELAXED);
+        return true;
+    }
+    do {
+        if (old == UINT16_MAX) return false;
+    } while (!BUFFET__CAS(count, &old, (uint16_t)(old + 1), BUFFET__RELAXED, BUFFET__RELAXED));
+    return true;
+}
+static bool buffet__pkt_count_up(uint32_t *count) {
+    uint32_t old = BUFFET__LOAD(count, BUFFET__RELAXED);
+    if (old == 1) {
+        BUFFET__STORE(count, 2u, BUFFET__RELAXED);
+        return true;
+    }
+    do {
+        if (old == UINT32_MAX) return false;
+    } while (!BUFFET__CAS(count, &old, old + 1, BUFFET__RELAXED, BUFFET__RELAXED));
+    return true;
+}
+
 BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p) {
-    buffet_pkt *s;
+    buffet_pkt *s, *t;
     if (!p) return BUFFET_ERR_INVALID;
-    for (s = p; s; s = s->next)
-        if (BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == UINT16_MAX) return BUFFET_ERR_OVERFLOW;
     for (s = p; s; s = s->next) {
-        /* A new reference is made from one the caller holds: no ordering needed. */
-        BUFFET__FETCH_ADD(&s->refcnt, 1, BUFFET__RELAXED);
+        if (!buffet__pkt_count_up16(&s->refcnt)) {
+            /* Give back what this call took: the caller's own references keep every count above 0. */
+            for (t = p; t != s; t = t->next) BUFFET__FETCH_SUB(&t->refcnt, (uint16_t)1, BUFFET__RELAXED);
+            return BUFFET_ERR_OVERFLOW;
+        }
         if (s->pool->checks) {
             buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, s, "ref", BUFFET_NO_SITE);
             if (d) buffet__pkt_note(d, BUFFET__PKT_OP_REF, BUFFET_NO_SITE);
@@ -1229,17 +1422,6 @@ static buffet_pkt *buffet__pkt_owner(buffet_pkt *h) {
     return (h->flags & BUFFET_PKT_CLONE) ? (buffet_pkt *)(h->buf - h->pool->hdr_size) : h;
 }
 
-/* One more reference, made from one the caller holds. At 1 the caller holds the only one, so
-   nobody can race: a plain store saves the locked instruction (DPDK does the same). */
-static void buffet__pkt_count_up16(uint16_t *count) {
-    if (BUFFET__LOAD(count, BUFFET__RELAXED) == 1) BUFFET__STORE(count, (uint16_t)2, BUFFET__RELAXED);
-    else BUFFET__FETCH_ADD(count, (uint16_t)1, BUFFET__RELAXED);
-}
-static void buffet__pkt_count_up(uint32_t *count) {
-    if (BUFFET__LOAD(count, BUFFET__RELAXED) == 1) BUFFET__STORE(count, 2u, BUFFET__RELAXED);
-    else BUFFET__FETCH_ADD(count, 1u, BUFFET__RELAXED);
-}
-
 /* The per-packet metadata and user area, from src's header to dst's (same pool). */
 static void buffet__pkt_copy_meta(buffet_pkt *dst, const buffet_pkt *src) {
     dst->timestamp = src->timestamp;
@@ -1251,21 +1433,23 @@ static void buffet__pkt_copy_meta(buffet_pkt *dst, const buffet_pkt *src) {
     if (src->pool->user_size) memcpy(buffet_pkt_user(dst), buffet_pkt_user(src), src->pool->user_size);
 }
 
-BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
+BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
     buffet_pkt *head = NULL, **link = &head, *s;
-    if (!c || !p) return NULL;
+    if (!c || !p) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no cache or packet");
     if (p->pool != c->pool) {
         /* A clone finds the data's owner through its own pool's layout, so it must share it. */
         BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
                     "clone of %p from pool %s through a cache of pool %s: clone through the packet's own pool",
                     (void *)p, p->pool->name, c->pool->name);
-        return NULL;
+        return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "a cache of another pool");
     }
     for (s = p; s; s = s->next) {
-        buffet_pkt *n = buffet_pkt_alloc_slow(c, c->nclasses, BUFFET_NO_SITE);
+        buffet_pkt *n = buffet__pkt_alloc_slow(c, c->nclasses, site);
+        bool counted;
         if (!n) {
-            buffet_pkt_free_slow(c, head, BUFFET_NO_SITE);
-            return NULL;
+            buffet_result why = buffet_alloc_error(NULL);
+            buffet__pkt_free_slow(c, head, site);
+            return (buffet_pkt *)buffet_alloc_fail(why, "the clone class is exhausted");
         }
         n->buf = s->buf;
         n->buf_len = s->buf_len;
@@ -1274,16 +1458,20 @@ BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
         n->pkt_len = s->pkt_len;
         n->nb_segs = s->nb_segs;
         buffet__pkt_copy_meta(n, s);
-        if (s->flags & BUFFET_PKT_EXTERNAL) {
-            n->flags = BUFFET_PKT_EXTERNAL;
-            buffet__pkt_count_up(&buffet__pkt_ext_of(s)->refcnt);
-        } else {
-            n->flags = BUFFET_PKT_CLONE;
-            buffet__pkt_count_up16(&buffet__pkt_owner(s)->refcnt);
+        counted = (s->flags & BUFFET_PKT_EXTERNAL) ? buffet__pkt_count_up(&buffet__pkt_ext_of(s)->refcnt)
+                                                    : buffet__pkt_count_up16(&buffet__pkt_owner(s)->refcnt);
+        if (!counted) {
+            /* n shares nothing yet: it goes back as a bare header, the clones made so far as clones. */
+            buffet__pkt_put(c, n, site);
+            buffet__pkt_free_slow(c, head, site);
+            BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
+                        "clone of %p: its data already has %u references", (void *)p, (unsigned)UINT16_MAX);
+            return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the data has 65535 references");
         }
+        n->flags = (s->flags & BUFFET_PKT_EXTERNAL) ? BUFFET_PKT_EXTERNAL : BUFFET_PKT_CLONE;
         if (c->checks) {
-            buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, buffet__pkt_owner(s), "clone", BUFFET_NO_SITE);
-            if (d) buffet__pkt_note(d, BUFFET__PKT_OP_CLONE, BUFFET_NO_SITE);
+            buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, buffet__pkt_owner(s), "clone", site);
+            if (d) buffet__pkt_note(d, BUFFET__PKT_OP_CLONE, site);
         }
         *link = n;
         link = &n->next;
@@ -1291,13 +1479,13 @@ BUFFET_API buffet_pkt *buffet_pkt_clone(buffet_pkt_cache *c, buffet_pkt *p) {
     return head;
 }
 
-BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem, size_t size,
-                                                  buffet_pkt_ext_free_fn free_fn, void *opaque) {
+BUFFET_API buffet_pkt *buffet_pkt_attach_external_at(buffet_pkt_cache *c, void *mem, size_t size,
+                                                     buffet_pkt_ext_free_fn free_fn, void *opaque, buffet_site site) {
     uintptr_t start;
     size_t skip;
     buffet__pkt_ext *e;
     buffet_pkt *h;
-    if (!c || !mem) return NULL;
+    if (!c || !mem) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no cache or memory");
     start = size >= sizeof *e ? (((uintptr_t)mem + size - sizeof *e) & ~(uintptr_t)7) : 0;
     skip = size >= sizeof *e ? (uintptr_t)mem + size - start : size + 1;
     /* data_off is 16 bits, so a data room stays within 64 KiB, as a packet class does. */
@@ -1305,9 +1493,9 @@ BUFFET_API buffet_pkt *buffet_pkt_attach_external(buffet_pkt_cache *c, void *mem
         BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
                     "attach_external: %zu bytes: the data room before the %zu-byte shared count must be 1 to 65535 bytes",
                     size, sizeof *e);
-        return NULL;
+        return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "external memory out of range");
     }
-    h = buffet_pkt_alloc_slow(c, c->nclasses, BUFFET_NO_SITE);
+    h = buffet__pkt_alloc_slow(c, c->nclasses, site);
     if (!h) return NULL;
     e = (buffet__pkt_ext *)start;
     e->refcnt = 1;
@@ -1338,7 +1526,7 @@ static buffet_pkt *buffet__pkt_last(buffet_pkt *p) {
     return p;
 }
 
-BUFFET_API void *buffet_pkt_prepend_slow(buffet_pkt *p, size_t n) {
+BUFFET_API void *buffet__pkt_prepend_slow(buffet_pkt *p, size_t n) {
     if (!p || n > p->data_off || buffet__pkt_shared(p) || p->pkt_len + (uint64_t)n > UINT32_MAX) return NULL;
     p->data_off = (uint16_t)(p->data_off - n);
     p->len += (uint32_t)n;
@@ -1346,7 +1534,7 @@ BUFFET_API void *buffet_pkt_prepend_slow(buffet_pkt *p, size_t n) {
     return p->buf + p->data_off;
 }
 
-BUFFET_API void *buffet_pkt_append_slow(buffet_pkt *p, size_t n) {
+BUFFET_API void *buffet__pkt_append_slow(buffet_pkt *p, size_t n) {
     buffet_pkt *last;
     void *tail;
     if (!p) return NULL;
@@ -1408,7 +1596,7 @@ BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t l
     return tmp;
 }
 
-BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **pp) {
+BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt **pp, buffet_site site) {
     buffet_pkt *p, *n, *s;
     unsigned char *dst;
     int k;
@@ -1421,7 +1609,7 @@ BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **
             memcpy(dst, s->buf + s->data_off, s->len);
             dst += s->len;
         }
-        buffet_pkt_free_slow(c, p->next, BUFFET_NO_SITE);
+        buffet__pkt_free_slow(c, p->next, site);
         p->next = NULL;
         p->len = p->pkt_len;
         p->nb_segs = 1;
@@ -1429,7 +1617,7 @@ BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **
     }
     k = buffet_pkt_pool_class(c->pool, p->pkt_len);
     if (k < 0) return BUFFET_ERR_RANGE;
-    n = buffet_pkt_alloc_class_at(c, (unsigned)k, BUFFET_NO_SITE);
+    n = buffet_pkt_alloc_class_at(c, (unsigned)k, site);
     if (!n) return BUFFET_ERR_EXHAUSTED;
     dst = (unsigned char *)buffet_pkt_append(n, p->pkt_len);
     for (s = p; s; s = s->next) {
@@ -1437,7 +1625,7 @@ BUFFET_API buffet_result buffet_pkt_linearize(buffet_pkt_cache *c, buffet_pkt **
         dst += s->len;
     }
     buffet__pkt_copy_meta(n, p);
-    buffet_pkt_free_slow(c, p, BUFFET_NO_SITE);
+    buffet__pkt_free_slow(c, p, site);
     *pp = n;
     return BUFFET_OK;
 }
@@ -1449,12 +1637,14 @@ static void buffet__pkt_slice_release(void *user, void *data, size_t size) {
     buffet__pkt_seg_unref(NULL, seg, BUFFET_NO_SITE);
 }
 
-BUFFET_API buffet_result buffet_pkt_to_chain(buffet_pkt *p, buffet_chain *c) {
+BUFFET_API buffet_result buffet_pkt_to_chain_at(buffet_pkt *p, buffet_chain *c, buffet_site site) {
     buffet_chain add;
     buffet_pkt *s;
     buffet_result r = BUFFET_OK;
     if (!p || !c) return BUFFET_ERR_INVALID;
-    buffet_chain_init(&add, c->allocator);
+    /* c's allocator passed its check when c was made; add only borrows it. */
+    memset(&add, 0, sizeof add);
+    add.allocator = c->allocator;
     for (s = p; s && r == BUFFET_OK; s = s->next) {
         buffet_buf_desc d;
         buffet_buf *b;
@@ -1466,13 +1656,20 @@ BUFFET_API buffet_result buffet_pkt_to_chain(buffet_pkt *p, buffet_chain *c) {
         d.release = buffet__pkt_slice_release;
         d.release_user = s;
         d.allocator = p->pool->allocator;
-        r = buffet_buf_create(&b, &d);
+        r = buffet_buf_create_at(&b, &d, site);
         if (r != BUFFET_OK) break;
-        BUFFET__FETCH_ADD(&s->refcnt, 1, BUFFET__RELAXED);
-        r = buffet_chain_append(&add, b, 0, s->len);
+        if (!buffet__pkt_count_up16(&s->refcnt)) {
+            b->release = NULL;   /* it holds no reference to drop */
+            buffet_buf_unref(b);
+            BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
+                        "to_chain of %p: a segment already has %u references", (void *)p, (unsigned)UINT16_MAX);
+            r = BUFFET_ERR_OVERFLOW;
+            break;
+        }
+        r = buffet_chain_append_at(&add, b, 0, s->len, site);
         buffet_buf_unref(b);
     }
-    if (r == BUFFET_OK) r = buffet_chain_concat(c, &add);
+    if (r == BUFFET_OK) r = buffet_chain_concat_at(c, &add, site);
     buffet_chain_deinit(&add);   /* on failure this drops every reference taken above */
     return r;
 }
@@ -1492,6 +1689,7 @@ BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p) {
     for (k = 0; k <= p->nclasses; k++) {
         const buffet__pkt_class *c = &p->cls[k];
         buffet_pkt_class_stats *o = &s.cls[k];
+        o->clone = k == p->nclasses;
         o->data_room = c->data_room;
         o->stride = c->stride;
         o->created = c->created;
@@ -1505,7 +1703,7 @@ BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p) {
         if (o->cache_hit_rate < 0) o->cache_hit_rate = 0;
         o->utilisation = c->max ? (double)o->in_use / (double)c->max : 0.0;
     }
-    pthread_mutex_unlock(&p->mu);
+    buffet__pkt_unlock(p);
     s.double_frees = BUFFET__LOAD(&p->double_frees, BUFFET__RELAXED);
     s.foreign_frees = BUFFET__LOAD(&p->foreign_frees, BUFFET__RELAXED);
     s.corruptions = BUFFET__LOAD(&p->corruptions, BUFFET__RELAXED);
@@ -1605,12 +1803,22 @@ BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out) {
 }
 
 /* >>registry provider: a buffet_buf over a packet's data, for network I/O */
+/* Where a request's data starts in a data room (64-byte aligned): the headroom rounded up to
+   the request's alignment (0: 64), so the promise holds whatever the headroom. */
+static size_t buffet__pkt_req_off(const buffet_pkt_pool *p, const buffet_request *q) {
+    size_t a = q->align ? q->align : 64;
+    return (p->headroom + a - 1) & ~(a - 1);
+}
+
 static int buffet__pkt_score(void *self, const buffet_request *q, char *why, size_t cap) {
     buffet_pkt_pool *p = (buffet_pkt_pool *)self;
+    size_t extra;
     if (q->usage & (BUFFET_USAGE_DEVICE_READ | BUFFET_USAGE_DEVICE_WRITE | BUFFET_USAGE_SHARE_PROCESS))
         return buffet__why(why, cap, -1, "host memory of this process only");
-    if (buffet_pkt_pool_class(p, q->size) < 0) return buffet__why(why, cap, -1, "larger than the largest packet class");
     if (q->align > 64) return buffet__why(why, cap, -1, "packet data is aligned to 64 bytes at most");
+    extra = buffet__pkt_req_off(p, q) - p->headroom;
+    if (q->size > SIZE_MAX - extra || buffet_pkt_pool_class(p, q->size + extra) < 0)
+        return buffet__why(why, cap, -1, "larger than the largest packet class");
     if (q->usage & BUFFET_USAGE_NETWORK) return buffet__why(why, cap, 95, "network buffer from a packet pool: headroom, refcounted, no syscall");
     return buffet__why(why, cap, 5, "packet pools are for network buffers");
 }
@@ -1622,10 +1830,12 @@ static void buffet__pkt_buf_release(void *user, void *data, size_t size) {
 
 static buffet_result buffet__pkt_create(void *self, const buffet_request *q, buffet_buf **out) {
     buffet_pkt_pool *p = (buffet_pkt_pool *)self;
-    buffet_pkt *pkt = buffet_pkt_alloc_shared(p, q->size);
+    size_t off = buffet__pkt_req_off(p, q);
+    buffet_pkt *pkt = buffet_pkt_alloc_shared(p, q->size + (off - p->headroom));
     buffet_buf_desc d;
     buffet_result r;
-    if (!pkt) return BUFFET_ERR_EXHAUSTED;
+    if (!pkt) return buffet_alloc_error(NULL);
+    pkt->data_off = (uint16_t)off;
     memset(&d, 0, sizeof d);
     d.kind = BUFFET_BUF_WRAP;
     d.size = q->size;
@@ -1633,19 +1843,77 @@ static buffet_result buffet__pkt_create(void *self, const buffet_request *q, buf
     d.release = buffet__pkt_buf_release;
     d.release_user = pkt;
     d.allocator = q->allocator;
-    r = buffet_buf_create(out, &d);
+    r = buffet_buf_create_at(out, &d, q->site);
     if (r != BUFFET_OK) buffet_pkt_free_shared(pkt);
     return r;
 }
 
 BUFFET_API buffet_result buffet_pkt_pool_register(buffet_pkt_pool *p, buffet_registry *r) {
     buffet_provider prov;
+    buffet_result res;
+    bool full;
     if (!p || !r) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&p->mu);
+    full = p->nregistries == sizeof p->registries / sizeof p->registries[0];
+    res = p->dying ? BUFFET_ERR_STATE : full ? BUFFET_ERR_EXHAUSTED : BUFFET_OK;
+    buffet__pkt_unlock(p);
+    if (res != BUFFET_OK) {
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, res, "pool %s: register: %s", p->name,
+                    res == BUFFET_ERR_STATE ? "the pool is being destroyed" : "already in 8 registries");
+        return res;
+    }
+    memset(&prov, 0, sizeof prov);
     prov.name = p->name;
     prov.score = buffet__pkt_score;
     prov.create = buffet__pkt_create;
     prov.self = p;
-    return buffet_registry_add(r, &prov);
+    prov.detach = buffet__pkt_detach;
+    res = buffet_registry_add(r, &prov);
+    if (res != BUFFET_OK) return res;
+    pthread_mutex_lock(&p->mu);
+    p->registries[p->nregistries++] = r;
+    buffet__pkt_unlock(p);
+    return BUFFET_OK;
+}
+
+/* >>the allocator face: a packet's whole data room as a block */
+static void *buffet__pkt_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    buffet_pkt_cache *c = (buffet_pkt_cache *)self;
+    buffet_pkt_pool *p = c->pool;
+    buffet_pkt *h;
+    unsigned k;
+    for (k = 0; k < p->nclasses && p->cls[k].buf_len < size; k++) {}
+    if (k == p->nclasses || align > 64) return buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "larger than a packet's data room, or aligned above 64");
+    if (pthread_equal(c->owner, pthread_self())) {
+        h = buffet_pkt_alloc_class_at(c, k, site);
+    } else {
+        void *one = NULL;
+        if (BUFFET__LOAD(&p->dying, BUFFET__RELAXED) || buffet__pkt_take(p, k, &one, 1, 1) == 0)
+            return buffet__pkt_failed(p, k, size);
+        pthread_mutex_lock(&p->mu);
+        p->cls[k].allocs++;
+        buffet__pkt_unlock(p);
+        h = (buffet_pkt *)one;
+        buffet__pkt_handout(p, h, k, site);
+    }
+    return h ? h->buf : NULL;
+}
+static void buffet__pkt_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    buffet_pkt_cache *c = (buffet_pkt_cache *)self;
+    buffet_pkt *h = (buffet_pkt *)((unsigned char *)ptr - c->pool->hdr_size);
+    (void)size; (void)align;
+    buffet__pkt_free_slow(pthread_equal(c->owner, pthread_self()) ? c : NULL, h, site);
+}
+static uint32_t buffet__pkt_vt_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;
+}
+static const buffet_allocator_vtable buffet__pkt_vtable = {
+    buffet__pkt_vt_alloc, NULL, buffet__pkt_vt_free, NULL, buffet__pkt_vt_contract, NULL
+};
+
+BUFFET_API buffet_allocator buffet_pkt_allocator(buffet_pkt_cache *c) {
+    return buffet_allocator_of(c, &buffet__pkt_vtable);
 }
 
 #endif /* BUFFET_IMPLEMENTATION && !BUFFET_PACKET_IMPL_INCLUDED */
