@@ -22,16 +22,71 @@
          buffet_debug_report_leaks(dbg, stderr); buffet_debug_destroy(dbg);
 
    CONCEPTS
-     allocator  buffet_allocator {self, vtable}, passed by value: alloc / resize-in-place / free, each
-                with size and alignment (sized free, as in Zig). A zero allocator is the heap.
-                Implementations here: heap, debug (checks everything), fixed buffer, failing (for
-                out-of-memory tests), and an adapter for C libraries whose free takes no size.
+     allocator  buffet_allocator {self, vtable}, passed by value: alloc / resize-in-place / remap
+                (may move) / free, each with size and alignment (sized free, as in Zig), and a
+                contract saying what it promises. A zero allocator is the heap. Implementations
+                here: heap, debug (checks everything), fixed buffer, failing (for out-of-memory
+                tests), and an adapter for C libraries whose free takes no size.
      buffer     buffet_buf: refcounted memory of some kind (heap, mmap, shared memory, wrapped).
      slice      buffet_slice: (buffer, offset, length) holding one reference.
      chain      buffet_chain: ordered slices; append, prepend, split, consume, find, copy out,
                 export as struct iovec[], none of which copies payload bytes.
      registry   providers of buffer kinds; a request (usage flags, size) goes to the provider that
                 scores highest; buffet_explain() says which and why.
+
+   LIFECYCLE
+     object           made by                         ended by                  owner
+     debug allocator  buffet_debug_create             buffet_debug_destroy      thread-safe (as its parent)
+     fixed allocator  buffet_fixed_init (caller's)    buffet_fixed_deinit       one thread
+     failing          buffet_failing_init (caller's)  buffet_failing_deinit     thread-safe
+     adapter          buffet_adapter_init (caller's)  buffet_adapter_deinit     one thread
+     buffer           buffet_buf_create, _map_fd      buffet_buf_unref (last)   thread-safe counts
+     chain            buffet_chain_init (caller's)    buffet_chain_deinit       one thread
+     registry         buffet_registry_create          buffet_registry_destroy   thread-safe
+     create/destroy: buffet allocates the object; init/deinit: the caller owns the struct. A
+     logger is always set in the object's desc. "Owned" (Thread: owned) means one thread at a
+     time uses it; handing it to another thread needs a happens-before (a mutex, a queue).
+
+   CONTRACTS
+     An allocator says what it promises (buffet_allocator_contract): BUFFET_CONTRACT_UNTIL_FREED
+     (its blocks live until freed; else they die with the current frame or scope),
+     BUFFET_CONTRACT_THREAD_SAFE, BUFFET_CONTRACT_RESIZE, BUFFET_CONTRACT_PIN (a block can be kept
+     alive past its frame). Everything that stores an allocator checks the contract when it is
+     created: the combination works for real, or is refused there with BUFFET_ERR_LIFETIME or
+     BUFFET_ERR_THREAD and a log line. A buffer, a chain, a registry and a debug allocator over a
+     frame allocator pin their blocks, which keeps the frame's chunk alive until they let go (a
+     buffer still in a chain after its frame ended stays intact). Every cell below is run by
+     tests/test_compose.c (rows: the allocator kinds; columns: what stores one):
+
+                   buffer    chain     debug     registry   frame      pool      packet pool  scope     adapter
+     heap          works     works     works     works      works      works     works        works     works
+     null          NOMEM     NOMEM     NOMEM     NOMEM      NOMEM      NOMEM     NOMEM        NOMEM     NOMEM
+     debug         works     works     works     works      works      works     works        works     works
+     fixed         THREAD    works     works     works      works      THREAD    THREAD       works     works
+     failing       works     works     works     works      works      works     works        works     works
+     adapter       works     works     works     works      works      works     works        works     works
+     frame         pinned    pinned    pinned    pinned     LIFETIME   LIFETIME  LIFETIME     LIFETIME  LIFETIME
+     scope         LIFETIME  LIFETIME  LIFETIME  LIFETIME   LIFETIME   LIFETIME  LIFETIME     LIFETIME  LIFETIME
+     pool cache    works     works     works     TOO_LARGE  TOO_LARGE  works     TOO_LARGE    works     works
+     packet cache  works     works     works     works      TOO_LARGE  works     TOO_LARGE    works     works
+
+     THREAD: the user frees from any thread (a buffer's last reference; a pool growing on any
+     thread) but the allocator serves one owner. LIFETIME: the user keeps blocks past the frame
+     or scope and cannot pin them. NOMEM: the null allocator refuses every allocation. TOO_LARGE:
+     the object is larger than the pool's objects (512 bytes in the test) or packets' data rooms.
+     A pool cache's and a packet cache's allocator faces are thread-safe: calls from threads
+     other than the cache's go to the shared store.
+
+   FAILURE REASONS
+     Every allocator says why it returned NULL (buffet_alloc_fail); buffet_alloc_ex and every
+     allocating function of every header pass that reason on (BUFFET_ERR_STATE: no frame begun;
+     BUFFET_ERR_BUDGET; BUFFET_ERR_EXHAUSTED: a pool at its max or a full fixed buffer;
+     BUFFET_ERR_TOO_LARGE; BUFFET_ERR_NOMEM), and buffet_alloc_error() tells it after a NULL.
+
+   CALLBACKS
+     Loggers, budget, watermark, release and provider callbacks run outside buffet's locks and on
+     consistent state: any buffet function may be called from one, except destroying the object
+     whose call is running it.
 
    CONFIGURATION (define before including)
      BUFFET_IMPLEMENTATION   emit the implementation in this translation unit
@@ -50,6 +105,7 @@
    THREAD SAFETY
      heap, debug and failing allocators, buffer refcounts and the registry are thread-safe. A fixed
      allocator, an adapter and a chain are owned by one thread at a time (thread-compatible).
+     Every reference count is checked: a reference that would pass its limit is refused.
 
    ERRORS
      Fallible functions return buffet_result (BUFFET_OK == 0, errors negative; buffet_result_str()
@@ -228,7 +284,7 @@ BUFFET_EXTERN_C_BEGIN
     X(BUFFET_AGAIN,           -17, "partial: call again")                                    \
     X(BUFFET_ERR_LIFETIME,    -18, "the allocator's memory does not live as long as this use needs") \
     X(BUFFET_ERR_THREAD,      -19, "the allocator serves one owner thread; this use frees from any")  \
-    X(BUFFET_ERR_TOO_LARGE,   -20, "larger than this allocator or pool serves")              \
+    X(BUFFET_ERR_TOO_LARGE,   -20, "larger (or more aligned) than this allocator or pool serves") \
     X(BUFFET_ERR_UNSAFE,      -21, "another process could change it under us")
 
 #define BUFFET__RESULT_ENUM(name, value, text) name = value,
@@ -476,7 +532,7 @@ typedef struct buffet_debug_stats {
    BUFFET_ERR_LIFETIME (parent blocks die with a scope and cannot be pinned; bookkeeping that does
    not live until freed), BUFFET_ERR_NOMEM (bookkeeping failed). Thread: safe. */
 BUFFET_API buffet_result buffet_debug_create_at(buffet_debug **out, const buffet_debug_desc *desc, buffet_site site);
-#define buffet_debug_create(out, desc) buffet_debug_create_at((out), (desc), BUFFET_SITE)
+#define buffet_debug_create(...) buffet_debug_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Release the quarantine and bookkeeping. Blocks still live are NOT freed (their owners may
    still use them); report them first. NULL does nothing. Thread: not concurrently with use. */
 BUFFET_API void buffet_debug_destroy(buffet_debug *d);
@@ -559,13 +615,13 @@ typedef struct buffet_adapter {
 } buffet_adapter;
 
 /* Serve malloc-shaped calls from parent; each block carries its size in a header of `align`
-   bytes so free needs no size. The library frees whenever it likes, so parent must keep blocks
+   bytes (at least 16) so free needs no size. The library frees whenever it likes, so parent must keep blocks
    until freed. Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (align not a power of two, or
    larger than 4096), BUFFET_ERR_LIFETIME (a frame or scope allocator). Thread: as parent. */
 BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align);
 /* Drop the parent; the adapter refuses everything until initialised again. Thread: owned. */
 BUFFET_API void buffet_adapter_deinit(buffet_adapter *ad);
-/* The adapter as a buffet allocator: its blocks carry the same size header, so memory allocated
+/* The adapter as a buffet allocator (any alignment up to 4096): its blocks carry the same header, so memory allocated
    here may be released by buffet_adapter_free (a library's hook) and memory from
    buffet_adapter_malloc by this allocator's free. Contract: the parent's, without resizing.
    Thread: as parent. */
@@ -618,7 +674,7 @@ struct buffet_buf {
     uint32_t refcount;          /* atomic; use buffet_buf_ref / unref */
     uint32_t kind;              /* buffet_buf_kind or a user kind */
     uint32_t flags;             /* BUFFET_BUF_* it was created with */
-    int fd;                     /* SHM: the memfd (owned by the buffer); else -1 */
+    int fd;                     /* SHM: the memfd (the buffer closes it); else -1 */
     size_t map_size;            /* bytes mapped (MMAP/SHM; a multiple of the page size) */
     size_t align;               /* HEAP: alignment of data */
     uint64_t handle;            /* device handle of other headers' kinds; else 0 */
@@ -654,7 +710,7 @@ typedef struct buffet_buf_desc {
    On error *out is NULL and nothing is leaked; a WRAP buffer's release is NOT called.
    Thread: safe. */
 BUFFET_API buffet_result buffet_buf_create_at(buffet_buf **out, const buffet_buf_desc *desc, buffet_site site);
-#define buffet_buf_create(out, desc) buffet_buf_create_at((out), (desc), BUFFET_SITE)
+#define buffet_buf_create(...) buffet_buf_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Map a shared-memory buffer from a memfd received from another process (the fd is dup'ed;
    the caller keeps its own). The size is the file's. The sender must have sealed it against
    shrinking (F_SEAL_SHRINK, as BUFFET_BUF_SHM buffers are), or a shrink would kill this process
@@ -664,7 +720,7 @@ BUFFET_API buffet_result buffet_buf_create_at(buffet_buf **out, const buffet_buf
    against shrinking: logged with the file's name and seals), BUFFET_ERR_LIFETIME /
    BUFFET_ERR_THREAD (allocator), BUFFET_ERR_SYSTEM, BUFFET_ERR_NOMEM. Thread: safe. */
 BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const buffet_buf_desc *desc, buffet_site site);
-#define buffet_buf_map_fd(out, fd, desc) buffet_buf_map_fd_at((out), (fd), (desc), BUFFET_SITE)
+#define buffet_buf_map_fd(...) buffet_buf_map_fd_at(__VA_ARGS__, BUFFET_SITE)
 /* Take a reference. Returns: b, or NULL when b is NULL or already holds BUFFET_BUF_REF_MAX
    references (the count is never allowed to wrap). Thread: safe. */
 BUFFET_API buffet_buf *buffet_buf_ref(buffet_buf *b);
@@ -731,19 +787,19 @@ BUFFET_API void buffet_chain_deinit(buffet_chain *c);
    unchanged, no reference taken. Thread: owned. */
 BUFFET_API buffet_result buffet_chain_append_at(buffet_chain *c, buffet_buf *b, size_t off, size_t len, buffet_site site);
 BUFFET_API buffet_result buffet_chain_prepend_at(buffet_chain *c, buffet_buf *b, size_t off, size_t len, buffet_site site);
-#define buffet_chain_append(c, b, off, len) buffet_chain_append_at((c), (b), (off), (len), BUFFET_SITE)
-#define buffet_chain_prepend(c, b, off, len) buffet_chain_prepend_at((c), (b), (off), (len), BUFFET_SITE)
+#define buffet_chain_append(...) buffet_chain_append_at(__VA_ARGS__, BUFFET_SITE)
+#define buffet_chain_prepend(...) buffet_chain_prepend_at(__VA_ARGS__, BUFFET_SITE)
 /* Move every slice of src to the end of c (no references change); src ends empty.
    Errors: BUFFET_ERR_INVALID (NULL, or src == c), BUFFET_ERR_OVERFLOW, the allocator's reason
    (both unchanged). Thread: owned (both). */
 BUFFET_API buffet_result buffet_chain_concat_at(buffet_chain *c, buffet_chain *src, buffet_site site);
-#define buffet_chain_concat(c, src) buffet_chain_concat_at((c), (src), BUFFET_SITE)
+#define buffet_chain_concat(...) buffet_chain_concat_at(__VA_ARGS__, BUFFET_SITE)
 /* Move bytes [at, len) of c to the end of tail (c keeps [0, at)). A slice straddling `at`
    becomes two slices of the same buffer (one more reference). Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_RANGE (at > len), BUFFET_ERR_OVERFLOW (reference count), the allocator's reason
    (both unchanged). Thread: owned (both). */
 BUFFET_API buffet_result buffet_chain_split_at(buffet_chain *c, size_t at, buffet_chain *tail, buffet_site site);
-#define buffet_chain_split(c, at, tail) buffet_chain_split_at((c), (at), (tail), BUFFET_SITE)
+#define buffet_chain_split(...) buffet_chain_split_at(__VA_ARGS__, BUFFET_SITE)
 /* Drop n bytes from the front, releasing slices that empty. Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_RANGE (n > len; nothing dropped). */
 BUFFET_API buffet_result buffet_chain_consume(buffet_chain *c, size_t n);
@@ -818,10 +874,10 @@ typedef struct buffet_registry_desc {
    the allocator's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_registry_create_at(buffet_registry **out, const buffet_registry_desc *desc,
                                                    buffet_site site);
-#define buffet_registry_create(out, desc) buffet_registry_create_at((out), (desc), BUFFET_SITE)
-/* Free a registry (NULL does nothing); every provider with a detach hook hears of it. The
-   process-wide registry is never freed: destroying it is refused (logged). Thread: not
-   concurrently with use. */
+#define buffet_registry_create(...) buffet_registry_create_at(__VA_ARGS__, BUFFET_SITE)
+/* Free a registry (NULL does nothing); every provider with a detach hook hears of it (the
+   pointer it gets then only identifies the registry: it is gone). The process-wide registry is
+   never freed: destroying it does nothing. Thread: not concurrently with use. */
 BUFFET_API void buffet_registry_destroy(buffet_registry *r);
 /* The process-wide registry, created on first use with the built-ins (NULL only if that
    failed). Every buffet header registers its providers here. Thread: safe. */
@@ -832,14 +888,16 @@ BUFFET_API buffet_registry *buffet_registry_default(void);
 BUFFET_API buffet_result buffet_registry_add(buffet_registry *r, const buffet_provider *p);
 /* Remove the provider named name, waiting for calls into it on other threads to return; its
    detach hook runs after. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_NOT_FOUND, BUFFET_ERR_STATE
-   (called from inside that provider's own score or create). Thread: safe. */
+   (called from inside that provider's own score or create, or from inside a score callback of
+   r, which holds every provider in use while scoring: it would wait for itself; a create
+   callback holds only its own provider). Thread: safe. */
 BUFFET_API buffet_result buffet_registry_remove(buffet_registry *r, const char *name);
 /* Create a buffer from the highest-scoring provider (ties: the earlier registered).
    Errors: BUFFET_ERR_INVALID (NULL, size 0), BUFFET_ERR_UNSUPPORTED (no provider can serve),
    else the provider's error. Thread: safe. */
 BUFFET_API buffet_result buffet_registry_create_buf_at(buffet_registry *r, const buffet_request *req,
                                                        buffet_buf **out, buffet_site site);
-#define buffet_registry_create_buf(r, req, out) buffet_registry_create_buf_at((r), (req), (out), BUFFET_SITE)
+#define buffet_registry_create_buf(...) buffet_registry_create_buf_at(__VA_ARGS__, BUFFET_SITE)
 /* Write which provider a request goes to and why, with every candidate's score, to
    out[0..cap) (always NUL-terminated when cap > 0). Returns: the length the full text has
    (as snprintf). Thread: safe. */
@@ -959,6 +1017,17 @@ __attribute__((unused)) static void buffet__logq_flush(buffet__logq *q, const bu
     for (i = 0; i < n && lg && lg->fn; i++) lg->fn(lg->user, q->e[i].level, q->e[i].code, q->e[i].msg, q->e[i].file, q->e[i].line);
 }
 
+/* Release mu, then tell the logger what was queued in *pending while it was held (shared with
+   the sibling headers): the logger may call back into the object. */
+__attribute__((unused)) static void buffet__unlock_and_log(pthread_mutex_t *mu, buffet__logq *pending, const buffet_logger *lg) {
+    buffet__logq q;
+    q.n = pending->n;
+    if (q.n) memcpy(&q, pending, sizeof q);
+    pending->n = 0;
+    pthread_mutex_unlock(mu);
+    buffet__logq_flush(&q, lg);
+}
+
 /* >>failure reasons: the calling thread's, as errno */
 static __thread struct { buffet_result code; const char *why; } buffet__alloc_err;
 
@@ -1055,12 +1124,14 @@ static void *buffet__null_alloc(void *self, size_t size, size_t align, buffet_si
 static void buffet__null_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     (void)self; (void)ptr; (void)size; (void)align; (void)site;
 }
-static uint32_t buffet__null_contract(const void *self) {
+/* The contract of an allocator whose blocks live until freed, from any thread (shared with the
+   sibling headers' pool faces; the null allocator's too: it holds nothing). */
+static uint32_t buffet__contract_until_freed_safe(const void *self) {
     (void)self;
-    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;   /* it holds nothing */
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;
 }
 static const buffet_allocator_vtable buffet__null_vtable = {
-    buffet__null_alloc, NULL, buffet__null_free, NULL, buffet__null_contract, NULL
+    buffet__null_alloc, NULL, buffet__null_free, NULL, buffet__contract_until_freed_safe, NULL
 };
 
 BUFFET_API buffet_allocator buffet_null_allocator(void) {
@@ -1245,15 +1316,7 @@ struct buffet_debug {
     buffet__logq pending;      /* found under the lock, logged after it */
 };
 
-/* Unlock, then tell the logger what was found meanwhile (it may call back into d). */
-static void buffet__dbg_unlock(buffet_debug *d) {
-    buffet__logq q;
-    q.n = d->pending.n;
-    if (q.n) memcpy(&q, &d->pending, sizeof q);
-    d->pending.n = 0;
-    pthread_mutex_unlock(&d->mu);
-    buffet__logq_flush(&q, &d->log);
-}
+static void buffet__dbg_unlock(buffet_debug *d) { buffet__unlock_and_log(&d->mu, &d->pending, &d->log); }
 
 /* The front guard, rounded up to the alignment so the user bytes stay aligned. */
 static size_t buffet__dbg_front(const buffet_debug *d, size_t align) {
@@ -1589,7 +1652,8 @@ BUFFET_API buffet_result buffet_debug_create_at(buffet_debug **out, const buffet
     d->tab = (buffet__dbg_rec *)buffet_alloc_array(dd.bookkeeping, d->tab_cap, sizeof(buffet__dbg_rec),
                                                    BUFFET_ALIGNOF(buffet__dbg_rec), site);
     q_cap = d->q_max_count;
-    d->q = q_cap ? (uintptr_t *)buffet_alloc_array(dd.bookkeeping, q_cap, sizeof(uintptr_t), BUFFET_ALIGNOF(uintptr_t), site) : NULL;
+    /* not after a failed table: a later success would clear the reason read below */
+    d->q = d->tab && q_cap ? (uintptr_t *)buffet_alloc_array(dd.bookkeeping, q_cap, sizeof(uintptr_t), BUFFET_ALIGNOF(uintptr_t), site) : NULL;
     if (!d->tab || (q_cap && !d->q)) {
         r = buffet_alloc_error(NULL);
         BUFFET_DELETE_ARRAY(dd.bookkeeping, uintptr_t, d->q, q_cap);
@@ -1828,7 +1892,9 @@ BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f) {
     return buffet_allocator_of(f, &buffet__failing_vtable);
 }
 
-/* >>adapter: the size lives in the last word of a header as wide as the alignment */
+/* >>adapter: a block is [header | user bytes]; the header is as wide as the block's alignment
+   (at least two words), its last word the size and the word before it the header's width, so a
+   free needs neither. */
 BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align) {
     buffet_result r;
     if (!ad) return BUFFET_ERR_INVALID;
@@ -1836,7 +1902,7 @@ BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocato
     if (!buffet_is_pow2(align) || align > 4096) return BUFFET_ERR_INVALID;
     if ((r = buffet__check(parent, BUFFET_NEED_UNTIL_FREED, false, "adapter", NULL)) != BUFFET_OK) return r;
     ad->parent = parent;
-    ad->align = align < sizeof(size_t) ? sizeof(size_t) : align;
+    ad->align = align;
     ad->site = buffet_site_make("buffet_adapter", "a library's allocation hook");
     return BUFFET_OK;
 }
@@ -1846,22 +1912,24 @@ BUFFET_API void buffet_adapter_deinit(buffet_adapter *ad) {
     ad->parent = buffet_null_allocator();
 }
 
-static size_t *buffet__adapter_size_slot(const void *ptr) { return (size_t *)ptr - 1; }
+static size_t *buffet__adapter_slots(const void *ptr) { return (size_t *)ptr - 2; }   /* [width, size] */
+static size_t buffet__adapter_width(size_t align) { return align < 2 * sizeof(size_t) ? 2 * sizeof(size_t) : align; }
 
-static void *buffet__adapter_alloc(buffet_adapter *ad, size_t size, buffet_site site) {
-    size_t total;
+static void *buffet__adapter_alloc(buffet_adapter *ad, size_t size, size_t align, buffet_site site) {
+    size_t total, width = buffet__adapter_width(align);
     unsigned char *p;
     if (!ad || size == 0) return NULL;
-    if (!buffet_add(size, ad->align, &total)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus the adapter's header overflows");
-    p = (unsigned char *)buffet_alloc(ad->parent, total, ad->align, site);
+    if (!buffet_add(size, width, &total)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus the adapter's header overflows");
+    p = (unsigned char *)buffet_alloc(ad->parent, total, width, site);
     if (!p) return NULL;
-    p += ad->align;
-    *buffet__adapter_size_slot(p) = size;
+    p += width;
+    buffet__adapter_slots(p)[0] = width;
+    buffet__adapter_slots(p)[1] = size;
     return p;
 }
 
 BUFFET_API void *buffet_adapter_malloc(buffet_adapter *ad, size_t size) {
-    return ad ? buffet__adapter_alloc(ad, size, ad->site) : NULL;
+    return ad ? buffet__adapter_alloc(ad, size, ad->align, ad->site) : NULL;
 }
 
 BUFFET_API void *buffet_adapter_calloc(buffet_adapter *ad, size_t count, size_t size) {
@@ -1874,7 +1942,7 @@ BUFFET_API void *buffet_adapter_calloc(buffet_adapter *ad, size_t count, size_t 
 }
 
 BUFFET_API void *buffet_adapter_realloc(buffet_adapter *ad, void *ptr, size_t size) {
-    size_t old, total;
+    size_t old, width, total;
     unsigned char *p;
     if (!ad) return NULL;
     if (!ptr) return buffet_adapter_malloc(ad, size);
@@ -1882,30 +1950,30 @@ BUFFET_API void *buffet_adapter_realloc(buffet_adapter *ad, void *ptr, size_t si
         buffet_adapter_free(ad, ptr);
         return NULL;
     }
-    if (!buffet_add(size, ad->align, &total)) return NULL;
-    old = *buffet__adapter_size_slot(ptr);
-    p = (unsigned char *)buffet_realloc(ad->parent, (unsigned char *)ptr - ad->align, old + ad->align,
-                                        total, ad->align, ad->site);
+    width = buffet__adapter_slots(ptr)[0];
+    old = buffet__adapter_slots(ptr)[1];
+    if (!buffet_add(size, width, &total)) return NULL;
+    p = (unsigned char *)buffet_realloc(ad->parent, (unsigned char *)ptr - width, old + width, total, width, ad->site);
     if (!p) return NULL;
-    p += ad->align;
-    *buffet__adapter_size_slot(p) = size;
+    p += width;
+    buffet__adapter_slots(p)[1] = size;
     return p;
 }
 
 BUFFET_API void buffet_adapter_free(buffet_adapter *ad, void *ptr) {
+    size_t width;
     if (!ad || !ptr) return;
-    buffet_free(ad->parent, (unsigned char *)ptr - ad->align, *buffet__adapter_size_slot(ptr) + ad->align,
-                ad->align, ad->site);
+    width = buffet__adapter_slots(ptr)[0];
+    buffet_free(ad->parent, (unsigned char *)ptr - width, buffet__adapter_slots(ptr)[1] + width, width, ad->site);
 }
 
-BUFFET_API size_t buffet_adapter_size(const void *ptr) { return ptr ? *buffet__adapter_size_slot(ptr) : 0; }
+BUFFET_API size_t buffet_adapter_size(const void *ptr) { return ptr ? buffet__adapter_slots(ptr)[1] : 0; }
 
-/* The sized face: the same blocks, so either face may free what the other allocated. A block
-   aligned beyond the adapter's header width cannot carry the header: refused. */
+/* The sized face: the same blocks, so either face may free what the other allocated. */
 static void *buffet__adapter_vt_alloc(void *self, size_t size, size_t align, buffet_site site) {
     buffet_adapter *ad = (buffet_adapter *)self;
-    if (align > ad->align) return buffet_alloc_fail(BUFFET_ERR_INVALID, "alignment above the adapter's header width");
-    return buffet__adapter_alloc(ad, size, site);
+    if (align > 4096) return buffet_alloc_fail(BUFFET_ERR_INVALID, "the adapter aligns to 4096 bytes at most");
+    return buffet__adapter_alloc(ad, size, align > ad->align ? align : ad->align, site);
 }
 static void buffet__adapter_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     (void)size; (void)align; (void)site;
@@ -2167,7 +2235,7 @@ BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const bu
     buffet_result r;
     void *m;
     int own, seals;
-    size_t len;
+    size_t len = 0;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     if (fd < 0) return BUFFET_ERR_INVALID;
@@ -2573,7 +2641,9 @@ struct buffet_registry {
 /* The providers this thread is calling now, so removing one from inside its own call is refused
    instead of waiting for itself. */
 #define BUFFET__REG_DEPTH 8
-static __thread struct { const buffet_registry *r; size_t slot; } buffet__reg_calls[BUFFET__REG_DEPTH];
+struct buffet__reg_view;
+static __thread struct { const buffet_registry *r; size_t slot; const struct buffet__reg_view *v; } buffet__reg_calls[BUFFET__REG_DEPTH];
+static bool buffet__reg_view_has(const struct buffet__reg_view *v, size_t slot);
 static __thread unsigned buffet__reg_ncalls;
 
 #define BUFFET__DEVICE_USAGE (BUFFET_USAGE_DEVICE_READ | BUFFET_USAGE_DEVICE_WRITE)
@@ -2735,11 +2805,21 @@ BUFFET_API buffet_result buffet_registry_add(buffet_registry *r, const buffet_pr
 static buffet_result buffet__registry_drop(buffet_registry *r, size_t i) {
     buffet_provider p;
     unsigned k;
-    for (k = 0; k < buffet__reg_ncalls && k < BUFFET__REG_DEPTH; k++) {
-        if (buffet__reg_calls[k].r == r && buffet__reg_calls[k].slot == i) {
+    if (buffet__reg_ncalls > BUFFET__REG_DEPTH) {
+        /* too deep in nested registry calls to tell whether this thread holds slot i: refuse
+           rather than risk waiting for itself */
+        pthread_mutex_unlock(&r->mu);
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "registry: remove from %u nested registry calls", buffet__reg_ncalls);
+        return BUFFET_ERR_STATE;
+    }
+    for (k = 0; k < buffet__reg_ncalls; k++) {
+        /* this thread's own call holds slot i busy: waiting would wait for itself */
+        if (buffet__reg_calls[k].r == r && buffet__reg_view_has(buffet__reg_calls[k].v, i)) {
             const char *name = r->slots[i].p.name;
+            bool own = buffet__reg_calls[k].slot == i;
             pthread_mutex_unlock(&r->mu);
-            BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "registry: '%s' removed from inside its own call", name);
+            BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "registry: '%s' removed from inside %s", name,
+                        own ? "its own call" : "a call into the same registry, which holds it in use");
             return BUFFET_ERR_STATE;
         }
     }
@@ -2787,6 +2867,13 @@ typedef struct buffet__reg_view {
     buffet_provider p[BUFFET_REGISTRY_MAX];
 } buffet__reg_view;
 
+static bool buffet__reg_view_has(const struct buffet__reg_view *v, size_t slot) {
+    size_t i;
+    for (i = 0; i < v->n; i++)
+        if (v->slot[i] == slot) return true;
+    return false;
+}
+
 static void buffet__registry_enter(buffet_registry *r, buffet__reg_view *v) {
     size_t i, j;
     uint64_t seq[BUFFET_REGISTRY_MAX];
@@ -2809,13 +2896,20 @@ static void buffet__registry_enter(buffet_registry *r, buffet__reg_view *v) {
     pthread_mutex_unlock(&r->mu);
 }
 
-static void buffet__registry_leave(buffet_registry *r, const buffet__reg_view *v) {
+/* Unmark the view's providers but entry `keep` (SIZE_MAX: all of them); the view then holds
+   only the kept one, so a create call keeps nothing else in use. */
+static void buffet__registry_leave(buffet_registry *r, buffet__reg_view *v, size_t keep) {
     size_t i;
     bool wake = false;
     pthread_mutex_lock(&r->mu);
-    for (i = 0; i < v->n; i++) wake |= --r->slots[v->slot[i]].busy == 0 && r->slots[v->slot[i]].removing;
+    for (i = 0; i < v->n; i++)
+        if (i != keep) wake |= --r->slots[v->slot[i]].busy == 0 && r->slots[v->slot[i]].removing;
     if (wake) pthread_cond_broadcast(&r->idle);
     pthread_mutex_unlock(&r->mu);
+    if (keep == SIZE_MAX) return;
+    v->slot[0] = v->slot[keep];
+    v->p[0] = v->p[keep];
+    v->n = 1;
 }
 
 /* Call into view entry i: this thread is inside it until buffet__registry_return. */
@@ -2823,6 +2917,7 @@ static void buffet__registry_call(const buffet_registry *r, const buffet__reg_vi
     if (buffet__reg_ncalls < BUFFET__REG_DEPTH) {
         buffet__reg_calls[buffet__reg_ncalls].r = r;
         buffet__reg_calls[buffet__reg_ncalls].slot = v->slot[i];
+        buffet__reg_calls[buffet__reg_ncalls].v = v;
     }
     buffet__reg_ncalls++;
 }
@@ -2856,14 +2951,15 @@ BUFFET_API buffet_result buffet_registry_create_buf_at(buffet_registry *r, const
     q.site = site;
     buffet__registry_enter(r, &v);
     best = buffet__registry_pick(r, &v, &q, scores, NULL);
+    buffet__registry_leave(r, &v, best);
     if (best == SIZE_MAX) {
         res = BUFFET_ERR_UNSUPPORTED;
     } else {
-        buffet__registry_call(r, &v, best);
-        res = v.p[best].create(v.p[best].self, &q, out);
+        buffet__registry_call(r, &v, 0);
+        res = v.p[0].create(v.p[0].self, &q, out);
         buffet__registry_return();
+        buffet__registry_leave(r, &v, SIZE_MAX);
     }
-    buffet__registry_leave(r, &v);
     if (best == SIZE_MAX)
         BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
                     "registry: no provider serves usage 0x%x (%zu bytes); buffet_explain() says why", q.usage, q.size);
@@ -2895,7 +2991,7 @@ BUFFET_API size_t buffet_explain(buffet_registry *r, const buffet_request *req, 
     }
     buffet__registry_enter(r, &v);
     best = buffet__registry_pick(r, &v, &q, scores, why);
-    buffet__registry_leave(r, &v);
+    buffet__registry_leave(r, &v, SIZE_MAX);
     if (q.size == 0)
         buffet__append(out, cap, &len, "; refused: size 0");
     else if (best == SIZE_MAX)

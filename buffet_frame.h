@@ -94,6 +94,14 @@
 #endif
 #include <pthread.h>
 
+/* Limits the implementation checks; no struct's layout depends on them. */
+#ifndef BUFFET_FRAME_MAX_IN_FLIGHT
+#define BUFFET_FRAME_MAX_IN_FLIGHT 4
+#endif
+#ifndef BUFFET_POOL_CACHE_MAX
+#define BUFFET_POOL_CACHE_MAX 512
+#endif
+
 BUFFET_EXTERN_C_BEGIN
 
 /* ---------------------------------------------------------------------------------------------
@@ -108,7 +116,8 @@ typedef void (*buffet_budget_fn)(void *user, const char *name, size_t used, size
    arenas of one thread at the same buffet_budget with buffet_frame_desc.thread_budget). The
    counters are buffet's: read them, don't write them. Thread: owned by the thread of its arenas. */
 typedef struct buffet_budget {
-    const char *name;          /* shown in logs; NULL: "budget" */
+    const char *name;          /* shown in logs; NULL: "arena" for an arena's own, the tag's name
+                                  for a tag's, "budget" for a thread budget */
     size_t soft;               /* bytes per frame before on_soft runs (once per frame); 0: none */
     size_t hard;               /* bytes per frame no allocation may pass; 0: none */
     buffet_budget_fn on_soft;  /* may be NULL */
@@ -171,7 +180,7 @@ typedef struct buffet_frame_stats {
     size_t peak_bytes;
     size_t chunks, chunk_bytes;    /* held from the parent (in use, in flight, spare, pinned) */
     size_t spare_chunks;
-    uint64_t oversized, transfers_sent, misuse, hard_failures, soft_hits;
+    uint64_t oversized, transfers_sent, transfers_unreceived, misuse, hard_failures, soft_hits;
     size_t tag_count;
 } buffet_frame_stats;
 
@@ -180,7 +189,7 @@ typedef struct buffet_frame_stats {
    tag_depth above 65536), BUFFET_ERR_LIFETIME (a parent whose blocks die with a frame or scope),
    the parent's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const buffet_frame_desc *desc, buffet_site site);
-#define buffet_frame_create(out, desc) buffet_frame_create_at((out), (desc), BUFFET_SITE)
+#define buffet_frame_create(...) buffet_frame_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Free the arena and every chunk (NULL does nothing). Transfers, pins and blocks still held keep
    their chunks alive; the last release frees them. Thread: owned. */
 BUFFET_API void buffet_frame_destroy(buffet_frame_arena *a);
@@ -279,7 +288,7 @@ BUFFET_API void *buffet_frame_vec_push(buffet_frame_vec *v, const void *elem);
    BUFFET_ERR_FOREIGN; outside a frame: BUFFET_ERR_STATE; a parent that is not thread-safe:
    BUFFET_ERR_THREAD; no memory). Thread: owned (the sender's). */
 BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send_at(buffet_frame_arena *a, void *ptr, size_t size, buffet_site site);
-#define buffet_frame_transfer_send(a, ptr, size) buffet_frame_transfer_send_at((a), (ptr), (size), BUFFET_SITE)
+#define buffet_frame_transfer_send(...) buffet_frame_transfer_send_at(__VA_ARGS__, BUFFET_SITE)
 /* Take delivery: returns the memory (and its size in *size when not NULL). Thread: safe. */
 BUFFET_API void *buffet_frame_transfer_receive(buffet_frame_transfer *t, size_t *size);
 /* The receiver is done; the last release of a chunk's transfers gives it back to its arena.
@@ -332,12 +341,12 @@ BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, const buffet_scope_
    (BUFFET_ERR_INVALID), inactive scope (BUFFET_ERR_STATE), parent failed (its reason).
    Thread: owned. */
 BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t align, buffet_site site);
-#define buffet_scope_alloc(s, size, align) buffet_scope_alloc_at((s), (size), (align), BUFFET_SITE)
+#define buffet_scope_alloc(...) buffet_scope_alloc_at(__VA_ARGS__, BUFFET_SITE)
 /* Run fn(arg) when the scope ends (last registered, first run, interleaved in reverse with the
    frees). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE, the parent's reason (fn is NOT run).
    Thread: owned. */
 BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site);
-#define buffet_scope_defer(s, fn, arg) buffet_scope_defer_at((s), (fn), (arg), BUFFET_SITE)
+#define buffet_scope_defer(...) buffet_scope_defer_at(__VA_ARGS__, BUFFET_SITE)
 /* End the scope: everything, newest first. An inner scope still active is ended first.
    Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (not active). Thread: owned. */
 BUFFET_API buffet_result buffet_scope_end(buffet_scope *s);
@@ -391,7 +400,7 @@ typedef struct buffet_pool_stats {
    2^32 objects), BUFFET_ERR_OVERFLOW, BUFFET_ERR_LIFETIME / BUFFET_ERR_THREAD (parent),
    the parent's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_pool_desc *desc, buffet_site site);
-#define buffet_pool_create(out, desc) buffet_pool_create_at((out), (desc), BUFFET_SITE)
+#define buffet_pool_create(...) buffet_pool_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Destroy the pool: no new cache may attach. Its memory is released now when every object is
    back and every cache destroyed, else when the last of them comes back (logged as a warning
    with the counts). NULL does nothing. Thread: once, not concurrently with its own use. */
@@ -400,7 +409,7 @@ BUFFET_API void buffet_pool_destroy(buffet_pool *p);
    attached to p, from p's parent allocator. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (p is
    being destroyed), the parent's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, buffet_pool *p, uint32_t cap, buffet_site site);
-#define buffet_pool_cache_create(out, p, cap) buffet_pool_cache_create_at((out), (p), (cap), BUFFET_SITE)
+#define buffet_pool_cache_create(...) buffet_pool_cache_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Give every cached object back, detach and free the cache. NULL does nothing. Thread: owned. */
 BUFFET_API void buffet_pool_cache_destroy(buffet_pool_cache *c);
 /* Give every cached object back to the shared store. Thread: owned (c). */
@@ -455,13 +464,6 @@ BUFFET_EXTERN_C_END
 */
 #if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_FRAME_IMPL_INCLUDED)
 #define BUFFET_FRAME_IMPL_INCLUDED
-
-#ifndef BUFFET_FRAME_MAX_IN_FLIGHT
-#define BUFFET_FRAME_MAX_IN_FLIGHT 4
-#endif
-#ifndef BUFFET_POOL_CACHE_MAX
-#define BUFFET_POOL_CACHE_MAX 512
-#endif
 
 /* >>chunks
    A chunk is one parent allocation: this header, then `size` usable bytes from `data` (64-byte
@@ -1215,7 +1217,7 @@ BUFFET_API buffet_result buffet_frame_push_tag(buffet_frame_arena *fa, const cha
     buffet__frame *a = buffet__frame_of(fa);
     int t;
     if (!a || !name) return BUFFET_ERR_INVALID;
-    t = buffet__frame_tag_find(a, name, true);
+    t = a->tag_depth == a->max_depth ? -1 : buffet__frame_tag_find(a, name, true);   /* a full stack adds no tag */
     if (t < 0 || a->tag_depth == a->max_depth) {
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_EXHAUSTED, "push_tag '%s': %s", name,
                     t < 0 ? "too many tags (buffet_frame_desc.max_tags)" : "tag stack full (buffet_frame_desc.tag_depth)");
@@ -1301,6 +1303,7 @@ BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *fa) {
     s.spare_chunks = a->free_count;
     s.oversized = a->oversized;
     s.transfers_sent = a->transfers_sent;
+    s.transfers_unreceived = a->transfers_unreceived_warnings;
     s.misuse = a->misuse;
     s.tag_count = a->tag_count;
     s.hard_failures = a->budget.hard_failures;
@@ -1333,10 +1336,11 @@ BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *fa, char *out, siz
     if (cap) out[0] = '\0';
     buffet__append(out, cap, &len,
         "{\"frame\":%llu,\"bytes\":%zu,\"count\":%zu,\"peak_bytes\":%zu,\"chunks\":%zu,\"chunk_bytes\":%zu,"
-        "\"spare_chunks\":%zu,\"oversized\":%llu,\"transfers_sent\":%llu,\"misuse\":%llu,\"soft_hits\":%llu,"
-        "\"hard_failures\":%llu,\"tags\":[",
+        "\"spare_chunks\":%zu,\"oversized\":%llu,\"transfers_sent\":%llu,\"transfers_unreceived\":%llu,"
+        "\"misuse\":%llu,\"soft_hits\":%llu,\"hard_failures\":%llu,\"tags\":[",
         (unsigned long long)s.frame, s.bytes, s.count, s.peak_bytes, s.chunks, s.chunk_bytes, s.spare_chunks,
-        (unsigned long long)s.oversized, (unsigned long long)s.transfers_sent, (unsigned long long)s.misuse,
+        (unsigned long long)s.oversized, (unsigned long long)s.transfers_sent,
+        (unsigned long long)s.transfers_unreceived, (unsigned long long)s.misuse,
         (unsigned long long)s.soft_hits, (unsigned long long)s.hard_failures);
     for (i = 0; a && i < a->tag_count; i++) {
         buffet_frame_tag_stats t;
@@ -1555,7 +1559,10 @@ BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t alig
 BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site) {
     buffet_scope_entry *e;
     if (!s || !fn) return BUFFET_ERR_INVALID;
-    if (!s->active) return BUFFET_ERR_STATE;
+    if (!s->active) {
+        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_defer in a scope that has ended");
+        return BUFFET_ERR_STATE;
+    }
     e = (buffet_scope_entry *)buffet_alloc(s->parent, sizeof *e, BUFFET_ALIGNOF(buffet_scope_entry), site);
     if (!e) return buffet_alloc_error(NULL);
     memset(e, 0, sizeof *e);
@@ -1768,22 +1775,25 @@ fail: {
 }
 
 BUFFET_API void buffet_pool_destroy(buffet_pool *p) {
-    size_t out, caches;
+    size_t out, created, caches;
+    buffet_logger log;
     bool done;
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->dying = true;
     done = buffet__pool_done(p);
     out = p->created - p->store_count;
+    created = p->created;
     caches = p->ncaches;
+    log = p->log;   /* once unlocked, the last object coming back may free the pool */
     pthread_mutex_unlock(&p->mu);
     if (done) {
         buffet__pool_free(p);
         return;
     }
-    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
+    BUFFET__LOG(&log, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
                 "pool destroyed with %zu of %zu objects not in the store and %zu caches attached: it is released when they come back",
-                out, p->created, caches);
+                out, created, caches);
 }
 
 BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, buffet_pool *p, uint32_t cap, buffet_site site) {
@@ -1818,9 +1828,14 @@ BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, bu
     return BUFFET_OK;
 }
 
-/* Move up to n pointers from the store to dst (growing the pool if it must). Called locked. */
+/* Move up to n pointers from the store to dst (growing the pool if it must). A destroyed pool
+   hands out nothing more. Called locked. */
 static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n) {
     size_t k;
+    if (p->dying) {
+        buffet_alloc_fail(BUFFET_ERR_STATE, "the pool is being destroyed");
+        return 0;
+    }
     while (p->store_count < n && buffet__pool_grow(p)) {}
     k = n < p->store_count ? n : p->store_count;
     p->store_count -= k;
@@ -1858,6 +1873,7 @@ BUFFET_API void buffet_pool_cache_flush(buffet_pool_cache *c) {
 BUFFET_API void buffet_pool_cache_destroy(buffet_pool_cache *c) {
     buffet_pool *p;
     buffet_pool_cache **pp;
+    buffet_allocator parent;
     bool done;
     if (!c || !c->pool) return;
     p = c->pool;
@@ -1870,8 +1886,9 @@ BUFFET_API void buffet_pool_cache_destroy(buffet_pool_cache *c) {
         p->ncaches--;
     }
     done = buffet__pool_done(p);
+    parent = p->parent;   /* unless done, a destroyed pool may go on another thread once unlocked */
     pthread_mutex_unlock(&p->mu);
-    buffet_free(p->parent, c, sizeof *c + (size_t)c->cap * sizeof(void *), BUFFET_ALIGNOF(buffet_pool_cache), BUFFET_SITE);
+    buffet_free(parent, c, sizeof *c + (size_t)c->cap * sizeof(void *), BUFFET_ALIGNOF(buffet_pool_cache), BUFFET_SITE);
     if (done) buffet__pool_free(p);
 }
 
@@ -1913,8 +1930,15 @@ static void buffet__pool_handed_out(buffet_pool *p, void *obj) {
     BUFFET__UNPOISON(obj, p->obj_size);
 }
 
-/* An allocation the pool cannot serve: counted, logged, and the reason recorded. */
+/* An allocation the pool cannot serve: counted, logged, and the reason recorded. The failed
+   growth just recorded why: the pool at its max, or the parent's reason (kept, not hidden). */
 static void *buffet__pool_exhausted(buffet_pool *p) {
+    const char *why;
+    buffet_result r = buffet_alloc_error(&why);
+    if (r != BUFFET_ERR_EXHAUSTED) {
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, r, "pool of %zu-byte objects cannot hand out more: %s", p->obj_size, why);
+        return buffet_alloc_fail(r, why);
+    }
     BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool of %zu-byte objects exhausted (max %zu)",
                 p->obj_size, p->max);
     return buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the pool is at its max and empty");
@@ -2022,11 +2046,11 @@ BUFFET_API void *buffet_pool_get_shared(buffet_pool *p) {
     size_t k;
     if (!p) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no pool");
     pthread_mutex_lock(&p->mu);
-    k = p->dying ? 0 : buffet__pool_take(p, &o, 1);
+    k = buffet__pool_take(p, &o, 1);
     if (k) p->gets++;
     else p->failures++;
     pthread_mutex_unlock(&p->mu);
-    if (!k) return p->dying ? buffet_alloc_fail(BUFFET_ERR_STATE, "the pool is being destroyed") : buffet__pool_exhausted(p);
+    if (!k) return buffet__pool_exhausted(p);
     buffet__pool_handed_out(p, o);
     return o;
 }
@@ -2062,12 +2086,8 @@ static void buffet__pool_vt_free(void *self, void *ptr, size_t size, size_t alig
     if (pthread_equal(c->owner, pthread_self())) buffet_pool_put(c, ptr);
     else buffet_pool_put_shared(c->pool, ptr);
 }
-static uint32_t buffet__pool_vt_contract(const void *self) {
-    (void)self;
-    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;
-}
 static const buffet_allocator_vtable buffet__pool_vtable = {
-    buffet__pool_vt_alloc, NULL, buffet__pool_vt_free, NULL, buffet__pool_vt_contract, NULL
+    buffet__pool_vt_alloc, NULL, buffet__pool_vt_free, NULL, buffet__contract_until_freed_safe, NULL
 };
 
 BUFFET_API buffet_allocator buffet_pool_allocator(buffet_pool_cache *c) {

@@ -7,7 +7,7 @@
    EXAMPLE
          buffet_pkt_pool *pool;
          buffet_pkt_pool_create(&pool, &(buffet_pkt_pool_desc){ .name = "rx" });
-         buffet_pkt_cache *cache;                        // one per thread, owned by it
+         buffet_pkt_cache *cache;                        // one per thread, belongs to it
          buffet_pkt_cache_create(&cache, pool, 0);
          buffet_pkt *p = buffet_pkt_alloc(cache, 1500);  // from the 2048-byte class
          memcpy(buffet_pkt_append(p, 64), frame, 64);    // data grows into the tailroom
@@ -23,9 +23,12 @@
               `initial` per class and grown up to `max`. Each class's shared store is a
               lock-free ring of batches: a free buffer's own free bytes list up to 31 others,
               so the store costs under a byte per buffer.
-     cache    per-thread arrays of buffer pointers over the store, owned by the caller (no
+     cache    per-thread arrays of buffer pointers over the store, made by each thread (no
               thread registry): alloc and free are an array pop and push plus a header reset;
-              refills and spills move whole batches.
+              refills and spills move whole batches. The same design as buffet_frame.h's pool
+              caches (created, arrays sized at run time); it differs only in holding one array
+              per size class, and in its store being lock-free batches, since packets cross
+              threads at line rate where frame-pool objects mostly stay home.
      packet   a 64-byte header (buffet_pkt) followed by the user area and the data room; data
               between headroom and tailroom; segments linked by `next`; metadata fields.
      clone    a header of its own (own metadata) sharing another packet's data, counted in that
@@ -82,6 +85,10 @@
 
 /* Size classes a pool can have: a constant, since public structs are sized by it. */
 #define BUFFET_PKT_MAX_CLASSES 16
+/* The most pointers a cache holds per class: a limit the implementation checks, not a layout. */
+#ifndef BUFFET_PKT_CACHE_MAX
+#define BUFFET_PKT_CACHE_MAX 512
+#endif
 #define BUFFET_PKT_HISTORY 8
 
 BUFFET_EXTERN_C_BEGIN
@@ -158,7 +165,6 @@ typedef struct buffet_pkt_cache {
     uint16_t headroom;
     bool checks;                    /* debug: every call takes the careful path */
     pthread_t owner;                /* the creating thread: the allocator face routes others to the pool */
-    buffet_site site;               /* of the create, for leak reports */
     struct buffet_pkt_cache *next_in_pool;
     buffet_pkt_cache_class cls[BUFFET_PKT_MAX_CLASSES + 1];
 } buffet_pkt_cache;
@@ -187,18 +193,19 @@ typedef struct buffet_pkt_stats {
    with the headroom, headroom above 65535, initial > max), BUFFET_ERR_LIFETIME /
    BUFFET_ERR_THREAD (allocator), the allocator's reason, BUFFET_ERR_NOMEM (mmap). Thread: safe. */
 BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc, buffet_site site);
-#define buffet_pkt_pool_create(out, desc) buffet_pkt_pool_create_at((out), (desc), BUFFET_SITE)
+#define buffet_pkt_pool_create(...) buffet_pkt_pool_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Destroy the pool: it leaves every registry now (waiting for calls into it to return) and no
    cache may attach any more. Its regions are released now when every buffer is back and every
    cache destroyed, else when the last of them comes back; buffers still out are reported
    (debug builds: each, with the site that took it). NULL does nothing. Thread: once, not
-   from the pool's own callbacks. */
+   concurrently with other calls on the pool (frees of its buffers excepted), not from the
+   pool's own callbacks. */
 BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p);
 /* A cache of `size` pointers per class (0: 64; at most BUFFET_PKT_CACHE_MAX) for the calling
    thread. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (the pool is being destroyed), the
    allocator's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size, buffet_site site);
-#define buffet_pkt_cache_create(out, p, size) buffet_pkt_cache_create_at((out), (p), (size), BUFFET_SITE)
+#define buffet_pkt_cache_create(...) buffet_pkt_cache_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Give every cached buffer back to the pool and free the cache. NULL does nothing. Thread: owned. */
 BUFFET_API void buffet_pkt_cache_destroy(buffet_pkt_cache *c);
 /* Give every cached buffer back and merge the counters into the pool's. Thread: owned. */
@@ -259,16 +266,16 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
    logged). `site` is recorded in debug builds. Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buffet_site site);
 /* The debug history records who allocated and freed: the site comes from the call. */
-#define buffet_pkt_alloc(c, size) buffet_pkt_alloc_at((c), (size), BUFFET_SITE)
-#define buffet_pkt_alloc_class(c, cls) buffet_pkt_alloc_class_at((c), (cls), BUFFET_SITE)
-#define buffet_pkt_free(c, p) buffet_pkt_free_at((c), (p), BUFFET_SITE)
+#define buffet_pkt_alloc(...) buffet_pkt_alloc_at(__VA_ARGS__, BUFFET_SITE)
+#define buffet_pkt_alloc_class(...) buffet_pkt_alloc_class_at(__VA_ARGS__, BUFFET_SITE)
+#define buffet_pkt_free(...) buffet_pkt_free_at(__VA_ARGS__, BUFFET_SITE)
 /* Freeing is dropping a reference: the pair of buffet_pkt_ref. */
-#define buffet_pkt_unref(c, p) buffet_pkt_free_at((c), (p), BUFFET_SITE)
+#define buffet_pkt_unref(...) buffet_pkt_free_at(__VA_ARGS__, BUFFET_SITE)
 
 /* n packets of class cls into pkts[0..n), all or nothing. `site` is recorded for each in debug
    builds. Returns: n or 0 (buffet_alloc_error says why). Thread: owned (c). */
 BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n, buffet_site site);
-#define buffet_pkt_alloc_bulk(c, cls, pkts, n) buffet_pkt_alloc_bulk_at((c), (cls), (pkts), (n), BUFFET_SITE)
+#define buffet_pkt_alloc_bulk(...) buffet_pkt_alloc_bulk_at(__VA_ARGS__, BUFFET_SITE)
 /* Free n packets (as buffet_pkt_free each). Thread: owned (c). */
 BUFFET_API void buffet_pkt_free_bulk(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n);
 /* Allocate / free without a cache (a ring operation each). Thread: safe. */
@@ -284,7 +291,7 @@ BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p);
    BUFFET_ERR_EXHAUSTED; 65535 references to a segment's data: BUFFET_ERR_OVERFLOW; another
    pool's cache: BUFFET_ERR_INVALID), all logged. Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site);
-#define buffet_pkt_clone(c, p) buffet_pkt_clone_at((c), (p), BUFFET_SITE)
+#define buffet_pkt_clone(...) buffet_pkt_clone_at(__VA_ARGS__, BUFFET_SITE)
 /* A packet over caller memory mem[0..size): the last 32 bytes hold the shared reference count,
    so buf_len is a little less than size (1 to 65535 bytes must remain). free_fn(opaque, mem)
    runs when the last packet or clone referring to it is freed. The packet starts empty at
@@ -292,8 +299,7 @@ BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, b
    clone class exhausted). Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_attach_external_at(buffet_pkt_cache *c, void *mem, size_t size,
                                                      buffet_pkt_ext_free_fn free_fn, void *opaque, buffet_site site);
-#define buffet_pkt_attach_external(c, mem, size, free_fn, opaque) \
-    buffet_pkt_attach_external_at((c), (mem), (size), (free_fn), (opaque), BUFFET_SITE)
+#define buffet_pkt_attach_external(...) buffet_pkt_attach_external_at(__VA_ARGS__, BUFFET_SITE)
 
 /* Data of the first segment. */
 static inline void *buffet_pkt_data(const buffet_pkt *p) { return p->buf + p->data_off; }
@@ -343,7 +349,7 @@ BUFFET_API buffet_result buffet_pkt_chain(buffet_pkt *head, buffet_pkt *tail);
    packet of a class that fits (metadata kept, *p replaced). Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_RANGE (no class is big enough), BUFFET_ERR_EXHAUSTED: *p unchanged. */
 BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt **p, buffet_site site);
-#define buffet_pkt_linearize(c, p) buffet_pkt_linearize_at((c), (p), BUFFET_SITE)
+#define buffet_pkt_linearize(...) buffet_pkt_linearize_at(__VA_ARGS__, BUFFET_SITE)
 /* Bytes [off, off+len) of the packet: a pointer into it when they lie in one segment, else
    copied to tmp (len bytes) and tmp returned. NULL when out of range. Thread: compatible. */
 BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t len, void *tmp);
@@ -352,7 +358,7 @@ BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t l
    reports of those buffers. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_OVERFLOW (a segment has
    65535 references), the allocator's reason (chain unchanged). Thread: owned (c). */
 BUFFET_API buffet_result buffet_pkt_to_chain_at(buffet_pkt *p, buffet_chain *c, buffet_site site);
-#define buffet_pkt_to_chain(p, c) buffet_pkt_to_chain_at((p), (c), BUFFET_SITE)
+#define buffet_pkt_to_chain(...) buffet_pkt_to_chain_at(__VA_ARGS__, BUFFET_SITE)
 
 /* Statistics of the pool, merged from every cache's last refill. Thread: safe. */
 BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p);
@@ -372,10 +378,11 @@ BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out);
    Errors: as buffet_registry_add; BUFFET_ERR_EXHAUSTED (in 8 registries already),
    BUFFET_ERR_STATE (the pool is being destroyed). */
 BUFFET_API buffet_result buffet_pkt_pool_register(buffet_pkt_pool *p, buffet_registry *r);
-/* The cache as an allocator for blocks up to the largest class (a packet's whole data room,
-   64-byte aligned): size classes for any bytes, not just packets. On the cache's thread it goes
-   through the cache, on any other through the pool. Contract: blocks live until freed;
-   thread-safe. Others: NULL (BUFFET_ERR_TOO_LARGE). Thread: safe. */
+/* The cache as an allocator of whole data rooms (headroom plus class size, 64-byte aligned): size
+   classes for any bytes, not just packets. On the cache's thread it goes through the cache, on
+   any other through the pool; free its blocks before destroying the cache. Contract: blocks live
+   until freed; thread-safe. Larger blocks: NULL (BUFFET_ERR_TOO_LARGE, counted and logged), as
+   for alignment above 64. Thread: safe. */
 BUFFET_API buffet_allocator buffet_pkt_allocator(buffet_pkt_cache *c);
 
 /* NUMA: nodes with memory on this machine (1 without NUMA), the calling thread's node, and the
@@ -397,9 +404,6 @@ BUFFET_EXTERN_C_END
 #include <sched.h>
 #include <sys/syscall.h>
 
-#ifndef BUFFET_PKT_CACHE_MAX
-#define BUFFET_PKT_CACHE_MAX 512
-#endif
 
 /* >>ring: a lock-free multi-producer multi-consumer ring of pointers, moved in bulk. A side
    claims [head, head+n) with a CAS, copies, then publishes by moving its tail once every
@@ -520,18 +524,11 @@ struct buffet_pkt_pool {
     buffet_registry *registries[8]; /* where it is a provider (under the lock) */
     unsigned nregistries;
     bool dying;                     /* destroyed by its owner; released when everything is back */
+    bool reporting;                 /* destroy is still telling the log about it: not released yet */
     buffet__logq pending;           /* found under the lock, logged after it */
 };
 
-/* Unlock, then tell the logger what was found meanwhile (it may call back into the pool). */
-static void buffet__pkt_unlock(buffet_pkt_pool *p) {
-    buffet__logq q;
-    q.n = p->pending.n;
-    if (q.n) memcpy(&q, &p->pending, sizeof q);
-    p->pending.n = 0;
-    pthread_mutex_unlock(&p->mu);
-    buffet__logq_flush(&q, &p->log);
-}
+static void buffet__pkt_unlock(buffet_pkt_pool *p) { buffet__unlock_and_log(&p->mu, &p->pending, &p->log); }
 
 /* >>store: a class's free buffers, shared by every thread. The lock-free ring holds batches,
    each a free buffer whose own free bytes list the batch's other buffers, so the store costs
@@ -720,8 +717,11 @@ static buffet__pkt_region *buffet__pkt_locate(const buffet_pkt_pool *p, const vo
 
 static void buffet__pkt_note(buffet__pkt_dbg *d, uint32_t op, buffet_site site) {
     uint32_t i = BUFFET__FETCH_ADD(&d->hist_pos, 1, BUFFET__RELAXED) % BUFFET_PKT_HISTORY;
-    d->hist[i].op = op;
-    d->hist[i].site = site;
+    /* Threads sharing a packet (clones, refs) note at once and may meet in a slot as the history
+       wraps: each field is stored whole, so readers see some writer's value, never a torn one. */
+    BUFFET__STORE(&d->hist[i].op, op, BUFFET__RELAXED);
+    BUFFET__STORE(&d->hist[i].site.where, site.where, BUFFET__RELAXED);
+    BUFFET__STORE(&d->hist[i].site.func, site.func, BUFFET__RELAXED);
 }
 
 /* Debug: the bookkeeping of header h (NULL, counted and logged, when h is foreign). */
@@ -859,7 +859,7 @@ static size_t buffet__pkt_out(const buffet_pkt_pool *p) {
 
 /* Is a destroyed pool now free of users? Called locked; true means: release it, unlocked. */
 static bool buffet__pkt_done(const buffet_pkt_pool *p) {
-    return p->dying && !p->caches && buffet__pkt_out(p) == 0;
+    return p->dying && !p->reporting && !p->caches && buffet__pkt_out(p) == 0;
 }
 
 BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc, buffet_site site) {
@@ -971,13 +971,13 @@ BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out) {
         for (i = 0; i < r->count; i++) {
             buffet__pkt_dbg *d = &r->dbg[i];
             if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) continue;
+            const char *where = BUFFET__LOAD(&d->taken.where, BUFFET__RELAXED);
+            const char *func = BUFFET__LOAD(&d->taken.func, BUFFET__RELAXED);
             if (out)
                 fprintf(out, "buffet: pool %s: buffer %p (class %u) still out, taken at %s in %s()\n", p->name,
-                        (void *)buffet__pkt_elem(p, r, i), r->cls, d->taken.where ? d->taken.where : "?",
-                        d->taken.func ? d->taken.func : "?");
+                        (void *)buffet__pkt_elem(p, r, i), r->cls, where ? where : "?", func ? func : "?");
             BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "pool %s: buffer %p still out, taken at %s in %s()",
-                        p->name, (void *)buffet__pkt_elem(p, r, i), d->taken.where ? d->taken.where : "?",
-                        d->taken.func ? d->taken.func : "?");
+                        p->name, (void *)buffet__pkt_elem(p, r, i), where ? where : "?", func ? func : "?");
         }
     }
     if (n && !p->checks)
@@ -1001,7 +1001,10 @@ BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
     buffet_pkt_cache *c;
     bool done;
     if (!p) return;
-    /* Leave every registry first: no call into the pool can start after this. */
+    pthread_mutex_lock(&p->mu);
+    BUFFET__STORE(&p->dying, true, BUFFET__RELAXED);   /* first: no cache or registration may start */
+    buffet__pkt_unlock(p);
+    /* Leave every registry: no call into the pool can start after this. */
     for (;;) {
         buffet_registry *r;
         pthread_mutex_lock(&p->mu);
@@ -1011,10 +1014,12 @@ BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
         if (buffet__registry_remove_self(r, p) != BUFFET_OK) buffet__pkt_detach(p, r);
     }
     pthread_mutex_lock(&p->mu);
-    BUFFET__STORE(&p->dying, true, BUFFET__RELAXED);
     done = buffet__pkt_done(p);
     out = buffet__pkt_out(p);
     for (c = p->caches; c; c = c->next_in_pool) caches++;
+    /* The last buffer may come back while the report below runs (another thread, or the logger
+       itself): the pool stays until the report is done. */
+    p->reporting = !done;
     buffet__pkt_unlock(p);
     if (done) {
         buffet__pkt_pool_free(p);
@@ -1024,6 +1029,11 @@ BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
                 "pool %s destroyed with %zu buffers out and %zu caches attached: it is released when they come back",
                 p->name, out, caches);
     if (p->checks && out) buffet_pkt_pool_report_leaks(p, NULL);
+    pthread_mutex_lock(&p->mu);
+    p->reporting = false;
+    done = buffet__pkt_done(p);
+    buffet__pkt_unlock(p);
+    if (done) buffet__pkt_pool_free(p);
 }
 
 BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size) {
@@ -1055,7 +1065,6 @@ BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buff
     c->headroom = (uint16_t)p->headroom;
     c->checks = p->checks;
     c->owner = pthread_self();
-    c->site = site;
     for (k = 0; k <= p->nclasses; k++) c->cls[k].objs = (void **)(c + 1) + (size_t)k * size;
     pthread_mutex_lock(&p->mu);
     dying = p->dying;
@@ -1163,14 +1172,23 @@ static uint32_t buffet__pkt_take(buffet_pkt_pool *p, unsigned k, void **objs, ui
 static buffet_pkt *buffet__pkt_failed(buffet_pkt_pool *p, unsigned k, size_t size) {
     buffet_result why;
     const char *text;
+    buffet_logger log;
+    char name[sizeof p->name];
+    uint32_t room;
+    size_t max;
     pthread_mutex_lock(&p->mu);
     p->cls[k].failures++;
     why = p->dying ? BUFFET_ERR_STATE : buffet_pkt_pool_class(p, size) < 0 ? BUFFET_ERR_TOO_LARGE : BUFFET_ERR_EXHAUSTED;
+    /* copied under the lock: a destroyed pool may go once it is released */
+    memcpy(name, p->name, sizeof name);
+    room = p->cls[k].data_room;
+    max = p->cls[k].max;
+    log = p->log;
     buffet__pkt_unlock(p);
     text = why == BUFFET_ERR_STATE ? "the pool is being destroyed"
          : why == BUFFET_ERR_TOO_LARGE ? "larger than the pool's largest class" : "the class is at its max";
-    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, why, "pool %s: class %u (%u bytes, max %zu buffers) refused %zu bytes: %s",
-                p->name, k, p->cls[k].data_room, p->cls[k].max, size, text);
+    BUFFET__LOG(&log, BUFFET_LOG_WARN, why, "pool %s: class %u (%u bytes, max %zu buffers) refused %zu bytes: %s",
+                name, k, room, max, size, text);
     return (buffet_pkt *)buffet_alloc_fail(why, text);
 }
 
@@ -1181,7 +1199,9 @@ static void buffet__pkt_handout(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, b
         buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "alloc", site);
         if (d) {
             BUFFET__STORE(&d->out, 1u, BUFFET__RELEASE);
-            d->taken = site;
+            /* report_leaks may read it meanwhile, on another thread */
+            BUFFET__STORE(&d->taken.where, site.where, BUFFET__RELAXED);
+            BUFFET__STORE(&d->taken.func, site.func, BUFFET__RELAXED);
             buffet__pkt_note(d, BUFFET__PKT_OP_CACHE_OUT, site);
             buffet__pkt_note(d, BUFFET__PKT_OP_ALLOC, site);
         }
@@ -1271,11 +1291,13 @@ static void buffet__pkt_seg_unref(buffet_pkt_cache *c, buffet_pkt *h, buffet_sit
         buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "free", site);
         if (!d) return;
         if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) {
+            const char *where = BUFFET__LOAD(&d->taken.where, BUFFET__RELAXED);
+            const char *func = BUFFET__LOAD(&d->taken.func, BUFFET__RELAXED);
             BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);
             BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
                         "pool %s: double free of buffer %p at %s in %s(); it was taken at %s in %s()", p->name,
                         (void *)h, site.where ? site.where : "?", site.func ? site.func : "?",
-                        d->taken.where ? d->taken.where : "?", d->taken.func ? d->taken.func : "?");
+                        where ? where : "?", func ? func : "?");
             return;
         }
         buffet__pkt_note(d, BUFFET__PKT_OP_FREE, site);
@@ -1319,8 +1341,12 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
         uint32_t want, room = c->size - kc->count, ask;
         buffet__pkt_events ev;
         if (n > c->size) {
-            /* A burst larger than the cache never fits in it: say so, and count it. */
-            buffet__pkt_failed(c->pool, k, c->pool->cls[k].data_room);
+            /* A burst larger than the cache never fits in it: say so (not "at its max"), and count it. */
+            pthread_mutex_lock(&c->pool->mu);
+            c->pool->cls[k].failures++;
+            buffet__pkt_unlock(c->pool);
+            BUFFET__LOG(&c->pool->log, BUFFET_LOG_WARN, BUFFET_ERR_TOO_LARGE, "pool %s: class %u refused a burst of %zu: larger than the cache (%u)",
+                        c->pool->name, k, n, c->size);
             buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "a burst larger than the cache");
             return 0;
         }
@@ -1618,7 +1644,7 @@ BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt
     k = buffet_pkt_pool_class(c->pool, p->pkt_len);
     if (k < 0) return BUFFET_ERR_RANGE;
     n = buffet_pkt_alloc_class_at(c, (unsigned)k, site);
-    if (!n) return BUFFET_ERR_EXHAUSTED;
+    if (!n) return buffet_alloc_error(NULL);
     dst = (unsigned char *)buffet_pkt_append(n, p->pkt_len);
     for (s = p; s; s = s->next) {
         memcpy(dst, s->buf + s->data_off, s->len);
@@ -1794,8 +1820,9 @@ BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out) {
     if (!d) return 0;
     pos = BUFFET__LOAD(&d->hist_pos, BUFFET__ACQUIRE);
     for (i = pos > BUFFET_PKT_HISTORY ? pos - BUFFET_PKT_HISTORY : 0; i < pos; i++, n++) {
-        uint32_t op = d->hist[i % BUFFET_PKT_HISTORY].op;
-        buffet_site s = d->hist[i % BUFFET_PKT_HISTORY].site;
+        uint32_t op = BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].op, BUFFET__RELAXED);
+        buffet_site s = buffet_site_make(BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].site.where, BUFFET__RELAXED),
+                                         BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].site.func, BUFFET__RELAXED));
         fprintf(out, "buffet: %p #%u %s at %s in %s()\n", (const void *)p, i, op < 7 ? ops[op] : "?",
                 s.where ? s.where : "?", s.func ? s.func : "?");
     }
@@ -1856,6 +1883,7 @@ BUFFET_API buffet_result buffet_pkt_pool_register(buffet_pkt_pool *p, buffet_reg
     pthread_mutex_lock(&p->mu);
     full = p->nregistries == sizeof p->registries / sizeof p->registries[0];
     res = p->dying ? BUFFET_ERR_STATE : full ? BUFFET_ERR_EXHAUSTED : BUFFET_OK;
+    if (res == BUFFET_OK) p->registries[p->nregistries++] = r;   /* reserved: a concurrent register cannot overrun */
     buffet__pkt_unlock(p);
     if (res != BUFFET_OK) {
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, res, "pool %s: register: %s", p->name,
@@ -1869,11 +1897,8 @@ BUFFET_API buffet_result buffet_pkt_pool_register(buffet_pkt_pool *p, buffet_reg
     prov.self = p;
     prov.detach = buffet__pkt_detach;
     res = buffet_registry_add(r, &prov);
-    if (res != BUFFET_OK) return res;
-    pthread_mutex_lock(&p->mu);
-    p->registries[p->nregistries++] = r;
-    buffet__pkt_unlock(p);
-    return BUFFET_OK;
+    if (res != BUFFET_OK) buffet__pkt_detach(p, r);   /* give the reservation back */
+    return res;
 }
 
 /* >>the allocator face: a packet's whole data room as a block */
@@ -1882,8 +1907,9 @@ static void *buffet__pkt_vt_alloc(void *self, size_t size, size_t align, buffet_
     buffet_pkt_pool *p = c->pool;
     buffet_pkt *h;
     unsigned k;
+    if (align > 64) return buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "a data room is aligned to 64 bytes at most");
     for (k = 0; k < p->nclasses && p->cls[k].buf_len < size; k++) {}
-    if (k == p->nclasses || align > 64) return buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "larger than a packet's data room, or aligned above 64");
+    if (k == p->nclasses) return buffet__pkt_failed(p, p->nclasses ? p->nclasses - 1 : 0, size);
     if (pthread_equal(c->owner, pthread_self())) {
         h = buffet_pkt_alloc_class_at(c, k, site);
     } else {
@@ -1904,12 +1930,8 @@ static void buffet__pkt_vt_free(void *self, void *ptr, size_t size, size_t align
     (void)size; (void)align;
     buffet__pkt_free_slow(pthread_equal(c->owner, pthread_self()) ? c : NULL, h, site);
 }
-static uint32_t buffet__pkt_vt_contract(const void *self) {
-    (void)self;
-    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;
-}
 static const buffet_allocator_vtable buffet__pkt_vtable = {
-    buffet__pkt_vt_alloc, NULL, buffet__pkt_vt_free, NULL, buffet__pkt_vt_contract, NULL
+    buffet__pkt_vt_alloc, NULL, buffet__pkt_vt_free, NULL, buffet__contract_until_freed_safe, NULL
 };
 
 BUFFET_API buffet_allocator buffet_pkt_allocator(buffet_pkt_cache *c) {

@@ -4,6 +4,7 @@
      a) the heap allocator (buffet_heap() and a zero allocator) vs glibc malloc/free
      b) the debug allocator vs glibc malloc/free (a checking tool: expect it to be slower)
      c) a zero-copy chain exported with buffet_chain_iovec + writev vs memcpy into one buffer + write
+     d) growing and shrinking a block: buffet_realloc over the heap vs realloc(3)
    Every number is the median of REPS repetitions after a warm-up; within a repetition the
    contestants alternate (and swap order every other repetition). Ratios are peer / buffet:
    above 1 means buffet is faster.
@@ -178,6 +179,42 @@ static void *drain(void *arg) {
     return NULL;
 }
 
+/* ---- d) growth ---- */
+typedef struct grow_ctx {
+    bool use_libc;              /* realloc(3); else buffet_realloc over the heap */
+    int shape;                  /* 0: +4 KiB steps to 8 MiB; 1: x1.5 steps to 256 MiB; 2: 1 MiB then 16 B */
+} grow_ctx;
+
+static uint64_t run_grow(void *vctx, size_t iters) {
+    grow_ctx *x = (grow_ctx *)vctx;
+    buffet_allocator h = buffet_heap();
+    uint64_t t0 = now_ns();
+    for (size_t it = 0; it < iters; it++) {
+        size_t size = x->shape == 2 ? (size_t)1 << 20 : 4096, limit = x->shape == 0 ? (size_t)8 << 20 : (size_t)256 << 20;
+        unsigned char *p = (unsigned char *)(x->use_libc ? malloc(size) : buffet_alloc(h, size, 16, BUFFET_SITE));
+        if (!p) die("allocation failed");
+        p[size - 1] = 1;
+        if (x->shape == 2) {
+            unsigned char *q = (unsigned char *)(x->use_libc ? realloc(p, 16) : buffet_realloc(h, p, size, 16, 16, BUFFET_SITE));
+            if (!q) die("shrink failed");
+            p = q;
+            size = 16;
+        }
+        while (x->shape != 2 && size < limit) {
+            size_t next = x->shape == 0 ? size + 4096 : size + size / 2;
+            unsigned char *q = (unsigned char *)(x->use_libc ? realloc(p, next) : buffet_realloc(h, p, size, next, 16, BUFFET_SITE));
+            if (!q) die("growth failed");
+            p = q;
+            size = next;
+            p[size - 1] = 1;   /* the new end is written, as a growing buffer's would be */
+        }
+        escape(p);
+        if (x->use_libc) free(p);
+        else buffet_free(h, p, size, 16, BUFFET_SITE);
+    }
+    return now_ns() - t0;
+}
+
 static void print_machine(void) {
     bench_print_machine("");
     printf("method:   median of %d repetitions of ~%.0f ms after a warm-up; contestants alternate\n"
@@ -287,6 +324,22 @@ int main(void) {
     close(pfd[1]);
     pthread_join(reader, NULL);
     close(pfd[0]); close(devnull);
+
+    printf("\nd) resizing a block: buffet_realloc over the heap vs realloc(3) (ms per whole sequence)\n");
+    printf("%-34s %10s %10s %14s\n", "sequence", "realloc", "buffet", "realloc/buffet");
+    static const char *grow_names[3] = { "grow +4 KiB steps to 8 MiB", "grow x1.5 steps to 256 MiB", "1 MiB, shrink to 16 B" };
+    for (int shape = 0; shape < 3; shape++) {
+        grow_ctx gx[2];
+        contestant c[2];
+        for (int i = 0; i < 2; i++) {
+            gx[i].use_libc = (i == 0);
+            gx[i].shape = shape;
+            c[i].name = i ? "buffet_realloc" : "realloc"; c[i].run = run_grow; c[i].ctx = &gx[i]; c[i].ops_per_iter = 1.0;
+        }
+        measure(c, 2, r, TARGET_NS, 1);
+        printf("%-34s %10.3f %10.3f %13.2fx\n", grow_names[shape], r[0] / 1e6, r[1] / 1e6, r[0] / r[1]);
+        fflush(stdout);
+    }
     printf("\n(pipe reader drained %.1f MiB; total run %.1f s)\n", (double)drained / 1048576.0,
            (double)(now_ns() - start) / 1e9);
     return 0;

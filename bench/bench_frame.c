@@ -427,11 +427,11 @@ ALWAYS_INLINE void pc_consume(pc_ctx *x, int mode, gp_free_fn fr, buffet_pool_ca
 }
 
 static void pc_pool_side(pc_ctx *x, bool producer, int mode) {
-    buffet_pool_cache c;
-    if (buffet_pool_cache_init(&c, x->pool, x->cache_cap) != BUFFET_OK) die("buffet_pool_cache_init failed");
-    if (producer) { if (mode == PC_BULK) pc_produce(x, PC_BULK, NULL, &c); else pc_produce(x, PC_POOL, NULL, &c); }
-    else { if (mode == PC_BULK) pc_consume(x, PC_BULK, NULL, &c); else pc_consume(x, PC_POOL, NULL, &c); }
-    buffet_pool_cache_flush(&c);
+    buffet_pool_cache *c;
+    if (buffet_pool_cache_create(&c, x->pool, x->cache_cap) != BUFFET_OK) die("buffet_pool_cache_create failed");
+    if (producer) { if (mode == PC_BULK) pc_produce(x, PC_BULK, NULL, c); else pc_produce(x, PC_POOL, NULL, c); }
+    else { if (mode == PC_BULK) pc_consume(x, PC_BULK, NULL, c); else pc_consume(x, PC_POOL, NULL, c); }
+    buffet_pool_cache_destroy(c);
 }
 static void pc_pool_producer(pc_ctx *x) { pc_pool_side(x, true, PC_POOL); }
 static void pc_pool_consumer(pc_ctx *x) { pc_pool_side(x, false, PC_POOL); }
@@ -641,12 +641,12 @@ static void section_b(goals *g) {
         buffet_pool *pool;
         if (buffet_pool_create(&pool, &(buffet_pool_desc){ .obj_size = obj_sizes[zi] }) != BUFFET_OK)
             die("buffet_pool_create failed");
-        static buffet_pool_cache cache;
-        if (buffet_pool_cache_init(&cache, pool, 0) != BUFFET_OK) die("buffet_pool_cache_init failed");
+        buffet_pool_cache *cache;
+        if (buffet_pool_cache_create(&cache, pool, 0) != BUFFET_OK) die("buffet_pool_cache_create failed");
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             obj_ctx ox;
             memset(&ox, 0, sizeof ox);
-            ox.size = obj_sizes[zi]; ox.whole = shapes[si].whole; ox.burst = shapes[si].burst; ox.cache = &cache;
+            ox.size = obj_sizes[zi]; ox.whole = shapes[si].whole; ox.burst = shapes[si].burst; ox.cache = cache;
             contestant c[MAX_CONTESTANTS];
             int map[MAX_CONTESTANTS], n = 0;
             for (int i = 0; i < (int)NOC; i++) {
@@ -680,7 +680,7 @@ static void section_b(goals *g) {
                 snprintf(g->b_closest_row, sizeof g->b_closest_row, "%s, %s", row, best_name);
             }
         }
-        buffet_pool_cache_flush(&cache);
+        buffet_pool_cache_destroy(cache);
         buffet_pool_stats ps = buffet_pool_get_stats(pool);
         if (ps.in_use != 0 || ps.gets != ps.puts) die("pool: objects not back after b)");
         buffet_pool_destroy(pool);

@@ -178,7 +178,11 @@ static void place_free(void *self, void *ptr, size_t size, size_t align, buffet_
     memcpy(&raw, (unsigned char *)ptr - sizeof(void *), sizeof raw);
     free(raw);
 }
-static const buffet_allocator_vtable place_vtable = { place_alloc, place_resize, place_free };
+static uint32_t place_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;   /* malloc underneath */
+}
+static const buffet_allocator_vtable place_vtable = { place_alloc, place_resize, place_free, NULL, place_contract, NULL };
 
 static struct {
     buffet_pkt_pool *pool;

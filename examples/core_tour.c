@@ -67,7 +67,7 @@ int main(void) {
 
     /* 5. The registry: which kind of buffer a request gets, and why. */
     buffet_registry *reg;
-    if ((r = buffet_registry_create(&reg, a, (buffet_logger){ 0 })) != BUFFET_OK) return fail("registry", r);
+    if ((r = buffet_registry_create(&reg, &(buffet_registry_desc){ .allocator = a })) != BUFFET_OK) return fail("registry", r);
     buffet_request reqs[2] = {
         { .size = 256 },
         { .usage = BUFFET_USAGE_HOST_WRITE | BUFFET_USAGE_SHARE_PROCESS, .size = 1 << 20 },

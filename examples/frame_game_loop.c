@@ -21,11 +21,11 @@ int main(void) {
     int warnings = 0;
     buffet_frame_arena *fa;
     buffet_pool *pool;
-    static buffet_pool_cache cache;   /* owned by this (the only) thread */
+    buffet_pool_cache *cache;   /* belongs to this (the only) thread */
     if (buffet_frame_create(&fa, &(buffet_frame_desc){ .frames_in_flight = 2, .chunk_size = 16 << 10,
             .budget = { .name = "frame", .soft = 6 << 10, .on_soft = over_budget, .user = &warnings } }) != BUFFET_OK ||
         buffet_pool_create(&pool, &(buffet_pool_desc){ .obj_size = sizeof(particle), .max = 512 }) != BUFFET_OK ||
-        buffet_pool_cache_init(&cache, pool, 32) != BUFFET_OK)
+        buffet_pool_cache_create(&cache, pool, 32) != BUFFET_OK)
         return 1;
     particle *live[512];
     size_t n = 0, prev_count = 0;
@@ -35,7 +35,7 @@ int main(void) {
         buffet_frame_begin(fa);
         buffet_frame_push_tag(fa, "physics");
         for (int k = (int)rnd(20, 40); k > 0 && n < 512; k--) {           /* spawn */
-            particle *p = (particle *)buffet_pool_get(&cache);
+            particle *p = (particle *)buffet_pool_get(cache);
             if (!p) break;                                                   /* pool at max */
             *p = (particle){ .x = rnd(0, 8), .y = rnd(4, 8), .vx = rnd(-1, 1), .vy = rnd(-1, 1),
                              .id = next_id++, .life = (uint32_t)rnd(3, 7) };
@@ -74,13 +74,13 @@ int main(void) {
         prev = (contact *)contacts.data;
         prev_count = contacts.len;
         for (size_t i = 0; i < n;) {                                        /* particles die */
-            if (live[i]->age >= live[i]->life) { buffet_pool_put(&cache, live[i]); live[i] = live[--n]; }
+            if (live[i]->age >= live[i]->life) { buffet_pool_put(cache, live[i]); live[i] = live[--n]; }
             else i++;
         }
         buffet_frame_end(fa);
     }
-    for (size_t i = 0; i < n; i++) buffet_pool_put(&cache, live[i]);
-    buffet_pool_cache_flush(&cache);
+    for (size_t i = 0; i < n; i++) buffet_pool_put(cache, live[i]);
+    buffet_pool_cache_destroy(cache);
     char json[512];
     buffet_pool_stats_json(pool, json, sizeof json);
     printf("soft-limit warnings: %d\npool: %s\n", warnings, json);

@@ -83,16 +83,21 @@ int main(void) {
     pthread_join(t1, NULL), pthread_join(t2, NULL);
     clock_gettime(CLOCK_MONOTONIC, &b);
     double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9, mega = s * 1e6;
-    printf("%.2f s: made %.2f Mpps, dropped %.2f Mpps, sent %.2f Mpps per port (%d ports), %.0f MB/s\n", s,
-           (double)made / mega, (double)dropped / mega, (double)sent[0] / mega, PORTS, (double)bytes / mega);
+    uint64_t all = 0;
+    printf("%.2f s: made %.2f Mpps, dropped %.2f Mpps, sent (Mpps) per port:", s, (double)made / mega, (double)dropped / mega);
+    for (unsigned port = 0; port < PORTS; port++) all += sent[port], printf(" %u: %.2f", port, (double)sent[port] / mega);
+    printf(", all %d ports %.2f Mpps, %.0f MB/s\n", PORTS, (double)all / mega, (double)bytes / mega);
     buffet_pkt_stats st = buffet_pkt_pool_get_stats(pool);
     size_t out = 0;
     for (unsigned k = 0; k <= st.nclasses; k++) {
         const buffet_pkt_class_stats *c = &st.cls[k];
         out += c->in_use;
-        if (c->allocs)   /* data room 0: the clone class (headers only) */
-            printf("pool %s, class %4u B: %9llu allocs, %4zu of %5zu buffers made, %zu in use, cache hit rate %.4f\n",
-                   st.name, c->data_room, (unsigned long long)c->allocs, c->created, c->max, c->in_use, c->cache_hit_rate);
+        char name[24];
+        if (c->clone) snprintf(name, sizeof name, "clones (headers)");
+        else snprintf(name, sizeof name, "%u B", c->data_room);
+        if (c->allocs)
+            printf("pool %s, class %-16s %9llu allocs, %4zu of %5zu buffers made, %zu in use, cache hit rate %.4f\n",
+                   st.name, name, (unsigned long long)c->allocs, c->created, c->max, c->in_use, c->cache_hit_rate);
     }
     buffet_pkt_pool_destroy(pool);
     return out == 0 ? 0 : 1;

@@ -8,7 +8,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -140,16 +142,198 @@ static long capture_stderr(void (*fn)(void *), void *ctx, char *out, size_t cap)
     return n;
 }
 
+/* ---- test allocators ----------------------------------------------------------------- */
+/* buffet_fixed_init through its desc (C++17 has no compound literals). */
+static buffet_result fixed_init(buffet_fixed *f, void *mem, size_t cap, buffet_logger log) {
+    buffet_fixed_desc fd;
+    memset(&fd, 0, sizeof fd);
+    fd.mem = mem;
+    fd.cap = cap;
+    fd.log = log;
+    return buffet_fixed_init(f, &fd);
+}
+
+static buffet_logger no_logger(void) {
+    buffet_logger lg;
+    memset(&lg, 0, sizeof lg);
+    return lg;
+}
+
+/* A fixed buffer behind a mutex: thread-safe, so buffers and registries (whose last reference
+   may drop on any thread) accept it, while it still never touches the real heap. */
+typedef struct locked_fixed { buffet_fixed fixed; pthread_mutex_t mu; } locked_fixed;
+
+static void *locked_fixed_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    locked_fixed *l = (locked_fixed *)self;
+    void *p;
+    pthread_mutex_lock(&l->mu);
+    p = buffet_alloc(buffet_fixed_allocator(&l->fixed), size, align, site);
+    pthread_mutex_unlock(&l->mu);
+    return p;
+}
+static bool locked_fixed_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
+    locked_fixed *l = (locked_fixed *)self;
+    bool ok;
+    pthread_mutex_lock(&l->mu);
+    ok = buffet_resize(buffet_fixed_allocator(&l->fixed), ptr, old_size, new_size, align);
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+static void locked_fixed_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    locked_fixed *l = (locked_fixed *)self;
+    pthread_mutex_lock(&l->mu);
+    buffet_free(buffet_fixed_allocator(&l->fixed), ptr, size, align, site);
+    pthread_mutex_unlock(&l->mu);
+}
+static uint32_t locked_fixed_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE | BUFFET_CONTRACT_RESIZE;
+}
+static const buffet_allocator_vtable locked_fixed_vtable = {
+    locked_fixed_alloc, locked_fixed_resize, locked_fixed_free, NULL, locked_fixed_contract, NULL
+};
+
+/* A stand-in for a frame allocator (buffet_frame.h is not part of these tests): its blocks
+   die at pinner_end_frame() unless pinned, and a pin keeps one alive until the pin is
+   released. Contract: PIN only (blocks do not live until freed; one owner thread). With
+   refuse_pins its pin() says no. The same storage behind scope_like_vtable is a scope: blocks
+   die at the end, and nothing can pin them. */
+#define PINNER_MAX 64
+struct pinner;
+typedef struct pinner_pin { buffet_pin pin; struct pinner *owner; int slot; } pinner_pin;
+typedef struct pinner_blk { void *p; size_t size; bool live, pinned; } pinner_blk;
+typedef struct pinner {
+    pinner_blk blk[PINNER_MAX];
+    pinner_pin pins[PINNER_MAX];
+    int allocs, frees, pins_made, releases, misuse;
+    bool refuse_pins;
+} pinner;
+
+static int pinner_find(pinner *pn, const void *ptr) {
+    int i;
+    for (i = 0; i < PINNER_MAX; i++)
+        if (pn->blk[i].live && pn->blk[i].p == ptr) return i;
+    return -1;
+}
+static void *pinner_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    pinner *pn = (pinner *)self;
+    void *p = NULL;
+    int i;
+    (void)site;
+    for (i = 0; i < PINNER_MAX && pn->blk[i].live; i++) {}
+    if (i == PINNER_MAX) return buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "pinner: no free slot");
+    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size) != 0)
+        return buffet_alloc_fail(BUFFET_ERR_NOMEM, "pinner: posix_memalign failed");
+    pn->blk[i].p = p;
+    pn->blk[i].size = size;
+    pn->blk[i].live = true;
+    pn->blk[i].pinned = false;
+    pn->allocs++;
+    return p;
+}
+static void pinner_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    pinner *pn = (pinner *)self;
+    int i = pinner_find(pn, ptr);
+    (void)align; (void)site;
+    if (i < 0 || pn->blk[i].pinned || pn->blk[i].size != size) { pn->misuse++; return; }   /* pinned: the pin frees */
+    free(ptr);
+    pn->blk[i].live = false;
+    pn->frees++;
+}
+static void pinner_release(buffet_pin *pin) {
+    pinner_pin *pp = (pinner_pin *)pin;
+    pinner_blk *b = &pp->owner->blk[pp->slot];
+    if (!b->live || !b->pinned) { pp->owner->misuse++; return; }
+    free(b->p);
+    b->live = b->pinned = false;
+    pp->owner->releases++;
+}
+static buffet_pin *pinner_pin_fn(void *self, void *ptr, size_t size) {
+    pinner *pn = (pinner *)self;
+    int i = pinner_find(pn, ptr);
+    if (pn->refuse_pins) return NULL;
+    if (i < 0 || pn->blk[i].pinned || size > pn->blk[i].size) { pn->misuse++; return NULL; }
+    pn->blk[i].pinned = true;
+    pn->pins[i].pin.release = pinner_release;
+    pn->pins[i].owner = pn;
+    pn->pins[i].slot = i;
+    pn->pins_made++;
+    return &pn->pins[i].pin;
+}
+static uint32_t pinner_contract(const void *self) { (void)self; return BUFFET_CONTRACT_PIN; }
+static uint32_t contract_none(const void *self) { (void)self; return 0; }
+static const buffet_allocator_vtable pinner_vtable = {
+    pinner_alloc, NULL, pinner_free, NULL, pinner_contract, pinner_pin_fn
+};
+static const buffet_allocator_vtable scope_like_vtable = {
+    pinner_alloc, NULL, pinner_free, NULL, contract_none, NULL
+};
+/* "The frame ends": every block not pinned dies. Returns how many died. */
+static int pinner_end_frame(pinner *pn) {
+    int i, n = 0;
+    for (i = 0; i < PINNER_MAX; i++) {
+        if (pn->blk[i].live && !pn->blk[i].pinned) {
+            free(pn->blk[i].p);
+            pn->blk[i].live = false;
+            n++;
+        }
+    }
+    return n;
+}
+static int pinner_live(const pinner *pn) {
+    int i, n = 0;
+    for (i = 0; i < PINNER_MAX; i++) n += pn->blk[i].live;
+    return n;
+}
+
+/* An allocator written before contracts: a table with only alloc and free (positional
+   initialiser with the new members NULL). Its contract defaults to UNTIL_FREED alone. */
+static void *legacy_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    (void)self;
+    return buffet_alloc(buffet_heap(), size, align, site);
+}
+static void legacy_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)self;
+    buffet_free(buffet_heap(), ptr, size, align, site);
+}
+static const buffet_allocator_vtable legacy_vtable = {legacy_alloc, NULL, legacy_free, NULL, NULL, NULL};
+
+/* An allocator that refuses everything with a chosen reason (BUFFET_OK: a bare NULL with no
+   reason given), through alloc and through remap. Thread-safe, blocks live until freed. */
+typedef struct refuser { buffet_result code; int calls; } refuser;
+static void *refuser_say_no(refuser *r) {
+    r->calls++;
+    return r->code == BUFFET_OK ? NULL : buffet_alloc_fail(r->code, "the refuser says no");
+}
+static void *refuser_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    (void)size; (void)align; (void)site;
+    return refuser_say_no((refuser *)self);
+}
+static void refuser_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)self; (void)ptr; (void)size; (void)align; (void)site;
+}
+static void *refuser_remap(void *self, void *ptr, size_t old_size, size_t new_size, size_t align, buffet_site site) {
+    (void)ptr; (void)old_size; (void)new_size; (void)align; (void)site;
+    return refuser_say_no((refuser *)self);
+}
+static uint32_t refuser_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;
+}
+static const buffet_allocator_vtable refuser_vtable = {
+    refuser_alloc, NULL, refuser_free, refuser_remap, refuser_contract, NULL
+};
+
 /* ---- failing-parent sweeps ---------------------------------------------------------------
    An operation is run with a parent that fails its 1st allocation, then its 2nd, ... until a
    run succeeds with no failure injected. Underneath sits a debug allocator whose own parent is
-   a fixed buffer in static memory: a leak that a failure path causes shows in the debug
-   counters (and fails the test) but never reaches the real heap, so ASan and valgrind report
-   only what the test itself does wrong. */
+   a fixed buffer in static memory (behind a mutex, so that it is thread-safe as buffers need):
+   a leak that a failure path causes shows in the debug counters (and fails the test) but never
+   reaches the real heap, so ASan and valgrind report only what the test itself does wrong. */
 static unsigned char sweep_arena[4u << 20] __attribute__((aligned(4096)));
 
 typedef struct sweep {
-    buffet_fixed fixed;      /* over sweep_arena */
+    locked_fixed fixed;      /* over sweep_arena */
     buffet_debug *dbg;       /* counts what each run leaves behind */
     buffet_failing fail;     /* fails the n-th allocation, passes the rest to dbg */
 } sweep;
@@ -157,9 +341,10 @@ typedef struct sweep {
 static void sweep_begin(sweep *s) {
     buffet_debug_desc dd;
     memset(s, 0, sizeof *s);
-    buffet_fixed_init(&s->fixed, sweep_arena, sizeof sweep_arena);
+    BT_CHECK(fixed_init(&s->fixed.fixed, sweep_arena, sizeof sweep_arena, no_logger()) == BUFFET_OK);
+    pthread_mutex_init(&s->fixed.mu, NULL);
     memset(&dd, 0, sizeof dd);
-    dd.parent = buffet_fixed_allocator(&s->fixed);
+    dd.parent = buffet_allocator_of(&s->fixed, &locked_fixed_vtable);
     BT_CHECK(buffet_debug_create(&s->dbg, &dd) == BUFFET_OK);
     buffet_failing_init(&s->fail, buffet_debug_allocator(s->dbg), 0, false);   /* no failures yet */
 }
@@ -178,6 +363,9 @@ static void sweep_end(sweep *s) {
     BT_CHECK(st.mismatched_frees == 0 && st.corruptions == 0);
     buffet_debug_destroy(s->dbg);   /* a leaked block stays in sweep_arena: nothing escapes */
     s->dbg = NULL;
+    buffet_failing_deinit(&s->fail);
+    buffet_fixed_deinit(&s->fixed.fixed);
+    pthread_mutex_destroy(&s->fixed.mu);
 }
 
 /* One operation under test. It runs through a (or through an allocator bound to s->fail
@@ -274,7 +462,7 @@ static void provoke_errors_silently(void *ctx) {
         buffet_debug_report_leaks(d, NULL);
         buffet_debug_destroy(d);
     }
-    buffet_fixed_init(&f, mem, sizeof mem);
+    fixed_init(&f, mem, sizeof mem, no_logger());
     BT_CHECK(free_misuse(buffet_fixed_allocator(&f), &local, 4, BUFFET_DEFAULT_ALIGN) == BUFFET_OK);  /* foreign */
 }
 
@@ -472,7 +660,7 @@ static buffet_result realloc_op(void *ctx, buffet_allocator a) {
     (void)c->a;
     if (!q) {
         for (i = 0; i < 64; i++) BT_CHECK(c->p[i] == (unsigned char)(i + 1));
-        return BUFFET_ERR_NOMEM;
+        return buffet_alloc_error(NULL);   /* the reason of the failure, as buffet_realloc left it */
     }
     for (i = 0; i < 64; i++) BT_CHECK(q[i] == (unsigned char)(i + 1));
     c->p = q;
@@ -507,7 +695,7 @@ static buffet_result dbg_create_op(void *ctx, buffet_allocator a) {
     buffet_debug_desc dd;
     buffet_result r;
     memset(&dd, 0, sizeof dd);
-    dd.parent = a;
+    dd.bookkeeping = a;
     c->d = (buffet_debug *)&dd;   /* must be overwritten with NULL on failure */
     r = buffet_debug_create(&c->d, &dd);
     if (r != BUFFET_OK) BT_CHECK(c->d == NULL);
@@ -548,12 +736,118 @@ static void test_debug_create(void) {
     BT_CHECK(buffet_debug_report_leaks(NULL, stderr) == 0);
     BT_CHECK(buffet_debug_get_stats(NULL).total_count == 0);
 
-    /* Three allocations (the object, the record table, the quarantine ring); a failure at any
-       of them must return NOMEM and free what the earlier ones took. */
+    /* Three allocations from the bookkeeping allocator (the object, the record table, the
+       quarantine ring); a failure at any of them must return NOMEM and free what the earlier
+       ones took. (Before .bookkeeping existed these came from the parent.) */
     sweep_begin(&s);
     BT_CHECK(sweep_run(&s, dbg_create_op, &c, BUFFET_ERR_NOMEM) == 3);
+    if (c.d) {   /* the bookkeeping is what the sweep's debug allocator sees, the parent nothing */
+        BT_CHECK(sweep_live(&s) == 3);
+        BT_CHECK(buffet_debug_get_stats(c.d).total_count == 0);
+    }
     buffet_debug_destroy(c.d);
     sweep_end(&s);
+}
+
+/* A failing parent no longer fails buffet_debug_create (the parent serves user blocks only);
+   a failing .bookkeeping does, with its reason, logged. Parents and bookkeeping that do not
+   keep blocks until freed are refused with BUFFET_ERR_LIFETIME. */
+static void test_debug_create_bookkeeping(void) {
+    buffet_failing never, bk_fail;
+    buffet_debug_desc dd;
+    buffet_debug *d = NULL;
+    pinner pn;
+    rec_log lg;
+    void *p = &p;
+    int n;
+    /* a parent that refuses every allocation: creation is fine, allocations are not */
+    buffet_failing_init(&never, buffet_heap(), 1, true);
+    memset(&dd, 0, sizeof dd);
+    dd.parent = buffet_failing_allocator(&never);
+    dd.log = rec_logger(&lg);
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK && d != NULL);
+    BT_CHECK(never.allocs == 0 && lg.count == 0);
+    if (d) {
+        BT_CHECK(buffet_alloc_ex(buffet_debug_allocator(d), 40, 16, BUFFET_SITE, &p) == BUFFET_ERR_NOMEM && p == NULL);
+        BT_CHECK(never.allocs == 1 && buffet_debug_get_stats(d).failed_allocs == 1);
+        BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_NOMEM && strstr(lg.msg, "failing allocator") != NULL);
+        buffet_debug_destroy(d);
+    }
+    /* a bookkeeping allocator that fails at its 1st, 2nd and 3rd allocation */
+    for (n = 1; n <= 3; n++) {
+        buffet_failing_init(&bk_fail, buffet_heap(), (uint64_t)n, false);
+        memset(&dd, 0, sizeof dd);
+        dd.bookkeeping = buffet_failing_allocator(&bk_fail);
+        dd.log = rec_logger(&lg);
+        d = (buffet_debug *)&dd;
+        BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_ERR_NOMEM && d == NULL);
+        BT_CHECK(bk_fail.failures == 1 && bk_fail.allocs == (uint64_t)n);
+        BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_NOMEM && strstr(lg.msg, "bookkeeping") != NULL);
+    }
+    /* quarantine_count SIZE_MAX: no ring, so only two bookkeeping allocations */
+    buffet_failing_init(&bk_fail, buffet_heap(), 3, true);
+    memset(&dd, 0, sizeof dd);
+    dd.bookkeeping = buffet_failing_allocator(&bk_fail);
+    dd.quarantine_count = SIZE_MAX;
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK && bk_fail.allocs == 2);
+    buffet_debug_destroy(d);
+    /* the bookkeeping's reason comes back as it is */
+    {
+        refuser no;
+        no.code = BUFFET_ERR_BUDGET;
+        no.calls = 0;
+        memset(&dd, 0, sizeof dd);
+        dd.bookkeeping = buffet_allocator_of(&no, &refuser_vtable);
+        dd.log = rec_logger(&lg);
+        BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_ERR_BUDGET && d == NULL && no.calls == 1);
+        BT_CHECK(lg.last == BUFFET_ERR_BUDGET);
+    }
+    /* lifetimes: a scope-like parent (cannot pin) and a pinning bookkeeping are refused */
+    memset(&pn, 0, sizeof pn);
+    memset(&dd, 0, sizeof dd);
+    dd.parent = buffet_allocator_of(&pn, &scope_like_vtable);
+    dd.log = rec_logger(&lg);
+    d = (buffet_debug *)&dd;
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_ERR_LIFETIME && d == NULL);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_LIFETIME && strstr(lg.msg, "parent") != NULL);
+    memset(&dd, 0, sizeof dd);
+    dd.bookkeeping = buffet_allocator_of(&pn, &pinner_vtable);   /* a frame: dies with it */
+    dd.log = rec_logger(&lg);
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_ERR_LIFETIME && d == NULL);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_LIFETIME && strstr(lg.msg, "bookkeeping") != NULL);
+    dd.bookkeeping = buffet_allocator_of(&pn, &scope_like_vtable);
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_ERR_LIFETIME && d == NULL);
+    BT_CHECK(pn.allocs == 0);                       /* refused before anything was taken */
+    /* a frame-like parent is fine: its blocks are pinned, live until freed, and leaks show */
+    memset(&dd, 0, sizeof dd);
+    dd.parent = buffet_allocator_of(&pn, &pinner_vtable);
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK && d != NULL);
+    if (d) {
+        buffet_allocator a = buffet_debug_allocator(d);
+        unsigned char *q = (unsigned char *)BUFFET_ALLOC(a, 32), *r = (unsigned char *)BUFFET_ALLOC(a, 64);
+        BT_CHECK(q && r && pn.allocs == 2 && pn.pins_made == 2);
+        BT_CHECK((buffet_allocator_contract(a) & BUFFET_CONTRACT_UNTIL_FREED) != 0);
+        BT_CHECK(pinner_end_frame(&pn) == 0);       /* pinned: the frame's end spares them */
+        if (q) memset(q, 1, 32);
+        BT_CHECK(buffet_debug_check(d) == BUFFET_OK);
+        BUFFET_FREE(a, q, 32);
+        BT_CHECK(buffet_debug_report_leaks(d, NULL) == 1);
+        BUFFET_FREE(a, r, 64);
+        buffet_debug_destroy(d);                    /* the quarantine lets go: pins released */
+        BT_CHECK(pn.releases == 2 && pn.frees == 0 && pn.misuse == 0 && pinner_live(&pn) == 0);
+    }
+    /* a frame-like parent that refuses to pin: the allocation fails with LIFETIME, nothing kept */
+    memset(&pn, 0, sizeof pn);
+    pn.refuse_pins = true;
+    memset(&dd, 0, sizeof dd);
+    dd.parent = buffet_allocator_of(&pn, &pinner_vtable);
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK);
+    if (d) {
+        p = &p;
+        BT_CHECK(buffet_alloc_ex(buffet_debug_allocator(d), 8, 8, BUFFET_SITE, &p) == BUFFET_ERR_LIFETIME && p == NULL);
+        BT_CHECK(pn.allocs == 1 && pn.frees == 1 && pinner_live(&pn) == 0);
+        buffet_debug_destroy(d);
+    }
 }
 
 static void test_debug_counters(void) {
@@ -582,14 +876,15 @@ static void test_debug_counters(void) {
     BT_CHECK(st.peak_count == 3 && st.peak_bytes == 600);     /* peaks stay */
     BT_CHECK(st.total_count == 4 && st.total_bytes == 650);
     BT_CHECK(st.free_count == 2 && st.failed_allocs == 0);
-    /* Sizes that cannot be honoured: counted as failed, never passed on. */
+    /* Sizes that cannot be honoured: counted as failed, never passed on. The reason is the
+       debug allocator's own: size plus guard bytes overflows. */
     {
         /* (the _ex form: gcc warns about a literal SIZE_MAX reaching buffet_alloc's inline
            malloc() path, which this allocator never takes) */
         void *big = &big;
-        BT_CHECK(buffet_alloc_ex(a, SIZE_MAX, 16, BUFFET_SITE, &big) == BUFFET_ERR_NOMEM && big == NULL);
+        BT_CHECK(buffet_alloc_ex(a, SIZE_MAX, 16, BUFFET_SITE, &big) == BUFFET_ERR_OVERFLOW && big == NULL);
         big = &big;
-        BT_CHECK(buffet_alloc_ex(a, SIZE_MAX - 8, 16, BUFFET_SITE, &big) == BUFFET_ERR_NOMEM && big == NULL);
+        BT_CHECK(buffet_alloc_ex(a, SIZE_MAX - 8, 16, BUFFET_SITE, &big) == BUFFET_ERR_OVERFLOW && big == NULL);
     }
     BT_CHECK(BUFFET_NEW_ARRAY(a, int, SIZE_MAX / 2) == NULL);      /* count * size overflows */
     BT_CHECK(BUFFET_NEW_ARRAY(a, uint64_t, (SIZE_MAX / 8) + 2) == NULL);
@@ -908,7 +1203,7 @@ static void test_debug_over_fixed(void) {
     rec_log lg;
     void *p, *keep[2];
     int n = 0;
-    buffet_fixed_init(&f, fixed_parent_mem, sizeof fixed_parent_mem);
+    BT_CHECK(fixed_init(&f, fixed_parent_mem, sizeof fixed_parent_mem, no_logger()) == BUFFET_OK);
     memset(&dd, 0, sizeof dd);
     dd.parent = buffet_fixed_allocator(&f);
     dd.log = rec_logger(&lg);
@@ -921,7 +1216,9 @@ static void test_debug_over_fixed(void) {
     while ((p = BUFFET_ALLOC(a, 1000)) != NULL && n < 1000) n++;
     BT_CHECK(p == NULL && n > 10 && n < 70);
     BT_CHECK(buffet_debug_get_stats(d).failed_allocs == 1);
-    BT_CHECK(lg.last == BUFFET_ERR_NOMEM && strstr(lg.msg, "parent allocator failed") != NULL);
+    /* the fixed buffer's own reason, passed on by the debug allocator and logged */
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
+    BT_CHECK(lg.last == BUFFET_ERR_EXHAUSTED && strstr(lg.msg, "fixed buffer is full") != NULL);
     /* The last block of a fixed buffer can shrink in place through the debug allocator. */
     BUFFET_FREE(a, keep[1], 200);
     BT_CHECK(buffet_debug_report_leaks(d, NULL) == (size_t)n + 1);
@@ -984,7 +1281,8 @@ static void test_debug_threads(void) {
     buffet_debug_destroy(d);
 }
 
-/* An allocation that must first grow the record table has two allocation points. */
+/* An allocation that must first grow the record table has two allocation points when the
+   bookkeeping fails too (the table, then the block), one when only the parent does. */
 typedef struct dbg_alloc_ctx { buffet_debug *inner; void *p; } dbg_alloc_ctx;
 
 static buffet_result dbg_alloc_op(void *ctx, buffet_allocator a) {
@@ -994,33 +1292,37 @@ static buffet_result dbg_alloc_op(void *ctx, buffet_allocator a) {
     c->p = BUFFET_ALLOC(buffet_debug_allocator(c->inner), 24);
     if (!c->p) {
         BT_CHECK(buffet_debug_get_stats(c->inner).live_count == live);
-        return BUFFET_ERR_NOMEM;
+        return buffet_alloc_error(NULL);   /* the failing allocator's reason, passed on */
     }
     return BUFFET_OK;
 }
 
 static void test_debug_failing_parent(void) {
-    sweep s;
-    buffet_debug_desc dd;
-    dbg_alloc_ctx c;
-    void *blocks[32];
-    int i;
-    sweep_begin(&s);
-    memset(&dd, 0, sizeof dd);
-    dd.parent = sweep_alloc(&s);
-    c.inner = NULL;
-    BT_CHECK(buffet_debug_create(&c.inner, &dd) == BUFFET_OK);
-    if (c.inner) {
-        /* 32 records fill the 64-slot table to half: the next allocation rehashes first. */
-        for (i = 0; i < 32; i++) blocks[i] = BUFFET_ALLOC(buffet_debug_allocator(c.inner), 8);
-        BT_CHECK(sweep_run(&s, dbg_alloc_op, &c, BUFFET_ERR_NOMEM) == 2);
-        BT_CHECK(buffet_debug_get_stats(c.inner).failed_allocs == 2);
-        BUFFET_FREE(buffet_debug_allocator(c.inner), c.p, 24);
-        for (i = 0; i < 32; i++) BUFFET_FREE(buffet_debug_allocator(c.inner), blocks[i], 8);
-        BT_CHECK(buffet_debug_get_stats(c.inner).live_count == 0);
-        buffet_debug_destroy(c.inner);
+    int both;
+    for (both = 0; both < 2; both++) {
+        sweep s;
+        buffet_debug_desc dd;
+        dbg_alloc_ctx c;
+        void *blocks[32];
+        int i;
+        sweep_begin(&s);
+        memset(&dd, 0, sizeof dd);
+        dd.parent = sweep_alloc(&s);
+        if (both) dd.bookkeeping = sweep_alloc(&s);
+        c.inner = NULL;
+        BT_CHECK(buffet_debug_create(&c.inner, &dd) == BUFFET_OK);
+        if (c.inner) {
+            /* 32 records fill the 64-slot table to half: the next allocation rehashes first. */
+            for (i = 0; i < 32; i++) blocks[i] = BUFFET_ALLOC(buffet_debug_allocator(c.inner), 8);
+            BT_CHECK(sweep_run(&s, dbg_alloc_op, &c, BUFFET_ERR_NOMEM) == (both ? 2 : 1));
+            BT_CHECK(buffet_debug_get_stats(c.inner).failed_allocs == (size_t)(both ? 2 : 1));
+            BUFFET_FREE(buffet_debug_allocator(c.inner), c.p, 24);
+            for (i = 0; i < 32; i++) BUFFET_FREE(buffet_debug_allocator(c.inner), blocks[i], 8);
+            BT_CHECK(buffet_debug_get_stats(c.inner).live_count == 0);
+            buffet_debug_destroy(c.inner);
+        }
+        sweep_end(&s);
     }
-    sweep_end(&s);
 }
 
 /* ========================================================================================== */
@@ -1033,8 +1335,7 @@ static void test_fixed(void) {
     rec_log lg;
     unsigned char *p, *q, *r;
     int local = 0, n = 0;
-    buffet_fixed_init(&f, mem, sizeof mem);
-    f.log = rec_logger(&lg);                        /* init zeroes the struct: set log after */
+    BT_CHECK(fixed_init(&f, mem, sizeof mem, rec_logger(&lg)) == BUFFET_OK);
     a = buffet_fixed_allocator(&f);
     BT_CHECK(f.cap == sizeof mem && f.used == 0);
     /* alignment: padding is inserted, the address is a multiple */
@@ -1080,12 +1381,80 @@ static void test_fixed(void) {
     BT_CHECK(buffet_alloc(a, 257, 1, BUFFET_SITE) == NULL);
     BT_CHECK(buffet_alloc(a, SIZE_MAX - 4096, 4096, BUFFET_SITE) == NULL);
     BT_CHECK(buffet_alloc(a, 1, (size_t)1 << 62, BUFFET_SITE) == NULL);   /* padding overflows */
-    /* NULL memory: an empty allocator (cap 0), whatever cap says */
-    buffet_fixed_init(&f, NULL, 1000);
+    /* any block may shrink in place (its tail waits for the reset); only the last may grow */
+    q = (unsigned char *)buffet_alloc(a, 8, 8, BUFFET_SITE);
+    r = (unsigned char *)buffet_alloc(a, 8, 8, BUFFET_SITE);
+    BT_CHECK(q == mem && r == mem + 8 && f.used == 16);
+    BT_CHECK(buffet_resize(a, q, 8, 4, 8) && f.used == 16);      /* not the last: shrinks */
+    BT_CHECK(!buffet_resize(a, q, 4, 8, 8) && f.used == 16);     /* ...but never grows */
+    BT_CHECK(!buffet_resize(a, mem + 64, 8, 4, 8));              /* beyond `used`: not a block */
+    BT_CHECK(buffet_resize(a, r, 8, 2, 8) && f.used == 10);      /* the last: `used` follows */
+    buffet_free(a, r, 2, 8, BUFFET_SITE);
+    BT_CHECK(f.used == 8);
+    buffet_free(a, q, 4, 8, BUFFET_SITE);          /* shrunk, not the last block: stays */
+    BT_CHECK(f.used == 8 && lg.count == 2);
+    /* NULL memory with a capacity is refused now; f is left an empty allocator (cap 0) */
+    BT_CHECK(fixed_init(&f, NULL, 1000, no_logger()) == BUFFET_ERR_INVALID);
     BT_CHECK(f.cap == 0);
     BT_CHECK(buffet_alloc(buffet_fixed_allocator(&f), 1, 1, BUFFET_SITE) == NULL);
-    buffet_fixed_init(NULL, mem, sizeof mem);       /* ignored */
+    BT_CHECK(fixed_init(NULL, mem, sizeof mem, no_logger()) == BUFFET_ERR_INVALID);   /* refused */
     buffet_fixed_reset(NULL);
+    buffet_fixed_deinit(&f);
+}
+
+/* buffet_fixed_init's desc (NULL, mem NULL with cap > 0, cap 0), the EXHAUSTED reason of a
+   full buffer, and buffet_fixed_deinit (nothing allocates until initialised again). */
+static void test_fixed_desc_deinit(void) {
+    static unsigned char mem[128] __attribute__((aligned(64)));
+    buffet_fixed f;
+    buffet_fixed_desc fd;
+    buffet_allocator a;
+    rec_log lg;
+    const char *why = NULL;
+    void *p = &p;
+    int local = 0;
+    /* bad desc: NULL f, NULL desc, mem NULL with cap > 0 */
+    memset(&fd, 0, sizeof fd);
+    fd.mem = mem;
+    fd.cap = sizeof mem;
+    BT_CHECK(buffet_fixed_init(NULL, &fd) == BUFFET_ERR_INVALID);
+    memset(&f, 0xAB, sizeof f);
+    BT_CHECK(buffet_fixed_init(&f, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(f.base == NULL && f.cap == 0 && f.used == 0);          /* left empty, not garbage */
+    BT_CHECK(buffet_alloc(buffet_fixed_allocator(&f), 1, 1, BUFFET_SITE) == NULL);
+    fd.mem = NULL;
+    BT_CHECK(buffet_fixed_init(&f, &fd) == BUFFET_ERR_INVALID && f.cap == 0);
+    /* mem NULL with cap 0 is a valid, empty allocator: everything is EXHAUSTED */
+    fd.cap = 0;
+    BT_CHECK(buffet_fixed_init(&f, &fd) == BUFFET_OK);
+    BT_CHECK(buffet_alloc_ex(buffet_fixed_allocator(&f), 1, 1, BUFFET_SITE, &p) == BUFFET_ERR_EXHAUSTED && p == NULL);
+    /* a good desc: its log hears of foreign frees */
+    BT_CHECK(fixed_init(&f, mem, sizeof mem, rec_logger(&lg)) == BUFFET_OK);
+    a = buffet_fixed_allocator(&f);
+    BT_CHECK(f.base == mem && f.cap == sizeof mem && f.used == 0);
+    BT_CHECK(buffet_alloc_ex(a, 100, 1, BUFFET_SITE, &p) == BUFFET_OK && p == mem);
+    /* full: the reason is EXHAUSTED, through buffet_alloc_ex and buffet_alloc_error alike */
+    p = &p;
+    BT_CHECK(buffet_alloc_ex(a, 100, 1, BUFFET_SITE, &p) == BUFFET_ERR_EXHAUSTED && p == NULL);
+    BT_CHECK(buffet_alloc(a, 29, 1, BUFFET_SITE) == NULL);
+    BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_EXHAUSTED && why != NULL && strstr(why, "full") != NULL);
+    /* growing the last block past the end is refused; realloc then fails with EXHAUSTED too */
+    p = mem;
+    BT_CHECK(buffet_realloc(a, p, 100, 200, 1, BUFFET_SITE) == NULL);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED && f.used == 100);
+    BT_CHECK(free_misuse(a, &local, sizeof local, 4) == BUFFET_OK);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_FOREIGN);
+    /* deinit forgets the buffer: nothing is allocated from it any more */
+    buffet_fixed_deinit(&f);
+    BT_CHECK(f.base == NULL && f.cap == 0 && f.used == 0);
+    p = &p;
+    BT_CHECK(buffet_alloc_ex(a, 1, 1, BUFFET_SITE, &p) == BUFFET_ERR_EXHAUSTED && p == NULL);
+    buffet_fixed_deinit(&f);                        /* twice: fine */
+    buffet_fixed_deinit(NULL);
+    /* and it can be initialised again */
+    BT_CHECK(fixed_init(&f, mem, sizeof mem, no_logger()) == BUFFET_OK);
+    BT_CHECK(buffet_alloc(buffet_fixed_allocator(&f), 16, 16, BUFFET_SITE) == mem);
+    buffet_fixed_deinit(&f);
 }
 
 /* ========================================================================================== */
@@ -1229,13 +1598,13 @@ static buffet_result adapter_op(void *ctx, buffet_allocator a) {
     (void)a;   /* c->ad already draws from the failing parent */
     if (!c->grow) {
         c->p = (unsigned char *)buffet_adapter_malloc(&c->ad, 40);
-        return c->p ? BUFFET_OK : BUFFET_ERR_NOMEM;
+        return c->p ? BUFFET_OK : buffet_alloc_error(NULL);
     }
     q = (unsigned char *)buffet_adapter_realloc(&c->ad, c->p, 4000);
     if (!q) {   /* the old block is intact */
         BT_CHECK(buffet_adapter_size(c->p) == 40);
         for (i = 0; i < 40; i++) BT_CHECK(c->p[i] == (unsigned char)i);
-        return BUFFET_ERR_NOMEM;
+        return buffet_alloc_error(NULL);
     }
     for (i = 0; i < 40; i++) BT_CHECK(q[i] == (unsigned char)i);
     c->p = q;
@@ -1258,6 +1627,372 @@ static void test_adapter_failing_parent(void) {
         buffet_adapter_free(&c.ad, c.p);
     }
     sweep_end(&s);
+}
+
+/* ---- composition contracts and failure reasons ------------------------------------ */
+
+/* What a fresh thread reads as its reason, before and after recording its own. */
+typedef struct reason_seen { buffet_result before, after; const char *why_before, *why_after; } reason_seen;
+
+static void *alloc_reason_thread(void *arg) {
+    reason_seen *s = (reason_seen *)arg;
+    s->before = buffet_alloc_error(&s->why_before);
+    buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "set in the thread");
+    s->after = buffet_alloc_error(&s->why_after);
+    return NULL;
+}
+
+/* Reasons: recorded per thread, passed on by buffet_alloc_ex, buffet_alloc, buffet_realloc
+   (remap and bad input) and the debug allocator; a bare NULL reads as BUFFET_ERR_NOMEM. */
+static void test_alloc_reasons(void) {
+    static const buffet_result codes[] = {BUFFET_ERR_NOMEM, BUFFET_ERR_STATE, BUFFET_ERR_BUDGET,
+                                          BUFFET_ERR_EXHAUSTED, BUFFET_ERR_TOO_LARGE, BUFFET_ERR_LIFETIME};
+    refuser rf;
+    buffet_allocator a = buffet_allocator_of(&rf, &refuser_vtable), h = buffet_heap();
+    buffet_debug *d = NULL;
+    buffet_debug_desc dd;
+    reason_seen seen;
+    rec_log lg;
+    const char *why = NULL;
+    void *p = &p;
+    int local = 0;
+    size_t i;
+    pthread_t t;
+    memset(&rf, 0, sizeof rf);
+    /* record, read (why optional), and reading does not clear */
+    BT_CHECK(buffet_alloc_fail(BUFFET_ERR_BUDGET, "a test reason") == NULL);
+    BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_BUDGET && why != NULL && strcmp(why, "a test reason") == 0);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_BUDGET);
+    /* per thread: a new thread has none; what it sets stays there */
+    memset(&seen, 0, sizeof seen);
+    BT_CHECK(pthread_create(&t, NULL, alloc_reason_thread, &seen) == 0);
+    pthread_join(t, NULL);
+    BT_CHECK(seen.before == BUFFET_OK && seen.why_before != NULL && strstr(seen.why_before, "no failure") != NULL);
+    BT_CHECK(seen.after == BUFFET_ERR_TOO_LARGE && seen.why_after != NULL && strcmp(seen.why_after, "set in the thread") == 0);
+    BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_BUDGET && strcmp(why, "a test reason") == 0);
+    /* an allocator's reason comes back from buffet_alloc_ex and buffet_alloc as it gave it */
+    for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        rf.code = codes[i];
+        p = &p;
+        BT_CHECK(buffet_alloc_ex(a, 8, 8, BUFFET_SITE, &p) == codes[i] && p == NULL);
+        BT_CHECK(buffet_alloc_error(&why) == codes[i] && strcmp(why, "the refuser says no") == 0);
+        buffet_alloc_fail(BUFFET_ERR_INVALID, "stale");
+        BT_CHECK(buffet_alloc(a, 8, 8, BUFFET_SITE) == NULL && buffet_alloc_error(NULL) == codes[i]);
+    }
+    /* a NULL with no reason reads as NOMEM, even right after another recorded failure */
+    rf.code = BUFFET_OK;
+    buffet_alloc_fail(BUFFET_ERR_BUDGET, "stale");
+    BT_CHECK(buffet_alloc_ex(a, 8, 8, BUFFET_SITE, &p) == BUFFET_ERR_NOMEM && p == NULL);
+    BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_NOMEM && strcmp(why, "stale") != 0);
+    /* success leaves no reason behind that alloc_ex would report */
+    BT_CHECK(buffet_alloc_ex(h, 8, 8, BUFFET_SITE, &p) == BUFFET_OK && p != NULL);
+    buffet_free(h, p, 8, 8, BUFFET_SITE);
+    /* bad input has reasons too */
+    BT_CHECK(buffet_alloc_ex(h, 8, 3, BUFFET_SITE, &p) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_alloc_array(h, SIZE_MAX / 2, 4, 4, BUFFET_SITE) == NULL);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_realloc(h, &local, sizeof local, 8, 3, BUFFET_SITE) == NULL);          /* bad align */
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    buffet_alloc_fail(BUFFET_OK, NULL);
+    BT_CHECK(buffet_realloc(h, &local, 0, 8, 4, BUFFET_SITE) == NULL);                     /* old size 0 */
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_INVALID && local == 0);
+    BT_CHECK(buffet_realloc(h, NULL, 0, huge_heap_size(), 16, BUFFET_SITE) == NULL);        /* NULL ptr: alloc */
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_NOMEM);
+    /* buffet_realloc through a remap that fails: NULL, its reason, ptr untouched */
+    rf.code = BUFFET_ERR_EXHAUSTED;
+    rf.calls = 0;
+    BT_CHECK(buffet_realloc(a, &local, sizeof local, 64, 4, BUFFET_SITE) == NULL);
+    BT_CHECK(rf.calls == 1 && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED && local == 0);
+    rf.code = BUFFET_OK;                            /* a remap that says nothing: NOMEM */
+    buffet_alloc_fail(BUFFET_ERR_BUDGET, "stale");
+    BT_CHECK(buffet_realloc(a, &local, sizeof local, 64, 4, BUFFET_SITE) == NULL);
+    BT_CHECK(rf.calls == 2 && buffet_alloc_error(NULL) == BUFFET_ERR_NOMEM);
+    /* the debug allocator passes its parent's reason on, counts and logs it */
+    rf.code = BUFFET_ERR_BUDGET;
+    memset(&dd, 0, sizeof dd);
+    dd.parent = a;
+    dd.log = rec_logger(&lg);
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK);
+    if (d) {
+        p = &p;
+        BT_CHECK(buffet_alloc_ex(buffet_debug_allocator(d), 100, 16, BUFFET_SITE, &p) == BUFFET_ERR_BUDGET && p == NULL);
+        BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_BUDGET && strcmp(why, "the refuser says no") == 0);
+        BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_BUDGET && lg.last_level == BUFFET_LOG_WARN);
+        BT_CHECK(strstr(lg.msg, "the refuser says no") != NULL);
+        BT_CHECK(buffet_debug_get_stats(d).failed_allocs == 1 && buffet_debug_get_stats(d).live_count == 0);
+        BT_CHECK(buffet_realloc(buffet_debug_allocator(d), NULL, 0, 10, 16, BUFFET_SITE) == NULL);
+        BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_BUDGET);
+        buffet_debug_destroy(d);
+    }
+}
+
+/* buffet_allocator_contract of every allocator here: heap, null, a table without contract,
+   debug (parent and bookkeeping), fixed, failing and the adapter (all over several parents). */
+static void test_allocator_contracts(void) {
+    static unsigned char mem[64 << 10] __attribute__((aligned(64)));
+    const uint32_t U = BUFFET_CONTRACT_UNTIL_FREED, T = BUFFET_CONTRACT_THREAD_SAFE;
+    const uint32_t R = BUFFET_CONTRACT_RESIZE, P = BUFFET_CONTRACT_PIN;
+    buffet_allocator zero = BT_ZERO, fx;
+    buffet_fixed f;
+    buffet_failing fl;
+    buffet_adapter ad;
+    buffet_debug *d = NULL;
+    buffet_debug_desc dd;
+    pinner pn;
+    int local = 0;
+    memset(&pn, 0, sizeof pn);
+    BT_CHECK(fixed_init(&f, mem, sizeof mem, no_logger()) == BUFFET_OK);
+    fx = buffet_fixed_allocator(&f);
+    BT_CHECK(buffet_allocator_contract(buffet_heap()) == (U | T | R));
+    BT_CHECK(buffet_allocator_contract(zero) == (U | T | R));
+    BT_CHECK(buffet_allocator_contract(buffet_null_allocator()) == (U | T));
+    BT_CHECK(buffet_allocator_contract(buffet_allocator_of(&local, &legacy_vtable)) == U);   /* no contract() */
+    BT_CHECK(buffet_allocator_contract(fx) == (U | R));
+    BT_CHECK(buffet_allocator_contract(buffet_fixed_allocator(NULL)) == (U | T));           /* the null one */
+    BT_CHECK(buffet_allocator_contract(buffet_allocator_of(&pn, &pinner_vtable)) == P);
+    BT_CHECK(buffet_allocator_contract(buffet_allocator_of(&pn, &scope_like_vtable)) == 0);
+    /* debug: until freed always; the parent's resizing; thread-safe when parent and bookkeeping are */
+    BT_CHECK(buffet_debug_create(&d, NULL) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_contract(buffet_debug_allocator(d)) == (U | T | R));
+    buffet_debug_destroy(d);
+    memset(&dd, 0, sizeof dd);
+    dd.parent = fx;
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_contract(buffet_debug_allocator(d)) == (U | R));
+    buffet_debug_destroy(d);
+    memset(&dd, 0, sizeof dd);
+    dd.bookkeeping = fx;
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK);
+    BT_CHECK(f.used > 0);                           /* the bookkeeping came from the fixed buffer */
+    BT_CHECK(buffet_allocator_contract(buffet_debug_allocator(d)) == (U | R));
+    buffet_debug_destroy(d);
+    buffet_fixed_reset(&f);
+    memset(&dd, 0, sizeof dd);
+    dd.parent = buffet_allocator_of(&pn, &pinner_vtable);
+    BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_contract(buffet_debug_allocator(d)) == U);   /* pinned: until freed */
+    buffet_debug_destroy(d);
+    BT_CHECK(buffet_allocator_contract(buffet_debug_allocator(NULL)) == (U | T));
+    /* failing: the parent's, without resizing (and its pin) */
+    buffet_failing_init(&fl, buffet_heap(), 0, false);
+    BT_CHECK(buffet_allocator_contract(buffet_failing_allocator(&fl)) == (U | T));
+    buffet_failing_init(&fl, fx, 0, false);
+    BT_CHECK(buffet_allocator_contract(buffet_failing_allocator(&fl)) == U);
+    buffet_failing_init(&fl, buffet_allocator_of(&pn, &pinner_vtable), 0, false);
+    BT_CHECK(buffet_allocator_contract(buffet_failing_allocator(&fl)) == P);
+    buffet_failing_deinit(&fl);
+    BT_CHECK(buffet_allocator_contract(buffet_failing_allocator(&fl)) == (U | T));   /* null parent */
+    /* adapter: the parent's, without resizing */
+    BT_CHECK(buffet_adapter_init(&ad, buffet_heap(), 16) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_contract(buffet_adapter_allocator(&ad)) == (U | T));
+    BT_CHECK(buffet_adapter_init(&ad, fx, 16) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_contract(buffet_adapter_allocator(&ad)) == U);
+    buffet_adapter_deinit(&ad);
+    BT_CHECK(buffet_allocator_contract(buffet_adapter_allocator(&ad)) == (U | T));
+    BT_CHECK(buffet_adapter_allocator(NULL).vtable == buffet_null_allocator().vtable);
+    BT_CHECK(pn.allocs == 0);
+    buffet_fixed_deinit(&f);
+}
+
+/* buffet_allocator_check: what each use needs; LIFETIME and THREAD refusals name the use in
+   a log line; a NULL log or NULL `what` is fine. */
+static void test_allocator_check(void) {
+    static unsigned char mem[256] __attribute__((aligned(64)));
+    const uint32_t both = BUFFET_NEED_UNTIL_FREED | BUFFET_NEED_THREAD_SAFE;
+    buffet_fixed f;
+    buffet_allocator fx, frame, scope, legacy;
+    pinner pn;
+    rec_log lg;
+    buffet_logger log = rec_logger(&lg);
+    int local = 0;
+    memset(&pn, 0, sizeof pn);
+    BT_CHECK(fixed_init(&f, mem, sizeof mem, no_logger()) == BUFFET_OK);
+    fx = buffet_fixed_allocator(&f);
+    frame = buffet_allocator_of(&pn, &pinner_vtable);
+    scope = buffet_allocator_of(&pn, &scope_like_vtable);
+    legacy = buffet_allocator_of(&local, &legacy_vtable);
+    /* served: nothing logged */
+    BT_CHECK(buffet_allocator_check(buffet_heap(), both, "test use", &log) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_check(buffet_null_allocator(), both, "test use", &log) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_check(fx, BUFFET_NEED_UNTIL_FREED, "test use", &log) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_check(legacy, BUFFET_NEED_UNTIL_FREED, "test use", &log) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_check(frame, 0, "test use", &log) == BUFFET_OK);
+    BT_CHECK(buffet_allocator_check(scope, 0, "test use", &log) == BUFFET_OK);
+    BT_CHECK(lg.count == 0);
+    /* one owner thread where any thread calls: THREAD, logged naming the use */
+    BT_CHECK(buffet_allocator_check(fx, both, "my pool", &log) == BUFFET_ERR_THREAD);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_THREAD && lg.last_level == BUFFET_LOG_ERROR);
+    BT_CHECK(strstr(lg.msg, "my pool") != NULL && strstr(lg.msg, "one owner thread") != NULL);
+    BT_CHECK(buffet_allocator_check(legacy, BUFFET_NEED_THREAD_SAFE, "my pool", &log) == BUFFET_ERR_THREAD);
+    BT_CHECK(lg.count == 2 && lg.last == BUFFET_ERR_THREAD);
+    /* blocks that die with a frame or scope where they must live until freed: LIFETIME (a
+       plain check cannot pin, so a frame is refused as a scope is) */
+    BT_CHECK(buffet_allocator_check(frame, BUFFET_NEED_UNTIL_FREED, "my chain", &log) == BUFFET_ERR_LIFETIME);
+    BT_CHECK(lg.count == 3 && lg.last == BUFFET_ERR_LIFETIME && strstr(lg.msg, "my chain") != NULL);
+    BT_CHECK(strstr(lg.msg, "frame or scope") != NULL);
+    BT_CHECK(buffet_allocator_check(scope, both, "my chain", &log) == BUFFET_ERR_LIFETIME);   /* lifetime first */
+    BT_CHECK(lg.count == 4 && lg.last == BUFFET_ERR_LIFETIME);
+    BT_CHECK(buffet_allocator_check(frame, BUFFET_NEED_THREAD_SAFE, "my chain", &log) == BUFFET_ERR_THREAD);
+    BT_CHECK(lg.count == 5 && lg.last == BUFFET_ERR_THREAD);
+    /* no log: refused all the same, silently; no `what`: a generic name */
+    BT_CHECK(buffet_allocator_check(fx, both, "x", NULL) == BUFFET_ERR_THREAD);
+    BT_CHECK(buffet_allocator_check(scope, BUFFET_NEED_UNTIL_FREED, NULL, NULL) == BUFFET_ERR_LIFETIME);
+    BT_CHECK(buffet_allocator_check(scope, BUFFET_NEED_UNTIL_FREED, NULL, &log) == BUFFET_ERR_LIFETIME);
+    BT_CHECK(lg.count == 6 && strstr(lg.msg, "this use") != NULL);
+    BT_CHECK(pn.allocs == 0 && f.used == 0);        /* checking allocates nothing */
+    buffet_fixed_deinit(&f);
+}
+
+/* A byte pattern that differs from page to page, so a page copied to the wrong place shows. */
+static unsigned char grow_byte(size_t i) { return (unsigned char)(i * 131u + (i >> 12)); }
+
+/* buffet_realloc over the heap is realloc(3): a 1 MiB block shrunk to 16 bytes gives its
+   memory back, and growing 4 KiB at a time to 8 MiB keeps every byte (no timing checked). */
+static void test_heap_realloc_big(void) {
+    buffet_allocator h = buffet_heap();
+    const size_t step = 4096, top = (size_t)8 << 20;
+    unsigned char *p, *q;
+    size_t i, size, old, bad = 0;
+    p = (unsigned char *)buffet_alloc(h, (size_t)1 << 20, 16, BUFFET_SITE);
+    BT_CHECK(p != NULL);
+    if (!p) return;
+    for (i = 0; i < 16; i++) p[i] = (unsigned char)(i + 1);
+    memset(p + 16, 0xEE, ((size_t)1 << 20) - 16);
+    q = (unsigned char *)buffet_realloc(h, p, (size_t)1 << 20, 16, 16, BUFFET_SITE);
+    BT_CHECK(q != NULL);
+    if (!q) { buffet_free(h, p, (size_t)1 << 20, 16, BUFFET_SITE); return; }
+    for (i = 0; i < 16; i++) BT_CHECK(q[i] == (unsigned char)(i + 1));
+    BT_CHECK(malloc_usable_size(q) < 4096);         /* the megabyte went back */
+    buffet_free(h, q, 16, 16, BUFFET_SITE);
+    /* 4 KiB at a time, from nothing (NULL: an allocation) to 8 MiB */
+    p = q = NULL;
+    old = 0;
+    for (size = step; size <= top; size += step) {
+        q = (unsigned char *)buffet_realloc(h, p, old, size, 16, BUFFET_SITE);
+        if (!q) break;
+        p = q;
+        if (old && (p[0] != grow_byte(0) || p[old - 1] != grow_byte(old - 1))) bad++;
+        for (i = old; i < size; i++) p[i] = grow_byte(i);
+        old = size;
+    }
+    BT_CHECK(q != NULL && old == top);
+    BT_CHECK(bad == 0);
+    for (i = 0; i < old; i++) bad += p[i] != grow_byte(i);
+    BT_CHECK(bad == 0);                             /* every byte of the 8 MiB, at the end */
+    buffet_free(h, p, old, 16, BUFFET_SITE);
+}
+
+/* buffet_failing_deinit: the parent is dropped; everything is refused (NOMEM) until init. */
+static void test_failing_deinit(void) {
+    buffet_failing f;
+    buffet_allocator a;
+    const char *why = NULL;
+    void *p = &p;
+    buffet_failing_init(&f, buffet_heap(), 2, false);
+    a = buffet_failing_allocator(&f);
+    BT_CHECK(buffet_alloc_ex(a, 8, 8, BUFFET_SITE, &p) == BUFFET_OK && p != NULL);
+    BUFFET_FREE_ALIGNED(a, p, 8, 8);
+    /* the refused one: NOMEM with the failing allocator's reason */
+    BT_CHECK(buffet_alloc_ex(a, 8, 8, BUFFET_SITE, &p) == BUFFET_ERR_NOMEM && p == NULL);
+    BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_NOMEM && strstr(why, "failing allocator") != NULL);
+    buffet_failing_deinit(&f);
+    BT_CHECK(f.allocs == 0 && f.failures == 0 && f.fail_at == 0);
+    p = &p;
+    BT_CHECK(buffet_alloc_ex(a, 8, 8, BUFFET_SITE, &p) == BUFFET_ERR_NOMEM && p == NULL);
+    BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_NOMEM && strstr(why, "null allocator") != NULL);
+    BT_CHECK(f.allocs == 1 && f.failures == 0);     /* counted, passed to the (null) parent */
+    buffet_failing_deinit(&f);                      /* twice: fine */
+    buffet_failing_deinit(NULL);
+    buffet_failing_init(&f, buffet_heap(), 0, false);   /* usable again */
+    p = BUFFET_ALLOC(a, 8);
+    BT_CHECK(p != NULL);
+    BUFFET_FREE(a, p, 8);
+    buffet_failing_deinit(&f);
+}
+
+/* buffet_adapter_allocator: a sized face over the adapter's blocks. Blocks of either face are
+   freed by the other (through a debug parent that checks every size); alignments wider than
+   the adapter's (up to 4096) are served with a wider header that the hooks still free; after
+   buffet_adapter_deinit nothing is allocated. */
+static void test_adapter_allocator_face(void) {
+    buffet_debug *d = NULL;
+    buffet_adapter ad;
+    buffet_allocator fa;
+    pinner pn;
+    unsigned char *p, *q;
+    const char *why = NULL;
+    void *v = &v;
+    BT_CHECK(buffet_debug_create(&d, NULL) == BUFFET_OK);
+    if (!d) return;
+    BT_CHECK(buffet_adapter_init(&ad, buffet_debug_allocator(d), 16) == BUFFET_OK);
+    fa = buffet_adapter_allocator(&ad);
+    BT_CHECK(fa.self == &ad && fa.vtable != NULL);
+    /* the face allocates, the hook frees */
+    p = (unsigned char *)buffet_alloc(fa, 100, 16, BUFFET_SITE);
+    BT_CHECK(p != NULL && (uintptr_t)p % 16 == 0 && buffet_adapter_size(p) == 100);
+    if (p) memset(p, 0x5A, 100);
+    buffet_adapter_free(&ad, p);
+    BT_CHECK(buffet_debug_get_stats(d).live_count == 0);
+    /* the hook allocates, the face frees (with the size it was allocated with) */
+    q = (unsigned char *)buffet_adapter_malloc(&ad, 50);
+    BT_CHECK(q != NULL);
+    buffet_free(fa, q, 50, 16, BUFFET_SITE);
+    BT_CHECK(buffet_debug_get_stats(d).live_count == 0);
+    /* smaller alignments are served; realloc through the face copies and keeps the bytes */
+    p = (unsigned char *)buffet_alloc(fa, 10, 8, BUFFET_SITE);
+    BT_CHECK(p != NULL && buffet_adapter_size(p) == 10);
+    if (p) memcpy(p, "0123456789", 10);
+    q = (unsigned char *)buffet_realloc(fa, p, 10, 5000, 8, BUFFET_SITE);
+    BT_CHECK(q != NULL && buffet_adapter_size(q) == 5000 && memcmp(q, "0123456789", 10) == 0);
+    if (q) buffet_adapter_free(&ad, q);
+    else buffet_free(fa, p, 10, 8, BUFFET_SITE);
+    BT_CHECK(buffet_alloc(fa, 0, 16, BUFFET_SITE) == NULL);      /* size 0: nothing */
+    BT_CHECK(buffet_debug_get_stats(d).total_count == 4 && buffet_debug_get_stats(d).live_count == 0);
+    /* wider than the adapter's alignment, up to 4096: aligned, and either face frees it */
+    {
+        static const size_t wide[3] = {32, 256, 4096};
+        size_t k;
+        for (k = 0; k < 3; k++) {
+            v = &v;
+            BT_CHECK(buffet_alloc_ex(fa, 10, wide[k], BUFFET_SITE, &v) == BUFFET_OK && v != NULL);
+            if (!v) continue;
+            BT_CHECK((uintptr_t)v % wide[k] == 0 && buffet_adapter_size(v) == 10);
+            memset(v, 0x11, 10);
+            if (k % 2) buffet_adapter_free(&ad, v);
+            else buffet_free(fa, v, 10, wide[k], BUFFET_SITE);
+            BT_CHECK(buffet_debug_get_stats(d).live_count == 0);
+        }
+    }
+    /* a wider adapter: its hook blocks are aligned to it */
+    BT_CHECK(buffet_adapter_init(&ad, buffet_debug_allocator(d), 64) == BUFFET_OK);
+    p = (unsigned char *)buffet_alloc(fa, 10, 16, BUFFET_SITE);
+    BT_CHECK(p != NULL && (uintptr_t)p % 64 == 0);
+    buffet_free(fa, p, 10, 16, BUFFET_SITE);
+    p = (unsigned char *)buffet_adapter_malloc(&ad, 10);
+    BT_CHECK(p != NULL && (uintptr_t)p % 64 == 0);
+    buffet_adapter_free(&ad, p);
+    /* deinit: both faces refuse (NOMEM: the null allocator) until initialised again */
+    buffet_adapter_deinit(&ad);
+    BT_CHECK(buffet_adapter_malloc(&ad, 10) == NULL);
+    BT_CHECK(buffet_alloc_ex(fa, 10, 16, BUFFET_SITE, &v) == BUFFET_ERR_NOMEM && v == NULL);
+    BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_NOMEM && strstr(why, "null allocator") != NULL);
+    BT_CHECK(buffet_adapter_calloc(&ad, 2, 5) == NULL);
+    buffet_adapter_deinit(&ad);
+    buffet_adapter_deinit(NULL);
+    BT_CHECK(buffet_adapter_init(&ad, buffet_debug_allocator(d), 0) == BUFFET_OK);
+    p = (unsigned char *)buffet_adapter_malloc(&ad, 10);
+    BT_CHECK(p != NULL);
+    buffet_adapter_free(&ad, p);
+    /* parents whose blocks die with a frame or scope: LIFETIME (the library frees whenever) */
+    memset(&pn, 0, sizeof pn);
+    BT_CHECK(buffet_adapter_init(&ad, buffet_allocator_of(&pn, &pinner_vtable), 16) == BUFFET_ERR_LIFETIME);
+    BT_CHECK(buffet_adapter_init(&ad, buffet_allocator_of(&pn, &scope_like_vtable), 16) == BUFFET_ERR_LIFETIME);
+    BT_CHECK(pn.allocs == 0);
+    BT_CHECK(buffet_debug_get_stats(d).live_count == 0);
+    BT_CHECK(buffet_debug_get_stats(d).mismatched_frees == 0 && buffet_debug_get_stats(d).foreign_frees == 0);
+    BT_CHECK(buffet_debug_check(d) == BUFFET_OK);
+    buffet_debug_destroy(d);
 }
 
 /* ========================================================================================== */
@@ -1720,7 +2455,7 @@ static int shm_child(int fd, size_t size) {
     buffet_buf *m = NULL;
     int status = 0;
     size_t i;
-    if (buffet_buf_map_fd(&m, fd, buffet_heap()) != BUFFET_OK || !m) return CHILD_MAP;
+    if (buffet_buf_map_fd(&m, fd, NULL) != BUFFET_OK || !m) return CHILD_MAP;
     if (m->size != size || m->kind != BUFFET_BUF_SHM || m->fd == fd) status |= CHILD_SIZE;
     for (i = 0; i < size && i < m->size; i++)
         if (((unsigned char *)m->data)[i] != (unsigned char)(i * 7)) { status |= CHILD_BYTES; break; }
@@ -1765,8 +2500,11 @@ typedef struct map_fd_ctx { int fd, fd0; buffet_buf *b; } map_fd_ctx;
 static buffet_result map_fd_op(void *ctx, buffet_allocator a) {
     map_fd_ctx *c = (map_fd_ctx *)ctx;
     buffet_result r;
+    buffet_buf_desc d;
+    memset(&d, 0, sizeof d);
+    d.allocator = a;
     c->b = (buffet_buf *)c;
-    r = buffet_buf_map_fd(&c->b, c->fd, a);
+    r = buffet_buf_map_fd(&c->b, c->fd, &d);
     if (r != BUFFET_OK) BT_CHECK(c->b == NULL && lowest_free_fd() == c->fd0);   /* no dup leaked */
     return r;
 }
@@ -1778,17 +2516,17 @@ static void test_buf_map_fd(void) {
     sweep s;
     map_fd_ctx c;
     /* errors: NULL out, fd -1, a closed fd, an empty memfd */
-    BT_CHECK(buffet_buf_map_fd(NULL, 0, buffet_heap()) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_buf_map_fd(NULL, 0, NULL) == BUFFET_ERR_INVALID);
     m = (buffet_buf *)&d;
-    BT_CHECK(buffet_buf_map_fd(&m, -1, buffet_heap()) == BUFFET_ERR_INVALID && m == NULL);
+    BT_CHECK(buffet_buf_map_fd(&m, -1, NULL) == BUFFET_ERR_INVALID && m == NULL);
     fd0 = lowest_free_fd();
     m = (buffet_buf *)&d;
-    BT_CHECK(buffet_buf_map_fd(&m, fd0, buffet_heap()) == BUFFET_ERR_SYSTEM && m == NULL);
+    BT_CHECK(buffet_buf_map_fd(&m, fd0, NULL) == BUFFET_ERR_SYSTEM && m == NULL);
     empty = memfd_create("buffet-test-empty", MFD_CLOEXEC);
     BT_CHECK(empty >= 0);
     if (empty >= 0) {
         m = (buffet_buf *)&d;
-        BT_CHECK(buffet_buf_map_fd(&m, empty, buffet_heap()) == BUFFET_ERR_INVALID && m == NULL);
+        BT_CHECK(buffet_buf_map_fd(&m, empty, NULL) == BUFFET_ERR_INVALID && m == NULL);
         close(empty);
     }
     BT_CHECK(lowest_free_fd() == fd0);
@@ -1797,7 +2535,7 @@ static void test_buf_map_fd(void) {
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_OK);
     if (!b) return;
     memcpy(b->data, "shared bytes", 13);
-    BT_CHECK(buffet_buf_map_fd(&m, b->fd, buffet_heap()) == BUFFET_OK && m != NULL);
+    BT_CHECK(buffet_buf_map_fd(&m, b->fd, NULL) == BUFFET_OK && m != NULL);
     if (m) {
         BT_CHECK(m->size == 3000 && m->map_size == 4096 && m->fd >= 0 && m->fd != b->fd);
         BT_CHECK(m->kind == BUFFET_BUF_SHM && m->refcount == 1);
@@ -1815,6 +2553,239 @@ static void test_buf_map_fd(void) {
     sweep_end(&s);
     buffet_buf_unref(b);
     BT_CHECK(lowest_free_fd() == fd0);
+}
+
+/* buffet_buf_create checks its allocator's contract: a fixed allocator (one owner thread) is
+   THREAD, a scope LIFETIME, a frame pinned (and a frame that will not pin: LIFETIME); a failing
+   parent passes the pin on; an allocator's own reason comes back (not always NOMEM). */
+static void test_buf_allocator_contract(void) {
+    static const uint32_t kinds[3] = {BUFFET_BUF_HEAP, BUFFET_BUF_MMAP, BUFFET_BUF_WRAP};
+    static unsigned char mem[4096] __attribute__((aligned(64)));
+    static unsigned char wrap_mem[64];
+    buffet_fixed f;
+    buffet_failing fl;
+    buffet_buf_desc d;
+    buffet_buf *b;
+    pinner pn;
+    refuser rf;
+    rec_log lg;
+    int local = 0;
+    size_t k;
+    memset(&pn, 0, sizeof pn);
+    BT_CHECK(fixed_init(&f, mem, sizeof mem, no_logger()) == BUFFET_OK);
+    /* fixed: one owner thread, but the last reference may drop on any thread */
+    buf_desc_init(&d, BUFFET_BUF_HEAP, 64);
+    d.allocator = buffet_fixed_allocator(&f);
+    d.log = rec_logger(&lg);
+    b = (buffet_buf *)&d;
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_THREAD && b == NULL);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_THREAD && strstr(lg.msg, "buffer") != NULL);
+    BT_CHECK(f.used == 0);
+    /* a table without contract(): until freed but one owner thread: THREAD too */
+    d.allocator = buffet_allocator_of(&local, &legacy_vtable);
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_THREAD && b == NULL);
+    /* a scope: LIFETIME, nothing allocated */
+    d.allocator = buffet_allocator_of(&pn, &scope_like_vtable);
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_LIFETIME && b == NULL);
+    BT_CHECK(lg.last == BUFFET_ERR_LIFETIME && pn.allocs == 0);
+    /* a frame: each kind's block is pinned, outlives the frame, and goes with the last reference */
+    for (k = 0; k < 3; k++) {
+        buf_desc_init(&d, kinds[k], 64);
+        d.allocator = buffet_allocator_of(&pn, &pinner_vtable);
+        d.wrap_data = wrap_mem;
+        b = NULL;
+        BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_OK && b != NULL);
+        if (!b) continue;
+        BT_CHECK(b->pin != NULL && pn.pins_made == (int)k + 1 && b->kind == kinds[k]);
+        BT_CHECK(pinner_end_frame(&pn) == 0);                     /* the frame ends: kept */
+        memset(b->data, 0x42, 64);
+        BT_CHECK(buffet_buf_ref(b) == b);
+        BT_CHECK(buffet_buf_unref(b) == 1 && pn.releases == (int)k);
+        BT_CHECK(buffet_buf_unref(b) == 0 && pn.releases == (int)k + 1);
+    }
+    BT_CHECK(pn.frees == 0 && pn.misuse == 0 && pinner_live(&pn) == 0);
+    /* a frame that refuses to pin: LIFETIME, the block given back */
+    memset(&pn, 0, sizeof pn);
+    pn.refuse_pins = true;
+    buf_desc_init(&d, BUFFET_BUF_HEAP, 64);
+    d.allocator = buffet_allocator_of(&pn, &pinner_vtable);
+    d.log = rec_logger(&lg);
+    b = (buffet_buf *)&d;
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_LIFETIME && b == NULL);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_LIFETIME);
+    BT_CHECK(pn.allocs == 1 && pn.frees == 1 && pinner_live(&pn) == 0);
+    /* a failing allocator over a frame: the pin goes to the frame that made the block */
+    memset(&pn, 0, sizeof pn);
+    buffet_failing_init(&fl, buffet_allocator_of(&pn, &pinner_vtable), 0, false);
+    buf_desc_init(&d, BUFFET_BUF_HEAP, 64);
+    d.allocator = buffet_failing_allocator(&fl);
+    b = NULL;
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_OK && b != NULL);
+    BT_CHECK(b && b->pin != NULL && pn.pins_made == 1 && fl.allocs == 1);
+    BT_CHECK(pinner_end_frame(&pn) == 0);
+    BT_CHECK(buffet_buf_unref(b) == 0 && pn.releases == 1 && pn.frees == 0 && pinner_live(&pn) == 0);
+    /* the allocator's own reason, for the heap block and for a header */
+    rf.code = BUFFET_ERR_BUDGET;
+    rf.calls = 0;
+    for (k = 0; k < 3; k++) {
+        buf_desc_init(&d, kinds[k], 64);
+        d.allocator = buffet_allocator_of(&rf, &refuser_vtable);
+        d.wrap_data = wrap_mem;
+        d.log = rec_logger(&lg);
+        b = (buffet_buf *)&d;
+        BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_BUDGET && b == NULL);
+        BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_BUDGET && strstr(lg.msg, "the refuser says no") != NULL);
+        BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_BUDGET);   /* kept for the caller */
+    }
+    BT_CHECK(rf.calls == 3);
+    buffet_fixed_deinit(&f);
+}
+
+/* buffet_buf_map_fd refuses a file its sender could still shrink (BUFFET_ERR_UNSAFE, logged
+   with the file's name): a memfd that allows sealing but has no F_SEAL_SHRINK, a memfd made
+   without MFD_ALLOW_SEALING, a plain file. BUFFET_BUF_UNSEALED accepts them; F_SEAL_SHRINK
+   is enough without it. The desc's allocator is checked like buffet_buf_create's. */
+static void test_buf_map_fd_seals(void) {
+    static unsigned char mem[1024] __attribute__((aligned(64)));
+    buffet_buf_desc d;
+    buffet_buf *m;
+    buffet_fixed f;
+    rec_log lg;
+    FILE *plain;
+    int fd0 = lowest_free_fd(), fd, nosealing;
+    /* allows sealing, but nothing sealed yet */
+    fd = memfd_create("buffet-test-unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    BT_CHECK(fd >= 0);
+    if (fd < 0) return;
+    BT_CHECK(ftruncate(fd, 5000) == 0);
+    memset(&d, 0, sizeof d);
+    d.log = rec_logger(&lg);
+    m = (buffet_buf *)&d;
+    BT_CHECK(buffet_buf_map_fd(&m, fd, &d) == BUFFET_ERR_UNSAFE && m == NULL);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_UNSAFE && lg.last_level == BUFFET_LOG_ERROR);
+    BT_CHECK(strstr(lg.msg, "buffet-test-unsealed") != NULL && strstr(lg.msg, "F_SEAL_SHRINK") != NULL);
+    BT_CHECK(strstr(lg.msg, "BUFFET_BUF_UNSEALED") != NULL);
+    m = (buffet_buf *)&d;
+    BT_CHECK(buffet_buf_map_fd(&m, fd, NULL) == BUFFET_ERR_UNSAFE && m == NULL);   /* NULL desc: same */
+    /* accepted with BUFFET_BUF_UNSEALED: mapped, flagged, the same bytes */
+    d.flags = BUFFET_BUF_UNSEALED;
+    m = NULL;
+    BT_CHECK(buffet_buf_map_fd(&m, fd, &d) == BUFFET_OK && m != NULL);
+    if (m) {
+        BT_CHECK(m->kind == BUFFET_BUF_SHM && m->size == 5000 && m->map_size == 8192 && m->fd != fd);
+        BT_CHECK((m->flags & BUFFET_BUF_UNSEALED) != 0 && all_bytes_are(m->data, 5000, 0));
+        memcpy(m->data, "unsealed", 9);
+        {
+            char back[9];
+            BT_CHECK(pread(fd, back, 9, 0) == 9 && memcmp(back, "unsealed", 9) == 0);   /* shared */
+        }
+        buffet_buf_unref(m);
+    }
+    /* sealed against growing only: still unsafe; against shrinking: fine without the flag */
+    BT_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_GROW) == 0);
+    d.flags = 0;
+    BT_CHECK(buffet_buf_map_fd(&m, fd, &d) == BUFFET_ERR_UNSAFE && m == NULL);
+    BT_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
+    m = NULL;
+    BT_CHECK(buffet_buf_map_fd(&m, fd, NULL) == BUFFET_OK && m != NULL);
+    if (m) {
+        BT_CHECK(m->flags == 0 && memcmp(m->data, "unsealed", 9) == 0);
+        buffet_buf_unref(m);
+    }
+    /* a sealed fd with an allocator that cannot hold the buffer: refused like buf_create */
+    BT_CHECK(fixed_init(&f, mem, sizeof mem, no_logger()) == BUFFET_OK);
+    d.allocator = buffet_fixed_allocator(&f);
+    d.log = rec_logger(&lg);
+    m = (buffet_buf *)&d;
+    BT_CHECK(buffet_buf_map_fd(&m, fd, &d) == BUFFET_ERR_THREAD && m == NULL && f.used == 0);
+    BT_CHECK(lg.last == BUFFET_ERR_THREAD);
+    buffet_fixed_deinit(&f);
+    close(fd);
+    /* without MFD_ALLOW_SEALING it can never be sealed: unsafe, unless the flag says so */
+    nosealing = memfd_create("buffet-test-nosealing", MFD_CLOEXEC);
+    BT_CHECK(nosealing >= 0);
+    if (nosealing >= 0) {
+        BT_CHECK(ftruncate(nosealing, 100) == 0);
+        memset(&d, 0, sizeof d);
+        d.log = rec_logger(&lg);
+        m = (buffet_buf *)&d;
+        BT_CHECK(buffet_buf_map_fd(&m, nosealing, &d) == BUFFET_ERR_UNSAFE && m == NULL);
+        BT_CHECK(lg.count == 1 && strstr(lg.msg, "buffet-test-nosealing") != NULL);
+        d.flags = BUFFET_BUF_UNSEALED;
+        m = NULL;
+        BT_CHECK(buffet_buf_map_fd(&m, nosealing, &d) == BUFFET_OK && m != NULL && m->size == 100);
+        buffet_buf_unref(m);
+        close(nosealing);
+    }
+    /* a plain file has no seals at all */
+    plain = tmpfile();
+    if (plain) {
+        BT_CHECK(fwrite("plain file", 1, 10, plain) == 10 && fflush(plain) == 0);
+        m = (buffet_buf *)&d;
+        BT_CHECK(buffet_buf_map_fd(&m, fileno(plain), NULL) == BUFFET_ERR_UNSAFE && m == NULL);
+        memset(&d, 0, sizeof d);
+        d.flags = BUFFET_BUF_UNSEALED;
+        m = NULL;
+        BT_CHECK(buffet_buf_map_fd(&m, fileno(plain), &d) == BUFFET_OK && m != NULL);
+        if (m) {
+            BT_CHECK(m->size == 10 && memcmp(m->data, "plain file", 10) == 0);
+            buffet_buf_unref(m);
+        }
+        fclose(plain);
+    }
+    BT_CHECK(lowest_free_fd() == fd0);
+}
+
+/* Takes 1000 references (or tries to), counting those it got. */
+typedef struct ref_limit_worker { buffet_buf *b; int got; } ref_limit_worker;
+
+static void *ref_limit_thread(void *arg) {
+    ref_limit_worker *w = (ref_limit_worker *)arg;
+    int i;
+    for (i = 0; i < 1000; i++) w->got += buffet_buf_ref(w->b) != NULL;
+    return NULL;
+}
+
+/* buffet_buf_ref stops at BUFFET_BUF_REF_MAX: NULL and the count unchanged, never wrapping,
+   even with threads racing; buffet_slice_make then says OVERFLOW. (The count is set near the
+   limit directly and restored before the last unref.) */
+static void test_buf_ref_limit(void) {
+    buffet_buf_desc d;
+    buffet_buf *b = NULL;
+    buffet_slice s;
+    pthread_t t[4];
+    ref_limit_worker w[4];
+    int i, got = 0;
+    uint32_t base;
+    buf_desc_init(&d, BUFFET_BUF_HEAP, 64);
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_OK);
+    if (!b) return;
+    b->refcount = BUFFET_BUF_REF_MAX - 1;
+    BT_CHECK(buffet_buf_ref(b) == b && buffet_buf_refcount(b) == BUFFET_BUF_REF_MAX);   /* the last one */
+    BT_CHECK(buffet_buf_ref(b) == NULL && buffet_buf_refcount(b) == BUFFET_BUF_REF_MAX);
+    BT_CHECK(buffet_buf_ref(b) == NULL && buffet_buf_refcount(b) == BUFFET_BUF_REF_MAX);
+    memset(&s, 0, sizeof s);
+    BT_CHECK(buffet_slice_make(&s, b, 0, 8) == BUFFET_ERR_OVERFLOW && s.buf == NULL);
+    BT_CHECK(buffet_buf_refcount(b) == BUFFET_BUF_REF_MAX);
+    BT_CHECK(buffet_buf_unref(b) == BUFFET_BUF_REF_MAX - 1);   /* dropping one makes room */
+    BT_CHECK(buffet_slice_make(&s, b, 0, 8) == BUFFET_OK && buffet_buf_refcount(b) == BUFFET_BUF_REF_MAX);
+    buffet_slice_release(&s);
+    /* threads racing past the limit: never more than the room there was, never a wrap */
+    base = BUFFET_BUF_REF_MAX - 10;
+    b->refcount = base;
+    for (i = 0; i < 4; i++) {
+        w[i].b = b;
+        w[i].got = 0;
+        BT_CHECK(pthread_create(&t[i], NULL, ref_limit_thread, &w[i]) == 0);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        got += w[i].got;
+    }
+    BT_CHECK(got >= 1 && got <= 10);
+    BT_CHECK(buffet_buf_refcount(b) == base + (uint32_t)got && buffet_buf_refcount(b) <= BUFFET_BUF_REF_MAX);
+    b->refcount = 1;                                /* restored before the last unref */
+    BT_CHECK(buffet_buf_unref(b) == 0);
 }
 
 /* ========================================================================================== */
@@ -2257,6 +3228,99 @@ static void test_chain_failing_parent(void) {
     }
 }
 
+/* Chains at the reference limit: append / prepend of a new slice and a split inside a slice
+   return BUFFET_ERR_OVERFLOW with both chains unchanged; what needs no new reference (a
+   contiguous append, a split at a slice boundary) still works. */
+static void test_chain_ref_limit(void) {
+    buffet_buf *b = pattern_buf(buffet_heap(), 64, 0);
+    buffet_chain c, t;
+    chain_snap sc, st;
+    uint32_t real;
+    if (!b) return;
+    BT_CHECK(buffet_chain_init(&c, buffet_heap()) == BUFFET_OK);
+    BT_CHECK(buffet_chain_init(&t, buffet_heap()) == BUFFET_OK);
+    BT_CHECK(buffet_chain_append(&c, b, 0, 10) == BUFFET_OK && buffet_chain_append(&c, b, 20, 10) == BUFFET_OK);
+    BT_CHECK(buffet_chain_append(&t, b, 40, 4) == BUFFET_OK);
+    real = buffet_buf_refcount(b);
+    BT_CHECK(real == 4);
+    chain_snap_take(&c, &sc);
+    chain_snap_take(&t, &st);
+    b->refcount = BUFFET_BUF_REF_MAX;
+    BT_CHECK(buffet_chain_append(&c, b, 50, 5) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_chain_prepend(&c, b, 60, 2) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_chain_split(&c, 5, &t) == BUFFET_ERR_OVERFLOW);       /* inside [0,10) */
+    BT_CHECK(buffet_chain_split(&c, 15, &t) == BUFFET_ERR_OVERFLOW);      /* inside [20,30) */
+    BT_CHECK(chain_snap_same(&c, &sc) && chain_snap_same(&t, &st));
+    BT_CHECK(buffet_buf_refcount(b) == BUFFET_BUF_REF_MAX);
+    /* no new reference needed: fine at the limit */
+    BT_CHECK(buffet_chain_append(&c, b, 30, 5) == BUFFET_OK);             /* extends [20,30) */
+    BT_CHECK(buffet_chain_count(&c) == 2 && buffet_chain_len(&c) == 25);
+    BT_CHECK(buffet_chain_split(&c, 10, &t) == BUFFET_OK);                /* at a boundary */
+    BT_CHECK(buffet_chain_len(&c) == 10 && buffet_chain_len(&t) == 19 && buffet_chain_count(&t) == 2);
+    BT_CHECK(buffet_chain_concat(&c, &t) == BUFFET_OK && buffet_chain_len(&c) == 29);
+    BT_CHECK(buffet_buf_refcount(b) == BUFFET_BUF_REF_MAX);
+    b->refcount = real;                             /* restored before anything is released */
+    buffet_chain_deinit(&c);
+    buffet_chain_deinit(&t);
+    BT_CHECK(buffet_buf_refcount(b) == 1);
+    BT_CHECK(buffet_buf_unref(b) == 0);
+}
+
+/* buffet_chain_init checks the allocator: a frame's slice array is pinned (kept past the
+   frame, released when the chain lets go); a scope is LIFETIME and the chain then refuses to
+   grow; a frame that will not pin fails the append with LIFETIME; an allocator's own reason
+   comes back from append, prepend, concat and split with both chains unchanged. */
+static void test_chain_allocator_contract(void) {
+    buffet_buf *b = pattern_buf(buffet_heap(), 64, 0);
+    buffet_chain c, t;
+    chain_snap sc, st;
+    pinner pn;
+    refuser rf;
+    size_t i;
+    if (!b) return;
+    BT_CHECK(buffet_chain_init(NULL, buffet_heap()) == BUFFET_ERR_INVALID);
+    /* a frame: pinned, and a grown array is pinned anew while the old pin goes */
+    memset(&pn, 0, sizeof pn);
+    BT_CHECK(buffet_chain_init(&c, buffet_allocator_of(&pn, &pinner_vtable)) == BUFFET_OK);
+    BT_CHECK(buffet_chain_append(&c, b, 0, 1) == BUFFET_OK && c.pin != NULL && pn.pins_made == 1);
+    BT_CHECK(pinner_end_frame(&pn) == 0);           /* the frame ends: the array stays */
+    for (i = 1; i < 12; i++) BT_CHECK(buffet_chain_append(&c, b, i * 2, 1) == BUFFET_OK);
+    BT_CHECK(buffet_chain_count(&c) == 12 && pn.pins_made == 2 && pn.releases == 1);
+    buffet_chain_deinit(&c);
+    BT_CHECK(c.pin == NULL && pn.releases == 2 && pn.frees == 0 && pn.misuse == 0 && pinner_live(&pn) == 0);
+    BT_CHECK(buffet_buf_refcount(b) == 1);
+    /* a scope: refused; the chain refuses to grow and takes no reference */
+    BT_CHECK(buffet_chain_init(&c, buffet_allocator_of(&pn, &scope_like_vtable)) == BUFFET_ERR_LIFETIME);
+    BT_CHECK(buffet_chain_len(&c) == 0 && buffet_chain_count(&c) == 0);
+    BT_CHECK(buffet_chain_append(&c, b, 0, 4) != BUFFET_OK && buffet_chain_prepend(&c, b, 0, 4) != BUFFET_OK);
+    BT_CHECK(buffet_chain_len(&c) == 0 && buffet_buf_refcount(b) == 1 && pn.allocs == 2);
+    buffet_chain_deinit(&c);
+    /* a frame that will not pin: the append fails with LIFETIME, the block given back */
+    memset(&pn, 0, sizeof pn);
+    pn.refuse_pins = true;
+    BT_CHECK(buffet_chain_init(&c, buffet_allocator_of(&pn, &pinner_vtable)) == BUFFET_OK);
+    BT_CHECK(buffet_chain_append(&c, b, 0, 4) == BUFFET_ERR_LIFETIME);
+    BT_CHECK(buffet_chain_len(&c) == 0 && buffet_buf_refcount(b) == 1 && pn.allocs == 1 && pn.frees == 1);
+    buffet_chain_deinit(&c);
+    /* the allocator's reason, with both chains unchanged */
+    rf.code = BUFFET_ERR_BUDGET;
+    rf.calls = 0;
+    BT_CHECK(buffet_chain_init(&c, buffet_heap()) == BUFFET_OK);
+    BT_CHECK(buffet_chain_init(&t, buffet_allocator_of(&rf, &refuser_vtable)) == BUFFET_OK);
+    BT_CHECK(buffet_chain_append(&c, b, 0, 10) == BUFFET_OK && buffet_chain_append(&c, b, 20, 10) == BUFFET_OK);
+    chain_snap_take(&c, &sc);
+    chain_snap_take(&t, &st);
+    BT_CHECK(buffet_chain_append(&t, b, 0, 4) == BUFFET_ERR_BUDGET);
+    BT_CHECK(buffet_chain_prepend(&t, b, 0, 4) == BUFFET_ERR_BUDGET);
+    BT_CHECK(buffet_chain_concat(&t, &c) == BUFFET_ERR_BUDGET);
+    BT_CHECK(buffet_chain_split(&c, 5, &t) == BUFFET_ERR_BUDGET);
+    BT_CHECK(rf.calls == 4 && chain_snap_same(&c, &sc) && chain_snap_same(&t, &st));
+    BT_CHECK(buffet_buf_refcount(b) == 3);          /* ours and c's two slices: no more */
+    buffet_chain_deinit(&c);
+    buffet_chain_deinit(&t);
+    BT_CHECK(buffet_buf_unref(b) == 0);
+}
+
 /* ---- the randomized chain test ----------------------------------------------------------
    Two chains and their models (plain byte arrays) go through thousands of random operations
    on sub-ranges of a few random buffers; after each one the contents, lengths and every
@@ -2533,6 +3597,7 @@ static buffet_result custom_create(void *self, const buffet_request *req, buffet
 
 static buffet_provider custom_make(const char *name, custom_provider *self, int score) {
     buffet_provider p;
+    memset(&p, 0, sizeof p);   /* detach (and any later member) zero */
     memset(self, 0, sizeof *self);
     self->score = score;
     p.name = name;
@@ -2540,6 +3605,14 @@ static buffet_provider custom_make(const char *name, custom_provider *self, int 
     p.create = custom_create;
     p.self = self;
     return p;
+}
+
+/* A registry on the heap whose log records into lg. */
+static buffet_result registry_with_log(buffet_registry **out, rec_log *lg) {
+    buffet_registry_desc rd;
+    memset(&rd, 0, sizeof rd);
+    rd.log = rec_logger(lg);
+    return buffet_registry_create(out, &rd);
 }
 
 static buffet_request request_make(uint32_t usage, size_t size) {
@@ -2604,8 +3677,8 @@ static void test_registry_add_remove(void) {
     buffet_provider p, bad;
     rec_log lg;
     int i, added = 0;
-    BT_CHECK(buffet_registry_create(NULL, buffet_heap(), rec_logger(&lg)) == BUFFET_ERR_INVALID);
-    BT_CHECK(buffet_registry_create(&r, buffet_heap(), rec_logger(&lg)) == BUFFET_OK && r != NULL);
+    BT_CHECK(buffet_registry_create(NULL, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(registry_with_log(&r, &lg) == BUFFET_OK && r != NULL);
     if (!r) return;
     p = custom_make("custom", &selves[0], 50);
     /* NULL and incomplete providers */
@@ -2656,7 +3729,7 @@ static void test_registry_choice(void) {
     custom_provider best, tie_a, tie_b;
     rec_log lg;
     void *user = NULL;
-    BT_CHECK(buffet_registry_create(&r, buffet_heap(), rec_logger(&lg)) == BUFFET_OK);
+    BT_CHECK(registry_with_log(&r, &lg) == BUFFET_OK);
     if (!r) return;
     /* the built-ins: small -> heap, large (>= 256 KiB) -> mmap, shared -> shm */
     q = request_make(0, 100);
@@ -2737,7 +3810,7 @@ static void test_registry_explain(void) {
     rec_log lg;
     char text[1024], small[10];
     size_t full, n;
-    BT_CHECK(buffet_registry_create(&r, buffet_heap(), rec_logger(&lg)) == BUFFET_OK);
+    BT_CHECK(registry_with_log(&r, &lg) == BUFFET_OK);
     if (!r) return;
     /* the choice, with every candidate's score and reason */
     full = buffet_explain(r, &q, text, sizeof text);
@@ -2792,11 +3865,12 @@ typedef struct registry_ctx { buffet_registry *r, *made; buffet_request q; buffe
 
 static buffet_result registry_create_op(void *ctx, buffet_allocator a) {
     registry_ctx *c = (registry_ctx *)ctx;
-    buffet_logger none;
+    buffet_registry_desc rd;
     buffet_result res;
-    memset(&none, 0, sizeof none);
+    memset(&rd, 0, sizeof rd);
+    rd.allocator = a;
     c->made = (buffet_registry *)c;
-    res = buffet_registry_create(&c->made, a, none);
+    res = buffet_registry_create(&c->made, &rd);
     if (res != BUFFET_OK) BT_CHECK(c->made == NULL);
     return res;
 }
@@ -2830,6 +3904,319 @@ static void test_registry_failing_parent(void) {
     }
     buffet_registry_destroy(c.r);
     sweep_end(&s);
+}
+
+/* buffet_registry_create's desc: NULL (defaults); an allocator for the registry itself (a
+   debug one sees it come and go); a frame (pinned); a scope (LIFETIME, logged); an
+   allocator's own reason (logged). */
+static void test_registry_desc(void) {
+    buffet_registry *r = NULL;
+    buffet_registry_desc rd;
+    buffet_debug *d = NULL;
+    buffet_request q = request_make(0, 100);
+    pinner pn;
+    refuser rf;
+    rec_log lg;
+    BT_CHECK(buffet_registry_create(NULL, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_registry_create(&r, NULL) == BUFFET_OK && r != NULL);
+    if (r) BT_CHECK(registry_kind_for(r, &q, NULL) == BUFFET_BUF_HEAP);
+    buffet_registry_destroy(r);
+    /* the registry from a debug allocator, its log in the desc */
+    BT_CHECK(buffet_debug_create(&d, NULL) == BUFFET_OK);
+    if (!d) return;
+    memset(&rd, 0, sizeof rd);
+    rd.allocator = buffet_debug_allocator(d);
+    rd.log = rec_logger(&lg);
+    r = NULL;
+    BT_CHECK(buffet_registry_create(&r, &rd) == BUFFET_OK && r != NULL);
+    BT_CHECK(buffet_debug_get_stats(d).live_count == 1);
+    if (r) {
+        buffet_request dev = request_make(BUFFET_USAGE_DEVICE_READ, 100);
+        BT_CHECK(registry_kind_for(r, &q, NULL) == BUFFET_BUF_HEAP);
+        BT_CHECK(registry_kind_for(r, &dev, NULL) == BUFFET_ERR_UNSUPPORTED);
+        BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_UNSUPPORTED);   /* the desc's log */
+    }
+    buffet_registry_destroy(r);
+    BT_CHECK(buffet_debug_get_stats(d).live_count == 0 && buffet_debug_get_stats(d).mismatched_frees == 0);
+    buffet_debug_destroy(d);
+    /* a scope: refused, logged, nothing allocated */
+    memset(&pn, 0, sizeof pn);
+    rd.allocator = buffet_allocator_of(&pn, &scope_like_vtable);
+    rd.log = rec_logger(&lg);
+    r = (buffet_registry *)&rd;
+    BT_CHECK(buffet_registry_create(&r, &rd) == BUFFET_ERR_LIFETIME && r == NULL);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_LIFETIME && strstr(lg.msg, "registry") != NULL);
+    BT_CHECK(pn.allocs == 0);
+    /* a frame: pinned, so it outlives the frame */
+    rd.allocator = buffet_allocator_of(&pn, &pinner_vtable);
+    r = NULL;
+    BT_CHECK(buffet_registry_create(&r, &rd) == BUFFET_OK && r != NULL);
+    BT_CHECK(pn.allocs == 1 && pn.pins_made == 1 && pinner_end_frame(&pn) == 0);
+    if (r) BT_CHECK(registry_kind_for(r, &q, NULL) == BUFFET_BUF_HEAP);
+    buffet_registry_destroy(r);
+    BT_CHECK(pn.releases == 1 && pn.frees == 0 && pn.misuse == 0 && pinner_live(&pn) == 0);
+    /* the allocator's own reason, logged */
+    rf.code = BUFFET_ERR_BUDGET;
+    rf.calls = 0;
+    rd.allocator = buffet_allocator_of(&rf, &refuser_vtable);
+    rd.log = rec_logger(&lg);
+    r = (buffet_registry *)&rd;
+    BT_CHECK(buffet_registry_create(&r, &rd) == BUFFET_ERR_BUDGET && r == NULL && rf.calls == 1);
+    BT_CHECK(lg.count == 1 && lg.last == BUFFET_ERR_BUDGET && strstr(lg.msg, "the refuser says no") != NULL);
+}
+
+/* A provider with a detach hook that counts what it hears. */
+typedef struct hook_provider { custom_provider base; int detaches; buffet_registry *from; } hook_provider;
+
+static void hook_detach(void *self, buffet_registry *r) {
+    hook_provider *h = (hook_provider *)self;
+    h->detaches++;
+    h->from = r;
+}
+
+static buffet_provider hook_make(const char *name, hook_provider *h, int score) {
+    buffet_provider p = custom_make(name, &h->base, score);   /* base first: self is h */
+    h->detaches = 0;
+    h->from = NULL;
+    p.detach = hook_detach;
+    return p;
+}
+
+/* The detach hook runs when a provider is removed and when its registry is destroyed, once
+   each; a provider without one is fine. Destroying the process-wide registry is refused: it
+   stays usable and its providers hear nothing. */
+static void test_registry_detach(void) {
+    static hook_provider a, b, dflt;
+    buffet_registry *r = NULL, *gone, *def = buffet_registry_default();
+    buffet_request q = request_make(0, 100);
+    buffet_provider p;
+    custom_provider plain;
+    rec_log lg;
+    char text[1024];
+    BT_CHECK(registry_with_log(&r, &lg) == BUFFET_OK);
+    if (!r) return;
+    p = hook_make("hooked-a", &a, 1);
+    BT_CHECK(buffet_registry_add(r, &p) == BUFFET_OK);
+    p = hook_make("hooked-b", &b, 1);
+    BT_CHECK(buffet_registry_add(r, &p) == BUFFET_OK);
+    p = custom_make("plain", &plain, 1);
+    BT_CHECK(buffet_registry_add(r, &p) == BUFFET_OK);
+    /* removal: once, with the registry it left */
+    BT_CHECK(buffet_registry_remove(r, "hooked-a") == BUFFET_OK);
+    BT_CHECK(a.detaches == 1 && a.from == r && b.detaches == 0);
+    BT_CHECK(buffet_registry_remove(r, "hooked-a") == BUFFET_ERR_NOT_FOUND && a.detaches == 1);
+    BT_CHECK(buffet_registry_remove(r, "plain") == BUFFET_OK);   /* no hook: nothing to call */
+    /* added again, it hears of the destroy like every provider still in */
+    p = hook_make("hooked-a", &a, 1);
+    BT_CHECK(buffet_registry_add(r, &p) == BUFFET_OK);
+    gone = r;
+    buffet_registry_destroy(r);
+    BT_CHECK(a.detaches == 1 && a.from == gone && b.detaches == 1 && b.from == gone);
+    BT_CHECK(lg.count == 0);
+    /* the process-wide registry: destroy is refused, so its providers stay and hear nothing */
+    if (!def) return;
+    p = hook_make("test-buffet-hooked", &dflt, 1);
+    BT_CHECK(buffet_registry_add(def, &p) == BUFFET_OK);
+    buffet_registry_destroy(def);
+    buffet_registry_destroy(buffet_registry_default());        /* twice: refused twice */
+    BT_CHECK(buffet_registry_default() == def && dflt.detaches == 0);
+    BT_CHECK(registry_kind_for(def, &q, NULL) == BUFFET_BUF_HEAP);   /* still works */
+    buffet_explain(def, &q, text, sizeof text);
+    BT_CHECK(strstr(text, "test-buffet-hooked") != NULL && strstr(text, "chose 'heap'") != NULL);
+    BT_CHECK(buffet_registry_remove(def, "test-buffet-hooked") == BUFFET_OK);
+    BT_CHECK(dflt.detaches == 1 && dflt.from == def);
+}
+
+/* A provider that calls back into its registry from its own score and create. */
+typedef struct nosy_provider {
+    custom_provider base;          /* first: custom_create works on it */
+    buffet_registry *r;
+    const char *name;
+    int depth;
+    size_t explained;
+    char text[1024];
+    buffet_result nested_buf, add_late, remove_late, remove_self, remove_other, remove_in_create;
+} nosy_provider;
+
+static int nosy_score(void *self, const buffet_request *req, char *why, size_t why_cap) {
+    nosy_provider *n = (nosy_provider *)self;
+    if (why_cap) snprintf(why, why_cap, "nosy, calls back in");
+    if (n->depth == 0) {
+        buffet_request small = request_make(0, 64);
+        buffet_buf *b = NULL;
+        custom_provider late_self;
+        buffet_provider late = custom_make("late", &late_self, 1);
+        n->depth++;
+        n->explained = buffet_explain(n->r, req, n->text, sizeof n->text);   /* scores us again */
+        n->nested_buf = buffet_registry_create_buf(n->r, &small, &b);
+        buffet_buf_unref(b);
+        n->add_late = buffet_registry_add(n->r, &late);
+        n->remove_late = buffet_registry_remove(n->r, "late");              /* not in use: fine */
+        n->remove_self = buffet_registry_remove(n->r, n->name);             /* itself: refused */
+        n->remove_other = buffet_registry_remove(n->r, "mmap");             /* in this call's use */
+        n->depth--;
+    }
+    return 90;
+}
+
+static buffet_result nosy_create(void *self, const buffet_request *req, buffet_buf **out) {
+    nosy_provider *n = (nosy_provider *)self;
+    n->remove_in_create = buffet_registry_remove(n->r, n->name);
+    return custom_create(&n->base, req, out);
+}
+
+/* Re-entrancy: a provider's score and create may call buffet_explain, create buffers, add and
+   remove other providers (no deadlock); removing itself from inside its own call, or a
+   provider its caller holds in use, is refused with BUFFET_ERR_STATE and logged. */
+static void test_registry_reentrant(void) {
+    static nosy_provider n;
+    buffet_registry *r = NULL;
+    buffet_request q = request_make(0, 100);
+    buffet_provider p;
+    buffet_buf *b = NULL;
+    rec_log lg;
+    char text[1024];
+    int round;
+    BT_CHECK(registry_with_log(&r, &lg) == BUFFET_OK);
+    if (!r) return;
+    p = custom_make("nosy", &n.base, 90);
+    p.score = nosy_score;
+    p.create = nosy_create;
+    n.r = r;
+    n.name = "nosy";
+    BT_CHECK(buffet_registry_add(r, &p) == BUFFET_OK);
+    for (round = 0; round < 2; round++) {   /* through create_buf, then through explain */
+        n.explained = 0;
+        n.nested_buf = n.add_late = n.remove_late = n.remove_self = n.remove_other = BUFFET_ERR_INVALID;
+        n.remove_in_create = BUFFET_ERR_INVALID;
+        lg.count = 0;
+        if (round == 0) {
+            BT_CHECK(buffet_registry_create_buf(r, &q, &b) == BUFFET_OK && b != NULL);
+            BT_CHECK(b && b->user == &n.base);                     /* nosy made it */
+            buffet_buf_unref(b);
+            BT_CHECK(n.remove_in_create == BUFFET_ERR_STATE);
+        } else {
+            buffet_explain(r, &q, text, sizeof text);
+            BT_CHECK(strstr(text, "chose 'nosy' (score 90)") != NULL);
+        }
+        BT_CHECK(n.explained > 0 && n.explained == strlen(n.text));
+        BT_CHECK(strstr(n.text, "chose 'nosy' (score 90)") != NULL && strstr(n.text, "mmap") != NULL);
+        BT_CHECK(n.nested_buf == BUFFET_OK);
+        BT_CHECK(n.add_late == BUFFET_OK && n.remove_late == BUFFET_OK);
+        BT_CHECK(n.remove_self == BUFFET_ERR_STATE && n.remove_other == BUFFET_ERR_STATE);
+        BT_CHECK(rec_log_has(&lg, BUFFET_ERR_STATE) && strstr(lg.msg, "removed from inside") != NULL);
+    }
+    BT_CHECK(n.base.creates == 3);                  /* two nested buffers and the outer one */
+    /* every provider is still there, and a plain removal from outside works */
+    buffet_explain(r, &q, text, sizeof text);
+    BT_CHECK(strstr(text, "mmap") != NULL && strstr(text, "nosy") != NULL && strstr(text, "late") == NULL);
+    BT_CHECK(buffet_registry_remove(r, "nosy") == BUFFET_OK && buffet_registry_remove(r, "mmap") == BUFFET_OK);
+    BT_CHECK(registry_kind_for(r, &q, NULL) == BUFFET_BUF_HEAP);
+    buffet_registry_destroy(r);
+}
+
+/* A provider whose create waits at a gate the test opens. */
+typedef struct gate_provider {
+    custom_provider base;          /* first: custom_create works on it */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int entered, go, detached, remove_returned, detached_when_returned;
+} gate_provider;
+
+static buffet_result gate_create(void *self, const buffet_request *req, buffet_buf **out) {
+    gate_provider *g = (gate_provider *)self;
+    pthread_mutex_lock(&g->mu);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->go) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return custom_create(&g->base, req, out);
+}
+
+static void gate_detach(void *self, buffet_registry *r) {
+    gate_provider *g = (gate_provider *)self;
+    (void)r;
+    pthread_mutex_lock(&g->mu);
+    g->detached++;
+    pthread_mutex_unlock(&g->mu);
+}
+
+typedef struct gate_call { buffet_registry *r; gate_provider *g; buffet_result res; buffet_buf *b; } gate_call;
+
+static void *gate_creator(void *arg) {
+    gate_call *c = (gate_call *)arg;
+    buffet_request q = request_make(0, 100);
+    c->res = buffet_registry_create_buf(c->r, &q, &c->b);
+    return NULL;
+}
+
+static void *gate_remover(void *arg) {
+    gate_call *c = (gate_call *)arg;
+    c->res = buffet_registry_remove(c->r, "gate");
+    pthread_mutex_lock(&c->g->mu);
+    c->g->remove_returned = 1;
+    c->g->detached_when_returned = c->g->detached;
+    pthread_mutex_unlock(&c->g->mu);
+    return NULL;
+}
+
+/* One thread is inside the provider's create (held at a gate); another removes the provider:
+   the removal takes it out of new choices at once but returns only after the create has
+   returned, and the detach hook runs before it returns. Deterministic: the test opens the
+   gate only after seeing the provider withdrawn and the remover still waiting. */
+static void test_registry_remove_waits(void) {
+    static gate_provider g;
+    buffet_registry *r = NULL;
+    buffet_request q = request_make(0, 100);
+    buffet_provider p;
+    gate_call creator, remover;
+    pthread_t tc, tr;
+    char text[1024];
+    int i, withdrawn = 0, started_r = 0;
+    void *user = &user;
+    BT_CHECK(buffet_registry_create(&r, NULL) == BUFFET_OK);
+    if (!r) return;
+    p = custom_make("gate", &g.base, 99);
+    p.create = gate_create;
+    p.detach = gate_detach;
+    g.entered = g.go = g.detached = g.remove_returned = g.detached_when_returned = 0;
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    BT_CHECK(buffet_registry_add(r, &p) == BUFFET_OK);
+    memset(&creator, 0, sizeof creator);
+    memset(&remover, 0, sizeof remover);
+    creator.r = remover.r = r;
+    creator.g = remover.g = &g;
+    BT_CHECK(pthread_create(&tc, NULL, gate_creator, &creator) == 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered) pthread_cond_wait(&g.cv, &g.mu);   /* the creator is inside create */
+    pthread_mutex_unlock(&g.mu);
+    started_r = pthread_create(&tr, NULL, gate_remover, &remover) == 0;
+    BT_CHECK(started_r);
+    /* wait (bounded) until the remover has withdrawn "gate": new requests no longer see it */
+    for (i = 0; started_r && i < 200000 && !withdrawn; i++) {
+        buffet_explain(r, &q, text, sizeof text);
+        withdrawn = strstr(text, "gate") == NULL;
+        if (!withdrawn) sched_yield();
+    }
+    BT_CHECK(withdrawn);
+    if (withdrawn) BT_CHECK(registry_kind_for(r, &q, &user) == BUFFET_BUF_HEAP && user == NULL);
+    pthread_mutex_lock(&g.mu);
+    BT_CHECK(g.remove_returned == 0 && g.detached == 0);   /* the create is still running */
+    g.go = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(tc, NULL);
+    if (started_r) pthread_join(tr, NULL);
+    BT_CHECK(creator.res == BUFFET_OK && creator.b != NULL && creator.b->user == &g.base);
+    BT_CHECK(remover.res == BUFFET_OK && g.remove_returned == 1);
+    BT_CHECK(g.detached == 1 && g.detached_when_returned == 1);
+    buffet_buf_unref(creator.b);
+    BT_CHECK(buffet_registry_remove(r, "gate") == BUFFET_ERR_NOT_FOUND);
+    buffet_registry_destroy(r);
+    BT_CHECK(g.detached == 1);                      /* gone already: destroy does not tell it again */
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
 }
 
 /* ========================================================================================== */
@@ -2931,6 +4318,82 @@ static void test_null_allocator(void) {
     BT_CHECK(a.vtable == n.vtable && a.self == NULL);
 }
 
+/* The *_at entry points take the caller's site: a debug allocator's leak report names it for
+   the debug allocator's own bookkeeping, buffers, mapped fds, slice arrays (append, prepend,
+   split, concat), registries and registry requests. */
+static void test_sites_at(void) {
+    static const char *const want[] = {"site-debug.c:1", "make_debug()", "site-buf.c:2", "site-map.c:3",
+                                       "site-append.c:4", "site-prepend.c:5", "site-registry.c:6",
+                                       "site-request.c:7", "site-split.c:8", "site-concat.c:9"};
+    buffet_debug *d = NULL, *inner = NULL;
+    buffet_debug_desc dd;
+    buffet_allocator a;
+    buffet_buf_desc bd;
+    buffet_buf *b = NULL, *shm = NULL, *m = NULL, *rb = NULL;
+    buffet_chain c, t, s1, s2;
+    buffet_registry *r = NULL;
+    buffet_registry_desc rd;
+    buffet_request q = request_make(0, 50);
+    FILE *tmp;
+    char text[8192];
+    size_t i, got;
+    BT_CHECK(buffet_debug_create(&d, NULL) == BUFFET_OK);
+    if (!d) return;
+    a = buffet_debug_allocator(d);
+    memset(&dd, 0, sizeof dd);
+    dd.bookkeeping = a;
+    BT_CHECK(buffet_debug_create_at(&inner, &dd, buffet_site_make("site-debug.c:1", "make_debug")) == BUFFET_OK);
+    buf_desc_init(&bd, BUFFET_BUF_HEAP, 32);
+    bd.allocator = a;
+    BT_CHECK(buffet_buf_create_at(&b, &bd, buffet_site_make("site-buf.c:2", "make_buf")) == BUFFET_OK);
+    buf_desc_init(&bd, BUFFET_BUF_SHM, 100);
+    BT_CHECK(buffet_buf_create(&shm, &bd) == BUFFET_OK);   /* on the heap: not in the report */
+    bd.allocator = a;
+    if (shm) BT_CHECK(buffet_buf_map_fd_at(&m, shm->fd, &bd, buffet_site_make("site-map.c:3", "map_it")) == BUFFET_OK);
+    buffet_chain_init(&c, a);
+    buffet_chain_init(&t, a);
+    buffet_chain_init(&s1, a);
+    buffet_chain_init(&s2, a);
+    if (b) {
+        BT_CHECK(buffet_chain_append_at(&c, b, 0, 8, buffet_site_make("site-append.c:4", "append_it")) == BUFFET_OK);
+        BT_CHECK(buffet_chain_append(&c, b, 10, 8) == BUFFET_OK);
+        BT_CHECK(buffet_chain_prepend_at(&t, b, 16, 4, buffet_site_make("site-prepend.c:5", "prepend_it")) == BUFFET_OK);
+        BT_CHECK(buffet_chain_split_at(&c, 4, &s1, buffet_site_make("site-split.c:8", "split_it")) == BUFFET_OK);
+        BT_CHECK(buffet_chain_concat_at(&s2, &t, buffet_site_make("site-concat.c:9", "concat_it")) == BUFFET_OK);
+        BT_CHECK(buffet_chain_len(&c) == 4 && buffet_chain_len(&s1) == 12 && buffet_chain_len(&s2) == 4);
+    }
+    memset(&rd, 0, sizeof rd);
+    rd.allocator = a;
+    BT_CHECK(buffet_registry_create_at(&r, &rd, buffet_site_make("site-registry.c:6", "make_registry")) == BUFFET_OK);
+    q.allocator = a;
+    if (r) BT_CHECK(buffet_registry_create_buf_at(r, &q, &rb, buffet_site_make("site-request.c:7", "ask")) == BUFFET_OK);
+    tmp = tmpfile();
+    BT_CHECK(tmp != NULL);
+    if (tmp) {
+        buffet_debug_report_leaks(d, tmp);
+        rewind(tmp);
+        got = fread(text, 1, sizeof text - 1, tmp);
+        text[got] = '\0';
+        for (i = 0; i < sizeof want / sizeof want[0]; i++) {
+            if (!strstr(text, want[i])) fprintf(stderr, "  no '%s' in the leak report\n", want[i]);
+            BT_CHECK(strstr(text, want[i]) != NULL);
+        }
+        fclose(tmp);
+    }
+    buffet_buf_unref(rb);
+    buffet_registry_destroy(r);
+    buffet_chain_deinit(&c);
+    buffet_chain_deinit(&t);
+    buffet_chain_deinit(&s1);
+    buffet_chain_deinit(&s2);
+    buffet_buf_unref(m);
+    buffet_buf_unref(shm);
+    buffet_buf_unref(b);
+    buffet_debug_destroy(inner);
+    BT_CHECK(buffet_debug_get_stats(d).live_count == 0 && buffet_debug_get_stats(d).mismatched_frees == 0);
+    buffet_debug_destroy(d);
+}
+
 int main(void) {
     BT_RUN(test_results_and_version);
     BT_RUN(test_log_silent_when_unset);
@@ -2942,6 +4405,7 @@ int main(void) {
     BT_RUN(test_heap_threads);
     BT_RUN(test_realloc_failing_parent);
     BT_RUN(test_debug_create);
+    BT_RUN(test_debug_create_bookkeeping);
     BT_RUN(test_debug_counters);
     BT_RUN(test_debug_leak_report);
     BT_RUN(test_debug_misuse);
@@ -2952,9 +4416,16 @@ int main(void) {
     BT_RUN(test_debug_threads);
     BT_RUN(test_debug_failing_parent);
     BT_RUN(test_fixed);
+    BT_RUN(test_fixed_desc_deinit);
     BT_RUN(test_failing);
     BT_RUN(test_adapter);
     BT_RUN(test_adapter_failing_parent);
+    BT_RUN(test_alloc_reasons);
+    BT_RUN(test_allocator_contracts);
+    BT_RUN(test_allocator_check);
+    BT_RUN(test_heap_realloc_big);
+    BT_RUN(test_failing_deinit);
+    BT_RUN(test_adapter_allocator_face);
     BT_RUN(test_buf_create_errors);
     BT_RUN(test_buf_heap);
     BT_RUN(test_buf_mmap);
@@ -2966,6 +4437,9 @@ int main(void) {
     BT_RUN(test_buf_failing_parent);
     BT_RUN(test_buf_shm_fork);
     BT_RUN(test_buf_map_fd);
+    BT_RUN(test_buf_allocator_contract);
+    BT_RUN(test_buf_map_fd_seals);
+    BT_RUN(test_buf_ref_limit);
     BT_RUN(test_slices);
     BT_RUN(test_chain_basic);
     BT_RUN(test_chain_concat_split);
@@ -2973,11 +4447,18 @@ int main(void) {
     BT_RUN(test_chain_device_memory);
     BT_RUN(test_chain_growth);
     BT_RUN(test_chain_failing_parent);
+    BT_RUN(test_chain_ref_limit);
+    BT_RUN(test_chain_allocator_contract);
     BT_RUN(test_chain_randomized);
     BT_RUN(test_registry_default);
     BT_RUN(test_registry_add_remove);
     BT_RUN(test_registry_choice);
     BT_RUN(test_registry_explain);
     BT_RUN(test_registry_failing_parent);
+    BT_RUN(test_registry_desc);
+    BT_RUN(test_registry_detach);
+    BT_RUN(test_registry_reentrant);
+    BT_RUN(test_registry_remove_waits);
+    BT_RUN(test_sites_at);
     return bt_finish("test_buffet");
 }

@@ -252,39 +252,57 @@ static void test_debug_leak_sites(void) {
     buffet_pkt_pool_desc d;
     buffet_pkt_pool *pool;
     buffet_pkt_cache *c;
-    buffet_pkt *p, *q;
+    buffet_pkt *p, *q, *b[2], *x;
     FILE *f;
-    char text[4096], site_p[256], site_q[256];
-    int line_p, line_q;
+    char text[4096], site_p[256], site_q[256], site_b[256], site_x[256];
+    int line_p, line_q, line_b, line_x;
     tp_begin(&e);
     tp_small(&e, &d);
     pool = tp_pool(&d);
     c = tp_cache(pool, 0);
     line_p = __LINE__; p = buffet_pkt_alloc(c, 10);
     line_q = __LINE__; q = buffet_pkt_alloc(c, 1000);
-    BT_CHECK(p && q);
+    line_b = __LINE__; BT_CHECK(buffet_pkt_alloc_bulk(c, 1, b, 2) == 2);   /* each of a burst */
+    line_x = __LINE__; x = buffet_pkt_clone(c, q);                      /* and a clone's header */
+    BT_CHECK(p && q && x);
     tp_site(site_p, sizeof site_p, line_p);
     tp_site(site_q, sizeof site_q, line_q);
+    tp_site(site_b, sizeof site_b, line_b);
+    tp_site(site_x, sizeof site_x, line_x);
     buffet_pkt_cache_flush(c);
     f = tmpfile();
     BT_CHECK(f != NULL);
     if (f) {
         tp_log_clear(&e.log);
-        BT_CHECK(buffet_pkt_pool_report_leaks(pool, f) == 2);
+        BT_CHECK(buffet_pkt_pool_report_leaks(pool, f) == 5);
         tp_read_back(f, text, sizeof text);
         BT_CHECK(strstr(text, site_p) != NULL && strstr(text, site_q) != NULL);
-        BT_CHECK(strstr(text, "in test_debug_leak_sites()") != NULL && strstr(text, "2 buffers out") != NULL);
-        if (!strstr(text, site_p)) fprintf(stderr, "report:\n%s(wanted %s)\n", text, site_p);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 2);   /* each (and maybe a summary) */
+        BT_CHECK(strstr(text, site_b) != NULL && strstr(strstr(text, site_b) + 1, site_b) != NULL);   /* twice */
+        BT_CHECK(strstr(text, site_x) != NULL);
+        BT_CHECK(strstr(text, "in test_debug_leak_sites()") != NULL && strstr(text, "5 buffers out") != NULL);
+        if (!strstr(text, site_p) || !strstr(text, site_b)) fprintf(stderr, "report:\n%s(wanted %s, %s)\n", text, site_p, site_b);
+        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 5);   /* each (and maybe a summary) */
         BT_CHECK(strstr(e.log.all, site_p) != NULL && strstr(e.log.all, site_q) != NULL);
         fclose(f);
     }
+    buffet_pkt_free(c, x);
+    buffet_pkt_free_bulk(c, b, 2);
     buffet_pkt_free(c, q);
     buffet_pkt_cache_destroy(c);
     tp_log_clear(&e.log);
     buffet_pkt_pool_destroy(pool);   /* p is still out: the log names where it was taken */
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 1);
+    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 1 && tp_logged(&e.log, BUFFET_ERR_STATE) == 1);
     BT_CHECK(strstr(e.log.all, site_p) != NULL && strstr(e.log.all, site_q) == NULL);
+    /* the release waits for p; its history still works meanwhile */
+    f = tmpfile();
+    if (f && p) {
+        BT_CHECK(buffet_pkt_history_dump(p, f) >= 2);
+        tp_read_back(f, text, sizeof text);
+        BT_CHECK(strstr(text, site_p) != NULL);
+    }
+    if (f) fclose(f);
+    buffet_pkt_free_shared(p);       /* the last buffer: the pool is released now */
+    BT_CHECK(buffet_debug_get_stats(e.dbg).live_count == 0);
     tp_end(&e);
 }
 

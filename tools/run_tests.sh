@@ -5,6 +5,8 @@
 #   asan      tests/test_*.c with gcc under ASan and UBSan, as C11 and as C++17
 #   tsan      tests/test_*.c with gcc under TSan, as C11
 #   valgrind  tests/test_*.c with gcc as C11, each run under valgrind memcheck
+#   aarch64   tests/test_*.c cross-built with Debian's aarch64-linux-gnu-gcc (C11) and -g++ (C++17),
+#             run under qemu-aarch64-static; every header compiled alone for aarch64
 #   demo      examples/*.c, gcc, C11, -O2          bench   bench/*.c, gcc, C11, -O2 -g
 # A program that prints "<file>: N passed, N failed, N skipped" adds those numbers to the totals;
 # any other program is one test (exit 0: passed, 77: skipped, else failed). Programs run from the
@@ -101,6 +103,12 @@ two_units() {  # CC_A LANGFLAGS_A CC_B LANGFLAGS_B LINKER TAG: implementation in
         $5 -pthread "build/checks/$6-a.o" "build/checks/$6-b.o" -o "build/checks/$6" && "./build/checks/$6"
 }
 
+layout_units() {  # CC LANGFLAGS EXTRA TAG: compile_layout_a.c and _b.c, configured differently, linked, run
+    $1 $2 $BASE $3 -c tests/compile_layout_a.c -o "build/checks/$4-a.o" &&
+        $1 $2 $BASE $3 -c tests/compile_layout_b.c -o "build/checks/$4-b.o" &&
+        $1 $3 -pthread "build/checks/$4-a.o" "build/checks/$4-b.o" -o "build/checks/$4" && "./build/checks/$4"
+}
+
 compile_checks() {  # CC CXX
     local cc=$1 cxx=$2 h p0=$passed f0=$failed
     for h in buffet.h buffet_frame.h buffet_packet.h buffet_net.h buffet_gpu.h; do
@@ -116,6 +124,7 @@ compile_checks() {  # CC CXX
     check "$cxx compile_static.c as C++17" static_only_main "$cxx" "$CXX" "static-$cxx"
     check "$cc compile_two_a.c + compile_two_b.c" two_units "$cc" "$C" "$cc" "$C" "$cc" "two-$cc"
     check "$cxx compile_two_a.c as C++17 + $cc compile_two_b.c" two_units "$cxx" "$CXX" "$cc" "$C" "$cxx" "two-$cxx"
+    check "$cc compile_layout_a.c + compile_layout_b.c (other limits)" layout_units "$cc" "$C" "" "layout-$cc"
     echo "== compile checks $cc/$cxx: $((passed - p0)) passed, $((failed - f0)) failed"
 }
 
@@ -148,6 +157,7 @@ asan)
     export UBSAN_OPTIONS="print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
     tests asan-c11 gcc "$C $BASE $SAN"
     tests asan-c++17 g++ "$CXX $BASE $SAN"
+    check "ASan compile_layout_a.c + compile_layout_b.c (other limits)" layout_units gcc "$C" "$SAN" layout-asan
     ;;
 tsan)
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
@@ -159,6 +169,22 @@ valgrind)
             --errors-for-leak-kinds=definite,indirect,possible --show-leak-kinds=definite,indirect,possible -q
     else skip valgrind "valgrind not installed"; fi
     ;;
+aarch64)
+    # Another architecture for real: cross-built and run under qemu's user-mode emulation.
+    qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)
+    if ! command -v aarch64-linux-gnu-gcc >/dev/null || [ -z "$qemu" ]; then
+        skip aarch64 "aarch64-linux-gnu-gcc or qemu-aarch64-static not installed (make deps)"
+    else
+        export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+        tests aarch64-c11 aarch64-linux-gnu-gcc "$C $BASE" "$qemu"
+        if command -v aarch64-linux-gnu-g++ >/dev/null; then
+            tests aarch64-c++17 aarch64-linux-gnu-g++ "$CXX $BASE" "$qemu"
+        else skip aarch64 "aarch64-linux-gnu-g++ not installed (make deps)"; fi
+        for h in buffet.h buffet_frame.h buffet_packet.h buffet_net.h buffet_gpu.h; do
+            check "aarch64 C11 $h alone" header_alone aarch64-linux-gnu-gcc "$C" "$PWD/$h"
+        done
+    fi
+    ;;
 demo)
     for src in examples/*.c; do [ ! -e "$src" ] || program demo "$src" gcc "$C $WARN -O2 -pthread"; done
     ;;
@@ -167,7 +193,7 @@ bench)
     for src in bench/*.c; do [ ! -e "$src" ] || program bench "$src" gcc "$C $WARN -O2 -g -pthread"; done
     ;;
 *)
-    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|demo|bench" >&2; exit 2 ;;
+    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|aarch64|demo|bench" >&2; exit 2 ;;
 esac
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
