@@ -989,10 +989,10 @@ static const char *buffet__site_func(buffet_site s) { return s.func ? s.func : "
 
 /* Log lines held back while a lock is held or the state is half-updated, and delivered once
    both are over, so a logger may call any buffet function (shared with the sibling headers). */
-#define BUFFET__LOGQ_MAX 8
+#define BUFFET__LOGQ_MAX 4
 typedef struct buffet__logq {
     unsigned n;
-    struct { buffet_log_level level; buffet_result code; const char *file; int line; char msg[320]; } e[BUFFET__LOGQ_MAX];
+    struct { buffet_log_level level; buffet_result code; const char *file; int line; char msg[256]; } e[BUFFET__LOGQ_MAX];
 } buffet__logq;
 
 __attribute__((format(printf, 7, 8), unused))
@@ -1239,8 +1239,9 @@ BUFFET_API bool buffet_resize(buffet_allocator a, void *ptr, size_t old_size, si
     return a.vtable->resize && a.vtable->resize(a.self, ptr, old_size, new_size, align);
 }
 
-BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
-                                size_t align, buffet_site site) {
+/* buffet_realloc's general path, apart so that the heap's stays a few instructions. */
+__attribute__((noinline)) static void *buffet__realloc_any(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
+                                                           size_t align, buffet_site site) {
     void *p;
     if (!buffet_is_pow2(align)) return buffet_alloc_fail(BUFFET_ERR_INVALID, "the alignment is not a power of two");
     if (!ptr) return buffet_alloc(a, new_size, align, site);
@@ -1263,6 +1264,20 @@ BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, 
     memcpy(p, ptr, old_size < new_size ? old_size : new_size);
     buffet_free(a, ptr, old_size, align, site);
     return p;
+}
+
+BUFFET_API void *buffet_realloc(buffet_allocator a, void *ptr, size_t old_size, size_t new_size,
+                                size_t align, buffet_site site) {
+#ifndef BUFFET_HEAP_ALLOC
+    /* The heap at malloc's own alignment is realloc itself, as buffet_alloc is malloc. (Not
+       inline: gcc would then warn of a realloc of any static block a caller passes with an
+       allocator it cannot see is not the heap.) */
+    if (!a.vtable && ptr && old_size && new_size && align - 1 < BUFFET__MALLOC_ALIGN && !(align & (align - 1))) {
+        void *p = realloc(ptr, new_size);
+        return p ? p : buffet_alloc_fail(BUFFET_ERR_NOMEM, "the heap is out of memory");
+    }
+#endif
+    return buffet__realloc_any(a, ptr, old_size, new_size, align, site);
 }
 
 BUFFET_API buffet_result buffet_free_ex(buffet_allocator a, void *ptr, size_t size, size_t align, buffet_site site) {

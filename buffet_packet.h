@@ -26,9 +26,10 @@
      cache    per-thread arrays of buffer pointers over the store, made by each thread (no
               thread registry): alloc and free are an array pop and push plus a header reset;
               refills and spills move whole batches. The same design as buffet_frame.h's pool
-              caches (created, arrays sized at run time); it differs only in holding one array
-              per size class, and in its store being lock-free batches, since packets cross
-              threads at line rate where frame-pool objects mostly stay home.
+              caches (created by each thread, refilled from a shared store); it differs in holding
+              one array per size class, inline at a constant stride (the fastest alloc-free
+              chain), and in its store being lock-free batches, since packets cross threads at
+              line rate where frame-pool objects mostly stay home.
      packet   a 64-byte header (buffet_pkt) followed by the user area and the data room; data
               between headroom and tailroom; segments linked by `next`; metadata fields.
      clone    a header of its own (own metadata) sharing another packet's data, counted in that
@@ -49,13 +50,12 @@
      called from them, except destroying the pool whose call is running them.
 
    CONFIGURATION
-     BUFFET_PKT_CACHE_MAX     most pointers a cache holds per class (default 512), checked by
-                              the implementation; no public layout depends on it
      BUFFET_DEBUG >= 1        per-buffer state, site and history (double free caught at the
                               second free, leak report at destroy naming who took each buffer,
                               cookies around every buffer, buffet_pkt_history_dump)
-     A pool has at most BUFFET_PKT_MAX_CLASSES (16) size classes: a constant, so every
-     translation unit agrees on the layout of the desc and stats structs.
+     A pool has at most BUFFET_PKT_MAX_CLASSES (12) size classes and a cache holds at most
+     BUFFET_PKT_CACHE_MAX (512) pointers per class: constants, not configuration, so every
+     translation unit agrees on the layout of the desc, stats and cache structs.
 
    THREAD SAFETY
      A pool is thread-safe. A cache belongs to the thread that created it. A packet belongs to
@@ -83,12 +83,11 @@
 
 #include <pthread.h>
 
-/* Size classes a pool can have: a constant, since public structs are sized by it. */
-#define BUFFET_PKT_MAX_CLASSES 16
-/* The most pointers a cache holds per class: a limit the implementation checks, not a layout. */
-#ifndef BUFFET_PKT_CACHE_MAX
+/* Size classes a pool can have, and the most pointers a cache holds per class: constants, since
+   public structs are sized by them (the inline fast paths index a cache's arrays at a constant
+   stride, which keeps a pointer load off the alloc-free chain). */
+#define BUFFET_PKT_MAX_CLASSES 12
 #define BUFFET_PKT_CACHE_MAX 512
-#endif
 #define BUFFET_PKT_HISTORY 8
 
 BUFFET_EXTERN_C_BEGIN
@@ -152,7 +151,6 @@ typedef struct buffet_pkt_pool_desc {
 /* A cache: per class, an array of buffer pointers. Belongs to the thread that created it. The
    counts of every class share a few cache lines, apart from the pointer arrays. */
 typedef struct buffet_pkt_cache_class {
-    void **objs;                    /* `size` pointers, allocated with the cache */
     uint32_t count;
     uint32_t pad_;
     uint64_t allocs, frees, misses;     /* counted here, merged into the pool's on refill/spill */
@@ -167,6 +165,7 @@ typedef struct buffet_pkt_cache {
     pthread_t owner;                /* the creating thread: the allocator face routes others to the pool */
     struct buffet_pkt_cache *next_in_pool;
     buffet_pkt_cache_class cls[BUFFET_PKT_MAX_CLASSES + 1];
+    void *objs[BUFFET_PKT_MAX_CLASSES + 1][BUFFET_PKT_CACHE_MAX];
 } buffet_pkt_cache;
 
 typedef struct buffet_pkt_class_stats {
@@ -235,7 +234,7 @@ static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigne
     if (cls >= c->nclasses) return NULL;
     k = &c->cls[cls];
     if (__builtin_expect(k->count != 0 && !c->checks, 1)) {
-        buffet_pkt *p = (buffet_pkt *)k->objs[--k->count];
+        buffet_pkt *p = (buffet_pkt *)c->objs[cls][--k->count];
         k->allocs++;
         BUFFET__UNPOISON(p->buf, p->buf_len);
         buffet__pkt_reset(p, c->headroom);
@@ -255,7 +254,7 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
         /* a free buffer counts 0, so a second free is caught, not cached twice */
         BUFFET__STORE(&p->refcnt, (uint16_t)0, BUFFET__RELAXED);
         BUFFET__POISON(p->buf, p->buf_len);
-        k->objs[k->count++] = p;
+        c->objs[p->cls][k->count++] = p;
         k->frees++;
         return;
     }
@@ -1047,25 +1046,20 @@ BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size) {
 /* >>caches */
 BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size, buffet_site site) {
     buffet_pkt_cache *c;
-    size_t block;
-    unsigned k;
     bool dying;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     if (!p || size > BUFFET_PKT_CACHE_MAX) return BUFFET_ERR_INVALID;
     if (size == 0) size = 64;
-    /* The cache and its pointer arrays, one per class and the clone class, in one block. */
-    block = sizeof *c + (size_t)(p->nclasses + 1) * size * sizeof(void *);
-    c = (buffet_pkt_cache *)buffet_alloc(p->allocator, block, BUFFET_ALIGNOF(buffet_pkt_cache), site);
+    c = (buffet_pkt_cache *)buffet_alloc(p->allocator, sizeof *c, BUFFET_ALIGNOF(buffet_pkt_cache), site);
     if (!c) return buffet_alloc_error(NULL);
-    memset(c, 0, sizeof *c);
+    memset(c, 0, offsetof(buffet_pkt_cache, objs));   /* the arrays are written before they are read */
     c->pool = p;
     c->size = size;
     c->nclasses = p->nclasses;
     c->headroom = (uint16_t)p->headroom;
     c->checks = p->checks;
     c->owner = pthread_self();
-    for (k = 0; k <= p->nclasses; k++) c->cls[k].objs = (void **)(c + 1) + (size_t)k * size;
     pthread_mutex_lock(&p->mu);
     dying = p->dying;
     if (!dying) {
@@ -1074,7 +1068,7 @@ BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buff
     }
     buffet__pkt_unlock(p);
     if (dying) {
-        buffet_free(p->allocator, c, block, BUFFET_ALIGNOF(buffet_pkt_cache), site);
+        buffet_free(p->allocator, c, sizeof *c, BUFFET_ALIGNOF(buffet_pkt_cache), site);
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "cache_create: pool %s is being destroyed", p->name);
         return BUFFET_ERR_STATE;
     }
@@ -1123,7 +1117,7 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c) {
     ev.n = 0;
     for (k = 0; k <= c->nclasses; k++) {
         buffet_pkt_cache_class *kc = &c->cls[k];
-        if (kc->count) buffet__pkt_store_put(c->pool, k, kc->objs, kc->count, false);
+        if (kc->count) buffet__pkt_store_put(c->pool, k, c->objs[k], kc->count, false);
         kc->count = 0;
     }
     pthread_mutex_lock(&c->pool->mu);
@@ -1144,8 +1138,7 @@ BUFFET_API void buffet_pkt_cache_destroy(buffet_pkt_cache *c) {
     if (*pp) *pp = c->next_in_pool;
     done = buffet__pkt_done(p);
     buffet__pkt_unlock(p);
-    buffet_free(p->allocator, c, sizeof *c + (size_t)(c->nclasses + 1) * c->size * sizeof(void *),
-                BUFFET_ALIGNOF(buffet_pkt_cache), BUFFET_SITE);
+    buffet_free(p->allocator, c, sizeof *c, BUFFET_ALIGNOF(buffet_pkt_cache), BUFFET_SITE);
     if (done) buffet__pkt_pool_free(p);
 }
 
@@ -1220,7 +1213,7 @@ BUFFET_API buffet_pkt *buffet__pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, b
         buffet__pkt_events ev;
         uint32_t want = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
         if (want >= b) want -= want % b;   /* whole batches: no surplus to hand back under the lock */
-        kc->count = BUFFET__LOAD(&p->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(p, k, kc->objs, want, 1);
+        kc->count = BUFFET__LOAD(&p->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(p, k, c->objs[k], want, 1);
         kc->misses++;
         ev.n = 0;
         pthread_mutex_lock(&p->mu);
@@ -1229,7 +1222,7 @@ BUFFET_API buffet_pkt *buffet__pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, b
         buffet__pkt_fire(p, &ev);
         if (kc->count == 0) return buffet__pkt_failed(p, k, p->cls[k].data_room);
     }
-    h = (buffet_pkt *)kc->objs[--kc->count];
+    h = (buffet_pkt *)c->objs[k][--kc->count];
     kc->allocs++;
     buffet__pkt_handout(p, h, k, site);
     return h;
@@ -1265,10 +1258,10 @@ static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site
             /* Half the cache, rounded to whole batches when it holds any, so no lock is needed. */
             uint32_t half = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
             if (half >= b) half -= half % b;
-            buffet__pkt_store_put(p, k, kc->objs + kc->count - half, half, false);
+            buffet__pkt_store_put(p, k, c->objs[k] + kc->count - half, half, false);
             kc->count -= half;
         }
-        kc->objs[kc->count++] = h;
+        c->objs[k][kc->count++] = h;
         kc->frees++;
         return;
     }
@@ -1352,7 +1345,7 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
         }
         want = (uint32_t)(n - kc->count);
         ask = room > want + c->size / 2 ? want + c->size / 2 : room;
-        kc->count += BUFFET__LOAD(&c->pool->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(c->pool, k, kc->objs + kc->count, ask, want);
+        kc->count += BUFFET__LOAD(&c->pool->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(c->pool, k, c->objs[k] + kc->count, ask, want);
         kc->misses++;
         ev.n = 0;
         pthread_mutex_lock(&c->pool->mu);
@@ -1365,7 +1358,7 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
         }
     }
     kc->count -= (uint32_t)n;
-    memcpy(pkts, kc->objs + kc->count, n * sizeof *pkts);
+    memcpy(pkts, c->objs[k] + kc->count, n * sizeof *pkts);
     kc->allocs += n;
     if (c->checks) {
         for (i = 0; i < n; i++) buffet__pkt_handout(c->pool, pkts[i], k, site);

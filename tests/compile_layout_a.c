@@ -4,7 +4,6 @@
    pair finds any overflow a layout mismatch would cause. */
 #define BUFFET_IMPLEMENTATION
 #define BUFFET_POOL_CACHE_MAX 1024
-#define BUFFET_PKT_CACHE_MAX 1024
 #define BUFFET_FRAME_MAX_IN_FLIGHT 8
 #define BUFFET_REGISTRY_MAX 64
 #include "../buffet_frame.h"
