@@ -17,6 +17,7 @@
 
    CONFIGURATION   to come.
    THREAD SAFETY   to come.
+   LIFECYCLE       to come: its table of objects (made by, ended by, owner) comes with them.
    VERSION         buffet 0.1.0; needs buffet.h from the same release.
 */
 #ifndef BUFFET_GPU_H_INCLUDED
