@@ -1167,7 +1167,7 @@ static buffet_result buffet__check(buffet_allocator a, uint32_t need, bool can_p
     if ((need & BUFFET_NEED_UNTIL_FREED) && !(c & BUFFET_CONTRACT_UNTIL_FREED) && !pinned) {
         BUFFET__LOG(log, BUFFET_LOG_ERROR, BUFFET_ERR_LIFETIME,
                     "%s: its allocator's blocks die when the current frame or scope ends, but %s keeps them until it frees them%s",
-                    what, what, (c & BUFFET_CONTRACT_PIN) ? " (and cannot pin them)" : " (and it cannot pin them)");
+                    what, what, (c & BUFFET_CONTRACT_PIN) ? ", and it does not pin blocks" : ", and the allocator cannot pin them");
         return BUFFET_ERR_LIFETIME;
     }
     if ((need & BUFFET_NEED_THREAD_SAFE) && !(c & BUFFET_CONTRACT_THREAD_SAFE) && !pinned) {

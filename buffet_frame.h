@@ -384,7 +384,6 @@ typedef struct buffet_pool_cache {
     void **objs;                  /* cap pointers, allocated with the cache */
     pthread_t owner;              /* the creating thread: the allocator face routes others to the store */
     struct buffet_pool_cache *next;   /* in the pool's list */
-    buffet_pin *pin;
 } buffet_pool_cache;
 
 typedef struct buffet_pool_stats {
