@@ -2,6 +2,8 @@
 #   make test            gcc and clang, C11 and C++17, tests + compile/install/submodule checks
 #   make test-asan       ASan + UBSan        make test-tsan   TSan        make test-valgrind
 #   make test-aarch64    the tests cross-built for aarch64 and run under qemu-user
+#   make fuzz            each tests/fuzz/ fuzzer under libFuzzer + ASan + UBSan for
+#                        BUFFET_FUZZ_SECONDS (default 60)
 #   make demo            run examples/*.c    make bench       run bench/*.c
 #   make install         PREFIX=/usr/local, DESTDIR honoured; make uninstall; make clean
 #   make deps            (root) the Debian packages the tests need; make bench-deps for the peers
@@ -20,11 +22,11 @@ CMAKEDIR = $(DESTDIR)$(PREFIX)/lib/cmake/buffet
 
 DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-rt-14-dev python3 \
        python3-prometheus-client libnuma1 gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
-       libc6-dev-arm64-cross qemu-user-static
+       libc6-dev-arm64-cross qemu-user-static spin liblua5.4-dev libsqlite3-dev
 BENCH_DEPS = libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtalloc-dev libapr1-dev \
              libdpdk-dev python3-prometheus-client
 
-.PHONY: test test-asan test-tsan test-valgrind test-aarch64 demo bench install uninstall clean deps bench-deps version
+.PHONY: test test-asan test-tsan test-valgrind test-aarch64 fuzz demo bench install uninstall clean deps bench-deps version
 
 test:
 	@tools/run_tests.sh test
@@ -36,6 +38,8 @@ test-valgrind:
 	@tools/run_tests.sh valgrind
 test-aarch64:
 	@tools/run_tests.sh aarch64
+fuzz:
+	@tools/run_tests.sh fuzz
 demo:
 	@tools/run_tests.sh demo
 bench:

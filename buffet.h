@@ -313,6 +313,9 @@ typedef struct buffet_logger { buffet_log_fn fn; void *user; } buffet_logger;
    Thread: safe. */
 BUFFET_API void buffet_log_stderr(void *user, buffet_log_level level, buffet_result code,
                                   const char *msg, const char *file, int line);
+/* A callback that drops everything: for loggers that default to stderr when left zero. */
+BUFFET_API void buffet_log_silent(void *user, buffet_log_level level, buffet_result code,
+                                  const char *msg, const char *file, int line);
 
 /* ---------------------------------------------------------------------------------------------
    >>sizes: overflow-checked arithmetic shared by every header
@@ -515,7 +518,8 @@ typedef struct buffet_debug_desc {
     size_t quarantine_count;   /* freed blocks kept poisoned to catch double free and writes
                                   after free; 0: 64; SIZE_MAX: none */
     size_t quarantine_bytes;   /* ...up to this many bytes in all; 0: 1 MiB */
-    buffet_logger log;         /* every error found is logged here; zero: silent */
+    buffet_logger log;         /* every error found is logged here; zero: buffet_log_stderr (a
+                                  debug allocator is there to speak; buffet_log_silent quiets it) */
 } buffet_debug_desc;
 
 typedef struct buffet_debug_stats {
@@ -527,7 +531,11 @@ typedef struct buffet_debug_stats {
     size_t double_frees, foreign_frees, mismatched_frees, corruptions;   /* errors found */
 } buffet_debug_stats;
 
-/* Create a debug allocator over desc->parent (desc NULL: all defaults). Returns: BUFFET_OK.
+/* Create a debug allocator over desc->parent (desc NULL: all defaults). Memory: each block
+   costs two guards (2 x guard_size, the front one rounded up to the alignment) and a record of
+   80 bytes in a table kept at most half full (160 to 320 bytes), and freed blocks wait in the
+   quarantine; programs of small blocks need several times their usual memory (Lua 5.4
+   running a script: about 3.5 times). Returns: BUFFET_OK.
    Errors: BUFFET_ERR_INVALID (out NULL, guard_size not a multiple of 8 or > 4096),
    BUFFET_ERR_LIFETIME (parent blocks die with a scope and cannot be pinned; bookkeeping that does
    not live until freed), BUFFET_ERR_NOMEM (bookkeeping failed). Thread: safe. */
@@ -543,10 +551,11 @@ BUFFET_API buffet_allocator buffet_debug_allocator(buffet_debug *d);
 /* Verify the guard bytes of every live block and the poison of every quarantined one.
    Returns: BUFFET_OK. Errors: BUFFET_ERR_CORRUPT (each damaged block is logged). Thread: safe. */
 BUFFET_API buffet_result buffet_debug_check(buffet_debug *d);
-/* Write one line per live allocation ("leak: N bytes at P, allocated at file:line in func()")
-   and a summary to out (NULL: only the log callback hears of them, one BUFFET_ERR_LEAK each,
-   called after the allocator's lock is released). Returns: the number of live allocations.
-   Thread: safe. */
+/* Report the live allocations, one line per allocation site ("leak: B bytes in K blocks (the
+   first at P), allocated at file:line in func()"), so a leaking loop gives one line, not one
+   per block. out non-NULL: the lines and a summary go there, and only there; out NULL: the log
+   callback hears each line as BUFFET_ERR_LEAK, after the allocator's lock is released.
+   Returns: the number of live allocations. Thread: safe. */
 BUFFET_API size_t buffet_debug_report_leaks(buffet_debug *d, FILE *out);
 /* Counters (see buffet_debug_stats). Thread: safe. */
 BUFFET_API buffet_debug_stats buffet_debug_get_stats(buffet_debug *d);
@@ -588,20 +597,26 @@ BUFFET_API void buffet_fixed_reset(buffet_fixed *f);
 */
 typedef struct buffet_failing {
     buffet_allocator parent;   /* zero: the heap */
-    uint64_t fail_at;          /* the Nth allocation (1-based) fails; 0: none fails */
+    uint64_t fail_at;          /* the Nth attempt (1-based) fails; 0: none fails */
     bool fail_after;           /* and so does every one after it */
+    /* Set after init; the modes combine (an allocation fails when any says so): */
+    uint64_t skip;             /* the first `skip` attempts pass, whatever every and per_million say */
+    uint64_t every;            /* then every `every`-th attempt fails (1: all of them); 0: off */
+    uint32_t per_million;      /* then each attempt fails with this chance in a million... */
+    uint64_t seed;             /* ...drawn from (seed, attempt number): the same seed fails the same attempts */
     uint64_t allocs;           /* allocation attempts so far (atomic) */
     uint64_t failures;         /* attempts refused so far (atomic) */
 } buffet_failing;
 
 /* Fail the fail_at-th allocation through f (and every later one when fail_after) and pass
-   everything else to parent. Thread: safe. */
+   everything else to parent; set skip, every, per_million and seed afterwards for the other
+   modes. Resizes and frees always reach the parent. Thread: safe. */
 BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, uint64_t fail_at,
                                     bool fail_after);
 /* Drop the parent; f refuses everything until initialised again. Thread: not concurrently. */
 BUFFET_API void buffet_failing_deinit(buffet_failing *f);
-/* The allocator interface of f. Resize in place always fails (it could need memory); a refused
-   allocation reads as BUFFET_ERR_NOMEM. Contract: the parent's, without resizing. Thread: safe. */
+/* The allocator interface of f. A refused allocation reads as BUFFET_ERR_NOMEM. Contract: the
+   parent's. Thread: safe. */
 BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f);
 
 /* ---------------------------------------------------------------------------------------------
@@ -658,8 +673,12 @@ enum {
     BUFFET_BUF_NO_THP  = 1u << 1,   /* MMAP: never ask for transparent huge pages */
     BUFFET_BUF_ZERO    = 1u << 2,   /* HEAP: zero the bytes (MMAP and SHM always are) */
     BUFFET_BUF_POPULATE = 1u << 3,  /* MMAP/SHM: fault every page in now (MAP_POPULATE) */
-    BUFFET_BUF_UNSEALED = 1u << 4   /* buffet_buf_map_fd: accept a file its sender can still shrink
+    BUFFET_BUF_UNSEALED = 1u << 4,  /* buffet_buf_map_fd: accept a file its sender can still shrink
                                        (a shrink under the mapping kills the reader with SIGBUS) */
+    BUFFET_BUF_SECURE  = 1u << 5    /* MMAP/SHM: locked in RAM (mlock: never swapped) and kept out of
+                                       core dumps; MMAP/SHM/WRAP: wiped (buffet_wipe) when the last
+                                       reference goes. HEAP refuses it: mlock works on whole pages,
+                                       which a heap block shares with others */
 };
 
 typedef struct buffet_buf buffet_buf;
@@ -694,7 +713,8 @@ typedef struct buffet_buf_desc {
                                    may drop on any thread, long after: it must keep blocks until
                                    freed and be thread-safe, or pin (a frame allocator's block
                                    then keeps its chunk alive until the buffer goes) */
-    const char *name;           /* SHM: name shown in /proc/PID/fd; NULL: "buffet" */
+    const char *name;           /* SHM: name shown in /proc/PID/fd; NULL: "buffet"
+                                   map_fd: size, when not 0, is the most it accepts from the sender */
     void *wrap_data;            /* WRAP: the caller's memory */
     buffet_release_fn release;  /* WRAP: called when the last reference goes; may be NULL */
     void *release_user;         /* WRAP: its first argument */
@@ -714,13 +734,18 @@ BUFFET_API buffet_result buffet_buf_create_at(buffet_buf **out, const buffet_buf
 /* Map a shared-memory buffer from a memfd received from another process (the fd is dup'ed;
    the caller keeps its own). The size is the file's. The sender must have sealed it against
    shrinking (F_SEAL_SHRINK, as BUFFET_BUF_SHM buffers are), or a shrink would kill this process
-   with SIGBUS; desc->flags BUFFET_BUF_UNSEALED accepts it anyway. desc may be NULL (heap header,
-   no log); its allocator, flags and log are used. Returns: BUFFET_OK and *out (kind SHM).
-   Errors: BUFFET_ERR_INVALID (out NULL, fd < 0, empty file), BUFFET_ERR_UNSAFE (not sealed
+   with SIGBUS; desc->flags BUFFET_BUF_UNSEALED accepts it anyway. The size comes from another
+   process, so desc->size (when not 0) bounds it. desc may be NULL (heap header, no log); its
+   size, allocator, flags (UNSEALED, SECURE) and log are used. Returns: BUFFET_OK and *out (kind
+   SHM). Errors: BUFFET_ERR_INVALID (out NULL, fd < 0, empty file, not a regular file or memfd),
+   BUFFET_ERR_TOO_LARGE (larger than desc->size), BUFFET_ERR_UNSAFE (not sealed
    against shrinking: logged with the file's name and seals), BUFFET_ERR_LIFETIME /
    BUFFET_ERR_THREAD (allocator), BUFFET_ERR_SYSTEM, BUFFET_ERR_NOMEM. Thread: safe. */
 BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const buffet_buf_desc *desc, buffet_site site);
 #define buffet_buf_map_fd(...) buffet_buf_map_fd_at(__VA_ARGS__, BUFFET_SITE)
+/* Zero n bytes at p in a way the compiler may not drop as a dead store (memory about to be
+   freed: keys, passwords). Thread: as the memory. */
+BUFFET_API void buffet_wipe(void *p, size_t n);
 /* Take a reference. Returns: b, or NULL when b is NULL or already holds BUFFET_BUF_REF_MAX
    references (the count is never allowed to wrap). Thread: safe. */
 BUFFET_API buffet_buf *buffet_buf_ref(buffet_buf *b);
@@ -833,7 +858,10 @@ enum {
     BUFFET_USAGE_DEVICE_WRITE = 1u << 3,
     BUFFET_USAGE_SHARE_PROCESS = 1u << 4,   /* another process maps it */
     BUFFET_USAGE_NETWORK      = 1u << 5,    /* socket I/O source or target */
-    BUFFET_USAGE_HUGE_PAGES   = 1u << 6     /* explicit huge pages wanted */
+    BUFFET_USAGE_HUGE_PAGES   = 1u << 6,    /* explicit huge pages wanted */
+    BUFFET_USAGE_SECURE       = 1u << 7     /* secrets: locked in RAM, out of core dumps, wiped
+                                               on release (BUFFET_BUF_SECURE); a provider that
+                                               cannot do all three must score it < 0 */
 };
 
 typedef enum buffet_lifetime {
@@ -847,6 +875,7 @@ typedef struct buffet_request {
     buffet_lifetime lifetime;
     buffet_allocator allocator; /* for headers (and heap data); zero: the heap */
     buffet_site site;           /* who asked (for leak reports); set by buffet_registry_create_buf */
+    buffet_logger log;          /* where the provider says why it failed; zero: the registry's */
 } buffet_request;
 
 typedef struct buffet_registry buffet_registry;
@@ -963,16 +992,41 @@ static void buffet__append(char *out, size_t cap, size_t *len, const char *fmt, 
     if (n > 0) *len += (size_t)n;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (1 to 4), or 0 when it is not one: a stray
+   continuation byte, a cut or overlong sequence, a surrogate or a code point past U+10FFFF. */
+__attribute__((unused)) static size_t buffet__utf8_len(const unsigned char *s) {
+    size_t n, i;
+    uint32_t cp;
+    if (s[0] < 0x80) return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) n = 2, cp = s[0] & 0x1Fu;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) n = 3, cp = s[0] & 0x0Fu;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4) n = 4, cp = s[0] & 0x07u;
+    else return 0;
+    for (i = 1; i < n; i++) {   /* stops at the terminating NUL, which is no continuation byte */
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3Fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}
+
 /* A caller's string inside double quotes: as a JSON string, or as a Prometheus label value
-   (which knows only the escapes \\, \" and \n, so other control characters become spaces). */
+   (which knows only the escapes \\, \" and \n, so other control characters become spaces). Bytes
+   that are not UTF-8 (a name cut inside a character, a Latin-1 name) become U+FFFD, so the
+   output always parses. */
 __attribute__((unused)) static void buffet__append_quoted(char *out, size_t cap, size_t *len, const char *s, bool prometheus) {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') buffet__append(out, cap, len, "\\%c", c);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        size_t n = buffet__utf8_len(p);
+        if (n == 0) { buffet__append(out, cap, len, "\xEF\xBF\xBD"); p++; continue; }
+        if (n > 1) buffet__append(out, cap, len, "%.*s", (int)n, (const char *)p);
+        else if (c == '"' || c == '\\') buffet__append(out, cap, len, "\\%c", c);
         else if (c == '\n') buffet__append(out, cap, len, "\\n");
         else if (c < 0x20 && prometheus) buffet__append(out, cap, len, " ");
         else if (c < 0x20) buffet__append(out, cap, len, "\\u%04x", (unsigned)c);
         else buffet__append(out, cap, len, "%c", c);
+        p += n;
     }
 }
 
@@ -982,6 +1036,11 @@ BUFFET_API void buffet_log_stderr(void *user, buffet_log_level level, buffet_res
     (void)user; (void)file; (void)line;
     fprintf(stderr, "buffet: %s: %s (%s)\n", (unsigned)level < 4 ? names[level] : "?", msg,
             buffet_result_str(code));
+}
+
+BUFFET_API void buffet_log_silent(void *user, buffet_log_level level, buffet_result code,
+                                  const char *msg, const char *file, int line) {
+    (void)user; (void)level; (void)code; (void)msg; (void)file; (void)line;
 }
 
 static const char *buffet__site_where(buffet_site s) { return s.where ? s.where : "?"; }
@@ -1448,6 +1507,8 @@ static bool buffet__dbg_check_poison(buffet_debug *d, const buffet__dbg_rec *r) 
             break;
         }
     }
+    /* Reported once: the poison is restored, so a later check or the eviction stays quiet. */
+    if (!ok) memset(user, BUFFET__DBG_FREED_BYTE, r->size);
     BUFFET__POISON(user, r->size);
     return ok;
 }
@@ -1642,6 +1703,7 @@ BUFFET_API buffet_result buffet_debug_create_at(buffet_debug **out, const buffet
     *out = NULL;
     memset(&dd, 0, sizeof dd);
     if (desc) dd = *desc;
+    if (!dd.log.fn) dd.log.fn = buffet_log_stderr;
     if (dd.guard_size == 0) dd.guard_size = 16;
     if (dd.guard_size % 8 != 0 || dd.guard_size > 4096) {
         BUFFET__LOG(&dd.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
@@ -1723,31 +1785,56 @@ BUFFET_API buffet_result buffet_debug_check(buffet_debug *d) {
     return ok ? BUFFET_OK : BUFFET_ERR_CORRUPT;
 }
 
+/* Sites compare by text: two translation units may spell one file:line in two string literals. */
+static int buffet__dbg_site_text_cmp(const buffet__dbg_rec *a, const buffet__dbg_rec *b) {
+    int c = strcmp(buffet__site_where(a->site), buffet__site_where(b->site));
+    return c ? c : strcmp(buffet__site_func(a->site), buffet__site_func(b->site));
+}
+/* By site, then in allocation order, so each site's line names its oldest block. */
+static int buffet__dbg_site_cmp(const void *x, const void *y) {
+    const buffet__dbg_rec *a = (const buffet__dbg_rec *)x, *b = (const buffet__dbg_rec *)y;
+    int c = buffet__dbg_site_text_cmp(a, b);
+    return c ? c : (a->seq > b->seq) - (a->seq < b->seq);
+}
+
 BUFFET_API size_t buffet_debug_report_leaks(buffet_debug *d, FILE *out) {
-    size_t i, n = 0, bytes = 0, k = 0;
+    size_t i, j, n = 0, bytes = 0, k = 0, sites = 0;
     buffet__dbg_rec *leaks;
     if (!d) return 0;
     pthread_mutex_lock(&d->mu);
     for (i = 0; i < d->tab_cap; i++) n += d->tab[i].key > BUFFET__DBG_TOMB && !d->tab[i].freed;
-    /* A copy of the records, so the logger hears of each leak after the lock is released. */
-    leaks = d->log.fn && n ? (buffet__dbg_rec *)malloc(n * sizeof *leaks) : NULL;
+    /* A copy of the records, grouped by site after the lock is released, when the logger may run. */
+    leaks = n ? (buffet__dbg_rec *)malloc(n * sizeof *leaks) : NULL;
     for (i = 0; i < d->tab_cap; i++) {
         const buffet__dbg_rec *r = &d->tab[i];
         if (r->key <= BUFFET__DBG_TOMB || r->freed) continue;
         bytes += r->size;
-        if (out)
-            fprintf(out, "buffet: leak: %zu bytes at %p, allocated at %s in %s()\n", r->size,
-                    (void *)r->key, buffet__site_where(r->site), buffet__site_func(r->site));
         if (leaks) leaks[k++] = *r;
     }
     buffet__dbg_unlock(d);
-    for (i = 0; i < k; i++)
-        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "leak: %zu bytes at %p, allocated at %s in %s()", leaks[i].size,
-                    (void *)leaks[i].key, buffet__site_where(leaks[i].site), buffet__site_func(leaks[i].site));
-    if (n && !leaks) BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "%zu leaks, %zu bytes in all", n, bytes);
+    if (leaks) qsort(leaks, k, sizeof *leaks, buffet__dbg_site_cmp);
+    for (i = 0; i < k; i = j) {
+        size_t count = 0, site_bytes = 0;
+        char line[512];
+        for (j = i; j < k && buffet__dbg_site_text_cmp(&leaks[i], &leaks[j]) == 0; j++) {
+            count++;
+            site_bytes += leaks[j].size;
+        }
+        sites++;
+        snprintf(line, sizeof line, "leak: %zu bytes in %zu block%s (the first at %p), allocated at %s in %s()",
+                 site_bytes, count, count == 1 ? "" : "s", (void *)leaks[i].key,
+                 buffet__site_where(leaks[i].site), buffet__site_func(leaks[i].site));
+        if (out) fprintf(out, "buffet: %s\n", line);
+        else BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "%s", line);
+    }
+    if (n && !leaks) {   /* no memory to group them: the totals still tell */
+        if (out) fprintf(out, "buffet: leak: %zu blocks, %zu bytes (no memory to list them)\n", n, bytes);
+        else BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "leak: %zu blocks, %zu bytes (no memory to list them)", n, bytes);
+    }
     free(leaks);
     if (out) {
-        if (n) fprintf(out, "buffet: %zu leak%s, %zu bytes in all\n", n, n == 1 ? "" : "s", bytes);
+        if (n) fprintf(out, "buffet: %zu leak%s, %zu bytes in all, from %zu site%s\n", n, n == 1 ? "" : "s", bytes,
+                       sites, sites == 1 ? "" : "s");
         else fprintf(out, "buffet: no leaks\n");
     }
     return n;
@@ -1859,14 +1946,35 @@ BUFFET_API void buffet_fixed_reset(buffet_fixed *f) {
 }
 
 /* >>failing allocator */
+/* Does attempt n (1-based) fail? Stateless in n, so threads need to share only the counter. */
+static bool buffet__failing_says_no(const buffet_failing *f, uint64_t n) {
+    uint64_t h;
+    if (f->fail_at && (n == f->fail_at || (f->fail_after && n > f->fail_at))) return true;
+    if (n <= f->skip) return false;
+    if (f->every && (n - f->skip) % f->every == 0) return true;
+    if (!f->per_million) return false;
+    h = f->seed + n * 0x9E3779B97F4A7C15ull;   /* the n-th output of splitmix64 seeded with seed */
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    return (h ^ (h >> 31)) % 1000000u < f->per_million;
+}
+
+static bool buffet__failing_attempt(buffet_failing *f) {
+    if (!buffet__failing_says_no(f, BUFFET__FETCH_ADD(&f->allocs, 1, BUFFET__RELAXED) + 1)) return true;
+    BUFFET__FETCH_ADD(&f->failures, 1, BUFFET__RELAXED);   /* a counter read after the fact: relaxed */
+    return false;
+}
+
 static void *buffet__failing_alloc(void *self, size_t size, size_t align, buffet_site site) {
     buffet_failing *f = (buffet_failing *)self;
-    uint64_t n = BUFFET__FETCH_ADD(&f->allocs, 1, BUFFET__RELAXED) + 1;
-    if (f->fail_at && (n == f->fail_at || (f->fail_after && n > f->fail_at))) {
-        BUFFET__FETCH_ADD(&f->failures, 1, BUFFET__RELAXED);
-        return buffet_alloc_fail(BUFFET_ERR_NOMEM, "the failing allocator refused it, as asked");
-    }
+    if (!buffet__failing_attempt(f)) return buffet_alloc_fail(BUFFET_ERR_NOMEM, "the failing allocator refused it, as asked");
     return buffet_alloc(f->parent, size, align, site);
+}
+
+/* Resizes pass through untouched: a refused in-place growth is no failure a caller sees
+   (buffet_realloc moves the block instead), and injecting one would only hide the move's. */
+static bool buffet__failing_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
+    return buffet_resize(((buffet_failing *)self)->parent, ptr, old_size, new_size, align);
 }
 
 static void buffet__failing_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
@@ -1875,7 +1983,7 @@ static void buffet__failing_free(void *self, void *ptr, size_t size, size_t alig
 }
 
 static uint32_t buffet__failing_contract(const void *self) {
-    return buffet_allocator_contract(((const buffet_failing *)self)->parent) & ~(uint32_t)BUFFET_CONTRACT_RESIZE;
+    return buffet_allocator_contract(((const buffet_failing *)self)->parent);
 }
 
 /* Pins go to the parent, which made the blocks. */
@@ -1885,7 +1993,7 @@ static buffet_pin *buffet__failing_pin(void *self, void *ptr, size_t size) {
 }
 
 static const buffet_allocator_vtable buffet__failing_vtable = {
-    buffet__failing_alloc, NULL, buffet__failing_free, NULL, buffet__failing_contract, buffet__failing_pin
+    buffet__failing_alloc, buffet__failing_resize, buffet__failing_free, NULL, buffet__failing_contract, buffet__failing_pin
 };
 
 BUFFET_API void buffet_failing_init(buffet_failing *f, buffet_allocator parent, uint64_t fail_at,
@@ -2012,6 +2120,28 @@ BUFFET_API void *buffet_adapter_zalloc(void *opaque, unsigned items, unsigned si
 BUFFET_API void buffet_adapter_zfree(void *opaque, void *ptr) { buffet_adapter_free((buffet_adapter *)opaque, ptr); }
 
 /* >>buffers */
+BUFFET_API void buffet_wipe(void *p, size_t n) {
+    if (!p || !n) return;
+    memset(p, 0, n);
+    /* The asm claims to read the memory behind p, so the stores before it are not dead. */
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+/* A secure mapping stays in RAM and out of core dumps: secrets must reach neither swap nor a
+   crash report. */
+static buffet_result buffet__buf_secure(const buffet_buf_desc *d, void *p, size_t len) {
+    int e;
+    if (!(d->flags & BUFFET_BUF_SECURE)) return BUFFET_OK;
+    madvise(p, len, MADV_DONTDUMP);
+    if (mlock(p, len) == 0) return BUFFET_OK;
+    e = errno;
+    BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, e == EPERM || e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM,
+                "buffer: cannot lock %zu secure bytes in memory: %s (the limit is RLIMIT_MEMLOCK, ulimit -l)",
+                len, strerror(e));
+    errno = e;
+    return e == EPERM || e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
+}
+
 static void buffet__buf_free_header(buffet_buf *b) {
     buffet__unhold(b->allocator, b, sizeof *b, BUFFET_ALIGNOF(buffet_buf), b->pin, BUFFET_SITE);
 }
@@ -2021,13 +2151,21 @@ static void buffet__buf_destroy_heap(buffet_buf *b) {
     buffet__unhold(b->allocator, b, off + b->size, b->align, b->pin, BUFFET_SITE);
 }
 
-static void buffet__buf_destroy_map(buffet_buf *b) {
+/* The end of a buffer mapped from another process's fd: its bytes are the sender's to wipe,
+   and the sender may still be using them. munmap drops any mlock with the pages. */
+static void buffet__buf_destroy_mapped(buffet_buf *b) {
     munmap(b->data, b->map_size);
     if (b->fd >= 0) close(b->fd);
     buffet__buf_free_header(b);
 }
 
+static void buffet__buf_destroy_map(buffet_buf *b) {
+    if (b->flags & BUFFET_BUF_SECURE) buffet_wipe(b->data, b->size);
+    buffet__buf_destroy_mapped(b);
+}
+
 static void buffet__buf_destroy_wrap(buffet_buf *b) {
+    if (b->flags & BUFFET_BUF_SECURE) buffet_wipe(b->data, b->size);
     if (b->release) b->release(b->user, b->data, b->size);
     buffet__buf_free_header(b);
 }
@@ -2064,6 +2202,11 @@ static buffet_result buffet__buf_heap(buffet_buf **out, const buffet_buf_desc *d
     buffet_buf *b;
     if (!buffet_is_pow2(align)) {
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: align %zu is not a power of two", align);
+        return BUFFET_ERR_INVALID;
+    }
+    if (d->flags & BUFFET_BUF_SECURE) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "buffer: a HEAP buffer cannot be SECURE (mlock locks whole pages shared with other blocks): use MMAP");
         return BUFFET_ERR_INVALID;
     }
     if (align < BUFFET_ALIGNOF(buffet_buf)) align = BUFFET_ALIGNOF(buffet_buf);
@@ -2130,6 +2273,10 @@ static buffet_result buffet__buf_mmap(buffet_buf *b, const buffet_buf_desc *d) {
         madvise(p, len, MADV_HUGEPAGE);
         if (d->flags & BUFFET_BUF_POPULATE) madvise(p, len, MADV_POPULATE_WRITE);
     }
+    if ((r = buffet__buf_secure(d, p, len)) != BUFFET_OK) {
+        munmap(p, len);
+        return r;
+    }
     b->data = p;
     b->map_size = len;
     return BUFFET_OK;
@@ -2155,8 +2302,11 @@ static buffet_result buffet__buf_shm(buffet_buf *b, const buffet_buf_desc *d) {
         errno = e;
         return r;
     }
-    /* Sealed so a process that maps it can trust its size: nobody can shrink it under them. */
-    if (ftruncate(fd, (off_t)file_size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    /* Owner-only, whatever the umask: the fd is passed on purpose, never found by path. Sealed
+       so a process that maps it can trust its size (nobody can shrink it under them), and the
+       seals themselves are final. */
+    if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)file_size) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
         e = errno;
         close(fd);
         r = e == ENOMEM || e == ENOSPC ? (huge ? BUFFET_ERR_UNSUPPORTED : BUFFET_ERR_NOMEM) : BUFFET_ERR_SYSTEM;
@@ -2165,6 +2315,7 @@ static buffet_result buffet__buf_shm(buffet_buf *b, const buffet_buf_desc *d) {
         return r;
     }
     r = buffet__mmap(d, len, MAP_SHARED | ((d->flags & BUFFET_BUF_POPULATE) ? MAP_POPULATE : 0), fd, &m);
+    if (r == BUFFET_OK && (r = buffet__buf_secure(d, m, len)) != BUFFET_OK) munmap(m, len);
     if (r != BUFFET_OK) {
         close(fd);
         return r;
@@ -2255,8 +2406,18 @@ BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const bu
     *out = NULL;
     if (fd < 0) return BUFFET_ERR_INVALID;
     if (fstat(fd, &st) != 0) return BUFFET_ERR_SYSTEM;
-    if (st.st_size <= 0) return BUFFET_ERR_INVALID;
-    if ((uint64_t)st.st_size > SIZE_MAX - BUFFET__PAGE) return BUFFET_ERR_OVERFLOW;
+    /* The size is the sender's word: bounded before anything is mapped. */
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "map_fd: fd %d is %s, not shared memory", fd,
+                    S_ISREG(st.st_mode) ? "an empty file" : "not a regular file or memfd");
+        return BUFFET_ERR_INVALID;
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX - BUFFET__PAGE || (d->size && (uint64_t)st.st_size > d->size)) {
+        buffet__fd_name(fd, name, sizeof name);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_TOO_LARGE, "map_fd: %s holds %lld bytes, more than the %zu accepted",
+                    name, (long long)st.st_size, d->size ? d->size : SIZE_MAX - BUFFET__PAGE);
+        return BUFFET_ERR_TOO_LARGE;
+    }
     /* Seals are only ever added, so one that is set now stays set for the mapping's life. */
     seals = fcntl(fd, F_GET_SEALS);
     if ((seals < 0 || !(seals & F_SEAL_SHRINK)) && !(d->flags & BUFFET_BUF_UNSEALED)) {
@@ -2271,7 +2432,7 @@ BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const bu
     if (r != BUFFET_OK) return r;
     buffet_align_up((size_t)st.st_size, BUFFET__PAGE, &len);
     b = buffet__buf_header(d->allocator, sizeof *b, BUFFET_ALIGNOF(buffet_buf), BUFFET_BUF_SHM, (size_t)st.st_size,
-                           d->flags & BUFFET_BUF_UNSEALED, buffet__buf_destroy_map, site);
+                           d->flags & (BUFFET_BUF_UNSEALED | BUFFET_BUF_SECURE), buffet__buf_destroy_mapped, site);
     if (!b) return buffet__buf_alloc_failed(&d->log, "its header", sizeof *b);
     own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0) {
@@ -2288,6 +2449,12 @@ BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const bu
         errno = e;
         return e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
     }
+    if ((r = buffet__buf_secure(d, m, len)) != BUFFET_OK) {
+        munmap(m, len);
+        close(own);
+        buffet__buf_free_header(b);
+        return r;
+    }
     b->data = m;
     b->map_size = len;
     b->fd = own;
@@ -2300,7 +2467,7 @@ BUFFET_API buffet_buf *buffet_buf_ref(buffet_buf *b) {
        far below its type's end, so even many threads racing past the limit cannot wrap it. */
     if (!b) return NULL;
     if (BUFFET__FETCH_ADD(&b->refcount, 1, BUFFET__RELAXED) >= BUFFET_BUF_REF_MAX) {
-        BUFFET__FETCH_SUB(&b->refcount, 1, BUFFET__RELAXED);
+        BUFFET__FETCH_SUB(&b->refcount, 1, BUFFET__RELAXED);   /* undoes our own add: orders nothing */
         return NULL;
     }
     return b;
@@ -2315,12 +2482,15 @@ BUFFET_API uint32_t buffet_buf_unref(buffet_buf *b) {
         b->destroy(b);
         return 0;
     }
+    /* Release: this holder's writes to the bytes happen before the last holder's destroy.
+       Acquire: the thread that reaches 0 sees every other holder's writes before it frees. */
     left = BUFFET__FETCH_SUB(&b->refcount, 1, BUFFET__ACQ_REL) - 1;
     if (left == 0) b->destroy(b);
     return left;
 }
 
 BUFFET_API uint32_t buffet_buf_refcount(const buffet_buf *b) {
+    /* A snapshot for the caller's information; nothing is read on the strength of it. */
     return b ? BUFFET__LOAD(&b->refcount, BUFFET__RELAXED) : 0;
 }
 
@@ -2675,6 +2845,7 @@ static int buffet__heap_score(void *self, const buffet_request *q, char *why, si
     if (q->usage & BUFFET__DEVICE_USAGE) return buffet__why(why, cap, -1, "host memory only");
     if (q->usage & BUFFET_USAGE_SHARE_PROCESS) return buffet__why(why, cap, -1, "cannot be shared with another process");
     if (q->usage & BUFFET_USAGE_HUGE_PAGES) return buffet__why(why, cap, -1, "cannot ask for huge pages");
+    if (q->usage & BUFFET_USAGE_SECURE) return buffet__why(why, cap, -1, "cannot lock pages it shares with other blocks");
     if (q->size < BUFFET__LARGE) return buffet__why(why, cap, 80, "small host memory: malloc is cheapest");
     return buffet__why(why, cap, 40, "large: whole pages from mmap suit it better");
 }
@@ -2685,6 +2856,7 @@ static int buffet__mmap_score(void *self, const buffet_request *q, char *why, si
     if (q->usage & BUFFET_USAGE_SHARE_PROCESS) return buffet__why(why, cap, -1, "private mapping, not shareable");
     if (q->align > BUFFET__PAGE) return buffet__why(why, cap, -1, "aligns to pages only");
     if (q->usage & BUFFET_USAGE_HUGE_PAGES) return buffet__why(why, cap, 90, "explicit 2 MiB huge pages (MAP_HUGETLB)");
+    if (q->usage & BUFFET_USAGE_SECURE) return buffet__why(why, cap, 90, "its own pages: locked, kept out of dumps, wiped");
     if (q->size >= BUFFET__LARGE) return buffet__why(why, cap, 70, "large: whole pages, transparent huge pages from 2 MiB");
     return buffet__why(why, cap, 20, "small: a whole page would waste memory");
 }
@@ -2704,7 +2876,9 @@ static buffet_result buffet__provider_create(const buffet_request *q, uint32_t k
     d.size = q->size;
     d.align = q->align;
     d.allocator = q->allocator;
-    if (kind != BUFFET_BUF_HEAP && (q->usage & BUFFET_USAGE_HUGE_PAGES)) d.flags = BUFFET_BUF_HUGETLB;
+    d.log = q->log;
+    if (kind != BUFFET_BUF_HEAP && (q->usage & BUFFET_USAGE_HUGE_PAGES)) d.flags |= BUFFET_BUF_HUGETLB;
+    if (q->usage & BUFFET_USAGE_SECURE) d.flags |= BUFFET_BUF_SECURE;
     return buffet_buf_create_at(out, &d, q->site);
 }
 static buffet_result buffet__heap_create(void *self, const buffet_request *q, buffet_buf **out) {
@@ -2959,11 +3133,13 @@ BUFFET_API buffet_result buffet_registry_create_buf_at(buffet_registry *r, const
     buffet_result res;
     int scores[BUFFET_REGISTRY_MAX];
     size_t best;
+    char name[64];
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     if (!r || !req || req->size == 0) return BUFFET_ERR_INVALID;
     q = buffet__request_norm(req);
     q.site = site;
+    if (!q.log.fn) q.log = r->log;
     buffet__registry_enter(r, &v);
     best = buffet__registry_pick(r, &v, &q, scores, NULL);
     buffet__registry_leave(r, &v, best);
@@ -2973,7 +3149,12 @@ BUFFET_API buffet_result buffet_registry_create_buf_at(buffet_registry *r, const
         buffet__registry_call(r, &v, 0);
         res = v.p[0].create(v.p[0].self, &q, out);
         buffet__registry_return();
+        /* logged after leaving, so the logger may remove this provider; hence the copied name */
+        snprintf(name, sizeof name, "%s", v.p[0].name);
         buffet__registry_leave(r, &v, SIZE_MAX);
+        if (res != BUFFET_OK)
+            BUFFET__LOG(&q.log, BUFFET_LOG_WARN, res, "registry: provider \"%s\" failed to create %zu bytes at %s",
+                        name, q.size, buffet__site_where(site));
     }
     if (best == SIZE_MAX)
         BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,

@@ -7,7 +7,11 @@
 #   valgrind  tests/test_*.c with gcc as C11, each run under valgrind memcheck
 #   aarch64   tests/test_*.c cross-built with Debian's aarch64-linux-gnu-gcc (C11) and -g++ (C++17),
 #             run under qemu-aarch64-static; every header compiled alone for aarch64
+#   fuzz      tests/fuzz/fuzz_*.c under libFuzzer with ASan and UBSan (clang), each for
+#             BUFFET_FUZZ_SECONDS (default 60) from its seed corpus tests/fuzz/corpus/NAME/
 #   demo      examples/*.c, gcc, C11, -O2          bench   bench/*.c, gcc, C11, -O2 -g
+# The test, asan, valgrind and aarch64 modes also replay every fuzzer's seed corpus (the fuzzer
+# built with -DBUFFET_FUZZ_MAIN), and test checks the Promela models (tools/check_model.sh).
 # A program that prints "<file>: N passed, N failed, N skipped" adds those numbers to the totals;
 # any other program is one test (exit 0: passed, 77: skipped, else failed). Programs run from the
 # repository root with BUFFET_TEST_MODE=MODE set, so that they can tell how they are being run.
@@ -57,7 +61,7 @@ program() {
         head -n 40 "$log"; fail "$variant/$name: does not build (all of it in $log)"; return
     fi
     echo "== $variant/$name"
-    timeout -k 10 "$timeout_s" "$@" "./$exe" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
+    timeout -k 10 "$timeout_s" "$@" "./$exe" ${prog_args:-} 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
     sum=$(grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n 1)
     if [ -n "$sum" ]; then
         read -r p f s <<<"$(echo "${sum##*: }" | tr -cs '0-9' ' ')"
@@ -75,6 +79,39 @@ program() {
 tests() {  # tests VARIANT COMPILER FLAGS [RUNNER...]
     local src
     for src in tests/test_*.c; do [ ! -e "$src" ] || program "$1" "$src" "$2" "$3" "${@:4}"; done
+    replays "$@"
+}
+
+# replays VARIANT COMPILER FLAGS [RUNNER...]: each fuzzer, without libFuzzer, runs its seed corpus.
+replays() {
+    local src name
+    for src in tests/fuzz/fuzz_*.c; do
+        [ -e "$src" ] || continue
+        name=$(basename "$src" .c)
+        prog_args=tests/fuzz/corpus/${name#fuzz_} program "$1-replay" "$src" "$2" "$3 -DBUFFET_FUZZ_MAIN -Itests/fuzz" "${@:4}"
+    done
+}
+
+# fuzz_one SRC: libFuzzer with ASan and UBSan from the seed corpus for BUFFET_FUZZ_SECONDS; new
+# inputs go to build/fuzz/NAME-corpus, a crash to build/fuzz/NAME-crash-*.
+fuzz_one() {
+    local src=$1 name exe log work runs secs=${BUFFET_FUZZ_SECONDS:-60} rc=0
+    name=$(basename "$src" .c)
+    exe=build/fuzz/$name log=build/fuzz/$name.log work=build/fuzz/$name-corpus
+    mkdir -p "$work"
+    if ! clang $C $WARN -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I. -Itests/fuzz \
+            "$src" -o "$exe" >"$log" 2>&1; then
+        head -n 40 "$log"; fail "fuzz/$name: does not build"; return
+    fi
+    echo "== fuzz/$name: ${secs}s"
+    timeout -k 10 $((secs + 120)) "./$exe" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="build/fuzz/$name-crash-" "$work" "tests/fuzz/corpus/${name#fuzz_}" >"$log" 2>&1 || rc=$?
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    if [ "$rc" -ne 0 ]; then
+        grep -v '^#' "$log" | tail -n 60; fail "fuzz/$name: exit status $rc after ${runs:-?} executions (input in build/fuzz/)"
+    else
+        pass; echo "fuzz/$name: ${runs:-?} executions in ${secs}s, corpus $(ls "$work" | wc -l) inputs, no finding"
+    fi
 }
 
 # check NAME COMMAND...: one compile check, counted as one test; its output shows only on failure.
@@ -150,6 +187,8 @@ test)
     done
     script install tools/check_install.sh
     script submodule tools/check_submodule.sh
+    if command -v spin >/dev/null; then script model tools/check_model.sh
+    else skip spin "spin not installed (make deps): the Promela models are not checked"; fi
     ;;
 asan)
     SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
@@ -176,9 +215,11 @@ aarch64)
         skip aarch64 "aarch64-linux-gnu-gcc or qemu-aarch64-static not installed (make deps)"
     else
         export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
-        # qemu's user mode refuses MAP_HUGETLB: huge pages are required (and tested) natively only
-        BUFFET_REQUIRE=$(printf '%s' "${BUFFET_REQUIRE:-}" | tr ',' '\n' | grep -vx hugetlb | paste -sd, -)
-        export BUFFET_REQUIRE
+        # qemu's user mode refuses MAP_HUGETLB: huge pages are required (and tested) natively
+        # only. Libraries come from the arm64 pkg-config tree, which holds none of the hooked
+        # ones (Lua, SQLite): those are tested natively only.
+        BUFFET_REQUIRE=$(printf '%s' "${BUFFET_REQUIRE:-}" | tr ',' '\n' | grep -vx 'hugetlb\|lua5.4' | paste -sd, -)
+        export BUFFET_REQUIRE PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig
         tests aarch64-c11 aarch64-linux-gnu-gcc "$C $BASE" "$qemu"
         if command -v aarch64-linux-gnu-g++ >/dev/null; then
             tests aarch64-c++17 aarch64-linux-gnu-g++ "$CXX $BASE" "$qemu"
@@ -188,6 +229,12 @@ aarch64)
         done
     fi
     ;;
+fuzz)
+    mkdir -p build/fuzz
+    if command -v clang >/dev/null; then
+        for src in tests/fuzz/fuzz_*.c; do [ ! -e "$src" ] || fuzz_one "$src"; done
+    else skip clang "clang not installed: libFuzzer needs it (make deps)"; fi
+    ;;
 demo)
     for src in examples/*.c; do [ ! -e "$src" ] || program demo "$src" gcc "$C $WARN -O2 -pthread"; done
     ;;
@@ -196,7 +243,7 @@ bench)
     for src in bench/*.c; do [ ! -e "$src" ] || program bench "$src" gcc "$C $WARN -O2 -g -pthread"; done
     ;;
 *)
-    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|aarch64|demo|bench" >&2; exit 2 ;;
+    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|aarch64|fuzz|demo|bench" >&2; exit 2 ;;
 esac
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
