@@ -589,7 +589,9 @@ BUFFET_API void buffet_fixed_deinit(buffet_fixed *f);
    (BUFFET_ERR_FOREIGN). Contract: blocks live until freed or reset; owned by one thread.
    Thread: owned. */
 BUFFET_API buffet_allocator buffet_fixed_allocator(buffet_fixed *f);
-/* Forget every allocation. Thread: owned. */
+/* Forget every allocation. A pointer from before the reset must not be freed after it: a bump
+   allocator keeps no record to tell it from a new block at the same address, so the free may
+   release that block (free of other stale pointers is harmless: ignored). Thread: owned. */
 BUFFET_API void buffet_fixed_reset(buffet_fixed *f);
 
 /* ---------------------------------------------------------------------------------------------
@@ -627,10 +629,14 @@ typedef struct buffet_adapter {
     size_t align;              /* of every block; 0: 16 */
     buffet_site site;          /* reported as every block's allocation site (the hooks get none);
                                   set it to BUFFET_SITE where you hook a library up */
+    buffet_logger log;         /* a free or realloc of what is no live block of it (set after
+                                  init; zero: silent) */
 } buffet_adapter;
 
 /* Serve malloc-shaped calls from parent; each block carries its size in a header of `align`
-   bytes (at least 16) so free needs no size. The library frees whenever it likes, so parent must keep blocks
+   bytes (at least 16) so free needs no size. The header is checked before it is trusted: a
+   second free of a block (while its memory is still readable) or a pointer that is no block
+   is refused and logged, never passed on with a made-up size. On error *ad refuses everything. The library frees whenever it likes, so parent must keep blocks
    until freed. Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (align not a power of two, or
    larger than 4096), BUFFET_ERR_LIFETIME (a frame or scope allocator). Thread: as parent. */
 BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align);
@@ -1046,19 +1052,46 @@ BUFFET_API void buffet_log_silent(void *user, buffet_log_level level, buffet_res
 static const char *buffet__site_where(buffet_site s) { return s.where ? s.where : "?"; }
 static const char *buffet__site_func(buffet_site s) { return s.func ? s.func : "?"; }
 
+/* A logger that ends each line with the caller's site, for the refusals of a public _at
+   function that are logged deep in helpers which know no site. It lives on that function's
+   stack: never store it. */
+typedef struct buffet__sited { buffet_logger inner; buffet_site site; } buffet__sited;
+static void buffet__sited_fn(void *user, buffet_log_level level, buffet_result code, const char *msg,
+                             const char *file, int line) {
+    const buffet__sited *s = (const buffet__sited *)user;
+    char m[512];
+    snprintf(m, sizeof m, "%s (called at %s in %s())", msg, buffet__site_where(s->site), buffet__site_func(s->site));
+    s->inner.fn(s->inner.user, level, code, m, file, line);
+}
+__attribute__((unused)) static buffet_logger buffet__sited_logger(buffet__sited *s, buffet_logger inner, buffet_site site) {
+    buffet_logger lg;
+    if (!inner.fn || !site.where) return inner;
+    s->inner = inner;
+    s->site = site;
+    lg.fn = buffet__sited_fn;
+    lg.user = s;
+    return lg;
+}
+
 /* Log lines held back while a lock is held or the state is half-updated, and delivered once
    both are over, so a logger may call any buffet function (shared with the sibling headers). */
 #define BUFFET__LOGQ_MAX 4
 typedef struct buffet__logq {
     unsigned n;
     struct { buffet_log_level level; buffet_result code; const char *file; int line; char msg[256]; } e[BUFFET__LOGQ_MAX];
+    unsigned dropped;          /* lines past the queue's room, told as one line; valid while n > 0 */
 } buffet__logq;
 
 __attribute__((format(printf, 7, 8), unused))
 static void buffet__logq_add(buffet__logq *q, const buffet_logger *lg, buffet_log_level level, buffet_result code,
                              const char *file, int line, const char *fmt, ...) {
     va_list ap;
-    if (!lg || !lg->fn || q->n == BUFFET__LOGQ_MAX) return;
+    if (!lg || !lg->fn) return;
+    if (q->n == 0) q->dropped = 0;   /* a new batch: owners reset only n */
+    if (q->n == BUFFET__LOGQ_MAX) {
+        q->dropped++;
+        return;
+    }
     va_start(ap, fmt);
     vsnprintf(q->e[q->n].msg, sizeof q->e[q->n].msg, fmt, ap);
     va_end(ap);
@@ -1072,8 +1105,13 @@ static void buffet__logq_add(buffet__logq *q, const buffet_logger *lg, buffet_lo
 
 __attribute__((unused)) static void buffet__logq_flush(buffet__logq *q, const buffet_logger *lg) {
     unsigned i, n = q->n;
+    char more[64];
     q->n = 0;
     for (i = 0; i < n && lg && lg->fn; i++) lg->fn(lg->user, q->e[i].level, q->e[i].code, q->e[i].msg, q->e[i].file, q->e[i].line);
+    if (n == BUFFET__LOGQ_MAX && q->dropped && lg && lg->fn) {   /* counted, so no report is lost unseen */
+        snprintf(more, sizeof more, "... and %u more like these (see the statistics)", q->dropped);
+        lg->fn(lg->user, q->e[n - 1].level, q->e[n - 1].code, more, q->e[n - 1].file, q->e[n - 1].line);
+    }
 }
 
 /* Release mu, then tell the logger what was queued in *pending while it was held (shared with
@@ -1458,8 +1496,8 @@ static bool buffet__all_bytes(const unsigned char *p, size_t n, unsigned char b)
 
 /* Guards intact? Logs which side was damaged. */
 static bool buffet__dbg_check_guards(buffet_debug *d, const buffet__dbg_rec *r) {
-    const unsigned char *user = (const unsigned char *)r->key;
-    const unsigned char *base = buffet__dbg_base(d, r->key, r->align);
+    unsigned char *user = (unsigned char *)r->key;
+    unsigned char *base = buffet__dbg_base(d, r->key, r->align);
     size_t front = buffet__dbg_front(d, r->align), i;
     bool ok = true;
     if (buffet__all_bytes(base, front, BUFFET__DBG_GUARD_BYTE) &&
@@ -1485,7 +1523,12 @@ static bool buffet__dbg_check_guards(buffet_debug *d, const buffet__dbg_rec *r) 
             break;
         }
     }
-    if (!ok) buffet__dbg_error(d, BUFFET_ERR_CORRUPT, &d->st.corruptions);
+    if (!ok) {
+        /* Reported once: restored, so a later check, resize or free does not count it again. */
+        buffet__dbg_error(d, BUFFET_ERR_CORRUPT, &d->st.corruptions);
+        memset(base, BUFFET__DBG_GUARD_BYTE, front);
+        memset(user + r->size, BUFFET__DBG_GUARD_BYTE, d->guard);
+    }
     return ok;
 }
 
@@ -1624,11 +1667,7 @@ static void buffet__dbg_free(void *self, void *ptr, size_t size, size_t align, b
                     ptr, buffet__site_where(site), buffet__site_func(site), size, align,
                     buffet__site_where(r->site), buffet__site_func(r->site), r->size, r->align);
     }
-    if (!buffet__dbg_check_guards(d, r)) {
-        /* Reported once; restored so the quarantine does not report the same damage again. */
-        memset(buffet__dbg_base(d, r->key, r->align), BUFFET__DBG_GUARD_BYTE, buffet__dbg_front(d, r->align));
-        memset((unsigned char *)ptr + r->size, BUFFET__DBG_GUARD_BYTE, d->guard);
-    }
+    buffet__dbg_check_guards(d, r);
     d->st.live_count--;
     d->st.live_bytes -= r->size;
     d->st.free_count++;
@@ -1698,23 +1737,26 @@ BUFFET_API buffet_result buffet_debug_create_at(buffet_debug **out, const buffet
     buffet_debug_desc dd;
     buffet_debug *d;
     buffet_result r;
+    buffet__sited sited;
+    buffet_logger refusals;
     size_t q_cap;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     memset(&dd, 0, sizeof dd);
     if (desc) dd = *desc;
     if (!dd.log.fn) dd.log.fn = buffet_log_stderr;
+    refusals = buffet__sited_logger(&sited, dd.log, site);
     if (dd.guard_size == 0) dd.guard_size = 16;
     if (dd.guard_size % 8 != 0 || dd.guard_size > 4096) {
-        BUFFET__LOG(&dd.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+        BUFFET__LOG(&refusals, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
                     "debug allocator: guard_size %zu must be a multiple of 8 and at most 4096", dd.guard_size);
         return BUFFET_ERR_INVALID;
     }
     if (dd.quarantine_count == 0) dd.quarantine_count = 64;
     if (dd.quarantine_count == SIZE_MAX) dd.quarantine_count = 0;
     if (dd.quarantine_bytes == 0) dd.quarantine_bytes = (size_t)1 << 20;
-    if ((r = buffet__check(dd.parent, BUFFET_NEED_UNTIL_FREED, true, "debug allocator (parent)", &dd.log)) != BUFFET_OK ||
-        (r = buffet__check(dd.bookkeeping, BUFFET_NEED_UNTIL_FREED, false, "debug allocator (bookkeeping)", &dd.log)) != BUFFET_OK)
+    if ((r = buffet__check(dd.parent, BUFFET_NEED_UNTIL_FREED, true, "debug allocator (parent)", &refusals)) != BUFFET_OK ||
+        (r = buffet__check(dd.bookkeeping, BUFFET_NEED_UNTIL_FREED, false, "debug allocator (bookkeeping)", &refusals)) != BUFFET_OK)
         return r;
     d = (buffet_debug *)buffet_alloc(dd.bookkeeping, sizeof *d, BUFFET_ALIGNOF(buffet_debug), site);
     if (!d) goto nomem;
@@ -1745,7 +1787,7 @@ BUFFET_API buffet_result buffet_debug_create_at(buffet_debug **out, const buffet
 nomem:
     r = buffet_alloc_error(NULL);
 fail:
-    BUFFET__LOG(&dd.log, BUFFET_LOG_ERROR, r, "debug allocator: its bookkeeping allocator failed");
+    BUFFET__LOG(&refusals, BUFFET_LOG_ERROR, r, "debug allocator: its bookkeeping allocator failed");
     return r;
 }
 
@@ -1915,7 +1957,8 @@ static bool buffet__fixed_resize(void *self, void *ptr, size_t old_size, size_t 
 static void buffet__fixed_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     buffet_fixed *f = (buffet_fixed *)self;
     (void)align;
-    if ((unsigned char *)ptr < f->base || (unsigned char *)ptr >= f->base + f->cap) {
+    /* by integers: f->base may be NULL (no memory), where base + cap is undefined */
+    if (!f->base || (uintptr_t)ptr - (uintptr_t)f->base >= f->cap) {
         BUFFET__LOG(&f->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
                     "fixed allocator: free of %p at %s: not in this buffer", ptr, buffet__site_where(site));
         return;
@@ -2021,6 +2064,9 @@ BUFFET_API buffet_allocator buffet_failing_allocator(buffet_failing *f) {
 BUFFET_API buffet_result buffet_adapter_init(buffet_adapter *ad, buffet_allocator parent, size_t align) {
     buffet_result r;
     if (!ad) return BUFFET_ERR_INVALID;
+    memset(ad, 0, sizeof *ad);
+    ad->parent = buffet_null_allocator();   /* what a failed init leaves: refuses everything */
+    ad->align = 16;
     if (align == 0) align = 16;
     if (!buffet_is_pow2(align) || align > 4096) return BUFFET_ERR_INVALID;
     if ((r = buffet__check(parent, BUFFET_NEED_UNTIL_FREED, false, "adapter", NULL)) != BUFFET_OK) return r;
@@ -2035,8 +2081,24 @@ BUFFET_API void buffet_adapter_deinit(buffet_adapter *ad) {
     ad->parent = buffet_null_allocator();
 }
 
-static size_t *buffet__adapter_slots(const void *ptr) { return (size_t *)ptr - 2; }   /* [width, size] */
+static size_t *buffet__adapter_slots(const void *ptr) { return (size_t *)ptr - 2; }   /* [width | tag, size] */
 static size_t buffet__adapter_width(size_t align) { return align < 2 * sizeof(size_t) ? 2 * sizeof(size_t) : align; }
+/* The header's first word is the width (16..4096) with a tag of the block's own address above
+   it, so a stray pointer or a freed (tag wiped) block fails the check instead of lending its
+   bytes as a size. */
+static size_t buffet__adapter_tag(const void *ptr) {
+    return (size_t)(((uint64_t)(uintptr_t)ptr * 0x9E3779B97F4A7C15ull) >> 32) << 16;
+}
+/* The width of ptr's header, or 0 (logged) when ptr is no live block of the adapter. */
+static size_t buffet__adapter_check(buffet_adapter *ad, const void *ptr, const char *what) {
+    size_t w = buffet__adapter_slots(ptr)[0];
+    if ((w & ~(size_t)0xFFFF) == buffet__adapter_tag(ptr) && (w &= 0xFFFF) >= 16 && w <= 4096 && buffet_is_pow2(w))
+        return w;
+    BUFFET__LOG(&ad->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
+                "adapter: %s of %p at %s: not a live block of this adapter (freed already, or never its own)",
+                what, ptr, buffet__site_where(ad->site));
+    return 0;
+}
 
 static void *buffet__adapter_alloc(buffet_adapter *ad, size_t size, size_t align, buffet_site site) {
     size_t total, width = buffet__adapter_width(align);
@@ -2046,7 +2108,7 @@ static void *buffet__adapter_alloc(buffet_adapter *ad, size_t size, size_t align
     p = (unsigned char *)buffet_alloc(ad->parent, total, width, site);
     if (!p) return NULL;
     p += width;
-    buffet__adapter_slots(p)[0] = width;
+    buffet__adapter_slots(p)[0] = width | buffet__adapter_tag(p);
     buffet__adapter_slots(p)[1] = size;
     return p;
 }
@@ -2073,20 +2135,21 @@ BUFFET_API void *buffet_adapter_realloc(buffet_adapter *ad, void *ptr, size_t si
         buffet_adapter_free(ad, ptr);
         return NULL;
     }
-    width = buffet__adapter_slots(ptr)[0];
+    if ((width = buffet__adapter_check(ad, ptr, "realloc")) == 0) return buffet_alloc_fail(BUFFET_ERR_FOREIGN, "not a block of this adapter");
     old = buffet__adapter_slots(ptr)[1];
     if (!buffet_add(size, width, &total)) return NULL;
     p = (unsigned char *)buffet_realloc(ad->parent, (unsigned char *)ptr - width, old + width, total, width, ad->site);
     if (!p) return NULL;
     p += width;
+    buffet__adapter_slots(p)[0] = width | buffet__adapter_tag(p);   /* it may have moved */
     buffet__adapter_slots(p)[1] = size;
     return p;
 }
 
 BUFFET_API void buffet_adapter_free(buffet_adapter *ad, void *ptr) {
     size_t width;
-    if (!ad || !ptr) return;
-    width = buffet__adapter_slots(ptr)[0];
+    if (!ad || !ptr || (width = buffet__adapter_check(ad, ptr, "free")) == 0) return;
+    buffet__adapter_slots(ptr)[0] = 0;   /* a second free of it fails the check */
     buffet_free(ad->parent, (unsigned char *)ptr - width, buffet__adapter_slots(ptr)[1] + width, width, ad->site);
 }
 
@@ -2327,12 +2390,17 @@ static buffet_result buffet__buf_shm(buffet_buf *b, const buffet_buf_desc *d) {
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_buf_create_at(buffet_buf **out, const buffet_buf_desc *desc, buffet_site site) {
+BUFFET_API buffet_result buffet_buf_create_at(buffet_buf **out, const buffet_buf_desc *user_desc, buffet_site site) {
+    buffet_buf_desc dd;
+    const buffet_buf_desc *desc = &dd;
+    buffet__sited sited;
     buffet_buf *b;
     buffet_result r;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
-    if (!desc) return BUFFET_ERR_INVALID;
+    if (!user_desc) return BUFFET_ERR_INVALID;
+    dd = *user_desc;
+    dd.log = buffet__sited_logger(&sited, user_desc->log, site);
     if (desc->size == 0) {
         BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "buffer: size 0");
         return BUFFET_ERR_INVALID;
@@ -2394,7 +2462,9 @@ static void buffet__fd_name(int fd, char *name, size_t cap) {
 
 BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const buffet_buf_desc *desc, buffet_site site) {
     static const buffet_buf_desc none = {0, 0, 0, 0, {NULL, NULL}, NULL, NULL, NULL, NULL, {NULL, NULL}};
-    const buffet_buf_desc *d = desc ? desc : &none;
+    buffet_buf_desc dd = desc ? *desc : none;
+    const buffet_buf_desc *d = &dd;
+    buffet__sited sited;
     char name[96];
     struct stat st;
     buffet_buf *b;
@@ -2404,8 +2474,14 @@ BUFFET_API buffet_result buffet_buf_map_fd_at(buffet_buf **out, int fd, const bu
     size_t len = 0;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
-    if (fd < 0) return BUFFET_ERR_INVALID;
-    if (fstat(fd, &st) != 0) return BUFFET_ERR_SYSTEM;
+    dd.log = buffet__sited_logger(&sited, dd.log, site);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = fd < 0 ? EBADF : errno;
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, fd < 0 ? BUFFET_ERR_INVALID : BUFFET_ERR_SYSTEM,
+                    "map_fd: fd %d: %s", fd, fd < 0 ? "no file descriptor" : strerror(e));
+        errno = e;
+        return fd < 0 ? BUFFET_ERR_INVALID : BUFFET_ERR_SYSTEM;
+    }
     /* The size is the sender's word: bounded before anything is mapped. */
     if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "map_fd: fd %d is %s, not shared memory", fd,
@@ -2905,17 +2981,20 @@ BUFFET_API buffet_result buffet_registry_create_at(buffet_registry **out, const 
     buffet_registry *r;
     buffet_pin *pin;
     buffet_result res;
+    buffet__sited sited;
+    buffet_logger refusals;
     size_t i;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
-    if ((res = buffet__check(d.allocator, BUFFET_NEED_UNTIL_FREED, true, "registry", &d.log)) != BUFFET_OK) return res;
+    refusals = buffet__sited_logger(&sited, d.log, site);
+    if ((res = buffet__check(d.allocator, BUFFET_NEED_UNTIL_FREED, true, "registry", &refusals)) != BUFFET_OK) return res;
     r = (buffet_registry *)buffet__hold(d.allocator, sizeof *r, BUFFET_ALIGNOF(buffet_registry), site, &pin);
     if (!r) {
         const char *why;
         res = buffet_alloc_error(&why);
-        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, res, "registry: allocation failed: %s", why);
+        BUFFET__LOG(&refusals, BUFFET_LOG_ERROR, res, "registry: allocation failed: %s", why);
         return res;
     }
     memset(r, 0, sizeof *r);
@@ -3149,16 +3228,22 @@ BUFFET_API buffet_result buffet_registry_create_buf_at(buffet_registry *r, const
         buffet__registry_call(r, &v, 0);
         res = v.p[0].create(v.p[0].self, &q, out);
         buffet__registry_return();
+        if (res == BUFFET_OK && !*out) res = BUFFET_ERR_STATE;   /* a provider's lie: logged below */
+        if (res != BUFFET_OK && *out) {                          /* an error that left a buffer */
+            buffet_buf_unref(*out);
+            *out = NULL;
+        }
         /* logged after leaving, so the logger may remove this provider; hence the copied name */
         snprintf(name, sizeof name, "%s", v.p[0].name);
         buffet__registry_leave(r, &v, SIZE_MAX);
         if (res != BUFFET_OK)
-            BUFFET__LOG(&q.log, BUFFET_LOG_WARN, res, "registry: provider \"%s\" failed to create %zu bytes at %s",
-                        name, q.size, buffet__site_where(site));
+            BUFFET__LOG(&q.log, BUFFET_LOG_WARN, res, "registry: provider \"%s\" failed to create %zu bytes at %s in %s()",
+                        name, q.size, buffet__site_where(site), buffet__site_func(site));
     }
     if (best == SIZE_MAX)
-        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
-                    "registry: no provider serves usage 0x%x (%zu bytes); buffet_explain() says why", q.usage, q.size);
+        BUFFET__LOG(&q.log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
+                    "registry: no provider serves usage 0x%x (%zu bytes) at %s in %s(); buffet_explain() says why", q.usage,
+                    q.size, buffet__site_where(site), buffet__site_func(site));
     return res;
 }
 
