@@ -1286,11 +1286,16 @@ BUFFET_API buffet_result buffet_allocator_check(buffet_allocator a, uint32_t nee
    Release it with buffet__unhold. */
 __attribute__((unused)) static void *buffet__hold(buffet_allocator a, size_t size, size_t align, buffet_site site, buffet_pin **pin) {
     void *p = buffet_alloc(a, size, align, site);
+    const char *why;
+    buffet_result r;
     *pin = NULL;
     if (!p || !a.vtable || !buffet__pins(buffet_allocator_contract(a))) return p;
+    buffet_alloc_fail(BUFFET_OK, NULL);   /* so a reason the pin gives (out of memory) is seen */
     *pin = a.vtable->pin(a.self, p, size);
     if (!*pin) {
+        r = buffet_alloc_error(&why);
         buffet_free(a, p, size, align, site);
+        if (r != BUFFET_OK) return buffet_alloc_fail(r, why);
         return buffet_alloc_fail(BUFFET_ERR_LIFETIME, "the frame allocator could not pin the block");
     }
     return p;

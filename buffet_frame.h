@@ -63,7 +63,9 @@
      BUFFET_POOL_CACHE_MAX        largest pool cache (default 512 pointers)
      Both are limits checked by the implementation; no public struct's layout depends on a
      configuration macro, so translation units may define them differently.
-     BUFFET_DEBUG >= 1            poisons freed frame memory (0xDD), turns pool checks on, and
+     BUFFET_DEBUG >= 1            poisons freed frame memory (0xDD), turns pool checks on (every
+                                  get and put on the checked path; double and foreign puts are
+                                  refused in every build), and
                                   (with <valgrind/memcheck.h>) tells valgrind about every block.
                                   ASan builds are always told which bytes are live.
 
@@ -76,9 +78,12 @@
      Pointer-returning calls return NULL, record why for buffet_alloc_error() (BUFFET_ERR_STATE
      outside a frame, BUFFET_ERR_BUDGET, BUFFET_ERR_EXHAUSTED, BUFFET_ERR_TOO_LARGE,
      BUFFET_ERR_NOMEM...) and say so through the arena's / pool's log callback; the rest return
-     buffet_result. Misuse found at run time (allocation outside a frame, end without begin, a
-     transfer not received within transfer_warn_frames, a pool object put twice or into the wrong
-     pool when checks are on) is refused, counted and logged, never fatal.
+     buffet_result. Misuse found at run time (allocation outside a frame, begin or end out of turn,
+     a stale checkpoint, a resize or free of a transferred block, a scope begun twice, a transfer
+     not received within transfer_warn_frames, a pool object put twice, a pointer put into a pool
+     it is no object of) is refused, counted and logged, never fatal, in every build. The log line
+     names the caller's file and line wherever the function takes a site (their macros pass
+     BUFFET_SITE): all of these but an allocation outside a frame.
 */
 #ifndef BUFFET_FRAME_H_INCLUDED
 #define BUFFET_FRAME_H_INCLUDED
@@ -158,12 +163,17 @@ typedef struct buffet_frame_arena {
     void *chunk;                    /* the current chunk (valgrind's pool handle) */
 } buffet_frame_arena;
 
-/* A point to roll back to. */
+/* A point to roll back to (buffet_frame_checkpoint). The fields are buffet's: they identify the
+   arena, the frame and the checkpoint, so that a stale mark is refused. */
 typedef struct buffet_frame_mark {
     void *chunk;
     unsigned char *cur;
     size_t count, consumed;
     uint64_t frame;
+    const void *arena;             /* the arena it was taken in */
+    uint64_t seq;                  /* checkpoints taken in that arena before it, plus one */
+    uint64_t chunk_use;            /* which use of `chunk` (a chunk let go by a rollback may come
+                                      back later in the frame: then it is another place) */
 } buffet_frame_mark;
 
 typedef struct buffet_frame_tag_stats {
@@ -181,6 +191,7 @@ typedef struct buffet_frame_stats {
     size_t chunks, chunk_bytes;    /* held from the parent (in use, in flight, spare, pinned) */
     size_t spare_chunks;
     uint64_t oversized, transfers_sent, transfers_unreceived, misuse, hard_failures, soft_hits;
+    uint64_t failures;             /* allocations refused for any reason (budget, parent, size, state) */
     size_t tag_count;
 } buffet_frame_stats;
 
@@ -195,12 +206,14 @@ BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const 
 BUFFET_API void buffet_frame_destroy(buffet_frame_arena *a);
 /* Start frame k: frees the memory of frame k-N (N = frames_in_flight). Errors:
    BUFFET_ERR_INVALID (NULL), BUFFET_ERR_STATE (already in a frame; nothing changes).
-   Thread: owned. */
-BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *a);
+   Misuse is logged with `site` (the macro passes the caller's line). Thread: owned. */
+BUFFET_API buffet_result buffet_frame_begin_at(buffet_frame_arena *a, buffet_site site);
+#define buffet_frame_begin(...) buffet_frame_begin_at(__VA_ARGS__, BUFFET_SITE)
 /* End frame k. Its memory stays valid until frame k+N begins. Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_STATE (no frame begun). Thread: owned. */
-BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *a);
-/* Internal: the slow path of buffet_frame_alloc (new chunk, budgets, errors). */
+BUFFET_API buffet_result buffet_frame_end_at(buffet_frame_arena *a, buffet_site site);
+#define buffet_frame_end(...) buffet_frame_end_at(__VA_ARGS__, BUFFET_SITE)
+/* Internal: the slow path of buffet_frame_alloc (new chunk, budgets, errors, counting). */
 BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *a, size_t size, size_t align);
 
 /* Allocate size bytes aligned to align in the current frame: a pointer bump. Returns: NULL for
@@ -224,8 +237,8 @@ static inline void *buffet_frame_alloc(buffet_frame_arena *a, size_t size, size_
 /* count * size bytes; NULL on overflow (BUFFET_ERR_OVERFLOW). Thread: owned. */
 static inline void *buffet_frame_alloc_array(buffet_frame_arena *a, size_t count, size_t size, size_t align) {
     size_t total;
-    return buffet_mul(count, size, &total) ? buffet_frame_alloc(a, total, align)
-                                           : buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "count * size overflows");
+    /* An overflow asks the slow path for SIZE_MAX bytes, which it refuses (and counts) as such. */
+    return buffet_frame_alloc(a, buffet_mul(count, size, &total) ? total : SIZE_MAX, align);
 }
 #define BUFFET_FRAME_NEW(a, T) ((T *)buffet_frame_alloc((a), sizeof(T), BUFFET_ALIGNOF(T)))
 #define BUFFET_FRAME_NEW_ARRAY(a, T, n) ((T *)buffet_frame_alloc_array((a), (n), sizeof(T), BUFFET_ALIGNOF(T)))
@@ -234,26 +247,36 @@ static inline void *buffet_frame_alloc_array(buffet_frame_arena *a, size_t count
    nothing. Returns: n, or 0 (n 0, size 0, overflow, budget, parent failure). Thread: owned. */
 BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *a, size_t n, size_t size, size_t align, void **out);
 /* Grow or shrink the most recent allocation in place (false if it was not the most recent, or
-   the chunk or a budget has no room). Thread: owned. */
-BUFFET_API bool buffet_frame_resize(buffet_frame_arena *a, void *ptr, size_t old_size, size_t new_size);
+   the chunk or a budget has no room). A block handed to another thread by
+   buffet_frame_transfer_send is the receiver's: resizing it is refused (false), counted as
+   misuse and logged with `site`. Thread: owned. */
+BUFFET_API bool buffet_frame_resize_at(buffet_frame_arena *a, void *ptr, size_t old_size, size_t new_size, buffet_site site);
+#define buffet_frame_resize(...) buffet_frame_resize_at(__VA_ARGS__, BUFFET_SITE)
 /* A checkpoint of the current frame. Thread: owned. */
 BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *a);
-/* Free everything allocated since m (same frame). Errors: BUFFET_ERR_INVALID (NULL),
-   BUFFET_ERR_STATE (m from another frame or no longer reachable, or memory allocated since m
-   was handed to another thread by a transfer or pin): nothing changes. Thread: owned. */
-BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *a, buffet_frame_mark m);
+/* Free everything allocated since m. Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_STATE (a
+   stale m: taken in another frame or another arena, or above a point the arena has since gone
+   back below, by a rollback, a free, or a resize of a block under m; or memory allocated since
+   m was handed to another thread by a transfer or pin): nothing changes, and the refusal is
+   counted as misuse and logged with `site`. A mark stays good through any number of rollbacks
+   to itself or to marks above it. Thread: owned. */
+BUFFET_API buffet_result buffet_frame_rollback_at(buffet_frame_arena *a, buffet_frame_mark m, buffet_site site);
+#define buffet_frame_rollback(...) buffet_frame_rollback_at(__VA_ARGS__, BUFFET_SITE)
 /* The arena as an allocator: alloc bumps, resize changes the last allocation, free gives back
-   the last allocation (others wait for their frame to be released). Contract: blocks die with
-   their frame; owned by one thread; resizes; pins (when the parent is thread-safe): a holder's
-   pin keeps the block's chunk alive, like a transfer. Thread: owned. */
+   the last allocation (others wait for their frame to be released); a transferred block is
+   neither resized nor given back (refused as buffet_frame_resize says). Contract: blocks die
+   with their frame; owned by one thread; resizes; pins (when the parent is thread-safe): a
+   holder's pin keeps the block's chunk alive, like a transfer. Thread: owned. */
 BUFFET_API buffet_allocator buffet_frame_allocator(buffet_frame_arena *a);
 
 /* Attribute the following allocations to tag `name` (a string that outlives the arena; equal
    strings are one tag). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_EXHAUSTED (too many tags or
    too deep). Thread: owned. */
 BUFFET_API buffet_result buffet_frame_push_tag(buffet_frame_arena *a, const char *name);
-/* Back to the previous tag. Errors: BUFFET_ERR_STATE (stack empty). Thread: owned. */
-BUFFET_API buffet_result buffet_frame_pop_tag(buffet_frame_arena *a);
+/* Back to the previous tag. Errors: BUFFET_ERR_STATE (stack empty; logged with `site`).
+   Thread: owned. */
+BUFFET_API buffet_result buffet_frame_pop_tag_at(buffet_frame_arena *a, buffet_site site);
+#define buffet_frame_pop_tag(...) buffet_frame_pop_tag_at(__VA_ARGS__, BUFFET_SITE)
 /* Set a per-frame budget for tag name (created if new; limits, callback and name copied).
    Errors: BUFFET_ERR_INVALID, BUFFET_ERR_EXHAUSTED. Thread: owned. */
 BUFFET_API buffet_result buffet_frame_set_tag_budget(buffet_frame_arena *a, const char *name, const buffet_budget *b);
@@ -330,13 +353,18 @@ struct buffet_scope {
     struct buffet_scope *inner;    /* the scope begun inside this one and not yet ended */
     size_t count, bytes;
     bool active;
+    uintptr_t live;                /* while active: the scope's own address, scrambled, so that
+                                      memory that never held this scope does not read as active */
     buffet_logger log;
 };
 
-/* Begin scope s (caller memory). Errors: BUFFET_ERR_INVALID (s or desc NULL, s == outer),
-   BUFFET_ERR_STATE (outer not active, or already has an active inner), BUFFET_ERR_LIFETIME
-   (parent's blocks die with a frame or scope). Thread: owned. */
-BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, const buffet_scope_desc *desc);
+/* Begin scope s (caller memory: uninitialised, zeroed, or a scope that has ended). Errors:
+   BUFFET_ERR_INVALID (s or desc NULL, s == outer), BUFFET_ERR_STATE (s is active: begun and not
+   ended, and keeps its allocations and deferred actions; outer not active, or already has an
+   active inner), BUFFET_ERR_LIFETIME (parent's blocks die with a frame or scope). The refusal
+   is logged with `site`. Thread: owned. */
+BUFFET_API buffet_result buffet_scope_begin_at(buffet_scope *s, const buffet_scope_desc *desc, buffet_site site);
+#define buffet_scope_begin(...) buffet_scope_begin_at(__VA_ARGS__, BUFFET_SITE)
 /* Allocate size bytes that live until the scope ends. NULL: size 0, bad align
    (BUFFET_ERR_INVALID), inactive scope (BUFFET_ERR_STATE), parent failed (its reason).
    Thread: owned. */
@@ -348,8 +376,9 @@ BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t alig
 BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site);
 #define buffet_scope_defer(...) buffet_scope_defer_at(__VA_ARGS__, BUFFET_SITE)
 /* End the scope: everything, newest first. An inner scope still active is ended first.
-   Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (not active). Thread: owned. */
-BUFFET_API buffet_result buffet_scope_end(buffet_scope *s);
+   Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (not active; logged with `site`). Thread: owned. */
+BUFFET_API buffet_result buffet_scope_end_at(buffet_scope *s, buffet_site site);
+#define buffet_scope_end(...) buffet_scope_end_at(__VA_ARGS__, BUFFET_SITE)
 /* The scope as an allocator: free of the newest allocation releases it at once, others at
    the end. Contract: blocks die with the scope; owned by one thread. Thread: owned. */
 BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s);
@@ -363,23 +392,38 @@ typedef struct buffet_pool_desc {
     size_t obj_size;              /* bytes per object; required */
     size_t obj_align;             /* 0: 16 (or the size's largest power of two below 16) */
     size_t initial;               /* objects made at create; 0: one slab */
-    size_t max;                   /* objects at most; 0: no limit (at most 2^32 either way) */
+    size_t max;                   /* objects at most; 0: no limit (at most 2^32, and at most
+                                     2^48 bytes of objects, either way) */
     size_t slab_objs;             /* objects per growth step; 0: enough for 64 KiB (at least 8) */
-    int checks;                   /* 1: track each object (double put, foreign pointer); -1: off;
-                                     0: on when BUFFET_DEBUG >= 1 */
+    int checks;                   /* 1: every get and put also checks the pool's own bookkeeping
+                                     (the slow path); -1: off; 0: on when BUFFET_DEBUG >= 1. A double
+                                     put or a foreign pointer is refused whatever this says */
     buffet_allocator parent;      /* zero: the heap. Grows from any thread: must be thread-safe
                                      and keep blocks until freed */
     buffet_logger log;
 } buffet_pool_desc;
 
+/* Internal: where a slab's objects are, as the inline get and put read it. Each object has a
+   state byte: 1 while it is out (handed to a user), 0 while it is in a cache or the store, so a
+   put can refuse an object that is already back, and a pointer that is no object. */
+typedef struct buffet__pool_span {
+    unsigned char *objs;
+    size_t bytes;                 /* objects * stride, below 2^32 */
+    uint8_t *state;               /* one per object (atomic) */
+} buffet__pool_span;
+
 /* A cache of object pointers for one thread (the one that created it): get and put are an
-   array pop and push. Create it with buffet_pool_cache_create; buffet_pool_cache_destroy gives
-   its objects back. The fields are buffet's; the inline fast path reads them. */
+   array pop and push, and a state byte in the slab of the latest object (the cache's hint).
+   Create it with buffet_pool_cache_create; buffet_pool_cache_destroy gives its objects back. The
+   fields are buffet's; the inline fast path reads them. */
 typedef struct buffet_pool_cache {
     buffet_pool *pool;
     uint32_t count, cap;
     bool checks;
     size_t obj_size;              /* the pool's, for telling ASan/valgrind what is live */
+    uint64_t magic;               /* ceil(2^64 / stride): divides by the stride (buffet__pool_div) */
+    buffet__pool_span hint;       /* the slab of the latest object looked up (checks on: empty,
+                                     so that every get and put takes the slow path) */
     uint64_t gets, puts;          /* counted here, added to the pool's statistics on flush */
     void **objs;                  /* cap pointers, allocated with the cache */
     pthread_t owner;              /* the creating thread: the allocator face routes others to the store */
@@ -396,8 +440,9 @@ typedef struct buffet_pool_stats {
 } buffet_pool_stats;
 
 /* Create a pool. Errors: BUFFET_ERR_INVALID (obj_size 0, bad align, initial > max, more than
-   2^32 objects), BUFFET_ERR_OVERFLOW, BUFFET_ERR_LIFETIME / BUFFET_ERR_THREAD (parent),
-   the parent's reason. Thread: safe. */
+   2^32 objects), BUFFET_ERR_OVERFLOW (obj_size rounded to its alignment, or initial, max or
+   slab_objs times it, overflows or passes 2^48 bytes: refused before anything is allocated),
+   BUFFET_ERR_LIFETIME / BUFFET_ERR_THREAD (parent), the parent's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_pool_desc *desc, buffet_site site);
 #define buffet_pool_create(...) buffet_pool_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Destroy the pool: no new cache may attach. Its memory is released now when every object is
@@ -413,39 +458,85 @@ BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, bu
 BUFFET_API void buffet_pool_cache_destroy(buffet_pool_cache *c);
 /* Give every cached object back to the shared store. Thread: owned (c). */
 BUFFET_API void buffet_pool_cache_flush(buffet_pool_cache *c);
-/* Internal: the slow paths of get and put (refill from / spill to the store, growth, checks). */
+/* Internal: the slow paths of get and put (refill from / spill to the store, growth, lookups,
+   refusals). */
 BUFFET_API void *buffet__pool_get_slow(buffet_pool_cache *c);
-BUFFET_API buffet_result buffet__pool_put_slow(buffet_pool_cache *c, void *obj);
+BUFFET_API buffet_result buffet__pool_put_slow(buffet_pool_cache *c, void *obj, buffet_site site);
+
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 buffet__u128;
+#endif
+/* Internal: off / stride, and whether stride divides off, by one multiplication by magic =
+   ceil(2^64 / stride): exact for off and stride below 2^32 (Lemire, Kaser and Kurz, "Faster
+   remainder by direct computation", 2019), which the pool guarantees. */
+static inline size_t buffet__pool_div(uint64_t magic, size_t off, bool *exact) {
+#ifdef __SIZEOF_INT128__
+    buffet__u128 m = (buffet__u128)magic * off;
+    *exact = (uint64_t)m < magic;
+    return (size_t)(m >> 64);
+#else
+    uint64_t n = (uint64_t)off;
+    *exact = n * magic < magic;
+    return (size_t)(((magic >> 32) * n + (((magic & 0xFFFFFFFFu) * n) >> 32)) >> 32);
+#endif
+}
 
 /* One object (contents undefined), or NULL when the pool is at max and empty
    (BUFFET_ERR_EXHAUSTED). Thread: owned (c). */
 static inline void *buffet_pool_get(buffet_pool_cache *c) {
-    if (__builtin_expect(c->count != 0 && !c->checks, 1)) {
-        void *o = c->objs[--c->count];
-        c->gets++;
-        BUFFET__UNPOISON(o, c->obj_size);
-        return o;
+    if (__builtin_expect(c->count != 0, 1)) {
+        void *o = c->objs[c->count - 1];
+        size_t off = (size_t)((uintptr_t)o - (uintptr_t)c->hint.objs);
+        if (__builtin_expect(off < c->hint.bytes, 1)) {
+            bool exact;
+            uint8_t *st = &c->hint.state[buffet__pool_div(c->magic, off, &exact)];
+            /* Relaxed: only this byte's own order matters (see buffet__pool_take_back). An
+               object already out is a copy left by racing puts: the slow path drops it. */
+            if (__builtin_expect(BUFFET__LOAD(st, BUFFET__RELAXED) == 0, 1)) {
+                c->count--;
+                c->gets++;
+                BUFFET__STORE(st, (uint8_t)1, BUFFET__RELAXED);
+                BUFFET__UNPOISON(o, c->obj_size);
+                return o;
+            }
+        }
     }
     return buffet__pool_get_slow(c);
 }
-/* Give obj back (to this cache; it may come from any thread's get). Errors (checks on):
-   BUFFET_ERR_DOUBLE_FREE, BUFFET_ERR_FOREIGN; BUFFET_ERR_INVALID (NULL). Thread: owned (c). */
-static inline buffet_result buffet_pool_put(buffet_pool_cache *c, void *obj) {
-    if (__builtin_expect(c->count < c->cap && !c->checks && obj != NULL, 1)) {
-        BUFFET__POISON(obj, c->obj_size);
-        c->objs[c->count++] = obj;
-        c->puts++;
-        return BUFFET_OK;
+/* Give obj back (to this cache; it may come from any thread's get). Errors:
+   BUFFET_ERR_DOUBLE_FREE (obj is already back in the pool), BUFFET_ERR_FOREIGN (no object of
+   this pool: another pool's, an interior or misaligned pointer, anything else): refused,
+   counted and logged with `site` (the macro passes the caller's line), obj never read or
+   written; BUFFET_ERR_INVALID (NULL). A put after the object was handed out again reads as its
+   new owner's: no allocator can tell them apart. Thread: owned (c). */
+static inline buffet_result buffet_pool_put_at(buffet_pool_cache *c, void *obj, buffet_site site) {
+    size_t off = (size_t)((uintptr_t)obj - (uintptr_t)c->hint.objs), i;
+    bool exact;
+    if (__builtin_expect(c->count < c->cap && off < c->hint.bytes, 1)) {
+        i = buffet__pool_div(c->magic, off, &exact);
+        /* Relaxed load and store: see buffet__pool_take_back. Any miss goes the slow way. */
+        if (__builtin_expect(exact && BUFFET__LOAD(&c->hint.state[i], BUFFET__RELAXED) == 1, 1)) {
+            BUFFET__STORE(&c->hint.state[i], (uint8_t)0, BUFFET__RELAXED);
+            BUFFET__POISON(obj, c->obj_size);
+            c->objs[c->count++] = obj;
+            c->puts++;
+            return BUFFET_OK;
+        }
     }
-    return buffet__pool_put_slow(c, obj);
+    return buffet__pool_put_slow(c, obj, site);
 }
-/* n objects into objs[0..n), all or nothing. Returns: n or 0. Thread: owned (c). */
+#define buffet_pool_put(...) buffet_pool_put_at(__VA_ARGS__, BUFFET_SITE)
+/* n objects into objs[0..n), all or nothing. Returns: n, or 0 (counted as a failure; n more
+   than the pool could ever hand out fails at once, without growing). Thread: owned (c). */
 BUFFET_API size_t buffet_pool_get_bulk(buffet_pool_cache *c, void **objs, size_t n);
-/* Put n objects back. Errors: as buffet_pool_put (the bad ones are skipped; the rest go back). */
-BUFFET_API buffet_result buffet_pool_put_bulk(buffet_pool_cache *c, void *const *objs, size_t n);
-/* Get and put without a cache, straight on the shared store (a lock each). Thread: safe. */
+/* Put n objects back. Errors: as buffet_pool_put (the bad ones are refused; the rest go back). */
+BUFFET_API buffet_result buffet_pool_put_bulk_at(buffet_pool_cache *c, void *const *objs, size_t n, buffet_site site);
+#define buffet_pool_put_bulk(...) buffet_pool_put_bulk_at(__VA_ARGS__, BUFFET_SITE)
+/* Get and put without a cache, straight on the shared store (a lock each); put_shared refuses
+   what buffet_pool_put refuses. Thread: safe. */
 BUFFET_API void *buffet_pool_get_shared(buffet_pool *p);
-BUFFET_API buffet_result buffet_pool_put_shared(buffet_pool *p, void *obj);
+BUFFET_API buffet_result buffet_pool_put_shared_at(buffet_pool *p, void *obj, buffet_site site);
+#define buffet_pool_put_shared(...) buffet_pool_put_shared_at(__VA_ARGS__, BUFFET_SITE)
 /* The cache as an allocator for requests of at most obj_size bytes and obj_align alignment
    (others: NULL, BUFFET_ERR_TOO_LARGE). On the cache's thread it gets and puts through the
    cache; on any other it goes to the shared store, so buffers and chains over it may be freed
@@ -464,6 +555,21 @@ BUFFET_EXTERN_C_END
 #if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_FRAME_IMPL_INCLUDED)
 #define BUFFET_FRAME_IMPL_INCLUDED
 
+/* buffet_scope_begin reads memory that may be uninitialised (a scope about to begin) on purpose;
+   with <valgrind/memcheck.h> at hand valgrind is told so, in every build (one client request per
+   scope call). */
+#if BUFFET_TRACK_VALGRIND
+#  define BUFFET__FRAME_VG 1
+#elif defined(__has_include)
+#  if __has_include(<valgrind/memcheck.h>)
+#    include <valgrind/memcheck.h>
+#    define BUFFET__FRAME_VG 1
+#  endif
+#endif
+#ifndef BUFFET__FRAME_VG
+#  define BUFFET__FRAME_VG 0
+#endif
+
 /* >>chunks
    A chunk is one parent allocation: this header, then `size` usable bytes from `data` (64-byte
    aligned). `refs` is 1 for the arena plus one per transfer (or pin) not yet released: the chunk
@@ -475,7 +581,7 @@ struct buffet_frame_chunk {
     size_t size;
     buffet_allocator parent;
     buffet_frame_transfer *transfers;   /* sent from this chunk; only the arena's thread links them */
-    uint64_t frame;                     /* the frame that used it */
+    uint64_t use;                       /* the arena's count of chunks put to use, when it was */
     uint32_t refs;                      /* atomic */
     bool oversized;
 };
@@ -490,6 +596,7 @@ struct buffet_frame_transfer {
     uint64_t frame;
     uint32_t received;                  /* atomic */
     bool warned;
+    bool pin_only;                      /* a pin (buffet_frame_allocator's): the holder is the owner */
 };
 
 typedef struct buffet__frame_tag {
@@ -502,6 +609,11 @@ typedef struct buffet__frame_tag {
 /* A soft limit passed, to be told once the arena is consistent again. */
 typedef struct buffet__frame_soft { buffet_budget_fn fn; void *user; const char *name; size_t used, soft; } buffet__frame_soft;
 #define BUFFET__FRAME_SOFT_MAX 4
+
+/* A drop: the arena went back to position `pos` (bytes charged this frame) when `seq`
+   checkpoints had been taken, which makes every mark taken until then above pos stale. */
+typedef struct buffet__frame_drop { uint64_t seq; size_t pos; } buffet__frame_drop;
+#define BUFFET__FRAME_DROPS 8
 
 /* The arena: the public part (what the inline fast path reads) first. */
 typedef struct buffet__frame {
@@ -529,6 +641,11 @@ typedef struct buffet__frame {
     uint32_t transfer_warn_frames;
     uint64_t transfers_sent, transfers_unreceived_warnings;
     uint64_t misuse;                /* refused calls: allocation outside a frame, bad nesting... */
+    uint64_t failures;              /* allocations refused, for any reason */
+    uint64_t mark_seq;              /* checkpoints taken */
+    uint64_t chunk_uses;            /* chunks put to use (buffet_frame_chunk.use) */
+    unsigned ndrops;                /* drops this frame that can make a mark stale: seq and pos */
+    buffet__frame_drop drops[BUFFET__FRAME_DROPS];   /* both rising (see buffet__frame_dropped) */
     uint64_t oversized;             /* requests that got a chunk of their own */
     size_t chunks_allocated;        /* chunks held from the parent now */
     size_t bytes_reserved;          /* their bytes */
@@ -542,9 +659,16 @@ static buffet__frame *buffet__frame_of(buffet_frame_arena *fa) { return (buffet_
 static buffet_frame_chunk *buffet__frame_chunk(const buffet__frame *a) { return (buffet_frame_chunk *)a->pub.chunk; }
 
 #define BUFFET__FRAME_HDR ((size_t)64)
+/* The chunk's header must fit before its data. */
+typedef char buffet__frame_chunk_fits[sizeof(buffet_frame_chunk) <= BUFFET__FRAME_HDR ? 1 : -1];
 #define BUFFET__FRAME_THREAD_RESERVE ((size_t)16 << 10)
 #define BUFFET__FRAME_POISON 0xDD
 #define BUFFET__FRAME_LOG(a, level, code, ...) BUFFET__LOGQ(&(a)->logq, &(a)->log, (level), (code), __VA_ARGS__)
+/* The caller's line in a log line of misuse: " at file.c:12 in fn()" from a BUFFET_SITE. */
+#define BUFFET__AT " at %s in %s()"
+#define BUFFET__AT_ARGS(site) buffet__site_where(site), buffet__site_func(site)
+/* Requests past this are refused before any arithmetic on them (nothing is that large). */
+#define BUFFET__FRAME_MAX_ALLOC ((size_t)1 << 48)
 
 /* Tell the logger and the budget callbacks what this call found. Called where the arena is
    consistent (the end of a public call); they may call back into the arena. */
@@ -619,6 +743,8 @@ static void buffet__chunk_drop(buffet__frame *a, buffet_frame_chunk *c) {
    released when refs is 1, so their handles go now. */
 static void buffet__chunk_retire(buffet__frame *a, buffet_frame_chunk *c) {
     buffet_frame_transfer *t, *next;
+    /* Acquire: pairs with the release half of buffet_frame_transfer_release's decrement, so every
+       receiver's reads of the chunk happen before the arena writes over it or frees its handles. */
     if (BUFFET__LOAD(&c->refs, BUFFET__ACQUIRE) != 1) {
         c->next = a->pinned;
         a->pinned = c;
@@ -831,13 +957,14 @@ static void buffet__frame_scan_pinned(buffet__frame *a) {
     buffet_frame_chunk **pp = &a->pinned, *c;
     while ((c = *pp) != NULL) {
         buffet_frame_transfer *t;
-        if (BUFFET__LOAD(&c->refs, BUFFET__ACQUIRE) == 1) {
+        if (BUFFET__LOAD(&c->refs, BUFFET__ACQUIRE) == 1) {   /* acquire: as in buffet__chunk_retire */
             *pp = c->next;
             buffet__chunk_retire(a, c);
             continue;
         }
         for (t = c->transfers; t; t = t->next) {
-            if (!t->warned && !BUFFET__LOAD(&t->received, BUFFET__ACQUIRE) && a->frame - t->frame >= a->transfer_warn_frames) {
+            /* Relaxed: the flag decides a warning only; nothing read after it depends on it. */
+            if (!t->warned && !BUFFET__LOAD(&t->received, BUFFET__RELAXED) && a->frame - t->frame >= a->transfer_warn_frames) {
                 t->warned = true;
                 a->transfers_unreceived_warnings++;
                 BUFFET__FRAME_LOG(a, BUFFET_LOG_WARN, BUFFET_ERR_STATE,
@@ -865,7 +992,9 @@ BUFFET_API void buffet_frame_destroy(buffet_frame_arena *fa) {
     }
     for (c = a->pinned; c; c = next) {
         next = c->next;
-        /* The arena's reference goes; the receiver that releases last frees the chunk. */
+        /* The arena's reference goes; the receiver that releases last frees the chunk. Acq_rel:
+           release so that the arena's writes to the chunk happen before that receiver frees it,
+           acquire so that, when the arena is last, the receivers' reads happen before its free. */
         if (BUFFET__FETCH_SUB(&c->refs, 1, BUFFET__ACQ_REL) == 1) buffet__chunk_free(c);
     }
     if (a->thread_budget) a->thread_budget->used -= a->thread_charge;
@@ -875,14 +1004,14 @@ BUFFET_API void buffet_frame_destroy(buffet_frame_arena *fa) {
     buffet__logq_flush(&q, &log);
 }
 
-BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *fa) {
+BUFFET_API buffet_result buffet_frame_begin_at(buffet_frame_arena *fa, buffet_site site) {
     buffet__frame *a = buffet__frame_of(fa);
     uint32_t i;
     if (!a) return BUFFET_ERR_INVALID;
     if (a->in_frame) {
         a->misuse++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame_begin in frame %llu, which has not ended",
-                    (unsigned long long)a->frame);
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame_begin" BUFFET__AT " in frame %llu, which has not ended",
+                    BUFFET__AT_ARGS(site), (unsigned long long)a->frame);
         return BUFFET_ERR_STATE;
     }
     a->frame++;
@@ -898,6 +1027,7 @@ BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *fa) {
     a->in_frame = true;
     a->pub.count = a->count_mark = 0;
     a->consumed = 0;
+    a->ndrops = 0;   /* every mark of an earlier frame is refused by its frame number */
     a->budget.used = 0;
     a->budget.soft_fired = false;
     for (i = 0; i < a->tag_count; i++) {
@@ -917,15 +1047,15 @@ BUFFET_API buffet_result buffet_frame_begin(buffet_frame_arena *fa) {
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_frame_end(buffet_frame_arena *fa) {
+BUFFET_API buffet_result buffet_frame_end_at(buffet_frame_arena *fa, buffet_site site) {
     buffet__frame *a = buffet__frame_of(fa);
     size_t used = 0;
     buffet_frame_chunk *c;
     if (!a) return BUFFET_ERR_INVALID;
     if (!a->in_frame) {
         a->misuse++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame_end without frame_begin (after frame %llu)",
-                    (unsigned long long)a->frame);
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame_end" BUFFET__AT " without frame_begin (after frame %llu)",
+                    BUFFET__AT_ARGS(site), (unsigned long long)a->frame);
         return BUFFET_ERR_STATE;
     }
     buffet__frame_flush(a);
@@ -966,7 +1096,7 @@ static bool buffet__frame_new_chunk(buffet__frame *a, size_t size, size_t align)
                           need > a->chunk_size ? need : a->chunk_size, why);
         return false;
     }
-    c->frame = a->frame;
+    c->use = ++a->chunk_uses;
     c->next = a->slots[slot];
     a->slots[slot] = c;
     a->pub.chunk = c;
@@ -984,13 +1114,22 @@ BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *fa, size_t size, s
     if (!a) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no frame arena");
     if (size == 0) return NULL;
     if (!buffet_is_pow2(align)) {
+        a->failures++;
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "frame alloc: align %zu is not a power of two", align);
         return buffet_alloc_fail(BUFFET_ERR_INVALID, "the alignment is not a power of two");
     }
     if (!a->in_frame) {
         a->misuse++;
+        a->failures++;
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "frame alloc of %zu bytes outside a frame (call buffet_frame_begin)", size);
         return buffet_alloc_fail(BUFFET_ERR_STATE, "no frame begun (call buffet_frame_begin)");
+    }
+    if (size > BUFFET__FRAME_MAX_ALLOC || align > BUFFET__FRAME_MAX_ALLOC) {
+        /* Also what buffet_frame_alloc_array asks for when count * size overflows. */
+        a->failures++;
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "frame alloc of %zu bytes (align %zu): larger than any chunk can be",
+                    size, align);
+        return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the size (or count * size) is larger than any chunk can be");
     }
     buffet__frame_flush(a);
     p = ((uintptr_t)a->pub.cur + (align - 1)) & ~(uintptr_t)(align - 1);
@@ -1012,6 +1151,7 @@ BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *fa, size_t size, s
     buffet__frame_emit(a);
     return (void *)p;
 refused:
+    a->failures++;
     if (a->pub.chunk) buffet__frame_reserve(a);
     why = buffet_alloc_error(&text);
     buffet__frame_emit(a);
@@ -1019,14 +1159,12 @@ refused:
 }
 
 BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *fa, size_t n, size_t size, size_t align, void **out) {
-    size_t stride, total, i;
+    size_t stride = 0, total, i;
     unsigned char *p;
-    if (!fa || !out || n == 0 || size == 0 || !buffet_is_pow2(align)) return 0;
-    /* One bump for all: each object starts on a multiple of align. */
-    if (!buffet_align_up(size, align, &stride) || !buffet_mul(stride, n, &total)) {
-        buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "n * size overflows");
-        return 0;
-    }
+    if (!fa || !out || n == 0 || size == 0) return 0;
+    /* One bump for all: each object starts on a multiple of align. A bad align or an overflow
+       is the slow path's to refuse and count. */
+    if (!buffet_is_pow2(align) || !buffet_align_up(size, align, &stride) || !buffet_mul(stride, n, &total)) total = SIZE_MAX;
     p = (unsigned char *)buffet_frame_alloc(fa, total, align);
     if (!p) return 0;
     fa->count += n - 1;
@@ -1045,26 +1183,82 @@ static void buffet__frame_uncharge(buffet__frame *a, size_t n) {
     a->consumed -= n;
 }
 
+/* The arena went back to position pos (bytes charged this frame): every mark taken so far above
+   pos is stale. Kept as a list rising in both seq and pos: a new drop makes every entry at or
+   above its pos redundant (the new one refuses all they refuse), and one with the newest entry's
+   seq adds nothing to a lower entry of the same seq. So a mark (seq s, pos q) is stale exactly
+   when the first entry with seq >= s has pos < q. When the list is full its two oldest merge
+   into one that refuses a little more: a mark older than BUFFET__FRAME_DROPS drops with marks
+   in between may be refused (never accepted when stale). */
+static void buffet__frame_dropped(buffet__frame *a, size_t pos) {
+    buffet__frame_drop *d = a->drops;
+    while (a->ndrops && d[a->ndrops - 1].pos >= pos) a->ndrops--;
+    if (a->ndrops && d[a->ndrops - 1].seq == a->mark_seq) return;
+    if (a->ndrops == BUFFET__FRAME_DROPS) {
+        d[1].pos = d[0].pos;
+        memmove(d, d + 1, (BUFFET__FRAME_DROPS - 1) * sizeof d[0]);
+        a->ndrops--;
+    }
+    d[a->ndrops].seq = a->mark_seq;
+    d[a->ndrops].pos = pos;
+    a->ndrops++;
+}
+
+static bool buffet__frame_mark_stale(const buffet__frame *a, const buffet_frame_mark *m) {
+    unsigned i;
+    for (i = 0; i < a->ndrops; i++)
+        if (a->drops[i].seq >= m->seq) return a->drops[i].pos < m->consumed;
+    return false;
+}
+
+/* Was any of [lo, hi) of the current chunk handed to another thread by a transfer? (A pin's
+   holder is its owner: it may resize and free.) */
+static const buffet_frame_transfer *buffet__frame_transferred(const buffet__frame *a, const unsigned char *lo, const unsigned char *hi) {
+    const buffet_frame_transfer *t;
+    for (t = buffet__frame_chunk(a)->transfers; t; t = t->next)
+        if (!t->pin_only && (const unsigned char *)t->ptr < hi && lo < (const unsigned char *)t->ptr + t->size) return t;
+    return NULL;
+}
+
+/* Refuse a resize or free of a transferred block: counted and logged, nothing changes. */
+static void buffet__frame_refuse_transferred(buffet__frame *a, const char *what, const void *ptr, const buffet_frame_transfer *t,
+                                             buffet_site site) {
+    a->misuse++;
+    BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                "%s of %p" BUFFET__AT " refused: its bytes at %p (%zu) were handed to another thread by a transfer, which owns them now",
+                what, ptr, BUFFET__AT_ARGS(site), t->ptr, t->size);
+}
+
 /* Give back the newest bytes [to, cur): charges and budgets included (tags keep counting). */
 static void buffet__frame_give_back(buffet__frame *a, unsigned char *to) {
     size_t n = (size_t)(a->pub.cur - to);
     buffet__frame_flush(a);
     a->pub.cur = a->mark = to;
     buffet__frame_uncharge(a, n);
+    buffet__frame_dropped(a, a->consumed);
     buffet__frame_poison(to, n);
     buffet__frame_reserve(a);
 }
 
-BUFFET_API bool buffet_frame_resize(buffet_frame_arena *fa, void *ptr, size_t old_size, size_t new_size) {
-    buffet__frame *a = buffet__frame_of(fa);
+/* buffet_frame_resize; `report`: a transferred block is misuse (else: just not resized). */
+static bool buffet__frame_resize(buffet__frame *a, void *ptr, size_t old_size, size_t new_size, buffet_site site, bool report) {
     buffet_frame_chunk *chunk;
+    const buffet_frame_transfer *t;
     unsigned char *p = (unsigned char *)ptr;
-    size_t extra;
+    size_t extra, at;
     bool ok = true;
     if (!a || !ptr || !a->in_frame || new_size == 0 || !(chunk = buffet__frame_chunk(a))) return false;
     if (p < chunk->data || p > a->pub.cur || old_size != (size_t)(a->pub.cur - p)) return false;
-    if (new_size <= old_size) {
+    if ((t = buffet__frame_transferred(a, p, a->pub.cur)) != NULL) {
+        if (report) buffet__frame_refuse_transferred(a, "resize", ptr, t, site);
+        return false;
+    }
+    if (new_size == old_size) return true;
+    /* A mark above the block's start would now cut it (or point past its end): stale. */
+    at = a->consumed + (size_t)(a->pub.cur - a->mark) - old_size;
+    if (new_size < old_size) {
         buffet__frame_give_back(a, p + new_size);
+        buffet__frame_dropped(a, at);
 #if BUFFET_TRACK_VALGRIND
         VALGRIND_MEMPOOL_CHANGE(chunk, p, p, new_size);
 #endif
@@ -1084,6 +1278,7 @@ BUFFET_API bool buffet_frame_resize(buffet_frame_arena *fa, void *ptr, size_t ol
         a->pub.cur += extra;
     }
     if (ok) {
+        buffet__frame_dropped(a, at);
 #if BUFFET_TRACK_VALGRIND
         VALGRIND_MEMPOOL_CHANGE(chunk, p, p, new_size);
 #endif
@@ -1091,6 +1286,10 @@ BUFFET_API bool buffet_frame_resize(buffet_frame_arena *fa, void *ptr, size_t ol
     }
     buffet__frame_emit(a);
     return ok;
+}
+
+BUFFET_API bool buffet_frame_resize_at(buffet_frame_arena *fa, void *ptr, size_t old_size, size_t new_size, buffet_site site) {
+    return buffet__frame_resize(buffet__frame_of(fa), ptr, old_size, new_size, site, true);
 }
 
 BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *fa) {
@@ -1104,32 +1303,41 @@ BUFFET_API buffet_frame_mark buffet_frame_checkpoint(buffet_frame_arena *fa) {
     m.count = a->pub.count;
     m.consumed = a->consumed;
     m.frame = a->in_frame ? a->frame : 0;
+    m.arena = a;
+    m.seq = ++a->mark_seq;
+    m.chunk_use = a->pub.chunk ? buffet__frame_chunk(a)->use : 0;
     buffet__frame_emit(a);
     return m;
 }
 
 /* Refuse a rollback: counted and logged. */
-static buffet_result buffet__frame_refuse(buffet__frame *a, const char *why, const void *ptr) {
+static buffet_result buffet__frame_refuse(buffet__frame *a, const char *why, const void *ptr, buffet_site site) {
     a->misuse++;
-    BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback refused: %s (%p)", why, ptr);
+    BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "rollback" BUFFET__AT " refused: %s (%p)", BUFFET__AT_ARGS(site), why, ptr);
     return BUFFET_ERR_STATE;
 }
 
-BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *fa, buffet_frame_mark m) {
+BUFFET_API buffet_result buffet_frame_rollback_at(buffet_frame_arena *fa, buffet_frame_mark m, buffet_site site) {
     buffet__frame *a = buffet__frame_of(fa);
     buffet_frame_chunk *c, *mc = (buffet_frame_chunk *)m.chunk;
     uint32_t slot;
     if (!a) return BUFFET_ERR_INVALID;
+    if (m.arena != a) return buffet__frame_refuse(a, "the checkpoint is of another arena", m.cur, site);
     if (!a->in_frame || m.frame != a->frame || m.consumed > a->consumed + (size_t)(a->pub.cur - a->mark))
-        return buffet__frame_refuse(a, "the checkpoint is of another frame", m.cur);
+        return buffet__frame_refuse(a, "the checkpoint is of another frame", m.cur, site);
+    if (buffet__frame_mark_stale(a, &m))
+        return buffet__frame_refuse(a, "the arena has gone back below the checkpoint since it was taken (a rollback, free or shrink)",
+                                    m.cur, site);
     slot = (uint32_t)(a->frame % a->in_flight);
     for (c = a->slots[slot]; c && c != mc; c = c->next) {}
-    if (c != mc) return buffet__frame_refuse(a, "the checkpoint is no longer reachable", m.cur);
+    if (c != mc || (mc && (mc->use != m.chunk_use || m.cur < mc->data || m.cur > mc->data + mc->size ||
+                           (mc == a->pub.chunk && m.cur > a->pub.cur))))
+        return buffet__frame_refuse(a, "the checkpoint is no longer reachable", m.cur, site);
     for (c = a->slots[slot]; c; c = c->next) {
         buffet_frame_transfer *t;
         for (t = c->transfers; t; t = t->next)
-            if (c != mc || (unsigned char *)t->ptr >= m.cur)
-                return buffet__frame_refuse(a, "memory allocated after the checkpoint was handed on by a transfer or pin", t->ptr);
+            if (c != mc || (unsigned char *)t->ptr + t->size > m.cur)
+                return buffet__frame_refuse(a, "memory allocated after the checkpoint was handed on by a transfer or pin", t->ptr, site);
         if (c == mc) break;
     }
     buffet__frame_flush(a);
@@ -1151,6 +1359,7 @@ BUFFET_API buffet_result buffet_frame_rollback(buffet_frame_arena *fa, buffet_fr
     a->pub.cur = a->mark = m.cur;
     a->pub.count = a->count_mark = m.count;
     buffet__frame_uncharge(a, a->consumed - m.consumed);
+    buffet__frame_dropped(a, a->consumed);
     if (mc) buffet__frame_reserve(a);
     else a->pub.lim = NULL;
     buffet__frame_emit(a);
@@ -1163,15 +1372,20 @@ static void *buffet__frame_vt_alloc(void *self, size_t size, size_t align, buffe
 }
 static bool buffet__frame_vt_resize(void *self, void *ptr, size_t old_size, size_t new_size, size_t align) {
     (void)align;
-    return buffet_frame_resize((buffet_frame_arena *)self, ptr, old_size, new_size);
+    return buffet_frame_resize_at((buffet_frame_arena *)self, ptr, old_size, new_size, BUFFET_NO_SITE);
 }
 static void buffet__frame_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     buffet__frame *a = buffet__frame_of((buffet_frame_arena *)self);
     buffet_frame_chunk *chunk = buffet__frame_chunk(a);
+    const buffet_frame_transfer *t;
     unsigned char *p = (unsigned char *)ptr;
-    (void)align; (void)site;
+    (void)align;
     /* Only the latest allocation can go early; the rest goes with the frame. */
     if (a->in_frame && chunk && p >= chunk->data && p <= a->pub.cur && size == (size_t)(a->pub.cur - p)) {
+        if ((t = buffet__frame_transferred(a, p, a->pub.cur)) != NULL) {
+            buffet__frame_refuse_transferred(a, "free", ptr, t, site);
+            return;
+        }
         buffet__frame_give_back(a, p);
 #if BUFFET_TRACK_VALGRIND
         VALGRIND_MEMPOOL_FREE(chunk, p);
@@ -1187,6 +1401,7 @@ static uint32_t buffet__frame_vt_contract(const void *self) {
 static buffet_pin *buffet__frame_vt_pin(void *self, void *ptr, size_t size) {
     buffet_frame_transfer *t = buffet_frame_transfer_send_at((buffet_frame_arena *)self, ptr, size, BUFFET_SITE);
     if (!t) return NULL;
+    t->pin_only = true;
     buffet_frame_transfer_receive(t, NULL);
     return &t->pin;
 }
@@ -1229,12 +1444,12 @@ BUFFET_API buffet_result buffet_frame_push_tag(buffet_frame_arena *fa, const cha
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_frame_pop_tag(buffet_frame_arena *fa) {
+BUFFET_API buffet_result buffet_frame_pop_tag_at(buffet_frame_arena *fa, buffet_site site) {
     buffet__frame *a = buffet__frame_of(fa);
     if (!a) return BUFFET_ERR_INVALID;
     if (a->tag_depth == 0) {
         a->misuse++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pop_tag with no tag pushed");
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pop_tag" BUFFET__AT " with no tag pushed", BUFFET__AT_ARGS(site));
         return BUFFET_ERR_STATE;
     }
     if (a->in_frame) buffet__frame_flush(a);
@@ -1304,6 +1519,7 @@ BUFFET_API buffet_frame_stats buffet_frame_get_stats(buffet_frame_arena *fa) {
     s.transfers_sent = a->transfers_sent;
     s.transfers_unreceived = a->transfers_unreceived_warnings;
     s.misuse = a->misuse;
+    s.failures = a->failures;
     s.tag_count = a->tag_count;
     s.hard_failures = a->budget.hard_failures;
     s.soft_hits = a->budget.soft_hits;
@@ -1336,10 +1552,10 @@ BUFFET_API size_t buffet_frame_stats_json(buffet_frame_arena *fa, char *out, siz
     buffet__append(out, cap, &len,
         "{\"frame\":%llu,\"bytes\":%zu,\"count\":%zu,\"peak_bytes\":%zu,\"chunks\":%zu,\"chunk_bytes\":%zu,"
         "\"spare_chunks\":%zu,\"oversized\":%llu,\"transfers_sent\":%llu,\"transfers_unreceived\":%llu,"
-        "\"misuse\":%llu,\"soft_hits\":%llu,\"hard_failures\":%llu,\"tags\":[",
+        "\"misuse\":%llu,\"failures\":%llu,\"soft_hits\":%llu,\"hard_failures\":%llu,\"tags\":[",
         (unsigned long long)s.frame, s.bytes, s.count, s.peak_bytes, s.chunks, s.chunk_bytes, s.spare_chunks,
         (unsigned long long)s.oversized, (unsigned long long)s.transfers_sent,
-        (unsigned long long)s.transfers_unreceived, (unsigned long long)s.misuse,
+        (unsigned long long)s.transfers_unreceived, (unsigned long long)s.misuse, (unsigned long long)s.failures,
         (unsigned long long)s.soft_hits, (unsigned long long)s.hard_failures);
     for (i = 0; a && i < a->tag_count; i++) {
         buffet_frame_tag_stats t;
@@ -1372,7 +1588,8 @@ BUFFET_API void *buffet_frame_vec_push(buffet_frame_vec *v, const void *elem) {
         size_t cap = v->cap ? v->cap * 2 : 8, old_bytes = v->cap * v->elem_size, bytes;
         void *p;
         if (!buffet_mul(cap, v->elem_size, &bytes)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the array's size overflows");
-        if (v->data && buffet_frame_resize(v->arena, v->data, old_bytes, bytes)) {
+        /* Data handed on by a transfer stays the receiver's: the array then moves. */
+        if (v->data && buffet__frame_resize(buffet__frame_of(v->arena), v->data, old_bytes, bytes, BUFFET_NO_SITE, false)) {
             v->cap = cap;
         } else {
             p = buffet_frame_alloc(v->arena, bytes, v->align);
@@ -1401,7 +1618,7 @@ BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send_at(buffet_frame_are
     if (!a || !ptr) return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no arena or pointer");
     if (!a->in_frame) {
         a->misuse++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "transfer_send outside a frame");
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "transfer_send" BUFFET__AT " outside a frame", BUFFET__AT_ARGS(site));
         return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_STATE, "no frame begun");
     }
     if (!a->parent_safe) {
@@ -1414,9 +1631,12 @@ BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send_at(buffet_frame_are
         if (p >= c->data && p < c->data + c->size && size <= (size_t)(c->data + c->size - p)) break;
     if (!c || (c == a->pub.chunk && size > (size_t)(a->pub.cur - p))) {
         a->misuse++;
-        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "transfer_send of %p (%zu bytes): not memory of this frame", ptr, size);
+        BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "transfer_send of %p (%zu bytes)" BUFFET__AT ": not memory of this frame",
+                    ptr, size, BUFFET__AT_ARGS(site));
         return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_FOREIGN, "not memory of this frame");
     }
+    /* Relaxed: only this (the arena's) thread adds references and others only drop them, so a
+       stale value can only be too high: the limit is never passed. */
     if (BUFFET__LOAD(&c->refs, BUFFET__RELAXED) == UINT32_MAX) {
         BUFFET__LOG(&a->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "transfer_send: the chunk holds %u transfers already", UINT32_MAX - 1);
         return (buffet_frame_transfer *)buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "too many transfers from one chunk");
@@ -1436,6 +1656,8 @@ BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send_at(buffet_frame_are
     t->frame = a->frame;
     t->next = c->transfers;
     c->transfers = t;
+    /* Relaxed: the arena holds a reference, so the chunk cannot go meanwhile; the handle (and this
+       count) reach the receiver through the user's own hand-off, which orders them. */
     BUFFET__FETCH_ADD(&c->refs, 1, BUFFET__RELAXED);
     a->transfers_sent++;
     return t;
@@ -1443,7 +1665,7 @@ BUFFET_API buffet_frame_transfer *buffet_frame_transfer_send_at(buffet_frame_are
 
 BUFFET_API void *buffet_frame_transfer_receive(buffet_frame_transfer *t, size_t *size) {
     if (!t) return NULL;
-    BUFFET__STORE(&t->received, 1u, BUFFET__RELEASE);
+    BUFFET__STORE(&t->received, 1u, BUFFET__RELAXED);   /* relaxed: a flag for a warning only (buffet__frame_scan_pinned) */
     if (size) *size = t->size;
     return t->ptr;
 }
@@ -1452,7 +1674,10 @@ BUFFET_API void buffet_frame_transfer_release(buffet_frame_transfer *t) {
     buffet_frame_chunk *c;
     if (!t) return;
     c = t->chunk;
-    /* After this the arena may reuse the chunk and free t: touch neither unless we were last. */
+    /* After this the arena may reuse the chunk and free t: touch neither unless we were last.
+       Acq_rel: release so that our reads of the memory happen before the arena's reuse (its
+       acquire load of refs) or another holder's free; acquire so that, when we are last, every
+       other holder's accesses (the arena's included) happen before our free. */
     if (BUFFET__FETCH_SUB(&c->refs, 1, BUFFET__ACQ_REL) == 1) buffet__chunk_free(c);
 }
 
@@ -1500,22 +1725,58 @@ struct buffet_scope_entry {
     void *arg;
 };
 
-BUFFET_API buffet_result buffet_scope_begin(buffet_scope *s, const buffet_scope_desc *desc) {
+/* The `live` value of active scope s. Memory that held no active scope at s's address (stack
+   garbage, zeroes, an ended scope) does not read as it. */
+#define BUFFET__SCOPE_LIVE(s) ((uintptr_t)(s) ^ (uintptr_t)0x5C09E11FE5C09E11ull)
+
+/* Is s a scope begun and not ended? s may be uninitialised memory (a scope about to begin):
+   an atomic load reads it without the compiler assuming anything of it, and valgrind is told
+   that reading it is meant. */
+static bool buffet__scope_live(const buffet_scope *s) {
+    /* Relaxed: a scope is owned by one thread; the loads are atomic only so that the compiler
+       assumes nothing of a value that may be uninitialised. */
+#if BUFFET__FRAME_VG
+    (void)VALGRIND_MAKE_MEM_DEFINED(&s->live, sizeof s->live);
+    (void)VALGRIND_MAKE_MEM_DEFINED(&s->active, sizeof s->active);
+#endif
+    return BUFFET__LOAD(&s->live, BUFFET__RELAXED) == BUFFET__SCOPE_LIVE(s) && BUFFET__LOAD((const unsigned char *)&s->active, BUFFET__RELAXED) == 1;
+}
+
+/* Not active, and not garbage either (zeroed, or ended): its logger may be called. A scope
+   that never began may be garbage, logger included: such a call is refused without a word. */
+static bool buffet__scope_ended(const buffet_scope *s) {
+    /* relaxed: as in buffet__scope_live */
+    return s->live == 0 && BUFFET__LOAD((const unsigned char *)&s->active, BUFFET__RELAXED) == 0;
+}
+
+BUFFET_API buffet_result buffet_scope_begin_at(buffet_scope *s, const buffet_scope_desc *desc, buffet_site site) {
     buffet_scope *outer;
     buffet_logger log;
     buffet_result r;
     if (!s || !desc || s == desc->outer) return BUFFET_ERR_INVALID;
     outer = desc->outer;
+    if (buffet__scope_live(s)) {
+        /* Beginning it anew would drop its allocations and deferred actions. */
+        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                    "scope_begin" BUFFET__AT " of a scope that is active (%zu allocations held): end it first",
+                    BUFFET__AT_ARGS(site), s->count);
+        if (desc->log.fn && (desc->log.fn != s->log.fn || desc->log.user != s->log.user))
+            BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                        "scope_begin" BUFFET__AT " of a scope that is active (%zu allocations held): end it first",
+                        BUFFET__AT_ARGS(site), s->count);
+        return BUFFET_ERR_STATE;
+    }
     log = desc->log.fn || !outer ? desc->log : outer->log;
-    if (outer && (!outer->active || outer->inner)) {
-        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_begin: the outer scope %s",
-                    outer->active ? "already has an active inner scope" : "is not active");
+    if (outer && (!buffet__scope_live(outer) || outer->inner)) {
+        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_begin" BUFFET__AT ": the outer scope %s", BUFFET__AT_ARGS(site),
+                    buffet__scope_live(outer) ? "already has an active inner scope" : "is not active");
         return BUFFET_ERR_STATE;
     }
     if ((r = buffet__check(desc->parent, BUFFET_NEED_UNTIL_FREED, false, "scope", &log)) != BUFFET_OK) return r;
     memset(s, 0, sizeof *s);
     s->parent = desc->parent;
     s->active = true;
+    s->live = BUFFET__SCOPE_LIVE(s);
     s->log = log;
     if (outer) {
         s->outer = outer;
@@ -1534,10 +1795,14 @@ BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t alig
     buffet_scope_entry *e;
     if (!s || !buffet_is_pow2(align)) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no scope, or the alignment is not a power of two");
     if (size == 0) return NULL;
-    if (!s->active) {
-        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_alloc of %zu bytes in a scope that has ended", size);
-        return buffet_alloc_fail(BUFFET_ERR_STATE, "the scope has ended");
+    if (!buffet__scope_live(s)) {
+        if (buffet__scope_ended(s))
+            BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_alloc of %zu bytes" BUFFET__AT " in a scope that is not active",
+                        size, BUFFET__AT_ARGS(site));
+        return buffet_alloc_fail(BUFFET_ERR_STATE, "the scope is not active");
     }
+    if (size > BUFFET__FRAME_MAX_ALLOC || align > BUFFET__FRAME_MAX_ALLOC)   /* hostile sizes never reach the parent */
+        return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the size is larger than any allocation can be");
     if (align < BUFFET_ALIGNOF(buffet_scope_entry)) align = BUFFET_ALIGNOF(buffet_scope_entry);
     off = buffet__scope_offset(align);
     if (!buffet_add(off, size, &total)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus the scope's header overflows");
@@ -1558,8 +1823,10 @@ BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t alig
 BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site) {
     buffet_scope_entry *e;
     if (!s || !fn) return BUFFET_ERR_INVALID;
-    if (!s->active) {
-        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_defer in a scope that has ended");
+    if (!buffet__scope_live(s)) {
+        if (buffet__scope_ended(s))
+            BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_defer" BUFFET__AT " in a scope that is not active",
+                        BUFFET__AT_ARGS(site));
         return BUFFET_ERR_STATE;
     }
     e = (buffet_scope_entry *)buffet_alloc(s->parent, sizeof *e, BUFFET_ALIGNOF(buffet_scope_entry), site);
@@ -1582,14 +1849,16 @@ static void buffet__scope_drop(buffet_scope *s, buffet_scope_entry *e) {
     }
 }
 
-BUFFET_API buffet_result buffet_scope_end(buffet_scope *s) {
+BUFFET_API buffet_result buffet_scope_end_at(buffet_scope *s, buffet_site site) {
     buffet_scope_entry *e;
     if (!s) return BUFFET_ERR_INVALID;
-    if (!s->active) {
-        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_end of a scope that has ended");
+    if (!buffet__scope_live(s)) {
+        if (buffet__scope_ended(s))
+            BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "scope_end" BUFFET__AT " of a scope that is not active",
+                        BUFFET__AT_ARGS(site));
         return BUFFET_ERR_STATE;
     }
-    if (s->inner) buffet_scope_end(s->inner);
+    if (s->inner) buffet_scope_end_at(s->inner, site);
     while ((e = s->last) != NULL) {
         s->last = e->prev;
         if (!e->offset) e->fn(e->arg);
@@ -1598,6 +1867,7 @@ BUFFET_API buffet_result buffet_scope_end(buffet_scope *s) {
     if (s->outer) s->outer->inner = NULL;
     s->outer = NULL;
     s->active = false;
+    s->live = 0;
     return BUFFET_OK;
 }
 
@@ -1627,38 +1897,127 @@ BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s) {
 }
 
 /* >>object pools
-   Objects live in slabs (one parent allocation each: header, optional state bytes, objects).
+   Objects live in slabs (one parent allocation each: header, a state byte per object, objects).
    Free objects are pointers in an array: the shared store (under a mutex, touched in batches)
    and the caches. Nothing is written into a free object, so a get or put never touches the
-   object's cache line. */
+   object's cache line. A put finds its object's slab through the cache's hint (the slab of the
+   latest object) or a hash table of slabs keyed by address, and claims the object back by
+   exchanging its state byte: a pointer that is no object, or an object already back, is refused
+   without being read or written. */
 typedef struct buffet__slab {
+    buffet__pool_span span;    /* first: what a cache's hint points to */
     struct buffet__slab *next;
-    unsigned char *objs;
-    size_t n, block;
-    uint8_t *state;        /* checks: 1 while the object is out */
+    size_t n, block;           /* objects; bytes of the parent allocation */
 } buffet__slab;
+
+/* The slabs by address: an entry per slab for each 2^key_shift-byte block of addresses it
+   touches (one or two: no slab is larger). Insert-only, linear probing, at most half full. A
+   full table is copied into one twice its size and kept until the pool goes, since a lookup
+   without the lock may still be reading it. */
+typedef struct buffet__slab_tab {
+    struct buffet__slab_tab *older;
+    size_t mask, used, block;
+    unsigned bits;
+    buffet__slab **e;          /* atomic entries */
+} buffet__slab_tab;
 
 struct buffet_pool {
     pthread_mutex_t mu;
     void **store;
     size_t store_count, store_cap;
     size_t obj_size, align, stride, slab_objs, max, created, nslabs;
-    buffet__slab *slabs;   /* atomic head: check lookups read it without the lock */
+    unsigned key_shift;        /* 2^key_shift >= the bytes of any slab */
+    uint64_t magic;            /* ceil(2^64 / stride), for buffet__pool_div */
+    buffet__slab *slabs;       /* under mu */
+    buffet__slab_tab *tab;     /* atomic: lookups read it without the lock */
     buffet_pool_cache *caches;
     size_t ncaches;
-    bool checks, dying;    /* dying: destroyed by its owner, released when everything is back */
+    bool checks, dying;        /* dying: destroyed by its owner, released when everything is back */
     buffet_allocator parent;
-    buffet_site site;      /* of the create: named by leak reports of slabs grown later */
+    buffet_site site;          /* of the create: named by leak reports of slabs grown later */
     buffet_logger log;
     uint64_t gets, puts, failures, double_puts, foreign_puts;
 };
 
 #define BUFFET__POOL_MAX_OBJS ((size_t)1 << 32)
+#define BUFFET__POOL_MAX_BYTES ((size_t)1 << 48)   /* of objects: more is no machine's memory */
+#define BUFFET__POOL_MAX_STRIDE ((size_t)1 << 31)
+#define BUFFET__POOL_MAX_SLAB (((size_t)1 << 32) - 1)   /* bytes of objects in one slab */
+
+static size_t buffet__slab_hash(uintptr_t key, unsigned bits) {
+    return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+/* Enter slab s in table t (called locked, with room in t). */
+static void buffet__slab_enter(buffet__slab_tab *t, buffet__slab *s, unsigned key_shift) {
+    uintptr_t k = (uintptr_t)s->span.objs >> key_shift, last = ((uintptr_t)s->span.objs + s->span.bytes - 1) >> key_shift;
+    for (; k <= last; k++) {
+        size_t h = buffet__slab_hash(k, t->bits);
+        /* Relaxed: entries are written only under the pool's lock, so this thread saw them all. */
+        while (BUFFET__LOAD(&t->e[h], BUFFET__RELAXED)) h = (h + 1) & t->mask;
+        /* Release: pairs with buffet__pool_find's acquire, which then sees the slab's fields. */
+        BUFFET__STORE(&t->e[h], s, BUFFET__RELEASE);
+        t->used++;
+    }
+}
+
+/* Room in the table for `need` more entries, copying it into a larger one if it must (called
+   locked). False: the parent failed (its reason recorded), and nothing changed. */
+static bool buffet__slab_reserve(buffet_pool *p, size_t need) {
+    buffet__slab_tab *t = p->tab, *nt;
+    buffet__slab *s;
+    size_t cap = t ? t->mask + 1 : 16, used = t ? t->used : 0, block;
+    unsigned bits = 4;
+    if (t && (used + need) * 2 <= cap) return true;
+    while (cap < (used + need) * 2) cap *= 2;
+    while (((size_t)1 << bits) < cap) bits++;
+    block = sizeof *nt + cap * sizeof(buffet__slab *);
+    nt = (buffet__slab_tab *)buffet_alloc(p->parent, block, BUFFET_ALIGNOF(buffet__slab_tab), p->site);
+    if (!nt) return false;
+    memset(nt, 0, block);
+    nt->e = (buffet__slab **)(nt + 1);
+    nt->mask = cap - 1;
+    nt->bits = bits;
+    nt->block = block;
+    for (s = p->slabs; s; s = s->next) buffet__slab_enter(nt, s, p->key_shift);
+    nt->older = t;
+    /* Release: pairs with buffet__pool_find's acquire, which then sees the whole table. */
+    BUFFET__STORE(&p->tab, nt, BUFFET__RELEASE);
+    return true;
+}
+
+/* The slab holding obj, or NULL; any thread, no lock. Slabs and tables are only ever added
+   (each published whole) until the pool goes. */
+static buffet__slab *buffet__pool_find(buffet_pool *p, const void *obj) {
+    /* Acquire: pairs with the release that published the table (buffet__slab_reserve). */
+    const buffet__slab_tab *t = BUFFET__LOAD(&p->tab, BUFFET__ACQUIRE);
+    uintptr_t a = (uintptr_t)obj;
+    size_t h = buffet__slab_hash(a >> p->key_shift, t->bits);
+    for (;;) {
+        /* Acquire: pairs with the release that entered the slab (buffet__slab_enter). */
+        buffet__slab *s = BUFFET__LOAD(&t->e[h], BUFFET__ACQUIRE);
+        if (!s) return NULL;
+        if (a - (uintptr_t)s->span.objs < s->span.bytes) return s;
+        h = (h + 1) & t->mask;
+    }
+}
+
+/* The span holding obj (the cache's hint first, which then follows it unless checks keep it
+   empty), or NULL. */
+static const buffet__pool_span *buffet__pool_span_of(buffet_pool *p, buffet_pool_cache *c, const void *obj) {
+    buffet__slab *s;
+    if (c && (uintptr_t)obj - (uintptr_t)c->hint.objs < c->hint.bytes) return &c->hint;
+    s = buffet__pool_find(p, obj);
+    if (!s) return NULL;
+    if (c && !c->checks) c->hint = s->span;
+    return &s->span;
+}
 
 /* Add a slab of up to slab_objs objects to the store. Called locked. */
 static bool buffet__pool_grow(buffet_pool *p) {
     size_t n = p->slab_objs, hdr, objs_bytes, block, i;
     buffet__slab *s;
+    uint8_t *state;
     if (p->created >= p->max) {
         buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the pool is at its max");
         return false;
@@ -1672,23 +2031,25 @@ static bool buffet__pool_grow(buffet_pool *p) {
         p->store = st;
         p->store_cap = cap;
     }
-    hdr = sizeof(buffet__slab) + (p->checks ? n : 0);
-    if (!buffet_align_up(hdr, p->align, &hdr) || !buffet_mul(n, p->stride, &objs_bytes) ||
-        !buffet_add(hdr, objs_bytes, &block)) {
-        buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the slab's size overflows");
-        return false;
-    }
+    /* The sizes were bounded at create (n * stride <= 2^48): no overflow here. */
+    hdr = (sizeof(buffet__slab) + n + p->align - 1) & ~(p->align - 1);
+    objs_bytes = n * p->stride;
+    block = hdr + objs_bytes;
+    if (!buffet__slab_reserve(p, 2)) return false;
     s = (buffet__slab *)buffet_alloc(p->parent, block, p->align > 64 ? p->align : 64, p->site);
     if (!s) return false;
-    s->objs = (unsigned char *)s + hdr;
+    state = (uint8_t *)(s + 1);
+    memset(state, 0, n);
+    s->span.objs = (unsigned char *)s + hdr;
+    s->span.bytes = objs_bytes;
+    s->span.state = state;
     s->n = n;
     s->block = block;
-    s->state = p->checks ? (uint8_t *)(s + 1) : NULL;
-    if (s->state) memset(s->state, 0, n);
-    for (i = n; i-- > 0;) p->store[p->store_count++] = s->objs + i * p->stride;
-    BUFFET__POISON(s->objs, objs_bytes);
+    for (i = n; i-- > 0;) p->store[p->store_count++] = s->span.objs + i * p->stride;
+    BUFFET__POISON(s->span.objs, objs_bytes);
     s->next = p->slabs;
-    BUFFET__STORE(&p->slabs, s, BUFFET__RELEASE);
+    p->slabs = s;
+    buffet__slab_enter(p->tab, s, p->key_shift);
     p->created += n;
     p->nslabs++;
     return true;
@@ -1696,10 +2057,15 @@ static bool buffet__pool_grow(buffet_pool *p) {
 
 static void buffet__pool_free(buffet_pool *p) {
     buffet__slab *s, *next;
+    buffet__slab_tab *t, *older;
     for (s = p->slabs; s; s = next) {
         next = s->next;
-        BUFFET__UNPOISON(s->objs, s->n * p->stride);
+        BUFFET__UNPOISON(s->span.objs, s->span.bytes);
         buffet_free(p->parent, s, s->block, p->align > 64 ? p->align : 64, BUFFET_SITE);
+    }
+    for (t = p->tab; t; t = older) {
+        older = t->older;
+        buffet_free(p->parent, t, t->block, BUFFET_ALIGNOF(buffet__slab_tab), BUFFET_SITE);
     }
     buffet_free(p->parent, p->store, p->store_cap * sizeof(void *), BUFFET_ALIGNOF(void *), BUFFET_SITE);
     pthread_mutex_destroy(&p->mu);
@@ -1713,7 +2079,7 @@ static bool buffet__pool_done(const buffet_pool *p) {
 
 BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_pool_desc *desc, buffet_site site) {
     buffet_pool *p;
-    size_t align, stride;
+    size_t align, stride, slab_objs, max, bytes;
     buffet_result r;
     if (!out) return BUFFET_ERR_INVALID;
     *out = NULL;
@@ -1730,24 +2096,43 @@ BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_p
                     desc->obj_align, desc->initial, desc->max);
         return BUFFET_ERR_INVALID;
     }
-    if (!buffet_align_up(desc->obj_size, align, &stride) || stride > ((size_t)1 << 40)) {
-        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "pool: obj_size %zu is too large", desc->obj_size);
+    /* Strides (and slabs) stay below 2^32 bytes, so that buffet__pool_div is exact. */
+    if (!buffet_align_up(desc->obj_size, align, &stride) || stride > BUFFET__POOL_MAX_STRIDE) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "pool: obj_size %zu is too large (at most 2^31 bytes)",
+                    desc->obj_size);
         return BUFFET_ERR_OVERFLOW;
     }
+    /* Large power-of-two strides put every object in the same few L1 sets: skew them by a line.
+       A 1-byte stride becomes 2 (the division needs a stride of 2 or more). */
+    if (stride >= 512 && buffet_is_pow2(stride)) stride += align > 64 ? align : 64;
+    if (stride == 1) stride = 2;
+    slab_objs = desc->slab_objs ? desc->slab_objs : ((size_t)64 << 10) / stride;
+    if (slab_objs < 8) slab_objs = 8;
+    if (slab_objs > (BUFFET__POOL_MAX_SLAB / stride)) slab_objs = BUFFET__POOL_MAX_SLAB / stride;
+    /* Every size the pool will ask for, bounded now: nothing is tried that cannot be. */
+    if (!buffet_mul(slab_objs, stride, &bytes) || bytes > BUFFET__POOL_MAX_BYTES ||
+        !buffet_mul(desc->initial, stride, &bytes) || bytes > BUFFET__POOL_MAX_BYTES ||
+        (desc->max && (!buffet_mul(desc->max, stride, &bytes) || bytes > BUFFET__POOL_MAX_BYTES))) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
+                    "pool: %zu-byte objects (stride %zu) times initial %zu, max %zu or slab_objs %zu overflows or passes 2^48 bytes",
+                    desc->obj_size, stride, desc->initial, desc->max, slab_objs);
+        return BUFFET_ERR_OVERFLOW;
+    }
+    max = desc->max ? desc->max : BUFFET__POOL_MAX_OBJS;
+    if (max > BUFFET__POOL_MAX_BYTES / stride) max = BUFFET__POOL_MAX_BYTES / stride;
     /* Slabs grow on whichever thread runs dry, and live until the pool goes. */
     r = buffet__check(desc->parent, BUFFET_NEED_UNTIL_FREED | BUFFET_NEED_THREAD_SAFE, false, "pool", &desc->log);
     if (r != BUFFET_OK) return r;
-    /* Large power-of-two strides put every object in the same few L1 sets: skew them by a line. */
-    if (stride >= 512 && buffet_is_pow2(stride)) stride += align > 64 ? align : 64;
     p = (buffet_pool *)buffet_alloc(desc->parent, sizeof *p, BUFFET_ALIGNOF(buffet_pool), site);
     if (!p) goto fail;
     memset(p, 0, sizeof *p);
     p->obj_size = desc->obj_size;
     p->align = align;
     p->stride = stride;
-    p->max = desc->max ? desc->max : BUFFET__POOL_MAX_OBJS;
-    p->slab_objs = desc->slab_objs ? desc->slab_objs : ((size_t)64 << 10) / stride;
-    if (p->slab_objs < 8) p->slab_objs = 8;
+    p->max = max;
+    p->slab_objs = slab_objs;
+    for (p->key_shift = 12; ((size_t)1 << p->key_shift) < slab_objs * stride; p->key_shift++) {}
+    p->magic = UINT64_MAX / stride + 1;
     p->checks = desc->checks > 0 || (desc->checks == 0 && BUFFET_DEBUG >= 1);
     p->parent = desc->parent;
     p->site = site;
@@ -1810,6 +2195,7 @@ BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, bu
     c->cap = cap;
     c->checks = p->checks;
     c->obj_size = p->obj_size;
+    c->magic = p->magic;
     c->objs = (void **)(c + 1);
     c->owner = pthread_self();
     pthread_mutex_lock(&p->mu);
@@ -1819,6 +2205,7 @@ BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, bu
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pool_cache_create: the pool is being destroyed");
         return BUFFET_ERR_STATE;
     }
+    if (!c->checks) c->hint = p->slabs->span;   /* a pool always has a slab */
     c->next = p->caches;
     p->caches = c;
     p->ncaches++;
@@ -1827,12 +2214,17 @@ BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, bu
     return BUFFET_OK;
 }
 
-/* Move up to n pointers from the store to dst (growing the pool if it must). A destroyed pool
-   hands out nothing more. Called locked. */
-static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n) {
+/* Move up to n pointers from the store to dst (growing the pool if it must). all: n or nothing,
+   and n more than the pool could ever hand out fails at once instead of growing towards it. A
+   destroyed pool hands out nothing more. Called locked. */
+static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n, bool all) {
     size_t k;
     if (p->dying) {
         buffet_alloc_fail(BUFFET_ERR_STATE, "the pool is being destroyed");
+        return 0;
+    }
+    if (all && n > p->store_count + (p->max - p->created)) {
+        buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "more objects than the pool can ever hold");
         return 0;
     }
     while (p->store_count < n && buffet__pool_grow(p)) {}
@@ -1842,10 +2234,12 @@ static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n) {
     return k;
 }
 
-/* Store capacity covers every object created, so giving back fits unless an object came back
-   twice without checks: that surplus is refused rather than written past the store. */
+/* Store capacity covers every object created, and a put claims its object back before it goes
+   into a cache, so giving back always fits. The clamp is a last line: were buffet's own count
+   ever wrong, the surplus is dropped (and counted) rather than written past the store. */
 static size_t buffet__pool_give(buffet_pool *p, void *const *src, size_t n) {
     if (n > p->created - p->store_count) {
+        /* Relaxed: a statistics counter; nothing is ordered by it. */
         BUFFET__FETCH_ADD(&p->double_puts, (uint64_t)(n - (p->created - p->store_count)), BUFFET__RELAXED);
         n = p->created - p->store_count;
     }
@@ -1891,42 +2285,59 @@ BUFFET_API void buffet_pool_cache_destroy(buffet_pool_cache *c) {
     if (done) buffet__pool_free(p);
 }
 
-/* The slab holding obj, or NULL. Slabs are only ever added, each published whole. */
-static buffet__slab *buffet__pool_slab_of(buffet_pool *p, const void *obj, size_t *index) {
-    buffet__slab *s = BUFFET__LOAD(&p->slabs, BUFFET__ACQUIRE);
-    const unsigned char *o = (const unsigned char *)obj;
-    for (; s; s = s->next) {
-        if (o >= s->objs && o < s->objs + s->n * p->stride) {
-            size_t off = (size_t)(o - s->objs);
-            if (off % p->stride) return NULL;
-            *index = off / p->stride;
-            return s;
-        }
-    }
-    return NULL;
-}
-
-/* Checks on: mark obj out (get) or back (put), refusing a put of a foreign or free object. */
-static buffet_result buffet__pool_check(buffet_pool *p, void *obj, bool put) {
-    size_t i = 0;
-    buffet__slab *s = buffet__pool_slab_of(p, obj, &i);
-    if (!s) {
+/* Claim obj back for the pool (c: the putting cache, or NULL): it must be the start of one of
+   the pool's objects, and out. Refused otherwise: counted and logged, obj never touched.
+   Memory orders of the state bytes, here and in the inline get and put: relaxed. A byte is
+   only ever compared with 0 and 1, so its own modification order is all that matters, and the
+   object's bytes travel between threads by the store's mutex or by the user's own hand-off
+   (which orders a put after the get it follows), never by this byte. The slow paths exchange
+   it (of two puts of one object, exactly one reads 1); the inline put loads and then stores it,
+   which refuses every double put but two at the very same instant on two threads (the
+   caller's own data race): those are caught when the second copy would be handed out, unless
+   two gets race as well. With checks on, every put takes this exchange. */
+static buffet_result buffet__pool_take_back(buffet_pool *p, buffet_pool_cache *c, void *obj, buffet_site site) {
+    const buffet__pool_span *sp = buffet__pool_span_of(p, c, obj);
+    bool exact = false;
+    size_t i = sp ? buffet__pool_div(p->magic, (size_t)((uintptr_t)obj - (uintptr_t)sp->objs), &exact) : 0;
+    if (!sp || !exact) {
+        /* Relaxed: a statistics counter. */
         BUFFET__FETCH_ADD(&p->foreign_puts, 1, BUFFET__RELAXED);
-        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "pool put of %p: not an object of this pool", obj);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "pool put of %p" BUFFET__AT ": %s", obj, BUFFET__AT_ARGS(site),
+                    sp ? "inside one of the pool's objects, not at its start" : "not an object of this pool");
         return BUFFET_ERR_FOREIGN;
     }
-    if (BUFFET__EXCHANGE(&s->state[i], (uint8_t)(put ? 0 : 1), BUFFET__ACQ_REL) == (put ? 0 : 1)) {
-        BUFFET_ASSERT(put);   /* a get of an object already out would be buffet's own bug */
-        BUFFET__FETCH_ADD(&p->double_puts, 1, BUFFET__RELAXED);
-        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE, "pool put of %p: already put back", obj);
+    if (BUFFET__EXCHANGE(&sp->state[i], (uint8_t)0, BUFFET__RELAXED) != 1) {   /* relaxed: see above */
+        BUFFET__FETCH_ADD(&p->double_puts, 1, BUFFET__RELAXED);   /* relaxed: a statistics counter */
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE, "pool put of %p" BUFFET__AT ": already put back", obj,
+                    BUFFET__AT_ARGS(site));
         return BUFFET_ERR_DOUBLE_FREE;
     }
     return BUFFET_OK;
 }
 
-static void buffet__pool_handed_out(buffet_pool *p, void *obj) {
-    if (p->checks) buffet__pool_check(p, obj, false);
+/* obj leaves the pool for a user: marked out (relaxed: see buffet__pool_take_back; with checks
+   off a load and a store, as the inline get). False: it was out already, a copy left by two
+   puts racing on two threads, now dropped (counted and logged) instead of handed out twice. */
+static bool buffet__pool_handed_out(buffet_pool *p, buffet_pool_cache *c, void *obj) {
+    const buffet__pool_span *sp = buffet__pool_span_of(p, c, obj);
+    uint8_t *st;
+    bool exact, twice;
+    BUFFET_ASSERT(sp != NULL);   /* only the pool's own objects are in it */
+    st = &sp->state[buffet__pool_div(p->magic, (size_t)((uintptr_t)obj - (uintptr_t)sp->objs), &exact)];
+    if (p->checks) {
+        twice = BUFFET__EXCHANGE(st, (uint8_t)1, BUFFET__RELAXED) != 0;
+    } else {
+        twice = BUFFET__LOAD(st, BUFFET__RELAXED) != 0;
+        if (!twice) BUFFET__STORE(st, (uint8_t)1, BUFFET__RELAXED);
+    }
+    if (twice) {
+        BUFFET__FETCH_ADD(&p->double_puts, 1, BUFFET__RELAXED);   /* relaxed: a statistics counter */
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
+                    "pool object %p was in the pool twice (two threads put it back at once): one copy dropped", obj);
+        return false;
+    }
     BUFFET__UNPOISON(obj, p->obj_size);
+    return true;
 }
 
 /* An allocation the pool cannot serve: counted, logged, and the reason recorded. The failed
@@ -1938,9 +2349,9 @@ static void *buffet__pool_exhausted(buffet_pool *p) {
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, r, "pool of %zu-byte objects cannot hand out more: %s", p->obj_size, why);
         return buffet_alloc_fail(r, why);
     }
-    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool of %zu-byte objects exhausted (max %zu)",
-                p->obj_size, p->max);
-    return buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the pool is at its max and empty");
+    BUFFET__LOG(&p->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED, "pool of %zu-byte objects exhausted (max %zu): %s",
+                p->obj_size, p->max, why);
+    return buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, why);
 }
 
 BUFFET_API void *buffet__pool_get_slow(buffet_pool_cache *c) {
@@ -1948,28 +2359,27 @@ BUFFET_API void *buffet__pool_get_slow(buffet_pool_cache *c) {
     void *o;
     if (!c || !c->pool) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no pool cache");
     p = c->pool;
-    if (c->count == 0) {
-        pthread_mutex_lock(&p->mu);
-        c->count = (uint32_t)buffet__pool_take(p, c->objs, c->cap / 2 ? c->cap / 2 : 1);
-        buffet__pool_merge_counts(c);
-        if (c->count == 0) p->failures++;
-        pthread_mutex_unlock(&p->mu);
-        if (c->count == 0) return buffet__pool_exhausted(p);
-    }
-    o = c->objs[--c->count];
+    do {
+        if (c->count == 0) {
+            pthread_mutex_lock(&p->mu);
+            c->count = (uint32_t)buffet__pool_take(p, c->objs, c->cap / 2 ? c->cap / 2 : 1, false);
+            buffet__pool_merge_counts(c);
+            if (c->count == 0) p->failures++;
+            pthread_mutex_unlock(&p->mu);
+            if (c->count == 0) return buffet__pool_exhausted(p);
+        }
+        o = c->objs[--c->count];
+    } while (!buffet__pool_handed_out(p, c, o));
     c->gets++;
-    buffet__pool_handed_out(p, o);
     return o;
 }
 
-BUFFET_API buffet_result buffet__pool_put_slow(buffet_pool_cache *c, void *obj) {
+BUFFET_API buffet_result buffet__pool_put_slow(buffet_pool_cache *c, void *obj, buffet_site site) {
     buffet_pool *p;
+    buffet_result r;
     if (!c || !c->pool || !obj) return BUFFET_ERR_INVALID;
     p = c->pool;
-    if (p->checks) {
-        buffet_result r = buffet__pool_check(p, obj, true);
-        if (r != BUFFET_OK) return r;
-    }
+    if ((r = buffet__pool_take_back(p, c, obj, site)) != BUFFET_OK) return r;
     BUFFET__POISON(obj, p->obj_size);
     if (c->count == c->cap) {
         uint32_t half = c->cap / 2 ? c->cap / 2 : 1;
@@ -1989,20 +2399,13 @@ BUFFET_API size_t buffet_pool_get_bulk(buffet_pool_cache *c, void **objs, size_t
     size_t have, i;
     if (!c || !c->pool || !objs || n == 0) return 0;
     p = c->pool;
-    if (n <= c->count && !c->checks) {
-        c->count -= (uint32_t)n;
-        memcpy(objs, c->objs + c->count, n * sizeof(void *));
-        c->gets += n;
-        for (i = 0; i < n; i++) BUFFET__UNPOISON(objs[i], p->obj_size);
-        return n;
-    }
     /* Take the cache's share, then the rest straight from the store, all or nothing. */
     have = c->count < n ? c->count : n;
     c->count -= (uint32_t)have;
     memcpy(objs, c->objs + c->count, have * sizeof(void *));
     if (have < n) {
         pthread_mutex_lock(&p->mu);
-        have += buffet__pool_take(p, objs + have, n - have);
+        have += buffet__pool_take(p, objs + have, n - have, true);
         if (have < n) {
             buffet__pool_give(p, objs, have);
             p->failures++;
@@ -2014,27 +2417,44 @@ BUFFET_API size_t buffet_pool_get_bulk(buffet_pool_cache *c, void **objs, size_t
             return 0;
         }
     }
+    /* Each marked out: through the cache's hint as the inline get does, else the slow way. A
+       copy left by racing puts is dropped; the others go back to the store, and the call fails
+       (all or nothing). */
+    for (i = 0; i < n; i++) {
+        size_t off = (size_t)((uintptr_t)objs[i] - (uintptr_t)c->hint.objs);
+        if (off < c->hint.bytes) {
+            bool exact;
+            uint8_t *st = &c->hint.state[buffet__pool_div(c->magic, off, &exact)];
+            if (BUFFET__LOAD(st, BUFFET__RELAXED) == 0) {   /* relaxed: see buffet__pool_take_back */
+                BUFFET__STORE(st, (uint8_t)1, BUFFET__RELAXED);
+                BUFFET__UNPOISON(objs[i], p->obj_size);
+                continue;
+            }
+        }
+        if (!buffet__pool_handed_out(p, c, objs[i])) {
+            size_t j;
+            for (j = 0; j < i; j++) {
+                BUFFET__POISON(objs[j], p->obj_size);
+                buffet__pool_take_back(p, c, objs[j], BUFFET_NO_SITE);
+            }
+            pthread_mutex_lock(&p->mu);
+            buffet__pool_give(p, objs, i);
+            buffet__pool_give(p, objs + i + 1, n - i - 1);
+            p->failures++;
+            pthread_mutex_unlock(&p->mu);
+            return 0;
+        }
+    }
     c->gets += n;
-    for (i = 0; i < n; i++) buffet__pool_handed_out(p, objs[i]);
     return n;
 }
 
-BUFFET_API buffet_result buffet_pool_put_bulk(buffet_pool_cache *c, void *const *objs, size_t n) {
+BUFFET_API buffet_result buffet_pool_put_bulk_at(buffet_pool_cache *c, void *const *objs, size_t n, buffet_site site) {
     buffet_result r = BUFFET_OK;
-    buffet_pool *p;
     size_t i;
     if (!c || !c->pool || (!objs && n)) return BUFFET_ERR_INVALID;
-    p = c->pool;
-    for (i = 0; i < n && objs[i]; i++) {}
-    if (!c->checks && i == n && n <= (size_t)(c->cap - c->count)) {
-        for (i = 0; i < n; i++) BUFFET__POISON(objs[i], p->obj_size);
-        memcpy(c->objs + c->count, objs, n * sizeof(void *));
-        c->count += (uint32_t)n;
-        c->puts += n;
-        return BUFFET_OK;
-    }
     for (i = 0; i < n; i++) {
-        buffet_result one = buffet_pool_put(c, objs[i]);
+        buffet_result one = buffet_pool_put_at(c, objs[i], site);
         if (one != BUFFET_OK) r = one;
     }
     return r;
@@ -2045,22 +2465,20 @@ BUFFET_API void *buffet_pool_get_shared(buffet_pool *p) {
     size_t k;
     if (!p) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no pool");
     pthread_mutex_lock(&p->mu);
-    k = buffet__pool_take(p, &o, 1);
+    k = buffet__pool_take(p, &o, 1, true);
     if (k) p->gets++;
     else p->failures++;
     pthread_mutex_unlock(&p->mu);
     if (!k) return buffet__pool_exhausted(p);
-    buffet__pool_handed_out(p, o);
+    if (!buffet__pool_handed_out(p, NULL, o)) return buffet_pool_get_shared(p);   /* a dropped copy: again */
     return o;
 }
 
-BUFFET_API buffet_result buffet_pool_put_shared(buffet_pool *p, void *obj) {
+BUFFET_API buffet_result buffet_pool_put_shared_at(buffet_pool *p, void *obj, buffet_site site) {
+    buffet_result r;
     bool done;
     if (!p || !obj) return BUFFET_ERR_INVALID;
-    if (p->checks) {
-        buffet_result r = buffet__pool_check(p, obj, true);
-        if (r != BUFFET_OK) return r;
-    }
+    if ((r = buffet__pool_take_back(p, NULL, obj, site)) != BUFFET_OK) return r;
     BUFFET__POISON(obj, p->obj_size);
     pthread_mutex_lock(&p->mu);
     buffet__pool_give(p, &obj, 1);
@@ -2081,9 +2499,9 @@ static void *buffet__pool_vt_alloc(void *self, size_t size, size_t align, buffet
 }
 static void buffet__pool_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     buffet_pool_cache *c = (buffet_pool_cache *)self;
-    (void)size; (void)align; (void)site;
-    if (pthread_equal(c->owner, pthread_self())) buffet_pool_put(c, ptr);
-    else buffet_pool_put_shared(c->pool, ptr);
+    (void)size; (void)align;
+    if (pthread_equal(c->owner, pthread_self())) buffet_pool_put_at(c, ptr, site);
+    else buffet_pool_put_shared_at(c->pool, ptr, site);
 }
 static const buffet_allocator_vtable buffet__pool_vtable = {
     buffet__pool_vt_alloc, NULL, buffet__pool_vt_free, NULL, buffet__contract_until_freed_safe, NULL
@@ -2110,6 +2528,7 @@ BUFFET_API buffet_pool_stats buffet_pool_get_stats(buffet_pool *p) {
     s.puts = p->puts;
     s.failures = p->failures;
     pthread_mutex_unlock(&p->mu);
+    /* Relaxed: statistics counters, bumped without the lock; nothing is ordered by them. */
     s.double_puts = BUFFET__LOAD(&p->double_puts, BUFFET__RELAXED);
     s.foreign_puts = BUFFET__LOAD(&p->foreign_puts, BUFFET__RELAXED);
     return s;

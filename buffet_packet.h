@@ -65,8 +65,19 @@
    ERRORS
      Allocation returns NULL, counts a failure, logs why and records it for buffet_alloc_error()
      (BUFFET_ERR_EXHAUSTED: class at max; BUFFET_ERR_TOO_LARGE: no class is big enough;
-     BUFFET_ERR_STATE: the pool is being destroyed). Operations on packets return NULL or a
-     buffet_result and change nothing when they fail.
+     BUFFET_ERR_NOMEM: the class is below its max but could not grow; BUFFET_ERR_STATE: the pool
+     is being destroyed). Operations on packets return NULL or a buffet_result and change nothing
+     when they fail.
+
+   MISUSE
+     Refused, counted in the statistics and logged with the call site, never corrupting the
+     pool: a second free (the count of a free buffer is 0); a free of what is not one of a pool's
+     headers (release builds refuse copies of headers and headers inside buffers by where they
+     sit; debug builds find every buffer by its address, so anything foreign is caught); a
+     reference to or a clone of a free packet; a chain that would make a cycle or put a segment
+     in two chains; a packet whose lengths do not add up (pkt_len, len, data_off or nb_segs
+     written so); pools with classes below 8 bytes or on NUMA nodes that do not exist; bursts
+     larger than the cache.
 */
 #ifndef BUFFET_PACKET_H_INCLUDED
 #define BUFFET_PACKET_H_INCLUDED
@@ -115,7 +126,8 @@ struct buffet_pkt {
     uint32_t len;               /* bytes in this segment */
     uint32_t hash;              /* RSS-style flow hash */
     uint16_t refcnt;            /* atomic; use buffet_pkt_ref / buffet_pkt_free */
-    uint16_t nb_segs;           /* segments (kept in the first segment) */
+    uint16_t nb_segs;           /* segments (kept in the first segment; 0 in a segment that
+                                   buffet_pkt_chain linked behind another) */
     uint16_t in_port, out_port;
     uint16_t vlan_tci;
     uint16_t packet_type;
@@ -128,7 +140,8 @@ typedef void (*buffet_pkt_ext_free_fn)(void *opaque, void *mem);
 #define BUFFET_PKT_NODE(n) ((n) + 1)   /* buffet_pkt_pool_desc.numa_node: node n */
 
 typedef struct buffet_pkt_pool_desc {
-    const char *name;               /* in statistics and logs; NULL: "pkt" */
+    const char *name;               /* in statistics and logs; NULL: "pkt"; cut to 47 bytes at a
+                                       UTF-8 character boundary */
     uint32_t class_sizes[BUFFET_PKT_MAX_CLASSES];   /* data room per class, ascending, 0 ends,
                                        each at least 8 and at most 65535 with the headroom;
                                        all 0: 64 128 256 512 1024 2048 9216 */
@@ -137,7 +150,8 @@ typedef struct buffet_pkt_pool_desc {
     size_t initial;                 /* buffers made per class at create; 0: 256 */
     size_t max;                     /* most buffers per class; 0: 16384 */
     size_t grow;                    /* buffers added per class when one runs dry; 0: initial */
-    int numa_node;                  /* 0: the creating thread's node; BUFFET_PKT_NODE(n): node n */
+    int numa_node;                  /* 0: the creating thread's node; BUFFET_PKT_NODE(n): node n,
+                                       which must exist (/sys/devices/system/node) */
     bool no_huge_pages;             /* neither explicit nor transparent huge pages */
     uint32_t watermark_high, watermark_low;  /* percent of max in use; 0: 90 and 70 */
     buffet_pkt_watermark_fn on_watermark;    /* called when a class crosses them; may be NULL */
@@ -162,6 +176,7 @@ typedef struct buffet_pkt_cache {
     uint32_t nclasses;              /* data classes; the clone class comes after them */
     uint16_t headroom;
     bool checks;                    /* debug: every call takes the careful path */
+    uint32_t hdr_size;              /* header + user area: where a buffer's data room starts */
     pthread_t owner;                /* the creating thread: the allocator face routes others to the pool */
     struct buffet_pkt_cache *next_in_pool;
     buffet_pkt_cache_class cls[BUFFET_PKT_MAX_CLASSES + 1];
@@ -189,7 +204,8 @@ typedef struct buffet_pkt_stats {
 } buffet_pkt_stats;
 
 /* Create a pool. Errors: BUFFET_ERR_INVALID (class sizes not ascending, below 8 or above 65535
-   with the headroom, headroom above 65535, initial > max), BUFFET_ERR_LIFETIME /
+   with the headroom, headroom above 65535, initial > max, a NUMA node that does not exist; each
+   logged with the call site), BUFFET_ERR_LIFETIME /
    BUFFET_ERR_THREAD (allocator), the allocator's reason, BUFFET_ERR_NOMEM (mmap). Thread: safe. */
 BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc, buffet_site site);
 #define buffet_pkt_pool_create(...) buffet_pkt_pool_create_at(__VA_ARGS__, BUFFET_SITE)
@@ -223,6 +239,9 @@ static inline void buffet__pkt_reset(buffet_pkt *p, uint16_t headroom) {
     p->next = NULL;
     p->timestamp = 0;
     p->pkt_len = p->len = p->hash = 0;
+    /* A plain store, merged with its neighbours: the buffer is the caller's alone now (it came
+       through this thread's cache, or through the ring's release/acquire), so no other thread
+       reads the count until a reference is handed over, which orders this store before it. */
     p->refcnt = p->nb_segs = 1;
     p->in_port = p->out_port = p->vlan_tci = p->packet_type = 0;
 }
@@ -231,7 +250,7 @@ static inline void buffet__pkt_reset(buffet_pkt *p, uint16_t headroom) {
    Returns: NULL when the class is at max (a failure is counted). Thread: owned (c). */
 static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigned cls, buffet_site site) {
     buffet_pkt_cache_class *k;
-    if (cls >= c->nclasses) return NULL;
+    if (cls >= c->nclasses) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no such class");
     k = &c->cls[cls];
     if (__builtin_expect(k->count != 0 && !c->checks, 1)) {
         buffet_pkt *p = (buffet_pkt *)c->objs[cls][--k->count];
@@ -243,15 +262,22 @@ static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigne
     return buffet__pkt_alloc_slow(c, cls, site);
 }
 /* Give a packet back: every segment loses one reference; a segment at 0 goes back to the
-   cache (its data too, once no clone shares it). NULL does nothing. Thread: owned (c). */
+   cache (its data too, once no clone shares it). NULL does nothing. A second free, or a header
+   that is not the pool's own (a copy of one, a pointer into a buffer), is refused, counted and
+   logged with the site. Thread: owned (c). */
 static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
     /* The acquire load orders this reuse after other threads' earlier drops of their references
-       (a plain load on x86 and a load-acquire on aarch64: no locked instruction either way). */
-    if (__builtin_expect(p != NULL && p->next == NULL && p->flags == 0 && !c->checks &&
+       (their release in the FETCH_SUB of buffet__pkt_seg_unref): a plain load on x86 and a
+       load-acquire on aarch64, no locked instruction either way. A data buffer's header sits
+       just before its data room, so a copy of the header (buf elsewhere) never gets cached.
+       Debug builds read nothing of p here: the slow path finds it by its address first. */
+    if (__builtin_expect(p != NULL && !c->checks && p->next == NULL && p->flags == 0 &&
                          BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1 && p->pool == c->pool &&
-                         c->cls[p->cls].count < c->size, 1)) {
+                         p->buf == (unsigned char *)p + c->hdr_size && c->cls[p->cls].count < c->size, 1)) {
         buffet_pkt_cache_class *k = &c->cls[p->cls];
-        /* a free buffer counts 0, so a second free is caught, not cached twice */
+        /* A free buffer counts 0, so a second free is caught, not cached twice. Relaxed: the
+           caller held the only reference, so no other thread may touch the count now; the
+           buffer's next owner gets it through this thread's cache or the ring's release. */
         BUFFET__STORE(&p->refcnt, (uint16_t)0, BUFFET__RELAXED);
         BUFFET__POISON(p->buf, p->buf_len);
         c->objs[p->cls][k->count++] = p;
@@ -276,19 +302,27 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buf
 BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n, buffet_site site);
 #define buffet_pkt_alloc_bulk(...) buffet_pkt_alloc_bulk_at(__VA_ARGS__, BUFFET_SITE)
 /* Free n packets (as buffet_pkt_free each). Thread: owned (c). */
-BUFFET_API void buffet_pkt_free_bulk(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n);
-/* Allocate / free without a cache (a ring operation each). Thread: safe. */
-BUFFET_API buffet_pkt *buffet_pkt_alloc_shared(buffet_pkt_pool *p, size_t size);
-BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p);
+BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n, buffet_site site);
+#define buffet_pkt_free_bulk(...) buffet_pkt_free_bulk_at(__VA_ARGS__, BUFFET_SITE)
+/* Allocate / free without a cache (a ring operation each; the free refuses what buffet_pkt_free
+   refuses). Thread: safe. */
+BUFFET_API buffet_pkt *buffet_pkt_alloc_shared_at(buffet_pkt_pool *p, size_t size, buffet_site site);
+BUFFET_API void buffet_pkt_free_shared_at(buffet_pkt *p, buffet_site site);
+#define buffet_pkt_alloc_shared(...) buffet_pkt_alloc_shared_at(__VA_ARGS__, BUFFET_SITE)
+#define buffet_pkt_free_shared(...) buffet_pkt_free_shared_at(__VA_ARGS__, BUFFET_SITE)
 
 /* One more reference on every segment (for keeping a packet while also passing it on).
-   Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_OVERFLOW (a segment has 65535 references:
-   nothing changes). Thread: safe. */
-BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p);
+   Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_OVERFLOW (a segment has 65535 references),
+   BUFFET_ERR_STATE (a segment is already free: logged with the site): nothing changes.
+   Thread: safe. */
+BUFFET_API buffet_result buffet_pkt_ref_at(buffet_pkt *p, buffet_site site);
+#define buffet_pkt_ref(...) buffet_pkt_ref_at(__VA_ARGS__, BUFFET_SITE)
 /* A new packet whose segments share p's data with headers and metadata of their own (for one
-   packet to many ports). c must be a cache of p's pool. Returns: NULL (clone class exhausted:
-   BUFFET_ERR_EXHAUSTED; 65535 references to a segment's data: BUFFET_ERR_OVERFLOW; another
-   pool's cache: BUFFET_ERR_INVALID), all logged. Thread: owned (c). */
+   packet to many ports). c must be a cache of the pool of every segment of p. Returns: NULL
+   (clone class exhausted: BUFFET_ERR_EXHAUSTED; 65535 references to a segment's data:
+   BUFFET_ERR_OVERFLOW; a segment of another pool than c's, lengths that do not add up, or a
+   copy of a header: BUFFET_ERR_INVALID; a free packet: BUFFET_ERR_STATE), all logged.
+   Thread: owned (c). */
 BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site);
 #define buffet_pkt_clone(...) buffet_pkt_clone_at(__VA_ARGS__, BUFFET_SITE)
 /* A packet over caller memory mem[0..size): the last 32 bytes hold the shared reference count,
@@ -303,7 +337,11 @@ BUFFET_API buffet_pkt *buffet_pkt_attach_external_at(buffet_pkt_cache *c, void *
 /* Data of the first segment. */
 static inline void *buffet_pkt_data(const buffet_pkt *p) { return p->buf + p->data_off; }
 static inline size_t buffet_pkt_headroom(const buffet_pkt *p) { return p->data_off; }
-static inline size_t buffet_pkt_tailroom(const buffet_pkt *p) { return p->buf_len - p->data_off - p->len; }
+/* 0 when the fields claim more than the room (a header the caller wrote into). */
+static inline size_t buffet_pkt_tailroom(const buffet_pkt *p) {
+    uint64_t used = (uint64_t)p->data_off + p->len;
+    return used < p->buf_len ? (size_t)(p->buf_len - used) : 0;
+}
 /* The user area of this header (NULL when the pool has none). */
 BUFFET_API void *buffet_pkt_user(const buffet_pkt *p);
 /* Internal: the general forms of prepend and append (any segment count; shared data refused). */
@@ -311,12 +349,14 @@ BUFFET_API void *buffet__pkt_prepend_slow(buffet_pkt *p, size_t n);
 BUFFET_API void *buffet__pkt_append_slow(buffet_pkt *p, size_t n);
 /* Inline when p is one unshared segment of its own: then nothing else can see its bytes. */
 static inline bool buffet__pkt_alone(const buffet_pkt *p) {
+    /* Acquire: when the last clone was just freed on another thread, its drop (a release
+       FETCH_SUB) happens before the writes into the data that follow here. */
     return p->next == NULL && p->flags == 0 && BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1;
 }
 /* Grow the data at the front by n bytes (into the headroom). Returns: the new start, or NULL
    (n > headroom, or the data is shared with a clone: nothing changes). Thread: owned. */
 static inline void *buffet_pkt_prepend(buffet_pkt *p, size_t n) {
-    if (__builtin_expect(p != NULL && n <= p->data_off && buffet__pkt_alone(p), 1)) {
+    if (__builtin_expect(p != NULL && n <= p->data_off && p->data_off <= p->buf_len && buffet__pkt_alone(p), 1)) {
         p->data_off = (uint16_t)(p->data_off - n);   /* one segment: len <= 64 KiB, no overflow */
         p->len += (uint32_t)n;
         p->pkt_len = p->len;
@@ -335,23 +375,34 @@ static inline void *buffet_pkt_append(buffet_pkt *p, size_t n) {
     }
     return buffet__pkt_append_slow(p, n);
 }
+/* Packets whose lengths do not add up (a caller wrote pkt_len, len, data_off or nb_segs so that
+   they disagree with the segments, or changed a segment behind a chain's back) are refused by
+   every function below, and by clone and to_chain, with BUFFET_ERR_INVALID (or NULL), logged
+   with the call site: never read or written beyond a data room. */
 /* Drop n bytes from the front of the first segment. Returns: the new start, or NULL (n > len
-   of the first segment: nothing changes). */
-BUFFET_API void *buffet_pkt_adj(buffet_pkt *p, size_t n);
+   of the first segment, lengths that do not add up: nothing changes). */
+BUFFET_API void *buffet_pkt_adj_at(buffet_pkt *p, size_t n, buffet_site site);
+#define buffet_pkt_adj(...) buffet_pkt_adj_at(__VA_ARGS__, BUFFET_SITE)
 /* Drop n bytes from the end of the last segment. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_RANGE
    (n > that segment's len: nothing changes). */
-BUFFET_API buffet_result buffet_pkt_trim(buffet_pkt *p, size_t n);
-/* Append tail's segments to head's. Errors: BUFFET_ERR_INVALID (NULL, same packet),
+BUFFET_API buffet_result buffet_pkt_trim_at(buffet_pkt *p, size_t n, buffet_site site);
+#define buffet_pkt_trim(...) buffet_pkt_trim_at(__VA_ARGS__, BUFFET_SITE)
+/* Append tail's segments to head's; tail becomes a segment of head (its nb_segs 0), no longer a
+   packet of its own. Errors: BUFFET_ERR_INVALID (NULL, same packet, a segment already in
+   a chain as head or tail, a cycle, lengths that do not add up; logged with the site),
    BUFFET_ERR_OVERFLOW (more than 65535 segments or 4 GiB): nothing changes. */
-BUFFET_API buffet_result buffet_pkt_chain(buffet_pkt *head, buffet_pkt *tail);
+BUFFET_API buffet_result buffet_pkt_chain_at(buffet_pkt *head, buffet_pkt *tail, buffet_site site);
+#define buffet_pkt_chain(...) buffet_pkt_chain_at(__VA_ARGS__, BUFFET_SITE)
 /* Make *p one segment: copied into the first segment's tailroom when it fits, else into a new
    packet of a class that fits (metadata kept, *p replaced). Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_RANGE (no class is big enough), BUFFET_ERR_EXHAUSTED: *p unchanged. */
 BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt **p, buffet_site site);
 #define buffet_pkt_linearize(...) buffet_pkt_linearize_at(__VA_ARGS__, BUFFET_SITE)
 /* Bytes [off, off+len) of the packet: a pointer into it when they lie in one segment, else
-   copied to tmp (len bytes) and tmp returned. NULL when out of range. Thread: compatible. */
-BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t len, void *tmp);
+   copied to tmp (len bytes) and tmp returned. NULL when out of range or when the lengths do
+   not add up (logged). Thread: compatible. */
+BUFFET_API const void *buffet_pkt_read_at(const buffet_pkt *p, size_t off, size_t len, void *tmp, buffet_site site);
+#define buffet_pkt_read(...) buffet_pkt_read_at(__VA_ARGS__, BUFFET_SITE)
 /* Append each segment's data to chain c as a slice of a buffer holding a reference on that
    segment (and so on the pool), so packets go into chains. `site` names the caller in leak
    reports of those buffers. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_OVERFLOW (a segment has
@@ -419,6 +470,8 @@ typedef struct buffet__ring {
 
 static void buffet__ring_wait(const uint32_t *tail, uint32_t expect) {
     unsigned spins = 0;
+    /* Acquire: the earlier claimant's release store of this tail carries its slot writes (or
+       reads); the store this caller makes next passes them on to the other side. */
     while (BUFFET__LOAD(tail, BUFFET__ACQUIRE) != expect) {
         /* An earlier claimant was preempted between claim and publish: let it run. */
         if (++spins > 64) sched_yield();
@@ -426,27 +479,42 @@ static void buffet__ring_wait(const uint32_t *tail, uint32_t expect) {
     }
 }
 
-/* Put n pointers. The ring holds every buffer of its class, so it never runs full. */
+/* Put n pointers. The ring has a slot for every batch its class can make, so it never runs
+   full: the wait for room below ends at once, but for a consumer of the previous lap still
+   between reading its slots and publishing them. */
 static void buffet__ring_put(buffet__ring *r, void *const *objs, uint32_t n) {
+    /* Relaxed: only a first guess for the CAS, which reloads it on failure. */
     uint32_t head = BUFFET__LOAD(&r->prod_head, BUFFET__RELAXED), i;
-    do {
-        BUFFET_ASSERT(n <= r->mask + 1 - (head - BUFFET__LOAD(&r->cons_tail, BUFFET__ACQUIRE)));
-    } while (!BUFFET__CAS(&r->prod_head, &head, head + n, BUFFET__RELAXED, BUFFET__RELAXED));
+    /* Relaxed CAS: claiming [head, head+n) orders nothing; the slots are published by the
+       release store of prod_tail below, not by the claim. */
+    while (!BUFFET__CAS(&r->prod_head, &head, head + n, BUFFET__RELAXED, BUFFET__RELAXED)) {}
+    /* Acquire, pairing with the consumers' release of cons_tail: their reads of these slots on
+       the previous lap happen before the writes below. Made whatever NDEBUG says (it was an
+       assert, which left the slot reads and writes unordered in builds without asserts). */
+    while (head + n - BUFFET__LOAD(&r->cons_tail, BUFFET__ACQUIRE) - 1 > r->mask) buffet__cpu_relax();
     for (i = 0; i < n; i++) r->slots[(head + i) & r->mask] = objs[i];
     buffet__ring_wait(&r->prod_tail, head);
+    /* Release, pairing with the consumers' acquire of prod_tail: the slots (and the batch each
+       slot's buffer lists in its own bytes, written before this call) are visible to them. */
     BUFFET__STORE(&r->prod_tail, head + n, BUFFET__RELEASE);
 }
 
 /* Take up to n pointers. Returns: how many. */
 static uint32_t buffet__ring_take(buffet__ring *r, void **objs, uint32_t n) {
+    /* Relaxed: a first guess for the CAS, as in buffet__ring_put. */
     uint32_t head = BUFFET__LOAD(&r->cons_head, BUFFET__RELAXED), avail, i;
     do {
+        /* Acquire, pairing with the producers' release of prod_tail: what they wrote into the
+           slots below it (and into the batches) is visible before those slots are read. */
         avail = BUFFET__LOAD(&r->prod_tail, BUFFET__ACQUIRE) - head;
         if (avail < n) n = avail;
         if (n == 0) return 0;
+        /* Relaxed CAS: the claim orders nothing; the acquire above did. */
     } while (!BUFFET__CAS(&r->cons_head, &head, head + n, BUFFET__RELAXED, BUFFET__RELAXED));
     for (i = 0; i < n; i++) objs[i] = r->slots[(head + i) & r->mask];
     buffet__ring_wait(&r->cons_tail, head);
+    /* Release, pairing with the producers' acquire of cons_tail: the reads above finish before
+       a producer of the next lap may overwrite these slots. */
     BUFFET__STORE(&r->cons_tail, head + n, BUFFET__RELEASE);
     return n;
 }
@@ -472,6 +540,7 @@ typedef struct buffet__pkt_dbg {
 
 typedef struct buffet__pkt_region {
     struct buffet__pkt_region *next;
+    struct buffet__pkt_region *next_in_class;
     unsigned char *map, *first;     /* the mapping and its first element */
     size_t map_size, count;
     unsigned cls;
@@ -483,6 +552,7 @@ typedef struct buffet__pkt_region {
 
 typedef struct buffet__pkt_class {
     buffet__ring ring;              /* full batches (see >>store) */
+    buffet__pkt_region *regions;    /* atomic head: this class's regions (next_in_class) */
     size_t stored;                  /* atomic: buffers in the ring's batches and in `pending` */
     uint32_t batch;                 /* buffers per batch */
     uint32_t pending_count;         /* under the pool's lock */
@@ -525,6 +595,7 @@ struct buffet_pkt_pool {
     bool dying;                     /* destroyed by its owner; released when everything is back */
     bool reporting;                 /* destroy is still telling the log about it: not released yet */
     buffet__logq pending;           /* found under the lock, logged after it */
+    struct buffet_pkt_pool *next_checked;   /* debug: in buffet__pkt_checked (see >>validation) */
 };
 
 static void buffet__pkt_unlock(buffet_pkt_pool *p) { buffet__unlock_and_log(&p->mu, &p->pending, &p->log); }
@@ -573,6 +644,7 @@ static uint32_t buffet__pkt_batch_open(buffet_pkt_pool *p, unsigned k, void *h, 
 /* Gather n buffers into pending, pushing each batch it completes. Called locked. */
 static void buffet__pkt_store_pending(buffet_pkt_pool *p, unsigned k, void *const *objs, size_t n) {
     buffet__pkt_class *c = &p->cls[k];
+    BUFFET__FETCH_ADD(&c->stored, n, BUFFET__RELAXED);   /* a count: see store_put */
     while (n--) {
         c->pending[c->pending_count++] = *objs++;
         if (c->pending_count == c->batch) {
@@ -585,7 +657,12 @@ static void buffet__pkt_store_pending(buffet_pkt_pool *p, unsigned k, void *cons
 /* Give n buffers to the store. `locked`: the caller holds the pool's lock. */
 static void buffet__pkt_store_put(buffet_pkt_pool *p, unsigned k, void *const *objs, size_t n, bool locked) {
     buffet__pkt_class *c = &p->cls[k];
-    BUFFET__FETCH_ADD(&c->stored, n, BUFFET__RELAXED);
+    /* Relaxed: `stored` is a count, not a publication (the ring's tails publish the buffers);
+       the destroy check reads it under the lock, which every final put takes too. It counts
+       only what a taker can get without waiting: whole batches here, and what reaches pending
+       (counted there, under the lock). Counting a rest still on its way to pending let a taker
+       spin on the lock its owner needed to hand it over (found by tests/model/pkt_store.pml). */
+    BUFFET__FETCH_ADD(&c->stored, n - n % c->batch, BUFFET__RELAXED);
     for (; n >= c->batch; objs += c->batch, n -= c->batch) buffet__pkt_batch_push(p, k, objs);
     if (n == 0) return;
     if (!locked) pthread_mutex_lock(&p->mu);
@@ -606,7 +683,7 @@ static size_t buffet__pkt_store_take(buffet_pkt_pool *p, unsigned k, void **objs
         use = (uint32_t)(want - got < n ? want - got : n);
         memcpy(objs + got, one, use * sizeof(void *));
         got += use;
-        BUFFET__FETCH_SUB(&c->stored, use, BUFFET__RELAXED);
+        BUFFET__FETCH_SUB(&c->stored, n, BUFFET__RELAXED);   /* the whole batch; its rest counts again in pending */
         if (use < n) {
             pthread_mutex_lock(&p->mu);
             buffet__pkt_store_pending(p, k, one + use, n - use);
@@ -621,12 +698,15 @@ static size_t buffet__pkt_store_take(buffet_pkt_pool *p, unsigned k, void **objs
         memcpy(objs + got, c->pending + c->pending_count, n * sizeof(void *));
         buffet__pkt_unlock(p);
         got += n;
-        BUFFET__FETCH_SUB(&c->stored, n, BUFFET__RELAXED);
+        BUFFET__FETCH_SUB(&c->stored, n, BUFFET__RELAXED);   /* a count: see store_put */
     }
     return got;
 }
 
 static size_t buffet__pkt_stored(const buffet_pkt_pool *p, unsigned k) {
+    /* Acquire is more than a count needs (no data is published through `stored`: its updates
+       are relaxed, so this pairs with nothing); it costs nothing on x86 and the readers that
+       need an exact value (destroy, leak reports) hold the pool's lock, which orders them. */
     return BUFFET__LOAD(&p->cls[k].stored, BUFFET__ACQUIRE);
 }
 
@@ -699,22 +779,167 @@ static buffet_pkt *buffet__pkt_elem(const buffet_pkt_pool *p, const buffet__pkt_
     return (buffet_pkt *)(r->first + i * p->cls[r->cls].stride + p->pre);
 }
 
-/* The region and index of header h, or NULL when h is not a buffer of this pool. */
-static buffet__pkt_region *buffet__pkt_locate(const buffet_pkt_pool *p, const void *h, size_t *index) {
-    buffet__pkt_region *r = BUFFET__LOAD(&((buffet_pkt_pool *)p)->regions, BUFFET__ACQUIRE);
-    const unsigned char *a = (const unsigned char *)h;
-    for (; r; r = r->next) {
-        size_t stride = p->cls[r->cls].stride, off;
-        if (a < r->first + p->pre || a >= r->first + r->count * stride) continue;
-        off = (size_t)(a - r->first - p->pre);
-        if (off % stride) return NULL;
-        *index = off / stride;
+/* The region of header h among the regions from r on (linked by next, or by next_in_class),
+   and its index there when index is not NULL; NULL when h is not at a header's place: an
+   address compared, never read. Regions are only ever added, each complete before the release
+   store that publishes it (see buffet__pkt_grow), so the lists are walked without the lock. */
+static buffet__pkt_region *buffet__pkt_find_in(const buffet_pkt_pool *p, buffet__pkt_region *r, bool in_class,
+                                               const void *h, size_t *index) {
+    for (; r; r = in_class ? r->next_in_class : r->next) {
+        size_t stride = p->cls[r->cls].stride;
+        /* h's offset from the first header (huge when h is below it) */
+        size_t off = (size_t)((uintptr_t)h - ((uintptr_t)r->first + p->pre));
+        if (off >= r->count * stride) continue;
+        /* a clone header's stride is a power of two unless the user area makes it odd: no division */
+        if ((stride & (stride - 1)) == 0 ? (off & (stride - 1)) != 0 : off % stride != 0) return NULL;
+        if (index) *index = off / stride;
         return r;
     }
     return NULL;
 }
 
+/* The region and index of header h, or NULL when h is not a buffer of this pool. */
+static buffet__pkt_region *buffet__pkt_locate(const buffet_pkt_pool *p, const void *h, size_t *index) {
+    /* Acquire, pairing with the release that published each region (see buffet__pkt_grow). */
+    return buffet__pkt_find_in(p, BUFFET__LOAD(&((buffet_pkt_pool *)p)->regions, BUFFET__ACQUIRE), false, h, index);
+}
+
+/* >>validation: a pool's own headers told from anything else a caller may pass. */
+
+/* Is h (whose `pool` field is p) one of p's headers, at its place: not a copy of one, nor a
+   header-shaped thing inside a buffer? A data buffer's header sits just before its data room,
+   which a copy's `buf` cannot; a clone's or an external packet's header is looked up among the
+   clone class's regions (a walk over that class's few regions only). */
+static inline bool buffet__pkt_genuine(const buffet_pkt_pool *p, const buffet_pkt *h) {
+    const buffet__pkt_class *k = &p->cls[p->nclasses];
+    const buffet__pkt_region *r;
+    size_t off;
+    if (h->cls < p->nclasses) return h->buf == (const unsigned char *)h + p->hdr_size;
+    if (h->cls != p->nclasses) return false;
+    /* Acquire: as in buffet__pkt_locate. The newest region is tried here, the rest walked. */
+    r = BUFFET__LOAD(&((buffet__pkt_class *)k)->regions, BUFFET__ACQUIRE);
+    if (!r) return false;
+    off = (size_t)((uintptr_t)h - ((uintptr_t)r->first + p->pre));
+    if (off < r->count * k->stride && (k->stride & (k->stride - 1)) == 0) return (off & (k->stride - 1)) == 0;
+    return buffet__pkt_find_in(p, (buffet__pkt_region *)r, true, h, NULL) != NULL;
+}
+
+/* Debug builds keep every pool in one list, so that a pointer is looked up by its address alone
+   before anything behind it is trusted: a foreign header's `pool` may point anywhere. */
+static pthread_mutex_t buffet__pkt_checked_mu = PTHREAD_MUTEX_INITIALIZER;
+static buffet_pkt_pool *buffet__pkt_checked;
+
+static void buffet__pkt_checked_add(buffet_pkt_pool *p) {
+    pthread_mutex_lock(&buffet__pkt_checked_mu);
+    p->next_checked = buffet__pkt_checked;
+    buffet__pkt_checked = p;
+    pthread_mutex_unlock(&buffet__pkt_checked_mu);
+}
+
+static void buffet__pkt_checked_remove(buffet_pkt_pool *p) {
+    buffet_pkt_pool **pp;
+    pthread_mutex_lock(&buffet__pkt_checked_mu);
+    for (pp = &buffet__pkt_checked; *pp && *pp != p; pp = &(*pp)->next_checked) {}
+    if (*pp) *pp = p->next_checked;
+    pthread_mutex_unlock(&buffet__pkt_checked_mu);
+}
+
+/* Debug: the pool holding a header at address h (its region and index), trying `first` before
+   the others; NULL when none does. *h is not read. */
+static buffet_pkt_pool *buffet__pkt_checked_find(const void *h, buffet_pkt_pool *first, buffet__pkt_region **r, size_t *i) {
+    buffet_pkt_pool *q;
+    if (first && (*r = buffet__pkt_locate(first, h, i)) != NULL) return first;
+    pthread_mutex_lock(&buffet__pkt_checked_mu);
+    for (q = buffet__pkt_checked; q; q = q->next_checked)
+        if (q != first && (*r = buffet__pkt_locate(q, h, i)) != NULL) break;
+    pthread_mutex_unlock(&buffet__pkt_checked_mu);
+    return q;
+}
+
+/* Debug: is q (a pointer read from a header not trusted) a live pool? Compared, not followed. */
+static bool buffet__pkt_checked_live(const buffet_pkt_pool *q) {
+    const buffet_pkt_pool *x;
+    pthread_mutex_lock(&buffet__pkt_checked_mu);
+    for (x = buffet__pkt_checked; x && x != q; x = x->next_checked) {}
+    pthread_mutex_unlock(&buffet__pkt_checked_mu);
+    return x != NULL;
+}
+
+/* A header the caller passed to be freed, checked before anything is done with it: true for a
+   pool's own header whose `pool` tells the truth; else refused, counted and logged with the site
+   on c's pool (without c: on the pool the header names, when that is a pool). Debug builds find
+   the address among every pool's buffers before reading the header, so anything foreign is
+   caught whatever it holds; release builds trust `pool` and check the header's place
+   (buffet__pkt_genuine), which refuses copies of headers and headers inside buffers. */
+static bool buffet__pkt_check_header(buffet_pkt_cache *c, const buffet_pkt *h, const char *what, buffet_site site) {
+    buffet_pkt_pool *blame;
+    if (BUFFET_DEBUG >= 1) {
+        buffet__pkt_region *r = NULL;
+        size_t i = 0;
+        buffet_pkt_pool *found = buffet__pkt_checked_find(h, c ? c->pool : NULL, &r, &i);
+        if (found && h->pool == found) return true;
+        blame = c ? c->pool : found ? found : buffet__pkt_checked_live(h->pool) ? h->pool : NULL;
+    } else {
+        if (h->pool && buffet__pkt_genuine(h->pool, h)) return true;
+        blame = c ? c->pool : h->pool;
+    }
+    if (blame) {
+        /* Relaxed: a statistic; nothing is published through it. */
+        BUFFET__FETCH_ADD(&blame->foreign_frees, 1, BUFFET__RELAXED);
+        BUFFET__LOG(&blame->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
+                    "pool %s: %s of %p at %s in %s(): not a buffer of this pool (a copy of a header, a pointer into "
+                    "a buffer, another pool's): refused", blame->name, what, (const void *)h, buffet__site_where(site),
+                    buffet__site_func(site));
+    }
+    return false;
+}
+
+/* Do p's lengths add up: at most 65535 segments (so no cycle), each segment's data inside its
+   data room, nb_segs their count and pkt_len the sum of their lens? */
+static inline bool buffet__pkt_consistent(const buffet_pkt *p) {
+    const buffet_pkt *s;
+    uint64_t bytes = 0;
+    uint32_t n = 0;
+    if (!p->next) return p->nb_segs == 1 && p->pkt_len == p->len && (uint64_t)p->data_off + p->len <= p->buf_len;
+    for (s = p; s; s = s->next) {
+        if (++n > UINT16_MAX || (uint64_t)s->data_off + s->len > s->buf_len) return false;
+        bytes += s->len;
+    }
+    return n == p->nb_segs && bytes == p->pkt_len;
+}
+
+/* Refuse packet p passed to `what`, whose lengths do not add up: logged with the site on the
+   packet's pool. Returns: false. */
+__attribute__((noinline, cold)) static bool buffet__pkt_refuse_lengths(const buffet_pkt *p, const char *what, buffet_site site) {
+    if (p->pool)
+        BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "pool %s: %s of %p at %s in %s(): its lengths do not add up (pkt_len %u, nb_segs %u, len %u of a "
+                    "%u-byte room at %u; or a segment changed behind its chain's back): refused", p->pool->name, what,
+                    (const void *)p, buffet__site_where(site), buffet__site_func(site), p->pkt_len, p->nb_segs, p->len,
+                    p->buf_len, p->data_off);
+    return false;
+}
+
+/* Refuse packet p passed to `what`: it is free. Returns: false. */
+__attribute__((noinline, cold)) static bool buffet__pkt_refuse_free(const buffet_pkt *p, const char *what, buffet_site site) {
+    if (p->pool)
+        BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "pool %s: %s of %p at %s in %s(): it is free: refused",
+                    p->pool->name, what, (const void *)p, buffet__site_where(site), buffet__site_func(site));
+    return false;
+}
+
+/* A packet passed to `what`: false for NULL, for a free one (whose header the store may use:
+   its links are not followed), and for one whose lengths do not add up (logged with the site,
+   on the packet's pool). Relaxed: whether the count is 0 orders nothing. */
+static inline bool buffet__pkt_usable(const buffet_pkt *p, const char *what, buffet_site site) {
+    if (!p) return false;
+    if (BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 0) return buffet__pkt_refuse_free(p, what, site);
+    return buffet__pkt_consistent(p) || buffet__pkt_refuse_lengths(p, what, site);
+}
+
 static void buffet__pkt_note(buffet__pkt_dbg *d, uint32_t op, buffet_site site) {
+    /* Relaxed: the counter only hands out slots; the history is a best-effort record whose
+       readers take each field as a whole value, in no particular order. */
     uint32_t i = BUFFET__FETCH_ADD(&d->hist_pos, 1, BUFFET__RELAXED) % BUFFET_PKT_HISTORY;
     /* Threads sharing a packet (clones, refs) note at once and may meet in a slot as the history
        wraps: each field is stored whole, so readers see some writer's value, never a torn one. */
@@ -723,12 +948,13 @@ static void buffet__pkt_note(buffet__pkt_dbg *d, uint32_t op, buffet_site site) 
     BUFFET__STORE(&d->hist[i].site.func, site.func, BUFFET__RELAXED);
 }
 
-/* Debug: the bookkeeping of header h (NULL, counted and logged, when h is foreign). */
+/* Debug: the bookkeeping of header h of pool p (NULL, counted and logged, when h is foreign).
+   For headers buffet made or already checked (buffet__pkt_check_header checks the caller's). */
 static buffet__pkt_dbg *buffet__pkt_dbg_of(buffet_pkt_pool *p, const buffet_pkt *h, const char *what, buffet_site site) {
     size_t i = 0;
     buffet__pkt_region *r = buffet__pkt_locate(p, h, &i);
     if (!r) {
-        BUFFET__FETCH_ADD(&p->foreign_frees, 1, BUFFET__RELAXED);
+        BUFFET__FETCH_ADD(&p->foreign_frees, 1, BUFFET__RELAXED);   /* a statistic */
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN, "pool %s: %s of %p at %s in %s(): not a buffer of this pool",
                     p->name, what, (const void *)h, site.where ? site.where : "?", site.func ? site.func : "?");
         return NULL;
@@ -743,7 +969,7 @@ static bool buffet__pkt_cookies_ok(buffet_pkt_pool *p, const buffet_pkt *h) {
     memcpy(&back, h->buf == (const unsigned char *)h + p->hdr_size ? h->buf + p->cls[h->cls].buf_len
                                                                     : (const unsigned char *)h + p->hdr_size, sizeof back);
     if (front == BUFFET__PKT_COOKIE && back == BUFFET__PKT_COOKIE) return true;
-    BUFFET__FETCH_ADD(&p->corruptions, 1, BUFFET__RELAXED);
+    BUFFET__FETCH_ADD(&p->corruptions, 1, BUFFET__RELAXED);   /* a statistic */
     BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT, "pool %s: buffer %p: %s cookie overwritten", p->name,
                 (const void *)h, front != BUFFET__PKT_COOKIE ? "front" : "back");
     return false;
@@ -824,7 +1050,11 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
         buffet__pkt_store_put(p, k, batch, b, true);
     }
     r->next = p->regions;
+    r->next_in_class = c->regions;
+    /* Release, pairing with the acquire of lookups that walk the lists without the lock: the
+       region (and its buffers' headers, written above) is complete before it can be found. */
     BUFFET__STORE(&p->regions, r, BUFFET__RELEASE);
+    BUFFET__STORE(&c->regions, r, BUFFET__RELEASE);
     p->region_bytes += map_size;
     p->huge_used |= huge;
     c->created += n;
@@ -845,6 +1075,7 @@ static void buffet__pkt_pool_free(buffet_pkt_pool *p) {
     }
     for (k = 0; k <= p->nclasses; k++)
         BUFFET_DELETE_ARRAY(p->allocator, void *, p->cls[k].ring.slots, (size_t)p->cls[k].ring.mask + 1);
+    if (p->checks) buffet__pkt_checked_remove(p);
     pthread_mutex_destroy(&p->mu);
     BUFFET_DELETE(p->allocator, buffet_pkt_pool, p);
 }
@@ -859,6 +1090,28 @@ static size_t buffet__pkt_out(const buffet_pkt_pool *p) {
 /* Is a destroyed pool now free of users? Called locked; true means: release it, unlocked. */
 static bool buffet__pkt_done(const buffet_pkt_pool *p) {
     return p->dying && !p->reporting && !p->caches && buffet__pkt_out(p) == 0;
+}
+
+/* The pool's name into dst[0..cap), cut at a UTF-8 character boundary when it is too long. */
+static void buffet__pkt_set_name(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src), back;
+    if (n >= cap) {
+        n = cap - 1;
+        /* src[n], the first byte left out, continues a character: leave out all of it */
+        for (back = 0; back < 3 && n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80; back++) n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Does NUMA node n exist here? The kernel lists each under /sys/devices/system/node; without
+   that folder (a kernel built without NUMA) there is node 0 only. */
+static bool buffet__numa_exists(int n) {
+    char path[64];
+    if (n < 0) return false;
+    if (access("/sys/devices/system/node", F_OK) != 0) return n == 0;
+    snprintf(path, sizeof path, "/sys/devices/system/node/node%d", n);
+    return access(path, F_OK) == 0;
 }
 
 BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const buffet_pkt_pool_desc *desc, buffet_site site) {
@@ -884,14 +1137,25 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
         if ((k && d.class_sizes[k] <= d.class_sizes[k - 1]) || d.class_sizes[k] < 8 ||
             (uint64_t)d.class_sizes[k] + d.headroom > 65535) {
             BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
-                        "packet pool: class sizes must ascend, each at least 8 bytes and at most 65535 with the headroom");
+                        "packet pool at %s in %s(): class %u has %u bytes: class sizes must ascend, each at least 8 "
+                        "bytes and at most 65535 with the headroom (%u)", buffet__site_where(site), buffet__site_func(site),
+                        k, d.class_sizes[k], d.headroom);
             return BUFFET_ERR_INVALID;
         }
     }
     if (d.headroom > 65535 || d.initial > d.max || d.max > ((size_t)1 << 30) || d.user_size > 65536) {
         BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
-                    "packet pool: headroom %u (at most 65535), initial %zu, max %zu (initial <= max <= 2^30), user_size %u, %u classes",
-                    d.headroom, d.initial, d.max, d.user_size, n);
+                    "packet pool at %s in %s(): headroom %u (at most 65535), initial %zu, max %zu (initial <= max <= 2^30), "
+                    "user_size %u, %u classes", buffet__site_where(site), buffet__site_func(site), d.headroom, d.initial,
+                    d.max, d.user_size, n);
+        return BUFFET_ERR_INVALID;
+    }
+    /* A node that is not there would only make every placement fail (mbind: EINVAL). */
+    if (d.numa_node < 0 || (d.numa_node > 0 && !buffet__numa_exists(d.numa_node - 1))) {
+        BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "packet pool at %s in %s(): numa_node %d: %s", buffet__site_where(site), buffet__site_func(site),
+                    d.numa_node, d.numa_node < 0 ? "0 (the caller's node) or BUFFET_PKT_NODE(n) only"
+                                                 : "no such NUMA node on this machine");
         return BUFFET_ERR_INVALID;
     }
     /* Bookkeeping is allocated and freed from any thread, for as long as the pool lives. */
@@ -904,7 +1168,7 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
         return r;
     }
     memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", d.name ? d.name : "pkt");
+    buffet__pkt_set_name(p->name, sizeof p->name, d.name ? d.name : "pkt");
     p->nclasses = n;
     p->headroom = d.headroom;
     p->user_size = d.user_size;
@@ -930,8 +1194,9 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
         raw = p->pre + p->hdr_size + c->buf_len + p->post;
         c->stride = (raw + 63) & ~(size_t)63;
         if (buffet_is_pow2(c->stride) && c->stride >= 256) c->stride += 64;
-        /* Clones are headers only; there can be as many as buffers of every class together. */
-        c->max = k < n ? d.max : d.max * n;
+        /* Clones are headers only; there can be as many as buffers of every class together, up
+           to 2^30 (so the ring's slot count fits its 32-bit counters with room to spare). */
+        c->max = k < n ? d.max : d.max * n < ((size_t)1 << 30) ? d.max * n : ((size_t)1 << 30);
         c->grow = k < n ? d.grow : d.grow;
         /* As many pointers as the free bytes of a buffer hold; the ring needs a slot per batch. */
         c->batch = k < n ? (uint32_t)((c->buf_len - sizeof(uint32_t)) / sizeof(void *) + 1)
@@ -948,6 +1213,7 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
         buffet__pkt_unlock(p);
         if (p->cls[k].created < d.initial) goto fail;
     }
+    if (p->checks) buffet__pkt_checked_add(p);
     *out = p;
     return BUFFET_OK;
 fail:
@@ -966,9 +1232,12 @@ BUFFET_API size_t buffet_pkt_pool_report_leaks(buffet_pkt_pool *p, FILE *out) {
     buffet__pkt_unlock(p);
     /* Regions are only ever added, each published whole: walked without the lock, so the
        logger may call into the pool. */
+    /* Acquire: pairs with the release that published each region (buffet__pkt_grow). */
     for (r = BUFFET__LOAD(&p->regions, BUFFET__ACQUIRE); r && p->checks; r = r->next) {
         for (i = 0; i < r->count; i++) {
             buffet__pkt_dbg *d = &r->dbg[i];
+            /* Acquire: pairs with the release stores of `out` (buffet__pkt_handout, buffet__pkt_put).
+               The site is relaxed: a report racing an allocation may name its previous taker. */
             if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) continue;
             const char *where = BUFFET__LOAD(&d->taken.where, BUFFET__RELAXED);
             const char *func = BUFFET__LOAD(&d->taken.func, BUFFET__RELAXED);
@@ -1001,7 +1270,10 @@ BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
     bool done;
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    BUFFET__STORE(&p->dying, true, BUFFET__RELAXED);   /* first: no cache or registration may start */
+    /* First: no cache or registration may start (they read it under the lock). Relaxed: the
+       lock orders it for them; the lock-free readers (the allocation paths) take it as a hint
+       only, and an allocation that misses it is served from a pool that still exists. */
+    BUFFET__STORE(&p->dying, true, BUFFET__RELAXED);
     buffet__pkt_unlock(p);
     /* Leave every registry: no call into the pool can start after this. */
     for (;;) {
@@ -1059,6 +1331,7 @@ BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buff
     c->nclasses = p->nclasses;
     c->headroom = (uint16_t)p->headroom;
     c->checks = p->checks;
+    c->hdr_size = p->hdr_size;
     c->owner = pthread_self();
     pthread_mutex_lock(&p->mu);
     dying = p->dying;
@@ -1171,7 +1444,9 @@ static buffet_pkt *buffet__pkt_failed(buffet_pkt_pool *p, unsigned k, size_t siz
     size_t max;
     pthread_mutex_lock(&p->mu);
     p->cls[k].failures++;
-    why = p->dying ? BUFFET_ERR_STATE : buffet_pkt_pool_class(p, size) < 0 ? BUFFET_ERR_TOO_LARGE : BUFFET_ERR_EXHAUSTED;
+    /* below its max, the class could not grow: the region's bookkeeping or mapping failed */
+    why = p->dying ? BUFFET_ERR_STATE : buffet_pkt_pool_class(p, size) < 0 ? BUFFET_ERR_TOO_LARGE
+        : p->cls[k].created < p->cls[k].max ? BUFFET_ERR_NOMEM : BUFFET_ERR_EXHAUSTED;
     /* copied under the lock: a destroyed pool may go once it is released */
     memcpy(name, p->name, sizeof name);
     room = p->cls[k].data_room;
@@ -1179,7 +1454,8 @@ static buffet_pkt *buffet__pkt_failed(buffet_pkt_pool *p, unsigned k, size_t siz
     log = p->log;
     buffet__pkt_unlock(p);
     text = why == BUFFET_ERR_STATE ? "the pool is being destroyed"
-         : why == BUFFET_ERR_TOO_LARGE ? "larger than the pool's largest class" : "the class is at its max";
+         : why == BUFFET_ERR_TOO_LARGE ? "larger than the pool's largest class"
+         : why == BUFFET_ERR_NOMEM ? "the class could not grow: out of memory" : "the class is at its max";
     BUFFET__LOG(&log, BUFFET_LOG_WARN, why, "pool %s: class %u (%u bytes, max %zu buffers) refused %zu bytes: %s",
                 name, k, room, max, size, text);
     return (buffet_pkt *)buffet_alloc_fail(why, text);
@@ -1191,6 +1467,8 @@ static void buffet__pkt_handout(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, b
     if (p->checks) {
         buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "alloc", site);
         if (d) {
+            /* Release: pairs with the acquire loads of `out` in report_leaks and the double-free
+               check; the site after it is relaxed (see report_leaks) */
             BUFFET__STORE(&d->out, 1u, BUFFET__RELEASE);
             /* report_leaks may read it meanwhile, on another thread */
             BUFFET__STORE(&d->taken.where, site.where, BUFFET__RELAXED);
@@ -1213,6 +1491,7 @@ BUFFET_API buffet_pkt *buffet__pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, b
         buffet__pkt_events ev;
         uint32_t want = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
         if (want >= b) want -= want % b;   /* whole batches: no surplus to hand back under the lock */
+        /* relaxed: a hint (see buffet_pkt_pool_destroy) */
         kc->count = BUFFET__LOAD(&p->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(p, k, c->objs[k], want, 1);
         kc->misses++;
         ev.n = 0;
@@ -1243,12 +1522,14 @@ static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site
     bool done;
     h->next = NULL;
     h->flags = 0;
+    /* Relaxed: the caller dropped the last reference (ordered by seg_unref's acquire); the next
+       owner gets the buffer through this thread's cache or the ring's release and acquire. */
     BUFFET__STORE(&h->refcnt, (uint16_t)0, BUFFET__RELAXED);
     if (p->checks) {
         buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "free", site);
         if (d) {
             buffet__pkt_note(d, BUFFET__PKT_OP_CACHE_IN, site);
-            BUFFET__STORE(&d->out, 0u, BUFFET__RELEASE);
+            BUFFET__STORE(&d->out, 0u, BUFFET__RELEASE);   /* release: as in buffet__pkt_handout */
         }
     }
     if (k < p->nclasses) BUFFET__POISON(h->buf, h->buf_len);   /* headers stay readable: buffet checks them */
@@ -1277,46 +1558,60 @@ static buffet__pkt_ext *buffet__pkt_ext_of(const buffet_pkt *h) {
     return (buffet__pkt_ext *)(h->buf + h->buf_len);
 }
 
-/* Drop one reference of segment h; at zero, release what it shares and return it. */
-static void buffet__pkt_seg_unref(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site) {
+/* Drop one reference of segment h; at zero, release what it shares and return it. Returns:
+   false when h was refused (already free, or not the pool's: counted and logged). */
+static bool buffet__pkt_seg_unref(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site) {
     buffet_pkt_pool *p = h->pool;
     if (p->checks) {
         buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "free", site);
-        if (!d) return;
+        if (!d) return false;
+        /* acquire: pairs with the release stores of `out`; the site relaxed, as in report_leaks */
         if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) {
             const char *where = BUFFET__LOAD(&d->taken.where, BUFFET__RELAXED);
             const char *func = BUFFET__LOAD(&d->taken.func, BUFFET__RELAXED);
-            BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);
+            BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);   /* a statistic */
             BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
                         "pool %s: double free of buffer %p at %s in %s(); it was taken at %s in %s()", p->name,
                         (void *)h, site.where ? site.where : "?", site.func ? site.func : "?",
                         where ? where : "?", func ? func : "?");
-            return;
+            return false;
         }
         buffet__pkt_note(d, BUFFET__PKT_OP_FREE, site);
         buffet__pkt_cookies_ok(p, h);
     }
+    /* Acquire: as below (a 0 here is a free buffer: nothing of it is touched). */
     if (BUFFET__LOAD(&h->refcnt, BUFFET__ACQUIRE) == 0) {
-        BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);
+        BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);   /* a statistic */
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE, "pool %s: free of buffer %p at %s in %s(): it is already free",
                     p->name, (void *)h, site.where ? site.where : "?", site.func ? site.func : "?");
-        return;
+        return false;
     }
-    /* At 1 the caller holds the only reference: a plain check suffices (no atomic RMW). */
-    if (BUFFET__LOAD(&h->refcnt, BUFFET__ACQUIRE) != 1 && BUFFET__FETCH_SUB(&h->refcnt, 1, BUFFET__ACQ_REL) != 1) return;
+    /* At 1 the caller holds the only reference: a plain check suffices (no atomic RMW). The
+       acquire load (and the acquire half of the FETCH_SUB) pairs with the release half of the
+       other holders' FETCH_SUB: what they did with the buffer happens before its reuse here.
+       The release half makes this holder's own uses visible to whoever drops the last one. */
+    if (BUFFET__LOAD(&h->refcnt, BUFFET__ACQUIRE) != 1 && BUFFET__FETCH_SUB(&h->refcnt, 1, BUFFET__ACQ_REL) != 1) return true;
     if (h->flags & BUFFET_PKT_EXTERNAL) {
         buffet__pkt_ext *e = buffet__pkt_ext_of(h);
+        /* Acquire and release, for the caller's memory as for a segment's count above. */
         if (BUFFET__FETCH_SUB(&e->refcnt, 1, BUFFET__ACQ_REL) == 1 && e->free_fn) e->free_fn(e->opaque, e->mem);
     } else if (h->flags & BUFFET_PKT_CLONE) {
         buffet__pkt_seg_unref(c, (buffet_pkt *)(h->buf - p->hdr_size), site);
     }
     buffet__pkt_put(c, h, site);
+    return true;
 }
 
 BUFFET_API void buffet__pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
+    uint32_t n = 0;
     while (p) {
-        buffet_pkt *next = p->next;   /* read first: the segment may be reused below */
-        buffet__pkt_seg_unref(c, p, site);
+        buffet_pkt *next;
+        /* Nothing a refused segment links to is touched either (a free clone header's `next`
+           holds the store's pointers), nor is a cycle followed forever (the 65536th segment can
+           only be one seen before). */
+        if (!buffet__pkt_check_header(c, p, "free", site) || ++n > UINT16_MAX) return;
+        next = p->next;   /* read first: the segment may be reused below */
+        if (!buffet__pkt_seg_unref(c, p, site)) return;
         p = next;
     }
 }
@@ -1338,13 +1633,15 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
             pthread_mutex_lock(&c->pool->mu);
             c->pool->cls[k].failures++;
             buffet__pkt_unlock(c->pool);
-            BUFFET__LOG(&c->pool->log, BUFFET_LOG_WARN, BUFFET_ERR_TOO_LARGE, "pool %s: class %u refused a burst of %zu: larger than the cache (%u)",
-                        c->pool->name, k, n, c->size);
+            BUFFET__LOG(&c->pool->log, BUFFET_LOG_WARN, BUFFET_ERR_TOO_LARGE,
+                        "pool %s: class %u refused a burst of %zu at %s in %s(): larger than the cache (%u)", c->pool->name,
+                        k, n, buffet__site_where(site), buffet__site_func(site), c->size);
             buffet_alloc_fail(BUFFET_ERR_TOO_LARGE, "a burst larger than the cache");
             return 0;
         }
         want = (uint32_t)(n - kc->count);
         ask = room > want + c->size / 2 ? want + c->size / 2 : room;
+        /* relaxed: a hint (see buffet_pkt_pool_destroy) */
         kc->count += BUFFET__LOAD(&c->pool->dying, BUFFET__RELAXED) ? 0 : buffet__pkt_take(c->pool, k, c->objs[k] + kc->count, ask, want);
         kc->misses++;
         ev.n = 0;
@@ -1371,66 +1668,80 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
     return n;
 }
 
-BUFFET_API void buffet_pkt_free_bulk(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n) {
+BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n, buffet_site site) {
     size_t i;
     if (!pkts) return;
-    for (i = 0; i < n; i++) buffet_pkt_free_at(c, pkts[i], BUFFET_NO_SITE);
+    for (i = 0; i < n; i++) buffet_pkt_free_at(c, pkts[i], site);
 }
 
-BUFFET_API buffet_pkt *buffet_pkt_alloc_shared(buffet_pkt_pool *p, size_t size) {
+BUFFET_API buffet_pkt *buffet_pkt_alloc_shared_at(buffet_pkt_pool *p, size_t size, buffet_site site) {
     int k = buffet_pkt_pool_class(p, size);
     void *h = NULL;
     if (!p) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no pool");
+    /* dying, relaxed: a hint (see buffet_pkt_pool_destroy) */
     if (k < 0 || BUFFET__LOAD(&p->dying, BUFFET__RELAXED) || buffet__pkt_take(p, (unsigned)k, &h, 1, 1) == 0)
         return buffet__pkt_failed(p, k < 0 ? (p->nclasses ? p->nclasses - 1 : 0) : (unsigned)k, size);
     pthread_mutex_lock(&p->mu);
     p->cls[k].allocs++;
     buffet__pkt_unlock(p);
-    buffet__pkt_handout(p, (buffet_pkt *)h, (unsigned)k, BUFFET_NO_SITE);
+    buffet__pkt_handout(p, (buffet_pkt *)h, (unsigned)k, site);
     return (buffet_pkt *)h;
 }
 
-BUFFET_API void buffet_pkt_free_shared(buffet_pkt *p) { buffet__pkt_free_slow(NULL, p, BUFFET_NO_SITE); }
+BUFFET_API void buffet_pkt_free_shared_at(buffet_pkt *p, buffet_site site) { buffet__pkt_free_slow(NULL, p, site); }
 
 /* >>references, clones, external memory */
-/* One more reference, made from one the caller holds, unless the count is at its type's end
-   (false: nothing changes). At 1 the caller holds the only one, so nobody can race: a plain
-   store saves the locked instruction (DPDK does the same). A new reference needs no ordering. */
-static bool buffet__pkt_count_up16(uint16_t *count) {
+/* One more reference, made from one the caller holds. Returns: BUFFET_OK; BUFFET_ERR_OVERFLOW
+   (the count is at its type's end) or BUFFET_ERR_STATE (it is 0: a free buffer, which a new
+   reference must not bring back): nothing changes then. At 1 the caller holds the only one, so
+   nobody can race: a plain store saves the locked instruction (DPDK does the same). All
+   relaxed: a new reference publishes nothing (the caller's own reference keeps the buffer
+   alive; ordering comes from the drops, acquire-release in buffet__pkt_seg_unref). */
+static buffet_result buffet__pkt_count_up16(uint16_t *count) {
     uint16_t old = BUFFET__LOAD(count, BUFFET__RELAXED);
     if (old == 1) {
         BUFFET__STORE(count, (uint16_t)2, BUFFET__RELAXED);
-        return true;
+        return BUFFET_OK;
     }
     do {
-        if (old == UINT16_MAX) return false;
+        if (old == 0) return BUFFET_ERR_STATE;
+        if (old == UINT16_MAX) return BUFFET_ERR_OVERFLOW;
     } while (!BUFFET__CAS(count, &old, (uint16_t)(old + 1), BUFFET__RELAXED, BUFFET__RELAXED));
-    return true;
+    return BUFFET_OK;
 }
-static bool buffet__pkt_count_up(uint32_t *count) {
-    uint32_t old = BUFFET__LOAD(count, BUFFET__RELAXED);
+static buffet_result buffet__pkt_count_up(uint32_t *count) {
+    uint32_t old = BUFFET__LOAD(count, BUFFET__RELAXED);   /* relaxed: as in buffet__pkt_count_up16 */
     if (old == 1) {
         BUFFET__STORE(count, 2u, BUFFET__RELAXED);
-        return true;
+        return BUFFET_OK;
     }
     do {
-        if (old == UINT32_MAX) return false;
+        if (old == 0) return BUFFET_ERR_STATE;
+        if (old == UINT32_MAX) return BUFFET_ERR_OVERFLOW;
     } while (!BUFFET__CAS(count, &old, old + 1, BUFFET__RELAXED, BUFFET__RELAXED));
-    return true;
+    return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_pkt_ref(buffet_pkt *p) {
+BUFFET_API buffet_result buffet_pkt_ref_at(buffet_pkt *p, buffet_site site) {
     buffet_pkt *s, *t;
+    buffet_result r;
     if (!p) return BUFFET_ERR_INVALID;
+    if (!buffet__pkt_usable(p, "ref", site))
+        return BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 0 ? BUFFET_ERR_STATE : BUFFET_ERR_INVALID;   /* relaxed: as in usable */
     for (s = p; s; s = s->next) {
-        if (!buffet__pkt_count_up16(&s->refcnt)) {
-            /* Give back what this call took: the caller's own references keep every count above 0. */
+        if ((r = buffet__pkt_count_up16(&s->refcnt)) != BUFFET_OK) {
+            /* Give back what this call took: the caller's own references keep every count above
+               0 (relaxed: taking and giving back a reference of one's own publishes nothing). */
             for (t = p; t != s; t = t->next) BUFFET__FETCH_SUB(&t->refcnt, (uint16_t)1, BUFFET__RELAXED);
-            return BUFFET_ERR_OVERFLOW;
+            if (r == BUFFET_ERR_STATE)
+                BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                            "pool %s: ref of %p at %s in %s(): a segment is already free: refused", p->pool->name,
+                            (void *)p, buffet__site_where(site), buffet__site_func(site));
+            return r;
         }
         if (s->pool->checks) {
-            buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, s, "ref", BUFFET_NO_SITE);
-            if (d) buffet__pkt_note(d, BUFFET__PKT_OP_REF, BUFFET_NO_SITE);
+            buffet__pkt_dbg *d = buffet__pkt_dbg_of(s->pool, s, "ref", site);
+            if (d) buffet__pkt_note(d, BUFFET__PKT_OP_REF, site);
         }
     }
     return BUFFET_OK;
@@ -1441,15 +1752,18 @@ static buffet_pkt *buffet__pkt_owner(buffet_pkt *h) {
     return (h->flags & BUFFET_PKT_CLONE) ? (buffet_pkt *)(h->buf - h->pool->hdr_size) : h;
 }
 
-/* The per-packet metadata and user area, from src's header to dst's (same pool). */
+/* The per-packet metadata and user area, from src's header to dst's. Pools may differ (a
+   linearize through another pool's cache): as much of the user area as both have. */
 static void buffet__pkt_copy_meta(buffet_pkt *dst, const buffet_pkt *src) {
+    uint32_t user = src->pool->user_size;
+    if (dst->pool != src->pool && dst->pool->user_size < user) user = dst->pool->user_size;
     dst->timestamp = src->timestamp;
     dst->hash = src->hash;
     dst->in_port = src->in_port;
     dst->out_port = src->out_port;
     dst->vlan_tci = src->vlan_tci;
     dst->packet_type = src->packet_type;
-    if (src->pool->user_size) memcpy(buffet_pkt_user(dst), buffet_pkt_user(src), src->pool->user_size);
+    if (user) memcpy(buffet_pkt_user(dst), buffet_pkt_user(src), user);
 }
 
 BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
@@ -1462,9 +1776,27 @@ BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, b
                     (void *)p, p->pool->name, c->pool->name);
         return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "a cache of another pool");
     }
+    if (!buffet__pkt_usable(p, "clone", site))   /* relaxed below: as in usable */
+        return BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 0 ? (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_STATE, "a free packet")
+                                                             : (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "lengths that do not add up");
     for (s = p; s; s = s->next) {
-        buffet_pkt *n = buffet__pkt_alloc_slow(c, c->nclasses, site);
-        bool counted;
+        buffet_pkt *n;
+        buffet_result counted;
+        /* A segment of another pool (chained in) would be found by its clone through this
+           pool's layout, the wrong one; a copy of a data buffer's header would hand out a clone
+           whose free drops a reference the original never had; a free segment (count 0,
+           relaxed: only 0 or not is asked) has nothing left to share. */
+        const char *bad = s->pool != c->pool ? "of another pool"
+                        : s->cls < c->pool->nclasses && !buffet__pkt_genuine(c->pool, s) ? "not a buffer of the pool (a copy of a header?)"
+                        : BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == 0 ? "free" : NULL;
+        if (bad) {
+            buffet_result code = BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == 0 && s->pool == c->pool ? BUFFET_ERR_STATE : BUFFET_ERR_INVALID;
+            buffet__pkt_free_slow(c, head, site);
+            BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, code, "pool %s: clone of %p at %s in %s(): segment %p is %s: refused",
+                        c->pool->name, (void *)p, buffet__site_where(site), buffet__site_func(site), (void *)s, bad);
+            return (buffet_pkt *)buffet_alloc_fail(code, "a segment of another pool, a copy of a header, or a free packet");
+        }
+        n = buffet__pkt_alloc_slow(c, c->nclasses, site);
         if (!n) {
             buffet_result why = buffet_alloc_error(NULL);
             buffet__pkt_free_slow(c, head, site);
@@ -1479,13 +1811,19 @@ BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, b
         buffet__pkt_copy_meta(n, s);
         counted = (s->flags & BUFFET_PKT_EXTERNAL) ? buffet__pkt_count_up(&buffet__pkt_ext_of(s)->refcnt)
                                                     : buffet__pkt_count_up16(&buffet__pkt_owner(s)->refcnt);
-        if (!counted) {
+        if (counted != BUFFET_OK) {
             /* n shares nothing yet: it goes back as a bare header, the clones made so far as clones. */
             buffet__pkt_put(c, n, site);
             buffet__pkt_free_slow(c, head, site);
-            BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
-                        "clone of %p: its data already has %u references", (void *)p, (unsigned)UINT16_MAX);
-            return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the data has 65535 references");
+            if (counted == BUFFET_ERR_OVERFLOW)
+                BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
+                            "clone of %p: its data already has %u references", (void *)p, (unsigned)UINT16_MAX);
+            else
+                BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                            "pool %s: clone of %p at %s in %s(): the data it shares is already free: refused",
+                            c->pool->name, (void *)p, buffet__site_where(site), buffet__site_func(site));
+            return (buffet_pkt *)buffet_alloc_fail(counted, counted == BUFFET_ERR_OVERFLOW ? "the data has 65535 references"
+                                                                                            : "the data is already free");
         }
         n->flags = (s->flags & BUFFET_PKT_EXTERNAL) ? BUFFET_PKT_EXTERNAL : BUFFET_PKT_CLONE;
         if (c->checks) {
@@ -1536,7 +1874,11 @@ BUFFET_API void *buffet_pkt_user(const buffet_pkt *p) {
 
 /* Is the data room shared with another header (so bytes outside this one's view are theirs)? */
 static bool buffet__pkt_shared(const buffet_pkt *s) {
-    if (s->flags & BUFFET_PKT_EXTERNAL) return BUFFET__LOAD(&buffet__pkt_ext_of(s)->refcnt, BUFFET__ACQUIRE) != 1;
+    /* Acquire, as in buffet__pkt_alone: a count seen at 1 orders the last other holder's drop
+       (its release) before this holder's writes into the data. */
+    if (s->flags & BUFFET_PKT_EXTERNAL)   /* the memory shared with a clone, or this header with another holder */
+        return BUFFET__LOAD(&buffet__pkt_ext_of(s)->refcnt, BUFFET__ACQUIRE) != 1 ||
+               BUFFET__LOAD(&s->refcnt, BUFFET__ACQUIRE) != 1;
     return s->flags != 0 || BUFFET__LOAD(&s->refcnt, BUFFET__ACQUIRE) != 1;
 }
 
@@ -1546,7 +1888,9 @@ static buffet_pkt *buffet__pkt_last(buffet_pkt *p) {
 }
 
 BUFFET_API void *buffet__pkt_prepend_slow(buffet_pkt *p, size_t n) {
-    if (!p || n > p->data_off || buffet__pkt_shared(p) || p->pkt_len + (uint64_t)n > UINT32_MAX) return NULL;
+    if (!buffet__pkt_usable(p, "prepend", BUFFET_NO_SITE) || n > p->data_off || buffet__pkt_shared(p) ||
+        p->pkt_len + (uint64_t)n > UINT32_MAX)
+        return NULL;
     p->data_off = (uint16_t)(p->data_off - n);
     p->len += (uint32_t)n;
     p->pkt_len += (uint32_t)n;
@@ -1556,7 +1900,7 @@ BUFFET_API void *buffet__pkt_prepend_slow(buffet_pkt *p, size_t n) {
 BUFFET_API void *buffet__pkt_append_slow(buffet_pkt *p, size_t n) {
     buffet_pkt *last;
     void *tail;
-    if (!p) return NULL;
+    if (!buffet__pkt_usable(p, "append", BUFFET_NO_SITE)) return NULL;
     last = buffet__pkt_last(p);
     if (n > buffet_pkt_tailroom(last) || buffet__pkt_shared(last) || p->pkt_len + (uint64_t)n > UINT32_MAX) return NULL;
     tail = last->buf + last->data_off + last->len;
@@ -1565,17 +1909,17 @@ BUFFET_API void *buffet__pkt_append_slow(buffet_pkt *p, size_t n) {
     return tail;
 }
 
-BUFFET_API void *buffet_pkt_adj(buffet_pkt *p, size_t n) {
-    if (!p || n > p->len) return NULL;
+BUFFET_API void *buffet_pkt_adj_at(buffet_pkt *p, size_t n, buffet_site site) {
+    if (!buffet__pkt_usable(p, "adj", site) || n > p->len) return NULL;
     p->data_off = (uint16_t)(p->data_off + n);
     p->len -= (uint32_t)n;
     p->pkt_len -= (uint32_t)n;
     return p->buf + p->data_off;
 }
 
-BUFFET_API buffet_result buffet_pkt_trim(buffet_pkt *p, size_t n) {
+BUFFET_API buffet_result buffet_pkt_trim_at(buffet_pkt *p, size_t n, buffet_site site) {
     buffet_pkt *last;
-    if (!p) return BUFFET_ERR_INVALID;
+    if (!buffet__pkt_usable(p, "trim", site)) return BUFFET_ERR_INVALID;
     last = buffet__pkt_last(p);
     if (n > last->len) return BUFFET_ERR_RANGE;
     last->len -= (uint32_t)n;
@@ -1583,24 +1927,45 @@ BUFFET_API buffet_result buffet_pkt_trim(buffet_pkt *p, size_t n) {
     return BUFFET_OK;
 }
 
-BUFFET_API buffet_result buffet_pkt_chain(buffet_pkt *head, buffet_pkt *tail) {
-    buffet_pkt *s;
-    if (!head || !tail || head == tail) return BUFFET_ERR_INVALID;
-    for (s = head; s; s = s->next)
-        if (s == tail) return BUFFET_ERR_INVALID;
-    if ((uint32_t)head->nb_segs + tail->nb_segs > UINT16_MAX || (uint64_t)head->pkt_len + tail->pkt_len > UINT32_MAX)
+/* Is s one of the segments of packet p? (p well formed: the walk ends.) */
+static bool buffet__pkt_has_segment(const buffet_pkt *p, const buffet_pkt *s) {
+    for (; p; p = p->next)
+        if (p == s) return true;
+    return false;
+}
+
+BUFFET_API buffet_result buffet_pkt_chain_at(buffet_pkt *head, buffet_pkt *tail, buffet_site site) {
+    const char *why = NULL;
+    if (!head || !tail) return BUFFET_ERR_INVALID;
+    if (head != tail && ((uint32_t)head->nb_segs + tail->nb_segs > UINT16_MAX ||
+                         (uint64_t)head->pkt_len + tail->pkt_len > UINT32_MAX))
         return BUFFET_ERR_OVERFLOW;
+    if (!buffet__pkt_usable(head, "chain", site) || !buffet__pkt_usable(tail, "chain", site)) return BUFFET_ERR_INVALID;
+    /* A segment has one place in one chain: a second would make a cycle, or a chain whose first
+       segment no longer counts what follows it. A segment linked behind another counts 0. */
+    if (head == tail) why = "a packet cannot follow itself";
+    else if (head->nb_segs == 0) why = "the head is a segment inside another chain";
+    else if (tail->nb_segs == 0) why = "the tail is already a segment of a chain";
+    else if (buffet__pkt_has_segment(head, tail) || buffet__pkt_has_segment(tail, head)) why = "it would make a cycle";
+    else if (!buffet__pkt_genuine(head->pool, head) || !buffet__pkt_genuine(tail->pool, tail))
+        why = "not a buffer of its pool (a copy of a header?)";
+    if (why) {
+        BUFFET__LOG(&head->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "pool %s: chain of %p behind %p at %s in %s(): %s: refused",
+                    head->pool->name, (void *)tail, (void *)head, buffet__site_where(site), buffet__site_func(site), why);
+        return BUFFET_ERR_INVALID;
+    }
     buffet__pkt_last(head)->next = tail;
     head->nb_segs = (uint16_t)(head->nb_segs + tail->nb_segs);
     head->pkt_len += tail->pkt_len;
+    tail->nb_segs = 0;
     return BUFFET_OK;
 }
 
-BUFFET_API const void *buffet_pkt_read(const buffet_pkt *p, size_t off, size_t len, void *tmp) {
+BUFFET_API const void *buffet_pkt_read_at(const buffet_pkt *p, size_t off, size_t len, void *tmp, buffet_site site) {
     unsigned char *d = (unsigned char *)tmp;
-    if (!p || !buffet_in_range(off, len, p->pkt_len)) return NULL;
+    if (!buffet__pkt_usable(p, "read", site) || !buffet_in_range(off, len, p->pkt_len)) return NULL;
     if (len == 0) return p->buf + p->data_off;
-    while (off >= p->len) {   /* in range, so a segment holding byte `off` exists */
+    while (off >= p->len) {   /* in range of lengths that add up, so a segment holding byte `off` exists */
         off -= p->len;
         p = p->next;
     }
@@ -1621,7 +1986,15 @@ BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt
     int k;
     if (!c || !pp || !*pp) return BUFFET_ERR_INVALID;
     p = *pp;
+    if (!buffet__pkt_usable(p, "linearize", site)) return BUFFET_ERR_INVALID;
     if (!p->next) return BUFFET_OK;
+    if (!buffet__pkt_genuine(p->pool, p)) {
+        /* a copy's segments are the original's: freeing them here would free them under it */
+        BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "pool %s: linearize of %p at %s in %s(): not a buffer of its pool (a copy of a header?): refused",
+                    p->pool->name, (void *)p, buffet__site_where(site), buffet__site_func(site));
+        return BUFFET_ERR_INVALID;
+    }
     if ((size_t)p->pkt_len - p->len <= buffet_pkt_tailroom(p) && !buffet__pkt_shared(p)) {
         dst = p->buf + p->data_off + p->len;
         for (s = p->next; s; s = s->next) {
@@ -1661,6 +2034,19 @@ BUFFET_API buffet_result buffet_pkt_to_chain_at(buffet_pkt *p, buffet_chain *c, 
     buffet_pkt *s;
     buffet_result r = BUFFET_OK;
     if (!p || !c) return BUFFET_ERR_INVALID;
+    if (!buffet__pkt_usable(p, "to_chain", site))
+        return BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) == 0 ? BUFFET_ERR_STATE : BUFFET_ERR_INVALID;   /* relaxed: as in usable */
+    for (s = p; s; s = s->next) {
+        /* A slice holds a reference on the segment's own header, freed with it: a copy of a
+           header would be put in the pool when the slice goes. */
+        if (!buffet__pkt_genuine(s->pool, s)) {
+            BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                        "pool %s: to_chain of %p at %s in %s(): segment %p is not a buffer of its pool (a copy of a "
+                        "header?): refused", p->pool->name, (void *)p, buffet__site_where(site), buffet__site_func(site),
+                        (void *)s);
+            return BUFFET_ERR_INVALID;
+        }
+    }
     /* c's allocator passed its check when c was made; add only borrows it. */
     memset(&add, 0, sizeof add);
     add.allocator = c->allocator;
@@ -1677,12 +2063,17 @@ BUFFET_API buffet_result buffet_pkt_to_chain_at(buffet_pkt *p, buffet_chain *c, 
         d.allocator = p->pool->allocator;
         r = buffet_buf_create_at(&b, &d, site);
         if (r != BUFFET_OK) break;
-        if (!buffet__pkt_count_up16(&s->refcnt)) {
+        r = buffet__pkt_count_up16(&s->refcnt);
+        if (r != BUFFET_OK) {
             b->release = NULL;   /* it holds no reference to drop */
             buffet_buf_unref(b);
-            BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
-                        "to_chain of %p: a segment already has %u references", (void *)p, (unsigned)UINT16_MAX);
-            r = BUFFET_ERR_OVERFLOW;
+            if (r == BUFFET_ERR_OVERFLOW)
+                BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
+                            "to_chain of %p: a segment already has %u references", (void *)p, (unsigned)UINT16_MAX);
+            else
+                BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                            "pool %s: to_chain of %p at %s in %s(): a segment is already free: refused", p->pool->name,
+                            (void *)p, buffet__site_where(site), buffet__site_func(site));
             break;
         }
         r = buffet_chain_append_at(&add, b, 0, s->len, site);
@@ -1723,6 +2114,7 @@ BUFFET_API buffet_pkt_stats buffet_pkt_pool_get_stats(buffet_pkt_pool *p) {
         o->utilisation = c->max ? (double)o->in_use / (double)c->max : 0.0;
     }
     buffet__pkt_unlock(p);
+    /* relaxed: statistics, read as they are (nothing is published through them) */
     s.double_frees = BUFFET__LOAD(&p->double_frees, BUFFET__RELAXED);
     s.foreign_frees = BUFFET__LOAD(&p->foreign_frees, BUFFET__RELAXED);
     s.corruptions = BUFFET__LOAD(&p->corruptions, BUFFET__RELAXED);
@@ -1808,10 +2200,15 @@ BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out) {
     static const char *const ops[] = {"?", "alloc", "free", "ref", "clone", "into cache", "out of cache"};
     buffet__pkt_dbg *d;
     uint32_t pos, i, n = 0;
-    if (!p || !p->pool->checks || !out) return 0;
-    d = buffet__pkt_dbg_of(p->pool, p, "history", BUFFET_NO_SITE);
-    if (!d) return 0;
-    pos = BUFFET__LOAD(&d->hist_pos, BUFFET__ACQUIRE);
+    buffet__pkt_region *r = NULL;
+    size_t at = 0;
+    if (!p || !out || BUFFET_DEBUG < 1) return 0;
+    /* found by its address first: a foreign p's `pool` is not followed */
+    if (buffet__pkt_checked_find(p, NULL, &r, &at) != p->pool || !r) return 0;
+    d = &r->dbg[at];
+    /* relaxed: the history is best effort (see buffet__pkt_note); a dump racing a note may show
+       an entry older or newer than its neighbours */
+    pos = BUFFET__LOAD(&d->hist_pos, BUFFET__RELAXED);
     for (i = pos > BUFFET_PKT_HISTORY ? pos - BUFFET_PKT_HISTORY : 0; i < pos; i++, n++) {
         uint32_t op = BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].op, BUFFET__RELAXED);
         buffet_site s = buffet_site_make(BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].site.where, BUFFET__RELAXED),
@@ -1835,6 +2232,7 @@ static int buffet__pkt_score(void *self, const buffet_request *q, char *why, siz
     size_t extra;
     if (q->usage & (BUFFET_USAGE_DEVICE_READ | BUFFET_USAGE_DEVICE_WRITE | BUFFET_USAGE_SHARE_PROCESS))
         return buffet__why(why, cap, -1, "host memory of this process only");
+    if (q->usage & BUFFET_USAGE_SECURE) return buffet__why(why, cap, -1, "pool memory is neither locked nor wiped");
     if (q->align > 64) return buffet__why(why, cap, -1, "packet data is aligned to 64 bytes at most");
     extra = buffet__pkt_req_off(p, q) - p->headroom;
     if (q->size > SIZE_MAX - extra || buffet_pkt_pool_class(p, q->size + extra) < 0)
@@ -1845,13 +2243,13 @@ static int buffet__pkt_score(void *self, const buffet_request *q, char *why, siz
 
 static void buffet__pkt_buf_release(void *user, void *data, size_t size) {
     (void)data; (void)size;
-    buffet_pkt_free_shared((buffet_pkt *)user);
+    buffet_pkt_free_shared_at((buffet_pkt *)user, BUFFET_NO_SITE);
 }
 
 static buffet_result buffet__pkt_create(void *self, const buffet_request *q, buffet_buf **out) {
     buffet_pkt_pool *p = (buffet_pkt_pool *)self;
     size_t off = buffet__pkt_req_off(p, q);
-    buffet_pkt *pkt = buffet_pkt_alloc_shared(p, q->size + (off - p->headroom));
+    buffet_pkt *pkt = buffet_pkt_alloc_shared_at(p, q->size + (off - p->headroom), q->site);
     buffet_buf_desc d;
     buffet_result r;
     if (!pkt) return buffet_alloc_error(NULL);
@@ -1864,7 +2262,7 @@ static buffet_result buffet__pkt_create(void *self, const buffet_request *q, buf
     d.release_user = pkt;
     d.allocator = q->allocator;
     r = buffet_buf_create_at(out, &d, q->site);
-    if (r != BUFFET_OK) buffet_pkt_free_shared(pkt);
+    if (r != BUFFET_OK) buffet_pkt_free_shared_at(pkt, q->site);
     return r;
 }
 
@@ -1907,8 +2305,9 @@ static void *buffet__pkt_vt_alloc(void *self, size_t size, size_t align, buffet_
         h = buffet_pkt_alloc_class_at(c, k, site);
     } else {
         void *one = NULL;
+        /* dying, relaxed: a hint (see buffet_pkt_pool_destroy) */
         if (BUFFET__LOAD(&p->dying, BUFFET__RELAXED) || buffet__pkt_take(p, k, &one, 1, 1) == 0)
-            return buffet__pkt_failed(p, k, size);
+            return buffet__pkt_failed(p, k, p->cls[k].data_room);   /* the class's own size: not "too large" */
         pthread_mutex_lock(&p->mu);
         p->cls[k].allocs++;
         buffet__pkt_unlock(p);
