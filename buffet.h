@@ -534,8 +534,8 @@ typedef struct buffet_debug_stats {
 /* Create a debug allocator over desc->parent (desc NULL: all defaults). Memory: each block
    costs two guards (2 x guard_size, the front one rounded up to the alignment) and a record of
    80 bytes in a table kept at most half full (160 to 320 bytes), and freed blocks wait in the
-   quarantine; programs of small blocks need several times their usual memory (Lua 5.4
-   running a script: about 3.5 times). Returns: BUFFET_OK.
+   quarantine; programs of small blocks need several times their usual memory (a Lua 5.4
+   script of small tables: 5.4 times). Returns: BUFFET_OK.
    Errors: BUFFET_ERR_INVALID (out NULL, guard_size not a multiple of 8 or > 4096),
    BUFFET_ERR_LIFETIME (parent blocks die with a scope and cannot be pinned; bookkeeping that does
    not live until freed), BUFFET_ERR_NOMEM (bookkeeping failed). Thread: safe. */

@@ -541,6 +541,9 @@ typedef struct buffet__pkt_dbg {
 typedef struct buffet__pkt_region {
     struct buffet__pkt_region *next;
     struct buffet__pkt_region *next_in_class;
+    uintptr_t lo;                   /* the first header's address */
+    size_t span;                    /* count * stride: lo + span is past the last element */
+    size_t mask;                    /* stride - 1 when the stride is a power of two, else 0 */
     unsigned char *map, *first;     /* the mapping and its first element */
     size_t map_size, count;
     unsigned cls;
@@ -786,13 +789,12 @@ static buffet_pkt *buffet__pkt_elem(const buffet_pkt_pool *p, const buffet__pkt_
 static buffet__pkt_region *buffet__pkt_find_in(const buffet_pkt_pool *p, buffet__pkt_region *r, bool in_class,
                                                const void *h, size_t *index) {
     for (; r; r = in_class ? r->next_in_class : r->next) {
-        size_t stride = p->cls[r->cls].stride;
         /* h's offset from the first header (huge when h is below it) */
-        size_t off = (size_t)((uintptr_t)h - ((uintptr_t)r->first + p->pre));
-        if (off >= r->count * stride) continue;
+        size_t off = (size_t)((uintptr_t)h - r->lo);
+        if (off >= r->span) continue;
         /* a clone header's stride is a power of two unless the user area makes it odd: no division */
-        if ((stride & (stride - 1)) == 0 ? (off & (stride - 1)) != 0 : off % stride != 0) return NULL;
-        if (index) *index = off / stride;
+        if (r->mask ? (off & r->mask) != 0 : off % p->cls[r->cls].stride != 0) return NULL;
+        if (index) *index = off / p->cls[r->cls].stride;
         return r;
     }
     return NULL;
@@ -811,16 +813,15 @@ static buffet__pkt_region *buffet__pkt_locate(const buffet_pkt_pool *p, const vo
    which a copy's `buf` cannot; a clone's or an external packet's header is looked up among the
    clone class's regions (a walk over that class's few regions only). */
 static inline bool buffet__pkt_genuine(const buffet_pkt_pool *p, const buffet_pkt *h) {
-    const buffet__pkt_class *k = &p->cls[p->nclasses];
     const buffet__pkt_region *r;
     size_t off;
     if (h->cls < p->nclasses) return h->buf == (const unsigned char *)h + p->hdr_size;
     if (h->cls != p->nclasses) return false;
     /* Acquire: as in buffet__pkt_locate. The newest region is tried here, the rest walked. */
-    r = BUFFET__LOAD(&((buffet__pkt_class *)k)->regions, BUFFET__ACQUIRE);
+    r = BUFFET__LOAD(&((buffet_pkt_pool *)p)->cls[p->nclasses].regions, BUFFET__ACQUIRE);
     if (!r) return false;
-    off = (size_t)((uintptr_t)h - ((uintptr_t)r->first + p->pre));
-    if (off < r->count * k->stride && (k->stride & (k->stride - 1)) == 0) return (off & (k->stride - 1)) == 0;
+    off = (size_t)((uintptr_t)h - r->lo);
+    if (off < r->span && r->mask) return (off & r->mask) == 0;
     return buffet__pkt_find_in(p, (buffet__pkt_region *)r, true, h, NULL) != NULL;
 }
 
@@ -1027,6 +1028,9 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
     r->map = r->first = (unsigned char *)m;
     r->map_size = map_size;
     r->count = n;
+    r->lo = (uintptr_t)m + p->pre;
+    r->span = n * c->stride;
+    r->mask = buffet_is_pow2(c->stride) ? c->stride - 1 : 0;
     r->cls = k;
     r->huge = huge;
     for (i = 0; i < n; i++) {

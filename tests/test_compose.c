@@ -65,7 +65,8 @@ static char *tc_read_all(FILE *f) {
     return s;
 }
 
-/* Every "leak" line of a report names this file (the user's line), never buffet's or "?". */
+/* Every "leak" line of a report names this file (the user's line), never buffet's or "?".
+   *lines: the blocks the lines stand for (a debug allocator's line sums up one site's blocks). */
 static bool tc_leaks_name_us(const char *report, int *lines) {
     const char *p = report;
     *lines = 0;
@@ -78,7 +79,12 @@ static bool tc_leaks_name_us(const char *report, int *lines) {
             fprintf(stderr, "%s: a leak line that does not name the user's line: %s\n", TC_NAME, line);
             return false;
         }
-        (*lines)++;
+        {
+            const char *in = strstr(line, " bytes in ");
+            int blocks = 1;
+            if (in && sscanf(in, " bytes in %d block", &blocks) != 1) blocks = 1;
+            *lines += blocks;
+        }
         p += len;
     }
     return true;
