@@ -72,12 +72,14 @@
    MISUSE
      Refused, counted in the statistics and logged with the call site, never corrupting the
      pool: a second free (the count of a free buffer is 0); a free of what is not one of a pool's
-     headers (release builds refuse copies of headers and headers inside buffers by where they
-     sit; debug builds find every buffer by its address, so anything foreign is caught); a
+     headers: a stack or heap block (release builds follow a header's `pool` only once it is a
+     live pool's address), a copy of a header or a pointer into a buffer (refused by where they
+     sit), or a segment chained behind another (its chain's head frees it); debug builds find
+     every buffer by its address, so even a header forged field by field is caught. A
      reference to or a clone of a free packet; a chain that would make a cycle or put a segment
      in two chains; a packet whose lengths do not add up (pkt_len, len, data_off or nb_segs
      written so); pools with classes below 8 bytes or on NUMA nodes that do not exist; bursts
-     larger than the cache.
+     larger than the cache; more than BUFFET_PKT_MAX_POOLS pools at once.
 */
 #ifndef BUFFET_PACKET_H_INCLUDED
 #define BUFFET_PACKET_H_INCLUDED
@@ -100,6 +102,8 @@
 #define BUFFET_PKT_MAX_CLASSES 12
 #define BUFFET_PKT_CACHE_MAX 512
 #define BUFFET_PKT_HISTORY 8
+/* Pools live at once in a process (each takes a slot of a table that frees are checked against). */
+#define BUFFET_PKT_MAX_POOLS 1024
 
 BUFFET_EXTERN_C_BEGIN
 
@@ -269,11 +273,14 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
     /* The acquire load orders this reuse after other threads' earlier drops of their references
        (their release in the FETCH_SUB of buffet__pkt_seg_unref): a plain load on x86 and a
        load-acquire on aarch64, no locked instruction either way. A data buffer's header sits
-       just before its data room, so a copy of the header (buf elsewhere) never gets cached.
-       Debug builds read nothing of p here: the slow path finds it by its address first. */
-    if (__builtin_expect(p != NULL && !c->checks && p->next == NULL && p->flags == 0 &&
-                         BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1 && p->pool == c->pool &&
-                         p->buf == (unsigned char *)p + c->hdr_size && c->cls[p->cls].count < c->size, 1)) {
+       just before its data room, so a copy of the header (buf elsewhere) never gets cached; nor
+       does a clone's or an external packet's header (its data is elsewhere: flags need no test);
+       a segment linked behind another (nb_segs 0) is left to the slow path, which refuses it.
+       Debug builds read p->next and p->buf here, never p->pool: the slow path finds p by its
+       address before it follows anything in it. */
+    if (__builtin_expect(p != NULL && p->next == NULL && p->buf == (unsigned char *)p + c->hdr_size && !c->checks &&
+                         BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1 && p->pool == c->pool && p->nb_segs == 1 &&
+                         c->cls[p->cls].count < c->size, 1)) {
         buffet_pkt_cache_class *k = &c->cls[p->cls];
         /* A free buffer counts 0, so a second free is caught, not cached twice. Relaxed: the
            caller held the only reference, so no other thread may touch the count now; the
@@ -540,7 +547,7 @@ typedef struct buffet__pkt_dbg {
 
 typedef struct buffet__pkt_region {
     struct buffet__pkt_region *next;
-    struct buffet__pkt_region *next_in_class;
+    struct buffet__pkt_region *next_in_class;   /* the clone class's regions only */
     uintptr_t lo;                   /* the first header's address */
     size_t span;                    /* count * stride: lo + span is past the last element */
     size_t mask;                    /* stride - 1 when the stride is a power of two, else 0 */
@@ -555,7 +562,6 @@ typedef struct buffet__pkt_region {
 
 typedef struct buffet__pkt_class {
     buffet__ring ring;              /* full batches (see >>store) */
-    buffet__pkt_region *regions;    /* atomic head: this class's regions (next_in_class) */
     size_t stored;                  /* atomic: buffers in the ring's batches and in `pending` */
     uint32_t batch;                 /* buffers per batch */
     uint32_t pending_count;         /* under the pool's lock */
@@ -586,6 +592,8 @@ struct buffet_pkt_pool {
     buffet__pkt_region *regions;    /* atomic head: lookups walk it without the lock */
     size_t region_bytes;
     buffet_pkt_cache *caches;
+    buffet__pkt_region *clone_regions;   /* atomic head: the clone class's regions (next_in_class),
+                                            one load from a header's pool (see buffet__pkt_genuine) */
     uint32_t wm_high, wm_low;
     buffet_pkt_watermark_fn on_watermark;
     void *wm_user;
@@ -598,7 +606,6 @@ struct buffet_pkt_pool {
     bool dying;                     /* destroyed by its owner; released when everything is back */
     bool reporting;                 /* destroy is still telling the log about it: not released yet */
     buffet__logq pending;           /* found under the lock, logged after it */
-    struct buffet_pkt_pool *next_checked;   /* debug: in buffet__pkt_checked (see >>validation) */
 };
 
 static void buffet__pkt_unlock(buffet_pkt_pool *p) { buffet__unlock_and_log(&p->mu, &p->pending, &p->log); }
@@ -811,78 +818,92 @@ static buffet__pkt_region *buffet__pkt_locate(const buffet_pkt_pool *p, const vo
 /* Is h (whose `pool` field is p) one of p's headers, at its place: not a copy of one, nor a
    header-shaped thing inside a buffer? A data buffer's header sits just before its data room,
    which a copy's `buf` cannot; a clone's or an external packet's header is looked up among the
-   clone class's regions (a walk over that class's few regions only). */
+   clone class's regions (the newest inline, then a walk over that class's few others). */
 static inline bool buffet__pkt_genuine(const buffet_pkt_pool *p, const buffet_pkt *h) {
     const buffet__pkt_region *r;
     size_t off;
     if (h->cls < p->nclasses) return h->buf == (const unsigned char *)h + p->hdr_size;
     if (h->cls != p->nclasses) return false;
     /* Acquire: as in buffet__pkt_locate. The newest region is tried here, the rest walked. */
-    r = BUFFET__LOAD(&((buffet_pkt_pool *)p)->cls[p->nclasses].regions, BUFFET__ACQUIRE);
+    r = BUFFET__LOAD(&((buffet_pkt_pool *)p)->clone_regions, BUFFET__ACQUIRE);
     if (!r) return false;
     off = (size_t)((uintptr_t)h - r->lo);
     if (off < r->span && r->mask) return (off & r->mask) == 0;
     return buffet__pkt_find_in(p, (buffet__pkt_region *)r, true, h, NULL) != NULL;
 }
 
-/* Debug builds keep every pool in one list, so that a pointer is looked up by its address alone
-   before anything behind it is trusted: a foreign header's `pool` may point anywhere. */
-static pthread_mutex_t buffet__pkt_checked_mu = PTHREAD_MUTEX_INITIALIZER;
-static buffet_pkt_pool *buffet__pkt_checked;
+/* Every live pool holds a slot here, so that the `pool` field of a header a caller passes is
+   compared with live pools before it is followed: the garbage of a stack or heap block that is
+   no packet never is. Slots change under the mutex and are read without it (a pool is made
+   before its first header exists, and its slot is cleared before it is freed). Debug builds
+   also walk them, locked, to find an address among every pool's buffers. */
+static pthread_mutex_t buffet__pkt_pools_mu = PTHREAD_MUTEX_INITIALIZER;
+static buffet_pkt_pool *buffet__pkt_pools[BUFFET_PKT_MAX_POOLS];   /* atomic each */
+static size_t buffet__pkt_pools_used;                              /* atomic: slots [0, used) */
 
-static void buffet__pkt_checked_add(buffet_pkt_pool *p) {
-    pthread_mutex_lock(&buffet__pkt_checked_mu);
-    p->next_checked = buffet__pkt_checked;
-    buffet__pkt_checked = p;
-    pthread_mutex_unlock(&buffet__pkt_checked_mu);
+static bool buffet__pkt_pools_add(buffet_pkt_pool *p) {
+    size_t i, n;
+    pthread_mutex_lock(&buffet__pkt_pools_mu);
+    n = buffet__pkt_pools_used;
+    for (i = 0; i < n && buffet__pkt_pools[i]; i++) {}
+    if (i < BUFFET_PKT_MAX_POOLS) BUFFET__STORE(&buffet__pkt_pools[i], p, BUFFET__RELAXED);
+    /* Release: a reader that sees the new bound sees the slot's pool too. */
+    if (i == n && i < BUFFET_PKT_MAX_POOLS) BUFFET__STORE(&buffet__pkt_pools_used, n + 1, BUFFET__RELEASE);
+    pthread_mutex_unlock(&buffet__pkt_pools_mu);
+    return i < BUFFET_PKT_MAX_POOLS;
 }
 
-static void buffet__pkt_checked_remove(buffet_pkt_pool *p) {
-    buffet_pkt_pool **pp;
-    pthread_mutex_lock(&buffet__pkt_checked_mu);
-    for (pp = &buffet__pkt_checked; *pp && *pp != p; pp = &(*pp)->next_checked) {}
-    if (*pp) *pp = p->next_checked;
-    pthread_mutex_unlock(&buffet__pkt_checked_mu);
+static void buffet__pkt_pools_remove(buffet_pkt_pool *p) {
+    size_t i;
+    pthread_mutex_lock(&buffet__pkt_pools_mu);
+    for (i = 0; i < buffet__pkt_pools_used; i++)
+        if (buffet__pkt_pools[i] == p) BUFFET__STORE(&buffet__pkt_pools[i], (buffet_pkt_pool *)NULL, BUFFET__RELAXED);
+    pthread_mutex_unlock(&buffet__pkt_pools_mu);
+}
+
+/* Is q (a pointer read from a header not trusted) a live pool? Compared, never followed.
+   Relaxed slots: whoever holds a header of q got it after q's create returned, through some
+   synchronisation of their own, which orders the slot's store before this load. */
+static bool buffet__pkt_live(const buffet_pkt_pool *q) {
+    size_t i, n = BUFFET__LOAD(&buffet__pkt_pools_used, BUFFET__ACQUIRE);   /* pairs with pools_add */
+    for (i = 0; i < n; i++)
+        if (BUFFET__LOAD(&buffet__pkt_pools[i], BUFFET__RELAXED) == q) return q != NULL;
+    return false;
 }
 
 /* Debug: the pool holding a header at address h (its region and index), trying `first` before
-   the others; NULL when none does. *h is not read. */
+   the others; NULL when none does. *h is not read. The lock keeps every pool walked alive. */
 static buffet_pkt_pool *buffet__pkt_checked_find(const void *h, buffet_pkt_pool *first, buffet__pkt_region **r, size_t *i) {
-    buffet_pkt_pool *q;
+    buffet_pkt_pool *q = NULL;
+    size_t k;
     if (first && (*r = buffet__pkt_locate(first, h, i)) != NULL) return first;
-    pthread_mutex_lock(&buffet__pkt_checked_mu);
-    for (q = buffet__pkt_checked; q; q = q->next_checked)
-        if (q != first && (*r = buffet__pkt_locate(q, h, i)) != NULL) break;
-    pthread_mutex_unlock(&buffet__pkt_checked_mu);
+    pthread_mutex_lock(&buffet__pkt_pools_mu);
+    for (k = 0; k < buffet__pkt_pools_used && !q; k++)
+        if (buffet__pkt_pools[k] && buffet__pkt_pools[k] != first && (*r = buffet__pkt_locate(buffet__pkt_pools[k], h, i)) != NULL)
+            q = buffet__pkt_pools[k];
+    pthread_mutex_unlock(&buffet__pkt_pools_mu);
     return q;
-}
-
-/* Debug: is q (a pointer read from a header not trusted) a live pool? Compared, not followed. */
-static bool buffet__pkt_checked_live(const buffet_pkt_pool *q) {
-    const buffet_pkt_pool *x;
-    pthread_mutex_lock(&buffet__pkt_checked_mu);
-    for (x = buffet__pkt_checked; x && x != q; x = x->next_checked) {}
-    pthread_mutex_unlock(&buffet__pkt_checked_mu);
-    return x != NULL;
 }
 
 /* A header the caller passed to be freed, checked before anything is done with it: true for a
    pool's own header whose `pool` tells the truth; else refused, counted and logged with the site
    on c's pool (without c: on the pool the header names, when that is a pool). Debug builds find
    the address among every pool's buffers before reading the header, so anything foreign is
-   caught whatever it holds; release builds trust `pool` and check the header's place
-   (buffet__pkt_genuine), which refuses copies of headers and headers inside buffers. */
-static bool buffet__pkt_check_header(buffet_pkt_cache *c, const buffet_pkt *h, const char *what, buffet_site site) {
+   caught whatever it holds; release builds follow `pool` only once it is c's pool or a live one
+   (so a stack or heap block's garbage is refused) and then check the header's place
+   (buffet__pkt_genuine), which refuses copies of headers and headers inside buffers: only a
+   header forged field by field (`pool` and `buf` both written) passes them. */
+__attribute__((noinline, cold)) static bool buffet__pkt_refuse_header(buffet_pkt_cache *c, const buffet_pkt *h, const char *what,
+                                                                      buffet_site site) {
     buffet_pkt_pool *blame;
     if (BUFFET_DEBUG >= 1) {
         buffet__pkt_region *r = NULL;
         size_t i = 0;
         buffet_pkt_pool *found = buffet__pkt_checked_find(h, c ? c->pool : NULL, &r, &i);
         if (found && h->pool == found) return true;
-        blame = c ? c->pool : found ? found : buffet__pkt_checked_live(h->pool) ? h->pool : NULL;
+        blame = c ? c->pool : found ? found : buffet__pkt_live(h->pool) ? h->pool : NULL;
     } else {
-        if (h->pool && buffet__pkt_genuine(h->pool, h)) return true;
-        blame = c ? c->pool : h->pool;
+        blame = c ? c->pool : buffet__pkt_live(h->pool) ? h->pool : NULL;
     }
     if (blame) {
         /* Relaxed: a statistic; nothing is published through it. */
@@ -893,6 +914,13 @@ static bool buffet__pkt_check_header(buffet_pkt_cache *c, const buffet_pkt *h, c
                     buffet__site_func(site));
     }
     return false;
+}
+static inline bool buffet__pkt_check_header(buffet_pkt_cache *c, const buffet_pkt *h, const char *what, buffet_site site) {
+    /* release: inline, the refusal out of line; debug: the lookup by address, out of line too */
+    if (BUFFET_DEBUG < 1 && __builtin_expect(h->pool != NULL && ((c && h->pool == c->pool) || buffet__pkt_live(h->pool)) &&
+                                             buffet__pkt_genuine(h->pool, h), 1))
+        return true;
+    return buffet__pkt_refuse_header(c, h, what, site);
 }
 
 /* Do p's lengths add up: at most 65535 segments (so no cycle), each segment's data inside its
@@ -1054,11 +1082,11 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
         buffet__pkt_store_put(p, k, batch, b, true);
     }
     r->next = p->regions;
-    r->next_in_class = c->regions;
+    if (k == p->nclasses) r->next_in_class = p->clone_regions;
     /* Release, pairing with the acquire of lookups that walk the lists without the lock: the
        region (and its buffers' headers, written above) is complete before it can be found. */
     BUFFET__STORE(&p->regions, r, BUFFET__RELEASE);
-    BUFFET__STORE(&c->regions, r, BUFFET__RELEASE);
+    if (k == p->nclasses) BUFFET__STORE(&p->clone_regions, r, BUFFET__RELEASE);   /* release: as above */
     p->region_bytes += map_size;
     p->huge_used |= huge;
     c->created += n;
@@ -1079,7 +1107,7 @@ static void buffet__pkt_pool_free(buffet_pkt_pool *p) {
     }
     for (k = 0; k <= p->nclasses; k++)
         BUFFET_DELETE_ARRAY(p->allocator, void *, p->cls[k].ring.slots, (size_t)p->cls[k].ring.mask + 1);
-    if (p->checks) buffet__pkt_checked_remove(p);
+    buffet__pkt_pools_remove(p);
     pthread_mutex_destroy(&p->mu);
     BUFFET_DELETE(p->allocator, buffet_pkt_pool, p);
 }
@@ -1217,12 +1245,15 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
         buffet__pkt_unlock(p);
         if (p->cls[k].created < d.initial) goto fail;
     }
-    if (p->checks) buffet__pkt_checked_add(p);
+    if (!buffet__pkt_pools_add(p)) {
+        buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "BUFFET_PKT_MAX_POOLS pools are live");
+        goto fail;
+    }
     *out = p;
     return BUFFET_OK;
 fail:
     r = buffet_alloc_error(&why);
-    BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, r, "packet pool %s: out of memory at create: %s", p->name, why);
+    BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, r, "packet pool %s: not created: %s", p->name, why);
     buffet__pkt_pool_free(p);
     return r;
 }
@@ -1606,7 +1637,10 @@ static bool buffet__pkt_seg_unref(buffet_pkt_cache *c, buffet_pkt *h, buffet_sit
     return true;
 }
 
-BUFFET_API void buffet__pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) {
+/* Free segment p and the segments behind it. A caller's p (not one of buffet's own frees of a
+   chain's tail) must not be a segment that buffet_pkt_chain linked behind another: freeing it
+   alone would leave the head linking a buffer handed out again, so it is refused. */
+static void buffet__pkt_free_segs(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site, bool callers) {
     uint32_t n = 0;
     while (p) {
         buffet_pkt *next;
@@ -1614,11 +1648,20 @@ BUFFET_API void buffet__pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet
            holds the store's pointers), nor is a cycle followed forever (the 65536th segment can
            only be one seen before). */
         if (!buffet__pkt_check_header(c, p, "free", site) || ++n > UINT16_MAX) return;
+        /* relaxed: 0 or not only (a free segment is told as a double free below) */
+        if (callers && n == 1 && p->nb_segs == 0 && BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) != 0) {
+            BUFFET__LOG(&p->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                        "pool %s: free of %p at %s in %s(): a segment chained behind another (free the chain's head): refused",
+                        p->pool->name, (void *)p, buffet__site_where(site), buffet__site_func(site));
+            return;
+        }
         next = p->next;   /* read first: the segment may be reused below */
         if (!buffet__pkt_seg_unref(c, p, site)) return;
         p = next;
     }
 }
+
+BUFFET_API void buffet__pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) { buffet__pkt_free_segs(c, p, site, true); }
 
 BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n, buffet_site site) {
     buffet_pkt_cache_class *kc;
@@ -1790,12 +1833,12 @@ BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, b
            pool's layout, the wrong one; a copy of a data buffer's header would hand out a clone
            whose free drops a reference the original never had; a free segment (count 0,
            relaxed: only 0 or not is asked) has nothing left to share. */
-        const char *bad = s->pool != c->pool ? "of another pool"
-                        : s->cls < c->pool->nclasses && !buffet__pkt_genuine(c->pool, s) ? "not a buffer of the pool (a copy of a header?)"
-                        : BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == 0 ? "free" : NULL;
-        if (bad) {
+        if (__builtin_expect(s->pool != c->pool || (s->cls < c->pool->nclasses && !buffet__pkt_genuine(c->pool, s)) ||
+                             BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == 0, 0)) {
+            const char *bad = s->pool != c->pool ? "of another pool"
+                            : BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == 0 ? "free" : "not a buffer of the pool (a copy of a header?)";
             buffet_result code = BUFFET__LOAD(&s->refcnt, BUFFET__RELAXED) == 0 && s->pool == c->pool ? BUFFET_ERR_STATE : BUFFET_ERR_INVALID;
-            buffet__pkt_free_slow(c, head, site);
+            buffet__pkt_free_segs(c, head, site, false);
             BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, code, "pool %s: clone of %p at %s in %s(): segment %p is %s: refused",
                         c->pool->name, (void *)p, buffet__site_where(site), buffet__site_func(site), (void *)s, bad);
             return (buffet_pkt *)buffet_alloc_fail(code, "a segment of another pool, a copy of a header, or a free packet");
@@ -1803,7 +1846,7 @@ BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, b
         n = buffet__pkt_alloc_slow(c, c->nclasses, site);
         if (!n) {
             buffet_result why = buffet_alloc_error(NULL);
-            buffet__pkt_free_slow(c, head, site);
+            buffet__pkt_free_segs(c, head, site, false);
             return (buffet_pkt *)buffet_alloc_fail(why, "the clone class is exhausted");
         }
         n->buf = s->buf;
@@ -1818,7 +1861,7 @@ BUFFET_API buffet_pkt *buffet_pkt_clone_at(buffet_pkt_cache *c, buffet_pkt *p, b
         if (counted != BUFFET_OK) {
             /* n shares nothing yet: it goes back as a bare header, the clones made so far as clones. */
             buffet__pkt_put(c, n, site);
-            buffet__pkt_free_slow(c, head, site);
+            buffet__pkt_free_segs(c, head, site, false);
             if (counted == BUFFET_ERR_OVERFLOW)
                 BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
                             "clone of %p: its data already has %u references", (void *)p, (unsigned)UINT16_MAX);
@@ -2005,7 +2048,7 @@ BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt
             memcpy(dst, s->buf + s->data_off, s->len);
             dst += s->len;
         }
-        buffet__pkt_free_slow(c, p->next, site);
+        buffet__pkt_free_segs(c, p->next, site, false);
         p->next = NULL;
         p->len = p->pkt_len;
         p->nb_segs = 1;
@@ -2021,7 +2064,7 @@ BUFFET_API buffet_result buffet_pkt_linearize_at(buffet_pkt_cache *c, buffet_pkt
         dst += s->len;
     }
     buffet__pkt_copy_meta(n, p);
-    buffet__pkt_free_slow(c, p, site);
+    buffet__pkt_free_segs(c, p, site, false);
     *pp = n;
     return BUFFET_OK;
 }

@@ -2,7 +2,10 @@
    BT_CHECK(c) records a failure and goes on; BT_SKIP(feature, why) ends the current test
    as skipped, or as failed when `feature` is named in BUFFET_REQUIRE (comma-separated).
    bt_run(name, fn) runs one test; bt_finish(file) prints "<file>: N passed, N failed, N skipped"
-   and returns the exit status (0 when nothing failed). */
+   and returns the exit status (0 when nothing failed).
+   Included after a buffet header, it also gives bt_log: a logger that records what it hears.
+   With BT_HUGE_IS_NULL defined first, ASan and TSan return NULL for absurd heap requests (as
+   glibc does) instead of stopping the run: for tests that ask for SIZE_MAX on purpose. */
 #ifndef BT_H
 #define BT_H
 #include <stdio.h>
@@ -44,7 +47,7 @@ __attribute__((unused)) static void bt_skip_(const char *feature, const char *wh
     }
 }
 
-static void bt_run(const char *name, void (*fn)(void)) {
+__attribute__((unused)) static void bt_run(const char *name, void (*fn)(void)) {
     bt_cur = name; bt_cur_failed = 0; bt_cur_skipped = 0;
     fn();
     if (bt_cur_failed) bt_failed++;
@@ -53,8 +56,71 @@ static void bt_run(const char *name, void (*fn)(void)) {
 }
 #define BT_RUN(fn) bt_run(#fn, fn)
 
-static int bt_finish(const char *file) {
+__attribute__((unused)) static int bt_finish(const char *file) {
     printf("%s: %d passed, %d failed, %d skipped\n", file, bt_passed, bt_failed, bt_skipped); fflush(stdout);
     return bt_failed ? 1 : 0;
+}
+#endif  /* BT_H */
+
+#ifdef BT_HUGE_IS_NULL
+#  if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#    define BT_SANITIZED 1
+#  elif defined(__has_feature)
+#    if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#      define BT_SANITIZED 1
+#    endif
+#  endif
+#  ifdef BT_SANITIZED
+#    ifdef __cplusplus
+extern "C" {
+#    endif
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
+#    ifdef __cplusplus
+}
+#    endif
+#  endif
+#endif
+
+#if defined(BUFFET_H_INCLUDED) && !defined(BT_LOG_DEFINED)
+#define BT_LOG_DEFINED
+/* What a logger heard: lines per code (count[-code]), the last code, level and line, and every
+   line in `all` (one a line, cut when full). Tests assert on codes and on sites in lines. */
+typedef struct bt_log {
+    unsigned count[32];
+    unsigned total;
+    buffet_result last;
+    buffet_log_level level;
+    char last_msg[512];
+    char all[16384];
+    size_t all_len;
+} bt_log;
+
+__attribute__((unused)) static void bt_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg,
+                                              const char *file, int line) {
+    bt_log *l = (bt_log *)user;
+    int n;
+    (void)file; (void)line;
+    if (code <= 0 && code > -32) l->count[-(int)code]++;
+    l->total++;
+    l->last = code;
+    l->level = level;
+    snprintf(l->last_msg, sizeof l->last_msg, "%s", msg);
+    n = snprintf(l->all + l->all_len, sizeof l->all - l->all_len, "%s\n", msg);
+    if (n > 0) l->all_len = l->all_len + (size_t)n < sizeof l->all ? l->all_len + (size_t)n : sizeof l->all - 1;
+}
+/* Clears l and returns a logger that records into it. */
+__attribute__((unused)) static buffet_logger bt_logger(bt_log *l) {
+    buffet_logger lg;
+    memset(l, 0, sizeof *l);
+    lg.fn = bt_log_fn;
+    lg.user = l;
+    return lg;
+}
+/* Lines heard with this code. */
+__attribute__((unused)) static unsigned bt_logged(const bt_log *l, buffet_result code) {
+    return code <= 0 && code > -32 ? l->count[-(int)code] : 0;
 }
 #endif

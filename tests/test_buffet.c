@@ -4,6 +4,7 @@
    ASan+UBSan, TSan and valgrind (see tools/run_tests.sh; BUFFET_TEST_MODE says which). */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet.h"
+#define BT_HUGE_IS_NULL   /* tests ask the heap for SIZE_MAX and expect NULL, as glibc gives */
 #include "bt.h"
 
 #include <errno.h>
@@ -17,29 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A few tests ask the heap for absurd sizes (SIZE_MAX) and expect NULL, as glibc gives.
-   ASan and TSan abort on such requests by default; this makes them return NULL instead. */
-#if defined(__SANITIZE_THREAD__)
-#  define TEST_TSAN 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define TEST_TSAN 1
-#  endif
-#endif
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if BUFFET_TRACK_ASAN
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
-#ifdef TEST_TSAN
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
-#ifdef __cplusplus
-}
-#endif
 
 /* The runner says how we are run: test, asan, tsan or valgrind. */
 static int test_mode_is(const char *mode) {

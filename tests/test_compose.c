@@ -28,22 +28,6 @@
 /* ---------------------------------------------------------------------------------------------
    Helpers */
 
-/* What a log callback heard: the count, the last code, the last message. */
-typedef struct tc_log { int n; buffet_result last; char msg[512]; } tc_log;
-static void tc_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg, const char *file, int line) {
-    tc_log *l = (tc_log *)user;
-    (void)level; (void)file; (void)line;
-    l->n++;
-    l->last = code;
-    snprintf(l->msg, sizeof l->msg, "%s", msg);
-}
-static buffet_logger tc_logger(tc_log *l) {
-    buffet_logger lg;
-    memset(l, 0, sizeof *l);
-    lg.fn = tc_log_fn;
-    lg.user = l;
-    return lg;
-}
 
 static bool tc_all(const void *p, size_t n, unsigned char v) {
     const unsigned char *b = (const unsigned char *)p;
@@ -506,7 +490,7 @@ static void test_failure_reasons(void) {
     buffet_debug *d;
     buffet_buf *b;
     buffet_chain c1, c2;
-    tc_log lg;
+    bt_log lg;
     void *p;
     buffet_frame_desc fd;
     buffet_buf_desc bd;
@@ -518,9 +502,9 @@ static void test_failure_reasons(void) {
     memset(&bd, 0, sizeof bd);
     bd.size = 64;
     bd.allocator = buffet_frame_allocator(fa);
-    bd.log = tc_logger(&lg);
+    bd.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_create(&b, &bd) == BUFFET_ERR_STATE);
-    BT_CHECK(lg.n == 1 && lg.last == BUFFET_ERR_STATE && strstr(lg.msg, "frame") != NULL);
+    BT_CHECK(lg.total == 1 && lg.last == BUFFET_ERR_STATE && strstr(lg.last_msg, "frame") != NULL);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(buffet_alloc_ex(buffet_frame_allocator(fa), 2000, 16, BUFFET_SITE, &p) == BUFFET_ERR_BUDGET);
     BT_CHECK(buffet_frame_alloc(fa, 2000, 16) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_BUDGET);
@@ -553,7 +537,7 @@ static void test_failure_reasons(void) {
     buffet_failing_init(&fail, buffet_heap(), 1, true);
     memset(&dd, 0, sizeof dd);
     dd.parent = buffet_failing_allocator(&fail);
-    dd.log = tc_logger(&lg);
+    dd.log = bt_logger(&lg);
     BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK);
     BT_CHECK(buffet_alloc_ex(buffet_debug_allocator(d), 64, 16, BUFFET_SITE, &p) == BUFFET_ERR_NOMEM);
     BT_CHECK(lg.last == BUFFET_ERR_NOMEM);
@@ -717,14 +701,14 @@ static void test_frames_in_flight(void) {
    an opt-in, is mapped. */
 static void test_map_fd_checks_seals(void) {
     buffet_buf *b, *shm;
-    tc_log lg;
+    bt_log lg;
     int fd = memfd_create("peer-frames", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     BT_CHECK(fd >= 0 && ftruncate(fd, 8192) == 0);
     buffet_buf_desc bdesc1;
     memset(&bdesc1, 0, sizeof bdesc1);
-    bdesc1.log = tc_logger(&lg);
+    bdesc1.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_map_fd(&b, fd, &bdesc1) == BUFFET_ERR_UNSAFE && b == NULL);
-    BT_CHECK(lg.last == BUFFET_ERR_UNSAFE && strstr(lg.msg, "peer-frames") != NULL);
+    BT_CHECK(lg.last == BUFFET_ERR_UNSAFE && strstr(lg.last_msg, "peer-frames") != NULL);
     buffet_buf_desc bdesc2;
     memset(&bdesc2, 0, sizeof bdesc2);
     bdesc2.flags = BUFFET_BUF_UNSEALED;

@@ -33,37 +33,6 @@
 /* ---------------------------------------------------------------------------------------------
    Helpers: a log callback that counts codes, debug allocators, the run mode, a JSON checker. */
 
-#define TF_CODES 22   /* -BUFFET_OK .. -BUFFET_ERR_UNSAFE */
-
-/* What the log callback heard: tests assert on codes, never on message text. */
-typedef struct tf_log {
-    unsigned count[TF_CODES];
-    unsigned total;
-    buffet_result last;
-    char last_msg[400];
-} tf_log;
-
-static void tf_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg,
-                      const char *file, int line) {
-    tf_log *l = (tf_log *)user;
-    int i = -(int)code;
-    (void)level; (void)file; (void)line;
-    if (i >= 0 && i < TF_CODES) l->count[i]++;
-    l->total++;
-    l->last = code;
-    snprintf(l->last_msg, sizeof l->last_msg, "%s", msg);
-}
-
-/* Clears l and returns a logger that records into it. */
-static buffet_logger tf_logger(tf_log *l) {
-    buffet_logger lg;
-    memset(l, 0, sizeof *l);
-    lg.fn = tf_log_fn;
-    lg.user = l;
-    return lg;
-}
-
-static unsigned tf_logged(const tf_log *l, buffet_result code) { return l->count[-(int)code]; }
 
 static buffet_debug *tf_debug(void) {
     buffet_debug *d = NULL;
@@ -86,26 +55,26 @@ static void tf_debug_done(buffet_debug *d) {
 }
 
 /* A frame arena over d with the given chunk size and frames in flight, logging into l. */
-static buffet_frame_arena *tf_arena(buffet_debug *d, size_t chunk_size, uint32_t in_flight, tf_log *l) {
+static buffet_frame_arena *tf_arena(buffet_debug *d, size_t chunk_size, uint32_t in_flight, bt_log *l) {
     buffet_frame_desc desc;
     buffet_frame_arena *fa = NULL;
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = chunk_size;
     desc.frames_in_flight = in_flight;
-    if (l) desc.log = tf_logger(l);
+    if (l) desc.log = bt_logger(l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     return fa;
 }
 
 /* Begins scope s over parent inside outer (may be NULL), logging into l (NULL: the outer
    scope's logger, else silent). */
-static buffet_result tf_scope_begin(buffet_scope *s, buffet_allocator parent, buffet_scope *outer, tf_log *l) {
+static buffet_result tf_scope_begin(buffet_scope *s, buffet_allocator parent, buffet_scope *outer, bt_log *l) {
     buffet_scope_desc desc;
     memset(&desc, 0, sizeof desc);
     desc.parent = parent;
     desc.outer = outer;
-    if (l) desc.log = tf_logger(l);
+    if (l) desc.log = bt_logger(l);
     return buffet_scope_begin(s, &desc);
 }
 
@@ -276,13 +245,13 @@ static void test_frame_create_and_state(void) {
     buffet_frame_desc desc;
     buffet_frame_arena *fa = NULL;
     buffet_frame_stats st;
-    tf_log l;
+    bt_log l;
     void *p;
 
     BT_CHECK(buffet_frame_create(NULL, NULL) == BUFFET_ERR_INVALID);
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     desc.frames_in_flight = BUFFET_FRAME_MAX_IN_FLIGHT + 1;
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
     desc.frames_in_flight = 2;
@@ -292,7 +261,7 @@ static void test_frame_create_and_state(void) {
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
     desc.chunk_size = SIZE_MAX;
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_INVALID) == 4);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 4);
     BT_CHECK(tf_live(d) == 0);                     /* a refused create allocates nothing */
 
     /* No desc: every default (heap, 64 KiB chunks, one frame in flight, warn after 8 frames).
@@ -312,7 +281,7 @@ static void test_frame_create_and_state(void) {
     /* A zero desc (but for the logger) is the same defaults: an unreceived transfer is reported
        when frame 1 + 8 begins. */
     memset(&desc, 0, sizeof desc);
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     if (fa) {
         buffet_frame_transfer *t;
@@ -324,7 +293,7 @@ static void test_frame_create_and_state(void) {
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
         for (f = 2; f <= 10; f++) {
             BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
-            BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == (f >= 9 ? 1u : 0u));
+            BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == (f >= 9 ? 1u : 0u));
             BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
         }
         BT_CHECK(buffet_frame_get_stats(fa).chunks == 1);   /* pinned by t: no new chunk was needed */
@@ -337,11 +306,11 @@ static void test_frame_create_and_state(void) {
 
     fa = tf_arena(d, 4096, 2, &l);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_ERR_STATE);               /* end without begin */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && buffet_frame_get_stats(fa).misuse == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && buffet_frame_get_stats(fa).misuse == 1);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_ERR_STATE);             /* begin twice */
     st = buffet_frame_get_stats(fa);
-    BT_CHECK(st.frame == 1 && st.misuse == 2 && tf_logged(&l, BUFFET_ERR_STATE) == 2);
+    BT_CHECK(st.frame == 1 && st.misuse == 2 && bt_logged(&l, BUFFET_ERR_STATE) == 2);
     p = buffet_frame_alloc(fa, 64, 8);                                  /* nothing changed */
     BT_CHECK(p != NULL);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
@@ -351,7 +320,7 @@ static void test_frame_create_and_state(void) {
     BT_CHECK(BUFFET_FRAME_NEW(fa, double) == NULL);
     BT_CHECK(buffet_frame_alloc_array(fa, 4, 4, 4) == NULL);
     st = buffet_frame_get_stats(fa);
-    BT_CHECK(st.misuse == 6 && tf_logged(&l, BUFFET_ERR_STATE) == 6);
+    BT_CHECK(st.misuse == 6 && bt_logged(&l, BUFFET_ERR_STATE) == 6);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK && buffet_frame_get_stats(fa).frame == 2);
     BT_CHECK(buffet_frame_alloc(fa, 64, 8) != NULL);
     /* Destroy in the middle of a frame is allowed and frees everything. */
@@ -363,7 +332,7 @@ static void test_frame_create_and_state(void) {
    wrapped-around small block; bad alignments are logged as BUFFET_ERR_INVALID. */
 static void test_frame_bad_input(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 4096, 1, &l);
     void *p;
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
@@ -371,7 +340,7 @@ static void test_frame_bad_input(void) {
     BT_CHECK(buffet_frame_alloc(fa, 16, 0) == NULL);
     BT_CHECK(buffet_frame_alloc(fa, 16, 3) == NULL);
     BT_CHECK(buffet_frame_alloc(fa, 16, 6) == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_INVALID) == 3);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 3);
     /* Once a chunk is open the fast path runs: the same answers there. */
     p = buffet_frame_alloc(fa, 32, 16);
     BT_CHECK(p != NULL);
@@ -380,7 +349,7 @@ static void test_frame_bad_input(void) {
     BT_CHECK(buffet_frame_alloc(fa, 16, 0) == NULL);
     BT_CHECK(buffet_frame_alloc(fa, 16, 3) == NULL);
     BT_CHECK(buffet_frame_alloc(fa, 16, 6) == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_INVALID) == 6);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 6);
     /* Sizes whose chunk size would overflow (the header and alignment are added to them). */
     BT_CHECK(buffet_frame_alloc(fa, SIZE_MAX, 16) == NULL);
     BT_CHECK(buffet_frame_alloc(fa, SIZE_MAX - 8, 1) == NULL);
@@ -678,7 +647,7 @@ out:
    opened after it are released); a checkpoint of another frame is refused. */
 static void test_frame_checkpoint(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 4096, 2, &l);
     buffet_frame_mark m, start, old;
     unsigned char *a, *b, *c, *b2;
@@ -715,7 +684,7 @@ static void test_frame_checkpoint(void) {
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_alloc(fa, 64, 16) != NULL);
     BT_CHECK(buffet_frame_rollback(fa, old) == BUFFET_ERR_STATE);   /* a mark of frame 1 in frame 2 */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 2 && buffet_frame_get_stats(fa).misuse == 2);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 2 && buffet_frame_get_stats(fa).misuse == 2);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
 out:
     buffet_frame_destroy(fa);
@@ -830,7 +799,7 @@ static void test_frame_tags(void) {
     static char names[TF_MAX_TAGS + 4][16];
     static const char physics_copy[] = "physics";   /* another pointer, the same name */
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 65536, 1, &l);
     buffet_frame_tag_stats ts;
     buffet_budget b;
@@ -870,11 +839,11 @@ static void test_frame_tags(void) {
 
     /* pop with nothing pushed */
     BT_CHECK(buffet_frame_pop_tag(fa) == BUFFET_ERR_STATE);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && buffet_frame_get_stats(fa).misuse == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && buffet_frame_get_stats(fa).misuse == 1);
     /* too deep */
     for (i = 0; i < TF_TAG_DEPTH; i++) BT_CHECK(buffet_frame_push_tag(fa, "deep") == BUFFET_OK);
     BT_CHECK(buffet_frame_push_tag(fa, "deep") == BUFFET_ERR_EXHAUSTED);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 1);
     BT_CHECK(buffet_frame_alloc(fa, 16, 16) != NULL);            /* still "deep" */
     for (i = 0; i < TF_TAG_DEPTH; i++) BT_CHECK(buffet_frame_pop_tag(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_pop_tag(fa) == BUFFET_ERR_STATE);
@@ -888,7 +857,7 @@ static void test_frame_tags(void) {
         BT_CHECK(buffet_frame_pop_tag(fa) == BUFFET_OK);
     }
     BT_CHECK(added == TF_MAX_TAGS - 4);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 2);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 2);
     memset(&b, 0, sizeof b);
     b.hard = 100;
     BT_CHECK(buffet_frame_set_tag_budget(fa, "one more", &b) == BUFFET_ERR_EXHAUSTED);
@@ -910,7 +879,7 @@ static void test_frame_tag_limits(void) {
     buffet_frame_arena *fa = NULL;
     buffet_frame_tag_stats ts;
     buffet_budget b;
-    tf_log l;
+    bt_log l;
     size_t i;
     memset(&desc, 0, sizeof desc);
     memset(&b, 0, sizeof b);
@@ -919,7 +888,7 @@ static void test_frame_tag_limits(void) {
     desc.chunk_size = 4096;
     desc.max_tags = 3;   /* "untagged" and two more */
     desc.tag_depth = 2;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     if (!fa) goto out;
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
@@ -928,12 +897,12 @@ static void test_frame_tag_limits(void) {
     BT_CHECK(buffet_frame_push_tag(fa, "a") == BUFFET_ERR_EXHAUSTED);   /* the stack is full */
     BT_CHECK(buffet_frame_push_tag(fa, "new") == BUFFET_ERR_EXHAUSTED);  /* ...and adds no tag */
     BT_CHECK(buffet_frame_get_stats(fa).tag_count == 3 && !buffet_frame_get_tag_stats(fa, "new", &ts));
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 2);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 2);
     BT_CHECK(buffet_frame_alloc(fa, 16, 16) != NULL);                  /* still "b" */
     BT_CHECK(buffet_frame_pop_tag(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_push_tag(fa, "c") == BUFFET_ERR_EXHAUSTED);   /* the table is full */
     BT_CHECK(buffet_frame_set_tag_budget(fa, "c", &b) == BUFFET_ERR_EXHAUSTED);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 3);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 3);
     BT_CHECK(buffet_frame_set_tag_budget(fa, "b", &b) == BUFFET_OK);  /* a known name */
     BT_CHECK(buffet_frame_push_tag(fa, "a") == BUFFET_OK);             /* [a, a]: known, depth 2 */
     BT_CHECK(buffet_frame_alloc(fa, 32, 16) != NULL);
@@ -949,7 +918,7 @@ static void test_frame_tag_limits(void) {
     /* max_tags 1: "untagged" alone; tag_depth 1: one name at a time */
     desc.max_tags = 1;
     desc.tag_depth = 1;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     if (!fa) goto out;
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
@@ -975,7 +944,7 @@ static void test_frame_tag_limits(void) {
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
         buffet_frame_destroy(fa);
     }
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         fa = NULL;
         desc.max_tags = bad[i];
@@ -985,7 +954,7 @@ static void test_frame_tag_limits(void) {
         desc.tag_depth = bad[i];
         BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
     }
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_INVALID) == 4 && l.total == 4);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 4 && l.total == 4);
     BT_CHECK(tf_live(d) == 0);
 out:
     tf_debug_done(d);
@@ -1067,12 +1036,12 @@ static void test_frame_budget_arena(void) {
     buffet_frame_arena *fa = NULL;
     buffet_frame_stats st;
     tf_soft soft;
-    tf_log l;
+    bt_log l;
     int f;
     memset(&soft, 0, sizeof soft);
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     desc.budget.name = "main";
     desc.budget.soft = 1000;
     desc.budget.on_soft = tf_on_soft;
@@ -1089,13 +1058,13 @@ static void test_frame_budget_arena(void) {
     BT_CHECK(soft.used > 1000 && soft.limit == 1000 && soft.name && strcmp(soft.name, "main") == 0);
     st = buffet_frame_get_stats(fa);
     BT_CHECK(st.soft_hits == 2 && st.hard_failures == 0 && st.peak_bytes == 2000);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_BUDGET) == 2);             /* a warning each time */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 2);             /* a warning each time */
     buffet_frame_destroy(fa);
 
     /* hard: 10 blocks of 100 fill 1000 bytes exactly; the 11th, and anything bigger, fails */
     memset(&desc.budget, 0, sizeof desc.budget);
     desc.budget.hard = 1000;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK);
     if (!fa) goto out;
     for (f = 1; f <= 2; f++) {
@@ -1107,7 +1076,7 @@ static void test_frame_budget_arena(void) {
         BT_CHECK(st.bytes == 1000 && st.hard_failures == (uint64_t)f * 3);
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     }
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_BUDGET) == 6);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 6);
     BT_CHECK(buffet_frame_get_budget(fa).hard_failures == 6 && buffet_frame_get_budget(fa).peak == 1000);
     /* a batch is all or nothing under the limit too: nothing written, nothing charged */
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
@@ -1129,7 +1098,7 @@ out:
 /* A tag's budget limits only what is allocated under that tag. */
 static void test_frame_budget_tag(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 65536, 1, &l);
     buffet_frame_tag_stats ts;
     buffet_budget b;
@@ -1159,7 +1128,7 @@ static void test_frame_budget_tag(void) {
     }
     BT_CHECK(soft.name && strcmp(soft.name, "gfx") == 0 && soft.limit == 300);
     BT_CHECK(buffet_frame_get_stats(fa).hard_failures == 2 && buffet_frame_get_stats(fa).soft_hits == 2);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_BUDGET) == 4);           /* 2 soft warnings, 2 refusals */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 4);           /* 2 soft warnings, 2 refusals */
     buffet_frame_destroy(fa);
     tf_debug_done(d);
 }
@@ -1225,14 +1194,14 @@ static void test_frame_get_budget(void) {
     buffet_frame_desc desc;
     buffet_frame_arena *fa = NULL;
     buffet_budget b;
-    tf_log l;
+    bt_log l;
     b = buffet_frame_get_budget(NULL);
     BT_CHECK(b.name == NULL && b.soft == 0 && b.hard == 0 && b.on_soft == NULL && b.user == NULL);
     BT_CHECK(b.used == 0 && b.reserved == 0 && b.peak == 0 && b.soft_hits == 0 && b.hard_failures == 0 && !b.soft_fired);
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = 4096;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     desc.budget.name = "frame";
     desc.budget.soft = 300;
     desc.budget.hard = 1000;
@@ -1268,7 +1237,7 @@ static void test_frame_get_budget(void) {
     BT_CHECK(buffet_frame_alloc(fa, 100, 8) != NULL);
     BT_CHECK(buffet_frame_get_budget(fa).used == 100 && buffet_frame_get_stats(fa).bytes == 100);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_BUDGET) == 2);   /* the soft warning and the refusal */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 2);   /* the soft warning and the refusal */
     buffet_frame_destroy(fa);
 
     /* no budget: no limits, the counters still count */
@@ -1319,7 +1288,7 @@ static void test_frame_budget_callback_reentry(void) {
     buffet_budget shared, b;
     buffet_frame_stats st;
     tf_reenter r;
-    tf_log l;
+    bt_log l;
     int f, i;
     memset(&r, 0, sizeof r);
     memset(&shared, 0, sizeof shared);
@@ -1328,7 +1297,7 @@ static void test_frame_budget_callback_reentry(void) {
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = 4096;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     desc.budget.name = "main";
     desc.budget.soft = 1000;
     desc.budget.hard = 3000;
@@ -1369,7 +1338,7 @@ static void test_frame_budget_callback_reentry(void) {
     }
     st = buffet_frame_get_stats(fa);
     BT_CHECK(st.hard_failures == 1 && st.soft_hits == 5 && st.peak_bytes == 3000);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_BUDGET) == 6 && l.total == 6);   /* 5 soft warnings, 1 refusal */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 6 && l.total == 6);   /* 5 soft warnings, 1 refusal */
     BT_CHECK(shared.hard_failures == 0);
     buffet_frame_destroy(fa);
     BT_CHECK(shared.used == 0 && shared.reserved == 0);
@@ -1493,10 +1462,10 @@ static void test_frame_alloc_errors(void) {
     buffet_frame_arena *fa;
     buffet_failing fail;
     void *objs[4], *p;
-    tf_log l;
+    bt_log l;
     fa = tf_arena(d, 4096, 1, &l);
     BT_CHECK(buffet_frame_alloc(fa, 64, 8) == NULL);
-    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_STATE && tf_logged(&l, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_STATE && bt_logged(&l, BUFFET_ERR_STATE) == 1);
     p = &p;
     BT_CHECK(buffet_alloc_ex(buffet_frame_allocator(fa), 64, 8, BUFFET_SITE, &p) == BUFFET_ERR_STATE && p == NULL);
     BT_CHECK(buffet_frame_alloc_batch(fa, 4, 16, 16, objs) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_STATE);
@@ -1512,7 +1481,7 @@ static void test_frame_alloc_errors(void) {
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = 4096;
     desc.budget.hard = 1000;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     fa = NULL;
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     if (!fa) goto out;
@@ -1523,7 +1492,7 @@ static void test_frame_alloc_errors(void) {
     BT_CHECK(buffet_alloc_ex(buffet_frame_allocator(fa), 8, 8, BUFFET_SITE, &p) == BUFFET_ERR_BUDGET && p == NULL);
     BT_CHECK(buffet_frame_alloc_batch(fa, 2, 8, 8, objs) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_BUDGET);
     BT_CHECK(buffet_frame_alloc(fa, 5000, 8) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_BUDGET);   /* oversized */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_BUDGET) == 4 && buffet_frame_get_budget(fa).hard_failures == 4);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 4 && buffet_frame_get_budget(fa).hard_failures == 4);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     buffet_frame_destroy(fa);
 
@@ -1531,19 +1500,19 @@ static void test_frame_alloc_errors(void) {
     buffet_failing_init(&fail, buffet_debug_allocator(d), 2, false);
     desc.parent = buffet_failing_allocator(&fail);
     memset(&desc.budget, 0, sizeof desc.budget);
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     fa = NULL;
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     if (!fa) goto out;
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_alloc(fa, 100, 8) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_NOMEM);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_NOMEM) == 1 && fail.failures == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_NOMEM) == 1 && fail.failures == 1);
     BT_CHECK(buffet_frame_alloc(fa, 100, 8) != NULL);
     buffet_failing_init(&fail, buffet_debug_allocator(d), 1, true);    /* from now on, every request */
     BT_CHECK(buffet_frame_alloc(fa, 10000, 8) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_NOMEM);
     p = &p;
     BT_CHECK(buffet_alloc_ex(buffet_frame_allocator(fa), 4000, 8, BUFFET_SITE, &p) == BUFFET_ERR_NOMEM && p == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_NOMEM) == 3);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_NOMEM) == 3);
     BT_CHECK(buffet_frame_alloc(fa, 100, 8) != NULL);                 /* the chunk in use goes on */
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     buffet_failing_init(&fail, buffet_debug_allocator(d), 0, false);   /* so that destroy frees through it */
@@ -1567,20 +1536,20 @@ static void test_frame_create_parents(void) {
     buffet_scope sc;
     unsigned char *p;
     size_t live, used;
-    tf_log l;
+    bt_log l;
     int n;
     memset(&desc, 0, sizeof desc);
     desc.chunk_size = 4096;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_begin(outer) == BUFFET_OK);
     live = tf_live(d);
     desc.parent = buffet_frame_allocator(outer);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_LIFETIME && fa == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_LIFETIME) == 1 && buffet_frame_get_stats(outer).count == 0);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_LIFETIME) == 1 && buffet_frame_get_stats(outer).count == 0);
     BT_CHECK(tf_scope_begin(&sc, buffet_debug_allocator(d), NULL, NULL) == BUFFET_OK);
     desc.parent = buffet_scope_allocator(&sc);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_LIFETIME && fa == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_LIFETIME) == 2 && sc.count == 0);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_LIFETIME) == 2 && sc.count == 0);
     BT_CHECK(buffet_scope_end(&sc) == BUFFET_OK);
     BT_CHECK(tf_live(d) == live && l.total == 2);
     BT_CHECK(buffet_frame_end(outer) == BUFFET_OK);
@@ -1599,16 +1568,16 @@ static void test_frame_create_parents(void) {
     p = (unsigned char *)buffet_frame_alloc(fa, 100, 16);
     BT_CHECK(p != NULL && p >= mem && p + 100 <= mem + sizeof mem);
     BT_CHECK(p && buffet_frame_transfer_send(fa, p, 100) == NULL);
-    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_THREAD && tf_logged(&l, BUFFET_ERR_THREAD) == 1);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_THREAD && bt_logged(&l, BUFFET_ERR_THREAD) == 1);
     BT_CHECK(buffet_frame_get_stats(fa).transfers_sent == 0);
     n = tf_alloc_until_null(fa, 3000, 100);                          /* a chunk each, until mem is full */
     BT_CHECK(n >= 2 && n < 8);
-    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED && tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED && bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 1);
     used = fx.used;
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);                  /* the same chunks serve again */
     BT_CHECK(tf_alloc_until_null(fa, 3000, 100) == n && fx.used == used);
-    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED && tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 2);
+    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED && bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 2);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     buffet_frame_destroy(fa);
 out:
@@ -1619,7 +1588,7 @@ out:
 /* Everything in an arena that asks its parent for memory: create, new chunks, an oversized
    chunk, a batch, a transfer handle, a growing array, over three frames. Returns how many
    operations reported a failure. */
-static unsigned tf_frame_scenario(buffet_allocator parent, tf_log *l) {
+static unsigned tf_frame_scenario(buffet_allocator parent, bt_log *l) {
     buffet_frame_desc desc;
     buffet_frame_arena *fa = NULL;
     unsigned failed = 0;
@@ -1628,7 +1597,7 @@ static unsigned tf_frame_scenario(buffet_allocator parent, tf_log *l) {
     desc.parent = parent;
     desc.chunk_size = 4096;
     desc.frames_in_flight = 2;
-    desc.log = tf_logger(l);
+    desc.log = bt_logger(l);
     if (buffet_frame_create(&fa, &desc) != BUFFET_OK) {
         BT_CHECK(fa == NULL);
         return 1;
@@ -1676,13 +1645,13 @@ static void test_frame_failing_parent(void) {
     bool clean = false;
     for (n = 1; n <= 500 && !clean; n++) {
         buffet_failing f;
-        tf_log l;
+        bt_log l;
         unsigned failed;
         buffet_failing_init(&f, buffet_debug_allocator(d), n, false);
         failed = tf_frame_scenario(buffet_failing_allocator(&f), &l);
         BT_CHECK(tf_live(d) == 0);
         BT_CHECK(failed == f.failures);
-        BT_CHECK(tf_logged(&l, BUFFET_ERR_NOMEM) == f.failures);
+        BT_CHECK(bt_logged(&l, BUFFET_ERR_NOMEM) == f.failures);
         if (failed != f.failures) fprintf(stderr, "  at n=%llu: %u operations failed, %llu parent failures\n",
                                           (unsigned long long)n, failed, (unsigned long long)f.failures);
         clean = f.failures == 0;
@@ -1722,7 +1691,7 @@ static void tf_receive_on_thread(tf_recv *r) {
    chunk goes back to the arena; the sender's other frames never reuse it meanwhile. */
 static void test_frame_transfer(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 4096, 2, &l);
     unsigned char *p;
     tf_recv r;
@@ -1756,7 +1725,7 @@ static void test_frame_transfer(void) {
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     }
     BT_CHECK(buffet_frame_get_stats(fa).chunks <= chunks_held);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 0);             /* no unreceived-transfer warning */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 0);             /* no unreceived-transfer warning */
     BT_CHECK(tf_live(d) == buffet_frame_get_stats(fa).chunks + 1);   /* the handle is gone too */
     buffet_frame_destroy(fa);
     tf_debug_done(d);
@@ -1770,13 +1739,13 @@ static void test_frame_transfer_unreceived(void) {
     buffet_frame_arena *fa = NULL;
     buffet_frame_transfer *t;
     unsigned char *p;
-    tf_log l;
+    bt_log l;
     int f;
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = 4096;
     desc.transfer_warn_frames = 3;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK);
     if (!fa) goto out;
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
@@ -1790,10 +1759,10 @@ static void test_frame_transfer_unreceived(void) {
     for (f = 2; f <= 10; f++) {
         BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
         /* frame f begins f-1 frames after the send: the warning comes as frame 4 begins, once */
-        BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == (f >= 4 ? 1u : 0u) && l.total == (f >= 4 ? 1u : 0u));
+        BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == (f >= 4 ? 1u : 0u) && l.total == (f >= 4 ? 1u : 0u));
         BT_CHECK(buffet_frame_alloc(fa, 200, 16) != NULL);
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
-        BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == (f >= 4 ? 1u : 0u));
+        BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == (f >= 4 ? 1u : 0u));
     }
     BT_CHECK(tf_intact(p, 200, 7));                              /* still alive */
     BT_CHECK(buffet_frame_get_stats(fa).chunks == 2);            /* the pinned one + the one in use */
@@ -1807,7 +1776,7 @@ static void test_frame_transfer_unreceived(void) {
         BT_CHECK(buffet_frame_alloc(fa, 200, 16) != NULL);
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     }
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && l.total == 1);   /* the one warning, no more */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && l.total == 1);   /* the one warning, no more */
     BT_CHECK(tf_live(d) == buffet_frame_get_stats(fa).chunks + 1);   /* the handle went with the pin */
 out_arena:
     buffet_frame_destroy(fa);
@@ -1818,7 +1787,7 @@ out:
 /* Only memory of the current frame can be sent, and only within what was allocated. */
 static void test_frame_transfer_errors(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 4096, 2, &l);
     unsigned char *old, *p, *first;
     int local = 0;
@@ -1828,7 +1797,7 @@ static void test_frame_transfer_errors(void) {
     BT_CHECK(buffet_frame_transfer_receive(NULL, &size) == NULL);
     buffet_frame_transfer_release(NULL);
     BT_CHECK(buffet_frame_transfer_send(fa, &local, 4) == NULL);        /* outside a frame */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     old = (unsigned char *)buffet_frame_alloc(fa, 100, 16);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
@@ -1843,7 +1812,7 @@ static void test_frame_transfer_errors(void) {
     BT_CHECK(buffet_frame_transfer_send(fa, p + 2000, 1) == NULL);
     BT_CHECK(buffet_frame_transfer_send(fa, first, 5000) == NULL);   /* past its chunk */
     BT_CHECK(buffet_frame_get_stats(fa).misuse == 6 && buffet_frame_get_stats(fa).transfers_sent == 0);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_FOREIGN) == 5);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_FOREIGN) == 5);
     t = buffet_frame_transfer_send(fa, first + 1000, 2000);          /* a piece of an older chunk: fine */
     BT_CHECK(t != NULL);
     if (t) {
@@ -1858,14 +1827,14 @@ static void test_frame_transfer_errors(void) {
 /* The slow path is public (the inline fast path calls it): it must hold up on its own. */
 static void test_frame_alloc_slow_direct(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 4096, 1, &l);
     unsigned char *p;
     BT_CHECK(buffet__frame_alloc_slow(NULL, 16, 16) == NULL);
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
     BT_CHECK(buffet__frame_alloc_slow(fa, 16, 16) == NULL);          /* outside a frame */
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_STATE);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(buffet__frame_alloc_slow(fa, 0, 16) == NULL);
     BT_CHECK(buffet__frame_alloc_slow(fa, 16, 3) == NULL);
@@ -1886,7 +1855,7 @@ static void test_frame_alloc_slow_direct(void) {
    nothing changes; a mark taken after the transfer still works. */
 static void test_frame_rollback_over_transfer(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_frame_arena *fa = tf_arena(d, 4096, 1, &l);
     buffet_frame_mark before, after;
     buffet_frame_transfer *t;
@@ -1904,7 +1873,7 @@ static void test_frame_rollback_over_transfer(void) {
     q = (unsigned char *)buffet_frame_alloc(fa, 64, 16);
     count = buffet_frame_get_stats(fa).count;
     BT_CHECK(buffet_frame_rollback(fa, before) == BUFFET_ERR_STATE);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && buffet_frame_get_stats(fa).misuse == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && buffet_frame_get_stats(fa).misuse == 1);
     BT_CHECK(buffet_frame_get_stats(fa).count == count);          /* unchanged */
     BT_CHECK(tf_intact(p, 64, 3));
     BT_CHECK(buffet_frame_rollback(fa, after) == BUFFET_OK);      /* q goes, p stays */
@@ -2142,7 +2111,7 @@ static void test_scope_nesting(void) {
     buffet_scope outer, inner, innermost, other;
     tf_rec rec;
     tf_defer df[3];
-    tf_log l;
+    bt_log l;
     static const int expect[] = {3, 2, 1};
     int i;
     memset(&rec, 0, sizeof rec);
@@ -2155,7 +2124,7 @@ static void test_scope_nesting(void) {
     BT_CHECK(tf_scope_begin(&inner, a, &outer, NULL) == BUFFET_OK);
     BT_CHECK(outer.inner == &inner && inner.outer == &outer);
     BT_CHECK(tf_scope_begin(&other, a, &outer, NULL) == BUFFET_ERR_STATE);    /* outer has an inner */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1);
     BT_CHECK(buffet_scope_alloc(&inner, 200, 16) != NULL);
     BT_CHECK(buffet_scope_defer(&inner, tf_deferred, &df[1]) == BUFFET_OK);
     BT_CHECK(tf_scope_begin(&innermost, a, &inner, NULL) == BUFFET_OK);
@@ -2182,7 +2151,7 @@ static void test_scope_nesting(void) {
 static void test_scope_errors(void) {
     buffet_debug *d = tf_debug();
     buffet_scope s;
-    tf_log l;
+    bt_log l;
     int runs = 0;
     tf_defer df;
     df.rec = NULL;
@@ -2201,9 +2170,9 @@ static void test_scope_errors(void) {
     BT_CHECK(s.count == 0 && tf_live(d) == 0);
     BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
     BT_CHECK(buffet_scope_alloc(&s, 16, 16) == NULL);             /* after the end */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1);
     BT_CHECK(buffet_scope_defer(&s, tf_deferred, &df) == BUFFET_ERR_STATE);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 2);               /* said why */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 2);               /* said why */
     BT_CHECK(buffet_scope_end(&s) == BUFFET_ERR_STATE);
     BT_CHECK(runs == 0 && tf_live(d) == 0);
     tf_debug_done(d);
@@ -2257,16 +2226,16 @@ static void test_scope_parents(void) {
     buffet_debug *d = tf_debug();
     buffet_frame_arena *fa = tf_arena(d, 4096, 1, NULL);
     buffet_scope outer, s;
-    tf_log l;
+    bt_log l;
     BT_CHECK(buffet_scope_begin(&s, NULL) == BUFFET_ERR_INVALID);
     memset(&s, 0, sizeof s);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(tf_scope_begin(&s, buffet_frame_allocator(fa), NULL, &l) == BUFFET_ERR_LIFETIME);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_LIFETIME) == 1 && !s.active);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_LIFETIME) == 1 && !s.active);
     BT_CHECK(buffet_scope_alloc(&s, 16, 16) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_STATE);
     BT_CHECK(tf_scope_begin(&outer, buffet_debug_allocator(d), NULL, NULL) == BUFFET_OK);
     BT_CHECK(tf_scope_begin(&s, buffet_scope_allocator(&outer), NULL, &l) == BUFFET_ERR_LIFETIME);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_LIFETIME) == 1 && !s.active && outer.count == 0);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_LIFETIME) == 1 && !s.active && outer.count == 0);
     /* the same scope nested with `outer` is fine, and a zero or heap parent as before */
     BT_CHECK(tf_scope_begin(&s, buffet_debug_allocator(d), &outer, NULL) == BUFFET_OK);
     BT_CHECK(buffet_scope_alloc(&s, 16, 16) != NULL);
@@ -2362,7 +2331,7 @@ static bool tf_run_in_child(void (*fn)(void), const char *what) {
     return false;
 }
 
-static buffet_pool *tf_pool(buffet_debug *d, size_t obj_size, size_t slab_objs, size_t max, int checks, tf_log *l) {
+static buffet_pool *tf_pool(buffet_debug *d, size_t obj_size, size_t slab_objs, size_t max, int checks, bt_log *l) {
     buffet_pool_desc desc;
     buffet_pool *p = NULL;
     memset(&desc, 0, sizeof desc);
@@ -2371,7 +2340,7 @@ static buffet_pool *tf_pool(buffet_debug *d, size_t obj_size, size_t slab_objs, 
     desc.max = max;
     desc.checks = checks;
     desc.parent = buffet_debug_allocator(d);
-    if (l) desc.log = tf_logger(l);
+    if (l) desc.log = bt_logger(l);
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_OK && p != NULL);
     return p;
 }
@@ -2388,10 +2357,10 @@ static void test_pool_create(void) {
     buffet_pool_desc desc;
     buffet_pool *p = NULL;
     buffet_pool_stats st;
-    tf_log l;
+    bt_log l;
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_pool_create(NULL, &desc) == BUFFET_ERR_INVALID);
     BT_CHECK(buffet_pool_create(&p, NULL) == BUFFET_ERR_INVALID && p == NULL);
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_ERR_INVALID && p == NULL);   /* obj_size 0 */
@@ -2406,7 +2375,7 @@ static void test_pool_create(void) {
     desc.initial = 10;
     desc.max = 5;
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_ERR_INVALID && p == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_INVALID) == 4);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 4);
     desc.initial = desc.max = 0;
     desc.obj_size = SIZE_MAX;
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_ERR_OVERFLOW && p == NULL);
@@ -2423,7 +2392,7 @@ static void test_pool_create(void) {
     desc.initial = ((size_t)1 << 32) + 1;
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_ERR_INVALID && p == NULL);
     desc.initial = 0;
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_INVALID) == 6);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 6);
     BT_CHECK(tf_live(d) == 0);
     buffet_pool_destroy(NULL);
 
@@ -2467,26 +2436,26 @@ static void test_pool_create_parents(void) {
     buffet_fixed_desc fd;
     buffet_scope sc;
     size_t live;
-    tf_log l;
+    bt_log l;
     memset(&fd, 0, sizeof fd);
     fd.mem = mem;
     fd.cap = sizeof mem;
     BT_CHECK(buffet_fixed_init(&fx, &fd) == BUFFET_OK);
     memset(&desc, 0, sizeof desc);
     desc.obj_size = 64;
-    desc.log = tf_logger(&l);
+    desc.log = bt_logger(&l);
     desc.parent = buffet_fixed_allocator(&fx);
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_ERR_THREAD && p == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_THREAD) == 1 && fx.used == 0);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_THREAD) == 1 && fx.used == 0);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     live = tf_live(d);
     desc.parent = buffet_frame_allocator(fa);
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_ERR_LIFETIME && p == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_LIFETIME) == 1 && buffet_frame_get_stats(fa).bytes == 0);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_LIFETIME) == 1 && buffet_frame_get_stats(fa).bytes == 0);
     BT_CHECK(tf_scope_begin(&sc, buffet_debug_allocator(d), NULL, NULL) == BUFFET_OK);
     desc.parent = buffet_scope_allocator(&sc);
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_ERR_LIFETIME && p == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_LIFETIME) == 2 && sc.count == 0);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_LIFETIME) == 2 && sc.count == 0);
     BT_CHECK(buffet_scope_end(&sc) == BUFFET_OK);
     BT_CHECK(tf_live(d) == live && l.total == 3);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
@@ -2574,7 +2543,7 @@ static void test_pool_get_put(void) {
    put back are handed out again without growth. */
 static void test_pool_growth(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_pool *p = tf_pool(d, 32, 8, 20, 0, &l);
     buffet_pool_cache *c = NULL;
     void *objs[32], *o;
@@ -2587,7 +2556,7 @@ static void test_pool_growth(void) {
     BT_CHECK(n == 20);
     st = buffet_pool_get_stats(p);
     BT_CHECK(st.created == 20 && st.slabs == 3 && st.max == 20 && st.failures == 1);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 1);
     BT_CHECK(buffet_pool_get_shared(p) == NULL);
     BT_CHECK(buffet_pool_get_bulk(c, &o, 1) == 0);
     BT_CHECK(buffet_pool_get_stats(p).failures == 3);
@@ -2830,7 +2799,7 @@ out:
    is not corrupted by them. */
 static void test_pool_double_put_and_foreign(void) {
     buffet_debug *d = tf_debug();
-    tf_log la, lb;
+    bt_log la, lb;
     buffet_pool *pa = tf_pool(d, 64, 8, 0, 0, &la);
     buffet_pool *pb = tf_pool(d, 64, 8, 0, 0, &lb);
     buffet_pool_cache *ca = NULL, *cb = NULL;
@@ -2852,7 +2821,7 @@ static void test_pool_double_put_and_foreign(void) {
     BT_CHECK(buffet_pool_put(ca, NULL) == BUFFET_ERR_INVALID);
     st = buffet_pool_get_stats(pa);
     BT_CHECK(st.double_puts == 1 && st.foreign_puts == 3);
-    BT_CHECK(tf_logged(&la, BUFFET_ERR_DOUBLE_FREE) == 1 && tf_logged(&la, BUFFET_ERR_FOREIGN) == 3);
+    BT_CHECK(bt_logged(&la, BUFFET_ERR_DOUBLE_FREE) == 1 && bt_logged(&la, BUFFET_ERR_FOREIGN) == 3);
     BT_CHECK(buffet_pool_get_stats(pb).foreign_puts == 0 && lb.total == 0);
     BT_CHECK(buffet_pool_put(cb, ob) == BUFFET_OK);               /* where it belongs */
     BT_CHECK(buffet_pool_put(ca, o2) == BUFFET_OK);
@@ -2960,7 +2929,7 @@ static void test_pool_alignment(void) {
    pool goes when they come back. */
 static void test_pool_stats_json(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_pool *p = tf_pool(d, 100, 10, 25, 0, &l);
     buffet_pool_cache *c = NULL;
     buffet_pool_stats st;
@@ -2987,7 +2956,7 @@ static void test_pool_stats_json(void) {
     n = buffet_pool_stats_json(NULL, json, sizeof json);
     BT_CHECK(n == strlen(json) && tf_json_ok(json) && strstr(json, "\"caches\":0,"));
     buffet_pool_destroy(p);                                       /* 3 objects still out, a cache attached */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && tf_logged(&l, BUFFET_ERR_LEAK) == 0 && l.total == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && bt_logged(&l, BUFFET_ERR_LEAK) == 0 && l.total == 1);
     BT_CHECK(tf_live(d) > 0);                                     /* nothing freed under them */
     memset(objs[0], 0x55, 100);
     BT_CHECK(buffet_pool_put_bulk(c, objs, 3) == BUFFET_OK);
@@ -3006,7 +2975,7 @@ out:
    allocator, ASan or valgrind). */
 static void test_pool_destroy_deferred(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_pool *p = tf_pool(d, 64, 8, 0, 0, &l);
     buffet_pool_cache *c = NULL;
     buffet_pool_stats st;
@@ -3025,22 +2994,22 @@ static void test_pool_destroy_deferred(void) {
     tf_fill(o1, 64, 1);
     live = tf_live(d);
     buffet_pool_destroy(p);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && l.total == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && l.total == 1);
     BT_CHECK(tf_live(d) == live);                                  /* nothing freed */
     tf_fill(o2, 64, 2);                                            /* the objects are still theirs */
     BT_CHECK(tf_intact(o1, 64, 1) && tf_intact(o2, 64, 2));
     BT_CHECK(buffet_pool_get_shared(p) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_STATE);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 2);                /* the refused get says why */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 2);                /* the refused get says why */
     c = (buffet_pool_cache *)&c;
     BT_CHECK(buffet_pool_cache_create(&c, p, 8) == BUFFET_ERR_STATE && c == NULL);
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 3 && tf_live(d) == live);   /* its block went back */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 3 && tf_live(d) == live);   /* its block went back */
     st = buffet_pool_get_stats(p);
     BT_CHECK(st.in_use == 2 && st.caches == 0 && st.gets == 2 && st.puts == 0);
     BT_CHECK(buffet_pool_put_shared(p, o1) == BUFFET_OK);
     BT_CHECK(tf_live(d) == live && buffet_pool_get_stats(p).in_use == 1);
     BT_CHECK(buffet_pool_put_shared(p, o1) == BUFFET_ERR_DOUBLE_FREE);     /* checks still on */
     BT_CHECK(buffet_pool_put_shared(p, o2) == BUFFET_OK);                  /* the last: released */
-    BT_CHECK(tf_live(d) == 0 && tf_logged(&l, BUFFET_ERR_STATE) == 3);
+    BT_CHECK(tf_live(d) == 0 && bt_logged(&l, BUFFET_ERR_STATE) == 3);
 out:
     tf_debug_done(d);
 }
@@ -3050,7 +3019,7 @@ out:
    releases the pool. */
 static void test_pool_destroy_with_cache(void) {
     buffet_debug *d = tf_debug();
-    tf_log l;
+    bt_log l;
     buffet_pool *p = tf_pool(d, 64, 8, 0, 0, &l);
     buffet_pool_cache *c1 = NULL, *c2 = NULL;
     void *o, *o2;
@@ -3069,7 +3038,7 @@ static void test_pool_destroy_with_cache(void) {
     if (o) tf_fill(o, 64, 3);
     live = tf_live(d);
     buffet_pool_destroy(p);                                        /* all objects back, two caches out */
-    BT_CHECK(tf_logged(&l, BUFFET_ERR_STATE) == 1 && tf_live(d) == live);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && tf_live(d) == live);
     BT_CHECK(buffet_pool_get_stats(p).caches == 2);
     o2 = buffet_pool_get(c1);                                      /* from c1's objects */
     BT_CHECK(o2 != NULL && o2 != o);
@@ -3148,17 +3117,17 @@ static void test_pool_failing_parent(void) {
         static void *objs[40];
         unsigned failed = 0, got = 0, i;
         buffet_result r;
-        tf_log l;
+        bt_log l;
         buffet_failing_init(&f, buffet_debug_allocator(d), n, false);
         memset(&desc, 0, sizeof desc);
         desc.obj_size = 64;
         desc.slab_objs = 8;
         desc.initial = 8;
         desc.parent = buffet_failing_allocator(&f);
-        desc.log = tf_logger(&l);
+        desc.log = bt_logger(&l);
         r = buffet_pool_create(&p, &desc);
         if (r != BUFFET_OK) {
-            BT_CHECK(r == BUFFET_ERR_NOMEM && p == NULL && tf_logged(&l, BUFFET_ERR_NOMEM) <= 1);
+            BT_CHECK(r == BUFFET_ERR_NOMEM && p == NULL && bt_logged(&l, BUFFET_ERR_NOMEM) <= 1);
             failed++;
         } else if ((r = buffet_pool_cache_create(&c, p, 2)) != BUFFET_OK) {   /* the cache is allocated too */
             BT_CHECK(r == BUFFET_ERR_NOMEM && c == NULL && buffet_pool_get_stats(p).caches == 0);
@@ -3176,7 +3145,7 @@ static void test_pool_failing_parent(void) {
                 }
             }
             BT_CHECK(buffet_pool_get_stats(p).failures == failed);
-            BT_CHECK(tf_logged(&l, BUFFET_ERR_NOMEM) == failed && tf_logged(&l, BUFFET_ERR_EXHAUSTED) == 0);
+            BT_CHECK(bt_logged(&l, BUFFET_ERR_NOMEM) == failed && bt_logged(&l, BUFFET_ERR_EXHAUSTED) == 0);
             for (i = 0; i < got; i++) BT_CHECK(buffet_pool_put(c, objs[i]) == BUFFET_OK);
             buffet_pool_cache_flush(c);
             tf_pool_conserved(p);
@@ -3389,13 +3358,13 @@ static void *tf_mt_thread_a(void *arg) {
     buffet_frame_arena *fa = NULL;
     buffet_pool_cache *c = NULL;
     unsigned f, i;
-    tf_log l;
+    bt_log l;
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(mt->d);
     desc.chunk_size = 4096;
     desc.frames_in_flight = 2;
     desc.transfer_warn_frames = 4;
-    desc.log = tf_logger(&l);   /* only this thread's arena logs into l */
+    desc.log = bt_logger(&l);   /* only this thread's arena logs into l */
     if (buffet_frame_create(&fa, &desc) != BUFFET_OK || buffet_pool_cache_create(&c, mt->pool, 16) != BUFFET_OK) mt->a_bad++;
     for (f = 1; f <= TF_MT_FRAMES; f++) {
         unsigned char *p;
@@ -3435,7 +3404,7 @@ static void *tf_mt_thread_a(void *arg) {
         mt->a_bad += tf_mt_frame_work(fa, f);
         buffet_frame_end(fa);
     }
-    mt->a_warnings = tf_logged(&l, BUFFET_ERR_STATE);   /* unreceived-transfer warnings */
+    mt->a_warnings = bt_logged(&l, BUFFET_ERR_STATE);   /* unreceived-transfer warnings */
     buffet_pool_cache_destroy(c);
     buffet_frame_destroy(fa);
     return NULL;

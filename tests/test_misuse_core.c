@@ -11,6 +11,7 @@
 #define BUFFET_IMPLEMENTATION
 #endif
 #include "../buffet.h"
+#define BT_HUGE_IS_NULL   /* absurd heap requests come back NULL under the sanitizers */
 #include "bt.h"
 
 #include <fcntl.h>
@@ -27,28 +28,6 @@
 /* What every report of a misuse names in a debug build: the caller's file. */
 #define MC_TAG "test_misuse_core"
 
-/* Absurd heap requests must come back NULL, not stop the sanitizer. */
-#if defined(__SANITIZE_THREAD__)
-#  define MC_TSAN 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define MC_TSAN 1
-#  endif
-#endif
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if BUFFET_TRACK_ASAN
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
-#ifdef MC_TSAN
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
-#ifdef __cplusplus
-}
-#endif
 
 static bool mc_mode(const char *m) {
     const char *v = getenv("BUFFET_TEST_MODE");
@@ -65,28 +44,6 @@ static bool mc_tool_watches_freed(void) {
 /* ---------------------------------------------------------------------------------------------
    A logger that keeps everything it hears */
 
-typedef struct mc_log {
-    int n, by_code[32];
-    char all[16384];
-    size_t len;
-} mc_log;
-
-static void mc_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg, const char *file, int line) {
-    mc_log *l = (mc_log *)user;
-    int k;
-    (void)level; (void)file; (void)line;
-    l->n++;
-    if (code <= 0 && code > -32) l->by_code[-(int)code]++;
-    k = snprintf(l->all + l->len, sizeof l->all - l->len, "%s\n", msg);
-    if (k > 0) l->len = l->len + (size_t)k < sizeof l->all ? l->len + (size_t)k : sizeof l->all - 1;
-}
-static buffet_logger mc_logger(mc_log *l) {
-    buffet_logger lg;
-    memset(l, 0, sizeof *l);
-    lg.fn = mc_log_fn;
-    lg.user = l;
-    return lg;
-}
 static buffet_logger mc_silent(void) {
     buffet_logger lg;
     lg.fn = buffet_log_silent;
@@ -101,20 +58,20 @@ static int mc_count(const char *s, const char *what) {
 
 /* The misuse was reported with `code`; in a debug build the report names the caller's file. */
 #define MC_REPORTED(l, code) do { \
-    BT_CHECK((l)->by_code[-(int)(code)] > 0); \
+    BT_CHECK((l)->count[-(int)(code)] > 0); \
     if (BUFFET_DEBUG >= 1 && !strstr((l)->all, MC_TAG)) { \
         BT_CHECK(!"the report names the caller's file"); \
-        fprintf(stderr, "  %s:%d: heard: %s", MC_NAME, __LINE__, (l)->n ? (l)->all : "(nothing)\n"); \
+        fprintf(stderr, "  %s:%d: heard: %s", MC_NAME, __LINE__, (l)->total ? (l)->all : "(nothing)\n"); \
     } } while (0)
 
 /* For functions whose signature carries no call site (registry add and remove): logged. */
-#define MC_LOGGED(l, code) BT_CHECK((l)->by_code[-(int)(code)] > 0)
+#define MC_LOGGED(l, code) BT_CHECK((l)->count[-(int)(code)] > 0)
 
-static buffet_debug *mc_debug(mc_log *l) {
+static buffet_debug *mc_debug(bt_log *l) {
     buffet_debug_desc dd;
     buffet_debug *d = NULL;
     memset(&dd, 0, sizeof dd);
-    dd.log = l ? mc_logger(l) : mc_silent();
+    dd.log = l ? bt_logger(l) : mc_silent();
     BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK && d);
     return d;
 }
@@ -154,7 +111,7 @@ static buffet_allocator mc_scope(void) { return buffet_allocator_of(&mc_scope_se
 
 /* Bad sizes and alignments on every allocator kind: refused, with the reason, nothing leaked. */
 static void test_alloc_bad_arguments(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d = mc_debug(&lg);
     buffet_failing f;
     buffet_fixed fx;
@@ -230,7 +187,7 @@ static void test_alloc_bad_arguments(void) {
    The debug allocator: each misuse refused, counted once, logged once, naming the caller */
 
 static void test_debug_double_free(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d = mc_debug(&lg);
     buffet_allocator a = buffet_debug_allocator(d);
     void *p, *q;
@@ -239,7 +196,7 @@ static void test_debug_double_free(void) {
     q = buffet_alloc(a, 40, 8, BUFFET_SITE);
     buffet_free(a, p, 40, 8, BUFFET_SITE);
     buffet_free_ex(a, p, 40, 8, BUFFET_SITE);                 /* twice */
-    BT_CHECK(mc_stats(d).double_frees == 1 && lg.by_code[-BUFFET_ERR_DOUBLE_FREE] == 1);
+    BT_CHECK(mc_stats(d).double_frees == 1 && lg.count[-BUFFET_ERR_DOUBLE_FREE] == 1);
     BT_CHECK(buffet_debug_last_error(d) == BUFFET_ERR_DOUBLE_FREE && buffet_debug_last_error(d) == BUFFET_OK);
     /* the report names both frees and the allocation: all this file's lines */
     BT_CHECK(mc_count(lg.all, MC_TAG) >= 3);
@@ -256,7 +213,7 @@ static void test_debug_double_free(void) {
 }
 
 static void test_debug_foreign(void) {
-    mc_log lg, lg2;
+    bt_log lg, lg2;
     buffet_debug *d = mc_debug(&lg), *other = mc_debug(&lg2);
     buffet_allocator a = buffet_debug_allocator(d);
     unsigned char stack[64];
@@ -270,7 +227,7 @@ static void test_debug_foreign(void) {
     buffet_free_ex(a, theirs, 64, 16, BUFFET_SITE);              /* another debug allocator's */
     buffet_free_ex(a, heap, 64, 16, BUFFET_SITE);                /* the heap's */
     BT_CHECK(!buffet_resize(a, stack, 64, 128, 16));
-    BT_CHECK(mc_stats(d).foreign_frees == 5 && lg.by_code[-BUFFET_ERR_FOREIGN] == 5);
+    BT_CHECK(mc_stats(d).foreign_frees == 5 && lg.count[-BUFFET_ERR_FOREIGN] == 5);
     MC_REPORTED(&lg, BUFFET_ERR_FOREIGN);
     /* nothing was freed: every block is still whole and still counted */
     BT_CHECK(mc_stats(d).live_count == 1 && mc_stats(other).live_count == 1 && mc_errors(other) == 0);
@@ -286,7 +243,7 @@ static void test_debug_foreign(void) {
 }
 
 static void test_debug_wrong_size(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d = mc_debug(&lg);
     buffet_allocator a = buffet_debug_allocator(d);
     void *p, *q, *r;
@@ -297,7 +254,7 @@ static void test_debug_wrong_size(void) {
     buffet_free(a, p, 99, 16, BUFFET_SITE);       /* the wrong size */
     buffet_free(a, q, 100, 16, BUFFET_SITE);      /* the wrong alignment */
     BT_CHECK(!buffet_resize(a, r, 50, 200, 16));  /* a resize from the wrong size: refused */
-    BT_CHECK(mc_stats(d).mismatched_frees == 3 && lg.by_code[-BUFFET_ERR_MISMATCH] == 3);
+    BT_CHECK(mc_stats(d).mismatched_frees == 3 && lg.count[-BUFFET_ERR_MISMATCH] == 3);
     MC_REPORTED(&lg, BUFFET_ERR_MISMATCH);
     /* the record knew the truth: both blocks were released whole, r is untouched */
     BT_CHECK(mc_stats(d).live_count == 1 && mc_stats(d).live_bytes == 100 && mc_stats(d).corruptions == 0);
@@ -308,7 +265,7 @@ static void test_debug_wrong_size(void) {
 
 /* An overrun is one error: counted and logged once, however many times it is looked at. */
 static void test_debug_overrun_once(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d = mc_debug(&lg);
     buffet_allocator a = buffet_debug_allocator(d);
     unsigned char *p, *q;
@@ -328,16 +285,16 @@ static void test_debug_overrun_once(void) {
     buffet_free(a, p, 24, 8, BUFFET_SITE);
     buffet_free(a, q, 24, 8, BUFFET_SITE);
     BT_CHECK(mc_stats(d).corruptions == 2);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_CORRUPT] == 2);
+    BT_CHECK(lg.count[-BUFFET_ERR_CORRUPT] == 2);
     BT_CHECK(mc_stats(d).live_count == 0);
     buffet_debug_destroy(d);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_CORRUPT] == 2);
+    BT_CHECK(lg.count[-BUFFET_ERR_CORRUPT] == 2);
 }
 
 /* One write after free: found once, by the check, and not again when the block leaves the
    quarantine or at destroy. */
 static void test_debug_write_after_free_once(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d;
     buffet_allocator a;
     unsigned char *p;
@@ -355,13 +312,13 @@ static void test_debug_write_after_free_once(void) {
     for (i = 0; i < 100; i++) buffet_free(a, buffet_alloc(a, 32, 16, BUFFET_SITE), 32, 16, BUFFET_SITE);   /* evicts it */
     BT_CHECK(mc_stats(d).corruptions == 1);
     buffet_debug_destroy(d);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_CORRUPT] == 1 && mc_count(lg.all, "write after free") == 1);
+    BT_CHECK(lg.count[-BUFFET_ERR_CORRUPT] == 1 && mc_count(lg.all, "write after free") == 1);
 }
 
 /* Six writes after free found in one call: six counted, and none lost unseen: the log queue
    tells 4 and then one line for the rest. */
 static void test_debug_every_damage_logged(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d;
     buffet_allocator a;
     unsigned char *p[6];
@@ -375,7 +332,7 @@ static void test_debug_every_damage_logged(void) {
     for (i = 0; i < 6; i++) p[i][3] = 0;
     BT_CHECK(buffet_debug_check(d) == BUFFET_ERR_CORRUPT);
     BT_CHECK(mc_stats(d).corruptions == 6);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_CORRUPT] == 5 && strstr(lg.all, "and 2 more") != NULL);
+    BT_CHECK(lg.count[-BUFFET_ERR_CORRUPT] == 5 && strstr(lg.all, "and 2 more") != NULL);
     buffet_debug_destroy(d);
 }
 
@@ -413,7 +370,7 @@ static void test_debug_null_desc_prints(void) {
 /* Leaks are reported once each: to out when it is given (and only there), else to the logger;
    one line per site, however many blocks it leaked. */
 static void test_debug_leaks_once(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d = mc_debug(&lg);
     buffet_allocator a = buffet_debug_allocator(d);
     void *p[4];
@@ -433,14 +390,14 @@ static void test_debug_leaks_once(void) {
     n = fread(text, 1, sizeof text - 1, out);
     text[n] = '\0';
     fclose(out);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_LEAK] == 0);        /* out was given: the logger hears nothing */
+    BT_CHECK(lg.count[-BUFFET_ERR_LEAK] == 0);        /* out was given: the logger hears nothing */
     BT_CHECK(mc_count(text, "leak:") == 2);               /* one line per site */
     BT_CHECK(mc_count(text, MC_TAG) == 2);
     BT_CHECK(buffet_debug_report_leaks(d, NULL) == 4);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_LEAK] == 2 && mc_count(lg.all, MC_TAG) == 2);
+    BT_CHECK(lg.count[-BUFFET_ERR_LEAK] == 2 && mc_count(lg.all, MC_TAG) == 2);
     for (i = 0; i < 3; i++) buffet_free(a, p[i], 10, 8, BUFFET_SITE);
     buffet_free(a, p[3], 20, 8, BUFFET_SITE);
-    BT_CHECK(buffet_debug_report_leaks(d, NULL) == 0 && lg.by_code[-BUFFET_ERR_LEAK] == 2);
+    BT_CHECK(buffet_debug_report_leaks(d, NULL) == 0 && lg.count[-BUFFET_ERR_LEAK] == 2);
     buffet_debug_destroy(d);
 }
 
@@ -474,12 +431,12 @@ static void test_debug_reentrant_logger(void) {
 }
 
 static void test_debug_create_misuse(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug_desc dd;
     buffet_debug *d = (buffet_debug *)&dd;
     BT_CHECK(buffet_debug_create(NULL, NULL) == BUFFET_ERR_INVALID);
     memset(&dd, 0, sizeof dd);
-    dd.log = mc_logger(&lg);
+    dd.log = bt_logger(&lg);
     dd.guard_size = 7;
     BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_ERR_INVALID && d == NULL);
     dd.guard_size = 8192;
@@ -512,12 +469,12 @@ static void test_debug_failing_parent(void) {
     buffet_failing f;
     buffet_debug_desc dd;
     buffet_debug *d = NULL;
-    mc_log lg;
+    bt_log lg;
     void *p;
     buffet_failing_init(&f, buffet_heap(), 2, true);
     memset(&dd, 0, sizeof dd);
     dd.parent = buffet_failing_allocator(&f);
-    dd.log = mc_logger(&lg);
+    dd.log = bt_logger(&lg);
     BT_CHECK(buffet_debug_create(&d, &dd) == BUFFET_OK);
     if (!d) return;
     p = buffet_alloc(buffet_debug_allocator(d), 8, 8, BUFFET_SITE);
@@ -543,7 +500,7 @@ static void test_fixed_misuse(void) {
     buffet_fixed fx;
     buffet_fixed_desc fd;
     buffet_allocator a;
-    mc_log lg;
+    bt_log lg;
     unsigned char local[16], *p, *q, *r;
     const char *why;
     BT_CHECK(buffet_fixed_init(NULL, NULL) == BUFFET_ERR_INVALID);
@@ -554,7 +511,7 @@ static void test_fixed_misuse(void) {
     BT_CHECK(buffet_alloc(buffet_fixed_allocator(&fx), 8, 8, BUFFET_SITE) == NULL);   /* refuses after the failed init */
     fd.mem = mem;
     fd.cap = sizeof mem;
-    fd.log = mc_logger(&lg);
+    fd.log = bt_logger(&lg);
     BT_CHECK(buffet_fixed_init(&fx, &fd) == BUFFET_OK);
     a = buffet_fixed_allocator(&fx);
     /* exhaustion: refused with its reason, and what was given stays whole */
@@ -567,7 +524,7 @@ static void test_fixed_misuse(void) {
     BT_CHECK(!buffet_resize(a, p, 200, 257, 8) && !buffet_resize(a, p, 200, SIZE_MAX, 8));
     /* a foreign pointer: refused and logged, naming the caller */
     buffet_free_ex(a, local, sizeof local, 8, BUFFET_SITE);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_FOREIGN] == 1);
+    BT_CHECK(lg.count[-BUFFET_ERR_FOREIGN] == 1);
     MC_REPORTED(&lg, BUFFET_ERR_FOREIGN);
     /* inside the buffer but not a block, or the wrong size: ignored */
     mc_free(a, p + 8, 16, 8, BUFFET_SITE);
@@ -592,7 +549,7 @@ static void test_fixed_misuse(void) {
     mc_free(a, r, 16, 8, BUFFET_SITE);        /* stale: beyond the newest block */
     BT_CHECK(mc_alloc(a, 8, 8, BUFFET_SITE) == mem + 64);
     BT_CHECK(q[0] == 0x33 && q[63] == 0x33);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_FOREIGN] == 1);
+    BT_CHECK(lg.count[-BUFFET_ERR_FOREIGN] == 1);
     /* use after deinit: refuses everything; a free is foreign */
     buffet_fixed_deinit(&fx);
     BT_CHECK(mc_alloc(a, 8, 8, BUFFET_SITE) == NULL);
@@ -604,7 +561,7 @@ static void test_fixed_misuse(void) {
    The adapter */
 
 static void test_adapter_misuse(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *d = mc_debug(&lg);
     buffet_adapter ad;
     unsigned char *p, *q;
@@ -646,18 +603,18 @@ static void test_adapter_misuse(void) {
     /* a double free, and a pointer that is no block: the adapter checks its header, refuses
        and logs both, and passes nothing made up to its parent */
     {
-        mc_log al;
+        bt_log al;
         unsigned char local[64];
-        ad.log = mc_logger(&al);
+        ad.log = bt_logger(&al);
         memset(local, 0x5a, sizeof local);
         buffet_adapter_free(&ad, local + 32);
-        BT_CHECK(al.by_code[-BUFFET_ERR_FOREIGN] == 1);
-        BT_CHECK(buffet_adapter_realloc(&ad, local + 32, 100) == NULL && al.by_code[-BUFFET_ERR_FOREIGN] == 2);
+        BT_CHECK(al.count[-BUFFET_ERR_FOREIGN] == 1);
+        BT_CHECK(buffet_adapter_realloc(&ad, local + 32, 100) == NULL && al.count[-BUFFET_ERR_FOREIGN] == 2);
         if (!mc_tool_watches_freed()) {
             p = (unsigned char *)buffet_adapter_malloc(&ad, 10);
             buffet_adapter_free(&ad, p);
             buffet_adapter_free(&ad, p);
-            BT_CHECK(al.by_code[-BUFFET_ERR_FOREIGN] == 3 && strstr(al.all, "not a live block") != NULL);
+            BT_CHECK(al.count[-BUFFET_ERR_FOREIGN] == 3 && strstr(al.all, "not a live block") != NULL);
         }
         BT_CHECK(mc_stats(d).live_count == 0 && mc_errors(d) == 0);
     }
@@ -677,7 +634,7 @@ static void mc_release(void *user, void *data, size_t size) {
 }
 
 static void test_buf_create_misuse(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_buf_desc d;
     buffet_buf *b = (buffet_buf *)&d;
     buffet_fixed fx;
@@ -688,22 +645,22 @@ static void test_buf_create_misuse(void) {
     BT_CHECK(buffet_buf_create(NULL, NULL) == BUFFET_ERR_INVALID);
     BT_CHECK(buffet_buf_create(&b, NULL) == BUFFET_ERR_INVALID && b == NULL);
     memset(&d, 0, sizeof d);
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_INVALID && b == NULL);   /* size 0 */
     MC_REPORTED(&lg, BUFFET_ERR_INVALID);
     d.size = 64;
     d.kind = 42;
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_INVALID && b == NULL);   /* no such kind */
     MC_REPORTED(&lg, BUFFET_ERR_INVALID);
     d.kind = BUFFET_BUF_HEAP;
     d.align = 48;
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_INVALID && b == NULL);   /* not a power of two */
     MC_REPORTED(&lg, BUFFET_ERR_INVALID);
     d.align = 0;
     d.kind = BUFFET_BUF_WRAP;
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     d.release = mc_release;
     d.release_user = &released;
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_INVALID && b == NULL);   /* WRAP without memory */
@@ -716,21 +673,21 @@ static void test_buf_create_misuse(void) {
             memset(&d, 0, sizeof d);
             d.kind = kinds[k];
             d.size = SIZE_MAX - 1;
-            d.log = mc_logger(&lg);
+            d.log = bt_logger(&lg);
             BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_OVERFLOW && b == NULL);
             MC_REPORTED(&lg, BUFFET_ERR_OVERFLOW);
             /* huge but not overflowing: no memory (or no system) for it */
             d.size = (size_t)1 << 62;
-            d.log = mc_logger(&lg);
+            d.log = bt_logger(&lg);
             BT_CHECK(buffet_buf_create(&b, &d) != BUFFET_OK && b == NULL);
-            BT_CHECK(lg.n >= 1);
+            BT_CHECK(lg.total >= 1);
         }
     }
     /* allocators that cannot hold a buffer */
     memset(&d, 0, sizeof d);
     d.size = 64;
     d.allocator = mc_scope();
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_LIFETIME && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_LIFETIME);
     memset(&fd, 0, sizeof fd);
@@ -738,11 +695,11 @@ static void test_buf_create_misuse(void) {
     fd.cap = sizeof mem;
     BT_CHECK(buffet_fixed_init(&fx, &fd) == BUFFET_OK);
     d.allocator = buffet_fixed_allocator(&fx);
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_THREAD && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_THREAD);
     d.allocator = buffet_null_allocator();
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_NOMEM && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_NOMEM);
     /* a failing allocator: refused, nothing leaked, a WRAP buffer's release NOT called */
@@ -757,7 +714,7 @@ static void test_buf_create_misuse(void) {
         d.size = sizeof wrap;
         d.release = mc_release;
         d.release_user = &released;
-        d.log = mc_logger(&lg);
+        d.log = bt_logger(&lg);
         BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_ERR_NOMEM && b == NULL && released == 0);
         MC_REPORTED(&lg, BUFFET_ERR_NOMEM);
         BT_CHECK(mc_stats(dbg).live_count == 0);
@@ -813,7 +770,7 @@ static void test_buf_ops_misuse(void) {
    the header waits in the quarantine, so the write is found and reported, naming the line that
    created the buffer; the allocator is unharmed. */
 static void test_buf_double_unref(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_debug *dbg;
     buffet_buf_desc d;
     buffet_buf *b = NULL;
@@ -837,26 +794,26 @@ static void test_buf_double_unref(void) {
    file, unsealed, write-sealed, read-only, larger than the caller's bound, huge, and a file
    that grows after mapping. */
 static void test_buf_map_fd_misuse(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_buf_desc d;
     buffet_buf *b = (buffet_buf *)&d;
     int fd, p[2], dir, ro;
     char path[64];
     unsigned char byte = 0;
     memset(&d, 0, sizeof d);
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_map_fd(NULL, 0, &d) == BUFFET_ERR_INVALID);
     /* a negative or closed descriptor: refused, and said why (FAILS: both are refused silently) */
     BT_CHECK(buffet_buf_map_fd(&b, -1, &d) == BUFFET_ERR_INVALID && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_INVALID);
     fd = memfd_create("mc-closed", MFD_CLOEXEC);
     close(fd);
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_map_fd(&b, fd, &d) == BUFFET_ERR_SYSTEM && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_SYSTEM);
     /* an empty memfd, a pipe, a directory */
     fd = memfd_create("mc-empty", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_map_fd(&b, fd, &d) == BUFFET_ERR_INVALID && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_INVALID);
     close(fd);
@@ -876,7 +833,7 @@ static void test_buf_map_fd_misuse(void) {
     if (fd >= 0) {
         unlink(path);
         BT_CHECK(ftruncate(fd, 4096) == 0);
-        d.log = mc_logger(&lg);
+        d.log = bt_logger(&lg);
         BT_CHECK(buffet_buf_map_fd(&b, fd, &d) == BUFFET_ERR_UNSAFE && b == NULL);
         MC_REPORTED(&lg, BUFFET_ERR_UNSAFE);
         close(fd);
@@ -884,7 +841,7 @@ static void test_buf_map_fd_misuse(void) {
     /* a memfd that can still shrink: refused; accepted only when the caller says so */
     fd = memfd_create("mc-unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     BT_CHECK(ftruncate(fd, 8192) == 0);
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_map_fd(&b, fd, &d) == BUFFET_ERR_UNSAFE && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_UNSAFE);
     d.flags = BUFFET_BUF_UNSEALED;
@@ -903,7 +860,7 @@ static void test_buf_map_fd_misuse(void) {
     }
     /* larger than the caller's bound: refused before mapping */
     d.size = 4096;
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_map_fd(&b, fd, &d) == BUFFET_ERR_TOO_LARGE && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_TOO_LARGE);
     d.size = 0;
@@ -911,23 +868,23 @@ static void test_buf_map_fd_misuse(void) {
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     ro = open(path, O_RDONLY);
     if (ro >= 0) {
-        d.log = mc_logger(&lg);
+        d.log = bt_logger(&lg);
         BT_CHECK(buffet_buf_map_fd(&b, ro, &d) != BUFFET_OK && b == NULL);
-        BT_CHECK(lg.n >= 1);
+        BT_CHECK(lg.total >= 1);
         close(ro);
     }
     /* write-sealed: the same */
     BT_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) == 0);
-    d.log = mc_logger(&lg);
+    d.log = bt_logger(&lg);
     BT_CHECK(buffet_buf_map_fd(&b, fd, &d) == BUFFET_ERR_SYSTEM && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_SYSTEM);
     close(fd);
     /* huge and sparse (2^62 bytes): no address space holds it; a clean error */
     fd = memfd_create("mc-huge", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (ftruncate(fd, (off_t)1 << 62) == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
-        d.log = mc_logger(&lg);
+        d.log = bt_logger(&lg);
         BT_CHECK(buffet_buf_map_fd(&b, fd, &d) != BUFFET_OK && b == NULL);
-        BT_CHECK(lg.n >= 1);
+        BT_CHECK(lg.total >= 1);
     }
     close(fd);
 }
@@ -1045,7 +1002,7 @@ static buffet_provider mc_provider(const char *name, mc_prov *p) {
 }
 
 static void test_registry_misuse(void) {
-    mc_log lg;
+    bt_log lg;
     buffet_registry_desc rd;
     buffet_registry *r = NULL;
     buffet_provider pv;
@@ -1057,11 +1014,11 @@ static void test_registry_misuse(void) {
     BT_CHECK(buffet_registry_create(NULL, NULL) == BUFFET_ERR_INVALID);
     memset(&rd, 0, sizeof rd);
     rd.allocator = mc_scope();
-    rd.log = mc_logger(&lg);
+    rd.log = bt_logger(&lg);
     BT_CHECK(buffet_registry_create(&r, &rd) == BUFFET_ERR_LIFETIME && r == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_LIFETIME);
     rd.allocator = buffet_heap();
-    rd.log = mc_logger(&lg);
+    rd.log = bt_logger(&lg);
     BT_CHECK(buffet_registry_create(&r, &rd) == BUFFET_OK && r);
     if (!r) return;
     memset(&a, 0, sizeof a);
@@ -1081,7 +1038,7 @@ static void test_registry_misuse(void) {
     /* duplicate names: the built-ins' and our own */
     pv = mc_provider("heap", &a);
     BT_CHECK(buffet_registry_add(r, &pv) == BUFFET_ERR_INVALID);
-    BT_CHECK(lg.by_code[-BUFFET_ERR_INVALID] >= 1);
+    BT_CHECK(lg.count[-BUFFET_ERR_INVALID] >= 1);
     pv = mc_provider("a", &a);
     BT_CHECK(buffet_registry_add(r, &pv) == BUFFET_OK && buffet_registry_add(r, &pv) == BUFFET_ERR_INVALID);
     /* full */
@@ -1094,7 +1051,7 @@ static void test_registry_misuse(void) {
         if (res == BUFFET_OK) added++;
         else BT_CHECK(res == BUFFET_ERR_EXHAUSTED);
     }
-    BT_CHECK(added == BUFFET_REGISTRY_MAX - 4 && lg.by_code[-BUFFET_ERR_EXHAUSTED] >= 1);
+    BT_CHECK(added == BUFFET_REGISTRY_MAX - 4 && lg.count[-BUFFET_ERR_EXHAUSTED] >= 1);
     for (i = 0; i < added; i++) BT_CHECK(buffet_registry_remove(r, names[i]) == BUFFET_OK);
     /* remove: NULLs, unknown, twice */
     BT_CHECK(buffet_registry_remove(NULL, "a") == BUFFET_ERR_INVALID && buffet_registry_remove(r, NULL) == BUFFET_ERR_INVALID);
@@ -1153,8 +1110,8 @@ static void test_registry_misuse(void) {
     BT_CHECK(buffet_registry_remove(r, "a") == BUFFET_OK && a.detached == 1);
     q.size = 64;
     q.usage = BUFFET_USAGE_DEVICE_READ;   /* nobody here serves device memory */
-    lg.by_code[-BUFFET_ERR_UNSUPPORTED] = 0;
-    lg.len = 0;
+    lg.count[-BUFFET_ERR_UNSUPPORTED] = 0;
+    lg.all_len = 0;
     lg.all[0] = '\0';
     BT_CHECK(buffet_registry_create_buf(r, &q, &b) == BUFFET_ERR_UNSUPPORTED && b == NULL);
     MC_REPORTED(&lg, BUFFET_ERR_UNSUPPORTED);

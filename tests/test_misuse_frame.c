@@ -21,35 +21,9 @@
 /* ---------------------------------------------------------------------------------------------
    Helpers */
 
-/* What the log callback heard: the count per code, and the last message. */
-#define TM_CODES 22
-typedef struct tm_log {
-    unsigned count[TM_CODES];
-    unsigned total;
-    buffet_result last;
-    char last_msg[400];
-} tm_log;
-
-static void tm_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg, const char *file, int line) {
-    tm_log *l = (tm_log *)user;
-    int i = -(int)code;
-    (void)level; (void)file; (void)line;
-    if (i >= 0 && i < TM_CODES) l->count[i]++;
-    l->total++;
-    l->last = code;
-    snprintf(l->last_msg, sizeof l->last_msg, "%s", msg);
-}
-static buffet_logger tm_logger(tm_log *l) {
-    buffet_logger lg;
-    memset(l, 0, sizeof *l);
-    lg.fn = tm_log_fn;
-    lg.user = l;
-    return lg;
-}
-static unsigned tm_logged(const tm_log *l, buffet_result code) { return l->count[-(int)code]; }
 
 /* The latest log line names this file: the caller's line (BUFFET_SITE), not buffet's. */
-static bool tm_names_us(const tm_log *l) {
+static bool tm_names_us(const bt_log *l) {
     if (strstr(l->last_msg, "test_misuse_frame")) return true;
     fprintf(stderr, "%s: the log line does not name the caller's file: %s\n", TM_NAME, l->last_msg);
     return false;
@@ -84,7 +58,7 @@ static bool tm_overlap(const void *a, size_t an, const void *b, size_t bn) {
     return x < y + bn && y < x + an;
 }
 
-static buffet_pool *tm_pool(buffet_debug *d, size_t obj_size, size_t slab_objs, size_t max, tm_log *l) {
+static buffet_pool *tm_pool(buffet_debug *d, size_t obj_size, size_t slab_objs, size_t max, bt_log *l) {
     buffet_pool_desc desc;
     buffet_pool *p = NULL;
     memset(&desc, 0, sizeof desc);
@@ -92,7 +66,7 @@ static buffet_pool *tm_pool(buffet_debug *d, size_t obj_size, size_t slab_objs, 
     desc.slab_objs = slab_objs;
     desc.max = max;
     desc.parent = buffet_debug_allocator(d);
-    if (l) desc.log = tm_logger(l);
+    if (l) desc.log = bt_logger(l);
     BT_CHECK(buffet_pool_create(&p, &desc) == BUFFET_OK && p != NULL);
     return p;
 }
@@ -117,13 +91,13 @@ static void tm_pool_drain_distinct(buffet_pool_cache *c, size_t max, size_t obj_
     for (i = 0; i < n; i++) BT_CHECK(buffet_pool_put(c, objs[i]) == BUFFET_OK);
 }
 
-static buffet_frame_arena *tm_arena(buffet_debug *d, tm_log *l) {
+static buffet_frame_arena *tm_arena(buffet_debug *d, bt_log *l) {
     buffet_frame_desc desc;
     buffet_frame_arena *fa = NULL;
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = 4096;
-    if (l) desc.log = tm_logger(l);
+    if (l) desc.log = bt_logger(l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     return fa;
 }
@@ -135,7 +109,7 @@ static buffet_frame_arena *tm_arena(buffet_debug *d, tm_log *l) {
    (it used to be taken, overflow the store by one pointer and come out twice). */
 static void test_pool_double_put(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_pool *p = tm_pool(d, 64, 8, 8, &l);
     buffet_pool_cache *c = NULL;
     buffet_pool_stats st;
@@ -147,7 +121,7 @@ static void test_pool_double_put(void) {
     BT_CHECK(buffet_pool_get_bulk(c, objs, 8) == 8);
     for (i = 0; i < 8; i++) BT_CHECK(buffet_pool_put(c, objs[i]) == BUFFET_OK);
     BT_CHECK(buffet_pool_put(c, objs[7]) == BUFFET_ERR_DOUBLE_FREE);     /* still in the cache */
-    BT_CHECK(tm_logged(&l, BUFFET_ERR_DOUBLE_FREE) == 1 && tm_names_us(&l));
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_DOUBLE_FREE) == 1 && tm_names_us(&l));
     buffet_pool_cache_flush(c);
     BT_CHECK(buffet_pool_put(c, objs[3]) == BUFFET_ERR_DOUBLE_FREE);     /* in the store */
     BT_CHECK(buffet_pool_put_shared(p, objs[3]) == BUFFET_ERR_DOUBLE_FREE);
@@ -176,7 +150,7 @@ out:
    the caller's line, and never handed out. None of them is read or written by the pool. */
 static void test_pool_foreign_put(void) {
     buffet_debug *d = tm_debug();
-    tm_log la, lb;
+    bt_log la, lb;
     buffet_pool *pa = tm_pool(d, 48, 8, 8, &la);
     buffet_pool *pb = tm_pool(d, 48, 8, 8, &lb);
     buffet_pool_cache *ca = NULL, *cb = NULL;
@@ -210,7 +184,7 @@ static void test_pool_foreign_put(void) {
     BT_CHECK(buffet_pool_put_bulk(ca, bad, 2) == BUFFET_ERR_FOREIGN && tm_names_us(&la));
     BT_CHECK(buffet_pool_put(ca, NULL) == BUFFET_ERR_INVALID);
     st = buffet_pool_get_stats(pa);
-    BT_CHECK(st.foreign_puts == 10 && tm_logged(&la, BUFFET_ERR_FOREIGN) == 10);
+    BT_CHECK(st.foreign_puts == 10 && bt_logged(&la, BUFFET_ERR_FOREIGN) == 10);
     BT_CHECK(buffet_pool_get_stats(pb).foreign_puts == 0 && lb.total == 0);
     /* nothing changed: the objects keep their bytes, the pool hands out only its own */
     BT_CHECK(tm_intact(o, 48, 1) && tm_intact(ob, 48, 2));
@@ -243,7 +217,7 @@ out:
    the pool's lookup finds each slab, and a double put through any path is refused. */
 static void test_pool_double_put_many_slabs(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_pool *p = tm_pool(d, 24, 8, 64, &l);
     buffet_pool_cache *c = NULL;
     void *objs[64];
@@ -275,7 +249,7 @@ out:
    object is still in the pool exactly once afterwards. */
 static void test_pool_racing_puts_copy(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_pool *p = tm_pool(d, 32, 8, 16, &l);
     buffet_pool_cache *c1 = NULL, *c2 = NULL;
     buffet__slab *slab;
@@ -294,7 +268,7 @@ static void test_pool_racing_puts_copy(void) {
     a = buffet_pool_get(c1);
     b = buffet_pool_get(c2);
     BT_CHECK(a == o && b != NULL && b != o);          /* never out twice */
-    BT_CHECK(buffet_pool_get_stats(p).double_puts == 1 && tm_logged(&l, BUFFET_ERR_DOUBLE_FREE) == 1);
+    BT_CHECK(buffet_pool_get_stats(p).double_puts == 1 && bt_logged(&l, BUFFET_ERR_DOUBLE_FREE) == 1);
     BT_CHECK(buffet_pool_put(c1, a) == BUFFET_OK && buffet_pool_put(c2, b) == BUFFET_OK);
     buffet_pool_cache_flush(c1);
     buffet_pool_cache_flush(c2);
@@ -328,7 +302,7 @@ static void test_pool_create_limits(void) {
         buffet_debug *d = tm_debug();
         buffet_pool_desc desc;
         buffet_pool *p = NULL;
-        tm_log l;
+        bt_log l;
         buffet_result r;
         memset(&desc, 0, sizeof desc);
         desc.obj_size = cases[k].obj_size;
@@ -336,7 +310,7 @@ static void test_pool_create_limits(void) {
         desc.max = cases[k].max;
         desc.slab_objs = cases[k].slab_objs;
         desc.parent = buffet_debug_allocator(d);
-        desc.log = tm_logger(&l);
+        desc.log = bt_logger(&l);
         r = buffet_pool_create(&p, &desc);
         if (r != cases[k].want) fprintf(stderr, "%s: pool case %zu: %s\n", TM_NAME, k, buffet_result_str(r));
         BT_CHECK(r == cases[k].want && p == NULL);
@@ -351,7 +325,7 @@ static void test_pool_create_limits(void) {
    the pool does not grow towards it. */
 static void test_pool_bulk_too_many(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_pool *p = tm_pool(d, 32, 8, 16, &l);
     buffet_pool *big = tm_pool(d, 32, 8, 0, NULL);
     buffet_pool_cache *c = NULL, *cbig = NULL;
@@ -386,7 +360,7 @@ out:
    refused; rolling back to it used to drop this arena's whole frame under its live blocks. */
 static void test_frame_rollback_other_arena(void) {
     buffet_debug *d = tm_debug();
-    tm_log la, lb;
+    bt_log la, lb;
     buffet_frame_arena *a = tm_arena(d, &la), *b = tm_arena(d, &lb);
     buffet_frame_mark mb;
     unsigned char *x, *y;
@@ -398,7 +372,7 @@ static void test_frame_rollback_other_arena(void) {
     if (!x) goto out_end;
     tm_fill(x, 100, 3);
     BT_CHECK(buffet_frame_rollback(a, mb) == BUFFET_ERR_STATE);
-    BT_CHECK(tm_logged(&la, BUFFET_ERR_STATE) == 1 && tm_names_us(&la));
+    BT_CHECK(bt_logged(&la, BUFFET_ERR_STATE) == 1 && tm_names_us(&la));
     y = (unsigned char *)buffet_frame_alloc(a, 100, 16);
     BT_CHECK(y != NULL && !tm_overlap(x, 100, y, 100) && tm_intact(x, 100, 3));
     BT_CHECK(buffet_frame_get_stats(a).count == 2 && buffet_frame_get_stats(a).misuse == 1);
@@ -418,7 +392,7 @@ out:
    refused, and the block allocated since stays whole. */
 static void test_frame_rollback_stale_after_rollback(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_frame_arena *a = tm_arena(d, &l);
     buffet_frame_mark m1, m2, m3;
     unsigned char *x, *b, *y;
@@ -474,7 +448,7 @@ out:
    the transfer check. */
 static void test_frame_rollback_reused_chunk(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_frame_desc desc;
     buffet_frame_arena *a = NULL;
     buffet_frame_mark m0, m1;
@@ -483,7 +457,7 @@ static void test_frame_rollback_reused_chunk(void) {
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = 1024;
-    desc.log = tm_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_create(&a, &desc) == BUFFET_OK && a != NULL);
     if (!a) goto out;
     BT_CHECK(buffet_frame_begin(a) == BUFFET_OK);
@@ -513,7 +487,7 @@ out:
 /* Marks from an earlier frame, a zero mark and a mark taken outside a frame: refused. */
 static void test_frame_rollback_stale_frames(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_frame_arena *a = tm_arena(d, &l);
     buffet_frame_mark m0, mout, zero;
     unsigned char *x;
@@ -543,7 +517,7 @@ out:
    allocator: the receiver's bytes are never reused while it holds them. */
 static void test_frame_transferred_block(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_frame_arena *a = tm_arena(d, &l);
     buffet_allocator fa;
     buffet_frame_transfer *t, *t1 = NULL;
@@ -562,11 +536,11 @@ static void test_frame_transferred_block(void) {
     BT_CHECK(buffet_frame_transfer_receive(t1, &got) == x && got == 256);
     /* shrink, grow, free: all refused, all logged with our line */
     BT_CHECK(!buffet_frame_resize(a, x, 256, 16));
-    BT_CHECK(tm_logged(&l, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1);
     BT_CHECK(!buffet_frame_resize(a, x, 256, 512));
     BT_CHECK(!buffet_resize(fa, x, 256, 100, 16));
     buffet_free(fa, x, 256, 16, BUFFET_SITE);
-    BT_CHECK(tm_logged(&l, BUFFET_ERR_STATE) == 4 && tm_names_us(&l));
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 4 && tm_names_us(&l));
     y = (unsigned char *)buffet_alloc(fa, 256, 16, BUFFET_SITE);
     BT_CHECK(y != NULL && !tm_overlap(x, 256, y, 256) && tm_intact(x, 256, 7));
     /* realloc moves it instead: a copy, and the original stays the receiver's */
@@ -590,7 +564,7 @@ out:
 /* Frame misuse that was refused before: still refused, now naming the caller. */
 static void test_frame_misuse_sites(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_frame_arena *a = tm_arena(d, &l);
     if (!a) goto out;
     {
@@ -637,19 +611,19 @@ static void tm_count(void *arg) { (*(int *)arg)++; }
    runs each once. A scope never begun (zeroed) refuses every call. */
 static void test_scope_begin_twice(void) {
     buffet_debug *d = tm_debug();
-    tm_log l;
+    bt_log l;
     buffet_scope s, zeroed;
     buffet_scope_desc desc;
     int ran = 0;
     void *p;
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
-    desc.log = tm_logger(&l);
+    desc.log = bt_logger(&l);
     BT_CHECK(buffet_scope_begin(&s, &desc) == BUFFET_OK);
     p = buffet_scope_alloc(&s, 64, 16);
     BT_CHECK(p != NULL && buffet_scope_defer(&s, tm_count, &ran) == BUFFET_OK);
     BT_CHECK(buffet_scope_begin(&s, &desc) == BUFFET_ERR_STATE);
-    BT_CHECK(tm_logged(&l, BUFFET_ERR_STATE) == 1 && tm_names_us(&l));
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_STATE) == 1 && tm_names_us(&l));
     BT_CHECK(s.count == 1 && buffet_debug_get_stats(d).live_count == 2);
     BT_CHECK(buffet_scope_end(&s) == BUFFET_OK && ran == 1);
     BT_CHECK(buffet_debug_get_stats(d).live_count == 0);

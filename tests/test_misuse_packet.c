@@ -1,14 +1,15 @@
 /* test_misuse_packet.c - buffet_packet.h used the way a careless user or a hostile peer would:
    chain cycles and segments chained twice, pools with tiny classes and a headroom of 1, copies
    of headers and foreign pointers given to free, lengths written into the public header fields
-   so that they do not add up, references to and clones of free packets, double frees, NUMA
-   nodes that do not exist, bursts larger than the cache or the class, pool names that are not
-   valid UTF-8, and two threads cloning and freeing one packet at once (run under TSan). Each
-   misuse must be refused (or be harmless) and leave the pool whole: every buffer comes back
-   exactly once, nothing is handed out that is not a buffer. Each refusal is logged with the
-   call site, so every log line checked here must name this file. tests/test_misuse_packet_debug.c
-   runs the same file in a BUFFET_DEBUG build, where foreign pointers of every kind are caught
-   too. C11 and C++17. */
+   so that they do not add up, references to and clones of free packets, double frees (of clone
+   headers whose bytes the shared store has taken over, too), clones and linearizes across
+   pools, NUMA nodes that do not exist, bursts larger than the cache or the class, pool names
+   that are not valid UTF-8, and two threads cloning and freeing one packet at once (run under
+   TSan). Each misuse must be refused (or be harmless) and leave the pool whole: every buffer
+   comes back exactly once, nothing is handed out that is not a buffer. Each refusal is logged
+   with the call site, so every log line checked here must name this file.
+   tests/test_misuse_packet_debug.c runs the same file in a BUFFET_DEBUG build, where foreign
+   pointers of every kind are caught too. C11 and C++17. */
 #ifndef BUFFET_IMPLEMENTATION
 #define BUFFET_IMPLEMENTATION
 #endif
@@ -27,27 +28,9 @@
 /* ---------------------------------------------------------------------------------------------
    Helpers */
 
-#define TM_CODES 22   /* -BUFFET_OK .. -BUFFET_ERR_UNSAFE */
-
-/* What the log heard: counts per code and the last message. */
-typedef struct tm_log {
-    unsigned count[TM_CODES];
-    buffet_result last;
-    char last_msg[400];
-} tm_log;
-
-static void tm_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg, const char *file, int line) {
-    tm_log *l = (tm_log *)user;
-    int i = -(int)code;
-    (void)level; (void)file; (void)line;
-    if (i >= 0 && i < TM_CODES) l->count[i]++;
-    l->last = code;
-    snprintf(l->last_msg, sizeof l->last_msg, "%s", msg);
-}
-static unsigned tm_logged(const tm_log *l, buffet_result code) { return l->count[-(int)code]; }
 
 /* The last line logged names a line of this file (the call site of the misuse). */
-static bool tm_names_site(const tm_log *l) {
+static bool tm_names_site(const bt_log *l) {
     bool ok = strstr(l->last_msg, "test_misuse_packet.c:") != NULL;
     if (!ok) fprintf(stderr, "log line without the call site: %s\n", l->last_msg);
     return ok;
@@ -55,7 +38,7 @@ static bool tm_names_site(const tm_log *l) {
 
 /* One test's environment: a debug allocator for the pools' bookkeeping (a leak of it fails the
    test) and a log. */
-typedef struct tm_env { buffet_debug *dbg; tm_log log; } tm_env;
+typedef struct tm_env { buffet_debug *dbg; bt_log log; } tm_env;
 
 static void tm_begin(tm_env *e) {
     memset(e, 0, sizeof *e);
@@ -79,7 +62,7 @@ static void tm_desc(tm_env *e, buffet_pkt_pool_desc *d) {
     d->max = 128;
     d->no_huge_pages = true;
     d->allocator = buffet_debug_allocator(e->dbg);
-    d->log.fn = tm_log_fn;
+    d->log.fn = bt_log_fn;
     d->log.user = &e->log;
 }
 static buffet_pkt_pool *tm_pool(const buffet_pkt_pool_desc *d) {
@@ -175,9 +158,9 @@ static void test_chain_cycles(void) {
     b = tm_packet(c, 50, 100);
     BT_CHECK(a && b && buffet_pkt_chain(a, b) == BUFFET_OK && b->nb_segs == 0);
     /* b behind a, then a behind b: a cycle that ref, trim, read and clone would follow forever */
-    invalid = tm_logged(&e.log, BUFFET_ERR_INVALID);
+    invalid = bt_logged(&e.log, BUFFET_ERR_INVALID);
     BT_CHECK(buffet_pkt_chain(b, a) == BUFFET_ERR_INVALID);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_INVALID) == invalid + 1 && tm_names_site(&e.log));
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_INVALID) == invalid + 1 && tm_names_site(&e.log));
     if (b->next == a) b->next = NULL;   /* a cycle would hang everything below: break it, the check failed */
     BT_CHECK(a->next == b && b->next == NULL && a->nb_segs == 2 && a->pkt_len == 150);
     /* a packet behind itself, a head or a segment */
@@ -206,6 +189,16 @@ static void test_chain_cycles(void) {
     BT_CHECK(buffet_pkt_chain(w, a) == BUFFET_OK);             /* a whole packet may follow w */
     BT_CHECK(buffet_pkt_chain(a, w) == BUFFET_ERR_INVALID);   /* but not lead it back */
     BT_CHECK(tm_ends(w, 8) && w->nb_segs == 6 && w->pkt_len == 185);
+    /* a segment freed alone (the middle one, the last one, through either free) would leave the
+       chain linking a buffer handed out again: refused, nothing changes */
+    {
+        unsigned state = bt_logged(&e.log, BUFFET_ERR_STATE);
+        buffet_pkt_free(c, y);
+        buffet_pkt_free(c, z);
+        buffet_pkt_free_shared(b);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == state + 3 && tm_names_site(&e.log));
+        BT_CHECK(y->refcnt == 1 && z->refcnt == 1 && b->refcnt == 1 && tm_ends(w, 8));
+    }
     /* everything still works on the whole */
     r = buffet_pkt_read(w, 0, 185, tmp);
     BT_CHECK(r == tmp && tm_is_pattern(tmp, 5, 180) && tm_is_pattern(tmp + 5, 180, 0));
@@ -246,7 +239,7 @@ static void test_hand_made_cycle(void) {
         b->next = a;
         a->nb_segs = 2;
         a->pkt_len = 20;
-        BT_CHECK(buffet_pkt_read(a, 0, 20, tmp) == NULL && tm_logged(&e.log, BUFFET_ERR_INVALID) == 1 && tm_names_site(&e.log));
+        BT_CHECK(buffet_pkt_read(a, 0, 20, tmp) == NULL && bt_logged(&e.log, BUFFET_ERR_INVALID) == 1 && tm_names_site(&e.log));
         BT_CHECK(buffet_pkt_ref(a) == BUFFET_ERR_INVALID && a->refcnt == 1);
         BT_CHECK(buffet_pkt_clone(c, a) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
         BT_CHECK(buffet_pkt_trim(a, 1) == BUFFET_ERR_INVALID && buffet_pkt_adj(a, 1) == NULL);
@@ -254,7 +247,7 @@ static void test_hand_made_cycle(void) {
         BT_CHECK(buffet_pkt_linearize(c, &a) == BUFFET_ERR_INVALID);
         /* free walks a, b, then meets a again, free now: refused there, the walk ends */
         buffet_pkt_free(c, a);
-        BT_CHECK(tm_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1 && tm_names_site(&e.log));
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1 && tm_names_site(&e.log));
     }
     buffet_pkt_cache_flush(c);
     tm_all_back(pool);
@@ -271,7 +264,7 @@ static void tm_refused_everywhere(tm_env *e, buffet_pkt_cache *c, buffet_pkt *p,
     unsigned char tmp[4096];
     buffet_chain ch;
     buffet_pkt *before = p;
-    unsigned invalid = tm_logged(&e->log, BUFFET_ERR_INVALID);
+    unsigned invalid = bt_logged(&e->log, BUFFET_ERR_INVALID);
     uint32_t pkt_len = p->pkt_len, len = p->len;
     uint16_t refcnt = p->refcnt;
     BT_CHECK(buffet_pkt_read(p, 0, 1, tmp) == NULL && tm_names_site(&e->log));
@@ -286,7 +279,7 @@ static void tm_refused_everywhere(tm_env *e, buffet_pkt_cache *c, buffet_pkt *p,
     BT_CHECK(buffet_chain_init(&ch, buffet_debug_allocator(e->dbg)) == BUFFET_OK);
     BT_CHECK(buffet_pkt_to_chain(p, &ch) == BUFFET_ERR_INVALID && buffet_chain_len(&ch) == 0 && tm_names_site(&e->log));
     buffet_chain_deinit(&ch);
-    BT_CHECK(tm_logged(&e->log, BUFFET_ERR_INVALID) >= invalid + 10);
+    BT_CHECK(bt_logged(&e->log, BUFFET_ERR_INVALID) >= invalid + 10);
     BT_CHECK(p->pkt_len == pkt_len && p->len == len && p->refcnt == refcnt && other->next == NULL && other->nb_segs == 1);
 }
 
@@ -409,7 +402,7 @@ static void test_header_copies(void) {
     memcpy(&xcopy, x, sizeof xcopy);
     /* freed through a cache, without one, in a burst */
     buffet_pkt_free(c, &copy);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 1 && tm_names_site(&e.log));
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 1 && tm_names_site(&e.log));
     buffet_pkt_free_shared(&copy);
     list[0] = &copy;
     buffet_pkt_free_bulk(c, list, 1);
@@ -417,7 +410,7 @@ static void test_header_copies(void) {
     BT_CHECK(tm_names_site(&e.log));
     buffet_pkt_free_shared(&qcopy);
     buffet_pkt_free(c, &xcopy);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 6);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 6);
     st = buffet_pkt_pool_get_stats(pool);
     BT_CHECK(st.foreign_frees == 6 && st.double_frees == 0);
     BT_CHECK(p->refcnt == 2 && q->refcnt == 1 && x->refcnt == 1 && tm_ext_frees == 0);   /* nothing dropped */
@@ -425,7 +418,7 @@ static void test_header_copies(void) {
     inner = (buffet_pkt *)buffet_pkt_data(p);
     memcpy(inner, p, sizeof *inner);
     buffet_pkt_free(c, inner);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 7 && p->refcnt == 2);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 7 && p->refcnt == 2);
     /* what would share or free the original through a copy is refused too */
     BT_CHECK(buffet_pkt_clone(c, &copy) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID && tm_names_site(&e.log));
     BT_CHECK(buffet_chain_init(&ch, buffet_debug_allocator(e.dbg)) == BUFFET_OK);
@@ -465,7 +458,6 @@ out:
 /* Debug builds find every buffer by its address before reading its header: anything else is
    foreign, whatever its `pool` field holds (here: an address that would crash if followed). */
 static void test_foreign_pointers(void) {
-#if BUFFET_DEBUG >= 1
     tm_env e;
     buffet_pkt_pool_desc d;
     buffet_pkt_pool *pool, *other;
@@ -490,29 +482,40 @@ static void test_foreign_pointers(void) {
     stack_hdr.pool = (buffet_pkt_pool *)(uintptr_t)16;
     stack_hdr.refcnt = 1;
     buffet_pkt_free(c, h);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 1 && tm_names_site(&e.log));
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 1 && tm_names_site(&e.log));
     buffet_pkt_free(c, &stack_hdr);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 2 && tm_names_site(&e.log));
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 2 && tm_names_site(&e.log));
     buffet_pkt_free_shared(h);            /* no cache, and no pool to tell: refused quietly */
     buffet_pkt_free_shared(&stack_hdr);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 2);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 2);
     BT_CHECK(buffet_pkt_history_dump(&stack_hdr, stderr) == 0 && buffet_pkt_history_dump(h, stderr) == 0);
     /* naming a real pool, without a cache: that pool hears of it */
     stack_hdr.pool = pool;
     buffet_pkt_free_shared(&stack_hdr);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 3 && tm_names_site(&e.log));
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 3 && tm_names_site(&e.log));
     /* a pointer into a buffer (8-byte aligned, inside the data room) */
     buffet_pkt_free(c, (buffet_pkt *)((unsigned char *)buffet_pkt_data(p) + 8));
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 4);
-    /* another pool's buffer whose header says it is this pool's: it stays out, untouched */
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 4);
+    /* a stack header naming a pool destroyed: no longer a live pool, so not followed */
+    {
+        buffet_pkt_pool *gone = tm_pool(&d);
+        stack_hdr.pool = gone;
+        buffet_pkt_pool_destroy(gone);
+        buffet_pkt_free(c, &stack_hdr);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 5);
+    }
+#if BUFFET_DEBUG >= 1
+    /* another pool's buffer whose header was forged to say it is this pool's: debug builds find
+       it by its address and it stays out, untouched (release builds trust a forged `pool`) */
     ob->pool = pool;
     buffet_pkt_free(c, ob);
     buffet_pkt_free_shared(ob);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_FOREIGN) == 6 && ob->refcnt == 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 7 && ob->refcnt == 1);
     ob->pool = other;
-    foreign = (unsigned)buffet_pkt_pool_get_stats(pool).foreign_frees;
-    BT_CHECK(foreign == 5);   /* the one told to no pool was counted nowhere */
     BT_CHECK(buffet_pkt_pool_get_stats(other).foreign_frees == 1);   /* the free_shared of ob */
+#endif
+    foreign = (unsigned)buffet_pkt_pool_get_stats(pool).foreign_frees;
+    BT_CHECK(foreign == (BUFFET_DEBUG >= 1 ? 6u : 5u));   /* the one told to no pool was counted nowhere */
     buffet_pkt_free(c, ob);   /* honestly labelled, it goes home */
     BT_CHECK(p->refcnt == 1);
     buffet_pkt_free(c, p);
@@ -527,10 +530,31 @@ out:
     buffet_pkt_pool_destroy(other);
     buffet_pkt_pool_destroy(pool);
     tm_end(&e);
-#else
-    BT_SKIP("debug", "release builds trust a header's pool field (a lookup per free would cost the fast path): "
-                     "test_misuse_packet_debug.c runs this");
-#endif
+}
+
+/* Pools past BUFFET_PKT_MAX_POOLS are refused with a clear error; a slot freed is taken again. */
+static void test_pool_limit(void) {
+    tm_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool **pools, *extra = NULL;
+    size_t n = 0, i;
+    tm_begin(&e);
+    tm_desc(&e, &d);
+    d.class_sizes[1] = d.class_sizes[2] = 0;
+    d.initial = d.max = 1;
+    pools = (buffet_pkt_pool **)calloc(BUFFET_PKT_MAX_POOLS + 1, sizeof *pools);
+    BT_CHECK(pools != NULL);
+    if (!pools) return;
+    while (n <= BUFFET_PKT_MAX_POOLS && buffet_pkt_pool_create(&pools[n], &d) == BUFFET_OK) n++;
+    /* other tests' pools are all destroyed, so every slot was ours to take */
+    BT_CHECK(n == BUFFET_PKT_MAX_POOLS && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    buffet_pkt_pool_destroy(pools[n / 2]);
+    BT_CHECK(buffet_pkt_pool_create(&extra, &d) == BUFFET_OK && extra != NULL);
+    pools[n / 2] = extra;
+    for (i = 0; i < n; i++) buffet_pkt_pool_destroy(pools[i]);
+    free(pools);
+    tm_end(&e);
 }
 
 /* A reference to, or a clone of, a packet already free must not bring it back while it sits in
@@ -566,9 +590,9 @@ static void test_use_after_free(void) {
     r = buffet_pkt_clone(c, q);
     BT_CHECK(r != NULL);
     buffet_pkt_free(c, r);
-    dbl = tm_logged(&e.log, BUFFET_ERR_DOUBLE_FREE);
+    dbl = bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE);
     buffet_pkt_free(c, r);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == dbl + 1 && tm_names_site(&e.log) && q->refcnt == 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == dbl + 1 && tm_names_site(&e.log) && q->refcnt == 1);
     BT_CHECK(buffet_pkt_clone(c, r) == NULL);   /* a free clone header */
     buffet_pkt_free(c, q);
     /* a chain freed twice: the second stops at its free head */
@@ -577,7 +601,7 @@ static void test_use_after_free(void) {
     BT_CHECK(a && b && buffet_pkt_chain(a, b) == BUFFET_OK);
     buffet_pkt_free(c, a);
     buffet_pkt_free(c, a);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == dbl + 2 && tm_names_site(&e.log));
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == dbl + 2 && tm_names_site(&e.log));
     BT_CHECK(buffet_pkt_alloc_bulk(c, 0, got, 4) == 4);
     BT_CHECK(got[0] != got[1] && got[0] != got[2] && got[0] != got[3] && got[1] != got[2] && got[1] != got[3] &&
              got[2] != got[3]);
@@ -597,7 +621,7 @@ static void test_use_after_free(void) {
             BT_CHECK(buffet_pkt_ref(got[i]) == BUFFET_ERR_STATE && buffet_pkt_clone(c, got[i]) == NULL);
             BT_CHECK(buffet_pkt_read(got[i], 0, 1, tmp) == NULL && buffet_pkt_trim(got[i], 0) != BUFFET_OK);
         }
-        BT_CHECK(tm_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == dbl + 10 && p->refcnt == 1);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == dbl + 10 && p->refcnt == 1);
     }
     buffet_pkt_free(c, p);
 out:
@@ -703,7 +727,7 @@ static void test_tiny_classes(void) {
         d.headroom = 1;
         pool = NULL;
         BT_CHECK(buffet_pkt_pool_create(&pool, &d) == BUFFET_ERR_INVALID && pool == NULL);
-        BT_CHECK(tm_logged(&e.log, BUFFET_ERR_INVALID) == i + 1 && tm_names_site(&e.log));
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_INVALID) == i + 1 && tm_names_site(&e.log));
     }
     /* the smallest that is allowed, with the smallest headroom and user area, works */
     for (k = 0; k < 3; k++) {
@@ -769,10 +793,10 @@ static void test_numa_missing_node(void) {
         if (missing < 0 && i == 0) continue;
         tm_desc(&e, &d);
         d.numa_node = bad[i];
-        invalid = tm_logged(&e.log, BUFFET_ERR_INVALID);
+        invalid = bt_logged(&e.log, BUFFET_ERR_INVALID);
         pool = NULL;
         BT_CHECK(buffet_pkt_pool_create(&pool, &d) == BUFFET_ERR_INVALID && pool == NULL);
-        BT_CHECK(tm_logged(&e.log, BUFFET_ERR_INVALID) == invalid + 1 && tm_names_site(&e.log));
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_INVALID) == invalid + 1 && tm_names_site(&e.log));
         buffet_pkt_pool_destroy(pool);
     }
     /* node 0 exists everywhere */
@@ -800,7 +824,7 @@ static void test_bulk_failures_counted(void) {
     c = tm_cache(pool, 16);
     /* more than the cache can hold */
     BT_CHECK(buffet_pkt_alloc_bulk(c, 0, got, 17) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
-    BT_CHECK(tm_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && tm_names_site(&e.log));
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && tm_names_site(&e.log));
     st = buffet_pkt_pool_get_stats(pool);
     BT_CHECK(st.cls[0].failures == 1 && st.cls[0].in_use == 0);
     /* more than the class has left */
@@ -831,6 +855,7 @@ static void test_stats_names_utf8(void) {
     char name[61], *out;
     const char *names[3];
     size_t i, n, len;
+    int form;
     tm_begin(&e);
     for (i = 0; i < 30; i++) { name[2 * i] = (char)0xC3; name[2 * i + 1] = (char)0xA9; }   /* "é" x 30 */
     name[60] = '\0';
@@ -847,22 +872,17 @@ static void test_stats_names_utf8(void) {
             const char *s = buffet_pkt_pool_get_stats(pool).name;
             BT_CHECK(strlen(s) == 46 && tm_utf8(s, strlen(s)));   /* cut before the character that did not fit */
         }
-        len = buffet_pkt_pool_stats_json(pool, NULL, 0);
-        out = (char *)malloc(len + 1);
-        BT_CHECK(out && buffet_pkt_pool_stats_json(pool, out, len + 1) == len);
-        if (out) {
-            BT_CHECK(tm_utf8(out, len));
-            if (!tm_utf8(out, len)) fprintf(stderr, "JSON stats of pool %zu are not UTF-8 (buffet__append_quoted)\n", n);
+        for (form = 0; form < 2; form++) {
+            size_t (*write)(buffet_pkt_pool *, char *, size_t) = form ? buffet_pkt_pool_stats_prometheus : buffet_pkt_pool_stats_json;
+            len = write(pool, NULL, 0);
+            out = (char *)malloc(len + 1);
+            BT_CHECK(out && write(pool, out, len + 1) == len);
+            if (out && !tm_utf8(out, len)) {
+                BT_CHECK(!"the stats are UTF-8");
+                fprintf(stderr, "%s stats of pool %zu are not UTF-8 (buffet__append_quoted)\n", form ? "Prometheus" : "JSON", n);
+            }
+            free(out);
         }
-        free(out);
-        len = buffet_pkt_pool_stats_prometheus(pool, NULL, 0);
-        out = (char *)malloc(len + 1);
-        BT_CHECK(out && buffet_pkt_pool_stats_prometheus(pool, out, len + 1) == len);
-        if (out) {
-            BT_CHECK(tm_utf8(out, len));
-            if (!tm_utf8(out, len)) fprintf(stderr, "Prometheus stats of pool %zu are not UTF-8 (buffet__append_quoted)\n", n);
-        }
-        free(out);
         buffet_pkt_pool_destroy(pool);
     }
     tm_end(&e);
@@ -954,6 +974,7 @@ int main(void) {
     BT_RUN(test_inconsistent_lengths);
     BT_RUN(test_header_copies);
     BT_RUN(test_foreign_pointers);
+    BT_RUN(test_pool_limit);
     BT_RUN(test_use_after_free);
     BT_RUN(test_clone_across_pools);
     BT_RUN(test_linearize_across_pools);

@@ -30,48 +30,15 @@
 #endif
 
 /* ---------------------------------------------------------------------------------------------
-   Helpers: a log callback that counts codes, a test environment (debug allocator + log), pool
+   Helpers: a test environment (debug allocator + log), pool
    descriptions, byte patterns, a JSON checker, python3 for the real parsers. */
 
-#define TP_CODES 22   /* -BUFFET_OK .. -BUFFET_ERR_UNSAFE */
-
-/* What the log callback heard: tests assert on codes, and on sites inside messages. */
-typedef struct tp_log {
-    unsigned count[TP_CODES];
-    unsigned total;
-    buffet_result last;
-    char last_msg[400];
-    char all[8192];       /* every message, one a line (truncated when full) */
-    size_t all_len;
-} tp_log;
-
-static void tp_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg,
-                      const char *file, int line) {
-    tp_log *l = (tp_log *)user;
-    int i = -(int)code;
-    int n;
-    (void)level; (void)file; (void)line;
-    if (i >= 0 && i < TP_CODES) l->count[i]++;
-    l->total++;
-    l->last = code;
-    snprintf(l->last_msg, sizeof l->last_msg, "%s", msg);
-    if (l->all_len < sizeof l->all) {
-        n = snprintf(l->all + l->all_len, sizeof l->all - l->all_len, "%s\n", msg);
-        if (n > 0) l->all_len += (size_t)n;
-        if (l->all_len >= sizeof l->all) l->all_len = sizeof l->all - 1;
-    }
-}
-
-static unsigned tp_logged(const tp_log *l, buffet_result code) { return l->count[-(int)code]; }
-static void tp_log_clear(tp_log *l) {
-    memset(l->count, 0, sizeof l->count);
-    l->total = 0; l->last = BUFFET_OK; l->last_msg[0] = '\0'; l->all[0] = '\0'; l->all_len = 0;
-}
+static void tp_log_clear(bt_log *l) { memset(l, 0, sizeof *l); }
 
 /* One test's environment: a debug allocator for the pools' bookkeeping and a log. */
 typedef struct tp_env {
     buffet_debug *dbg;
-    tp_log log;
+    bt_log log;
 } tp_env;
 
 static void tp_begin(tp_env *e) {
@@ -81,7 +48,7 @@ static void tp_begin(tp_env *e) {
 
 static buffet_logger tp_logger(tp_env *e) {
     buffet_logger lg;
-    lg.fn = tp_log_fn;
+    lg.fn = bt_log_fn;
     lg.user = &e->log;
     return lg;
 }
@@ -401,7 +368,7 @@ static void test_pool_defaults(void) {
     tp_all_back(pool);
     BT_CHECK(e.log.count[-(int)BUFFET_ERR_INVALID] == 0);
     buffet_pkt_pool_destroy(pool);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_LEAK) == 0);
     buffet_pkt_pool_destroy(NULL);               /* does nothing */
     tp_end(&e);
 }
@@ -409,12 +376,12 @@ static void test_pool_defaults(void) {
 /* pool_create's documented errors: each refused, logged, nothing leaked, *out NULL. */
 static void tp_create_fails(tp_env *e, const buffet_pkt_pool_desc *d, buffet_result want, const char *what) {
     buffet_pkt_pool *p = (buffet_pkt_pool *)&p;   /* not NULL: create must clear it */
-    unsigned before = tp_logged(&e->log, want);
+    unsigned before = bt_logged(&e->log, want);
     buffet_result r = buffet_pkt_pool_create(&p, d);
     if (r != want) fprintf(stderr, "pool_create with %s: %s, expected %s\n", what, buffet_result_str(r), buffet_result_str(want));
     BT_CHECK(r == want);
     BT_CHECK(p == NULL);
-    BT_CHECK(tp_logged(&e->log, want) == before + 1);
+    BT_CHECK(bt_logged(&e->log, want) == before + 1);
     if (r == BUFFET_OK) buffet_pkt_pool_destroy(p);
     BT_CHECK(buffet_debug_get_stats(e->dbg).live_count == 0);
 }
@@ -609,10 +576,10 @@ static void test_alloc_sizes(void) {
     /* no class is big enough: BUFFET_ERR_TOO_LARGE, logged and recorded (not "exhausted") */
     tp_log_clear(&e.log);
     BT_CHECK(buffet_pkt_alloc(c, 2049) == NULL);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
     BT_CHECK(buffet_pkt_alloc(c, SIZE_MAX) == NULL);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 2 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 2 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
     BT_CHECK(buffet_pkt_alloc(NULL, 10) == NULL);
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
     buffet_pkt_cache_flush(c);
@@ -1091,7 +1058,7 @@ static void test_ref(void) {
         live = buffet_debug_get_stats(e.dbg).live_count;
         tp_log_clear(&e.log);
         BT_CHECK(buffet_pkt_to_chain(p, &ch) == BUFFET_ERR_OVERFLOW);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_OVERFLOW) == 1);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_OVERFLOW) == 1);
         BT_CHECK(buffet_chain_len(&ch) == 0 && buffet_chain_count(&ch) == 0);
         BT_CHECK(p->refcnt == 1 && p->next->refcnt == 1 && p->next->next->refcnt == 65535);
         BT_CHECK(buffet_debug_get_stats(e.dbg).live_count == live);
@@ -1122,9 +1089,9 @@ static void test_double_free(void) {
     c = tp_cache(pool, 0);
     p = buffet_pkt_alloc(c, 10);
     buffet_pkt_free(c, p);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 0);
     buffet_pkt_free(c, p);                         /* in the cache */
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1);
     s = buffet_pkt_pool_get_stats(pool);
     BT_CHECK(s.double_frees == 1);
     q = buffet_pkt_alloc(c, 10);
@@ -1136,7 +1103,7 @@ static void test_double_free(void) {
     buffet_pkt_free(c, p);                         /* in the ring */
     buffet_pkt_free_shared(p);                     /* without a cache */
     buffet_pkt_free_bulk(c, &p, 1);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 4);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 4);
     BT_CHECK(buffet_pkt_pool_get_stats(pool).double_frees == 4);
     /* the second free of a clone */
     p = buffet_pkt_alloc(c, 10);
@@ -1144,7 +1111,7 @@ static void test_double_free(void) {
     BT_CHECK(p && q);
     buffet_pkt_free(c, q);
     buffet_pkt_free(c, q);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 5);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 5);
     BT_CHECK(p && p->refcnt == 1);                 /* the original lost one reference, not two */
     buffet_pkt_free(c, p);
     buffet_pkt_cache_destroy(c);
@@ -1276,7 +1243,7 @@ static void test_clone_exhaustion(void) {
         BT_CHECK(n == 64 && p->refcnt == 65);
         tp_log_clear(&e.log);
         BT_CHECK(buffet_pkt_clone(c, p) == NULL);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1 && p->refcnt == 65);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1 && p->refcnt == 65);
         BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
         /* external memory needs a header of the clone class too */
         tp_ext_calls = 0;
@@ -1353,7 +1320,7 @@ static void test_external(void) {
     BT_CHECK(buffet_pkt_attach_external(c, mem, 0, tp_ext_free, NULL) == NULL);
     BT_CHECK(buffet_pkt_attach_external(c, mem, 8, tp_ext_free, NULL) == NULL);
     BT_CHECK(buffet_pkt_attach_external(c, mem, 16, tp_ext_free, NULL) == NULL);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_INVALID) == 3);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_INVALID) == 3);
     BT_CHECK(buffet_pkt_attach_external(c, NULL, 4096, tp_ext_free, NULL) == NULL);
     BT_CHECK(buffet_pkt_attach_external(NULL, mem, 4096, tp_ext_free, NULL) == NULL);
     BT_CHECK(tp_ext_calls == 1);
@@ -1401,7 +1368,7 @@ static void test_bulk(void) {
     tp_log_clear(&e.log);
     BT_CHECK(buffet_pkt_alloc_bulk(c, 0, pkts, 32) == 0);
     for (i = 0; i < 32; i++) BT_CHECK(pkts[i] == NULL);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1 && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1 && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
     BT_CHECK(buffet_pkt_alloc_bulk(c, 0, pkts, 28) == 28);
     BT_CHECK(buffet_pkt_alloc(c, 64) == NULL);
     buffet_pkt_free_bulk(c, pkts, 28);
@@ -1423,7 +1390,7 @@ static void test_bulk(void) {
     for (i = 0; i < 32; i++) pkts[i] = NULL;
     BT_CHECK(buffet_pkt_alloc_bulk(small, 0, pkts, 17) == 0);
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
     BT_CHECK(buffet_pkt_pool_get_stats(pool).cls[0].failures == failures + 1);
     for (i = 0; i < 32; i++) BT_CHECK(pkts[i] == NULL);
     BT_CHECK(buffet_pkt_alloc_bulk(small, 0, pkts, 32) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
@@ -1459,7 +1426,7 @@ static void test_shared_alloc(void) {
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
     tp_log_clear(&e.log);
     BT_CHECK(buffet_pkt_alloc_shared(pool, 2049) == NULL);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 1 && bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
     buffet_pkt_free_shared(NULL);
     /* mixed with a cache either way */
@@ -1548,11 +1515,11 @@ static void test_exhaustion(void) {
     c = tp_cache(pool, 0);
     while (n < 65 && (p[n] = buffet_pkt_alloc(c, 64)) != NULL) n++;
     BT_CHECK(n == 64);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
     BT_CHECK(buffet_alloc_error(&why) == BUFFET_ERR_EXHAUSTED && why && *why);   /* recorded, with a reason */
     BT_CHECK(buffet_pkt_alloc(c, 1) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
     BT_CHECK(buffet_pkt_alloc_shared(pool, 1) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 3 && tp_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 3 && bt_logged(&e.log, BUFFET_ERR_TOO_LARGE) == 0);
     buffet_pkt_cache_flush(c);
     s = buffet_pkt_pool_get_stats(pool);
     BT_CHECK(s.cls[0].created == 64 && s.cls[0].in_use == 64 && s.cls[0].failures == 3);
@@ -1562,7 +1529,7 @@ static void test_exhaustion(void) {
     BT_CHECK(buffet_pkt_alloc_class(c, 0) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
     BT_CHECK(buffet_pkt_alloc_bulk(c, 0, &p[64], 1) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
     buffet_pkt_cache_flush(c);
-    BT_CHECK(buffet_pkt_pool_get_stats(pool).cls[0].failures == 5 && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 5);
+    BT_CHECK(buffet_pkt_pool_get_stats(pool).cls[0].failures == 5 && bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 5);
     for (i = 0; i < n; i++) buffet_pkt_free(c, p[i]);
     p[0] = buffet_pkt_alloc(c, 64);   /* there again */
     BT_CHECK(p[0] != NULL);
@@ -1610,7 +1577,7 @@ static void test_growth(void) {
     s = buffet_pkt_pool_get_stats(pool);
     BT_CHECK(s.cls[0].created == 256 && s.cls[1].created == 64);   /* the other class did not grow */
     BT_CHECK(s.region_bytes == region + 3 * 64 * s.cls[0].stride);
-    BT_CHECK(s.cls[0].failures == 1 && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(s.cls[0].failures == 1 && bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
     for (i = 0; i < n; i++) buffet_pkt_free(c, p[i]);
     buffet_pkt_cache_destroy(c);
     tp_all_back(pool);
@@ -2005,15 +1972,15 @@ static void test_leak_report(void) {
     }
     tp_log_clear(&e.log);
     BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) == 1);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 1);          /* "to out and the log" */
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_LEAK) >= 1);          /* "to out and the log" */
     BT_CHECK(buffet_pkt_pool_report_leaks(NULL, NULL) == 0);
     buffet_pkt_cache_destroy(c);
     tp_log_clear(&e.log);
     buffet_pkt_pool_destroy(pool);                               /* p still out */
     /* a warning with the count (debug builds: each buffer too, as a leak) */
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_STATE) == 1 && strstr(e.log.all, "small") != NULL);
-    if (BUFFET_DEBUG) BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 1);
-    if (tp_logged(&e.log, BUFFET_ERR_STATE) == 0) fprintf(stderr, "destroy with a buffer out logged nothing\n");
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == 1 && strstr(e.log.all, "small") != NULL);
+    if (BUFFET_DEBUG) BT_CHECK(bt_logged(&e.log, BUFFET_ERR_LEAK) >= 1);
+    if (bt_logged(&e.log, BUFFET_ERR_STATE) == 0) fprintf(stderr, "destroy with a buffer out logged nothing\n");
     /* destroy never frees under a user: p is still good, the pool's memory still there */
     BT_CHECK(buffet_debug_get_stats(e.dbg).live_count > 0);
     if (p) {
@@ -2419,7 +2386,7 @@ static void test_destroy_with_cache(void) {
     BT_CHECK(c->cls[0].count == 0 && tp_put(p, 10, 4));
     tp_log_clear(&e.log);
     buffet_pkt_pool_destroy(pool);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_STATE) == 1 && strstr(e.log.all, "small") != NULL);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == 1 && strstr(e.log.all, "small") != NULL);
     BT_CHECK(buffet_debug_get_stats(e.dbg).live_count > 0);   /* not released: p and c are out */
     /* every way to allocate: BUFFET_ERR_STATE */
     tp_log_clear(&e.log);
@@ -2433,7 +2400,7 @@ static void test_destroy_with_cache(void) {
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_STATE);
     BT_CHECK(buffet_alloc(buffet_pkt_allocator(c), 100, 16, BUFFET_SITE) == NULL);
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_STATE);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_STATE) == 7 && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == 7 && bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
     BT_CHECK(p->refcnt == 1);   /* the refused clone took no reference */
     s = buffet_pkt_pool_get_stats(pool);
     for (k = 0; k <= s.nclasses; k++) failures += s.cls[k].failures;
@@ -2486,7 +2453,7 @@ static void test_destroy_with_chain(void) {
     buffet_pkt_cache_destroy(c);
     tp_log_clear(&e.log);
     buffet_pkt_pool_destroy(pool);   /* three segments still in the chain */
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == 1);
     BT_CHECK(buffet_debug_get_stats(e.dbg).live_count > 0);
     /* the chain's bytes: still there (ASan and valgrind watch every one) */
     memset(tmp, 0, sizeof tmp);
@@ -2543,7 +2510,7 @@ static void test_destroy_registered(void) {
     /* in eight registries at most */
     for (i = 0; i < 8; i++) BT_CHECK(buffet_pkt_pool_register(pool, r[i]) == BUFFET_OK);
     tp_log_clear(&e.log);
-    BT_CHECK(buffet_pkt_pool_register(pool, r[8]) == BUFFET_ERR_EXHAUSTED && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    BT_CHECK(buffet_pkt_pool_register(pool, r[8]) == BUFFET_ERR_EXHAUSTED && bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
     buffet_explain(r[8], &req, why, sizeof why);
     BT_CHECK(strstr(why, "netpool") == NULL);
     /* a registry destroyed first: the pool forgets it (and never touches it again), so there is room */
@@ -2682,7 +2649,7 @@ static void test_ref_limit(void) {
     while (n < 65535 && (clones[n] = buffet_pkt_clone(c, p)) != NULL) n++;
     BT_CHECK(n == 65534 && p->refcnt == 65535);   /* the packet's own reference and 65534 clones */
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_OVERFLOW) == 1 && tp_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_OVERFLOW) == 1 && bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 0);
     buffet_pkt_cache_flush(c);
     s = buffet_pkt_pool_get_stats(pool);
     BT_CHECK(s.cls[1].in_use == 65534);            /* the refused clone's header went back */
@@ -2701,7 +2668,7 @@ static void test_ref_limit(void) {
     buffet_buf_unref(b);
     live = buffet_debug_get_stats(e.dbg).live_count;
     tp_log_clear(&e.log);
-    BT_CHECK(buffet_pkt_to_chain(p, &ch) == BUFFET_ERR_OVERFLOW && tp_logged(&e.log, BUFFET_ERR_OVERFLOW) == 1);
+    BT_CHECK(buffet_pkt_to_chain(p, &ch) == BUFFET_ERR_OVERFLOW && bt_logged(&e.log, BUFFET_ERR_OVERFLOW) == 1);
     BT_CHECK(buffet_chain_len(&ch) == 4 && buffet_chain_count(&ch) == 1 && p->refcnt == 65535);
     BT_CHECK(buffet_debug_get_stats(e.dbg).live_count == live);
     /* one holder fewer: room for exactly one more */
@@ -2856,7 +2823,7 @@ out:
    statistics, leak reports and allocation work from inside them; a logger may even give back
    the last buffer while destroy is telling it about that buffer. */
 typedef struct tp_reenter {
-    tp_log log;
+    bt_log log;
     buffet_pkt_pool *pool;   /* its statistics are read from every message and crossing */
     buffet_pkt *last;        /* given back from inside destroy's warning */
     unsigned calls, crossings, bad;
@@ -2865,7 +2832,7 @@ typedef struct tp_reenter {
 static void tp_reenter_log(void *user, buffet_log_level level, buffet_result code, const char *msg,
                            const char *file, int line) {
     tp_reenter *r = (tp_reenter *)user;
-    tp_log_fn(&r->log, level, code, msg, file, line);
+    bt_log_fn(&r->log, level, code, msg, file, line);
     if (r->pool) {
         buffet_pkt_stats s = buffet_pkt_pool_get_stats(r->pool);   /* takes the pool's lock */
         r->calls++;
@@ -2918,7 +2885,7 @@ static void test_callbacks_reenter(void) {
     tp_hold(c, held, &n, 64);
     calls = r.calls;
     BT_CHECK(buffet_pkt_alloc(c, 10) == NULL);   /* the class is full: its warning's logger calls in */
-    BT_CHECK(tp_logged(&r.log, BUFFET_ERR_EXHAUSTED) >= 1 && r.calls > calls);
+    BT_CHECK(bt_logged(&r.log, BUFFET_ERR_EXHAUSTED) >= 1 && r.calls > calls);
     calls = r.calls;
     BT_CHECK(buffet_pkt_pool_report_leaks(pool, NULL) == 64 && r.calls > calls);
     tp_hold(c, held, &n, 1);    /* under the low mark */
@@ -2928,7 +2895,7 @@ static void test_callbacks_reenter(void) {
     r.last = held[0];
     calls = r.calls;
     buffet_pkt_pool_destroy(pool);
-    BT_CHECK(r.last == NULL && r.calls > calls && tp_logged(&r.log, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(r.last == NULL && r.calls > calls && bt_logged(&r.log, BUFFET_ERR_STATE) == 1);
     r.pool = NULL;
     BT_CHECK(r.bad == 0);
     BT_CHECK(buffet_debug_get_stats(e.dbg).live_count == 0);   /* released, once */

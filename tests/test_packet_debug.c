@@ -30,10 +30,10 @@ static void test_debug_double_free_site(void) {
     taken_line = __LINE__; p = buffet_pkt_alloc(c, 100);
     BT_CHECK(p != NULL);
     buffet_pkt_free(c, p);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 0);
     second_line = __LINE__; buffet_pkt_free(c, p);
     /* caught at this very free */
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1 && e.log.last == BUFFET_ERR_DOUBLE_FREE);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1 && e.log.last == BUFFET_ERR_DOUBLE_FREE);
     tp_site(taken, sizeof taken, taken_line);
     tp_site(second, sizeof second, second_line);
     BT_CHECK(strstr(e.log.last_msg, second) != NULL);                        /* where it happened */
@@ -48,7 +48,7 @@ static void test_debug_double_free_site(void) {
     buffet_pkt_free(c, q);
     second_line = __LINE__; buffet_pkt_free(c, q);
     tp_site(second, sizeof second, second_line);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 2 && strstr(e.log.last_msg, second) != NULL);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 2 && strstr(e.log.last_msg, second) != NULL);
     BT_CHECK(p && p->refcnt == 1);
     buffet_pkt_free(c, p);
     buffet_pkt_cache_destroy(c);
@@ -80,11 +80,11 @@ static void test_debug_foreign(void) {
         /* a header on the stack that looks like one of the pool's */
         memcpy(&fake, p, sizeof fake);
         buffet_pkt_free(c, &fake);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_FOREIGN) == 1 && e.log.last == BUFFET_ERR_FOREIGN);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 1 && e.log.last == BUFFET_ERR_FOREIGN);
         BT_CHECK(strstr(e.log.last_msg, "test_debug_foreign") != NULL);   /* the site */
         BT_CHECK(buffet_pkt_pool_get_stats(pool).foreign_frees == 1);
         buffet_pkt_free_shared(&fake);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_FOREIGN) == 2);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 2);
         f = tmpfile();
         if (f) {
             BT_CHECK(buffet_pkt_history_dump(&fake, f) == 0);
@@ -138,13 +138,13 @@ static void test_debug_cookies(void) {
     p = buffet_pkt_alloc(c, 500);
     BT_CHECK(p && tp_put(p, 512, 1));   /* the whole data room: fine */
     buffet_pkt_free(c, p);
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_CORRUPT) == 0 && buffet_pkt_pool_get_stats(pool).corruptions == 0);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_CORRUPT) == 0 && buffet_pkt_pool_get_stats(pool).corruptions == 0);
     p = buffet_pkt_alloc(c, 500);
     if (p) {
         saved = p->buf[p->buf_len];    /* the byte just past the data room */
         p->buf[p->buf_len] = (unsigned char)~saved;
         buffet_pkt_free(c, p);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_CORRUPT) == 1 && e.log.last == BUFFET_ERR_CORRUPT);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_CORRUPT) == 1 && e.log.last == BUFFET_ERR_CORRUPT);
         BT_CHECK(strstr(e.log.last_msg, "back") != NULL);
         BT_CHECK(buffet_pkt_pool_get_stats(pool).corruptions == 1);
         p->buf[p->buf_len] = saved;
@@ -159,7 +159,7 @@ static void test_debug_cookies(void) {
         saved = *before;
         *before = (unsigned char)~saved;
         buffet_pkt_free(c, p);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_CORRUPT) == 2 && strstr(e.log.last_msg, "front") != NULL);
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_CORRUPT) == 2 && strstr(e.log.last_msg, "front") != NULL);
         *before = saved;
     }
     buffet_pkt_cache_destroy(c);
@@ -281,7 +281,7 @@ static void test_debug_leak_sites(void) {
         BT_CHECK(strstr(text, site_x) != NULL);
         BT_CHECK(strstr(text, "in test_debug_leak_sites()") != NULL && strstr(text, "5 buffers out") != NULL);
         if (!strstr(text, site_p) || !strstr(text, site_b)) fprintf(stderr, "report:\n%s(wanted %s, %s)\n", text, site_p, site_b);
-        BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 5);   /* each (and maybe a summary) */
+        BT_CHECK(bt_logged(&e.log, BUFFET_ERR_LEAK) >= 5);   /* each (and maybe a summary) */
         BT_CHECK(strstr(e.log.all, site_p) != NULL && strstr(e.log.all, site_q) != NULL);
         fclose(f);
     }
@@ -291,7 +291,7 @@ static void test_debug_leak_sites(void) {
     buffet_pkt_cache_destroy(c);
     tp_log_clear(&e.log);
     buffet_pkt_pool_destroy(pool);   /* p is still out: the log names where it was taken */
-    BT_CHECK(tp_logged(&e.log, BUFFET_ERR_LEAK) >= 1 && tp_logged(&e.log, BUFFET_ERR_STATE) == 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_LEAK) >= 1 && bt_logged(&e.log, BUFFET_ERR_STATE) == 1);
     BT_CHECK(strstr(e.log.all, site_p) != NULL && strstr(e.log.all, site_q) == NULL);
     /* the release waits for p; its history still works meanwhile */
     f = tmpfile();

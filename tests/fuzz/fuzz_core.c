@@ -26,31 +26,10 @@
 #define BUFFET_IMPLEMENTATION
 #include "buffet.h"
 #include "fuzz.h"
+#define BT_HUGE_IS_NULL   /* the huge sizes below come back NULL under ASan and TSan (the replay runs under both) */
+#include "../bt.h"
 
 #include <unistd.h>
-
-/* The huge sizes below must come back as NULL, not stop ASan or TSan (the replay runs under both). */
-#if defined(__SANITIZE_THREAD__)
-#  define FC_TSAN 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define FC_TSAN 1
-#  endif
-#endif
-#ifdef __cplusplus
-extern "C" {
-#endif
-#if BUFFET_TRACK_ASAN
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
-#ifdef FC_TSAN
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
-#ifdef __cplusplus
-}
-#endif
 
 #define FC_RECS 10          /* buffers alive at once */
 #define FC_CHAINS 3
@@ -124,18 +103,6 @@ static bool fc_in_range(size_t off, size_t len, size_t size) { return off <= siz
 /* ---------------------------------------------------------------------------------------------
    State: buffet's objects and their models */
 
-typedef struct fc_log { size_t n[32]; } fc_log;   /* log lines heard, by -code */
-static void fc_log_fn(void *user, buffet_log_level level, buffet_result code, const char *msg, const char *file, int line) {
-    fc_log *l = (fc_log *)user;
-    (void)level; (void)msg; (void)file; (void)line;
-    if (code <= 0 && code > -32) l->n[-(int)code]++;
-}
-static buffet_logger fc_logger(fc_log *l) {
-    buffet_logger lg;
-    lg.fn = fc_log_fn;
-    lg.user = l;
-    return lg;
-}
 
 typedef struct fc_rec {
     buffet_buf *b;             /* NULL: free slot */
@@ -158,7 +125,7 @@ typedef struct fc_q { unsigned char *p; size_t size; bool dirty; } fc_q;
 typedef struct fc_state {
     fz_in in;
     buffet_debug *dbuf, *dch, *dmis, *dad;
-    fc_log lbuf, lch, lmis, lad, lfx;
+    bt_log lbuf, lch, lmis, lad, lfx;
     buffet_failing fch, fmis;
     buffet_fixed fx;
     unsigned char *fx_base;
@@ -286,10 +253,10 @@ static void fc_check_all(void) {
     FZ_CHECK(st.total_count == st.live_count + st.free_count);
     /* each refusal is logged once; damage reports past the log queue's 4 lines per call are
        summed up in one more line, so the lines are bounded by the count, not equal to it */
-    FZ_CHECK(S.lmis.n[-BUFFET_ERR_DOUBLE_FREE] == S.m_double && S.lmis.n[-BUFFET_ERR_FOREIGN] == S.m_foreign);
-    FZ_CHECK(S.lmis.n[-BUFFET_ERR_MISMATCH] == S.m_mismatch);
-    FZ_CHECK(S.lmis.n[-BUFFET_ERR_CORRUPT] <= S.m_corrupt);
-    FZ_CHECK(S.lfx.n[-BUFFET_ERR_FOREIGN] == S.m_fx_foreign);
+    FZ_CHECK(S.lmis.count[-BUFFET_ERR_DOUBLE_FREE] == S.m_double && S.lmis.count[-BUFFET_ERR_FOREIGN] == S.m_foreign);
+    FZ_CHECK(S.lmis.count[-BUFFET_ERR_MISMATCH] == S.m_mismatch);
+    FZ_CHECK(S.lmis.count[-BUFFET_ERR_CORRUPT] <= S.m_corrupt);
+    FZ_CHECK(S.lfx.count[-BUFFET_ERR_FOREIGN] == S.m_fx_foreign);
     for (i = 0; i < S.nblk; i++) {
         const fc_blk *b = &S.blk[i];
         size_t j;
@@ -354,7 +321,7 @@ static void op_buf_create(void) {
     d.flags = (flags & 1 ? (uint32_t)BUFFET_BUF_ZERO : 0u) | (flags & 2 ? (uint32_t)BUFFET_BUF_NO_THP : 0u) |
               (flags & 4 ? (uint32_t)BUFFET_BUF_POPULATE : 0u);
     d.allocator = buffet_debug_allocator(S.dbuf);
-    d.log = fc_logger(&S.lbuf);
+    d.log = bt_logger(&S.lbuf);
     d.name = "fuzz";
     if (kind == BUFFET_BUF_WRAP && !wrap_null && size) {
         rec->wrap_mem = (unsigned char *)malloc(size);
@@ -1155,13 +1122,13 @@ static void fc_setup(void) {
     memset(&S, 0, sizeof S);
     S.in = in;
     memset(&dd, 0, sizeof dd);
-    dd.log = fc_logger(&S.lbuf);
+    dd.log = bt_logger(&S.lbuf);
     FZ_CHECK(buffet_debug_create(&S.dbuf, &dd) == BUFFET_OK);
-    dd.log = fc_logger(&S.lch);
+    dd.log = bt_logger(&S.lch);
     FZ_CHECK(buffet_debug_create(&S.dch, &dd) == BUFFET_OK);
-    dd.log = fc_logger(&S.lad);
+    dd.log = bt_logger(&S.lad);
     FZ_CHECK(buffet_debug_create(&S.dad, &dd) == BUFFET_OK);
-    dd.log = fc_logger(&S.lmis);
+    dd.log = bt_logger(&S.lmis);
     dd.guard_size = guards[cfg & 7];
     dd.quarantine_count = qcounts[cfg >> 3 & 7];
     dd.quarantine_bytes = qbytes[cfg >> 6 & 3];
@@ -1183,7 +1150,7 @@ static void fc_setup(void) {
     memset(&fd, 0, sizeof fd);
     fd.mem = S.fx_base;
     fd.cap = S.fx_cap;
-    fd.log = fc_logger(&S.lfx);
+    fd.log = bt_logger(&S.lfx);
     FZ_CHECK(buffet_fixed_init(&S.fx, &fd) == BUFFET_OK);
     S.fx_last = SIZE_MAX;
     for (i = 0; i < FC_SLICES; i++) S.sl_rec[i] = -1;
@@ -1220,7 +1187,7 @@ static void fc_teardown(void) {
     FZ_CHECK(buffet_debug_report_leaks(S.dad, NULL) == 0 && buffet_debug_report_leaks(S.dmis, NULL) == 0);
     st = buffet_debug_get_stats(S.dmis);
     FZ_CHECK(st.live_count == 0 && st.live_bytes == 0);
-    FZ_CHECK(S.lbuf.n[-BUFFET_ERR_LEAK] + S.lch.n[-BUFFET_ERR_LEAK] + S.lad.n[-BUFFET_ERR_LEAK] + S.lmis.n[-BUFFET_ERR_LEAK] == 0);
+    FZ_CHECK(S.lbuf.count[-BUFFET_ERR_LEAK] + S.lch.count[-BUFFET_ERR_LEAK] + S.lad.count[-BUFFET_ERR_LEAK] + S.lmis.count[-BUFFET_ERR_LEAK] == 0);
     buffet_adapter_deinit(&S.ad);
     FZ_CHECK(buffet_adapter_malloc(&S.ad, 8) == NULL);   /* a deinit'd adapter refuses */
     buffet_failing_deinit(&S.fch);

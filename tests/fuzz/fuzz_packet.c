@@ -4,8 +4,9 @@
    without a cache, through the allocator face, in bulk), free (through a cache, another pool's
    cache, without a cache, in bulk), ref, clone, external memory, prepend, append, adj, trim,
    chain, linearize, read and write at offsets, metadata and user area, to_chain (and releasing
-   those chains), cache flush; and misuse: double free, a copy of a header or a pointer into a
-   buffer given to free, chains onto themselves or through segments, lengths made not to add up,
+   those chains), cache flush; and misuse: double free, a copy of a header, a heap block of
+   garbage or a pointer into a buffer given to free, a chain's segment freed alone, chains onto
+   themselves or through segments, lengths made not to add up,
    references to and clones of free packets, bursts larger than the cache. A plain model keeps
    every live header (its view of the data, its reference count, its place in its chain, its
    metadata), every data room's bytes, and the counters buffet must report; after every step
@@ -949,6 +950,28 @@ static void op_double_free(fz *S) {
     FZ_CHECK(buffet_pkt_clone(S->pool[pool].c[0], p) == NULL);
 }
 
+/* A block that is no packet (heap memory holding the input's bytes, its `pool` field set to
+   something that is no live pool) given to free: refused, counted on the cache's pool. */
+static void op_garbage(fz *S) {
+    int c = (int)(fz_u8(&S->in) % S->npools), i;
+    unsigned char *m = (unsigned char *)malloc(sizeof(buffet_pkt) + 256);
+    buffet_pkt *h = (buffet_pkt *)m;
+    uintptr_t fake[3];
+    FZ_CHECK(m != NULL);
+    for (i = 0; i < (int)sizeof(buffet_pkt) + 256; i++) m[i] = fz_u8(&S->in);
+    fake[0] = 0;
+    fake[1] = 16;
+    fake[2] = (uintptr_t)m;
+    h->pool = (buffet_pkt_pool *)fake[fz_u8(&S->in) % 3];
+    if (fz_u8(&S->in) & 1) {
+        buffet_pkt_free(S->pool[c].c[0], h);
+        S->pool[c].foreign_frees++;
+    } else {
+        buffet_pkt_free_shared(h);   /* no cache and no pool: refused without a word */
+    }
+    free(m);
+}
+
 static void op_foreign(fz *S) {
     int k = fz_pick_handle(S), n = fz_u8(&S->in) % FZ_SEGS, s, pool, how = fz_u8(&S->in) % 6;
     buffet_pkt copy;
@@ -1004,6 +1027,9 @@ static void op_chain_misuse(fz *S) {
     o = fz_pick_handle(S);
     FZ_CHECK(buffet_pkt_chain(head, head) == BUFFET_ERR_INVALID);
     if (seg >= 0) {
+        /* a segment freed alone would leave its head linking a buffer handed out again */
+        if (fz_u8(&S->in) & 1) buffet_pkt_free(S->pool[S->h[seg].pool].c[0], S->h[seg].p);
+        else buffet_pkt_free_shared(S->h[seg].p);
         FZ_CHECK(buffet_pkt_chain(S->h[seg].p, head) == BUFFET_ERR_INVALID);
         FZ_CHECK(buffet_pkt_chain(head, S->h[seg].p) == BUFFET_ERR_INVALID);
         if (o >= 0 && S->handle[o] != S->handle[k]) {
@@ -1152,7 +1178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 21: op_flush(S); break;
         case 22: op_block(S); break;
         case 23: op_double_free(S); break;
-        case 24: op_foreign(S); break;
+        case 24: if (fz_u8(&S->in) & 1) op_foreign(S); else op_garbage(S); break;
         case 25: case 26: op_compose(S); break;
         default:
             if (fz_u8(&S->in) & 1) op_chain_misuse(S);
