@@ -285,7 +285,9 @@ BUFFET_EXTERN_C_BEGIN
     X(BUFFET_ERR_LIFETIME,    -18, "the allocator's memory does not live as long as this use needs") \
     X(BUFFET_ERR_THREAD,      -19, "the allocator serves one owner thread; this use frees from any")  \
     X(BUFFET_ERR_TOO_LARGE,   -20, "larger (or more aligned) than this allocator or pool serves") \
-    X(BUFFET_ERR_UNSAFE,      -21, "another process could change it under us")
+    X(BUFFET_ERR_UNSAFE,      -21, "another process could change it under us")                \
+    X(BUFFET_ERR_CLOSED,      -22, "the peer closed the connection (or reset it)")           \
+    X(BUFFET_ERR_TRUNCATED,   -23, "a datagram was larger than its buffer: it was cut")
 
 #define BUFFET__RESULT_ENUM(name, value, text) name = value,
 /* Every fallible function's result. BUFFET_OK is 0; everything else is negative. */
@@ -1993,21 +1995,26 @@ BUFFET_API void buffet_fixed_reset(buffet_fixed *f) {
     f->last_off = BUFFET__FIXED_NONE;
 }
 
+/* The n-th output of splitmix64 seeded with seed: a draw that needs no state but n, so threads
+   share only a counter. Shared with the siblings (buffet_net.h's fault layer). */
+static uint64_t buffet__draw(uint64_t seed, uint64_t n) {
+    uint64_t h = seed + n * 0x9E3779B97F4A7C15ull;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    return h ^ (h >> 31);
+}
+
 /* >>failing allocator */
 /* Does attempt n (1-based) fail? Stateless in n, so threads need to share only the counter. */
 static bool buffet__failing_says_no(const buffet_failing *f, uint64_t n) {
-    uint64_t h;
     if (f->fail_at && (n == f->fail_at || (f->fail_after && n > f->fail_at))) return true;
     if (n <= f->skip) return false;
     if (f->every && (n - f->skip) % f->every == 0) return true;
-    if (!f->per_million) return false;
-    h = f->seed + n * 0x9E3779B97F4A7C15ull;   /* the n-th output of splitmix64 seeded with seed */
-    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-    return (h ^ (h >> 31)) % 1000000u < f->per_million;
+    return f->per_million && buffet__draw(f->seed, n) % 1000000u < f->per_million;
 }
 
 static bool buffet__failing_attempt(buffet_failing *f) {
+    /* relaxed: the counter only numbers the attempts; nothing is published through it */
     if (!buffet__failing_says_no(f, BUFFET__FETCH_ADD(&f->allocs, 1, BUFFET__RELAXED) + 1)) return true;
     BUFFET__FETCH_ADD(&f->failures, 1, BUFFET__RELAXED);   /* a counter read after the fact: relaxed */
     return false;

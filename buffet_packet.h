@@ -846,6 +846,7 @@ static bool buffet__pkt_pools_add(buffet_pkt_pool *p) {
     pthread_mutex_lock(&buffet__pkt_pools_mu);
     n = buffet__pkt_pools_used;
     for (i = 0; i < n && buffet__pkt_pools[i]; i++) {}
+    /* relaxed: see buffet__pkt_live */
     if (i < BUFFET_PKT_MAX_POOLS) BUFFET__STORE(&buffet__pkt_pools[i], p, BUFFET__RELAXED);
     /* Release: a reader that sees the new bound sees the slot's pool too. */
     if (i == n && i < BUFFET_PKT_MAX_POOLS) BUFFET__STORE(&buffet__pkt_pools_used, n + 1, BUFFET__RELEASE);
@@ -856,6 +857,7 @@ static bool buffet__pkt_pools_add(buffet_pkt_pool *p) {
 static void buffet__pkt_pools_remove(buffet_pkt_pool *p) {
     size_t i;
     pthread_mutex_lock(&buffet__pkt_pools_mu);
+    /* Relaxed: p is freed once every buffer is back, so no free may name it any more. */
     for (i = 0; i < buffet__pkt_pools_used; i++)
         if (buffet__pkt_pools[i] == p) BUFFET__STORE(&buffet__pkt_pools[i], (buffet_pkt_pool *)NULL, BUFFET__RELAXED);
     pthread_mutex_unlock(&buffet__pkt_pools_mu);
@@ -1753,7 +1755,7 @@ static buffet_result buffet__pkt_count_up16(uint16_t *count) {
     do {
         if (old == 0) return BUFFET_ERR_STATE;
         if (old == UINT16_MAX) return BUFFET_ERR_OVERFLOW;
-    } while (!BUFFET__CAS(count, &old, (uint16_t)(old + 1), BUFFET__RELAXED, BUFFET__RELAXED));
+    } while (!BUFFET__CAS(count, &old, (uint16_t)(old + 1), BUFFET__RELAXED, BUFFET__RELAXED));   /* relaxed: above */
     return BUFFET_OK;
 }
 static buffet_result buffet__pkt_count_up(uint32_t *count) {
@@ -1765,7 +1767,7 @@ static buffet_result buffet__pkt_count_up(uint32_t *count) {
     do {
         if (old == 0) return BUFFET_ERR_STATE;
         if (old == UINT32_MAX) return BUFFET_ERR_OVERFLOW;
-    } while (!BUFFET__CAS(count, &old, old + 1, BUFFET__RELAXED, BUFFET__RELAXED));
+    } while (!BUFFET__CAS(count, &old, old + 1, BUFFET__RELAXED, BUFFET__RELAXED));   /* relaxed: above */
     return BUFFET_OK;
 }
 
