@@ -836,6 +836,9 @@ BUFFET_API buffet_result buffet_chain_split_at(buffet_chain *c, size_t at, buffe
 /* Drop n bytes from the front, releasing slices that empty. Errors: BUFFET_ERR_INVALID,
    BUFFET_ERR_RANGE (n > len; nothing dropped). */
 BUFFET_API buffet_result buffet_chain_consume(buffet_chain *c, size_t n);
+/* Drop n bytes from the end, releasing slices that empty. Errors: BUFFET_ERR_INVALID,
+   BUFFET_ERR_RANGE (n > len; nothing dropped). */
+BUFFET_API buffet_result buffet_chain_trim(buffet_chain *c, size_t n);
 /* Copy len bytes from off into dst. Errors: BUFFET_ERR_INVALID (c NULL, dst NULL with len > 0,
    device memory in range), BUFFET_ERR_RANGE. */
 BUFFET_API buffet_result buffet_chain_copy_out(const buffet_chain *c, size_t off, void *dst, size_t len);
@@ -2810,6 +2813,24 @@ BUFFET_API buffet_result buffet_chain_consume(buffet_chain *c, size_t n) {
         n -= s->len;
         buffet_buf_unref(s->buf);
         c->head++;
+        c->count--;
+    }
+    if (c->count == 0) c->head = 0;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_chain_trim(buffet_chain *c, size_t n) {
+    if (!c) return BUFFET_ERR_INVALID;
+    if (n > c->len) return BUFFET_ERR_RANGE;
+    c->len -= n;
+    while (n) {
+        buffet_slice *s = &c->slices[c->head + c->count - 1];
+        if (s->len > n) {
+            s->len -= n;
+            break;
+        }
+        n -= s->len;
+        buffet_buf_unref(s->buf);
         c->count--;
     }
     if (c->count == 0) c->head = 0;

@@ -290,26 +290,35 @@ static buffet_slice *buffet__net_tail(buffet_chain *c) {
     return s;
 }
 
-/* One fresh buffer for a read into v: a packet of the largest class, or a heap buffer of
-   `size` bytes tagged as buffet_net_recv's own. false when none could be had. */
-static bool buffet__net_fresh(const buffet_net_source *src, size_t size, buffet_buf **b, buffet_pkt **p, struct iovec *v) {
+/* Stage one fresh buffer at the end of c for a read: a packet of the largest class (joining c by
+   reference), or a heap buffer of `size` bytes tagged as buffet_net_recv's own; its room goes
+   into v. Staged before the read, so that no byte read can be lost for want of memory. */
+static buffet_result buffet__net_stage(buffet_chain *c, const buffet_net_source *src, size_t size, struct iovec *v) {
+    buffet_result r;
     if (src->packets) {
-        *p = buffet_pkt_alloc_class(src->packets, src->packets->nclasses - 1);
-        if (!*p) return false;
-        v->iov_base = buffet_pkt_data(*p);
-        v->iov_len = buffet_pkt_tailroom(*p);
+        buffet_pkt *p = buffet_pkt_alloc_class(src->packets, src->packets->nclasses - 1);
+        size_t room = p ? buffet_pkt_tailroom(p) : 0;
+        if (!p) return buffet_alloc_error(NULL);
+        v->iov_base = buffet_pkt_append(p, room);
+        v->iov_len = room;
+        r = buffet_pkt_to_chain(p, c);
+        buffet_pkt_free(src->packets, p);   /* the chain's slice holds it now */
     } else {
         buffet_buf_desc d;
+        buffet_buf *b = NULL;
         memset(&d, 0, sizeof d);
         d.kind = BUFFET_BUF_HEAP;
         d.size = size;
         d.allocator = src->allocator;
-        if (buffet_buf_create(b, &d) != BUFFET_OK) return false;
-        (*b)->user = (void *)&buffet__net_rx_tag;
-        v->iov_base = (*b)->data;
+        r = buffet_buf_create(&b, &d);
+        if (r != BUFFET_OK) return r;
+        b->user = (void *)&buffet__net_rx_tag;
+        v->iov_base = b->data;
         v->iov_len = size;
+        r = buffet_chain_append(c, b, 0, size);
+        buffet_buf_unref(b);
     }
-    return true;
+    return r;
 }
 
 /* readv into v[0..n) with the fault layer, EINTR retried: the bytes read, or -1 with errno. */
@@ -341,13 +350,12 @@ BUFFET_API buffet_result buffet_net_recv(int fd, buffet_chain *c, const buffet_n
                                          size_t *got) {
     buffet_net_source heap_default;
     struct iovec iov[BUFFET__NET_RX_BUFS + 1];
-    buffet_buf *fresh[BUFFET__NET_RX_BUFS];
-    buffet_pkt *pkts[BUFFET__NET_RX_BUFS];
     buffet_slice *tail;
-    size_t size, room = 0, nfresh = 0, first, i, left;
-    buffet_result res = BUFFET_OK;
+    size_t size, room = 0, staged = 0, niov = 0, left, read_n, tail_at = 0;
+    buffet_result res = BUFFET_OK, why = BUFFET_OK;
     bool one = false;
     ssize_t r;
+    int e;
     if (got) *got = 0;
     if (!c || fd < 0) return BUFFET_ERR_INVALID;
     if (!src) {
@@ -358,58 +366,42 @@ BUFFET_API buffet_result buffet_net_recv(int fd, buffet_chain *c, const buffet_n
     size = src->buf_size ? src->buf_size : (size_t)16 << 10;
     tail = src->packets ? NULL : buffet__net_tail(c);
     if (tail) {
+        tail_at = buffet_chain_count(c) - 1;   /* staging may move the slice array: keep the index */
         room = tail->buf->size - tail->off - tail->len;
         if (max && room > max) room = max;
-        iov[0].iov_base = (unsigned char *)tail->buf->data + tail->off + tail->len;
-        iov[0].iov_len = room;
+        iov[niov].iov_base = (unsigned char *)tail->buf->data + tail->off + tail->len;
+        iov[niov++].iov_len = room;
     }
-    first = tail ? 1 : 0;
     /* fresh buffers for the rest of max (0: the tail's room, or else one whole buffer) */
     if (max == 0) {
         one = room == 0;
         max = one ? SIZE_MAX : room;
     }
-    for (left = max - room; left > 0 && nfresh < (one ? 1u : BUFFET__NET_RX_BUFS); nfresh++) {
-        struct iovec *v = &iov[first + nfresh];
-        if (!buffet__net_fresh(src, size, &fresh[nfresh], &pkts[nfresh], v)) break;
-        if (v->iov_len > left) v->iov_len = left;
-        left -= v->iov_len;
+    for (left = max - room; left > 0 && niov < (one ? 1u : BUFFET__NET_RX_BUFS + (tail ? 1u : 0u)); niov++) {
+        why = buffet__net_stage(c, src, size, &iov[niov]);
+        if (why != BUFFET_OK) break;
+        staged += iov[niov].iov_len;
+        if (iov[niov].iov_len > left) iov[niov].iov_len = left;
+        left -= iov[niov].iov_len;
     }
-    if (first + nfresh == 0) {
-        res = buffet_alloc_error(NULL);
-        return res != BUFFET_OK ? res : BUFFET_ERR_NOMEM;
-    }
-    r = buffet__net_readv(fd, iov, first + nfresh);
-    if (r < 0) {
-        res = errno == ENOTCONN ? BUFFET_ERR_CLOSED : buffet__net_errno_result(errno);
-    } else if (r == 0) {
-        errno = 0;
-        res = BUFFET_ERR_CLOSED;
-    }
-    /* the bytes read go to c: the tail's slice grows in place, fresh buffers join as slices */
-    left = r > 0 ? (size_t)r : 0;
-    if (got) *got = left;
+    if (niov == 0) return why != BUFFET_OK ? why : BUFFET_ERR_NOMEM;
+    r = buffet__net_readv(fd, iov, niov);
+    e = errno;
+    read_n = r > 0 ? (size_t)r : 0;
+    if (got) *got = read_n;
     if (tail) {
-        size_t k = left < room ? left : room;
+        size_t k = read_n < room ? read_n : room;
         /* The slice is its buffer's only holder (see buffet__net_tail): growing it over bytes
            nobody else can see keeps every invariant of the chain. */
+        tail = &c->slices[c->head + tail_at];
         tail->len += k;
         c->len += k;
-        left -= k;
+        read_n -= k;
     }
-    for (i = 0; i < nfresh; i++) {
-        size_t k = left < iov[first + i].iov_len ? left : iov[first + i].iov_len;
-        buffet_result a = BUFFET_OK;
-        if (src->packets) {
-            if (k > 0) a = buffet_pkt_append(pkts[i], k) ? buffet_pkt_to_chain(pkts[i], c) : BUFFET_ERR_RANGE;
-            buffet_pkt_free(src->packets, pkts[i]);
-        } else {
-            if (k > 0) a = buffet_chain_append(c, fresh[i], 0, k);
-            buffet_buf_unref(fresh[i]);
-        }
-        if (a != BUFFET_OK && res == BUFFET_OK) res = a;   /* bytes read but not kept: say why */
-        left -= k;
-    }
+    buffet_chain_trim(c, staged - read_n);   /* the staged room the read did not fill */
+    if (r < 0) res = e == ENOTCONN ? BUFFET_ERR_CLOSED : buffet__net_errno_result(e);
+    else if (r == 0) res = BUFFET_ERR_CLOSED;
+    errno = r == 0 ? 0 : e;
     return res;
 }
 

@@ -3029,6 +3029,14 @@ static void test_chain_basic(void) {
     BT_CHECK(buffet_chain_consume(&c, 25) == BUFFET_OK && buffet_chain_count(&c) == 0);
     BT_CHECK(buffet_buf_refcount(b) == 1 && buffet_buf_refcount(b2) == 1);
     BT_CHECK(buffet_chain_consume(&c, 0) == BUFFET_OK);
+    /* trim: the same from the end */
+    BT_CHECK(buffet_chain_append(&c, b2, 5, 15) == BUFFET_OK && buffet_chain_append(&c, b, 0, 20) == BUFFET_OK);
+    BT_CHECK(buffet_chain_trim(NULL, 1) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_chain_trim(&c, 36) == BUFFET_ERR_RANGE && buffet_chain_len(&c) == 35);
+    BT_CHECK(buffet_chain_trim(&c, 0) == BUFFET_OK && buffet_chain_len(&c) == 35);
+    BT_CHECK(buffet_chain_trim(&c, 19) == BUFFET_OK && chain_equals(&c, want, 16) && buffet_chain_count(&c) == 2);
+    BT_CHECK(buffet_chain_trim(&c, 1) == BUFFET_OK && buffet_chain_count(&c) == 1 && buffet_buf_refcount(b) == 1);
+    BT_CHECK(buffet_chain_trim(&c, 15) == BUFFET_OK && buffet_chain_count(&c) == 0 && buffet_buf_refcount(b2) == 1);
     /* the chain is reusable; deinit releases everything; deinit twice is fine */
     BT_CHECK(buffet_chain_append(&c, b, 0, 40) == BUFFET_OK && chain_equals(&c, b->data, 40));
     buffet_chain_deinit(&c);
