@@ -24,7 +24,7 @@ DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-r
        python3-prometheus-client libnuma1 gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
        libc6-dev-arm64-cross qemu-user-static spin liblua5.4-dev libsqlite3-dev socat
 BENCH_DEPS = libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtalloc-dev libapr1-dev \
-             libdpdk-dev python3-prometheus-client
+             libdpdk-dev python3-prometheus-client iperf3
 
 .PHONY: test test-asan test-tsan test-valgrind test-aarch64 fuzz demo bench install uninstall clean deps bench-deps version
 
