@@ -141,6 +141,128 @@ BUFFET_API void buffet_net_faults_set(buffet_net_faults *f);
 
 BUFFET_EXTERN_C_END
 
+/* >>descriptors: shared-memory buffers passed between processes over UNIX sockets
+
+   A chain whose slices all live in shared memory (BUFFET_BUF_SHM: buffers made with
+   buffet_buf_create or received with buffet_buf_map_fd) goes to another process as descriptors
+   and offsets, not bytes: each buffer's memfd once (SCM_RIGHTS), each slice as (buffer, offset,
+   length). The receiver maps the same pages: what one side writes, the other reads, with no
+   copy. The receiver trusts nothing it is told: every file must be sealed against shrinking,
+   hold exactly the size the message names (bounded by the receiver's own limit), and every slice
+   must lie inside its buffer; a message that fails any check is refused whole, and every
+   descriptor it brought is closed.
+
+   SOCKETS  AF_UNIX SOCK_SEQPACKET (preferred: connected, ordered, one message per call), or
+   SOCK_DGRAM (a socketpair or a connected pair; several senders on one socket can interleave the
+   parts of a split chain). SOCK_STREAM is refused: a stream may cut a message into pieces that
+   arrive without the descriptors, which only the first piece carries.
+
+   WIRE FORMAT (version 1, every field little-endian)
+     header   16 bytes: u32 magic "BFDS" (0x53444642), u16 version 1, u16 flags (bit 0: MORE, the
+              chain goes on in the next message), u16 buffers n (1..253), u16 reserved 0,
+              u32 slices k (1..BUFFET_NET_FDS_SLICES_MAX)
+     sizes    n x u64: the byte size of each buffer (its file's size), in the order of the
+              descriptors of the message's one SCM_RIGHTS cmsg
+     slices   k x 24 bytes: u32 buffer index (< n), u32 reserved 0, u64 offset, u64 length (> 0)
+   A message holds at most 253 descriptors (SCM_MAX_FD) and BUFFET_NET_FDS_SLICES_MAX slices;
+   a longer chain goes as several messages, all but the last flagged MORE, and is received as
+   one chain.
+
+   CREDENTIALS  buffet_net_passcred() on the receiving socket, before the sender sends, makes the
+   kernel stamp every message with the sender's pid, uid and gid (SCM_CREDENTIALS, checked by the
+   kernel), which buffet_net_recv_chain_fds reports; without it the socket's SO_PEERCRED is
+   reported: the process that connected or made the socketpair, which after a fork may not be
+   the one sending. */
+
+BUFFET_EXTERN_C_BEGIN
+
+#define BUFFET_NET_FDS_VERSION 1
+#define BUFFET_NET_FDS_MAX 253            /* descriptors one message carries (Linux's SCM_MAX_FD) */
+#define BUFFET_NET_FDS_SLICES_MAX 512     /* slices one message describes */
+
+/* Where buffet_net_peer's credentials came from. */
+typedef enum buffet_net_peer_source {
+    BUFFET_NET_PEER_NONE = 0,      /* none could be had */
+    BUFFET_NET_PEER_SOCKET = 1,    /* SO_PEERCRED: who connected (or made the socketpair) */
+    BUFFET_NET_PEER_MESSAGE = 2    /* SCM_CREDENTIALS: who sent this message (buffet_net_passcred) */
+} buffet_net_peer_source;
+
+/* The credentials of the process at the other end, for an access check. */
+typedef struct buffet_net_peer {
+    int32_t pid;
+    uint32_t uid, gid;
+    uint32_t source;               /* buffet_net_peer_source */
+} buffet_net_peer;
+
+/* What buffet_net_recv_chain_fds accepts, and where it puts what it maps. NULL (or zero) means:
+   heap buffer headers, buffers of any size the message names, up to 253 descriptors a message,
+   only sealed files, silent. */
+typedef struct buffet_net_fds_opts {
+    buffet_allocator allocator;    /* headers of the mapped buffers; zero: the heap. It must keep
+                                      blocks until freed and be thread-safe (buffet_buf_map_fd) */
+    size_t max_size;               /* the largest buffer (file) accepted; 0: no limit but the
+                                      address space */
+    size_t max_fds;                /* descriptors accepted in one message, 1..253; 0: 253. Each
+                                      costs a slot of RLIMIT_NOFILE while the message is taken */
+    uint32_t flags;                /* BUFFET_BUF_UNSEALED (accept files the sender can still
+                                      shrink: a shrink kills this process with SIGBUS),
+                                      BUFFET_BUF_SECURE; others are refused */
+    buffet_logger log;             /* why a message was refused; zero: silent */
+} buffet_net_fds_opts;
+
+/* Send the slices of c as descriptors and offsets (one message per 253 buffers or
+   BUFFET_NET_FDS_SLICES_MAX slices, the earlier ones flagged MORE), and consume from c the slices
+   of every message the kernel took. Nothing is copied; the receiver maps the same pages. Every
+   slice must be in a BUFFET_BUF_SHM buffer with a descriptor (checked before anything is sent).
+   Returns: BUFFET_OK (c empty; an empty chain sends nothing), BUFFET_AGAIN (the socket's queue
+   is full: c holds the slices not sent yet, call again when it is writable), BUFFET_ERR_CLOSED
+   (the peer went: EPIPE, ECONNRESET, ECONNREFUSED), BUFFET_ERR_TOO_LARGE (EMSGSIZE: SO_SNDBUF
+   below one message), BUFFET_ERR_SYSTEM (errno kept: ETOOMANYREFS when too many descriptors
+   are in flight), BUFFET_ERR_INVALID (c NULL, a slice not in shared memory, fd < 0, closed, not
+   an AF_UNIX SOCK_SEQPACKET or SOCK_DGRAM socket). Thread: owned (c). */
+BUFFET_API buffet_result buffet_net_send_chain_fds(int fd, buffet_chain *c);
+
+/* Send whole buffers bufs[0..n) as one chain (as buffet_net_send_chain_fds; a buffer named twice
+   is sent once). *sent (may be NULL) gets the buffers sent: on BUFFET_AGAIN call again with
+   bufs + *sent. Returns and errors: as buffet_net_send_chain_fds (bufs or one of them NULL:
+   BUFFET_ERR_INVALID; n 0 sends nothing). Thread: safe (the buffers are only read). */
+BUFFET_API buffet_result buffet_net_send_bufs(int fd, buffet_buf *const *bufs, size_t n, size_t *sent);
+
+/* Receive a chain sent by buffet_net_send_chain_fds or _send_bufs: map every buffer
+   (buffet_buf_map_fd: sealed, the size the message names, at most o->max_size) and append its
+   slices to out, which then holds references to the mapped buffers. A chain sent in several
+   messages is received whole: with a non-blocking socket the messages that came are appended
+   and BUFFET_AGAIN says more is due (call again with the same out). *peer (may be NULL) gets the
+   sender's credentials (see CREDENTIALS). Every received descriptor is closed before return
+   (the buffers hold duplicates). After an error in the middle of a split chain, out keeps the
+   parts that came: a peer that sends garbage is best disconnected. Returns: BUFFET_OK,
+   BUFFET_AGAIN (nothing, or not the whole chain, yet), BUFFET_ERR_CLOSED (the peer closed: end
+   of file), and for a message refused (all
+   of it dropped, its descriptors closed, out unchanged by it, the socket still usable):
+   BUFFET_ERR_INVALID (a malformed message: short, bad magic, a count 0 or too large, fewer or
+   more descriptors than buffers, a descriptor that is no regular file or memfd; or bad
+   arguments: out NULL, o->max_fds > 253, o->flags other than UNSEALED|SECURE, fd not an AF_UNIX
+   SOCK_SEQPACKET or SOCK_DGRAM socket), BUFFET_ERR_UNSUPPORTED (another wire version),
+   BUFFET_ERR_TRUNCATED (more descriptors than o->max_fds, or a message longer than any valid
+   one), BUFFET_ERR_UNSAFE (a file not sealed against shrinking), BUFFET_ERR_TOO_LARGE (a
+   buffer above o->max_size, or a file larger than the message says), BUFFET_ERR_RANGE (a file
+   smaller than the message says, a slice past its buffer), BUFFET_ERR_SYSTEM, the allocator's
+   reason. Each refusal is logged to o->log. Thread: owned (out). */
+BUFFET_API buffet_result buffet_net_recv_chain_fds(int fd, buffet_chain *out, const buffet_net_fds_opts *o,
+                                                   buffet_net_peer *peer);
+
+/* Ask the kernel to stamp every message that arrives on fd from now on with its sender's
+   credentials (SO_PASSCRED). Returns: BUFFET_OK, BUFFET_ERR_INVALID (fd < 0, closed, not a
+   socket). Thread: safe. */
+BUFFET_API buffet_result buffet_net_passcred(int fd);
+
+/* The credentials of the process that connected fd's peer, or made the socketpair
+   (SO_PEERCRED). Returns: BUFFET_OK and *peer (source BUFFET_NET_PEER_SOCKET),
+   BUFFET_ERR_INVALID (peer NULL, fd < 0, closed, not a connected UNIX socket). Thread: safe. */
+BUFFET_API buffet_result buffet_net_peer_of(int fd, buffet_net_peer *peer);
+
+BUFFET_EXTERN_C_END
+
 #endif /* BUFFET_NET_H_INCLUDED */
 
 /* >>implementation */
@@ -438,6 +560,404 @@ BUFFET_API buffet_result buffet_net_take_until(buffet_chain *c, const void *deli
     if (r == BUFFET_OK && (max == 0 || pos + dlen <= max)) return buffet_net_take(c, pos + dlen, out);
     if (r != BUFFET_OK && r != BUFFET_ERR_NOT_FOUND) return r;
     return max != 0 && len >= max ? BUFFET_ERR_TOO_LARGE : BUFFET_AGAIN;
+}
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define BUFFET__NET_FDS_MAGIC 0x53444642u   /* "BFDS" as little-endian bytes */
+#define BUFFET__NET_FDS_MORE 1u
+#define BUFFET__NET_FDS_HEADER 16
+#define BUFFET__NET_FDS_SLICE 24
+#define BUFFET__NET_FDS_MSG_MAX \
+    (BUFFET__NET_FDS_HEADER + 8 * BUFFET_NET_FDS_MAX + BUFFET__NET_FDS_SLICE * BUFFET_NET_FDS_SLICES_MAX)
+/* Room for the credentials and the most descriptors one message can carry. */
+#define BUFFET__NET_FDS_CTL (CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(BUFFET_NET_FDS_MAX * sizeof(int)))
+
+/* The wire is little-endian whatever the host is: bytes are placed one by one. */
+static void buffet__net_fds_put(unsigned char *p, uint64_t v, int bytes) {
+    int i;
+    for (i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint64_t buffet__net_fds_get(const unsigned char *p, int bytes) {
+    uint64_t v = 0;
+    int i;
+    for (i = bytes - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Is fd a socket that keeps a message and its descriptors together (AF_UNIX, SEQPACKET or
+   DGRAM)? BUFFET_OK, or BUFFET_ERR_INVALID logged to lg. *type gets SO_TYPE. */
+static buffet_result buffet__net_fds_socket(int fd, const buffet_logger *lg, const char *what, int *type) {
+    int domain = -1;
+    socklen_t n = sizeof *type;
+    *type = -1;
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &n) != 0 ||
+        (n = sizeof domain, getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &n)) != 0) {
+        BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "%s: fd %d: %s", what, fd,
+                    fd < 0 ? "no file descriptor" : strerror(errno));
+        return BUFFET_ERR_INVALID;
+    }
+    if (domain != AF_UNIX || (*type != SOCK_SEQPACKET && *type != SOCK_DGRAM)) {
+        BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "%s: fd %d is not an AF_UNIX SOCK_SEQPACKET or SOCK_DGRAM socket (a stream can split a message "
+                    "from its descriptors)", what, fd);
+        return BUFFET_ERR_INVALID;
+    }
+    return BUFFET_OK;
+}
+
+/* >>descriptors: send */
+/* Encode one message from the front of s[0..n): as many slices as fit the limits. Returns its
+   length; *taken gets the slices it holds, fds[0..*nfds) the descriptors in header order. */
+static size_t buffet__net_fds_encode(unsigned char *msg, const buffet_slice *s, size_t n, bool more_after,
+                                     size_t *taken, int *fds, size_t *nfds) {
+    const buffet_buf *bufs[BUFFET_NET_FDS_MAX];
+    uint32_t idx[BUFFET_NET_FDS_SLICES_MAX];
+    size_t nb = 0, k, j;
+    unsigned char *p;
+    for (k = 0; k < n && k < BUFFET_NET_FDS_SLICES_MAX; k++) {
+        for (j = 0; j < nb && bufs[j] != s[k].buf; j++) {}
+        if (j == nb) {   /* a buffer new to this message */
+            if (nb == BUFFET_NET_FDS_MAX) break;
+            bufs[nb++] = s[k].buf;
+        }
+        idx[k] = (uint32_t)j;
+    }
+    buffet__net_fds_put(msg, BUFFET__NET_FDS_MAGIC, 4);
+    buffet__net_fds_put(msg + 4, BUFFET_NET_FDS_VERSION, 2);
+    buffet__net_fds_put(msg + 6, k < n || more_after ? BUFFET__NET_FDS_MORE : 0, 2);
+    buffet__net_fds_put(msg + 8, nb, 2);
+    buffet__net_fds_put(msg + 10, 0, 2);
+    buffet__net_fds_put(msg + 12, k, 4);
+    p = msg + BUFFET__NET_FDS_HEADER;
+    for (j = 0; j < nb; j++, p += 8) {
+        buffet__net_fds_put(p, bufs[j]->size, 8);
+        fds[j] = bufs[j]->fd;
+    }
+    for (j = 0; j < k; j++, p += BUFFET__NET_FDS_SLICE) {
+        buffet__net_fds_put(p, idx[j], 4);
+        buffet__net_fds_put(p + 4, 0, 4);
+        buffet__net_fds_put(p + 8, s[j].off, 8);
+        buffet__net_fds_put(p + 16, s[j].len, 8);
+    }
+    *taken = k;
+    *nfds = nb;
+    return (size_t)(p - msg);
+}
+
+/* Send slices s[0..n) (already checked) as messages, the last flagged MORE when more_after;
+   *done gets the slices of the messages the kernel took. */
+static buffet_result buffet__net_fds_send(int fd, const buffet_slice *s, size_t n, bool more_after, size_t *done) {
+    unsigned char msg[BUFFET__NET_FDS_MSG_MAX];
+    union { struct cmsghdr align; unsigned char b[CMSG_SPACE(BUFFET_NET_FDS_MAX * sizeof(int))]; } ctl;
+    int fds[BUFFET_NET_FDS_MAX];
+    *done = 0;
+    while (*done < n) {
+        struct msghdr m;
+        struct iovec v;
+        struct cmsghdr *cm;
+        size_t taken, nfds, none = 0;
+        ssize_t r;
+        int e;
+        v.iov_base = msg;
+        v.iov_len = buffet__net_fds_encode(msg, s + *done, n - *done, more_after, &taken, fds, &nfds);
+        memset(&m, 0, sizeof m);
+        memset(&ctl, 0, sizeof ctl);
+        m.msg_iov = &v;
+        m.msg_iovlen = 1;
+        m.msg_control = ctl.b;
+        m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        cm = CMSG_FIRSTHDR(&m);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+        do {   /* a datagram goes whole or not at all: the fault layer may fail it, never cut it */
+            e = buffet__net_fault(fd, &none);
+            if (e) {
+                errno = e;
+                r = -1;
+            } else {
+                r = sendmsg(fd, &m, MSG_NOSIGNAL);
+            }
+        } while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (errno == EMSGSIZE) return BUFFET_ERR_TOO_LARGE;
+            if (errno == ECONNREFUSED || errno == ENOTCONN) return BUFFET_ERR_CLOSED;
+            return buffet__net_errno_result(errno);
+        }
+        if ((size_t)r != v.iov_len) {   /* a message socket never sends part of one */
+            errno = EIO;
+            return BUFFET_ERR_SYSTEM;
+        }
+        *done += taken;
+    }
+    return BUFFET_OK;
+}
+
+static bool buffet__net_fds_shareable(const buffet_buf *b) {
+    return b && b->kind == BUFFET_BUF_SHM && b->fd >= 0 && b->size > 0;
+}
+
+BUFFET_API buffet_result buffet_net_send_chain_fds(int fd, buffet_chain *c) {
+    size_t i, done = 0, bytes = 0;
+    buffet_result r;
+    int type;
+    if (!c) return BUFFET_ERR_INVALID;
+    for (i = 0; i < buffet_chain_count(c); i++)
+        if (!buffet__net_fds_shareable(buffet_chain_at(c, i)->buf)) return BUFFET_ERR_INVALID;
+    if ((r = buffet__net_fds_socket(fd, NULL, "send_chain_fds", &type)) != BUFFET_OK) return r;
+    if (buffet_chain_count(c) == 0) return BUFFET_OK;
+    r = buffet__net_fds_send(fd, buffet_chain_at(c, 0), buffet_chain_count(c), false, &done);
+    for (i = 0; i < done; i++) bytes += buffet_chain_at(c, i)->len;
+    buffet_chain_consume(c, bytes);   /* whole slices, so it cannot fail */
+    return r;
+}
+
+BUFFET_API buffet_result buffet_net_send_bufs(int fd, buffet_buf *const *bufs, size_t n, size_t *sent) {
+    buffet_slice s[BUFFET_NET_FDS_MAX];
+    buffet_result r = BUFFET_OK;
+    size_t i, at = 0;
+    int type;
+    if (sent) *sent = 0;
+    if (!bufs && n > 0) return BUFFET_ERR_INVALID;
+    for (i = 0; i < n; i++)
+        if (!buffet__net_fds_shareable(bufs[i])) return BUFFET_ERR_INVALID;
+    if ((r = buffet__net_fds_socket(fd, NULL, "send_bufs", &type)) != BUFFET_OK) return r;
+    /* Whole buffers as slices that borrow the caller's references, a batch at a time; every
+       batch but the last says MORE, so the receiver makes one chain of them all. */
+    while (at < n && r == BUFFET_OK) {
+        size_t k = n - at < BUFFET_NET_FDS_MAX ? n - at : BUFFET_NET_FDS_MAX, done;
+        for (i = 0; i < k; i++) {
+            s[i].buf = bufs[at + i];
+            s[i].off = 0;
+            s[i].len = bufs[at + i]->size;
+        }
+        r = buffet__net_fds_send(fd, s, k, at + k < n, &done);
+        at += done;
+    }
+    if (sent) *sent = at;
+    return r;
+}
+
+/* >>descriptors: receive */
+/* Close fds[0..n). */
+static void buffet__net_fds_close(const int *fds, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) close(fds[i]);
+}
+
+/* Check a received message msg[0..len) carrying fds[0..nfds), map its buffers and append its
+   slices to out (all or nothing). *more gets its MORE flag. The caller closes the fds. */
+static buffet_result buffet__net_fds_take(const unsigned char *msg, size_t len, const int *fds, size_t nfds,
+                                          const buffet_net_fds_opts *o, buffet_chain *out, bool *more) {
+    const buffet_logger *lg = &o->log;
+    buffet_buf *bufs[BUFFET_NET_FDS_MAX];
+    const unsigned char *sizes = msg + BUFFET__NET_FDS_HEADER, *sl;
+    size_t nb, k, i, mapped = 0;
+    uint64_t version, flags;
+    buffet_chain part;
+    buffet_result r = BUFFET_OK;
+    *more = false;
+    if (len < BUFFET__NET_FDS_HEADER || buffet__net_fds_get(msg, 4) != BUFFET__NET_FDS_MAGIC) {
+        BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "recv_chain_fds: a %zu-byte message without the header "
+                    "of buffet_net_send_chain_fds (%zu descriptors closed)", len, nfds);
+        return BUFFET_ERR_INVALID;
+    }
+    version = buffet__net_fds_get(msg + 4, 2);
+    flags = buffet__net_fds_get(msg + 6, 2);
+    nb = (size_t)buffet__net_fds_get(msg + 8, 2);
+    k = (size_t)buffet__net_fds_get(msg + 12, 4);
+    if (version != BUFFET_NET_FDS_VERSION) {
+        BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED, "recv_chain_fds: wire version %u, this reader knows %u",
+                    (unsigned)version, (unsigned)BUFFET_NET_FDS_VERSION);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    if ((flags & ~(uint64_t)BUFFET__NET_FDS_MORE) || buffet__net_fds_get(msg + 10, 2) || nb == 0 || k == 0 ||
+        nb > BUFFET_NET_FDS_MAX || k > BUFFET_NET_FDS_SLICES_MAX ||
+        len != BUFFET__NET_FDS_HEADER + 8 * nb + BUFFET__NET_FDS_SLICE * k || nfds != nb) {
+        BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "recv_chain_fds: malformed message: %zu bytes, flags 0x%x, %zu buffers, %zu slices, %zu descriptors",
+                    len, (unsigned)flags, nb, k, nfds);
+        return BUFFET_ERR_INVALID;
+    }
+    /* Every number is the sender's word: all of them are checked before anything is mapped. */
+    for (i = 0; i < nb; i++) {
+        uint64_t size = buffet__net_fds_get(sizes + 8 * i, 8);
+        if (size == 0) {
+            BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "recv_chain_fds: buffer %zu of 0 bytes", i);
+            return BUFFET_ERR_INVALID;
+        }
+        if (size > SIZE_MAX || (o->max_size && size > o->max_size)) {
+            BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_TOO_LARGE, "recv_chain_fds: buffer %zu of %llu bytes (at most %zu "
+                        "accepted)", i, (unsigned long long)size, o->max_size ? o->max_size : SIZE_MAX);
+            return BUFFET_ERR_TOO_LARGE;
+        }
+    }
+    for (i = 0, sl = sizes + 8 * nb; i < k; i++, sl += BUFFET__NET_FDS_SLICE) {
+        uint64_t b = buffet__net_fds_get(sl, 4), off = buffet__net_fds_get(sl + 8, 8), n = buffet__net_fds_get(sl + 16, 8);
+        if (b >= nb || buffet__net_fds_get(sl + 4, 4) || n == 0) {
+            BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "recv_chain_fds: slice %zu names buffer %llu of %zu, "
+                        "length %llu", i, (unsigned long long)b, nb, (unsigned long long)n);
+            return BUFFET_ERR_INVALID;
+        }
+        if (off > buffet__net_fds_get(sizes + 8 * b, 8) || n > buffet__net_fds_get(sizes + 8 * b, 8) - off) {
+            BUFFET__LOG(lg, BUFFET_LOG_ERROR, BUFFET_ERR_RANGE, "recv_chain_fds: slice %zu (%llu bytes at %llu) lies past "
+                        "the end of its %llu-byte buffer", i, (unsigned long long)n, (unsigned long long)off,
+                        (unsigned long long)buffet__net_fds_get(sizes + 8 * b, 8));
+            return BUFFET_ERR_RANGE;
+        }
+    }
+    /* The file must hold exactly the size named: a larger one is refused by map_fd (desc.size
+       bounds it), a smaller one here. */
+    for (; mapped < nb && r == BUFFET_OK; mapped++) {
+        buffet_buf_desc d;
+        memset(&d, 0, sizeof d);
+        d.size = (size_t)buffet__net_fds_get(sizes + 8 * mapped, 8);
+        d.flags = o->flags;
+        d.allocator = o->allocator;
+        d.log = o->log;
+        r = buffet_buf_map_fd(&bufs[mapped], fds[mapped], &d);
+        if (r != BUFFET_OK) break;
+        if (bufs[mapped]->size != d.size) {
+            r = BUFFET_ERR_RANGE;
+            BUFFET__LOG(lg, BUFFET_LOG_ERROR, r, "recv_chain_fds: buffer %zu: the message says %zu bytes, its file holds %zu",
+                        mapped, d.size, bufs[mapped]->size);
+        }
+    }
+    /* All or nothing: the slices go to a chain of their own, moved to out in one step. */
+    memset(&part, 0, sizeof part);
+    part.allocator = out->allocator;   /* borrowed: it passed its check when out was made */
+    for (i = 0, sl = sizes + 8 * nb; i < k && r == BUFFET_OK; i++, sl += BUFFET__NET_FDS_SLICE)
+        r = buffet_chain_append(&part, bufs[buffet__net_fds_get(sl, 4)], (size_t)buffet__net_fds_get(sl + 8, 8),
+                                (size_t)buffet__net_fds_get(sl + 16, 8));
+    if (r == BUFFET_OK) r = buffet_chain_concat(out, &part);
+    buffet_chain_deinit(&part);
+    for (i = 0; i < mapped; i++) buffet_buf_unref(bufs[i]);   /* the chain holds what it needs */
+    *more = r == BUFFET_OK && (flags & BUFFET__NET_FDS_MORE);
+    return r;
+}
+
+/* Receive one message into out; *more gets its MORE flag. */
+static buffet_result buffet__net_fds_recv_one(int fd, int type, buffet_chain *out, const buffet_net_fds_opts *o,
+                                              buffet_net_peer *peer, bool *more) {
+    unsigned char msg[BUFFET__NET_FDS_MSG_MAX];
+    union { struct cmsghdr align; unsigned char b[BUFFET__NET_FDS_CTL]; } ctl;
+    int fds[BUFFET__NET_FDS_CTL / sizeof(int)];
+    size_t nfds = 0, max_fds = o->max_fds ? o->max_fds : BUFFET_NET_FDS_MAX, none = 0;
+    struct msghdr m;
+    struct iovec v;
+    struct cmsghdr *cm;
+    struct ucred cred;
+    bool has_cred = false;
+    buffet_result r;
+    ssize_t got;
+    int e;
+    *more = false;
+    v.iov_base = msg;
+    v.iov_len = sizeof msg;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.b;
+    /* Room for max_fds descriptors: the kernel closes any beyond it and says MSG_CTRUNC. */
+    m.msg_controllen = CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(max_fds * sizeof(int));
+    do {
+        e = buffet__net_fault(fd, &none);
+        if (e) {
+            errno = e;
+            got = -1;
+        } else {
+            got = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+        }
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) return errno == ENOTCONN ? BUFFET_ERR_CLOSED : buffet__net_errno_result(errno);
+    for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_len < CMSG_LEN(0)) continue;
+        if (cm->cmsg_type == SCM_RIGHTS) {
+            size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            memcpy(fds + nfds, CMSG_DATA(cm), n * sizeof(int));   /* fds holds the whole control buffer */
+            nfds += n;
+        } else if (cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof cred)) {
+            memcpy(&cred, CMSG_DATA(cm), sizeof cred);
+            has_cred = true;
+        }
+    }
+    if (got == 0 && nfds == 0 && type == SOCK_SEQPACKET && !(m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        errno = 0;   /* a sequenced-packet socket reads 0 bytes only at end of file */
+        return BUFFET_ERR_CLOSED;
+    }
+    if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nfds > max_fds) {
+        r = BUFFET_ERR_TRUNCATED;
+        BUFFET__LOG(&o->log, BUFFET_LOG_ERROR, r, "recv_chain_fds: message refused: %s (%zu descriptors came, %zu "
+                    "accepted)", (m.msg_flags & MSG_TRUNC) ? "longer than any valid message" : "more descriptors than max_fds",
+                    nfds, max_fds);
+    } else if (has_cred && peer && peer->source == BUFFET_NET_PEER_MESSAGE &&
+               (peer->pid != (int32_t)cred.pid || peer->uid != cred.uid || peer->gid != cred.gid)) {
+        /* The parts of one chain come from one sender, or they are not one chain. */
+        r = BUFFET_ERR_INVALID;
+        BUFFET__LOG(&o->log, BUFFET_LOG_ERROR, r, "recv_chain_fds: the parts of one chain came from pid %d and pid %d",
+                    (int)peer->pid, (int)cred.pid);
+    } else {
+        r = buffet__net_fds_take(msg, (size_t)got, fds, nfds, o, out, more);
+    }
+    buffet__net_fds_close(fds, nfds);   /* the mapped buffers hold duplicates */
+    if (r == BUFFET_OK && peer) {
+        if (has_cred) {
+            peer->pid = (int32_t)cred.pid;
+            peer->uid = cred.uid;
+            peer->gid = cred.gid;
+            peer->source = BUFFET_NET_PEER_MESSAGE;
+        } else if (peer->source == BUFFET_NET_PEER_NONE) {
+            buffet_net_peer_of(fd, peer);
+        }
+    }
+    return r;
+}
+
+BUFFET_API buffet_result buffet_net_recv_chain_fds(int fd, buffet_chain *out, const buffet_net_fds_opts *o,
+                                                   buffet_net_peer *peer) {
+    buffet_net_fds_opts none;
+    buffet_result r;
+    bool more = true;
+    int type;
+    if (peer) memset(peer, 0, sizeof *peer);
+    if (!o) {
+        memset(&none, 0, sizeof none);
+        o = &none;
+    }
+    if (!out || o->max_fds > BUFFET_NET_FDS_MAX || (o->flags & ~(uint32_t)(BUFFET_BUF_UNSEALED | BUFFET_BUF_SECURE))) {
+        BUFFET__LOG(&o->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "recv_chain_fds: %s",
+                    !out ? "out is NULL" : o->max_fds > BUFFET_NET_FDS_MAX ? "max_fds above 253" : "flags other than UNSEALED, SECURE");
+        return BUFFET_ERR_INVALID;
+    }
+    if ((r = buffet__net_fds_socket(fd, &o->log, "recv_chain_fds", &type)) != BUFFET_OK) return r;
+    while (more && r == BUFFET_OK) r = buffet__net_fds_recv_one(fd, type, out, o, peer, &more);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_net_passcred(int fd) {
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0) return BUFFET_ERR_INVALID;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_peer_of(int fd, buffet_net_peer *peer) {
+    struct ucred cred;
+    socklen_t n = sizeof cred;
+    if (!peer) return BUFFET_ERR_INVALID;
+    memset(peer, 0, sizeof *peer);
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0 || n != sizeof cred || cred.pid <= 0)
+        return BUFFET_ERR_INVALID;
+    peer->pid = (int32_t)cred.pid;
+    peer->uid = cred.uid;
+    peer->gid = cred.gid;
+    peer->source = BUFFET_NET_PEER_SOCKET;
+    return BUFFET_OK;
 }
 
 #endif /* BUFFET_IMPLEMENTATION */

@@ -9,10 +9,9 @@
    bytes equal what the threads hold; the failing allocator counted every attempt and refusal;
    no block is ever held by two holders (each holder stamps its id into the block it holds and
    finds it still there); no provider is called after its removal returned.
-   Operations per type and thread count (all threads together): 10^7 (BUFFET_TEST_MODE test, tsan,
-   or unset), 10^6 (asan, aarch64), 10^5 (valgrind); BUFFET_STRESS_OPS overrides; the debug
-   allocator and the registry, whose operations take locks and allocate, do a tenth. The seed is
-   BUFFET_STRESS_SEED or the clock, printed with the counts. C11 and C++17; TSan clean. */
+   Operations per type and thread count (all threads together): bt_stress_ops() (tests/bt.h:
+   10^7 in the gcc C11 build and under TSan). The seed is BUFFET_STRESS_SEED or the clock,
+   printed with the counts. C11 and C++17; TSan clean. */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet.h"
 #include "bt.h"
@@ -370,11 +369,6 @@ static void *st_main(void *arg) {
     return NULL;
 }
 
-static uint64_t st_ops_for(int type) {
-    /* a debug-allocator or registry operation takes locks and allocates: a tenth of them */
-    uint64_t n = type == ST_DEBUG || type == ST_REGISTRY ? st_ops_total / 10 : st_ops_total;
-    return n ? n : 1;
-}
 
 static void st_run_one(int type, int nthreads) {
     st_run *run = (st_run *)calloc(1, sizeof *run);
@@ -389,7 +383,7 @@ static void st_run_one(int type, int nthreads) {
     if (!run) return;
     run->type = type;
     run->nthreads = nthreads;
-    run->ops = st_ops_for(type) / (uint64_t)nthreads;
+    run->ops = (st_ops_total ? st_ops_total : 1) / (uint64_t)nthreads;
     memset(&dd, 0, sizeof dd);
     dd.log.fn = buffet_log_stderr;
     BT_CHECK(buffet_debug_create(&run->dbg, &dd) == BUFFET_OK);
@@ -521,11 +515,8 @@ static void test_stress_adapter(void) { st_run_type(ST_ADAPTER); }
 static void test_stress_registry(void) { st_run_type(ST_REGISTRY); }
 
 int main(void) {
-    const char *mode = getenv("BUFFET_TEST_MODE"), *ops = getenv("BUFFET_STRESS_OPS"), *seed = getenv("BUFFET_STRESS_SEED");
-    st_ops_total = 10000000;
-    if (mode && (strcmp(mode, "asan") == 0 || strcmp(mode, "aarch64") == 0)) st_ops_total = 1000000;
-    if (mode && strcmp(mode, "valgrind") == 0) st_ops_total = 100000;
-    if (ops && *ops) st_ops_total = strtoull(ops, NULL, 0);
+    const char *seed = getenv("BUFFET_STRESS_SEED");
+    st_ops_total = bt_stress_ops();
     st_seed = seed && *seed ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL);
     printf("stress: %llu operations per type and thread count, seed %llu (BUFFET_STRESS_SEED=%llu repeats the choices)\n",
            (unsigned long long)st_ops_total, (unsigned long long)st_seed, (unsigned long long)st_seed);

@@ -13,9 +13,9 @@
    accounted for: every object held by one thread at a time (each thread stamps the objects it
    holds, atomically, and finds its stamp unchanged when it lets go), every object back in the
    pool once, the statistics adding up, every transfer received and released once with its
-   bytes intact, one winner per barrier round. Operations per part and thread count: 10^7
-   (BUFFET_TEST_MODE test, tsan, or unset), 10^6 (asan, aarch64), 10^5 (valgrind); the
-   environment's BUFFET_STRESS_OPS overrides, BUFFET_STRESS_SEED picks the seed. C11 and C++17. */
+   bytes intact, one winner per barrier round. Operations per part and thread count:
+   bt_stress_ops() (tests/bt.h: 10^7 in the gcc C11 build and under TSan); BUFFET_STRESS_SEED
+   picks the seed. C11 and C++17. */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_frame.h"
 #include "bt.h"
@@ -62,13 +62,7 @@ static void ts_jitter(ts_rng *r) {
     }
 }
 
-static uint64_t ts_ops(void) {
-    const char *o = getenv("BUFFET_STRESS_OPS"), *m = getenv("BUFFET_TEST_MODE");
-    if (o && *o) return strtoull(o, NULL, 10);
-    if (m && (strcmp(m, "asan") == 0 || strcmp(m, "aarch64") == 0)) return 1000000;
-    if (m && strcmp(m, "valgrind") == 0) return 100000;
-    return 10000000;
-}
+static uint64_t ts_ops(void) { return bt_stress_ops(); }
 
 /* A bounded queue of pointers, under a mutex (the test's own plumbing, not under test). The
    non-blocking push and pop serve the pools; the blocking ones the transfers. */

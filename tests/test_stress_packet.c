@@ -12,9 +12,8 @@
    the bytes a holder wrote are intact when it frees (or another thread frees) the packet, a
    packet buffet calls alone has no other holder, every reference count is back to 1 before the
    last free, and the statistics add up to what the threads did. Operations per scenario and
-   thread count: 10^7 (BUFFET_TEST_MODE test, tsan or unset), 10^6 (asan, aarch64), 10^5
-   (valgrind); BUFFET_STRESS_OPS overrides, BUFFET_STRESS_SEED picks the seed (printed).
-   C11 and C++17. */
+   thread count: bt_stress_ops() (tests/bt.h: 10^7 in the gcc C11 build and under TSan);
+   BUFFET_STRESS_SEED picks the seed (printed). C11 and C++17. */
 #ifndef BUFFET_IMPLEMENTATION
 #define BUFFET_IMPLEMENTATION
 #endif
@@ -54,13 +53,7 @@ static void ts_jitter(uint64_t *rng) {
     }
 }
 
-static unsigned long ts_ops(void) {
-    const char *o = getenv("BUFFET_STRESS_OPS"), *m = getenv("BUFFET_TEST_MODE");
-    if (o && *o) return strtoul(o, NULL, 10);
-    if (m && (strcmp(m, "asan") == 0 || strcmp(m, "aarch64") == 0)) return 1000000ul;
-    if (m && strcmp(m, "valgrind") == 0) return 100000ul;
-    return 10000000ul;
-}
+static unsigned long ts_ops(void) { return (unsigned long)bt_stress_ops(); }
 
 /* A message between threads: a packet handed over with what its sender knows of it. */
 typedef struct ts_msg {
