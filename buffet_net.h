@@ -16,12 +16,19 @@
            handle(&req);                            // the header, no byte copied
        r = buffet_net_send_chain(fd, &reply, 0, NULL);   // BUFFET_AGAIN: poll for POLLOUT, call again
 
-   STATUS
-     Streams (this file): chain send with exact partial writes (sendmsg, IOV_MAX iovecs a call,
-     sendfile for shared-memory and file-backed buffers), receive into buffet buffers or packets,
-     take-n-bytes and take-until-delimiter without copying, and a seeded fault layer for tests.
-     Datagrams (recvmmsg/sendmmsg, GSO/GRO), MSG_ZEROCOPY, descriptor passing and io_uring come
-     next (see README).
+   CONTENTS (search for the >>name)
+     >>streams      chain send with exact partial writes (sendmsg over IOV_MAX iovecs a call,
+                    writev for pipes and files, sendfile for shared-memory slices), receive into
+                    buffet buffers or packets, take n bytes or up to a delimiter without copying
+     >>datagrams    batched UDP (recvmmsg/sendmmsg) of packets with addresses, local address,
+                    interface, ECN and timestamp in the packet's user area; GSO on send, GRO on
+                    receive split back into packets sharing the buffer by reference
+     >>zerocopy     MSG_ZEROCOPY sends whose buffers stay referenced until the kernel's
+                    completion covering them is drained, then are released exactly once
+     >>descriptors  shared-memory chains passed to another process as descriptors + offsets
+                    (SCM_RIGHTS), checked and mapped by the receiver, with the sender's credentials
+     >>faults       a seeded layer making calls short, EAGAIN or EINTR, for tests
+     Still to come: io_uring provided-buffer rings, QUIC (see README).
 
    RESULTS
      BUFFET_OK             everything asked for was done
@@ -31,7 +38,14 @@
                            (EPIPE, ECONNRESET: errno kept); nothing unsent is lost
      BUFFET_ERR_SYSTEM     another error of the system call (errno kept)
      BUFFET_ERR_INVALID    bad arguments, a descriptor that is closed (EBADF) or of a type that
-                           cannot do it, device memory (no host address) in a chain
+                           cannot do it, device memory (no host address) in a chain, a message
+                           from another process that is not well formed
+     BUFFET_ERR_TRUNCATED  a datagram or message was larger than the room for it (reported with
+                           its real size, never silently cut)
+     BUFFET_ERR_TOO_LARGE, _RANGE, _UNSAFE   sizes, offsets or seals another process sent that
+                           do not hold; a datagram above what the socket takes (EMSGSIZE)
+     BUFFET_ERR_UNSUPPORTED, _EXHAUSTED      a kernel feature missing; kernel memory for
+                           zerocopy completions full (drain, then send again)
      EINTR is retried inside; SIGPIPE is never raised by a socket (MSG_NOSIGNAL). A pipe raises
      it as any write to a pipe does: programs that write to pipes ignore it.
 
@@ -46,7 +60,9 @@
 
    LIFECYCLE
      Nothing here owns a descriptor. Received bytes live in buffers that the chain's slices
-     hold; they go when the slices go.
+     hold; they go when the slices go. A zerocopy tracker (buffet_net_zc_create / _destroy, owned
+     by the thread sending on its socket) refuses to be destroyed while the kernel may still read
+     buffers it holds: drain (buffet_net_zc_wait) before closing the socket.
 
    VERSION   buffet 0.1.0; needs buffet.h and buffet_packet.h from the same release.
 */
@@ -67,6 +83,7 @@
 
 BUFFET_EXTERN_C_BEGIN
 
+/* >>streams */
 /* Iovecs one sendmsg/readv call takes at most (Linux's IOV_MAX). */
 #define BUFFET_NET_IOV_MAX 1024
 
@@ -124,6 +141,7 @@ BUFFET_API buffet_result buffet_net_take(buffet_chain *c, size_t n, buffet_chain
 BUFFET_API buffet_result buffet_net_take_until(buffet_chain *c, const void *delim, size_t dlen, size_t max,
                                                buffet_chain *out);
 
+/* >>faults */
 /* The fault layer's settings and counters. */
 typedef struct buffet_net_faults {
     uint64_t seed;                /* the same seed, the same faults for the same calls */
@@ -260,6 +278,253 @@ BUFFET_API buffet_result buffet_net_passcred(int fd);
    (SO_PEERCRED). Returns: BUFFET_OK and *peer (source BUFFET_NET_PEER_SOCKET),
    BUFFET_ERR_INVALID (peer NULL, fd < 0, closed, not a connected UNIX socket). Thread: safe. */
 BUFFET_API buffet_result buffet_net_peer_of(int fd, buffet_net_peer *peer);
+
+BUFFET_EXTERN_C_END
+
+/* >>zerocopy: MSG_ZEROCOPY sends and their completions
+
+   With MSG_ZEROCOPY the kernel sends from the caller's pages instead of copying them, so the
+   pages must not change or go until the kernel says it is done. It numbers each zerocopy call on
+   a socket 0, 1, 2, ... (32 bits, wrapping) and later puts "calls lo..hi are done" on the
+   socket's error queue, merging consecutive calls into one entry. A buffet_net_zc tracker keeps
+   a reference on every buffer each call sent from, and drops it when that call's completion is
+   read, so a chain can be consumed (and its buffers reused by others) right after the send:
+
+       buffet_net_zc *zc;
+       buffet_net_zc_desc d;  memset(&d, 0, sizeof d);
+       buffet_net_zc_create(&zc, &d);
+       buffet_net_send_chain_zc(fd, &c, zc, 0, NULL);   // c is consumed as with send_chain
+       ...                                              // poll: POLLERR means completions
+       buffet_net_zc_drain(fd, zc, NULL);               // releases the buffers of done calls
+       buffet_net_zc_wait(fd, zc, 1000, NULL);          // before close: everything completed
+       buffet_net_zc_destroy(zc);
+
+   Loopback and veth always copy (the kernel reports it: `copied`); real NICs with scatter-gather
+   do not. Zerocopy pays off for sends of about 10 KiB and more.
+*/
+BUFFET_EXTERN_C_BEGIN
+
+typedef struct buffet_net_zc buffet_net_zc;
+
+typedef struct buffet_net_zc_desc {
+    buffet_allocator allocator;   /* the tracker and its two rings (they grow with the calls in
+                                     flight); zero: the heap. Must keep blocks until freed */
+    buffet_logger log;            /* why a send was refused (optmem limit, no zerocopy); zero: silent */
+} buffet_net_zc_desc;
+
+/* What one drain (or wait) did. */
+typedef struct buffet_net_zc_drained {
+    uint32_t completed;       /* calls completed: their references dropped */
+    uint32_t copied;          /* of those, calls the kernel sent by copying after all
+                                 (SO_EE_CODE_ZEROCOPY_COPIED; the kernel sets it per merged entry) */
+    uint32_t notifications;   /* zerocopy entries read (one covers a merged range of calls) */
+    uint32_t other;           /* other error-queue entries read and ignored (ICMP errors with
+                                 IP_RECVERR, timestamps, truncated entries) */
+} buffet_net_zc_drained;
+
+/* A tracker's totals since creation. */
+typedef struct buffet_net_zc_stats {
+    uint64_t calls;           /* zerocopy calls the kernel numbered */
+    uint64_t completed;       /* calls completed (references dropped) */
+    uint64_t copied;          /* of those, calls reported as copied */
+    uint64_t notifications;   /* zerocopy entries read */
+    uint64_t other;           /* other error-queue entries ignored */
+    uint64_t stale;           /* calls named by an entry but not in flight here (already
+                                 completed, or sent by someone else on the socket): ignored */
+    uint32_t in_flight;       /* calls not completed yet */
+    uint32_t next_id;         /* the number the kernel gives the socket's next zerocopy call */
+} buffet_net_zc_stats;
+
+/* Create a tracker for the zerocopy sends of one socket (the first send binds it). Returns:
+   BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID (out or desc NULL), BUFFET_ERR_LIFETIME (an
+   allocator whose blocks die with a frame or scope), the allocator's reason. Thread: safe. */
+BUFFET_API buffet_result buffet_net_zc_create(buffet_net_zc **out, const buffet_net_zc_desc *desc);
+
+/* Free the tracker. Refused while calls are in flight, since the kernel may still read their
+   buffers: BUFFET_ERR_STATE, nothing changes (buffet_net_zc_wait first; and wait before
+   closing the socket: a closed socket never reports its completions). NULL does nothing.
+   Returns: BUFFET_OK. Thread: owned. */
+BUFFET_API buffet_result buffet_net_zc_destroy(buffet_net_zc *zc);
+
+/* As buffet_net_send_chain, with MSG_ZEROCOPY: every sendmsg the kernel numbers takes a
+   reference on each buffer it sent bytes from (a partial send counts as a whole call), which
+   the tracker keeps until that call completes; exactly the bytes the kernel took are consumed
+   from c. The first call binds zc to fd and sets SO_ZEROCOPY on it. TCP (and any stream
+   socket the kernel allows): like send_chain, calls repeat until c is empty or the socket
+   would block. UDP: c goes out as one datagram (connected socket; never cut, not even by the
+   fault layer). flags: BUFFET_NET_MORE. *sent (may be NULL) gets the bytes sent.
+   Returns: BUFFET_OK (c empty), BUFFET_AGAIN (c holds the rest: poll POLLOUT; drain when POLLERR).
+   Errors: BUFFET_ERR_EXHAUSTED (ENOBUFS: the socket's option memory, net.core.optmem_max, is
+   full of notifications not read yet: drain and call again), BUFFET_ERR_UNSUPPORTED (no
+   zerocopy here: SO_ZEROCOPY refused with EOPNOTSUPP (a UNIX socket) or ENOPROTOOPT (kernel
+   before 4.14, qemu-user); logged), BUFFET_ERR_OVERFLOW (a buffer already
+   holds BUFFET_BUF_REF_MAX references: that call is not made), BUFFET_ERR_TOO_LARGE (a
+   datagram over the protocol's limit or over BUFFET_NET_IOV_MAX slices: nothing sent),
+   BUFFET_ERR_CLOSED, BUFFET_ERR_SYSTEM (errno kept), BUFFET_ERR_INVALID (NULL, fd < 0 or
+   closed, not a socket, another fd than the one zc is bound to, an unknown flag, a slice
+   without host memory), the tracker allocator's reason. On every error c holds exactly the
+   bytes not sent. A datagram refused after the kernel numbered it (a firewall drop) is found
+   by reading the error queue at once, so the numbering stays right. An empty chain binds zc and
+   returns BUFFET_OK. Thread: owned (c, zc). */
+BUFFET_API buffet_result buffet_net_send_chain_zc(int fd, buffet_chain *c, buffet_net_zc *zc, unsigned flags,
+                                                  size_t *sent);
+
+/* Read every entry queued now on fd's error queue (recvmsg MSG_ERRQUEUE, never blocks) and
+   drop the references of each call a zerocopy entry completes, once (wrapping numbers and
+   merged ranges handled). *d (may be NULL) gets what this drain did. Returns: BUFFET_OK (at
+   least one entry read), BUFFET_AGAIN (none queued: poll for POLLERR). Errors:
+   BUFFET_ERR_INVALID (NULL, fd < 0 or closed, another fd than zc's), BUFFET_ERR_SYSTEM.
+   Release callbacks of buffers run inside; they must not call into this tracker. The fault
+   layer may fail a read with EINTR (retried) or EAGAIN. Thread: owned (zc). */
+BUFFET_API buffet_result buffet_net_zc_drain(int fd, buffet_net_zc *zc, buffet_net_zc_drained *d);
+
+/* Drain until no call is in flight, waiting for POLLERR between drains, at most timeout_ms
+   milliseconds (< 0: no limit). *d (may be NULL) gets the sum of the drains. Returns:
+   BUFFET_OK (nothing in flight), BUFFET_AGAIN (the time ran out; calls still in flight).
+   Errors: as buffet_net_zc_drain. Thread: owned (zc). */
+BUFFET_API buffet_result buffet_net_zc_wait(int fd, buffet_net_zc *zc, int timeout_ms, buffet_net_zc_drained *d);
+
+/* The tracker's totals (zero for NULL). Thread: owned (zc). */
+BUFFET_API buffet_net_zc_stats buffet_net_zc_get_stats(const buffet_net_zc *zc);
+
+BUFFET_EXTERN_C_END
+
+/* >>datagrams: batched UDP (recvmmsg/sendmmsg), GSO and GRO, per-packet network metadata.
+   Fragment of buffet_net.h (declarations, then the implementation under BUFFET_IMPLEMENTATION).
+
+   MODEL
+     A received datagram is one buffet_pkt; its network metadata (peer, local address,
+     interface, ECN, truncation, GRO segment size) lives in the packet's user area as a
+     buffet_net_meta, so the pool must be made with .user_size >= sizeof(buffet_net_meta).
+     The receive time goes into the packet's `timestamp` (CLOCK_REALTIME ns, from the kernel).
+     Sending follows DPDK: what went out is freed through the cache, what did not stays the
+     caller's, in order, at the end of the array. */
+
+/* The public types name sockaddr_in/in6: these includes come before BUFFET_EXTERN_C_BEGIN (never
+   inside it) when merged. */
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+BUFFET_EXTERN_C_BEGIN
+
+/* An IPv4 or IPv6 address and port; `sa.sa_family` tells which (AF_UNSPEC: none). */
+typedef union buffet_net_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} buffet_net_addr;
+
+/* buffet_net_meta.flags */
+enum {
+    BUFFET_NET_META_TRUNC = 1u << 0,   /* received: the datagram was larger than the buffer and was
+                                          cut (wire_len says how large it was) */
+    BUFFET_NET_META_ECN = 1u << 1,     /* received: `ecn` came from the IP header; send: put `ecn`
+                                          into the IP header of this datagram */
+    BUFFET_NET_META_LOCAL = 1u << 2    /* received: `local` and `ifindex` are known (pktinfo) */
+};
+
+/* ECN codepoints (RFC 3168), the low two bits of the TOS / traffic class byte. */
+enum { BUFFET_NET_ECN_NOT_ECT = 0, BUFFET_NET_ECN_ECT1 = 1, BUFFET_NET_ECN_ECT0 = 2, BUFFET_NET_ECN_CE = 3 };
+
+/* The network metadata of a packet, in its user area (buffet_net_meta_of). */
+typedef struct buffet_net_meta {
+    buffet_net_addr peer;    /* received: the sender; send: the destination (AF_UNSPEC: the socket's
+                                connected peer) */
+    buffet_net_addr local;   /* received: the address the datagram was sent to (port 0); AF_UNSPEC
+                                when unknown (no pktinfo: see buffet_net_udp_setup) */
+    uint32_t ifindex;        /* received: the interface it came in on (0: unknown) */
+    uint32_t wire_len;       /* received: the datagram's length (more than the packet's when TRUNC;
+                                the coalesced length for a GRO datagram not split) */
+    uint16_t seg_size;       /* received: the GRO segment size when the kernel coalesced (0: none) */
+    uint8_t ecn;             /* BUFFET_NET_ECN_*: received (with META_ECN) or to send (with META_ECN) */
+    uint8_t flags;           /* BUFFET_NET_META_* */
+} buffet_net_meta;
+
+/* Flags of buffet_net_udp_setup (bits apart from buffet_net_send_chain's). */
+enum {
+    BUFFET_NET_UDP_GRO = 1u << 8   /* the kernel may coalesce datagrams of one flow (UDP_GRO);
+                                      buffet_net_udp_recv splits them again. Needs packets whose
+                                      data room holds a coalesced datagram (up to 64 KiB),
+                                      else it arrives truncated */
+};
+
+/* Most segments one GSO call sends, and most payload bytes it carries (kernel limits). */
+#define BUFFET_NET_GSO_MAX_SEGS 64
+#define BUFFET_NET_GSO_MAX_BYTES 65507   /* 65535 minus an IPv4 and a UDP header */
+
+/* The network metadata in p's user area, or NULL (p NULL, or the pool's user area is smaller
+   than buffet_net_meta). Thread: compatible. */
+BUFFET_API buffet_net_meta *buffet_net_meta_of(buffet_pkt *p);
+
+/* Turn on what the receive path reads: the local address and interface (IP_PKTINFO, and
+   IPV6_RECVPKTINFO on IPv6 sockets), the ECN bits (IP_RECVTOS / IPV6_RECVTCLASS), receive
+   timestamps (SO_TIMESTAMPNS); and, with BUFFET_NET_UDP_GRO, UDP_GRO. An IPv6 socket gets the
+   IPv4 options too, for IPv4-mapped peers (unless it is IPV6_V6ONLY). Every option is tried;
+   the result is the first failure's, the others are on. Errors: BUFFET_ERR_INVALID (fd closed,
+   not a UDP socket, unknown flags), BUFFET_ERR_UNSUPPORTED (an option this kernel, or an
+   emulator such as qemu-user, does not know: UDP_GRO before Linux 5.0, SO_TIMESTAMPNS under
+   qemu 7), BUFFET_ERR_SYSTEM (errno kept). Thread: safe. */
+BUFFET_API buffet_result buffet_net_udp_setup(int fd, unsigned flags);
+
+/* Receive up to n datagrams (64 at most a call) with one recvmmsg into packets of class cls
+   (-1: the largest) taken from c, stored in pkts[0..*got) in arrival order (got: required),
+   each with its buffet_net_meta and timestamp. A 0-byte datagram is a packet of length 0. A
+   GRO datagram (meta.seg_size) is split into one packet per segment, in order, sharing the
+   received buffer (clones, no copy) while pkts has room; one that does not fit stays whole
+   (its len above meta.seg_size: see buffet_net_udp_split). A blocking socket blocks for the
+   first datagram only. Returns: BUFFET_OK (*got > 0); BUFFET_AGAIN (nothing waiting: nothing
+   taken); BUFFET_ERR_TRUNCATED (*got packets received, at least one cut: META_TRUNC,
+   wire_len); BUFFET_ERR_INVALID (NULL, fd closed or not UDP, cls out of range, c's pool has no
+   room for the meta); the pool's or the clone class's reason when no packet could be had
+   (nothing received) or a GRO split ran short (*got packets received; the last one still
+   holds several segments); errors as buffet_net_recv. n 0: BUFFET_OK, nothing done. One
+   getsockopt checks fd each call (a TCP socket would take recvmmsg silently).
+   Thread: owned (c). */
+BUFFET_API buffet_result buffet_net_udp_recv(int fd, buffet_pkt_cache *c, int cls, buffet_pkt **pkts, size_t n,
+                                             size_t *got);
+
+/* Cut p, which holds consecutive GRO segments of meta.seg_size bytes (the last may be
+   shorter), into one packet per segment sharing its data: p becomes the first, clones the
+   others, all in out[0..*made) in order (out[0] == p). At most max packets are made: then the
+   last holds the rest. Returns: BUFFET_OK, BUFFET_ERR_INVALID (NULL, max 0, no meta, a chain
+   of segments), the clone's reason (out[0..*made) still valid, the last holding the rest).
+   Thread: owned (c). */
+BUFFET_API buffet_result buffet_net_udp_split(buffet_pkt_cache *c, buffet_pkt *p, buffet_pkt **out, size_t max,
+                                              size_t *made);
+
+/* Send pkts[0..n) with sendmmsg, each one datagram (a multi-segment packet goes out as one,
+   gathered), to its meta.peer (AF_UNSPEC: the connected peer), with its meta.ecn when
+   META_ECN is set. The first *sent packets (sent: required) went out and are freed through c;
+   pkts[*sent..n) stay the caller's, unchanged. Returns: BUFFET_OK (all sent), BUFFET_AGAIN
+   (the socket would block), BUFFET_ERR_TOO_LARGE (pkts[*sent] is larger than a datagram may
+   be), BUFFET_ERR_INVALID (NULL, a NULL packet or one of another pool, fd closed or not UDP, c's pool has no meta, a
+   packet whose lengths do not add up or of more than BUFFET_NET_IOV_MAX segments: all checked
+   before anything is sent), errors as buffet_net_send_chain (errno kept). n 0: BUFFET_OK.
+   sendmmsg takes 64 datagrams a call; calls repeat until all went or one fails.
+   Thread: owned (c). */
+BUFFET_API buffet_result buffet_net_udp_send(int fd, buffet_pkt_cache *c, buffet_pkt **pkts, size_t n, size_t *sent);
+
+/* UDP GSO: send data[0..len) as datagrams of seg_size bytes (the last may be shorter) with as
+   few sendmsg calls as the kernel allows (UDP_SEGMENT; BUFFET_NET_GSO_MAX_SEGS segments and
+   BUFFET_NET_GSO_MAX_BYTES a call), to to->peer (to NULL or AF_UNSPEC: the connected peer), ECN
+   as in buffet_net_udp_send. *sent gets the bytes that went out (whole datagrams): on
+   BUFFET_AGAIN call again with data + *sent. Returns: BUFFET_OK, BUFFET_AGAIN,
+   BUFFET_ERR_INVALID (NULL data with len, seg_size 0 or above BUFFET_NET_GSO_MAX_BYTES, fd not
+   UDP), BUFFET_ERR_TOO_LARGE (a segment above the path MTU: EMSGSIZE), BUFFET_ERR_UNSUPPORTED
+   (no UDP GSO on this kernel or route: EINVAL or EIO for a call of several segments), errors
+   as buffet_net_udp_send. len 0: BUFFET_OK. Thread: safe. */
+BUFFET_API buffet_result buffet_net_udp_send_gso(int fd, const void *data, size_t len, size_t seg_size,
+                                                 const buffet_net_meta *to, size_t *sent);
+/* As buffet_net_udp_send_gso over the bytes of chain ch (no copy); what went out is consumed
+   from ch. Errors as there, and BUFFET_ERR_INVALID for a slice without host memory. */
+BUFFET_API buffet_result buffet_net_udp_send_gso_chain(int fd, buffet_chain *ch, size_t seg_size,
+                                                       const buffet_net_meta *to, size_t *sent);
+/* As buffet_net_udp_send_gso over bytes [off, pkt_len) of packet *p (every segment, no copy), to
+   its meta's peer. When all went out *p is freed through c and set to NULL; otherwise it stays
+   the caller's, unchanged: call again with off + *sent. Errors as there, and
+   BUFFET_ERR_INVALID (no meta, lengths that do not add up, off > pkt_len). Thread: owned (c). */
+BUFFET_API buffet_result buffet_net_udp_send_gso_pkt(int fd, buffet_pkt_cache *c, buffet_pkt **p, size_t off,
+                                                     size_t seg_size, size_t *sent);
 
 BUFFET_EXTERN_C_END
 
@@ -958,6 +1223,959 @@ BUFFET_API buffet_result buffet_net_peer_of(int fd, buffet_net_peer *peer) {
     peer->gid = cred.gid;
     peer->source = BUFFET_NET_PEER_SOCKET;
     return BUFFET_OK;
+}
+
+#include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* Older C libraries lack the names; the values are the kernel's ABI. */
+#ifndef SO_ZEROCOPY
+#define SO_ZEROCOPY 60
+#endif
+#ifndef MSG_ZEROCOPY
+#define MSG_ZEROCOPY 0x4000000
+#endif
+#ifndef SO_EE_ORIGIN_ZEROCOPY
+#define SO_EE_ORIGIN_ZEROCOPY 5
+#endif
+#ifndef SO_EE_CODE_ZEROCOPY_COPIED
+#define SO_EE_CODE_ZEROCOPY_COPIED 1
+#endif
+
+/* One numbered call: its references are refs[first .. first + count) (ring positions). */
+typedef struct buffet__net_zc_call {
+    size_t first;
+    uint32_t count;
+    bool done;
+} buffet__net_zc_call;
+
+struct buffet_net_zc {
+    buffet_allocator allocator;
+    buffet_logger log;
+    int fd;                       /* the socket, -1 until the first send */
+    bool datagram;
+    /* Calls [base, next) in kernel numbers are the window; calls[id & (ncap - 1)]. ncap is a
+       power of two that divides 2^32, so the slot of a number survives its wrap. */
+    uint32_t base, next, ncap, in_flight;
+    buffet__net_zc_call *calls;
+    /* References of the calls in the window, oldest first: refs[pos & (rcap - 1)] for pos in
+       [rhead, rtail). Positions wrap with size_t, and rcap (a power of two) divides its range. */
+    buffet_buf **refs;
+    size_t rcap, rhead, rtail;
+    buffet_net_zc_stats st;
+};
+
+BUFFET_API buffet_result buffet_net_zc_create(buffet_net_zc **out, const buffet_net_zc_desc *desc) {
+    buffet_net_zc *zc;
+    buffet_result r;
+    if (out) *out = NULL;
+    if (!out || !desc) return BUFFET_ERR_INVALID;
+    /* The tracker and its rings are kept across many sends and drains. */
+    r = buffet_allocator_check(desc->allocator, BUFFET_NEED_UNTIL_FREED, "zerocopy tracker", &desc->log);
+    if (r != BUFFET_OK) return r;
+    zc = BUFFET_NEW(desc->allocator, buffet_net_zc);
+    if (!zc) {
+        r = buffet_alloc_error(NULL);
+        return r != BUFFET_OK ? r : BUFFET_ERR_NOMEM;
+    }
+    memset(zc, 0, sizeof *zc);
+    zc->allocator = desc->allocator;
+    zc->log = desc->log;
+    zc->fd = -1;
+    *out = zc;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_zc_destroy(buffet_net_zc *zc) {
+    if (!zc) return BUFFET_OK;
+    if (zc->in_flight) {
+        BUFFET__LOG(&zc->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                    "zerocopy tracker destroyed with %u calls in flight: the kernel may still read their buffers "
+                    "(buffet_net_zc_wait first)", (unsigned)zc->in_flight);
+        return BUFFET_ERR_STATE;
+    }
+    buffet_free(zc->allocator, zc->calls, (size_t)zc->ncap * sizeof *zc->calls, BUFFET_ALIGNOF(buffet__net_zc_call),
+                BUFFET_SITE);
+    buffet_free(zc->allocator, zc->refs, zc->rcap * sizeof *zc->refs, BUFFET_ALIGNOF(buffet_buf *), BUFFET_SITE);
+    BUFFET_DELETE(zc->allocator, buffet_net_zc, zc);
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_net_zc_stats buffet_net_zc_get_stats(const buffet_net_zc *zc) {
+    buffet_net_zc_stats s;
+    memset(&s, 0, sizeof s);
+    if (!zc) return s;
+    s = zc->st;
+    s.in_flight = zc->in_flight;
+    s.next_id = zc->next;
+    return s;
+}
+
+/* The reason of the allocation that just failed. */
+static buffet_result buffet__net_zc_nomem(void) {
+    buffet_result r = buffet_alloc_error(NULL);
+    return r != BUFFET_OK ? r : BUFFET_ERR_NOMEM;
+}
+
+/* Room for one more call and n more references (the rings double; entries keep their
+   positions). */
+static buffet_result buffet__net_zc_reserve(buffet_net_zc *zc, size_t n) {
+    if (zc->next - zc->base == zc->ncap) {
+        uint32_t cap = zc->ncap ? zc->ncap * 2 : 64, id;
+        buffet__net_zc_call *nc;
+        if (zc->ncap >= (uint32_t)1 << 31) return BUFFET_ERR_EXHAUSTED;   /* 2^31 calls in flight */
+        nc = BUFFET_NEW_ARRAY(zc->allocator, buffet__net_zc_call, cap);
+        if (!nc) return buffet__net_zc_nomem();
+        for (id = zc->base; id != zc->next; id++) nc[id & (cap - 1)] = zc->calls[id & (zc->ncap - 1)];
+        buffet_free(zc->allocator, zc->calls, (size_t)zc->ncap * sizeof *zc->calls,
+                    BUFFET_ALIGNOF(buffet__net_zc_call), BUFFET_SITE);
+        zc->calls = nc;
+        zc->ncap = cap;
+    }
+    while (zc->rcap - (zc->rtail - zc->rhead) < n) {
+        size_t cap = zc->rcap ? zc->rcap * 2 : 256, pos;
+        buffet_buf **nr;
+        if (zc->rcap > SIZE_MAX / 2 / sizeof *nr) return BUFFET_ERR_OVERFLOW;
+        nr = BUFFET_NEW_ARRAY(zc->allocator, buffet_buf *, cap);
+        if (!nr) return buffet__net_zc_nomem();
+        for (pos = zc->rhead; pos != zc->rtail; pos++) nr[pos & (cap - 1)] = zc->refs[pos & (zc->rcap - 1)];
+        buffet_free(zc->allocator, zc->refs, zc->rcap * sizeof *zc->refs, BUFFET_ALIGNOF(buffet_buf *), BUFFET_SITE);
+        zc->refs = nr;
+        zc->rcap = cap;
+    }
+    return BUFFET_OK;
+}
+
+/* Drop references [from, to) of the ring (not yet committed to a call, or of a completed one). */
+static void buffet__net_zc_unref(buffet_net_zc *zc, size_t from, size_t to) {
+    for (; from != to; from++) buffet_buf_unref(zc->refs[from & (zc->rcap - 1)]);
+}
+
+/* Number the next call: it holds the references [rtail, rtail + count), taken by the caller. */
+static void buffet__net_zc_commit(buffet_net_zc *zc, uint32_t count) {
+    buffet__net_zc_call *k = &zc->calls[zc->next & (zc->ncap - 1)];
+    k->first = zc->rtail;
+    k->count = count;
+    k->done = false;
+    zc->rtail += count;
+    zc->next++;
+    zc->in_flight++;
+    zc->st.calls++;
+}
+
+/* Calls base + [from, to) of the window completed: drop their references, once. Returns how
+   many were still in flight. */
+static uint64_t buffet__net_zc_done(buffet_net_zc *zc, uint32_t base, uint64_t from, uint64_t to) {
+    uint64_t i, hit = 0;
+    for (i = from; i < to; i++) {
+        buffet__net_zc_call *k = &zc->calls[(base + (uint32_t)i) & (zc->ncap - 1)];
+        if (k->done) continue;   /* a second entry for it: its references went already */
+        k->done = true;
+        zc->in_flight--;
+        hit++;
+        buffet__net_zc_unref(zc, k->first, k->first + k->count);
+    }
+    return hit;
+}
+
+/* Calls lo..hi (inclusive, wrapping) completed: drop the references of those in flight, once. */
+static void buffet__net_zc_complete(buffet_net_zc *zc, uint32_t lo, uint32_t hi, bool copied,
+                                    buffet_net_zc_drained *d) {
+    uint64_t len = (uint64_t)(uint32_t)(hi - lo) + 1, hit = 0, wrap = (uint64_t)1 << 32;
+    uint32_t base = zc->base, window = zc->next - zc->base, off = lo - zc->base;
+    uint64_t end = (uint64_t)off + len;   /* the range is [off, end) from base, mod 2^32 */
+    /* Only its part inside the window [0, window) can name calls of ours, whatever the kernel
+       (or a second sender on the socket) says: at most two pieces, at most `window` steps. */
+    if (off < window) hit += buffet__net_zc_done(zc, base, off, end < window ? end : window);
+    if (end > wrap) {
+        uint64_t stop = off < window ? off : window;
+        hit += buffet__net_zc_done(zc, base, 0, end - wrap < stop ? end - wrap : stop);
+    }
+    zc->st.stale += len - hit;
+    zc->st.completed += hit;
+    zc->st.notifications++;
+    if (copied) zc->st.copied += hit;
+    if (d) {
+        d->completed += (uint32_t)hit;
+        d->notifications++;
+        if (copied) d->copied += (uint32_t)hit;
+    }
+    /* the window starts at the oldest call not completed; the references before it are free */
+    while (zc->base != zc->next && zc->calls[zc->base & (zc->ncap - 1)].done) zc->base++;
+    zc->rhead = zc->base != zc->next ? zc->calls[zc->base & (zc->ncap - 1)].first : zc->rtail;
+}
+
+/* Read what the error queue holds now. faults: let the fault layer in. Returns OK when an entry
+   was read, AGAIN when none was, else the error. */
+static buffet_result buffet__net_zc_read(int fd, buffet_net_zc *zc, bool faults, buffet_net_zc_drained *d) {
+    buffet_result res = BUFFET_AGAIN;
+    for (;;) {
+        /* an extended error and the offender's address (sockaddr_in6 at most) */
+        union {
+            char buf[CMSG_SPACE(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in6))];
+            struct cmsghdr align;
+        } ctl;
+        struct msghdr m;
+        struct cmsghdr *cm;
+        struct iovec v;
+        char payload;
+        bool zerocopy = false;
+        size_t one = 1;
+        int e = faults ? buffet__net_fault(fd, &one) : 0;
+        ssize_t r;
+        memset(&m, 0, sizeof m);
+        /* Zerocopy entries carry no bytes (others are cut to one: MSG_TRUNC), but a read with no
+           iovec at all never reaches the kernel under qemu-user, which answers 0 itself. */
+        v.iov_base = &payload;
+        v.iov_len = 1;
+        m.msg_iov = &v;
+        m.msg_iovlen = 1;
+        m.msg_control = ctl.buf;
+        m.msg_controllen = sizeof ctl.buf;
+        if (e) {
+            errno = e;
+            r = -1;
+        } else {
+            r = recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT);
+        }
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? res : buffet__net_errno_result(errno);
+        }
+        if (m.msg_controllen == 0) return res;   /* every entry carries a control message: not an error queue */
+        res = BUFFET_OK;
+        for (cm = CMSG_FIRSTHDR(&m); cm && !(m.msg_flags & MSG_CTRUNC); cm = CMSG_NXTHDR(&m, cm)) {
+            struct sock_extended_err ee;
+            if (!((cm->cmsg_level == SOL_IP && cm->cmsg_type == IP_RECVERR) ||
+                  (cm->cmsg_level == SOL_IPV6 && cm->cmsg_type == IPV6_RECVERR)) ||
+                cm->cmsg_len < CMSG_LEN(sizeof ee))
+                continue;
+            memcpy(&ee, CMSG_DATA(cm), sizeof ee);   /* CMSG_DATA need not be aligned for it */
+            if (ee.ee_origin != SO_EE_ORIGIN_ZEROCOPY || ee.ee_errno != 0) continue;
+            zerocopy = true;
+            buffet__net_zc_complete(zc, ee.ee_info, ee.ee_data, (ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED) != 0, d);
+        }
+        if (!zerocopy) {
+            zc->st.other++;
+            if (d) d->other++;
+        }
+    }
+}
+
+BUFFET_API buffet_result buffet_net_zc_drain(int fd, buffet_net_zc *zc, buffet_net_zc_drained *d) {
+    if (d) memset(d, 0, sizeof *d);
+    if (!zc || fd < 0 || (zc->fd >= 0 && fd != zc->fd)) return BUFFET_ERR_INVALID;
+    return buffet__net_zc_read(fd, zc, true, d);
+}
+
+static int64_t buffet__net_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drain until no call is in flight, waiting for POLLERR between drains, at most timeout_ms
+   milliseconds (< 0: no limit). *d (may be NULL) gets the sum of the drains. Returns:
+   BUFFET_OK (nothing in flight), BUFFET_AGAIN (the time ran out; calls still in flight).
+   Errors: as buffet_net_zc_drain. Thread: owned (zc). */
+BUFFET_API buffet_result buffet_net_zc_wait(int fd, buffet_net_zc *zc, int timeout_ms, buffet_net_zc_drained *d) {
+    int64_t end = buffet__net_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    buffet_net_zc_drained sum, one;
+    bool ready = false;
+    memset(&sum, 0, sizeof sum);
+    if (d) *d = sum;
+    if (!zc || fd < 0 || (zc->fd >= 0 && fd != zc->fd)) return BUFFET_ERR_INVALID;
+    for (;;) {
+        struct pollfd p;
+        int64_t left;
+        int n;
+        buffet_result r = buffet_net_zc_drain(fd, zc, &one);
+        sum.completed += one.completed;
+        sum.copied += one.copied;
+        sum.notifications += one.notifications;
+        sum.other += one.other;
+        if (d) *d = sum;
+        if (r != BUFFET_OK && r != BUFFET_AGAIN) return r;
+        if (zc->in_flight == 0) return BUFFET_OK;
+        if (r == BUFFET_AGAIN && ready) {
+            /* poll said ready but nothing was queued: POLLERR of a pending socket error, or
+               POLLHUP of a closed peer, stays up; a millisecond's pause keeps this from spinning */
+            struct timespec ms;
+            ms.tv_sec = 0;
+            ms.tv_nsec = 1000000;
+            nanosleep(&ms, NULL);
+        }
+        left = timeout_ms < 0 ? 1000 : end - buffet__net_now_ms();
+        if (left <= 0) return BUFFET_AGAIN;
+        p.fd = fd;
+        p.events = 0;   /* POLLERR is always reported */
+        p.revents = 0;
+        n = poll(&p, 1, left > 1000 ? 1000 : (int)left);
+        if (n < 0 && errno != EINTR) return buffet__net_errno_result(errno);
+        ready = n > 0;
+    }
+}
+
+/* Bind zc to fd: SO_ZEROCOPY on, and the socket's type. */
+static buffet_result buffet__net_zc_bind(buffet_net_zc *zc, int fd) {
+    int one = 1, type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return buffet__net_errno_result(errno);
+    if (setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one) < 0) {
+        if (errno != EOPNOTSUPP && errno != ENOPROTOOPT) return buffet__net_errno_result(errno);
+        BUFFET__LOG(&zc->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
+                    "fd %d cannot send with MSG_ZEROCOPY (SO_ZEROCOPY: %s): only TCP and UDP sockets can", fd,
+                    errno == EOPNOTSUPP ? "EOPNOTSUPP" : "ENOPROTOOPT");
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    zc->fd = fd;
+    zc->datagram = type == SOCK_DGRAM;
+    return BUFFET_OK;
+}
+
+/* A failed zerocopy sendmsg's errno as a result. */
+static buffet_result buffet__net_zc_errno(int e) {
+    if (e == ENOBUFS) return BUFFET_ERR_EXHAUSTED;   /* optmem_max: no room for a notification */
+    if (e == EMSGSIZE) return BUFFET_ERR_TOO_LARGE;
+    return buffet__net_errno_result(e);
+}
+
+/* sendmsg with MSG_ZEROCOPY of iov[0..n), the first n slices of c (whose bytes they are): the
+   buffers are referenced before the call (so no failure can come after the kernel took pages)
+   and those the kernel sent from stay with the call. Returns the bytes sent, or -1 with *res
+   (BUFFET_OK: interrupted, call again). */
+static ssize_t buffet__net_zc_sendmsg(int fd, buffet_net_zc *zc, const buffet_chain *c, struct iovec *iov, size_t n,
+                                      unsigned flags, buffet_result *res) {
+    struct msghdr m;
+    size_t i, taken = 0, kept = 0, at = 0, from = zc->rtail;
+    uint32_t id = zc->next;
+    ssize_t r;
+    int e;
+    buffet_buf *prev = NULL;
+    *res = buffet__net_zc_reserve(zc, n);
+    if (*res != BUFFET_OK) return -1;
+    for (i = 0; i < n; i++) {
+        buffet_buf *b = buffet_chain_at(c, i)->buf;
+        if (b == prev) continue;   /* one reference per run of slices of a buffer */
+        if (!buffet_buf_ref(b)) {
+            buffet__net_zc_unref(zc, from, from + taken);
+            BUFFET__LOG(&zc->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW,
+                        "zerocopy send refused: a buffer holds BUFFET_BUF_REF_MAX references");
+            *res = BUFFET_ERR_OVERFLOW;
+            return -1;
+        }
+        zc->refs[(from + taken++) & (zc->rcap - 1)] = b;
+        prev = b;
+    }
+    memset(&m, 0, sizeof m);
+    m.msg_iov = iov;
+    m.msg_iovlen = n;
+    r = sendmsg(fd, &m, MSG_ZEROCOPY | MSG_NOSIGNAL | ((flags & BUFFET_NET_MORE) ? MSG_MORE : 0));
+    e = errno;
+    if (r < 0 && e == EINTR) {   /* interrupted before it moved anything: no number used */
+        buffet__net_zc_unref(zc, from, from + taken);
+        *res = BUFFET_OK;
+        return -1;
+    }
+    if (r < 0 && zc->datagram && e != EAGAIN && e != EWOULDBLOCK) {
+        /* A datagram can fail after the kernel built it (a firewall drop, a full device queue
+           with IP_RECVERR): then its number is used and its completion is already queued,
+           since the datagram was freed inside sendmsg. Number it tentatively, holding nothing,
+           and read the queue: the number stays only if the kernel completed it. */
+        buffet__net_zc_unref(zc, from, from + taken);
+        buffet__net_zc_commit(zc, 0);
+        buffet__net_zc_read(fd, zc, false, NULL);
+        if (zc->next - zc->base > 0 && zc->next - 1 == id && !zc->calls[id & (zc->ncap - 1)].done) {
+            zc->next--;   /* not used: the last call of the window goes again */
+            zc->in_flight--;
+            zc->st.calls--;
+        }
+        errno = e;
+        *res = buffet__net_zc_errno(e);
+        return -1;
+    }
+    if (r <= 0) {   /* no number used: a failed stream call moved nothing */
+        buffet__net_zc_unref(zc, from, from + taken);
+        if (r == 0) e = EIO;   /* bytes offered, none taken, no error: the socket lies */
+        errno = e;
+        *res = buffet__net_zc_errno(e);
+        return -1;
+    }
+    /* keep the buffers whose bytes went (a partial call still holds them all until it completes) */
+    for (i = 0, prev = NULL; i < n && at < (size_t)r; i++) {
+        buffet_buf *b = buffet_chain_at(c, i)->buf;
+        if (b != prev) kept++;
+        prev = b;
+        at += iov[i].iov_len;
+    }
+    buffet__net_zc_unref(zc, from + kept, from + taken);
+    buffet__net_zc_commit(zc, (uint32_t)kept);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_net_send_chain_zc(int fd, buffet_chain *c, buffet_net_zc *zc, unsigned flags,
+                                                  size_t *sent) {
+    size_t total = 0;
+    buffet_result res = BUFFET_OK;
+    if (sent) *sent = 0;
+    if (!c || !zc || fd < 0 || (flags & ~(unsigned)BUFFET_NET_MORE)) return BUFFET_ERR_INVALID;
+    if (zc->fd != fd) {
+        if (zc->fd >= 0) {
+            BUFFET__LOG(&zc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                        "zerocopy tracker of fd %d used on fd %d: the kernel numbers calls per socket", zc->fd, fd);
+            return BUFFET_ERR_INVALID;
+        }
+        res = buffet__net_zc_bind(zc, fd);
+        if (res != BUFFET_OK) return res;
+    }
+    if (zc->datagram && buffet_chain_count(c) > BUFFET_NET_IOV_MAX) return BUFFET_ERR_TOO_LARGE;
+    while (buffet_chain_len(c) > 0) {
+        struct iovec iov[BUFFET_NET_IOV_MAX];
+        size_t want = buffet_chain_len(c), n;
+        int e = buffet__net_fault(fd, &want);
+        ssize_t r;
+        if (zc->datagram) want = buffet_chain_len(c);   /* a datagram is never cut */
+        if (e == EINTR) continue;
+        if (e) {
+            res = buffet__net_errno_result(e);
+            break;
+        }
+        n = buffet_chain_iovec(c, 0, want, iov, BUFFET_NET_IOV_MAX);
+        if (n == 0 || (zc->datagram && n < buffet_chain_count(c))) {   /* a slice without host memory */
+            res = BUFFET_ERR_INVALID;
+            break;
+        }
+        r = buffet__net_zc_sendmsg(fd, zc, c, iov, n, flags, &res);
+        if (r < 0) {
+            if (res == BUFFET_OK) continue;   /* EINTR */
+            if (res == BUFFET_ERR_EXHAUSTED)
+                BUFFET__LOG(&zc->log, BUFFET_LOG_WARN, BUFFET_ERR_EXHAUSTED,
+                            "MSG_ZEROCOPY on fd %d: ENOBUFS, the socket's option memory (net.core.optmem_max) "
+                            "is full of completions not read: drain and send again", fd);
+            break;
+        }
+        buffet_chain_consume(c, (size_t)r);
+        total += (size_t)r;
+        if (zc->datagram) break;
+    }
+    if (sent) *sent = total;
+    return res;
+}
+
+#include <errno.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103   /* Linux 4.18 */
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104   /* Linux 5.0 */
+#endif
+
+#define BUFFET__NET_UDP_BATCH 64   /* messages a recvmmsg/sendmmsg call takes from us */
+/* Room for every control message one datagram may carry: pktinfo (v4 or v6; both for a
+   v4-mapped peer), TOS/TCLASS, the timestamp, the GRO size. */
+#define BUFFET__NET_CMSG_ROOM 256
+
+BUFFET_API buffet_net_meta *buffet_net_meta_of(buffet_pkt *p) {
+    /* The pool's user size is buffet_packet.h's (both sit in buffet_net.h's translation unit). */
+    return p && buffet_pkt_pool_user_size(p->pool) >= sizeof(buffet_net_meta) ? (buffet_net_meta *)buffet_pkt_user(p) : NULL;
+}
+
+static bool buffet__net_meta_ok(const buffet_pkt_cache *c) {
+    return c && buffet_pkt_pool_user_size(c->pool) >= sizeof(buffet_net_meta);
+}
+
+/* Is fd a UDP socket? One call answers: only UDP (and UDP-Lite) sockets know SOL_UDP options;
+   TCP, raw, ping and UNIX sockets, files and closed descriptors all fail it. */
+static bool buffet__net_is_udp(int fd) {
+    int v;
+    socklen_t l = sizeof v;
+    return fd >= 0 && getsockopt(fd, SOL_UDP, UDP_CORK, &v, &l) == 0;
+}
+
+static socklen_t buffet__net_addr_len(const buffet_net_addr *a) {
+    return a->sa.sa_family == AF_INET ? (socklen_t)sizeof a->in4
+         : a->sa.sa_family == AF_INET6 ? (socklen_t)sizeof a->in6 : 0;
+}
+
+/* One option on; the result of the first failure is kept in *res (ENOPROTOOPT: this kernel, or
+   an emulator, does not know the option). */
+static void buffet__net_opt_on(int fd, int level, int name, buffet_result *res) {
+    int v = 1;
+    if (setsockopt(fd, level, name, &v, sizeof v) != 0 && *res == BUFFET_OK)
+        *res = errno == ENOPROTOOPT ? BUFFET_ERR_UNSUPPORTED : buffet__net_errno_result(errno);
+}
+
+BUFFET_API buffet_result buffet_net_udp_setup(int fd, unsigned flags) {
+    int family = 0, v6only = 0;
+    socklen_t l = sizeof family;
+    buffet_result res = BUFFET_OK;
+    if ((flags & ~(unsigned)BUFFET_NET_UDP_GRO) || !buffet__net_is_udp(fd)) return BUFFET_ERR_INVALID;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &l) != 0) return buffet__net_errno_result(errno);
+    /* Every option is tried even after one fails, so what the system has is on. */
+    if (family == AF_INET6) {
+        l = sizeof v6only;
+        if (getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l) != 0) v6only = 0;
+        buffet__net_opt_on(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &res);
+        buffet__net_opt_on(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &res);
+    }
+    if (family == AF_INET || !v6only) {   /* IPv4 datagrams, or IPv4-mapped ones on an IPv6 socket */
+        buffet__net_opt_on(fd, IPPROTO_IP, IP_PKTINFO, &res);
+        buffet__net_opt_on(fd, IPPROTO_IP, IP_RECVTOS, &res);
+    }
+    buffet__net_opt_on(fd, SOL_SOCKET, SO_TIMESTAMPNS, &res);
+    if (flags & BUFFET_NET_UDP_GRO) buffet__net_opt_on(fd, SOL_UDP, UDP_GRO, &res);
+    return res;
+}
+
+/* The control messages of one received datagram into m (and the timestamp into p). */
+static void buffet__net_read_cmsgs(struct msghdr *h, buffet_net_meta *m, buffet_pkt *p) {
+    struct cmsghdr *cm;
+    for (cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
+        const unsigned char *d = CMSG_DATA(cm);
+        size_t dlen = cm->cmsg_len - CMSG_LEN(0);
+        int v;
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO && dlen >= sizeof(struct in_pktinfo)) {
+            struct in_pktinfo pi;
+            memcpy(&pi, d, sizeof pi);   /* CMSG_DATA is not promised to be aligned for the struct */
+            memset(&m->local, 0, sizeof m->local);
+            m->local.in4.sin_family = AF_INET;
+            m->local.in4.sin_addr = pi.ipi_addr;   /* the header's destination, not the route's */
+            m->ifindex = (uint32_t)pi.ipi_ifindex;
+            m->flags |= BUFFET_NET_META_LOCAL;
+        } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO &&
+                   dlen >= sizeof(struct in6_pktinfo)) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, d, sizeof pi);
+            memset(&m->local, 0, sizeof m->local);
+            m->local.in6.sin6_family = AF_INET6;
+            m->local.in6.sin6_addr = pi.ipi6_addr;
+            m->ifindex = pi.ipi6_ifindex;
+            m->flags |= BUFFET_NET_META_LOCAL;
+        } else if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_TOS && dlen >= 1) {
+            m->ecn = (uint8_t)(d[0] & 3);   /* IP_RECVTOS delivers one byte */
+            m->flags |= BUFFET_NET_META_ECN;
+        } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_TCLASS && dlen >= sizeof v) {
+            memcpy(&v, d, sizeof v);
+            m->ecn = (uint8_t)(v & 3);
+            m->flags |= BUFFET_NET_META_ECN;
+        } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS &&
+                   dlen >= sizeof(struct timespec)) {
+            struct timespec ts;
+            memcpy(&ts, d, sizeof ts);
+            p->timestamp = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        } else if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && dlen >= sizeof v) {
+            memcpy(&v, d, sizeof v);
+            m->seg_size = (uint16_t)v;
+        }
+    }
+}
+
+/* Cut p (one segment, GRO segments of `seg` bytes) into at most max packets in out[]; p is
+   out[0]. Returns: BUFFET_OK or the clone's reason; *made packets are in out either way. */
+static buffet_result buffet__net_split(buffet_pkt_cache *c, buffet_pkt *p, size_t seg, buffet_pkt **out, size_t max,
+                                       size_t *made) {
+    size_t total = p->len, k = 1, at;
+    buffet_pkt *last = p;
+    out[0] = p;
+    *made = 1;
+    if (seg == 0 || total <= seg || max < 2) return BUFFET_OK;
+    /* p's view shrinks to the first segment; each clone then gets its own view of the buffer
+       (data_off and len are per header): no byte is copied. */
+    p->len = p->pkt_len = (uint32_t)seg;
+    for (at = seg; at < total && k < max; at += seg, k++) {
+        buffet_pkt *q = buffet_pkt_clone(c, p);
+        size_t left = total - at;
+        if (!q) {
+            buffet_result why = buffet_alloc_error(NULL);
+            /* the last packet made keeps the rest, so nothing is lost */
+            last->len = last->pkt_len = (uint32_t)(total - (size_t)(last->data_off - p->data_off));
+            *made = k;
+            return why != BUFFET_OK ? why : BUFFET_ERR_NOMEM;
+        }
+        /* the last clone that fits keeps every byte from here on */
+        q->data_off = (uint16_t)(p->data_off + at);
+        q->len = q->pkt_len = (uint32_t)(k + 1 == max ? left : (left < seg ? left : seg));
+        out[k] = q;
+        last = q;
+    }
+    *made = k;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_udp_split(buffet_pkt_cache *c, buffet_pkt *p, buffet_pkt **out, size_t max,
+                                              size_t *made) {
+    buffet_net_meta *m = buffet_net_meta_of(p);
+    if (made) *made = 0;
+    if (!c || !p || !out || !made || max == 0 || !m || p->next || p->nb_segs != 1 || p->len != p->pkt_len ||
+        (uint64_t)p->data_off + p->len > p->buf_len)
+        return BUFFET_ERR_INVALID;
+    return buffet__net_split(c, p, m->seg_size, out, max, made);
+}
+
+BUFFET_API buffet_result buffet_net_udp_recv(int fd, buffet_pkt_cache *c, int cls, buffet_pkt **pkts, size_t n,
+                                             size_t *got) {
+    struct mmsghdr msgs[BUFFET__NET_UDP_BATCH];
+    struct iovec iov[BUFFET__NET_UDP_BATCH];
+    /* unsigned long: cmsg buffers aligned as CMSG_* expect */
+    unsigned long ctl[BUFFET__NET_UDP_BATCH][BUFFET__NET_CMSG_ROOM / sizeof(unsigned long)];
+    buffet_pkt *mine[BUFFET__NET_UDP_BATCH];
+    size_t out = 0, want, have, i;
+    buffet_result res = BUFFET_OK;
+    bool truncated = false;
+    int r = -1, e;
+    if (got) *got = 0;
+    if (!pkts || !got || !buffet__net_meta_ok(c) || c->nclasses == 0 || cls < -1 || cls >= (int)c->nclasses)
+        return BUFFET_ERR_INVALID;
+    if (!buffet__net_is_udp(fd)) return BUFFET_ERR_INVALID;
+    if (n == 0) return BUFFET_OK;
+    if (cls < 0) cls = (int)c->nclasses - 1;
+    want = n < BUFFET__NET_UDP_BATCH ? n : BUFFET__NET_UDP_BATCH;
+    /* Packets first: the kernel gives a datagram once, so its buffer must be there before. */
+    for (have = 0; have < want; have++) {
+        mine[have] = buffet_pkt_alloc_class(c, (unsigned)cls);
+        if (!mine[have]) break;
+    }
+    if (have == 0) {
+        res = buffet_alloc_error(NULL);
+        return res != BUFFET_OK ? res : BUFFET_ERR_NOMEM;
+    }
+    memset(msgs, 0, have * sizeof msgs[0]);
+    for (i = 0; i < have; i++) {
+        buffet_net_meta *m = (buffet_net_meta *)buffet_pkt_user(mine[i]);
+        iov[i].iov_base = buffet_pkt_data(mine[i]);
+        iov[i].iov_len = buffet_pkt_tailroom(mine[i]);
+        msgs[i].msg_hdr.msg_name = &m->peer;
+        msgs[i].msg_hdr.msg_namelen = sizeof m->peer;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = ctl[i];
+        msgs[i].msg_hdr.msg_controllen = sizeof ctl[i];
+    }
+    for (;;) {
+        size_t ask = have;
+        e = buffet__net_fault(fd, &ask);   /* a short call takes fewer datagrams */
+        if (e) {
+            errno = e;
+            r = -1;
+        } else {
+            /* MSG_TRUNC: msg_len is the datagram's real length, so a cut one is told with its size.
+               MSG_WAITFORONE: block (on a blocking socket) for the first datagram only. */
+            r = recvmmsg(fd, msgs, (unsigned)ask, MSG_TRUNC | MSG_WAITFORONE, NULL);
+        }
+        if (r >= 0 || errno != EINTR) break;
+    }
+    if (r <= 0) {
+        res = r == 0 ? BUFFET_AGAIN : buffet__net_errno_result(errno);
+        for (i = 0; i < have; i++) buffet_pkt_free(c, mine[i]);
+        return res;
+    }
+    for (i = 0; i < have; i++) {
+        buffet_pkt *p = mine[i];
+        buffet_net_meta *m;
+        size_t room = iov[i].iov_len, len, made, cut, j;
+        buffet_result split;
+        if (i >= (size_t)r) {
+            buffet_pkt_free(c, p);
+            continue;
+        }
+        m = (buffet_net_meta *)buffet_pkt_user(p);
+        len = msgs[i].msg_len;
+        /* the kernel wrote the peer; the rest of the meta starts clean */
+        if (msgs[i].msg_hdr.msg_namelen < sizeof m->peer)
+            memset((char *)&m->peer + msgs[i].msg_hdr.msg_namelen, 0, sizeof m->peer - msgs[i].msg_hdr.msg_namelen);
+        memset((char *)m + sizeof m->peer, 0, sizeof *m - sizeof m->peer);
+        m->wire_len = (uint32_t)len;
+        if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > room) {
+            m->flags |= BUFFET_NET_META_TRUNC;
+            truncated = true;
+            len = room;
+        }
+        p->len = p->pkt_len = (uint32_t)len;
+        buffet__net_read_cmsgs(&msgs[i].msg_hdr, m, p);
+        if (res != BUFFET_OK) {   /* a split ran short: no more clones; the rest stay whole */
+            pkts[out++] = p;
+            continue;
+        }
+        /* Room for this datagram's segments: the slots left after the datagrams still to come. */
+        cut = m->wire_len - len;
+        split = buffet__net_split(c, p, m->seg_size, pkts + out, n - out - ((size_t)r - 1 - i), &made);
+        if (split != BUFFET_OK) res = split;
+        if (made > 1) {
+            /* each piece is a datagram of its own (the clones copied the whole's meta): only the
+               last can have been cut */
+            for (j = 0; j < made; j++) {
+                buffet_net_meta *mj = (buffet_net_meta *)buffet_pkt_user(pkts[out + j]);
+                mj->wire_len = pkts[out + j]->len + (j + 1 == made ? (uint32_t)cut : 0u);
+                if (j + 1 < made) mj->flags &= (uint8_t)~BUFFET_NET_META_TRUNC;
+            }
+        }
+        out += made;
+    }
+    *got = out;
+    if (res != BUFFET_OK) return res;
+    return truncated ? BUFFET_ERR_TRUNCATED : BUFFET_OK;
+}
+
+/* A control message of an int (IP_TOS, IPV6_TCLASS) or a uint16_t (UDP_SEGMENT) at *at. */
+static struct cmsghdr *buffet__net_put_cmsg(struct msghdr *h, struct cmsghdr *at, int level, int type,
+                                            const void *v, size_t len) {
+    memset(at, 0, CMSG_SPACE(len));   /* the padding too: the kernel copies it in */
+    at->cmsg_level = level;
+    at->cmsg_type = type;
+    at->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(at), v, len);
+    h->msg_controllen += CMSG_SPACE(len);
+    return (struct cmsghdr *)((unsigned char *)at + CMSG_SPACE(len));
+}
+
+/* The family an ECN cmsg is written for: the destination's, or the socket's when connected
+   (asked once per call, *family 0 until then). An IPv4-mapped destination takes IP_TOS. */
+static int buffet__net_ecn_family(int fd, const buffet_net_addr *to, int *family) {
+    if (to && to->sa.sa_family == AF_INET6)
+        return IN6_IS_ADDR_V4MAPPED(&to->in6.sin6_addr) ? AF_INET : AF_INET6;
+    if (to && to->sa.sa_family == AF_INET) return AF_INET;
+    if (*family == 0) {
+        socklen_t l = sizeof *family;
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, family, &l) != 0) *family = AF_INET;
+    }
+    return *family;
+}
+
+/* Address and control messages of one datagram (ECN, and GSO when seg > 0) into h. */
+static void buffet__net_fill_msg(int fd, struct msghdr *h, const buffet_net_meta *to, void *ctl, size_t seg,
+                                 int *family) {
+    struct cmsghdr *cm = (struct cmsghdr *)ctl;
+    socklen_t alen = to ? buffet__net_addr_len(&to->peer) : 0;
+    h->msg_name = alen ? (void *)&to->peer : NULL;
+    h->msg_namelen = alen;
+    h->msg_control = ctl;
+    h->msg_controllen = 0;
+    if (to && (to->flags & BUFFET_NET_META_ECN)) {
+        int v = to->ecn & 3;
+        if (buffet__net_ecn_family(fd, &to->peer, family) == AF_INET6)
+            cm = buffet__net_put_cmsg(h, cm, IPPROTO_IPV6, IPV6_TCLASS, &v, sizeof v);
+        else
+            cm = buffet__net_put_cmsg(h, cm, IPPROTO_IP, IP_TOS, &v, sizeof v);
+    }
+    if (seg) {
+        uint16_t s = (uint16_t)seg;
+        buffet__net_put_cmsg(h, cm, SOL_UDP, UDP_SEGMENT, &s, sizeof s);
+    }
+    if (h->msg_controllen == 0) h->msg_control = NULL;
+}
+
+/* errno of a failed datagram send as a result: a datagram too large has its own code. */
+static buffet_result buffet__net_dgram_errno(int e) {
+    return e == EMSGSIZE ? BUFFET_ERR_TOO_LARGE : buffet__net_errno_result(e);
+}
+
+/* Does packet p describe itself truly (segments adding up, inside their rooms, few enough)? */
+static bool buffet__net_pkt_sane(const buffet_pkt *p) {
+    const buffet_pkt *s;
+    uint64_t sum = 0;
+    size_t segs = 0;
+    for (s = p; s; s = s->next) {
+        if ((uint64_t)s->data_off + s->len > s->buf_len || ++segs > BUFFET_NET_IOV_MAX) return false;
+        sum += s->len;
+    }
+    return sum == p->pkt_len && segs == p->nb_segs;
+}
+
+BUFFET_API buffet_result buffet_net_udp_send(int fd, buffet_pkt_cache *c, buffet_pkt **pkts, size_t n, size_t *sent) {
+    struct mmsghdr msgs[BUFFET__NET_UDP_BATCH];
+    struct iovec iov[BUFFET_NET_IOV_MAX];
+    unsigned long ctl[BUFFET__NET_UDP_BATCH][64 / sizeof(unsigned long)];
+    size_t done = 0, i;
+    int family = 0;
+    if (sent) *sent = 0;
+    if (!pkts || !sent || !buffet__net_meta_ok(c) || !buffet__net_is_udp(fd)) return BUFFET_ERR_INVALID;
+    /* All checked before anything goes: a bad packet in the middle must not leave half a batch
+       sent and freed. */
+    for (i = 0; i < n; i++)
+        if (!pkts[i] || pkts[i]->pool != c->pool || !buffet__net_pkt_sane(pkts[i])) return BUFFET_ERR_INVALID;
+    while (done < n) {
+        size_t m = 0, used = 0, ask;
+        int r, e;
+        /* one call's messages: as many packets as BUFFET__NET_UDP_BATCH and the iovecs allow */
+        memset(msgs, 0, sizeof msgs);
+        while (done + m < n && m < BUFFET__NET_UDP_BATCH && used + pkts[done + m]->nb_segs <= BUFFET_NET_IOV_MAX) {
+            buffet_pkt *p = pkts[done + m], *s;
+            struct msghdr *h = &msgs[m].msg_hdr;
+            h->msg_iov = &iov[used];
+            for (s = p; s; s = s->next) {
+                iov[used].iov_base = buffet_pkt_data(s);
+                iov[used++].iov_len = s->len;
+            }
+            h->msg_iovlen = p->nb_segs;
+            buffet__net_fill_msg(fd, h, (const buffet_net_meta *)buffet_pkt_user(p), ctl[m], 0, &family);
+            m++;
+        }
+        ask = m;
+        e = buffet__net_fault(fd, &ask);   /* a short call sends fewer datagrams */
+        if (e) {
+            errno = e;
+            r = -1;
+        } else {
+            r = sendmmsg(fd, msgs, (unsigned)ask, MSG_NOSIGNAL);
+        }
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            *sent = done;
+            return buffet__net_dgram_errno(errno);
+        }
+        /* What went out is the kernel's now: freed here, so the caller keeps only the rest. */
+        buffet_pkt_free_bulk(c, pkts + done, (size_t)r);
+        done += (size_t)r;
+        *sent = done;
+        /* A short count with no error: the next call tells why (the error sendmmsg held back, or
+           EAGAIN), or sends the rest. */
+    }
+    return BUFFET_OK;
+}
+
+/* Where GSO bytes come from: a flat buffer, a chain, or a packet's segments. */
+typedef struct buffet__net_gso_src {
+    const unsigned char *flat;
+    const buffet_chain *chain;
+    const buffet_pkt *pkt;
+    size_t base;   /* the packet's first byte to send */
+} buffet__net_gso_src;
+
+/* Iovecs for bytes [off, off + len) of src, at most max; returns how many, *covered the bytes
+   they hold (less than len when the iovecs ran out or memory has no host address). */
+static size_t buffet__net_gso_iov(const buffet__net_gso_src *src, size_t off, size_t len, struct iovec *iov,
+                                  size_t max, size_t *covered) {
+    size_t n = 0, i, got = 0;
+    if (src->flat) {
+        iov[0].iov_base = (void *)(src->flat + off);
+        iov[0].iov_len = len;
+        *covered = len;
+        return 1;
+    }
+    if (src->chain) {
+        n = buffet_chain_iovec(src->chain, off, len, iov, max);
+        for (i = 0; i < n; i++) got += iov[i].iov_len;
+    } else {
+        const buffet_pkt *s;
+        off += src->base;
+        for (s = src->pkt; s && n < max && got < len; s = s->next) {
+            size_t k;
+            if (off >= s->len) {
+                off -= s->len;
+                continue;
+            }
+            k = s->len - off < len - got ? s->len - off : len - got;
+            iov[n].iov_base = (unsigned char *)buffet_pkt_data(s) + off;
+            iov[n++].iov_len = k;
+            got += k;
+            off = 0;
+        }
+    }
+    *covered = got;
+    return n;
+}
+
+static buffet_result buffet__net_gso(int fd, const buffet__net_gso_src *src, size_t len, size_t seg_size,
+                                     const buffet_net_meta *to, size_t *sent) {
+    struct iovec iov[BUFFET_NET_IOV_MAX];
+    unsigned long ctl[64 / sizeof(unsigned long)];
+    struct msghdr h;
+    size_t done = 0, per_call, segs;
+    int family = 0;
+    if (seg_size == 0 || seg_size > BUFFET_NET_GSO_MAX_BYTES || !buffet__net_is_udp(fd)) return BUFFET_ERR_INVALID;
+    segs = BUFFET_NET_GSO_MAX_BYTES / seg_size;
+    if (segs > BUFFET_NET_GSO_MAX_SEGS) segs = BUFFET_NET_GSO_MAX_SEGS;
+    per_call = segs * seg_size;
+    while (done < len) {
+        size_t want = len - done < per_call ? len - done : per_call, covered, niov, ask;
+        ssize_t r;
+        int e;
+        niov = buffet__net_gso_iov(src, done, want, iov, BUFFET_NET_IOV_MAX, &covered);
+        if (covered < want) {
+            /* iovecs ran out: send the whole segments they hold (none: memory without a host
+               address, or one segment spread over more than BUFFET_NET_IOV_MAX pieces) */
+            want = covered - covered % seg_size;
+            if (want == 0) return BUFFET_ERR_INVALID;
+            niov = buffet__net_gso_iov(src, done, want, iov, BUFFET_NET_IOV_MAX, &covered);
+        }
+        memset(&h, 0, sizeof h);
+        h.msg_iov = iov;
+        h.msg_iovlen = niov;
+        /* one datagram needs no GSO (and an old kernel would refuse the cmsg for nothing) */
+        buffet__net_fill_msg(fd, &h, to, ctl, want > seg_size ? seg_size : 0, &family);
+        ask = want;
+        e = buffet__net_fault(fd, &ask);
+        if (e) {
+            errno = e;
+            r = -1;
+        } else {
+            r = sendmsg(fd, &h, MSG_NOSIGNAL);
+        }
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            /* EIO: the route cannot segment (xfrm); EINVAL with valid arguments: no GSO or segments
+               above the MTU */
+            return errno == EIO || (errno == EINVAL && want > seg_size) ? BUFFET_ERR_UNSUPPORTED
+                                                                          : buffet__net_dgram_errno(errno);
+        }
+        done += (size_t)r;   /* a datagram socket takes a whole call or nothing */
+        *sent = done;
+    }
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_udp_send_gso(int fd, const void *data, size_t len, size_t seg_size,
+                                                 const buffet_net_meta *to, size_t *sent) {
+    buffet__net_gso_src src;
+    if (sent) *sent = 0;
+    if (!sent || (!data && len)) return BUFFET_ERR_INVALID;
+    memset(&src, 0, sizeof src);
+    src.flat = (const unsigned char *)data;
+    return buffet__net_gso(fd, &src, len, seg_size, to, sent);
+}
+
+BUFFET_API buffet_result buffet_net_udp_send_gso_chain(int fd, buffet_chain *ch, size_t seg_size,
+                                                       const buffet_net_meta *to, size_t *sent) {
+    buffet__net_gso_src src;
+    buffet_result r;
+    if (sent) *sent = 0;
+    if (!sent || !ch) return BUFFET_ERR_INVALID;
+    memset(&src, 0, sizeof src);
+    src.chain = ch;
+    r = buffet__net_gso(fd, &src, buffet_chain_len(ch), seg_size, to, sent);
+    buffet_chain_consume(ch, *sent);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_net_udp_send_gso_pkt(int fd, buffet_pkt_cache *c, buffet_pkt **p, size_t off,
+                                                     size_t seg_size, size_t *sent) {
+    buffet__net_gso_src src;
+    buffet_result r;
+    if (sent) *sent = 0;
+    if (!sent || !p || !*p || !buffet__net_meta_ok(c) || (*p)->pool != c->pool || !buffet__net_pkt_sane(*p) ||
+        off > (*p)->pkt_len)
+        return BUFFET_ERR_INVALID;
+    memset(&src, 0, sizeof src);
+    src.pkt = *p;
+    src.base = off;
+    r = buffet__net_gso(fd, &src, (*p)->pkt_len - off, seg_size, (const buffet_net_meta *)buffet_pkt_user(*p), sent);
+    if (r == BUFFET_OK) {
+        buffet_pkt_free(c, *p);
+        *p = NULL;
+    }
+    return r;
 }
 
 #endif /* BUFFET_IMPLEMENTATION */

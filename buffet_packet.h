@@ -233,6 +233,9 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c);
 /* The class index for a packet of `size` data bytes (after the headroom), or -1 if none is big
    enough. Thread: safe. */
 BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size);
+/* The bytes of each packet's user area (buffet_pkt_user), as the pool was created with (0 for
+   NULL). Thread: safe. */
+BUFFET_API uint32_t buffet_pkt_pool_user_size(const buffet_pkt_pool *p);
 /* Internal: the slow paths of the inline alloc and free (refill or spill a batch, growth, the
    clone class, segments, shared data, debug checks). */
 BUFFET_API buffet_pkt *buffet__pkt_alloc_slow(buffet_pkt_cache *c, unsigned cls, buffet_site site);
@@ -1343,6 +1346,8 @@ BUFFET_API void buffet_pkt_pool_destroy(buffet_pkt_pool *p) {
     buffet__pkt_unlock(p);
     if (done) buffet__pkt_pool_free(p);
 }
+
+BUFFET_API uint32_t buffet_pkt_pool_user_size(const buffet_pkt_pool *p) { return p ? p->user_size : 0; }
 
 BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size) {
     unsigned k;

@@ -696,6 +696,7 @@ static void test_user_area(void) {
     d.user_size = 40;
     pool = tp_pool(&d);
     c = tp_cache(pool, 0);
+    BT_CHECK(buffet_pkt_pool_user_size(pool) == 40 && buffet_pkt_pool_user_size(NULL) == 0);
     for (i = 0; i < 8; i++) {
         p[i] = buffet_pkt_alloc(c, i * 200);   /* classes 64, 512, 2048 */
         BT_CHECK(p[i] != NULL);
