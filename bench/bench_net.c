@@ -1,5 +1,7 @@
-/* bench_net.c - buffet_net.h's stream send against what a C programmer would otherwise write,
-   side by side in one process run, over TCP on loopback:
+/* bench_net.c - buffet_net.h against what a C programmer would otherwise write, side by side in
+   one process run, in three sections.
+
+   1. TCP on loopback, stream send:
      a) chain send: a message of M bytes held as a chain of 16 KiB heap buffers (built per
         message: a reference per slice, as a server assembling a reply does), sent with
         buffet_net_send_chain (one sendmsg over up to 1024 iovecs)
@@ -8,22 +10,57 @@
      c) contiguous send: M bytes already contiguous, send() in a loop: the floor of what a
         message of M bytes costs to hand to the kernel
      d) iperf3 on the same loopback in the same run (its own sender and receiver, 128 KiB writes,
-        3 s), for reference; skipped with the reason when iperf3 is not installed
-   for M = 64 KiB, 128 KiB, 256 KiB, 1 MiB, 4 MiB. A second thread drains the socket into a 128 KiB buffer
-   as fast as it can, 128 KiB at a time. Every number is the median of REPS repetitions after a warm-up; within a
-   repetition the contestants alternate. Printed as Gbit/s and as ratios chain / peer (above 1:
-   the chain send is faster). */
+        3 s; 1 s when quick), for reference; skipped with the reason when iperf3 is not installed
+   for M = 64 KiB, 128 KiB, 256 KiB, 1 MiB, 4 MiB. A second thread drains the socket into a 128 KiB
+   buffer as fast as it can, 128 KiB at a time. Gbit/s, and ratios chain / peer (above 1: the
+   chain send is faster).
+
+   2. UDP on loopback, datagrams of 64 and 1400 payload bytes, one unconnected sender addressing
+   each datagram (as a server answering many peers does), a receiver thread draining:
+     a) per packet: sendto() / recvfrom(), one datagram per call
+     b) batched: buffet_net_udp_send / buffet_net_udp_recv, sendmmsg / recvmmsg of 64 datagrams,
+        each a buffet packet (pool with a buffet_net_meta user area) allocated, filled and freed
+     c) GSO / GRO: buffet_net_udp_send_gso from one buffer (up to 64 segments a call), received
+        on a UDP_GRO socket by buffet_net_udp_recv, which splits each coalesced datagram back
+        into one packet per datagram (clones); the datagrams are counted after the split
+   Every contestant writes each datagram's payload (a memcpy) before it goes out. Only plain
+   receives: no timestamps, pktinfo or ECN (buffet_net_udp_setup is not called; UDP_GRO is set
+   with setsockopt). Receiver side: what arrived, in datagrams/s and Gbit/s of payload, over the
+   time from the first send to the last arrival; drops (sent - received) are counted and
+   printed, never hidden. Receive buffers are raised (SO_RCVBUFFORCE as root, else SO_RCVBUF up
+   to rmem_max) to keep drops down. Ratios batched / per packet and GSO-GRO / per packet.
+
+   3. MSG_ZEROCOPY against a plain send, TCP over a veth pair between two network namespaces the
+   bench makes (root and iproute2's `ip`; otherwise "skipped: <reason>"), torn down at exit,
+   even on an error or a signal. Messages of 64 KiB, 256 KiB, 1 MiB, 4 MiB as chains of 16 KiB
+   buffers: buffet_net_send_chain against buffet_net_send_chain_zc, whose completions are
+   drained after each message and waited for at the end of each run (the buffers are free to
+   reuse only then, so that time counts). Gbit/s, the ratio zerocopy / plain, and how many
+   zerocopy calls the kernel reported as copied: veth, like loopback, delivers to a local socket,
+   so the kernel copies after all; this measures what zerocopy's bookkeeping costs, not its gain
+   on a NIC.
+
+   Every number is the median of REPS repetitions after a warm-up; within a repetition the
+   contestants alternate (in reverse order every other repetition). BUFFET_BENCH_QUICK=1 makes
+   every run short (a few seconds in all): rough numbers, for checking that it works. */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_net.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+
+#ifndef UDP_GRO
+#define UDP_GRO 104   /* linux/udp.h, Linux 5.0 */
+#endif
 
 #define BENCH_NAME "bench_net"
 #define REPS 9
@@ -35,12 +72,17 @@ extern char **environ;
 #define PIECE (16 << 10)
 #define MAX_MSG (4 << 20)
 
+/* BUFFET_BENCH_QUICK: short runs everywhere. */
+static bool quick;
+
 typedef struct ctx {
     int fd;
     size_t msg;                     /* bytes per message */
     buffet_buf *pieces[MAX_MSG / PIECE];
     unsigned char *flat;            /* MAX_MSG contiguous bytes */
     buffet_chain chain;
+    buffet_net_zc *zc;              /* section 3 */
+    uint64_t zc_completed, zc_copied, zc_full;   /* completions, of them copied; ENOBUFS retries */
 } ctx;
 
 static atomic_bool stop_drain;
@@ -61,12 +103,16 @@ static void send_all(int fd, const unsigned char *p, size_t n) {
     }
 }
 
+static void build_chain(ctx *c) {
+    for (size_t k = 0; k < c->msg / PIECE; k++)
+        if (buffet_chain_append(&c->chain, c->pieces[k], 0, PIECE) != BUFFET_OK) die("append failed");
+}
+
 static uint64_t run_chain(void *v, size_t iters) {
     ctx *c = (ctx *)v;
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < iters; i++) {
-        for (size_t k = 0; k < c->msg / PIECE; k++)
-            if (buffet_chain_append(&c->chain, c->pieces[k], 0, PIECE) != BUFFET_OK) die("append failed");
+        build_chain(c);
         if (buffet_net_send_chain(c->fd, &c->chain, 0, NULL) != BUFFET_OK) die("chain send failed");
     }
     return now_ns() - t0;
@@ -106,9 +152,9 @@ static void tcp_pair(int *tx, int *rx) {
     close(l);
 }
 
-/* iperf3's receiver-side throughput in Gbit/s over 3 s of 128 KiB writes, or a negative number
-   (the reason in why). */
-static double iperf3_gbits(char *why, size_t cap) {
+/* iperf3's receiver-side throughput in Gbit/s over secs s of 128 KiB writes, or a negative
+   number (the reason in why). */
+static double iperf3_gbits(int secs, char *why, size_t cap) {
     char port[16], *srv[] = {(char *)"iperf3", (char *)"-s", (char *)"-1", (char *)"-p", port, NULL};
     char cmd[160], out[65536];
     pid_t pid;
@@ -127,7 +173,7 @@ static double iperf3_gbits(char *why, size_t cap) {
         return -1;
     }
     usleep(300000);   /* the server starts listening */
-    snprintf(cmd, sizeof cmd, "iperf3 -c 127.0.0.1 -p %s -t 3 -l 128K -J 2>/dev/null", port);
+    snprintf(cmd, sizeof cmd, "iperf3 -c 127.0.0.1 -p %s -t %d -l 128K -J 2>/dev/null", port, secs);
     p = popen(cmd, "r");
     n = p ? fread(out, 1, sizeof out - 1, p) : 0;
     out[n] = '\0';
@@ -142,15 +188,478 @@ static double iperf3_gbits(char *why, size_t cap) {
     return strtod(strchr(s, ':') + 1, NULL) / 1e9;
 }
 
-int main(void) {
+static void tcp_section(ctx *c) {
     static const size_t sizes[5] = {64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20};
-    ctx c;
     pthread_t t;
     int rx;
     char why[128];
+    tcp_pair(&c->fd, &rx);
+    atomic_store(&stop_drain, false);
+    if (pthread_create(&t, NULL, drain, &rx) != 0) die("thread failed");
+    printf("\nTCP over loopback, one connection, a thread draining it; Gbit/s (median of %d), ratio chain / peer\n", REPS);
+    printf("%-10s %14s %14s %16s %12s %12s\n", "message", "chain send", "copy + send", "contiguous send", "vs copy", "vs contig.");
+    for (int i = 0; i < 5; i++) {
+        contestant cs[3] = {{"chain send", run_chain, c, 0}, {"copy + send", run_copy, c, 0},
+                            {"contiguous send", run_flat, c, 0}};
+        double ns[3];
+        c->msg = sizes[i];
+        for (int k = 0; k < 3; k++) cs[k].ops_per_iter = (double)sizes[i];   /* ns per byte */
+        measure(cs, 3, ns, quick ? 1e7 : 2e8, 4);
+        printf("%4zu KiB   %14.1f %14.1f %16.1f %11.2fx %11.2fx\n", sizes[i] >> 10, 8 / ns[0], 8 / ns[1], 8 / ns[2],
+               ns[1] / ns[0], ns[2] / ns[0]);
+    }
+    print_spread();
+    atomic_store(&stop_drain, true);
+    shutdown(c->fd, SHUT_WR);
+    pthread_join(t, NULL);
+    close(c->fd);
+    close(rx);
+    int secs = quick ? 1 : 3;
+    double ip = iperf3_gbits(secs, why, sizeof why);
+    if (ip > 0) printf("iperf3 (reference, 128 KiB writes, %d s): %.1f Gbit/s\n", secs, ip);
+    else printf("iperf3: skipped: %s\n", why);
+}
+
+/* ---- 2. UDP on loopback ---- */
+#define UDP_BATCH 64                                           /* datagrams a sendmmsg / recvmmsg */
+#define GRO_SLOTS (UDP_BATCH * BUFFET_NET_GSO_MAX_SEGS)         /* packets one GRO receive may split into */
+#define GRO_BYTES 64400                                         /* most payload a GSO call carries here:
+                                                                   46 x 1400, under the large class */
+enum { U_PLAIN, U_MMSG, U_GSO, U_KINDS };
+static const char *const udp_names[U_KINDS] = {"per packet", "batched", "GSO/GRO"};
+
+typedef struct udp_bench {
+    int tx;                         /* the sender: unconnected, every datagram addressed */
+    int rx[U_KINDS];                /* a receiving socket per contestant (U_GSO's has UDP_GRO) */
+    buffet_net_meta to[U_KINDS];    /* where each contestant sends (meta.peer) */
+    buffet_pkt_pool *pool;          /* class 0: 2 KiB, class 1: a whole coalesced GRO datagram */
+    buffet_pkt_cache *cache;        /* the sender's (this thread's) */
+    size_t size;                    /* payload bytes per datagram */
+    unsigned char *tmpl, *buf;      /* the payload written into each datagram; the send buffer */
+    uint64_t duration_ns;           /* the sender's time per run */
+} udp_bench;
+
+/* One run: the sender (the main thread) and the receiver thread it starts. */
+typedef struct udp_run {
+    udp_bench *u;
+    int kind;
+    atomic_bool ready, done;
+    atomic_uint_least64_t sent;     /* stored before done */
+    uint64_t received, last_ns;     /* the receiver's: read after the join */
+} udp_run;
+
+/* Datagrams one received packet stands for: several when a GRO datagram stayed whole (no room
+   to split it; cannot happen with GRO_SLOTS, counted right anyway). */
+static uint64_t udp_count(buffet_pkt *p) {
+    buffet_net_meta *m = buffet_net_meta_of(p);
+    if (m && m->seg_size && p->pkt_len > m->seg_size) return (p->pkt_len + m->seg_size - 1u) / m->seg_size;
+    return 1;
+}
+
+/* Receive until the sender is done and everything it sent arrived, or nothing came for 50 ms
+   after it was done (drops): the socket is empty then, so nothing leaks into the next run. */
+static void *udp_receiver(void *arg) {
+    udp_run *r = (udp_run *)arg;
+    udp_bench *u = r->u;
+    int fd = u->rx[r->kind];
+    static buffet_pkt *pkts[GRO_SLOTS];    /* one receiver at a time */
+    static unsigned char buf[65536];
+    buffet_pkt_cache *c = NULL;
+    uint64_t idle_since = 0;
+    if (r->kind != U_PLAIN && buffet_pkt_cache_create(&c, u->pool, 512) != BUFFET_OK) die("cache failed");
+    atomic_store_explicit(&r->ready, true, memory_order_release);
+    for (;;) {
+        uint64_t n = 0;
+        if (r->kind == U_PLAIN) {
+            buffet_net_addr from;
+            socklen_t flen = sizeof from;
+            if (recvfrom(fd, buf, sizeof buf, 0, &from.sa, &flen) >= 0) n = 1;
+            else if (errno != EAGAIN && errno != EINTR) die("recvfrom failed");
+        } else {
+            size_t got = 0;
+            buffet_result res = buffet_net_udp_recv(fd, c, r->kind == U_GSO ? 1 : 0, pkts,
+                                                    r->kind == U_GSO ? GRO_SLOTS : UDP_BATCH, &got);
+            if (res != BUFFET_OK && res != BUFFET_AGAIN) {
+                fprintf(stderr, BENCH_NAME ": buffet_net_udp_recv: %s\n", buffet_result_str(res));
+                exit(1);
+            }
+            for (size_t i = 0; i < got; i++) n += udp_count(pkts[i]);
+            buffet_pkt_free_bulk(c, pkts, got);
+        }
+        if (n) {
+            r->received += n;
+            r->last_ns = now_ns();
+            idle_since = 0;
+            continue;
+        }
+        /* Acquire: pairs with the sender's release of done, so sent is its final count. */
+        if (atomic_load_explicit(&r->done, memory_order_acquire)) {
+            uint64_t t = now_ns();
+            if (r->received >= atomic_load_explicit(&r->sent, memory_order_relaxed)) break;
+            if (!idle_since) idle_since = t;
+            else if (t - idle_since > 50000000u) break;
+        }
+        struct pollfd pf = {fd, POLLIN, 0};
+        poll(&pf, 1, 5);
+    }
+    buffet_pkt_cache_destroy(c);
+    return NULL;
+}
+
+/* One round of the sender: datagrams sent. */
+static uint64_t udp_send_some(udp_bench *u, int kind) {
+    const buffet_net_meta *to = &u->to[kind];
+    socklen_t alen = sizeof to->peer.in4;
+    uint64_t n = 0;
+    if (kind == U_PLAIN) {
+        for (int i = 0; i < UDP_BATCH; i++) {
+            memcpy(u->buf, u->tmpl, u->size);
+            if (sendto(u->tx, u->buf, u->size, 0, &to->peer.sa, alen) == (ssize_t)u->size) n++;
+            else if (errno != ENOBUFS && errno != EAGAIN && errno != EINTR) die("sendto failed");
+        }
+    } else if (kind == U_MMSG) {
+        buffet_pkt *p[UDP_BATCH];
+        size_t sent = 0;
+        if (buffet_pkt_alloc_bulk(u->cache, 0, p, UDP_BATCH) != UDP_BATCH) die("packets ran out");
+        for (int i = 0; i < UDP_BATCH; i++) {
+            memcpy(buffet_pkt_append(p[i], u->size), u->tmpl, u->size);
+            buffet_net_meta_of(p[i])->peer = to->peer;
+        }
+        buffet_result r = buffet_net_udp_send(u->tx, u->cache, p, UDP_BATCH, &sent);
+        buffet_pkt_free_bulk(u->cache, p + sent, UDP_BATCH - sent);   /* what did not go is ours */
+        if (r != BUFFET_OK && r != BUFFET_AGAIN && r != BUFFET_ERR_SYSTEM) {
+            fprintf(stderr, BENCH_NAME ": buffet_net_udp_send: %s\n", buffet_result_str(r));
+            exit(1);
+        }
+        n = sent;
+    } else {
+        size_t segs = GRO_BYTES / u->size, sent = 0;
+        if (segs > BUFFET_NET_GSO_MAX_SEGS) segs = BUFFET_NET_GSO_MAX_SEGS;
+        memcpy(u->buf, u->tmpl, segs * u->size);
+        buffet_result r = buffet_net_udp_send_gso(u->tx, u->buf, segs * u->size, u->size, to, &sent);
+        if (r != BUFFET_OK && r != BUFFET_AGAIN && r != BUFFET_ERR_SYSTEM) {
+            fprintf(stderr, BENCH_NAME ": buffet_net_udp_send_gso: %s\n", buffet_result_str(r));
+            exit(1);
+        }
+        n = sent / u->size;
+    }
+    return n;
+}
+
+/* One run of a contestant: *ns gets ns per datagram received, *drops what did not arrive. */
+static void udp_run_one(udp_bench *u, int kind, double *ns, uint64_t *sent_out, uint64_t *drops) {
+    udp_run r;
+    pthread_t t;
+    uint64_t sent = 0, t0, rounds = 0;
+    memset(&r, 0, sizeof r);
+    r.u = u;
+    r.kind = kind;
+    atomic_init(&r.ready, false);
+    atomic_init(&r.done, false);
+    atomic_init(&r.sent, 0);
+    if (pthread_create(&t, NULL, udp_receiver, &r) != 0) die("thread failed");
+    for (unsigned spins = 0; !atomic_load_explicit(&r.ready, memory_order_acquire);) backoff(&spins);
+    t0 = now_ns();
+    do {
+        sent += udp_send_some(u, kind);
+        rounds++;
+    } while (fixed_iters ? rounds < fixed_iters : now_ns() - t0 < u->duration_ns);
+    atomic_store_explicit(&r.sent, sent, memory_order_relaxed);
+    atomic_store_explicit(&r.done, true, memory_order_release);   /* publishes sent */
+    pthread_join(t, NULL);
+    if (r.received == 0) die("no datagram arrived");
+    *ns = (double)(r.last_ns - t0) / (double)r.received;
+    *sent_out += sent;
+    *drops += r.received < sent ? sent - r.received : 0;
+}
+
+/* A UDP socket bound to 127.0.0.1 with a large receive buffer; *a gets its address. */
+static int udp_socket(buffet_net_addr *a, int *rcvbuf) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), big = 64 << 20;
+    socklen_t l = sizeof a->in4;
+    if (fd < 0) die("socket failed");
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);   /* not root: up to rmem_max */
+    memset(a, 0, sizeof *a);
+    a->in4.sin_family = AF_INET;
+    a->in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, &a->sa, sizeof a->in4) != 0 || getsockname(fd, &a->sa, &l) != 0) die("bind failed");
+    l = sizeof *rcvbuf;
+    getsockopt(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf, &l);
+    /* Receivers wait in poll, so a socket that is empty says so at once. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+static void udp_section(void) {
+    static const size_t sizes[2] = {64, 1400};
+    udp_bench u;
+    buffet_pkt_pool_desc pd;
+    int rcvbuf = 0, one = 1;
+    double ratio_gso[2];
+    memset(&u, 0, sizeof u);
+    memset(&pd, 0, sizeof pd);
+    pd.name = "bench_udp";
+    pd.class_sizes[0] = 2048;
+    pd.class_sizes[1] = 65535 - 128;   /* a whole coalesced datagram, after the headroom */
+    pd.user_size = (uint32_t)sizeof(buffet_net_meta);
+    pd.initial = 256;
+    pd.max = 2 * GRO_SLOTS;
+    if (buffet_pkt_pool_create(&u.pool, &pd) != BUFFET_OK) die("pool failed");
+    if (buffet_pkt_cache_create(&u.cache, u.pool, 256) != BUFFET_OK) die("cache failed");
+    u.tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (u.tx < 0) die("socket failed");
+    for (int k = 0; k < U_KINDS; k++) u.rx[k] = udp_socket(&u.to[k].peer, &rcvbuf);
+    u.tmpl = (unsigned char *)malloc(65536);
+    u.buf = (unsigned char *)malloc(65536);
+    if (!u.tmpl || !u.buf) die("out of memory");
+    for (size_t i = 0; i < 65536; i++) u.tmpl[i] = (unsigned char)rnd();
+    u.duration_ns = quick ? 20000000u : 200000000u;
+    printf("\nUDP over loopback, one unconnected sender, a receiver thread draining (receive buffers %d MiB);\n"
+           "datagrams/s and Gbit/s of payload received (median of %d), ratio to per packet\n",
+           rcvbuf >> 20, REPS);
+    if (setsockopt(u.rx[U_GSO], IPPROTO_UDP, UDP_GRO, &one, sizeof one) != 0) {
+        printf("GSO/GRO: skipped: UDP_GRO refused (%s): the kernel has no UDP GRO (before Linux 5.0)\n",
+               strerror(errno));
+        goto out;
+    }
+    printf("%-8s %22s %22s %22s %10s %10s\n", "payload", "sendto/recvfrom", "sendmmsg/recvmmsg", "GSO/GRO",
+           "batched", "GSO/GRO");
+    for (int s = 0; s < 2; s++) {
+        static double v[U_KINDS][REPS];
+        uint64_t sent[U_KINDS] = {0}, drops[U_KINDS] = {0};
+        double med[U_KINDS];
+        int reps = fixed_iters ? 1 : REPS;
+        u.size = sizes[s];
+        if (!fixed_iters)
+            for (int k = 0; k < U_KINDS; k++) {   /* warm-up: its figures are not kept */
+                uint64_t x = 0, y = 0;
+                udp_run_one(&u, k, &v[k][0], &x, &y);
+            }
+        for (int r = 0; r < reps; r++)
+            for (int j = 0; j < U_KINDS; j++) {
+                int k = (r & 1) ? U_KINDS - 1 - j : j;
+                udp_run_one(&u, k, &v[k][r], &sent[k], &drops[k]);
+            }
+        for (int k = 0; k < U_KINDS; k++) {
+            char name[48];
+            qsort(v[k], (size_t)reps, sizeof(double), cmp_double);
+            med[k] = v[k][reps / 2];
+            snprintf(name, sizeof name, "UDP %s %zu B", udp_names[k], u.size);
+            if (!fixed_iters) note_spread(name, med[k], v[k][reps / 4], v[k][(3 * reps) / 4]);
+        }
+        printf("%5zu B ", u.size);
+        for (int k = 0; k < U_KINDS; k++)
+            printf(" %8.2f Mpps %6.2f Gbit/s", 1e3 / med[k], 8.0 * (double)u.size / med[k]);
+        printf(" %9.2fx %9.2fx\n", med[U_PLAIN] / med[U_MMSG], med[U_PLAIN] / med[U_GSO]);
+        ratio_gso[s] = med[U_PLAIN] / med[U_GSO];
+        printf("         drops (sent - received, all runs):");
+        for (int k = 0; k < U_KINDS; k++)
+            printf(" %s %llu of %llu (%.2f%%)%s", udp_names[k], (unsigned long long)drops[k],
+                   (unsigned long long)sent[k], sent[k] ? 100.0 * (double)drops[k] / (double)sent[k] : 0.0,
+                   k + 1 < U_KINDS ? "," : "\n");
+    }
+    print_spread();
+    printf("goal (GSO/GRO at least 3x per packet): 64 B %.2fx %s, 1400 B %.2fx %s\n", ratio_gso[0],
+           ratio_gso[0] >= 3 ? "met" : "NOT met", ratio_gso[1], ratio_gso[1] >= 3 ? "met" : "NOT met");
+out:
+    for (int k = 0; k < U_KINDS; k++) close(u.rx[k]);
+    close(u.tx);
+    free(u.tmpl);
+    free(u.buf);
+    buffet_pkt_cache_destroy(u.cache);
+    buffet_pkt_pool_destroy(u.pool);
+}
+
+/* ---- 3. MSG_ZEROCOPY over veth between two network namespaces ---- */
+static char ns_a[32], ns_b[32];
+static char ns_del_cmd[160];            /* made before the namespaces: the signal handler runs it */
+static volatile sig_atomic_t ns_made;   /* namespaces may exist: delete them at exit */
+
+/* Runs `sh -c cmd` with fork and execve only: safe inside a signal handler. */
+static void ns_run_del(void) {
+    char *argv[] = {(char *)"sh", (char *)"-c", ns_del_cmd, NULL};
+    pid_t p = fork();
+    if (p == 0) {
+        execve("/bin/sh", argv, environ);
+        _exit(127);
+    }
+    if (p > 0) waitpid(p, NULL, 0);
+}
+static void ns_teardown(void) {
+    if (ns_made) ns_run_del();
+    ns_made = 0;
+}
+static void ns_on_signal(int sig) {
+    if (ns_made) ns_run_del();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* A TCP socket made by a thread that joined namespace ns (the socket stays in it whichever
+   thread uses it): listening on addr (port 0: chosen, written back) or connected to it. */
+typedef struct ns_job {
+    const char *ns;
+    bool listen;
+    struct sockaddr_in addr;
+    int fd;
+} ns_job;
+static void *ns_thread(void *arg) {
+    ns_job *j = (ns_job *)arg;
+    char path[64];
+    socklen_t l = sizeof j->addr;
+    snprintf(path, sizeof path, "/run/netns/%s", j->ns);
+    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) {
+        if (nsfd >= 0) close(nsfd);
+        return NULL;
+    }
+    close(nsfd);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return NULL;
+    if (j->listen ? bind(fd, (struct sockaddr *)&j->addr, sizeof j->addr) != 0 || listen(fd, 1) != 0 ||
+                        getsockname(fd, (struct sockaddr *)&j->addr, &l) != 0
+                  : connect(fd, (struct sockaddr *)&j->addr, sizeof j->addr) != 0) {
+        close(fd);
+        return NULL;
+    }
+    j->fd = fd;
+    return NULL;
+}
+static int ns_socket(ns_job *j) {
+    pthread_t t;
+    j->fd = -1;
+    if (pthread_create(&t, NULL, ns_thread, j) != 0) return -1;
+    pthread_join(t, NULL);
+    return j->fd;
+}
+
+static void zc_note(ctx *c, const buffet_net_zc_drained *d) {
+    c->zc_completed += d->completed;
+    c->zc_copied += d->copied;
+}
+static uint64_t run_chain_zc(void *v, size_t iters) {
+    ctx *c = (ctx *)v;
+    buffet_net_zc_drained d;
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < iters; i++) {
+        build_chain(c);
+        for (;;) {
+            buffet_result r = buffet_net_send_chain_zc(c->fd, &c->chain, c->zc, 0, NULL);
+            if (r == BUFFET_OK) break;
+            if (r != BUFFET_ERR_EXHAUSTED) {
+                fprintf(stderr, BENCH_NAME ": buffet_net_send_chain_zc: %s\n", buffet_result_str(r));
+                exit(1);
+            }
+            /* the error queue's memory is full of completions: read some, send the rest */
+            c->zc_full++;
+            memset(&d, 0, sizeof d);
+            buffet_net_zc_wait(c->fd, c->zc, 10, &d);
+            zc_note(c, &d);
+        }
+        memset(&d, 0, sizeof d);
+        if (buffet_net_zc_drain(c->fd, c->zc, &d) == BUFFET_OK) zc_note(c, &d);
+    }
+    memset(&d, 0, sizeof d);
+    if (buffet_net_zc_wait(c->fd, c->zc, 10000, &d) != BUFFET_OK) die("zerocopy completions did not come");
+    zc_note(c, &d);
+    return now_ns() - t0;
+}
+
+static void zc_section(ctx *c) {
+    static const size_t sizes[4] = {64 << 10, 256 << 10, 1 << 20, 4 << 20};
+    char cmd[512];
+    ns_job lj, cj;
+    pthread_t t;
+    int rx = -1;
+    buffet_net_zc_desc zd;
+    printf("\nMSG_ZEROCOPY over a veth pair between two network namespaces, TCP, a thread draining;\n");
+    if (geteuid() != 0) {
+        printf("skipped: not root (making network namespaces needs CAP_SYS_ADMIN)\n");
+        return;
+    }
+    if (system("ip -V >/dev/null 2>&1") != 0) {
+        printf("skipped: iproute2's `ip` is missing\n");
+        return;
+    }
+    snprintf(ns_a, sizeof ns_a, "bbnet%da", (int)getpid());
+    snprintf(ns_b, sizeof ns_b, "bbnet%db", (int)getpid());
+    snprintf(ns_del_cmd, sizeof ns_del_cmd, "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", ns_a, ns_b);
+    ns_made = 1;   /* from here every exit deletes them (atexit, signals) */
+    snprintf(cmd, sizeof cmd,
+             "ip netns add %s && ip netns add %s && ip -n %s link add va type veth peer name vb netns %s && "
+             "ip -n %s addr add 10.213.0.1/24 dev va && ip -n %s addr add 10.213.0.2/24 dev vb && "
+             "ip -n %s link set va up && ip -n %s link set vb up",
+             ns_a, ns_b, ns_a, ns_b, ns_a, ns_b, ns_a, ns_b);
+    if (system(cmd) != 0) {
+        ns_teardown();
+        printf("skipped: `ip netns` / veth setup failed\n");
+        return;
+    }
+    memset(&lj, 0, sizeof lj);
+    lj.ns = ns_b;
+    lj.listen = true;
+    lj.addr.sin_family = AF_INET;
+    inet_pton(AF_INET, "10.213.0.2", &lj.addr.sin_addr);
+    cj = lj;
+    cj.ns = ns_a;
+    cj.listen = false;
+    if (ns_socket(&lj) < 0 || (cj.addr = lj.addr, ns_socket(&cj)) < 0 || (rx = accept(lj.fd, NULL, NULL)) < 0) {
+        if (lj.fd >= 0) close(lj.fd);
+        if (cj.fd >= 0) close(cj.fd);
+        ns_teardown();
+        printf("skipped: setns or TCP across the veth pair failed\n");
+        return;
+    }
+    close(lj.fd);
+    c->fd = cj.fd;
+    memset(&zd, 0, sizeof zd);
+    if (buffet_net_zc_create(&c->zc, &zd) != BUFFET_OK) die("zerocopy tracker failed");
+    atomic_store(&stop_drain, false);
+    if (pthread_create(&t, NULL, drain, &rx) != 0) die("thread failed");
+    printf("Gbit/s (median of %d), ratio zerocopy / plain\n", REPS);
+    printf("%-10s %14s %14s %12s\n", "message", "plain send", "zerocopy send", "zc / plain");
+    for (int i = 0; i < 4; i++) {
+        contestant cs[2] = {{"plain send (veth)", run_chain, c, 0}, {"zerocopy send (veth)", run_chain_zc, c, 0}};
+        double ns[2];
+        c->msg = sizes[i];
+        for (int k = 0; k < 2; k++) cs[k].ops_per_iter = (double)sizes[i];   /* ns per byte */
+        measure(cs, 2, ns, quick ? 1e7 : 2e8, 4);
+        printf("%4zu KiB   %14.1f %14.1f %11.2fx\n", sizes[i] >> 10, 8 / ns[0], 8 / ns[1], ns[0] / ns[1]);
+    }
+    print_spread();
+    buffet_net_zc_stats st = buffet_net_zc_get_stats(c->zc);
+    printf("zerocopy calls: %llu, completed %llu, reported copied by the kernel %llu (%s); optmem full (ENOBUFS) "
+           "retries %llu\n",
+           (unsigned long long)st.calls, (unsigned long long)st.completed, (unsigned long long)st.copied,
+           st.copied == 0 ? "none: the pages went out as they were"
+           : st.copied == st.completed ? "all of them" : "some of them",
+           (unsigned long long)c->zc_full);
+    printf("note: veth, like loopback, delivers to a socket on this machine, so the kernel copies the pinned\n"
+           "      pages after all (SO_EE_CODE_ZEROCOPY_COPIED): this is zerocopy's bookkeeping cost, not its\n"
+           "      gain; a NIC with scatter-gather sends from the pages themselves.\n");
+    atomic_store(&stop_drain, true);
+    shutdown(c->fd, SHUT_WR);
+    pthread_join(t, NULL);
+    if (buffet_net_zc_destroy(c->zc) != BUFFET_OK) die("zerocopy calls still in flight");
+    c->zc = NULL;
+    close(c->fd);
+    close(rx);
+    ns_teardown();
+}
+
+int main(void) {
+    ctx c;
     bench_read_iters();
+    quick = getenv("BUFFET_BENCH_QUICK") && strcmp(getenv("BUFFET_BENCH_QUICK"), "0") != 0;
+    atexit(ns_teardown);
+    signal(SIGINT, ns_on_signal);
+    signal(SIGTERM, ns_on_signal);
+    signal(SIGHUP, ns_on_signal);
     bench_print_machine("");
     bench_print_load();
+    bench_print_iters();
+    if (quick) printf("BUFFET_BENCH_QUICK: short runs, rough numbers\n");
     memset(&c, 0, sizeof c);
     for (size_t k = 0; k < MAX_MSG / PIECE; k++) {
         buffet_buf_desc d;
@@ -163,29 +672,9 @@ int main(void) {
     if (!c.flat) die("out of memory");
     memset(c.flat, 7, MAX_MSG);
     buffet_chain_init(&c.chain, (buffet_allocator){0});
-    tcp_pair(&c.fd, &rx);
-    if (pthread_create(&t, NULL, drain, &rx) != 0) die("thread failed");
-    printf("\nTCP over loopback, one connection, a thread draining it; Gbit/s (median of %d), ratio chain / peer\n", REPS);
-    printf("%-10s %14s %14s %16s %12s %12s\n", "message", "chain send", "copy + send", "contiguous send", "vs copy", "vs contig.");
-    for (int i = 0; i < 5; i++) {
-        contestant cs[3] = {{"chain send", run_chain, &c, 0}, {"copy + send", run_copy, &c, 0},
-                            {"contiguous send", run_flat, &c, 0}};
-        double ns[3];
-        c.msg = sizes[i];
-        for (int k = 0; k < 3; k++) cs[k].ops_per_iter = (double)sizes[i];   /* ns per byte */
-        measure(cs, 3, ns, 2e8, 4);
-        printf("%4zu KiB   %14.1f %14.1f %16.1f %11.2fx %11.2fx\n", sizes[i] >> 10, 8 / ns[0], 8 / ns[1], 8 / ns[2],
-               ns[1] / ns[0], ns[2] / ns[0]);
-    }
-    print_spread();
-    atomic_store(&stop_drain, true);
-    shutdown(c.fd, SHUT_WR);
-    pthread_join(t, NULL);
-    close(c.fd);
-    close(rx);
-    double ip = iperf3_gbits(why, sizeof why);
-    if (ip > 0) printf("iperf3 (reference, 128 KiB writes, 3 s): %.1f Gbit/s\n", ip);
-    else printf("iperf3: skipped: %s\n", why);
+    tcp_section(&c);
+    udp_section();
+    zc_section(&c);
     buffet_chain_deinit(&c.chain);
     for (size_t k = 0; k < MAX_MSG / PIECE; k++) buffet_buf_unref(c.pieces[k]);
     free(c.flat);

@@ -39,13 +39,10 @@ skip() {  # skip FEATURE WHY: a skip, or a failure when BUFFET_REQUIRE names FEA
 # directive SRC WORD: the rest of SRC's "// WORD:" comment lines.
 directive() { sed -n "s|^[[:space:]]*//[[:space:]]*$2:||p" "$1" | tr '\n' ' '; }
 
-# program VARIANT SRC COMPILER FLAGS [RUNNER...]: builds SRC into build/VARIANT/, runs it, counts it.
-program() {
-    local variant=$1 src=$2 cc=$3 flags=$4 name pkgs opt libs exe log sum p f s rc=0
-    shift 4
-    name=$(basename "$src" .c)
-    exe=build/$variant/$name log=build/$variant/$name.log
-    mkdir -p "build/$variant"
+# libs_for SRC: the link flags SRC asks for ("// link:", "// pkg-config:", and the optional
+# packages that are present); status 1, with the missing packages printed, when a required one is absent.
+libs_for() {
+    local src=$1 pkgs opt libs
     pkgs=$(directive "$src" pkg-config | xargs) libs=$(directive "$src" link)
     opt=$(directive "$src" pkg-config-optional | xargs)
     # an optional package (a benchmark's peer) joins the build when present; the program copes without
@@ -53,11 +50,54 @@ program() {
         libs="$libs $(pkg-config --cflags --libs $opt | sed 's/\(^\| \)-I/\1-isystem /g')"
     fi
     if [ -n "$pkgs" ]; then
-        if ! pkg-config --exists $pkgs 2>/dev/null; then skip "${pkgs%% *}" "$name needs pkg-config packages: $pkgs"; return; fi
+        if ! pkg-config --exists $pkgs 2>/dev/null; then echo "$pkgs"; return 1; fi
         # -isystem: a peer's headers are not held to our -Werror
         libs="$libs $(pkg-config --cflags --libs $pkgs | sed 's/\(^\| \)-I/\1-isystem /g')"
     fi
-    if ! $cc $flags -I. "$src" -x none -o "$exe" $libs >"$log" 2>&1; then
+    echo "$libs"
+}
+
+# build VARIANT SRC COMPILER FLAGS: compiles SRC into build/VARIANT/NAME; on success leaves the
+# marker NAME.built, which tells program() that this build is done (see prebuild).
+build() {
+    local exe=build/$1/$(basename "$2" .c) libs
+    mkdir -p "build/$1"
+    rm -f "$exe.built"
+    libs=$(libs_for "$2") || return 0   # program() reports the skip
+    $3 $4 -I. "$2" -x none -o "$exe" $libs >"$exe.build.log" 2>&1 && touch "$exe.built"
+    return 0
+}
+
+# prebuild VARIANT COMPILER FLAGS: every test program and corpus replay of a variant compiled
+# first, as many at once as there are CPUs (compiling is most of a run's time); program() then
+# only runs them, one at a time, so that the tests never compete with each other.
+prebuild() {
+    local src running=0 jobs
+    jobs=$(nproc 2>/dev/null || echo 2)
+    for src in tests/test_*.c tests/fuzz/fuzz_*.c; do
+        [ -e "$src" ] || continue
+        case $src in
+        tests/fuzz/*) build "$1-replay" "$src" "$2" "$3 -DBUFFET_FUZZ_MAIN -Itests/fuzz" & ;;
+        *) build "$1" "$src" "$2" "$3" & ;;
+        esac
+        running=$((running + 1))
+        if [ "$running" -ge "$jobs" ]; then wait -n || true; running=$((running - 1)); fi
+    done
+    wait
+}
+
+# program VARIANT SRC COMPILER FLAGS [RUNNER...]: builds SRC into build/VARIANT/ (unless prebuild
+# did), runs it, counts it.
+program() {
+    local variant=$1 src=$2 cc=$3 flags=$4 name libs exe log sum p f s rc=0
+    shift 4
+    name=$(basename "$src" .c)
+    exe=build/$variant/$name log=build/$variant/$name.log
+    mkdir -p "build/$variant"
+    if ! libs=$(libs_for "$src"); then skip "${libs%% *}" "$name needs pkg-config packages: $libs"; return; fi
+    if [ -e "$exe.built" ]; then
+        rm -f "$exe.built"
+    elif ! $cc $flags -I. "$src" -x none -o "$exe" $libs >"$log" 2>&1; then
         head -n 40 "$log"; fail "$variant/$name: does not build (all of it in $log)"; return
     fi
     echo "== $variant/$name"
@@ -78,6 +118,7 @@ program() {
 
 tests() {  # tests VARIANT COMPILER FLAGS [RUNNER...]
     local src
+    prebuild "$1" "$2" "$3"
     for src in tests/test_*.c; do [ ! -e "$src" ] || program "$1" "$src" "$2" "$3" "${@:4}"; done
     replays "$@"
 }
