@@ -66,6 +66,7 @@
 #define REPS 9
 #define MAX_CONTESTANTS 3
 #include "bench.h"
+#include "../tests/net_util.h"
 
 extern char **environ;
 
@@ -134,24 +135,6 @@ static uint64_t run_flat(void *v, size_t iters) {
     return now_ns() - t0;
 }
 
-/* A connected loopback pair: *tx for the sender, *rx for the drain thread. */
-static void tcp_pair(int *tx, int *rx) {
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 1) != 0 ||
-        getsockname(l, (struct sockaddr *)&a, &len) != 0)
-        die("listen failed");
-    *tx = socket(AF_INET, SOCK_STREAM, 0);
-    if (*tx < 0 || connect(*tx, (struct sockaddr *)&a, sizeof a) != 0) die("connect failed");
-    *rx = accept(l, NULL, NULL);
-    if (*rx < 0) die("accept failed");
-    close(l);
-}
-
 /* iperf3's receiver-side throughput in Gbit/s over secs s of 128 KiB writes, or a negative
    number (the reason in why). */
 static double iperf3_gbits(int secs, char *why, size_t cap) {
@@ -193,7 +176,7 @@ static void tcp_section(ctx *c) {
     pthread_t t;
     int rx;
     char why[128];
-    tcp_pair(&c->fd, &rx);
+    if (!nu_tcp_pair(&c->fd, &rx)) die("TCP over loopback failed");
     atomic_store(&stop_drain, false);
     if (pthread_create(&t, NULL, drain, &rx) != 0) die("thread failed");
     printf("\nTCP over loopback, one connection, a thread draining it; Gbit/s (median of %d), ratio chain / peer\n", REPS);
@@ -472,9 +455,8 @@ out:
 }
 
 /* ---- 3. MSG_ZEROCOPY over veth between two network namespaces ---- */
-static char ns_a[32], ns_b[32];
-static char ns_del_cmd[160];            /* made before the namespaces: the signal handler runs it */
-static volatile sig_atomic_t ns_made;   /* namespaces may exist: delete them at exit */
+static nu_veth zc_veth;                 /* A: 10.213.0.1 (the sender), B: 10.213.0.2 */
+static char ns_del_cmd[160];            /* made before any signal can come: the handler runs it */
 
 /* Runs `sh -c cmd` with fork and execve only: safe inside a signal handler. */
 static void ns_run_del(void) {
@@ -486,52 +468,10 @@ static void ns_run_del(void) {
     }
     if (p > 0) waitpid(p, NULL, 0);
 }
-static void ns_teardown(void) {
-    if (ns_made) ns_run_del();
-    ns_made = 0;
-}
 static void ns_on_signal(int sig) {
-    if (ns_made) ns_run_del();
+    if (zc_veth.made) ns_run_del();   /* atexit does not run on a signal */
     signal(sig, SIG_DFL);
     raise(sig);
-}
-
-/* A TCP socket made by a thread that joined namespace ns (the socket stays in it whichever
-   thread uses it): listening on addr (port 0: chosen, written back) or connected to it. */
-typedef struct ns_job {
-    const char *ns;
-    bool listen;
-    struct sockaddr_in addr;
-    int fd;
-} ns_job;
-static void *ns_thread(void *arg) {
-    ns_job *j = (ns_job *)arg;
-    char path[64];
-    socklen_t l = sizeof j->addr;
-    snprintf(path, sizeof path, "/run/netns/%s", j->ns);
-    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) {
-        if (nsfd >= 0) close(nsfd);
-        return NULL;
-    }
-    close(nsfd);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return NULL;
-    if (j->listen ? bind(fd, (struct sockaddr *)&j->addr, sizeof j->addr) != 0 || listen(fd, 1) != 0 ||
-                        getsockname(fd, (struct sockaddr *)&j->addr, &l) != 0
-                  : connect(fd, (struct sockaddr *)&j->addr, sizeof j->addr) != 0) {
-        close(fd);
-        return NULL;
-    }
-    j->fd = fd;
-    return NULL;
-}
-static int ns_socket(ns_job *j) {
-    pthread_t t;
-    j->fd = -1;
-    if (pthread_create(&t, NULL, ns_thread, j) != 0) return -1;
-    pthread_join(t, NULL);
-    return j->fd;
 }
 
 static void zc_note(ctx *c, const buffet_net_zc_drained *d) {
@@ -568,51 +508,20 @@ static uint64_t run_chain_zc(void *v, size_t iters) {
 
 static void zc_section(ctx *c) {
     static const size_t sizes[4] = {64 << 10, 256 << 10, 1 << 20, 4 << 20};
-    char cmd[512];
-    ns_job lj, cj;
     pthread_t t;
     int rx = -1;
     buffet_net_zc_desc zd;
     printf("\nMSG_ZEROCOPY over a veth pair between two network namespaces, TCP, a thread draining;\n");
-    if (geteuid() != 0) {
-        printf("skipped: not root (making network namespaces needs CAP_SYS_ADMIN)\n");
+    const char *why = nu_veth_make(&zc_veth, "bbnet", "10.213.0", NULL);
+    if (why) {
+        printf("skipped: %s\n", why);
         return;
     }
-    if (system("ip -V >/dev/null 2>&1") != 0) {
-        printf("skipped: iproute2's `ip` is missing\n");
+    if (!nu_veth_tcp_pair(&zc_veth, "10.213.0.2", &c->fd, &rx)) {
+        nu_veth_del(&zc_veth);
+        printf("skipped: TCP across the veth pair failed\n");
         return;
     }
-    snprintf(ns_a, sizeof ns_a, "bbnet%da", (int)getpid());
-    snprintf(ns_b, sizeof ns_b, "bbnet%db", (int)getpid());
-    snprintf(ns_del_cmd, sizeof ns_del_cmd, "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", ns_a, ns_b);
-    ns_made = 1;   /* from here every exit deletes them (atexit, signals) */
-    snprintf(cmd, sizeof cmd,
-             "ip netns add %s && ip netns add %s && ip -n %s link add va type veth peer name vb netns %s && "
-             "ip -n %s addr add 10.213.0.1/24 dev va && ip -n %s addr add 10.213.0.2/24 dev vb && "
-             "ip -n %s link set va up && ip -n %s link set vb up",
-             ns_a, ns_b, ns_a, ns_b, ns_a, ns_b, ns_a, ns_b);
-    if (system(cmd) != 0) {
-        ns_teardown();
-        printf("skipped: `ip netns` / veth setup failed\n");
-        return;
-    }
-    memset(&lj, 0, sizeof lj);
-    lj.ns = ns_b;
-    lj.listen = true;
-    lj.addr.sin_family = AF_INET;
-    inet_pton(AF_INET, "10.213.0.2", &lj.addr.sin_addr);
-    cj = lj;
-    cj.ns = ns_a;
-    cj.listen = false;
-    if (ns_socket(&lj) < 0 || (cj.addr = lj.addr, ns_socket(&cj)) < 0 || (rx = accept(lj.fd, NULL, NULL)) < 0) {
-        if (lj.fd >= 0) close(lj.fd);
-        if (cj.fd >= 0) close(cj.fd);
-        ns_teardown();
-        printf("skipped: setns or TCP across the veth pair failed\n");
-        return;
-    }
-    close(lj.fd);
-    c->fd = cj.fd;
     memset(&zd, 0, sizeof zd);
     if (buffet_net_zc_create(&c->zc, &zd) != BUFFET_OK) die("zerocopy tracker failed");
     atomic_store(&stop_drain, false);
@@ -645,14 +554,15 @@ static void zc_section(ctx *c) {
     c->zc = NULL;
     close(c->fd);
     close(rx);
-    ns_teardown();
+    nu_veth_del(&zc_veth);
 }
 
 int main(void) {
     ctx c;
     bench_read_iters();
     quick = getenv("BUFFET_BENCH_QUICK") && strcmp(getenv("BUFFET_BENCH_QUICK"), "0") != 0;
-    atexit(ns_teardown);
+    snprintf(ns_del_cmd, sizeof ns_del_cmd, "ip netns del bbnet%da 2>/dev/null; ip netns del bbnet%db 2>/dev/null",
+             (int)getpid(), (int)getpid());
     signal(SIGINT, ns_on_signal);
     signal(SIGTERM, ns_on_signal);
     signal(SIGHUP, ns_on_signal);

@@ -47,6 +47,12 @@ __attribute__((unused)) static void bt_skip_(const char *feature, const char *wh
     }
 }
 
+/* Is the runner running us in mode m (BUFFET_TEST_MODE: test, asan, tsan, valgrind, aarch64)? */
+__attribute__((unused)) static int bt_mode(const char *m) {
+    const char *v = getenv("BUFFET_TEST_MODE");
+    return v && strcmp(v, m) == 0;
+}
+
 /* Operations a stress test runs per type and thread count: 10^7 in the plain gcc C11 build and
    under TSan, 10^6 in the clang and C++ builds (the same code, checked with less) and under ASan
    and qemu, 10^5 under valgrind; BUFFET_STRESS_OPS overrides. */

@@ -20,11 +20,6 @@
 /* ---------------------------------------------------------------------------------------------
    Helpers */
 
-static bool tn_mode(const char *m) {
-    const char *v = getenv("BUFFET_TEST_MODE");
-    return v && strcmp(v, m) == 0;
-}
-
 /* The byte at stream position i of stream `seed`: every position tells where it came from. */
 static unsigned char tn_byte(unsigned seed, size_t i) { return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff); }
 
@@ -139,7 +134,7 @@ static void test_send_mixed_kinds(void) {
     static const uint32_t kinds[3] = {BUFFET_BUF_HEAP, BUFFET_BUF_MMAP, BUFFET_BUF_SHM};
     tn_env e;
     buffet_chain c;
-    size_t at = 0, i, n = tn_mode("valgrind") ? 1500 : 3000;
+    size_t at = 0, i, n = bt_mode("valgrind") ? 1500 : 3000;
     tn_begin(&e);
     BT_CHECK(buffet_chain_init(&c, e.a) == BUFFET_OK);
     for (i = 0; i < n; i++) {
@@ -492,7 +487,7 @@ static void test_faults_byte_exact(void) {
     buffet_net_source src;
     buffet_chain c, in;
     int sv[2];
-    size_t total = tn_mode("valgrind") ? (size_t)256 << 10 : (size_t)4 << 20, i, sent, got, moved = 0;
+    size_t total = bt_mode("valgrind") ? (size_t)256 << 10 : (size_t)4 << 20, i, sent, got, moved = 0;
     int run;
     tn_begin(&e);
     memset(&src, 0, sizeof src);

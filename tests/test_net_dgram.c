@@ -1,6 +1,7 @@
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_net.h"
 #include "bt.h"
+#include "net_util.h"
 
 /* test_net_dgram.c - batched UDP: recvmmsg/sendmmsg round trips over loopback (IPv4, IPv6) and
    over a veth pair between two network namespaces the test makes, GSO and GRO, truncation,
@@ -10,8 +11,6 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -785,87 +784,43 @@ static void test_bad_input(void) {
 
 /* ---- two network namespaces joined by a veth pair ---- */
 typedef struct ns_job {
-    char ns[32], ifname[16];
-    int family;
-    const char *ip;
-    int fd;
+    const nu_veth *v;
+    int side, family;   /* which namespace; AF_INET or AF_INET6 */
+    int fd;             /* the socket made there, non-blocking, bound to the side's address */
     buffet_net_addr addr;
-    unsigned ifindex;
+    unsigned ifindex;   /* the side's veth end, as seen there */
 } ns_job;
 
-/* In its own thread: join the namespace, make the socket there (it stays in that namespace
-   whichever thread uses it later), learn the interface's index there. */
-static void *ns_thread(void *arg) {
+static int ns_bind(void *arg) {
     ns_job *j = (ns_job *)arg;
-    char path[64];
-    int nsfd;
-    snprintf(path, sizeof path, "/run/netns/%s", j->ns);
-    nsfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0) return NULL;
-    if (setns(nsfd, CLONE_NEWNET) == 0) {
-        j->fd = udp_bound(j->family, j->ip, &j->addr);
-        j->ifindex = if_nametoindex(j->ifname);
-    }
-    close(nsfd);
-    return NULL;
+    static const char *const ip[2][2] = {{"10.77.0.1", "fd77::1"}, {"10.77.0.2", "fd77::2"}};
+    j->ifindex = if_nametoindex(j->v->dev[j->side]);
+    return udp_bound(j->family, ip[j->side][j->family == AF_INET6], &j->addr);
 }
 
-static int ns_socket(ns_job *j) {
-    pthread_t t;
-    j->fd = -1;
-    if (pthread_create(&t, NULL, ns_thread, j) != 0) return -1;
-    pthread_join(t, NULL);
-    return j->fd;
-}
-
-static int sh(const char *fmt, const char *a, const char *b, const char *c) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, fmt, a, b, c);
-    return system(cmd);
+/* A UDP socket in side `side` of v (see ns_bind), set up with flags; fd -1 on failure. */
+static void ns_socket(ns_job *j, const nu_veth *v, int side, int family, unsigned flags) {
+    memset(j, 0, sizeof *j);
+    j->v = v;
+    j->side = side;
+    j->family = family;
+    j->fd = nu_in_ns(v->ns[side], ns_bind, j);
+    BT_CHECK(j->fd >= 0 && j->ifindex != 0);
+    if (j->fd >= 0) BT_CHECK(setup(j->fd, flags));
 }
 
 static void test_netns_veth(void) {
-    char na[32], nb[32], va[16], vb[16];
+    nu_veth v;
     ns_job ja[2], jb[2];
-    int ok, k;
+    const char *why;
+    int k;
     fx f;
-    if (geteuid() != 0) BT_SKIP("netns", "not root: cannot make network namespaces");
-    if (system("ip -V >/dev/null 2>&1") != 0) BT_SKIP("netns", "no ip (iproute2)");
-    snprintf(na, sizeof na, "bfdg%da", (int)getpid());
-    snprintf(nb, sizeof nb, "bfdg%db", (int)getpid());
-    snprintf(va, sizeof va, "bfa%d", (int)getpid() % 100000);
-    snprintf(vb, sizeof vb, "bfb%d", (int)getpid() % 100000);
-    ok = sh("ip netns add %s && ip netns add %s%s", na, nb, "") == 0 &&
-         sh("ip -n %s link add %s type veth peer name %s", na, va, vb) == 0 &&
-         sh("ip -n %s link set %s netns %s", na, vb, nb) == 0 &&
-         sh("ip -n %s addr add 10.77.0.1/24 dev %s && ip -n %s link set lo up", na, va, na) == 0 &&
-         sh("ip -n %s addr add fd77::1/64 dev %s nodad%s", na, va, "") == 0 &&
-         sh("ip -n %s link set %s up%s", na, va, "") == 0 &&
-         sh("ip -n %s addr add 10.77.0.2/24 dev %s && ip -n %s link set lo up", nb, vb, nb) == 0 &&
-         sh("ip -n %s addr add fd77::2/64 dev %s nodad%s", nb, vb, "") == 0 &&
-         sh("ip -n %s link set %s up%s", nb, vb, "") == 0;
-    if (!ok) {
-        sh("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null%s", na, nb, "");
-        BT_SKIP("netns", "could not make the namespaces and the veth pair");
-    }
+    if ((why = nu_veth_make(&v, "bfdg", "10.77.0", "fd77")) != NULL) BT_SKIP("netns", why);
     fx_open(&f);
     for (k = 0; k < 2; k++) {
-        memset(&ja[k], 0, sizeof ja[k]);
-        memset(&jb[k], 0, sizeof jb[k]);
-        snprintf(ja[k].ns, sizeof ja[k].ns, "%s", na);
-        snprintf(jb[k].ns, sizeof jb[k].ns, "%s", nb);
-        snprintf(ja[k].ifname, sizeof ja[k].ifname, "%s", va);
-        snprintf(jb[k].ifname, sizeof jb[k].ifname, "%s", vb);
-        ja[k].family = jb[k].family = k == 0 ? AF_INET : AF_INET6;
-        ja[k].ip = k == 0 ? "10.77.0.1" : "fd77::1";
-        jb[k].ip = k == 0 ? "10.77.0.2" : "fd77::2";
-        ns_socket(&ja[k]);
-        ns_socket(&jb[k]);
-        BT_CHECK(ja[k].fd >= 0 && jb[k].fd >= 0);
+        ns_socket(&ja[k], &v, 0, k == 0 ? AF_INET : AF_INET6, 0);
+        ns_socket(&jb[k], &v, 1, k == 0 ? AF_INET : AF_INET6, 0);
         if (ja[k].fd < 0 || jb[k].fd < 0) continue;
-        BT_CHECK(jb[k].ifindex != 0);
-        BT_CHECK(setup(ja[k].fd, 0));
-        BT_CHECK(setup(jb[k].fd, 0));
         roundtrip(&f, ja[k].fd, &ja[k].addr, jb[k].fd, &jb[k].addr, jb[k].ifindex, small ? 2 : 10);
         /* and back the other way */
         roundtrip(&f, jb[k].fd, &jb[k].addr, ja[k].fd, &ja[k].addr, ja[k].ifindex, small ? 1 : 4);
@@ -873,18 +828,9 @@ static void test_netns_veth(void) {
     /* GSO across the veth to a GRO socket and to a plain one in the other namespace (IPv4) */
     if (ja[0].fd >= 0 && jb[0].fd >= 0) {
         ns_job g, pl;
-        memset(&g, 0, sizeof g);
-        snprintf(g.ns, sizeof g.ns, "%s", nb);
-        snprintf(g.ifname, sizeof g.ifname, "%s", vb);
-        g.family = AF_INET;
-        g.ip = "10.77.0.2";
-        pl = g;
-        ns_socket(&g);
-        ns_socket(&pl);
-        BT_CHECK(g.fd >= 0 && pl.fd >= 0);
+        ns_socket(&g, &v, 1, AF_INET, BUFFET_NET_UDP_GRO);
+        ns_socket(&pl, &v, 1, AF_INET, 0);
         if (g.fd >= 0 && pl.fd >= 0) {
-            BT_CHECK(setup(g.fd, BUFFET_NET_UDP_GRO));
-            BT_CHECK(setup(pl.fd, 0));
             gso_gro(&f, ja[0].fd, g.fd, &g.addr, pl.fd, &pl.addr);
             {
                 /* segments above the veth's MTU (1500): EMSGSIZE, nothing goes */
@@ -905,13 +851,12 @@ static void test_netns_veth(void) {
         if (jb[k].fd >= 0) close(jb[k].fd);
     }
     fx_close(&f);
-    BT_CHECK(sh("ip netns del %s && ip netns del %s%s", na, nb, "") == 0);
+    nu_veth_del(&v);
 }
 
 int main(void) {
-    const char *mode = getenv("BUFFET_TEST_MODE");
-    small = mode && (strcmp(mode, "valgrind") == 0 || strcmp(mode, "aarch64") == 0);
-    qemu = mode && strcmp(mode, "aarch64") == 0;
+    small = bt_mode("valgrind") || bt_mode("aarch64");
+    qemu = bt_mode("aarch64");
     BT_RUN(test_loopback_v4);
     BT_RUN(test_loopback_v6);
     BT_RUN(test_dual_stack);

@@ -26,11 +26,6 @@
 /* ---------------------------------------------------------------------------------------------
    Helpers */
 
-static bool tf_mode(const char *m) {
-    const char *v = getenv("BUFFET_TEST_MODE");
-    return v && strcmp(v, m) == 0;
-}
-
 typedef struct tf_env {
     buffet_debug *dbg;
     buffet_allocator a;
@@ -683,7 +678,7 @@ static void test_ctrunc(void) {
     int sv[2], fd, fds[40], i;
     /* qemu-user receives descriptors into a control buffer twice the program's and drops those that
        do not fit without closing them: the count below would see qemu's leak, not ours */
-    if (tf_mode("aarch64")) BT_SKIP("ctrunc", "qemu-user leaks the descriptors it cuts (MSG_CTRUNC); tested natively");
+    if (bt_mode("aarch64")) BT_SKIP("ctrunc", "qemu-user leaks the descriptors it cuts (MSG_CTRUNC); tested natively");
     tf_begin(&e);
     fd = tf_memfd(4096, true);
     BT_CHECK(fd >= 0);

@@ -11,6 +11,7 @@
 #include "../buffet_net.h"
 #include "bt.h"
 #include "sha256.h"
+#include "net_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,19 +30,14 @@ extern char **environ;
 /* ---------------------------------------------------------------------------------------------
    Helpers */
 
-static bool ts_mode(const char *m) {
-    const char *v = getenv("BUFFET_TEST_MODE");
-    return v && strcmp(v, m) == 0;
-}
-
 /* 1 GiB where the issue asks it (gcc, C11, plain build); the other compilers and languages
    check the same paths with less, and the tools that slow everything down with less still. */
 static size_t ts_bytes(void) {
     const char *o = getenv("BUFFET_NET_BYTES");
     if (o && *o) return (size_t)strtoull(o, NULL, 10) & ~(size_t)7;
-    if (ts_mode("valgrind") || ts_mode("aarch64")) return (size_t)16 << 20;
-    if (ts_mode("tsan")) return (size_t)64 << 20;
-    if (ts_mode("asan")) return (size_t)256 << 20;
+    if (bt_mode("valgrind") || bt_mode("aarch64")) return (size_t)16 << 20;
+    if (bt_mode("tsan")) return (size_t)64 << 20;
+    if (bt_mode("asan")) return (size_t)256 << 20;
 #if defined(__clang__) || defined(__cplusplus)
     return (size_t)64 << 20;
 #else
@@ -118,30 +114,21 @@ static int ts_wait(pid_t pid) {
 
 /* A free loopback port (bound and let go: socat binds it next). */
 static int ts_free_port(void) {
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
+    buffet_net_addr a;
+    int fd = nu_tcp_listen("127.0.0.1", &a);
+    if (fd < 0) return -1;
+    close(fd);
+    return ntohs(a.in4.sin_port);
 }
 
 /* A connection to 127.0.0.1:port, tried for up to 20 s while the peer starts. */
 static int ts_connect(int port) {
-    struct sockaddr_in a;
+    buffet_net_addr a;
     int i;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
+    nu_addr(&a, "127.0.0.1", port);
     for (i = 0; i < 2000; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-        if (fd >= 0) close(fd);
+        int fd = nu_tcp_connect(&a);
+        if (fd >= 0) return fd;
         usleep(10000);
     }
     return -1;
@@ -149,18 +136,9 @@ static int ts_connect(int port) {
 
 /* A listening socket on 127.0.0.1 and its port. */
 static int ts_listen(int *port) {
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 4) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    *port = ntohs(a.sin_port);
+    buffet_net_addr a;
+    int fd = nu_tcp_listen("127.0.0.1", &a);
+    *port = fd >= 0 ? ntohs(a.in4.sin_port) : 0;
     return fd;
 }
 

@@ -12,25 +12,22 @@
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_net.h"
 #include "bt.h"
+#include "net_util.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sched.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------------------------------------
    Helpers */
 
-static bool tz_mode(const char *m) {
-    const char *v = getenv("BUFFET_TEST_MODE");
-    return v && strcmp(v, m) == 0;
-}
 /* valgrind and qemu run everything many times slower: fewer and smaller sends there */
-static bool tz_slow(void) { return tz_mode("valgrind") || tz_mode("aarch64"); }
+static bool tz_slow(void) { return bt_mode("valgrind") || bt_mode("aarch64"); }
 
 /* Does this kernel do MSG_ZEROCOPY? (qemu-user does not pass SO_ZEROCOPY on: ENOPROTOOPT.) */
 static bool tz_zc_ok(void) {
@@ -156,12 +153,23 @@ static void tz_poll(int tx, int rx) {
     poll(p, 2, 100);
 }
 
+/* Seconds on the monotonic clock: every wait in these tests is bounded in time, not in tries, so
+   that a slow machine (CI under load, valgrind, qemu) is given the same time as a fast one. */
+static double tz_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+#define TZ_LIMIT_S 30.0   /* far above what any transfer here needs, far below the runner's limit */
+
 /* Send the next n stream bytes over a stream socket with zerocopy, reading rx whenever tx would
-   block (and draining when the option memory runs out). Counts EXHAUSTED answers. */
+   block or its option memory is full (EXHAUSTED: then drain, or wait for a completion to arrive
+   on tx's error queue). Counts EXHAUSTED answers. */
 static bool tz_send_stream(tz_ctx *t, int tx, int rx, buffet_net_zc *zc, size_t n, unsigned *exhausted) {
     buffet_chain c;
-    buffet_result r;
-    int spins = 0;
+    buffet_result r = BUFFET_OK;
+    unsigned again = 0, full = 0;
+    double until = tz_now() + TZ_LIMIT_S;
     bool ok = true;
     buffet_chain_init(&c, t->a);
     if (!tz_fill(t, &c, n)) ok = false;
@@ -171,66 +179,53 @@ static bool tz_send_stream(tz_ctx *t, int tx, int rx, buffet_net_zc *zc, size_t 
         BT_CHECK(buffet_chain_len(&c) + sent == before);   /* exactly what the kernel took */
         if (r == BUFFET_OK) break;
         if (r == BUFFET_ERR_EXHAUSTED) {
+            buffet_net_zc_drained d;
             if (exhausted) (*exhausted)++;
+            full++;
             tz_pump(t, rx);
-            buffet_net_zc_drain(tx, zc, NULL);
+            buffet_net_zc_drain(tx, zc, &d);
+            if (d.completed == 0) {   /* nothing had arrived: wait for the error queue or for rx */
+                struct pollfd p[2];
+                p[0].fd = tx;
+                p[0].events = 0;   /* POLLERR, always reported: a completion is queued */
+                p[1].fd = rx;
+                p[1].events = POLLIN;
+                poll(p, 2, 10);
+            }
         } else if (r == BUFFET_AGAIN) {
+            again++;
             tz_pump(t, rx);
             tz_poll(tx, rx);
         } else {
-            fprintf(stderr, "send: %s (errno %d)\n", buffet_result_str(r), errno);
             ok = false;
         }
-        if (++spins > 200000) ok = false;
+        if (ok && tz_now() > until) ok = false;
     }
+    if (!ok)
+        fprintf(stderr, "send of %zu bytes stopped with %zu left: last %s (errno %d), %u EAGAIN, %u EXHAUSTED, "
+                "%zu of %zu stream bytes received\n", n, buffet_chain_len(&c), buffet_result_str(r), errno, again, full,
+                t->rx_pos, t->tx_pos);
     buffet_chain_deinit(&c);
     return ok;
 }
 
-/* Read rx until everything sent arrived (at most 10 s), then wait for every completion. */
+/* Read rx until everything put in chains arrived, then wait for every completion (each bounded). */
 static bool tz_finish_stream(tz_ctx *t, int tx, int rx, buffet_net_zc *zc) {
-    int i;
-    for (i = 0; i < 1000 && t->rx_pos < t->tx_pos; i++) {
-        struct pollfd p;
+    double until = tz_now() + TZ_LIMIT_S;
+    while (t->rx_pos < t->tx_pos && tz_now() < until) {
         tz_pump(t, rx);
-        p.fd = rx;
-        p.events = POLLIN;
-        if (t->rx_pos < t->tx_pos) poll(&p, 1, 10);
+        if (t->rx_pos < t->tx_pos) tz_poll(tx, rx);
     }
     return t->rx_pos == t->tx_pos && buffet_net_zc_wait(tx, zc, 10000, NULL) == BUFFET_OK;
 }
 
-/* A connected TCP pair: tx (non-blocking, the sender) and rx. listen_ns / connect_ns: network
-   namespaces (fds) to make the listener and the sender in, or -1 for the current one. */
-static bool tz_tcp_pair(int *tx, int *rx, const char *ip_rx, int listen_ns, int connect_ns, int home_ns) {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int l = -1, one = 1;
-    *tx = *rx = -1;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    inet_pton(AF_INET, ip_rx, &sa.sin_addr);
-    if (listen_ns >= 0 && setns(listen_ns, CLONE_NEWNET) < 0) return false;
-    l = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect_ns >= 0 && setns(connect_ns, CLONE_NEWNET) < 0) goto fail;
-    *tx = socket(AF_INET, SOCK_STREAM, 0);
-    if (home_ns >= 0) setns(home_ns, CLONE_NEWNET);
-    if (l < 0 || *tx < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0 ||
-        getsockname(l, (struct sockaddr *)&sa, &len) < 0 || connect(*tx, (struct sockaddr *)&sa, sizeof sa) < 0)
-        goto fail;
-    *rx = accept(l, NULL, NULL);
-    close(l);
-    if (*rx < 0) goto fail2;
+/* The sender's side of a TCP pair (nu_tcp_pair, nu_veth_tcp_pair): no Nagle delay, non-blocking. */
+static bool tz_sender(bool paired, const int *tx) {
+    int one = 1;
+    if (!paired) return false;
     setsockopt(*tx, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(*tx, F_SETFL, fcntl(*tx, F_GETFL) | O_NONBLOCK);
     return true;
-fail:
-    if (l >= 0) close(l);
-fail2:
-    if (*tx >= 0) close(*tx);
-    if (home_ns >= 0) setns(home_ns, CLONE_NEWNET);
-    *tx = *rx = -1;
-    return false;
 }
 
 /* A connected UDP pair on loopback: tx (non-blocking) sends to rx. */
@@ -308,7 +303,7 @@ static void test_tcp_loopback(void) {
     buffet_net_zc *zc;
     TZ_NEED_ZC();
     tz_begin(&t);
-    if (!tz_tcp_pair(&tx, &rx, "127.0.0.1", -1, -1, -1)) {
+    if (!tz_sender(nu_tcp_pair(&tx, &rx), &tx)) {
         tz_end(&t);
         BT_SKIP("tcp", "no TCP over loopback");
     }
@@ -427,7 +422,7 @@ static void test_faults(void) {
     buffet_net_faults f;
     TZ_NEED_ZC();
     tz_begin(&t);
-    if (!tz_tcp_pair(&tx, &rx, "127.0.0.1", -1, -1, -1)) {
+    if (!tz_sender(nu_tcp_pair(&tx, &rx), &tx)) {
         tz_end(&t);
         BT_SKIP("tcp", "no TCP over loopback");
     }
@@ -450,77 +445,23 @@ static void test_faults(void) {
 
 /* ---- network namespaces joined by a veth pair ---- */
 
-static char tz_ns_a[32], tz_ns_b[32];
-static bool tz_ns_made;
-
-static int tz_sh(const char *fmt, const char *x, const char *y) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, fmt, x, y);
-    return system(cmd);
-}
-static void tz_ns_cleanup(void) {
-    if (!tz_ns_made) return;
-    tz_ns_made = false;
-    tz_sh("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", tz_ns_a, tz_ns_b);
-}
-/* Namespaces A (10.89.0.1) and B (10.89.0.2) joined by veth; false when that cannot be made. */
-static bool tz_ns_setup(const char **why) {
-    char va[32], vb[32], cmd[1024];
-    snprintf(tz_ns_a, sizeof tz_ns_a, "bzc%da", (int)getpid());
-    snprintf(tz_ns_b, sizeof tz_ns_b, "bzc%db", (int)getpid());
-    snprintf(va, sizeof va, "bzc%dx", (int)getpid() % 100000);
-    snprintf(vb, sizeof vb, "bzc%dy", (int)getpid() % 100000);
-    if (geteuid() != 0) {
-        *why = "not root: cannot make network namespaces";
-        return false;
-    }
-    if (system("ip -V >/dev/null 2>&1") != 0) {
-        *why = "no `ip` (iproute2)";
-        return false;
-    }
-    tz_ns_made = true;
-    atexit(tz_ns_cleanup);
-    snprintf(cmd, sizeof cmd,
-             "ip netns add %s && ip netns add %s && ip link add %s type veth peer name %s && "
-             "ip link set %s netns %s && ip link set %s netns %s && "
-             "ip -n %s addr add 10.89.0.1/24 dev %s && ip -n %s addr add 10.89.0.2/24 dev %s && "
-             "ip -n %s link set %s up && ip -n %s link set %s up && ip -n %s link set lo up && ip -n %s link set lo up",
-             tz_ns_a, tz_ns_b, va, vb, va, tz_ns_a, vb, tz_ns_b, tz_ns_a, va, tz_ns_b, vb, tz_ns_a, va, tz_ns_b, vb,
-             tz_ns_a, tz_ns_b);
-    if (system(cmd) != 0) {
-        tz_ns_cleanup();
-        *why = "`ip netns` / veth failed";
-        return false;
-    }
-    return true;
-}
-static int tz_ns_open(const char *name) {
-    char path[128];
-    snprintf(path, sizeof path, "/var/run/netns/%s", name);
-    return open(path, O_RDONLY | O_CLOEXEC);
-}
+static nu_veth tz_veth;   /* A: 10.89.0.1 (the sender), B: 10.89.0.2 */
 
 static void test_veth_netns(void) {
     tz_ctx t;
-    int tx, rx, home, na, nb;
+    int tx, rx;
     unsigned exhausted = 0, i;
-    const char *why = "";
+    const char *why;
+    char cmd[128];
     buffet_net_zc *zc;
     bool ok;
     TZ_NEED_ZC();
-    if (!tz_ns_setup(&why)) BT_SKIP("netns", why);
-    home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    na = tz_ns_open(tz_ns_a);
-    nb = tz_ns_open(tz_ns_b);
+    if ((why = nu_veth_make(&tz_veth, "bzc", "10.89.0", NULL)) != NULL) BT_SKIP("netns", why);
     tz_begin(&t);
-    ok = home >= 0 && na >= 0 && nb >= 0 && tz_tcp_pair(&tx, &rx, "10.89.0.2", nb, na, home);
-    if (!ok) {
-        if (home >= 0) close(home);
-        if (na >= 0) close(na);
-        if (nb >= 0) close(nb);
-        tz_ns_cleanup();
+    if (!tz_sender(nu_veth_tcp_pair(&tz_veth, "10.89.0.2", &tx, &rx), &tx)) {
+        nu_veth_del(&tz_veth);
         tz_end(&t);
-        BT_SKIP("netns", "setns or TCP across the veth pair failed");
+        BT_SKIP("netns", "TCP across the veth pair failed");
     }
     zc = tz_tracker(&t, NULL);
     tz_tcp_transfer(&t, tx, rx, zc, "tcp veth");
@@ -530,8 +471,9 @@ static void test_veth_netns(void) {
 
     /* A's option memory cut to almost nothing: a notification not read yet fills it, and the
        next zerocopy call is refused with ENOBUFS (EXHAUSTED) until a drain frees it */
-    BT_CHECK(tz_sh("ip netns exec %s sysctl -qw net.core.optmem_max=1024%s", tz_ns_a, "") == 0);
-    ok = tz_tcp_pair(&tx, &rx, "10.89.0.2", nb, na, home);
+    snprintf(cmd, sizeof cmd, "ip netns exec %s sysctl -qw net.core.optmem_max=1024", tz_veth.ns[0]);
+    BT_CHECK(system(cmd) == 0);
+    ok = tz_sender(nu_veth_tcp_pair(&tz_veth, "10.89.0.2", &tx, &rx), &tx);
     BT_CHECK(ok);
     if (ok) {
         bt_log lg;
@@ -547,10 +489,7 @@ static void test_veth_netns(void) {
         close(tx);
         close(rx);
     }
-    close(home);
-    close(na);
-    close(nb);
-    tz_ns_cleanup();
+    nu_veth_del(&tz_veth);
     tz_end(&t);
 }
 
@@ -562,7 +501,7 @@ static void test_destroy_in_flight(void) {
     buffet_net_zc_drained d;
     TZ_NEED_ZC();
     tz_begin(&t);
-    if (!tz_tcp_pair(&tx, &rx, "127.0.0.1", -1, -1, -1)) {
+    if (!tz_sender(nu_tcp_pair(&tx, &rx), &tx)) {
         tz_end(&t);
         BT_SKIP("tcp", "no TCP over loopback");
     }
@@ -574,12 +513,8 @@ static void test_destroy_in_flight(void) {
     printf("note tcp SO_SNDBUF 16 KiB: %u calls for one chain\n", (unsigned)buffet_net_zc_get_stats(zc).calls);
     BT_CHECK(buffet_net_zc_destroy(zc) == BUFFET_ERR_STATE && bt_logged(&lg, BUFFET_ERR_STATE) == 1);
     BT_CHECK(t.released < t.created);   /* the tracker still holds the buffers */
-    tz_pump(&t, rx);
-    while (t.rx_pos < t.tx_pos) {
-        tz_poll(tx, rx);
-        tz_pump(&t, rx);
-    }
-    BT_CHECK(buffet_net_zc_wait(tx, zc, 10000, &d) == BUFFET_OK && d.completed > 0);
+    BT_CHECK(tz_finish_stream(&t, tx, rx, zc));   /* drains, so wait finds nothing more to do */
+    BT_CHECK(buffet_net_zc_wait(tx, zc, 10000, &d) == BUFFET_OK);
     BT_CHECK(buffet_net_zc_get_stats(zc).in_flight == 0 && t.released == t.created);
     BT_CHECK(buffet_net_zc_wait(tx, zc, 0, NULL) == BUFFET_OK);   /* nothing in flight: at once */
     BT_CHECK(buffet_net_zc_destroy(zc) == BUFFET_OK);
@@ -601,7 +536,7 @@ static void test_ref_limit(void) {
     size_t sent = 1;
     TZ_NEED_ZC();
     tz_begin(&t);
-    if (!tz_tcp_pair(&tx, &rx, "127.0.0.1", -1, -1, -1)) {
+    if (!tz_sender(nu_tcp_pair(&tx, &rx), &tx)) {
         tz_end(&t);
         BT_SKIP("tcp", "no TCP over loopback");
     }
@@ -720,7 +655,7 @@ static void test_bad_input(void) {
     BT_CHECK(bt_logged(&lg, BUFFET_ERR_UNSUPPORTED) == 1);
     BT_CHECK(buffet_chain_len(&c) == 3000 && t.released == 0);
     BT_CHECK(buffet_net_zc_get_stats(zc).calls == 0);
-    if (tz_zc_ok() && tz_tcp_pair(&tx, &rx, "127.0.0.1", -1, -1, -1)) {
+    if (tz_zc_ok() && tz_sender(nu_tcp_pair(&tx, &rx), &tx)) {
         /* nothing queued yet */
         BT_CHECK(buffet_net_zc_drain(tx, zc, &d) == BUFFET_AGAIN && d.completed == 0);
         /* an empty chain binds the tracker and sends nothing */
@@ -758,6 +693,5 @@ int main(void) {
     BT_RUN(test_destroy_in_flight);
     BT_RUN(test_ref_limit);
     BT_RUN(test_veth_netns);
-    tz_ns_cleanup();
     return bt_finish("test_net_zc.c");
 }
