@@ -120,9 +120,12 @@ BUFFET_API buffet_result buffet_net_send_chain(int fd, buffet_chain *c, unsigned
    from src (NULL: 16 KiB heap buffers) appended to c. The free room at the end of c's last
    buffer, when buffet_net_recv made it and nobody else holds it, is filled first, so small
    reads do not take a buffer each. *got (may be NULL) gets the bytes read. Returns: BUFFET_OK
-   (*got > 0), BUFFET_AGAIN (nothing to read yet), BUFFET_ERR_CLOSED (end of file, or reset:
-   *got 0), BUFFET_ERR_SYSTEM, BUFFET_ERR_INVALID, the allocator's or pool's reason when no
-   buffer could be had (nothing read). c is unchanged unless bytes were read. Thread: owned (c). */
+   (*got > 0; 0 for an empty datagram on a SOCK_DGRAM socket), BUFFET_AGAIN (nothing to read
+   yet), BUFFET_ERR_CLOSED (end of file, or reset: *got 0), BUFFET_ERR_TRUNCATED (a datagram or
+   SEQPACKET message larger than the room of this read, max bytes: the part that fitted is
+   appended, *got bytes, the rest is gone; give a max above the largest message),
+   BUFFET_ERR_SYSTEM, BUFFET_ERR_INVALID, the allocator's or pool's reason when no buffer could
+   be had (nothing read). c is unchanged unless bytes were read. Thread: owned (c). */
 BUFFET_API buffet_result buffet_net_recv(int fd, buffet_chain *c, const buffet_net_source *src, size_t max,
                                          size_t *got);
 
@@ -146,7 +149,7 @@ BUFFET_API buffet_result buffet_net_take_until(buffet_chain *c, const void *deli
 typedef struct buffet_net_faults {
     uint64_t seed;                /* the same seed, the same faults for the same calls */
     int fd;                       /* only this descriptor; -1: every descriptor */
-    uint32_t short_per_million;   /* a call moves a random part (at least 1 byte) of what it could */
+    uint32_t short_per_million;   /* a call moves a random part (at least 1 byte) of what it could (streams, pipes, files: a datagram or message moves whole) */
     uint32_t again_per_million;   /* a call fails with EAGAIN, moving nothing */
     uint32_t intr_per_million;    /* a call fails with EINTR, moving nothing (below 1000000) */
     uint64_t calls;               /* atomic: calls that met the layer (each numbers one draw) */
@@ -535,9 +538,16 @@ BUFFET_EXTERN_C_END
 #define BUFFET_NET_IMPL_INCLUDED
 
 #include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 /* >>faults */
 static buffet_net_faults *buffet__net_faults;   /* atomic */
@@ -575,6 +585,18 @@ static int buffet__net_fault(int fd, size_t *len) {
 }
 
 /* errno of a failed call as a result: AGAIN, CLOSED, INVALID or SYSTEM. */
+/* The fault layer for a call that moves bytes: a short call only on a stream socket, a pipe or a
+   file; a datagram or message moves whole or not at all (the kernel never moves a part of one,
+   so cutting it would lose or split it, which no real peer can see). */
+static int buffet__net_fault_bytes(int fd, size_t *len) {
+    size_t all = *len;
+    int type = SOCK_STREAM, e = buffet__net_fault(fd, len);
+    socklen_t tl = sizeof type;
+    /* asked only when the fault layer cut: tests pay for the question, nobody else */
+    if (*len < all && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type != SOCK_STREAM) *len = all;
+    return e;
+}
+
 static buffet_result buffet__net_errno_result(int e) {
     switch (e) {
     case EAGAIN:
@@ -635,7 +657,7 @@ BUFFET_API buffet_result buffet_net_send_chain(int fd, buffet_chain *c, unsigned
     if (!c || fd < 0) return BUFFET_ERR_INVALID;
     while (buffet_chain_len(c) > 0) {
         size_t want = buffet_chain_len(c);
-        int e = buffet__net_fault(fd, &want);
+        int e = buffet__net_fault_bytes(fd, &want);
         ssize_t r;
         if (e) {
             r = -1;
@@ -708,15 +730,20 @@ static buffet_result buffet__net_stage(buffet_chain *c, const buffet_net_source 
     return r;
 }
 
-/* readv into v[0..n) with the fault layer, EINTR retried: the bytes read, or -1 with errno. */
-static ssize_t buffet__net_readv(int fd, const struct iovec *v, size_t n) {
+/* readv into v[0..n) with the fault layer, EINTR retried: the bytes read, or -1 with errno. A
+   socket is read with recvmsg, so that a datagram or message larger than the room is told
+   (*trunc), never cut silently; and the fault layer never shortens the read of one (the kernel
+   never does: the rest of the message would be lost). */
+static ssize_t buffet__net_readv(int fd, const struct iovec *v, size_t n, bool *trunc) {
+    bool plain = false;
+    *trunc = false;
     for (;;) {
         struct iovec cut[BUFFET__NET_RX_BUFS + 1];
         size_t want = 0, i, k, w;
         ssize_t r;
         int e;
         for (i = 0; i < n; i++) want += v[i].iov_len;
-        e = buffet__net_fault(fd, &want);
+        e = buffet__net_fault_bytes(fd, &want);
         if (e) {
             errno = e;
             r = -1;
@@ -727,7 +754,17 @@ static ssize_t buffet__net_readv(int fd, const struct iovec *v, size_t n) {
                 if (cut[k].iov_len > w) cut[k].iov_len = w;
                 w -= cut[k].iov_len;
             }
-            r = readv(fd, cut, (int)k);
+            r = -1;
+            if (!plain) {
+                struct msghdr m;
+                memset(&m, 0, sizeof m);
+                m.msg_iov = cut;
+                m.msg_iovlen = k;
+                r = recvmsg(fd, &m, 0);
+                if (r >= 0) *trunc = (m.msg_flags & MSG_TRUNC) != 0;
+                else if (errno == ENOTSOCK) plain = true;   /* a pipe or a file: readv */
+            }
+            if (plain) r = readv(fd, cut, (int)k);
         }
         if (r >= 0 || errno != EINTR) return r;
     }
@@ -740,7 +777,7 @@ BUFFET_API buffet_result buffet_net_recv(int fd, buffet_chain *c, const buffet_n
     buffet_slice *tail;
     size_t size, room = 0, staged = 0, niov = 0, left, read_n, tail_at = 0;
     buffet_result res = BUFFET_OK, why = BUFFET_OK;
-    bool one = false;
+    bool one = false, trunc = false;
     ssize_t r;
     int e;
     if (got) *got = 0;
@@ -772,7 +809,7 @@ BUFFET_API buffet_result buffet_net_recv(int fd, buffet_chain *c, const buffet_n
         left -= iov[niov].iov_len;
     }
     if (niov == 0) return why != BUFFET_OK ? why : BUFFET_ERR_NOMEM;
-    r = buffet__net_readv(fd, iov, niov);
+    r = buffet__net_readv(fd, iov, niov, &trunc);
     e = errno;
     read_n = r > 0 ? (size_t)r : 0;
     if (got) *got = read_n;
@@ -786,9 +823,20 @@ BUFFET_API buffet_result buffet_net_recv(int fd, buffet_chain *c, const buffet_n
         read_n -= k;
     }
     buffet_chain_trim(c, staged - read_n);   /* the staged room the read did not fill */
-    if (r < 0) res = e == ENOTCONN ? BUFFET_ERR_CLOSED : buffet__net_errno_result(e);
-    else if (r == 0) res = BUFFET_ERR_CLOSED;
-    errno = r == 0 ? 0 : e;
+    if (r < 0) {
+        res = e == ENOTCONN ? BUFFET_ERR_CLOSED : buffet__net_errno_result(e);
+    } else if (r == 0) {
+        int type = SOCK_STREAM;
+        socklen_t tl = sizeof type;
+        /* a datagram socket has no end of file: 0 bytes are an empty datagram, which any peer
+           can send (a stream or SEQPACKET socket reads 0 only at its end) */
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_DGRAM) res = BUFFET_ERR_CLOSED;
+        e = 0;
+    } else if (trunc) {
+        res = BUFFET_ERR_TRUNCATED;
+        e = EMSGSIZE;
+    }
+    errno = e;
     return res;
 }
 
@@ -826,12 +874,6 @@ BUFFET_API buffet_result buffet_net_take_until(buffet_chain *c, const void *deli
     if (r != BUFFET_OK && r != BUFFET_ERR_NOT_FOUND) return r;
     return max != 0 && len >= max ? BUFFET_ERR_TOO_LARGE : BUFFET_AGAIN;
 }
-
-#include <errno.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #define BUFFET__NET_FDS_MAGIC 0x53444642u   /* "BFDS" as little-endian bytes */
 #define BUFFET__NET_FDS_MORE 1u
@@ -1213,10 +1255,13 @@ BUFFET_API buffet_result buffet_net_passcred(int fd) {
 
 BUFFET_API buffet_result buffet_net_peer_of(int fd, buffet_net_peer *peer) {
     struct ucred cred;
-    socklen_t n = sizeof cred;
+    socklen_t n = sizeof cred, ln = sizeof(int);
+    int listening = 0;
     if (!peer) return BUFFET_ERR_INVALID;
     memset(peer, 0, sizeof *peer);
-    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0 || n != sizeof cred || cred.pid <= 0)
+    /* a listening socket has no peer: the kernel answers with the listener's own credentials */
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ln) != 0 || listening ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0 || n != sizeof cred || cred.pid <= 0)
         return BUFFET_ERR_INVALID;
     peer->pid = (int32_t)cred.pid;
     peer->uid = cred.uid;
@@ -1224,13 +1269,6 @@ BUFFET_API buffet_result buffet_net_peer_of(int fd, buffet_net_peer *peer) {
     peer->source = BUFFET_NET_PEER_SOCKET;
     return BUFFET_OK;
 }
-
-#include <errno.h>
-#include <linux/errqueue.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <time.h>
 
 /* Older C libraries lack the names; the values are the kernel's ABI. */
 #ifndef SO_ZEROCOPY
@@ -1666,12 +1704,6 @@ BUFFET_API buffet_result buffet_net_send_chain_zc(int fd, buffet_chain *c, buffe
     return res;
 }
 
-#include <errno.h>
-#include <netinet/udp.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
-
 #ifndef SOL_UDP
 #define SOL_UDP 17
 #endif
@@ -1744,8 +1776,12 @@ static void buffet__net_read_cmsgs(struct msghdr *h, buffet_net_meta *m, buffet_
     struct cmsghdr *cm;
     for (cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
         const unsigned char *d = CMSG_DATA(cm);
+        size_t room = (size_t)((unsigned char *)h->msg_control + h->msg_controllen - (unsigned char *)cm);
         size_t dlen = cm->cmsg_len - CMSG_LEN(0);
         int v;
+        /* CMSG_NXTHDR does not check the length of the message it returns: one below a header
+           or past the buffer (never the kernel's) ends the walk unread. */
+        if (cm->cmsg_len < CMSG_LEN(0) || cm->cmsg_len > room) break;
         if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO && dlen >= sizeof(struct in_pktinfo)) {
             struct in_pktinfo pi;
             memcpy(&pi, d, sizeof pi);   /* CMSG_DATA is not promised to be aligned for the struct */
@@ -1777,7 +1813,7 @@ static void buffet__net_read_cmsgs(struct msghdr *h, buffet_net_meta *m, buffet_
             p->timestamp = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
         } else if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && dlen >= sizeof v) {
             memcpy(&v, d, sizeof v);
-            m->seg_size = (uint16_t)v;
+            m->seg_size = v > 0 && v <= UINT16_MAX ? (uint16_t)v : 0;   /* the kernel's is 16 bits: else no size */
         }
     }
 }
