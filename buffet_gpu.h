@@ -1,6 +1,7 @@
 /* buffet_gpu.h - buffet 0.1.0 - GPU memory by intent and lifetime
 
-   STATUS: planned; this header declares nothing yet, see README.
+   STATUS: the suballocator is here (buffet_gpu_vblock, buffet_gpu_ring), usable on its own over
+   offsets; the backends (CUDA, Vulkan, host), intents, staging and budgets are planned, see README.
 
    WHAT IT WILL DO
    GPU memory asked for by intent (device-local, upload, readback, shared) and
@@ -10,14 +11,57 @@
      host backend that runs everywhere. libcuda and libvulkan are loaded at run
      time when present, so no SDK is needed to compile and no link flags to run.
 
+   WHAT IS HERE
+     vblock  buffet_gpu_vblock_*: a TLSF allocator over the offsets [0, size) of memory the caller
+             manages (VulkanMemoryAllocator's "virtual block"): O(1) alloc and free, alignment-aware,
+             free ranges coalesced at once with their physical neighbours. Sizes are uint64_t (device
+             heaps pass 4 GiB). No byte of the managed memory is touched (there may be none: offsets
+             only); the bookkeeping lives in arrays indexed by 32-bit numbers, from desc.allocator.
+             An allocation is named by a handle (block tag, slot, generation): a double free, a stale
+             handle, another block's or a garbage one is refused and counted, never obeyed.
+     ring    buffet_gpu_ring_*: linear allocation wrapping around [0, size), for per-frame upload
+             memory: allocate from the head, take a mark at the end of a frame, release the mark when
+             the frame's fence has passed, which frees everything allocated before it. Marks are
+             checked: an old, repeated or another ring's mark is refused.
+
    USAGE
    It includes buffet.h itself; buffet headers may be included in any order. In
    exactly one translation unit, #define BUFFET_IMPLEMENTATION and include every
    buffet header you use there.
 
-   CONFIGURATION   to come.
-   THREAD SAFETY   to come.
-   LIFECYCLE       to come: its table of objects (made by, ended by, owner) comes with them.
+   EXAMPLE
+         buffet_gpu_vblock *vb;
+         buffet_gpu_vblock_desc d = {0};
+         d.size = (uint64_t)1 << 30;                 // a 1 GiB VkDeviceMemory, say
+         buffet_gpu_vblock_create(&vb, &d);
+         uint64_t off; buffet_gpu_valloc h;
+         if (buffet_gpu_vblock_alloc(vb, 65536, 256, &off, &h) == BUFFET_OK)
+             bind_buffer_at(memory, off);            // the caller's own memory, at that offset
+         buffet_gpu_vblock_free(vb, h);
+         buffet_gpu_vblock_destroy(vb);              // live allocations are logged as leaks
+
+   CONFIGURATION
+     Nothing to define: a vblock's limits are in its desc. BUFFET_GPU_RING_MARKS (64, a constant:
+     it sizes buffet_gpu_ring) is how many marks may be outstanding at once.
+
+   THREAD SAFETY
+     A vblock and a ring are owned (external synchronisation), as VMA's virtual blocks are: one
+     thread at a time calls them; handing one to another thread needs a happens-before (a mutex,
+     a queue). Nothing in them blocks or allocates from the OS on the hot path.
+
+   LIFECYCLE
+     object   made by                         ended by                   owner
+     vblock   buffet_gpu_vblock_create        buffet_gpu_vblock_destroy  one thread at a time
+     ring     buffet_gpu_ring_init (caller's) buffet_gpu_ring_deinit     one thread at a time
+     Destroying a vblock with live allocations logs each (the first 8, then a count) as
+     BUFFET_ERR_LEAK and frees the bookkeeping: the offsets describe the caller's memory, which
+     buffet never owned.
+
+   ERRORS
+     Every fallible call returns buffet_result and changes nothing when it fails; with a logger
+     in the desc, each refusal says why (a full block is BUFFET_LOG_DEBUG: it is routine for a
+     caller that then opens another block).
+
    VERSION         buffet 0.1.0; needs buffet.h from the same release.
 */
 #ifndef BUFFET_GPU_H_INCLUDED
@@ -34,11 +78,948 @@
 #error "buffet_gpu.h is from buffet 0.1.0 but buffet.h is not: take every buffet header from one release"
 #endif
 
+/* Marks a ring holds at once: a constant, since it sizes buffet_gpu_ring (frames in flight are
+   2 or 3; 64 leaves room for finer-grained marks, per submission). */
+#define BUFFET_GPU_RING_MARKS 64
+
+BUFFET_EXTERN_C_BEGIN
+
+/* ---------------------------------------------------------------------------------------------
+   >>suballocator: a TLSF block over offsets, and a ring for per-frame uploads
+*/
+typedef struct buffet_gpu_vblock buffet_gpu_vblock;
+/* An allocation of a vblock. 0 is never one; a handle names its block, so another block's is
+   refused. */
+typedef uint64_t buffet_gpu_valloc;
+
+typedef struct buffet_gpu_vblock_desc {
+    uint64_t size;              /* offsets managed: [0, size). Required; at most 2^63, and a
+                                   multiple of min_align */
+    uint64_t min_align;         /* every offset and size is a multiple of it (a power of two):
+                                   bufferImageGranularity, a non-coherent atom; 0: 1. Set it to
+                                   the alignment most requests ask for (256 for Vulkan buffers):
+                                   ranges then start aligned, and no gap ranges are made */
+    uint32_t max_allocations;   /* live allocations at most (more: BUFFET_ERR_EXHAUSTED);
+                                   0: 2^31 - 2, the most the 32-bit node numbers allow */
+    buffet_allocator allocator; /* the bookkeeping (40 bytes per range, doubling); zero: the heap.
+                                   Must live until destroy: a frame or scope is refused */
+    buffet_logger log;          /* refusals and leaks; zero: silent */
+    const char *name;           /* in log lines and JSON (copied, 31 bytes kept); NULL: "vblock" */
+} buffet_gpu_vblock_desc;
+
+typedef struct buffet_gpu_vblock_stats {
+    uint64_t size;              /* offsets managed */
+    uint64_t allocated_bytes;   /* held by live allocations (sizes rounded up to min_align) */
+    uint64_t free_bytes;        /* size - allocated_bytes: alignment gaps are free ranges */
+    uint64_t largest_free;      /* the largest free range */
+    uint32_t allocations;       /* live */
+    uint32_t free_ranges;       /* coalesced: no two are neighbours */
+    double fragmentation;       /* 1 - largest_free / free_bytes; 0 when nothing or one range is free */
+    uint64_t total_allocs, total_frees;   /* accepted since create (saturating) */
+    uint64_t failed_allocs;     /* refused: no range fits, or limits */
+    uint64_t double_frees;      /* frees of handles already freed (or reset) */
+    uint64_t foreign_frees;     /* frees of another block's handle or garbage */
+    uint32_t nodes;             /* bookkeeping slots made */
+    uint32_t retired_nodes;     /* slots whose 16-bit generation ran out: never reused, so that an
+                                   old handle cannot name a new allocation */
+} buffet_gpu_vblock_stats;
+
+/* Create a vblock managing the offsets [0, desc->size). Returns: BUFFET_OK.
+   Errors: BUFFET_ERR_INVALID (out or desc NULL, size 0 or above 2^63 or not a multiple of
+   min_align, min_align not a power of two), BUFFET_ERR_LIFETIME (bookkeeping whose blocks die
+   with a frame or scope), BUFFET_ERR_NOMEM (bookkeeping failed); logged. Thread: safe (a new
+   object). */
+BUFFET_API buffet_result buffet_gpu_vblock_create(buffet_gpu_vblock **out, const buffet_gpu_vblock_desc *desc);
+/* Free the bookkeeping. Live allocations are logged as leaks (BUFFET_ERR_LEAK: the first 8 by
+   offset and size, then the count and bytes). NULL does nothing. Thread: owned. */
+BUFFET_API void buffet_gpu_vblock_destroy(buffet_gpu_vblock *b);
+/* Find size bytes at an offset aligned to align (a power of two; min_align is applied too),
+   rounded up to min_align: *offset gets the offset, *handle what frees it. O(1): two-level
+   bitmaps find a free range big enough at once (a TLSF "good fit"). Returns: BUFFET_OK.
+   Errors: BUFFET_ERR_INVALID (b, offset or handle NULL, size 0, align not a power of two),
+   BUFFET_ERR_OVERFLOW (size rounded up to min_align passes 2^64), BUFFET_ERR_TOO_LARGE (size
+   above the block's size), BUFFET_ERR_EXHAUSTED (no free range fits, or max_allocations are
+   live), BUFFET_ERR_NOMEM (the bookkeeping could not grow). On error *offset and *handle are
+   untouched and nothing changes. Thread: owned. */
+BUFFET_API buffet_result buffet_gpu_vblock_alloc(buffet_gpu_vblock *b, uint64_t size, uint64_t align,
+                                                 uint64_t *offset, buffet_gpu_valloc *handle);
+/* Free an allocation; its range merges with free neighbours at once. Returns: BUFFET_OK.
+   Errors: BUFFET_ERR_INVALID (b NULL), BUFFET_ERR_DOUBLE_FREE (freed already, or before a
+   reset), BUFFET_ERR_FOREIGN (another block's handle, or one never handed out); logged and
+   counted, nothing freed. Thread: owned. */
+BUFFET_API buffet_result buffet_gpu_vblock_free(buffet_gpu_vblock *b, buffet_gpu_valloc handle);
+/* The offset and size (rounded up to min_align) of a live allocation; either pointer may be
+   NULL. Returns: BUFFET_OK. Errors: as buffet_gpu_vblock_free (not logged, not counted).
+   Thread: owned. */
+BUFFET_API buffet_result buffet_gpu_vblock_get(const buffet_gpu_vblock *b, buffet_gpu_valloc handle,
+                                               uint64_t *offset, uint64_t *size);
+/* Free every allocation at once (O(ranges)); their handles become stale: freeing one is
+   BUFFET_ERR_DOUBLE_FREE. The bookkeeping keeps its size. Thread: owned. */
+BUFFET_API void buffet_gpu_vblock_reset(buffet_gpu_vblock *b);
+/* The statistics (O(1), but for largest_free, which walks one free list). Zero for NULL.
+   Thread: owned. */
+BUFFET_API buffet_gpu_vblock_stats buffet_gpu_vblock_get_stats(const buffet_gpu_vblock *b);
+/* The statistics as one JSON object into out[0..cap) (NUL-terminated when cap > 0).
+   Returns: the full length (as snprintf). Thread: owned. */
+BUFFET_API size_t buffet_gpu_vblock_stats_json(const buffet_gpu_vblock *b, char *out, size_t cap);
+/* Check every invariant (ranges tile [0, size) in order, no two free neighbours, free lists and
+   bitmaps agree, counters add up): O(ranges), for tests and debugging. Returns: BUFFET_OK.
+   Errors: BUFFET_ERR_INVALID (b NULL), BUFFET_ERR_CORRUPT (logged: what is wrong).
+   Thread: owned. */
+BUFFET_API buffet_result buffet_gpu_vblock_check(const buffet_gpu_vblock *b);
+
+/* A ring's position at the end of what was allocated so far; 0 is never one. */
+typedef uint64_t buffet_gpu_ring_mark;
+
+typedef struct buffet_gpu_ring_desc {
+    uint64_t size;              /* offsets managed: [0, size); required, at most 2^63, a multiple
+                                   of min_align */
+    uint64_t min_align;         /* every offset and size is a multiple of it; 0: 1 */
+    buffet_logger log;          /* refusals; zero: silent */
+    const char *name;           /* in log lines and JSON (copied, 31 bytes kept); NULL: "ring" */
+} buffet_gpu_ring_desc;
+
+/* A ring, in the caller's memory. The fields are private: use the functions. Positions are
+   counted in bytes since init (64 bits: 58 years at 10 GB/s), offsets are positions modulo
+   size, so nothing is divided on the hot path. */
+typedef struct buffet_gpu_ring {
+    uint64_t size, min_align;
+    uint64_t head, tail;        /* positions: [tail, head) is live */
+    uint64_t head_off;          /* head's offset */
+    uint64_t marks_taken, marks_released;
+    uint64_t mark_pos[BUFFET_GPU_RING_MARKS];   /* position of mark n at [n % MARKS] */
+    uint64_t allocs, failures, wraps, bad_marks, peak_used;
+    uint32_t tag;
+    buffet_logger log;
+    char name[32];
+} buffet_gpu_ring;
+
+typedef struct buffet_gpu_ring_stats {
+    uint64_t size;
+    uint64_t used;              /* live: allocated and not yet released, with alignment padding and
+                                   the end of the ring skipped at a wrap */
+    uint64_t peak_used;
+    uint64_t allocs, failures, wraps;
+    uint64_t marks_outstanding;
+    uint64_t bad_marks;         /* releases refused */
+} buffet_gpu_ring_stats;
+
+/* Make r manage the offsets [0, desc->size). Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID
+   (NULLs, size 0 or above 2^63, min_align not a power of two, size not a multiple of
+   it); logged.
+   Thread: owned (r). */
+BUFFET_API buffet_result buffet_gpu_ring_init(buffet_gpu_ring *r, const buffet_gpu_ring_desc *desc);
+/* Forget everything; r refuses every call until initialised again. Thread: owned. */
+BUFFET_API void buffet_gpu_ring_deinit(buffet_gpu_ring *r);
+/* size bytes (rounded up to min_align) at an offset aligned to align (a power of two) from the
+   head; when they do not fit before the end, the rest of the ring is skipped (live until the
+   next release) and they start at offset 0. O(1). Returns: BUFFET_OK.
+   Errors: BUFFET_ERR_INVALID (NULLs, size 0, align not a power of two, r not initialised),
+   BUFFET_ERR_OVERFLOW (size rounded up passes 2^64, or the position counter would),
+   BUFFET_ERR_TOO_LARGE (above the ring's size), BUFFET_ERR_EXHAUSTED (the live part leaves no
+   room: release a mark first). Nothing changes on error. Thread: owned. */
+BUFFET_API buffet_result buffet_gpu_ring_alloc(buffet_gpu_ring *r, uint64_t size, uint64_t align, uint64_t *offset);
+/* Mark the head: releasing the mark frees everything allocated before it (call it at the end of
+   a frame, release when that frame's fence has passed). Returns: BUFFET_OK.
+   Errors: BUFFET_ERR_INVALID (NULLs), BUFFET_ERR_EXHAUSTED (BUFFET_GPU_RING_MARKS outstanding),
+   BUFFET_ERR_OVERFLOW (2^48 marks taken). Thread: owned. */
+BUFFET_API buffet_result buffet_gpu_ring_mark_take(buffet_gpu_ring *r, buffet_gpu_ring_mark *mark);
+/* Free everything allocated before mark; marks older than it are released with it. Returns:
+   BUFFET_OK. Errors: BUFFET_ERR_INVALID (r NULL), BUFFET_ERR_DOUBLE_FREE (mark released
+   already, or older than one released: out of order, or from before a reset),
+   BUFFET_ERR_FOREIGN (another ring's mark, or one never taken); logged and counted, nothing
+   released. Thread: owned. */
+BUFFET_API buffet_result buffet_gpu_ring_release(buffet_gpu_ring *r, buffet_gpu_ring_mark mark);
+/* Free everything and drop every outstanding mark (they become stale). Thread: owned. */
+BUFFET_API void buffet_gpu_ring_reset(buffet_gpu_ring *r);
+/* Counters (see buffet_gpu_ring_stats); zero for NULL. Thread: owned. */
+BUFFET_API buffet_gpu_ring_stats buffet_gpu_ring_get_stats(const buffet_gpu_ring *r);
+/* The statistics as one JSON object into out[0..cap) (NUL-terminated when cap > 0).
+   Returns: the full length (as snprintf). Thread: owned. */
+BUFFET_API size_t buffet_gpu_ring_stats_json(const buffet_gpu_ring *r, char *out, size_t cap);
+
+BUFFET_EXTERN_C_END
 #endif /* BUFFET_GPU_H_INCLUDED */
 
 /* >>implementation */
 #if defined(BUFFET_IMPLEMENTATION) && !defined(BUFFET_GPU_IMPL_INCLUDED)
 #define BUFFET_GPU_IMPL_INCLUDED
+
+/* >>bit scans: the bitmaps are searched with these; a loop where no builtin is known */
+static inline unsigned buffet__gpu_ctz64(uint64_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctzll(v);
+#else
+    unsigned n = 0;
+    while (!(v & 1)) v >>= 1, n++;
+    return n;
+#endif
+}
+static inline unsigned buffet__gpu_ctz32(uint32_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctz(v);
+#else
+    return buffet__gpu_ctz64(v);
+#endif
+}
+/* Index of the highest set bit (v != 0). */
+static inline unsigned buffet__gpu_msb64(uint64_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+    return 63u - (unsigned)__builtin_clzll(v);
+#else
+    unsigned n = 0;
+    while (v >>= 1) n++;
+    return n;
+#endif
+}
+
+/* Tags tell one block's or ring's handles from another's: a process-wide count, never 0, so a
+   zero handle is never valid. Relaxed: it only has to differ, nothing is published through it. */
+static uint32_t buffet__gpu_tag_count;
+static uint32_t buffet__gpu_next_tag(void) {
+    uint32_t t;
+    do t = BUFFET__FETCH_ADD(&buffet__gpu_tag_count, 1u, BUFFET__RELAXED) & 0xFFFFu; while (t == 0);
+    return t;
+}
+
+static void buffet__gpu_copy_name(char *dst, size_t cap, const char *name, const char *dflt) {
+    snprintf(dst, cap, "%s", name ? name : dflt);
+}
+
+/* >>vblock
+   TLSF (Masmano et al., 2004): free ranges sit in lists by size class, a first level per power of
+   two and SL (32) linear steps within it; one bit per non-empty list at each level, so finding a
+   list with ranges at least as big as a request is two bit scans. Ranges are nodes in one array
+   (32-bit numbers, no allocation per range), linked in offset order to their physical
+   neighbours, so that a freed range merges with free neighbours at once. */
+#define BUFFET__VB_SL_LOG 5
+#define BUFFET__VB_SL (1u << BUFFET__VB_SL_LOG)
+#define BUFFET__VB_FL 60                     /* sizes up to 2^63: classes 0 (below SL) .. 59 */
+/* Slot 0 is the nil node: "no node" is 0, and the list and link updates that would test for it
+   write into slot 0 instead (harmless), so that random sizes, which make every such test a
+   coin toss, cost no mispredicted branches there. Its state is never FREE or USED. */
+#define BUFFET__VB_NONE 0u
+#define BUFFET__VB_GEN_MAX 0xFFFFu           /* handles carry 16 bits of generation */
+#define BUFFET__VB_MAX_NODES (UINT32_MAX - 1u)
+#define BUFFET__VB_LEAKS_SHOWN 8
+
+enum { BUFFET__VN_UNUSED, BUFFET__VN_FREE, BUFFET__VN_USED, BUFFET__VN_RETIRED, BUFFET__VN_NIL };
+
+typedef struct buffet__vnode {
+    uint64_t offset, size;
+    uint32_t prev_phys, next_phys;   /* neighbours in offset order */
+    uint32_t prev_free, next_free;   /* a free range's list; an unused slot's next unused */
+    uint32_t gen;                    /* bumped when an allocation of this slot is released; a slot
+                                        past BUFFET__VB_GEN_MAX never holds an allocation again */
+    uint8_t state;
+    uint8_t fl, sl;                  /* a free range's list, kept so that taking it out maps nothing */
+    uint8_t unused_;
+} buffet__vnode;
+
+struct buffet_gpu_vblock {
+    buffet__vnode *nodes;
+    uint32_t cap, count;             /* slots allocated, slots ever used */
+    uint32_t unused, n_unused;       /* list of unused slots */
+    uint32_t first;                  /* the range at offset 0 */
+    uint32_t tag;
+    uint64_t size, min_align;
+    uint32_t max_allocations;
+    uint32_t allocations, free_ranges, retired;
+    uint64_t allocated_bytes;
+    uint64_t total_allocs, total_frees, failed_allocs, double_frees, foreign_frees;
+    uint64_t fl_bitmap;
+    uint32_t sl_bitmap[64];          /* 60 used; the rest stay 0, for a search that found none */
+    uint32_t heads[BUFFET__VB_FL][BUFFET__VB_SL];
+    buffet_allocator allocator;
+    buffet_logger log;
+    char name[32];
+};
+
+/* Counters that cannot wrap: they stop at their maximum. */
+static inline void buffet__vb_count(uint64_t *c) { *c += *c != UINT64_MAX; }
+
+static inline void buffet__vb_map(uint64_t size, unsigned *fl, unsigned *sl) {
+    if (size < BUFFET__VB_SL) {
+        *fl = 0;
+        *sl = (unsigned)size;
+    } else {
+        unsigned m = buffet__gpu_msb64(size);
+        *fl = m - (BUFFET__VB_SL_LOG - 1);
+        *sl = (unsigned)(size >> (m - BUFFET__VB_SL_LOG)) ^ BUFFET__VB_SL;
+    }
+}
+
+/* nodes is b->nodes, passed in: the stores through it would otherwise make the compiler load
+   b->nodes again after each (they may alias b's own fields, as far as it knows). */
+static inline void buffet__vb_list_insert(buffet_gpu_vblock *b, buffet__vnode *nodes, uint32_t i) {
+    buffet__vnode *n = &nodes[i];
+    unsigned fl, sl;
+    uint32_t h;
+    buffet__vb_map(n->size, &fl, &sl);
+    h = b->heads[fl][sl];
+    n->prev_free = BUFFET__VB_NONE;
+    n->next_free = h;
+    n->fl = (uint8_t)fl;
+    n->sl = (uint8_t)sl;
+    n->state = BUFFET__VN_FREE;
+    nodes[h].prev_free = i;          /* the nil node's when the list was empty */
+    b->heads[fl][sl] = i;
+    b->sl_bitmap[fl] |= 1u << sl;
+    b->fl_bitmap |= (uint64_t)1 << fl;
+    b->free_ranges++;
+}
+
+static inline void buffet__vb_list_remove(buffet_gpu_vblock *b, buffet__vnode *nodes, uint32_t i) {
+    buffet__vnode *n = &nodes[i];
+    uint32_t prev = n->prev_free, next = n->next_free;
+    unsigned fl = n->fl, sl = n->sl;
+    uint32_t *link = prev != BUFFET__VB_NONE ? &nodes[prev].next_free : &b->heads[fl][sl];
+    uint32_t empty;
+    *link = next;
+    nodes[next].prev_free = prev;    /* the nil node's when i was last */
+    empty = b->heads[fl][sl] == BUFFET__VB_NONE;
+    b->sl_bitmap[fl] &= ~(empty << sl);
+    b->fl_bitmap &= ~((uint64_t)(b->sl_bitmap[fl] == 0) << fl);
+    b->free_ranges--;
+}
+
+/* A slot no range uses any more: back to the unused list, or retired when its generations are
+   spent (an old handle must never name a new allocation). */
+static inline void buffet__vb_drop(buffet_gpu_vblock *b, uint32_t i) {
+    buffet__vnode *n = &b->nodes[i];
+    if (n->gen > BUFFET__VB_GEN_MAX) {
+        n->state = BUFFET__VN_RETIRED;
+        b->retired++;
+        return;
+    }
+    n->state = BUFFET__VN_UNUSED;
+    n->next_free = b->unused;
+    b->unused = i;
+    b->n_unused++;
+}
+
+static inline uint32_t buffet__vb_take_slot(buffet_gpu_vblock *b) {
+    uint32_t i = b->unused;
+    b->unused = b->nodes[i].next_free;
+    b->n_unused--;
+    return i;
+}
+
+/* Make sure 3 unused slots wait (an allocation uses at most 3: a replacement for a retired slot,
+   the alignment gap, the tail), so that it never fails half done. */
+__attribute__((noinline, cold)) static buffet_result buffet__vb_reserve(buffet_gpu_vblock *b) {
+    buffet__vnode *nn;
+    uint32_t newcap, i;
+    size_t bytes;
+    while (b->n_unused < 3 && b->count < b->cap) {
+        i = b->count++;
+        b->nodes[i].gen = 0;
+        b->nodes[i].state = BUFFET__VN_UNUSED;
+        b->nodes[i].next_free = b->unused;
+        b->unused = i;
+        b->n_unused++;
+    }
+    if (b->n_unused >= 3) return BUFFET_OK;
+    if (b->cap >= BUFFET__VB_MAX_NODES) {
+        BUFFET__LOG(&b->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "vblock '%s': the node table has 2^32 - 1 ranges: no more fit",
+                    b->name);
+        return BUFFET_ERR_OVERFLOW;
+    }
+    newcap = b->cap > BUFFET__VB_MAX_NODES / 2 ? BUFFET__VB_MAX_NODES : b->cap * 2;
+    if (!buffet_mul(newcap, sizeof(buffet__vnode), &bytes)) return BUFFET_ERR_OVERFLOW;
+    nn = (buffet__vnode *)buffet_alloc(b->allocator, bytes, BUFFET_ALIGNOF(buffet__vnode), BUFFET_SITE);
+    if (!nn) {
+        buffet_result r = buffet_alloc_error(NULL);
+        if (r == BUFFET_OK) r = BUFFET_ERR_NOMEM;
+        BUFFET__LOG(&b->log, BUFFET_LOG_ERROR, r, "vblock '%s': the node table could not grow to %u ranges", b->name, newcap);
+        return r;
+    }
+    memcpy(nn, b->nodes, (size_t)b->count * sizeof(buffet__vnode));
+    buffet_free(b->allocator, b->nodes, (size_t)b->cap * sizeof(buffet__vnode), BUFFET_ALIGNOF(buffet__vnode), BUFFET_SITE);
+    b->nodes = nn;
+    b->cap = newcap;
+    return buffet__vb_reserve(b);
+}
+
+/* The whole range free in one node; every other slot unused (or retired when spent). The node
+   is a slot with generations left where there is one, else a spent one (an allocation from it
+   moves to a fresh slot), else a new slot: there is always some, since create keeps spares. */
+static void buffet__vb_rebuild(buffet_gpu_vblock *b) {
+    uint32_t i, whole = BUFFET__VB_NONE, spent = BUFFET__VB_NONE;
+    memset(b->sl_bitmap, 0, sizeof b->sl_bitmap);
+    memset(b->heads, 0, sizeof b->heads);
+    b->fl_bitmap = 0;
+    b->unused = BUFFET__VB_NONE;
+    b->n_unused = 0;
+    b->free_ranges = 0;
+    b->allocations = 0;
+    b->allocated_bytes = 0;
+    for (i = b->count; i-- > 1;) {
+        if (b->nodes[i].state == BUFFET__VN_RETIRED) continue;
+        if (b->nodes[i].gen <= BUFFET__VB_GEN_MAX) { whole = i; break; }
+        if (spent == BUFFET__VB_NONE) spent = i;
+    }
+    if (whole == BUFFET__VB_NONE) whole = spent;
+    if (whole == BUFFET__VB_NONE) {
+        BUFFET_ASSERT(b->count < b->cap);
+        whole = b->count++;
+        b->nodes[whole].gen = 0;
+        b->nodes[whole].state = BUFFET__VN_UNUSED;
+    }
+    for (i = b->count; i-- > 1;) {
+        buffet__vnode *n = &b->nodes[i];
+        if (i == whole || n->state == BUFFET__VN_RETIRED) continue;
+        if (n->gen > BUFFET__VB_GEN_MAX) { n->state = BUFFET__VN_RETIRED; b->retired++; continue; }
+        n->state = BUFFET__VN_UNUSED;
+        n->next_free = b->unused;
+        b->unused = i;
+        b->n_unused++;
+    }
+    b->nodes[whole].offset = 0;
+    b->nodes[whole].size = b->size;
+    b->nodes[whole].prev_phys = b->nodes[whole].next_phys = BUFFET__VB_NONE;
+    b->first = whole;
+    buffet__vb_list_insert(b, b->nodes, whole);
+}
+
+BUFFET_API buffet_result buffet_gpu_vblock_create(buffet_gpu_vblock **out, const buffet_gpu_vblock_desc *desc) {
+    buffet_gpu_vblock *b;
+    buffet_logger log;
+    uint64_t min_align;
+    buffet_result r;
+    if (!out) return BUFFET_ERR_INVALID;
+    *out = NULL;
+    if (!desc) return BUFFET_ERR_INVALID;
+    log = desc->log;
+    min_align = desc->min_align ? desc->min_align : 1;
+    if (desc->size == 0 || desc->size > ((uint64_t)1 << 63) || (min_align & (min_align - 1)) ||
+        (desc->size & (min_align - 1))) {
+        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "vblock: size %llu and min_align %llu: the size must be 1..2^63 and a multiple of min_align, a power of two",
+                    (unsigned long long)desc->size, (unsigned long long)desc->min_align);
+        return BUFFET_ERR_INVALID;
+    }
+    r = buffet_allocator_check(desc->allocator, BUFFET_NEED_UNTIL_FREED, "vblock", &log);
+    if (r != BUFFET_OK) return r;
+    b = (buffet_gpu_vblock *)buffet_alloc(desc->allocator, sizeof *b, BUFFET_ALIGNOF(buffet_gpu_vblock), BUFFET_SITE);
+    if (!b) goto nomem;
+    memset(b, 0, sizeof *b);
+    b->allocator = desc->allocator;
+    b->log = log;
+    buffet__gpu_copy_name(b->name, sizeof b->name, desc->name, "vblock");
+    b->size = desc->size;
+    b->min_align = min_align;
+    b->max_allocations = desc->max_allocations && desc->max_allocations < 0x7FFFFFFEu ? desc->max_allocations : 0x7FFFFFFEu;
+    b->tag = buffet__gpu_next_tag();
+    b->cap = 64;
+    b->nodes = (buffet__vnode *)buffet_alloc(b->allocator, (size_t)b->cap * sizeof(buffet__vnode), BUFFET_ALIGNOF(buffet__vnode),
+                                             BUFFET_SITE);
+    if (!b->nodes) {
+        buffet_free(desc->allocator, b, sizeof *b, BUFFET_ALIGNOF(buffet_gpu_vblock), BUFFET_SITE);
+        goto nomem;
+    }
+    memset(&b->nodes[0], 0, sizeof b->nodes[0]);
+    b->nodes[0].state = BUFFET__VN_NIL;
+    b->count = 1;
+    buffet__vb_rebuild(b);
+    (void)buffet__vb_reserve(b);   /* within the first 64 slots: cannot fail */
+    *out = b;
+    return BUFFET_OK;
+nomem:
+    r = buffet_alloc_error(NULL);
+    if (r == BUFFET_OK) r = BUFFET_ERR_NOMEM;
+    BUFFET__LOG(&log, BUFFET_LOG_ERROR, r, "vblock: its bookkeeping could not be allocated");
+    return r;
+}
+
+BUFFET_API void buffet_gpu_vblock_destroy(buffet_gpu_vblock *b) {
+    buffet_allocator a;
+    if (!b) return;
+    if (b->allocations) {
+        uint32_t i, shown = 0;
+        for (i = b->first; i != BUFFET__VB_NONE; i = b->nodes[i].next_phys) {
+            if (b->nodes[i].state != BUFFET__VN_USED) continue;
+            if (shown++ >= BUFFET__VB_LEAKS_SHOWN) break;
+            BUFFET__LOG(&b->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "vblock '%s': leak: %llu bytes at offset %llu still allocated at destroy",
+                        b->name, (unsigned long long)b->nodes[i].size, (unsigned long long)b->nodes[i].offset);
+        }
+        BUFFET__LOG(&b->log, BUFFET_LOG_WARN, BUFFET_ERR_LEAK, "vblock '%s': destroyed with %u allocations (%llu bytes) live",
+                    b->name, b->allocations, (unsigned long long)b->allocated_bytes);
+    }
+    a = b->allocator;
+    buffet_free(a, b->nodes, (size_t)b->cap * sizeof(buffet__vnode), BUFFET_ALIGNOF(buffet__vnode), BUFFET_SITE);
+    buffet_free(a, b, sizeof *b, BUFFET_ALIGNOF(buffet_gpu_vblock), BUFFET_SITE);
+}
+
+/* The head of the first list whose ranges are all >= a size of class (fl, sl) and its
+   successors, or NONE. */
+static inline uint32_t buffet__vb_find(const buffet_gpu_vblock *b, unsigned fl, unsigned sl) {
+    /* both candidates at once, then a select: whether fl's own lists have one is a coin toss */
+    uint32_t slmap = b->sl_bitmap[fl] & (~0u << sl);
+    unsigned up = buffet__gpu_ctz64((b->fl_bitmap & (~(uint64_t)1 << fl)) | (uint64_t)1 << 63);   /* 63: none */
+    uint32_t upmap = b->sl_bitmap[up];
+    unsigned f = slmap ? fl : up;
+    uint32_t m = slmap ? slmap : upmap;
+    if (!m) return BUFFET__VB_NONE;
+    return b->heads[f][buffet__gpu_ctz32(m)];
+}
+
+/* Good fit: the class above size's own, so that any range found is big enough. */
+static inline uint32_t buffet__vb_find_fit(const buffet_gpu_vblock *b, uint64_t size) {
+    unsigned fl, sl;
+    if (size >= BUFFET__VB_SL) size += ((uint64_t)1 << (buffet__gpu_msb64(size) - BUFFET__VB_SL_LOG)) - 1;
+    buffet__vb_map(size, &fl, &sl);
+    return buffet__vb_find(b, fl, sl);
+}
+
+static inline bool buffet__vb_fits(const buffet__vnode *n, uint64_t size, uint64_t align) {
+    uint64_t pad = (0 - n->offset) & (align - 1);
+    return pad <= n->size && size <= n->size - pad;
+}
+
+__attribute__((noinline, cold)) static void buffet__vb_refuse(buffet_gpu_vblock *b, buffet_result r, buffet_log_level level, const char *why,
+                              uint64_t size, uint64_t align) {
+    buffet__vb_count(&b->failed_allocs);
+    BUFFET__LOG(&b->log, level, r, "vblock '%s': alloc of %llu bytes aligned to %llu refused: %s", b->name,
+                (unsigned long long)size, (unsigned long long)align, why);
+}
+
+BUFFET_API buffet_result buffet_gpu_vblock_alloc(buffet_gpu_vblock *b, uint64_t size, uint64_t align,
+                                                 uint64_t *offset, buffet_gpu_valloc *handle) {
+    uint64_t s, a, pad;
+    uint32_t i = BUFFET__VB_NONE;
+    buffet__vnode *n, *nodes;
+    buffet_result r;
+    if (!b || !offset || !handle) return BUFFET_ERR_INVALID;
+    /* one test for the common case: 0 < size <= the block's size, align a power of two */
+    if (size - 1 >= b->size || (align & (align - 1)) || !align) {
+        if (size == 0 || align == 0 || (align & (align - 1))) {
+            buffet__vb_refuse(b, BUFFET_ERR_INVALID, BUFFET_LOG_ERROR, "size 0 or an alignment that is no power of two", size, align);
+            return BUFFET_ERR_INVALID;
+        }
+        if (size > UINT64_MAX - (b->min_align - 1)) {
+            buffet__vb_refuse(b, BUFFET_ERR_OVERFLOW, BUFFET_LOG_ERROR, "the size rounded up to min_align passes 2^64", size, align);
+            return BUFFET_ERR_OVERFLOW;
+        }
+        buffet__vb_refuse(b, BUFFET_ERR_TOO_LARGE, BUFFET_LOG_ERROR, "larger than the block", size, align);
+        return BUFFET_ERR_TOO_LARGE;
+    }
+    /* size <= b->size, a multiple of min_align: rounding up cannot pass it */
+    s = (size + b->min_align - 1) & ~(b->min_align - 1);
+    a = align > b->min_align ? align : b->min_align;
+    if (b->allocations >= b->max_allocations) {
+        buffet__vb_refuse(b, BUFFET_ERR_EXHAUSTED, BUFFET_LOG_DEBUG, "max_allocations are live", size, align);
+        return BUFFET_ERR_EXHAUSTED;
+    }
+    if (b->n_unused < 3 && (r = buffet__vb_reserve(b)) != BUFFET_OK) {
+        buffet__vb_count(&b->failed_allocs);
+        return r;
+    }
+    nodes = b->nodes;   /* after the reserve, which may move it */
+    /* TLSF's good fit: the first list whose ranges are all big enough, its head taken when it is
+       aligned well enough (always, when align <= min_align: every range starts at a multiple of
+       min_align); else the good fit for s plus the worst padding, which always fits. O(1) either
+       way. (Looking at the head of s's own list first, for an exact fit, was measured: no less
+       waste or fragmentation, one more unpredictable branch.) */
+    i = buffet__vb_find_fit(b, s);
+    if (i != BUFFET__VB_NONE && a > b->min_align && !buffet__vb_fits(&nodes[i], s, a)) {
+        i = BUFFET__VB_NONE;
+        if (a - b->min_align <= b->size - s) {
+            i = buffet__vb_find_fit(b, s + (a - b->min_align));
+            if (i != BUFFET__VB_NONE && !buffet__vb_fits(&nodes[i], s, a)) i = BUFFET__VB_NONE;
+        }
+    }
+    if (i == BUFFET__VB_NONE) {
+        buffet__vb_refuse(b, BUFFET_ERR_EXHAUSTED, BUFFET_LOG_DEBUG, "no free range fits", size, align);
+        return BUFFET_ERR_EXHAUSTED;
+    }
+    buffet__vb_list_remove(b, nodes, i);
+    if (nodes[i].gen > BUFFET__VB_GEN_MAX) {
+        /* this slot's generations are spent: the range moves to a fresh one */
+        uint32_t j = buffet__vb_take_slot(b);
+        buffet__vnode *o = &nodes[i], *m = &nodes[j];
+        m->offset = o->offset;
+        m->size = o->size;
+        m->prev_phys = o->prev_phys;
+        m->next_phys = o->next_phys;
+        if (m->prev_phys != BUFFET__VB_NONE) nodes[m->prev_phys].next_phys = j;
+        else b->first = j;
+        if (m->next_phys != BUFFET__VB_NONE) nodes[m->next_phys].prev_phys = j;
+        o->state = BUFFET__VN_RETIRED;
+        b->retired++;
+        i = j;
+    }
+    n = &nodes[i];
+    pad = (0 - n->offset) & (a - 1);
+    if (pad) {
+        /* the gap becomes a free range of its own; its left neighbour is in use (free ranges are
+           never neighbours), so there is nothing to merge it with */
+        uint32_t g = buffet__vb_take_slot(b);
+        buffet__vnode *gn = &nodes[g];
+        gn->offset = n->offset;
+        gn->size = pad;
+        gn->prev_phys = n->prev_phys;
+        gn->next_phys = i;
+        if (gn->prev_phys != BUFFET__VB_NONE) nodes[gn->prev_phys].next_phys = g;
+        else b->first = g;
+        n->prev_phys = g;
+        n->offset += pad;
+        n->size -= pad;
+        buffet__vb_list_insert(b, nodes, g);
+    }
+    if (n->size > s) {
+        uint32_t t = buffet__vb_take_slot(b);
+        buffet__vnode *tn = &nodes[t];
+        tn->offset = n->offset + s;
+        tn->size = n->size - s;
+        n->size = s;
+        tn->prev_phys = i;
+        tn->next_phys = n->next_phys;
+        nodes[tn->next_phys].prev_phys = t;
+        n->next_phys = t;
+        buffet__vb_list_insert(b, nodes, t);
+    }
+    n->state = BUFFET__VN_USED;
+    b->allocations++;
+    b->allocated_bytes += s;
+    buffet__vb_count(&b->total_allocs);
+    *offset = n->offset;
+    *handle = (uint64_t)b->tag << 48 | (uint64_t)n->gen << 32 | i;
+    return BUFFET_OK;
+}
+
+/* The slot a handle names when it is live, else why not. */
+static buffet_result buffet__vb_lookup(const buffet_gpu_vblock *b, buffet_gpu_valloc h, uint32_t *out) {
+    uint32_t i = (uint32_t)h, gen = (uint32_t)(h >> 32) & 0xFFFFu;
+    const buffet__vnode *n;
+    if ((uint32_t)(h >> 48) != b->tag || i >= b->count) return BUFFET_ERR_FOREIGN;
+    n = &b->nodes[i];
+    if (n->state == BUFFET__VN_USED && n->gen == gen) {
+        *out = i;
+        return BUFFET_OK;
+    }
+    /* generations only grow, so an older one was handed out and released since; a newer one, or
+       the current one of a slot not in use, never was */
+    return gen < n->gen ? BUFFET_ERR_DOUBLE_FREE : BUFFET_ERR_FOREIGN;
+}
+
+__attribute__((noinline, cold)) static buffet_result buffet__vb_refuse_free(buffet_gpu_vblock *b, buffet_result r, buffet_gpu_valloc handle) {
+    buffet__vb_count(r == BUFFET_ERR_DOUBLE_FREE ? &b->double_frees : &b->foreign_frees);
+    BUFFET__LOG(&b->log, BUFFET_LOG_ERROR, r, "vblock '%s': free of handle 0x%016llx refused: %s", b->name,
+                (unsigned long long)handle,
+                r == BUFFET_ERR_DOUBLE_FREE ? "freed already (or before a reset)" : "not an allocation of this block");
+    return r;
+}
+
+BUFFET_API buffet_result buffet_gpu_vblock_free(buffet_gpu_vblock *b, buffet_gpu_valloc handle) {
+    uint32_t i, p, q;
+    buffet__vnode *n, *nodes;
+    buffet_result r;
+    if (!b) return BUFFET_ERR_INVALID;
+    r = buffet__vb_lookup(b, handle, &i);
+    if (r != BUFFET_OK) return buffet__vb_refuse_free(b, r, handle);
+    nodes = b->nodes;
+    n = &nodes[i];
+    b->allocations--;
+    b->allocated_bytes -= n->size;
+    buffet__vb_count(&b->total_frees);
+    n->gen++;
+    p = n->prev_phys;
+    if (nodes[p].state == BUFFET__VN_FREE) {   /* the nil node never is */
+        /* the left neighbour absorbs this range */
+        buffet__vnode *pn = &nodes[p];
+        buffet__vb_list_remove(b, nodes, p);
+        pn->size += n->size;
+        pn->next_phys = n->next_phys;
+        nodes[n->next_phys].prev_phys = p;
+        buffet__vb_drop(b, i);
+        i = p;
+        n = pn;
+    }
+    q = n->next_phys;
+    if (nodes[q].state == BUFFET__VN_FREE) {
+        buffet__vnode *qn = &nodes[q];
+        buffet__vb_list_remove(b, nodes, q);
+        n->size += qn->size;
+        n->next_phys = qn->next_phys;
+        nodes[qn->next_phys].prev_phys = i;
+        buffet__vb_drop(b, q);
+    }
+    buffet__vb_list_insert(b, nodes, i);
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_gpu_vblock_get(const buffet_gpu_vblock *b, buffet_gpu_valloc handle,
+                                               uint64_t *offset, uint64_t *size) {
+    uint32_t i;
+    buffet_result r;
+    if (!b) return BUFFET_ERR_INVALID;
+    r = buffet__vb_lookup(b, handle, &i);
+    if (r != BUFFET_OK) return r;
+    if (offset) *offset = b->nodes[i].offset;
+    if (size) *size = b->nodes[i].size;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_gpu_vblock_reset(buffet_gpu_vblock *b) {
+    uint32_t i;
+    if (!b) return;
+    for (i = 0; i < b->count; i++)
+        if (b->nodes[i].state == BUFFET__VN_USED) b->nodes[i].gen++;   /* their handles go stale */
+    buffet__vb_rebuild(b);
+    (void)buffet__vb_reserve(b);   /* may fail to grow: the next alloc tries again */
+}
+
+BUFFET_API buffet_gpu_vblock_stats buffet_gpu_vblock_get_stats(const buffet_gpu_vblock *b) {
+    buffet_gpu_vblock_stats s;
+    memset(&s, 0, sizeof s);
+    if (!b) return s;
+    s.size = b->size;
+    s.allocated_bytes = b->allocated_bytes;
+    s.free_bytes = b->size - b->allocated_bytes;
+    s.allocations = b->allocations;
+    s.free_ranges = b->free_ranges;
+    if (b->fl_bitmap) {
+        /* the largest range is in the highest non-empty list, somewhere: that list is walked */
+        unsigned fl = buffet__gpu_msb64(b->fl_bitmap);
+        unsigned sl = buffet__gpu_msb64(b->sl_bitmap[fl]);
+        uint32_t i;
+        for (i = b->heads[fl][sl]; i != BUFFET__VB_NONE; i = b->nodes[i].next_free)
+            if (b->nodes[i].size > s.largest_free) s.largest_free = b->nodes[i].size;
+    }
+    s.fragmentation = s.free_bytes ? 1.0 - (double)s.largest_free / (double)s.free_bytes : 0.0;
+    s.total_allocs = b->total_allocs;
+    s.total_frees = b->total_frees;
+    s.failed_allocs = b->failed_allocs;
+    s.double_frees = b->double_frees;
+    s.foreign_frees = b->foreign_frees;
+    s.nodes = b->count;
+    s.retired_nodes = b->retired;
+    return s;
+}
+
+BUFFET_API size_t buffet_gpu_vblock_stats_json(const buffet_gpu_vblock *b, char *out, size_t cap) {
+    buffet_gpu_vblock_stats s = buffet_gpu_vblock_get_stats(b);
+    size_t len = 0;
+    if (!out) cap = 0;
+    if (cap) out[0] = '\0';
+    buffet__append(out, cap, &len, "{\"vblock\":\"");
+    buffet__append_quoted(out, cap, &len, b ? b->name : "", false);
+    buffet__append(out, cap, &len,
+                   "\",\"size\":%llu,\"min_align\":%llu,\"allocations\":%u,\"allocated_bytes\":%llu,\"free_bytes\":%llu,"
+                   "\"free_ranges\":%u,\"largest_free\":%llu,\"fragmentation\":%.6f,\"total_allocs\":%llu,\"total_frees\":%llu,"
+                   "\"failed_allocs\":%llu,\"double_frees\":%llu,\"foreign_frees\":%llu,\"nodes\":%u,\"retired_nodes\":%u}",
+                   (unsigned long long)s.size, (unsigned long long)(b ? b->min_align : 0), s.allocations,
+                   (unsigned long long)s.allocated_bytes, (unsigned long long)s.free_bytes, s.free_ranges,
+                   (unsigned long long)s.largest_free, s.fragmentation, (unsigned long long)s.total_allocs,
+                   (unsigned long long)s.total_frees, (unsigned long long)s.failed_allocs, (unsigned long long)s.double_frees,
+                   (unsigned long long)s.foreign_frees, s.nodes, s.retired_nodes);
+    return len;
+}
+
+#define BUFFET__VB_BAD(...) do { BUFFET__LOG(&b->log, BUFFET_LOG_ERROR, BUFFET_ERR_CORRUPT, __VA_ARGS__); return BUFFET_ERR_CORRUPT; } while (0)
+
+BUFFET_API buffet_result buffet_gpu_vblock_check(const buffet_gpu_vblock *b) {
+    uint64_t at = 0, used_bytes = 0;
+    uint32_t i, prev = BUFFET__VB_NONE, nused = 0, nfree = 0, listed = 0, unused = 0, retired = 0, steps = 0;
+    unsigned fl, sl;
+    if (!b) return BUFFET_ERR_INVALID;
+    for (i = b->first; i != BUFFET__VB_NONE; i = b->nodes[i].next_phys) {
+        const buffet__vnode *n = &b->nodes[i];
+        if (i >= b->count || ++steps > b->count) BUFFET__VB_BAD("vblock '%s': the range list leaves the table or loops", b->name);
+        if (n->prev_phys != prev) BUFFET__VB_BAD("vblock '%s': range %u's left link is wrong", b->name, i);
+        if (n->offset != at || n->size == 0 || n->size > b->size - at)
+            BUFFET__VB_BAD("vblock '%s': range %u is [%llu, +%llu), expected at %llu", b->name, i, (unsigned long long)n->offset,
+                           (unsigned long long)n->size, (unsigned long long)at);
+        if ((n->offset | n->size) & (b->min_align - 1)) BUFFET__VB_BAD("vblock '%s': range %u not a multiple of min_align", b->name, i);
+        if (n->state == BUFFET__VN_USED) nused++, used_bytes += n->size;
+        else if (n->state == BUFFET__VN_FREE) {
+            nfree++;
+            if (prev != BUFFET__VB_NONE && b->nodes[prev].state == BUFFET__VN_FREE)
+                BUFFET__VB_BAD("vblock '%s': free ranges %u and %u are neighbours, not merged", b->name, prev, i);
+        } else BUFFET__VB_BAD("vblock '%s': range %u is in the list but neither free nor used", b->name, i);
+        at += n->size;
+        prev = i;
+    }
+    if (at != b->size) BUFFET__VB_BAD("vblock '%s': the ranges cover %llu of %llu bytes", b->name, (unsigned long long)at, (unsigned long long)b->size);
+    if (nused != b->allocations || used_bytes != b->allocated_bytes || nfree != b->free_ranges)
+        BUFFET__VB_BAD("vblock '%s': counters disagree with the ranges", b->name);
+    for (fl = 0; fl < BUFFET__VB_FL; fl++) {
+        if (!!(b->fl_bitmap >> fl & 1) != !!b->sl_bitmap[fl]) BUFFET__VB_BAD("vblock '%s': first-level bit %u is wrong", b->name, fl);
+        for (sl = 0; sl < BUFFET__VB_SL; sl++) {
+            uint32_t h = b->heads[fl][sl], p2 = BUFFET__VB_NONE, k = 0;
+            if (!!(b->sl_bitmap[fl] >> sl & 1) != (h != BUFFET__VB_NONE))
+                BUFFET__VB_BAD("vblock '%s': second-level bit %u/%u is wrong", b->name, fl, sl);
+            for (; h != BUFFET__VB_NONE; h = b->nodes[h].next_free) {
+                unsigned f2, s2;
+                if (h >= b->count || ++k > b->count) BUFFET__VB_BAD("vblock '%s': free list %u/%u loops", b->name, fl, sl);
+                buffet__vb_map(b->nodes[h].size, &f2, &s2);
+                if (b->nodes[h].state != BUFFET__VN_FREE || f2 != fl || s2 != sl || b->nodes[h].fl != fl || b->nodes[h].sl != sl ||
+                    b->nodes[h].prev_free != p2)
+                    BUFFET__VB_BAD("vblock '%s': range %u is in the wrong free list", b->name, h);
+                p2 = h;
+                listed++;
+            }
+        }
+    }
+    if (listed != nfree) BUFFET__VB_BAD("vblock '%s': %u free ranges listed of %u", b->name, listed, nfree);
+    for (fl = BUFFET__VB_FL; fl < 64; fl++)
+        if (b->sl_bitmap[fl]) BUFFET__VB_BAD("vblock '%s': second-level bitmap %u is past the classes", b->name, fl);
+    for (i = b->unused, steps = 0; i != BUFFET__VB_NONE; i = b->nodes[i].next_free) {
+        if (i >= b->count || ++steps > b->count || b->nodes[i].state != BUFFET__VN_UNUSED || b->nodes[i].gen > BUFFET__VB_GEN_MAX)
+            BUFFET__VB_BAD("vblock '%s': the unused list is wrong at %u", b->name, i);
+        unused++;
+    }
+    for (i = 0; i < b->count; i++) retired += b->nodes[i].state == BUFFET__VN_RETIRED;
+    if (unused != b->n_unused || retired != b->retired || nused + nfree + unused + retired + 1 != b->count ||
+        b->nodes[0].state != BUFFET__VN_NIL || b->nodes[0].gen != 0)
+        BUFFET__VB_BAD("vblock '%s': slots do not add up", b->name);
+    return BUFFET_OK;
+}
+#undef BUFFET__VB_BAD
+
+/* >>ring */
+#define BUFFET__RING_SEQ_MAX (((uint64_t)1 << 48) - 1)
+
+BUFFET_API buffet_result buffet_gpu_ring_init(buffet_gpu_ring *r, const buffet_gpu_ring_desc *desc) {
+    uint64_t min_align;
+    if (!r) return BUFFET_ERR_INVALID;
+    memset(r, 0, sizeof *r);
+    if (!desc) return BUFFET_ERR_INVALID;
+    min_align = desc->min_align ? desc->min_align : 1;
+    if (desc->size == 0 || desc->size > ((uint64_t)1 << 63) || (min_align & (min_align - 1)) || (desc->size & (min_align - 1))) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "ring: size %llu and min_align %llu: the size must be 1..2^63 and a multiple of min_align, a power of two",
+                    (unsigned long long)desc->size, (unsigned long long)desc->min_align);
+        return BUFFET_ERR_INVALID;
+    }
+    r->size = desc->size;
+    r->min_align = min_align;
+    r->log = desc->log;
+    r->tag = buffet__gpu_next_tag();
+    buffet__gpu_copy_name(r->name, sizeof r->name, desc->name, "ring");
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_gpu_ring_deinit(buffet_gpu_ring *r) {
+    if (r) memset(r, 0, sizeof *r);
+}
+
+static buffet_result buffet__ring_refuse(buffet_gpu_ring *r, buffet_result code, buffet_log_level level, const char *why,
+                                         uint64_t size, uint64_t align) {
+    if (r->failures != UINT64_MAX) r->failures++;
+    BUFFET__LOG(&r->log, level, code, "ring '%s': alloc of %llu bytes aligned to %llu refused: %s", r->name,
+                (unsigned long long)size, (unsigned long long)align, why);
+    return code;
+}
+
+BUFFET_API buffet_result buffet_gpu_ring_alloc(buffet_gpu_ring *r, uint64_t size, uint64_t align, uint64_t *offset) {
+    uint64_t s, a, pad, skip = 0, off, need, hoff;
+    if (!r || !offset || !r->size) return BUFFET_ERR_INVALID;
+    if (size == 0 || align == 0 || (align & (align - 1)))
+        return buffet__ring_refuse(r, BUFFET_ERR_INVALID, BUFFET_LOG_ERROR, "size 0 or an alignment that is no power of two", size, align);
+    if (size > UINT64_MAX - (r->min_align - 1))
+        return buffet__ring_refuse(r, BUFFET_ERR_OVERFLOW, BUFFET_LOG_ERROR, "the size rounded up to min_align passes 2^64", size, align);
+    s = (size + r->min_align - 1) & ~(r->min_align - 1);
+    a = align > r->min_align ? align : r->min_align;
+    if (s > r->size) return buffet__ring_refuse(r, BUFFET_ERR_TOO_LARGE, BUFFET_LOG_ERROR, "larger than the ring", size, align);
+    /* an empty ring starts again at 0: nothing live is in the way, and nothing is skipped */
+    hoff = r->head == r->tail ? 0 : r->head_off;
+    pad = (0 - hoff) & (a - 1);
+    if (pad > r->size - hoff || s > r->size - hoff - pad) {
+        /* not before the end: skip it and start at 0, which every alignment allows */
+        skip = r->size - hoff;
+        pad = 0;
+        off = 0;
+    } else off = hoff + pad;
+    need = skip + pad + s;   /* at most 2 * size <= 2^64 - 2 (init keeps size <= 2^63) */
+    if (r->head > UINT64_MAX - need)
+        return buffet__ring_refuse(r, BUFFET_ERR_OVERFLOW, BUFFET_LOG_ERROR, "the position counter would pass 2^64", size, align);
+    if (r->head + need - r->tail > r->size)
+        return buffet__ring_refuse(r, BUFFET_ERR_EXHAUSTED, BUFFET_LOG_DEBUG, "the live part leaves no room (release a mark)", size, align);
+    r->head += need;
+    r->head_off = off + s == r->size ? 0 : off + s;
+    if (skip && r->wraps != UINT64_MAX) r->wraps++;
+    if (r->allocs != UINT64_MAX) r->allocs++;
+    if (r->head - r->tail > r->peak_used) r->peak_used = r->head - r->tail;
+    *offset = off;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_gpu_ring_mark_take(buffet_gpu_ring *r, buffet_gpu_ring_mark *mark) {
+    if (!r || !mark || !r->size) return BUFFET_ERR_INVALID;
+    if (r->marks_taken - r->marks_released >= BUFFET_GPU_RING_MARKS) {
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_EXHAUSTED, "ring '%s': %d marks outstanding: release one first", r->name,
+                    BUFFET_GPU_RING_MARKS);
+        return BUFFET_ERR_EXHAUSTED;
+    }
+    if (r->marks_taken >= BUFFET__RING_SEQ_MAX) {
+        BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, BUFFET_ERR_OVERFLOW, "ring '%s': 2^48 marks taken: reset or init it again", r->name);
+        return BUFFET_ERR_OVERFLOW;
+    }
+    r->marks_taken++;
+    r->mark_pos[r->marks_taken % BUFFET_GPU_RING_MARKS] = r->head;
+    *mark = (uint64_t)r->tag << 48 | r->marks_taken;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_gpu_ring_release(buffet_gpu_ring *r, buffet_gpu_ring_mark mark) {
+    uint64_t seq = mark & BUFFET__RING_SEQ_MAX;
+    buffet_result code;
+    if (!r || !r->size) return BUFFET_ERR_INVALID;
+    if ((uint32_t)(mark >> 48) != r->tag || seq == 0 || seq > r->marks_taken) code = BUFFET_ERR_FOREIGN;
+    else if (seq <= r->marks_released) code = BUFFET_ERR_DOUBLE_FREE;
+    else {
+        /* marks are positions in order, so the tail only moves forward */
+        r->tail = r->mark_pos[seq % BUFFET_GPU_RING_MARKS];
+        r->marks_released = seq;
+        return BUFFET_OK;
+    }
+    if (r->bad_marks != UINT64_MAX) r->bad_marks++;
+    BUFFET__LOG(&r->log, BUFFET_LOG_ERROR, code, "ring '%s': release of mark 0x%016llx refused: %s", r->name,
+                (unsigned long long)mark,
+                code == BUFFET_ERR_DOUBLE_FREE ? "released already, or older than a released one" : "not a mark of this ring");
+    return code;
+}
+
+BUFFET_API void buffet_gpu_ring_reset(buffet_gpu_ring *r) {
+    if (!r || !r->size) return;
+    /* every mark taken so far becomes stale: released, with nothing left to release */
+    r->marks_released = r->marks_taken;
+    r->tail = r->head;
+}
+
+BUFFET_API buffet_gpu_ring_stats buffet_gpu_ring_get_stats(const buffet_gpu_ring *r) {
+    buffet_gpu_ring_stats s;
+    memset(&s, 0, sizeof s);
+    if (!r) return s;
+    s.size = r->size;
+    s.used = r->head - r->tail;
+    s.peak_used = r->peak_used;
+    s.allocs = r->allocs;
+    s.failures = r->failures;
+    s.wraps = r->wraps;
+    s.marks_outstanding = r->marks_taken - r->marks_released;
+    s.bad_marks = r->bad_marks;
+    return s;
+}
+
+BUFFET_API size_t buffet_gpu_ring_stats_json(const buffet_gpu_ring *r, char *out, size_t cap) {
+    buffet_gpu_ring_stats s = buffet_gpu_ring_get_stats(r);
+    size_t len = 0;
+    if (!out) cap = 0;
+    if (cap) out[0] = '\0';
+    buffet__append(out, cap, &len, "{\"ring\":\"");
+    buffet__append_quoted(out, cap, &len, r ? r->name : "", false);
+    buffet__append(out, cap, &len,
+                   "\",\"size\":%llu,\"used\":%llu,\"peak_used\":%llu,\"allocs\":%llu,\"failures\":%llu,\"wraps\":%llu,"
+                   "\"marks_outstanding\":%llu,\"bad_marks\":%llu}",
+                   (unsigned long long)s.size, (unsigned long long)s.used, (unsigned long long)s.peak_used,
+                   (unsigned long long)s.allocs, (unsigned long long)s.failures, (unsigned long long)s.wraps,
+                   (unsigned long long)s.marks_outstanding, (unsigned long long)s.bad_marks);
+    return len;
+}
+
 #endif /* BUFFET_IMPLEMENTATION */
 
 /* buffet_gpu.h - Copyright (c) 2026 the buffet authors - MIT licence, see LICENSE. */
