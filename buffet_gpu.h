@@ -338,15 +338,13 @@ struct buffet_gpu_vblock {
 /* Counters that cannot wrap: they stop at their maximum. */
 static inline void buffet__vb_count(uint64_t *c) { *c += *c != UINT64_MAX; }
 
+/* Class 0 holds sizes below SL, one list each; class f >= 1 the sizes [2^(f+4), 2^(f+5)) in SL
+   steps. One bit scan and no branch: with m the top bit of size | SL (SL_LOG below 2*SL), the
+   SL bits under m are sl, and sizes below SL (m == SL_LOG, size >> 0 < SL) fall to class 0. */
 static inline void buffet__vb_map(uint64_t size, unsigned *fl, unsigned *sl) {
-    if (size < BUFFET__VB_SL) {
-        *fl = 0;
-        *sl = (unsigned)size;
-    } else {
-        unsigned m = buffet__gpu_msb64(size);
-        *fl = m - (BUFFET__VB_SL_LOG - 1);
-        *sl = (unsigned)(size >> (m - BUFFET__VB_SL_LOG)) ^ BUFFET__VB_SL;
-    }
+    unsigned m = buffet__gpu_msb64(size | BUFFET__VB_SL);
+    *fl = m - (BUFFET__VB_SL_LOG - 1) - (size < BUFFET__VB_SL);
+    *sl = (unsigned)(size >> (m - BUFFET__VB_SL_LOG)) & (BUFFET__VB_SL - 1);
 }
 
 /* nodes is b->nodes, passed in: the stores through it would otherwise make the compiler load
@@ -373,13 +371,18 @@ static inline void buffet__vb_list_remove(buffet_gpu_vblock *b, buffet__vnode *n
     buffet__vnode *n = &nodes[i];
     uint32_t prev = n->prev_free, next = n->next_free;
     unsigned fl = n->fl, sl = n->sl;
-    uint32_t *link = prev != BUFFET__VB_NONE ? &nodes[prev].next_free : &b->heads[fl][sl];
-    uint32_t empty;
-    *link = next;
+    uint32_t *head = &b->heads[fl][sl];
+    uint32_t h = *head, empty, map;
+    /* no branch on whether i heads its list (a coin toss with random sizes): the predecessor's
+       link is written, the nil node's when there is none, and the head is replaced by a select */
+    nodes[prev].next_free = next;
+    h = h == i ? next : h;
+    *head = h;
     nodes[next].prev_free = prev;    /* the nil node's when i was last */
-    empty = b->heads[fl][sl] == BUFFET__VB_NONE;
-    b->sl_bitmap[fl] &= ~(empty << sl);
-    b->fl_bitmap &= ~((uint64_t)(b->sl_bitmap[fl] == 0) << fl);
+    empty = h == BUFFET__VB_NONE;
+    map = b->sl_bitmap[fl] & ~(empty << sl);   /* kept in a register: not read back */
+    b->sl_bitmap[fl] = map;
+    b->fl_bitmap &= ~((uint64_t)(map == 0) << fl);
     b->free_ranges--;
 }
 
@@ -567,7 +570,8 @@ static inline uint32_t buffet__vb_find(const buffet_gpu_vblock *b, unsigned fl, 
 /* Good fit: the class above size's own, so that any range found is big enough. */
 static inline uint32_t buffet__vb_find_fit(const buffet_gpu_vblock *b, uint64_t size) {
     unsigned fl, sl;
-    if (size >= BUFFET__VB_SL) size += ((uint64_t)1 << (buffet__gpu_msb64(size) - BUFFET__VB_SL_LOG)) - 1;
+    /* round up to the next class boundary: one SL step less one (0 below 2 * SL, where a step is 1) */
+    size += ((uint64_t)1 << (buffet__gpu_msb64(size | BUFFET__VB_SL) - BUFFET__VB_SL_LOG)) - 1;
     buffet__vb_map(size, &fl, &sl);
     return buffet__vb_find(b, fl, sl);
 }
