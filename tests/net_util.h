@@ -127,6 +127,18 @@ __attribute__((unused)) static const char *nu_veth_make(nu_veth *v, const char *
         nu_veth_del(v);
         return "`ip netns` / veth setup failed";
     }
+    /* "link set up" returns before the kernel's link watcher has given the ends their queueing
+       discipline: until then each end has "noop", which drops whatever is sent. Wait (at most
+       5 s) until both ends are up with a real one, or the first datagrams vanish. */
+    snprintf(cmd, sizeof cmd,
+             "{ ip -n %s link show dev %s; ip -n %s link show dev %s; } | "
+             "grep -q -e 'qdisc noop' -e 'state DOWN' -e 'NO-CARRIER'",
+             v->ns[0], v->dev[0], v->ns[1], v->dev[1]);
+    for (i = 0; i < 500 && nu_sh(cmd) == 0; i++) usleep(10000);
+    if (i == 500) {
+        nu_veth_del(v);
+        return "the veth pair did not come up within 5 s";
+    }
     return NULL;
 }
 
