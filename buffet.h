@@ -287,7 +287,8 @@ BUFFET_EXTERN_C_BEGIN
     X(BUFFET_ERR_TOO_LARGE,   -20, "larger (or more aligned) than this allocator or pool serves") \
     X(BUFFET_ERR_UNSAFE,      -21, "another process could change it under us")                \
     X(BUFFET_ERR_CLOSED,      -22, "the peer closed the connection (or reset it)")           \
-    X(BUFFET_ERR_TRUNCATED,   -23, "a datagram was larger than its buffer: it was cut")
+    X(BUFFET_ERR_TRUNCATED,   -23, "a datagram was larger than its buffer: it was cut")      \
+    X(BUFFET_ERR_DEVICE_LOST, -24, "the device was lost (driver reset, GPU hang or removal)")
 
 #define BUFFET__RESULT_ENUM(name, value, text) name = value,
 /* Every fallible function's result. BUFFET_OK is 0; everything else is negative. */
@@ -672,6 +673,9 @@ typedef enum buffet_buf_kind {
     BUFFET_BUF_MMAP = 1,   /* anonymous pages; transparent huge pages when large */
     BUFFET_BUF_SHM  = 2,   /* a memfd: shareable with other processes by its fd, sealed size */
     BUFFET_BUF_WRAP = 3,   /* caller memory with a release callback */
+    BUFFET_BUF_GPU  = 4,   /* GPU memory of buffet_gpu.h: handle and user name the allocation,
+                              data is NULL unless the memory is host-visible */
+    BUFFET_BUF_GPU_PINNED = 5, /* a host buffer registered with a GPU (buffet_gpu_pin) */
     BUFFET_BUF_KIND_USER = 64   /* kinds of other headers and users start here */
 } buffet_buf_kind;
 

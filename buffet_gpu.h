@@ -238,6 +238,241 @@ BUFFET_API buffet_gpu_ring_stats buffet_gpu_ring_get_stats(const buffet_gpu_ring
    Returns: the full length (as snprintf). Thread: owned. */
 BUFFET_API size_t buffet_gpu_ring_stats_json(const buffet_gpu_ring *r, char *out, size_t cap);
 
+/* ---------------------------------------------------------------------------------------------
+   >>devices: GPU memory by intent, from one of three backends
+*/
+typedef struct buffet_gpu_device buffet_gpu_device;
+
+typedef enum buffet_gpu_backend {
+    BUFFET_GPU_AUTO = 0,        /* CUDA when a GPU answers, else Vulkan, else host */
+    BUFFET_GPU_HOST = 1,        /* host memory that behaves as a device's: explicit copies, tickets */
+    BUFFET_GPU_VULKAN = 2,      /* libvulkan.so.1, loaded at run time */
+    BUFFET_GPU_CUDA = 3         /* libcuda.so.1 (the driver API), loaded at run time */
+} buffet_gpu_backend;
+
+/* What memory is for; the memory type follows from it (buffet_gpu_explain says which and why). */
+typedef enum buffet_gpu_intent {
+    BUFFET_GPU_DEVICE_LOCAL = 1, /* the GPU reads and writes it fast; the host reaches it by copies */
+    BUFFET_GPU_UPLOAD = 2,       /* the host writes it once (sequentially: write-combined), the GPU reads */
+    BUFFET_GPU_READBACK = 3,     /* the GPU writes, the host reads it (cached) */
+    BUFFET_GPU_SHARED = 4        /* both use it in place: managed memory, or host-visible device-local */
+} buffet_gpu_intent;
+
+/* Properties of a memory type (as Vulkan's; the other backends describe theirs the same way). */
+enum {
+    BUFFET_GPU_MEM_DEVICE_LOCAL = 1u << 0,
+    BUFFET_GPU_MEM_HOST_VISIBLE = 1u << 1,
+    BUFFET_GPU_MEM_HOST_COHERENT = 1u << 2,   /* writes need no flush, reads no invalidate */
+    BUFFET_GPU_MEM_HOST_CACHED = 1u << 3,     /* fast host reads */
+    BUFFET_GPU_MEM_MANAGED = 1u << 4          /* CUDA managed memory: migrates on use */
+};
+
+#define BUFFET_GPU_MAX_TYPES 32
+#define BUFFET_GPU_MAX_HEAPS 16
+
+/* A Vulkan device the caller already has: buffet makes no instance or device of its own and
+   destroys none. Every handle is passed as a pointer-sized or 64-bit value, so that no Vulkan
+   header is needed. */
+typedef struct buffet_gpu_vulkan_desc {
+    void (*(*get_instance_proc_addr)(void *instance, const char *name))(void);
+                                /* vkGetInstanceProcAddr; NULL: buffet loads libvulkan and makes
+                                   its own instance and device (the fields below are ignored) */
+    void *instance;             /* VkInstance (Vulkan 1.1 or later) */
+    void *physical_device;      /* VkPhysicalDevice */
+    void *device;               /* VkDevice */
+    uint32_t queue_family;      /* a family that can transfer (every graphics or compute one can) */
+    uint32_t queue_index;       /* buffet submits its copies to this queue, under its own lock: the
+                                   caller must not submit to it at the same time */
+} buffet_gpu_vulkan_desc;
+
+typedef struct buffet_gpu_device_desc {
+    buffet_gpu_backend backend; /* AUTO: the first that opens */
+    const char *library;        /* the driver library to load; NULL: libcuda.so.1 / libvulkan.so.1.
+                                   Tests name a stand-in driver here */
+    uint32_t device_index;      /* which GPU of the backend's list */
+    bool validation;            /* Vulkan, own instance: enable VK_LAYER_KHRONOS_validation; its
+                                   messages are logged and counted (buffet_gpu_stats.validation_messages) */
+    buffet_gpu_vulkan_desc vulkan;
+    uint64_t block_size;        /* device memory is taken in blocks of this size, suballocated;
+                                   0: 64 MiB (less on a heap smaller than 1 GiB: heap / 8) */
+    uint64_t dedicated_size;    /* buffers from this size up get memory of their own; 0: block_size / 2 */
+    uint64_t staging_size;      /* host-visible memory for uploads and downloads; 0: 16 MiB */
+    uint64_t frame_size;        /* per-frame upload memory (buffet_gpu_frame_alloc); 0: 8 MiB */
+    uint32_t frames_in_flight;  /* frames whose memory may still be in use by the GPU; 0: 2 */
+    uint32_t max_empty_blocks;  /* empty blocks kept per memory type for reuse; more are released */
+    uint64_t limit;             /* bytes of device memory buffet may take (blocks and dedicated);
+                                   more: BUFFET_ERR_BUDGET. 0: the heaps' budgets only */
+    buffet_allocator allocator; /* bookkeeping; zero: the heap. Must be thread-safe and live until
+                                   destroy (buffers may be released from any thread) */
+    buffet_logger log;          /* refusals, leaks, validation messages; zero: silent */
+    const char *name;           /* in logs and JSON (copied); NULL: the backend's name */
+} buffet_gpu_device_desc;
+
+/* Everything needed to use an allocation with the native API. */
+typedef struct buffet_gpu_native {
+    uint64_t memory;            /* VkDeviceMemory; CUDA: the block's CUdeviceptr; host: its address */
+    uint64_t buffer;            /* VkBuffer covering the whole block (usable as storage, uniform,
+                                   vertex, index, indirect, transfer source and destination); else 0 */
+    uint64_t offset;            /* of the allocation in memory (and in buffer) */
+    uint64_t address;           /* CUDA: the CUdeviceptr of byte 0; host: its address; Vulkan: 0 */
+    uint64_t size;              /* bytes */
+    void *host;                 /* host address of byte 0 when host-visible; else NULL */
+    uint32_t memory_type;       /* index into buffet_gpu_info.type_props */
+    uint32_t coherent;          /* 0: writes need buffet_gpu_flush, reads buffet_gpu_invalidate */
+} buffet_gpu_native;
+
+typedef struct buffet_gpu_info {
+    buffet_gpu_backend backend;
+    const char *backend_name;   /* "host", "vulkan", "cuda" */
+    char device_name[128];      /* as the driver names it */
+    uint32_t type_count, heap_count;
+    uint32_t type_props[BUFFET_GPU_MAX_TYPES];   /* BUFFET_GPU_MEM_* */
+    uint32_t type_heap[BUFFET_GPU_MAX_TYPES];
+    uint64_t heap_size[BUFFET_GPU_MAX_HEAPS];
+    uint32_t heap_device_local[BUFFET_GPU_MAX_HEAPS];
+    uint64_t align;             /* offsets of buffers are multiples of it */
+    uint64_t atom;              /* flush and invalidate granularity (1 where memory is coherent) */
+} buffet_gpu_info;
+
+/* Per memory type, and the device's totals in buffet_gpu_stats. */
+typedef struct buffet_gpu_type_stats {
+    uint32_t blocks, dedicated;     /* device allocations held */
+    uint64_t block_bytes;           /* bytes of those */
+    uint32_t allocations;           /* live buffers */
+    uint64_t allocated_bytes;       /* bytes they hold */
+    uint32_t free_ranges;
+    uint64_t largest_free;
+    double fragmentation;           /* 1 - largest_free / free bytes, over the type's blocks */
+} buffet_gpu_type_stats;
+
+typedef struct buffet_gpu_stats {
+    buffet_gpu_type_stats total;
+    buffet_gpu_type_stats type[BUFFET_GPU_MAX_TYPES];
+    uint64_t heap_usage[BUFFET_GPU_MAX_HEAPS];    /* the driver's count where it has one (Vulkan
+                                                     VK_EXT_memory_budget, cuMemGetInfo), else buffet's */
+    uint64_t heap_budget[BUFFET_GPU_MAX_HEAPS];   /* what the driver says may be used */
+    uint64_t device_allocations;    /* device allocations made since create */
+    uint64_t uploads, downloads, upload_bytes, download_bytes, copy_commands;
+    uint64_t frame_bytes;           /* per-frame memory handed out in the current frame */
+    uint64_t failures;              /* calls refused */
+    uint64_t double_frees, foreign_frees;
+    uint64_t validation_messages;   /* Vulkan validation layer messages (warnings and errors) */
+    uint64_t frame;                 /* frames begun */
+} buffet_gpu_stats;
+
+/* Open a device. Returns: BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID (out NULL, a bad desc),
+   BUFFET_ERR_NO_DEVICE (the backend asked for has no driver library or no device; AUTO ends
+   with host, which always opens), BUFFET_ERR_UNSUPPORTED (a driver too old), BUFFET_ERR_NOMEM,
+   BUFFET_ERR_DEVICE_LOST; logged with the driver's own result. Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_device_create(buffet_gpu_device **out, const buffet_gpu_device_desc *desc);
+/* Wait for the device's work, log live buffers as leaks (BUFFET_ERR_LEAK with the site that
+   made each, the first 8 then a count) and free them, release every device allocation, close
+   the backend. NULL does nothing. Thread: not concurrently with any other use of d. */
+BUFFET_API void buffet_gpu_device_destroy(buffet_gpu_device *d);
+/* The backend, the device's name and its memory types and heaps. Zero for NULL. Thread: safe. */
+BUFFET_API buffet_gpu_info buffet_gpu_get_info(const buffet_gpu_device *d);
+/* The memory type chosen for an intent on this device, with fallbacks (an integrated GPU, no
+   host-visible device memory, lavapipe), and every type's score, into out[0..cap) (NUL-terminated
+   when cap > 0). Returns: the full length (as snprintf). Thread: safe. */
+BUFFET_API size_t buffet_gpu_explain(const buffet_gpu_device *d, buffet_gpu_intent intent, char *out, size_t cap);
+
+/* A persistent GPU buffer. */
+typedef struct buffet_gpu_buf_desc {
+    uint64_t size;              /* bytes; > 0 */
+    uint64_t align;             /* of its offset, a power of two; 0: the device's (info.align) */
+    buffet_gpu_intent intent;   /* required */
+    const char *name;           /* in the leak report (not copied: a literal) */
+} buffet_gpu_buf_desc;
+
+/* Make a GPU buffer: a buffet_buf of kind BUFFET_BUF_GPU with refcount 1, sliceable and in
+   chains like any other; data is its host address when host-visible, else NULL. Its memory is
+   suballocated from a block (O(1)), or its own when large. The last unref returns it, from any
+   thread. Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (NULL, size 0, unknown intent, align not
+   a power of two), BUFFET_ERR_TOO_LARGE (larger than the device allocates at once),
+   BUFFET_ERR_BUDGET (desc.limit or a heap's budget), BUFFET_ERR_NOMEM (the driver refused: out of
+   device memory), BUFFET_ERR_DEVICE_LOST; *out NULL, nothing taken. Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const buffet_gpu_buf_desc *desc,
+                                                  buffet_buf **out, buffet_site site);
+#define buffet_gpu_buf_create(...) buffet_gpu_buf_create_at(__VA_ARGS__, BUFFET_SITE)
+/* The native handles of a GPU buffer (or a pinned one). Returns: BUFFET_OK. Errors:
+   BUFFET_ERR_INVALID (NULL), BUFFET_ERR_FOREIGN (not a buffet GPU buffer). Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_buf_native(const buffet_buf *b, buffet_gpu_native *out);
+/* Make host writes to [off, off+len) of a host-visible buffer visible to the device (flush),
+   or device writes visible to the host (invalidate); nothing to do on coherent memory. Ranges
+   are widened to the device's atom. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_FOREIGN,
+   BUFFET_ERR_RANGE, BUFFET_ERR_UNSUPPORTED (not host-visible). Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_flush(buffet_buf *b, uint64_t off, uint64_t len);
+BUFFET_API buffet_result buffet_gpu_invalidate(buffet_buf *b, uint64_t off, uint64_t len);
+
+/* A transfer's ticket: wait on it or poll it. Tickets grow; 0 is always complete. */
+typedef uint64_t buffet_gpu_ticket;
+
+/* Copy the bytes of src (a chain of any buffers: heap, packets, mmap...) to dst at dst_off.
+   Host-visible dst: written in place (and flushed). Otherwise the slices are gathered into
+   staging memory and copied by the device, one copy command per contiguous staging range.
+   With ticket NULL it waits; else *ticket completes when dst holds the bytes (src may be
+   changed at once: it has been read). Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (NULL,
+   dst not this device's GPU buffer), BUFFET_ERR_RANGE (past dst's end), BUFFET_ERR_DEVICE_LOST;
+   nothing copied or a prefix (a lost device). Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_upload(buffet_gpu_device *d, buffet_buf *dst, uint64_t dst_off,
+                                           const buffet_chain *src, buffet_gpu_ticket *ticket);
+/* Copy len bytes at src_off of GPU buffer src to the end of chain dst, in host buffers from
+   allocator a (zero: the heap) of at most 1 MiB each. With ticket NULL it waits; else the
+   appended bytes are valid once *ticket completes. Errors: as buffet_gpu_upload, and the
+   allocator's. On error dst is unchanged. Thread: safe (dst: owned). */
+BUFFET_API buffet_result buffet_gpu_download(buffet_gpu_device *d, buffet_buf *src, uint64_t src_off,
+                                             uint64_t len, buffet_chain *dst, buffet_allocator a,
+                                             buffet_gpu_ticket *ticket);
+/* Copy between two GPU buffers of d on the device. Errors: as buffet_gpu_upload (overlapping
+   ranges of one buffer: BUFFET_ERR_INVALID). Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_copy(buffet_gpu_device *d, buffet_buf *dst, uint64_t dst_off,
+                                         buffet_buf *src, uint64_t src_off, uint64_t len,
+                                         buffet_gpu_ticket *ticket);
+/* Wait until t has completed, at most timeout_ns (UINT64_MAX: no limit). Returns: BUFFET_OK.
+   Errors: BUFFET_AGAIN (not yet, after the timeout), BUFFET_ERR_INVALID (a ticket not handed out
+   yet), BUFFET_ERR_DEVICE_LOST. Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_wait(buffet_gpu_device *d, buffet_gpu_ticket t, uint64_t timeout_ns);
+
+/* Frames: per-frame memory is reclaimed when the GPU has finished the frame, frames_in_flight
+   frames later. Begin waits (when it must) for frame k - frames_in_flight and reclaims its
+   memory; end closes frame k: its memory is reclaimed after the device work submitted before
+   it (and the caller's after_ticket) has completed. Errors: BUFFET_ERR_STATE (begin twice, end
+   without begin), BUFFET_ERR_DEVICE_LOST. Thread: one thread drives the frames. */
+BUFFET_API buffet_result buffet_gpu_frame_begin(buffet_gpu_device *d);
+BUFFET_API buffet_result buffet_gpu_frame_end(buffet_gpu_device *d, buffet_gpu_ticket after_ticket);
+/* size bytes of intent memory that live until the current frame is reclaimed: a bump in a ring,
+   no free. Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (outside a frame), BUFFET_ERR_EXHAUSTED
+   (the frame memory is full: raise desc.frame_size). Thread: the frames' thread. */
+BUFFET_API buffet_result buffet_gpu_frame_alloc(buffet_gpu_device *d, uint64_t size, uint64_t align,
+                                                buffet_gpu_intent intent, buffet_gpu_native *out);
+
+/* Register host buffer host (any kind: heap, mmap, shm, a packet pool's region) with the device
+   so the device reaches it directly (DMA, no staging copy): *out is a new buffer of kind
+   BUFFET_BUF_GPU_PINNED over the same bytes, holding a reference on host; the memory is
+   unregistered when the last reference to *out goes. Uploads from a chain of pinned slices
+   skip the staging copy. Errors: BUFFET_ERR_INVALID (NULL, a GPU buffer), BUFFET_ERR_UNSUPPORTED
+   (the backend cannot: Vulkan without VK_EXT_external_memory_host), the driver's (NOMEM).
+   Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *host, buffet_buf **out, buffet_site site);
+#define buffet_gpu_pin(...) buffet_gpu_pin_at(__VA_ARGS__, BUFFET_SITE)
+
+/* Statistics (blocks, allocations, free ranges, largest free range, fragmentation, heaps'
+   usage and budgets), as a struct and as one JSON object into out[0..cap) (NUL-terminated
+   when cap > 0; returns the full length). Zero for NULL. Thread: safe. */
+BUFFET_API buffet_gpu_stats buffet_gpu_get_stats(buffet_gpu_device *d);
+BUFFET_API size_t buffet_gpu_stats_json(buffet_gpu_device *d, char *out, size_t cap);
+
+/* Register d with registry r as provider "gpu": a request with device usage
+   (BUFFET_USAGE_DEVICE_READ/WRITE) gets a GPU buffer (host-visible when it also asks for host
+   access); the registry's host providers serve it when no device is registered. d must outlive
+   the registration (buffet_registry_remove(r, "gpu") before destroying d). Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_register(buffet_gpu_device *d, buffet_registry *r);
+/* The Vulkan objects a device uses (its own or the caller's), for the caller's own pipelines:
+   instance, physical device, device, the queue family and index buffet submits to, and
+   vkGetInstanceProcAddr. Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_UNSUPPORTED (not a Vulkan
+   device). Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_vulkan_handles(const buffet_gpu_device *d, buffet_gpu_vulkan_desc *out);
+
 BUFFET_EXTERN_C_END
 #endif /* BUFFET_GPU_H_INCLUDED */
 
@@ -272,6 +507,71 @@ static inline unsigned buffet__gpu_msb64(uint64_t v) {
     return n;
 #endif
 }
+
+/* >>backend interface
+   A backend is a table of functions over its own state (be). The device layer above it does
+   all bookkeeping (blocks, suballocation, staging, tickets, frames, statistics) and calls these
+   under the device's lock, except wait, which it calls without (a backend's wait must be safe
+   beside its other calls). Each returns buffet_result and logs the driver's own code. */
+typedef struct buffet__gpu_mem {
+    uint64_t size;
+    uint32_t type;              /* memory type index */
+    uint32_t pinned;            /* made by pin, not mem_alloc */
+    void *host;                 /* mapped (whole memory, persistently) when host-visible; else NULL */
+    uint64_t memory;            /* VkDeviceMemory / CUdeviceptr / host address */
+    uint64_t buffer;            /* VkBuffer over the whole memory; else 0 */
+    uint64_t address;           /* CUdeviceptr / host address; Vulkan: 0 */
+} buffet__gpu_mem;
+
+typedef struct buffet__gpu_caps {
+    char name[128];             /* the device's name */
+    uint32_t type_count, heap_count;
+    uint32_t type_props[BUFFET_GPU_MAX_TYPES];
+    uint32_t type_heap[BUFFET_GPU_MAX_TYPES];
+    uint64_t heap_size[BUFFET_GPU_MAX_HEAPS];
+    uint32_t heap_device_local[BUFFET_GPU_MAX_HEAPS];
+    uint64_t align;             /* offset alignment any buffer use needs (power of two) */
+    uint64_t atom;              /* nonCoherentAtomSize; 1 when all memory is coherent */
+    uint64_t max_alloc;         /* largest single allocation (maxMemoryAllocationSize) */
+    uint32_t max_allocations;   /* maxMemoryAllocationCount; 0: no limit */
+    uint32_t can_pin;           /* pin works */
+} buffet__gpu_caps;
+
+typedef struct buffet__gpu_ops {
+    const char *name;
+    /* Load the driver, open device desc->device_index, fill caps. NO_DEVICE when the library or
+       device is missing. On error nothing is left open. */
+    buffet_result (*open)(void **be, const buffet_gpu_device_desc *desc, buffet__gpu_caps *caps, buffet_logger log);
+    /* Wait for the device to be idle and close everything (mem_free was called for all memory). */
+    void (*close)(void *be);
+    /* Allocate size bytes of memory type m->type (m->size and m->type set by the caller) and fill
+       the rest of m: map it whole when host-visible; Vulkan: a VkBuffer over all of it, bound at 0.
+       NOMEM when the driver is out of memory, DEVICE_LOST. */
+    buffet_result (*mem_alloc)(void *be, buffet__gpu_mem *m);
+    void (*mem_free)(void *be, buffet__gpu_mem *m);
+    /* Flush (invalidate == 0) or invalidate host-visible non-coherent [off, off + size), already
+       widened to caps.atom. */
+    buffet_result (*flush)(void *be, const buffet__gpu_mem *m, uint64_t off, uint64_t size, int invalidate);
+    /* Record a copy of size bytes into the batch being built; nothing runs until submit. */
+    buffet_result (*copy)(void *be, const buffet__gpu_mem *src, uint64_t src_off,
+                          const buffet__gpu_mem *dst, uint64_t dst_off, uint64_t size);
+    /* Submit the recorded copies (perhaps none) as ticket t (tickets are submitted in increasing
+       order); t completes when they and everything submitted before have completed. */
+    buffet_result (*submit)(void *be, uint64_t t);
+    /* OK once ticket t (submitted) has completed; AGAIN after timeout_ns (0: a poll);
+       DEVICE_LOST. Called without the device lock, perhaps from several threads. */
+    buffet_result (*wait)(void *be, uint64_t t, uint64_t timeout_ns);
+    /* Register host memory [p, p + size) (page-aligned by the caller) and fill m (type is the
+       caps' host-visible type to report, address is the device's view). UNSUPPORTED when the
+       backend cannot. */
+    buffet_result (*pin)(void *be, void *p, uint64_t size, buffet__gpu_mem *m);
+    void (*unpin)(void *be, buffet__gpu_mem *m);
+    /* The driver's view of heap h: bytes in use (by this process where it can tell) and the
+       budget; both 0 when it has none. */
+    void (*heap_budget)(void *be, uint32_t h, uint64_t *usage, uint64_t *budget);
+    /* Vulkan only (NULL elsewhere): the objects in use. */
+    void (*vulkan_handles)(void *be, buffet_gpu_vulkan_desc *out);
+} buffet__gpu_ops;
 
 /* Tags tell one block's or ring's handles from another's: a process-wide count, never 0, so a
    zero handle is never valid. Relaxed: it only has to differ, nothing is published through it. */
@@ -1023,6 +1323,14 @@ BUFFET_API size_t buffet_gpu_ring_stats_json(const buffet_gpu_ring *r, char *out
                    (unsigned long long)s.marks_outstanding, (unsigned long long)s.bad_marks);
     return len;
 }
+
+/* >>vulkan backend */
+static const buffet__gpu_ops buffet__gpu_vulkan_ops = {"vulkan", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+/* >>vulkan backend end */
+
+/* >>cuda backend */
+static const buffet__gpu_ops buffet__gpu_cuda_ops = {"cuda", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+/* >>cuda backend end */
 
 #endif /* BUFFET_IMPLEMENTATION */
 
