@@ -569,8 +569,10 @@ typedef struct buffet__gpu_ops {
     /* The driver's view of heap h: bytes in use (by this process where it can tell) and the
        budget; both 0 when it has none. */
     void (*heap_budget)(void *be, uint32_t h, uint64_t *usage, uint64_t *budget);
-    /* Vulkan only (NULL elsewhere): the objects in use. */
+    /* Vulkan only (NULL elsewhere): the objects in use, and the validation layer's messages
+       (warnings and errors) so far. */
     void (*vulkan_handles)(void *be, buffet_gpu_vulkan_desc *out);
+    uint64_t (*validation_messages)(void *be);
 } buffet__gpu_ops;
 
 /* Tags tell one block's or ring's handles from another's: a process-wide count, never 0, so a
@@ -1325,11 +1327,11 @@ BUFFET_API size_t buffet_gpu_ring_stats_json(const buffet_gpu_ring *r, char *out
 }
 
 /* >>vulkan backend */
-static const buffet__gpu_ops buffet__gpu_vulkan_ops = {"vulkan", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+static const buffet__gpu_ops buffet__gpu_vulkan_ops = {"vulkan", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 /* >>vulkan backend end */
 
 /* >>cuda backend */
-static const buffet__gpu_ops buffet__gpu_cuda_ops = {"cuda", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+static const buffet__gpu_ops buffet__gpu_cuda_ops = {"cuda", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 /* >>cuda backend end */
 
 #endif /* BUFFET_IMPLEMENTATION */
