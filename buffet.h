@@ -864,6 +864,36 @@ static inline const buffet_slice *buffet_chain_at(const buffet_chain *c, size_t 
 }
 
 /* ---------------------------------------------------------------------------------------------
+   >>budgets
+*/
+/* Called once per frame when a budget's soft limit is first passed, after the allocation that
+   passed it is complete. */
+typedef void (*buffet_budget_fn)(void *user, const char *name, size_t used, size_t soft_limit);
+
+/* Limits on bytes allocated per frame, shared by the headers that have frames. Zero-initialise,
+   set the limits, attach it: per arena (buffet_frame_desc.budget), per tag
+   (buffet_frame_set_tag_budget), per thread (point several arenas of one thread at the same
+   buffet_budget with buffet_frame_desc.thread_budget), and to a GPU device's frame memory
+   (buffet_gpu_device_desc.budget), so one budget covers CPU and GPU memory of a frame. Each
+   user charges what it allocates in a frame and takes it back when that frame's memory is
+   reclaimed. The counters are buffet's: read them, don't write them. Thread: owned by the thread
+   that runs the frames of everything attached. */
+typedef struct buffet_budget {
+    const char *name;          /* shown in logs; NULL: "arena" for an arena's own, the tag's name
+                                  for a tag's, "budget" for a thread budget */
+    size_t soft;               /* bytes per frame before on_soft runs (once per frame); 0: none */
+    size_t hard;               /* bytes per frame no allocation may pass; 0: none */
+    buffet_budget_fn on_soft;  /* may be NULL */
+    void *user;
+    size_t used;               /* bytes charged this frame */
+    size_t reserved;           /* bytes arenas hold in reserve against it (see implementation) */
+    size_t peak;               /* most bytes in any frame */
+    uint64_t soft_hits;        /* times on_soft ran */
+    uint64_t hard_failures;    /* allocations refused */
+    bool soft_fired;           /* this frame */
+} buffet_budget;
+
+/* ---------------------------------------------------------------------------------------------
    >>registry: pick a buffer kind from a request
 */
 enum {

@@ -302,6 +302,10 @@ typedef struct buffet_gpu_device_desc {
     uint32_t max_empty_blocks;  /* empty blocks kept per memory type for reuse; more are released */
     uint64_t limit;             /* bytes of device memory buffet may take (blocks and dedicated);
                                    more: BUFFET_ERR_BUDGET. 0: the heaps' budgets only */
+    buffet_budget *budget;      /* charged with the frame memory (buffet_gpu_frame_alloc) of each
+                                   frame, taken back when the frame is reclaimed; may be the budget
+                                   of the thread's frame arenas, so one limit covers CPU and GPU
+                                   memory of a frame (its hard limit: BUFFET_ERR_BUDGET). NULL: none */
     buffet_allocator allocator; /* bookkeeping; zero: the heap. Must be thread-safe and live until
                                    destroy (buffers may be released from any thread) */
     buffet_logger log;          /* refusals, leaks, validation messages; zero: silent */
@@ -416,13 +420,15 @@ typedef uint64_t buffet_gpu_ticket;
    nothing copied or a prefix (a lost device). Thread: safe. */
 BUFFET_API buffet_result buffet_gpu_upload(buffet_gpu_device *d, buffet_buf *dst, uint64_t dst_off,
                                            const buffet_chain *src, buffet_gpu_ticket *ticket);
-/* Copy len bytes at src_off of GPU buffer src to the end of chain dst, in host buffers from
-   allocator a (zero: the heap) of at most 1 MiB each. With ticket NULL it waits; else the
-   appended bytes are valid once *ticket completes. Errors: as buffet_gpu_upload, and the
-   allocator's. On error dst is unchanged. Thread: safe (dst: owned). */
+/* Copy len bytes at src_off of GPU buffer src to the end of chain dst. The device copies them
+   into readback buffers (host-visible GPU buffers of at most dedicated_size each) that become
+   the chain's slices: the host reads them in place, no byte is copied twice. With ticket NULL
+   it waits (and invalidates non-coherent memory); else the appended bytes are valid once
+   *ticket completes (then buffet_gpu_invalidate them where not coherent). Errors: as
+   buffet_gpu_upload, BUFFET_ERR_NOMEM / BUFFET_ERR_BUDGET for the readback memory. On error dst
+   is unchanged. Thread: safe (dst: owned). */
 BUFFET_API buffet_result buffet_gpu_download(buffet_gpu_device *d, buffet_buf *src, uint64_t src_off,
-                                             uint64_t len, buffet_chain *dst, buffet_allocator a,
-                                             buffet_gpu_ticket *ticket);
+                                             uint64_t len, buffet_chain *dst, buffet_gpu_ticket *ticket);
 /* Copy between two GPU buffers of d on the device. Errors: as buffet_gpu_upload (overlapping
    ranges of one buffer: BUFFET_ERR_INVALID). Thread: safe. */
 BUFFET_API buffet_result buffet_gpu_copy(buffet_gpu_device *d, buffet_buf *dst, uint64_t dst_off,
@@ -1326,6 +1332,135 @@ BUFFET_API size_t buffet_gpu_ring_stats_json(const buffet_gpu_ring *r, char *out
     return len;
 }
 
+/* >>host backend
+   Memory from the device's allocator that behaves as a GPU's: the device-local type has no host
+   address (data is reached by copies only, as on a discrete GPU), copies are recorded and run
+   at submit, and tickets complete in order. Every program and test runs on it without a GPU. */
+typedef struct buffet__gpu_hcopy { unsigned char *src, *dst; uint64_t size; } buffet__gpu_hcopy;
+typedef struct buffet__gpu_host {
+    buffet_allocator a;
+    buffet_logger log;
+    uint64_t submitted;             /* atomic: the last ticket whose copies have run */
+    size_t count, cap;              /* recorded copies */
+    buffet__gpu_hcopy *copies;
+} buffet__gpu_host;
+
+static buffet_result buffet__gpu_host_open(void **be, const buffet_gpu_device_desc *desc,
+                                           buffet__gpu_caps *caps, buffet_logger log) {
+    static const uint32_t props[3] = {
+        BUFFET_GPU_MEM_DEVICE_LOCAL,
+        BUFFET_GPU_MEM_HOST_VISIBLE | BUFFET_GPU_MEM_HOST_COHERENT,
+        BUFFET_GPU_MEM_HOST_VISIBLE | BUFFET_GPU_MEM_HOST_COHERENT | BUFFET_GPU_MEM_HOST_CACHED};
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t ram = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : (uint64_t)1 << 32;
+    buffet__gpu_host *h;
+    uint32_t i;
+    buffet_allocator a = desc->allocator;
+    if (desc->device_index != 0) return BUFFET_ERR_NO_DEVICE;
+    h = (buffet__gpu_host *)buffet_alloc(a, sizeof *h, 8, BUFFET_SITE);
+    if (!h) return BUFFET_ERR_NOMEM;
+    memset(h, 0, sizeof *h);
+    h->a = a;
+    h->log = log;
+    snprintf(caps->name, sizeof caps->name, "buffet host device");
+    caps->type_count = 3;
+    caps->heap_count = 2;
+    for (i = 0; i < 3; i++) {
+        caps->type_props[i] = props[i];
+        caps->type_heap[i] = i == 0 ? 0 : 1;
+    }
+    caps->heap_size[0] = caps->heap_size[1] = ram / 2;
+    caps->heap_device_local[0] = 1;
+    caps->align = 256;              /* as a GPU's storage buffers: what portable code must assume */
+    caps->atom = 1;
+    caps->max_alloc = ram / 2;
+    caps->can_pin = 1;
+    *be = h;
+    return BUFFET_OK;
+}
+
+static void buffet__gpu_host_close(void *be) {
+    buffet__gpu_host *h = (buffet__gpu_host *)be;
+    if (h->copies) buffet_free_array(h->a, h->copies, h->cap, sizeof *h->copies, 8, BUFFET_SITE);
+    buffet_free(h->a, h, sizeof *h, 8, BUFFET_SITE);
+}
+
+static buffet_result buffet__gpu_host_mem_alloc(void *be, buffet__gpu_mem *m) {
+    buffet__gpu_host *h = (buffet__gpu_host *)be;
+    void *p = NULL;
+    buffet_result r;
+    if (m->size > SIZE_MAX) return BUFFET_ERR_NOMEM;
+    r = buffet_alloc_ex(h->a, (size_t)m->size, 4096, BUFFET_SITE, &p);
+    if (r != BUFFET_OK || !p) return r != BUFFET_OK ? r : BUFFET_ERR_NOMEM;
+    m->memory = m->address = (uint64_t)(uintptr_t)p;
+    m->buffer = 0;
+    m->host = m->type == 0 ? NULL : p;
+    return BUFFET_OK;
+}
+
+static void buffet__gpu_host_mem_free(void *be, buffet__gpu_mem *m) {
+    buffet__gpu_host *h = (buffet__gpu_host *)be;
+    buffet_free(h->a, (void *)(uintptr_t)m->memory, (size_t)m->size, 4096, BUFFET_SITE);
+}
+
+static buffet_result buffet__gpu_host_flush(void *be, const buffet__gpu_mem *m, uint64_t off, uint64_t size,
+                                            int invalidate) {
+    (void)be, (void)m, (void)off, (void)size, (void)invalidate;
+    return BUFFET_OK;               /* coherent */
+}
+
+static buffet_result buffet__gpu_host_copy(void *be, const buffet__gpu_mem *src, uint64_t src_off,
+                                           const buffet__gpu_mem *dst, uint64_t dst_off, uint64_t size) {
+    buffet__gpu_host *h = (buffet__gpu_host *)be;
+    if (h->count == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        void *n = buffet_realloc(h->a, h->copies, h->cap * sizeof *h->copies, cap * sizeof *h->copies, 8, BUFFET_SITE);
+        if (!n) return BUFFET_ERR_NOMEM;
+        h->copies = (buffet__gpu_hcopy *)n;
+        h->cap = cap;
+    }
+    h->copies[h->count].src = (unsigned char *)(uintptr_t)src->address + src_off;
+    h->copies[h->count].dst = (unsigned char *)(uintptr_t)dst->address + dst_off;
+    h->copies[h->count++].size = size;
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__gpu_host_submit(void *be, uint64_t t) {
+    buffet__gpu_host *h = (buffet__gpu_host *)be;
+    size_t i;
+    for (i = 0; i < h->count; i++) memmove(h->copies[i].dst, h->copies[i].src, (size_t)h->copies[i].size);
+    h->count = 0;
+    BUFFET__STORE(&h->submitted, t, BUFFET__RELEASE);   /* the copies happen before a waiter's reads */
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__gpu_host_wait(void *be, uint64_t t, uint64_t timeout_ns) {
+    buffet__gpu_host *h = (buffet__gpu_host *)be;
+    (void)timeout_ns;
+    return BUFFET__LOAD(&h->submitted, BUFFET__ACQUIRE) >= t ? BUFFET_OK : BUFFET_AGAIN;
+}
+
+static buffet_result buffet__gpu_host_pin(void *be, void *p, uint64_t size, buffet__gpu_mem *m) {
+    (void)be;
+    m->size = size;
+    m->memory = m->address = (uint64_t)(uintptr_t)p;
+    m->host = p;
+    m->buffer = 0;
+    return BUFFET_OK;
+}
+
+static void buffet__gpu_host_unpin(void *be, buffet__gpu_mem *m) { (void)be, (void)m; }
+
+static void buffet__gpu_host_budget(void *be, uint32_t heap, uint64_t *usage, uint64_t *budget) {
+    (void)be, (void)heap;
+    *usage = *budget = 0;
+}
+
+static const buffet__gpu_ops buffet__gpu_host_ops = {
+    "host", buffet__gpu_host_open, buffet__gpu_host_close, buffet__gpu_host_mem_alloc,
+    buffet__gpu_host_mem_free, buffet__gpu_host_flush, buffet__gpu_host_copy, buffet__gpu_host_submit,
+    buffet__gpu_host_wait, buffet__gpu_host_pin, buffet__gpu_host_unpin, buffet__gpu_host_budget, NULL, NULL};
+
 /* >>vulkan backend */
 static const buffet__gpu_ops buffet__gpu_vulkan_ops = {"vulkan", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 /* >>vulkan backend end */
@@ -1333,6 +1468,1235 @@ static const buffet__gpu_ops buffet__gpu_vulkan_ops = {"vulkan", NULL, NULL, NUL
 /* >>cuda backend */
 static const buffet__gpu_ops buffet__gpu_cuda_ops = {"cuda", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 /* >>cuda backend end */
+
+/* >>devices
+   The bookkeeping every backend shares: memory types chosen by intent, blocks suballocated by
+   vblocks (dedicated memory for large buffers), a staging ring for uploads, per-frame rings,
+   tickets, statistics. One mutex guards it; the backends are called under it, but for waits. */
+#define BUFFET__GPU_MAGIC 0x42475055u           /* "BGPU": a record of a live GPU buffer */
+#define BUFFET__GPU_PINNED_MAGIC 0x4250494Eu    /* "BPIN" */
+#define BUFFET__GPU_MAX_FRAMES 16
+#define BUFFET__GPU_INTENTS 5                   /* intents are 1..4 */
+
+typedef struct buffet__gpu_block {
+    buffet__gpu_mem mem;
+    buffet_gpu_vblock *vb;                      /* NULL: dedicated to one buffer */
+    struct buffet__gpu_block *next, *prev;      /* the type's blocks */
+    uint32_t live;                              /* buffers in it */
+    bool kept;                                  /* empty, kept for reuse (counted in empty[]) */
+} buffet__gpu_block;
+
+/* A GPU or pinned buffer: the buffet_buf first, so the buffer is the record. */
+typedef struct buffet__gpu_rec {
+    buffet_buf buf;
+    uint32_t magic;
+    buffet_gpu_device *dev;
+    buffet__gpu_block *block;                   /* GPU: where it lives */
+    buffet_gpu_valloc handle;                   /* GPU in a shared block: its vblock handle */
+    buffet__gpu_mem pinned;                     /* PINNED: the registration */
+    buffet_buf *host;                           /* PINNED: the host buffer, referenced */
+    uint64_t offset;                            /* in block (GPU) or in the pinned range */
+    buffet_site site;
+    const char *name;
+    struct buffet__gpu_rec *next, *prev;        /* live records, for the leak report */
+} buffet__gpu_rec;
+
+typedef struct buffet__gpu_frame {
+    uint64_t ticket;                            /* the frame's memory is free once this completes */
+    uint64_t charged;                           /* bytes charged to the budget */
+    buffet_gpu_ring_mark marks[BUFFET__GPU_INTENTS];
+} buffet__gpu_frame;
+
+struct buffet_gpu_device {
+    const buffet__gpu_ops *ops;
+    void *be;
+    buffet__gpu_caps caps;
+    buffet_gpu_backend backend;
+    buffet_allocator allocator;
+    buffet_logger log;
+    char name[32];
+    pthread_mutex_t mu;
+    uint64_t block_size, dedicated_size, staging_size, frame_size, limit;
+    uint32_t frames_in_flight, max_empty;
+    buffet_budget *budget;
+    uint64_t frame_charge;                      /* charged to budget in the current frame */
+    int type_for[BUFFET__GPU_INTENTS];          /* chosen memory type; -1: none serves */
+    buffet__gpu_block *blocks[BUFFET_GPU_MAX_TYPES];
+    uint32_t empty[BUFFET_GPU_MAX_TYPES];       /* empty shared blocks kept */
+    uint64_t taken;                             /* bytes of device memory held */
+    buffet__gpu_rec *live;
+    uint64_t submitted;                         /* the last ticket handed out (under mu) */
+    uint64_t completed;                         /* atomic: every ticket up to it has completed */
+    bool recorded;                              /* copies recorded since the last submit */
+    bool lost;
+    /* staging: uploads gather into it; each submitted range is released by its ticket */
+    bool staging_ready;
+    buffet__gpu_mem staging;
+    buffet_gpu_ring staging_ring;
+    struct { uint64_t ticket; buffet_gpu_ring_mark mark; } pending[BUFFET_GPU_RING_MARKS];
+    uint32_t pending_head, pending_count;
+    /* frames */
+    bool frame_ready[BUFFET__GPU_INTENTS];
+    buffet__gpu_mem frame_mem[BUFFET__GPU_INTENTS];
+    buffet_gpu_ring frame_ring[BUFFET__GPU_INTENTS];
+    buffet__gpu_frame frames[BUFFET__GPU_MAX_FRAMES];
+    uint64_t frames_begun, frames_ended;
+    bool in_frame;
+    buffet_gpu_stats stats;                     /* the counters; the rest is computed on demand */
+};
+
+static void buffet__gpu_count(uint64_t *c) { *c += *c != UINT64_MAX; }
+
+/* How well memory type props serves an intent: < 0 not at all; higher is better. Required:
+   host access for every intent but device-local; then what each wants most. */
+static int buffet__gpu_score(uint32_t props, buffet_gpu_intent intent) {
+    bool dl = props & BUFFET_GPU_MEM_DEVICE_LOCAL, hv = props & BUFFET_GPU_MEM_HOST_VISIBLE;
+    bool coh = props & BUFFET_GPU_MEM_HOST_COHERENT, cached = props & BUFFET_GPU_MEM_HOST_CACHED;
+    if (!props) return -1;
+    switch (intent) {
+    case BUFFET_GPU_DEVICE_LOCAL: return (dl ? 16 : 1) + (hv ? 0 : 2);   /* keep the BAR for uploads */
+    case BUFFET_GPU_UPLOAD: /* write-combined host memory; device-local only where all is */
+        return hv ? 4 + (coh ? 4 : 0) + (cached ? 0 : 2) + (dl ? 0 : 1) : -1;
+    case BUFFET_GPU_READBACK: return hv ? 4 + (cached ? 8 : 0) + (coh ? 2 : 0) + (dl ? 0 : 1) : -1;
+    case BUFFET_GPU_SHARED:
+        return hv ? 4 + (dl ? 8 : 0) + ((props & BUFFET_GPU_MEM_MANAGED) ? 4 : 0) + (coh ? 2 : 0) : -1;
+    }
+    return -1;
+}
+
+static const char *buffet__gpu_intent_name(buffet_gpu_intent i) {
+    switch (i) {
+    case BUFFET_GPU_DEVICE_LOCAL: return "device-local";
+    case BUFFET_GPU_UPLOAD: return "upload";
+    case BUFFET_GPU_READBACK: return "readback";
+    case BUFFET_GPU_SHARED: return "shared";
+    }
+    return "unknown";
+}
+
+static bool buffet__gpu_intent_ok(buffet_gpu_intent i) {
+    return i >= BUFFET_GPU_DEVICE_LOCAL && i <= BUFFET_GPU_SHARED;
+}
+
+static void buffet__gpu_choose_types(buffet_gpu_device *d) {
+    int intent, best, score;
+    uint32_t t;
+    for (intent = 1; intent < BUFFET__GPU_INTENTS; intent++) {
+        best = -1;
+        score = -1;
+        for (t = 0; t < d->caps.type_count; t++) {
+            int s = buffet__gpu_score(d->caps.type_props[t], (buffet_gpu_intent)intent);
+            if (s > score) score = s, best = (int)t;
+        }
+        d->type_for[intent] = best;
+    }
+}
+
+static const buffet__gpu_ops *buffet__gpu_backend_ops(buffet_gpu_backend b) {
+    switch (b) {
+    case BUFFET_GPU_HOST: return &buffet__gpu_host_ops;
+    case BUFFET_GPU_VULKAN: return &buffet__gpu_vulkan_ops;
+    case BUFFET_GPU_CUDA: return &buffet__gpu_cuda_ops;
+    case BUFFET_GPU_AUTO: break;
+    }
+    return NULL;
+}
+
+BUFFET_API buffet_result buffet_gpu_device_create(buffet_gpu_device **out, const buffet_gpu_device_desc *desc) {
+    static const buffet_gpu_backend order[3] = {BUFFET_GPU_CUDA, BUFFET_GPU_VULKAN, BUFFET_GPU_HOST};
+    buffet_gpu_device *d;
+    buffet_result r = BUFFET_ERR_NO_DEVICE;
+    void *p = NULL;
+    int i;
+    if (out) *out = NULL;
+    if (!out || !desc) return BUFFET_ERR_INVALID;
+    if ((int)desc->backend < BUFFET_GPU_AUTO || desc->backend > BUFFET_GPU_CUDA ||
+        desc->frames_in_flight > BUFFET__GPU_MAX_FRAMES - 1 ||
+        (desc->block_size && desc->block_size < 65536)) {
+        BUFFET__LOG(&desc->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                    "gpu device: bad desc (backend %d, frames_in_flight %u of at most %d, block_size %llu: "
+                    "at least 64 KiB)", (int)desc->backend, desc->frames_in_flight, BUFFET__GPU_MAX_FRAMES - 1,
+                    (unsigned long long)desc->block_size);
+        return BUFFET_ERR_INVALID;
+    }
+    r = buffet_allocator_check(desc->allocator, BUFFET_NEED_UNTIL_FREED | BUFFET_NEED_THREAD_SAFE, "gpu device",
+                               &desc->log);
+    if (r != BUFFET_OK) return r;
+    r = buffet_alloc_ex(desc->allocator, sizeof *d, 64, BUFFET_SITE, &p);
+    if (r != BUFFET_OK) return r;
+    d = (buffet_gpu_device *)p;
+    memset(d, 0, sizeof *d);
+    d->allocator = desc->allocator;
+    d->log = desc->log;
+    r = BUFFET_ERR_NO_DEVICE;
+    for (i = 0; i < 3 && r != BUFFET_OK; i++) {
+        buffet_gpu_backend b = desc->backend == BUFFET_GPU_AUTO ? order[i] : desc->backend;
+        const buffet__gpu_ops *ops = buffet__gpu_backend_ops(b);
+        if (!ops->open) {
+            BUFFET__LOG(&desc->log, desc->backend == BUFFET_GPU_AUTO ? BUFFET_LOG_DEBUG : BUFFET_LOG_ERROR,
+                        BUFFET_ERR_NO_DEVICE, "gpu device: the %s backend is not built in", ops->name);
+            r = BUFFET_ERR_NO_DEVICE;
+        } else {
+            memset(&d->caps, 0, sizeof d->caps);
+            r = ops->open(&d->be, desc, &d->caps, desc->log);
+        }
+        if (r == BUFFET_OK) d->ops = ops, d->backend = b;
+        if (desc->backend != BUFFET_GPU_AUTO) break;
+    }
+    if (r != BUFFET_OK) {
+        buffet_free(desc->allocator, d, sizeof *d, 64, BUFFET_SITE);
+        return r;
+    }
+    buffet__gpu_copy_name(d->name, sizeof d->name, desc->name, d->ops->name);
+    if (d->caps.type_count > BUFFET_GPU_MAX_TYPES) d->caps.type_count = BUFFET_GPU_MAX_TYPES;
+    if (d->caps.align == 0 || (d->caps.align & (d->caps.align - 1))) d->caps.align = 256;
+    if (d->caps.atom == 0 || (d->caps.atom & (d->caps.atom - 1))) d->caps.atom = 256;
+    if (!d->caps.max_alloc) d->caps.max_alloc = UINT64_MAX;
+    d->block_size = desc->block_size ? desc->block_size : (uint64_t)64 << 20;
+    d->block_size = (d->block_size + d->caps.align - 1) & ~(d->caps.align - 1);
+    if (d->block_size > d->caps.max_alloc) d->block_size = d->caps.max_alloc & ~(d->caps.align - 1);
+    d->dedicated_size = desc->dedicated_size ? desc->dedicated_size : d->block_size / 2;
+    if (d->dedicated_size > d->block_size) d->dedicated_size = d->block_size;
+    d->staging_size = ((desc->staging_size ? desc->staging_size : (uint64_t)16 << 20) + 65535) & ~(uint64_t)65535;
+    d->frame_size = ((desc->frame_size ? desc->frame_size : (uint64_t)8 << 20) + 65535) & ~(uint64_t)65535;
+    d->frames_in_flight = desc->frames_in_flight ? desc->frames_in_flight : 2;
+    d->max_empty = desc->max_empty_blocks;
+    d->limit = desc->limit;
+    d->budget = desc->budget;
+    buffet__gpu_choose_types(d);
+    pthread_mutex_init(&d->mu, NULL);
+    BUFFET__LOG(&d->log, BUFFET_LOG_INFO, BUFFET_OK, "gpu device %s: backend %s, device \"%s\", %u memory types",
+                d->name, d->ops->name, d->caps.name, d->caps.type_count);
+    *out = d;
+    return BUFFET_OK;
+}
+
+/* A device allocation of size bytes of type t, within the limits. Under mu. */
+static buffet_result buffet__gpu_mem_get(buffet_gpu_device *d, uint32_t t, uint64_t size, buffet__gpu_mem *m) {
+    uint32_t heap = d->caps.type_heap[t];
+    uint64_t usage = 0, budget = 0;
+    buffet_result r;
+    if (d->lost) return BUFFET_ERR_DEVICE_LOST;
+    if (size > d->caps.max_alloc) return BUFFET_ERR_TOO_LARGE;
+    if (d->limit && (size > d->limit || d->taken > d->limit - size)) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_BUDGET, "gpu device %s: %llu more bytes would pass the "
+                    "limit of %llu (%llu held)", d->name, (unsigned long long)size, (unsigned long long)d->limit,
+                    (unsigned long long)d->taken);
+        return BUFFET_ERR_BUDGET;
+    }
+    d->ops->heap_budget(d->be, heap, &usage, &budget);
+    if (budget && (size > budget || usage > budget - size)) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_BUDGET, "gpu device %s: heap %u's budget is %llu bytes, "
+                    "%llu in use: %llu more refused", d->name, heap, (unsigned long long)budget,
+                    (unsigned long long)usage, (unsigned long long)size);
+        return BUFFET_ERR_BUDGET;
+    }
+    memset(m, 0, sizeof *m);
+    m->size = size;
+    m->type = t;
+    r = d->ops->mem_alloc(d->be, m);
+    if (r == BUFFET_ERR_DEVICE_LOST) d->lost = true;
+    if (r != BUFFET_OK) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, r, "gpu device %s: %llu bytes of memory type %u refused by the driver",
+                    d->name, (unsigned long long)size, t);
+        return r;
+    }
+    d->taken += size;
+    buffet__gpu_count(&d->stats.device_allocations);
+    return BUFFET_OK;
+}
+
+static void buffet__gpu_mem_put(buffet_gpu_device *d, buffet__gpu_mem *m) {
+    d->ops->mem_free(d->be, m);
+    d->taken -= m->size;
+}
+
+static void buffet__gpu_block_unlink(buffet_gpu_device *d, buffet__gpu_block *b) {
+    if (b->prev) b->prev->next = b->next;
+    else d->blocks[b->mem.type] = b->next;
+    if (b->next) b->next->prev = b->prev;
+}
+
+static void buffet__gpu_block_drop(buffet_gpu_device *d, buffet__gpu_block *b) {
+    buffet__gpu_block_unlink(d, b);
+    if (b->vb) buffet_gpu_vblock_destroy(b->vb);
+    buffet__gpu_mem_put(d, &b->mem);
+    buffet_free(d->allocator, b, sizeof *b, 8, BUFFET_SITE);
+}
+
+/* A block of type t (shared when vb, else dedicated), at the front of the type's list. */
+static buffet_result buffet__gpu_block_new(buffet_gpu_device *d, uint32_t t, uint64_t size, bool shared,
+                                           buffet__gpu_block **out) {
+    buffet__gpu_block *b;
+    buffet_result r;
+    void *p = NULL;
+    r = buffet_alloc_ex(d->allocator, sizeof *b, 8, BUFFET_SITE, &p);
+    if (r != BUFFET_OK) return r;
+    b = (buffet__gpu_block *)p;
+    memset(b, 0, sizeof *b);
+    r = buffet__gpu_mem_get(d, t, size, &b->mem);
+    if (r == BUFFET_OK && shared) {
+        buffet_gpu_vblock_desc vd;
+        memset(&vd, 0, sizeof vd);
+        vd.size = size;
+        vd.min_align = d->caps.align;
+        vd.allocator = d->allocator;
+        vd.log = d->log;
+        vd.name = d->name;
+        r = buffet_gpu_vblock_create(&b->vb, &vd);
+        if (r != BUFFET_OK) buffet__gpu_mem_put(d, &b->mem);
+    }
+    if (r != BUFFET_OK) {
+        buffet_free(d->allocator, b, sizeof *b, 8, BUFFET_SITE);
+        return r;
+    }
+    b->next = d->blocks[t];
+    if (b->next) b->next->prev = b;
+    d->blocks[t] = b;
+    *out = b;
+    return BUFFET_OK;
+}
+
+static void buffet__gpu_link(buffet_gpu_device *d, buffet__gpu_rec *rec) {
+    rec->prev = NULL;
+    rec->next = d->live;
+    if (d->live) d->live->prev = rec;
+    d->live = rec;
+}
+
+static void buffet__gpu_unlink(buffet_gpu_device *d, buffet__gpu_rec *rec) {
+    if (rec->prev) rec->prev->next = rec->next;
+    else d->live = rec->next;
+    if (rec->next) rec->next->prev = rec->prev;
+}
+
+/* Give a GPU buffer's memory back. Under mu. An emptied shared block is kept for reuse up to
+   max_empty per type; past that (or dedicated) its memory goes back to the driver. */
+static void buffet__gpu_release_mem(buffet_gpu_device *d, buffet__gpu_rec *rec) {
+    buffet__gpu_block *b = rec->block;
+    uint32_t t = b->mem.type;
+    if (!b->vb) {
+        buffet__gpu_block_drop(d, b);
+        return;
+    }
+    buffet_gpu_vblock_free(b->vb, rec->handle);
+    if (--b->live == 0) {
+        if (d->empty[t] >= d->max_empty) buffet__gpu_block_drop(d, b);
+        else b->kept = true, d->empty[t]++;
+    }
+}
+
+static void buffet__gpu_buf_destroy(buffet_buf *buf) {
+    buffet__gpu_rec *rec = (buffet__gpu_rec *)buf;
+    buffet_gpu_device *d = rec->dev;
+    buffet_buf *host = NULL;
+    pthread_mutex_lock(&d->mu);
+    rec->magic = 0;
+    buffet__gpu_unlink(d, rec);
+    if (buf->kind == BUFFET_BUF_GPU) {
+        buffet__gpu_release_mem(d, rec);
+    } else {
+        d->ops->unpin(d->be, &rec->pinned);
+        host = rec->host;
+    }
+    pthread_mutex_unlock(&d->mu);
+    buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+    buffet_buf_unref(host);
+}
+
+static buffet__gpu_rec *buffet__gpu_rec_new(buffet_gpu_device *d, uint32_t kind, buffet_site site,
+                                            buffet_result *r) {
+    void *p = NULL;
+    buffet__gpu_rec *rec;
+    *r = buffet_alloc_ex(d->allocator, sizeof *rec, 64, site, &p);
+    if (*r != BUFFET_OK) return NULL;
+    rec = (buffet__gpu_rec *)p;
+    memset(rec, 0, sizeof *rec);
+    rec->buf.refcount = 1;
+    rec->buf.kind = kind;
+    rec->buf.fd = -1;
+    rec->buf.destroy = buffet__gpu_buf_destroy;
+    rec->buf.allocator = d->allocator;
+    rec->buf.user = rec;
+    rec->dev = d;
+    rec->site = site;
+    return rec;
+}
+
+BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const buffet_gpu_buf_desc *desc,
+                                                  buffet_buf **out, buffet_site site) {
+    buffet__gpu_rec *rec;
+    buffet__gpu_block *b;
+    buffet_result r;
+    uint64_t align, size, off = 0;
+    int type;
+    if (out) *out = NULL;
+    if (!d || !desc || !out) return BUFFET_ERR_INVALID;
+    align = desc->align ? desc->align : d->caps.align;
+    type = buffet__gpu_intent_ok(desc->intent) ? d->type_for[desc->intent] : -1;
+    if (desc->size == 0 || (align & (align - 1)) || type < 0) {
+        r = desc->size == 0 || (align & (align - 1)) || !buffet__gpu_intent_ok(desc->intent)
+                ? BUFFET_ERR_INVALID : BUFFET_ERR_UNSUPPORTED;
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "gpu device %s: buffer of %llu bytes, align %llu, intent %d "
+                    "refused (size 0, align not a power of two, or no memory type serves the intent)", d->name,
+                    (unsigned long long)desc->size, (unsigned long long)desc->align, (int)desc->intent);
+        pthread_mutex_lock(&d->mu);
+        buffet__gpu_count(&d->stats.failures);
+        pthread_mutex_unlock(&d->mu);
+        return r;
+    }
+    if (align < d->caps.align) align = d->caps.align;
+    if (desc->size > d->caps.max_alloc || desc->size > SIZE_MAX || align > d->block_size) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_TOO_LARGE, "gpu device %s: %llu bytes (align %llu) is "
+                    "more than the device allocates at once (%llu)", d->name, (unsigned long long)desc->size,
+                    (unsigned long long)align, (unsigned long long)d->caps.max_alloc);
+        pthread_mutex_lock(&d->mu);
+        buffet__gpu_count(&d->stats.failures);
+        pthread_mutex_unlock(&d->mu);
+        return BUFFET_ERR_TOO_LARGE;
+    }
+    size = (desc->size + d->caps.align - 1) & ~(d->caps.align - 1);
+    rec = buffet__gpu_rec_new(d, BUFFET_BUF_GPU, site, &r);
+    if (!rec) return r;
+    pthread_mutex_lock(&d->mu);
+    r = BUFFET_ERR_EXHAUSTED;
+    if (size >= d->dedicated_size) {
+        r = buffet__gpu_block_new(d, (uint32_t)type, size, false, &b);
+    } else {
+        for (b = d->blocks[type]; b; b = b->next) {
+            if (!b->vb) continue;
+            r = buffet_gpu_vblock_alloc(b->vb, size, align, &off, &rec->handle);
+            if (r == BUFFET_OK) break;
+        }
+        if (r != BUFFET_OK) {
+            r = buffet__gpu_block_new(d, (uint32_t)type, d->block_size, true, &b);
+            if (r == BUFFET_OK) r = buffet_gpu_vblock_alloc(b->vb, size, align, &off, &rec->handle);
+        }
+        if (r == BUFFET_OK && b->live++ == 0 && b->kept) b->kept = false, d->empty[type]--;
+    }
+    if (r != BUFFET_OK) {
+        buffet__gpu_count(&d->stats.failures);
+        pthread_mutex_unlock(&d->mu);
+        buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+        return r;
+    }
+    rec->block = b;
+    rec->offset = off;
+    rec->name = desc->name;
+    rec->magic = BUFFET__GPU_MAGIC;
+    rec->buf.size = (size_t)desc->size;
+    rec->buf.align = (size_t)align;
+    rec->buf.handle = (uint64_t)(uintptr_t)rec;
+    rec->buf.data = b->mem.host ? (unsigned char *)b->mem.host + off : NULL;
+    buffet__gpu_link(d, rec);
+    pthread_mutex_unlock(&d->mu);
+    *out = &rec->buf;
+    return BUFFET_OK;
+}
+
+/* The record of a buffer of d (or of any device when d is NULL), or NULL. */
+static buffet__gpu_rec *buffet__gpu_rec_of(const buffet_buf *b, const buffet_gpu_device *d) {
+    buffet__gpu_rec *rec;
+    if (!b || (b->kind != BUFFET_BUF_GPU && b->kind != BUFFET_BUF_GPU_PINNED) || b->destroy != buffet__gpu_buf_destroy)
+        return NULL;
+    rec = (buffet__gpu_rec *)b->user;
+    if (rec != (const void *)b) return NULL;
+    if (rec->magic != (b->kind == BUFFET_BUF_GPU ? BUFFET__GPU_MAGIC : BUFFET__GPU_PINNED_MAGIC)) return NULL;
+    return d && rec->dev != d ? NULL : rec;
+}
+
+/* The memory a buffer lives in, and its offset there. */
+static const buffet__gpu_mem *buffet__gpu_mem_of(const buffet__gpu_rec *rec, uint64_t *off) {
+    *off = rec->offset;
+    return rec->buf.kind == BUFFET_BUF_GPU ? &rec->block->mem : &rec->pinned;
+}
+
+BUFFET_API buffet_result buffet_gpu_buf_native(const buffet_buf *b, buffet_gpu_native *out) {
+    const buffet__gpu_rec *rec = buffet__gpu_rec_of(b, NULL);
+    const buffet__gpu_mem *m;
+    uint64_t off;
+    if (!b || !out) return BUFFET_ERR_INVALID;
+    if (!rec) return BUFFET_ERR_FOREIGN;
+    m = buffet__gpu_mem_of(rec, &off);
+    memset(out, 0, sizeof *out);
+    out->memory = m->memory;
+    out->buffer = m->buffer;
+    out->offset = off;
+    out->address = m->address ? m->address + off : 0;
+    out->size = b->size;
+    out->host = b->data;
+    out->memory_type = m->type;
+    out->coherent = (rec->dev->caps.type_props[m->type] & BUFFET_GPU_MEM_HOST_COHERENT) != 0 || m->pinned;
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__gpu_sync(buffet_buf *b, uint64_t off, uint64_t len, int invalidate) {
+    buffet__gpu_rec *rec = buffet__gpu_rec_of(b, NULL);
+    const buffet__gpu_mem *m;
+    buffet_gpu_device *d;
+    uint64_t base, lo, hi, atom;
+    buffet_result r;
+    if (!b) return BUFFET_ERR_INVALID;
+    if (!rec) return BUFFET_ERR_FOREIGN;
+    if (off > b->size || len > b->size - off) return BUFFET_ERR_RANGE;
+    if (!b->data) return BUFFET_ERR_UNSUPPORTED;
+    d = rec->dev;
+    m = buffet__gpu_mem_of(rec, &base);
+    if (m->pinned || (d->caps.type_props[m->type] & BUFFET_GPU_MEM_HOST_COHERENT) || len == 0) return BUFFET_OK;
+    atom = d->caps.atom;
+    lo = (base + off) & ~(atom - 1);
+    hi = base + off + len;
+    hi = hi > m->size - atom ? m->size : (hi + atom - 1) & ~(atom - 1);
+    pthread_mutex_lock(&d->mu);
+    r = d->ops->flush(d->be, m, lo, hi - lo, invalidate);
+    pthread_mutex_unlock(&d->mu);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_gpu_flush(buffet_buf *b, uint64_t off, uint64_t len) {
+    return buffet__gpu_sync(b, off, len, 0);
+}
+
+BUFFET_API buffet_result buffet_gpu_invalidate(buffet_buf *b, uint64_t off, uint64_t len) {
+    return buffet__gpu_sync(b, off, len, 1);
+}
+
+/* Submit what was recorded as the next ticket. Under mu. */
+static buffet_result buffet__gpu_submit(buffet_gpu_device *d, uint64_t *ticket) {
+    buffet_result r;
+    if (d->lost) return BUFFET_ERR_DEVICE_LOST;
+    r = d->ops->submit(d->be, d->submitted + 1);
+    if (r != BUFFET_OK) {
+        if (r == BUFFET_ERR_DEVICE_LOST) d->lost = true;
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "gpu device %s: submitting ticket %llu failed", d->name,
+                    (unsigned long long)(d->submitted + 1));
+        return r;
+    }
+    d->recorded = false;
+    *ticket = ++d->submitted;
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__gpu_wait(buffet_gpu_device *d, uint64_t t, uint64_t timeout_ns) {
+    uint64_t done = BUFFET__LOAD(&d->completed, BUFFET__ACQUIRE);
+    buffet_result r;
+    if (t <= done) return BUFFET_OK;
+    r = d->ops->wait(d->be, t, timeout_ns);
+    if (r == BUFFET_OK) {
+        while (done < t && !BUFFET__CAS(&d->completed, &done, t, BUFFET__ACQ_REL, BUFFET__ACQUIRE)) {}
+    } else if (r == BUFFET_ERR_DEVICE_LOST) {
+        BUFFET__STORE(&d->lost, true, BUFFET__RELAXED);
+    }
+    return r;
+}
+
+BUFFET_API buffet_result buffet_gpu_wait(buffet_gpu_device *d, buffet_gpu_ticket t, uint64_t timeout_ns) {
+    uint64_t submitted;
+    if (!d) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&d->mu);
+    submitted = d->submitted;
+    pthread_mutex_unlock(&d->mu);
+    if (t > submitted) return BUFFET_ERR_INVALID;
+    return buffet__gpu_wait(d, t, timeout_ns);
+}
+
+/* Staging ranges whose tickets have completed go back to the ring; with block, the oldest is
+   waited for when none has. Under mu. */
+static buffet_result buffet__gpu_retire(buffet_gpu_device *d, bool block) {
+    buffet_result r = BUFFET_OK;
+    while (d->pending_count) {
+        uint32_t i = d->pending_head;
+        r = buffet__gpu_wait(d, d->pending[i].ticket, block ? UINT64_MAX : 0);
+        if (r == BUFFET_AGAIN) return BUFFET_OK;
+        if (r != BUFFET_OK) return r;
+        buffet_gpu_ring_release(&d->staging_ring, d->pending[i].mark);
+        d->pending_head = (i + 1) % BUFFET_GPU_RING_MARKS;
+        d->pending_count--;
+        block = false;
+    }
+    return r;
+}
+
+/* A ring over fresh memory of type t. */
+static buffet_result buffet__gpu_ring_new(buffet_gpu_device *d, int t, uint64_t size, buffet__gpu_mem *m,
+                                          buffet_gpu_ring *ring, const char *what) {
+    buffet_gpu_ring_desc rd;
+    buffet_result r;
+    if (t < 0) return BUFFET_ERR_UNSUPPORTED;
+    r = buffet__gpu_mem_get(d, (uint32_t)t, size, m);
+    if (r != BUFFET_OK) return r;
+    memset(&rd, 0, sizeof rd);
+    rd.size = size;
+    rd.min_align = d->caps.align;
+    rd.log = d->log;
+    rd.name = what;
+    r = buffet_gpu_ring_init(ring, &rd);
+    if (r != BUFFET_OK) buffet__gpu_mem_put(d, m);
+    return r;
+}
+
+/* len bytes of staging memory, waiting for old transfers to finish when it is full. Under mu. */
+static buffet_result buffet__gpu_staging(buffet_gpu_device *d, uint64_t len, uint64_t *off) {
+    buffet_result r;
+    if (!d->staging_ready) {
+        r = buffet__gpu_ring_new(d, d->type_for[BUFFET_GPU_UPLOAD], d->staging_size, &d->staging,
+                                 &d->staging_ring, "staging");
+        if (r != BUFFET_OK) return r;
+        d->staging_ready = true;
+    }
+    r = buffet__gpu_retire(d, false);
+    while (r == BUFFET_OK) {
+        r = buffet_gpu_ring_alloc(&d->staging_ring, len, d->caps.align, off);
+        if (r != BUFFET_ERR_EXHAUSTED || d->pending_count == 0) break;
+        r = buffet__gpu_retire(d, true);
+    }
+    return r;
+}
+
+/* After the copies out of staging were recorded: submit them and hold their range until done. */
+static buffet_result buffet__gpu_submit_staged(buffet_gpu_device *d, uint64_t *ticket) {
+    buffet_gpu_ring_mark mark;
+    buffet_result r = buffet__gpu_submit(d, ticket);
+    if (r != BUFFET_OK) return r;
+    if (d->pending_count == BUFFET_GPU_RING_MARKS && (r = buffet__gpu_retire(d, true)) != BUFFET_OK) return r;
+    if (buffet_gpu_ring_mark_take(&d->staging_ring, &mark) == BUFFET_OK) {
+        uint32_t i = (d->pending_head + d->pending_count) % BUFFET_GPU_RING_MARKS;
+        d->pending[i].ticket = *ticket;
+        d->pending[i].mark = mark;
+        d->pending_count++;
+    }
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__gpu_record(buffet_gpu_device *d, const buffet__gpu_mem *src, uint64_t so,
+                                        const buffet__gpu_mem *dst, uint64_t dof, uint64_t len) {
+    buffet_result r = d->ops->copy(d->be, src, so, dst, dof, len);
+    if (r == BUFFET_OK) d->recorded = true, buffet__gpu_count(&d->stats.copy_commands);
+    return r;
+}
+
+/* Checks shared by the transfers: d and b valid, b a GPU buffer of d, [off, off + len) inside. */
+static buffet_result buffet__gpu_check_range(buffet_gpu_device *d, buffet_buf *b, uint64_t off, uint64_t len,
+                                             buffet__gpu_rec **rec, const char *what) {
+    buffet_result r = BUFFET_OK;
+    *rec = buffet__gpu_rec_of(b, d);
+    if (!*rec || (*rec)->buf.kind != BUFFET_BUF_GPU) r = BUFFET_ERR_INVALID;
+    else if (off > b->size || len > b->size - off) r = BUFFET_ERR_RANGE;
+    else if (BUFFET__LOAD(&d->lost, BUFFET__RELAXED)) r = BUFFET_ERR_DEVICE_LOST;
+    if (r != BUFFET_OK) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "gpu device %s: %s of %llu bytes at %llu refused (%s)", d->name,
+                    what, (unsigned long long)len, (unsigned long long)off,
+                    r == BUFFET_ERR_INVALID ? "not a GPU buffer of this device" :
+                    r == BUFFET_ERR_RANGE ? "past the buffer's end" : "the device was lost");
+        pthread_mutex_lock(&d->mu);
+        buffet__gpu_count(&d->stats.failures);
+        pthread_mutex_unlock(&d->mu);
+    }
+    return r;
+}
+
+/* Wait for ticket t when the caller gave no place to put it. */
+static buffet_result buffet__gpu_finish(buffet_gpu_device *d, buffet_result r, uint64_t t, buffet_gpu_ticket *ticket) {
+    if (r != BUFFET_OK) return r;
+    if (ticket) {
+        *ticket = t;
+        return BUFFET_OK;
+    }
+    return buffet__gpu_wait(d, t, UINT64_MAX);
+}
+
+BUFFET_API buffet_result buffet_gpu_upload(buffet_gpu_device *d, buffet_buf *dst, uint64_t dst_off,
+                                           const buffet_chain *src, buffet_gpu_ticket *ticket) {
+    buffet__gpu_rec *rec;
+    const buffet__gpu_mem *dm;
+    buffet_result r = BUFFET_OK;
+    uint64_t base, t = 0, chunk_max;
+    size_t i = 0, in = 0;           /* the slice, and the bytes of it already sent */
+    if (ticket) *ticket = 0;
+    if (!d || !src) return BUFFET_ERR_INVALID;
+    r = buffet__gpu_check_range(d, dst, dst_off, src->len, &rec, "upload");
+    if (r != BUFFET_OK) return r;
+    dm = buffet__gpu_mem_of(rec, &base);
+    base += dst_off;
+    if (dst->data) {                /* host-visible: in place */
+        unsigned char *p = (unsigned char *)dst->data + dst_off;
+        for (i = 0; i < src->count; i++) {
+            const buffet_slice *s = &src->slices[src->head + i];
+            if (!s->buf->data) return BUFFET_ERR_INVALID;
+        }
+        for (i = 0; i < src->count; i++) {
+            const buffet_slice *s = &src->slices[src->head + i];
+            memcpy(p, (const unsigned char *)s->buf->data + s->off, s->len);
+            p += s->len;
+        }
+        r = buffet_gpu_flush(dst, dst_off, src->len);
+        pthread_mutex_lock(&d->mu);
+        buffet__gpu_count(&d->stats.uploads);
+        d->stats.upload_bytes += src->len;
+        pthread_mutex_unlock(&d->mu);
+        return r;
+    }
+    for (i = 0; i < src->count; i++) {
+        const buffet_slice *s = &src->slices[src->head + i];
+        if (!s->buf->data && !buffet__gpu_rec_of(s->buf, d)) return BUFFET_ERR_INVALID;
+    }
+    pthread_mutex_lock(&d->mu);
+    chunk_max = d->staging_size / 4;
+    i = 0;
+    while (r == BUFFET_OK && i < src->count) {
+        const buffet_slice *s = &src->slices[src->head + i];
+        buffet__gpu_rec *srec = buffet__gpu_rec_of(s->buf, d);
+        if (srec) {                 /* pinned (or GPU) memory: the device reads it directly */
+            uint64_t so;
+            const buffet__gpu_mem *sm = buffet__gpu_mem_of(srec, &so);
+            r = buffet__gpu_record(d, sm, so + s->off + in, dm, base, s->len - in);
+            base += s->len - in;
+            in = 0;
+            i++;
+            continue;
+        }
+        {   /* gather host slices into one staging range, up to chunk_max */
+            uint64_t want = 0, off, at;
+            size_t j = i, jin = in;
+            while (j < src->count && want < chunk_max) {
+                const buffet_slice *sj = &src->slices[src->head + j];
+                uint64_t take;
+                if (buffet__gpu_rec_of(sj->buf, d)) break;
+                take = sj->len - jin;
+                if (take > chunk_max - want) take = chunk_max - want;
+                want += take;
+                jin += take;
+                if (jin == sj->len) j++, jin = 0;
+            }
+            r = buffet__gpu_staging(d, want, &off);
+            if (r != BUFFET_OK) break;
+            for (at = 0; at < want;) {
+                const buffet_slice *si = &src->slices[src->head + i];
+                uint64_t take = si->len - in;
+                if (take > want - at) take = want - at;
+                memcpy((unsigned char *)d->staging.host + off + at, (const unsigned char *)si->buf->data + si->off + in,
+                       (size_t)take);
+                at += take;
+                in += take;
+                if (in == si->len) i++, in = 0;
+            }
+            if (!(d->caps.type_props[d->staging.type] & BUFFET_GPU_MEM_HOST_COHERENT)) {
+                uint64_t lo = off & ~(d->caps.atom - 1), hi = (off + want + d->caps.atom - 1) & ~(d->caps.atom - 1);
+                r = d->ops->flush(d->be, &d->staging, lo, (hi > d->staging.size ? d->staging.size : hi) - lo, 0);
+            }
+            if (r == BUFFET_OK) r = buffet__gpu_record(d, &d->staging, off, dm, base, want);
+            base += want;
+            if (r == BUFFET_OK) r = buffet__gpu_submit_staged(d, &t);
+        }
+    }
+    if (r == BUFFET_OK && d->recorded) r = buffet__gpu_submit(d, &t);
+    if (r == BUFFET_OK) {
+        buffet__gpu_count(&d->stats.uploads);
+        d->stats.upload_bytes += src->len;
+    } else {
+        buffet__gpu_count(&d->stats.failures);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return buffet__gpu_finish(d, r, t, ticket);
+}
+
+BUFFET_API buffet_result buffet_gpu_copy(buffet_gpu_device *d, buffet_buf *dst, uint64_t dst_off,
+                                         buffet_buf *src, uint64_t src_off, uint64_t len,
+                                         buffet_gpu_ticket *ticket) {
+    buffet__gpu_rec *drec, *srec;
+    const buffet__gpu_mem *dm, *sm;
+    uint64_t db, sb, t = 0;
+    buffet_result r;
+    if (ticket) *ticket = 0;
+    if (!d) return BUFFET_ERR_INVALID;
+    if ((r = buffet__gpu_check_range(d, dst, dst_off, len, &drec, "copy")) != BUFFET_OK) return r;
+    if ((r = buffet__gpu_check_range(d, src, src_off, len, &srec, "copy")) != BUFFET_OK) return r;
+    if (drec == srec && len && dst_off < src_off + len && src_off < dst_off + len) return BUFFET_ERR_INVALID;
+    dm = buffet__gpu_mem_of(drec, &db);
+    sm = buffet__gpu_mem_of(srec, &sb);
+    pthread_mutex_lock(&d->mu);
+    r = len ? buffet__gpu_record(d, sm, sb + src_off, dm, db + dst_off, len) : BUFFET_OK;
+    if (r == BUFFET_OK) r = buffet__gpu_submit(d, &t);
+    if (r != BUFFET_OK) buffet__gpu_count(&d->stats.failures);
+    pthread_mutex_unlock(&d->mu);
+    return buffet__gpu_finish(d, r, t, ticket);
+}
+
+BUFFET_API buffet_result buffet_gpu_download(buffet_gpu_device *d, buffet_buf *src, uint64_t src_off,
+                                             uint64_t len, buffet_chain *dst, buffet_gpu_ticket *ticket) {
+    buffet__gpu_rec *srec;
+    buffet_chain tmp;
+    buffet_result r;
+    uint64_t done = 0, t = 0;
+    if (ticket) *ticket = 0;
+    if (!d || !dst) return BUFFET_ERR_INVALID;
+    if ((r = buffet__gpu_check_range(d, src, src_off, len, &srec, "download")) != BUFFET_OK) return r;
+    r = buffet_chain_init(&tmp, dst->allocator);
+    /* Readback buffers of at most dedicated_size each are the chain's buffers: the device writes
+       them, the host reads them in place, and no byte is copied twice. */
+    while (r == BUFFET_OK && done < len) {
+        buffet_gpu_buf_desc bd;
+        buffet_buf *b = NULL;
+        uint64_t n = len - done < d->dedicated_size ? len - done : d->dedicated_size;
+        memset(&bd, 0, sizeof bd);
+        bd.size = n;
+        bd.intent = BUFFET_GPU_READBACK;
+        bd.name = "download";
+        r = buffet_gpu_buf_create(d, &bd, &b);
+        if (r == BUFFET_OK) r = buffet_gpu_copy(d, b, 0, src, src_off + done, n, &t);
+        if (r == BUFFET_OK) r = buffet_chain_append(&tmp, b, 0, (size_t)n);
+        buffet_buf_unref(b);
+        done += n;
+    }
+    if (r == BUFFET_OK && !ticket) {
+        size_t i;
+        r = buffet__gpu_wait(d, t, UINT64_MAX);
+        for (i = 0; r == BUFFET_OK && i < tmp.count; i++) r = buffet_gpu_invalidate(tmp.slices[tmp.head + i].buf, 0, tmp.slices[tmp.head + i].len);
+    }
+    if (r == BUFFET_OK) r = buffet_chain_concat(dst, &tmp);
+    buffet_chain_deinit(&tmp);
+    pthread_mutex_lock(&d->mu);
+    if (r == BUFFET_OK) {
+        buffet__gpu_count(&d->stats.downloads);
+        d->stats.download_bytes += len;
+    } else {
+        buffet__gpu_count(&d->stats.failures);
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (r == BUFFET_OK && ticket) *ticket = t;
+    return r;
+}
+
+BUFFET_API buffet_result buffet_gpu_frame_begin(buffet_gpu_device *d) {
+    buffet_result r = BUFFET_OK;
+    if (!d) return BUFFET_ERR_INVALID;
+    if (d->in_frame) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "gpu device %s: frame begun twice", d->name);
+        return BUFFET_ERR_STATE;
+    }
+    /* Frame k may reuse what frame k - frames_in_flight used once the GPU is done with it. */
+    if (d->frames_ended >= d->frames_in_flight) {
+        buffet__gpu_frame *f = &d->frames[(d->frames_ended - d->frames_in_flight) % BUFFET__GPU_MAX_FRAMES];
+        int i;
+        r = buffet__gpu_wait(d, f->ticket, UINT64_MAX);
+        if (r != BUFFET_OK) return r;
+        pthread_mutex_lock(&d->mu);
+        for (i = 1; i < BUFFET__GPU_INTENTS; i++)
+            if (d->frame_ready[i] && f->marks[i]) buffet_gpu_ring_release(&d->frame_ring[i], f->marks[i]);
+        if (d->budget) d->budget->used -= (size_t)f->charged;
+        memset(f, 0, sizeof *f);
+        pthread_mutex_unlock(&d->mu);
+    }
+    d->in_frame = true;
+    d->frames_begun++;
+    d->stats.frame = d->frames_begun;
+    d->stats.frame_bytes = 0;
+    return r;
+}
+
+BUFFET_API buffet_result buffet_gpu_frame_end(buffet_gpu_device *d, buffet_gpu_ticket after_ticket) {
+    buffet__gpu_frame *f;
+    buffet_result r;
+    uint64_t t = 0;
+    int i;
+    if (!d) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&d->mu);
+    if (!d->in_frame || after_ticket > d->submitted) {
+        r = d->in_frame ? BUFFET_ERR_INVALID : BUFFET_ERR_STATE;
+        pthread_mutex_unlock(&d->mu);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "gpu device %s: frame end %s", d->name,
+                    r == BUFFET_ERR_STATE ? "without a begin" : "after a ticket not handed out");
+        return r;
+    }
+    r = buffet__gpu_submit(d, &t);  /* completes after everything submitted in the frame */
+    f = &d->frames[d->frames_ended % BUFFET__GPU_MAX_FRAMES];
+    memset(f, 0, sizeof *f);
+    f->ticket = r == BUFFET_OK ? (t > after_ticket ? t : after_ticket) : 0;
+    f->charged = d->frame_charge;
+    d->frame_charge = 0;
+    for (i = 1; i < BUFFET__GPU_INTENTS; i++)
+        if (d->frame_ready[i]) buffet_gpu_ring_mark_take(&d->frame_ring[i], &f->marks[i]);
+    d->frames_ended++;
+    d->in_frame = false;
+    pthread_mutex_unlock(&d->mu);
+    return r;
+}
+
+/* Charge n bytes of frame memory to the budget, as the frame arenas charge theirs: refused past the
+   hard limit (counting what arenas hold in reserve), on_soft once a frame past the soft limit.
+   The frames' thread owns the budget, so no lock. */
+static bool buffet__gpu_budget_charge(buffet_gpu_device *d, uint64_t n) {
+    buffet_budget *b = d->budget;
+    const char *name = b->name ? b->name : "budget";
+    if (n > SIZE_MAX || (b->hard && (b->used + b->reserved > b->hard || n > b->hard - b->used - b->reserved))) {
+        b->hard_failures++;
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_BUDGET, "gpu device %s: %llu bytes of frame memory would pass "
+                    "budget %s's hard limit of %zu (%zu used)", d->name, (unsigned long long)n, name, b->hard, b->used);
+        return false;
+    }
+    b->used += (size_t)n;
+    d->frame_charge += n;
+    if (b->used > b->peak) b->peak = b->used;
+    if (b->soft && b->used > b->soft && !b->soft_fired) {
+        b->soft_fired = true;
+        b->soft_hits++;
+        if (b->on_soft) b->on_soft(b->user, name, b->used, b->soft);
+    }
+    return true;
+}
+
+BUFFET_API buffet_result buffet_gpu_frame_alloc(buffet_gpu_device *d, uint64_t size, uint64_t align,
+                                                buffet_gpu_intent intent, buffet_gpu_native *out) {
+    buffet_result r;
+    uint64_t off = 0;
+    buffet__gpu_mem *m;
+    if (!d || !out || size == 0 || (align & (align - 1)) || !buffet__gpu_intent_ok(intent)) {
+        if (d) BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "gpu device %s: frame allocation of %llu "
+                           "bytes, align %llu, intent %d refused", d->name, (unsigned long long)size,
+                           (unsigned long long)align, (int)intent);
+        return BUFFET_ERR_INVALID;
+    }
+    if (!d->in_frame) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "gpu device %s: frame allocation outside a frame",
+                    d->name);
+        return BUFFET_ERR_STATE;
+    }
+    if (d->budget && !buffet__gpu_budget_charge(d, size)) return BUFFET_ERR_BUDGET;
+    pthread_mutex_lock(&d->mu);
+    r = BUFFET_OK;
+    if (!d->frame_ready[intent]) {
+        r = buffet__gpu_ring_new(d, d->type_for[intent], d->frame_size, &d->frame_mem[intent], &d->frame_ring[intent],
+                                 buffet__gpu_intent_name(intent));
+        d->frame_ready[intent] = r == BUFFET_OK;
+    }
+    if (r == BUFFET_OK) r = buffet_gpu_ring_alloc(&d->frame_ring[intent], size, align ? align : d->caps.align, &off);
+    if (r == BUFFET_OK) {
+        m = &d->frame_mem[intent];
+        memset(out, 0, sizeof *out);
+        out->memory = m->memory;
+        out->buffer = m->buffer;
+        out->offset = off;
+        out->address = m->address ? m->address + off : 0;
+        out->size = size;
+        out->host = m->host ? (unsigned char *)m->host + off : NULL;
+        out->memory_type = m->type;
+        out->coherent = (d->caps.type_props[m->type] & BUFFET_GPU_MEM_HOST_COHERENT) != 0;
+        d->stats.frame_bytes += size;
+    } else {
+        if (d->budget) d->budget->used -= (size_t)size, d->frame_charge -= size;
+        buffet__gpu_count(&d->stats.failures);
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, r, "gpu device %s: frame allocation of %llu bytes (%s) refused",
+                    d->name, (unsigned long long)size, buffet__gpu_intent_name(intent));
+    }
+    pthread_mutex_unlock(&d->mu);
+    return r;
+}
+
+BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *host, buffet_buf **out, buffet_site site) {
+    buffet__gpu_rec *rec;
+    buffet_result r;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo, hi;
+    if (out) *out = NULL;
+    if (!d || !host || !out || !host->data || host->kind == BUFFET_BUF_GPU || host->kind == BUFFET_BUF_GPU_PINNED) {
+        if (d) BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "gpu device %s: pin refused (NULL, or "
+                           "not host memory)", d->name);
+        return BUFFET_ERR_INVALID;
+    }
+    if (!d->caps.can_pin) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_UNSUPPORTED, "gpu device %s: the %s backend cannot register "
+                    "host memory", d->name, d->ops->name);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    if (!buffet_buf_ref(host)) return BUFFET_ERR_OVERFLOW;
+    rec = buffet__gpu_rec_new(d, BUFFET_BUF_GPU_PINNED, site, &r);
+    if (!rec) {
+        buffet_buf_unref(host);
+        return r;
+    }
+    lo = (uintptr_t)host->data & ~(page - 1);
+    hi = ((uintptr_t)host->data + host->size + page - 1) & ~(page - 1);
+    pthread_mutex_lock(&d->mu);
+    r = d->lost ? BUFFET_ERR_DEVICE_LOST : d->ops->pin(d->be, (void *)lo, (uint64_t)(hi - lo), &rec->pinned);
+    if (r == BUFFET_OK) {
+        rec->pinned.pinned = 1;
+        rec->host = host;
+        rec->offset = (uint64_t)((uintptr_t)host->data - lo);
+        rec->magic = BUFFET__GPU_PINNED_MAGIC;
+        rec->name = "pinned";
+        rec->buf.data = host->data;
+        rec->buf.size = host->size;
+        rec->buf.handle = (uint64_t)(uintptr_t)rec;
+        buffet__gpu_link(d, rec);
+    } else {
+        buffet__gpu_count(&d->stats.failures);
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (r != BUFFET_OK) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, r, "gpu device %s: registering %zu bytes failed", d->name, host->size);
+        buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+        buffet_buf_unref(host);
+        return r;
+    }
+    *out = &rec->buf;
+    return BUFFET_OK;
+}
+
+/* Fold vblock statistics of a block into a type's. */
+static void buffet__gpu_add_block(buffet_gpu_type_stats *s, const buffet__gpu_block *b, uint64_t *free_bytes) {
+    if (!b->vb) {
+        s->dedicated++;
+        s->allocations++;
+        s->allocated_bytes += b->mem.size;
+    } else {
+        buffet_gpu_vblock_stats v = buffet_gpu_vblock_get_stats(b->vb);
+        s->blocks++;
+        s->allocations += v.allocations;
+        s->allocated_bytes += v.allocated_bytes;
+        s->free_ranges += v.free_ranges;
+        if (v.largest_free > s->largest_free) s->largest_free = v.largest_free;
+        *free_bytes += v.free_bytes;
+    }
+    s->block_bytes += b->mem.size;
+}
+
+static double buffet__gpu_frag(const buffet_gpu_type_stats *s, uint64_t free_bytes) {
+    return free_bytes ? 1.0 - (double)s->largest_free / (double)free_bytes : 0.0;
+}
+
+BUFFET_API buffet_gpu_stats buffet_gpu_get_stats(buffet_gpu_device *d) {
+    buffet_gpu_stats s;
+    uint64_t total_free = 0;
+    uint32_t t, h;
+    memset(&s, 0, sizeof s);
+    if (!d) return s;
+    pthread_mutex_lock(&d->mu);
+    s = d->stats;
+    memset(&s.total, 0, sizeof s.total);
+    memset(s.type, 0, sizeof s.type);
+    for (t = 0; t < d->caps.type_count; t++) {
+        const buffet__gpu_block *b;
+        uint64_t free_bytes = 0;
+        for (b = d->blocks[t]; b; b = b->next) buffet__gpu_add_block(&s.type[t], b, &free_bytes);
+        s.type[t].fragmentation = buffet__gpu_frag(&s.type[t], free_bytes);
+        s.total.blocks += s.type[t].blocks;
+        s.total.dedicated += s.type[t].dedicated;
+        s.total.block_bytes += s.type[t].block_bytes;
+        s.total.allocations += s.type[t].allocations;
+        s.total.allocated_bytes += s.type[t].allocated_bytes;
+        s.total.free_ranges += s.type[t].free_ranges;
+        if (s.type[t].largest_free > s.total.largest_free) s.total.largest_free = s.type[t].largest_free;
+        total_free += free_bytes;
+    }
+    s.total.fragmentation = buffet__gpu_frag(&s.total, total_free);
+    for (h = 0; h < d->caps.heap_count && h < BUFFET_GPU_MAX_HEAPS; h++)
+        d->ops->heap_budget(d->be, h, &s.heap_usage[h], &s.heap_budget[h]);
+    if (d->ops->validation_messages) s.validation_messages = d->ops->validation_messages(d->be);
+    pthread_mutex_unlock(&d->mu);
+    if (!s.heap_usage[0] && !s.heap_budget[0]) {
+        /* no driver figures: buffet's own count per heap */
+        for (t = 0; t < d->caps.type_count; t++) s.heap_usage[d->caps.type_heap[t] % BUFFET_GPU_MAX_HEAPS] += s.type[t].block_bytes;
+    }
+    return s;
+}
+
+/* Append to out[0..cap) as snprintf, keeping the full length in *len. */
+static void buffet__gpu_put(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len += (size_t)n;
+}
+
+static void buffet__gpu_type_json(char *out, size_t cap, size_t *len, const buffet_gpu_type_stats *s) {
+    buffet__gpu_put(out, cap, len, "\"blocks\":%u,\"dedicated\":%u,\"block_bytes\":%llu,\"allocations\":%u,"
+                    "\"allocated_bytes\":%llu,\"free_ranges\":%u,\"largest_free\":%llu,\"fragmentation\":%.4f",
+                    s->blocks, s->dedicated, (unsigned long long)s->block_bytes, s->allocations,
+                    (unsigned long long)s->allocated_bytes, s->free_ranges, (unsigned long long)s->largest_free,
+                    s->fragmentation);
+}
+
+BUFFET_API size_t buffet_gpu_stats_json(buffet_gpu_device *d, char *out, size_t cap) {
+    buffet_gpu_stats s = buffet_gpu_get_stats(d);
+    size_t len = 0;
+    uint32_t t, h;
+    if (cap) out[0] = 0;
+    if (!d) {
+        buffet__gpu_put(out, cap, &len, "{}");
+        return len;
+    }
+    buffet__gpu_put(out, cap, &len, "{\"name\":\"%s\",\"backend\":\"%s\",\"device\":\"", d->name, d->ops->name);
+    for (t = 0; d->caps.name[t]; t++) {     /* driver text: escape what JSON must */
+        unsigned char c = (unsigned char)d->caps.name[t];
+        if (c < 0x20 || c == '"' || c == '\\') buffet__gpu_put(out, cap, &len, "\\u%04x", c);
+        else buffet__gpu_put(out, cap, &len, "%c", c);
+    }
+    buffet__gpu_put(out, cap, &len, "\",");
+    buffet__gpu_type_json(out, cap, &len, &s.total);
+    buffet__gpu_put(out, cap, &len, ",\"device_allocations\":%llu,\"uploads\":%llu,\"upload_bytes\":%llu,"
+                    "\"downloads\":%llu,\"download_bytes\":%llu,\"copy_commands\":%llu,\"frame\":%llu,"
+                    "\"frame_bytes\":%llu,\"failures\":%llu,\"validation_messages\":%llu,\"types\":[",
+                    (unsigned long long)s.device_allocations, (unsigned long long)s.uploads,
+                    (unsigned long long)s.upload_bytes, (unsigned long long)s.downloads,
+                    (unsigned long long)s.download_bytes, (unsigned long long)s.copy_commands,
+                    (unsigned long long)s.frame, (unsigned long long)s.frame_bytes,
+                    (unsigned long long)s.failures, (unsigned long long)s.validation_messages);
+    for (t = 0; t < d->caps.type_count; t++) {
+        buffet__gpu_put(out, cap, &len, "%s{\"props\":%u,\"heap\":%u,", t ? "," : "", d->caps.type_props[t],
+                        d->caps.type_heap[t]);
+        buffet__gpu_type_json(out, cap, &len, &s.type[t]);
+        buffet__gpu_put(out, cap, &len, "}");
+    }
+    buffet__gpu_put(out, cap, &len, "],\"heaps\":[");
+    for (h = 0; h < d->caps.heap_count && h < BUFFET_GPU_MAX_HEAPS; h++)
+        buffet__gpu_put(out, cap, &len, "%s{\"size\":%llu,\"usage\":%llu,\"budget\":%llu}", h ? "," : "",
+                        (unsigned long long)d->caps.heap_size[h], (unsigned long long)s.heap_usage[h],
+                        (unsigned long long)s.heap_budget[h]);
+    buffet__gpu_put(out, cap, &len, "]}");
+    return len;
+}
+
+BUFFET_API buffet_gpu_info buffet_gpu_get_info(const buffet_gpu_device *d) {
+    buffet_gpu_info in;
+    uint32_t i;
+    memset(&in, 0, sizeof in);
+    if (!d) return in;
+    in.backend = d->backend;
+    in.backend_name = d->ops->name;
+    memcpy(in.device_name, d->caps.name, sizeof in.device_name);
+    in.device_name[sizeof in.device_name - 1] = 0;
+    in.type_count = d->caps.type_count;
+    in.heap_count = d->caps.heap_count;
+    for (i = 0; i < BUFFET_GPU_MAX_TYPES; i++) in.type_props[i] = d->caps.type_props[i], in.type_heap[i] = d->caps.type_heap[i];
+    for (i = 0; i < BUFFET_GPU_MAX_HEAPS; i++)
+        in.heap_size[i] = d->caps.heap_size[i], in.heap_device_local[i] = d->caps.heap_device_local[i];
+    in.align = d->caps.align;
+    in.atom = d->caps.atom;
+    return in;
+}
+
+BUFFET_API size_t buffet_gpu_explain(const buffet_gpu_device *d, buffet_gpu_intent intent, char *out, size_t cap) {
+    static const char *const bits[5] = {"device-local", "host-visible", "host-coherent", "host-cached", "managed"};
+    size_t len = 0;
+    uint32_t t, k;
+    if (cap) out[0] = 0;
+    if (!d) {
+        buffet__gpu_put(out, cap, &len, "no device");
+        return len;
+    }
+    if (!buffet__gpu_intent_ok(intent)) {
+        buffet__gpu_put(out, cap, &len, "intent %d is not one of device-local, upload, readback, shared", (int)intent);
+        return len;
+    }
+    if (d->type_for[intent] < 0) buffet__gpu_put(out, cap, &len, "%s: no memory type of %s serves it;",
+                                                 buffet__gpu_intent_name(intent), d->caps.name);
+    else buffet__gpu_put(out, cap, &len, "%s -> memory type %d of \"%s\" (%s backend);", buffet__gpu_intent_name(intent),
+                         d->type_for[intent], d->caps.name, d->ops->name);
+    for (t = 0; t < d->caps.type_count; t++) {
+        int s = buffet__gpu_score(d->caps.type_props[t], intent);
+        buffet__gpu_put(out, cap, &len, " type %u (heap %u:", t, d->caps.type_heap[t]);
+        for (k = 0; k < 5; k++) if (d->caps.type_props[t] & (1u << k)) buffet__gpu_put(out, cap, &len, " %s", bits[k]);
+        if (!d->caps.type_props[t]) buffet__gpu_put(out, cap, &len, " unusable for buffers");
+        if (s < 0) buffet__gpu_put(out, cap, &len, ") no: %s;", d->caps.type_props[t] ? "not host-visible" : "unusable");
+        else buffet__gpu_put(out, cap, &len, ") score %d%s;", s, (int)t == d->type_for[intent] ? " chosen" : "");
+    }
+    return len;
+}
+
+BUFFET_API void buffet_gpu_device_destroy(buffet_gpu_device *d) {
+    uint64_t leaks = 0, leaked_bytes = 0;
+    uint32_t t;
+    int i;
+    if (!d) return;
+    if (d->submitted) buffet__gpu_wait(d, d->submitted, UINT64_MAX);
+    while (d->live) {
+        buffet__gpu_rec *rec = d->live;
+        leaks++;
+        leaked_bytes += rec->buf.size;
+        if (leaks <= 8)
+            BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_LEAK, "gpu device %s: %s buffer \"%s\" of %zu bytes made "
+                        "at %s (%s) still has %u references at destroy", d->name,
+                        rec->buf.kind == BUFFET_BUF_GPU ? "GPU" : "pinned", rec->name ? rec->name : "",
+                        rec->buf.size, rec->site.where ? rec->site.where : "?", rec->site.func ? rec->site.func : "?",
+                        rec->buf.refcount);
+        /* freed as by its last unref: later unrefs would be use after free, as with any buffer */
+        rec->buf.refcount = 1;
+        buffet_buf_unref(&rec->buf);
+    }
+    if (leaks > 8)
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_LEAK, "gpu device %s: %llu buffers (%llu bytes) leaked in all",
+                    d->name, (unsigned long long)leaks, (unsigned long long)leaked_bytes);
+    if (d->staging_ready) buffet__gpu_mem_put(d, &d->staging);
+    for (i = 1; i < BUFFET__GPU_INTENTS; i++)
+        if (d->frame_ready[i]) buffet__gpu_mem_put(d, &d->frame_mem[i]);
+    for (t = 0; t < BUFFET_GPU_MAX_TYPES; t++)
+        while (d->blocks[t]) buffet__gpu_block_drop(d, d->blocks[t]);
+    d->ops->close(d->be);
+    pthread_mutex_destroy(&d->mu);
+    buffet_free(d->allocator, d, sizeof *d, 64, BUFFET_SITE);
+}
+
+BUFFET_API buffet_result buffet_gpu_vulkan_handles(const buffet_gpu_device *d, buffet_gpu_vulkan_desc *out) {
+    if (!d || !out) return BUFFET_ERR_INVALID;
+    if (!d->ops->vulkan_handles) return BUFFET_ERR_UNSUPPORTED;
+    d->ops->vulkan_handles(d->be, out);
+    return BUFFET_OK;
+}
+
+/* >>registry provider: a request with device usage gets a GPU buffer */
+static buffet_gpu_intent buffet__gpu_intent_for(uint32_t usage) {
+    bool hr = usage & BUFFET_USAGE_HOST_READ, hw = usage & BUFFET_USAGE_HOST_WRITE;
+    return hr && hw ? BUFFET_GPU_SHARED : hw ? BUFFET_GPU_UPLOAD : hr ? BUFFET_GPU_READBACK : BUFFET_GPU_DEVICE_LOCAL;
+}
+
+static int buffet__gpu_provider_score(void *self, const buffet_request *req, char *why, size_t cap) {
+    buffet_gpu_device *d = (buffet_gpu_device *)self;
+    const uint32_t unsupported = BUFFET_USAGE_SHARE_PROCESS | BUFFET_USAGE_NETWORK | BUFFET_USAGE_HUGE_PAGES |
+                                 BUFFET_USAGE_SECURE;
+    if (!(req->usage & (BUFFET_USAGE_DEVICE_READ | BUFFET_USAGE_DEVICE_WRITE))) {
+        snprintf(why, cap, "no device usage asked");
+        return -1;
+    }
+    if (req->usage & unsupported) {
+        snprintf(why, cap, "GPU memory cannot be shared with processes, used by sockets, huge-paged or locked");
+        return -1;
+    }
+    if (req->lifetime == BUFFET_LIFETIME_FRAME) {
+        snprintf(why, cap, "GPU frame memory is not a refcounted buffer: use buffet_gpu_frame_alloc");
+        return -1;
+    }
+    if (d->type_for[buffet__gpu_intent_for(req->usage)] < 0) {
+        snprintf(why, cap, "no memory type of %s serves intent %s", d->caps.name,
+                 buffet__gpu_intent_name(buffet__gpu_intent_for(req->usage)));
+        return -1;
+    }
+    snprintf(why, cap, "%s memory of %s (%s backend)", buffet__gpu_intent_name(buffet__gpu_intent_for(req->usage)),
+             d->caps.name, d->ops->name);
+    return 90;
+}
+
+static buffet_result buffet__gpu_provider_create(void *self, const buffet_request *req, buffet_buf **out) {
+    buffet_gpu_buf_desc bd;
+    memset(&bd, 0, sizeof bd);
+    bd.size = req->size;
+    bd.align = req->align;
+    bd.intent = buffet__gpu_intent_for(req->usage);
+    bd.name = "registry";
+    return buffet_gpu_buf_create_at((buffet_gpu_device *)self, &bd, out, req->site);
+}
+
+BUFFET_API buffet_result buffet_gpu_register(buffet_gpu_device *d, buffet_registry *r) {
+    buffet_provider p;
+    if (!d || !r) return BUFFET_ERR_INVALID;
+    memset(&p, 0, sizeof p);
+    p.name = "gpu";
+    p.score = buffet__gpu_provider_score;
+    p.create = buffet__gpu_provider_create;
+    p.self = d;
+    return buffet_registry_add(r, &p);
+}
+
 
 #endif /* BUFFET_IMPLEMENTATION */
 
