@@ -1,28 +1,42 @@
 /* buffet_gpu.h - buffet 0.1.0 - GPU memory by intent and lifetime
 
-   STATUS: the suballocator is here (buffet_gpu_vblock, buffet_gpu_ring), usable on its own over
-   offsets; the backends (CUDA, Vulkan, host), intents, staging and budgets are planned, see README.
-
-   WHAT IT WILL DO
-   GPU memory asked for by intent (device-local, upload, readback, shared) and
-   lifetime (frame, persistent):
-   - suballocation in large blocks, staging transfers, budgets, statistics;
-   - backends: CUDA (driver API), Vulkan (an existing device or its own), and a
-     host backend that runs everywhere. libcuda and libvulkan are loaded at run
-     time when present, so no SDK is needed to compile and no link flags to run.
+   GPU memory asked for by intent (device-local, upload, readback, shared) and lifetime
+   (persistent buffers, per-frame memory), from one of three backends behind one vocabulary:
+   Vulkan (libvulkan loaded at run time: buffet's own instance and device, or the caller's),
+   CUDA (the driver API from libcuda, loaded at run time) and a host backend that behaves as a
+   device with separate memory, so every program runs everywhere. No SDK is needed to compile,
+   no link flag to run.
 
    WHAT IS HERE
-     vblock  buffet_gpu_vblock_*: a TLSF allocator over the offsets [0, size) of memory the caller
-             manages (VulkanMemoryAllocator's "virtual block"): O(1) alloc and free, alignment-aware,
-             free ranges coalesced at once with their physical neighbours. Sizes are uint64_t (device
-             heaps pass 4 GiB). No byte of the managed memory is touched (there may be none: offsets
-             only); the bookkeeping lives in arrays indexed by 32-bit numbers, from desc.allocator.
-             An allocation is named by a handle (block tag, slot, generation): a double free, a stale
-             handle, another block's or a garbage one is refused and counted, never obeyed.
-     ring    buffet_gpu_ring_*: linear allocation wrapping around [0, size), for per-frame upload
-             memory: allocate from the head, take a mark at the end of a frame, release the mark when
-             the frame's fence has passed, which frees everything allocated before it. Marks are
-             checked: an old, repeated or another ring's mark is refused.
+     devices  buffet_gpu_device_*: memory types chosen by intent with fallbacks
+              (buffet_gpu_explain says which and why); large device blocks suballocated in O(1)
+              by vblocks, dedicated memory for large buffers, empty blocks released past
+              desc.max_empty_blocks; a limit, the heaps' budgets, statistics and JSON; a leak
+              report with sites at destroy.
+     buffers  buffet_gpu_buf_create: GPU buffers are buffet_bufs (kind BUFFET_BUF_GPU):
+              refcounted, sliceable, in chains; native handles by buffet_gpu_buf_native
+              (VkBuffer + offset, VkDeviceMemory, CUdeviceptr); buffet_gpu_register makes the
+              device a registry provider for requests with device usage.
+     transfers buffet_gpu_upload from a chain (host slices gathered into staging memory, one
+              copy command per contiguous staging range; pinned slices read in place),
+              buffet_gpu_download into a chain (readback buffers become its slices),
+              buffet_gpu_copy; each waits, or returns a ticket (buffet_gpu_wait).
+     frames   buffet_gpu_frame_begin/_end/_alloc: per-frame memory reclaimed when the GPU has
+              finished the frame, frames_in_flight later; a buffet_budget can cover it together
+              with the CPU frame arenas of buffet_frame.h.
+     pinning  buffet_gpu_pin: a host buffer (heap, mmap, shm, packet pool region) registered with
+              the device for DMA without a staging copy, unregistered when the pin goes.
+     vblock   buffet_gpu_vblock_*: a TLSF allocator over the offsets [0, size) of memory the caller
+              manages (VulkanMemoryAllocator's "virtual block"): O(1) alloc and free, alignment-aware,
+              free ranges coalesced at once with their physical neighbours. Sizes are uint64_t (device
+              heaps pass 4 GiB). No byte of the managed memory is touched (there may be none: offsets
+              only); the bookkeeping lives in arrays indexed by 32-bit numbers, from desc.allocator.
+              An allocation is named by a handle (block tag, slot, generation): a double free, a stale
+              handle, another block's or a garbage one is refused and counted, never obeyed.
+     ring     buffet_gpu_ring_*: linear allocation wrapping around [0, size), for per-frame upload
+              memory: allocate from the head, take a mark at the end of a frame, release the mark when
+              the frame's fence has passed, which frees everything allocated before it. Marks are
+              checked: an old, repeated or another ring's mark is refused.
 
    USAGE
    It includes buffet.h itself; buffet headers may be included in any order. In
@@ -30,13 +44,26 @@
    buffet header you use there.
 
    EXAMPLE
-         buffet_gpu_vblock *vb;
+         buffet_gpu_device *dev;
+         buffet_gpu_device_desc dd = {0};            // AUTO: CUDA, else Vulkan, else host
+         buffet_gpu_device_create(&dev, &dd);
+         buffet_gpu_buf_desc bd = {0};
+         bd.size = chain.len; bd.intent = BUFFET_GPU_DEVICE_LOCAL;
+         buffet_buf *vertices;
+         buffet_gpu_buf_create(dev, &bd, &vertices);
+         buffet_gpu_upload(dev, vertices, 0, &chain, NULL);   // a chain of packets, say
+         buffet_gpu_native n;
+         buffet_gpu_buf_native(vertices, &n);        // n.buffer + n.offset for vkCmdBindVertexBuffers
+         buffet_buf_unref(vertices);
+         buffet_gpu_device_destroy(dev);
+
+         buffet_gpu_vblock *vb;                      // the suballocator alone, over offsets
          buffet_gpu_vblock_desc d = {0};
-         d.size = (uint64_t)1 << 30;                 // a 1 GiB VkDeviceMemory, say
+         d.size = (uint64_t)1 << 30;                 // a 1 GiB VkDeviceMemory of the caller's
          buffet_gpu_vblock_create(&vb, &d);
          uint64_t off; buffet_gpu_valloc h;
          if (buffet_gpu_vblock_alloc(vb, 65536, 256, &off, &h) == BUFFET_OK)
-             bind_buffer_at(memory, off);            // the caller's own memory, at that offset
+             bind_buffer_at(memory, off);
          buffet_gpu_vblock_free(vb, h);
          buffet_gpu_vblock_destroy(vb);              // live allocations are logged as leaks
 
@@ -45,14 +72,21 @@
      it sizes buffet_gpu_ring) is how many marks may be outstanding at once.
 
    THREAD SAFETY
-     A vblock and a ring are owned (external synchronisation), as VMA's virtual blocks are: one
+     A device is thread-safe: buffers are made, released (the last unref, on any thread),
+     uploaded and downloaded from any thread, under one mutex per device; waits on tickets run
+     outside it. Frames (begin, end, frame_alloc) are driven by one thread, which also owns the
+     budget attached. A vblock and a ring are owned (external synchronisation), as VMA's virtual blocks are: one
      thread at a time calls them; handing one to another thread needs a happens-before (a mutex,
      a queue). Nothing in them blocks or allocates from the OS on the hot path.
 
    LIFECYCLE
      object   made by                         ended by                   owner
+     device   buffet_gpu_device_create        buffet_gpu_device_destroy  shared (thread-safe)
+     buffer   buffet_gpu_buf_create, _pin     the last buffet_buf_unref  refcounted, any thread
      vblock   buffet_gpu_vblock_create        buffet_gpu_vblock_destroy  one thread at a time
      ring     buffet_gpu_ring_init (caller's) buffet_gpu_ring_deinit     one thread at a time
+     Destroying a device waits for its work, logs each buffer still referenced (BUFFET_ERR_LEAK,
+     with the site that made it) and frees it: a buffer must not outlive its device.
      Destroying a vblock with live allocations logs each (the first 8, then a count) as
      BUFFET_ERR_LEAK and frees the bookkeeping: the offsets describe the caller's memory, which
      buffet never owned.
