@@ -2321,10 +2321,12 @@ BUFFET_API buffet_result buffet_gpu_frame_begin(buffet_gpu_device *d) {
         memset(f, 0, sizeof *f);
         pthread_mutex_unlock(&d->mu);
     }
+    pthread_mutex_lock(&d->mu);     /* the statistics are read from any thread */
     d->in_frame = true;
     d->frames_begun++;
     d->stats.frame = d->frames_begun;
     d->stats.frame_bytes = 0;
+    pthread_mutex_unlock(&d->mu);
     return r;
 }
 
