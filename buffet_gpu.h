@@ -1500,7 +1500,767 @@ static const buffet__gpu_ops buffet__gpu_vulkan_ops = {"vulkan", NULL, NULL, NUL
 /* >>vulkan backend end */
 
 /* >>cuda backend */
-static const buffet__gpu_ops buffet__gpu_cuda_ops = {"cuda", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+/* The driver API, loaded at run time: dlopen(desc->library or libcuda.so.1), and of its symbols
+   only cuGetProcAddress (_v2 when there, the CUDA 12 form); every other entry point comes from
+   it by its base name and the CUDA version that introduced the ABI used here (cudaTypedefs.h's
+   PFN_cuMemAlloc_v3020 is cuMemAlloc_v2, so "cuMemAlloc" at 3020), so a newer driver never
+   hands out a variant with another signature. With <cuda.h> at hand (or BUFFET_GPU_CUDA_H
+   defined to 1; 0 keeps it out) its types are used; otherwise equivalents are declared here.
+   One device: its primary context (made current around each call, so any thread may call),
+   one non-blocking stream for every copy, and an event recorded after each ticket's copies.
+   Memory types: 0 device (cuMemAlloc), 1 upload (pinned, write-combined), 2 readback (pinned,
+   cached), 3 managed (when the device has it); every one is reached by a CUdeviceptr, so a copy
+   is one cuMemcpyAsync (unified addressing is required). */
+#include <dlfcn.h>
+#include <time.h>
+
+#if defined(BUFFET_GPU_CUDA_H)
+#  if BUFFET_GPU_CUDA_H
+#    define BUFFET__CU_HEADER 1
+#  endif
+#elif defined(__has_include)
+#  if __has_include(<cuda.h>)
+#    define BUFFET__CU_HEADER 1
+#  endif
+#endif
+
+#ifdef BUFFET__CU_HEADER
+#include <cuda.h>
+typedef CUresult buffet__cu_res;
+typedef CUdeviceptr buffet__cu_ptr;
+typedef CUdevice buffet__cu_dev;
+typedef CUcontext buffet__cu_ctx;
+typedef CUstream buffet__cu_stream;
+typedef CUevent buffet__cu_event;
+typedef CUdevice_attribute buffet__cu_attr;
+typedef CUdriverProcAddressQueryResult buffet__cu_query;
+typedef cuuint64_t buffet__cu_u64;
+#else
+/* The ABI of the driver's types on the platforms it supports (64-bit: a CUdeviceptr is 64 bits,
+   the enums are int). */
+typedef int buffet__cu_res;
+typedef unsigned long long buffet__cu_ptr;
+typedef int buffet__cu_dev;
+typedef struct buffet__cu_ctx_st *buffet__cu_ctx;
+typedef struct buffet__cu_stream_st *buffet__cu_stream;
+typedef struct buffet__cu_event_st *buffet__cu_event;
+typedef int buffet__cu_attr;
+typedef int buffet__cu_query;
+typedef unsigned long long buffet__cu_u64;
+#endif
+
+/* Values from cuda.h, spelled here so that both cases use them alike. */
+#define BUFFET__CU_SUCCESS 0
+#define BUFFET__CU_ERR_INVALID_VALUE 1
+#define BUFFET__CU_ERR_OUT_OF_MEMORY 2
+#define BUFFET__CU_ERR_DEINITIALIZED 4
+#define BUFFET__CU_ERR_STUB_LIBRARY 34
+#define BUFFET__CU_ERR_NO_DEVICE 100
+#define BUFFET__CU_ERR_INVALID_DEVICE 101
+#define BUFFET__CU_ERR_INVALID_HANDLE 400
+#define BUFFET__CU_ERR_NOT_READY 600
+#define BUFFET__CU_ERR_NOT_PERMITTED 800
+#define BUFFET__CU_ERR_NOT_SUPPORTED 801
+#define BUFFET__CU_ERR_ALREADY_REGISTERED 712
+#define BUFFET__CU_ERR_NOT_REGISTERED 713
+#define BUFFET__CU_ATTR_CAN_MAP_HOST_MEMORY 19
+#define BUFFET__CU_ATTR_UNIFIED_ADDRESSING 41
+#define BUFFET__CU_ATTR_MANAGED_MEMORY 83
+#define BUFFET__CU_HOSTALLOC_PORTABLE 0x01u
+#define BUFFET__CU_HOSTALLOC_DEVICEMAP 0x02u
+#define BUFFET__CU_HOSTALLOC_WRITECOMBINED 0x04u
+#define BUFFET__CU_HOSTREGISTER_PORTABLE 0x01u
+#define BUFFET__CU_HOSTREGISTER_DEVICEMAP 0x02u
+#define BUFFET__CU_MEM_ATTACH_GLOBAL 0x1u
+#define BUFFET__CU_STREAM_NON_BLOCKING 0x1u
+#define BUFFET__CU_EVENT_BLOCKING_SYNC 0x1u
+#define BUFFET__CU_EVENT_DISABLE_TIMING 0x2u
+#define BUFFET__CU_PROC_LEGACY_STREAM 1u
+#define BUFFET__CU_ALIGN 256u              /* cuMemAlloc's alignment, and more than any use needs */
+
+enum { BUFFET__CU_TYPE_DEVICE, BUFFET__CU_TYPE_UPLOAD, BUFFET__CU_TYPE_READBACK, BUFFET__CU_TYPE_MANAGED };
+
+typedef buffet__cu_res (*buffet__cu_getproc_v1)(const char *, void **, int, buffet__cu_u64);
+typedef buffet__cu_res (*buffet__cu_getproc_v2)(const char *, void **, int, buffet__cu_u64,
+                                                buffet__cu_query *);
+
+/* The entry points used, as the ABI versions named in buffet__cu_syms. */
+typedef struct buffet__cu_fns {
+    buffet__cu_res (*GetErrorName)(buffet__cu_res, const char **);
+    buffet__cu_res (*Init)(unsigned);
+    buffet__cu_res (*DriverGetVersion)(int *);
+    buffet__cu_res (*DeviceGetCount)(int *);
+    buffet__cu_res (*DeviceGet)(buffet__cu_dev *, int);
+    buffet__cu_res (*DeviceGetName)(char *, int, buffet__cu_dev);
+    buffet__cu_res (*DeviceGetAttribute)(int *, buffet__cu_attr, buffet__cu_dev);
+    buffet__cu_res (*DeviceTotalMem)(size_t *, buffet__cu_dev);
+    buffet__cu_res (*DevicePrimaryCtxRetain)(buffet__cu_ctx *, buffet__cu_dev);
+    buffet__cu_res (*DevicePrimaryCtxRelease)(buffet__cu_dev);
+    buffet__cu_res (*CtxPushCurrent)(buffet__cu_ctx);
+    buffet__cu_res (*CtxPopCurrent)(buffet__cu_ctx *);
+    buffet__cu_res (*StreamCreate)(buffet__cu_stream *, unsigned);
+    buffet__cu_res (*StreamDestroy)(buffet__cu_stream);
+    buffet__cu_res (*StreamSynchronize)(buffet__cu_stream);
+    buffet__cu_res (*EventCreate)(buffet__cu_event *, unsigned);
+    buffet__cu_res (*EventDestroy)(buffet__cu_event);
+    buffet__cu_res (*EventRecord)(buffet__cu_event, buffet__cu_stream);
+    buffet__cu_res (*EventQuery)(buffet__cu_event);
+    buffet__cu_res (*EventSynchronize)(buffet__cu_event);
+    buffet__cu_res (*MemAlloc)(buffet__cu_ptr *, size_t);
+    buffet__cu_res (*MemFree)(buffet__cu_ptr);
+    buffet__cu_res (*MemHostAlloc)(void **, size_t, unsigned);
+    buffet__cu_res (*MemFreeHost)(void *);
+    buffet__cu_res (*MemHostGetDevicePointer)(buffet__cu_ptr *, void *, unsigned);
+    buffet__cu_res (*MemAllocManaged)(buffet__cu_ptr *, size_t, unsigned);
+    buffet__cu_res (*MemHostRegister)(void *, size_t, unsigned);
+    buffet__cu_res (*MemHostUnregister)(void *);
+    buffet__cu_res (*MemcpyAsync)(buffet__cu_ptr, buffet__cu_ptr, size_t, buffet__cu_stream);
+    buffet__cu_res (*MemGetInfo)(size_t *, size_t *);
+} buffet__cu_fns;
+
+/* Base name, the CUDA version of the ABI wanted (cudaTypedefs.h's PFN_<name>_v<version>), and
+   where it goes. cuGetErrorName first: the failures that follow are logged by name. */
+static const struct buffet__cu_sym {
+    const char *name;
+    int version;
+    size_t at;
+} buffet__cu_syms[] = {
+#define BUFFET__CU_SYM(fn, v) {"cu" #fn, v, offsetof(buffet__cu_fns, fn)}
+    BUFFET__CU_SYM(GetErrorName, 6000),
+    BUFFET__CU_SYM(Init, 2000),
+    BUFFET__CU_SYM(DriverGetVersion, 2020),
+    BUFFET__CU_SYM(DeviceGetCount, 2000),
+    BUFFET__CU_SYM(DeviceGet, 2000),
+    BUFFET__CU_SYM(DeviceGetName, 2000),
+    BUFFET__CU_SYM(DeviceGetAttribute, 2000),
+    BUFFET__CU_SYM(DeviceTotalMem, 3020),              /* _v2 */
+    BUFFET__CU_SYM(DevicePrimaryCtxRetain, 7000),
+    BUFFET__CU_SYM(DevicePrimaryCtxRelease, 11000),    /* _v2 */
+    BUFFET__CU_SYM(CtxPushCurrent, 4000),              /* _v2 */
+    BUFFET__CU_SYM(CtxPopCurrent, 4000),               /* _v2 */
+    BUFFET__CU_SYM(StreamCreate, 2000),
+    BUFFET__CU_SYM(StreamDestroy, 4000),               /* _v2 */
+    BUFFET__CU_SYM(StreamSynchronize, 2000),
+    BUFFET__CU_SYM(EventCreate, 2000),
+    BUFFET__CU_SYM(EventDestroy, 4000),                /* _v2 */
+    BUFFET__CU_SYM(EventRecord, 2000),
+    BUFFET__CU_SYM(EventQuery, 2000),
+    BUFFET__CU_SYM(EventSynchronize, 2000),
+    BUFFET__CU_SYM(MemAlloc, 3020),                    /* _v2 */
+    BUFFET__CU_SYM(MemFree, 3020),                     /* _v2 */
+    BUFFET__CU_SYM(MemHostAlloc, 2020),
+    BUFFET__CU_SYM(MemFreeHost, 2000),
+    BUFFET__CU_SYM(MemHostGetDevicePointer, 3020),     /* _v2 */
+    BUFFET__CU_SYM(MemAllocManaged, 6000),
+    BUFFET__CU_SYM(MemHostRegister, 6050),             /* _v2 */
+    BUFFET__CU_SYM(MemHostUnregister, 4000),
+    BUFFET__CU_SYM(MemcpyAsync, 4000),
+    BUFFET__CU_SYM(MemGetInfo, 3020)                   /* _v2 */
+#undef BUFFET__CU_SYM
+};
+
+typedef struct buffet__cu_xfer { buffet__cu_ptr dst, src; size_t size; } buffet__cu_xfer;
+typedef struct buffet__cu_flight { uint64_t ticket; uint32_t ev; } buffet__cu_flight;   /* ev: in evs */
+/* An event and the waiters sleeping in cuEventSynchronize on it: it is not reused while they do. */
+typedef struct buffet__cu_ev { buffet__cu_event ev; uint32_t users; } buffet__cu_ev;
+
+typedef struct buffet__cu {
+    void *lib;
+    buffet__cu_fns f;
+    buffet_allocator alloc;
+    buffet_logger log;
+    buffet__cu_dev dev;
+    buffet__cu_ctx ctx;
+    buffet__cu_stream stream;
+    uint32_t type_count;
+    int lost;                        /* a sticky error was seen: atomic, read by wait */
+    /* copies recorded, issued at submit (under the device lock) */
+    buffet__cu_xfer *batch;
+    size_t nbatch, capbatch;
+    /* tickets: under mu, since wait runs beside submit */
+    pthread_mutex_t mu;
+    buffet__cu_flight *flight;       /* a ring of submitted, not yet seen complete, in order */
+    size_t fhead, fcount, fcap;
+    buffet__cu_ev *evs;              /* every event made (indexes stay valid as it grows) */
+    size_t nevents, capevs;
+    uint32_t *pool;                  /* completed events (indexes), for reuse; room for all */
+    size_t npool, cappool;
+    uint64_t submitted, completed;
+} buffet__cu;
+
+/* Errors after which the context is unusable (the driver says so: "the process must be
+   terminated and relaunched" or the context destroyed): ECC, NVLink, contained, illegal
+   address, launch timeout, context destroyed, assert, the 714..719 family, external device. */
+static int buffet__cu_sticky(int e) {
+    return e == BUFFET__CU_ERR_DEINITIALIZED || e == 214 || e == 220 || e == 226 || e == 700 || e == 702 ||
+           e == 709 || e == 710 || (e >= 714 && e <= 719) || e == 911;
+}
+
+/* The buffet code for a driver result. */
+static buffet_result buffet__cu_code(int e) {
+    if (e == BUFFET__CU_SUCCESS) return BUFFET_OK;
+    if (e == BUFFET__CU_ERR_OUT_OF_MEMORY) return BUFFET_ERR_NOMEM;
+    if (e == BUFFET__CU_ERR_NOT_READY) return BUFFET_AGAIN;
+    if (buffet__cu_sticky(e)) return BUFFET_ERR_DEVICE_LOST;
+    if (e == BUFFET__CU_ERR_NO_DEVICE || e == BUFFET__CU_ERR_INVALID_DEVICE ||
+        e == BUFFET__CU_ERR_STUB_LIBRARY)
+        return BUFFET_ERR_NO_DEVICE;
+    if (e == BUFFET__CU_ERR_NOT_SUPPORTED || e == BUFFET__CU_ERR_NOT_PERMITTED) return BUFFET_ERR_UNSUPPORTED;
+    if (e == BUFFET__CU_ERR_INVALID_VALUE || e == BUFFET__CU_ERR_INVALID_HANDLE ||
+        e == BUFFET__CU_ERR_ALREADY_REGISTERED || e == BUFFET__CU_ERR_NOT_REGISTERED)
+        return BUFFET_ERR_INVALID;
+    return BUFFET_ERR_SYSTEM;
+}
+
+static const char *buffet__cu_name(const buffet__cu *be, int e) {
+    const char *n = NULL;
+    if (!be->f.GetErrorName || (int)be->f.GetErrorName((buffet__cu_res)e, &n) != BUFFET__CU_SUCCESS || !n)
+        return "?";
+    return n;
+}
+
+/* A failed call: log it with the driver's code and name, remember a sticky one (every later call
+   is then DEVICE_LOST), and return the buffet code (code, when not 0, instead of the mapping). */
+static buffet_result buffet__cu_fail(buffet__cu *be, int e, const char *what, buffet_result code) {
+    buffet_result r = code != BUFFET_OK ? code : buffet__cu_code(e);
+    if (r == BUFFET_ERR_DEVICE_LOST) BUFFET__STORE(&be->lost, 1, BUFFET__RELAXED);
+    BUFFET__LOG(&be->log, r == BUFFET_ERR_NO_DEVICE ? BUFFET_LOG_WARN : BUFFET_LOG_ERROR, r,
+                "cuda: %s failed: CUresult %d (%s)%s", what, e, buffet__cu_name(be, e),
+                r == BUFFET_ERR_DEVICE_LOST ? ": the device is lost" : "");
+    return r;
+}
+
+static buffet_result buffet__cu_lost(buffet__cu *be) {
+    return BUFFET__LOAD(&be->lost, BUFFET__RELAXED) ? BUFFET_ERR_DEVICE_LOST : BUFFET_OK;
+}
+
+/* Make the primary context current on this thread for one op (the caller's own stays below it). */
+static buffet_result buffet__cu_enter(buffet__cu *be) {
+    int e;
+    if (buffet__cu_lost(be)) return BUFFET_ERR_DEVICE_LOST;
+    e = (int)be->f.CtxPushCurrent(be->ctx);
+    return e ? buffet__cu_fail(be, e, "cuCtxPushCurrent", BUFFET_OK) : BUFFET_OK;
+}
+static void buffet__cu_leave(buffet__cu *be) {
+    buffet__cu_ctx c;
+    (void)be->f.CtxPopCurrent(&c);
+}
+
+/* An array of elem-sized items (count used, *cap made) with room for need (doubling): the array
+   itself, or a larger copy (the old one freed, *cap updated). NULL: out of memory, arr untouched. */
+static void *buffet__cu_grow(buffet__cu *be, void *arr, size_t *cap, size_t count, size_t need, size_t elem) {
+    size_t ncap = *cap ? *cap : 16;
+    void *p;
+    if (need <= *cap) return arr;
+    while (ncap < need) ncap *= 2;
+    p = buffet_alloc(be->alloc, ncap * elem, BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+    if (!p) return NULL;
+    if (count) memcpy(p, arr, count * elem);
+    if (arr) buffet_free(be->alloc, arr, *cap * elem, BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+    *cap = ncap;
+    return p;
+}
+
+static void buffet__cu_free_state(buffet__cu *be) {
+    buffet_free(be->alloc, be->batch, be->capbatch * sizeof *be->batch, BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+    buffet_free(be->alloc, be->flight, be->fcap * sizeof *be->flight, BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+    buffet_free(be->alloc, be->pool, be->cappool * sizeof *be->pool, BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+    buffet_free(be->alloc, be->evs, be->capevs * sizeof *be->evs, BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+    if (be->lib) dlclose(be->lib);
+    pthread_mutex_destroy(&be->mu);
+    BUFFET_DELETE(be->alloc, buffet__cu, be);
+}
+
+/* Load the library and every entry point. NO_DEVICE: no library; UNSUPPORTED: a driver without
+   cuGetProcAddress (before CUDA 11.3) or without an entry point. */
+static buffet_result buffet__cu_load(buffet__cu *be, const char *lib) {
+    void *sym;
+    buffet__cu_getproc_v1 gp1 = NULL;
+    buffet__cu_getproc_v2 gp2 = NULL;
+    size_t i;
+    be->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!be->lib) {
+        const char *why = dlerror();
+        BUFFET__LOG(&be->log, BUFFET_LOG_WARN, BUFFET_ERR_NO_DEVICE, "cuda: cannot load %s: %s", lib,
+                    why ? why : "?");
+        return BUFFET_ERR_NO_DEVICE;
+    }
+    /* object to function pointer through memcpy: ISO C has no cast between them */
+    if ((sym = dlsym(be->lib, "cuGetProcAddress_v2")) != NULL) memcpy(&gp2, &sym, sizeof sym);
+    else if ((sym = dlsym(be->lib, "cuGetProcAddress")) != NULL) memcpy(&gp1, &sym, sizeof sym);
+    else {
+        BUFFET__LOG(&be->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
+                    "cuda: %s has no cuGetProcAddress: a driver older than CUDA 11.3, or not the driver",
+                    lib);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    for (i = 0; i < sizeof buffet__cu_syms / sizeof buffet__cu_syms[0]; i++) {
+        const struct buffet__cu_sym *s = &buffet__cu_syms[i];
+        buffet__cu_query q = (buffet__cu_query)0;
+        void *p = NULL;
+        int e = gp2 ? (int)gp2(s->name, &p, s->version, BUFFET__CU_PROC_LEGACY_STREAM, &q)
+                    : (int)gp1(s->name, &p, s->version, BUFFET__CU_PROC_LEGACY_STREAM);
+        if (e != BUFFET__CU_SUCCESS || !p) {
+            BUFFET__LOG(
+                &be->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
+                "cuda: the driver in %s has no %s (ABI of CUDA %d.%d): CUresult %d (%s), query result %d",
+                lib, s->name, s->version / 1000, s->version % 1000 / 10, e, buffet__cu_name(be, e), (int)q);
+            return BUFFET_ERR_UNSUPPORTED;
+        }
+        memcpy((char *)&be->f + s->at, &p, sizeof p);
+    }
+    return BUFFET_OK;
+}
+
+/* Everything after the library: the device, its context, the stream and the caps. */
+static buffet_result buffet__cu_start(buffet__cu *be, const buffet_gpu_device_desc *desc,
+                                      buffet__gpu_caps *caps) {
+    int e, count = 0, version = 0, uva = 0, map = 0, managed = 0;
+    size_t total = 0;
+    buffet_result r;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    /* every cuInit failure means no usable GPU here (no device, a stub library, the kernel module
+       missing, a mismatched driver): NO_DEVICE, so that AUTO goes on to the next backend */
+    if ((e = (int)be->f.Init(0)) != BUFFET__CU_SUCCESS)
+        return buffet__cu_fail(be, e, "cuInit", BUFFET_ERR_NO_DEVICE);
+    (void)be->f.DriverGetVersion(&version);
+    if ((e = (int)be->f.DeviceGetCount(&count)) != BUFFET__CU_SUCCESS)
+        return buffet__cu_fail(be, e, "cuDeviceGetCount", BUFFET_OK);
+    if (desc->device_index >= (uint32_t)(count > 0 ? count : 0)) {
+        BUFFET__LOG(&be->log, BUFFET_LOG_WARN, BUFFET_ERR_NO_DEVICE,
+                    "cuda: no device %u: the driver (%d.%d) has %d", desc->device_index, version / 1000,
+                    version % 1000 / 10, count);
+        return BUFFET_ERR_NO_DEVICE;
+    }
+    if ((e = (int)be->f.DeviceGet(&be->dev, (int)desc->device_index)) != BUFFET__CU_SUCCESS)
+        return buffet__cu_fail(be, e, "cuDeviceGet", BUFFET_ERR_NO_DEVICE);
+    memset(caps, 0, sizeof *caps);
+    if ((e = (int)be->f.DeviceGetName(caps->name, (int)sizeof caps->name, be->dev)) != BUFFET__CU_SUCCESS)
+        return buffet__cu_fail(be, e, "cuDeviceGetName", BUFFET_OK);
+    caps->name[sizeof caps->name - 1] = '\0';
+    if ((e = (int)be->f.DeviceTotalMem(&total, be->dev)) != BUFFET__CU_SUCCESS)
+        return buffet__cu_fail(be, e, "cuDeviceTotalMem", BUFFET_OK);
+    if ((e = (int)be->f.DeviceGetAttribute(&uva, (buffet__cu_attr)BUFFET__CU_ATTR_UNIFIED_ADDRESSING,
+                                           be->dev)) ||
+        (e = (int)be->f.DeviceGetAttribute(&map, (buffet__cu_attr)BUFFET__CU_ATTR_CAN_MAP_HOST_MEMORY,
+                                           be->dev)) ||
+        (e = (int)be->f.DeviceGetAttribute(&managed, (buffet__cu_attr)BUFFET__CU_ATTR_MANAGED_MEMORY,
+                                           be->dev)))
+        return buffet__cu_fail(be, e, "cuDeviceGetAttribute", BUFFET_OK);
+    if (!uva || !map) {
+        BUFFET__LOG(&be->log, BUFFET_LOG_ERROR, BUFFET_ERR_UNSUPPORTED,
+                    "cuda: device %u (%s) lacks unified addressing or mapped host memory (copies need both)",
+                    desc->device_index, caps->name);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    if ((e = (int)be->f.DevicePrimaryCtxRetain(&be->ctx, be->dev)) != BUFFET__CU_SUCCESS) {
+        be->ctx = NULL;
+        return buffet__cu_fail(be, e, "cuDevicePrimaryCtxRetain", BUFFET_OK);
+    }
+    if ((r = buffet__cu_enter(be)) != BUFFET_OK) return r;
+    e = (int)be->f.StreamCreate(&be->stream, BUFFET__CU_STREAM_NON_BLOCKING);
+    buffet__cu_leave(be);
+    if (e != BUFFET__CU_SUCCESS) {
+        be->stream = NULL;
+        return buffet__cu_fail(be, e, "cuStreamCreate", BUFFET_OK);
+    }
+    be->type_count = managed ? 4 : 3;
+    caps->type_count = be->type_count;
+    caps->heap_count = 2;
+    caps->type_props[BUFFET__CU_TYPE_DEVICE] = BUFFET_GPU_MEM_DEVICE_LOCAL;
+    caps->type_props[BUFFET__CU_TYPE_UPLOAD] = BUFFET_GPU_MEM_HOST_VISIBLE | BUFFET_GPU_MEM_HOST_COHERENT;
+    caps->type_props[BUFFET__CU_TYPE_READBACK] =
+        BUFFET_GPU_MEM_HOST_VISIBLE | BUFFET_GPU_MEM_HOST_COHERENT | BUFFET_GPU_MEM_HOST_CACHED;
+    caps->type_heap[BUFFET__CU_TYPE_UPLOAD] = caps->type_heap[BUFFET__CU_TYPE_READBACK] = 1;
+    if (managed)
+        caps->type_props[BUFFET__CU_TYPE_MANAGED] = BUFFET_GPU_MEM_DEVICE_LOCAL |
+                                                    BUFFET_GPU_MEM_HOST_VISIBLE |
+                                                    BUFFET_GPU_MEM_HOST_COHERENT | BUFFET_GPU_MEM_MANAGED;
+    caps->heap_size[0] = total;
+    caps->heap_size[1] = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    caps->heap_device_local[0] = 1;
+    caps->align = BUFFET__CU_ALIGN;
+    caps->atom = 1;
+    caps->max_alloc = total;
+    caps->can_pin = 1;
+    BUFFET__LOG(&be->log, BUFFET_LOG_INFO, BUFFET_OK, "cuda: device %u: %s, %llu MiB, driver %d.%d%s",
+                desc->device_index, caps->name, (unsigned long long)(total >> 20), version / 1000,
+                version % 1000 / 10, managed ? ", managed memory" : "");
+    return BUFFET_OK;
+}
+
+static void buffet__cu_close(void *bev);
+
+static buffet_result buffet__cu_open(void **out, const buffet_gpu_device_desc *desc, buffet__gpu_caps *caps,
+                                     buffet_logger log) {
+    buffet__cu *be;
+    buffet_result r;
+    *out = NULL;
+    be = BUFFET_NEW(desc->allocator, buffet__cu);
+    if (!be) {
+        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "cuda: no memory for the backend's state");
+        return BUFFET_ERR_NOMEM;
+    }
+    memset(be, 0, sizeof *be);
+    be->alloc = desc->allocator;
+    be->log = log;
+    pthread_mutex_init(&be->mu, NULL);
+    r = buffet__cu_load(be, desc->library ? desc->library : "libcuda.so.1");
+    if (r == BUFFET_OK) r = buffet__cu_start(be, desc, caps);
+    if (r != BUFFET_OK) {
+        if (be->ctx) buffet__cu_close(be);
+        else buffet__cu_free_state(be);
+        return r;
+    }
+    *out = be;
+    return BUFFET_OK;
+}
+
+/* Wait for the stream, destroy the events and the stream, release the context. Also the undo of
+   a failed open (be->ctx set). After a loss the calls fail; the context's release reclaims. */
+static void buffet__cu_close(void *bev) {
+    buffet__cu *be = (buffet__cu *)bev;
+    size_t i;
+    int e;
+    if (!be) return;
+    if ((int)be->f.CtxPushCurrent(be->ctx) == BUFFET__CU_SUCCESS) {
+        if (be->stream && !BUFFET__LOAD(&be->lost, BUFFET__RELAXED) &&
+            (e = (int)be->f.StreamSynchronize(be->stream)) != 0)
+            (void)buffet__cu_fail(be, e, "cuStreamSynchronize (closing)", BUFFET_OK);
+        for (i = 0; i < be->nevents; i++) (void)be->f.EventDestroy(be->evs[i].ev);
+        if (be->stream) (void)be->f.StreamDestroy(be->stream);
+        buffet__cu_leave(be);
+    }
+    if ((e = (int)be->f.DevicePrimaryCtxRelease(be->dev)) != BUFFET__CU_SUCCESS)
+        (void)buffet__cu_fail(be, e, "cuDevicePrimaryCtxRelease", BUFFET_OK);
+    buffet__cu_free_state(be);
+}
+
+static buffet_result buffet__cu_mem_alloc(void *bev, buffet__gpu_mem *m) {
+    buffet__cu *be = (buffet__cu *)bev;
+    buffet__cu_ptr d = 0;
+    void *h = NULL;
+    const char *what = "cuMemAlloc";
+    char msg[96];
+    int e;
+    buffet_result r;
+    if (m->type >= be->type_count || m->size == 0 || (uint64_t)(size_t)m->size != m->size)
+        return BUFFET_ERR_INVALID;
+    if ((r = buffet__cu_enter(be)) != BUFFET_OK) return r;
+    switch (m->type) {
+    case BUFFET__CU_TYPE_DEVICE:
+        e = (int)be->f.MemAlloc(&d, (size_t)m->size);
+        break;
+    case BUFFET__CU_TYPE_MANAGED:
+        what = "cuMemAllocManaged";
+        e = (int)be->f.MemAllocManaged(&d, (size_t)m->size, BUFFET__CU_MEM_ATTACH_GLOBAL);
+        h = (void *)(uintptr_t)d;
+        break;
+    default:
+        what = "cuMemHostAlloc";
+        e = (int)be->f.MemHostAlloc(
+            &h, (size_t)m->size,
+            BUFFET__CU_HOSTALLOC_PORTABLE | BUFFET__CU_HOSTALLOC_DEVICEMAP |
+                (m->type == BUFFET__CU_TYPE_UPLOAD ? BUFFET__CU_HOSTALLOC_WRITECOMBINED : 0u));
+        /* write-combined memory's device address may differ from its host address: ask */
+        if (e == BUFFET__CU_SUCCESS &&
+            (e = (int)be->f.MemHostGetDevicePointer(&d, h, 0)) != BUFFET__CU_SUCCESS) {
+            what = "cuMemHostGetDevicePointer";
+            (void)be->f.MemFreeHost(h);
+        }
+        break;
+    }
+    buffet__cu_leave(be);
+    if (e != BUFFET__CU_SUCCESS) {
+        snprintf(msg, sizeof msg, "%s of %llu bytes (memory type %u)", what, (unsigned long long)m->size,
+                 m->type);
+        return buffet__cu_fail(be, e, msg, BUFFET_OK);
+    }
+    m->pinned = 0;
+    m->host = h;
+    m->memory = m->address = (uint64_t)d;
+    m->buffer = 0;
+    return BUFFET_OK;
+}
+
+static void buffet__cu_mem_free(void *bev, buffet__gpu_mem *m) {
+    buffet__cu *be = (buffet__cu *)bev;
+    int e;
+    if (!m->memory || buffet__cu_enter(be) != BUFFET_OK) return; /* lost: the context's release reclaims it */
+    if (m->type == BUFFET__CU_TYPE_UPLOAD || m->type == BUFFET__CU_TYPE_READBACK)
+        e = (int)be->f.MemFreeHost(m->host);
+    else e = (int)be->f.MemFree((buffet__cu_ptr)m->memory);
+    buffet__cu_leave(be);
+    if (e != BUFFET__CU_SUCCESS) (void)buffet__cu_fail(be, e, "freeing device memory", BUFFET_OK);
+    m->memory = m->address = 0;
+    m->host = NULL;
+}
+
+/* Every memory type here is coherent (atom 1): nothing to flush or invalidate. */
+static buffet_result buffet__cu_flush(void *bev, const buffet__gpu_mem *m, uint64_t off, uint64_t size,
+                                      int invalidate) {
+    (void)m, (void)off, (void)size, (void)invalidate;
+    return buffet__cu_lost((buffet__cu *)bev);
+}
+
+static buffet_result buffet__cu_copy(void *bev, const buffet__gpu_mem *src, uint64_t src_off,
+                                     const buffet__gpu_mem *dst, uint64_t dst_off, uint64_t size) {
+    buffet__cu *be = (buffet__cu *)bev;
+    buffet__cu_xfer *c;
+    void *p;
+    if (buffet__cu_lost(be)) return BUFFET_ERR_DEVICE_LOST;
+    if (size == 0) return BUFFET_OK;
+    if ((uint64_t)(size_t)size != size || src_off > src->size || size > src->size - src_off ||
+        dst_off > dst->size || size > dst->size - dst_off)
+        return BUFFET_ERR_RANGE;
+    if (!(p = buffet__cu_grow(be, be->batch, &be->capbatch, be->nbatch, be->nbatch + 1, sizeof *be->batch))) {
+        BUFFET__LOG(&be->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "cuda: no memory to record a copy");
+        return BUFFET_ERR_NOMEM;
+    }
+    be->batch = (buffet__cu_xfer *)p;
+    c = &be->batch[be->nbatch++];
+    c->dst = (buffet__cu_ptr)(dst->address + dst_off);
+    c->src = (buffet__cu_ptr)(src->address + src_off);
+    c->size = (size_t)size;
+    return BUFFET_OK;
+}
+
+/* Under mu: an event for a new ticket: from the pool (one no waiter sleeps on), else a new one.
+   Returns its index, or -1 with *e the driver's error (0: out of memory). */
+static long buffet__cu_take_event(buffet__cu *be, int *e) {
+    size_t i;
+    void *p;
+    buffet__cu_event ev;
+    *e = 0;
+    for (i = be->npool; i-- > 0;)
+        if (be->evs[be->pool[i]].users == 0) {
+            uint32_t k = be->pool[i];
+            be->pool[i] = be->pool[--be->npool];
+            return (long)k;
+        }
+    if (be->nevents >= UINT32_MAX) return -1;
+    if (!(p = buffet__cu_grow(be, be->evs, &be->capevs, be->nevents, be->nevents + 1, sizeof *be->evs)))
+        return -1;
+    be->evs = (buffet__cu_ev *)p;
+    if (!(p = buffet__cu_grow(be, be->pool, &be->cappool, be->npool, be->nevents + 1, sizeof *be->pool)))
+        return -1;
+    be->pool = (uint32_t *)p;
+    if ((*e = (int)be->f.EventCreate(&ev,
+                                     BUFFET__CU_EVENT_DISABLE_TIMING | BUFFET__CU_EVENT_BLOCKING_SYNC)) != 0)
+        return -1;
+    be->evs[be->nevents].ev = ev;
+    be->evs[be->nevents].users = 0;
+    return (long)be->nevents++;
+}
+
+/* Issue the recorded copies on the stream, then record an event for t behind them. On an error
+   the batch is dropped (copies before the failing one may still run) and t is not recorded. */
+static buffet_result buffet__cu_submit(void *bev, uint64_t t) {
+    buffet__cu *be = (buffet__cu *)bev;
+    const char *what = "cuMemcpyAsync";
+    buffet_result r;
+    long k = -1;
+    size_t i;
+    int e = 0;
+    if ((r = buffet__cu_enter(be)) != BUFFET_OK) {
+        be->nbatch = 0;
+        return r;
+    }
+    for (i = 0; i < be->nbatch && e == BUFFET__CU_SUCCESS; i++)
+        e = (int)be->f.MemcpyAsync(be->batch[i].dst, be->batch[i].src, be->batch[i].size, be->stream);
+    be->nbatch = 0;
+    if (e != BUFFET__CU_SUCCESS) {
+        buffet__cu_leave(be);
+        return buffet__cu_fail(be, e, what, BUFFET_OK);
+    }
+    pthread_mutex_lock(&be->mu);
+    what = "cuEventCreate";
+    if ((k = buffet__cu_take_event(be, &e)) < 0 && e == 0) r = BUFFET_ERR_NOMEM;
+    if (k >= 0 && be->fcount == be->fcap) {
+        /* the ring is full: a larger one, in order from 0 */
+        size_t ncap = be->fcap ? be->fcap * 2 : 16;
+        buffet__cu_flight *nf = (buffet__cu_flight *)buffet_alloc(be->alloc, ncap * sizeof *nf,
+                                                                  BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+        if (!nf) r = BUFFET_ERR_NOMEM;
+        else {
+            for (i = 0; i < be->fcount; i++) nf[i] = be->flight[(be->fhead + i) % be->fcap];
+            if (be->flight)
+                buffet_free(be->alloc, be->flight, be->fcap * sizeof *nf, BUFFET_DEFAULT_ALIGN, BUFFET_SITE);
+            be->flight = nf, be->fcap = ncap, be->fhead = 0;
+        }
+    }
+    if (k >= 0 && r == BUFFET_OK) {
+        what = "cuEventRecord";
+        if ((e = (int)be->f.EventRecord(be->evs[k].ev, be->stream)) == BUFFET__CU_SUCCESS) {
+            buffet__cu_flight *f = &be->flight[(be->fhead + be->fcount++) % be->fcap];
+            f->ticket = t;
+            f->ev = (uint32_t)k;
+            be->submitted = t;
+            k = -1;
+        }
+    }
+    if (k >= 0) be->pool[be->npool++] = (uint32_t)k;   /* unused: back (the pool has room for all) */
+    pthread_mutex_unlock(&be->mu);
+    buffet__cu_leave(be);
+    if (r != BUFFET_OK) {
+        BUFFET__LOG(&be->log, BUFFET_LOG_ERROR, r, "cuda: no memory to track ticket %llu",
+                    (unsigned long long)t);
+        return r;
+    }
+    return e != BUFFET__CU_SUCCESS ? buffet__cu_fail(be, e, what, BUFFET_OK) : BUFFET_OK;
+}
+
+/* Under mu: retire the oldest in-flight tickets that completed (the stream runs in order, so the
+   first not ready ends the scan). Returns the driver's error when a query failed, else 0. */
+static int buffet__cu_poll(buffet__cu *be) {
+    while (be->fcount) {
+        buffet__cu_flight *f = &be->flight[be->fhead];
+        int e = f->ticket <= be->completed ? 0 : (int)be->f.EventQuery(be->evs[f->ev].ev);
+        if (e == BUFFET__CU_ERR_NOT_READY) return 0;
+        if (e != BUFFET__CU_SUCCESS) return e;
+        if (f->ticket > be->completed) be->completed = f->ticket;
+        be->pool[be->npool++] = f->ev;
+        be->fhead = (be->fhead + 1) % be->fcap;
+        be->fcount--;
+    }
+    return 0;
+}
+
+static uint64_t buffet__cu_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Poll the events in order; without a limit, sleep in cuEventSynchronize on the first event at
+   or past t (counted in its users, so that no submit re-records it meanwhile); with one, poll
+   with sleeps that grow from 10 us to 1 ms, never past the deadline. */
+static buffet_result buffet__cu_wait(void *bev, uint64_t t, uint64_t timeout_ns) {
+    buffet__cu *be = (buffet__cu *)bev;
+    uint64_t start = 0, nap = 10000;
+    buffet_result r;
+    int e;
+    if (t == 0) return BUFFET_OK;
+    if ((r = buffet__cu_enter(be)) != BUFFET_OK) return r;
+    pthread_mutex_lock(&be->mu);
+    if (t > be->submitted) {
+        pthread_mutex_unlock(&be->mu);
+        buffet__cu_leave(be);
+        return BUFFET_ERR_INVALID;
+    }
+    for (;;) {
+        uint64_t now, left;
+        struct timespec ts;
+        if ((e = buffet__cu_poll(be)) != 0) break;
+        if (be->completed >= t) break;
+        if (timeout_ns == UINT64_MAX) {
+            size_t i = 0;
+            buffet__cu_flight f;
+            buffet__cu_event ev;
+            while (be->flight[(be->fhead + i) % be->fcap].ticket < t)
+                i++; /* t was submitted: one is at or past it */
+            f = be->flight[(be->fhead + i) % be->fcap];
+            ev = be->evs[f.ev].ev;   /* the handle: evs may grow meanwhile */
+            be->evs[f.ev].users++;
+            pthread_mutex_unlock(&be->mu);
+            e = (int)be->f.EventSynchronize(ev);
+            pthread_mutex_lock(&be->mu);
+            be->evs[f.ev].users--;
+            if (e != BUFFET__CU_SUCCESS) break;
+            if (f.ticket > be->completed) be->completed = f.ticket;
+            continue;   /* the poll retires what this completed */
+        }
+        now = buffet__cu_now_ns();
+        if (!start) start = now;
+        if (now - start >= timeout_ns) {
+            pthread_mutex_unlock(&be->mu);
+            buffet__cu_leave(be);
+            return BUFFET_AGAIN;
+        }
+        pthread_mutex_unlock(&be->mu);
+        left = timeout_ns - (now - start);
+        if (nap > left) nap = left;
+        ts.tv_sec = (time_t)(nap / 1000000000u);
+        ts.tv_nsec = (long)(nap % 1000000000u);
+        nanosleep(&ts, NULL);
+        if (nap < 1000000) nap *= 2;
+        pthread_mutex_lock(&be->mu);
+    }
+    pthread_mutex_unlock(&be->mu);
+    buffet__cu_leave(be);
+    if (e != BUFFET__CU_SUCCESS)
+        return buffet__cu_fail(be, e, "waiting for a ticket (cuEventQuery/Synchronize)", BUFFET_OK);
+    return BUFFET_OK;
+}
+
+static buffet_result buffet__cu_pin(void *bev, void *p, uint64_t size, buffet__gpu_mem *m) {
+    buffet__cu *be = (buffet__cu *)bev;
+    buffet__cu_ptr d = 0;
+    const char *what = "cuMemHostRegister";
+    buffet_result r;
+    int e;
+    if (!p || size == 0 || (uint64_t)(size_t)size != size) return BUFFET_ERR_INVALID;
+    if ((r = buffet__cu_enter(be)) != BUFFET_OK) return r;
+    e = (int)be->f.MemHostRegister(p, (size_t)size,
+                                   BUFFET__CU_HOSTREGISTER_PORTABLE | BUFFET__CU_HOSTREGISTER_DEVICEMAP);
+    if (e == BUFFET__CU_SUCCESS && (e = (int)be->f.MemHostGetDevicePointer(&d, p, 0)) != BUFFET__CU_SUCCESS) {
+        what = "cuMemHostGetDevicePointer";
+        (void)be->f.MemHostUnregister(p);
+    }
+    buffet__cu_leave(be);
+    if (e != BUFFET__CU_SUCCESS) return buffet__cu_fail(be, e, what, BUFFET_OK);
+    m->size = size;
+    m->type = BUFFET__CU_TYPE_READBACK;   /* pageable memory, cached and coherent, as that type */
+    m->pinned = 1;
+    m->host = p;
+    m->memory = m->address = (uint64_t)d;
+    m->buffer = 0;
+    return BUFFET_OK;
+}
+
+static void buffet__cu_unpin(void *bev, buffet__gpu_mem *m) {
+    buffet__cu *be = (buffet__cu *)bev;
+    int e;
+    if (!m->host || buffet__cu_enter(be) != BUFFET_OK) return;
+    e = (int)be->f.MemHostUnregister(m->host);
+    buffet__cu_leave(be);
+    if (e != BUFFET__CU_SUCCESS) (void)buffet__cu_fail(be, e, "cuMemHostUnregister", BUFFET_OK);
+    m->host = NULL;
+    m->memory = m->address = 0;
+}
+
+/* Heap 0: cuMemGetInfo (device-wide: the driver does not tell this process's share); the budget
+   is the total, so budget - usage is what is free. Heap 1 (host): none. */
+static void buffet__cu_heap_budget(void *bev, uint32_t h, uint64_t *usage, uint64_t *budget) {
+    buffet__cu *be = (buffet__cu *)bev;
+    size_t fr = 0, total = 0;
+    int e;
+    *usage = *budget = 0;
+    if (h != 0 || buffet__cu_enter(be) != BUFFET_OK) return;
+    e = (int)be->f.MemGetInfo(&fr, &total);
+    buffet__cu_leave(be);
+    if (e != BUFFET__CU_SUCCESS) {
+        (void)buffet__cu_fail(be, e, "cuMemGetInfo", BUFFET_OK);
+        return;
+    }
+    *usage = total - fr;
+    *budget = total;
+}
+
+static const buffet__gpu_ops buffet__gpu_cuda_ops = {"cuda",
+                                                     buffet__cu_open,
+                                                     buffet__cu_close,
+                                                     buffet__cu_mem_alloc,
+                                                     buffet__cu_mem_free,
+                                                     buffet__cu_flush,
+                                                     buffet__cu_copy,
+                                                     buffet__cu_submit,
+                                                     buffet__cu_wait,
+                                                     buffet__cu_pin,
+                                                     buffet__cu_unpin,
+                                                     buffet__cu_heap_budget,
+                                                     NULL,
+                                                     NULL};
 /* >>cuda backend end */
 
 /* >>devices
