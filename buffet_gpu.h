@@ -2654,7 +2654,9 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
     if (!rec) return r;
     pthread_mutex_lock(&d->mu);
     r = BUFFET_ERR_EXHAUSTED;
-    if (size >= d->dedicated_size) {
+    if (d->lost) {                  /* nothing new is handed out by a lost device */
+        r = BUFFET_ERR_DEVICE_LOST;
+    } else if (size >= d->dedicated_size) {
         r = buffet__gpu_block_new(d, (uint32_t)type, size, false, &b);
     } else {
         for (b = d->blocks[type]; b; b = b->next) {
@@ -3159,8 +3161,8 @@ BUFFET_API buffet_result buffet_gpu_frame_alloc(buffet_gpu_device *d, uint64_t s
     }
     if (d->budget && !buffet__gpu_budget_charge(d, size)) return BUFFET_ERR_BUDGET;
     pthread_mutex_lock(&d->mu);
-    r = BUFFET_OK;
-    if (!d->frame_ready[intent]) {
+    r = d->lost ? BUFFET_ERR_DEVICE_LOST : BUFFET_OK;
+    if (r == BUFFET_OK && !d->frame_ready[intent]) {
         r = buffet__gpu_ring_new(d, d->type_for[intent], d->frame_size, &d->frame_mem[intent], &d->frame_ring[intent],
                                  buffet__gpu_intent_name(intent));
         d->frame_ready[intent] = r == BUFFET_OK;

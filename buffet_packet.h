@@ -634,7 +634,7 @@ static void buffet__pkt_batch_push(buffet_pkt_pool *p, unsigned k, void *const *
     bool data = k < p->nclasses;
     if (data) BUFFET__UNPOISON(area, bytes);
     memcpy(area, &others, sizeof others);
-    memcpy(area + sizeof others, objs + 1, others * sizeof(void *));
+    memcpy(area + sizeof others, objs + 1, bytes - sizeof others);
     if (data) BUFFET__POISON(area, bytes);
     buffet__ring_put(&c->ring, objs, 1);
 }

@@ -14,6 +14,7 @@
 #include "../buffet_frame.h"
 #include "bt.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -520,6 +521,74 @@ static void test_failing_allocator(void) {
     }
 }
 
+/* The stand-in CUDA driver fails on request: an allocation the driver refuses, then a device
+   lost in the middle of work. Each is a clean error; afterwards nothing of the driver's is live. */
+static void test_driver_failures(void) {
+    void *lib;
+    long (*control)(const char *, long);
+    long (*live)(void);
+    buffet_gpu_device *d;
+    buffet_buf *a, *b = NULL, *h = NULL;
+    buffet_gpu_buf_desc bd;
+    buffet_buf_desc hd;
+    buffet_chain c;
+    if (tgd_backend != BUFFET_GPU_CUDA) BT_SKIP("none", "driver failures are injected by the stand-in CUDA driver");
+    lib = dlopen(tgd_library, RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) lib = dlopen(tgd_library, RTLD_NOW);
+    BT_CHECK(lib != NULL);
+    if (!lib) return;
+    *(void **)&control = dlsym(lib, "fakecuda_control");
+    *(void **)&live = dlsym(lib, "fakecuda_live");
+    BT_CHECK(control && live);
+    if (!control || !live) return;
+    control("reset", 0);
+    d = tgd_open();
+    if (d) {
+        a = tgd_buf(d, 1000, BUFFET_GPU_DEVICE_LOCAL);
+        memset(&bd, 0, sizeof bd);
+        bd.size = 80u << 20;                      /* dedicated: one driver allocation */
+        bd.intent = BUFFET_GPU_DEVICE_LOCAL;
+        control("fail_alloc", 1);
+        BT_CHECK(buffet_gpu_buf_create(d, &bd, &b) == BUFFET_ERR_NOMEM && b == NULL);
+        BT_CHECK(buffet_gpu_get_stats(d).total.allocations == 1);   /* nothing half made */
+        BT_CHECK(buffet_gpu_buf_create(d, &bd, &b) == BUFFET_OK && b != NULL);
+        buffet_buf_unref(b);
+        b = NULL;
+        memset(&hd, 0, sizeof hd);
+        hd.size = 1000;
+        BT_CHECK(buffet_buf_create(&h, &hd) == BUFFET_OK);
+        BT_CHECK(buffet_chain_init(&c, buffet_heap()) == BUFFET_OK);
+        if (h) BT_CHECK(buffet_chain_append(&c, h, 0, 1000) == BUFFET_OK);
+        control("lost_after", 2);
+        if (a) BT_CHECK(buffet_gpu_upload(d, a, 0, &c, NULL) == BUFFET_ERR_DEVICE_LOST);
+        if (a) BT_CHECK(buffet_gpu_upload(d, a, 0, &c, NULL) == BUFFET_ERR_DEVICE_LOST);
+        bd.size = 100;
+        BT_CHECK(buffet_gpu_buf_create(d, &bd, &b) == BUFFET_ERR_DEVICE_LOST && b == NULL);
+        buffet_chain_deinit(&c);
+        buffet_buf_unref(h);
+        buffet_buf_unref(a);                    /* releasing after a loss is fine */
+        buffet_gpu_device_destroy(d);
+    }
+    BT_CHECK(live() == 0);
+    control("reset", 0);
+    control("lost_after", -1);
+    control("no_device", 1);
+    d = NULL;
+    {
+        buffet_gpu_device_desc desc = tgd_desc();
+        BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_ERR_NO_DEVICE && d == NULL);
+        desc.backend = BUFFET_GPU_AUTO;           /* AUTO moves on: Vulkan or host */
+        BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_OK && d != NULL);
+        if (d) BT_CHECK(buffet_gpu_get_info(d).backend != BUFFET_GPU_CUDA);
+        buffet_gpu_device_destroy(d);
+        desc.backend = BUFFET_GPU_CUDA;
+        desc.library = "/nonexistent/libcuda.so.1";
+        BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_ERR_NO_DEVICE && d == NULL);
+    }
+    control("reset", 0);
+    control("no_device", 0);
+}
+
 static void test_leak_report(void) {
     buffet_gpu_device *d = tgd_open();
     buffet_buf *b;
@@ -642,11 +711,11 @@ static void tgd_suite(const char *name) {
     char full[64];
     static void (*const tests[])(void) = {test_types_and_intents, test_ten_thousand_buffers, test_upload_download,
                                           test_upload_host_visible, test_frames, test_shared_budget, test_bad_input, test_budget,
-                                          test_failing_allocator, test_leak_report, test_stats_json, test_registry,
+                                          test_failing_allocator, test_driver_failures, test_leak_report, test_stats_json, test_registry,
                                           test_threads};
     static const char *const names[] = {"types_and_intents", "ten_thousand_buffers", "upload_download",
                                         "upload_host_visible", "frames", "shared_budget", "bad_input", "budget", "failing_allocator",
-                                        "leak_report", "stats_json", "registry", "threads"};
+                                        "driver_failures", "leak_report", "stats_json", "registry", "threads"};
     size_t i;
     for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         snprintf(full, sizeof full, "%s/%s", name, names[i]);
