@@ -1496,7 +1496,1151 @@ static const buffet__gpu_ops buffet__gpu_host_ops = {
     buffet__gpu_host_wait, buffet__gpu_host_pin, buffet__gpu_host_unpin, buffet__gpu_host_budget, NULL, NULL};
 
 /* >>vulkan backend */
-static const buffet__gpu_ops buffet__gpu_vulkan_ops = {"vulkan", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+/* libvulkan is opened at run time (dlopen), so nothing Vulkan is needed to compile: the few types,
+   values and entry points used are declared here from the Vulkan specification, prefixed
+   buffet__vk / BUFFET__VK_. Dispatchable handles are pointers, the others uint64_t.
+
+   Completion uses one fence per submitted batch rather than a timeline semaphore: fences are core
+   Vulkan 1.0, so a caller's device (user mode) works without any feature enabled, and both modes
+   share one path. Tickets map to batches in submission order; a batch's fence signalling means every
+   earlier submission on the queue has completed too (its signal operation's first scope includes all
+   commands earlier in submission order), which gives the in-order ticket semantics. The backend's own
+   mutex guards the batches, the command pool and the queue; wait drops it around vkWaitForFences,
+   and a fence some thread waits on (waiters > 0) is never reset or reused. */
+#include <dlfcn.h>
+
+typedef int32_t buffet__vk_result;
+typedef void (*buffet__vk_void_fn)(void);
+typedef buffet__vk_void_fn (*buffet__vk_gipa_fn)(void *instance, const char *name);
+typedef buffet__vk_void_fn (*buffet__vk_gdpa_fn)(void *device, const char *name);
+
+enum {
+    BUFFET__VK_SUCCESS = 0, BUFFET__VK_NOT_READY = 1, BUFFET__VK_TIMEOUT = 2, BUFFET__VK_INCOMPLETE = 5,
+    BUFFET__VK_ERROR_OUT_OF_HOST_MEMORY = -1, BUFFET__VK_ERROR_OUT_OF_DEVICE_MEMORY = -2,
+    BUFFET__VK_ERROR_DEVICE_LOST = -4, BUFFET__VK_ERROR_TOO_MANY_OBJECTS = -10
+};
+enum {  /* VkStructureType */
+    BUFFET__VK_ST_APPLICATION_INFO = 0, BUFFET__VK_ST_INSTANCE_CREATE_INFO = 1,
+    BUFFET__VK_ST_DEVICE_QUEUE_CREATE_INFO = 2, BUFFET__VK_ST_DEVICE_CREATE_INFO = 3,
+    BUFFET__VK_ST_SUBMIT_INFO = 4, BUFFET__VK_ST_MEMORY_ALLOCATE_INFO = 5,
+    BUFFET__VK_ST_MAPPED_MEMORY_RANGE = 6, BUFFET__VK_ST_FENCE_CREATE_INFO = 8,
+    BUFFET__VK_ST_BUFFER_CREATE_INFO = 12, BUFFET__VK_ST_COMMAND_POOL_CREATE_INFO = 39,
+    BUFFET__VK_ST_COMMAND_BUFFER_ALLOCATE_INFO = 40, BUFFET__VK_ST_COMMAND_BUFFER_BEGIN_INFO = 42,
+    BUFFET__VK_ST_MEMORY_BARRIER = 46,
+    BUFFET__VK_ST_PHYSICAL_DEVICE_PROPERTIES_2 = 1000059001,
+    BUFFET__VK_ST_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2 = 1000059006,
+    BUFFET__VK_ST_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT = 1000128004,
+    BUFFET__VK_ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES = 1000168000,
+    BUFFET__VK_ST_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT = 1000237000,
+    BUFFET__VK_ST_EXTERNAL_MEMORY_BUFFER_CREATE_INFO = 1000072000,
+    BUFFET__VK_ST_IMPORT_MEMORY_HOST_POINTER_INFO_EXT = 1000178000,
+    BUFFET__VK_ST_MEMORY_HOST_POINTER_PROPERTIES_EXT = 1000178001,
+    BUFFET__VK_ST_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT = 1000178002
+};
+#define BUFFET__VK_API_1_1 ((1u << 22) | (1u << 12))
+#define BUFFET__VK_API_1_3 ((1u << 22) | (3u << 12))
+#define BUFFET__VK_WHOLE_SIZE (~(uint64_t)0)
+enum {
+    BUFFET__VK_MEM_DEVICE_LOCAL = 0x1, BUFFET__VK_MEM_HOST_VISIBLE = 0x2, BUFFET__VK_MEM_HOST_COHERENT = 0x4,
+    BUFFET__VK_MEM_HOST_CACHED = 0x8, BUFFET__VK_MEM_LAZILY_ALLOCATED = 0x10, BUFFET__VK_MEM_PROTECTED = 0x20,
+    BUFFET__VK_MEM_DEVICE_COHERENT_AMD = 0x40, BUFFET__VK_MEM_DEVICE_UNCACHED_AMD = 0x80,
+    BUFFET__VK_HEAP_DEVICE_LOCAL = 0x1,
+    /* TRANSFER_SRC | TRANSFER_DST | UNIFORM | STORAGE | INDEX | VERTEX | INDIRECT */
+    BUFFET__VK_BUFFER_USAGE_ALL = 0x1 | 0x2 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100,
+    BUFFET__VK_QUEUE_GRAPHICS = 0x1, BUFFET__VK_QUEUE_COMPUTE = 0x2, BUFFET__VK_QUEUE_TRANSFER = 0x4,
+    BUFFET__VK_POOL_RESET_COMMAND_BUFFER = 0x2, BUFFET__VK_CMD_ONE_TIME_SUBMIT = 0x1,
+    BUFFET__VK_STAGE_TRANSFER = 0x1000, BUFFET__VK_STAGE_HOST = 0x4000,
+    BUFFET__VK_ACCESS_TRANSFER_READ = 0x800, BUFFET__VK_ACCESS_TRANSFER_WRITE = 0x1000,
+    BUFFET__VK_ACCESS_HOST_READ = 0x2000, BUFFET__VK_ACCESS_HOST_WRITE = 0x4000,
+    BUFFET__VK_SEVERITY_WARNING = 0x100, BUFFET__VK_SEVERITY_ERROR = 0x1000,
+    BUFFET__VK_MSG_GENERAL = 0x1, BUFFET__VK_MSG_VALIDATION = 0x2, BUFFET__VK_MSG_PERFORMANCE = 0x4,
+    BUFFET__VK_HANDLE_HOST_ALLOCATION = 0x80
+};
+
+typedef struct buffet__vk_application_info {
+    int32_t s_type; const void *next;
+    const char *app_name; uint32_t app_version; const char *engine_name; uint32_t engine_version;
+    uint32_t api_version;
+} buffet__vk_application_info;
+typedef struct buffet__vk_instance_create_info {
+    int32_t s_type; const void *next; uint32_t flags;
+    const buffet__vk_application_info *app;
+    uint32_t layer_count; const char *const *layers;
+    uint32_t extension_count; const char *const *extensions;
+} buffet__vk_instance_create_info;
+typedef struct buffet__vk_device_queue_create_info {
+    int32_t s_type; const void *next; uint32_t flags;
+    uint32_t family; uint32_t count; const float *priorities;
+} buffet__vk_device_queue_create_info;
+typedef struct buffet__vk_device_create_info {
+    int32_t s_type; const void *next; uint32_t flags;
+    uint32_t queue_info_count; const buffet__vk_device_queue_create_info *queue_infos;
+    uint32_t layer_count; const char *const *layers;
+    uint32_t extension_count; const char *const *extensions;
+    const void *features;
+} buffet__vk_device_create_info;
+typedef struct buffet__vk_extension_properties {
+    char name[256]; uint32_t spec_version;
+} buffet__vk_extension_properties;
+typedef struct buffet__vk_layer_properties {
+    char name[256]; uint32_t spec_version; uint32_t impl_version; char description[256];
+} buffet__vk_layer_properties;
+typedef struct buffet__vk_queue_family_properties {
+    uint32_t flags, count, timestamp_bits, granularity[3];
+} buffet__vk_queue_family_properties;
+/* VkPhysicalDeviceLimits, field for field: the ones used are named, runs of others are arrays. */
+typedef struct buffet__vk_limits {
+    uint32_t u0[9];                         /* maxImageDimension1D .. maxPushConstantsSize */
+    uint32_t max_memory_allocation_count;
+    uint32_t max_sampler_allocation_count;
+    uint64_t buffer_image_granularity, sparse_address_space_size;
+    uint32_t u1[51];                        /* maxBoundDescriptorSets .. maxDrawIndirectCount */
+    float max_sampler_lod_bias, max_sampler_anisotropy;
+    uint32_t max_viewports, max_viewport_dimensions[2];
+    float viewport_bounds_range[2];
+    uint32_t viewport_sub_pixel_bits;
+    size_t min_memory_map_alignment;
+    uint64_t min_texel_buffer_offset_alignment, min_uniform_buffer_offset_alignment;
+    uint64_t min_storage_buffer_offset_alignment;
+    uint32_t u3[36];                        /* minTexelOffset .. standardSampleLocations */
+    uint64_t optimal_buffer_copy_offset_alignment, optimal_buffer_copy_row_pitch_alignment;
+    uint64_t non_coherent_atom_size;
+} buffet__vk_limits;
+typedef struct buffet__vk_physical_device_properties {
+    uint32_t api_version, driver_version, vendor_id, device_id, device_type;
+    char device_name[256];
+    uint8_t pipeline_cache_uuid[16];
+    buffet__vk_limits limits;
+    uint32_t sparse[5];
+} buffet__vk_physical_device_properties;
+typedef struct buffet__vk_physical_device_properties2 {
+    int32_t s_type; void *next; buffet__vk_physical_device_properties properties;
+} buffet__vk_physical_device_properties2;
+typedef struct buffet__vk_maintenance3_properties {
+    int32_t s_type; void *next; uint32_t max_per_set_descriptors; uint64_t max_memory_allocation_size;
+} buffet__vk_maintenance3_properties;
+typedef struct buffet__vk_memory_type { uint32_t flags, heap; } buffet__vk_memory_type;
+typedef struct buffet__vk_memory_heap { uint64_t size; uint32_t flags; } buffet__vk_memory_heap;
+typedef struct buffet__vk_memory_properties {
+    uint32_t type_count; buffet__vk_memory_type types[32];
+    uint32_t heap_count; buffet__vk_memory_heap heaps[16];
+} buffet__vk_memory_properties;
+typedef struct buffet__vk_memory_properties2 {
+    int32_t s_type; void *next; buffet__vk_memory_properties props;
+} buffet__vk_memory_properties2;
+typedef struct buffet__vk_memory_budget_properties {
+    int32_t s_type; void *next; uint64_t budget[16]; uint64_t usage[16];
+} buffet__vk_memory_budget_properties;
+typedef struct buffet__vk_memory_allocate_info {
+    int32_t s_type; const void *next; uint64_t size; uint32_t type;
+} buffet__vk_memory_allocate_info;
+typedef struct buffet__vk_mapped_memory_range {
+    int32_t s_type; const void *next; uint64_t memory, offset, size;
+} buffet__vk_mapped_memory_range;
+typedef struct buffet__vk_buffer_create_info {
+    int32_t s_type; const void *next; uint32_t flags; uint64_t size; uint32_t usage;
+    uint32_t sharing_mode; uint32_t family_count; const uint32_t *families;
+} buffet__vk_buffer_create_info;
+typedef struct buffet__vk_memory_requirements {
+    uint64_t size, alignment; uint32_t type_bits;
+} buffet__vk_memory_requirements;
+typedef struct buffet__vk_command_pool_create_info {
+    int32_t s_type; const void *next; uint32_t flags; uint32_t family;
+} buffet__vk_command_pool_create_info;
+typedef struct buffet__vk_command_buffer_allocate_info {
+    int32_t s_type; const void *next; uint64_t pool; uint32_t level; uint32_t count;
+} buffet__vk_command_buffer_allocate_info;
+typedef struct buffet__vk_command_buffer_begin_info {
+    int32_t s_type; const void *next; uint32_t flags; const void *inheritance;
+} buffet__vk_command_buffer_begin_info;
+typedef struct buffet__vk_fence_create_info {
+    int32_t s_type; const void *next; uint32_t flags;
+} buffet__vk_fence_create_info;
+typedef struct buffet__vk_submit_info {
+    int32_t s_type; const void *next;
+    uint32_t wait_count; const uint64_t *wait_semaphores; const uint32_t *wait_stages;
+    uint32_t cmd_count; void *const *cmds;
+    uint32_t signal_count; const uint64_t *signal_semaphores;
+} buffet__vk_submit_info;
+typedef struct buffet__vk_buffer_copy { uint64_t src_offset, dst_offset, size; } buffet__vk_buffer_copy;
+typedef struct buffet__vk_memory_barrier {
+    int32_t s_type; const void *next; uint32_t src_access, dst_access;
+} buffet__vk_memory_barrier;
+/* VK_EXT_external_memory_host: host memory imported as device memory (pin). */
+typedef struct buffet__vk_external_memory_buffer_create_info {
+    int32_t s_type; const void *next; uint32_t handle_types;
+} buffet__vk_external_memory_buffer_create_info;
+typedef struct buffet__vk_import_host_pointer_info {
+    int32_t s_type; const void *next; uint32_t handle_type; void *host;
+} buffet__vk_import_host_pointer_info;
+typedef struct buffet__vk_host_pointer_properties {
+    int32_t s_type; void *next; uint32_t type_bits;
+} buffet__vk_host_pointer_properties;
+typedef struct buffet__vk_external_memory_host_properties {
+    int32_t s_type; void *next; uint64_t min_imported_host_pointer_alignment;
+} buffet__vk_external_memory_host_properties;
+typedef struct buffet__vk_debug_callback_data {
+    int32_t s_type; const void *next; uint32_t flags;
+    const char *message_id_name; int32_t message_id; const char *message;
+    /* queue labels, command buffer labels, objects follow: unused */
+} buffet__vk_debug_callback_data;
+typedef uint32_t (*buffet__vk_debug_callback)(uint32_t severity, uint32_t types,
+                                              const buffet__vk_debug_callback_data *data, void *user);
+typedef struct buffet__vk_debug_messenger_create_info {
+    int32_t s_type; const void *next; uint32_t flags; uint32_t severities; uint32_t types;
+    buffet__vk_debug_callback callback; void *user;
+} buffet__vk_debug_messenger_create_info;
+
+/* The entry points, each a typed pointer named as in Vulkan without its vk prefix. */
+#define BUFFET__VK_INSTANCE_FNS(X)                                                                         \
+    X(DestroyInstance, void, (void *, const void *))                                                     \
+    X(EnumeratePhysicalDevices, buffet__vk_result, (void *, uint32_t *, void **))                        \
+    X(GetPhysicalDeviceProperties, void, (void *, buffet__vk_physical_device_properties *))              \
+    X(GetPhysicalDeviceProperties2, void, (void *, buffet__vk_physical_device_properties2 *))            \
+    X(GetPhysicalDeviceMemoryProperties, void, (void *, buffet__vk_memory_properties *))                 \
+    X(GetPhysicalDeviceMemoryProperties2, void, (void *, buffet__vk_memory_properties2 *))               \
+    X(GetPhysicalDeviceQueueFamilyProperties, void,                                                          \
+      (void *, uint32_t *, buffet__vk_queue_family_properties *))                                            \
+    X(EnumerateDeviceExtensionProperties, buffet__vk_result,                                             \
+      (void *, const char *, uint32_t *, buffet__vk_extension_properties *))                             \
+    X(CreateDevice, buffet__vk_result,                                                                       \
+      (void *, const buffet__vk_device_create_info *, const void *, void **))                                \
+    X(GetDeviceProcAddr, buffet__vk_void_fn, (void *, const char *))
+#define BUFFET__VK_DEVICE_FNS(X)                                                                           \
+    X(DestroyDevice, void, (void *, const void *))                                                       \
+    X(GetDeviceQueue, void, (void *, uint32_t, uint32_t, void **))                                       \
+    X(DeviceWaitIdle, buffet__vk_result, (void *))                                                       \
+    X(QueueWaitIdle, buffet__vk_result, (void *))                                                        \
+    X(QueueSubmit, buffet__vk_result, (void *, uint32_t, const buffet__vk_submit_info *, uint64_t))      \
+    X(AllocateMemory, buffet__vk_result,                                                                     \
+      (void *, const buffet__vk_memory_allocate_info *, const void *, uint64_t *))                           \
+    X(FreeMemory, void, (void *, uint64_t, const void *))                                                \
+    X(MapMemory, buffet__vk_result, (void *, uint64_t, uint64_t, uint64_t, uint32_t, void **))           \
+    X(UnmapMemory, void, (void *, uint64_t))                                                             \
+    X(FlushMappedMemoryRanges, buffet__vk_result,                                                            \
+      (void *, uint32_t, const buffet__vk_mapped_memory_range *))                                            \
+    X(InvalidateMappedMemoryRanges, buffet__vk_result,                                                       \
+      (void *, uint32_t, const buffet__vk_mapped_memory_range *))                                            \
+    X(CreateBuffer, buffet__vk_result,                                                                       \
+      (void *, const buffet__vk_buffer_create_info *, const void *, uint64_t *))                             \
+    X(DestroyBuffer, void, (void *, uint64_t, const void *))                                             \
+    X(GetBufferMemoryRequirements, void, (void *, uint64_t, buffet__vk_memory_requirements *))           \
+    X(BindBufferMemory, buffet__vk_result, (void *, uint64_t, uint64_t, uint64_t))                       \
+    X(CreateCommandPool, buffet__vk_result,                                                                  \
+      (void *, const buffet__vk_command_pool_create_info *, const void *, uint64_t *))                       \
+    X(DestroyCommandPool, void, (void *, uint64_t, const void *))                                        \
+    X(AllocateCommandBuffers, buffet__vk_result,                                                             \
+      (void *, const buffet__vk_command_buffer_allocate_info *, void **))                                    \
+    X(FreeCommandBuffers, void, (void *, uint64_t, uint32_t, void *const *))                              \
+    X(BeginCommandBuffer, buffet__vk_result, (void *, const buffet__vk_command_buffer_begin_info *))     \
+    X(EndCommandBuffer, buffet__vk_result, (void *))                                                     \
+    X(CmdCopyBuffer, void, (void *, uint64_t, uint64_t, uint32_t, const buffet__vk_buffer_copy *))       \
+    X(CmdPipelineBarrier, void,                                                                              \
+      (void *, uint32_t, uint32_t, uint32_t, uint32_t, const buffet__vk_memory_barrier *,                    \
+       uint32_t, const void *, uint32_t, const void *))                                                      \
+    X(CreateFence, buffet__vk_result,                                                                        \
+      (void *, const buffet__vk_fence_create_info *, const void *, uint64_t *))                              \
+    X(DestroyFence, void, (void *, uint64_t, const void *))                                              \
+    X(ResetFences, buffet__vk_result, (void *, uint32_t, const uint64_t *))                              \
+    X(GetFenceStatus, buffet__vk_result, (void *, uint64_t))                                             \
+    X(WaitForFences, buffet__vk_result, (void *, uint32_t, const uint64_t *, uint32_t, uint64_t))
+#define BUFFET__VK_FIELD(name, ret, args) ret (*name) args;
+/* BUFFET__LOG on a backend's logger, level and code without their prefixes. */
+#define BUFFET__VK_LOG(be, level, code, ...) \
+    BUFFET__LOG(&(be)->log, BUFFET_LOG_##level, BUFFET_ERR_##code, __VA_ARGS__)
+
+/* One batch of copies: recorded into cmd, submitted with fence as a ticket. */
+typedef struct buffet__vk_batch {
+    void *cmd;
+    uint64_t fence;
+    uint64_t ticket;
+    uint32_t state;             /* BUFFET__VK_FREE, _RECORDING, _IN_FLIGHT */
+    uint32_t waiters;           /* threads in vkWaitForFences on fence: it may not be reset */
+} buffet__vk_batch;
+enum { BUFFET__VK_FREE = 0, BUFFET__VK_RECORDING = 1, BUFFET__VK_IN_FLIGHT = 2 };
+
+typedef struct buffet__vk {
+    buffet_logger log;
+    void *lib;                  /* dlopen handle; NULL in user mode */
+    int own;                    /* instance and device are ours */
+    buffet__vk_gipa_fn gipa;
+    void *instance, *physical, *device, *queue;
+    uint32_t family, queue_index;
+    uint64_t messenger;
+    void (*destroy_messenger)(void *, uint64_t, const void *);
+    uint64_t validation_count;  /* atomic: the callback runs on any thread */
+    int has_budget, has_props2;
+    int has_host_import;        /* VK_EXT_external_memory_host enabled (own mode only): pin works */
+    uint64_t host_align;        /* minImportedHostPointerAlignment */
+    buffet__vk_result (*get_host_pointer_props)(void *, uint32_t, const void *,
+                                                buffet__vk_host_pointer_properties *);
+    uint32_t buffer_type_bits;  /* memory types a buffer with every usage may live in */
+    buffet__vk_memory_properties mem;
+    struct { BUFFET__VK_INSTANCE_FNS(BUFFET__VK_FIELD) } fi;
+    struct { BUFFET__VK_DEVICE_FNS(BUFFET__VK_FIELD) } fd;
+    pthread_mutex_t mu;         /* guards everything below, the command pool and the queue */
+    uint64_t pool;
+    buffet__vk_batch *batches;
+    uint32_t batch_count, batch_cap;
+    int recording;              /* index of the batch being recorded, -1 when none */
+    uint64_t last_submitted;
+    uint64_t done;              /* highest ticket known complete (atomic: wait reads it unlocked) */
+    int lost;
+} buffet__vk;
+
+/* A symbol's address as a function pointer: memcpy, because ISO C has no cast from void *. */
+static buffet__vk_void_fn buffet__vk_sym(void *lib, const char *name) {
+    void *p = dlsym(lib, name);
+    buffet__vk_void_fn f;
+    memcpy(&f, &p, sizeof f);
+    return f;
+}
+
+/* Maps a VkResult to buffet's code: the out-of-memory ones to NOMEM, a lost device to DEVICE_LOST,
+   anything else unexpected to SYSTEM. */
+static buffet_result buffet__vk_code(buffet__vk_result r) {
+    if (r == BUFFET__VK_SUCCESS) return BUFFET_OK;
+    if (r == BUFFET__VK_ERROR_OUT_OF_HOST_MEMORY || r == BUFFET__VK_ERROR_OUT_OF_DEVICE_MEMORY ||
+        r == BUFFET__VK_ERROR_TOO_MANY_OBJECTS) return BUFFET_ERR_NOMEM;
+    if (r == BUFFET__VK_ERROR_DEVICE_LOST) return BUFFET_ERR_DEVICE_LOST;
+    return BUFFET_ERR_SYSTEM;
+}
+
+/* Logs a failed call with the driver's VkResult and returns buffet's code for it. */
+static buffet_result buffet__vk_fail(const buffet_logger *log, const char *what, buffet__vk_result r) {
+    buffet_result code = buffet__vk_code(r);
+    BUFFET__LOG(log, BUFFET_LOG_ERROR, code, "vulkan: %s failed: VkResult %d", what, (int)r);
+    return code;
+}
+
+/* The validation layer's messenger: each warning or error is logged and counted. It may run on any
+   thread, during any call, so the count is atomic and the logger must be thread-safe (as documented
+   for buffet_gpu_device_desc.log). Returns VK_FALSE: the call that triggered it goes on. */
+static uint32_t buffet__vk_on_message(uint32_t severity, uint32_t types,
+                                      const buffet__vk_debug_callback_data *data, void *user) {
+    buffet__vk *be = (buffet__vk *)user;
+    int error = (severity & BUFFET__VK_SEVERITY_ERROR) != 0;
+    const char *id = data && data->message_id_name ? data->message_id_name : "-";
+    (void)types;
+    if (!(severity & (BUFFET__VK_SEVERITY_ERROR | BUFFET__VK_SEVERITY_WARNING))) return 0;
+    BUFFET__FETCH_ADD(&be->validation_count, 1u, BUFFET__RELAXED);
+    BUFFET__LOG(&be->log, error ? BUFFET_LOG_ERROR : BUFFET_LOG_WARN, BUFFET_ERR_INVALID,
+                "vulkan validation %s: %s: %s", error ? "error" : "warning", id,
+                data && data->message ? data->message : "");
+    return 0;
+}
+
+/* Does one of the count extension properties name ext? */
+static int buffet__vk_has_ext(const buffet__vk_extension_properties *props, uint32_t count, const char *ext) {
+    uint32_t i;
+    for (i = 0; i < count; i++)
+        if (strcmp(props[i].name, ext) == 0) return 1;
+    return 0;
+}
+
+static void buffet__vk_close(void *p);
+
+/* Own mode: the instance (with the validation layer and its messenger when asked and present), the
+   physical device desc->device_index, a device with one queue of the first family that can
+   transfer, and VK_EXT_memory_budget and VK_EXT_external_memory_host (pin) when the device has
+   them. Vulkan 1.1 at least (1.3 asked for when the loader has it). */
+static buffet_result buffet__vk_open_own(buffet__vk *be, const buffet_gpu_device_desc *desc) {
+    const char *libname = desc->library ? desc->library : "libvulkan.so.1";
+    buffet__vk_result (*create_instance)(const buffet__vk_instance_create_info *, const void *, void **);
+    buffet__vk_result (*enum_version)(uint32_t *);
+    buffet__vk_result (*enum_layers)(uint32_t *, buffet__vk_layer_properties *);
+    buffet__vk_result (*enum_inst_ext)(const char *, uint32_t *, buffet__vk_extension_properties *);
+    buffet__vk_application_info app;
+    buffet__vk_instance_create_info ici;
+    buffet__vk_debug_messenger_create_info mci;
+    buffet__vk_device_queue_create_info qci;
+    buffet__vk_device_create_info dci;
+    buffet__vk_extension_properties *exts = NULL;
+    buffet__vk_queue_family_properties *fams = NULL;
+    void **physicals = NULL;
+    const char *layers[1], *inst_exts[1], *dev_exts[2];
+    uint32_t version = BUFFET__VK_API_1_1 - (1u << 12), n = 0, i, ext_count = 0;
+    int validation = 0;
+    float priority = 1.0f;
+    buffet__vk_result r;
+    buffet_result code = BUFFET_ERR_NO_DEVICE;
+
+    be->lib = dlopen(libname, RTLD_NOW | RTLD_LOCAL);
+    if (!be->lib) {
+        const char *why = dlerror();
+        BUFFET__VK_LOG(be, INFO, NO_DEVICE, "vulkan: cannot load %s: %s", libname,
+                       why ? why : "?");
+        return BUFFET_ERR_NO_DEVICE;
+    }
+    be->gipa = (buffet__vk_gipa_fn)buffet__vk_sym(be->lib, "vkGetInstanceProcAddr");
+    if (!be->gipa) {
+        BUFFET__VK_LOG(be, INFO, NO_DEVICE, "vulkan: %s has no vkGetInstanceProcAddr", libname);
+        return BUFFET_ERR_NO_DEVICE;
+    }
+    create_instance = (buffet__vk_result (*)(const buffet__vk_instance_create_info *, const void *, void **))
+        be->gipa(NULL, "vkCreateInstance");
+    enum_version = (buffet__vk_result (*)(uint32_t *))be->gipa(NULL, "vkEnumerateInstanceVersion");
+    enum_layers = (buffet__vk_result (*)(uint32_t *, buffet__vk_layer_properties *))
+        be->gipa(NULL, "vkEnumerateInstanceLayerProperties");
+    enum_inst_ext = (buffet__vk_result (*)(const char *, uint32_t *, buffet__vk_extension_properties *))
+        be->gipa(NULL, "vkEnumerateInstanceExtensionProperties");
+    if (enum_version) enum_version(&version);
+    if (!create_instance || version < BUFFET__VK_API_1_1) {
+        BUFFET__LOG(&be->log, BUFFET_LOG_INFO, BUFFET_ERR_NO_DEVICE,
+                    "vulkan: the loader offers Vulkan %u.%u; buffet needs 1.1", version >> 22,
+                    (version >> 12) & 0x3FFu);
+        return BUFFET_ERR_NO_DEVICE;
+    }
+
+    if (desc->validation) {
+        buffet__vk_layer_properties *lp = NULL;
+        int has_layer = 0, has_utils = 0;
+        if (enum_layers && enum_layers(&n, NULL) == BUFFET__VK_SUCCESS && n &&
+            (lp = (buffet__vk_layer_properties *)calloc(n, sizeof *lp)) != NULL &&
+            enum_layers(&n, lp) >= 0)
+            for (i = 0; i < n; i++) has_layer |= strcmp(lp[i].name, "VK_LAYER_KHRONOS_validation") == 0;
+        free(lp);
+        n = 0;
+        if (enum_inst_ext && enum_inst_ext(NULL, &n, NULL) == BUFFET__VK_SUCCESS && n &&
+            (exts = (buffet__vk_extension_properties *)calloc(n, sizeof *exts)) != NULL &&
+            enum_inst_ext(NULL, &n, exts) >= 0)
+            has_utils = buffet__vk_has_ext(exts, n, "VK_EXT_debug_utils");
+        free(exts);
+        exts = NULL;
+        validation = has_layer && has_utils;
+        if (!validation)
+            BUFFET__LOG(&be->log, BUFFET_LOG_WARN, BUFFET_ERR_UNSUPPORTED,
+                        "vulkan: validation asked for, but %s is missing: running without",
+                        has_layer ? "VK_EXT_debug_utils" : "VK_LAYER_KHRONOS_validation");
+    }
+
+    memset(&app, 0, sizeof app);
+    app.s_type = BUFFET__VK_ST_APPLICATION_INFO;
+    app.app_name = desc->name ? desc->name : "buffet";
+    app.engine_name = "buffet_gpu";
+    app.api_version = version < BUFFET__VK_API_1_3 ? (version & ~0xFFFu) : BUFFET__VK_API_1_3;
+    memset(&mci, 0, sizeof mci);
+    mci.s_type = BUFFET__VK_ST_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT;
+    mci.severities = BUFFET__VK_SEVERITY_WARNING | BUFFET__VK_SEVERITY_ERROR;
+    mci.types = BUFFET__VK_MSG_GENERAL | BUFFET__VK_MSG_VALIDATION | BUFFET__VK_MSG_PERFORMANCE;
+    mci.callback = buffet__vk_on_message;
+    mci.user = be;
+    memset(&ici, 0, sizeof ici);
+    ici.s_type = BUFFET__VK_ST_INSTANCE_CREATE_INFO;
+    ici.app = &app;
+    if (validation) {
+        layers[0] = "VK_LAYER_KHRONOS_validation";
+        inst_exts[0] = "VK_EXT_debug_utils";
+        ici.layer_count = 1, ici.layers = layers;
+        ici.extension_count = 1, ici.extensions = inst_exts;
+        ici.next = &mci;        /* also hears vkCreateInstance and vkDestroyInstance */
+    }
+    r = create_instance(&ici, NULL, &be->instance);
+    if (r != BUFFET__VK_SUCCESS) {
+        be->instance = NULL;
+        BUFFET__VK_LOG(be, INFO, NO_DEVICE, "vulkan: vkCreateInstance failed: VkResult %d", (int)r);
+        return BUFFET_ERR_NO_DEVICE;
+    }
+#define BUFFET__VK_LOAD_I(name, ret, args) be->fi.name = (ret (*) args)be->gipa(be->instance, "vk" #name);
+    BUFFET__VK_INSTANCE_FNS(BUFFET__VK_LOAD_I)
+#undef BUFFET__VK_LOAD_I
+    if (validation) {
+        typedef buffet__vk_result (*create_fn)(void *, const buffet__vk_debug_messenger_create_info *,
+                                               const void *, uint64_t *);
+        create_fn create_messenger = (create_fn)be->gipa(be->instance, "vkCreateDebugUtilsMessengerEXT");
+        be->destroy_messenger = (void (*)(void *, uint64_t, const void *))
+            be->gipa(be->instance, "vkDestroyDebugUtilsMessengerEXT");
+        if (!create_messenger || !be->destroy_messenger ||
+            (r = create_messenger(be->instance, &mci, NULL, &be->messenger)) != BUFFET__VK_SUCCESS) {
+            be->messenger = 0;
+            BUFFET__LOG(&be->log, BUFFET_LOG_WARN, BUFFET_ERR_UNSUPPORTED,
+                        "vulkan: vkCreateDebugUtilsMessengerEXT failed: messages go unheard");
+        }
+    }
+    if (!be->fi.EnumeratePhysicalDevices || !be->fi.CreateDevice || !be->fi.GetDeviceProcAddr) {
+        BUFFET__VK_LOG(be, INFO, NO_DEVICE, "vulkan: the loader lacks core entry points");
+        return BUFFET_ERR_NO_DEVICE;
+    }
+
+    n = 0;
+    r = be->fi.EnumeratePhysicalDevices(be->instance, &n, NULL);
+    if (r == BUFFET__VK_SUCCESS && desc->device_index < n &&
+        (physicals = (void **)calloc(n, sizeof *physicals)) != NULL &&
+        (r = be->fi.EnumeratePhysicalDevices(be->instance, &n, physicals)) >= 0 && desc->device_index < n)
+        be->physical = physicals[desc->device_index];
+    free(physicals);
+    if (!be->physical) {
+        BUFFET__VK_LOG(be, INFO, NO_DEVICE, "vulkan: no device %u (%u found, VkResult %d)",
+                       desc->device_index, n, (int)r);
+        return BUFFET_ERR_NO_DEVICE;
+    }
+
+    n = 0;
+    be->fi.GetPhysicalDeviceQueueFamilyProperties(be->physical, &n, NULL);
+    if (n && (fams = (buffet__vk_queue_family_properties *)calloc(n, sizeof *fams)) != NULL) {
+        be->fi.GetPhysicalDeviceQueueFamilyProperties(be->physical, &n, fams);
+        for (i = 0; i < n; i++)
+            if (fams[i].count &&
+                (fams[i].flags &
+                 (BUFFET__VK_QUEUE_GRAPHICS | BUFFET__VK_QUEUE_COMPUTE | BUFFET__VK_QUEUE_TRANSFER)))
+                break;
+    }
+    if (!fams) i = n;
+    free(fams);
+    if (i == n) {
+        BUFFET__VK_LOG(be, INFO, NO_DEVICE, "vulkan: device %u has no queue that can transfer",
+                       desc->device_index);
+        return BUFFET_ERR_NO_DEVICE;
+    }
+    be->family = i, be->queue_index = 0;
+
+    memset(&qci, 0, sizeof qci);
+    qci.s_type = BUFFET__VK_ST_DEVICE_QUEUE_CREATE_INFO;
+    qci.family = be->family, qci.count = 1, qci.priorities = &priority;
+    memset(&dci, 0, sizeof dci);
+    dci.s_type = BUFFET__VK_ST_DEVICE_CREATE_INFO;
+    dci.queue_info_count = 1, dci.queue_infos = &qci;
+    r = be->fi.EnumerateDeviceExtensionProperties(be->physical, NULL, &ext_count, NULL);
+    if (r == BUFFET__VK_SUCCESS && ext_count &&
+        (exts = (buffet__vk_extension_properties *)calloc(ext_count, sizeof *exts)) != NULL &&
+        be->fi.EnumerateDeviceExtensionProperties(be->physical, NULL, &ext_count, exts) >= 0) {
+        if (buffet__vk_has_ext(exts, ext_count, "VK_EXT_memory_budget"))
+            dev_exts[dci.extension_count++] = "VK_EXT_memory_budget", be->has_budget = 1;
+        if (buffet__vk_has_ext(exts, ext_count, "VK_EXT_external_memory_host"))
+            dev_exts[dci.extension_count++] = "VK_EXT_external_memory_host", be->has_host_import = 1;
+        dci.extensions = dev_exts;
+    }
+    free(exts);
+    r = be->fi.CreateDevice(be->physical, &dci, NULL, &be->device);
+    if (r != BUFFET__VK_SUCCESS) {
+        be->device = NULL;
+        be->has_budget = be->has_host_import = 0;
+        code = buffet__vk_code(r) == BUFFET_ERR_NOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_NO_DEVICE;
+        BUFFET__LOG(&be->log, BUFFET_LOG_ERROR, code, "vulkan: vkCreateDevice failed: VkResult %d", (int)r);
+        return code;
+    }
+    return BUFFET_OK;
+}
+
+/* Both modes, once instance, physical device, device and family are known: the device entry points,
+   the queue, the memory types a buffer with every usage can live in (a probe buffer), caps, the
+   command pool. */
+static buffet_result buffet__vk_open_common(buffet__vk *be, buffet__gpu_caps *caps) {
+    buffet__vk_physical_device_properties2 p2;
+    buffet__vk_maintenance3_properties m3;
+    buffet__vk_external_memory_host_properties hp;
+    buffet__vk_memory_properties2 mp2;
+    buffet__vk_buffer_create_info bci;
+    buffet__vk_memory_requirements req;
+    buffet__vk_command_pool_create_info pci;
+    buffet__vk_gdpa_fn gdpa = (buffet__vk_gdpa_fn)be->fi.GetDeviceProcAddr;
+    uint64_t probe = 0, align;
+    uint32_t i, max_heap = 0;
+    buffet__vk_result r;
+
+#define BUFFET__VK_LOAD_D(name, ret, args)                                                              \
+    if ((be->fd.name = (ret (*) args)gdpa(be->device, "vk" #name)) == NULL) {                           \
+        BUFFET__VK_LOG(be, ERROR, NO_DEVICE, "vulkan: no entry point vk%s", #name);                     \
+        return BUFFET_ERR_NO_DEVICE;                                                                    \
+    }
+    BUFFET__VK_DEVICE_FNS(BUFFET__VK_LOAD_D)
+#undef BUFFET__VK_LOAD_D
+    be->fd.GetDeviceQueue(be->device, be->family, be->queue_index, &be->queue);
+
+    memset(&p2, 0, sizeof p2);
+    memset(&m3, 0, sizeof m3);
+    p2.s_type = BUFFET__VK_ST_PHYSICAL_DEVICE_PROPERTIES_2;
+    m3.s_type = BUFFET__VK_ST_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES;
+    be->fi.GetPhysicalDeviceProperties(be->physical, &p2.properties);
+    be->has_props2 = p2.properties.api_version >= BUFFET__VK_API_1_1 && be->fi.GetPhysicalDeviceProperties2 &&
+                     be->fi.GetPhysicalDeviceMemoryProperties2;
+    memset(&hp, 0, sizeof hp);
+    hp.s_type = BUFFET__VK_ST_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT;
+    if (be->has_props2) {
+        p2.next = &m3;
+        if (be->has_host_import) m3.next = &hp;
+        be->fi.GetPhysicalDeviceProperties2(be->physical, &p2);
+    }
+    be->has_budget &= be->has_props2;
+    if (be->has_host_import) {
+        be->get_host_pointer_props = (buffet__vk_result (*)(void *, uint32_t, const void *,
+                                                             buffet__vk_host_pointer_properties *))
+            gdpa(be->device, "vkGetMemoryHostPointerPropertiesEXT");
+        be->host_align = hp.min_imported_host_pointer_alignment;
+        be->has_host_import = be->has_props2 && be->get_host_pointer_props && be->host_align &&
+                              !(be->host_align & (be->host_align - 1));
+    }
+    memset(&mp2, 0, sizeof mp2);
+    be->fi.GetPhysicalDeviceMemoryProperties(be->physical, &mp2.props);
+    be->mem = mp2.props;
+    if (be->mem.type_count > BUFFET_GPU_MAX_TYPES) be->mem.type_count = BUFFET_GPU_MAX_TYPES;
+    if (be->mem.heap_count > BUFFET_GPU_MAX_HEAPS) be->mem.heap_count = BUFFET_GPU_MAX_HEAPS;
+
+    memset(&bci, 0, sizeof bci);
+    bci.s_type = BUFFET__VK_ST_BUFFER_CREATE_INFO;
+    bci.size = 65536;
+    bci.usage = BUFFET__VK_BUFFER_USAGE_ALL;
+    r = be->fd.CreateBuffer(be->device, &bci, NULL, &probe);
+    if (r != BUFFET__VK_SUCCESS) return buffet__vk_fail(&be->log, "vkCreateBuffer (the probe)", r);
+    be->fd.GetBufferMemoryRequirements(be->device, probe, &req);
+    be->fd.DestroyBuffer(be->device, probe, NULL);
+    be->buffer_type_bits = req.type_bits;
+
+    memset(caps, 0, sizeof *caps);
+    snprintf(caps->name, sizeof caps->name, "%.127s", p2.properties.device_name);
+    caps->type_count = be->mem.type_count;
+    caps->heap_count = be->mem.heap_count;
+    for (i = 0; i < be->mem.heap_count; i++) {
+        caps->heap_size[i] = be->mem.heaps[i].size;
+        caps->heap_device_local[i] = (be->mem.heaps[i].flags & BUFFET__VK_HEAP_DEVICE_LOCAL) != 0;
+        if (be->mem.heaps[i].size > be->mem.heaps[max_heap].size) max_heap = i;
+    }
+    for (i = 0; i < be->mem.type_count; i++) {
+        uint32_t f = be->mem.types[i].flags, props = 0;
+        caps->type_heap[i] = be->mem.types[i].heap;
+        /* Protected, lazily allocated and AMD device-coherent memory need what buffet never asks for. */
+        if (!(req.type_bits >> i & 1) ||
+            (f & (BUFFET__VK_MEM_LAZILY_ALLOCATED | BUFFET__VK_MEM_PROTECTED |
+                  BUFFET__VK_MEM_DEVICE_COHERENT_AMD | BUFFET__VK_MEM_DEVICE_UNCACHED_AMD))) {
+            be->buffer_type_bits &= ~(1u << i);
+            continue;
+        }
+        if (f & BUFFET__VK_MEM_DEVICE_LOCAL) props |= BUFFET_GPU_MEM_DEVICE_LOCAL;
+        if (f & BUFFET__VK_MEM_HOST_VISIBLE) props |= BUFFET_GPU_MEM_HOST_VISIBLE;
+        if (f & BUFFET__VK_MEM_HOST_COHERENT) props |= BUFFET_GPU_MEM_HOST_COHERENT;
+        if (f & BUFFET__VK_MEM_HOST_CACHED) props |= BUFFET_GPU_MEM_HOST_CACHED;
+        caps->type_props[i] = props;
+    }
+    align = req.alignment ? req.alignment : 1;
+    if (p2.properties.limits.min_storage_buffer_offset_alignment > align)
+        align = p2.properties.limits.min_storage_buffer_offset_alignment;
+    if (p2.properties.limits.min_uniform_buffer_offset_alignment > align)
+        align = p2.properties.limits.min_uniform_buffer_offset_alignment;
+    if (p2.properties.limits.min_texel_buffer_offset_alignment > align)
+        align = p2.properties.limits.min_texel_buffer_offset_alignment;
+    if (align & (align - 1)) align = (uint64_t)1 << (buffet__gpu_msb64(align) + 1);  /* the spec says it is */
+    caps->align = align;
+    caps->atom = p2.properties.limits.non_coherent_atom_size;
+    if (caps->atom == 0) caps->atom = 1;
+    caps->max_alloc = be->has_props2 && m3.max_memory_allocation_size ? m3.max_memory_allocation_size
+                                                                        : be->mem.heaps[max_heap].size;
+    caps->max_allocations = p2.properties.limits.max_memory_allocation_count;
+    caps->can_pin = (uint32_t)be->has_host_import;
+
+    memset(&pci, 0, sizeof pci);
+    pci.s_type = BUFFET__VK_ST_COMMAND_POOL_CREATE_INFO;
+    pci.flags = BUFFET__VK_POOL_RESET_COMMAND_BUFFER;
+    pci.family = be->family;
+    r = be->fd.CreateCommandPool(be->device, &pci, NULL, &be->pool);
+    if (r != BUFFET__VK_SUCCESS) {
+        be->pool = 0;
+        return buffet__vk_fail(&be->log, "vkCreateCommandPool", r);
+    }
+    return BUFFET_OK;
+}
+
+/* Opens own mode, or user mode when desc->vulkan.get_instance_proc_addr is set (desc->library and
+   desc->validation are then unused: the instance is the caller's; pin stays off, since buffet cannot
+   tell whether the caller enabled VK_EXT_external_memory_host). On any failure everything made so
+   far is destroyed (close handles a partial state). */
+static buffet_result buffet__vk_open(void **out, const buffet_gpu_device_desc *desc, buffet__gpu_caps *caps,
+                                     buffet_logger log) {
+    buffet__vk *be;
+    buffet_result code;
+    *out = NULL;
+    be = (buffet__vk *)calloc(1, sizeof *be);
+    if (!be) {
+        BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_NOMEM, "vulkan: no memory for the backend's state");
+        return BUFFET_ERR_NOMEM;
+    }
+    be->log = log;
+    be->recording = -1;
+    pthread_mutex_init(&be->mu, NULL);
+    if (desc->vulkan.get_instance_proc_addr) {
+        const buffet_gpu_vulkan_desc *u = &desc->vulkan;
+        memcpy(&be->gipa, &u->get_instance_proc_addr, sizeof be->gipa);
+        be->instance = u->instance, be->physical = u->physical_device, be->device = u->device;
+        be->family = u->queue_family, be->queue_index = u->queue_index;
+        code = BUFFET_OK;
+        if (!be->instance || !be->physical || !be->device) {
+            BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
+                        "vulkan: desc.vulkan lacks instance, physical device or device");
+            code = BUFFET_ERR_INVALID;
+        }
+        if (code == BUFFET_OK) {
+#define BUFFET__VK_LOAD_I(name, ret, args) be->fi.name = (ret (*) args)be->gipa(be->instance, "vk" #name);
+            BUFFET__VK_INSTANCE_FNS(BUFFET__VK_LOAD_I)
+#undef BUFFET__VK_LOAD_I
+            if (!be->fi.GetDeviceProcAddr || !be->fi.GetPhysicalDeviceProperties ||
+                !be->fi.GetPhysicalDeviceMemoryProperties || !be->fi.EnumerateDeviceExtensionProperties) {
+                BUFFET__LOG(&log, BUFFET_LOG_ERROR, BUFFET_ERR_NO_DEVICE,
+                            "vulkan: the caller's instance lacks entry points");
+                code = BUFFET_ERR_NO_DEVICE;
+            }
+        }
+        if (code == BUFFET_OK) {
+            /* The budget is a physical-device query: it needs the extension supported, not enabled. */
+            uint32_t n = 0;
+            buffet__vk_extension_properties *exts = NULL;
+            buffet__vk_result r = be->fi.EnumerateDeviceExtensionProperties(be->physical, NULL, &n, NULL);
+            if (r == BUFFET__VK_SUCCESS && n &&
+                (exts = (buffet__vk_extension_properties *)calloc(n, sizeof *exts)) != NULL &&
+                be->fi.EnumerateDeviceExtensionProperties(be->physical, NULL, &n, exts) >= 0)
+                be->has_budget = buffet__vk_has_ext(exts, n, "VK_EXT_memory_budget");
+            free(exts);
+        }
+    } else {
+        be->own = 1;
+        code = buffet__vk_open_own(be, desc);
+    }
+    if (code == BUFFET_OK) code = buffet__vk_open_common(be, caps);
+    if (code != BUFFET_OK) {
+        buffet__vk_close(be);
+        return code;
+    }
+    *out = be;
+    return BUFFET_OK;
+}
+
+/* Waits for the queue (own mode: the device) to be idle, then destroys what this backend made:
+   fences, the command pool (with its command buffers), and in own mode the device, the messenger,
+   the instance and the library handle. Also undoes a partial open. */
+static void buffet__vk_close(void *p) {
+    buffet__vk *be = (buffet__vk *)p;
+    uint32_t i;
+    if (!be) return;
+    if (be->device && be->fd.DeviceWaitIdle) {
+        buffet__vk_result r = be->own ? be->fd.DeviceWaitIdle(be->device)
+                                      : be->queue ? be->fd.QueueWaitIdle(be->queue) : BUFFET__VK_SUCCESS;
+        if (r != BUFFET__VK_SUCCESS) buffet__vk_fail(&be->log, "waiting for idle at close", r);
+    }
+    for (i = 0; i < be->batch_count; i++)
+        if (be->batches[i].fence) be->fd.DestroyFence(be->device, be->batches[i].fence, NULL);
+    free(be->batches);
+    if (be->pool) be->fd.DestroyCommandPool(be->device, be->pool, NULL);
+    if (be->own) {
+        if (be->device && be->fd.DestroyDevice) be->fd.DestroyDevice(be->device, NULL);
+        else if (be->device) {
+            void (*destroy)(void *, const void *) = (void (*)(void *, const void *))
+                ((buffet__vk_gdpa_fn)be->fi.GetDeviceProcAddr)(be->device, "vkDestroyDevice");
+            if (destroy) destroy(be->device, NULL);
+        }
+        if (be->messenger) be->destroy_messenger(be->instance, be->messenger, NULL);
+        if (be->instance && be->fi.DestroyInstance) be->fi.DestroyInstance(be->instance, NULL);
+        if (be->lib) dlclose(be->lib);
+    }
+    pthread_mutex_destroy(&be->mu);
+    free(be);
+}
+
+/* vkAllocateMemory of m->type, a VkBuffer with every usage bound at 0 over all of it (the memory is
+   grown to the buffer's requirement when that is larger), and a persistent mapping when
+   host-visible. On failure nothing is left. */
+static buffet_result buffet__vk_mem_alloc(void *p, buffet__gpu_mem *m) {
+    buffet__vk *be = (buffet__vk *)p;
+    buffet__vk_buffer_create_info bci;
+    buffet__vk_memory_requirements req;
+    buffet__vk_memory_allocate_info mai;
+    uint64_t buffer = 0, memory = 0;
+    void *host = NULL;
+    buffet__vk_result r;
+    if (m->type >= be->mem.type_count || !(be->buffer_type_bits >> m->type & 1) || m->size == 0) {
+        BUFFET__VK_LOG(be, ERROR, INVALID, "vulkan: memory type %u (size %llu) cannot hold "
+                       "buffers", m->type, (unsigned long long)m->size);
+        return BUFFET_ERR_INVALID;
+    }
+    memset(&bci, 0, sizeof bci);
+    bci.s_type = BUFFET__VK_ST_BUFFER_CREATE_INFO;
+    bci.size = m->size;
+    bci.usage = BUFFET__VK_BUFFER_USAGE_ALL;
+    r = be->fd.CreateBuffer(be->device, &bci, NULL, &buffer);
+    if (r != BUFFET__VK_SUCCESS) return buffet__vk_fail(&be->log, "vkCreateBuffer", r);
+    be->fd.GetBufferMemoryRequirements(be->device, buffer, &req);
+    if (!(req.type_bits >> m->type & 1)) {
+        be->fd.DestroyBuffer(be->device, buffer, NULL);
+        BUFFET__VK_LOG(be, ERROR, UNSUPPORTED, "vulkan: a buffer of %llu bytes cannot live in "
+                       "memory type %u", (unsigned long long)m->size, m->type);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    memset(&mai, 0, sizeof mai);
+    mai.s_type = BUFFET__VK_ST_MEMORY_ALLOCATE_INFO;
+    mai.size = req.size > m->size ? req.size : m->size;
+    mai.type = m->type;
+    r = be->fd.AllocateMemory(be->device, &mai, NULL, &memory);
+    if (r != BUFFET__VK_SUCCESS) {
+        be->fd.DestroyBuffer(be->device, buffer, NULL);
+        /* Out of memory is routine for a caller that then tries another type: not an error line. */
+        if (buffet__vk_code(r) == BUFFET_ERR_NOMEM) {
+            BUFFET__VK_LOG(be, DEBUG, NOMEM, "vulkan: vkAllocateMemory of %llu bytes in type %u: "
+                           "VkResult %d", (unsigned long long)mai.size, m->type, (int)r);
+            return BUFFET_ERR_NOMEM;
+        }
+        return buffet__vk_fail(&be->log, "vkAllocateMemory", r);
+    }
+    r = be->fd.BindBufferMemory(be->device, buffer, memory, 0);
+    if (r == BUFFET__VK_SUCCESS && (be->mem.types[m->type].flags & BUFFET__VK_MEM_HOST_VISIBLE))
+        r = be->fd.MapMemory(be->device, memory, 0, BUFFET__VK_WHOLE_SIZE, 0, &host);
+    if (r != BUFFET__VK_SUCCESS) {
+        be->fd.DestroyBuffer(be->device, buffer, NULL);
+        be->fd.FreeMemory(be->device, memory, NULL);
+        return buffet__vk_fail(&be->log, "vkBindBufferMemory or vkMapMemory", r);
+    }
+    m->memory = memory, m->buffer = buffer, m->host = host, m->address = 0;
+    return BUFFET_OK;
+}
+
+/* Undoes mem_alloc: the buffer first (it is bound to the memory), then the memory (which unmaps). */
+static void buffet__vk_mem_free(void *p, buffet__gpu_mem *m) {
+    buffet__vk *be = (buffet__vk *)p;
+    if (m->buffer) be->fd.DestroyBuffer(be->device, m->buffer, NULL);
+    if (m->host) be->fd.UnmapMemory(be->device, m->memory);
+    if (m->memory) be->fd.FreeMemory(be->device, m->memory, NULL);
+    m->buffer = 0, m->memory = 0, m->host = NULL;
+}
+
+/* vkFlushMappedMemoryRanges / vkInvalidateMappedMemoryRanges. A range reaching the end of the memory
+   is sent as VK_WHOLE_SIZE: the end may not be a multiple of the atom, which the spec allows only so. */
+static buffet_result buffet__vk_flush(void *p, const buffet__gpu_mem *m, uint64_t off, uint64_t size,
+                                      int invalidate) {
+    buffet__vk *be = (buffet__vk *)p;
+    buffet__vk_mapped_memory_range range;
+    buffet__vk_result r;
+    if (!m->host || off > m->size || size > m->size - off) {
+        BUFFET__VK_LOG(be, ERROR, RANGE, "vulkan: flush of [%llu, +%llu) outside mapped %llu bytes",
+                       (unsigned long long)off, (unsigned long long)size, (unsigned long long)m->size);
+        return BUFFET_ERR_RANGE;
+    }
+    if (size == 0) return BUFFET_OK;
+    memset(&range, 0, sizeof range);
+    range.s_type = BUFFET__VK_ST_MAPPED_MEMORY_RANGE;
+    range.memory = m->memory;
+    range.offset = off;
+    range.size = off + size >= m->size ? BUFFET__VK_WHOLE_SIZE : size;
+    r = invalidate ? be->fd.InvalidateMappedMemoryRanges(be->device, 1, &range)
+                   : be->fd.FlushMappedMemoryRanges(be->device, 1, &range);
+    if (r == BUFFET__VK_SUCCESS) return BUFFET_OK;
+    return buffet__vk_fail(&be->log,
+                           invalidate ? "vkInvalidateMappedMemoryRanges" : "vkFlushMappedMemoryRanges", r);
+}
+
+/* Under mu: returns batches whose ticket is known complete to the free list (their fence reset), and
+   learns of completions by polling the fences nobody waits on. Fences some thread waits on stay. */
+static buffet_result buffet__vk_reap(buffet__vk *be) {
+    uint64_t done = BUFFET__LOAD(&be->done, BUFFET__RELAXED);
+    uint32_t i;
+    for (i = 0; i < be->batch_count; i++) {
+        buffet__vk_batch *b = &be->batches[i];
+        if (b->state != BUFFET__VK_IN_FLIGHT || b->ticket <= done) continue;
+        if (b->waiters == 0 && b->ticket > done &&
+            be->fd.GetFenceStatus(be->device, b->fence) == BUFFET__VK_SUCCESS)
+            done = b->ticket;   /* a later ticket complete completes every earlier one */
+    }
+    if (done > BUFFET__LOAD(&be->done, BUFFET__RELAXED)) BUFFET__STORE(&be->done, done, BUFFET__RELEASE);
+    for (i = 0; i < be->batch_count; i++) {
+        buffet__vk_batch *b = &be->batches[i];
+        if (b->state == BUFFET__VK_IN_FLIGHT && b->ticket <= done && b->waiters == 0) {
+            buffet__vk_result r = be->fd.ResetFences(be->device, 1, &b->fence);
+            if (r != BUFFET__VK_SUCCESS) return buffet__vk_fail(&be->log, "vkResetFences", r);
+            b->state = BUFFET__VK_FREE;
+        }
+    }
+    return BUFFET_OK;
+}
+
+/* Under mu: the batch being recorded, begun now when there is none (a free batch reused, else a new
+   command buffer and fence). */
+static buffet_result buffet__vk_begin(buffet__vk *be, buffet__vk_batch **out) {
+    buffet__vk_command_buffer_begin_info bi;
+    buffet__vk_batch *b = NULL;
+    buffet__vk_result r;
+    buffet_result code;
+    uint32_t i;
+    if (be->recording >= 0) {
+        *out = &be->batches[be->recording];
+        return BUFFET_OK;
+    }
+    code = buffet__vk_reap(be);
+    if (code != BUFFET_OK) return code;
+    for (i = 0; i < be->batch_count && !b; i++)
+        if (be->batches[i].state == BUFFET__VK_FREE) b = &be->batches[i];
+    if (!b) {
+        buffet__vk_command_buffer_allocate_info ai;
+        buffet__vk_fence_create_info fi;
+        buffet__vk_batch nb;
+        if (be->batch_count == be->batch_cap) {
+            uint32_t cap = be->batch_cap ? be->batch_cap * 2 : 8;
+            buffet__vk_batch *nbs = (buffet__vk_batch *)realloc(be->batches, cap * sizeof *nbs);
+            if (!nbs) {
+                BUFFET__VK_LOG(be, ERROR, NOMEM, "vulkan: no memory for %u batches", cap);
+                return BUFFET_ERR_NOMEM;
+            }
+            be->batches = nbs, be->batch_cap = cap;
+        }
+        memset(&nb, 0, sizeof nb);
+        memset(&ai, 0, sizeof ai);
+        ai.s_type = BUFFET__VK_ST_COMMAND_BUFFER_ALLOCATE_INFO;
+        ai.pool = be->pool, ai.level = 0, ai.count = 1;
+        r = be->fd.AllocateCommandBuffers(be->device, &ai, &nb.cmd);
+        if (r != BUFFET__VK_SUCCESS) return buffet__vk_fail(&be->log, "vkAllocateCommandBuffers", r);
+        memset(&fi, 0, sizeof fi);
+        fi.s_type = BUFFET__VK_ST_FENCE_CREATE_INFO;
+        r = be->fd.CreateFence(be->device, &fi, NULL, &nb.fence);
+        if (r != BUFFET__VK_SUCCESS) {
+            be->fd.FreeCommandBuffers(be->device, be->pool, 1, &nb.cmd);
+            return buffet__vk_fail(&be->log, "vkCreateFence", r);
+        }
+        be->batches[be->batch_count] = nb;
+        b = &be->batches[be->batch_count++];
+    }
+    memset(&bi, 0, sizeof bi);
+    bi.s_type = BUFFET__VK_ST_COMMAND_BUFFER_BEGIN_INFO;
+    bi.flags = BUFFET__VK_CMD_ONE_TIME_SUBMIT;
+    r = be->fd.BeginCommandBuffer(b->cmd, &bi);   /* resets it: the pool allows it */
+    if (r != BUFFET__VK_SUCCESS) return buffet__vk_fail(&be->log, "vkBeginCommandBuffer", r);
+    b->state = BUFFET__VK_RECORDING;
+    be->recording = (int)(b - be->batches);
+    *out = b;
+    return BUFFET_OK;
+}
+
+/* Records one copy. A barrier before it orders it after every earlier transfer (this batch's and
+   earlier submissions'): a copy may read what the one before wrote. */
+static buffet_result buffet__vk_copy(void *p, const buffet__gpu_mem *src, uint64_t src_off,
+                                     const buffet__gpu_mem *dst, uint64_t dst_off, uint64_t size) {
+    buffet__vk *be = (buffet__vk *)p;
+    buffet__vk_batch *b;
+    buffet__vk_buffer_copy region;
+    buffet__vk_memory_barrier mb;
+    buffet_result code;
+    if (!src->buffer || !dst->buffer || src_off > src->size || size > src->size - src_off ||
+        dst_off > dst->size || size > dst->size - dst_off) {
+        BUFFET__VK_LOG(be, ERROR, RANGE, "vulkan: copy of %llu bytes out of range",
+                       (unsigned long long)size);
+        return BUFFET_ERR_RANGE;
+    }
+    if (size == 0) return BUFFET_OK;
+    pthread_mutex_lock(&be->mu);
+    code = be->lost ? BUFFET_ERR_DEVICE_LOST : buffet__vk_begin(be, &b);
+    if (code == BUFFET_OK) {
+        memset(&mb, 0, sizeof mb);
+        mb.s_type = BUFFET__VK_ST_MEMORY_BARRIER;
+        mb.src_access = BUFFET__VK_ACCESS_TRANSFER_WRITE;
+        mb.dst_access = BUFFET__VK_ACCESS_TRANSFER_READ | BUFFET__VK_ACCESS_TRANSFER_WRITE;
+        be->fd.CmdPipelineBarrier(b->cmd, BUFFET__VK_STAGE_TRANSFER, BUFFET__VK_STAGE_TRANSFER, 0, 1, &mb,
+                                  0, NULL, 0, NULL);
+        region.src_offset = src_off, region.dst_offset = dst_off, region.size = size;
+        be->fd.CmdCopyBuffer(b->cmd, src->buffer, dst->buffer, 1, &region);
+    }
+    pthread_mutex_unlock(&be->mu);
+    return code;
+}
+
+/* Ends the batch (begun now if no copy began it) with a barrier that makes its writes visible to the
+   host after the fence, and submits it with its fence as ticket t. */
+static buffet_result buffet__vk_submit(void *p, uint64_t t) {
+    buffet__vk *be = (buffet__vk *)p;
+    buffet__vk_batch *b;
+    buffet__vk_memory_barrier mb;
+    buffet__vk_submit_info si;
+    buffet__vk_result r;
+    buffet_result code;
+    pthread_mutex_lock(&be->mu);
+    if (be->lost) {
+        pthread_mutex_unlock(&be->mu);
+        return BUFFET_ERR_DEVICE_LOST;
+    }
+    if (t <= be->last_submitted) {
+        pthread_mutex_unlock(&be->mu);
+        BUFFET__VK_LOG(be, ERROR, INVALID, "vulkan: ticket %llu submitted after %llu",
+                       (unsigned long long)t, (unsigned long long)be->last_submitted);
+        return BUFFET_ERR_INVALID;
+    }
+    code = buffet__vk_begin(be, &b);
+    if (code != BUFFET_OK) {
+        pthread_mutex_unlock(&be->mu);
+        return code;
+    }
+    memset(&mb, 0, sizeof mb);
+    mb.s_type = BUFFET__VK_ST_MEMORY_BARRIER;
+    mb.src_access = BUFFET__VK_ACCESS_TRANSFER_WRITE;
+    mb.dst_access = BUFFET__VK_ACCESS_HOST_READ | BUFFET__VK_ACCESS_HOST_WRITE;
+    be->fd.CmdPipelineBarrier(b->cmd, BUFFET__VK_STAGE_TRANSFER, BUFFET__VK_STAGE_HOST, 0, 1, &mb,
+                              0, NULL, 0, NULL);
+    r = be->fd.EndCommandBuffer(b->cmd);
+    if (r == BUFFET__VK_SUCCESS) {
+        memset(&si, 0, sizeof si);
+        si.s_type = BUFFET__VK_ST_SUBMIT_INFO;
+        si.cmd_count = 1, si.cmds = &b->cmd;
+        r = be->fd.QueueSubmit(be->queue, 1, &si, b->fence);
+    }
+    be->recording = -1;
+    if (r != BUFFET__VK_SUCCESS) {
+        b->state = BUFFET__VK_FREE;   /* the next begin resets the command buffer; the fence was not used */
+        if (r == BUFFET__VK_ERROR_DEVICE_LOST) be->lost = 1;
+        pthread_mutex_unlock(&be->mu);
+        return buffet__vk_fail(&be->log, "vkQueueSubmit", r);
+    }
+    b->ticket = t;
+    b->state = BUFFET__VK_IN_FLIGHT;
+    be->last_submitted = t;
+    pthread_mutex_unlock(&be->mu);
+    return BUFFET_OK;
+}
+
+/* Waits on the fence of the first batch at or after ticket t, without the lock; the batch keeps its
+   fence (waiters > 0) until every waiter has left. Safe from many threads and beside submit. */
+static buffet_result buffet__vk_wait(void *p, uint64_t t, uint64_t timeout_ns) {
+    buffet__vk *be = (buffet__vk *)p;
+    buffet__vk_result r;
+    uint64_t fence = 0, ticket = 0;
+    uint32_t i, found = UINT32_MAX;
+    if (BUFFET__LOAD(&be->done, BUFFET__ACQUIRE) >= t) return BUFFET_OK;
+    pthread_mutex_lock(&be->mu);
+    if (be->lost) {
+        pthread_mutex_unlock(&be->mu);
+        return BUFFET_ERR_DEVICE_LOST;
+    }
+    if (BUFFET__LOAD(&be->done, BUFFET__RELAXED) >= t) {
+        pthread_mutex_unlock(&be->mu);
+        return BUFFET_OK;
+    }
+    for (i = 0; i < be->batch_count; i++) {
+        buffet__vk_batch *b = &be->batches[i];
+        if (b->state == BUFFET__VK_IN_FLIGHT && b->ticket >= t && (found == UINT32_MAX || b->ticket < ticket))
+            found = i, ticket = b->ticket;
+    }
+    if (found == UINT32_MAX) {
+        pthread_mutex_unlock(&be->mu);
+        BUFFET__VK_LOG(be, ERROR, INVALID, "vulkan: wait for ticket %llu, never submitted",
+                       (unsigned long long)t);
+        return BUFFET_ERR_INVALID;
+    }
+    be->batches[found].waiters++;
+    fence = be->batches[found].fence;
+    pthread_mutex_unlock(&be->mu);
+
+    r = be->fd.WaitForFences(be->device, 1, &fence, 1u, timeout_ns);
+
+    pthread_mutex_lock(&be->mu);
+    be->batches[found].waiters--;       /* the array may have moved: the index holds */
+    if (r == BUFFET__VK_SUCCESS && ticket > BUFFET__LOAD(&be->done, BUFFET__RELAXED))
+        BUFFET__STORE(&be->done, ticket, BUFFET__RELEASE);
+    if (r == BUFFET__VK_ERROR_DEVICE_LOST) be->lost = 1;
+    pthread_mutex_unlock(&be->mu);
+    if (r == BUFFET__VK_SUCCESS) return BUFFET_OK;
+    if (r == BUFFET__VK_TIMEOUT) return BUFFET_AGAIN;
+    return buffet__vk_fail(&be->log, "vkWaitForFences", r);
+}
+
+/* Imports host memory [host, host + size) as device memory (VK_EXT_external_memory_host) with a
+   VkBuffer over it, as mem_alloc makes. host and size must be multiples of
+   minImportedHostPointerAlignment. The type is m->type when the import allows it, else the first
+   allowed host-visible one; the memory is not mapped (m->host is host itself). */
+static buffet_result buffet__vk_pin(void *p, void *host, uint64_t size, buffet__gpu_mem *m) {
+    buffet__vk *be = (buffet__vk *)p;
+    buffet__vk_host_pointer_properties hpp;
+    buffet__vk_external_memory_buffer_create_info ebi;
+    buffet__vk_buffer_create_info bci;
+    buffet__vk_import_host_pointer_info import;
+    buffet__vk_memory_allocate_info mai;
+    buffet__vk_memory_requirements req;
+    uint64_t buffer = 0, memory = 0;
+    uint32_t bits, type, i;
+    buffet__vk_result r;
+    if (!be->has_host_import) return BUFFET_ERR_UNSUPPORTED;
+    if (!host || size == 0 || ((uintptr_t)host | size) & (be->host_align - 1)) {
+        BUFFET__VK_LOG(be, ERROR, INVALID, "vulkan: pin of %p, %llu bytes: both must be multiples of %llu",
+                       host, (unsigned long long)size, (unsigned long long)be->host_align);
+        return BUFFET_ERR_INVALID;
+    }
+    memset(&hpp, 0, sizeof hpp);
+    hpp.s_type = BUFFET__VK_ST_MEMORY_HOST_POINTER_PROPERTIES_EXT;
+    r = be->get_host_pointer_props(be->device, BUFFET__VK_HANDLE_HOST_ALLOCATION, host, &hpp);
+    if (r != BUFFET__VK_SUCCESS) return buffet__vk_fail(&be->log, "vkGetMemoryHostPointerPropertiesEXT", r);
+    memset(&ebi, 0, sizeof ebi);
+    ebi.s_type = BUFFET__VK_ST_EXTERNAL_MEMORY_BUFFER_CREATE_INFO;
+    ebi.handle_types = BUFFET__VK_HANDLE_HOST_ALLOCATION;
+    memset(&bci, 0, sizeof bci);
+    bci.s_type = BUFFET__VK_ST_BUFFER_CREATE_INFO;
+    bci.next = &ebi;
+    bci.size = size;
+    bci.usage = BUFFET__VK_BUFFER_USAGE_ALL;
+    r = be->fd.CreateBuffer(be->device, &bci, NULL, &buffer);
+    if (r != BUFFET__VK_SUCCESS) return buffet__vk_fail(&be->log, "vkCreateBuffer (pinned)", r);
+    be->fd.GetBufferMemoryRequirements(be->device, buffer, &req);
+    bits = hpp.type_bits & req.type_bits & be->buffer_type_bits;
+    type = UINT32_MAX;
+    if (m->type < be->mem.type_count && (bits >> m->type & 1)) type = m->type;
+    for (i = 0; i < be->mem.type_count && type == UINT32_MAX; i++)
+        if ((bits >> i & 1) && (be->mem.types[i].flags & BUFFET__VK_MEM_HOST_VISIBLE)) type = i;
+    if (type == UINT32_MAX || req.size > size) {
+        be->fd.DestroyBuffer(be->device, buffer, NULL);
+        BUFFET__VK_LOG(be, ERROR, UNSUPPORTED,
+                       "vulkan: no memory type can import %p (types 0x%x, buffer needs %llu)", host,
+                       hpp.type_bits, (unsigned long long)req.size);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    memset(&import, 0, sizeof import);
+    import.s_type = BUFFET__VK_ST_IMPORT_MEMORY_HOST_POINTER_INFO_EXT;
+    import.handle_type = BUFFET__VK_HANDLE_HOST_ALLOCATION;
+    import.host = host;
+    memset(&mai, 0, sizeof mai);
+    mai.s_type = BUFFET__VK_ST_MEMORY_ALLOCATE_INFO;
+    mai.next = &import;
+    mai.size = size;
+    mai.type = type;
+    r = be->fd.AllocateMemory(be->device, &mai, NULL, &memory);
+    if (r == BUFFET__VK_SUCCESS) r = be->fd.BindBufferMemory(be->device, buffer, memory, 0);
+    if (r != BUFFET__VK_SUCCESS) {
+        be->fd.DestroyBuffer(be->device, buffer, NULL);
+        if (memory) be->fd.FreeMemory(be->device, memory, NULL);
+        return buffet__vk_fail(&be->log, "vkAllocateMemory (host import) or vkBindBufferMemory", r);
+    }
+    m->size = size, m->type = type, m->pinned = 1;
+    m->host = host, m->memory = memory, m->buffer = buffer, m->address = 0;
+    return BUFFET_OK;
+}
+
+/* Undoes pin: the buffer, then the imported memory; the host memory stays the caller's. */
+static void buffet__vk_unpin(void *p, buffet__gpu_mem *m) {
+    buffet__vk *be = (buffet__vk *)p;
+    if (m->buffer) be->fd.DestroyBuffer(be->device, m->buffer, NULL);
+    if (m->memory) be->fd.FreeMemory(be->device, m->memory, NULL);
+    m->buffer = 0, m->memory = 0, m->host = NULL;
+}
+
+/* VK_EXT_memory_budget's view of heap h; 0s without the extension. */
+static void buffet__vk_heap_budget(void *p, uint32_t h, uint64_t *usage, uint64_t *budget) {
+    buffet__vk *be = (buffet__vk *)p;
+    buffet__vk_memory_properties2 mp2;
+    buffet__vk_memory_budget_properties mb;
+    *usage = 0, *budget = 0;
+    if (!be->has_budget || h >= be->mem.heap_count) return;
+    memset(&mp2, 0, sizeof mp2);
+    memset(&mb, 0, sizeof mb);
+    mp2.s_type = BUFFET__VK_ST_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2;
+    mp2.next = &mb;
+    mb.s_type = BUFFET__VK_ST_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT;
+    be->fi.GetPhysicalDeviceMemoryProperties2(be->physical, &mp2);
+    *usage = mb.usage[h], *budget = mb.budget[h];
+}
+
+static void buffet__vk_handles(void *p, buffet_gpu_vulkan_desc *out) {
+    buffet__vk *be = (buffet__vk *)p;
+    memset(out, 0, sizeof *out);
+    memcpy(&out->get_instance_proc_addr, &be->gipa, sizeof be->gipa);
+    out->instance = be->instance, out->physical_device = be->physical, out->device = be->device;
+    out->queue_family = be->family, out->queue_index = be->queue_index;
+}
+
+static uint64_t buffet__vk_validation_messages(void *p) {
+    return BUFFET__LOAD(&((buffet__vk *)p)->validation_count, BUFFET__RELAXED);
+}
+
+static const buffet__gpu_ops buffet__gpu_vulkan_ops = {
+    "vulkan", buffet__vk_open, buffet__vk_close, buffet__vk_mem_alloc, buffet__vk_mem_free, buffet__vk_flush,
+    buffet__vk_copy, buffet__vk_submit, buffet__vk_wait, buffet__vk_pin, buffet__vk_unpin,
+    buffet__vk_heap_budget, buffet__vk_handles, buffet__vk_validation_messages};
 /* >>vulkan backend end */
 
 /* >>cuda backend */
