@@ -394,6 +394,9 @@ typedef struct buffet_gpu_stats {
     uint64_t frame_bytes;           /* per-frame memory handed out in the current frame */
     uint64_t failures;              /* calls refused */
     uint64_t double_frees, foreign_frees;
+    uint64_t deferred_releases;     /* buffers released while transfers that use them were in flight:
+                                       their memory is freed when those complete (counted in
+                                       allocations until then) */
     uint64_t validation_messages;   /* Vulkan validation layer messages (warnings and errors) */
     uint64_t frame;                 /* frames begun */
 } buffet_gpu_stats;
@@ -472,6 +475,11 @@ BUFFET_API buffet_result buffet_gpu_copy(buffet_gpu_device *d, buffet_buf *dst, 
    Errors: BUFFET_AGAIN (not yet, after the timeout), BUFFET_ERR_INVALID (a ticket not handed out
    yet), BUFFET_ERR_DEVICE_LOST. Thread: safe. */
 BUFFET_API buffet_result buffet_gpu_wait(buffet_gpu_device *d, buffet_gpu_ticket t, uint64_t timeout_ns);
+
+/* Wait (without limit) for every transfer submitted so far, and free the memory of buffers
+   released while transfers were in flight. Errors: BUFFET_ERR_INVALID (NULL),
+   BUFFET_ERR_DEVICE_LOST. Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_wait_idle(buffet_gpu_device *d);
 
 /* Frames: per-frame memory is reclaimed when the GPU has finished the frame, frames_in_flight
    frames later. Begin waits (when it must) for frame k - frames_in_flight and reclaims its
@@ -3436,7 +3444,8 @@ typedef struct buffet__gpu_rec {
     uint64_t offset;                            /* in block (GPU) or in the pinned range */
     buffet_site site;
     const char *name;
-    struct buffet__gpu_rec *next, *prev;        /* live records, for the leak report */
+    struct buffet__gpu_rec *next, *prev;        /* live records (the leak report), or deferred ones */
+    uint64_t after;                             /* deferred: its memory is freed once this completes */
 } buffet__gpu_rec;
 
 typedef struct buffet__gpu_frame {
@@ -3463,6 +3472,7 @@ struct buffet_gpu_device {
     uint32_t empty[BUFFET_GPU_MAX_TYPES];       /* empty shared blocks kept */
     uint64_t taken;                             /* bytes of device memory held */
     buffet__gpu_rec *live;
+    buffet__gpu_rec *deferred, *deferred_tail;  /* released while transfers were in flight, oldest first */
     uint64_t submitted;                         /* the last ticket handed out (under mu) */
     uint64_t completed;                         /* atomic: every ticket up to it has completed */
     bool recorded;                              /* copies recorded since the last submit */
@@ -3614,7 +3624,7 @@ static buffet_result buffet__gpu_mem_get(buffet_gpu_device *d, uint32_t t, uint6
     uint32_t heap = d->caps.type_heap[t];
     uint64_t usage = 0, budget = 0;
     buffet_result r;
-    if (d->lost) return BUFFET_ERR_DEVICE_LOST;
+    if (BUFFET__LOAD(&d->lost, BUFFET__RELAXED)) return BUFFET_ERR_DEVICE_LOST;
     if (size > d->caps.max_alloc) return BUFFET_ERR_TOO_LARGE;
     if (d->limit && (size > d->limit || d->taken > d->limit - size)) {
         BUFFET__LOG(&d->log, BUFFET_LOG_WARN, BUFFET_ERR_BUDGET, "gpu device %s: %llu more bytes would pass the "
@@ -3633,7 +3643,7 @@ static buffet_result buffet__gpu_mem_get(buffet_gpu_device *d, uint32_t t, uint6
     m->size = size;
     m->type = t;
     r = d->ops->mem_alloc(d->be, m);
-    if (r == BUFFET_ERR_DEVICE_LOST) d->lost = true;
+    if (r == BUFFET_ERR_DEVICE_LOST) BUFFET__STORE(&d->lost, true, BUFFET__RELAXED);
     if (r != BUFFET_OK) {
         BUFFET__LOG(&d->log, BUFFET_LOG_WARN, r, "gpu device %s: %llu bytes of memory type %u refused by the driver",
                     d->name, (unsigned long long)size, t);
@@ -3724,22 +3734,68 @@ static void buffet__gpu_release_mem(buffet_gpu_device *d, buffet__gpu_rec *rec) 
     }
 }
 
+static buffet_result buffet__gpu_wait(buffet_gpu_device *d, uint64_t t, uint64_t timeout_ns);
+
+/* Free a released record's memory (its range, or its registration) now. Under mu. */
+static void buffet__gpu_rec_finish(buffet_gpu_device *d, buffet__gpu_rec *rec) {
+    if (rec->buf.kind == BUFFET_BUF_GPU) buffet__gpu_release_mem(d, rec);
+    else d->ops->unpin(d->be, &rec->pinned);
+}
+
+/* Has ticket t completed? A poll; a lost device runs nothing more, so its tickets count as done. */
+static bool buffet__gpu_done(buffet_gpu_device *d, uint64_t t) {
+    return buffet__gpu_wait(d, t, 0) != BUFFET_AGAIN;
+}
+
+/* Deferred records whose transfers have completed (all: every one, the device being idle) get
+   their memory freed; they are returned as a list for buffet__gpu_free_recs, outside mu. */
+static buffet__gpu_rec *buffet__gpu_reap(buffet_gpu_device *d, bool all) {
+    buffet__gpu_rec *out = NULL, *rec;
+    while ((rec = d->deferred) != NULL && (all || buffet__gpu_done(d, rec->after))) {
+        d->deferred = rec->next;
+        if (!d->deferred) d->deferred_tail = NULL;
+        buffet__gpu_rec_finish(d, rec);
+        rec->next = out;
+        out = rec;
+    }
+    return out;
+}
+
+static void buffet__gpu_free_recs(buffet_gpu_device *d, buffet__gpu_rec *list) {
+    while (list) {
+        buffet__gpu_rec *next = list->next;
+        buffet_buf *host = list->host;
+        buffet_free(d->allocator, list, sizeof *list, 64, BUFFET_SITE);
+        buffet_buf_unref(host);     /* a pinned buffer's host buffer: it may be the last reference */
+        list = next;
+    }
+}
+
+/* The last reference went (any thread). buffet's own transfers may still read or write the
+   memory (an async upload, a copy whose ticket nobody waited for): then the memory is kept
+   until the transfers submitted so far have completed, so that neither a new buffer in the
+   same range nor the driver's freeing of a block can race with them. */
 static void buffet__gpu_buf_destroy(buffet_buf *buf) {
-    buffet__gpu_rec *rec = (buffet__gpu_rec *)buf;
+    buffet__gpu_rec *rec = (buffet__gpu_rec *)buf, *done;
     buffet_gpu_device *d = rec->dev;
-    buffet_buf *host = NULL;
     pthread_mutex_lock(&d->mu);
     rec->magic = 0;
     buffet__gpu_unlink(d, rec);
-    if (buf->kind == BUFFET_BUF_GPU) {
-        buffet__gpu_release_mem(d, rec);
+    rec->next = NULL;
+    if (d->submitted > BUFFET__LOAD(&d->completed, BUFFET__ACQUIRE) && !buffet__gpu_done(d, d->submitted)) {
+        rec->after = d->submitted;
+        if (d->deferred_tail) d->deferred_tail->next = rec;
+        else d->deferred = rec;
+        d->deferred_tail = rec;
+        done = buffet__gpu_reap(d, false);
     } else {
-        d->ops->unpin(d->be, &rec->pinned);
-        host = rec->host;
+        buffet__gpu_rec_finish(d, rec);
+        done = buffet__gpu_reap(d, false);
+        rec->next = done;
+        done = rec;
     }
     pthread_mutex_unlock(&d->mu);
-    buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
-    buffet_buf_unref(host);
+    buffet__gpu_free_recs(d, done);
 }
 
 static buffet__gpu_rec *buffet__gpu_rec_new(buffet_gpu_device *d, uint32_t kind, buffet_site site,
@@ -3763,7 +3819,7 @@ static buffet__gpu_rec *buffet__gpu_rec_new(buffet_gpu_device *d, uint32_t kind,
 
 BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const buffet_gpu_buf_desc *desc,
                                                   buffet_buf **out, buffet_site site) {
-    buffet__gpu_rec *rec;
+    buffet__gpu_rec *rec, *done;
     buffet__gpu_block *b;
     buffet_result r;
     uint64_t align, size, off = 0;
@@ -3797,8 +3853,9 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
     rec = buffet__gpu_rec_new(d, BUFFET_BUF_GPU, site, &r);
     if (!rec) return r;
     pthread_mutex_lock(&d->mu);
+    done = buffet__gpu_reap(d, false);     /* memory released meanwhile is reused at once */
     r = BUFFET_ERR_EXHAUSTED;
-    if (d->lost) {                  /* nothing new is handed out by a lost device */
+    if (BUFFET__LOAD(&d->lost, BUFFET__RELAXED)) {   /* a lost device hands out nothing new */
         r = BUFFET_ERR_DEVICE_LOST;
     } else if (size >= d->dedicated_size) {
         r = buffet__gpu_block_new(d, (uint32_t)type, size, false, &b);
@@ -3817,6 +3874,7 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
     if (r != BUFFET_OK) {
         buffet__gpu_count(&d->stats.failures);
         pthread_mutex_unlock(&d->mu);
+        buffet__gpu_free_recs(d, done);
         buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
         return r;
     }
@@ -3830,6 +3888,7 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
     rec->buf.data = b->mem.host ? (unsigned char *)b->mem.host + off : NULL;
     buffet__gpu_link(d, rec);
     pthread_mutex_unlock(&d->mu);
+    buffet__gpu_free_recs(d, done);
     *out = &rec->buf;
     return BUFFET_OK;
 }
@@ -3904,10 +3963,10 @@ BUFFET_API buffet_result buffet_gpu_invalidate(buffet_buf *b, uint64_t off, uint
 /* Submit what was recorded as the next ticket. Under mu. */
 static buffet_result buffet__gpu_submit(buffet_gpu_device *d, uint64_t *ticket) {
     buffet_result r;
-    if (d->lost) return BUFFET_ERR_DEVICE_LOST;
+    if (BUFFET__LOAD(&d->lost, BUFFET__RELAXED)) return BUFFET_ERR_DEVICE_LOST;
     r = d->ops->submit(d->be, d->submitted + 1);
     if (r != BUFFET_OK) {
-        if (r == BUFFET_ERR_DEVICE_LOST) d->lost = true;
+        if (r == BUFFET_ERR_DEVICE_LOST) BUFFET__STORE(&d->lost, true, BUFFET__RELAXED);
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "gpu device %s: submitting ticket %llu failed", d->name,
                     (unsigned long long)(d->submitted + 1));
         return r;
@@ -3938,6 +3997,22 @@ BUFFET_API buffet_result buffet_gpu_wait(buffet_gpu_device *d, buffet_gpu_ticket
     pthread_mutex_unlock(&d->mu);
     if (t > submitted) return BUFFET_ERR_INVALID;
     return buffet__gpu_wait(d, t, timeout_ns);
+}
+
+BUFFET_API buffet_result buffet_gpu_wait_idle(buffet_gpu_device *d) {
+    buffet__gpu_rec *done;
+    buffet_result r;
+    uint64_t t;
+    if (!d) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&d->mu);
+    t = d->submitted;
+    pthread_mutex_unlock(&d->mu);
+    r = buffet__gpu_wait(d, t, UINT64_MAX);
+    pthread_mutex_lock(&d->mu);
+    done = buffet__gpu_reap(d, false);
+    pthread_mutex_unlock(&d->mu);
+    buffet__gpu_free_recs(d, done);
+    return r;
 }
 
 /* Staging ranges whose tickets have completed go back to the ring; with block, the oldest is
@@ -4305,7 +4380,7 @@ BUFFET_API buffet_result buffet_gpu_frame_alloc(buffet_gpu_device *d, uint64_t s
     }
     if (d->budget && !buffet__gpu_budget_charge(d, size)) return BUFFET_ERR_BUDGET;
     pthread_mutex_lock(&d->mu);
-    r = d->lost ? BUFFET_ERR_DEVICE_LOST : BUFFET_OK;
+    r = BUFFET__LOAD(&d->lost, BUFFET__RELAXED) ? BUFFET_ERR_DEVICE_LOST : BUFFET_OK;
     if (r == BUFFET_OK && !d->frame_ready[intent]) {
         r = buffet__gpu_ring_new(d, d->type_for[intent], d->frame_size, &d->frame_mem[intent], &d->frame_ring[intent],
                                  buffet__gpu_intent_name(intent));
@@ -4358,7 +4433,7 @@ BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *hos
     lo = (uintptr_t)host->data & ~(page - 1);
     hi = ((uintptr_t)host->data + host->size + page - 1) & ~(page - 1);
     pthread_mutex_lock(&d->mu);
-    r = d->lost ? BUFFET_ERR_DEVICE_LOST : d->ops->pin(d->be, (void *)lo, (uint64_t)(hi - lo), &rec->pinned);
+    r = BUFFET__LOAD(&d->lost, BUFFET__RELAXED) ? BUFFET_ERR_DEVICE_LOST : d->ops->pin(d->be, (void *)lo, (uint64_t)(hi - lo), &rec->pinned);
     if (r == BUFFET_OK) {
         rec->pinned.pinned = 1;
         rec->host = host;
@@ -4407,11 +4482,13 @@ static double buffet__gpu_frag(const buffet_gpu_type_stats *s, uint64_t free_byt
 
 BUFFET_API buffet_gpu_stats buffet_gpu_get_stats(buffet_gpu_device *d) {
     buffet_gpu_stats s;
+    buffet__gpu_rec *done, *rec;
     uint64_t total_free = 0;
     uint32_t t, h;
     memset(&s, 0, sizeof s);
     if (!d) return s;
     pthread_mutex_lock(&d->mu);
+    done = buffet__gpu_reap(d, false);
     s = d->stats;
     memset(&s.total, 0, sizeof s.total);
     memset(s.type, 0, sizeof s.type);
@@ -4433,7 +4510,9 @@ BUFFET_API buffet_gpu_stats buffet_gpu_get_stats(buffet_gpu_device *d) {
     for (h = 0; h < d->caps.heap_count && h < BUFFET_GPU_MAX_HEAPS; h++)
         d->ops->heap_budget(d->be, h, &s.heap_usage[h], &s.heap_budget[h]);
     if (d->ops->validation_messages) s.validation_messages = d->ops->validation_messages(d->be);
+    for (rec = d->deferred; rec; rec = rec->next) s.deferred_releases++;
     pthread_mutex_unlock(&d->mu);
+    buffet__gpu_free_recs(d, done);
     if (!s.heap_usage[0] && !s.heap_budget[0]) {
         /* no driver figures: buffet's own count per heap */
         for (t = 0; t < d->caps.type_count; t++) s.heap_usage[d->caps.type_heap[t] % BUFFET_GPU_MAX_HEAPS] += s.type[t].block_bytes;
@@ -4552,6 +4631,7 @@ BUFFET_API void buffet_gpu_device_destroy(buffet_gpu_device *d) {
     int i;
     if (!d) return;
     if (d->submitted) buffet__gpu_wait(d, d->submitted, UINT64_MAX);
+    buffet__gpu_free_recs(d, buffet__gpu_reap(d, true));
     while (d->live) {
         buffet__gpu_rec *rec = d->live;
         leaks++;

@@ -78,10 +78,10 @@ int main(void) {
         return 1;
     }
 
-    /* the result, into a chain of host buffers, checked */
+    /* the result, into a chain (of readback buffers), checked */
     buffet_chain out;
     buffet_chain_init(&out, buffet_heap());
-    if ((r = buffet_gpu_download(dev, gpu, 0, bd.size, &out, buffet_heap(), NULL)) != BUFFET_OK)
+    if ((r = buffet_gpu_download(dev, gpu, 0, bd.size, &out, NULL)) != BUFFET_OK)
         return fail("buffet_gpu_download", r);
     float *res = (float *)malloc(bd.size);
     if (!res) return fail("malloc", BUFFET_ERR_NOMEM);

@@ -172,6 +172,7 @@ static void test_threads_and_frames(void) {
                     (unsigned long long)w[i].failures);
     }
     BT_CHECK(frame_bad == 0);
+    BT_CHECK(buffet_gpu_wait_idle(d) == BUFFET_OK);
     s = buffet_gpu_get_stats(d);
     printf("  %llu frames; %llu device allocations, %llu uploads, %llu downloads, %llu copy commands\n",
            (unsigned long long)frames, (unsigned long long)s.device_allocations, (unsigned long long)s.uploads,

@@ -11,6 +11,8 @@
 #   fuzz      tests/fuzz/fuzz_*.c under libFuzzer with ASan and UBSan (clang), each for
 #             BUFFET_FUZZ_SECONDS (default 60) from its seed corpus tests/fuzz/corpus/NAME/
 #   demo      examples/*.c, gcc, C11, -O2          bench   bench/*.c, gcc, C11, -O2 -g
+#   cuda      tests/test_gpu_*.c against the real CUDA driver (a machine with a GPU), and the nvcc
+#             checks (test mode runs these too: every header as CUDA, examples/*.cu built and run)
 # The test, asan, valgrind and aarch64 modes also replay every fuzzer's seed corpus (the fuzzer
 # built with -DBUFFET_FUZZ_MAIN), and test checks the Promela models (tools/check_model.sh).
 # A program that prints "<file>: N passed, N failed, N skipped" adds those numbers to the totals;
@@ -149,8 +151,22 @@ syntax() {
     echo "== $1: every test and fuzzer compiled (front end only), $jobs at once"
 }
 
+# fake_cuda VARIANT COMPILER FLAGS: the stand-in CUDA driver (tests/gpu_fake_cuda.c, C only) as
+# build/VARIANT/libfakecuda.so, built like the variant's tests, for the CUDA backend's tests
+# (BUFFET_FAKE_CUDA tells them where it is).
+fake_cuda() {
+    local so=build/$1/libfakecuda.so
+    mkdir -p "build/$1"
+    rm -f "$so"
+    export BUFFET_FAKE_CUDA=$PWD/$so
+    if ! $2 ${3/$CXX/$C} -fPIC -shared tests/gpu_fake_cuda.c -o "$so" >"$so.build.log" 2>&1; then
+        head -n 40 "$so.build.log"; fail "$1/libfakecuda.so: does not build"
+    fi
+}
+
 tests() {  # tests VARIANT COMPILER FLAGS [RUNNER...]
     local src
+    fake_cuda "$1" "$2" "$3"
     prebuild "$1" "$2" "$3"
     for src in tests/test_*.c; do [ ! -e "$src" ] || program "$1" "$src" "$2" "$3" "${@:4}"; done
     replays "$@"
@@ -239,6 +255,28 @@ compile_checks() {  # CC CXX
     echo "== compile checks $cc/$cxx: $((passed - p0)) passed, $((failed - f0)) failed"
 }
 
+# nvcc_checks: every header compiles (implementation included) as CUDA C++ with nvcc, warnings as
+# errors, and every examples/*.cu builds and runs (it says so and exits 0 where no GPU answers).
+nvcc_checks() {
+    local nvcc h src exe p0=$passed f0=$failed
+    nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+    if [ ! -x "$nvcc" ]; then skip nvcc "nvcc not found (the CUDA toolkit): the headers are not compiled as CUDA"; return; fi
+    for h in buffet.h buffet_frame.h buffet_packet.h buffet_net.h buffet_gpu.h; do
+        printf '#define BUFFET_IMPLEMENTATION\n#include "%s"\n__global__ void k(unsigned char *p) { p[threadIdx.x] ^= 1; }\n' \
+            "$PWD/$h" >"build/checks/nvcc-${h%.h}.cu"
+        # -Wpedantic would flag the line markers nvcc writes into its own host code
+        check "nvcc $h alone" "$nvcc" -std=c++17 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wshadow,-Werror \
+            -c "build/checks/nvcc-${h%.h}.cu" -o /dev/null
+    done
+    for src in examples/*.cu; do
+        [ -e "$src" ] || continue
+        exe=build/checks/$(basename "$src" .cu)
+        check "nvcc $src" "$nvcc" -std=c++17 -O2 -Werror all-warnings -I. "$src" -o "$exe" -ldl
+        [ -x "$exe" ] && check "run $src" "$exe"
+    done
+    echo "== nvcc checks: $((passed - p0)) passed, $((failed - f0)) failed"
+}
+
 script() {  # NAME SCRIPT: one of tools/check_*.sh, counted as one test (exit 77: skipped)
     local rc=0
     "$2" >"build/checks/$1.log" 2>&1 || rc=$?
@@ -259,6 +297,7 @@ test)
         tests "${pair%:*}-c++17" "${pair#*:}" "$CXX $BASE"
         compile_checks "${pair%:*}" "${pair#*:}"
     done
+    nvcc_checks
     script install tools/check_install.sh
     script submodule tools/check_submodule.sh
     if command -v spin >/dev/null; then script model tools/check_model.sh
@@ -312,6 +351,13 @@ fuzz)
         for src in tests/fuzz/fuzz_*.c; do [ ! -e "$src" ] || fuzz_one "$src"; done
     else skip clang "clang not installed: libFuzzer needs it (make deps)"; fi
     ;;
+cuda)
+    # make test-cuda: the GPU tests against the real driver (libcuda.so.1) on a machine with a GPU
+    export BUFFET_GPU_REAL_CUDA=1 BUFFET_REQUIRE=${BUFFET_REQUIRE:+$BUFFET_REQUIRE,}cuda
+    fake_cuda cuda-c11 gcc "$C $BASE"
+    for src in tests/test_gpu_*.c; do program cuda-c11 "$src" gcc "$C $BASE"; done
+    nvcc_checks
+    ;;
 demo)
     for src in examples/*.c; do [ ! -e "$src" ] || program demo "$src" gcc "$C $WARN -O2 -pthread"; done
     ;;
@@ -320,7 +366,7 @@ bench)
     for src in bench/*.c; do [ ! -e "$src" ] || program bench "$src" gcc "$C $WARN -O2 -g -pthread"; done
     ;;
 *)
-    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|aarch64|fuzz|demo|bench" >&2; exit 2 ;;
+    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|aarch64|fuzz|demo|bench|cuda" >&2; exit 2 ;;
 esac
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

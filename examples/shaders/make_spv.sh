@@ -1,8 +1,8 @@
 #!/bin/sh
 # make_spv.sh - compiles transform.comp into transform_spv.h, the SPIR-V as a C array of uint32_t
 # words (static const uint32_t buffet_test_transform_spv[]), so that tests need no shader compiler.
-#   tests/shaders/make_spv.sh           writes transform_spv.h
-#   tests/shaders/make_spv.sh --check   exits 1 when the committed transform_spv.h differs from what
+#   examples/shaders/make_spv.sh           writes transform_spv.h
+#   examples/shaders/make_spv.sh --check   exits 1 when the committed transform_spv.h differs from what
 #                                       the source compiles to now (exit 77: no glslc here)
 # Needs glslc (Debian: apt-get install glslc). -O0 and no debug info keep the output a function of
 # the source and the compiler alone; another glslc release may emit other words (its generator
@@ -24,9 +24,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 glslc -fshader-stage=compute --target-env=vulkan1.1 -O0 -o "$tmp/transform.spv" "$src"
 {
-    echo "/* transform_spv.h - made by tests/shaders/make_spv.sh from transform.comp: do not edit."
+    echo "/* transform_spv.h - made by examples/shaders/make_spv.sh from transform.comp: do not edit."
     echo "   The SPIR-V of out[i] = in[i] * 2654435761u + 1 (local_size_x 64, push constant n), as"
-    echo "   little-endian words. Check it against the source with: tests/shaders/make_spv.sh --check */"
+    echo "   little-endian words. Check it against the source with: examples/shaders/make_spv.sh --check */"
     echo "#include <stdint.h>"
     echo "static const uint32_t buffet_test_transform_spv[] = {"
     od -An -v -t x4 --endian=little "$tmp/transform.spv" | awk '
@@ -39,7 +39,7 @@ if [ $check = 1 ]; then
     if cmp -s "$tmp/transform_spv.h" "$out"; then
         echo "make_spv.sh: transform_spv.h matches transform.comp"
     else
-        echo "make_spv.sh: transform_spv.h differs from what transform.comp compiles to: run tests/shaders/make_spv.sh" >&2
+        echo "make_spv.sh: transform_spv.h differs from what transform.comp compiles to: run examples/shaders/make_spv.sh" >&2
         exit 1
     fi
 else

@@ -1,6 +1,6 @@
-/* transform_spv.h - made by tests/shaders/make_spv.sh from transform.comp: do not edit.
+/* transform_spv.h - made by examples/shaders/make_spv.sh from transform.comp: do not edit.
    The SPIR-V of out[i] = in[i] * 2654435761u + 1 (local_size_x 64, push constant n), as
-   little-endian words. Check it against the source with: tests/shaders/make_spv.sh --check */
+   little-endian words. Check it against the source with: examples/shaders/make_spv.sh --check */
 #include <stdint.h>
 static const uint32_t buffet_test_transform_spv[] = {
     0x07230203u, 0x00010300u, 0x000d000bu, 0x00000031u, 0x00000000u, 0x00020011u, 0x00000001u, 0x0006000bu,
