@@ -333,7 +333,9 @@ typedef struct buffet_gpu_device_desc {
     uint64_t staging_size;      /* host-visible memory for uploads and downloads; 0: 16 MiB */
     uint64_t frame_size;        /* per-frame upload memory (buffet_gpu_frame_alloc); 0: 8 MiB */
     uint32_t frames_in_flight;  /* frames whose memory may still be in use by the GPU; 0: 2 */
-    uint32_t max_empty_blocks;  /* empty blocks kept per memory type for reuse; more are released */
+    uint32_t max_empty_blocks;  /* empty blocks kept per memory type for reuse, more are released;
+                                   0: 1 (a buffer made and released in a loop must not cost a device
+                                   allocation each time, as in VulkanMemoryAllocator); UINT32_MAX: none */
     uint64_t limit;             /* bytes of device memory buffet may take (blocks and dedicated);
                                    more: BUFFET_ERR_BUDGET. 0: the heaps' budgets only */
     buffet_budget *budget;      /* charged with the frame memory (buffet_gpu_frame_alloc) of each
@@ -3423,6 +3425,7 @@ static const buffet__gpu_ops buffet__gpu_cuda_ops = {"cuda",
 #define BUFFET__GPU_PINNED_MAGIC 0x4250494Eu    /* "BPIN" */
 #define BUFFET__GPU_MAX_FRAMES 16
 #define BUFFET__GPU_INTENTS 5                   /* intents are 1..4 */
+#define BUFFET__GPU_SPARE 64                    /* buffer records a device keeps for reuse */
 
 typedef struct buffet__gpu_block {
     buffet__gpu_mem mem;
@@ -3473,6 +3476,8 @@ struct buffet_gpu_device {
     uint64_t taken;                             /* bytes of device memory held */
     buffet__gpu_rec *live;
     buffet__gpu_rec *deferred, *deferred_tail;  /* released while transfers were in flight, oldest first */
+    buffet__gpu_rec *spare;                     /* records kept for reuse: no allocator call per buffer */
+    uint32_t nspare;
     uint64_t submitted;                         /* the last ticket handed out (under mu) */
     uint64_t completed;                         /* atomic: every ticket up to it has completed */
     bool recorded;                              /* copies recorded since the last submit */
@@ -3608,7 +3613,7 @@ BUFFET_API buffet_result buffet_gpu_device_create(buffet_gpu_device **out, const
     d->staging_size = ((desc->staging_size ? desc->staging_size : (uint64_t)16 << 20) + 65535) & ~(uint64_t)65535;
     d->frame_size = ((desc->frame_size ? desc->frame_size : (uint64_t)8 << 20) + 65535) & ~(uint64_t)65535;
     d->frames_in_flight = desc->frames_in_flight ? desc->frames_in_flight : 2;
-    d->max_empty = desc->max_empty_blocks;
+    d->max_empty = desc->max_empty_blocks == 0 ? 1 : desc->max_empty_blocks == UINT32_MAX ? 0 : desc->max_empty_blocks;
     d->limit = desc->limit;
     d->budget = desc->budget;
     buffet__gpu_choose_types(d);
@@ -3761,11 +3766,24 @@ static buffet__gpu_rec *buffet__gpu_reap(buffet_gpu_device *d, bool all) {
     return out;
 }
 
+/* A record back to the spares, or to the allocator when they are full. Outside mu. */
+static void buffet__gpu_rec_free(buffet_gpu_device *d, buffet__gpu_rec *rec) {
+    pthread_mutex_lock(&d->mu);
+    if (d->nspare < BUFFET__GPU_SPARE) {
+        rec->next = d->spare;
+        d->spare = rec;
+        d->nspare++;
+        rec = NULL;
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (rec) buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+}
+
 static void buffet__gpu_free_recs(buffet_gpu_device *d, buffet__gpu_rec *list) {
     while (list) {
         buffet__gpu_rec *next = list->next;
         buffet_buf *host = list->host;
-        buffet_free(d->allocator, list, sizeof *list, 64, BUFFET_SITE);
+        buffet__gpu_rec_free(d, list);
         buffet_buf_unref(host);     /* a pinned buffer's host buffer: it may be the last reference */
         list = next;
     }
@@ -3778,6 +3796,7 @@ static void buffet__gpu_free_recs(buffet_gpu_device *d, buffet__gpu_rec *list) {
 static void buffet__gpu_buf_destroy(buffet_buf *buf) {
     buffet__gpu_rec *rec = (buffet__gpu_rec *)buf, *done;
     buffet_gpu_device *d = rec->dev;
+    buffet_buf *host = NULL;
     pthread_mutex_lock(&d->mu);
     rec->magic = 0;
     buffet__gpu_unlink(d, rec);
@@ -3787,14 +3806,21 @@ static void buffet__gpu_buf_destroy(buffet_buf *buf) {
         if (d->deferred_tail) d->deferred_tail->next = rec;
         else d->deferred = rec;
         d->deferred_tail = rec;
-        done = buffet__gpu_reap(d, false);
+        rec = NULL;
     } else {
         buffet__gpu_rec_finish(d, rec);
-        done = buffet__gpu_reap(d, false);
-        rec->next = done;
-        done = rec;
+        host = rec->host;
+        if (d->nspare < BUFFET__GPU_SPARE) {
+            rec->next = d->spare;
+            d->spare = rec;
+            d->nspare++;
+            rec = NULL;
+        }
     }
+    done = buffet__gpu_reap(d, false);
     pthread_mutex_unlock(&d->mu);
+    if (rec) buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+    buffet_buf_unref(host);
     buffet__gpu_free_recs(d, done);
 }
 
@@ -3802,9 +3828,15 @@ static buffet__gpu_rec *buffet__gpu_rec_new(buffet_gpu_device *d, uint32_t kind,
                                             buffet_result *r) {
     void *p = NULL;
     buffet__gpu_rec *rec;
-    *r = buffet_alloc_ex(d->allocator, sizeof *rec, 64, site, &p);
-    if (*r != BUFFET_OK) return NULL;
-    rec = (buffet__gpu_rec *)p;
+    pthread_mutex_lock(&d->mu);
+    if ((rec = d->spare) != NULL) d->spare = rec->next, d->nspare--;
+    pthread_mutex_unlock(&d->mu);
+    *r = BUFFET_OK;
+    if (!rec) {
+        *r = buffet_alloc_ex(d->allocator, sizeof *rec, 64, site, &p);
+        if (*r != BUFFET_OK) return NULL;
+        rec = (buffet__gpu_rec *)p;
+    }
     memset(rec, 0, sizeof *rec);
     rec->buf.refcount = 1;
     rec->buf.kind = kind;
@@ -3875,7 +3907,7 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
         buffet__gpu_count(&d->stats.failures);
         pthread_mutex_unlock(&d->mu);
         buffet__gpu_free_recs(d, done);
-        buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+        buffet__gpu_rec_free(d, rec);
         return r;
     }
     rec->block = b;
@@ -4450,7 +4482,7 @@ BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *hos
     pthread_mutex_unlock(&d->mu);
     if (r != BUFFET_OK) {
         BUFFET__LOG(&d->log, BUFFET_LOG_WARN, r, "gpu device %s: registering %zu bytes failed", d->name, host->size);
-        buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+        buffet__gpu_rec_free(d, rec);
         buffet_buf_unref(host);
         return r;
     }
@@ -4654,6 +4686,11 @@ BUFFET_API void buffet_gpu_device_destroy(buffet_gpu_device *d) {
         if (d->frame_ready[i]) buffet__gpu_mem_put(d, &d->frame_mem[i]);
     for (t = 0; t < BUFFET_GPU_MAX_TYPES; t++)
         while (d->blocks[t]) buffet__gpu_block_drop(d, d->blocks[t]);
+    while (d->spare) {
+        buffet__gpu_rec *rec = d->spare;
+        d->spare = rec->next;
+        buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+    }
     d->ops->close(d->be);
     pthread_mutex_destroy(&d->mu);
     buffet_free(d->allocator, d, sizeof *d, 64, BUFFET_SITE);

@@ -1,4 +1,5 @@
-// link:
+// link: -ldl
+// pkg-config-optional: vulkan
 /* bench_gpu.c - buffet_gpu.h against the peers a GPU programmer would otherwise use, side by side
    in one process run. Sections (BUFFET_BENCH_ONLY=a... picks them; later sections add the
    backends):
@@ -381,6 +382,231 @@ static void section_a(void) {
            w[0].largest_free ? (double)w[1].largest_free / (double)w[0].largest_free : 0.0);
 }
 
+/* ---------------------------------------------------------------------------------------------
+   b) buffers through a device vs one device allocation per buffer (Vulkan, lavapipe here) */
+#define BC_SIZES 4096
+static uint64_t bc_size[BC_SIZES];            /* 256 B .. 64 KiB, log-uniform: typical buffers */
+static double goal_create_ratio = -1, goal_upload_ratio = -1;
+
+typedef struct bc_ctx { buffet_gpu_device *d; buffet_gpu_intent intent; } bc_ctx;
+
+static uint64_t run_create_buffet(void *vctx, size_t iters) {
+    bc_ctx *x = (bc_ctx *)vctx;
+    buffet_gpu_buf_desc bd;
+    uint64_t t0 = now_ns();
+    memset(&bd, 0, sizeof bd);
+    bd.intent = x->intent;
+    for (size_t i = 0; i < iters; i++) {
+        buffet_buf *b = NULL;
+        bd.size = bc_size[i % BC_SIZES];
+        if (buffet_gpu_buf_create(x->d, &bd, &b) != BUFFET_OK) die("buffet_gpu_buf_create failed");
+        escape(b);
+        buffet_buf_unref(b);
+    }
+    return now_ns() - t0;
+}
+
+#if defined(__has_include)
+#if __has_include(<vulkan/vulkan.h>)
+#include <vulkan/vulkan.h>
+#define BG_VULKAN 1
+#endif
+#endif
+
+#ifdef BG_VULKAN
+/* The same buffer made the direct way: VkBuffer, its own VkDeviceMemory, bound; then destroyed. */
+typedef struct vk_ctx {
+    VkDevice dev;
+    uint32_t type;
+    PFN_vkCreateBuffer create_buffer;
+    PFN_vkDestroyBuffer destroy_buffer;
+    PFN_vkGetBufferMemoryRequirements reqs;
+    PFN_vkAllocateMemory alloc;
+    PFN_vkFreeMemory free_mem;
+    PFN_vkBindBufferMemory bind;
+} vk_ctx;
+
+static uint64_t run_create_vulkan(void *vctx, size_t iters) {
+    vk_ctx *x = (vk_ctx *)vctx;
+    VkBufferCreateInfo bi;
+    VkMemoryAllocateInfo ai;
+    uint64_t t0 = now_ns();
+    memset(&bi, 0, sizeof bi);
+    bi.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+    bi.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT;
+    bi.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    memset(&ai, 0, sizeof ai);
+    ai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    for (size_t i = 0; i < iters; i++) {
+        VkBuffer buf;
+        VkDeviceMemory mem;
+        VkMemoryRequirements mr;
+        bi.size = bc_size[i % BC_SIZES];
+        if (x->create_buffer(x->dev, &bi, NULL, &buf) != VK_SUCCESS) die("vkCreateBuffer failed");
+        x->reqs(x->dev, buf, &mr);
+        ai.allocationSize = mr.size;
+        ai.memoryTypeIndex = x->type;
+        if (x->alloc(x->dev, &ai, NULL, &mem) != VK_SUCCESS) die("vkAllocateMemory failed");
+        if (x->bind(x->dev, buf, mem, 0) != VK_SUCCESS) die("vkBindBufferMemory failed");
+        x->destroy_buffer(x->dev, buf, NULL);
+        x->free_mem(x->dev, mem, NULL);
+    }
+    return now_ns() - t0;
+}
+
+/* The device's own functions, through the vkGetInstanceProcAddr buffet uses. */
+static bool vk_ctx_init(vk_ctx *x, buffet_gpu_device *d) {
+    buffet_gpu_vulkan_desc h;
+    PFN_vkGetDeviceProcAddr gdpa;
+    buffet_gpu_native n;
+    buffet_buf *probe = NULL;
+    buffet_gpu_buf_desc bd;
+    if (buffet_gpu_vulkan_handles(d, &h) != BUFFET_OK || !h.get_instance_proc_addr) return false;
+    gdpa = (PFN_vkGetDeviceProcAddr)h.get_instance_proc_addr(h.instance, "vkGetDeviceProcAddr");
+    if (!gdpa) return false;
+    x->dev = (VkDevice)h.device;
+    x->create_buffer = (PFN_vkCreateBuffer)gdpa(x->dev, "vkCreateBuffer");
+    x->destroy_buffer = (PFN_vkDestroyBuffer)gdpa(x->dev, "vkDestroyBuffer");
+    x->reqs = (PFN_vkGetBufferMemoryRequirements)gdpa(x->dev, "vkGetBufferMemoryRequirements");
+    x->alloc = (PFN_vkAllocateMemory)gdpa(x->dev, "vkAllocateMemory");
+    x->free_mem = (PFN_vkFreeMemory)gdpa(x->dev, "vkFreeMemory");
+    x->bind = (PFN_vkBindBufferMemory)gdpa(x->dev, "vkBindBufferMemory");
+    memset(&bd, 0, sizeof bd);
+    bd.size = 256;
+    bd.intent = BUFFET_GPU_DEVICE_LOCAL;
+    if (buffet_gpu_buf_create(d, &bd, &probe) != BUFFET_OK || buffet_gpu_buf_native(probe, &n) != BUFFET_OK) return false;
+    x->type = n.memory_type;   /* the type buffet chose for device-local: the same for both */
+    buffet_buf_unref(probe);
+    return x->create_buffer && x->destroy_buffer && x->reqs && x->alloc && x->free_mem && x->bind;
+}
+#endif
+
+static buffet_gpu_device *bg_open(buffet_gpu_backend b) {
+    buffet_gpu_device_desc dd;
+    buffet_gpu_device *d = NULL;
+    memset(&dd, 0, sizeof dd);
+    dd.backend = b;
+    return buffet_gpu_device_create(&d, &dd) == BUFFET_OK ? d : NULL;
+}
+
+static void section_b(void) {
+    bc_ctx bx;
+    buffet_gpu_device *d = bg_open(BUFFET_GPU_VULKAN), *h = bg_open(BUFFET_GPU_HOST);
+    contestant c[3];
+    double r[3];
+    int n = 0;
+    printf("\nb) buffer create + destroy, sizes 256 B .. 64 KiB (log-uniform), device-local; ns per pair\n");
+    if (!d) printf("   no Vulkan device here: only the host backend is measured\n");
+    else printf("   Vulkan device: %s\n", buffet_gpu_get_info(d).device_name);
+    printf("   %-52s %10s %12s\n", "contestant", "ns/pair", "peer/buffet");
+    bx.intent = BUFFET_GPU_DEVICE_LOCAL;
+    bx.d = d ? d : h;
+    c[n++] = (contestant){ d ? "buffet_gpu_buf_create + unref (Vulkan)" : "buffet_gpu_buf_create + unref (host)",
+                           run_create_buffet, &bx, 1.0 };
+#ifdef BG_VULKAN
+    vk_ctx vx;
+    if (d && vk_ctx_init(&vx, d))
+        c[n++] = (contestant){ "vkCreateBuffer + vkAllocateMemory + bind + destroy", run_create_vulkan, &vx, 1.0 };
+#else
+    if (d) printf("   (no <vulkan/vulkan.h> at build time: the per-buffer Vulkan path is not measured)\n");
+#endif
+    measure(c, n, r, TARGET_NS, 256);
+    for (int i = 0; i < n; i++) printf("   %-52s %10.1f %11.1fx\n", c[i].name, r[i], r[i] / r[0]);
+    if (n > 1) goal_create_ratio = r[1] / r[0];
+    print_spread();
+    buffet_gpu_device_destroy(d);
+    buffet_gpu_device_destroy(h);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   c) upload of a 64 MiB chain vs memcpy of the same bytes */
+#define UP_BYTES ((size_t)64 << 20)
+#define UP_PIECE ((size_t)64 << 10)
+typedef struct up_ctx { buffet_gpu_device *d; buffet_chain chain; buffet_buf *dst; unsigned char *flat; } up_ctx;
+
+static uint64_t run_upload(void *vctx, size_t iters) {
+    up_ctx *x = (up_ctx *)vctx;
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < iters; i++)
+        if (buffet_gpu_upload(x->d, x->dst, 0, &x->chain, NULL) != BUFFET_OK) die("buffet_gpu_upload failed");
+    return now_ns() - t0;
+}
+
+static uint64_t run_memcpy(void *vctx, size_t iters) {
+    up_ctx *x = (up_ctx *)vctx;
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < iters; i++) {
+        size_t at = 0;
+        for (size_t k = 0; k < x->chain.count; k++) {     /* the same pieces, gathered */
+            const buffet_slice *sl = &x->chain.slices[x->chain.head + k];
+            memcpy(x->flat + at, (const unsigned char *)sl->buf->data + sl->off, sl->len);
+            at += sl->len;
+        }
+        escape(x->flat);
+    }
+    return now_ns() - t0;
+}
+
+static bool up_setup(up_ctx *x, buffet_gpu_device *d) {
+    buffet_gpu_buf_desc bd;
+    memset(x, 0, sizeof *x);
+    x->d = d;
+    buffet_chain_init(&x->chain, buffet_heap());
+    for (size_t at = 0; at < UP_BYTES; at += UP_PIECE) {
+        buffet_buf *b = NULL;
+        buffet_buf_desc hd;
+        memset(&hd, 0, sizeof hd);
+        hd.size = UP_PIECE;
+        if (buffet_buf_create(&b, &hd) != BUFFET_OK) return false;
+        memset(b->data, (int)(at >> 16), UP_PIECE);
+        buffet_chain_append(&x->chain, b, 0, UP_PIECE);
+        buffet_buf_unref(b);
+    }
+    memset(&bd, 0, sizeof bd);
+    bd.size = UP_BYTES;
+    bd.intent = BUFFET_GPU_DEVICE_LOCAL;
+    x->flat = (unsigned char *)malloc(UP_BYTES);
+    if (!x->flat || buffet_gpu_buf_create(d, &bd, &x->dst) != BUFFET_OK) return false;
+    memset(x->flat, 1, UP_BYTES);
+    return true;
+}
+
+static void up_teardown(up_ctx *x) {
+    buffet_chain_deinit(&x->chain);
+    buffet_buf_unref(x->dst);
+    free(x->flat);
+}
+
+static void section_c(void) {
+    static const buffet_gpu_backend which[2] = {BUFFET_GPU_VULKAN, BUFFET_GPU_HOST};
+    printf("\nc) upload of a 64 MiB chain (1024 pieces of 64 KiB) into a device-local buffer vs memcpy of the\n"
+           "   same pieces into one buffer; GB/s (higher is better)\n");
+    printf("   %-52s %10s %14s\n", "contestant", "GB/s", "buffet/memcpy");
+    for (int k = 0; k < 2; k++) {
+        buffet_gpu_device *d = bg_open(which[k]);
+        up_ctx x;
+        contestant c[2];
+        double r[2];
+        char name[96];
+        if (!d) {
+            printf("   (no %s device here)\n", k ? "host" : "Vulkan");
+            continue;
+        }
+        if (!up_setup(&x, d)) die("upload setup failed");
+        snprintf(name, sizeof name, "buffet_gpu_upload, %s (%s)", buffet_gpu_get_info(d).backend_name,
+                 x.dst->data ? "memory host-visible: written in place" : "staging + copy command");
+        c[0] = (contestant){ name, run_upload, &x, 1.0 };
+        c[1] = (contestant){ "memcpy of the same pieces", run_memcpy, &x, 1.0 };
+        measure(c, 2, r, 100000000.0, 1);
+        for (int i = 0; i < 2; i++)
+            printf("   %-52s %10.2f %13.2fx\n", c[i].name, (double)UP_BYTES / r[i], r[1] / r[i]);
+        if (k == 0) goal_upload_ratio = r[1] / r[0];
+        up_teardown(&x);
+        buffet_gpu_device_destroy(d);
+    }
+    print_spread();
+}
+
 static void print_goals(void) {
     printf("\ngoals (the issue's):\n");
     if (goal_pair_ns >= 0)
@@ -391,6 +617,12 @@ static void print_goals(void) {
     if (goal_waste_buffet >= 0)
         printf("   less waste than a power-of-two allocator: %.1f%% vs %.1f%% -- %s\n", goal_waste_buffet * 100,
                goal_waste_buddy * 100, goal_waste_buffet < goal_waste_buddy ? "met" : "NOT met");
+    if (goal_create_ratio >= 0)
+        printf("   buffer create + destroy at least 50x faster than a device allocation per buffer: %.1fx -- %s\n",
+               goal_create_ratio, fixed_iters ? "not measured" : goal_create_ratio >= 50 ? "met" : "NOT met");
+    if (goal_upload_ratio >= 0)
+        printf("   upload of a 64 MiB chain at least 0.8x memcpy's bandwidth (Vulkan): %.2fx -- %s\n",
+               goal_upload_ratio, fixed_iters ? "not measured" : goal_upload_ratio >= 0.8 ? "met" : "NOT met");
 }
 
 int main(void) {
@@ -410,7 +642,10 @@ int main(void) {
     bench_print_machine("");
     bench_print_load();
     bench_print_iters();
+    for (size_t i = 0; i < BC_SIZES; i++) bc_size[i] = (uint64_t)256 << (rnd() % 9) | (rnd() & 255);
     if (!only || strchr(only, 'a')) section_a();
+    if (!only || strchr(only, 'b')) section_b();
+    if (!only || strchr(only, 'c')) section_c();
     print_goals();
     printf("\n(total run %.1f s)\n", (double)(now_ns() - start) / 1e9);
     return 0;

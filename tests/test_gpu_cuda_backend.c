@@ -54,7 +54,7 @@ static char tc_why[512];
         if (!tc_fake()) {                                                                                    \
             snprintf(tc_why, sizeof tc_why, "no stand-in driver at %s (build it: see the top of this file)", \
                      tc_path);                                                                               \
-            BT_SKIP("fakecuda", tc_why);                                                                     \
+            BT_SKIP("cuda_fake", tc_why);                                                                     \
         }                                                                                                    \
     } while (0)
 

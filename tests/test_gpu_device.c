@@ -165,7 +165,8 @@ static void test_ten_thousand_buffers(void) {
     while (i--) buffet_buf_unref(bufs[i]);
     BT_CHECK(buffet_gpu_wait_idle(d) == BUFFET_OK);
     s = buffet_gpu_get_stats(d);
-    BT_CHECK(s.total.allocations == 0 && s.total.blocks == 0);   /* empty blocks went back (max_empty 0) */
+    /* one empty block kept per memory type (the default), the rest went back */
+    BT_CHECK(s.total.allocations == 0 && s.total.blocks <= buffet_gpu_get_info(d).type_count);
     free(bufs);
     free(spans);
     tgd_close(d);
@@ -751,7 +752,15 @@ int main(void) {
     tgd_backend = BUFFET_GPU_HOST;
     tgd_suite("host");
     tgd_backend = BUFFET_GPU_VULKAN;
-    if (tgd_present("vulkan", "no Vulkan driver answers")) {
+    if (bt_mode("valgrind")) {
+        /* lavapipe under memcheck takes minutes, and glibc's loader reports its own errors there;
+           the plain, ASan and TSan builds run the Vulkan suite */
+        bt_cur = "vulkan";
+        bt_cur_failed = bt_cur_skipped = 0;
+        bt_skip_("vulkan_valgrind", "lavapipe is not run under valgrind (minutes; glibc's dlopen errors)");
+        if (bt_cur_failed) bt_failed++;
+        else bt_skipped++;
+    } else if (tgd_present("vulkan", "no Vulkan driver answers")) {
         /* the suite counts validation messages: without the layer there would be none to count */
         if (strstr(tgd_log.all, "validation asked for")) {
             bt_cur = "vulkan_validation";

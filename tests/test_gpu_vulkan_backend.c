@@ -26,7 +26,7 @@ static int tv_open(void **be, buffet__gpu_caps *caps, bt_log *log) {
     if (bt_mode("valgrind")) {
         /* lavapipe's LLVM JIT takes minutes under memcheck, and glibc 2.36's ld.so reports an
            over-read (strncmp in is_dst) while loading the driver's dependencies: not ours to fix */
-        bt_skip_("vulkan", "not run under valgrind (lavapipe: slow, and an ld.so report at dlopen)");
+        bt_skip_("vulkan_valgrind", "not run under valgrind (lavapipe: slow, and an ld.so report at dlopen)");
         return 0;
     }
     memset(&d, 0, sizeof d);

@@ -250,7 +250,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     desc.staging_size = (uint64_t)65536 << (k >> 3 & 1);
     desc.frame_size = 65536;
     desc.frames_in_flight = 1 + (k >> 4 & 3);
-    desc.max_empty_blocks = k >> 6 & 1;
+    desc.max_empty_blocks = (k >> 6 & 1) ? UINT32_MAX : 2;
     /* always a limit: an absurd size must be refused, not handed to malloc (libFuzzer's rss cap) */
     S->limit = desc.limit = (k & 0x80) ? (uint64_t)(fz_u8(&S->in) + 1) << 16 : (uint64_t)64 << 20;
     if (buffet_gpu_device_create(&S->d, &desc) != BUFFET_OK) goto done;
