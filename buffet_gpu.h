@@ -430,7 +430,8 @@ typedef struct buffet_gpu_buf_desc {
 /* Make a GPU buffer: a buffet_buf of kind BUFFET_BUF_GPU with refcount 1, sliceable and in
    chains like any other; data is its host address when host-visible, else NULL. Its memory is
    suballocated from a block (O(1)), or its own when large. The last unref returns it, from any
-   thread. Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (NULL, size 0, unknown intent, align not
+   thread (kept until buffet's transfers that use it have completed); a second release of a
+   buffer whose record the device still holds for reuse is refused and counted (double_frees). Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (NULL, size 0, unknown intent, align not
    a power of two), BUFFET_ERR_TOO_LARGE (larger than the device allocates at once),
    BUFFET_ERR_BUDGET (desc.limit or a heap's budget), BUFFET_ERR_NOMEM (the driver refused: out of
    device memory), BUFFET_ERR_DEVICE_LOST; *out NULL, nothing taken. Thread: safe. */
@@ -3476,7 +3477,9 @@ struct buffet_gpu_device {
     uint64_t taken;                             /* bytes of device memory held */
     buffet__gpu_rec *live;
     buffet__gpu_rec *deferred, *deferred_tail;  /* released while transfers were in flight, oldest first */
-    buffet__gpu_rec *spare;                     /* records kept for reuse: no allocator call per buffer */
+    buffet__gpu_rec *spare, *spare_tail;        /* records kept for reuse, oldest first: no allocator
+                                                   call per buffer, and a released record is reused
+                                                   last, so a second release of it is seen */
     uint32_t nspare;
     uint64_t submitted;                         /* the last ticket handed out (under mu) */
     uint64_t completed;                         /* atomic: every ticket up to it has completed */
@@ -3766,15 +3769,21 @@ static buffet__gpu_rec *buffet__gpu_reap(buffet_gpu_device *d, bool all) {
     return out;
 }
 
+/* Queue a released record for reuse, at the back. Under mu. Returns: false when the spares are full. */
+static bool buffet__gpu_spare_put(buffet_gpu_device *d, buffet__gpu_rec *rec) {
+    if (d->nspare >= BUFFET__GPU_SPARE) return false;
+    rec->next = NULL;
+    if (d->spare_tail) d->spare_tail->next = rec;
+    else d->spare = rec;
+    d->spare_tail = rec;
+    d->nspare++;
+    return true;
+}
+
 /* A record back to the spares, or to the allocator when they are full. Outside mu. */
 static void buffet__gpu_rec_free(buffet_gpu_device *d, buffet__gpu_rec *rec) {
     pthread_mutex_lock(&d->mu);
-    if (d->nspare < BUFFET__GPU_SPARE) {
-        rec->next = d->spare;
-        d->spare = rec;
-        d->nspare++;
-        rec = NULL;
-    }
+    if (buffet__gpu_spare_put(d, rec)) rec = NULL;
     pthread_mutex_unlock(&d->mu);
     if (rec) buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
 }
@@ -3798,6 +3807,15 @@ static void buffet__gpu_buf_destroy(buffet_buf *buf) {
     buffet_gpu_device *d = rec->dev;
     buffet_buf *host = NULL;
     pthread_mutex_lock(&d->mu);
+    if (rec->magic == 0) {
+        /* released already: the record waits among the spares (or deferred), its magic cleared;
+           buffet_buf_unref calls destroy again for a count still at 1. Refused, counted. */
+        buffet__gpu_count(&d->stats.double_frees);
+        pthread_mutex_unlock(&d->mu);
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE, "gpu device %s: a GPU buffer released "
+                    "twice (refused; made at %s)", d->name, rec->site.where ? rec->site.where : "?");
+        return;
+    }
     rec->magic = 0;
     buffet__gpu_unlink(d, rec);
     rec->next = NULL;
@@ -3810,12 +3828,7 @@ static void buffet__gpu_buf_destroy(buffet_buf *buf) {
     } else {
         buffet__gpu_rec_finish(d, rec);
         host = rec->host;
-        if (d->nspare < BUFFET__GPU_SPARE) {
-            rec->next = d->spare;
-            d->spare = rec;
-            d->nspare++;
-            rec = NULL;
-        }
+        if (buffet__gpu_spare_put(d, rec)) rec = NULL;
     }
     done = buffet__gpu_reap(d, false);
     pthread_mutex_unlock(&d->mu);
@@ -3829,7 +3842,11 @@ static buffet__gpu_rec *buffet__gpu_rec_new(buffet_gpu_device *d, uint32_t kind,
     void *p = NULL;
     buffet__gpu_rec *rec;
     pthread_mutex_lock(&d->mu);
-    if ((rec = d->spare) != NULL) d->spare = rec->next, d->nspare--;
+    if ((rec = d->spare) != NULL) {
+        d->spare = rec->next;
+        if (!d->spare) d->spare_tail = NULL;
+        d->nspare--;
+    }
     pthread_mutex_unlock(&d->mu);
     *r = BUFFET_OK;
     if (!rec) {

@@ -122,6 +122,61 @@ static void test_types_and_intents(void) {
     tgd_close(d);
 }
 
+/* Memory types by intent on the shapes of real devices (pure logic: on the host suite only). */
+static void test_type_fallbacks(void) {
+    enum { DL = BUFFET_GPU_MEM_DEVICE_LOCAL, HV = BUFFET_GPU_MEM_HOST_VISIBLE, COH = BUFFET_GPU_MEM_HOST_COHERENT,
+           CA = BUFFET_GPU_MEM_HOST_CACHED, MG = BUFFET_GPU_MEM_MANAGED };
+    static const struct { const char *what; uint32_t n, props[4]; int want[5]; } shapes[] = {
+        /* want[intent]: device-local, upload, readback, shared */
+        {"discrete with a BAR", 4, {DL, HV | COH, HV | COH | CA, DL | HV | COH}, {0, 0, 1, 2, 3}},
+        {"discrete without a BAR", 3, {DL, HV | COH, HV | COH | CA}, {0, 0, 1, 2, 1}},
+        {"integrated", 2, {DL | HV | COH, DL | HV | COH | CA}, {0, 0, 0, 1, 0}},
+        {"lavapipe (one type for all)", 1, {DL | HV | COH | CA}, {0, 0, 0, 0, 0}},
+        {"CUDA", 4, {DL, HV | COH, HV | COH | CA, DL | HV | COH | MG}, {0, 0, 1, 2, 3}},
+        {"a type no buffer may use", 2, {0, HV | COH}, {0, 1, 1, 1, 1}},
+        {"nothing host-visible", 1, {DL}, {0, 0, -1, -1, -1}},
+    };
+    static buffet_gpu_device fake;   /* large: not on the stack */
+    char text[1024];
+    size_t k;
+    int i;
+    if (tgd_backend != BUFFET_GPU_HOST) BT_SKIP("none", "memory type choice is backend-independent: run once");
+    for (k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        memset(&fake, 0, sizeof fake);
+        fake.ops = &buffet__gpu_host_ops;
+        fake.caps.type_count = shapes[k].n;
+        for (i = 0; i < (int)shapes[k].n; i++) fake.caps.type_props[i] = shapes[k].props[i];
+        buffet__gpu_choose_types(&fake);
+        for (i = BUFFET_GPU_DEVICE_LOCAL; i <= BUFFET_GPU_SHARED; i++) {
+            BT_CHECK(fake.type_for[i] == shapes[k].want[i]);
+            if (fake.type_for[i] != shapes[k].want[i]) {
+                buffet_gpu_explain(&fake, (buffet_gpu_intent)i, text, sizeof text);
+                fprintf(stderr, "  %s: %s\n", shapes[k].what, text);
+            }
+        }
+    }
+    buffet_gpu_explain(&fake, BUFFET_GPU_UPLOAD, text, sizeof text);   /* the last shape: upload has none */
+    BT_CHECK(strstr(text, "no memory type") != NULL);
+}
+
+/* A buffer released twice: the second release is refused and counted, nothing else changes. */
+static void test_double_release(void) {
+    buffet_gpu_device *d = tgd_open();
+    buffet_buf *a, *b;
+    if (!d) return;
+    a = tgd_buf(d, 3000, BUFFET_GPU_DEVICE_LOCAL);
+    b = tgd_buf(d, 3000, BUFFET_GPU_DEVICE_LOCAL);
+    if (a && b) {
+        buffet_buf_unref(a);
+        buffet_buf_unref(a);             /* the record waits among the device's spares: refused */
+        BT_CHECK(buffet_gpu_get_stats(d).double_frees == 1 && tgd_log.count[-BUFFET_ERR_DOUBLE_FREE] == 1);
+        BT_CHECK(buffet_gpu_get_stats(d).total.allocations == 1);   /* b untouched */
+        BT_CHECK(buffet_buf_refcount(b) == 1);
+    }
+    buffet_buf_unref(b);
+    tgd_close(d);
+}
+
 /* 10,000 buffers of random sizes: few device allocations, no two overlapping in one memory. */
 typedef struct tgd_span { uint64_t memory, off, size; } tgd_span;
 static int tgd_span_cmp(const void *a, const void *b) {
@@ -712,11 +767,13 @@ static void test_threads(void) {
 
 static void tgd_suite(const char *name) {
     char full[64];
-    static void (*const tests[])(void) = {test_types_and_intents, test_ten_thousand_buffers, test_upload_download,
+    static void (*const tests[])(void) = {test_types_and_intents, test_type_fallbacks, test_double_release,
+                                          test_ten_thousand_buffers, test_upload_download,
                                           test_upload_host_visible, test_frames, test_shared_budget, test_bad_input, test_budget,
                                           test_failing_allocator, test_driver_failures, test_leak_report, test_stats_json, test_registry,
                                           test_threads};
-    static const char *const names[] = {"types_and_intents", "ten_thousand_buffers", "upload_download",
+    static const char *const names[] = {"types_and_intents", "type_fallbacks", "double_release",
+                                        "ten_thousand_buffers", "upload_download",
                                         "upload_host_visible", "frames", "shared_budget", "bad_input", "budget", "failing_allocator",
                                         "driver_failures", "leak_report", "stats_json", "registry", "threads"};
     const char *only = getenv("BUFFET_TEST_ONLY");   /* one test by name, for debugging */
