@@ -578,28 +578,33 @@ static void test_failing_allocator(void) {
     }
 }
 
-/* The stand-in CUDA driver fails on request: an allocation the driver refuses, then a device
-   lost in the middle of work. Each is a clean error; afterwards nothing of the driver's is live. */
+/* The driver fails on request -- the stand-in CUDA driver, or for Vulkan a library in front of
+   the real one (tests/gpu_fail_vulkan.c): an allocation the driver refuses, then a device lost
+   in the middle of work. Each is a clean error; afterwards nothing of the driver's is live. */
 static void test_driver_failures(void) {
+    const char *env = getenv("BUFFET_FAIL_VULKAN");
+    const char *path = tgd_backend == BUFFET_GPU_CUDA ? tgd_library : env && *env ? env : "build/libfailvulkan.so";
+    bool cuda = tgd_backend == BUFFET_GPU_CUDA;
     void *lib;
-    long (*control)(const char *, long);
-    long (*live)(void);
-    buffet_gpu_device *d;
+    long (*control)(const char *, long) = NULL;
+    long (*live)(void) = NULL;
+    buffet_gpu_device_desc desc = tgd_desc();
+    buffet_gpu_device *d = NULL;
     buffet_buf *a, *b = NULL, *h = NULL;
     buffet_gpu_buf_desc bd;
     buffet_buf_desc hd;
     buffet_chain c;
-    if (tgd_backend != BUFFET_GPU_CUDA) BT_SKIP("none", "driver failures are injected by the stand-in CUDA driver");
-    lib = dlopen(tgd_library, RTLD_NOW | RTLD_NOLOAD);
-    if (!lib) lib = dlopen(tgd_library, RTLD_NOW);
-    BT_CHECK(lib != NULL);
-    if (!lib) return;
-    *(void **)&control = dlsym(lib, "fakecuda_control");
-    *(void **)&live = dlsym(lib, "fakecuda_live");
-    BT_CHECK(control && live);
-    if (!control || !live) return;
+    void *sym;
+    if (tgd_backend == BUFFET_GPU_HOST) BT_SKIP("none", "the host backend's failures come from its allocator (failing_allocator)");
+    lib = dlopen(path, RTLD_NOW);
+    if (!lib) BT_SKIP(cuda ? "cuda_fake" : "vulkan_fail", "the failing driver library is not built (see the runner)");
+    if ((sym = dlsym(lib, cuda ? "fakecuda_control" : "failvk_control")) != NULL) memcpy(&control, &sym, sizeof sym);
+    if (cuda && (sym = dlsym(lib, "fakecuda_live")) != NULL) memcpy(&live, &sym, sizeof sym);
+    BT_CHECK(control != NULL && (live != NULL || !cuda));
+    if (!control) return;
     control("reset", 0);
-    d = tgd_open();
+    desc.library = path;
+    BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_OK && d != NULL);
     if (d) {
         a = tgd_buf(d, 1000, BUFFET_GPU_DEVICE_LOCAL);
         memset(&bd, 0, sizeof bd);
@@ -609,41 +614,43 @@ static void test_driver_failures(void) {
         BT_CHECK(buffet_gpu_buf_create(d, &bd, &b) == BUFFET_ERR_NOMEM && b == NULL);
         BT_CHECK(buffet_gpu_get_stats(d).total.allocations == 1);   /* nothing half made */
         BT_CHECK(buffet_gpu_buf_create(d, &bd, &b) == BUFFET_OK && b != NULL);
-        buffet_buf_unref(b);
-        b = NULL;
         memset(&hd, 0, sizeof hd);
         hd.size = 1000;
         BT_CHECK(buffet_buf_create(&h, &hd) == BUFFET_OK);
         BT_CHECK(buffet_chain_init(&c, buffet_heap()) == BUFFET_OK);
         if (h) BT_CHECK(buffet_chain_append(&c, h, 0, 1000) == BUFFET_OK);
-        control("lost_after", 2);
-        if (a) BT_CHECK(buffet_gpu_upload(d, a, 0, &c, NULL) == BUFFET_ERR_DEVICE_LOST);
-        if (a) BT_CHECK(buffet_gpu_upload(d, a, 0, &c, NULL) == BUFFET_ERR_DEVICE_LOST);
+        if (cuda) control("lost_after", 2);
+        else control("lose", 1);
+        if (a && b) BT_CHECK(buffet_gpu_copy(d, b, 0, a, 0, 1000, NULL) == BUFFET_ERR_DEVICE_LOST);
+        if (a) BT_CHECK(buffet_gpu_upload(d, a, 0, &c, NULL) == BUFFET_ERR_DEVICE_LOST || a->data);
         bd.size = 100;
+        buffet_buf_unref(b);
+        b = NULL;
         BT_CHECK(buffet_gpu_buf_create(d, &bd, &b) == BUFFET_ERR_DEVICE_LOST && b == NULL);
         buffet_chain_deinit(&c);
         buffet_buf_unref(h);
         buffet_buf_unref(a);                    /* releasing after a loss is fine */
         buffet_gpu_device_destroy(d);
     }
-    BT_CHECK(live() == 0);
+    if (live) BT_CHECK(live() == 0);
     control("reset", 0);
-    control("lost_after", -1);
-    control("no_device", 1);
-    d = NULL;
-    {
-        buffet_gpu_device_desc desc = tgd_desc();
+    if (cuda) {
+        control("lost_after", -1);
+        control("no_device", 1);
+        d = NULL;
         BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_ERR_NO_DEVICE && d == NULL);
         desc.backend = BUFFET_GPU_AUTO;           /* AUTO moves on: Vulkan or host */
         BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_OK && d != NULL);
         if (d) BT_CHECK(buffet_gpu_get_info(d).backend != BUFFET_GPU_CUDA);
         buffet_gpu_device_destroy(d);
-        desc.backend = BUFFET_GPU_CUDA;
-        desc.library = "/nonexistent/libcuda.so.1";
-        BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_ERR_NO_DEVICE && d == NULL);
+        control("reset", 0);
+        control("no_device", 0);
     }
-    control("reset", 0);
-    control("no_device", 0);
+    desc.backend = tgd_backend;
+    desc.library = "/nonexistent/libdriver.so.1";
+    d = NULL;
+    BT_CHECK(buffet_gpu_device_create(&d, &desc) == BUFFET_ERR_NO_DEVICE && d == NULL);
+    dlclose(lib);
 }
 
 static void test_leak_report(void) {

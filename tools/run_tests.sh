@@ -151,22 +151,27 @@ syntax() {
     echo "== $1: every test and fuzzer compiled (front end only), $jobs at once"
 }
 
-# fake_cuda VARIANT COMPILER FLAGS: the stand-in CUDA driver (tests/gpu_fake_cuda.c, C only) as
-# build/VARIANT/libfakecuda.so, built like the variant's tests, for the CUDA backend's tests
-# (BUFFET_FAKE_CUDA tells them where it is).
-fake_cuda() {
-    local so=build/$1/libfakecuda.so
+# fake_drivers VARIANT COMPILER FLAGS: the GPU drivers that fail on request, built like the
+# variant's tests (C only): the stand-in CUDA driver (tests/gpu_fake_cuda.c) as
+# build/VARIANT/libfakecuda.so and the library in front of the real Vulkan loader
+# (tests/gpu_fail_vulkan.c) as build/VARIANT/libfailvulkan.so; BUFFET_FAKE_CUDA and
+# BUFFET_FAIL_VULKAN tell the tests where they are.
+fake_drivers() {
+    local src so
     mkdir -p "build/$1"
-    rm -f "$so"
-    export BUFFET_FAKE_CUDA=$PWD/$so
-    if ! $2 ${3/$CXX/$C} -fPIC -shared tests/gpu_fake_cuda.c -o "$so" >"$so.build.log" 2>&1; then
-        head -n 40 "$so.build.log"; fail "$1/libfakecuda.so: does not build"
-    fi
+    for src in tests/gpu_fake_cuda.c:libfakecuda.so tests/gpu_fail_vulkan.c:libfailvulkan.so; do
+        so=build/$1/${src#*:}
+        rm -f "$so"
+        if ! $2 ${3/$CXX/$C} -fPIC -shared "${src%%:*}" -o "$so" -ldl >"$so.build.log" 2>&1; then
+            head -n 40 "$so.build.log"; fail "$1/${so##*/}: does not build"
+        fi
+    done
+    export BUFFET_FAKE_CUDA=$PWD/build/$1/libfakecuda.so BUFFET_FAIL_VULKAN=$PWD/build/$1/libfailvulkan.so
 }
 
 tests() {  # tests VARIANT COMPILER FLAGS [RUNNER...]
     local src
-    fake_cuda "$1" "$2" "$3"
+    fake_drivers "$1" "$2" "$3"
     prebuild "$1" "$2" "$3"
     for src in tests/test_*.c; do [ ! -e "$src" ] || program "$1" "$src" "$2" "$3" "${@:4}"; done
     replays "$@"
@@ -337,7 +342,7 @@ aarch64)
         # it cuts from a message (MSG_CTRUNC) and refuses SO_ZEROCOPY: those are tested natively.
         # No arm64 Vulkan driver is installed (the x86-64 lavapipe runs the Vulkan tests natively).
         BUFFET_REQUIRE=$(printf '%s' "${BUFFET_REQUIRE:-}" | tr ',' '\n' |
-            grep -vx 'hugetlb\|lua5.4\|ctrunc\|zerocopy\|vulkan\|vulkan_validation' | paste -sd, -)
+            grep -vx 'hugetlb\|lua5.4\|ctrunc\|zerocopy\|vulkan\|vulkan_validation\|vulkan_fail' | paste -sd, -)
         export BUFFET_REQUIRE PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig
         tests aarch64-c11 aarch64-linux-gnu-gcc "$C $BASE" "$qemu"
         # C++ changes no code path that depends on the architecture: held to the warnings only
@@ -358,7 +363,7 @@ fuzz)
 cuda)
     # make test-cuda: the GPU tests against the real driver (libcuda.so.1) on a machine with a GPU
     export BUFFET_GPU_REAL_CUDA=1 BUFFET_REQUIRE=${BUFFET_REQUIRE:+$BUFFET_REQUIRE,}cuda
-    fake_cuda cuda-c11 gcc "$C $BASE"
+    fake_drivers cuda-c11 gcc "$C $BASE"
     for src in tests/test_gpu_*.c; do program cuda-c11 "$src" gcc "$C $BASE"; done
     nvcc_checks
     ;;
