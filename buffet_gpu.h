@@ -4569,18 +4569,8 @@ BUFFET_API buffet_gpu_stats buffet_gpu_get_stats(buffet_gpu_device *d) {
     return s;
 }
 
-/* Append to out[0..cap) as snprintf, keeping the full length in *len. */
-static void buffet__gpu_put(char *out, size_t cap, size_t *len, const char *fmt, ...) {
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(*len < cap ? out + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) *len += (size_t)n;
-}
-
 static void buffet__gpu_type_json(char *out, size_t cap, size_t *len, const buffet_gpu_type_stats *s) {
-    buffet__gpu_put(out, cap, len, "\"blocks\":%u,\"dedicated\":%u,\"block_bytes\":%llu,\"allocations\":%u,"
+    buffet__append(out, cap, len, "\"blocks\":%u,\"dedicated\":%u,\"block_bytes\":%llu,\"allocations\":%u,"
                     "\"allocated_bytes\":%llu,\"free_ranges\":%u,\"largest_free\":%llu,\"fragmentation\":%.4f",
                     s->blocks, s->dedicated, (unsigned long long)s->block_bytes, s->allocations,
                     (unsigned long long)s->allocated_bytes, s->free_ranges, (unsigned long long)s->largest_free,
@@ -4593,18 +4583,18 @@ BUFFET_API size_t buffet_gpu_stats_json(buffet_gpu_device *d, char *out, size_t 
     uint32_t t, h;
     if (cap) out[0] = 0;
     if (!d) {
-        buffet__gpu_put(out, cap, &len, "{}");
+        buffet__append(out, cap, &len, "{}");
         return len;
     }
-    buffet__gpu_put(out, cap, &len, "{\"name\":\"%s\",\"backend\":\"%s\",\"device\":\"", d->name, d->ops->name);
+    buffet__append(out, cap, &len, "{\"name\":\"%s\",\"backend\":\"%s\",\"device\":\"", d->name, d->ops->name);
     for (t = 0; d->caps.name[t]; t++) {     /* driver text: escape what JSON must */
         unsigned char c = (unsigned char)d->caps.name[t];
-        if (c < 0x20 || c == '"' || c == '\\') buffet__gpu_put(out, cap, &len, "\\u%04x", c);
-        else buffet__gpu_put(out, cap, &len, "%c", c);
+        if (c < 0x20 || c == '"' || c == '\\') buffet__append(out, cap, &len, "\\u%04x", c);
+        else buffet__append(out, cap, &len, "%c", c);
     }
-    buffet__gpu_put(out, cap, &len, "\",");
+    buffet__append(out, cap, &len, "\",");
     buffet__gpu_type_json(out, cap, &len, &s.total);
-    buffet__gpu_put(out, cap, &len, ",\"device_allocations\":%llu,\"uploads\":%llu,\"upload_bytes\":%llu,"
+    buffet__append(out, cap, &len, ",\"device_allocations\":%llu,\"uploads\":%llu,\"upload_bytes\":%llu,"
                     "\"downloads\":%llu,\"download_bytes\":%llu,\"copy_commands\":%llu,\"frame\":%llu,"
                     "\"frame_bytes\":%llu,\"failures\":%llu,\"validation_messages\":%llu,\"types\":[",
                     (unsigned long long)s.device_allocations, (unsigned long long)s.uploads,
@@ -4613,17 +4603,17 @@ BUFFET_API size_t buffet_gpu_stats_json(buffet_gpu_device *d, char *out, size_t 
                     (unsigned long long)s.frame, (unsigned long long)s.frame_bytes,
                     (unsigned long long)s.failures, (unsigned long long)s.validation_messages);
     for (t = 0; t < d->caps.type_count; t++) {
-        buffet__gpu_put(out, cap, &len, "%s{\"props\":%u,\"heap\":%u,", t ? "," : "", d->caps.type_props[t],
+        buffet__append(out, cap, &len, "%s{\"props\":%u,\"heap\":%u,", t ? "," : "", d->caps.type_props[t],
                         d->caps.type_heap[t]);
         buffet__gpu_type_json(out, cap, &len, &s.type[t]);
-        buffet__gpu_put(out, cap, &len, "}");
+        buffet__append(out, cap, &len, "}");
     }
-    buffet__gpu_put(out, cap, &len, "],\"heaps\":[");
+    buffet__append(out, cap, &len, "],\"heaps\":[");
     for (h = 0; h < d->caps.heap_count && h < BUFFET_GPU_MAX_HEAPS; h++)
-        buffet__gpu_put(out, cap, &len, "%s{\"size\":%llu,\"usage\":%llu,\"budget\":%llu}", h ? "," : "",
+        buffet__append(out, cap, &len, "%s{\"size\":%llu,\"usage\":%llu,\"budget\":%llu}", h ? "," : "",
                         (unsigned long long)d->caps.heap_size[h], (unsigned long long)s.heap_usage[h],
                         (unsigned long long)s.heap_budget[h]);
-    buffet__gpu_put(out, cap, &len, "]}");
+    buffet__append(out, cap, &len, "]}");
     return len;
 }
 
@@ -4652,24 +4642,24 @@ BUFFET_API size_t buffet_gpu_explain(const buffet_gpu_device *d, buffet_gpu_inte
     uint32_t t, k;
     if (cap) out[0] = 0;
     if (!d) {
-        buffet__gpu_put(out, cap, &len, "no device");
+        buffet__append(out, cap, &len, "no device");
         return len;
     }
     if (!buffet__gpu_intent_ok(intent)) {
-        buffet__gpu_put(out, cap, &len, "intent %d is not one of device-local, upload, readback, shared", (int)intent);
+        buffet__append(out, cap, &len, "intent %d is not one of device-local, upload, readback, shared", (int)intent);
         return len;
     }
-    if (d->type_for[intent] < 0) buffet__gpu_put(out, cap, &len, "%s: no memory type of %s serves it;",
+    if (d->type_for[intent] < 0) buffet__append(out, cap, &len, "%s: no memory type of %s serves it;",
                                                  buffet__gpu_intent_name(intent), d->caps.name);
-    else buffet__gpu_put(out, cap, &len, "%s -> memory type %d of \"%s\" (%s backend);", buffet__gpu_intent_name(intent),
+    else buffet__append(out, cap, &len, "%s -> memory type %d of \"%s\" (%s backend);", buffet__gpu_intent_name(intent),
                          d->type_for[intent], d->caps.name, d->ops->name);
     for (t = 0; t < d->caps.type_count; t++) {
         int s = buffet__gpu_score(d->caps.type_props[t], intent);
-        buffet__gpu_put(out, cap, &len, " type %u (heap %u:", t, d->caps.type_heap[t]);
-        for (k = 0; k < 5; k++) if (d->caps.type_props[t] & (1u << k)) buffet__gpu_put(out, cap, &len, " %s", bits[k]);
-        if (!d->caps.type_props[t]) buffet__gpu_put(out, cap, &len, " unusable for buffers");
-        if (s < 0) buffet__gpu_put(out, cap, &len, ") no: %s;", d->caps.type_props[t] ? "not host-visible" : "unusable");
-        else buffet__gpu_put(out, cap, &len, ") score %d%s;", s, (int)t == d->type_for[intent] ? " chosen" : "");
+        buffet__append(out, cap, &len, " type %u (heap %u:", t, d->caps.type_heap[t]);
+        for (k = 0; k < 5; k++) if (d->caps.type_props[t] & (1u << k)) buffet__append(out, cap, &len, " %s", bits[k]);
+        if (!d->caps.type_props[t]) buffet__append(out, cap, &len, " unusable for buffers");
+        if (s < 0) buffet__append(out, cap, &len, ") no: %s;", d->caps.type_props[t] ? "not host-visible" : "unusable");
+        else buffet__append(out, cap, &len, ") score %d%s;", s, (int)t == d->type_for[intent] ? " chosen" : "");
     }
     return len;
 }
