@@ -431,7 +431,8 @@ typedef struct buffet_gpu_buf_desc {
    chains like any other; data is its host address when host-visible, else NULL. Its memory is
    suballocated from a block (O(1)), or its own when large. The last unref returns it, from any
    thread (kept until buffet's transfers that use it have completed); a second release of a
-   buffer whose record the device still holds for reuse is refused and counted (double_frees). Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (NULL, size 0, unknown intent, align not
+   buffer whose record the device still holds for reuse is refused and counted (double_frees).
+   Returns: BUFFET_OK. Errors: BUFFET_ERR_INVALID (NULL, size 0, unknown intent, align not
    a power of two), BUFFET_ERR_TOO_LARGE (larger than the device allocates at once),
    BUFFET_ERR_BUDGET (desc.limit or a heap's budget), BUFFET_ERR_NOMEM (the driver refused: out of
    device memory), BUFFET_ERR_DEVICE_LOST; *out NULL, nothing taken. Thread: safe. */
@@ -506,6 +507,19 @@ BUFFET_API buffet_result buffet_gpu_frame_alloc(buffet_gpu_device *d, uint64_t s
    Thread: safe. */
 BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *host, buffet_buf **out, buffet_site site);
 #define buffet_gpu_pin(...) buffet_gpu_pin_at(__VA_ARGS__, BUFFET_SITE)
+/* Register memory that is no buffet buffer, [mem, mem + size) (page-aligned by buffet), kept by
+   the device until buffet_gpu_unpin_memory or destroy: any slice of any buffer inside it (every
+   packet of a packet pool's region) is then uploaded by DMA, without a staging copy. Errors: as
+   buffet_gpu_pin. Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_pin_memory(buffet_gpu_device *d, void *mem, size_t size);
+/* Unregister what buffet_gpu_pin_memory registered at mem (once buffet's transfers reading it
+   have completed). Errors: BUFFET_ERR_INVALID (NULL), BUFFET_ERR_NOT_FOUND. Thread: safe. */
+BUFFET_API buffet_result buffet_gpu_unpin_memory(buffet_gpu_device *d, void *mem);
+/* A buffet_pkt_region_fn for buffet_packet.h's pools (desc.on_region, with desc.region_user the
+   device): each region the pool maps is registered with the device, and unregistered before it is
+   unmapped, so that chains of its packets go to the GPU by DMA. A registration that fails is
+   logged; those packets are then staged. */
+BUFFET_API void buffet_gpu_region_hook(void *device, void *mem, size_t size, bool added);
 
 /* Statistics (blocks, allocations, free ranges, largest free range, fragmentation, heaps'
    usage and budgets), as a struct and as one JSON object into out[0..cap) (NUL-terminated
@@ -3450,6 +3464,9 @@ typedef struct buffet__gpu_rec {
     const char *name;
     struct buffet__gpu_rec *next, *prev;        /* live records (the leak report), or deferred ones */
     uint64_t after;                             /* deferred: its memory is freed once this completes */
+    struct buffet__gpu_rec *pin_next, *pin_prev;   /* PINNED: the device's registrations, by which
+                                                   any slice inside one is read directly */
+    bool device_owned;                          /* PINNED by buffet_gpu_pin_memory: the device's */
 } buffet__gpu_rec;
 
 typedef struct buffet__gpu_frame {
@@ -3477,6 +3494,7 @@ struct buffet_gpu_device {
     uint64_t taken;                             /* bytes of device memory held */
     buffet__gpu_rec *live;
     buffet__gpu_rec *deferred, *deferred_tail;  /* released while transfers were in flight, oldest first */
+    buffet__gpu_rec *pins;                      /* live registrations of host memory */
     buffet__gpu_rec *spare, *spare_tail;        /* records kept for reuse, oldest first: no allocator
                                                    call per buffer, and a released record is reused
                                                    last, so a second release of it is seen */
@@ -3819,6 +3837,11 @@ static void buffet__gpu_buf_destroy(buffet_buf *buf) {
     rec->magic = 0;
     buffet__gpu_unlink(d, rec);
     rec->next = NULL;
+    if (rec->buf.kind == BUFFET_BUF_GPU_PINNED) {   /* no new transfer reads it from here on */
+        if (rec->pin_prev) rec->pin_prev->pin_next = rec->pin_next;
+        else d->pins = rec->pin_next;
+        if (rec->pin_next) rec->pin_next->pin_prev = rec->pin_prev;
+    }
     if (d->submitted > BUFFET__LOAD(&d->completed, BUFFET__ACQUIRE) && !buffet__gpu_done(d, d->submitted)) {
         rec->after = d->submitted;
         if (d->deferred_tail) d->deferred_tail->next = rec;
@@ -4169,6 +4192,29 @@ static buffet_result buffet__gpu_finish(buffet_gpu_device *d, buffet_result r, u
     return buffet__gpu_wait(d, t, UINT64_MAX);
 }
 
+/* Where the device can read slice s directly: a GPU or pinned buffer of d, or host memory inside
+   one of d's registrations (a pinned packet pool region holds every packet of it). NULL: it must
+   be staged. Under mu. */
+static const buffet__gpu_mem *buffet__gpu_direct(buffet_gpu_device *d, const buffet_slice *s, uint64_t *off) {
+    const buffet__gpu_rec *rec = buffet__gpu_rec_of(s->buf, d), *pin;
+    uintptr_t p, base;
+    if (rec) {
+        const buffet__gpu_mem *m = buffet__gpu_mem_of(rec, off);
+        *off += s->off;
+        return m;
+    }
+    if (!s->buf->data || !d->pins) return NULL;
+    p = (uintptr_t)s->buf->data + s->off;
+    for (pin = d->pins; pin; pin = pin->pin_next) {
+        base = (uintptr_t)pin->buf.data - (uintptr_t)pin->offset;   /* the registration's start */
+        if (p >= base && s->len <= pin->pinned.size && p - base <= pin->pinned.size - s->len) {
+            *off = (uint64_t)(p - base);
+            return &pin->pinned;
+        }
+    }
+    return NULL;
+}
+
 BUFFET_API buffet_result buffet_gpu_upload(buffet_gpu_device *d, buffet_buf *dst, uint64_t dst_off,
                                            const buffet_chain *src, buffet_gpu_ticket *ticket) {
     buffet__gpu_rec *rec;
@@ -4209,11 +4255,10 @@ BUFFET_API buffet_result buffet_gpu_upload(buffet_gpu_device *d, buffet_buf *dst
     i = 0;
     while (r == BUFFET_OK && i < src->count) {
         const buffet_slice *s = &src->slices[src->head + i];
-        buffet__gpu_rec *srec = buffet__gpu_rec_of(s->buf, d);
-        if (srec) {                 /* pinned (or GPU) memory: the device reads it directly */
-            uint64_t so;
-            const buffet__gpu_mem *sm = buffet__gpu_mem_of(srec, &so);
-            r = buffet__gpu_record(d, sm, so + s->off + in, dm, base, s->len - in);
+        uint64_t so;
+        const buffet__gpu_mem *sm = buffet__gpu_direct(d, s, &so);
+        if (sm) {                   /* pinned (or GPU) memory: the device reads it directly */
+            r = buffet__gpu_record(d, sm, so + in, dm, base, s->len - in);
             base += s->len - in;
             in = 0;
             i++;
@@ -4224,8 +4269,8 @@ BUFFET_API buffet_result buffet_gpu_upload(buffet_gpu_device *d, buffet_buf *dst
             size_t j = i, jin = in;
             while (j < src->count && want < chunk_max) {
                 const buffet_slice *sj = &src->slices[src->head + j];
-                uint64_t take;
-                if (buffet__gpu_rec_of(sj->buf, d)) break;
+                uint64_t take, ignored;
+                if (buffet__gpu_direct(d, sj, &ignored)) break;
                 take = sj->len - jin;
                 if (take > chunk_max - want) take = chunk_max - want;
                 want += take;
@@ -4493,6 +4538,10 @@ BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *hos
         rec->buf.size = host->size;
         rec->buf.handle = (uint64_t)(uintptr_t)rec;
         buffet__gpu_link(d, rec);
+        rec->pin_prev = NULL;
+        rec->pin_next = d->pins;
+        if (d->pins) d->pins->pin_prev = rec;
+        d->pins = rec;
     } else {
         buffet__gpu_count(&d->stats.failures);
     }
@@ -4505,6 +4554,48 @@ BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *hos
     }
     *out = &rec->buf;
     return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_gpu_pin_memory(buffet_gpu_device *d, void *mem, size_t size) {
+    buffet_buf_desc wd;
+    buffet_buf *wrap = NULL, *pinned = NULL;
+    buffet_result r;
+    if (!d || !mem || !size) return BUFFET_ERR_INVALID;
+    memset(&wd, 0, sizeof wd);
+    wd.kind = BUFFET_BUF_WRAP;
+    wd.size = size;
+    wd.wrap_data = mem;
+    wd.allocator = d->allocator;
+    wd.log = d->log;
+    if ((r = buffet_buf_create(&wrap, &wd)) != BUFFET_OK) return r;
+    r = buffet_gpu_pin(d, wrap, &pinned);
+    buffet_buf_unref(wrap);         /* the pinned buffer holds it */
+    if (r == BUFFET_OK) {
+        pthread_mutex_lock(&d->mu);
+        ((buffet__gpu_rec *)pinned)->device_owned = true;
+        pthread_mutex_unlock(&d->mu);
+    }
+    return r;
+}
+
+BUFFET_API buffet_result buffet_gpu_unpin_memory(buffet_gpu_device *d, void *mem) {
+    buffet__gpu_rec *pin;
+    if (!d || !mem) return BUFFET_ERR_INVALID;
+    pthread_mutex_lock(&d->mu);
+    for (pin = d->pins; pin && !(pin->device_owned && pin->buf.data == mem); pin = pin->pin_next) {}
+    if (pin) pin->device_owned = false;
+    pthread_mutex_unlock(&d->mu);
+    if (!pin) return BUFFET_ERR_NOT_FOUND;
+    buffet_buf_unref(&pin->buf);
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_gpu_region_hook(void *device, void *mem, size_t size, bool added) {
+    buffet_gpu_device *d = (buffet_gpu_device *)device;
+    buffet_result r = added ? buffet_gpu_pin_memory(d, mem, size) : buffet_gpu_unpin_memory(d, mem);
+    if (r != BUFFET_OK && d)
+        BUFFET__LOG(&d->log, BUFFET_LOG_WARN, r, "gpu device %s: %s a region of %zu bytes failed", d->name,
+                    added ? "registering" : "unregistering", size);
 }
 
 /* Fold vblock statistics of a block into a type's. */
@@ -4671,6 +4762,12 @@ BUFFET_API void buffet_gpu_device_destroy(buffet_gpu_device *d) {
     if (!d) return;
     if (d->submitted) buffet__gpu_wait(d, d->submitted, UINT64_MAX);
     buffet__gpu_free_recs(d, buffet__gpu_reap(d, true));
+    for (;;) {                      /* the device's own registrations go first: they are no leak */
+        buffet__gpu_rec *pin;
+        for (pin = d->pins; pin && !pin->device_owned; pin = pin->pin_next) {}
+        if (!pin) break;
+        buffet_gpu_unpin_memory(d, pin->buf.data);
+    }
     while (d->live) {
         buffet__gpu_rec *rec = d->live;
         leaks++;

@@ -140,6 +140,10 @@ struct buffet_pkt {
 typedef void (*buffet_pkt_watermark_fn)(void *user, buffet_pkt_pool *pool, unsigned cls, size_t in_use,
                                         size_t max, bool high);
 typedef void (*buffet_pkt_ext_free_fn)(void *opaque, void *mem);
+/* Told of each region of buffers the pool maps (added) and unmaps (not added): the memory every
+   packet of that region lives in, e.g. to register it with a GPU for DMA (buffet_gpu.h's
+   buffet_gpu_region_hook has this shape). */
+typedef void (*buffet_pkt_region_fn)(void *user, void *mem, size_t size, bool added);
 
 #define BUFFET_PKT_NODE(n) ((n) + 1)   /* buffet_pkt_pool_desc.numa_node: node n */
 
@@ -160,6 +164,10 @@ typedef struct buffet_pkt_pool_desc {
     uint32_t watermark_high, watermark_low;  /* percent of max in use; 0: 90 and 70 */
     buffet_pkt_watermark_fn on_watermark;    /* called when a class crosses them; may be NULL */
     void *watermark_user;
+    buffet_pkt_region_fn on_region; /* each region mapped, before any of its buffers is handed out,
+                                       and before it is unmapped (at destroy); runs under the
+                                       pool's lock: it must not call the pool. May be NULL */
+    void *region_user;
     buffet_allocator allocator;     /* bookkeeping (not the buffers); zero: the heap. Used from any
                                        thread for as long as the pool lives: must be thread-safe
                                        and keep blocks until freed */
@@ -600,6 +608,8 @@ struct buffet_pkt_pool {
     uint32_t wm_high, wm_low;
     buffet_pkt_watermark_fn on_watermark;
     void *wm_user;
+    buffet_pkt_region_fn on_region;
+    void *region_user;
     uint64_t double_frees, foreign_frees, corruptions;   /* atomic */
     buffet_allocator allocator;
     buffet_site site;               /* of the create: named by leak reports of regions grown later */
@@ -1095,6 +1105,8 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
     p->region_bytes += map_size;
     p->huge_used |= huge;
     c->created += n;
+    /* before the caller hands out any of its buffers (it holds the lock until then) */
+    if (p->on_region) p->on_region(p->region_user, r->map, r->map_size, true);
     return true;
 }
 
@@ -1105,6 +1117,7 @@ static void buffet__pkt_pool_free(buffet_pkt_pool *p) {
     unsigned k;
     for (r = p->regions; r; r = next) {
         next = r->next;
+        if (p->on_region) p->on_region(p->region_user, r->map, r->map_size, false);
         BUFFET__ASAN_UNPOISON(r->map, r->map_size);
         munmap(r->map, r->map_size);
         BUFFET_DELETE_ARRAY(p->allocator, buffet__pkt_dbg, r->dbg, r->dbg ? r->count : 0);
@@ -1219,6 +1232,8 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
     p->wm_low = d.watermark_low;
     p->on_watermark = d.on_watermark;
     p->wm_user = d.watermark_user;
+    p->on_region = d.on_region;
+    p->region_user = d.region_user;
     p->allocator = d.allocator;
     p->site = site;
     p->log = d.log;

@@ -12,6 +12,7 @@
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_gpu.h"
 #include "../buffet_frame.h"
+#include "../buffet_packet.h"
 #include "bt.h"
 
 #include <dlfcn.h>
@@ -357,6 +358,61 @@ static void test_upload_host_visible(void) {
     tgd_close(d);
 }
 
+/* A packet pool whose regions the device registers (buffet_gpu_region_hook): a chain of its
+   packets goes up by DMA, one copy command per packet and no staging; the bytes arrive. */
+static void test_packet_pool_pinned(void) {
+    enum { NPKT = 300, LEN = 1000 };
+    buffet_gpu_device *d = tgd_open();
+    buffet_pkt_pool *pool = NULL;
+    buffet_pkt_cache *cache = NULL;
+    buffet_pkt_pool_desc pd;
+    buffet_chain c, back;
+    buffet_buf *dev;
+    uint64_t before;
+    int i;
+    if (!d) return;
+    memset(&pd, 0, sizeof pd);
+    pd.on_region = buffet_gpu_region_hook;
+    pd.region_user = d;
+    pd.no_huge_pages = true;
+    BT_CHECK(buffet_pkt_pool_create(&pool, &pd) == BUFFET_OK);
+    BT_CHECK(pool && buffet_pkt_cache_create(&cache, pool, 64) == BUFFET_OK);
+    BT_CHECK(buffet_chain_init(&c, buffet_heap()) == BUFFET_OK);
+    for (i = 0; i < NPKT && cache; i++) {
+        buffet_pkt *pk = buffet_pkt_alloc(cache, LEN);
+        unsigned char *data = pk ? (unsigned char *)buffet_pkt_append(pk, LEN) : NULL;
+        BT_CHECK(data != NULL);
+        if (!data) break;
+        tgd_pattern(data, LEN, (uint32_t)i);
+        BT_CHECK(buffet_pkt_to_chain(pk, &c) == BUFFET_OK);
+        buffet_pkt_free(cache, pk);           /* the chain holds it */
+    }
+    dev = tgd_buf(d, (uint64_t)NPKT * LEN, BUFFET_GPU_DEVICE_LOCAL);
+    if (dev && c.len == (size_t)NPKT * LEN) {
+        before = buffet_gpu_get_stats(d).copy_commands;
+        BT_CHECK(buffet_gpu_upload(d, dev, 0, &c, NULL) == BUFFET_OK);
+        /* in place where the memory is host-visible; else one DMA copy per packet, none staged */
+        if (!dev->data) BT_CHECK(buffet_gpu_get_stats(d).copy_commands - before == NPKT);
+        BT_CHECK(buffet_chain_init(&back, buffet_heap()) == BUFFET_OK);
+        BT_CHECK(buffet_gpu_download(d, dev, 0, c.len, &back, NULL) == BUFFET_OK);
+        for (i = 0; i < NPKT; i++) {
+            unsigned char want[LEN], got[LEN];
+            tgd_pattern(want, LEN, (uint32_t)i);
+            BT_CHECK(buffet_chain_copy_out(&back, (size_t)i * LEN, got, LEN) == BUFFET_OK &&
+                     memcmp(want, got, LEN) == 0);
+        }
+        buffet_chain_deinit(&back);
+    }
+    BT_CHECK(buffet_gpu_unpin_memory(d, &c) == BUFFET_ERR_NOT_FOUND);
+    buffet_buf_unref(dev);
+    buffet_chain_deinit(&c);
+    buffet_pkt_cache_destroy(cache);
+    buffet_pkt_pool_destroy(pool);            /* its regions are unregistered first */
+    tgd_log.count[-BUFFET_ERR_LEAK] = 0;
+    tgd_close(d);
+    BT_CHECK(tgd_log.count[-BUFFET_ERR_LEAK] == 0);
+}
+
 /* ---------------------------------------------------------------------------------------------
    frames: 3 in flight */
 static void test_frames(void) {
@@ -595,7 +651,8 @@ static void test_driver_failures(void) {
     buffet_buf_desc hd;
     buffet_chain c;
     void *sym;
-    if (tgd_backend == BUFFET_GPU_HOST) BT_SKIP("none", "the host backend's failures come from its allocator (failing_allocator)");
+    if (tgd_backend == BUFFET_GPU_HOST)
+        BT_SKIP("none", "the host backend's failures come from its allocator (failing_allocator)");
     lib = dlopen(path, RTLD_NOW);
     if (!lib) BT_SKIP(cuda ? "cuda_fake" : "vulkan_fail", "the failing driver library is not built (see the runner)");
     if ((sym = dlsym(lib, cuda ? "fakecuda_control" : "failvk_control")) != NULL) memcpy(&control, &sym, sizeof sym);
@@ -739,7 +796,8 @@ static void *tgd_worker(void *arg) {
             if (buffet_gpu_upload(w->d, dev, 0, &c, &t) != BUFFET_OK) w->ok = 0;
             if (buffet_gpu_wait(w->d, t, UINT64_MAX) != BUFFET_OK) w->ok = 0;
         }
-        if (buffet_gpu_download(w->d, dev, 0, n, &back, NULL) != BUFFET_OK || !tgd_chain_matches(&back, n, w->seed + (uint32_t)i))
+        if (buffet_gpu_download(w->d, dev, 0, n, &back, NULL) != BUFFET_OK ||
+            !tgd_chain_matches(&back, n, w->seed + (uint32_t)i))
             w->ok = 0;
         buffet_chain_deinit(&c);
         buffet_chain_deinit(&back);
@@ -772,23 +830,22 @@ static void test_threads(void) {
     tgd_close(d);
 }
 
+#define TGD_TEST(fn) {&#fn[5], fn}      /* the name without "test_" */
 static void tgd_suite(const char *name) {
-    char full[64];
-    static void (*const tests[])(void) = {test_types_and_intents, test_type_fallbacks, test_double_release,
-                                          test_ten_thousand_buffers, test_upload_download,
-                                          test_upload_host_visible, test_frames, test_shared_budget, test_bad_input, test_budget,
-                                          test_failing_allocator, test_driver_failures, test_leak_report, test_stats_json, test_registry,
-                                          test_threads};
-    static const char *const names[] = {"types_and_intents", "type_fallbacks", "double_release",
-                                        "ten_thousand_buffers", "upload_download",
-                                        "upload_host_visible", "frames", "shared_budget", "bad_input", "budget", "failing_allocator",
-                                        "driver_failures", "leak_report", "stats_json", "registry", "threads"};
+    static const struct { const char *name; void (*fn)(void); } tests[] = {
+        TGD_TEST(test_types_and_intents), TGD_TEST(test_type_fallbacks), TGD_TEST(test_double_release),
+        TGD_TEST(test_ten_thousand_buffers), TGD_TEST(test_upload_download), TGD_TEST(test_upload_host_visible),
+        TGD_TEST(test_packet_pool_pinned), TGD_TEST(test_frames), TGD_TEST(test_shared_budget),
+        TGD_TEST(test_bad_input), TGD_TEST(test_budget), TGD_TEST(test_failing_allocator),
+        TGD_TEST(test_driver_failures), TGD_TEST(test_leak_report), TGD_TEST(test_stats_json),
+        TGD_TEST(test_registry), TGD_TEST(test_threads)};
     const char *only = getenv("BUFFET_TEST_ONLY");   /* one test by name, for debugging */
+    char full[64];
     size_t i;
     for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (only && *only && strcmp(only, names[i]) != 0) continue;
-        snprintf(full, sizeof full, "%s/%s", name, names[i]);
-        bt_run(full, tests[i]);
+        if (only && *only && strcmp(only, tests[i].name) != 0) continue;
+        snprintf(full, sizeof full, "%s/%s", name, tests[i].name);
+        bt_run(full, tests[i].fn);
     }
 }
 
