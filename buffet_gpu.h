@@ -68,16 +68,20 @@
          buffet_gpu_vblock_destroy(vb);              // live allocations are logged as leaks
 
    CONFIGURATION
-     Nothing to define: a vblock's limits are in its desc. BUFFET_GPU_RING_MARKS (64, a constant:
-     it sizes buffet_gpu_ring) is how many marks may be outstanding at once.
+     Nothing needs defining: devices and vblocks take their limits in their descs.
+     BUFFET_GPU_RING_MARKS (64, a constant: it sizes buffet_gpu_ring) is how many marks may be
+     outstanding at once. BUFFET_GPU_CUDA_H: 1 uses <cuda.h>'s types, 0 buffet's own (default:
+     <cuda.h> when __has_include finds it). Link flags: none (-ldl on glibc before 2.34).
 
    THREAD SAFETY
      A device is thread-safe: buffers are made, released (the last unref, on any thread),
      uploaded and downloaded from any thread, under one mutex per device; waits on tickets run
      outside it. Frames (begin, end, frame_alloc) are driven by one thread, which also owns the
-     budget attached. A vblock and a ring are owned (external synchronisation), as VMA's virtual blocks are: one
-     thread at a time calls them; handing one to another thread needs a happens-before (a mutex,
-     a queue). Nothing in them blocks or allocates from the OS on the hot path.
+     budget attached. Two buffet devices over one caller's Vulkan queue each lock their own
+     submissions only: use them from one thread. A vblock and a ring are owned (external
+     synchronisation), as VMA's virtual blocks are: one thread at a time calls them; handing one
+     to another thread needs a happens-before (a mutex, a queue). Nothing in them blocks or
+     allocates from the OS on the hot path.
 
    LIFECYCLE
      object   made by                         ended by                   owner
