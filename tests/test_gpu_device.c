@@ -653,6 +653,7 @@ static void test_driver_failures(void) {
     void *sym;
     if (tgd_backend == BUFFET_GPU_HOST)
         BT_SKIP("none", "the host backend's failures come from its allocator (failing_allocator)");
+    if (cuda && !tgd_library) BT_SKIP("none", "a real CUDA driver cannot be made to fail: the stand-in's job");
     lib = dlopen(path, RTLD_NOW);
     if (!lib) BT_SKIP(cuda ? "cuda_fake" : "vulkan_fail", "the failing driver library is not built (see the runner)");
     if ((sym = dlsym(lib, cuda ? "fakecuda_control" : "failvk_control")) != NULL) memcpy(&control, &sym, sizeof sym);
@@ -869,7 +870,7 @@ static int tgd_present(const char *feature, const char *why_absent) {
 }
 
 int main(void) {
-    const char *fake = getenv("BUFFET_FAKE_CUDA");
+    const char *fake = getenv("BUFFET_FAKE_CUDA"), *real = getenv("BUFFET_GPU_REAL_CUDA");
     tgd_backend = BUFFET_GPU_HOST;
     tgd_suite("host");
     tgd_backend = BUFFET_GPU_VULKAN;
@@ -893,7 +894,12 @@ int main(void) {
         tgd_suite("vulkan");
     }
     tgd_backend = BUFFET_GPU_CUDA;
-    tgd_library = fake && *fake ? fake : "build/libfakecuda.so";
-    if (tgd_present("cuda_fake", "the stand-in CUDA driver library is not built")) tgd_suite("cuda_fake");
+    if (real && strcmp(real, "1") == 0) {       /* make test-cuda: the real driver and GPU */
+        tgd_library = NULL;
+        if (tgd_present("cuda", "no CUDA driver or no GPU answers")) tgd_suite("cuda");
+    } else {
+        tgd_library = fake && *fake ? fake : "build/libfakecuda.so";
+        if (tgd_present("cuda_fake", "the stand-in CUDA driver library is not built")) tgd_suite("cuda_fake");
+    }
     return bt_finish("test_gpu_device.c");
 }
