@@ -4041,13 +4041,13 @@ static buffet_result buffet__gpu_submit(buffet_gpu_device *d, uint64_t *ticket) 
     buffet_result r;
     if (BUFFET__LOAD(&d->lost, BUFFET__RELAXED)) return BUFFET_ERR_DEVICE_LOST;
     r = d->ops->submit(d->be, d->submitted + 1);
+    d->recorded = false;            /* submitted, or dropped by the backend with its failure */
     if (r != BUFFET_OK) {
         if (r == BUFFET_ERR_DEVICE_LOST) BUFFET__STORE(&d->lost, true, BUFFET__RELAXED);
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, r, "gpu device %s: submitting ticket %llu failed", d->name,
                     (unsigned long long)(d->submitted + 1));
         return r;
     }
-    d->recorded = false;
     *ticket = ++d->submitted;
     return BUFFET_OK;
 }
@@ -4308,6 +4308,10 @@ BUFFET_API buffet_result buffet_gpu_upload(buffet_gpu_device *d, buffet_buf *dst
         d->stats.upload_bytes += src->len;
     } else {
         buffet__gpu_count(&d->stats.failures);
+        /* Copies recorded before the failure go now: left in the batch, they would run with some
+           later submission, after the caller may have freed their (pinned) sources. Submitted,
+           the sources' release waits for them (buffet__gpu_buf_destroy). dst holds a prefix. */
+        if (d->recorded && buffet__gpu_submit(d, &t) == BUFFET_OK) buffet__gpu_wait(d, t, UINT64_MAX);
     }
     pthread_mutex_unlock(&d->mu);
     return buffet__gpu_finish(d, r, t, ticket);

@@ -131,7 +131,8 @@ static void fd_upload(fd *S) {
     } else if (r == BUFFET_OK) {
         memcpy(x->bytes + off, all, len);
     } else {
-        FZ_CHECK(r == BUFFET_ERR_NOMEM);
+        /* the staging memory counts against the device's limit too */
+        FZ_CHECK(r == BUFFET_ERR_NOMEM || r == BUFFET_ERR_BUDGET);
         fd_resync(S, x);
     }
     buffet_chain_deinit(&c);
@@ -147,7 +148,7 @@ static void fd_check_download(fd *S) {
     r = fd_download(S, x->b, off, len, got);
     if (off > x->size || len > x->size - off) FZ_CHECK(r == BUFFET_ERR_RANGE);
     else if (r == BUFFET_OK) FZ_CHECK(memcmp(got, x->bytes + off, (size_t)len) == 0);
-    else FZ_CHECK(r == BUFFET_ERR_NOMEM);
+    else FZ_CHECK(r == BUFFET_ERR_NOMEM || r == BUFFET_ERR_BUDGET);   /* the readback memory */
     free(got);
 }
 
