@@ -399,7 +399,8 @@ typedef struct buffet_gpu_stats {
     uint64_t uploads, downloads, upload_bytes, download_bytes, copy_commands;
     uint64_t frame_bytes;           /* per-frame memory handed out in the current frame */
     uint64_t failures;              /* calls refused */
-    uint64_t double_frees, foreign_frees;
+    uint64_t double_frees;          /* GPU buffers released twice (refused) */
+    uint64_t foreign_frees;         /* buffet_gpu_unpin_memory of memory this device did not pin (refused) */
     uint64_t deferred_releases;     /* buffers released while transfers that use them were in flight:
                                        their memory is freed when those complete (counted in
                                        allocations until then) */
@@ -4387,7 +4388,7 @@ BUFFET_API buffet_result buffet_gpu_download(buffet_gpu_device *d, buffet_buf *s
 BUFFET_API buffet_result buffet_gpu_frame_begin(buffet_gpu_device *d) {
     buffet_result r = BUFFET_OK;
     if (!d) return BUFFET_ERR_INVALID;
-    if (d->in_frame) {
+    if (BUFFET__LOAD(&d->in_frame, BUFFET__RELAXED)) {
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "gpu device %s: frame begun twice", d->name);
         return BUFFET_ERR_STATE;
     }
@@ -4405,7 +4406,7 @@ BUFFET_API buffet_result buffet_gpu_frame_begin(buffet_gpu_device *d) {
         pthread_mutex_unlock(&d->mu);
     }
     pthread_mutex_lock(&d->mu);     /* the statistics are read from any thread */
-    d->in_frame = true;
+    BUFFET__STORE(&d->in_frame, true, BUFFET__RELAXED);
     d->frames_begun++;
     d->stats.frame = d->frames_begun;
     d->stats.frame_bytes = 0;
@@ -4436,7 +4437,7 @@ BUFFET_API buffet_result buffet_gpu_frame_end(buffet_gpu_device *d, buffet_gpu_t
     for (i = 1; i < BUFFET__GPU_INTENTS; i++)
         if (d->frame_ready[i]) buffet_gpu_ring_mark_take(&d->frame_ring[i], &f->marks[i]);
     d->frames_ended++;
-    d->in_frame = false;
+    BUFFET__STORE(&d->in_frame, false, BUFFET__RELAXED);
     pthread_mutex_unlock(&d->mu);
     return r;
 }
@@ -4475,7 +4476,7 @@ BUFFET_API buffet_result buffet_gpu_frame_alloc(buffet_gpu_device *d, uint64_t s
                            (unsigned long long)align, (int)intent);
         return BUFFET_ERR_INVALID;
     }
-    if (!d->in_frame) {
+    if (!BUFFET__LOAD(&d->in_frame, BUFFET__RELAXED)) {
         BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE, "gpu device %s: frame allocation outside a frame",
                     d->name);
         return BUFFET_ERR_STATE;
@@ -4592,8 +4593,13 @@ BUFFET_API buffet_result buffet_gpu_unpin_memory(buffet_gpu_device *d, void *mem
     pthread_mutex_lock(&d->mu);
     for (pin = d->pins; pin && !(pin->device_owned && pin->buf.data == mem); pin = pin->pin_next) {}
     if (pin) pin->device_owned = false;
+    else buffet__gpu_count(&d->stats.foreign_frees);
     pthread_mutex_unlock(&d->mu);
-    if (!pin) return BUFFET_ERR_NOT_FOUND;
+    if (!pin) {
+        BUFFET__LOG(&d->log, BUFFET_LOG_ERROR, BUFFET_ERR_NOT_FOUND, "gpu device %s: unpinning %p refused: this "
+                    "device has no pinning made by buffet_gpu_pin_memory at that address", d->name, mem);
+        return BUFFET_ERR_NOT_FOUND;
+    }
     buffet_buf_unref(&pin->buf);
     return BUFFET_OK;
 }
@@ -4695,12 +4701,15 @@ BUFFET_API size_t buffet_gpu_stats_json(buffet_gpu_device *d, char *out, size_t 
     buffet__gpu_type_json(out, cap, &len, &s.total);
     buffet__append(out, cap, &len, ",\"device_allocations\":%llu,\"uploads\":%llu,\"upload_bytes\":%llu,"
                     "\"downloads\":%llu,\"download_bytes\":%llu,\"copy_commands\":%llu,\"frame\":%llu,"
-                    "\"frame_bytes\":%llu,\"failures\":%llu,\"validation_messages\":%llu,\"types\":[",
+                    "\"frame_bytes\":%llu,\"failures\":%llu,\"double_frees\":%llu,\"foreign_frees\":%llu,"
+                    "\"deferred_releases\":%llu,\"validation_messages\":%llu,\"types\":[",
                     (unsigned long long)s.device_allocations, (unsigned long long)s.uploads,
                     (unsigned long long)s.upload_bytes, (unsigned long long)s.downloads,
                     (unsigned long long)s.download_bytes, (unsigned long long)s.copy_commands,
                     (unsigned long long)s.frame, (unsigned long long)s.frame_bytes,
-                    (unsigned long long)s.failures, (unsigned long long)s.validation_messages);
+                    (unsigned long long)s.failures, (unsigned long long)s.double_frees,
+                    (unsigned long long)s.foreign_frees, (unsigned long long)s.deferred_releases,
+                    (unsigned long long)s.validation_messages);
     for (t = 0; t < d->caps.type_count; t++) {
         buffet__append(out, cap, &len, "%s{\"props\":%u,\"heap\":%u,", t ? "," : "", d->caps.type_props[t],
                         d->caps.type_heap[t]);

@@ -403,7 +403,11 @@ static void test_packet_pool_pinned(void) {
         }
         buffet_chain_deinit(&back);
     }
-    BT_CHECK(buffet_gpu_unpin_memory(d, &c) == BUFFET_ERR_NOT_FOUND);
+    {   /* memory this device never pinned: refused, logged and counted as a foreign free */
+        unsigned long long logged = tgd_log.count[-BUFFET_ERR_NOT_FOUND], foreign = buffet_gpu_get_stats(d).foreign_frees;
+        BT_CHECK(buffet_gpu_unpin_memory(d, &c) == BUFFET_ERR_NOT_FOUND);
+        BT_CHECK(buffet_gpu_get_stats(d).foreign_frees == foreign + 1 && tgd_log.count[-BUFFET_ERR_NOT_FOUND] == logged + 1);
+    }
     buffet_buf_unref(dev);
     buffet_chain_deinit(&c);
     buffet_pkt_cache_destroy(cache);
@@ -734,6 +738,8 @@ static void test_stats_json(void) {
     BT_CHECK(len > 0 && len < sizeof json && json[0] == '{' && json[len - 1] == '}');
     BT_CHECK(strstr(json, "\"allocations\":1,") && strstr(json, "\"types\":[") && strstr(json, "\"heaps\":[") &&
              strstr(json, "\"fragmentation\":") && strstr(json, "\"largest_free\":"));
+    BT_CHECK(strstr(json, "\"double_frees\":0,") && strstr(json, "\"foreign_frees\":0,") &&
+             strstr(json, "\"deferred_releases\":0,"));
     BT_CHECK(buffet_gpu_stats_json(d, json, 10) == len && strlen(json) == 9);
     BT_CHECK(buffet_gpu_stats_json(NULL, json, sizeof json) == 2);
     buffet_buf_unref(b);
