@@ -12,6 +12,9 @@
                                    since the last print_spread())
      fixed_iters, bench_read_iters(), bench_print_iters()
                                    BUFFET_BENCH_ITERS=N: one untimed-in-effect run of each
+     bench_table, bench_run()      under `make bench-count` (callgrind, BUFFET_BENCH_COUNT=1):
+                                   each contestant's run counted alone, dumped with its table,
+                                   name and operations for tools/bench_count.sh
      contestant, measure()         with MAX_CONTESTANTS defined: run(ctx, iters) returns elapsed
                                    ns; median ns/op of REPS alternating repetitions, calibrated
      bench_print_machine(), bench_print_load(), bench_print_reexec()
@@ -95,6 +98,36 @@ BENCH_FN void note_spread(const char *name, double med, double q1, double q3) {
 BENCH_FN void bench_read_iters(void) {
     if (getenv("BUFFET_BENCH_ITERS")) fixed_iters = (size_t)strtoull(getenv("BUFFET_BENCH_ITERS"), NULL, 10);
 }
+/* make bench-count: tools/bench_count.sh runs the benches under valgrind --tool=callgrind
+   --collect-atstart=no with BUFFET_BENCH_COUNT=1; only contestants' runs are collected, each
+   dumped on its own as "bench-count|TABLE|NAME|OPERATIONS", and the script divides. */
+#if defined(__has_include)
+#  if __has_include(<valgrind/callgrind.h>)
+#    include <valgrind/callgrind.h>
+#    define BENCH_CALLGRIND 1
+#  endif
+#endif
+static const char *bench_table = "";   /* the table the next contestants belong to */
+BENCH_FN uint64_t bench_run(const char *name, double ops_per_iter, uint64_t (*run)(void *, size_t), void *ctx,
+                            size_t iters) {
+#ifdef BENCH_CALLGRIND
+    static int counting = -1;
+    if (counting < 0) counting = getenv("BUFFET_BENCH_COUNT") != NULL && RUNNING_ON_VALGRIND;
+    if (counting) {
+        char label[512];
+        uint64_t t;
+        CALLGRIND_TOGGLE_COLLECT;
+        t = run(ctx, iters);
+        CALLGRIND_TOGGLE_COLLECT;
+        snprintf(label, sizeof label, "bench-count|%s|%s|%.0f", bench_table, name, (double)iters * ops_per_iter);
+        CALLGRIND_DUMP_STATS_AT(label);
+        return t;
+    }
+#else
+    (void)name; (void)ops_per_iter;
+#endif
+    return run(ctx, iters);
+}
 BENCH_FN void bench_print_iters(void) {
     if (fixed_iters) printf("BUFFET_BENCH_ITERS=%zu: one run of each, timings are not measurements\n", fixed_iters);
 }
@@ -122,7 +155,9 @@ BENCH_FN void measure(contestant *c, int n, double *out, double target, size_t m
     size_t iters[MAX_CONTESTANTS];
     static double s[MAX_CONTESTANTS][REPS];
     if (fixed_iters) {
-        for (int i = 0; i < n; i++) out[i] = (double)c[i].run(c[i].ctx, fixed_iters) / ((double)fixed_iters * c[i].ops_per_iter);
+        for (int i = 0; i < n; i++)
+            out[i] = (double)bench_run(c[i].name, c[i].ops_per_iter, c[i].run, c[i].ctx, fixed_iters) /
+                     ((double)fixed_iters * c[i].ops_per_iter);
         return;
     }
     for (int i = 0; i < n; i++) {

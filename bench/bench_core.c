@@ -224,7 +224,10 @@ static void print_machine(void) {
 
 int main(void) {
     uint64_t start = now_ns();
+    static char table[160];   /* bench_table: the row being measured, for make bench-count */
+    bench_read_iters();
     print_machine();
+    bench_print_iters();
 
     /* shared inputs of the allocator workloads */
     static size_t fixed_sizes[LIVE], mixed_sizes[LIVE];
@@ -246,6 +249,8 @@ int main(void) {
     buffet_allocator heap_as[2] = { buffet_heap(), { NULL, NULL } };
     const char *heap_names[3] = { "malloc", "buffet_heap", "zero" };
     for (int w = 0; w < (int)NPAIR + 2; w++) {
+        snprintf(table, sizeof table, "a) heap vs malloc: %s", alloc_row_name(w, tmp, sizeof tmp));
+        bench_table = table;
         alloc_row(w, heap_as, heap_names, 3, r, fixed_sizes, mixed_sizes, perm, ptrs);
         printf("%-27s %9.1f %11.1f %10.1f %11.2fx %11.2fx\n", alloc_row_name(w, tmp, sizeof tmp),
                r[0], r[1], r[2], r[0] / r[1], r[0] / r[2]);
@@ -259,6 +264,8 @@ int main(void) {
     buffet_allocator dbg_as[1] = { buffet_debug_allocator(dbg) };
     const char *dbg_names[2] = { "malloc", "debug" };
     for (int w = 0; w < (int)NPAIR + 2; w++) {
+        snprintf(table, sizeof table, "b) debug vs malloc: %s", alloc_row_name(w, tmp, sizeof tmp));
+        bench_table = table;
         alloc_row(w, dbg_as, dbg_names, 2, r, fixed_sizes, mixed_sizes, perm, ptrs);
         printf("%-27s %9.1f %11.1f %11.3fx\n", alloc_row_name(w, tmp, sizeof tmp), r[0], r[1], r[0] / r[1]);
         fflush(stdout);
@@ -308,10 +315,12 @@ int main(void) {
                 c[i].name = i ? "memcpy" : "chain"; c[i].run = run_chain; c[i].ctx = &x[i];
                 c[i].ops_per_iter = 1.0;
             }
+            snprintf(tmp, sizeof tmp, "%3zu x %5zu B = %zu KiB", n, piece, total / 1024);
+            snprintf(table, sizeof table, "c) chain vs memcpy, to %s: %s", sink_names[k], tmp);
+            bench_table = table;
             measure(c, 2, r, TARGET_NS, 1);
             if (buffet_chain_len(&x[0].chain) != 0) die("chain not empty after consume");
             buffet_chain_deinit(&x[0].chain);
-            snprintf(tmp, sizeof tmp, "%3zu x %5zu B = %zu KiB", n, piece, total / 1024);
             printf("%-22s %-10s %10.0f %10.0f %10.2fx\n", tmp, sink_names[k], r[0], r[1], r[1] / r[0]);
             fflush(stdout);
         }
@@ -328,7 +337,8 @@ int main(void) {
     printf("\nd) resizing a block: buffet_realloc over the heap vs realloc(3) (ms per whole sequence)\n");
     printf("%-34s %10s %10s %14s\n", "sequence", "realloc", "buffet", "realloc/buffet");
     static const char *grow_names[3] = { "grow +4 KiB steps to 8 MiB", "grow x1.5 steps to 256 MiB", "1 MiB, shrink to 16 B" };
-    for (int shape = 0; shape < 3; shape++) {
+    /* a whole sequence per iteration: page faults and mremap, not instructions, are its cost */
+    for (int shape = 0; shape < 3 && !fixed_iters; shape++) {
         grow_ctx gx[2];
         contestant c[2];
         for (int i = 0; i < 2; i++) {

@@ -1,3 +1,4 @@
+// count-iters: 20000
 // link: -ldl
 // pkg-config-optional: vulkan
 /* bench_gpu.c - buffet_gpu.h against the peers a GPU programmer would otherwise use, side by side
@@ -326,6 +327,8 @@ static void section_a(void) {
     static const char *what[3] = {
         NULL, "   the same with every size 64 KiB (no branch left to mispredict: the best case):\n",
         "   random sizes, random alignments (1 in 8 aligned to 4 KiB, 1 in 32 to 64 KiB, else 256):\n" };
+    static const char *table[3] = {"a) suballocator pair, random sizes", "a) suballocator pair, every size 64 KiB",
+                                   "a) suballocator pair, random sizes and alignments"};
     contestant c[3];
     double r[3], pair_ratio = 0;
     sa_waste w[2];
@@ -340,6 +343,7 @@ static void section_a(void) {
         c[0] = (contestant){ "buffet_gpu_vblock (TLSF)", run_pairs_buffet, &x[0], 1.0 };
         c[1] = (contestant){ "power-of-two buddy (in this file)", run_pairs_buddy, &x[1], 1.0 };
         c[2] = (contestant){ "the loop alone (no allocator)", run_pairs_none, &x[2], 1.0 };
+        bench_table = table[k];
         measure(c, 3, r, TARGET_NS, 4096);
         if (k) printf("%s", what[k]);
         for (int i = 0; i < 2; i++)
@@ -510,6 +514,7 @@ static void section_b(void) {
 #else
     if (d) printf("   (no <vulkan/vulkan.h> at build time: the per-buffer Vulkan path is not measured)\n");
 #endif
+    bench_table = "b) buffer create + destroy";
     measure(c, n, r, TARGET_NS, 256);
     for (int i = 0; i < n; i++) printf("   %-52s %10.1f %11.1fx\n", c[i].name, r[i], r[i] / r[0]);
     if (n > 1) goal_create_ratio = r[1] / r[0];
@@ -579,6 +584,8 @@ static void up_teardown(up_ctx *x) {
 
 static void section_c(void) {
     static const buffet_gpu_backend which[2] = {BUFFET_GPU_VULKAN, BUFFET_GPU_HOST};
+    size_t keep_iters = fixed_iters;
+    if (fixed_iters) fixed_iters = 1;   /* an iteration moves 64 MiB: one is enough to count */
     printf("\nc) upload of a 64 MiB chain (1024 pieces of 64 KiB) into a device-local buffer vs memcpy of the\n"
            "   same pieces into one buffer; GB/s (higher is better)\n");
     printf("   %-52s %10s %14s\n", "contestant", "GB/s", "buffet/memcpy");
@@ -597,6 +604,7 @@ static void section_c(void) {
                  x.dst->data ? "memory host-visible: written in place" : "staging + copy command");
         c[0] = (contestant){ name, run_upload, &x, 1.0 };
         c[1] = (contestant){ "memcpy of the same pieces", run_memcpy, &x, 1.0 };
+        bench_table = k ? "c) 64 MiB chain upload, host" : "c) 64 MiB chain upload, Vulkan";
         measure(c, 2, r, 100000000.0, 1);
         for (int i = 0; i < 2; i++)
             printf("   %-52s %10.2f %13.2fx\n", c[i].name, (double)UP_BYTES / r[i], r[1] / r[i]);
@@ -604,6 +612,7 @@ static void section_c(void) {
         up_teardown(&x);
         buffet_gpu_device_destroy(d);
     }
+    fixed_iters = keep_iters;
     print_spread();
 }
 

@@ -12,6 +12,7 @@
 #   fuzz      tests/fuzz/fuzz_*.c under libFuzzer with ASan and UBSan (clang), each for
 #             BUFFET_FUZZ_SECONDS (default 60) from its seed corpus tests/fuzz/corpus/NAME/
 #   demo      examples/*.c, gcc, C11, -O2          bench   bench/*.c, gcc, C11, -O2 -g
+#   count     bench/*.c under valgrind --tool=callgrind: instructions per operation (make bench-count)
 #   cuda      tests/test_gpu_*.c against the real CUDA driver (a machine with a GPU), and the nvcc
 #             checks (test mode runs these too: every header as CUDA, examples/*.cu built and run)
 # The test, asan, valgrind and aarch64 modes also replay every fuzzer's seed corpus (the fuzzer
@@ -402,8 +403,31 @@ bench)
     timeout_s=${BUFFET_TEST_TIMEOUT:-0}  # benchmarks take as long as they take
     for src in bench/*.c; do [ ! -e "$src" ] || program bench "$src" gcc "$C $WARN -O2 -g -pthread"; done
     ;;
+count)
+    # make bench-count: the benches' loops under callgrind, each contestant's run counted alone
+    # (bench.h's bench_run), then instructions per operation (tools/bench_count.py): numbers that
+    # do not move with the machine's noise. The settings are the ones the benches ask for under
+    # valgrind (see their header comments).
+    timeout_s=${BUFFET_TEST_TIMEOUT:-0}
+    if ! command -v valgrind >/dev/null; then skip valgrind "valgrind not installed (make deps)"
+    else
+        rm -rf build/count
+        export BUFFET_BENCH_COUNT=1 BUFFET_BENCH_DPDK_NOHUGE=1
+        export BUFFET_BENCH_REEXEC=1 GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
+        for src in bench/*.c; do
+            name=$(basename "$src" .c)
+            # callgrind sees user space only; a socket benchmark's cost is the kernel's
+            if [ "$name" = bench_net ]; then echo "(bench_net not counted: its cost is in the kernel, which callgrind does not see)"; continue; fi
+            # a bench's "// count-iters: N" line: iterations per contestant (an iteration's size varies)
+            iters=$(directive "$src" count-iters | xargs)
+            BUFFET_BENCH_ITERS=${BUFFET_BENCH_ITERS:-${iters:-2000}} program count "$src" gcc "$C $WARN -O2 -g -pthread" \
+                valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="build/count/$name.%p.out"
+        done
+        python3 tools/bench_count.py build/count || fail "bench_count.py"
+    fi
+    ;;
 *)
-    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|aarch64|fuzz|demo|bench|cuda" >&2; exit 2 ;;
+    echo "usage: tools/run_tests.sh test|asan|tsan|valgrind|aarch64|fuzz|demo|bench|count|cuda" >&2; exit 2 ;;
 esac
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
