@@ -5,6 +5,7 @@
 #   make fuzz            each tests/fuzz/ fuzzer under libFuzzer + ASan + UBSan for
 #                        BUFFET_FUZZ_SECONDS (default 60)
 #   make demo            run examples/*.c    make bench       run bench/*.c
+#   make bench-plot      docs/bench_ratios.svg from docs/bench_ratios.dat (gnuplot; exit 77: none)
 #   make test-cuda       the GPU tests on the real CUDA driver (a machine with a GPU) and nvcc
 #   make install         PREFIX=/usr/local, DESTDIR honoured; make uninstall; make clean
 #   make deps            (root) the Debian packages the tests need; make bench-deps for the peers
@@ -28,7 +29,7 @@ DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-r
 BENCH_DEPS = libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtalloc-dev libapr1-dev \
              libdpdk-dev python3-prometheus-client iperf3
 
-.PHONY: test test-asan test-tsan test-valgrind test-aarch64 test-cuda fuzz demo bench install uninstall clean deps bench-deps version
+.PHONY: test test-asan test-tsan test-valgrind test-aarch64 test-cuda fuzz demo bench bench-plot install uninstall clean deps bench-deps version
 
 test:
 	@tools/run_tests.sh test
@@ -48,6 +49,8 @@ demo:
 	@tools/run_tests.sh demo
 bench:
 	@tools/run_tests.sh bench
+bench-plot:
+	@tools/bench_plot.sh
 
 version:
 	@echo $(VERSION)
