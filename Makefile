@@ -6,6 +6,7 @@
 #                        BUFFET_FUZZ_SECONDS (default 60)
 #   make demo            run examples/*.c    make bench       run bench/*.c
 #   make bench-count     the benches' loops under callgrind: instructions per operation
+#   make bench-plot      docs/bench_ratios.svg from docs/bench_ratios.dat (gnuplot; exit 77: none)
 #   make test-cuda       the GPU tests on the real CUDA driver (a machine with a GPU) and nvcc
 #   make install         PREFIX=/usr/local, DESTDIR honoured; make uninstall; make clean
 #   make deps            (root) the Debian packages the tests need; make bench-deps for the peers
@@ -27,9 +28,9 @@ DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-r
        libc6-dev-arm64-cross qemu-user-static spin liblua5.4-dev libsqlite3-dev socat iproute2 \
        mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-validationlayers glslc
 BENCH_DEPS = libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtalloc-dev libapr1-dev \
-             libdpdk-dev python3-prometheus-client iperf3
+             libdpdk-dev python3-prometheus-client iperf3 gnuplot-nox
 
-.PHONY: test test-asan test-tsan test-valgrind test-aarch64 test-cuda fuzz demo bench bench-count install uninstall clean deps bench-deps version
+.PHONY: test test-asan test-tsan test-valgrind test-aarch64 test-cuda fuzz demo bench bench-count bench-plot install uninstall clean deps bench-deps version
 
 test:
 	@tools/run_tests.sh test
@@ -51,6 +52,8 @@ bench:
 	@tools/run_tests.sh bench
 bench-count:
 	@tools/run_tests.sh count
+bench-plot:
+	@tools/bench_plot.sh
 
 version:
 	@echo $(VERSION)
