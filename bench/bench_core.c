@@ -1,3 +1,4 @@
+// count-iters: 200
 // link:
 /* bench_core.c - buffet.h against the peers a C programmer would otherwise use, side by side in
    one process run:
