@@ -290,6 +290,16 @@ compile_checks() {  # CC CXX
     echo "== compile checks $cc/$cxx: $((passed - p0)) passed, $((failed - f0)) failed"
 }
 
+# bench_builds: every bench/*.c compiles (gcc, C11, -O2, warnings as errors), with the peers that
+# are installed: nothing else in make test builds them, and make bench runs only where asked.
+bench_builds() {
+    local src libs
+    for src in bench/*.c; do
+        libs=$(libs_for "$src") || { skip "${libs%% *}" "$src needs pkg-config packages: $libs"; continue; }
+        check "bench builds: $src" gcc $C $WARN -O2 -pthread -I. "$src" -x none -o "build/checks/$(basename "$src" .c)" $libs
+    done
+}
+
 # nvcc_checks: every header compiles (implementation included) as CUDA C++ with nvcc, warnings as
 # errors, and every examples/*.cu builds and runs (it says so and exits 0 where no GPU answers).
 nvcc_checks() {
@@ -333,6 +343,7 @@ test)
         compile_checks "${pair%:*}" "${pair#*:}"
     done
     nvcc_checks
+    bench_builds
     if command -v glslc >/dev/null; then check "SPIR-V matches examples/shaders/transform.comp" sh examples/shaders/make_spv.sh --check
     else skip glslc "glslc not installed (make deps): the committed SPIR-V is not checked against its source"; fi
     script install tools/check_install.sh
