@@ -79,7 +79,9 @@
      reference to or a clone of a free packet; a chain that would make a cycle or put a segment
      in two chains; a packet whose lengths do not add up (pkt_len, len, data_off or nb_segs
      written so); pools with classes below 8 bytes or on NUMA nodes that do not exist; bursts
-     larger than the cache; more than BUFFET_PKT_MAX_POOLS pools at once.
+     larger than the cache; more than BUFFET_PKT_MAX_POOLS pools at once. Raw buffers
+     (buffet_pkt_alloc_bulk_raw) are checked by their addresses only, in release builds: see
+     RAW BUFFERS below for what that catches and what only debug builds catch.
 */
 #ifndef BUFFET_PACKET_H_INCLUDED
 #define BUFFET_PACKET_H_INCLUDED
@@ -192,6 +194,15 @@ typedef struct buffet_pkt_cache {
     pthread_t owner;                /* the creating thread: the allocator face routes others to the pool */
     struct buffet_pkt_cache *next_in_pool;
     buffet_pkt_cache_class cls[BUFFET_PKT_MAX_CLASSES + 1];
+    /* Per class, its largest region (as of the last refill), so that raw buffers given back are
+       told to be that class's headers by their addresses alone: header i sits at lo + i * stride,
+       i < n; stride = odd << shift, inv the inverse of odd modulo 2^64 (n 0: no region yet).
+       Buffers of the class's other regions (a class on huge pages has its remainder in a second
+       one; growth adds more) take the careful path. Apart from cls[], which keeps the single
+       alloc and free paths at a power-of-two stride. */
+    uint64_t raw_lo[BUFFET_PKT_MAX_CLASSES + 1], raw_n[BUFFET_PKT_MAX_CLASSES + 1];
+    uint64_t raw_inv[BUFFET_PKT_MAX_CLASSES + 1];
+    unsigned char raw_shift[BUFFET_PKT_MAX_CLASSES + 1];
     void *objs[BUFFET_PKT_MAX_CLASSES + 1][BUFFET_PKT_CACHE_MAX];
 } buffet_pkt_cache;
 
@@ -290,17 +301,23 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
        Debug builds read p->next and p->buf here, never p->pool: the slow path finds p by its
        address before it follows anything in it. */
     if (__builtin_expect(p != NULL && p->next == NULL && p->buf == (unsigned char *)p + c->hdr_size && !c->checks &&
-                         BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1 && p->pool == c->pool && p->nb_segs == 1 &&
-                         c->cls[p->cls].count < c->size, 1)) {
-        buffet_pkt_cache_class *k = &c->cls[p->cls];
-        /* A free buffer counts 0, so a second free is caught, not cached twice. Relaxed: the
-           caller held the only reference, so no other thread may touch the count now; the
-           buffer's next owner gets it through this thread's cache or the ring's release. */
-        BUFFET__STORE(&p->refcnt, (uint16_t)0, BUFFET__RELAXED);
-        BUFFET__POISON(p->buf, p->buf_len);
-        c->objs[p->cls][k->count++] = p;
-        k->frees++;
-        return;
+                         p->pool == c->pool && p->nb_segs == 1, 1)) {
+        unsigned k = p->cls;
+        buffet_pkt_cache_class *kc = &c->cls[k];
+        uint32_t n = kc->count;
+        /* The reference count is read last and written last: every cache field is in a register
+           by then, so neither the acquire nor the store makes the compiler load one again. */
+        if (__builtin_expect(n < c->size && BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1, 1)) {
+            c->objs[k][n] = p;
+            kc->count = n + 1;
+            kc->frees++;
+            BUFFET__POISON(p->buf, p->buf_len);
+            /* A free buffer counts 0, so a second free is caught, not cached twice. Relaxed: the
+               caller held the only reference, so no other thread may touch the count now; the
+               buffer's next owner gets it through this thread's cache or the ring's release. */
+            BUFFET__STORE(&p->refcnt, (uint16_t)0, BUFFET__RELAXED);
+            return;
+        }
     }
     buffet__pkt_free_slow(c, p, site);
 }
@@ -315,13 +332,111 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buf
 /* Freeing is dropping a reference: the pair of buffet_pkt_ref. */
 #define buffet_pkt_unref(...) buffet_pkt_free_at(__VA_ARGS__, BUFFET_SITE)
 
-/* n packets of class cls into pkts[0..n), all or nothing. `site` is recorded for each in debug
-   builds. Returns: n or 0 (buffet_alloc_error says why). Thread: owned (c). */
+/* n packets of class cls into pkts[0..n), all or nothing, each reset as buffet_pkt_alloc's.
+   `site` is recorded for each in debug builds. Errors (0 returned, nothing taken, recorded for
+   buffet_alloc_error): BUFFET_ERR_INVALID (no cache or array, n 0, no such class),
+   BUFFET_ERR_TOO_LARGE (n above the cache's size: counted and logged), and the reasons of
+   buffet_pkt_alloc. Returns: n or 0. Thread: owned (c). */
 BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n, buffet_site site);
 #define buffet_pkt_alloc_bulk(...) buffet_pkt_alloc_bulk_at(__VA_ARGS__, BUFFET_SITE)
-/* Free n packets (as buffet_pkt_free each). Thread: owned (c). */
+/* Free n packets, as buffet_pkt_free each, in order (a NULL entry does nothing; a packet refused
+   is counted and logged, and the others are still freed). The burst is checked once, packet by
+   packet, then its pointers moved: plain packets of one class (one segment, one reference, the
+   cache's pool) take no other path. Thread: owned (c). */
 BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n, buffet_site site);
 #define buffet_pkt_free_bulk(...) buffet_pkt_free_bulk_at(__VA_ARGS__, BUFFET_SITE)
+
+/* RAW BUFFERS: the bulk paths of rte_mempool_get_bulk / put_bulk, for code that fills headers
+   itself (an RX path) or hands data rooms to a kernel ring, where a header reset per buffer is
+   waste. A raw buffer is a free buffer lent out:
+     fixed     buf, pool, buf_len, cls and flags (0) hold as for any packet of its class; the
+               caller must not change them (the free paths find a buffer's place through them)
+     refcnt    0: to buffet (buffet_pkt_free, ref, clone, ...) a raw buffer is a free one, and
+               is refused as such (a double free, counted and logged)
+     the rest  data_off, next, lengths, nb_segs and metadata: unspecified (what its last user
+               left); the data room's bytes too (addressable; valgrind: undefined)
+   To make it a packet the caller sets every field from data_off on as buffet_pkt_alloc leaves
+   them: buffet_pkt_init_raw does exactly that (data_off the headroom, refcnt and nb_segs 1, next
+   NULL, the rest 0), or the caller writes them itself (refcnt 1 and nb_segs 1 last, lengths that
+   add up, data_off + len within buf_len); from then on it is a packet like any other, freed by
+   buffet_pkt_free or buffet_pkt_free_bulk, never by buffet_pkt_free_bulk_raw.
+   Checks: a raw burst given back is checked by its addresses, without reading the headers
+   (whose cache lines an RX path or a kernel ring may never have touched): each pointer must be
+   a header's place in a region of the first one's class (one multiply per buffer), else the
+   burst goes the careful way, buffer by buffer, where NULL entries do nothing, another live
+   pool's buffers go to that pool, and anything else (a stack or heap block, a copy of a header,
+   a pointer into a buffer, a clone's header) is refused, counted and logged. The careful way
+   also refuses a packet (refcnt above 0) given back raw. What the addresses cannot tell, a
+   packet still in use or a raw buffer given back twice, only debug builds catch (they track
+   every buffer, and take the careful way always): release builds trust the caller there, as
+   DPDK's rte_mempool_put_bulk does. */
+/* Internal: the out-of-line paths of the raw bulk calls (refill, spill, checks, debug builds). */
+BUFFET_API size_t buffet__pkt_alloc_bulk_raw_slow(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n,
+                                                  buffet_site site);
+BUFFET_API void buffet__pkt_free_bulk_raw_slow(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n,
+                                               buffet_site site);
+/* n raw buffers of data class cls into pkts[0..n), all or nothing; headers untouched (see
+   RAW BUFFERS). Errors: as buffet_pkt_alloc_bulk. Returns: n or 0. Thread: owned (c). */
+static inline size_t buffet_pkt_alloc_bulk_raw_at(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n,
+                                                  buffet_site site) {
+    /* Inline when the cache holds the burst: a pointer copy, nothing read from the buffers. */
+    if (__builtin_expect(c != NULL && pkts != NULL && cls < c->nclasses && n - 1 < c->cls[cls].count &&
+                         !c->checks && !BUFFET_TRACK_ASAN && !BUFFET_TRACK_VALGRIND, 1)) {
+        buffet_pkt_cache_class *k = &c->cls[cls];
+        k->count -= (uint32_t)n;
+        memcpy(pkts, c->objs[cls] + k->count, n * sizeof *pkts);
+        k->allocs += n;
+        return n;
+    }
+    return buffet__pkt_alloc_bulk_raw_slow(c, cls, pkts, n, site);
+}
+/* Give n raw buffers back (any data classes, any live pools: another pool's go to that pool); a
+   NULL entry does nothing, a refused one is counted and logged and the others still go back.
+   Nothing of a header is written. Thread: owned (c). */
+static inline void buffet_pkt_free_bulk_raw_at(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n,
+                                               buffet_site site) {
+    /* Inline when the cache has room and every pointer lies in the region of the first one's
+       class: the burst is checked by addresses alone (one header read, for the class), then the
+       pointers are copied. The rest (another region, class or pool, NULL, debug builds) goes
+       the careful way, buffer by buffer. */
+    if (__builtin_expect(c != NULL && pkts != NULL && n != 0 && pkts[0] != NULL && !c->checks &&
+                         !BUFFET_TRACK_ASAN && !BUFFET_TRACK_VALGRIND, 1)) {
+        unsigned k = pkts[0]->cls;
+        if (k < c->nclasses && n <= c->size - c->cls[k].count) {
+            buffet_pkt_cache_class *kc = &c->cls[k];
+            uint64_t lo = c->raw_lo[k], inv = c->raw_inv[k], count = c->raw_n[k], bad = 0;
+            unsigned shift = c->raw_shift[k];
+            size_t i;
+            /* The header index of each pointer, exact or huge: (p - lo) / stride when stride divides
+               it, else above any index (the distance times the inverse of stride's odd part,
+               rotated by its power of two). NULL, foreign memory, another class or region, and a
+               pointer into a buffer all fail, with no branch and no header read per buffer. */
+            for (i = 0; i < n; i++) {
+                uint64_t x = ((uint64_t)(uintptr_t)pkts[i] - lo) * inv;
+                x = (x >> shift) | (x << ((64 - shift) & 63));
+                bad |= (uint64_t)(x >= count);
+            }
+            if (bad == 0) {
+                memcpy(c->objs[k] + kc->count, pkts, n * sizeof *pkts);
+                kc->count += (uint32_t)n;
+                kc->frees += n;
+                return;
+            }
+        }
+    }
+    buffet__pkt_free_bulk_raw_slow(c, pkts, n, site);
+}
+#define buffet_pkt_alloc_bulk_raw(...) buffet_pkt_alloc_bulk_raw_at(__VA_ARGS__, BUFFET_SITE)
+#define buffet_pkt_free_bulk_raw(...) buffet_pkt_free_bulk_raw_at(__VA_ARGS__, BUFFET_SITE)
+/* The data room of a buffer of c's pool (p->buf), found without reading p's header: for posting
+   raw buffers to a device or kernel ring without touching their headers' cache lines. */
+static inline unsigned char *buffet_pkt_raw_buf(const buffet_pkt_cache *c, buffet_pkt *p) {
+    return (unsigned char *)p + c->hdr_size;
+}
+/* Make raw buffer p (of c's pool) an empty packet, as buffet_pkt_alloc makes one. Thread: owned (p). */
+static inline void buffet_pkt_init_raw(const buffet_pkt_cache *c, buffet_pkt *p) {
+    buffet__pkt_reset(p, c->headroom);
+}
 /* Allocate / free without a cache (a ring operation each; the free refuses what buffet_pkt_free
    refuses). Thread: safe. */
 BUFFET_API buffet_pkt *buffet_pkt_alloc_shared_at(buffet_pkt_pool *p, size_t size, buffet_site site);
@@ -547,7 +662,7 @@ static uint32_t buffet__ring_take(buffet__ring *r, void **objs, uint32_t n) {
 #define BUFFET__PKT_DEFAULT_CLASSES {64, 128, 256, 512, 1024, 2048, 9216}
 
 enum { BUFFET__PKT_OP_ALLOC = 1, BUFFET__PKT_OP_FREE, BUFFET__PKT_OP_REF, BUFFET__PKT_OP_CLONE,
-       BUFFET__PKT_OP_CACHE_IN, BUFFET__PKT_OP_CACHE_OUT };
+       BUFFET__PKT_OP_CACHE_IN, BUFFET__PKT_OP_CACHE_OUT, BUFFET__PKT_OP_ALLOC_RAW, BUFFET__PKT_OP_FREE_RAW };
 
 typedef struct buffet__pkt_dbg {
     uint32_t out;                   /* atomic: 1 while allocated */
@@ -581,6 +696,11 @@ typedef struct buffet__pkt_class {
     size_t stride, created, max, grow;
     uint64_t allocs, frees, failures, misses;   /* merged from caches; under the pool's lock */
     bool high;                      /* above the high watermark */
+    uint64_t lo, n;                 /* the largest region's first header and header count (data
+                                       classes; under the lock): what caches check raw buffers
+                                       given back against (see buffet_pkt_cache) */
+    uint64_t inv;                   /* stride = odd << shift: inv * odd == 1 modulo 2^64 */
+    unsigned char shift;
 } buffet__pkt_class;
 
 /* External memory: this sits at the start of the caller's block, the data room after it. */
@@ -1090,6 +1210,10 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
         }
     }
     for (i = 0; k < p->nclasses && i < n; i++) BUFFET__POISON(buffet__pkt_elem(p, r, i)->buf, c->buf_len);
+    if (k < p->nclasses && n > c->n) {   /* one mapping holds nothing but this class's buffers */
+        c->lo = (uint64_t)r->lo;
+        c->n = n;
+    }
     for (i = 0; i < n; i += BUFFET__PKT_BATCH_MAX) {
         void *batch[BUFFET__PKT_BATCH_MAX];
         size_t j, b = n - i < BUFFET__PKT_BATCH_MAX ? n - i : BUFFET__PKT_BATCH_MAX;
@@ -1246,6 +1370,12 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
         raw = p->pre + p->hdr_size + c->buf_len + p->post;
         c->stride = (raw + 63) & ~(size_t)63;
         if (buffet_is_pow2(c->stride) && c->stride >= 256) c->stride += 64;
+        {   /* stride = odd << shift, and odd's inverse (Newton: each step doubles the good bits) */
+            uint64_t odd = c->stride;
+            int i;
+            for (c->shift = 0; (odd & 1) == 0; odd >>= 1) c->shift++;
+            for (c->inv = odd, i = 0; i < 5; i++) c->inv *= 2 - odd * c->inv;
+        }
         /* Clones are headers only; there can be as many as buffers of every class together, up
            to 2^30 (so the ring's slot count fits its 32-bit counters with room to spare). */
         c->max = k < n ? d.max : d.max * n < ((size_t)1 << 30) ? d.max * n : ((size_t)1 << 30);
@@ -1373,6 +1503,17 @@ BUFFET_API int buffet_pkt_pool_class(const buffet_pkt_pool *p, size_t size) {
 }
 
 /* >>caches */
+/* Bring c's region ranges up to date (see buffet_pkt_free_bulk_raw). Called locked. */
+static void buffet__pkt_sync_ranges(buffet_pkt_cache *c) {
+    unsigned k;
+    for (k = 0; k < c->nclasses; k++) {
+        c->raw_lo[k] = c->pool->cls[k].lo;
+        c->raw_n[k] = c->pool->cls[k].n;
+        c->raw_inv[k] = c->pool->cls[k].inv;
+        c->raw_shift[k] = c->pool->cls[k].shift;
+    }
+}
+
 BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buffet_pkt_pool *p, uint32_t size, buffet_site site) {
     buffet_pkt_cache *c;
     bool dying;
@@ -1395,6 +1536,7 @@ BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buff
     if (!dying) {
         c->next_in_pool = p->caches;
         p->caches = c;
+        buffet__pkt_sync_ranges(c);
     }
     buffet__pkt_unlock(p);
     if (dying) {
@@ -1452,6 +1594,7 @@ BUFFET_API void buffet_pkt_cache_flush(buffet_pkt_cache *c) {
     }
     pthread_mutex_lock(&c->pool->mu);
     for (k = 0; k <= c->nclasses; k++) buffet__pkt_merge(c->pool, &c->cls[k], k, &ev);
+    buffet__pkt_sync_ranges(c);
     buffet__pkt_unlock(c->pool);
     buffet__pkt_fire(c->pool, &ev);
 }
@@ -1518,8 +1661,9 @@ static buffet_pkt *buffet__pkt_failed(buffet_pkt_pool *p, unsigned k, size_t siz
     return (buffet_pkt *)buffet_alloc_fail(why, text);
 }
 
-/* A buffer is handed out: debug bookkeeping, then a fresh header. */
-static void buffet__pkt_handout(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, buffet_site site) {
+/* A buffer leaves the pool's hands: its data room addressable, and the debug bookkeeping (taken
+   by `site`, through `op`). The header is not touched. */
+static void buffet__pkt_lend(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, uint32_t op, buffet_site site) {
     if (k < p->nclasses) BUFFET__UNPOISON(h->buf, h->buf_len);
     if (p->checks) {
         buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "alloc", site);
@@ -1531,9 +1675,14 @@ static void buffet__pkt_handout(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, b
             BUFFET__STORE(&d->taken.where, site.where, BUFFET__RELAXED);
             BUFFET__STORE(&d->taken.func, site.func, BUFFET__RELAXED);
             buffet__pkt_note(d, BUFFET__PKT_OP_CACHE_OUT, site);
-            buffet__pkt_note(d, BUFFET__PKT_OP_ALLOC, site);
+            buffet__pkt_note(d, op, site);
         }
     }
+}
+
+/* A buffer is handed out as a packet: lent, then a fresh header. */
+static void buffet__pkt_handout(buffet_pkt_pool *p, buffet_pkt *h, unsigned k, buffet_site site) {
+    buffet__pkt_lend(p, h, k, BUFFET__PKT_OP_ALLOC, site);
     buffet__pkt_reset(h, k < p->nclasses ? (uint16_t)p->headroom : 0);
 }
 
@@ -1554,6 +1703,7 @@ BUFFET_API buffet_pkt *buffet__pkt_alloc_slow(buffet_pkt_cache *c, unsigned k, b
         ev.n = 0;
         pthread_mutex_lock(&p->mu);
         buffet__pkt_merge(p, kc, k, &ev);
+        buffet__pkt_sync_ranges(c);
         buffet__pkt_unlock(p);
         buffet__pkt_fire(p, &ev);
         if (kc->count == 0) return buffet__pkt_failed(p, k, p->cls[k].data_room);
@@ -1570,6 +1720,17 @@ BUFFET_API buffet_pkt *buffet_pkt_alloc_at(buffet_pkt_cache *c, size_t size, buf
     k = buffet_pkt_pool_class(c->pool, size);
     if (k < 0) return buffet__pkt_failed(c->pool, c->nclasses ? c->nclasses - 1 : 0, size);
     return buffet_pkt_alloc_class_at(c, (unsigned)k, site);
+}
+
+/* Make room in c's class k: half the cache goes to the store, rounded to whole batches when it
+   holds any, so no lock is needed. */
+static void buffet__pkt_spill(buffet_pkt_cache *c, unsigned k) {
+    buffet_pkt_cache_class *kc = &c->cls[k];
+    uint32_t half = c->size / 2 ? c->size / 2 : 1, b = c->pool->cls[k].batch;
+    if (half >= b) half -= half % b;
+    if (half > kc->count) half = kc->count;
+    buffet__pkt_store_put(c->pool, k, c->objs[k] + kc->count - half, half, false);
+    kc->count -= half;
 }
 
 /* Return buffer h (header of class h->cls, refcount 0) to cache c, or to its ring. */
@@ -1592,13 +1753,7 @@ static void buffet__pkt_put(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site
     if (k < p->nclasses) BUFFET__POISON(h->buf, h->buf_len);   /* headers stay readable: buffet checks them */
     if (c && c->pool == p) {
         buffet_pkt_cache_class *kc = &c->cls[k];
-        if (kc->count == c->size) {
-            /* Half the cache, rounded to whole batches when it holds any, so no lock is needed. */
-            uint32_t half = c->size / 2 ? c->size / 2 : 1, b = p->cls[k].batch;
-            if (half >= b) half -= half % b;
-            buffet__pkt_store_put(p, k, c->objs[k] + kc->count - half, half, false);
-            kc->count -= half;
-        }
+        if (kc->count == c->size) buffet__pkt_spill(c, k);
         c->objs[k][kc->count++] = h;
         kc->frees++;
         return;
@@ -1685,9 +1840,12 @@ static void buffet__pkt_free_segs(buffet_pkt_cache *c, buffet_pkt *p, buffet_sit
 
 BUFFET_API void buffet__pkt_free_slow(buffet_pkt_cache *c, buffet_pkt *p, buffet_site site) { buffet__pkt_free_segs(c, p, site, true); }
 
-BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n, buffet_site site) {
+/* Move n buffers of data class k from cache c (topped up first when short) to pkts, counted as
+   allocations. Returns: n, or 0 with nothing taken (counted, logged where the pool is at fault,
+   and recorded for buffet_alloc_error). */
+static size_t buffet__pkt_take_burst(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n,
+                                     buffet_site site) {
     buffet_pkt_cache_class *kc;
-    size_t i;
     if (!c || !pkts || n == 0 || k >= c->nclasses) {
         buffet_alloc_fail(BUFFET_ERR_INVALID, "no cache or array, n 0, or no such class");
         return 0;
@@ -1716,6 +1874,7 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
         ev.n = 0;
         pthread_mutex_lock(&c->pool->mu);
         buffet__pkt_merge(c->pool, kc, k, &ev);
+        buffet__pkt_sync_ranges(c);
         buffet__pkt_unlock(c->pool);
         buffet__pkt_fire(c->pool, &ev);
         if (n > kc->count) {
@@ -1726,21 +1885,197 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
     kc->count -= (uint32_t)n;
     memcpy(pkts, c->objs[k] + kc->count, n * sizeof *pkts);
     kc->allocs += n;
+    return n;
+}
+
+BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n, buffet_site site) {
+    size_t i;
+    buffet_pkt fresh;
+    if (!buffet__pkt_take_burst(c, k, pkts, n, site)) return 0;
     if (c->checks) {
         for (i = 0; i < n; i++) buffet__pkt_handout(c->pool, pkts[i], k, site);
-    } else {
+        return n;
+    }
+    /* Every header of the burst gets the same bytes from buf_len on: the fixed fields of its
+       class (as they are) and a fresh packet's (as buffet__pkt_reset writes them), as three
+       16-byte stores where the compiler has vectors, else as whole words. */
+    memset(&fresh, 0, sizeof fresh);
+    fresh.buf_len = c->pool->cls[k].buf_len;
+    fresh.cls = (uint8_t)k;
+    buffet__pkt_reset(&fresh, c->headroom);
+    for (i = 0; i < n; i++) BUFFET__UNPOISON(pkts[i]->buf, pkts[i]->buf_len);
+#if defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON))
+    if (sizeof fresh - offsetof(buffet_pkt, buf_len) == 48) {   /* 64-bit targets */
+        typedef uint64_t buffet__v2 __attribute__((vector_size(16)));
+        buffet__v2 a, b, d;
+        memcpy(&a, (unsigned char *)&fresh + offsetof(buffet_pkt, buf_len), 16);
+        memcpy(&b, (unsigned char *)&fresh + offsetof(buffet_pkt, buf_len) + 16, 16);
+        memcpy(&d, (unsigned char *)&fresh + offsetof(buffet_pkt, buf_len) + 32, 16);
+#if defined(__SSE2__)
+        /* opaque values: kept in registers, not rebuilt as constants inside the loop */
+        __asm__("" : "+x"(a), "+x"(b), "+x"(d));
+#endif
         for (i = 0; i < n; i++) {
-            BUFFET__UNPOISON(pkts[i]->buf, pkts[i]->buf_len);
-            buffet__pkt_reset(pkts[i], c->headroom);
+            unsigned char *h = (unsigned char *)pkts[i] + offsetof(buffet_pkt, buf_len);
+            memcpy(h, &a, 16);
+            memcpy(h + 16, &b, 16);
+            memcpy(h + 32, &d, 16);
         }
+        return n;
+    }
+#endif
+    for (i = 0; i < n; i++)
+        memcpy((unsigned char *)pkts[i] + offsetof(buffet_pkt, buf_len),
+               (unsigned char *)&fresh + offsetof(buffet_pkt, buf_len), sizeof fresh - offsetof(buffet_pkt, buf_len));
+    return n;
+}
+
+BUFFET_API size_t buffet__pkt_alloc_bulk_raw_slow(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n,
+                                                  buffet_site site) {
+    size_t i;
+    if (!buffet__pkt_take_burst(c, k, pkts, n, site)) return 0;
+    if (c->checks) {
+        for (i = 0; i < n; i++) buffet__pkt_lend(c->pool, pkts[i], k, BUFFET__PKT_OP_ALLOC_RAW, site);
+    } else if (BUFFET_TRACK_ASAN || BUFFET_TRACK_VALGRIND) {
+        for (i = 0; i < n; i++) BUFFET__UNPOISON(pkts[i]->buf, pkts[i]->buf_len);
     }
     return n;
 }
 
+/* Where in c a burst of n buffers of one class, headed by `first`, would go: the class (0 and
+   no room when first is no data buffer of c's pool: the caller takes the careful path), after
+   making room when the class cannot take the whole burst. Returns: how many fit, up to n. */
+static size_t buffet__pkt_burst_room(buffet_pkt_cache *c, const buffet_pkt *first, size_t n, unsigned *k) {
+    buffet_pkt_cache_class *kc;
+    /* first->pool compared, never followed; cls read only once the header is the pool's own */
+    if (!first || first->pool != c->pool || first->buf != (const unsigned char *)first + c->hdr_size ||
+        first->cls >= c->nclasses)
+        return 0;
+    *k = first->cls;
+    kc = &c->cls[*k];
+    if (n > c->size - kc->count && kc->count > c->size / 2) buffet__pkt_spill(c, *k);
+    return n < c->size - kc->count ? n : c->size - kc->count;
+}
+
+/* The release fast path of buffet_pkt_free_bulk: packets are checked as buffet_pkt_free's inline
+   path checks one, and moved while they pass. The cache's fields are locals, as the header stores
+   may alias them. Returns: how many were freed; the caller frees the rest one by one. */
+static size_t buffet__pkt_free_burst(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n) {
+    buffet_pkt_pool *pool = c->pool;
+    size_t hdr = c->hdr_size, m, i;
+    unsigned k = 0;
+    void **slot;
+    m = buffet__pkt_burst_room(c, pkts[0], n, &k);
+    slot = c->objs[k] + c->cls[k].count;
+    for (i = 0; i < m; i++) {
+        buffet_pkt *p = pkts[i];
+        /* Acquire on the count, as in buffet_pkt_free_at. A packet listed twice is caught: its
+           first free set the count 0, so the second stops here and goes the careful way. */
+        if (!p || p->next != NULL || p->buf != (unsigned char *)p + hdr || p->pool != pool || p->cls != k ||
+            BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) != 1 || p->nb_segs != 1)
+            break;
+        /* Relaxed: as in buffet_pkt_free_at (the caller held the only reference). */
+        BUFFET__STORE(&p->refcnt, (uint16_t)0, BUFFET__RELAXED);
+        BUFFET__POISON(p->buf, p->buf_len);
+        slot[i] = p;
+    }
+    c->cls[k].count += (uint32_t)i;
+    c->cls[k].frees += i;
+    return i;
+}
+
 BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n, buffet_site site) {
-    size_t i;
+    size_t i = 0;
     if (!pkts) return;
-    for (i = 0; i < n; i++) buffet_pkt_free_at(c, pkts[i], site);
+    if (!c) {   /* each to its pool, as buffet_pkt_free_shared */
+        for (; i < n; i++) buffet__pkt_free_slow(NULL, pkts[i], site);
+        return;
+    }
+    while (i < n) {
+        size_t done = c->checks ? 0 : buffet__pkt_free_burst(c, pkts + i, n - i);
+        i += done;
+        /* the one that stopped the burst (refused, another class or pool, a clone, a chain) */
+        if (!done && i < n) buffet_pkt_free_at(c, pkts[i++], site);
+    }
+}
+
+/* Give back raw buffer h, with every check (see RAW BUFFERS). c may be NULL or another pool's. */
+static void buffet__pkt_put_raw(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site) {
+    buffet_pkt_pool *p;
+    uint16_t refs;
+    if (!h || !buffet__pkt_check_header(c, h, "free_bulk_raw", site)) return;
+    p = h->pool;
+    if (h->cls >= p->nclasses) {
+        /* Relaxed: a statistic. */
+        BUFFET__FETCH_ADD(&p->foreign_frees, 1, BUFFET__RELAXED);
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
+                    "pool %s: free_bulk_raw of %p at %s in %s(): a clone's or an external packet's header, "
+                    "not a raw buffer: refused", p->name, (void *)h, buffet__site_where(site),
+                    buffet__site_func(site));
+        return;
+    }
+    if (p->checks) {
+        buffet__pkt_dbg *d = buffet__pkt_dbg_of(p, h, "free_bulk_raw", site);
+        if (!d) return;
+        /* acquire: pairs with the release stores of `out` (see buffet__pkt_seg_unref) */
+        if (!BUFFET__LOAD(&d->out, BUFFET__ACQUIRE)) {
+            const char *where = BUFFET__LOAD(&d->taken.where, BUFFET__RELAXED);
+            const char *func = BUFFET__LOAD(&d->taken.func, BUFFET__RELAXED);
+            BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);   /* a statistic */
+            BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
+                        "pool %s: double free of raw buffer %p at %s in %s(); it was taken at %s in %s()", p->name,
+                        (void *)h, buffet__site_where(site), buffet__site_func(site), where ? where : "?", func ? func : "?");
+            return;
+        }
+    }
+    /* Relaxed: 0 or not only; whoever passed h owns it, however it came to this thread. */
+    refs = BUFFET__LOAD(&h->refcnt, BUFFET__RELAXED);
+    if (refs != 0) {
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
+                    "pool %s: free_bulk_raw of %p at %s in %s(): a packet (%u references), not a raw buffer (free "
+                    "packets with buffet_pkt_free): refused", p->name, (void *)h, buffet__site_where(site),
+                    buffet__site_func(site), (unsigned)refs);
+        return;
+    }
+    if (p->checks) {
+        buffet__pkt_note(buffet__pkt_dbg_of(p, h, "free_bulk_raw", site), BUFFET__PKT_OP_FREE_RAW, site);
+        buffet__pkt_cookies_ok(p, h);
+    }
+    buffet__pkt_put(c, h, site);
+}
+
+/* The release fast path of buffet_pkt_free_bulk_raw: each buffer checked to be a data buffer of
+   c's pool at its place, of the burst's class, still raw; then moved. Nothing is written into a
+   header. Returns: how many went back; the caller gives back the rest one by one. */
+static size_t buffet__pkt_put_raw_burst(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n) {
+    buffet_pkt_pool *pool = c->pool;
+    size_t hdr = c->hdr_size, m, i;
+    unsigned k = 0;
+    void **slot;
+    m = buffet__pkt_burst_room(c, pkts[0], n, &k);
+    slot = c->objs[k] + c->cls[k].count;
+    for (i = 0; i < m; i++) {
+        buffet_pkt *p = pkts[i];
+        /* Relaxed count: 0 or not only (see buffet__pkt_put_raw). */
+        if (!p || p->pool != pool || p->buf != (unsigned char *)p + hdr || p->cls != k ||
+            BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) != 0)
+            break;
+        BUFFET__POISON(p->buf, p->buf_len);
+        slot[i] = p;
+    }
+    c->cls[k].count += (uint32_t)i;
+    c->cls[k].frees += i;
+    return i;
+}
+
+BUFFET_API void buffet__pkt_free_bulk_raw_slow(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n, buffet_site site) {
+    size_t i = 0;
+    if (!pkts) return;
+    while (i < n) {
+        size_t done = !c || c->checks ? 0 : buffet__pkt_put_raw_burst(c, pkts + i, n - i);
+        i += done;
+        if (!done && i < n) buffet__pkt_put_raw(c, pkts[i++], site);
+    }
 }
 
 BUFFET_API buffet_pkt *buffet_pkt_alloc_shared_at(buffet_pkt_pool *p, size_t size, buffet_site site) {
@@ -2266,7 +2601,8 @@ BUFFET_API size_t buffet_pkt_pool_stats_prometheus(buffet_pkt_pool *p, char *out
 }
 
 BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out) {
-    static const char *const ops[] = {"?", "alloc", "free", "ref", "clone", "into cache", "out of cache"};
+    static const char *const ops[] = {"?", "alloc", "free", "ref", "clone", "into cache", "out of cache", "alloc raw",
+                                      "free raw"};
     buffet__pkt_dbg *d;
     uint32_t pos, i, n = 0;
     buffet__pkt_region *r = NULL;
@@ -2282,7 +2618,7 @@ BUFFET_API size_t buffet_pkt_history_dump(const buffet_pkt *p, FILE *out) {
         uint32_t op = BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].op, BUFFET__RELAXED);
         buffet_site s = buffet_site_make(BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].site.where, BUFFET__RELAXED),
                                          BUFFET__LOAD(&d->hist[i % BUFFET_PKT_HISTORY].site.func, BUFFET__RELAXED));
-        fprintf(out, "buffet: %p #%u %s at %s in %s()\n", (const void *)p, i, op < 7 ? ops[op] : "?",
+        fprintf(out, "buffet: %p #%u %s at %s in %s()\n", (const void *)p, i, op < sizeof ops / sizeof *ops ? ops[op] : "?",
                 s.where ? s.where : "?", s.func ? s.func : "?");
     }
     return n;

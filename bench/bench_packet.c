@@ -7,7 +7,8 @@
      b) bursts: alloc_bulk 32, write 64 bytes into each, free_bulk 32; the same with the burst size
         drawn from 1..64 at random for every burst (one table, the same for every contestant), so
         that the branch predictor cannot learn the pattern; DPDK's raw rte_mempool_get_bulk /
-        put_bulk (no mbuf reset) as the reference of what a pointer cache costs
+        put_bulk (no mbuf reset) as the reference of what a pointer cache costs, against buffet's raw
+        buffers (buffet_pkt_alloc_bulk_raw / free_bulk_raw: no header reset either)
      c) clone + free: a zero-copy clone of a 64-byte packet (a header of its own, data shared and
         counted in the original's reference count), then the clone freed
      d) 2 threads: A allocates bursts of 32 from its cache and writes 64 bytes into each, passes
@@ -67,7 +68,7 @@
 #define REPS 31                   /* timed repetitions per contestant (odd: a true median) */
 #define TARGET_NS 5000000.0       /* a) to c): each timed repetition runs about this long */
 #define XT_TARGET_NS 20000000.0   /* d): longer, so that starting a thread is noise */
-#define NC 7                      /* contestants */
+#define NC 8                      /* contestants */
 #define BURST 32
 #define MAX_BURST 64
 #define NBURSTS 4096              /* the random burst table (a power of two) */
@@ -95,7 +96,7 @@ static uint8_t burst_len[NBURSTS];   /* 1..64 uniform, the same for every contes
 static double burst_mean;
 
 /* ---- the contestants ---- */
-enum { C_BUFFET, C_DPDK, C_RAW, C_GLIBC, C_JE, C_MI, C_TC };
+enum { C_BUFFET, C_DPDK, C_RAW, C_GLIBC, C_JE, C_MI, C_TC, C_BUFRAW };
 static bool con[NC];               /* present */
 static char cwhy[NC][256];         /* why not */
 
@@ -514,6 +515,32 @@ ALWAYS_INLINE uint64_t burst_buffet_t(size_t iters, uint64_t *bufs, bool random)
 NOINLINE uint64_t burst32_buffet(const void *x, size_t it, uint64_t *b) { (void)x; return burst_buffet_t(it, b, false); }
 NOINLINE uint64_t burstrnd_buffet(const void *x, size_t it, uint64_t *b) { (void)x; return burst_buffet_t(it, b, true); }
 
+/* buffet's raw buffers (buffet_pkt_alloc_bulk_raw / free_bulk_raw): no header reset, as DPDK's raw
+   mempool calls below; the data written where a fresh packet's data starts (after the headroom),
+   found from the pointer as DPDK's is (buffet_pkt_raw_buf: the header's line is not read). */
+ALWAYS_INLINE uint64_t burst_bufraw_t(size_t iters, uint64_t *bufs, bool random) {
+    buffet_pkt_cache *c;
+    const unsigned cls = B.cls;
+    buffet_pkt *v[MAX_BURST];
+    void *held[MAX_HOLD];
+    hold_buffet(held, true, false);
+    c = B.cache;   /* a new one each run */
+    uint64_t total = 0, t0 = now_ns();
+    for (size_t it = 0; it < iters; it++) {
+        size_t n = burst_of(random, it);
+        if (buffet_pkt_alloc_bulk_raw(c, cls, v, n) != n) die("buffet_pkt_alloc_bulk_raw failed");
+        for (size_t j = 0; j < n; j++) write64(buffet_pkt_raw_buf(c, v[j]) + HEADROOM, j);
+        buffet_pkt_free_bulk_raw(c, v, n);
+        total += n;
+    }
+    *bufs = total;
+    uint64_t t = now_ns() - t0;
+    hold_buffet(held, false, false);
+    return t;
+}
+NOINLINE uint64_t burst32_bufraw(const void *x, size_t it, uint64_t *b) { (void)x; return burst_bufraw_t(it, b, false); }
+NOINLINE uint64_t burstrnd_bufraw(const void *x, size_t it, uint64_t *b) { (void)x; return burst_bufraw_t(it, b, true); }
+
 #if HAVE_DPDK
 ALWAYS_INLINE uint64_t burst_dpdk_t(size_t iters, uint64_t *bufs, bool random) {
     struct rte_mempool *mp = D.mp;
@@ -889,6 +916,7 @@ static void section_b(void) {
         n = 0;
 #define BURST_FN(name) (w ? burstrnd_##name : burst32_##name)
         c[w][n] = (contestant){ "buffet alloc_bulk/free_bulk", BURST_FN(buffet), NULL }; kind[n++] = C_BUFFET;
+        c[w][n] = (contestant){ "buffet alloc/free_bulk_raw (raw)", BURST_FN(bufraw), NULL }; kind[n++] = C_BUFRAW;
 #if HAVE_DPDK
         if (con[C_DPDK]) {
             c[w][n] = (contestant){ "DPDK rte_pktmbuf_alloc/free_bulk", BURST_FN(dpdk), NULL }; kind[n++] = C_DPDK;
@@ -1059,6 +1087,14 @@ static void print_goals(void) {
         }
         printf("goal: bursts well beyond 100M buffers/s per core: burst 32 %.0f M/s, random 1..64 %.0f M/s: %s\n", mps, mps_r,
                mps > 100 && mps_r > 100 ? "met" : "not met");
+        if (G.b_on[C_RAW] && G.b_on[C_BUFRAW]) {   /* issue 13: time ratios buffet / DPDK, lower is better */
+            double r = G.b_fixed[C_BUFRAW].med / G.b_fixed[C_RAW].med, rr = G.b_rand[C_BUFRAW].med / G.b_rand[C_RAW].med;
+            double h = G.b_fixed[C_BUFFET].med / G.b_fixed[C_DPDK].med, hr = G.b_rand[C_BUFFET].med / G.b_rand[C_DPDK].med;
+            printf("goal: raw bulk <= 1.0x the time of DPDK rte_mempool_get/put_bulk: burst 32 %.2fx, random 1..64 %.2fx: %s\n",
+                   r, rr, r <= 1.0 && rr <= 1.0 ? "met" : "not met");
+            printf("goal: bulk alloc+free (headers reset) <= 0.6x the time of rte_pktmbuf_alloc_bulk/free_bulk: burst 32 "
+                   "%.2fx, random 1..64 %.2fx: %s\n", h, hr, h <= 0.6 && hr <= 0.6 ? "met" : "not met");
+        }
     }
     if (G.d) {
         if (G.d_on[C_DPDK]) {

@@ -455,6 +455,62 @@ out:
     tm_end(&e);
 }
 
+/* Raw buffers given back wrong: a stack block, a heap block, a copy of a raw header, a pointer
+   into a buffer, NULL entries, another pool's buffers, a clone's header. Each foreign one is
+   refused and logged with the call site, the burst's genuine buffers still go back, and none of
+   the foreign addresses is ever handed out. */
+static void test_raw_bulk_misuse(void) {
+    tm_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *v[16], *burst[16], *bad[4], copy, *orig, *clone;
+    unsigned char stack_block[256];
+    unsigned char *heap_block = (unsigned char *)calloc(1, 256);
+    buffet_pkt_stats st;
+    size_t i;
+    tm_begin(&e);
+    tm_desc(&e, &d);
+    pool = tm_pool(&d);
+    c = tm_cache(pool, 0);
+    memset(stack_block, 0xA5, sizeof stack_block);
+    BT_CHECK(heap_block != NULL && buffet_pkt_alloc_bulk_raw(c, 1, v, 16) == 16);
+    if (!heap_block) goto out;
+    memcpy(&copy, v[0], sizeof copy);
+    memset(v[1]->buf, 0, v[1]->buf_len);
+    orig = buffet_pkt_alloc(c, 10);
+    clone = orig ? buffet_pkt_clone(c, orig) : NULL;
+    BT_CHECK(clone != NULL);
+    bad[0] = (buffet_pkt *)stack_block;
+    bad[1] = (buffet_pkt *)heap_block;
+    bad[2] = &copy;
+    bad[3] = (buffet_pkt *)(v[1]->buf + 128);
+    /* alone, and mixed into bursts of genuine buffers */
+    for (i = 0; i < 4; i++) buffet_pkt_free_bulk_raw(c, bad + i, 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 4 && tm_names_site(&e.log));
+    burst[0] = v[2]; burst[1] = bad[0]; burst[2] = v[3]; burst[3] = NULL; burst[4] = bad[1]; burst[5] = v[4];
+    burst[6] = bad[2]; burst[7] = v[5]; burst[8] = bad[3]; burst[9] = clone; burst[10] = v[6];
+    buffet_pkt_free_bulk_raw(c, burst, 11);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 9 && tm_names_site(&e.log));
+    st = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(st.foreign_frees == 9 && st.double_frees == 0);
+    BT_CHECK(clone && clone->refcnt == 1);
+    tm_never_handed_out(c, bad, 4);
+    for (i = 0; i < sizeof stack_block; i++) BT_CHECK(stack_block[i] == 0xA5);
+    /* the clone as a packet, its original, and the rest raw */
+    buffet_pkt_free(c, clone);
+    buffet_pkt_free(c, orig);
+    buffet_pkt_free_bulk_raw(c, v, 2);
+    buffet_pkt_free_bulk_raw(c, v + 7, 9);
+out:
+    buffet_pkt_cache_flush(c);
+    tm_all_back(pool);
+    buffet_pkt_cache_destroy(c);
+    free(heap_block);
+    buffet_pkt_pool_destroy(pool);
+    tm_end(&e);
+}
+
 /* Debug builds find every buffer by its address before reading its header: anything else is
    foreign, whatever its `pool` field holds (here: an address that would crash if followed). */
 static void test_foreign_pointers(void) {
@@ -974,6 +1030,7 @@ int main(void) {
     BT_RUN(test_inconsistent_lengths);
     BT_RUN(test_header_copies);
     BT_RUN(test_foreign_pointers);
+    BT_RUN(test_raw_bulk_misuse);
     BT_RUN(test_pool_limit);
     BT_RUN(test_use_after_free);
     BT_RUN(test_clone_across_pools);

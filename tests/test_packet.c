@@ -1405,6 +1405,288 @@ static void test_bulk(void) {
     tp_end(&e);
 }
 
+/* Raw buffers (buffet_pkt_alloc_bulk_raw / free_bulk_raw): headers untouched, refcnt 0 (to
+   buffet they are free), data rooms writable; made packets by buffet_pkt_init_raw; bad arguments
+   refused with nothing taken; the counts of every class add up at the end. */
+static void test_raw_bulk(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c, *small;
+    buffet_pkt *v[64], *held[128], *p;
+    size_t i, j, n = 0;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 64);
+    /* a burst: distinct buffers of the class, at their places, free to buffet, rooms writable */
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 1, v, 32) == 32);
+    for (i = 0; i < 32; i++) {
+        BT_CHECK(v[i]->cls == 1 && v[i]->pool == pool && v[i]->refcnt == 0 && v[i]->flags == 0);
+        BT_CHECK(v[i]->buf == buffet_pkt_raw_buf(c, v[i]) && v[i]->buf_len == 128 + 512);
+        for (j = 0; j < i; j++) BT_CHECK(v[i] != v[j]);
+        tp_pattern(v[i]->buf, v[i]->buf_len, (unsigned)i);   /* every byte of the room */
+    }
+    for (i = 0; i < 32; i++) BT_CHECK(tp_is_pattern(v[i]->buf, 640, (unsigned)i));
+    s = buffet_pkt_pool_get_stats(pool);
+    buffet_pkt_free_bulk_raw(c, v, 32);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[1].allocs == 32 && s.cls[1].frees == 32 && s.cls[1].in_use == 0);
+    BT_CHECK(s.double_frees == 0 && s.foreign_frees == 0);
+    /* a raw buffer made a packet: as buffet_pkt_alloc's, then freed as one */
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, v, 4) == 4);
+    buffet_pkt_init_raw(c, v[0]);
+    BT_CHECK(v[0]->refcnt == 1 && v[0]->nb_segs == 1 && v[0]->next == NULL && v[0]->len == 0 && v[0]->pkt_len == 0);
+    BT_CHECK(buffet_pkt_headroom(v[0]) == 128 && buffet_pkt_tailroom(v[0]) == 64 && v[0]->hash == 0);
+    BT_CHECK(tp_put(v[0], 64, 7) && tp_is_pattern(buffet_pkt_data(v[0]), 64, 7));
+    p = buffet_pkt_clone(c, v[0]);                        /* a packet like any other */
+    BT_CHECK(p != NULL && v[0]->refcnt == 2);
+    buffet_pkt_free(c, p);
+    buffet_pkt_free(c, v[0]);
+    /* one the caller fills itself, freed in a packet burst with one from alloc */
+    v[1]->data_off = 100;
+    v[1]->len = v[1]->pkt_len = 10;
+    v[1]->next = NULL;
+    v[1]->nb_segs = 1;
+    v[1]->refcnt = 1;
+    held[0] = v[1];
+    held[1] = buffet_pkt_alloc(c, 10);
+    BT_CHECK(held[1] != NULL);
+    buffet_pkt_free_bulk(c, held, 2);
+    /* a raw buffer freed as a packet: refused as a free one (a double free), still the caller's */
+    tp_log_clear(&e.log);
+    buffet_pkt_free(c, v[2]);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1);
+    BT_CHECK(buffet_pkt_pool_get_stats(pool).double_frees == 1);
+    BT_CHECK(buffet_pkt_ref(v[2]) == BUFFET_ERR_STATE && buffet_pkt_clone(c, v[2]) == NULL);
+    /* a packet given back raw: refused when the burst goes the careful way (here: a clone's
+       header in it, refused too; release builds trust addresses that are headers' places) */
+    p = buffet_pkt_alloc(c, 10);
+    held[0] = p;
+    held[1] = p ? buffet_pkt_clone(c, p) : NULL;
+    BT_CHECK(p && held[1]);
+    tp_log_clear(&e.log);
+    buffet_pkt_free_bulk_raw(c, held, 2);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == 1 && bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 1);
+    BT_CHECK(p && p->refcnt == 2 && held[1]->refcnt == 1);
+    buffet_pkt_free_bulk(c, held, 2);
+    /* the rest back raw, with NULL entries (they do nothing) */
+    held[0] = NULL; held[1] = v[2]; held[2] = NULL; held[3] = v[3];
+    buffet_pkt_free_bulk_raw(c, held, 4);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[0].in_use == 0 && s.cls[0].allocs == s.cls[0].frees);
+    /* bad arguments: nothing taken, the reason recorded */
+    for (i = 0; i < 64; i++) v[i] = NULL;
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(NULL, 0, v, 4) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 3, v, 4) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);   /* clones */
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 12, v, 4) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, NULL, 4) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, v, 0) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    for (i = 0; i < 128; i++) held[i] = NULL;
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, held, 65) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, held, (size_t)-1) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
+    for (i = 0; i < 64; i++) BT_CHECK(v[i] == NULL && held[i] == NULL);
+    buffet_pkt_free_bulk_raw(c, NULL, 4);                /* do nothing */
+    buffet_pkt_free_bulk_raw(c, v, 0);
+    buffet_pkt_free_bulk_raw(c, v, 64);                   /* all NULL */
+    buffet_pkt_free_bulk_raw(NULL, v, 64);
+    /* exhaustion: all or nothing */
+    while (n < 100 && (held[n] = buffet_pkt_alloc(c, 64)) != NULL) n++;
+    BT_CHECK(n == 100);
+    tp_log_clear(&e.log);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, v, 32) == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_EXHAUSTED) == 1);
+    for (i = 0; i < 32; i++) BT_CHECK(v[i] == NULL);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, v, 28) == 28 && buffet_pkt_alloc(c, 64) == NULL);
+    buffet_pkt_free_bulk_raw(c, v, 28);
+    buffet_pkt_free_bulk(c, held, n);
+    /* bursts beyond the cache's room, of mixed classes, through a small cache and without one */
+    small = tp_cache(pool, 16);
+    for (i = 0; i < 4; i++) BT_CHECK(buffet_pkt_alloc_bulk_raw(c, (unsigned)(i % 3), v + 16 * i, 16) == 16);
+    buffet_pkt_free_bulk_raw(small, v, 48);
+    buffet_pkt_free_bulk_raw(NULL, v + 48, 16);
+    buffet_pkt_cache_destroy(small);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    for (i = 0; i <= s.nclasses; i++) BT_CHECK(s.cls[i].in_use == 0 && s.cls[i].allocs == s.cls[i].frees);
+    BT_CHECK(s.double_frees == 1 && s.foreign_frees == 1);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* A raw buffer of another pool given back through a cache goes to its own pool; a raw buffer
+   from a region grown after the cache's last refill is taken the careful way. */
+static void test_raw_bulk_pools(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *a, *b;
+    buffet_pkt_cache *ca, *cb;
+    buffet_pkt *v[64];
+    size_t i;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    d.initial = 16;   /* grows in steps of 16: several regions per class */
+    a = tp_pool(&d);
+    b = tp_pool(&d);
+    ca = tp_cache(a, 64);
+    cb = tp_cache(b, 64);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(ca, 0, v, 32) == 32 && buffet_pkt_alloc_bulk_raw(cb, 0, v + 32, 32) == 32);
+    buffet_pkt_free_bulk_raw(ca, v, 64);                  /* a's and b's, through a's cache */
+    BT_CHECK(ca->cls[0].count <= 64);
+    buffet_pkt_cache_flush(ca);
+    buffet_pkt_cache_flush(cb);
+    s = buffet_pkt_pool_get_stats(b);
+    BT_CHECK(s.cls[0].in_use == 0 && s.cls[0].allocs == 32 && s.cls[0].frees == 32 && s.foreign_frees == 0);
+    s = buffet_pkt_pool_get_stats(a);
+    BT_CHECK(s.cls[0].in_use == 0 && s.foreign_frees == 0 && s.cls[0].created >= 32);
+    /* every buffer of the class out, back, out again: each comes back exactly once */
+    for (i = 0; i < 2; i++) {
+        size_t k;
+        BT_CHECK(buffet_pkt_alloc_bulk_raw(ca, 0, v, 64) == 64);
+        for (k = 1; k < 64; k++) BT_CHECK(v[k] != v[k - 1]);
+        buffet_pkt_free_bulk_raw(ca, v, 64);
+    }
+    buffet_pkt_cache_destroy(ca);
+    buffet_pkt_cache_destroy(cb);
+    tp_all_back(a);
+    tp_all_back(b);
+    buffet_pkt_pool_destroy(a);
+    buffet_pkt_pool_destroy(b);
+    tp_end(&e);
+}
+
+/* buffet_pkt_free_bulk checks a burst once and moves it, and frees what it cannot move one by
+   one: NULL entries, a packet listed twice (the second a double free), clones, chains, packets
+   of other classes and pools, copies of headers, more than the cache holds. alloc_bulk resets
+   every header field a user may have written. */
+static void test_bulk_free_burst(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool, *other;
+    buffet_pkt_cache *c, *oc;
+    buffet_pkt *v[48], *burst[100], copy;
+    size_t i, n = 0;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    other = tp_pool(&d);
+    c = tp_cache(pool, 64);
+    oc = tp_cache(other, 64);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, v, 32) == 32 && buffet_pkt_alloc_bulk(c, 2, v + 32, 8) == 8);
+    BT_CHECK(buffet_pkt_alloc_bulk(oc, 0, v + 40, 4) == 4);
+    for (i = 0; i < 44; i++) BT_CHECK(tp_put(v[i], 8, (unsigned)i));
+    BT_CHECK(buffet_pkt_chain(v[1], v[2]) == BUFFET_OK);   /* v[2] is v[1]'s now */
+    memcpy(&copy, v[3], sizeof copy);
+    burst[n++] = v[0];
+    burst[n++] = NULL;
+    burst[n++] = v[1];                                     /* a chain: both segments */
+    burst[n++] = &copy;                                    /* foreign: refused */
+    burst[n++] = v[3];
+    burst[n++] = buffet_pkt_clone(c, v[4]);                /* a clone and its original */
+    burst[n++] = v[4];
+    for (i = 5; i < 20; i++) burst[n++] = v[i];
+    burst[n++] = v[5];                                     /* twice: a double free */
+    for (i = 20; i < 44; i++) burst[n++] = v[i];           /* class 2 and the other pool's among them */
+    for (i = 0; i < 30; i++) burst[n++] = NULL;
+    BT_CHECK(burst[5] != NULL && n == 77);
+    tp_log_clear(&e.log);
+    buffet_pkt_free_bulk(c, burst, n);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 1 && bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1);
+    buffet_pkt_cache_flush(c);
+    buffet_pkt_cache_flush(oc);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.double_frees == 1 && s.foreign_frees == 1);
+    for (i = 0; i <= s.nclasses; i++) BT_CHECK(s.cls[i].in_use == 0 && s.cls[i].allocs == s.cls[i].frees);
+    s = buffet_pkt_pool_get_stats(other);
+    BT_CHECK(s.cls[0].in_use == 0 && s.cls[0].frees == 4);
+    /* more than the cache holds, and without a cache */
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, v, 48) == 48);
+    for (i = 0; i < 48; i++) burst[i] = v[i];
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, v, 48) == 48);
+    for (i = 0; i < 48; i++) burst[48 + i] = v[i];
+    buffet_pkt_free_bulk(c, burst, 90);
+    buffet_pkt_free_bulk(NULL, burst + 90, 6);
+    /* headers reset: what a user wrote is gone at the next allocation */
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, v, 32) == 32);
+    for (i = 0; i < 32; i++) {
+        v[i]->timestamp = 77;
+        v[i]->hash = 5;
+        v[i]->in_port = v[i]->out_port = v[i]->vlan_tci = v[i]->packet_type = 9;
+        BT_CHECK(tp_put(v[i], 30, 1));
+    }
+    buffet_pkt_free_bulk(c, v, 32);
+    BT_CHECK(buffet_pkt_alloc_bulk(c, 0, v, 32) == 32);
+    for (i = 0; i < 32; i++) {
+        BT_CHECK(v[i]->timestamp == 0 && v[i]->hash == 0 && v[i]->in_port == 0 && v[i]->out_port == 0);
+        BT_CHECK(v[i]->vlan_tci == 0 && v[i]->packet_type == 0 && v[i]->len == 0 && v[i]->pkt_len == 0);
+        BT_CHECK(v[i]->refcnt == 1 && v[i]->nb_segs == 1 && v[i]->next == NULL && buffet_pkt_headroom(v[i]) == 128);
+    }
+    buffet_pkt_free_bulk(c, v, 32);
+    buffet_pkt_cache_destroy(c);
+    buffet_pkt_cache_destroy(oc);
+    tp_all_back(pool);
+    tp_all_back(other);
+    buffet_pkt_pool_destroy(pool);
+    buffet_pkt_pool_destroy(other);
+    tp_end(&e);
+}
+
+#if BUFFET_DEBUG >= 1
+/* Debug builds take the careful way for every raw buffer: a second put, a packet given back raw
+   and a pointer into a buffer are caught even alone in a burst; the history names raw calls. */
+static void test_raw_bulk_debug(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *v[8], *one[1], *p;
+    char text[4096];
+    FILE *f;
+    size_t got;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 64);
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 0, v, 8) == 8);
+    buffet_pkt_free_bulk_raw(c, v, 4);
+    tp_log_clear(&e.log);
+    buffet_pkt_free_bulk_raw(c, v + 3, 1);                  /* again */
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1 && strstr(e.log.last_msg, "test_packet.c:") != NULL);
+    BT_CHECK(buffet_pkt_pool_get_stats(pool).double_frees == 1);
+    p = buffet_pkt_alloc(c, 10);                            /* a packet, alone in a raw burst */
+    one[0] = p;
+    buffet_pkt_free_bulk_raw(c, one, 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == 1 && p && p->refcnt == 1);
+    buffet_pkt_free(c, p);
+    one[0] = (buffet_pkt *)(v[4]->buf + 64);                /* a pointer into a raw buffer's room */
+    memset(v[4]->buf, 0, v[4]->buf_len);
+    buffet_pkt_free_bulk_raw(c, one, 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_FOREIGN) == 1);
+    f = tmpfile();
+    BT_CHECK(f != NULL);
+    if (f) {
+        BT_CHECK(buffet_pkt_history_dump(v[0], f) >= 2);
+        rewind(f);
+        got = fread(text, 1, sizeof text - 1, f);
+        text[got] = 0;
+        BT_CHECK(strstr(text, "alloc raw") != NULL && strstr(text, "free raw") != NULL);
+        fclose(f);
+    }
+    buffet_pkt_free_bulk_raw(c, v + 4, 4);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+#endif
+
 static void test_shared_alloc(void) {
     tp_env e;
     buffet_pkt_pool_desc d;
@@ -3291,6 +3573,12 @@ static void tp_run_common(void) {
     BT_RUN(test_clone_exhaustion);
     BT_RUN(test_external);
     BT_RUN(test_bulk);
+    BT_RUN(test_raw_bulk);
+    BT_RUN(test_raw_bulk_pools);
+    BT_RUN(test_bulk_free_burst);
+#if BUFFET_DEBUG >= 1
+    BT_RUN(test_raw_bulk_debug);
+#endif
     BT_RUN(test_shared_alloc);
     BT_RUN(test_stats);
     BT_RUN(test_exhaustion);

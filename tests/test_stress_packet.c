@@ -1,7 +1,8 @@
 /* test_stress_packet.c - seeded concurrency stress of buffet_packet.h's thread-safe parts, each
    with 2 and with 4 threads, random yields and short random delays so that interleavings vary:
      store   the pool's shared store under per-thread caches: alloc and free (single, bulk,
-             without a cache), packets handed to another thread and freed there, cache flushes,
+             raw bulk, without a cache), packets and raw buffers handed to another thread and
+             freed there, raw buffers made packets, bursts mixing both, cache flushes,
              statistics read meanwhile (struct, JSON, Prometheus);
      refs    shared packets and their reference counts: references and clones taken from
              published packets on every thread, checked and dropped there or on another thread,
@@ -61,6 +62,7 @@ typedef struct ts_msg {
     buffet_pkt *base;       /* refs: the published packet a reference or clone came from */
     uint64_t serial;
     uint32_t len;
+    bool raw;               /* store: a raw buffer (buffet_pkt_alloc_bulk_raw), not a packet */
 } ts_msg;
 
 typedef struct ts_box {
@@ -121,7 +123,13 @@ typedef struct ts_store {
 
 typedef struct ts_thread { void *shared; unsigned id; } ts_thread;
 
-typedef struct ts_held { buffet_pkt *p; uint64_t serial; uint32_t len; } ts_held;
+typedef struct ts_held { buffet_pkt *p; uint64_t serial; uint32_t len; bool raw; } ts_held;
+
+/* Where a held buffer's bytes are: a packet's data, or a raw buffer's room after the headroom
+   (where its data would start as a packet: buffet_pkt_init_raw keeps them). */
+static unsigned char *ts_bytes(const ts_held *h) {
+    return h->raw ? h->p->buf + 128 : (unsigned char *)buffet_pkt_data(h->p);
+}
 
 /* p just came out to thread `me`: it must not be out anywhere else. */
 static void ts_take(ts_store *S, buffet_pkt *p, uint64_t me) {
@@ -130,7 +138,7 @@ static void ts_take(ts_store *S, buffet_pkt *p, uint64_t me) {
 }
 /* p is about to go back from thread `me`: it must still be its, with its bytes. */
 static void ts_give(ts_store *S, const ts_held *h, uint64_t me) {
-    if (!ts_intact((const unsigned char *)buffet_pkt_data(h->p), h->len, h->serial) || h->p->refcnt != 1 || h->p->len != h->len)
+    if (!ts_intact(ts_bytes(h), h->len, h->serial) || h->p->refcnt != (h->raw ? 0 : 1) || (!h->raw && h->p->len != h->len))
         __atomic_fetch_add(&S->bad_bytes, 1, __ATOMIC_RELAXED);
     if (__atomic_exchange_n(ts_word(h->p), (uint64_t)0, __ATOMIC_RELAXED) != me) __atomic_fetch_add(&S->out_twice, 1, __ATOMIC_RELAXED);
 }
@@ -143,7 +151,29 @@ static void ts_stamp(ts_store *S, buffet_pkt *p, uint64_t me, uint64_t serial, u
     h->p = p;
     h->serial = serial;
     h->len = len;
+    h->raw = false;
     __atomic_fetch_add(&S->allocs[p->cls], 1, __ATOMIC_RELAXED);
+}
+
+/* A new raw buffer's bytes, and its record. */
+static void ts_stamp_raw(ts_store *S, buffet_pkt *p, uint64_t me, uint64_t serial, uint64_t *rng, ts_held *h) {
+    h->p = p;
+    h->serial = serial;
+    h->len = 8 + (uint32_t)(ts_rand(rng) % 57);
+    h->raw = true;
+    ts_take(S, p, me);
+    ts_fill(ts_bytes(h), h->len, serial);
+    __atomic_fetch_add(&S->allocs[p->cls], 1, __ATOMIC_RELAXED);
+}
+
+/* Give back one held buffer from thread `me`, through cache c (NULL: without one): checked,
+   counted, then freed as what it is. */
+static void ts_release(ts_store *S, buffet_pkt_cache *c, const ts_held *h, uint64_t me) {
+    ts_give(S, h, me);
+    __atomic_fetch_add(&S->frees[h->p->cls], 1, __ATOMIC_RELAXED);
+    if (h->raw) buffet_pkt_free_bulk_raw(c, &h->p, 1);
+    else if (c) buffet_pkt_free(c, h->p);
+    else buffet_pkt_free_shared(h->p);
 }
 
 static void ts_store_check_stats(ts_store *S, uint64_t *rng) {
@@ -168,12 +198,12 @@ static void *ts_store_thread(void *arg) {
     ts_held held[TS_HELD];
     unsigned nheld = 0, i;
     unsigned long op;
-    buffet_pkt *v[16];
+    buffet_pkt *v[16], *w[16];
     ts_msg m[16];
     BT_CHECK(buffet_pkt_cache_create(&c, S->pool, 1 + (uint32_t)(ts_rand(&rng) % 64)) == BUFFET_OK);
     for (op = 0; op < S->ops_per_thread; op++) {
         uint64_t r = ts_rand(&rng);
-        unsigned what = (unsigned)(r % 100);
+        unsigned what = (unsigned)(r % 112);
         ts_jitter(&rng);
         if (what < 30 && nheld < TS_HELD) {                      /* alloc through the cache */
             buffet_pkt *p = buffet_pkt_alloc(c, (size_t)(r >> 8) % 2049);
@@ -190,21 +220,20 @@ static void *ts_store_thread(void *arg) {
             for (i = 0; i < n; i++) ts_stamp(S, v[i], me, me << 48 | ++counter, &rng, &held[nheld++]);
         } else if (what < 65 && nheld) {                         /* free one (through the cache, or without) */
             unsigned j = (unsigned)(r >> 8) % nheld;
-            ts_give(S, &held[j], me);
-            __atomic_fetch_add(&S->frees[held[j].p->cls], 1, __ATOMIC_RELAXED);
-            if (what < 60) buffet_pkt_free(c, held[j].p);
-            else buffet_pkt_free_shared(held[j].p);
+            ts_release(S, what < 60 ? c : NULL, &held[j], me);
             held[j] = held[--nheld];
-        } else if (what < 68 && nheld >= 4) {                    /* free a burst */
-            unsigned n = 1 + (unsigned)(r >> 8) % 4;
+        } else if (what < 68 && nheld >= 4) {                    /* free a burst: packets and raw buffers */
+            unsigned n = 1 + (unsigned)(r >> 8) % 4, np = 0, nr = 0;
             for (i = 0; i < n; i++) {
                 ts_held *h = &held[nheld - 1 - i];
                 ts_give(S, h, me);
                 __atomic_fetch_add(&S->frees[h->p->cls], 1, __ATOMIC_RELAXED);
-                v[i] = h->p;
+                if (h->raw) w[nr++] = h->p;
+                else v[np++] = h->p;
             }
             nheld -= n;
-            buffet_pkt_free_bulk(c, v, n);
+            buffet_pkt_free_bulk(c, v, np);
+            buffet_pkt_free_bulk_raw(c, w, nr);
         } else if (what < 85 && nheld) {                         /* hand one to another thread */
             unsigned j = (unsigned)(r >> 8) % nheld, to = (t->id + 1 + (unsigned)(r >> 24) % (S->nthreads - 1)) % S->nthreads;
             ts_msg msg;
@@ -212,6 +241,7 @@ static void *ts_store_thread(void *arg) {
             msg.base = NULL;
             msg.serial = held[j].serial;
             msg.len = held[j].len;
+            msg.raw = held[j].raw;
             /* the receiver's id goes in first: from the send on, the packet is its */
             if (__atomic_exchange_n(ts_word(msg.p), (uint64_t)to + 1, __ATOMIC_RELAXED) != me)
                 __atomic_fetch_add(&S->out_twice, 1, __ATOMIC_RELAXED);
@@ -224,27 +254,47 @@ static void *ts_store_thread(void *arg) {
                 h.p = m[i].p;
                 h.serial = m[i].serial;
                 h.len = m[i].len;
+                h.raw = m[i].raw;
                 if (nheld < TS_HELD && (ts_rand(&rng) & 1)) {
                     held[nheld++] = h;                          /* kept, freed later */
                 } else {                                        /* freed here: a cross-thread free */
-                    ts_give(S, &h, me);
-                    __atomic_fetch_add(&S->frees[h.p->cls], 1, __ATOMIC_RELAXED);
-                    buffet_pkt_free(c, h.p);
+                    ts_release(S, c, &h, me);
                 }
             }
         } else if (what < 95) {
             buffet_pkt_cache_flush(c);
-        } else {
+        } else if (what < 100) {
             ts_store_check_stats(S, &rng);
+        } else if (what < 105 && nheld + 16 <= TS_HELD) {       /* a raw burst */
+            unsigned k = (unsigned)(r >> 8) % 3, n = 1 + (unsigned)(r >> 16) % 16;
+            if (n > c->size) n = c->size;
+            if (buffet_pkt_alloc_bulk_raw(c, k, v, n) != n) { __atomic_fetch_add(&S->failures, 1, __ATOMIC_RELAXED); continue; }
+            for (i = 0; i < n; i++) ts_stamp_raw(S, v[i], me, me << 48 | ++counter, &rng, &held[nheld++]);
+        } else if (what < 107 && nheld) {                       /* a raw buffer made a packet, its bytes kept */
+            ts_held *h = &held[(unsigned)(r >> 8) % nheld];
+            if (h->raw) {
+                buffet_pkt_init_raw(c, h->p);
+                if (buffet_pkt_append(h->p, h->len) != h->p->buf + 128) __atomic_fetch_add(&S->bad_bytes, 1, __ATOMIC_RELAXED);
+                h->raw = false;
+            }
+        } else if (nheld) {                                     /* raw buffers back in a burst */
+            unsigned n = 0;
+            for (i = 0; i < nheld && n < 16;) {
+                if (held[i].raw) {
+                    ts_give(S, &held[i], me);
+                    __atomic_fetch_add(&S->frees[held[i].p->cls], 1, __ATOMIC_RELAXED);
+                    w[n++] = held[i].p;
+                    held[i] = held[--nheld];
+                } else {
+                    i++;
+                }
+            }
+            buffet_pkt_free_bulk_raw((r >> 40) & 7 ? c : NULL, w, n);
         }
     }
     /* give everything back: held, then what is still in the mailbox (others may still send:
        the main thread drains the boxes after the join) */
-    for (i = 0; i < nheld; i++) {
-        ts_give(S, &held[i], me);
-        __atomic_fetch_add(&S->frees[held[i].p->cls], 1, __ATOMIC_RELAXED);
-        buffet_pkt_free(c, held[i].p);
-    }
+    for (i = 0; i < nheld; i++) ts_release(S, c, &held[i], me);
     buffet_pkt_cache_destroy(c);
     __atomic_fetch_add(&S->ops_done, op, __ATOMIC_RELAXED);
     return NULL;
@@ -289,9 +339,8 @@ static void ts_store_run(unsigned nthreads, unsigned long ops) {
             h.p = S->box[i].m[k].p;
             h.serial = S->box[i].m[k].serial;
             h.len = S->box[i].m[k].len;
-            ts_give(S, &h, i + 1);
-            S->frees[h.p->cls]++;
-            buffet_pkt_free_shared(h.p);
+            h.raw = S->box[i].m[k].raw;
+            ts_release(S, NULL, &h, i + 1);
         }
         pthread_mutex_destroy(&S->box[i].mu);
     }
