@@ -108,25 +108,43 @@ BENCH_FN void bench_read_iters(void) {
 #  endif
 #endif
 static const char *bench_table = "";   /* the table the next contestants belong to */
-BENCH_FN uint64_t bench_run(const char *name, double ops_per_iter, uint64_t (*run)(void *, size_t), void *ctx,
-                            size_t iters) {
+/* Whether this run counts (BUFFET_BENCH_COUNT under valgrind): bench_count_begin starts collecting,
+   bench_count_end stops and dumps NAME's count over its ops operations. A bench whose operations
+   are only known after the run (bench_packet's buffers) calls these itself; the rest use bench_run. */
+BENCH_FN bool bench_counting(void) {
 #ifdef BENCH_CALLGRIND
     static int counting = -1;
     if (counting < 0) counting = getenv("BUFFET_BENCH_COUNT") != NULL && RUNNING_ON_VALGRIND;
-    if (counting) {
+    return counting;
+#else
+    return false;
+#endif
+}
+BENCH_FN void bench_count_begin(void) {
+#ifdef BENCH_CALLGRIND
+    if (bench_counting()) CALLGRIND_TOGGLE_COLLECT;
+#endif
+}
+BENCH_FN void bench_count_end(const char *name, double ops) {
+#ifdef BENCH_CALLGRIND
+    if (bench_counting()) {
         char label[512];
-        uint64_t t;
         CALLGRIND_TOGGLE_COLLECT;
-        t = run(ctx, iters);
-        CALLGRIND_TOGGLE_COLLECT;
-        snprintf(label, sizeof label, "bench-count|%s|%s|%.0f", bench_table, name, (double)iters * ops_per_iter);
+        snprintf(label, sizeof label, "bench-count|%s|%s|%.0f", bench_table, name, ops);
         CALLGRIND_DUMP_STATS_AT(label);
-        return t;
     }
 #else
-    (void)name; (void)ops_per_iter;
+    (void)name; (void)ops;
 #endif
-    return run(ctx, iters);
+}
+/* One run of a contestant, counted alone under make bench-count. */
+BENCH_FN uint64_t bench_run(const char *name, double ops_per_iter, uint64_t (*run)(void *, size_t), void *ctx,
+                            size_t iters) {
+    uint64_t t;
+    bench_count_begin();
+    t = run(ctx, iters);
+    bench_count_end(name, (double)iters * ops_per_iter);
+    return t;
 }
 BENCH_FN void bench_print_iters(void) {
     if (fixed_iters) printf("BUFFET_BENCH_ITERS=%zu: one run of each, timings are not measurements\n", fixed_iters);

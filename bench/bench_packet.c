@@ -342,7 +342,10 @@ static void measure(contestant *c, int n, result *out, double target, size_t min
     double s[NC][REPS];
     if (fixed_iters) {   /* callgrind: instructions per buffer = the function's inclusive Ir / buffers */
         for (int i = 0; i < n; i++) {
-            uint64_t bufs = 0, t = c[i].run(c[i].ctx, fixed_iters, &bufs);
+            uint64_t bufs = 0, t;
+            bench_count_begin();
+            t = c[i].run(c[i].ctx, fixed_iters, &bufs);
+            bench_count_end(c[i].name, (double)bufs);
             out[i].med = out[i].q1 = out[i].q3 = (double)t / (double)(bufs ? bufs : 1);
             printf("   [%s: %llu buffers]\n", c[i].name, (unsigned long long)bufs);
         }
@@ -893,6 +896,7 @@ static void section_a(void) {
             if (con[C_TC]) { c[n] = (contestant){ "tcmalloc tc_malloc/tc_free", single_tc, NULL }; kind[n++] = C_TC; }
         }
         result r[NC];
+        bench_table = w ? "a) one packet: alloc, append 64 B, free" : "a) one packet: alloc, write 64 B, free";
         measure(c, n, r, TARGET_NS, 1024);
         if (w) printf("   the same, writing through the append API (which sets len and pkt_len too):\n");
         else print_header();
@@ -930,7 +934,9 @@ static void section_b(void) {
 #undef BURST_FN
     }
     result r[2][NC];
+    bench_table = "b) bursts of 32: alloc_bulk, write 64 B, free_bulk (per buffer)";
     measure(c[0], n, r[0], TARGET_NS, 64);
+    bench_table = "b) bursts of 1..64 at random (per buffer)";
     measure(c[1], n, r[1], TARGET_NS, 64);
     printf("   %-36s %25s   %25s\n", "", "burst 32", "burst 1..64 random");
     printf("   %-36s %8s %7s %9s   %8s %7s %9s\n", "contestant", "ns/buf", "Mbuf/s", "peer/buf.", "ns/buf", "Mbuf/s", "peer/buf.");
@@ -957,6 +963,7 @@ static void section_c(void) {
     if (con[C_DPDK]) c[n++] = (contestant){ "DPDK rte_pktmbuf_clone/free", clone_dpdk, NULL };
 #endif
     result r[NC];
+    bench_table = "c) clone + free";
     measure(c, n, r, TARGET_NS, 1024);
     print_header();
     print_rows(c, n, r);
@@ -987,6 +994,7 @@ static void section_d(void) {
     if (con[C_MI]) { c[n] = (contestant){ "mimalloc mi_malloc/mi_free", xt_mi, &x[C_MI] }; kind[n++] = C_MI; }
     if (con[C_TC]) { c[n] = (contestant){ "tcmalloc tc_malloc/tc_free", xt_tc, &x[C_TC] }; kind[n++] = C_TC; }
     result r[NC];
+    bench_table = "d) 2 threads: bursts of 32 allocated on one, freed on the other";
     measure(c, n, r, XT_TARGET_NS, (size_t)1 << 16);
     print_header();
     print_rows(c, n, r);

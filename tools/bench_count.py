@@ -4,8 +4,9 @@
 DIR holds callgrind's dumps of the benches run with BUFFET_BENCH_COUNT=1 (tools/run_tests.sh
 count): bench.h's bench_run dumps each contestant's run on its own, named
 "bench-count|TABLE|NAME|OPERATIONS". Prints, per bench and table, instructions per operation and
-the ratio to buffet's row (the first whose name starts with "buffet"): above 1 means the peer
-executes more instructions than buffet. Exit 1 when no dump was found."""
+the ratio to buffet's row (the first whose name starts with "buffet", or the one that ends with
+the same parenthesised tag, such as "(raw)"): above 1 means the peer executes more instructions
+than buffet. Exit 1 when no dump was found."""
 import collections
 import os
 import re
@@ -48,8 +49,11 @@ def main():
             print("\n%s" % bench)
             bench_now = bench
         print("  %s" % (table or "(untitled)"))
-        ref = next((v for n, v in entries if n.startswith("buffet")), None)
+        first = next((v for n, v in entries if n.startswith("buffet")), None)
         for name, per_op in entries:
+            # a peer's row tagged "(raw)" is compared with buffet's row of the same tag, if any
+            tag = re.search(r"\([^()]*\)$", name)
+            ref = next((v for n, v in entries if n.startswith("buffet") and tag and n.endswith(tag.group(0))), first)
             ratio = "%8.2fx" % (per_op / ref) if ref and not name.startswith("buffet") else ""
             print("    %-58s %12.1f %s" % (name, per_op, ratio))
     print("\n(ratios: the peer's instructions over buffet's; above 1: buffet executes fewer)")
