@@ -20,8 +20,11 @@
    WHAT IS HERE
      frame arena  buffet_frame_*: bump allocation in chunks, reset per frame, N frames in flight,
                   checkpoints, batches, growable arrays, tags, budgets, transfers to other threads.
-     scope        buffet_scope_*: explicit lifetime; frees its allocations and runs deferred actions
-                  in reverse order at its end; nests.
+                  Each allocation takes its size rounded up to 16 bytes (what budgets and
+                  statistics count), so the bump pointer never needs aligning up to 16.
+     scope        buffet_scope_*: explicit lifetime, an arena over any parent: bump allocation in
+                  blocks, large allocations apart; at its end runs its deferred actions in reverse
+                  order, then frees everything; nests.
      pool         buffet_pool_*: fixed-size objects, O(1) get/put through a cache (one per thread,
                   no thread registry) over a shared store; bulk operations; grows up to a maximum;
                   objects may be put back from any thread.
@@ -131,9 +134,9 @@ typedef struct buffet_frame_desc {
 /* A frame arena: the part the inline fast path reads. The rest is private to the implementation.
    Owned by one thread. */
 typedef struct buffet_frame_arena {
-    unsigned char *cur;             /* next free byte */
-    unsigned char *lim;             /* the fast path may bump up to here (chunk end or budget room) */
-    size_t count;                   /* allocations this frame */
+    unsigned char *cur;             /* next free byte (a multiple of 16 apart from the chunk start) */
+    unsigned char *lim;             /* the fast path may bump up to here (chunk end or budget room; as cur) */
+    size_t count;                   /* allocations this frame (bytes are derived from cur when asked) */
     void *chunk;                    /* the current chunk (valgrind's pool handle) */
 } buffet_frame_arena;
 
@@ -152,7 +155,8 @@ typedef struct buffet_frame_mark {
 
 typedef struct buffet_frame_tag_stats {
     const char *name;
-    size_t bytes, count;           /* this frame (bytes include alignment padding) */
+    size_t bytes, count;           /* this frame (bytes include alignment padding and each
+                                      size's rounding up to 16) */
     size_t peak_bytes;             /* most bytes in one frame */
     uint64_t total_bytes, total_count;
     uint64_t soft_hits, hard_failures;
@@ -160,7 +164,7 @@ typedef struct buffet_frame_tag_stats {
 
 typedef struct buffet_frame_stats {
     uint64_t frame;
-    size_t bytes, count;           /* this frame */
+    size_t bytes, count;           /* this frame (bytes: as buffet_frame_tag_stats) */
     size_t peak_bytes;
     size_t chunks, chunk_bytes;    /* held from the parent (in use, in flight, spare, pinned) */
     size_t spare_chunks;
@@ -190,15 +194,36 @@ BUFFET_API buffet_result buffet_frame_end_at(buffet_frame_arena *a, buffet_site 
 /* Internal: the slow path of buffet_frame_alloc (new chunk, budgets, errors, counting). */
 BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *a, size_t size, size_t align);
 
-/* Allocate size bytes aligned to align in the current frame: a pointer bump. Returns: NULL for
-   size 0, align not a power of two (BUFFET_ERR_INVALID), outside a frame (BUFFET_ERR_STATE), a
-   hard budget (BUFFET_ERR_BUDGET) or the parent failing; buffet_alloc_error says which.
-   Thread: owned. */
+/* Internal: every frame allocation starts on a multiple of this and takes its size rounded up
+   to it, so the bump pointer stays aligned: an alignment up to it costs nothing, and rounding the
+   size is off the chain of dependent bumps (a fixed 16, never a configuration macro: the inline
+   fast path and the implementation must agree in every translation unit). */
+#define BUFFET__FRAME_GRAIN ((size_t)16)
+
+/* Allocate size bytes aligned to align in the current frame: a pointer bump. Every allocation
+   takes its size rounded up to 16 bytes (a multiple of 16 costs nothing more) and starts on a
+   multiple of 16 at least. Returns: NULL for size 0, align not a power of two
+   (BUFFET_ERR_INVALID), outside a frame (BUFFET_ERR_STATE), a hard budget (BUFFET_ERR_BUDGET) or
+   the parent failing; buffet_alloc_error says which. Thread: owned. */
 static inline void *buffet_frame_alloc(buffet_frame_arena *a, size_t size, size_t align) {
-    uintptr_t p = ((uintptr_t)a->cur + (align - 1)) & ~(uintptr_t)(align - 1);
-    /* size - 1 wraps for 0, so one compare refuses both "too big" and "nothing". */
-    if (__builtin_expect(buffet_is_pow2(align) && p <= (uintptr_t)a->lim && size - 1 < (uintptr_t)a->lim - p, 1)) {
-        a->cur = (unsigned char *)p + size;
+    unsigned char *p = a->cur;
+    /* (size - 1) | (grain - 1) is the rounded size minus one, and wraps to SIZE_MAX for size 0,
+       so one compare refuses "too big" and "nothing" alike. cur and lim are multiples of the
+       grain, so a rounded size below lim - cur fits. For a constant align the first two tests
+       fold away. */
+    size_t last = (size - 1) | (BUFFET__FRAME_GRAIN - 1);
+    if (__builtin_expect(!buffet_is_pow2(align), 0)) return buffet__frame_alloc_slow(a, size, align);
+    if (align > BUFFET__FRAME_GRAIN) {
+        uintptr_t q = ((uintptr_t)p + (align - 1)) & ~(uintptr_t)(align - 1);
+        if (q < (uintptr_t)p || q > (uintptr_t)a->lim) return buffet__frame_alloc_slow(a, size, align);
+        p = (unsigned char *)q;
+    }
+    if (__builtin_expect(last < (size_t)(a->lim - p), 1)) {
+#if defined(__GNUC__)
+        /* lim > cur only while cur is in a chunk: the caller's NULL check folds away. */
+        if (!p) __builtin_unreachable();
+#endif
+        a->cur = p + last + 1;
         a->count++;
         BUFFET__ASAN_UNPOISON((void *)p, size);
 #if BUFFET_TRACK_VALGRIND
@@ -217,8 +242,10 @@ static inline void *buffet_frame_alloc_array(buffet_frame_arena *a, size_t count
 #define BUFFET_FRAME_NEW(a, T) ((T *)buffet_frame_alloc((a), sizeof(T), BUFFET_ALIGNOF(T)))
 #define BUFFET_FRAME_NEW_ARRAY(a, T, n) ((T *)buffet_frame_alloc_array((a), (n), sizeof(T), BUFFET_ALIGNOF(T)))
 
-/* Allocate n objects of size bytes in one call, writing their addresses to out[0..n). All or
-   nothing. Returns: n, or 0 (n 0, size 0, overflow, budget, parent failure). Thread: owned. */
+/* Allocate n objects of size bytes in one call, writing their addresses to out[0..n), each
+   size rounded up to align apart. All or nothing. The last object is the newest allocation
+   (resize, allocator free) unless the objects are under 16 bytes apart. Returns: n, or 0 (n
+   0, size 0, overflow, budget, parent failure). Thread: owned. */
 BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *a, size_t n, size_t size, size_t align, void **out);
 /* Grow or shrink the most recent allocation in place (false if it was not the most recent, or
    the chunk or a budget has no room). A block handed to another thread by
@@ -310,7 +337,9 @@ BUFFET_API bool buffet_frame_barrier_wait(buffet_frame_barrier *b);
 /* ---------------------------------------------------------------------------------------------
    >>scopes
 */
-typedef struct buffet_scope_entry buffet_scope_entry;
+typedef struct buffet_scope_entry buffet_scope_entry;   /* a deferred action */
+typedef struct buffet__scope_block buffet__scope_block;
+typedef struct buffet__scope_large buffet__scope_large;
 typedef struct buffet_scope buffet_scope;
 
 typedef struct buffet_scope_desc {
@@ -320,13 +349,25 @@ typedef struct buffet_scope_desc {
     buffet_logger log;             /* zero: the outer scope's, else silent */
 } buffet_scope_desc;
 
+/* A scope is an arena: small allocations are pointer bumps in blocks it takes from the parent
+   (4 KiB, doubling to 64 KiB); large ones (over 8 KiB, or aligned to more than 64) get a parent
+   allocation each, kept apart; deferred actions are a list of their own. A scope over the heap
+   hands its blocks at its end to its thread's spares (up to 256 KiB a thread, freed when the
+   thread exits; not under valgrind, so that it sees every use after the end), which the
+   thread's next scope takes before asking malloc: no malloc/free pair (nor the heap trimmed
+   and faulted in again) per scope. The fields are buffet's. */
 struct buffet_scope {
     buffet_allocator parent;
-    buffet_scope_entry *last;      /* newest allocation or deferred action */
+    unsigned char *cur, *lim;      /* the current block's free bytes (both multiples of 16) */
+    buffet__scope_block *blocks;   /* newest first; blocks->data..cur is in use */
+    buffet__scope_large *large;    /* large allocations, newest first */
+    buffet_scope_entry *defers;    /* deferred actions, newest first */
     struct buffet_scope *outer;    /* enclosing scope, if begun inside one */
     struct buffet_scope *inner;    /* the scope begun inside this one and not yet ended */
-    size_t count, bytes;
+    size_t count, bytes;           /* allocations held and their bytes (as asked) */
+    size_t next_block;             /* bytes of the next block (0: the first, 4 KiB) */
     bool active;
+    bool heap;                     /* the parent is the heap: blocks go through the thread's spares */
     uintptr_t live;                /* while active: the scope's own address, scrambled, so that
                                       memory that never held this scope does not read as active */
     buffet_logger log;
@@ -339,22 +380,62 @@ struct buffet_scope {
    is logged with `site`. Thread: owned. */
 BUFFET_API buffet_result buffet_scope_begin_at(buffet_scope *s, const buffet_scope_desc *desc, buffet_site site);
 #define buffet_scope_begin(...) buffet_scope_begin_at(__VA_ARGS__, BUFFET_SITE)
-/* Allocate size bytes that live until the scope ends. NULL: size 0, bad align
-   (BUFFET_ERR_INVALID), inactive scope (BUFFET_ERR_STATE), parent failed (its reason).
+/* Internal: the `live` word of an active scope at s. Memory that held no active scope at s's
+   address (stack garbage, zeroes, an ended scope) does not read as it. */
+#define BUFFET__SCOPE_LIVE(s) ((uintptr_t)(s) ^ (uintptr_t)0x5C09E11FE5C09E11ull)
+/* Internal: the slow path of buffet_scope_alloc_at (checks, refusals, new blocks, large). */
+BUFFET_API void *buffet__scope_alloc_slow(buffet_scope *s, size_t size, size_t align, buffet_site site);
+
+/* Allocate size bytes that live until the scope ends: a pointer bump in the scope's current
+   block (sizes round up to 16), or for a large one a parent allocation of its own. NULL: size
+   0, bad align (BUFFET_ERR_INVALID), inactive scope (BUFFET_ERR_STATE), a size no allocation
+   can have (BUFFET_ERR_OVERFLOW), parent failed (its reason, logged). A scope that never
+   began may be uninitialised memory: refused like an ended one (under valgrind, in builds
+   without BUFFET_DEBUG, memcheck also reports the uninitialised read, which it is).
    Thread: owned. */
-BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t align, buffet_site site);
+static inline void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t align, buffet_site site) {
+    /* The common case: an active scope, alignment up to the grain, room in the block (cur and
+       lim are multiples of the grain; `last` is the rounded size minus one, SIZE_MAX for 0). An
+       ended or zeroed scope has cur == lim; only the `live` word tells an active scope from
+       memory that never held one. */
+    size_t last = (size - 1) | (BUFFET__FRAME_GRAIN - 1);
+    if (__builtin_expect(s != NULL && align - 1 < BUFFET__FRAME_GRAIN && (align & (align - 1)) == 0, 1)) {
+#if BUFFET_TRACK_VALGRIND
+        (void)VALGRIND_MAKE_MEM_DEFINED(&s->live, sizeof s->live);
+#endif
+        /* Relaxed: owned by one thread; atomic only so that the compiler assumes nothing of a
+           value that may be uninitialised. */
+        if (__builtin_expect(BUFFET__LOAD(&s->live, BUFFET__RELAXED) == BUFFET__SCOPE_LIVE(s) &&
+                             last < (size_t)(s->lim - s->cur), 1)) {
+            unsigned char *p = s->cur;
+            s->cur = p + last + 1;
+            s->count++;
+            s->bytes += size;
+            BUFFET__UNPOISON(p, size);
+#if BUFFET_TRACK_VALGRIND
+            VALGRIND_MEMPOOL_ALLOC(s->blocks, p, size);
+#endif
+            return p;
+        }
+    }
+    return buffet__scope_alloc_slow(s, size, align, site);
+}
 #define buffet_scope_alloc(...) buffet_scope_alloc_at(__VA_ARGS__, BUFFET_SITE)
-/* Run fn(arg) when the scope ends (last registered, first run, interleaved in reverse with the
-   frees). Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE, the parent's reason (fn is NOT run).
-   Thread: owned. */
+/* Run fn(arg) when the scope ends: last registered, first run, all of them before any of the
+   scope's memory is released (an action may use any of it). Errors: BUFFET_ERR_INVALID,
+   BUFFET_ERR_STATE, the parent's reason (fn is NOT run). Thread: owned. */
 BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site);
 #define buffet_scope_defer(...) buffet_scope_defer_at(__VA_ARGS__, BUFFET_SITE)
-/* End the scope: everything, newest first. An inner scope still active is ended first.
-   Errors: BUFFET_ERR_INVALID, BUFFET_ERR_STATE (not active; logged with `site`). Thread: owned. */
+/* End the scope: an inner scope still active is ended first, then the deferred actions run
+   (newest first), then the large allocations and the blocks go back to the parent. Nothing
+   is kept: the scope may be dropped or begun again. Errors: BUFFET_ERR_INVALID,
+   BUFFET_ERR_STATE (not active; logged with `site`). Thread: owned. */
 BUFFET_API buffet_result buffet_scope_end_at(buffet_scope *s, buffet_site site);
 #define buffet_scope_end(...) buffet_scope_end_at(__VA_ARGS__, BUFFET_SITE)
-/* The scope as an allocator: free of the newest allocation releases it at once, others at
-   the end. Contract: blocks die with the scope; owned by one thread. Thread: owned. */
+/* The scope as an allocator: a free of the newest small allocation (nothing allocated or
+   deferred since) gives its bytes back at once, a free of a large one releases it at once,
+   the others wait for the end. Contract: blocks die with the scope; owned by one thread.
+   Thread: owned. */
 BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s);
 
 /* ---------------------------------------------------------------------------------------------
@@ -811,7 +892,8 @@ static void buffet__frame_flush(buffet__frame *a) {
     a->count_mark = a->pub.count;
 }
 
-/* Reserve what the budgets allow of the chunk's rest, and open the fast path that far. */
+/* Reserve what the budgets allow of the chunk's rest, and open the fast path that far: to a
+   multiple of the grain, as the fast path needs (cur is one). */
 static void buffet__frame_reserve(buffet__frame *a) {
     size_t room = (size_t)(a->chunk_end - a->pub.cur), r;
     buffet_budget *tb = buffet__frame_tag_budget(a);
@@ -821,8 +903,9 @@ static void buffet__frame_reserve(buffet__frame *a) {
         /* Shared with the thread's other arenas: hold back only a little at a time. */
         if ((r = buffet__budget_room(a->thread_budget)) < room) room = r;
         if (room > BUFFET__FRAME_THREAD_RESERVE) room = BUFFET__FRAME_THREAD_RESERVE;
-        a->thread_budget->reserved += room;
     }
+    room &= ~(BUFFET__FRAME_GRAIN - 1);
+    if (a->thread_budget) a->thread_budget->reserved += room;
     a->budget.reserved += room;
     tb->reserved += room;
     a->reserve = room;
@@ -1044,7 +1127,7 @@ BUFFET_API buffet_result buffet_frame_end_at(buffet_frame_arena *fa, buffet_site
     return BUFFET_OK;
 }
 
-/* Start a new chunk able to hold size bytes at align. */
+/* Start a new chunk able to hold size bytes (a multiple of the grain) at align. */
 static bool buffet__frame_new_chunk(buffet__frame *a, size_t size, size_t align) {
     size_t need = size;
     buffet_frame_chunk *c;
@@ -1082,7 +1165,7 @@ static bool buffet__frame_new_chunk(buffet__frame *a, size_t size, size_t align)
 BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *fa, size_t size, size_t align) {
     buffet__frame *a = buffet__frame_of(fa);
     uintptr_t p;
-    size_t need;
+    size_t need, rsize;
     buffet_result why;
     const char *text;
     if (!a) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no frame arena");
@@ -1106,13 +1189,16 @@ BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *fa, size_t size, s
         return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the size (or count * size) is larger than any chunk can be");
     }
     buffet__frame_flush(a);
+    /* The block takes its size rounded up to the grain (below 2^48: no overflow), so cur stays on it. */
+    rsize = (size + (BUFFET__FRAME_GRAIN - 1)) & ~(BUFFET__FRAME_GRAIN - 1);
     p = ((uintptr_t)a->pub.cur + (align - 1)) & ~(uintptr_t)(align - 1);
-    if (!a->pub.chunk || p < (uintptr_t)a->pub.cur || p > (uintptr_t)a->chunk_end || size > (uintptr_t)a->chunk_end - p) {
-        if (!buffet__frame_budgets_allow(a, size)) goto refused;
-        if (!buffet__frame_new_chunk(a, size, align)) goto refused;
+    if (!a->pub.chunk || p < (uintptr_t)a->pub.cur || p > (uintptr_t)a->chunk_end ||
+        rsize > (uintptr_t)a->chunk_end - p) {
+        if (!buffet__frame_budgets_allow(a, rsize)) goto refused;
+        if (!buffet__frame_new_chunk(a, rsize, align)) goto refused;
         p = ((uintptr_t)a->pub.cur + (align - 1)) & ~(uintptr_t)(align - 1);
     }
-    need = (size_t)(p - (uintptr_t)a->pub.cur) + size;
+    need = (size_t)(p - (uintptr_t)a->pub.cur) + rsize;
     if (!buffet__frame_budgets_allow(a, need)) goto refused;
     a->pub.cur += need;
     a->pub.count++;
@@ -1137,12 +1223,22 @@ BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *fa, size_t n, siz
     unsigned char *p;
     if (!fa || !out || n == 0 || size == 0) return 0;
     /* One bump for all: each object starts on a multiple of align. A bad align or an overflow
-       is the slow path's to refuse and count. */
-    if (!buffet_is_pow2(align) || !buffet_align_up(size, align, &stride) || !buffet_mul(stride, n, &total)) total = SIZE_MAX;
+       is the slow path's to refuse and count. Objects closer than the grain could each read as
+       the newest allocation (buffet__frame_is_newest): such a batch takes one grain more, so
+       none does, and all go with the frame. */
+    if (!buffet_is_pow2(align) || !buffet_align_up(size, align, &stride) || !buffet_mul(stride, n, &total) ||
+        (n > 1 && stride < BUFFET__FRAME_GRAIN && !buffet_add(total, BUFFET__FRAME_GRAIN, &total)))
+        total = SIZE_MAX;
     p = (unsigned char *)buffet_frame_alloc(fa, total, align);
     if (!p) return 0;
     fa->count += n - 1;
     for (i = 0; i < n; i++) out[i] = p + i * stride;
+#if BUFFET_TRACK_VALGRIND
+    /* valgrind knows each object as a block of its own (a resize or free of the last one
+       names its start), and the padding between them as no one's. */
+    VALGRIND_MEMPOOL_FREE(fa->chunk, p);
+    for (i = 0; i < n; i++) VALGRIND_MEMPOOL_ALLOC(fa->chunk, out[i], size);
+#endif
     return n;
 }
 
@@ -1214,49 +1310,57 @@ static void buffet__frame_give_back(buffet__frame *a, unsigned char *to) {
     buffet__frame_reserve(a);
 }
 
-/* buffet_frame_resize; `report`: a transferred block is misuse (else: just not resized). */
+/* Is [p, p + size) the newest allocation, which ends at cur after rounding to the grain? */
+static bool buffet__frame_is_newest(const buffet__frame *a, const buffet_frame_chunk *chunk,
+                                    const unsigned char *p, size_t size) {
+    return p >= chunk->data && p <= a->pub.cur && size <= (size_t)(a->pub.cur - p) &&
+           (size_t)(a->pub.cur - p) - size < BUFFET__FRAME_GRAIN;
+}
+
+/* buffet_frame_resize; `report`: a transferred block is misuse (else: just not resized). The
+   block occupies its size rounded up to the grain: a resize within that moves nothing. */
 static bool buffet__frame_resize(buffet__frame *a, void *ptr, size_t old_size, size_t new_size, buffet_site site, bool report) {
     buffet_frame_chunk *chunk;
     const buffet_frame_transfer *t;
     unsigned char *p = (unsigned char *)ptr;
-    size_t extra, at;
+    size_t extra, at, held, want;
     bool ok = true;
     if (!a || !ptr || !a->in_frame || new_size == 0 || !(chunk = buffet__frame_chunk(a))) return false;
-    if (p < chunk->data || p > a->pub.cur || old_size != (size_t)(a->pub.cur - p)) return false;
+    if (!buffet__frame_is_newest(a, chunk, p, old_size)) return false;
     if ((t = buffet__frame_transferred(a, p, a->pub.cur)) != NULL) {
         if (report) buffet__frame_refuse_transferred(a, "resize", ptr, t, site);
         return false;
     }
     if (new_size == old_size) return true;
+    if (new_size > BUFFET__FRAME_MAX_ALLOC) return false;   /* no chunk is that large; no overflow below */
+    held = (size_t)(a->pub.cur - p);
+    want = (new_size + (BUFFET__FRAME_GRAIN - 1)) & ~(BUFFET__FRAME_GRAIN - 1);
     /* A mark above the block's start would now cut it (or point past its end): stale. */
-    at = a->consumed + (size_t)(a->pub.cur - a->mark) - old_size;
-    if (new_size < old_size) {
-        buffet__frame_give_back(a, p + new_size);
-        buffet__frame_dropped(a, at);
-#if BUFFET_TRACK_VALGRIND
-        VALGRIND_MEMPOOL_CHANGE(chunk, p, p, new_size);
-#endif
-        buffet__frame_emit(a);
-        return true;
-    }
-    extra = new_size - old_size;
-    if (extra > (size_t)(a->pub.lim - a->pub.cur)) {
-        buffet__frame_flush(a);
-        ok = extra <= (size_t)(a->chunk_end - a->pub.cur) && buffet__frame_budgets_allow(a, extra);
-        if (ok) {
-            a->pub.cur += extra;
+    at = a->consumed + (size_t)(a->pub.cur - a->mark) - held;
+    if (want < held) {
+        buffet__frame_give_back(a, p + want);
+    } else if (want > held) {
+        extra = want - held;
+        if (extra > (size_t)(a->pub.lim - a->pub.cur)) {
             buffet__frame_flush(a);
+            ok = extra <= (size_t)(a->chunk_end - a->pub.cur) && buffet__frame_budgets_allow(a, extra);
+            if (ok) {
+                a->pub.cur += extra;
+                buffet__frame_flush(a);
+            }
+            buffet__frame_reserve(a);
+        } else {
+            a->pub.cur += extra;
         }
-        buffet__frame_reserve(a);
-    } else {
-        a->pub.cur += extra;
     }
     if (ok) {
+        /* Even a resize within the block's rounding changes a block under any mark above it. */
         buffet__frame_dropped(a, at);
 #if BUFFET_TRACK_VALGRIND
         VALGRIND_MEMPOOL_CHANGE(chunk, p, p, new_size);
 #endif
-        BUFFET__UNPOISON(p + old_size, extra);
+        if (new_size > old_size) BUFFET__UNPOISON(p + old_size, new_size - old_size);
+        else BUFFET__ASAN_POISON(p + new_size, old_size - new_size);   /* its rounding stays out of bounds */
     }
     buffet__frame_emit(a);
     return ok;
@@ -1355,7 +1459,7 @@ static void buffet__frame_vt_free(void *self, void *ptr, size_t size, size_t ali
     unsigned char *p = (unsigned char *)ptr;
     (void)align;
     /* Only the latest allocation can go early; the rest goes with the frame. */
-    if (a->in_frame && chunk && p >= chunk->data && p <= a->pub.cur && size == (size_t)(a->pub.cur - p)) {
+    if (a->in_frame && chunk && buffet__frame_is_newest(a, chunk, p, size)) {
         if ((t = buffet__frame_transferred(a, p, a->pub.cur)) != NULL) {
             buffet__frame_refuse_transferred(a, "free", ptr, t, site);
             return;
@@ -1690,18 +1794,31 @@ BUFFET_API bool buffet_frame_barrier_wait(buffet_frame_barrier *b) {
     return last;
 }
 
-/* >>scopes: every allocation and deferred action is an entry, newest first, so the end undoes
-   them in exact reverse order. An allocation's entry sits just before its bytes. */
+/* >>scopes: an arena. Small allocations are bumps in blocks taken from the parent (each block's
+   header, then its bytes); large ones are parent allocations of their own, each with a header,
+   in a list of their own; deferred actions are entries in the blocks, in a list of their own.
+   The end runs the actions, then gives the large allocations and the blocks back. */
+struct buffet__scope_block {
+    buffet__scope_block *prev;
+    size_t size;                     /* bytes of the parent allocation, header included */
+};
+struct buffet__scope_large {
+    buffet__scope_large *prev, *next;
+    size_t size, align, offset;      /* offset: header to user bytes; the parent block is offset + size */
+};
 struct buffet_scope_entry {
     buffet_scope_entry *prev;
-    size_t size, align, offset;      /* offset: entry to user bytes (0: a deferred action) */
     void (*fn)(void *arg);
     void *arg;
 };
 
-/* The `live` value of active scope s. Memory that held no active scope at s's address (stack
-   garbage, zeroes, an ended scope) does not read as it. */
-#define BUFFET__SCOPE_LIVE(s) ((uintptr_t)(s) ^ (uintptr_t)0x5C09E11FE5C09E11ull)
+#define BUFFET__SCOPE_HDR ((size_t)16)                 /* a block's header, rounded to the grain */
+#define BUFFET__SCOPE_FIRST ((size_t)4 << 10)          /* the first block */
+#define BUFFET__SCOPE_MAX_BLOCK ((size_t)64 << 10)     /* blocks double up to this */
+#define BUFFET__SCOPE_LARGE ((size_t)8 << 10)          /* larger requests get a parent allocation */
+#define BUFFET__SCOPE_MAX_ALIGN ((size_t)64)           /* more aligned requests too */
+typedef char buffet__scope_hdr_fits[sizeof(buffet__scope_block) <= BUFFET__SCOPE_HDR ? 1 : -1];
+
 
 /* Is s a scope begun and not ended? s may be uninitialised memory (a scope about to begin):
    an atomic load reads it without the compiler assuming anything of it, and valgrind is told
@@ -1749,6 +1866,7 @@ BUFFET_API buffet_result buffet_scope_begin_at(buffet_scope *s, const buffet_sco
     if ((r = buffet__check(desc->parent, BUFFET_NEED_UNTIL_FREED, false, "scope", &log)) != BUFFET_OK) return r;
     memset(s, 0, sizeof *s);
     s->parent = desc->parent;
+    s->heap = desc->parent.vtable == NULL;
     s->active = true;
     s->live = BUFFET__SCOPE_LIVE(s);
     s->log = log;
@@ -1759,14 +1877,165 @@ BUFFET_API buffet_result buffet_scope_begin_at(buffet_scope *s, const buffet_sco
     return BUFFET_OK;
 }
 
-static size_t buffet__scope_offset(size_t align) {
-    size_t hdr = sizeof(buffet_scope_entry);
-    return (hdr + align - 1) & ~(align - 1);
+/* >>a thread's spare blocks of scopes over the heap. Each thread's list is its own (no lock);
+   a pthread key's destructor frees it when the thread exits. */
+#define BUFFET__SCOPE_SPARE_MAX ((size_t)256 << 10)
+typedef struct buffet__scope_spares {
+    buffet__scope_block *list;
+    size_t bytes;
+    bool registered;                   /* the key's destructor will free the list */
+} buffet__scope_spares;
+static __thread buffet__scope_spares buffet__scope_spare;
+static pthread_key_t buffet__scope_spare_key;
+static pthread_once_t buffet__scope_spare_once = PTHREAD_ONCE_INIT;
+static bool buffet__scope_spare_key_ok;
+
+static void buffet__scope_spares_release(void *arg) {
+    buffet__scope_spares *sp = (buffet__scope_spares *)arg;
+    buffet__scope_block *b;
+    while ((b = sp->list) != NULL) {
+        sp->list = b->prev;
+        BUFFET__UNPOISON((unsigned char *)b + BUFFET__SCOPE_HDR, b->size - BUFFET__SCOPE_HDR);
+        buffet_free(buffet_heap(), b, b->size, BUFFET__FRAME_GRAIN, BUFFET_SITE);
+    }
+    sp->bytes = 0;
+}
+static void buffet__scope_spare_key_init(void) {
+    buffet__scope_spare_key_ok =
+        pthread_key_create(&buffet__scope_spare_key, buffet__scope_spares_release) == 0;
 }
 
-BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t align, buffet_site site) {
+/* Keep block b (of a scope over the heap) for this thread's next scope, if there is room and
+   the thread's list will be freed at its exit. False: the caller frees it. */
+static bool buffet__scope_spare_put(buffet__scope_block *b) {
+    buffet__scope_spares *sp = &buffet__scope_spare;
+#if BUFFET__FRAME_VG
+    if (RUNNING_ON_VALGRIND) return false;
+#endif
+    if (sp->bytes + b->size > BUFFET__SCOPE_SPARE_MAX) return false;
+    if (!sp->registered) {
+        pthread_once(&buffet__scope_spare_once, buffet__scope_spare_key_init);
+        if (!buffet__scope_spare_key_ok || pthread_setspecific(buffet__scope_spare_key, sp) != 0)
+            return false;
+        sp->registered = true;
+    }
+    BUFFET__POISON((unsigned char *)b + BUFFET__SCOPE_HDR, b->size - BUFFET__SCOPE_HDR);
+    b->prev = sp->list;
+    sp->list = b;
+    sp->bytes += b->size;
+    return true;
+}
+
+/* A spare block of at least `least` bytes, or NULL. */
+static buffet__scope_block *buffet__scope_spare_take(size_t least) {
+    buffet__scope_spares *sp = &buffet__scope_spare;
+    buffet__scope_block **pp, *b;
+    for (pp = &sp->list; (b = *pp) != NULL; pp = &b->prev)
+        if (b->size >= least) {
+            *pp = b->prev;
+            sp->bytes -= b->size;
+            return b;
+        }
+    return NULL;
+}
+
+/* Take a block able to hold `need` more bytes (a multiple of the grain, with any alignment
+   padding): a spare of this thread (a scope over the heap), else from the parent: the next
+   block size, or just enough when that is more, or when the parent refuses the full size (a
+   parent with little room still serves small requests). False: the parent's reason, logged. */
+static bool buffet__scope_new_block(buffet_scope *s, size_t need, buffet_site site) {
+    size_t std = s->next_block ? s->next_block : BUFFET__SCOPE_FIRST, want = std;
+    size_t least = BUFFET__SCOPE_HDR + need;
+    buffet__scope_block *b = s->heap ? buffet__scope_spare_take(least) : NULL;
+    if (b) {
+        want = b->size;
+    } else {
+        if (want < least) want = least;
+        b = (buffet__scope_block *)buffet_alloc(s->parent, want, BUFFET__FRAME_GRAIN, site);
+        if (!b && want > least)
+            b = (buffet__scope_block *)buffet_alloc(s->parent, want = least, BUFFET__FRAME_GRAIN, site);
+        if (!b) {
+            const char *why;
+            buffet_result r = buffet_alloc_error(&why);
+            BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, r, "scope" BUFFET__AT ": a %zu-byte block failed: %s",
+                        BUFFET__AT_ARGS(site), want, why);
+            buffet_alloc_fail(r, why);
+            return false;
+        }
+        b->size = want;
+    }
+    b->prev = s->blocks;
+    s->blocks = b;
+    s->cur = (unsigned char *)b + BUFFET__SCOPE_HDR;
+    s->lim = (unsigned char *)b + (want & ~(BUFFET__FRAME_GRAIN - 1));
+    /* Blocks double while they come at the standard size (a spare counts as what it is). */
+    if (want >= std) {
+        std = want > std ? want : std;
+        s->next_block = std < BUFFET__SCOPE_MAX_BLOCK ? std * 2 : std;
+        if (s->next_block > BUFFET__SCOPE_MAX_BLOCK) s->next_block = BUFFET__SCOPE_MAX_BLOCK;
+    }
+    BUFFET__POISON(s->cur, (size_t)(s->lim - s->cur));
+#if BUFFET_TRACK_VALGRIND
+    VALGRIND_CREATE_MEMPOOL(b, 0, 0);
+#endif
+    return true;
+}
+
+/* size bytes (at most BUFFET__SCOPE_LARGE) at align (at most BUFFET__SCOPE_MAX_ALIGN) from the
+   blocks, a new one if the current one has no room. NULL: the parent's reason. */
+static unsigned char *buffet__scope_bump(buffet_scope *s, size_t size, size_t align, buffet_site site) {
+    size_t rsize = (size + (BUFFET__FRAME_GRAIN - 1)) & ~(BUFFET__FRAME_GRAIN - 1), pad;
+    size_t slack = align > BUFFET__FRAME_GRAIN ? align - BUFFET__FRAME_GRAIN : 0;   /* padding at worst */
+    unsigned char *p;
+    for (;;) {
+        pad = s->blocks ? (size_t)(-(uintptr_t)s->cur & (uintptr_t)(align - 1)) : 0;
+        if (s->blocks && pad <= (size_t)(s->lim - s->cur) && rsize <= (size_t)(s->lim - s->cur) - pad) break;
+        if (!buffet__scope_new_block(s, rsize + slack, site)) return NULL;
+    }
+    p = s->cur + pad;
+    s->cur = p + rsize;
+    BUFFET__UNPOISON(p, size);
+#if BUFFET_TRACK_VALGRIND
+    VALGRIND_MEMPOOL_ALLOC(s->blocks, p, size);
+#endif
+    return p;
+}
+
+/* A large allocation: a parent allocation of its own, its header just before the user bytes. */
+static void *buffet__scope_large_alloc(buffet_scope *s, size_t size, size_t align, buffet_site site) {
     size_t off, total;
-    buffet_scope_entry *e;
+    buffet__scope_large *e;
+    if (align < BUFFET_ALIGNOF(buffet__scope_large)) align = BUFFET_ALIGNOF(buffet__scope_large);
+    off = (sizeof(buffet__scope_large) + align - 1) & ~(align - 1);
+    if (!buffet_add(off, size, &total))
+        return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus the scope's header overflows");
+    e = (buffet__scope_large *)buffet_alloc(s->parent, total, align, site);
+    if (!e) {
+        const char *why;
+        buffet_result r = buffet_alloc_error(&why);
+        BUFFET__LOG(&s->log, BUFFET_LOG_ERROR, r, "scope_alloc of %zu bytes" BUFFET__AT ": parent allocator failed: %s",
+                    size, BUFFET__AT_ARGS(site), why);
+        return buffet_alloc_fail(r, why);
+    }
+    e->prev = s->large;
+    e->next = NULL;
+    if (s->large) s->large->next = e;
+    e->size = size;
+    e->align = align;
+    e->offset = off;
+    s->large = e;
+    return (unsigned char *)e + off;
+}
+
+static void buffet__scope_large_free(buffet_scope *s, buffet__scope_large *e) {
+    if (e->next) e->next->prev = e->prev;
+    else s->large = e->prev;
+    if (e->prev) e->prev->next = e->next;
+    buffet_free(s->parent, e, e->offset + e->size, e->align, BUFFET_SITE);
+}
+
+BUFFET_API void *buffet__scope_alloc_slow(buffet_scope *s, size_t size, size_t align, buffet_site site) {
+    void *p;
     if (!s || !buffet_is_pow2(align)) return buffet_alloc_fail(BUFFET_ERR_INVALID, "no scope, or the alignment is not a power of two");
     if (size == 0) return NULL;
     if (!buffet__scope_live(s)) {
@@ -1777,21 +2046,13 @@ BUFFET_API void *buffet_scope_alloc_at(buffet_scope *s, size_t size, size_t alig
     }
     if (size > BUFFET__FRAME_MAX_ALLOC || align > BUFFET__FRAME_MAX_ALLOC)   /* hostile sizes never reach the parent */
         return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the size is larger than any allocation can be");
-    if (align < BUFFET_ALIGNOF(buffet_scope_entry)) align = BUFFET_ALIGNOF(buffet_scope_entry);
-    off = buffet__scope_offset(align);
-    if (!buffet_add(off, size, &total)) return buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "size plus the scope's header overflows");
-    e = (buffet_scope_entry *)buffet_alloc(s->parent, total, align, site);
-    if (!e) return NULL;
-    e->prev = s->last;
-    e->size = size;
-    e->align = align;
-    e->offset = off;
-    e->fn = NULL;
-    e->arg = NULL;
-    s->last = e;
+    if (size > BUFFET__SCOPE_LARGE || align > BUFFET__SCOPE_MAX_ALIGN)
+        p = buffet__scope_large_alloc(s, size, align, site);
+    else p = buffet__scope_bump(s, size, align, site);
+    if (!p) return NULL;
     s->count++;
     s->bytes += size;
-    return (unsigned char *)e + off;
+    return p;
 }
 
 BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void *arg), void *arg, buffet_site site) {
@@ -1803,28 +2064,19 @@ BUFFET_API buffet_result buffet_scope_defer_at(buffet_scope *s, void (*fn)(void 
                         BUFFET__AT_ARGS(site));
         return BUFFET_ERR_STATE;
     }
-    e = (buffet_scope_entry *)buffet_alloc(s->parent, sizeof *e, BUFFET_ALIGNOF(buffet_scope_entry), site);
+    e = (buffet_scope_entry *)buffet__scope_bump(s, sizeof *e, BUFFET_ALIGNOF(buffet_scope_entry), site);
     if (!e) return buffet_alloc_error(NULL);
-    memset(e, 0, sizeof *e);
-    e->prev = s->last;
+    e->prev = s->defers;
     e->fn = fn;
     e->arg = arg;
-    s->last = e;
+    s->defers = e;
     return BUFFET_OK;
-}
-
-static void buffet__scope_drop(buffet_scope *s, buffet_scope_entry *e) {
-    if (e->offset) {
-        s->count--;
-        s->bytes -= e->size;
-        buffet_free(s->parent, e, e->offset + e->size, e->align, BUFFET_SITE);
-    } else {
-        BUFFET_DELETE(s->parent, buffet_scope_entry, e);
-    }
 }
 
 BUFFET_API buffet_result buffet_scope_end_at(buffet_scope *s, buffet_site site) {
     buffet_scope_entry *e;
+    buffet__scope_large *l;
+    buffet__scope_block *b;
     if (!s) return BUFFET_ERR_INVALID;
     if (!buffet__scope_live(s)) {
         if (buffet__scope_ended(s))
@@ -1833,11 +2085,25 @@ BUFFET_API buffet_result buffet_scope_end_at(buffet_scope *s, buffet_site site) 
         return BUFFET_ERR_STATE;
     }
     if (s->inner) buffet_scope_end_at(s->inner, site);
-    while ((e = s->last) != NULL) {
-        s->last = e->prev;
-        if (!e->offset) e->fn(e->arg);
-        buffet__scope_drop(s, e);
+    /* The actions may allocate and defer more in this scope (it is still active): taken from
+       the list head each time, so those run too, and their memory goes below. */
+    while ((e = s->defers) != NULL) {
+        s->defers = e->prev;
+        e->fn(e->arg);
     }
+    while ((l = s->large) != NULL) buffet__scope_large_free(s, l);
+    while ((b = s->blocks) != NULL) {
+        s->blocks = b->prev;
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_DESTROY_MEMPOOL(b);
+#endif
+        if (s->heap && buffet__scope_spare_put(b)) continue;
+        BUFFET__UNPOISON((unsigned char *)b + BUFFET__SCOPE_HDR, b->size - BUFFET__SCOPE_HDR);
+        buffet_free(s->parent, b, b->size, BUFFET__FRAME_GRAIN, BUFFET_SITE);
+    }
+    s->cur = s->lim = NULL;
+    s->count = s->bytes = 0;
+    s->next_block = 0;
     if (s->outer) s->outer->inner = NULL;
     s->outer = NULL;
     s->active = false;
@@ -1850,12 +2116,28 @@ static void *buffet__scope_vt_alloc(void *self, size_t size, size_t align, buffe
 }
 static void buffet__scope_vt_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
     buffet_scope *s = (buffet_scope *)self;
-    buffet_scope_entry *e = s->last;
-    (void)size; (void)align; (void)site;
-    /* Only the newest entry can go early; the others wait for the end, in order. */
-    if (e && e->offset && (unsigned char *)e + e->offset == (unsigned char *)ptr) {
-        s->last = e->prev;
-        buffet__scope_drop(s, e);
+    unsigned char *p = (unsigned char *)ptr;
+    buffet__scope_large *l;
+    (void)align; (void)site;
+    if (!p || !buffet__scope_live(s)) return;
+    /* A large one goes at once (newest first: frees in reverse order find theirs at once). */
+    for (l = s->large; l; l = l->prev)
+        if ((unsigned char *)l + l->offset == p) {
+            s->count--;
+            s->bytes -= l->size;
+            buffet__scope_large_free(s, l);
+            return;
+        }
+    /* A small one only if it is the newest bytes of the current block. */
+    if (s->blocks && p >= (unsigned char *)s->blocks + BUFFET__SCOPE_HDR && p <= s->cur && size > 0 &&
+        size <= (size_t)(s->cur - p) && (size_t)(s->cur - p) - size < BUFFET__FRAME_GRAIN) {
+#if BUFFET_TRACK_VALGRIND
+        VALGRIND_MEMPOOL_FREE(s->blocks, p);
+#endif
+        BUFFET__POISON(p, (size_t)(s->cur - p));
+        s->cur = p;
+        s->count--;
+        s->bytes -= size;
     }
 }
 static uint32_t buffet__scope_vt_contract(const void *self) {

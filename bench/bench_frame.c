@@ -19,9 +19,18 @@
    contestants alternate (order reversed every other repetition). Object sizes come from one
    pre-generated table, the same sequence for every contestant. Every object is written after
    allocation; the arenas are reset between frames, so no number measures an exhausted arena.
-   Ratios are peer / buffet: above 1 means buffet is faster.
+   Ratios are peer / buffet: above 1 means buffet is faster. a) also has a plain bump pointer in
+   the same loop (the floor the frame arena is held to: within 1.1x) and a scope over the heap
+   begun and ended per frame (held to 5x faster than glibc malloc/free).
    Environment: BUFFET_BENCH_ONLY=abc picks sections; BUFFET_BENCH_ITERS=N runs each contestant
    once for N iterations (for callgrind); BUFFET_BENCH_NOPIN=1 leaves c)'s threads unpinned.
+   Instructions per allocation in a): BUFFET_BENCH_ONLY=a BUFFET_BENCH_ITERS=200
+   BUFFET_BENCH_REEXEC=1 GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 valgrind
+   --tool=callgrind --toggle-collect='frame_*' --dump-after=frame_buffet --dump-after=frame_bump
+   ... ./bench_frame (a --dump-after for every frame_* contestant): each dump's total / 200000
+   is one contestant's count, writing 16 B in the first round, whole objects in the second.
+   Under valgrind a scope over the heap keeps no spare blocks: its count includes the malloc and
+   free of its blocks every frame.
    Build: gcc -std=c11 -O2 -pthread bench/bench_frame.c -o bench_frame */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_frame.h"   /* first: it defines _GNU_SOURCE for the headers below */
@@ -142,10 +151,22 @@ typedef void *(*gp_alloc_fn)(size_t);
 typedef void (*gp_free_fn)(void *, size_t);
 
 /* ---- a) frames ---- */
+/* The floor: a plain bump pointer over one block, sizes rounded up to 16 (so every pointer is
+   16-aligned), a bounds check, reset at the frame's end. What the frame arena is held to. */
+typedef struct bump_arena { unsigned char *base, *cur, *end; } bump_arena;
+ALWAYS_INLINE void *bump_alloc(bump_arena *b, size_t n) {
+    unsigned char *p = b->cur;
+    n = (n + 15) & ~(size_t)15;
+    if (n > (size_t)(b->end - p)) return NULL;
+    b->cur = p + n;
+    return p;
+}
+
 typedef struct frame_ctx {
     bool whole;                  /* touch all of each object, else its first 16 bytes */
     void **ptrs;                 /* OBJS: what the malloc-style contestants free at the frame's end */
     buffet_frame_arena *fa, *fa2;      /* 1 and 2 frames in flight */
+    bump_arena *bump;
     struct obstack ob;
     void *tl_pool;
     peer_apr_pool *apr_pool;
@@ -169,6 +190,46 @@ ALWAYS_INLINE uint64_t frame_buffet_run(frame_ctx *x, size_t iters, buffet_frame
 }
 static uint64_t frame_buffet(void *x, size_t it) { return frame_buffet_run((frame_ctx *)x, it, ((frame_ctx *)x)->fa); }
 static uint64_t frame_buffet2(void *x, size_t it) { return frame_buffet_run((frame_ctx *)x, it, ((frame_ctx *)x)->fa2); }
+
+static uint64_t frame_bump(void *vctx, size_t iters) {
+    frame_ctx *x = (frame_ctx *)vctx;
+    bump_arena *b = x->bump;
+    const bool whole = x->whole;
+    uint64_t t0 = now_ns();
+    for (size_t f = 0; f < iters; f++) {
+        size_t base = f * OBJS;
+        for (size_t i = 0; i < OBJS; i++) {
+            size_t n = sizes[(base + i) & SIZE_MASK];
+            void *p = bump_alloc(b, n);
+            if (!p) die("bump_alloc failed");
+            touch(p, n, whole);
+        }
+        b->cur = b->base;
+    }
+    return now_ns() - t0;
+}
+
+/* A scope over the heap per frame: begin, the frame's objects, end (frees them all). */
+static uint64_t frame_scope(void *vctx, size_t iters) {
+    frame_ctx *x = (frame_ctx *)vctx;
+    const bool whole = x->whole;
+    buffet_scope s;
+    buffet_scope_desc desc;
+    memset(&desc, 0, sizeof desc);
+    uint64_t t0 = now_ns();
+    for (size_t f = 0; f < iters; f++) {
+        size_t base = f * OBJS;
+        if (buffet_scope_begin(&s, &desc) != BUFFET_OK) die("buffet_scope_begin failed");
+        for (size_t i = 0; i < OBJS; i++) {
+            size_t n = sizes[(base + i) & SIZE_MASK];
+            void *p = buffet_scope_alloc(&s, n, 16);
+            if (!p) die("buffet_scope_alloc failed");
+            touch(p, n, whole);
+        }
+        if (buffet_scope_end(&s) != BUFFET_OK) die("buffet_scope_end failed");
+    }
+    return now_ns() - t0;
+}
 
 ALWAYS_INLINE uint64_t frame_gp(frame_ctx *x, size_t iters, gp_alloc_fn al, gp_free_fn fr) {
     void **ptrs = x->ptrs;
@@ -525,6 +586,7 @@ static void print_machine(void) {
 typedef struct goals {
     bool a_run, a_faster[2];           /* a): [0] writing 16 B, [1] writing whole objects */
     double a_glibc[2], a_closest[2];
+    double a_bump[2], a_scope[2];      /* buffet / bump pointer; glibc / scope over the heap */
     const char *a_closest_name[2];
     bool b_run, b_faster;
     double b_closest;
@@ -535,6 +597,8 @@ static double sizes_mean, burst_mean;
 
 static void section_a(goals *g) {
     static void *frame_ptrs[OBJS];
+    static unsigned char bump_block[(size_t)OBJS * MAX_SIZE] __attribute__((aligned(64)));
+    bump_arena bump = { bump_block, bump_block, bump_block + sizeof bump_block };
     frame_ctx fx[2];
     memset(fx, 0, sizeof fx);
     buffet_frame_arena *fa, *fa2;
@@ -550,15 +614,21 @@ static void section_a(goals *g) {
         fx[w].ptrs = frame_ptrs;
         fx[w].fa = fa;
         fx[w].fa2 = fa2;
+        fx[w].bump = &bump;
         if (!obstack_begin(&fx[w].ob, 65536)) die("obstack_begin failed");
         fx[w].tl_pool = tl_pool;
         fx[w].apr_pool = apr_pool;
     }
-    /* Rows 0 and 1 are buffet's own; row 2 is glibc (the 10x goal). */
+    /* Rows 0 and 1 are buffet's own; row 2 is glibc (the 10x goal); rows 3 and 4 are the bump
+       pointer (the floor the arena is held to) and a scope over the heap (held to glibc): they
+       are no peers of the arena's goal. */
+    enum { ROW_GLIBC = 2, ROW_BUMP = 3, ROW_SCOPE = 4 };
     struct { const char *name; uint64_t (*run)(void *, size_t); bool on; } fc[] = {
         { "buffet_frame_alloc", frame_buffet, true },
         { "  (2 frames in flight)", frame_buffet2, true },
         { "glibc malloc/free", frame_glibc, true },
+        { "bump pointer (floor)", frame_bump, true },
+        { "buffet_scope (heap)", frame_scope, true },
         { "jemalloc", frame_je, P.je != NULL },
         { "mimalloc", frame_mi, P.mi != NULL },
         { "tcmalloc", frame_tc, P.tc != NULL },
@@ -583,20 +653,24 @@ static void section_a(goals *g) {
     }
     printf("\na) frame allocation: %d objects per frame, sizes %d..%d B uniform (mean %.0f B, one table), align 16\n"
            "   (APR: 8), then the frame reset (buffet_frame_end / free of each / obstack_free / talloc_free /\n"
-           "   apr_pool_clear). ns per object, frame reset included.\n",
+           "   apr_pool_clear). ns per object, frame reset included. The bump pointer is the floor\n"
+           "   (sizes rounded to 16, reset per frame); buffet_scope (heap) is a scope over the heap\n"
+           "   begun and ended per frame.\n",
            OBJS, MIN_SIZE, MAX_SIZE, sizes_mean);
     printf("   %-22s %24s   %24s\n", "", "write first 16 B", "write whole object");
     printf("   %-22s %10s %13s   %10s %13s\n", "contestant", "ns/obj", "peer/buffet", "ns/obj", "peer/buffet");
     g->a_run = true;
     for (int w = 0; w < 2; w++) {
         g->a_faster[w] = true;
-        g->a_glibc[w] = r[w][2] / r[w][0];
+        g->a_glibc[w] = r[w][ROW_GLIBC] / r[w][0];
+        g->a_bump[w] = r[w][0] / r[w][ROW_BUMP];
+        g->a_scope[w] = r[w][ROW_GLIBC] / r[w][ROW_SCOPE];
         g->a_closest[w] = 1e9;
     }
     for (int i = 0; i < n; i++) {
         printf("   %-22s %10.2f %12.2fx   %10.2f %12.2fx\n", names[i], r[0][i], r[0][i] / r[0][0], r[1][i],
                r[1][i] / r[1][0]);
-        for (int w = 0; w < 2 && i > 1; w++) {
+        for (int w = 0; w < 2 && i > ROW_SCOPE; w++) {
             double ratio = r[w][i] / r[w][0];
             if (ratio <= 1.0) g->a_faster[w] = false;
             if (ratio < g->a_closest[w]) { g->a_closest[w] = ratio; g->a_closest_name[w] = names[i]; }
@@ -765,6 +839,13 @@ int main(int argc, char **argv) {
         printf("goal: frame arena >= 10x glibc malloc/free per object and faster than every peer in a), %s: "
                "%.1fx glibc, closest peer %s %.2fx: %s\n", w ? "writing whole objects" : "writing 16 B",
                g.a_glibc[w], g.a_closest_name[w], g.a_closest[w], g.a_glibc[w] >= 10.0 && g.a_faster[w] ? "met" : "not met");
+    for (int w = 0; w < 2 && g.a_run; w++)
+        printf("goal: frame arena <= 1.1x a bump pointer, %s: %.2fx: %s\n",
+               w ? "writing whole objects" : "writing 16 B", g.a_bump[w], g.a_bump[w] <= 1.1 ? "met" : "not met");
+    for (int w = 0; w < 2 && g.a_run; w++)
+        printf("goal: scope over the heap >= 5x glibc malloc/free, %s: %.1fx: %s\n",
+               w ? "writing whole objects" : "writing 16 B", g.a_scope[w],
+               g.a_scope[w] >= 5.0 ? "met" : "not met");
     if (g.b_run)
         printf("goal: pool get/put faster than the fastest general-purpose allocator in every row of b): "
                "closest %.2fx (%s): %s\n", g.b_closest, g.b_closest_row, g.b_faster ? "met" : "not met");

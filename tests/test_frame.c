@@ -30,6 +30,10 @@
 #  define TF_HAVE_VALGRIND 0
 #endif
 
+/* Bytes a frame allocation of n takes: its size rounded up to the arena's 16-byte grain (what
+   budgets and statistics count). */
+#define TF_R(n) (((size_t)(n) + 15) & ~(size_t)15)
+
 /* ---------------------------------------------------------------------------------------------
    Helpers: a log callback that counts codes, debug allocators, the run mode, a JSON checker. */
 
@@ -627,12 +631,12 @@ static void test_frame_resize(void) {
     BT_CHECK(!buffet_frame_resize(fa, p, 200, 0));
     BT_CHECK(!buffet_frame_resize(NULL, p, 200, 300));
     q = (unsigned char *)buffet_frame_alloc(fa, 50, 1);
-    BT_CHECK(q == p + 200);
+    BT_CHECK(q == p + TF_R(200));
     BT_CHECK(!buffet_frame_resize(fa, p, 200, 300));           /* no longer the newest */
     BT_CHECK(!buffet_frame_resize(fa, p, 200, 100));
     BT_CHECK(buffet_frame_resize(fa, q, 50, 20));              /* shrink the newest */
     r = (unsigned char *)buffet_frame_alloc(fa, 10, 1);
-    BT_CHECK(r == q + 20);                                      /* the bytes given back are reused */
+    BT_CHECK(r == q + TF_R(20));                                /* the bytes given back are reused */
     BT_CHECK(!buffet_frame_resize(fa, r, 10, 100000));         /* beyond the chunk */
     BT_CHECK(buffet_frame_resize(fa, r, 10, 30));              /* ...and it is still usable */
     BT_CHECK(tf_intact(p, 100, 5) && p[150] == 0x77);
@@ -1057,13 +1061,14 @@ static void test_frame_budget_arena(void) {
     }
     BT_CHECK(soft.used > 1000 && soft.limit == 1000 && soft.name && strcmp(soft.name, "main") == 0);
     st = buffet_frame_get_stats(fa);
-    BT_CHECK(st.soft_hits == 2 && st.hard_failures == 0 && st.peak_bytes == 2000);
+    BT_CHECK(st.soft_hits == 2 && st.hard_failures == 0 && st.peak_bytes == 20 * TF_R(100));
     BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 2);             /* a warning each time */
     buffet_frame_destroy(fa);
 
-    /* hard: 10 blocks of 100 fill 1000 bytes exactly; the 11th, and anything bigger, fails */
+    /* hard: 10 blocks of 100 (112 bytes each: sizes round up to 16) fill the limit exactly; the
+       11th, and anything bigger, fails */
     memset(&desc.budget, 0, sizeof desc.budget);
-    desc.budget.hard = 1000;
+    desc.budget.hard = 10 * TF_R(100);
     desc.log = bt_logger(&l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK);
     if (!fa) goto out;
@@ -1073,11 +1078,11 @@ static void test_frame_budget_arena(void) {
         BT_CHECK(buffet_frame_alloc(fa, 5000, 16) == NULL);      /* would need an oversized chunk */
         BT_CHECK(buffet_frame_alloc(fa, 1, 1) == NULL);
         st = buffet_frame_get_stats(fa);
-        BT_CHECK(st.bytes == 1000 && st.hard_failures == (uint64_t)f * 3);
+        BT_CHECK(st.bytes == 10 * TF_R(100) && st.hard_failures == (uint64_t)f * 3);
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     }
     BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 6);
-    BT_CHECK(buffet_frame_get_budget(fa).hard_failures == 6 && buffet_frame_get_budget(fa).peak == 1000);
+    BT_CHECK(buffet_frame_get_budget(fa).hard_failures == 6 && buffet_frame_get_budget(fa).peak == 10 * TF_R(100));
     /* a batch is all or nothing under the limit too: nothing written, nothing charged */
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     {
@@ -1085,9 +1090,9 @@ static void test_frame_budget_arena(void) {
         objs[0] = objs;
         BT_CHECK(buffet_frame_alloc_batch(fa, 100, 16, 16, objs) == 0 && objs[0] == (void *)objs);
         BT_CHECK(buffet_frame_get_stats(fa).bytes == 0 && buffet_frame_get_stats(fa).count == 0);
-        BT_CHECK(buffet_frame_alloc_batch(fa, 60, 16, 16, objs) == 60);    /* 960 bytes fit */
-        BT_CHECK(buffet_frame_alloc_batch(fa, 3, 16, 16, objs) == 0);      /* 48 more do not */
-        BT_CHECK(buffet_frame_get_stats(fa).bytes == 960 && buffet_frame_get_stats(fa).count == 60);
+        BT_CHECK(buffet_frame_alloc_batch(fa, 70, 16, 16, objs) == 70);    /* 1120 bytes fit */
+        BT_CHECK(buffet_frame_alloc_batch(fa, 1, 16, 16, objs) == 0);      /* 16 more do not */
+        BT_CHECK(buffet_frame_get_stats(fa).bytes == 1120 && buffet_frame_get_stats(fa).count == 70);
     }
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     buffet_frame_destroy(fa);
@@ -1106,8 +1111,8 @@ static void test_frame_budget_tag(void) {
     int f;
     memset(&soft, 0, sizeof soft);
     memset(&b, 0, sizeof b);
-    b.soft = 300;
-    b.hard = 500;
+    b.soft = 3 * TF_R(100);
+    b.hard = 5 * TF_R(100);
     b.on_soft = tf_on_soft;
     b.user = &soft;
     BT_CHECK(buffet_frame_set_tag_budget(NULL, "gfx", &b) == BUFFET_ERR_INVALID);
@@ -1123,10 +1128,10 @@ static void test_frame_budget_tag(void) {
         BT_CHECK(buffet_frame_pop_tag(fa) == BUFFET_OK);
         BT_CHECK(tf_alloc_until_null(fa, 100, 30) == 30);           /* the others go on */
         BT_CHECK(buffet_frame_get_tag_stats(fa, "gfx", &ts));
-        BT_CHECK(ts.bytes == 500 && ts.count == 5 && ts.hard_failures == (uint64_t)f && ts.soft_hits == (uint64_t)f);
+        BT_CHECK(ts.bytes == 5 * TF_R(100) && ts.count == 5 && ts.hard_failures == (uint64_t)f && ts.soft_hits == (uint64_t)f);
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     }
-    BT_CHECK(soft.name && strcmp(soft.name, "gfx") == 0 && soft.limit == 300);
+    BT_CHECK(soft.name && strcmp(soft.name, "gfx") == 0 && soft.limit == 3 * TF_R(100));
     BT_CHECK(buffet_frame_get_stats(fa).hard_failures == 2 && buffet_frame_get_stats(fa).soft_hits == 2);
     BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 4);           /* 2 soft warnings, 2 refusals */
     buffet_frame_destroy(fa);
@@ -1145,7 +1150,7 @@ static void test_frame_budget_thread(void) {
     memset(&soft, 0, sizeof soft);
     memset(&shared, 0, sizeof shared);
     shared.name = "thread";
-    shared.hard = 20000;
+    shared.hard = 20 * TF_R(1000);   /* 20 blocks of 1000 (1008 each: sizes round up to 16) */
     shared.soft = 5000;
     shared.on_soft = tf_on_soft;
     shared.user = &soft;
@@ -1164,9 +1169,9 @@ static void test_frame_budget_thread(void) {
             if (more1 && (more1 = buffet_frame_alloc(a1, 1000, 4) != NULL)) n1++;
             if (more2 && (more2 = buffet_frame_alloc(a2, 1000, 4) != NULL)) n2++;
         }
-        BT_CHECK((size_t)(n1 + n2) * 1000 <= shared.hard);          /* the limit holds for the sum */
+        BT_CHECK((size_t)(n1 + n2) * TF_R(1000) <= shared.hard);    /* the limit holds for the sum */
         BT_CHECK(n1 + n2 >= 18 && n1 > 0 && n2 > 0);                 /* and was nearly reached */
-        if (n1 + n2 < 20) fprintf(stderr, "test_frame: thread budget: %d of 20 blocks of 1000 bytes under a 20000-byte limit\n", n1 + n2);
+        if (n1 + n2 < 20) fprintf(stderr, "test_frame: thread budget: %d of 20 blocks of 1000 bytes under a 20160-byte limit\n", n1 + n2);
         BT_CHECK(shared.used <= shared.hard && shared.peak <= shared.hard);
         BT_CHECK(soft.calls == f);
         BT_CHECK(buffet_frame_end(a1) == BUFFET_OK && buffet_frame_end(a2) == BUFFET_OK);
@@ -1176,7 +1181,7 @@ static void test_frame_budget_thread(void) {
     /* destroyed in the middle of a frame, an arena still gives back its charge and reservation */
     BT_CHECK(buffet_frame_begin(a1) == BUFFET_OK && buffet_frame_begin(a2) == BUFFET_OK);
     BT_CHECK(buffet_frame_alloc(a1, 3000, 4) != NULL && buffet_frame_alloc(a2, 2000, 4) != NULL);
-    BT_CHECK(shared.used == 5000 && shared.reserved > 0);
+    BT_CHECK(shared.used == TF_R(3000) + 2000 && shared.reserved > 0);
     buffet_frame_destroy(a1);
     BT_CHECK(buffet_frame_get_stats(a2).bytes == 2000);
     BT_CHECK(buffet_frame_end(a2) == BUFFET_OK);
@@ -1204,40 +1209,41 @@ static void test_frame_get_budget(void) {
     desc.log = bt_logger(&l);
     desc.budget.name = "frame";
     desc.budget.soft = 300;
-    desc.budget.hard = 1000;
+    desc.budget.hard = 992;
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     if (!fa) goto out;
     b = buffet_frame_get_budget(fa);
-    BT_CHECK(b.name && strcmp(b.name, "frame") == 0 && b.soft == 300 && b.hard == 1000);
+    BT_CHECK(b.name && strcmp(b.name, "frame") == 0 && b.soft == 300 && b.hard == 992);
     BT_CHECK(b.used == 0 && b.reserved == 0 && b.peak == 0 && b.soft_hits == 0 && b.hard_failures == 0);
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_alloc(fa, 200, 8) != NULL);
     b = buffet_frame_get_budget(fa);
-    BT_CHECK(b.used == 200 && b.used + b.reserved <= b.soft && !b.soft_fired);   /* the fast path stops at the soft limit */
-    BT_CHECK(buffet_frame_alloc(fa, 200, 8) != NULL);                            /* past the soft limit */
+    BT_CHECK(b.used == TF_R(200) && b.used + b.reserved <= b.soft && !b.soft_fired);   /* the fast path stops at the soft limit */
+    BT_CHECK(buffet_frame_alloc(fa, 192, 8) != NULL);                            /* past the soft limit */
     b = buffet_frame_get_budget(fa);
     BT_CHECK(b.used == 400 && b.soft_fired && b.soft_hits == 1 && b.peak == 400);
     BT_CHECK(b.used + b.reserved <= b.hard);
     BT_CHECK(buffet_frame_alloc(fa, 700, 8) == NULL);                            /* past the hard one */
     b = buffet_frame_get_budget(fa);
     BT_CHECK(b.used == 400 && b.hard_failures == 1 && b.used + b.reserved <= b.hard);
-    BT_CHECK(buffet_frame_alloc(fa, 600, 8) != NULL);                            /* exactly to it */
+    BT_CHECK(buffet_frame_alloc(fa, 600, 8) == NULL);                            /* 608 with its rounding: past it */
+    BT_CHECK(buffet_frame_alloc(fa, 592, 8) != NULL);                            /* exactly to it */
     b = buffet_frame_get_budget(fa);
-    BT_CHECK(b.used == 1000 && b.reserved == 0 && b.peak == 1000);
+    BT_CHECK(b.used == 992 && b.reserved == 0 && b.peak == 992);
     b.used = 5;                                                                   /* a copy */
     b.hard = 1;
-    BT_CHECK(buffet_frame_get_budget(fa).used == 1000 && buffet_frame_get_budget(fa).hard == 1000);
+    BT_CHECK(buffet_frame_get_budget(fa).used == 992 && buffet_frame_get_budget(fa).hard == 992);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     b = buffet_frame_get_budget(fa);
-    BT_CHECK(b.used == 1000 && b.reserved == 0);      /* the last frame's, until the next begins */
+    BT_CHECK(b.used == 992 && b.reserved == 0);       /* the last frame's, until the next begins */
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     b = buffet_frame_get_budget(fa);
-    BT_CHECK(b.used == 0 && b.reserved == 0 && !b.soft_fired && b.peak == 1000);
-    BT_CHECK(b.soft_hits == 1 && b.hard_failures == 1);
+    BT_CHECK(b.used == 0 && b.reserved == 0 && !b.soft_fired && b.peak == 992);
+    BT_CHECK(b.soft_hits == 1 && b.hard_failures == 2);
     BT_CHECK(buffet_frame_alloc(fa, 100, 8) != NULL);
-    BT_CHECK(buffet_frame_get_budget(fa).used == 100 && buffet_frame_get_stats(fa).bytes == 100);
+    BT_CHECK(buffet_frame_get_budget(fa).used == TF_R(100) && buffet_frame_get_stats(fa).bytes == TF_R(100));
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
-    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 2);   /* the soft warning and the refusal */
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 3);   /* the soft warning and the refusals */
     buffet_frame_destroy(fa);
 
     /* no budget: no limits, the counters still count */
@@ -1247,7 +1253,7 @@ static void test_frame_get_budget(void) {
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
     BT_CHECK(buffet_frame_alloc(fa, 3000, 8) != NULL);
     b = buffet_frame_get_budget(fa);
-    BT_CHECK(b.used == 3000 && b.peak == 3000 && b.hard_failures == 0 && b.soft_hits == 0);
+    BT_CHECK(b.used == TF_R(3000) && b.peak == TF_R(3000) && b.hard_failures == 0 && b.soft_hits == 0);
     BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
     buffet_frame_destroy(fa);
 out:
@@ -1299,8 +1305,8 @@ static void test_frame_budget_callback_reentry(void) {
     desc.chunk_size = 4096;
     desc.log = bt_logger(&l);
     desc.budget.name = "main";
-    desc.budget.soft = 1000;
-    desc.budget.hard = 3000;
+    desc.budget.soft = 10 * TF_R(100);     /* blocks of 100 take 112 (sizes round up to 16) */
+    desc.budget.hard = 30 * TF_R(100);
     desc.budget.on_soft = tf_soft_reenter;
     desc.budget.user = &r;
     desc.thread_budget = &shared;
@@ -1313,22 +1319,22 @@ static void test_frame_budget_callback_reentry(void) {
         b = buffet_frame_get_budget(fa);
         BT_CHECK(b.used == 0 && b.reserved == 0 && !b.soft_fired);
         BT_CHECK(shared.used == 0 && shared.reserved == 0);
-        for (i = 0; i < 10; i++) BT_CHECK(buffet_frame_alloc(fa, 100, 4) != NULL);   /* 1000: at the limit */
+        for (i = 0; i < 10; i++) BT_CHECK(buffet_frame_alloc(fa, 100, 4) != NULL);   /* at the limit */
         BT_CHECK(r.calls == f - 1);
         BT_CHECK(buffet_frame_alloc(fa, 100, 4) != NULL);                            /* past it */
         BT_CHECK(r.calls == f && r.alloc_ok);
-        BT_CHECK(r.used_arg == 1100 && r.stats_bytes == 1100 && r.stats_count == 11);   /* charged before the call */
-        BT_CHECK(r.budget_used_after == 1200);                                        /* its own, once */
+        BT_CHECK(r.used_arg == 11 * TF_R(100) && r.stats_bytes == 11 * TF_R(100) && r.stats_count == 11);   /* charged before the call */
+        BT_CHECK(r.budget_used_after == 12 * TF_R(100));                              /* its own, once */
         st = buffet_frame_get_stats(fa);
         b = buffet_frame_get_budget(fa);
-        BT_CHECK(st.bytes == 1200 && st.count == 12 && b.used == 1200 && shared.used == 1200);
+        BT_CHECK(st.bytes == 12 * TF_R(100) && st.count == 12 && b.used == 12 * TF_R(100) && shared.used == 12 * TF_R(100));
         BT_CHECK(b.soft_hits == (uint64_t)f && b.used + b.reserved <= b.hard);
         if (f == 1) {
             BT_CHECK(tf_alloc_until_null(fa, 100, 100) == 18);                       /* up to the hard limit */
-            BT_CHECK(buffet_frame_get_budget(fa).used == 3000 && shared.used == 3000);
+            BT_CHECK(buffet_frame_get_budget(fa).used == 30 * TF_R(100) && shared.used == 30 * TF_R(100));
         } else {
-            BT_CHECK(tf_alloc_until_null(fa, 100, 13) == 13);                        /* 2500 in all */
-            BT_CHECK(buffet_frame_get_budget(fa).used == 2500 && shared.used == 2500);
+            BT_CHECK(tf_alloc_until_null(fa, 100, 13) == 13);                        /* 25 blocks in all */
+            BT_CHECK(buffet_frame_get_budget(fa).used == 25 * TF_R(100) && shared.used == 25 * TF_R(100));
         }
         BT_CHECK(r.calls == f);                                                       /* once a frame */
         BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
@@ -1337,7 +1343,7 @@ static void test_frame_budget_callback_reentry(void) {
         BT_CHECK(b.hard_failures == 1);                                               /* frame 1's only */
     }
     st = buffet_frame_get_stats(fa);
-    BT_CHECK(st.hard_failures == 1 && st.soft_hits == 5 && st.peak_bytes == 3000);
+    BT_CHECK(st.hard_failures == 1 && st.soft_hits == 5 && st.peak_bytes == 30 * TF_R(100));
     BT_CHECK(bt_logged(&l, BUFFET_ERR_BUDGET) == 6 && l.total == 6);   /* 5 soft warnings, 1 refusal */
     BT_CHECK(shared.hard_failures == 0);
     buffet_frame_destroy(fa);
@@ -1406,13 +1412,13 @@ static void test_frame_logger_reentry(void) {
     BT_CHECK(buffet_frame_alloc(fa, 400, 8) != NULL && r.calls == 1);
     BT_CHECK(buffet_frame_alloc(fa, 200, 8) != NULL);                /* the soft warning */
     BT_CHECK(r.calls == 2 && r.last == BUFFET_ERR_BUDGET && r.alloc_ok);
-    BT_CHECK(r.seen.bytes == 600 && r.seen.count == 2 && r.seen.soft_hits == 1);
+    BT_CHECK(r.seen.bytes == 400 + TF_R(200) && r.seen.count == 2 && r.seen.soft_hits == 1);
     BT_CHECK(buffet_frame_alloc(fa, 2000, 8) == NULL);               /* the hard refusal */
     BT_CHECK(r.calls == 3 && r.last == BUFFET_ERR_BUDGET && r.alloc_ok);
-    BT_CHECK(r.seen.hard_failures == 1 && r.seen.bytes == 608 && r.seen.count == 3);
+    BT_CHECK(r.seen.hard_failures == 1 && r.seen.bytes == 400 + TF_R(200) + TF_R(8) && r.seen.count == 3);
     BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_BUDGET);         /* the logger's allocation did not change why */
     BT_CHECK(buffet_frame_pop_tag(fa) == BUFFET_ERR_STATE);          /* nothing pushed */
-    BT_CHECK(r.calls == 4 && r.seen.misuse == 3 && r.seen.bytes == 616);
+    BT_CHECK(r.calls == 4 && r.seen.misuse == 3 && r.seen.bytes == 400 + TF_R(200) + 2 * TF_R(8));
     p = buffet_frame_alloc(fa, 100, 16);
     t = p ? buffet_frame_transfer_send(fa, p, 100) : NULL;
     BT_CHECK(t != NULL);
@@ -1480,7 +1486,7 @@ static void test_frame_alloc_errors(void) {
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = 4096;
-    desc.budget.hard = 1000;
+    desc.budget.hard = TF_R(1000);
     desc.log = bt_logger(&l);
     fa = NULL;
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
@@ -2065,15 +2071,15 @@ static void tf_deferred(void *arg) {
     if (df->runs) (*df->runs)++;
 }
 
-/* The end undoes everything newest first: frees and deferred actions interleaved exactly in
-   reverse order of registration. */
+/* The end runs the deferred actions newest first, all before any memory goes (an action may
+   use any of the scope's memory), then gives back the large allocations (newest first), then
+   the blocks. Small allocations share blocks; a large or over-aligned one has its own. */
 static void test_scope_order(void) {
     buffet_debug *d = tf_debug();
     tf_rec rec;
     buffet_allocator ra;
     buffet_scope s;
     tf_defer df[3];
-    static const int expect[] = {102, 3, 2, 101, 1, 100};
     int i;
     memset(&rec, 0, sizeof rec);
     rec.parent = buffet_debug_allocator(d);
@@ -2086,20 +2092,28 @@ static void test_scope_order(void) {
     rec.blocks[rec.nblocks++] = buffet_scope_alloc(&s, 64, 16);
     BT_CHECK(buffet_scope_defer(&s, tf_deferred, &df[1]) == BUFFET_OK);
     BT_CHECK(buffet_scope_defer(&s, tf_deferred, &df[2]) == BUFFET_OK);
-    rec.blocks[rec.nblocks++] = buffet_scope_alloc(&s, 16, 4096);
-    BT_CHECK(rec.blocks[0] && rec.blocks[1] && rec.blocks[2]);
-    BT_CHECK(tf_aligned(rec.blocks[0], 16) && tf_aligned(rec.blocks[2], 4096));
-    for (i = 0; i < 3; i++)
-        if (rec.blocks[i]) memset(rec.blocks[i], i, 16);
-    BT_CHECK(s.count == 3 && s.bytes == 112 && s.active);
-    BT_CHECK(tf_live(d) == 6);   /* three blocks, three deferred entries */
+    rec.blocks[rec.nblocks++] = buffet_scope_alloc(&s, 16, 4096);    /* over-aligned: large */
+    rec.blocks[rec.nblocks++] = buffet_scope_alloc(&s, 10000, 8);    /* large */
+    rec.blocks[rec.nblocks++] = buffet_scope_alloc(&s, 7, 64);       /* in the block, 64-aligned */
+    BT_CHECK(rec.blocks[0] && rec.blocks[1] && rec.blocks[2] && rec.blocks[3] && rec.blocks[4]);
+    BT_CHECK(tf_aligned(rec.blocks[0], 16) && tf_aligned(rec.blocks[1], 16) && tf_aligned(rec.blocks[2], 4096));
+    BT_CHECK(tf_aligned(rec.blocks[3], 8) && tf_aligned(rec.blocks[4], 64));
+    BT_CHECK(rec.blocks[1] == (unsigned char *)rec.blocks[0] + 32 + 32);   /* a bump past the first and an action */
+    for (i = 0; i < 5; i++)
+        if (rec.blocks[i]) memset(rec.blocks[i], i, 7);
+    if (rec.blocks[3]) memset(rec.blocks[3], 3, 10000);
+    BT_CHECK(s.count == 5 && s.bytes == 32 + 64 + 16 + 10000 + 7 && s.active);
+    BT_CHECK(tf_live(d) == 3);   /* one block, two large allocations */
     BT_CHECK(rec.n == 0);        /* nothing runs before the end */
     BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
-    BT_CHECK(rec.n == 6 && memcmp(rec.events, expect, sizeof expect) == 0);
-    if (rec.n == 6 && memcmp(rec.events, expect, sizeof expect) != 0)
-        fprintf(stderr, "  order: %d %d %d %d %d %d\n", rec.events[0], rec.events[1], rec.events[2], rec.events[3],
-                rec.events[4], rec.events[5]);
-    BT_CHECK(!s.active && s.count == 0 && s.bytes == 0);
+    /* actions 3, 2, 1; then the large ones, newest first (103, 102); then the block (100, 101, 104) */
+    BT_CHECK(rec.n == 8 && rec.events[0] == 3 && rec.events[1] == 2 && rec.events[2] == 1);
+    BT_CHECK(rec.n == 8 && rec.events[3] == 103 && rec.events[4] == 102);
+    BT_CHECK(rec.n == 8 && rec.events[5] == 100 && rec.events[6] == 101 && rec.events[7] == 104);
+    if (rec.n != 8 || rec.events[0] != 3 || rec.events[3] != 103)
+        fprintf(stderr, "  order (%d): %d %d %d %d %d %d %d %d\n", rec.n, rec.events[0], rec.events[1], rec.events[2], rec.events[3],
+                rec.events[4], rec.events[5], rec.events[6], rec.events[7]);
+    BT_CHECK(!s.active && s.count == 0 && s.bytes == 0 && tf_live(d) == 0);
     tf_debug_done(d);
 }
 
@@ -2194,19 +2208,26 @@ static void test_scope_allocator(void) {
     BT_CHECK(tf_scope_begin(&s, buffet_debug_allocator(d), NULL, NULL) == BUFFET_OK);
     al = buffet_scope_allocator(&s);
     p = buffet_alloc(al, 100, 16, BUFFET_SITE);
-    BT_CHECK(p != NULL && tf_live(d) == 1 && s.count == 1 && s.bytes == 100);
-    buffet_free(al, p, 100, 16, BUFFET_SITE);                   /* newest: released now */
-    BT_CHECK(tf_live(d) == 0 && s.count == 0 && s.bytes == 0);
+    BT_CHECK(p != NULL && tf_live(d) == 1 && s.count == 1 && s.bytes == 100);   /* the first block */
+    buffet_free(al, p, 100, 16, BUFFET_SITE);                   /* newest: its bytes come back now */
+    BT_CHECK(tf_live(d) == 1 && s.count == 0 && s.bytes == 0);
     q = buffet_alloc(al, 50, 16, BUFFET_SITE);
+    BT_CHECK(q == p);                                           /* ...and are used again */
     r = buffet_alloc(al, 60, 16, BUFFET_SITE);
     BT_CHECK(q && r);
     buffet_free(al, q, 50, 16, BUFFET_SITE);                    /* not the newest: at the end */
-    BT_CHECK(tf_live(d) == 2 && s.count == 2);
+    BT_CHECK(s.count == 2);
     BT_CHECK(buffet_scope_defer(&s, tf_deferred, &df) == BUFFET_OK);
     buffet_free(al, r, 60, 16, BUFFET_SITE);                    /* a deferred action is newer */
-    BT_CHECK(tf_live(d) == 3 && s.count == 2);
+    BT_CHECK(s.count == 2 && tf_live(d) == 1);
+    p = buffet_alloc(al, 50000, 16, BUFFET_SITE);               /* large: a parent allocation of its own */
+    BT_CHECK(p != NULL && tf_live(d) == 2 && s.count == 3);
+    q = buffet_alloc(al, 40000, 16, BUFFET_SITE);
+    BT_CHECK(q != NULL && tf_live(d) == 3 && s.count == 4);
+    buffet_free(al, p, 50000, 16, BUFFET_SITE);                 /* a large one goes at once, newest or not */
+    BT_CHECK(tf_live(d) == 2 && s.count == 3 && s.bytes == 50 + 60 + 40000);
     BT_CHECK(!buffet_resize(al, r, 60, 70, 16));                /* no resize */
-    BT_CHECK(BUFFET_NEW(al, tf_vec3) != NULL && tf_live(d) == 4);
+    BT_CHECK(BUFFET_NEW(al, tf_vec3) != NULL && tf_live(d) == 2);
     BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
     BT_CHECK(runs == 1 && tf_live(d) == 0);
     BT_CHECK(buffet_alloc(al, 16, 16, BUFFET_SITE) == NULL);   /* ended */
@@ -2246,47 +2267,57 @@ static void test_scope_parents(void) {
     tf_debug_done(d);
 }
 
-/* For n = 1, 2, ...: the nth request to the parent fails. The allocation returns NULL or the
-   defer returns BUFFET_ERR_NOMEM (and its action never runs); the end frees the rest. */
+/* For n = 1, 2, ...: the nth request to the parent fails (then, with `after`, every one after
+   it). A refused block is asked again at just the size needed, so a user sees a failure only
+   when that fails too: the allocation returns NULL or the defer BUFFET_ERR_NOMEM (its action
+   never runs), with the parent's reason, logged; the scope goes on, and its end gives back
+   everything it got. Small, block-sized and large requests. */
 static void test_scope_failing_parent(void) {
     buffet_debug *d = tf_debug();
+    static const size_t sizes[] = {100, 3000, 20000, 5000, 16, 9000, 200};
     uint64_t n;
-    bool clean = false;
-    for (n = 1; n <= 100 && !clean; n++) {
-        buffet_failing f;
-        buffet_scope s;
-        int runs = 0, deferred = 0, i;
-        unsigned failed = 0;
-        tf_defer df;
-        df.rec = NULL;
-        df.id = 1;
-        df.runs = &runs;
-        buffet_failing_init(&f, buffet_debug_allocator(d), n, false);
-        BT_CHECK(tf_scope_begin(&s, buffet_failing_allocator(&f), NULL, NULL) == BUFFET_OK);
-        for (i = 0; i < 4; i++) {
-            buffet_result r;
-            void *p = buffet_scope_alloc(&s, 100 + (size_t)i, 16);
-            if (p) {
-                memset(p, 0, 100);
-            } else {
-                BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_NOMEM);   /* the parent's reason */
-                failed++;
+    int after;
+    for (after = 0; after < 2; after++) {
+        bool clean = false;
+        for (n = 1; n <= 100 && !clean; n++) {
+            buffet_failing f;
+            buffet_scope s;
+            int runs = 0, deferred = 0;
+            unsigned failed = 0, i;
+            tf_defer df;
+            bt_log l;
+            df.rec = NULL;
+            df.id = 1;
+            df.runs = &runs;
+            buffet_failing_init(&f, buffet_debug_allocator(d), n, after == 1);
+            BT_CHECK(tf_scope_begin(&s, buffet_failing_allocator(&f), NULL, &l) == BUFFET_OK);
+            for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+                buffet_result r;
+                void *p = buffet_scope_alloc(&s, sizes[i], 16);
+                if (p) {
+                    memset(p, 0, sizes[i]);
+                } else {
+                    BT_CHECK(buffet_alloc_error(NULL) == BUFFET_ERR_NOMEM);   /* the parent's reason */
+                    failed++;
+                }
+                r = buffet_scope_defer(&s, tf_deferred, &df);
+                if (r == BUFFET_OK) {
+                    deferred++;
+                } else {
+                    BT_CHECK(r == BUFFET_ERR_NOMEM);
+                    failed++;
+                }
             }
-            r = buffet_scope_defer(&s, tf_deferred, &df);
-            if (r == BUFFET_OK) {
-                deferred++;
-            } else {
-                BT_CHECK(r == BUFFET_ERR_NOMEM);
-                failed++;
-            }
+            BT_CHECK(failed <= f.failures);
+            BT_CHECK(bt_logged(&l, BUFFET_ERR_NOMEM) >= failed);        /* every refusal said why */
+            if (after) BT_CHECK(f.failures == 0 || failed > 0);        /* nothing more comes once the parent is out */
+            BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
+            BT_CHECK(runs == deferred);
+            BT_CHECK(tf_live(d) == 0);
+            clean = f.failures == 0;
         }
-        BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
-        BT_CHECK(runs == deferred);
-        BT_CHECK(failed == f.failures);
-        BT_CHECK(tf_live(d) == 0);
-        clean = f.failures == 0;
+        BT_CHECK(clean && n > 3 && n < 100);
     }
-    BT_CHECK(clean && n == 10);   /* 8 requests: the 9th run is the first with no failure */
     tf_debug_done(d);
 }
 
@@ -3240,9 +3271,12 @@ static void test_sites(void) {
     df.id = 1;
     df.runs = &runs;
     BT_CHECK(tf_scope_begin(&s, ra, NULL, NULL) == BUFFET_OK);
+    /* the parent is asked for a block (or a large allocation) with the site of the call that needed it */
     BT_CHECK(buffet_scope_alloc(&s, 32, 16) != NULL && tf_site_here(rec.site, "test_sites"));
-    BT_CHECK(buffet_scope_alloc_at(&s, 32, 16, custom) != NULL && rec.site.where == custom.where);
-    BT_CHECK(buffet_scope_defer(&s, tf_deferred, &df) == BUFFET_OK && tf_site_here(rec.site, "test_sites"));
+    BT_CHECK(buffet_scope_alloc_at(&s, 20000, 16, custom) != NULL && rec.site.where == custom.where);
+    BT_CHECK(buffet_scope_alloc(&s, 5000, 16) != NULL && tf_site_here(rec.site, "test_sites"));   /* a new block */
+    BT_CHECK(buffet_scope_defer(&s, tf_deferred, &df) == BUFFET_OK);
+    BT_CHECK(buffet_scope_alloc(&s, 3120, 16) != NULL);       /* the rest of that block */
     BT_CHECK(buffet_scope_defer_at(&s, tf_deferred, &df, custom) == BUFFET_OK && rec.site.func == custom.func);
     BT_CHECK(buffet_scope_alloc_at(NULL, 32, 16, custom) == NULL && buffet_scope_defer_at(NULL, tf_deferred, &df, custom) == BUFFET_ERR_INVALID);
     BT_CHECK(buffet_scope_end(&s) == BUFFET_OK && runs == 2);
@@ -3492,6 +3526,232 @@ static void test_threads_together(void) {
     tf_debug_done(mt.d);
 }
 
+/* ---------------------------------------------------------------------------------------------
+   The 16-byte grain (the bump pointer stays aligned) and scopes as arenas. */
+
+/* Every alignment from 1 to 4096 is honoured; up to 16 nothing is padded (each block takes its
+   size rounded up to 16 and the next starts there), above it only the pointer is aligned; size
+   0, a bad align, sizes no chunk can be and count * size overflows are refused, counted, and
+   leave the bump pointer where it was. */
+static void test_frame_grain(void) {
+    buffet_debug *d = tf_debug();
+    bt_log l;
+    buffet_frame_arena *fa = tf_arena(d, 4096, 1, &l);
+    size_t align, size;
+    unsigned char *p, *q, *cur;
+    uint64_t failures;
+    if (!fa) goto out;
+    BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
+    for (align = 1; align <= 16; align *= 2)
+        for (size = 1; size <= 40; size += 13) {
+            p = (unsigned char *)buffet_frame_alloc(fa, size, align);
+            q = (unsigned char *)buffet_frame_alloc(fa, 1, 1);
+            BT_CHECK(p && q && tf_aligned(p, 16) && q == p + TF_R(size));
+            if (p) memset(p, 0x11, size);
+        }
+    for (align = 32; align <= 4096; align *= 2) {
+        p = (unsigned char *)buffet_frame_alloc(fa, 24, align);
+        BT_CHECK(p && tf_aligned(p, align) && fa->cur == p + 32);
+        if (p) memset(p, 0x22, 24);
+    }
+    cur = fa->cur;
+    failures = buffet_frame_get_stats(fa).failures;
+    BT_CHECK(buffet_frame_alloc(fa, 0, 16) == NULL);                 /* nothing: not a failure */
+    BT_CHECK(buffet_frame_alloc(fa, 16, 0) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_frame_alloc(fa, 16, 24) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_frame_alloc(fa, SIZE_MAX, 16) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_frame_alloc(fa, SIZE_MAX - 14, 1) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_frame_alloc(fa, ((size_t)1 << 48) + 1, 16) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_frame_alloc(fa, 16, (size_t)1 << 63) == NULL);   /* aligning would wrap */
+    BT_CHECK(buffet_frame_alloc_array(fa, SIZE_MAX / 2, 3, 8) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(fa->cur == cur && buffet_frame_get_stats(fa).failures == failures + 7);
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 2 && bt_logged(&l, BUFFET_ERR_OVERFLOW) == 5);
+    BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
+    buffet_frame_destroy(fa);
+out:
+    tf_debug_done(d);
+}
+
+/* A frame that fills its chunk mid-way goes on in a new one: every block stays intact, none
+   crosses a chunk's end, and the statistics are derived right (count: every allocation;
+   bytes: the rounded sizes). */
+static void test_frame_chunk_exhaustion(void) {
+    buffet_debug *d = tf_debug();
+    buffet_frame_arena *fa = tf_arena(d, 1024, 2, NULL);
+    unsigned char *ptrs[300];
+    size_t sizes[300], total = 0;
+    buffet_frame_stats st;
+    int i, f;
+    if (!fa) goto out;
+    for (f = 0; f < 3; f++) {
+        BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
+        total = 0;
+        for (i = 0; i < 300; i++) {
+            sizes[i] = 1 + (size_t)((i * 37 + f * 11) % 200);
+            ptrs[i] = (unsigned char *)buffet_frame_alloc(fa, sizes[i], i % 3 ? 8 : 64);
+            BT_CHECK(ptrs[i] != NULL);
+            if (!ptrs[i]) goto out_frame;
+            tf_fill(ptrs[i], sizes[i], i);
+            total += TF_R(sizes[i]);
+        }
+        for (i = 0; i < 300; i++) BT_CHECK(tf_intact(ptrs[i], sizes[i], i));
+        st = buffet_frame_get_stats(fa);
+        BT_CHECK(st.count == 300 && st.bytes >= total && st.bytes < total + 300 * 64);   /* 64-aligned ones may pad */
+        BT_CHECK(st.chunks >= 2);
+    out_frame:
+        BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
+    }
+    buffet_frame_destroy(fa);
+out:
+    tf_debug_done(d);
+}
+
+/* The newest allocation is found through its rounding: a free or resize with a size inside
+   its 16 bytes works, a batch of objects under 16 bytes apart has no newest one (freeing its
+   objects early would give back their neighbours), and a resize within the rounding moves
+   nothing (yet makes a mark above the block stale, as every resize does). */
+static void test_frame_newest_rounding(void) {
+    buffet_debug *d = tf_debug();
+    buffet_frame_arena *fa = tf_arena(d, 4096, 1, NULL);
+    buffet_allocator al;
+    buffet_frame_mark m;
+    void *objs[4];
+    unsigned char *p, *cur;
+    if (!fa) goto out;
+    al = buffet_frame_allocator(fa);
+    BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
+    p = (unsigned char *)buffet_frame_alloc(fa, 20, 4);
+    BT_CHECK(p != NULL && fa->cur == p + 32);
+    m = buffet_frame_checkpoint(fa);
+    BT_CHECK(buffet_frame_resize(fa, p, 20, 30));               /* inside its 32: nothing moves */
+    BT_CHECK(fa->cur == p + 32);
+    BT_CHECK(buffet_frame_rollback(fa, m) == BUFFET_ERR_STATE);  /* ...but the block under m changed */
+    BT_CHECK(buffet_frame_resize(fa, p, 30, 33) && fa->cur == p + 48);
+    BT_CHECK(buffet_frame_resize(fa, p, 33, 1) && fa->cur == p + 16);
+    buffet_free(al, p, 1, 4, BUFFET_SITE);
+    BT_CHECK(fa->cur == p);                                     /* given back */
+    BT_CHECK(buffet_frame_alloc_batch(fa, 4, 4, 4, objs) == 4);
+    BT_CHECK(objs[1] == (unsigned char *)objs[0] + 4 && objs[3] == (unsigned char *)objs[0] + 12);
+    cur = fa->cur;
+    BT_CHECK(cur == (unsigned char *)objs[0] + 32);             /* 16 bytes, and a grain more */
+    buffet_free(al, objs[3], 4, 4, BUFFET_SITE);
+    buffet_free(al, objs[2], 4, 4, BUFFET_SITE);
+    BT_CHECK(fa->cur == cur && !buffet_frame_resize(fa, objs[3], 4, 8));
+    BT_CHECK(buffet_frame_alloc_batch(fa, 3, 24, 8, objs) == 3);   /* 24 apart: the last is the newest */
+    BT_CHECK(buffet_frame_resize(fa, objs[2], 24, 40) && !buffet_frame_resize(fa, objs[1], 24, 40));
+    BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
+    buffet_frame_destroy(fa);
+out:
+    tf_debug_done(d);
+}
+
+static void tf_scope_use(void *arg) {
+    unsigned char *p = (unsigned char *)arg;
+    p[0]++;   /* the scope's memory is still there when its actions run */
+}
+
+typedef struct tf_scope_ctx { buffet_scope *s; int allocs; } tf_scope_ctx;
+static void tf_scope_alloc_at_end(void *arg) {
+    tf_scope_ctx *c = (tf_scope_ctx *)arg;
+    /* the scope is still active while its actions run: it allocates and defers more */
+    if (buffet_scope_alloc(c->s, 50, 16) != NULL) c->allocs++;
+    if (buffet_scope_alloc(c->s, 30000, 16) != NULL) c->allocs++;
+}
+
+/* A scope bump-allocates small requests from blocks (few parent requests for many
+   allocations), keeps large and over-aligned ones apart, runs its actions with all its memory
+   still there (and what they allocate or defer is handled too), and gives everything back. */
+static void test_scope_arena(void) {
+    buffet_debug *d = tf_debug();
+    buffet_allocator a = buffet_debug_allocator(d);
+    buffet_scope s;
+    tf_scope_ctx ctx;
+    unsigned char *first = NULL, *p;
+    size_t bytes = 0, i, align;
+    size_t allocs;
+    BT_CHECK(tf_scope_begin(&s, a, NULL, NULL) == BUFFET_OK);
+    allocs = buffet_debug_get_stats(d).total_count;
+    for (i = 0; i < 1000; i++) {
+        size_t n = 16 + (i * 97) % 241;
+        p = (unsigned char *)buffet_scope_alloc(&s, n, 16);
+        BT_CHECK(p && tf_aligned(p, 16));
+        if (!p) break;
+        memset(p, (int)i, n);
+        if (!first) first = p;
+        bytes += n;
+    }
+    BT_CHECK(s.count == 1000 && s.bytes == bytes);
+    BT_CHECK(buffet_debug_get_stats(d).total_count - allocs <= 8);   /* 4, 8, 16, 32, 64, 64... KiB */
+    for (align = 1; align <= 64; align *= 2) {
+        p = (unsigned char *)buffet_scope_alloc(&s, 3, align);
+        BT_CHECK(p && tf_aligned(p, align));
+    }
+    allocs = buffet_debug_get_stats(d).total_count;
+    p = (unsigned char *)buffet_scope_alloc(&s, 10, 128);         /* over-aligned: its own */
+    BT_CHECK(p && tf_aligned(p, 128) && buffet_debug_get_stats(d).total_count == allocs + 1);
+    p = (unsigned char *)buffet_scope_alloc(&s, 100000, 16);      /* large: its own */
+    BT_CHECK(p && buffet_debug_get_stats(d).total_count == allocs + 2);
+    if (p) memset(p, 1, 100000);
+    BT_CHECK(buffet_scope_alloc(&s, SIZE_MAX, 16) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_scope_alloc(&s, SIZE_MAX - 40, 8) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_OVERFLOW);
+    BT_CHECK(buffet_scope_alloc(&s, 16, 48) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+    if (first) {
+        first[0] = 7;
+        BT_CHECK(buffet_scope_defer(&s, tf_scope_use, first) == BUFFET_OK);
+    }
+    ctx.s = &s;
+    ctx.allocs = 0;
+    BT_CHECK(buffet_scope_defer(&s, tf_scope_alloc_at_end, &ctx) == BUFFET_OK);
+    BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
+    BT_CHECK(ctx.allocs == 2 && !s.active && s.count == 0 && tf_live(d) == 0);
+    tf_debug_done(d);
+}
+
+static void *tf_scope_thread(void *arg) {
+    buffet_scope s;
+    buffet_scope_desc desc;
+    int i, f;
+    memset(&desc, 0, sizeof desc);
+    for (f = 0; f < 20; f++) {
+        if (buffet_scope_begin(&s, &desc) != BUFFET_OK) return NULL;
+        for (i = 0; i < 500; i++) {
+            unsigned char *p = (unsigned char *)buffet_scope_alloc(&s, 16 + (size_t)i % 200, 16);
+            if (!p) return NULL;
+            memset(p, f, 16);
+        }
+        buffet_scope_end(&s);
+    }
+    return arg;
+}
+
+/* A scope over the heap: the blocks of an ended scope serve the thread's next scope (the
+   same memory again, poisoned for ASan in between), and a thread's spares go with it (the
+   leak checkers of the ASan and valgrind runs see the rest). */
+static void test_scope_heap_spares(void) {
+    buffet_scope s;
+    buffet_scope_desc desc;
+    unsigned char *p, *q;
+    pthread_t t[2];
+    int ids[2];
+    void *r0 = NULL, *r1 = NULL;
+    memset(&desc, 0, sizeof desc);
+    BT_CHECK(buffet_scope_begin(&s, &desc) == BUFFET_OK);
+    p = (unsigned char *)buffet_scope_alloc(&s, 100, 16);
+    BT_CHECK(p != NULL);
+    BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
+    if (p && BUFFET_TRACK_ASAN) BT_CHECK(tf_asan_poisoned(p, 100));   /* use after the end: caught */
+    BT_CHECK(buffet_scope_begin(&s, &desc) == BUFFET_OK);
+    q = (unsigned char *)buffet_scope_alloc(&s, 100, 16);
+    BT_CHECK(q != NULL);
+    if (!tf_on_valgrind()) BT_CHECK(q == p);                     /* the spare block again */
+    if (q) memset(q, 0, 100);
+    BT_CHECK(buffet_scope_end(&s) == BUFFET_OK);
+    BT_CHECK(pthread_create(&t[0], NULL, tf_scope_thread, &ids[0]) == 0);
+    BT_CHECK(pthread_create(&t[1], NULL, tf_scope_thread, &ids[1]) == 0);
+    BT_CHECK(pthread_join(t[0], &r0) == 0 && pthread_join(t[1], &r1) == 0);
+    BT_CHECK(r0 == &ids[0] && r1 == &ids[1]);
+}
+
 int main(void) {
     /* frame arenas */
     BT_RUN(test_frame_create_and_state);
@@ -3533,6 +3793,11 @@ int main(void) {
     BT_RUN(test_scope_allocator);
     BT_RUN(test_scope_parents);
     BT_RUN(test_scope_failing_parent);
+    BT_RUN(test_frame_grain);
+    BT_RUN(test_frame_chunk_exhaustion);
+    BT_RUN(test_frame_newest_rounding);
+    BT_RUN(test_scope_arena);
+    BT_RUN(test_scope_heap_spares);
     /* pools */
     BT_RUN(test_pool_create);
     BT_RUN(test_pool_create_parents);

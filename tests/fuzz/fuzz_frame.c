@@ -378,7 +378,14 @@ static ff_block *ff_pick_block(fz_in *in) {
 }
 
 /* The block the arena's top is the end of (the only one a free or resize may change). */
-static bool ff_is_top(const ff_block *b) { return F.in_frame && b->p + b->size == F.a->cur; }
+/* The newest allocation: it ends at cur once its size is rounded up to the arena's 16-byte grain
+   (a batch of objects under 16 bytes apart has none: it takes a grain more). */
+static bool ff_is_top(const ff_block *b) {
+    size_t held;
+    if (!F.in_frame || b->p > F.a->cur) return false;
+    held = (size_t)(F.a->cur - b->p);
+    return b->size <= held && held - b->size < 16;
+}
 
 static void ff_op_resize(fz_in *in, bool via_allocator) {
     ff_block *b = ff_pick_block(in);
