@@ -649,6 +649,7 @@ static void section_a(goals *g) {
             names[n] = fc[i].name;
             c[n++] = (contestant){ .name = fc[i].name, .run = fc[i].run, .ctx = &fx[w], .ops_per_iter = OBJS };
         }
+        bench_table = w ? "a) frame allocation, whole object written" : "a) frame allocation, first 16 B written";
         measure(c, n, r[w], TARGET_NS, 1);
     }
     printf("\na) frame allocation: %d objects per frame, sizes %d..%d B uniform (mean %.0f B, one table), align 16\n"
@@ -731,6 +732,9 @@ static void section_b(goals *g) {
             }
             double r[MAX_CONTESTANTS], best = 1e30;
             const char *best_name = "";
+            static char table[96];
+            snprintf(table, sizeof table, "b) pool, %zu B objects: %s", obj_sizes[zi], shapes[si].label);
+            bench_table = table;
             measure(c, n, r, TARGET_NS, 1);
             char row[64];
             snprintf(row, sizeof row, "%3zu B %s", obj_sizes[zi], shapes[si].label);
@@ -795,6 +799,9 @@ static void section_c(void) {
             c[n++] = (contestant){ .name = pc_kinds[k].name, .run = pc_run, .ctx = &px[k], .ops_per_iter = 1.0 };
         }
         double r[MAX_CONTESTANTS];
+        static char table[96];
+        snprintf(table, sizeof table, "c) 2 threads, %zu B objects made on one, freed on the other", pc_sizes[zi]);
+        bench_table = table;
         measure(c, n, r, PC_TARGET_NS, (size_t)1 << 16);
         for (int i = 0; i < n; i++) pr[zi][map[i]] = r[i];
         buffet_pool_stats ps = buffet_pool_get_stats(pool);
