@@ -1921,12 +1921,13 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
             memcpy(h + 16, &b, 16);
             memcpy(h + 32, &d, 16);
         }
-        return n;
-    }
+    } else   /* an else, not a return: a constant condition must leave no code unreachable (nvcc) */
 #endif
-    for (i = 0; i < n; i++)
-        memcpy((unsigned char *)pkts[i] + offsetof(buffet_pkt, buf_len),
-               (unsigned char *)&fresh + offsetof(buffet_pkt, buf_len), sizeof fresh - offsetof(buffet_pkt, buf_len));
+    {
+        for (i = 0; i < n; i++)
+            memcpy((unsigned char *)pkts[i] + offsetof(buffet_pkt, buf_len),
+                   (unsigned char *)&fresh + offsetof(buffet_pkt, buf_len), sizeof fresh - offsetof(buffet_pkt, buf_len));
+    }
     return n;
 }
 
