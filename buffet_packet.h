@@ -116,6 +116,8 @@ enum {
     BUFFET_PKT_CLONE = 1u << 0,      /* header sharing another packet's data */
     BUFFET_PKT_EXTERNAL = 1u << 1    /* data in caller memory */
 };
+/* A raw buffer's nb_segs while it is lent (a count no packet reaches: a chain stops at 65534). */
+#define BUFFET_PKT_RAW_LENT 0xFFFFu
 
 /* A packet segment's header: one cache line. The data is buf[data_off .. data_off + len). */
 struct buffet_pkt {
@@ -133,7 +135,8 @@ struct buffet_pkt {
     uint32_t hash;              /* RSS-style flow hash */
     uint16_t refcnt;            /* atomic; use buffet_pkt_ref / buffet_pkt_free */
     uint16_t nb_segs;           /* segments (kept in the first segment; 0 in a segment that
-                                   buffet_pkt_chain linked behind another) */
+                                   buffet_pkt_chain linked behind another; BUFFET_PKT_RAW_LENT
+                                   in a raw buffer: see RAW BUFFERS) */
     uint16_t in_port, out_port;
     uint16_t vlan_tci;
     uint16_t packet_type;
@@ -353,75 +356,87 @@ BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *
                caller must not change them (the free paths find a buffer's place through them)
      refcnt    0: to buffet (buffet_pkt_free, ref, clone, ...) a raw buffer is a free one, and
                is refused as such (a double free, counted and logged)
-     the rest  data_off, next, lengths, nb_segs and metadata: unspecified (what its last user
-               left); the data room's bytes too (addressable; valgrind: undefined)
+     nb_segs   BUFFET_PKT_RAW_LENT: the mark of a lent buffer, set when it is taken and cleared
+               when it comes back, so that a raw buffer given back twice (or a packet, or a free
+               buffer) is refused in every build. The one header store of the raw calls.
+     the rest  data_off, next, lengths and metadata: unspecified (what its last user left); the
+               data room's bytes too (addressable; valgrind: undefined)
    To make it a packet the caller sets every field from data_off on as buffet_pkt_alloc leaves
    them: buffet_pkt_init_raw does exactly that (data_off the headroom, refcnt and nb_segs 1, next
    NULL, the rest 0), or the caller writes them itself (refcnt 1 and nb_segs 1 last, lengths that
    add up, data_off + len within buf_len); from then on it is a packet like any other, freed by
-   buffet_pkt_free or buffet_pkt_free_bulk, never by buffet_pkt_free_bulk_raw.
-   Checks: a raw burst given back is checked by its addresses, without reading the headers
-   (whose cache lines an RX path or a kernel ring may never have touched): each pointer must be
-   a header's place in a region of the first one's class (one multiply per buffer), else the
-   burst goes the careful way, buffer by buffer, where NULL entries do nothing, another live
-   pool's buffers go to that pool, and anything else (a stack or heap block, a copy of a header,
-   a pointer into a buffer, a clone's header) is refused, counted and logged. The careful way
-   also refuses a packet (refcnt above 0) given back raw. What the addresses cannot tell, a
-   packet still in use or a raw buffer given back twice, only debug builds catch (they track
-   every buffer, and take the careful way always): release builds trust the caller there, as
-   DPDK's rte_mempool_put_bulk does. */
+   buffet_pkt_free or buffet_pkt_free_bulk, never by buffet_pkt_free_bulk_raw. A caller that
+   wrote a raw buffer's nb_segs has begun a packet: it finishes it (buffet_pkt_init_raw) and
+   frees it as one; given back raw it is refused, and lost to the pool until destroy.
+   Checks: each pointer of a raw burst given back must be a header's place in a region of the
+   first one's class (one multiply per buffer, before anything is read through it), then carry
+   the lent mark, which is cleared as it goes back. Anything else sends the burst the careful
+   way, buffer by buffer, where NULL entries do nothing, another live pool's buffers go to that
+   pool, and the rest (a stack or heap block, a copy of a header, a pointer into a buffer, a
+   clone's header, a packet, a buffer given back twice, even within one burst) is refused,
+   counted and logged. Debug builds also track every buffer and record where it was taken. */
 /* Internal: the out-of-line paths of the raw bulk calls (refill, spill, checks, debug builds). */
 BUFFET_API size_t buffet__pkt_alloc_bulk_raw_slow(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n,
                                                   buffet_site site);
 BUFFET_API void buffet__pkt_free_bulk_raw_slow(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n,
                                                buffet_site site);
-/* n raw buffers of data class cls into pkts[0..n), all or nothing; headers untouched (see
-   RAW BUFFERS). Errors: as buffet_pkt_alloc_bulk. Returns: n or 0. Thread: owned (c). */
+/* n raw buffers of data class cls into pkts[0..n), all or nothing; of each header only the
+   lent mark is written (see RAW BUFFERS). Errors: as buffet_pkt_alloc_bulk. Returns: n or 0. Thread: owned (c). */
 static inline size_t buffet_pkt_alloc_bulk_raw_at(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n,
                                                   buffet_site site) {
     /* Inline when the cache holds the burst: a pointer copy, nothing read from the buffers. */
     if (__builtin_expect(c != NULL && pkts != NULL && cls < c->nclasses && n - 1 < c->cls[cls].count &&
                          !c->checks && !BUFFET_TRACK_ASAN && !BUFFET_TRACK_VALGRIND, 1)) {
         buffet_pkt_cache_class *k = &c->cls[cls];
-        k->count -= (uint32_t)n;
-        memcpy(pkts, c->objs[cls] + k->count, n * sizeof *pkts);
+        void **src = c->objs[cls] + (k->count -= (uint32_t)n);
+        size_t i;
         k->allocs += n;
+        /* One loop that copies and marks: no memcpy call for a burst of a size known only now. */
+        for (i = 0; i < n; i++) {
+            buffet_pkt *h = (buffet_pkt *)src[i];
+            h->nb_segs = BUFFET_PKT_RAW_LENT;
+            pkts[i] = h;
+        }
         return n;
     }
     return buffet__pkt_alloc_bulk_raw_slow(c, cls, pkts, n, site);
 }
 /* Give n raw buffers back (any data classes, any live pools: another pool's go to that pool); a
    NULL entry does nothing, a refused one is counted and logged and the others still go back.
-   Nothing of a header is written. Thread: owned (c). */
+   Of each header only the lent mark is read and cleared. Thread: owned (c). */
 static inline void buffet_pkt_free_bulk_raw_at(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n,
                                                buffet_site site) {
-    /* Inline when the cache has room and every pointer lies in the region of the first one's
-       class: the burst is checked by addresses alone (one header read, for the class), then the
-       pointers are copied. The rest (another region, class or pool, NULL, debug builds) goes
-       the careful way, buffer by buffer. */
+    /* Inline when the cache has room and every pointer is a lent buffer of the region of the
+       first one's class. The rest (another region, class or pool, NULL, no lent mark, debug
+       builds) goes the careful way, buffer by buffer. */
     if (__builtin_expect(c != NULL && pkts != NULL && n != 0 && pkts[0] != NULL && !c->checks &&
                          !BUFFET_TRACK_ASAN && !BUFFET_TRACK_VALGRIND, 1)) {
         unsigned k = pkts[0]->cls;
         if (k < c->nclasses && n <= c->size - c->cls[k].count) {
             buffet_pkt_cache_class *kc = &c->cls[k];
-            uint64_t lo = c->raw_lo[k], inv = c->raw_inv[k], count = c->raw_n[k], bad = 0;
+            void **dst = c->objs[k] + kc->count;   /* slots past the count: free to write */
+            uint64_t lo = c->raw_lo[k], inv = c->raw_inv[k], count = c->raw_n[k];
             unsigned shift = c->raw_shift[k];
             size_t i;
             /* The header index of each pointer, exact or huge: (p - lo) / stride when stride divides
                it, else above any index (the distance times the inverse of stride's odd part,
                rotated by its power of two). NULL, foreign memory, another class or region, and a
-               pointer into a buffer all fail, with no branch and no header read per buffer. */
+               pointer into a buffer all fail before the header is read. The mark is cleared as
+               each passes, so a buffer listed twice fails the second time. */
             for (i = 0; i < n; i++) {
-                uint64_t x = ((uint64_t)(uintptr_t)pkts[i] - lo) * inv;
+                buffet_pkt *h = pkts[i];
+                uint64_t x = ((uint64_t)(uintptr_t)h - lo) * inv;
                 x = (x >> shift) | (x << ((64 - shift) & 63));
-                bad |= (uint64_t)(x >= count);
+                if (__builtin_expect(x >= count || h->nb_segs != BUFFET_PKT_RAW_LENT, 0)) break;
+                h->nb_segs = 0;
+                dst[i] = h;
             }
-            if (bad == 0) {
-                memcpy(c->objs[k] + kc->count, pkts, n * sizeof *pkts);
+            if (i == n) {
                 kc->count += (uint32_t)n;
                 kc->frees += n;
                 return;
             }
+            while (i--) pkts[i]->nb_segs = BUFFET_PKT_RAW_LENT;   /* the careful way judges them afresh */
         }
     }
     buffet__pkt_free_bulk_raw_slow(c, pkts, n, site);
@@ -523,7 +538,7 @@ BUFFET_API buffet_result buffet_pkt_trim_at(buffet_pkt *p, size_t n, buffet_site
 /* Append tail's segments to head's; tail becomes a segment of head (its nb_segs 0), no longer a
    packet of its own. Errors: BUFFET_ERR_INVALID (NULL, same packet, a segment already in
    a chain as head or tail, a cycle, lengths that do not add up; logged with the site),
-   BUFFET_ERR_OVERFLOW (more than 65535 segments or 4 GiB): nothing changes. */
+   BUFFET_ERR_OVERFLOW (more than 65534 segments or 4 GiB): nothing changes. */
 BUFFET_API buffet_result buffet_pkt_chain_at(buffet_pkt *head, buffet_pkt *tail, buffet_site site);
 #define buffet_pkt_chain(...) buffet_pkt_chain_at(__VA_ARGS__, BUFFET_SITE)
 /* Make *p one segment: copied into the first segment's tailroom when it fits, else into a new
@@ -1940,6 +1955,7 @@ BUFFET_API size_t buffet__pkt_alloc_bulk_raw_slow(buffet_pkt_cache *c, unsigned 
     } else if (BUFFET_TRACK_ASAN || BUFFET_TRACK_VALGRIND) {
         for (i = 0; i < n; i++) BUFFET__UNPOISON(pkts[i]->buf, pkts[i]->buf_len);
     }
+    for (i = 0; i < n; i++) pkts[i]->nb_segs = BUFFET_PKT_RAW_LENT;
     return n;
 }
 
@@ -2038,6 +2054,15 @@ static void buffet__pkt_put_raw(buffet_pkt_cache *c, buffet_pkt *h, buffet_site 
                     buffet__site_func(site), (unsigned)refs);
         return;
     }
+    if (h->nb_segs != BUFFET_PKT_RAW_LENT) {   /* free already: in a cache, the store, or a burst */
+        BUFFET__FETCH_ADD(&p->double_frees, 1, BUFFET__RELAXED);   /* a statistic */
+        BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_DOUBLE_FREE,
+                    "pool %s: free_bulk_raw of %p at %s in %s(): not a lent raw buffer (given back twice, or begun "
+                    "as a packet: nb_segs %u): refused", p->name, (void *)h, buffet__site_where(site),
+                    buffet__site_func(site), (unsigned)h->nb_segs);
+        return;
+    }
+    h->nb_segs = 0;
     if (p->checks) {
         buffet__pkt_note(buffet__pkt_dbg_of(p, h, "free_bulk_raw", site), BUFFET__PKT_OP_FREE_RAW, site);
         buffet__pkt_cookies_ok(p, h);
@@ -2046,8 +2071,8 @@ static void buffet__pkt_put_raw(buffet_pkt_cache *c, buffet_pkt *h, buffet_site 
 }
 
 /* The release fast path of buffet_pkt_free_bulk_raw: each buffer checked to be a data buffer of
-   c's pool at its place, of the burst's class, still raw; then moved. Nothing is written into a
-   header. Returns: how many went back; the caller gives back the rest one by one. */
+   c's pool at its place, of the burst's class, lent raw; then its mark cleared and moved.
+   Returns: how many went back; the caller gives back the rest one by one. */
 static size_t buffet__pkt_put_raw_burst(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n) {
     buffet_pkt_pool *pool = c->pool;
     size_t hdr = c->hdr_size, m, i;
@@ -2059,8 +2084,9 @@ static size_t buffet__pkt_put_raw_burst(buffet_pkt_cache *c, buffet_pkt *const *
         buffet_pkt *p = pkts[i];
         /* Relaxed count: 0 or not only (see buffet__pkt_put_raw). */
         if (!p || p->pool != pool || p->buf != (unsigned char *)p + hdr || p->cls != k ||
-            BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) != 0)
+            BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) != 0 || p->nb_segs != BUFFET_PKT_RAW_LENT)
             break;
+        p->nb_segs = 0;
         BUFFET__POISON(p->buf, p->buf_len);
         slot[i] = p;
     }
@@ -2342,7 +2368,7 @@ static bool buffet__pkt_has_segment(const buffet_pkt *p, const buffet_pkt *s) {
 BUFFET_API buffet_result buffet_pkt_chain_at(buffet_pkt *head, buffet_pkt *tail, buffet_site site) {
     const char *why = NULL;
     if (!head || !tail) return BUFFET_ERR_INVALID;
-    if (head != tail && ((uint32_t)head->nb_segs + tail->nb_segs > UINT16_MAX ||
+    if (head != tail && ((uint32_t)head->nb_segs + tail->nb_segs >= BUFFET_PKT_RAW_LENT ||
                          (uint64_t)head->pkt_len + tail->pkt_len > UINT32_MAX))
         return BUFFET_ERR_OVERFLOW;
     if (!buffet__pkt_usable(head, "chain", site) || !buffet__pkt_usable(tail, "chain", site)) return BUFFET_ERR_INVALID;

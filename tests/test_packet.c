@@ -809,8 +809,8 @@ static void test_multi_segment(void) {
         if (x) {
             uint16_t segs = p->nb_segs;
             uint32_t len = p->pkt_len;
-            p->nb_segs = 65535;            /* as if it had the most segments a packet can have */
-            BT_CHECK(buffet_pkt_chain(p, x) == BUFFET_ERR_OVERFLOW);
+            p->nb_segs = 65534;            /* as if it had the most segments a packet can have */
+            BT_CHECK(buffet_pkt_chain(p, x) == BUFFET_ERR_OVERFLOW);   /* 65535 is the lent mark */
             p->nb_segs = segs;
             p->pkt_len = UINT32_MAX - 5;   /* as if it held almost 4 GiB */
             BT_CHECK(buffet_pkt_chain(p, x) == BUFFET_ERR_OVERFLOW);
@@ -1405,8 +1405,8 @@ static void test_bulk(void) {
     tp_end(&e);
 }
 
-/* Raw buffers (buffet_pkt_alloc_bulk_raw / free_bulk_raw): headers untouched, refcnt 0 (to
-   buffet they are free), data rooms writable; made packets by buffet_pkt_init_raw; bad arguments
+/* Raw buffers (buffet_pkt_alloc_bulk_raw / free_bulk_raw): refcnt 0 (to buffet they are free),
+   nb_segs the lent mark, data rooms writable; made packets by buffet_pkt_init_raw; bad arguments
    refused with nothing taken; the counts of every class add up at the end. */
 static void test_raw_bulk(void) {
     tp_env e;
@@ -1424,6 +1424,7 @@ static void test_raw_bulk(void) {
     BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 1, v, 32) == 32);
     for (i = 0; i < 32; i++) {
         BT_CHECK(v[i]->cls == 1 && v[i]->pool == pool && v[i]->refcnt == 0 && v[i]->flags == 0);
+        BT_CHECK(v[i]->nb_segs == BUFFET_PKT_RAW_LENT);
         BT_CHECK(v[i]->buf == buffet_pkt_raw_buf(c, v[i]) && v[i]->buf_len == 128 + 512);
         for (j = 0; j < i; j++) BT_CHECK(v[i] != v[j]);
         tp_pattern(v[i]->buf, v[i]->buf_len, (unsigned)i);   /* every byte of the room */
@@ -1461,8 +1462,7 @@ static void test_raw_bulk(void) {
     BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1);
     BT_CHECK(buffet_pkt_pool_get_stats(pool).double_frees == 1);
     BT_CHECK(buffet_pkt_ref(v[2]) == BUFFET_ERR_STATE && buffet_pkt_clone(c, v[2]) == NULL);
-    /* a packet given back raw: refused when the burst goes the careful way (here: a clone's
-       header in it, refused too; release builds trust addresses that are headers' places) */
+    /* a packet given back raw, with a clone's header: both refused */
     p = buffet_pkt_alloc(c, 10);
     held[0] = p;
     held[1] = p ? buffet_pkt_clone(c, p) : NULL;
@@ -1513,6 +1513,74 @@ static void test_raw_bulk(void) {
     s = buffet_pkt_pool_get_stats(pool);
     for (i = 0; i <= s.nclasses; i++) BT_CHECK(s.cls[i].in_use == 0 && s.cls[i].allocs == s.cls[i].frees);
     BT_CHECK(s.double_frees == 1 && s.foreign_frees == 1);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    tp_end(&e);
+}
+
+/* A raw buffer given back twice (alone, in a later burst, within one burst), a packet given back
+   raw, and a raw buffer begun as a packet are refused in every build, not only debug ones: the
+   lent mark. The good buffers of a burst that holds a bad one still go back, and a drain of the
+   whole class afterwards hands out every buffer once. */
+static void test_raw_bulk_twice(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *v[32], *w[8], *all[128], *p;
+    size_t i, j, n = 0;
+    buffet_pkt_stats s;
+    tp_begin(&e);
+    tp_small(&e, &d);
+    pool = tp_pool(&d);
+    c = tp_cache(pool, 64);
+    /* a burst back, then the same burst again: all 16 refused */
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 1, v, 16) == 16);
+    buffet_pkt_free_bulk_raw(c, v, 16);
+    tp_log_clear(&e.log);
+    buffet_pkt_free_bulk_raw(c, v, 16);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 16);
+    BT_CHECK(buffet_pkt_pool_get_stats(pool).double_frees == 16);
+    /* within one burst: the first of each pair goes back, the second is refused; the buffers
+       before the repeat, whose marks the inline check had cleared, go back once */
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 1, v, 4) == 4);
+    w[0] = v[0]; w[1] = v[1]; w[2] = v[2]; w[3] = v[0]; w[4] = v[3]; w[5] = v[3];
+    tp_log_clear(&e.log);
+    buffet_pkt_free_bulk_raw(c, w, 6);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 2);
+    for (i = 0; i < 4; i++) BT_CHECK(v[i]->nb_segs != BUFFET_PKT_RAW_LENT);
+    /* a packet given back raw in a burst of raw buffers of its class, at a header's place: the
+       address passes, the mark does not */
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 1, v, 3) == 3);
+    p = buffet_pkt_alloc_class(c, 1);
+    BT_CHECK(p != NULL);
+    w[0] = v[0]; w[1] = v[1]; w[2] = p; w[3] = v[2];
+    tp_log_clear(&e.log);
+    buffet_pkt_free_bulk_raw(c, w, 4);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_STATE) == 1 && p && p->refcnt == 1);
+    buffet_pkt_free(c, p);
+    /* a raw buffer begun as a packet by the caller, freed as one, then given back raw */
+    BT_CHECK(buffet_pkt_alloc_bulk_raw(c, 1, v, 1) == 1);
+    v[0]->data_off = 128;
+    v[0]->len = v[0]->pkt_len = 0;
+    v[0]->next = NULL;
+    v[0]->nb_segs = 1;
+    v[0]->refcnt = 1;
+    buffet_pkt_free(c, v[0]);
+    tp_log_clear(&e.log);
+    buffet_pkt_free_bulk_raw(c, v, 1);
+    BT_CHECK(bt_logged(&e.log, BUFFET_ERR_DOUBLE_FREE) == 1);
+    /* the whole class drained, raw and as packets: every buffer once */
+    while (n + 32 <= 128 && buffet_pkt_alloc_bulk_raw(c, 1, all + n, 32) == 32) n += 32;
+    BT_CHECK(n == 128 && buffet_pkt_alloc_class(c, 1) == NULL);
+    for (i = 0; i < n; i++)
+        for (j = 0; j < i; j++) BT_CHECK(all[i] != all[j]);
+    buffet_pkt_free_bulk_raw(c, all, n);
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(pool);
+    BT_CHECK(s.cls[1].in_use == 0 && s.cls[1].allocs == s.cls[1].frees);
+    BT_CHECK(s.double_frees == 16 + 2 + 1 && s.foreign_frees == 0);
     buffet_pkt_cache_destroy(c);
     tp_all_back(pool);
     buffet_pkt_pool_destroy(pool);
@@ -3574,6 +3642,7 @@ static void tp_run_common(void) {
     BT_RUN(test_external);
     BT_RUN(test_bulk);
     BT_RUN(test_raw_bulk);
+    BT_RUN(test_raw_bulk_twice);
     BT_RUN(test_raw_bulk_pools);
     BT_RUN(test_bulk_free_burst);
 #if BUFFET_DEBUG >= 1

@@ -138,7 +138,8 @@ static void ts_take(ts_store *S, buffet_pkt *p, uint64_t me) {
 }
 /* p is about to go back from thread `me`: it must still be its, with its bytes. */
 static void ts_give(ts_store *S, const ts_held *h, uint64_t me) {
-    if (!ts_intact(ts_bytes(h), h->len, h->serial) || h->p->refcnt != (h->raw ? 0 : 1) || (!h->raw && h->p->len != h->len))
+    if (!ts_intact(ts_bytes(h), h->len, h->serial) || h->p->refcnt != (h->raw ? 0 : 1) || (!h->raw && h->p->len != h->len) ||
+        (h->raw && h->p->nb_segs != BUFFET_PKT_RAW_LENT))
         __atomic_fetch_add(&S->bad_bytes, 1, __ATOMIC_RELAXED);
     if (__atomic_exchange_n(ts_word(h->p), (uint64_t)0, __ATOMIC_RELAXED) != me) __atomic_fetch_add(&S->out_twice, 1, __ATOMIC_RELAXED);
 }

@@ -427,6 +427,8 @@ count)
         export BUFFET_BENCH_REEXEC=1 GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384
         for src in bench/*.c; do
             name=$(basename "$src" .c)
+            # BENCH=bench_packet: that one alone (make bench-count BENCH=...)
+            if [ -n "${BENCH:-}" ] && [ "$name" != "$BENCH" ]; then continue; fi
             # callgrind sees user space only; a socket benchmark's cost is the kernel's
             if [ "$name" = bench_net ]; then echo "(bench_net not counted: its cost is in the kernel, which callgrind does not see)"; continue; fi
             # a bench's "// count-iters: N" line: iterations per contestant (an iteration's size varies)
