@@ -1155,6 +1155,17 @@ static bool buffet__pkt_cookies_ok(buffet_pkt_pool *p, const buffet_pkt *h) {
 }
 
 /* >>growth: map a region for one class and put its buffers in the ring. Called locked. */
+/* Class k's ring slots (ring.mask + 1 of them), at create or, for the clone class, with its
+   first region: no other thread touches them before buffers of the class exist, which come to
+   it through the ring's release/acquire or a handover that orders this store first. */
+static bool buffet__pkt_ring_slots(buffet_pkt_pool *p, unsigned k) {
+    buffet__pkt_class *c = &p->cls[k];
+    if (!c->ring.slots)
+        c->ring.slots = (void **)buffet_alloc_array(p->allocator, (size_t)c->ring.mask + 1, sizeof(void *),
+                                                    BUFFET_ALIGNOF(void *), p->site);
+    return c->ring.slots != NULL;
+}
+
 static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
     buffet__pkt_class *c = &p->cls[k];
     size_t n = c->grow, bytes, map_size = 0, i;
@@ -1165,6 +1176,7 @@ static bool buffet__pkt_grow(buffet_pkt_pool *p, unsigned k) {
         buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the class is at its max");
         return false;
     }
+    if (!buffet__pkt_ring_slots(p, k)) return false;
     if (n > c->max - c->created) n = c->max - c->created;
     if (!buffet_mul(n, c->stride, &bytes)) {
         buffet_alloc_fail(BUFFET_ERR_OVERFLOW, "the region's size overflows");
@@ -1263,7 +1275,8 @@ static void buffet__pkt_pool_free(buffet_pkt_pool *p) {
         BUFFET_DELETE(p->allocator, buffet__pkt_region, r);
     }
     for (k = 0; k <= p->nclasses; k++)
-        BUFFET_DELETE_ARRAY(p->allocator, void *, p->cls[k].ring.slots, (size_t)p->cls[k].ring.mask + 1);
+        if (p->cls[k].ring.slots)
+            BUFFET_DELETE_ARRAY(p->allocator, void *, p->cls[k].ring.slots, (size_t)p->cls[k].ring.mask + 1);
     buffet__pkt_pools_remove(p);
     pthread_mutex_destroy(&p->mu);
     BUFFET_DELETE(p->allocator, buffet_pkt_pool, p);
@@ -1401,8 +1414,9 @@ BUFFET_API buffet_result buffet_pkt_pool_create_at(buffet_pkt_pool **out, const 
         if (c->batch > BUFFET__PKT_BATCH_MAX) c->batch = BUFFET__PKT_BATCH_MAX;
         while (cap < c->max / c->batch + 1) cap <<= 1;   /* may fill completely: the counters run free */
         c->ring.mask = (uint32_t)(cap - 1);
-        c->ring.slots = (void **)buffet_alloc_array(d.allocator, cap, sizeof(void *), BUFFET_ALIGNOF(void *), site);
-        if (!c->ring.slots) goto fail;
+        /* The clone class's ring (a slot per 3 headers, up to every buffer of every class) comes
+           with its first region: a pool that never clones does not carry it. */
+        if (k < n && !buffet__pkt_ring_slots(p, k)) goto fail;
     }
     for (k = 0; k < n; k++) {
         pthread_mutex_lock(&p->mu);

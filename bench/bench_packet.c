@@ -1030,7 +1030,7 @@ static void section_e(void) {
         printf("   %s: regions %zu B (%s pages), %zu created, stride %zu B (%zu B header + %d B headroom + %d B data%s),\n"
                "     ring %zu B (%zu slots for max %zu), pool struct %zu B: overhead %.2f%%\n"
                "     (per buffer %.2f%%, region rounding %.2f%%, ring %.2f%%, struct %.3f%%; the clone class's ring,\n"
-               "     %zu B for its max of %zu clones, would add %.2f%%)\n",
+               "     %zu B for its max of %zu clones, comes with the first clone: it would add %.2f%%)\n",
                v ? "no_huge_pages" : "default desc ", st.region_bytes, st.huge_pages ? "explicit 2 MiB" : v ? "4 KiB" : "THP-advised",
                k->created, k->stride, sizeof(buffet_pkt), HEADROOM, DATA_ROOM,
                k->stride > sizeof(buffet_pkt) + HEADROOM + DATA_ROOM ? " + colour line" : "",

@@ -19,6 +19,7 @@
 #endif
 #include "../buffet_packet.h"
 #include "bt.h"
+#include <inttypes.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -2516,8 +2517,9 @@ static void test_fail_pool_create(void) {
         }
         BT_CHECK(r == BUFFET_OK);
         /* every allocation create makes is a point that fails cleanly: the pool, a ring per
-           class and for the clone class, a region per class (debug builds: and its records) */
-        BT_CHECK(failed == needed && needed >= 1 + 4 + 3);
+           data class (the clone class's comes with its first clone), a region per class
+           (debug builds: and its records) */
+        BT_CHECK(failed == needed && needed >= 1 + 3 + 3);
     }
     /* cache_create: its one allocation */
     tp_small(&e, &d);
@@ -2531,6 +2533,19 @@ static void test_fail_pool_create(void) {
         BT_CHECK(f.failures == 1);
         f.fail_at = 0;
         c = tp_cache(pool, 0);
+        /* the first clone allocates the clone class's ring: refused cleanly when that fails */
+        {
+            buffet_pkt *p = buffet_pkt_alloc(c, 10), *q;
+            BT_CHECK(p != NULL);
+            f.fail_at = f.allocs + 1;
+            BT_CHECK(buffet_pkt_clone(c, p) == NULL && buffet_alloc_error(NULL) == BUFFET_ERR_NOMEM);
+            BT_CHECK(f.failures == 2 && p && p->refcnt == 1);
+            f.fail_at = 0;
+            q = buffet_pkt_clone(c, p);
+            BT_CHECK(q != NULL && p && p->refcnt == 2);
+            buffet_pkt_free(c, q);
+            buffet_pkt_free(c, p);
+        }
         buffet_pkt_cache_destroy(c);
         tp_all_back(pool);
         buffet_pkt_pool_destroy(pool);
@@ -2707,6 +2722,93 @@ static void test_pool_allocator_contract(void) {
     buffet_pkt_pool_destroy(p);
     tp_end(&e);
 }
+
+#if !BUFFET_DEBUG   /* the release layout's memory (debug builds add guard lines, cookies, records) */
+/* Every byte the process maps, from /proc/self/smaps (the Size of each mapping). Returns: 0
+   when it cannot be read. */
+static uint64_t tp_mapped_bytes(void) {
+    char line[256];
+    uint64_t kb = 0, v;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Size: %" SCNu64 " kB", &v) == 1) kb += v;
+    fclose(f);
+    return kb * 1024;
+}
+
+/* A bookkeeping allocator over a static arena, which is mapped before the test starts: what a
+   pool takes through it is counted here, not in the mappings. */
+static unsigned char tp_arena[1 << 18];
+static size_t tp_arena_used, tp_arena_bytes;
+static void *tp_arena_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    size_t at;
+    (void)self, (void)site;
+    at = (__atomic_load_n(&tp_arena_used, __ATOMIC_RELAXED) + align - 1) & ~(align - 1);
+    if (at + size > sizeof tp_arena) return buffet_alloc_fail(BUFFET_ERR_NOMEM, "test arena full");
+    __atomic_store_n(&tp_arena_used, at + size, __ATOMIC_RELAXED);   /* one thread in this test */
+    __atomic_fetch_add(&tp_arena_bytes, size, __ATOMIC_RELAXED);
+    return tp_arena + at;
+}
+static void tp_arena_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)self, (void)ptr, (void)align, (void)site;
+    __atomic_fetch_sub(&tp_arena_bytes, size, __ATOMIC_RELAXED);
+}
+static uint32_t tp_arena_contract(const void *self) {
+    (void)self;
+    return BUFFET_CONTRACT_UNTIL_FREED | BUFFET_CONTRACT_THREAD_SAFE;
+}
+static const buffet_allocator_vtable tp_arena_vtable = {
+    tp_arena_alloc, NULL, tp_arena_free, NULL, tp_arena_contract, NULL
+};
+
+/* The 2048 class's memory: a pool of that class alone, full (16384 buffers), costs at most 3%
+   over its data rooms (headroom + 2048 bytes each), counting every byte the pool maps (the
+   growth of /proc/self/smaps across the create) and every byte of its bookkeeping. A pool that
+   never clones carries no clone ring; the first clone adds it. */
+static void test_memory_2048(void) {
+    tp_env e;
+    buffet_pkt_pool_desc d;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *c;
+    buffet_pkt *p, *q;
+    uint64_t before, mapped, book, rooms;
+    double over;
+    if (bt_mode("valgrind") || bt_mode("aarch64"))
+        BT_SKIP("smaps", "the mappings seen are the host tool's (valgrind or qemu), not the pool's alone");
+    tp_begin(&e);
+    tp_desc(&e, &d);
+    d.name = "mem2048";
+    d.class_sizes[0] = 2048;
+    d.initial = d.max = 16384;
+    d.allocator = buffet_allocator_of(tp_arena, &tp_arena_vtable);
+    pool = tp_pool(&d);   /* once first: libraries loaded at run time (libnuma) are mapped now */
+    buffet_pkt_pool_destroy(pool);
+    BT_CHECK(tp_arena_bytes == 0);
+    tp_arena_used = 0;
+    before = tp_mapped_bytes();
+    pool = tp_pool(&d);
+    mapped = tp_mapped_bytes() - before;
+    book = tp_arena_bytes;
+    rooms = (uint64_t)16384 * (128 + 2048);
+    over = (double)(mapped + book) / (double)rooms - 1;
+    printf("  2048 class, 16384 buffers: %" PRIu64 " B mapped + %" PRIu64 " B bookkeeping for %" PRIu64
+           " B of data rooms: %.2f%% over\n", mapped, book, rooms, over * 100);
+    BT_CHECK(before != 0 && mapped >= rooms && over <= 0.03);
+    /* the first clone brings the clone class's ring (and its first region) */
+    c = tp_cache(pool, 0);
+    p = buffet_pkt_alloc(c, 100);
+    q = p ? buffet_pkt_clone(c, p) : NULL;
+    BT_CHECK(q != NULL && tp_arena_bytes > book);
+    buffet_pkt_free(c, q);
+    buffet_pkt_free(c, p);
+    buffet_pkt_cache_destroy(c);
+    tp_all_back(pool);
+    buffet_pkt_pool_destroy(pool);
+    BT_CHECK(tp_arena_bytes == 0);
+    tp_end(&e);
+}
+#endif
 
 /* Destroyed with a cache still attached: released only when the cache goes. Meanwhile whatever
    the cache cannot serve from what it holds fails with BUFFET_ERR_STATE (counted, logged), and
@@ -3664,6 +3766,9 @@ static void tp_run_common(void) {
     BT_RUN(test_fail_growth);
     BT_RUN(test_fail_to_chain);
     BT_RUN(test_pool_allocator_contract);
+#if !BUFFET_DEBUG
+    BT_RUN(test_memory_2048);
+#endif
     BT_RUN(test_destroy_with_cache);
     BT_RUN(test_destroy_with_chain);
     BT_RUN(test_destroy_registered);
