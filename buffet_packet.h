@@ -182,8 +182,10 @@ typedef struct buffet_pkt_pool_desc {
 /* A cache: per class, an array of buffer pointers. Belongs to the thread that created it. The
    counts of every class share a few cache lines, apart from the pointer arrays. */
 typedef struct buffet_pkt_cache_class {
+    void **objs;                        /* the class's pointer array (the cache's objs[k]) */
     uint32_t count;
-    uint32_t pad_;
+    uint32_t room;                      /* what the inline free may fill: the cache's size, or 0
+                                           when every call takes the careful path (checks) */
     uint64_t allocs, frees, misses;     /* counted here, merged into the pool's on refill/spill */
 } buffet_pkt_cache_class;
 
@@ -282,7 +284,7 @@ static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigne
     if (cls >= c->nclasses) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no such class");
     k = &c->cls[cls];
     if (__builtin_expect(k->count != 0 && !c->checks, 1)) {
-        buffet_pkt *p = (buffet_pkt *)c->objs[cls][--k->count];
+        buffet_pkt *p = (buffet_pkt *)k->objs[--k->count];
         k->allocs++;
         BUFFET__UNPOISON(p->buf, p->buf_len);
         buffet__pkt_reset(p, c->headroom);
@@ -303,15 +305,15 @@ static inline void buffet_pkt_free_at(buffet_pkt_cache *c, buffet_pkt *p, buffet
        a segment linked behind another (nb_segs 0) is left to the slow path, which refuses it.
        Debug builds read p->next and p->buf here, never p->pool: the slow path finds p by its
        address before it follows anything in it. */
-    if (__builtin_expect(p != NULL && p->next == NULL && p->buf == (unsigned char *)p + c->hdr_size && !c->checks &&
+    if (__builtin_expect(p != NULL && p->next == NULL && p->buf == (unsigned char *)p + c->hdr_size &&
                          p->pool == c->pool && p->nb_segs == 1, 1)) {
-        unsigned k = p->cls;
-        buffet_pkt_cache_class *kc = &c->cls[k];
+        buffet_pkt_cache_class *kc = &c->cls[p->cls];
         uint32_t n = kc->count;
         /* The reference count is read last and written last: every cache field is in a register
-           by then, so neither the acquire nor the store makes the compiler load one again. */
-        if (__builtin_expect(n < c->size && BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1, 1)) {
-            c->objs[k][n] = p;
+           by then, so neither the acquire nor the store makes the compiler load one again. A
+           cache with checks has no room here. */
+        if (__builtin_expect(n < kc->room && BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1, 1)) {
+            kc->objs[n] = p;
             kc->count = n + 1;
             kc->frees++;
             BUFFET__POISON(p->buf, p->buf_len);
@@ -1560,6 +1562,13 @@ BUFFET_API buffet_result buffet_pkt_cache_create_at(buffet_pkt_cache **out, buff
     c->checks = p->checks;
     c->hdr_size = p->hdr_size;
     c->owner = pthread_self();
+    {
+        unsigned k;
+        for (k = 0; k <= c->nclasses; k++) {
+            c->cls[k].objs = c->objs[k];
+            c->cls[k].room = c->checks ? 0 : size;
+        }
+    }
     pthread_mutex_lock(&p->mu);
     dying = p->dying;
     if (!dying) {
