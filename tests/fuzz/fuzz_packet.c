@@ -7,7 +7,15 @@
    those chains), cache flush; and misuse: double free, a copy of a header, a heap block of
    garbage or a pointer into a buffer given to free, a chain's segment freed alone, chains onto
    themselves or through segments, lengths made not to add up,
-   references to and clones of free packets, bursts larger than the cache. A plain model keeps
+   references to and clones of free packets, bursts larger than the cache. Raw buffers too
+   (buffet_pkt_alloc_bulk_raw: lent free buffers, refcnt 0 and the lent mark in nb_segs): taken in
+   bursts (0, above the cache, more than there are), their rooms and the fields from data_off on
+   written by the program, made packets (buffet_pkt_init_raw), and given back in bursts mixed with
+   what must be refused (the same buffer twice, one given back before, a packet, a clone's header,
+   NULL, a pointer into a buffer, a copy of a header, one whose mark the program overwrote), through
+   their pool's cache, another pool's or none; and freed as packets (refused as double frees).
+   While lent, buffet must write nothing of a raw buffer: header, user area and room are compared
+   whole. A plain model keeps
    every live header (its view of the data, its reference count, its place in its chain, its
    metadata), every data room's bytes, and the counters buffet must report; after every step
    every header, every byte, every chain and every counter is compared with it (FZ_CHECK aborts
@@ -35,15 +43,15 @@
 #define FZ_FREED 16         /* recently released headers, for double frees */
 #define FZ_USER_MAX 128
 
-enum { FZ_DIRECT, FZ_CLONE, FZ_EXT };
+enum { FZ_DIRECT, FZ_CLONE, FZ_EXT, FZ_RAW };   /* RAW: lent by buffet_pkt_alloc_bulk_raw */
 
 /* A header buffet handed out, as the model sees it. */
 typedef struct fz_hdr {
     buffet_pkt *p;            /* NULL: this slot is free */
     int pool, kind;
     unsigned cls;
-    int room;                 /* DIRECT: itself; CLONE: the direct header owning the data; EXT: -1 - ext slot */
-    int refs;                 /* the reference count buffet must show */
+    int room;                 /* DIRECT, RAW: itself; CLONE: the direct header with the data; EXT: -1 - ext */
+    int refs;                 /* the reference count buffet must show (RAW: 0) */
     uint32_t data_off, len, buf_len;
     int next;                 /* next segment (a header index), -1: none */
     uint32_t pkt_len;         /* head: bytes of the chain; a chained-behind segment keeps its old value */
@@ -52,7 +60,8 @@ typedef struct fz_hdr {
     uint32_t hash;
     uint16_t in_port, out_port, vlan_tci, packet_type;
     unsigned char user[FZ_USER_MAX];
-    unsigned char *bytes;     /* DIRECT: the data room's bytes (buf_len) */
+    unsigned char *bytes;     /* DIRECT, RAW: the data room's bytes (buf_len) */
+    buffet_pkt snap;          /* RAW: the whole header as the program left it (buffet writes none of it) */
 } fz_hdr;
 
 typedef struct fz_ext {       /* caller memory given to buffet_pkt_attach_external */
@@ -89,8 +98,10 @@ typedef struct fz {
     fz_ext ext[FZ_EXTS];
     fz_chain chain[FZ_CHAINS];
     fz_block block[FZ_BLOCKS];
-    struct { buffet_pkt *p; int pool; } freed[FZ_FREED];
+    struct { buffet_pkt *p; int pool; bool clone; } freed[FZ_FREED];   /* clone: a clone class header */
     unsigned nfreed;
+    struct { buffet_pkt *p; int pool; } raw_freed[FZ_FREED];   /* raw buffers recently given back */
+    unsigned nraw_freed;
     bool destroy_first;       /* teardown: destroy the pools before their packets come back */
     bool trace;               /* FZ_TRACE set: each step's operation to stderr */
     unsigned char seed;
@@ -155,13 +166,13 @@ static int fz_add(fz *S, buffet_pkt *p, int pool, int kind, unsigned cls, int ro
     H->pool = pool;
     H->kind = kind;
     H->cls = cls;
-    H->room = kind == FZ_DIRECT ? i : room;
+    H->room = kind == FZ_DIRECT || kind == FZ_RAW ? i : room;
     H->refs = 1;
     H->buf_len = buf_len;
     H->data_off = data_off;
     H->next = -1;
     H->nb_segs = 1;
-    if (kind == FZ_DIRECT) {
+    if (kind == FZ_DIRECT || kind == FZ_RAW) {
         H->bytes = (unsigned char *)malloc(buf_len ? buf_len : 1);
         FZ_CHECK(H->bytes != NULL);
         memset(H->bytes, 0, buf_len);
@@ -184,8 +195,9 @@ static void fz_unref(fz *S, int i) {
         free(H->bytes);
         H->bytes = NULL;
     }
-    S->freed[S->nfreed++ % FZ_FREED].p = H->p;
-    S->freed[(S->nfreed - 1) % FZ_FREED].pool = H->pool;
+    S->freed[S->nfreed % FZ_FREED].p = H->p;
+    S->freed[S->nfreed % FZ_FREED].pool = H->pool;
+    S->freed[S->nfreed++ % FZ_FREED].clone = H->kind != FZ_DIRECT;
     H->p = NULL;
 }
 
@@ -236,10 +248,25 @@ static unsigned char fz_byte(fz *S) { return (unsigned char)(S->seed = (unsigned
 /* ---------------------------------------------------------------------------------------------
    The comparison: every header, byte, chain and counter */
 
+/* A raw buffer: its fixed fields, refcnt 0, the lent mark, and every byte of header, user area
+   and room as the program left them. */
+static void fz_check_raw(fz *S, int i) {
+    fz_hdr *H = &S->h[i];
+    buffet_pkt *p = H->p;
+    fz_pool *P = &S->pool[H->pool];
+    FZ_CHECK(p->pool == P->p && p->buf == buffet_pkt_raw_buf(P->c[0], p) && p->buf_len == H->buf_len &&
+             p->cls == H->cls && p->flags == 0);
+    FZ_CHECK(p->refcnt == 0 && p->nb_segs == BUFFET_PKT_RAW_LENT);
+    FZ_CHECK(memcmp(p, &H->snap, sizeof *p) == 0);
+    if (P->d.user_size) FZ_CHECK(memcmp(buffet_pkt_user(p), H->user, P->d.user_size) == 0);
+    FZ_CHECK(memcmp(p->buf, H->bytes, H->buf_len) == 0);
+}
+
 static void fz_check_hdr(fz *S, int i) {
     fz_hdr *H = &S->h[i];
     const buffet_pkt *p = H->p;
     fz_pool *P = &S->pool[H->pool];
+    if (H->kind == FZ_RAW) { fz_check_raw(S, i); return; }
     FZ_CHECK(p->pool == P->p);
     FZ_CHECK(p->refcnt == H->refs);
     FZ_CHECK(p->data_off == H->data_off && p->len == H->len && p->buf_len == H->buf_len);
@@ -481,7 +508,7 @@ static void op_free(fz *S) {
 
 static void op_free_bulk(fz *S) {
     int pool = fz_u8(&S->in) % S->npools, n = fz_u8(&S->in) % 8, i, k;
-    buffet_pkt *v[8];
+    buffet_pkt *v[8] = {NULL};
     int ks[8], m = 0;
     for (i = 0; i < n; i++) {
         k = fz_pick_handle(S);
@@ -1082,6 +1109,286 @@ static void op_bad_lengths(fz *S) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+   Raw buffers: lent in bursts, written by the program, made packets or given back raw */
+
+#define FZ_BURST 24         /* entries in a raw burst given back */
+
+/* The model's raw buffers (header indices) into list. Returns: how many. */
+static int fz_raws(const fz *S, int *list) {
+    int i, n = 0;
+    for (i = 0; i < FZ_HDRS; i++)
+        if (S->h[i].p && S->h[i].kind == FZ_RAW) list[n++] = i;
+    return n;
+}
+
+/* Is p a buffer an op_block allocation holds (out, though not in the model's headers)? */
+static bool fz_in_block(const fz *S, const buffet_pkt *p) {
+    int b;
+    for (b = 0; b < FZ_BLOCKS; b++) {
+        const fz_block *B = &S->block[b];
+        if (B->p && (const unsigned char *)B->p - S->pool[B->pool].p->hdr_size == (const unsigned char *)p)
+            return true;
+    }
+    return false;
+}
+
+/* A burst of raw buffers of a class, all or nothing; each room then written with model bytes. */
+static void op_alloc_bulk_raw(fz *S) {
+    int pool = fz_u8(&S->in) % S->npools, cache = fz_pick_cache(S, pool), i, h;
+    fz_pool *P = &S->pool[pool];
+    unsigned cls = fz_u8(&S->in) % (P->nclasses + 1);
+    unsigned b = fz_u8(&S->in);
+    /* mostly small; now and then the cache's size, one more, or more than any cache holds */
+    size_t n = b < 250 ? b % 40 : b == 255 ? BUFFET_PKT_CACHE_MAX + 1 : P->c[cache]->size + (b & 1);
+    size_t got, avail, j;
+    buffet_pkt *v[BUFFET_PKT_CACHE_MAX + 1];
+    avail = cls < P->nclasses ? fz_avail(S, pool, cls, cache) : 0;
+    got = buffet_pkt_alloc_bulk_raw(P->c[cache], cls, v, n);
+    if (S->trace)
+        fprintf(stderr, "  alloc_bulk_raw: pool %d class %u: %zu of %zu, got %zu (cache of %u)\n", pool, cls,
+                n, avail, got, P->c[cache]->size);
+    if (n == 0 || cls >= P->nclasses) {
+        FZ_CHECK(got == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_INVALID);
+        return;
+    }
+    if (n > P->c[cache]->size) {
+        FZ_CHECK(got == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_TOO_LARGE);
+        P->failures[cls]++;
+        return;
+    }
+    if (avail < n) {
+        FZ_CHECK(got == 0 && buffet_alloc_error(NULL) == BUFFET_ERR_EXHAUSTED);
+        P->failures[cls]++;
+        return;
+    }
+    FZ_CHECK(got == n);
+    for (i = 0; i < (int)n; i++) {
+        buffet_pkt *p = v[i];
+        unsigned char *room = buffet_pkt_raw_buf(P->c[cache], p);
+        fz_hdr *H;
+        FZ_CHECK(p->pool == P->p && p->cls == cls && p->flags == 0 && p->buf == room &&
+                 p->buf_len == fz_headroom(P) + P->room[cls]);
+        FZ_CHECK(p->refcnt == 0 && p->nb_segs == BUFFET_PKT_RAW_LENT);
+        h = fz_add(S, p, pool, FZ_RAW, cls, 0, p->buf_len, 0);   /* checks it is out only once */
+        H = &S->h[h];
+        H->refs = 0;
+        H->nb_segs = BUFFET_PKT_RAW_LENT;
+        for (j = 0; j < H->buf_len; j++) room[j] = H->bytes[j] = fz_byte(S);
+        memcpy(&H->snap, p, sizeof *p);
+    }
+}
+
+enum { FZ_E_NULL, FZ_E_RAW, FZ_E_FREED, FZ_E_LIVE, FZ_E_COPY, FZ_E_INTO };
+
+/* A burst given back raw: the model's raw buffers mixed with what must be refused; the model
+   says which go back and what each refusal is counted as (see buffet__pkt_put_raw). */
+static void op_free_bulk_raw(fz *S) {
+    int cp = fz_u8(&S->in) % S->npools, how = fz_u8(&S->in) % 4, n = fz_u8(&S->in) % (FZ_BURST + 1), i, nr;
+    buffet_pkt_cache *c = how == 3 ? NULL : S->pool[cp].c[how == 1 && S->pool[cp].c[1] ? 1 : 0];
+    int raws[FZ_HDRS], ent[FZ_BURST], idx[FZ_BURST], fpool[FZ_BURST], scribbled = -1;
+    bool fclone[FZ_BURST], back[FZ_HDRS];
+    size_t off[FZ_BURST];
+    buffet_pkt *v[FZ_BURST] = {NULL}, copies[FZ_BURST];
+    nr = fz_raws(S, raws);
+    memset(back, 0, sizeof back);
+    for (i = 0; i < n; i++) {
+        unsigned k = fz_u8(&S->in) % 16, pick = fz_u8(&S->in);
+        ent[i] = FZ_E_NULL;
+        idx[i] = fpool[i] = -1;
+        fclone[i] = false;
+        off[i] = 0;
+        v[i] = NULL;
+        if (k < 8 && nr) {   /* a raw buffer (picked again later in the burst: given back twice) */
+            ent[i] = FZ_E_RAW;
+            idx[i] = raws[pick % nr];
+            v[i] = S->h[idx[i]].p;
+        } else if (k == 8 && i) {   /* the same entry as an earlier one */
+            int j = (int)(pick % (unsigned)i);
+            ent[i] = ent[j], idx[i] = idx[j], fpool[i] = fpool[j], fclone[i] = fclone[j];
+            off[i] = off[j], v[i] = v[j];
+        } else if (k == 9 || k == 10) {   /* a raw buffer given back before, or a freed packet's header */
+            buffet_pkt *p = k == 9 ? S->raw_freed[pick % FZ_FREED].p : S->freed[pick % FZ_FREED].p;
+            if (!p || fz_find(S, p) >= 0 || fz_in_block(S, p)) continue;   /* out again: no longer free */
+            ent[i] = FZ_E_FREED;
+            v[i] = p;
+            fpool[i] = k == 9 ? S->raw_freed[pick % FZ_FREED].pool : S->freed[pick % FZ_FREED].pool;
+            fclone[i] = k == 10 && S->freed[pick % FZ_FREED].clone;
+        } else if (k == 11 || k == 12) {   /* a live header: any (11), or a clone's or external one (12) */
+            int s, t;
+            for (s = 0, t = (int)(pick * 3u % FZ_HDRS); s < FZ_HDRS; s++, t = (t + 1) % FZ_HDRS)
+                if (S->h[t].p && S->h[t].kind != FZ_RAW && (k == 11 || S->h[t].kind != FZ_DIRECT)) break;
+            if (s == FZ_HDRS) continue;
+            ent[i] = FZ_E_LIVE;
+            idx[i] = t;
+            v[i] = S->h[t].p;
+        } else if (k == 14 && nr) {   /* a pointer into a raw buffer's room, where a header would fit */
+            fz_hdr *H = &S->h[raws[pick % nr]];
+            size_t room = H->buf_len;
+            if (room < sizeof(buffet_pkt) + 8) continue;
+            ent[i] = FZ_E_INTO;
+            idx[i] = raws[pick % nr];
+            off[i] = 8 + (fz_u16(&S->in) % (room - sizeof(buffet_pkt) - 8 + 1) & ~(size_t)7);
+            v[i] = (buffet_pkt *)(void *)(H->p->buf + off[i]);
+        } else if (k == 15 && nr) {   /* a copy of a raw buffer's header */
+            ent[i] = FZ_E_COPY;
+            idx[i] = raws[pick % nr];
+            memcpy(&copies[i], S->h[idx[i]].p, sizeof copies[i]);
+            v[i] = &copies[i];
+        }
+    }
+    /* a pointer into a room given back earlier in the burst would be read after its buffer is free
+       (poisoned): the caller's use after free, not a misuse buffet is to see */
+    for (i = 0; i < n; i++) {
+        int j;
+        for (j = 0; ent[i] == FZ_E_INTO && j < i; j++)
+            if (ent[j] == FZ_E_RAW && idx[j] == idx[i]) ent[i] = FZ_E_NULL, v[i] = NULL;
+    }
+    /* now and then a raw buffer of the burst whose nb_segs the program wrote (begun as a packet) */
+    if (n && (fz_u8(&S->in) & 3) == 0) {
+        int j = fz_u8(&S->in) % n;
+        uint16_t mark = fz_u16(&S->in);
+        if (ent[j] == FZ_E_RAW && mark != BUFFET_PKT_RAW_LENT) {
+            scribbled = idx[j];
+            S->h[scribbled].p->nb_segs = mark;
+        }
+    }
+    buffet_pkt_free_bulk_raw(c, n || (fz_u8(&S->in) & 1) ? v : NULL, (size_t)n);
+    /* in order: what goes back, what is counted where */
+    for (i = 0; i < n; i++) {
+        switch (ent[i]) {
+        case FZ_E_RAW:
+            if (idx[i] == scribbled || back[idx[i]]) S->pool[S->h[idx[i]].pool].double_frees++;
+            else back[idx[i]] = true;
+            break;
+        case FZ_E_FREED:
+            /* a free header: a clone class one is no raw buffer (foreign), a data one a double free */
+            if (fclone[i]) S->pool[fpool[i]].foreign_frees++;
+            else S->pool[fpool[i]].double_frees++;
+            break;
+        case FZ_E_LIVE:
+            /* a packet (references held): refused, not counted; a clone's or external header is
+               no data buffer: counted as foreign on its own pool */
+            if (S->h[idx[i]].kind != FZ_DIRECT) S->pool[S->h[idx[i]].pool].foreign_frees++;
+            break;
+        case FZ_E_COPY:   /* no header's place: foreign, on the cache's pool, else on the pool it names */
+            S->pool[c ? cp : S->h[idx[i]].pool].foreign_frees++;
+            break;
+        case FZ_E_INTO: {
+            /* its `pool` is the room's bytes: blamed on the cache's pool, else on a live pool they name */
+            buffet_pkt_pool *named;
+            int q, blame = c ? cp : -1;
+            memcpy(&named, S->h[idx[i]].bytes + off[i] + offsetof(buffet_pkt, pool), sizeof named);
+            for (q = 0; blame < 0 && q < S->npools; q++)
+                if (named == S->pool[q].p) blame = q;
+            if (blame >= 0) S->pool[blame].foreign_frees++;
+            break;
+        }
+        default: break;
+        }
+    }
+    if (scribbled >= 0) S->h[scribbled].p->nb_segs = BUFFET_PKT_RAW_LENT;   /* still lent: mark put back */
+    if (S->trace) {
+        int q, nb = 0;
+        for (i = 0; i < FZ_HDRS; i++) nb += back[i];
+        fprintf(stderr, "  free_bulk_raw through %s: %d entries (kinds", c ? "a cache" : "no cache", n);
+        for (i = 0; i < n; i++) fprintf(stderr, " %d", ent[i]);
+        fprintf(stderr, "), %d back", nb);
+        for (q = 0; q < S->npools; q++)
+            fprintf(stderr, "; pool %d: %llu double, %llu foreign", q,
+                    (unsigned long long)S->pool[q].double_frees,
+                    (unsigned long long)S->pool[q].foreign_frees);
+        fprintf(stderr, "\n");
+    }
+    for (i = 0; i < FZ_HDRS; i++)
+        if (back[i]) {
+            fz_hdr *H = &S->h[i];
+            S->raw_freed[S->nraw_freed % FZ_FREED].p = H->p;
+            S->raw_freed[S->nraw_freed++ % FZ_FREED].pool = H->pool;
+            S->freed[S->nfreed % FZ_FREED].p = H->p;
+            S->freed[S->nfreed % FZ_FREED].pool = H->pool;
+            S->freed[S->nfreed++ % FZ_FREED].clone = false;
+            free(H->bytes);
+            H->bytes = NULL;
+            H->p = NULL;
+        }
+}
+
+/* A raw buffer's fields from data_off on written by the program (it stays raw: they are its
+   own), or the buffer made a packet with buffet_pkt_init_raw, as buffet_pkt_alloc leaves one. */
+static void op_init_raw(fz *S) {
+    int raws[FZ_HDRS], nr = fz_raws(S, raws), r, hk = fz_free_handle(S), how = fz_u8(&S->in) % 4;
+    fz_hdr *H;
+    fz_pool *P;
+    buffet_pkt *p;
+    if (nr == 0) return;
+    r = raws[fz_u8(&S->in) % nr];
+    H = &S->h[r];
+    P = &S->pool[H->pool];
+    p = H->p;
+    if (how == 0) {
+        unsigned nx = fz_u8(&S->in);
+        p->data_off = fz_u16(&S->in);
+        /* next: none, itself, or another header (a free buffer's links must never be followed) */
+        p->next = nx < 64 ? NULL : nx < 128 ? p : S->h[nx % FZ_HDRS].p;
+        p->timestamp = fz_u64(&S->in);
+        p->pkt_len = fz_u32(&S->in);
+        p->len = fz_u32(&S->in);
+        p->hash = fz_u32(&S->in);
+        p->in_port = fz_u16(&S->in);
+        p->out_port = fz_u16(&S->in);
+        p->vlan_tci = fz_u16(&S->in);
+        p->packet_type = fz_u16(&S->in);
+        if (P->d.user_size) {
+            size_t i;
+            unsigned char *u = (unsigned char *)buffet_pkt_user(p);
+            for (i = 0; i < P->d.user_size; i++) u[i] = H->user[i] = fz_byte(S);
+        }
+        memcpy(&H->snap, p, sizeof *p);
+        return;
+    }
+    if (hk < 0) return;
+    buffet_pkt_init_raw(P->c[fz_pick_cache(S, H->pool)], p);
+    FZ_CHECK(p->next == NULL && p->nb_segs == 1 && p->pkt_len == 0 && p->len == 0 && p->refcnt == 1);
+    FZ_CHECK(p->hash == 0 && p->timestamp == 0 && p->in_port == 0 && p->out_port == 0 && p->vlan_tci == 0 &&
+             p->packet_type == 0);
+    FZ_CHECK(p->data_off == fz_headroom(P) && buffet_pkt_tailroom(p) == P->room[H->cls]);
+    /* a direct packet from now on: its room keeps the bytes written while raw */
+    H->kind = FZ_DIRECT;
+    H->refs = 1;
+    H->data_off = fz_headroom(P);
+    H->len = H->pkt_len = 0;
+    H->nb_segs = 1;
+    H->next = -1;
+    H->timestamp = 0;
+    H->hash = 0;
+    H->in_port = H->out_port = H->vlan_tci = H->packet_type = 0;
+    S->handle[hk] = r;
+}
+
+/* A raw buffer freed as a packet: refcnt 0 makes it a free buffer to buffet, so each is refused
+   as a double free (on its own pool), and a reference or a clone refused; it stays lent. */
+static void op_raw_misuse(fz *S) {
+    int raws[FZ_HDRS], nr = fz_raws(S, raws), r, pool, how = fz_u8(&S->in) % 5;
+    fz_pool *P;
+    buffet_pkt *p;
+    if (nr == 0) return;
+    r = raws[fz_u8(&S->in) % nr];
+    p = S->h[r].p;
+    pool = S->h[r].pool;
+    P = &S->pool[pool];
+    switch (how) {
+    case 0: buffet_pkt_free(P->c[fz_pick_cache(S, pool)], p); break;
+    case 1: buffet_pkt_free_shared(p); break;
+    case 2: buffet_pkt_free(S->pool[(pool + 1) % S->npools].c[0], p); break;
+    case 3: buffet_pkt_unref(P->c[0], p); break;
+    default: buffet_pkt_free_bulk(P->c[fz_pick_cache(S, pool)], &p, 1); break;
+    }
+    P->double_frees++;
+    FZ_CHECK(buffet_pkt_ref(p) != BUFFET_OK);
+    FZ_CHECK(buffet_pkt_clone(P->c[0], p) == NULL);
+}
+
+/* ---------------------------------------------------------------------------------------------
    The run */
 
 static void fz_teardown(fz *S) {
@@ -1110,6 +1417,18 @@ static void fz_teardown(fz *S) {
                         BUFFET_SITE);
             S->block[k].p = NULL;
         }
+    {   /* the raw buffers go back in one burst, every pool's (through pool 0's cache, or none) */
+        buffet_pkt *v[FZ_HDRS];
+        int n = 0;
+        for (i = 0; i < FZ_HDRS; i++)
+            if (S->h[i].p && S->h[i].kind == FZ_RAW) {
+                v[n++] = S->h[i].p;
+                free(S->h[i].bytes);
+                S->h[i].bytes = NULL;
+                S->h[i].p = NULL;
+            }
+        buffet_pkt_free_bulk_raw(S->seed & 1 ? NULL : S->pool[0].c[0], v, (size_t)n);
+    }
     for (i = 0; i < FZ_HDRS; i++) FZ_CHECK(S->h[i].p == NULL);
     for (k = 0; k < FZ_EXTS; k++)
         if (S->ext[k].mem) {
@@ -1155,7 +1474,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     S->seed = fz_u8(&S->in);
     for (k = 0; k < S->npools; k++) fz_pool_create(S, k);
     while (fz_more(&S->in) && steps++ < FZ_STEPS) {
-        unsigned op = fz_u8(&S->in) % 28;
+        unsigned byte = fz_u8(&S->in), op = byte % 28;
+        /* the raw ops: bytes no input of the corpus used as an operation when they came, so that
+           the inputs before them keep their meaning */
+        if (byte >= 249 && byte <= 254) {
+            if (S->trace) fprintf(stderr, "step %d: raw op %u\n", steps, byte);
+            switch (byte) {
+            case 249: case 250: op_alloc_bulk_raw(S); break;
+            case 251: case 252: op_free_bulk_raw(S); break;
+            case 253: op_init_raw(S); break;
+            default: op_raw_misuse(S); break;
+            }
+            fz_check_all(S);
+            continue;
+        }
         if (S->trace) fprintf(stderr, "step %d: op %u\n", steps, op);
         switch (op) {
         case 0: case 1: case 2: op_alloc(S); break;
