@@ -202,12 +202,13 @@ typedef struct buffet_pkt_cache {
     /* Per class, its largest region (as of the last refill), so that raw buffers given back are
        told to be that class's headers by their addresses alone: header i sits at lo + i * stride,
        i < n; stride = odd << shift, inv the inverse of odd modulo 2^64 (n 0: no region yet).
-       Buffers of the class's other regions (a class on huge pages has its remainder in a second
-       one; growth adds more) take the careful path. Apart from cls[], which keeps the single
+       Bursts of the class's other regions (a class on huge pages has its remainder in a second
+       one; growth adds more) find theirs by address, out of line. Apart from cls[], which keeps the single
        alloc and free paths at a power-of-two stride. */
     uint64_t raw_lo[BUFFET_PKT_MAX_CLASSES + 1], raw_n[BUFFET_PKT_MAX_CLASSES + 1];
     uint64_t raw_inv[BUFFET_PKT_MAX_CLASSES + 1];
     unsigned char raw_shift[BUFFET_PKT_MAX_CLASSES + 1];
+    uint8_t raw_hint;               /* the class of the latest raw burst given back */
     void *objs[BUFFET_PKT_MAX_CLASSES + 1][BUFFET_PKT_CACHE_MAX];
 } buffet_pkt_cache;
 
@@ -370,20 +371,23 @@ BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *
    buffet_pkt_free or buffet_pkt_free_bulk, never by buffet_pkt_free_bulk_raw. A caller that
    wrote a raw buffer's nb_segs has begun a packet: it finishes it (buffet_pkt_init_raw) and
    frees it as one; given back raw it is refused, and lost to the pool until destroy.
-   Checks: each pointer of a raw burst given back must be a header's place in a region of the
-   first one's class (one multiply per buffer, before anything is read through it), then carry
-   the lent mark, which is cleared as it goes back. Anything else sends the burst the careful
-   way, buffer by buffer, where NULL entries do nothing, another live pool's buffers go to that
-   pool, and the rest (a stack or heap block, a copy of a header, a pointer into a buffer, a
-   clone's header, a packet, a buffer given back twice, even within one burst) is refused,
-   counted and logged. Debug builds also track every buffer and record where it was taken. */
+   Checks: each pointer of a raw burst given back must be a header's place in the first one's
+   region (one multiply per buffer, before anything is read through it; the first one's region
+   is found by its address too), then carry the lent mark, which is cleared as it goes back.
+   Anything else goes the careful way, buffer by buffer, each found among every live pool's
+   buffers by its address before it is read: NULL entries do nothing, another live pool's
+   buffers go to that pool, and the rest (foreign memory, even unmapped; a copy of a header, a
+   pointer into a buffer, a clone's header, a packet, a buffer given back twice, even within one
+   burst) is refused, counted on c's pool (without c: on the buffer's pool, when it is one) and
+   logged. Debug builds also track every buffer and record where it was taken. */
 /* Internal: the out-of-line paths of the raw bulk calls (refill, spill, checks, debug builds). */
 BUFFET_API size_t buffet__pkt_alloc_bulk_raw_slow(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n,
                                                   buffet_site site);
 BUFFET_API void buffet__pkt_free_bulk_raw_slow(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n,
                                                buffet_site site);
 /* n raw buffers of data class cls into pkts[0..n), all or nothing; of each header only the
-   lent mark is written (see RAW BUFFERS). Errors: as buffet_pkt_alloc_bulk. Returns: n or 0. Thread: owned (c). */
+   lent mark is written (see RAW BUFFERS). Errors: as buffet_pkt_alloc_bulk. Returns: n or 0.
+   Thread: owned (c). */
 static inline size_t buffet_pkt_alloc_bulk_raw_at(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n,
                                                   buffet_site site) {
     /* Inline when the cache holds the burst: a pointer copy, nothing read from the buffers. */
@@ -403,36 +407,57 @@ static inline size_t buffet_pkt_alloc_bulk_raw_at(buffet_pkt_cache *c, unsigned 
     }
     return buffet__pkt_alloc_bulk_raw_slow(c, cls, pkts, n, site);
 }
+/* The header index of h in class k's region at c, exact or huge: (h - lo) / stride when stride
+   divides it, else above any index (the distance times the inverse of stride's odd part, rotated
+   by its power of two). NULL, foreign memory, another class or region, and a pointer into a
+   buffer all come out at or above raw_n[k], without h being read. */
+static inline uint64_t buffet__pkt_raw_index(const buffet_pkt_cache *c, unsigned k, const void *h) {
+    uint64_t x = ((uint64_t)(uintptr_t)h - c->raw_lo[k]) * c->raw_inv[k];
+    unsigned shift = c->raw_shift[k];
+    return (x >> shift) | (x << ((64 - shift) & 63));
+}
+/* Internal: buffet__pkt_raw_class over every class (out of line: the hint usually answers). */
+BUFFET_API unsigned buffet__pkt_raw_class_find(buffet_pkt_cache *c, const void *h);
+/* The data class whose region at c holds header h (the last one found is tried first), or
+   c->nclasses: nothing of h is read. */
+static inline unsigned buffet__pkt_raw_class(buffet_pkt_cache *c, const void *h) {
+    unsigned k = c->raw_hint;
+    return buffet__pkt_raw_index(c, k, h) < c->raw_n[k] ? k : buffet__pkt_raw_class_find(c, h);
+}
+/* Take back the lent buffers of class k at the front of pkts[0..m): each at one of the `count`
+   header places from lo on (checked before it is read), carrying the lent mark, which is
+   cleared as it passes, so a buffer listed twice stops the walk the second time. Pointers go to
+   dst. Returns: how many passed. */
+static inline size_t buffet__pkt_raw_back(const buffet_pkt_cache *c, unsigned k, uint64_t lo, uint64_t count,
+                                          buffet_pkt *const *pkts, size_t m, void **dst) {
+    uint64_t inv = c->raw_inv[k];
+    unsigned shift = c->raw_shift[k];
+    size_t i;
+    for (i = 0; i < m; i++) {   /* buffet__pkt_raw_index with the class's fields in registers */
+        buffet_pkt *h = pkts[i];
+        uint64_t x = ((uint64_t)(uintptr_t)h - lo) * inv;
+        x = (x >> shift) | (x << ((64 - shift) & 63));
+        if (__builtin_expect(x >= count || h->nb_segs != BUFFET_PKT_RAW_LENT, 0)) break;
+        h->nb_segs = 0;
+        dst[i] = h;
+    }
+    return i;
+}
 /* Give n raw buffers back (any data classes, any live pools: another pool's go to that pool); a
    NULL entry does nothing, a refused one is counted and logged and the others still go back.
    Of each header only the lent mark is read and cleared. Thread: owned (c). */
 static inline void buffet_pkt_free_bulk_raw_at(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n,
                                                buffet_site site) {
-    /* Inline when the cache has room and every pointer is a lent buffer of the region of the
-       first one's class. The rest (another region, class or pool, NULL, no lent mark, debug
-       builds) goes the careful way, buffer by buffer. */
-    if (__builtin_expect(c != NULL && pkts != NULL && n != 0 && pkts[0] != NULL && !c->checks &&
-                         !BUFFET_TRACK_ASAN && !BUFFET_TRACK_VALGRIND, 1)) {
-        unsigned k = pkts[0]->cls;
+    /* Inline when the cache has room and every pointer is a lent buffer of the first one's
+       region. The rest (another region, class or pool, NULL, no lent mark, debug builds) goes
+       the careful way, buffer by buffer. */
+    if (__builtin_expect(c != NULL && pkts != NULL && n != 0 && !c->checks && !BUFFET_TRACK_ASAN &&
+                         !BUFFET_TRACK_VALGRIND, 1)) {
+        unsigned k = buffet__pkt_raw_class(c, pkts[0]);
         if (k < c->nclasses && n <= c->size - c->cls[k].count) {
             buffet_pkt_cache_class *kc = &c->cls[k];
-            void **dst = c->objs[k] + kc->count;   /* slots past the count: free to write */
-            uint64_t lo = c->raw_lo[k], inv = c->raw_inv[k], count = c->raw_n[k];
-            unsigned shift = c->raw_shift[k];
-            size_t i;
-            /* The header index of each pointer, exact or huge: (p - lo) / stride when stride divides
-               it, else above any index (the distance times the inverse of stride's odd part,
-               rotated by its power of two). NULL, foreign memory, another class or region, and a
-               pointer into a buffer all fail before the header is read. The mark is cleared as
-               each passes, so a buffer listed twice fails the second time. */
-            for (i = 0; i < n; i++) {
-                buffet_pkt *h = pkts[i];
-                uint64_t x = ((uint64_t)(uintptr_t)h - lo) * inv;
-                x = (x >> shift) | (x << ((64 - shift) & 63));
-                if (__builtin_expect(x >= count || h->nb_segs != BUFFET_PKT_RAW_LENT, 0)) break;
-                h->nb_segs = 0;
-                dst[i] = h;
-            }
+            size_t i = buffet__pkt_raw_back(c, k, c->raw_lo[k], c->raw_n[k], pkts, n,
+                                            kc->objs + kc->count);   /* past the count: free to write */
             if (i == n) {
                 kc->count += (uint32_t)n;
                 kc->frees += n;
@@ -2039,12 +2064,27 @@ BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *
     }
 }
 
-/* Give back raw buffer h, with every check (see RAW BUFFERS). c may be NULL or another pool's. */
+/* Give back raw buffer h, with every check (see RAW BUFFERS). c may be NULL or another pool's.
+   h is found among the pools' buffers by its address before anything is read through it (a
+   raw burst may hold any pointer, even one to nothing mapped); one that is no header at its
+   place is refused on c's pool (counted and logged), or unnoticed without c. */
 static void buffet__pkt_put_raw(buffet_pkt_cache *c, buffet_pkt *h, buffet_site site) {
+    buffet__pkt_region *r = NULL;
     buffet_pkt_pool *p;
+    size_t at = 0;
     uint16_t refs;
-    if (!h || !buffet__pkt_check_header(c, h, "free_bulk_raw", site)) return;
-    p = h->pool;
+    if (!h) return;
+    p = buffet__pkt_checked_find(h, c ? c->pool : NULL, &r, &at);
+    if (!p || h->pool != p || !buffet__pkt_genuine(p, h)) {   /* read only once h is known to be a header's place */
+        if (c) {
+            BUFFET__FETCH_ADD(&c->pool->foreign_frees, 1, BUFFET__RELAXED);   /* a statistic */
+            BUFFET__LOG(&c->pool->log, BUFFET_LOG_ERROR, BUFFET_ERR_FOREIGN,
+                        "pool %s: free_bulk_raw of %p at %s in %s(): not a buffer of a live pool at its place (a "
+                        "copy of a header, a pointer into a buffer, foreign memory): refused", c->pool->name,
+                        (void *)h, buffet__site_where(site), buffet__site_func(site));
+        }
+        return;
+    }
     if (h->cls >= p->nclasses) {
         /* Relaxed: a statistic. */
         BUFFET__FETCH_ADD(&p->foreign_frees, 1, BUFFET__RELAXED);
@@ -2071,6 +2111,7 @@ static void buffet__pkt_put_raw(buffet_pkt_cache *c, buffet_pkt *h, buffet_site 
     /* Relaxed: 0 or not only; whoever passed h owns it, however it came to this thread. */
     refs = BUFFET__LOAD(&h->refcnt, BUFFET__RELAXED);
     if (refs != 0) {
+        BUFFET__FETCH_ADD(&p->foreign_frees, 1, BUFFET__RELAXED);   /* a statistic: not a raw buffer */
         BUFFET__LOG(&p->log, BUFFET_LOG_ERROR, BUFFET_ERR_STATE,
                     "pool %s: free_bulk_raw of %p at %s in %s(): a packet (%u references), not a raw buffer (free "
                     "packets with buffet_pkt_free): refused", p->name, (void *)h, buffet__site_where(site),
@@ -2093,29 +2134,41 @@ static void buffet__pkt_put_raw(buffet_pkt_cache *c, buffet_pkt *h, buffet_site 
     buffet__pkt_put(c, h, site);
 }
 
-/* The release fast path of buffet_pkt_free_bulk_raw: each buffer checked to be a data buffer of
-   c's pool at its place, of the burst's class, lent raw; then its mark cleared and moved.
-   Returns: how many went back; the caller gives back the rest one by one. */
+BUFFET_API unsigned buffet__pkt_raw_class_find(buffet_pkt_cache *c, const void *h) {
+    unsigned k;
+    for (k = 0; k < c->nclasses && buffet__pkt_raw_index(c, k, h) >= c->raw_n[k]; k++) {}
+    if (k < c->nclasses) c->raw_hint = (uint8_t)k;
+    return k;
+}
+
+/* The release path of buffet_pkt_free_bulk_raw when the inline one declined: the lent buffers
+   of the first one's region (any region of c's pool, found by address) at the front of the
+   burst go back, making room first, checked as the inline path checks them. Returns: how many
+   went back; the caller gives back the rest one by one. */
 static size_t buffet__pkt_put_raw_burst(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n) {
-    buffet_pkt_pool *pool = c->pool;
-    size_t hdr = c->hdr_size, m, i;
-    unsigned k = 0;
+    unsigned k = buffet__pkt_raw_class(c, pkts[0]);
+    uint64_t lo, count;
+    buffet_pkt_cache_class *kc;
     void **slot;
-    m = buffet__pkt_burst_room(c, pkts[0], n, &k);
-    slot = c->objs[k] + c->cls[k].count;
-    for (i = 0; i < m; i++) {
-        buffet_pkt *p = pkts[i];
-        /* Relaxed count: 0 or not only (see buffet__pkt_put_raw). */
-        if (!p || p->pool != pool || p->buf != (unsigned char *)p + hdr || p->cls != k ||
-            BUFFET__LOAD(&p->refcnt, BUFFET__RELAXED) != 0 || p->nb_segs != BUFFET_PKT_RAW_LENT)
-            break;
-        p->nb_segs = 0;
-        BUFFET__POISON(p->buf, p->buf_len);
-        slot[i] = p;
+    size_t i, got;
+    if (k < c->nclasses) {
+        lo = c->raw_lo[k];
+        count = c->raw_n[k];
+    } else {   /* another region: growth, or the part of a class that huge pages did not hold */
+        const buffet__pkt_region *r = buffet__pkt_locate(c->pool, pkts[0], NULL);
+        if (!r || r->cls >= c->nclasses) return 0;
+        k = r->cls;
+        lo = (uint64_t)r->lo;
+        count = r->count;
     }
-    c->cls[k].count += (uint32_t)i;
-    c->cls[k].frees += i;
-    return i;
+    kc = &c->cls[k];
+    if (n > c->size - kc->count && kc->count > c->size / 2) buffet__pkt_spill(c, k);
+    slot = kc->objs + kc->count;
+    got = buffet__pkt_raw_back(c, k, lo, count, pkts, n < c->size - kc->count ? n : c->size - kc->count, slot);
+    for (i = 0; i < got; i++) BUFFET__POISON(((buffet_pkt *)slot[i])->buf, ((buffet_pkt *)slot[i])->buf_len);
+    kc->count += (uint32_t)got;
+    kc->frees += got;
+    return got;
 }
 
 BUFFET_API void buffet__pkt_free_bulk_raw_slow(buffet_pkt_cache *c, buffet_pkt *const *pkts, size_t n, buffet_site site) {

@@ -497,6 +497,22 @@ static void test_raw_bulk_misuse(void) {
     BT_CHECK(clone && clone->refcnt == 1);
     tm_never_handed_out(c, bad, 4);
     for (i = 0; i < sizeof stack_block; i++) BT_CHECK(stack_block[i] == 0xA5);
+    /* an address where nothing is mapped, first in a burst and alone: refused by its address,
+       never read (a read would end the test here) */
+    {
+        void *gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        BT_CHECK(gone != MAP_FAILED);
+        if (gone != MAP_FAILED) {
+            BT_CHECK(munmap(gone, 4096) == 0);
+            burst[0] = (buffet_pkt *)gone; burst[1] = v[7];
+            buffet_pkt_free_bulk_raw(c, burst, 2);
+            buffet_pkt_free_bulk_raw(c, burst, 1);
+            buffet_pkt_free_bulk_raw(NULL, burst, 1);
+            st = buffet_pkt_pool_get_stats(pool);
+            BT_CHECK(st.foreign_frees >= 9 + 2 && v[7]->nb_segs != BUFFET_PKT_RAW_LENT);
+            v[7] = NULL;   /* back already */
+        }
+    }
     /* the clone as a packet, its original, and the rest raw */
     buffet_pkt_free(c, clone);
     buffet_pkt_free(c, orig);

@@ -1266,23 +1266,14 @@ static void op_free_bulk_raw(fz *S) {
             else S->pool[fpool[i]].double_frees++;
             break;
         case FZ_E_LIVE:
-            /* a packet (references held): refused, not counted; a clone's or external header is
-               no data buffer: counted as foreign on its own pool */
-            if (S->h[idx[i]].kind != FZ_DIRECT) S->pool[S->h[idx[i]].pool].foreign_frees++;
+            /* a packet (references held), or a clone's or external header: no raw buffer,
+               counted as foreign on its own pool */
+            S->pool[S->h[idx[i]].pool].foreign_frees++;
             break;
-        case FZ_E_COPY:   /* no header's place: foreign, on the cache's pool, else on the pool it names */
-            S->pool[c ? cp : S->h[idx[i]].pool].foreign_frees++;
+        case FZ_E_COPY:   /* no header's place (found by address, not read): foreign on the cache's pool */
+        case FZ_E_INTO:
+            if (c) S->pool[cp].foreign_frees++;
             break;
-        case FZ_E_INTO: {
-            /* its `pool` is the room's bytes: blamed on the cache's pool, else on a live pool they name */
-            buffet_pkt_pool *named;
-            int q, blame = c ? cp : -1;
-            memcpy(&named, S->h[idx[i]].bytes + off[i] + offsetof(buffet_pkt, pool), sizeof named);
-            for (q = 0; blame < 0 && q < S->npools; q++)
-                if (named == S->pool[q].p) blame = q;
-            if (blame >= 0) S->pool[blame].foreign_frees++;
-            break;
-        }
         default: break;
         }
     }
