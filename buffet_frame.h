@@ -2154,8 +2154,10 @@ BUFFET_API buffet_allocator buffet_scope_allocator(buffet_scope *s) {
 
 /* >>object pools
    Objects live in slabs (one parent allocation each: header, a state byte per object, objects).
-   Free objects are pointers in an array: the shared store (under a mutex, touched in batches)
-   and the caches. Nothing is written into a free object, so a get or put never touches the
+   Free objects are pointers: in the caches (arrays) and in the shared store, a lock-free ring
+   (see >>store ring) that caches fill and drain half a cache at a time with one CAS each; the
+   mutex serialises growth, the store's replacement by a larger ring, statistics and the end of
+   a destroyed pool. Nothing is written into a free object, so a get or put never touches the
    object's cache line. A put finds its object's slab through the cache's hint (the slab of the
    latest object) or a hash table of slabs keyed by address, and claims the object back by
    exchanging its state byte: a pointer that is no object, or an object already back, is refused
@@ -2177,10 +2179,35 @@ typedef struct buffet__slab_tab {
     buffet__slab **e;          /* atomic entries */
 } buffet__slab_tab;
 
+/* >>store ring: a bounded multi-producer multi-consumer ring of object pointers, moved in
+   batches. A side claims [head, head+n) with one CAS on its head, copies, then publishes by
+   moving its tail once every earlier claim on that side has published; the tails carry the
+   slots' contents (release/acquire). Indices are 64-bit and never wrap in practice; the top bit
+   of a head marks the ring closed (being replaced by a larger one, under the pool's mutex):
+   whoever meets it goes the locked way. The capacity is a power of two at least the objects
+   created, so a put of objects that were out always finds room (see buffet__pool_ring_put).
+   Replaced rings are kept until the pool goes: a thread may still be reading one's head. The
+   header and the slots are two parent allocations of natural alignment, the header placed on a
+   line boundary inside its block (a pool behind another pool's cache serves small, modestly
+   aligned blocks only: the old array store asked for no more). */
+typedef struct buffet__pool_ring {
+    size_t mask;               /* capacity - 1 */
+    void **slots;              /* capacity pointers (a parent allocation of their own) */
+    struct buffet__pool_ring *older;
+    void *raw;                 /* the parent allocation holding this header */
+    char pad0_[64 - sizeof(size_t) - 3 * sizeof(void *)];
+    uint64_t prod_head, prod_tail;   /* atomic */
+    char pad1_[64 - 2 * sizeof(uint64_t)];
+    uint64_t cons_head, cons_tail;   /* atomic */
+    char pad2_[64 - 2 * sizeof(uint64_t)];
+} buffet__pool_ring;
+
+#define BUFFET__POOL_RING_CLOSED ((uint64_t)1 << 63)
+#define BUFFET__POOL_RING_BLOCK (sizeof(buffet__pool_ring) + 64)   /* room to align the header */
+
 struct buffet_pool {
     pthread_mutex_t mu;
-    void **store;
-    size_t store_count, store_cap;
+    buffet__pool_ring *ring;   /* the shared store (atomic pointer: replaced under mu) */
     size_t obj_size, align, stride, slab_objs, max, created, nslabs;
     unsigned key_shift;        /* 2^key_shift >= the bytes of any slab */
     uint64_t magic;            /* ceil(2^64 / stride), for buffet__pool_div */
@@ -2188,7 +2215,8 @@ struct buffet_pool {
     buffet__slab_tab *tab;     /* atomic: lookups read it without the lock */
     buffet_pool_cache *caches;
     size_t ncaches;
-    bool checks, dying;        /* dying: destroyed by its owner, released when everything is back */
+    bool checks, dying;        /* dying (atomic, written under mu): destroyed by its owner, released
+                                  when everything is back */
     buffet_allocator parent;
     buffet_site site;          /* of the create: named by leak reports of slabs grown later */
     buffet_logger log;
@@ -2269,24 +2297,158 @@ static const buffet__pool_span *buffet__pool_span_of(buffet_pool *p, buffet_pool
     return &s->span;
 }
 
-/* Add a slab of up to slab_objs objects to the store. Called locked. */
-static bool buffet__pool_grow(buffet_pool *p) {
-    size_t n = p->slab_objs, hdr, objs_bytes, block, i;
+/* Wait until a side's tail reaches expect: every earlier claim on that side has published.
+   Acquire: the earlier claimant's release store of the tail carries its slot writes (or reads),
+   and this caller's own release store of the tail passes them on. */
+static void buffet__pool_ring_wait(const uint64_t *tail, uint64_t expect) {
+    unsigned spins = 0;
+    while (BUFFET__LOAD(tail, BUFFET__ACQUIRE) != expect) {
+        /* An earlier claimant was preempted between its claim and its publish: let it run. */
+        if (++spins > 64) sched_yield();
+        else buffet__cpu_relax();
+    }
+}
+
+/* Objects in the ring (exact when nobody is between a claim and its publish: under the mutex
+   with no cache attached, or with every cache idle). Acquire on cons_tail first: the producers'
+   publishes that its consumers saw are then seen here too, so the difference is never negative. */
+static size_t buffet__pool_ring_count(const buffet__pool_ring *r) {
+    uint64_t ct = BUFFET__LOAD(&r->cons_tail, BUFFET__ACQUIRE);
+    return (size_t)(BUFFET__LOAD(&r->prod_tail, BUFFET__ACQUIRE) - ct);
+}
+
+/* Put up to n pointers. Returns how many went in: n, or fewer only when the ring is full, which
+   takes more pointers than objects (copies left by two puts of one object racing on two
+   threads, checks off): the caller drops and counts the rest, as the old array store did. 0
+   with *closed set: the ring is being replaced; go the locked way.
+   Why room is exact: the claim is checked against cons_tail, loaded after the acquire of
+   prod_head, which synchronises with every earlier producer's claim (acq_rel CAS); each of
+   those producers held its objects only after the consumer that last took them had published
+   cons_tail past their slots. So in a correct program the slots seen in use hold distinct
+   objects, at most `created` of them, and no producer ever waits for room. */
+static size_t buffet__pool_ring_put(buffet__pool_ring *r, void *const *src, size_t n, bool *closed) {
+    /* Acquire (and acq_rel on the CAS below): see above. */
+    uint64_t head = BUFFET__LOAD(&r->prod_head, BUFFET__ACQUIRE), tail;
+    size_t k, i;
+    *closed = false;
+    for (;;) {
+        if (head & BUFFET__POOL_RING_CLOSED) {
+            *closed = true;
+            return 0;
+        }
+        /* Acquire, pairing with the consumers' release of cons_tail: their reads of the slots
+           below it happen before this producer's writes. */
+        tail = BUFFET__LOAD(&r->cons_tail, BUFFET__ACQUIRE);
+        if (tail > head) {   /* the head read is older than this tail: read it again */
+            head = BUFFET__LOAD(&r->prod_head, BUFFET__ACQUIRE);
+            continue;
+        }
+        k = r->mask + 1 - (size_t)(head - tail);
+        if (k > n) k = n;
+        if (k == 0) return 0;
+        /* acq_rel: the claims form a chain through which each producer sees what the earlier
+           ones saw (the room argument above); failure reloads head with acquire for the same. */
+        if (BUFFET__CAS(&r->prod_head, &head, head + k, BUFFET__ACQ_REL, BUFFET__ACQUIRE)) break;
+    }
+    for (i = 0; i < k; i++) r->slots[(head + i) & r->mask] = src[i];
+    buffet__pool_ring_wait(&r->prod_tail, head);
+    /* Release, pairing with the consumers' acquire of prod_tail: the slots are written. */
+    BUFFET__STORE(&r->prod_tail, head + k, BUFFET__RELEASE);
+    return k;
+}
+
+/* Take up to n pointers into dst. Returns how many (0: empty, or *closed: being replaced). */
+static size_t buffet__pool_ring_take(buffet__pool_ring *r, void **dst, size_t n, bool *closed) {
+    /* Acquire here and acq_rel on the CAS: the consumer whose claim this head came from had
+       seen prod_tail at least that far, so this thread's load of prod_tail below sees as much
+       (the difference is never negative). */
+    uint64_t head = BUFFET__LOAD(&r->cons_head, BUFFET__ACQUIRE), avail;
+    size_t k, i;
+    *closed = false;
+    for (;;) {
+        if (head & BUFFET__POOL_RING_CLOSED) {
+            *closed = true;
+            return 0;
+        }
+        /* Acquire, pairing with the producers' release of prod_tail: the slots below it are
+           written before they are read. */
+        avail = BUFFET__LOAD(&r->prod_tail, BUFFET__ACQUIRE) - head;
+        /* More than the capacity would be a tail older than the head, which the acquires above
+           rule out: a last line, read as empty (the caller then takes the locked way). */
+        if (avail == 0 || avail > (uint64_t)r->mask + 1) return 0;
+        k = avail < n ? (size_t)avail : n;
+        if (BUFFET__CAS(&r->cons_head, &head, head + k, BUFFET__ACQ_REL, BUFFET__ACQUIRE)) break;
+    }
+    for (i = 0; i < k; i++) dst[i] = r->slots[(head + i) & r->mask];
+    buffet__pool_ring_wait(&r->cons_tail, head);
+    /* Release, pairing with the producers' acquire of cons_tail: these reads finish before a
+       producer of the next lap overwrites the slots. */
+    BUFFET__STORE(&r->cons_tail, head + k, BUFFET__RELEASE);
+    return k;
+}
+
+/* Mark a side closed (no new claim succeeds) and wait for the claims already made to publish.
+   Returns: the side's final index. acq_rel: the CAS joins the claim chain (see ring_put); the
+   wait's acquire makes every published slot write or read visible to the caller. */
+static uint64_t buffet__pool_ring_close(uint64_t *head, const uint64_t *tail) {
+    uint64_t h = BUFFET__LOAD(head, BUFFET__ACQUIRE);
+    while (!BUFFET__CAS(head, &h, h | BUFFET__POOL_RING_CLOSED, BUFFET__ACQ_REL, BUFFET__ACQUIRE)) {}
+    buffet__pool_ring_wait(tail, h);
+    return h;
+}
+
+/* Make the store hold at least need pointers: a new ring (the first, at create), or a larger
+   one that takes over the old one's contents. Called locked (so no ring is closed but the one
+   being replaced here). False: the parent failed (its reason recorded), nothing changed. */
+static bool buffet__pool_ring_reserve(buffet_pool *p, size_t need) {
+    buffet__pool_ring *r = p->ring, *nr;   /* written only under the lock: read plainly here */
+    size_t cap = r ? r->mask + 1 : 16, n = 0, i;
+    void *raw, **slots;
+    if (r && cap >= need) return true;
+    while (cap < need) cap *= 2;
+    /* cap <= 2^32 (at most 2^32 objects): cap * sizeof(void *) does not overflow where it could be met */
+    slots = (void **)buffet_alloc(p->parent, cap * sizeof(void *), BUFFET_ALIGNOF(void *), p->site);
+    if (!slots) return false;
+    raw = buffet_alloc(p->parent, BUFFET__POOL_RING_BLOCK, BUFFET_ALIGNOF(buffet__pool_ring), p->site);
+    if (!raw) {
+        buffet_free(p->parent, slots, cap * sizeof(void *), BUFFET_ALIGNOF(void *), p->site);
+        return false;
+    }
+    nr = (buffet__pool_ring *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    memset(nr, 0, sizeof *nr);
+    nr->mask = cap - 1;
+    nr->slots = slots;
+    nr->raw = raw;
+    nr->older = r;
+    if (r) {
+        /* Producers first: consumers may go on draining while producers finish; then the
+           consumers. After both, nobody is inside the old ring and its contents are stable. */
+        uint64_t ph = buffet__pool_ring_close(&r->prod_head, &r->prod_tail);
+        uint64_t ch = buffet__pool_ring_close(&r->cons_head, &r->cons_tail);
+        n = (size_t)(ph - ch);
+        for (i = 0; i < n; i++) nr->slots[i] = r->slots[(ch + i) & r->mask];
+    }
+    nr->prod_head = nr->prod_tail = n;
+    /* Release, pairing with the acquire of p->ring in the lock-free paths: the new ring's
+       fields and slots are seen before it is used. */
+    BUFFET__STORE(&p->ring, nr, BUFFET__RELEASE);
+    return true;
+}
+
+/* Add a slab of up to slab_objs objects: up to want of them into dst (*got says how many), the
+   rest into the store. Called locked. */
+static bool buffet__pool_grow(buffet_pool *p, void **dst, size_t want, size_t *got) {
+    size_t n = p->slab_objs, hdr, objs_bytes, block, i, k;
     buffet__slab *s;
     uint8_t *state;
+    bool closed;
+    *got = 0;
     if (p->created >= p->max) {
         buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "the pool is at its max");
         return false;
     }
     if (n > p->max - p->created) n = p->max - p->created;
-    if (p->store_cap < p->created + n) {
-        size_t cap = p->store_cap * 2 > p->created + n ? p->store_cap * 2 : p->created + n;
-        void **st = (void **)buffet_realloc(p->parent, p->store, p->store_cap * sizeof(void *), cap * sizeof(void *),
-                                            BUFFET_ALIGNOF(void *), p->site);
-        if (!st) return false;
-        p->store = st;
-        p->store_cap = cap;
-    }
+    if (!buffet__pool_ring_reserve(p, p->created + n)) return false;
     /* The sizes were bounded at create (n * stride <= 2^48): no overflow here. */
     hdr = (sizeof(buffet__slab) + n + p->align - 1) & ~(p->align - 1);
     objs_bytes = n * p->stride;
@@ -2301,13 +2463,26 @@ static bool buffet__pool_grow(buffet_pool *p) {
     s->span.state = state;
     s->n = n;
     s->block = block;
-    for (i = n; i-- > 0;) p->store[p->store_count++] = s->span.objs + i * p->stride;
     BUFFET__POISON(s->span.objs, objs_bytes);
     s->next = p->slabs;
     p->slabs = s;
     buffet__slab_enter(p->tab, s, p->key_shift);
     p->created += n;
     p->nslabs++;
+    /* The first objects to the caller, the rest into the store in address order, a batch at a
+       time through a small array (the ring takes whole arrays). */
+    k = want < n ? want : n;
+    for (i = 0; i < k; i++) dst[i] = s->span.objs + i * p->stride;
+    *got = k;
+    while (i < n) {
+        void *batch[64];
+        size_t m = n - i < 64 ? n - i : 64, j, put;
+        for (j = 0; j < m; j++) batch[j] = s->span.objs + (i + j) * p->stride;
+        put = buffet__pool_ring_put(p->ring, batch, m, &closed);   /* open: only we replace it */
+        /* Relaxed: a statistics counter (see buffet__pool_give). */
+        if (put < m) BUFFET__FETCH_ADD(&p->double_puts, (uint64_t)(m - put), BUFFET__RELAXED);
+        i += m;
+    }
     return true;
 }
 
@@ -2323,14 +2498,21 @@ static void buffet__pool_free(buffet_pool *p) {
         older = t->older;
         buffet_free(p->parent, t, t->block, BUFFET_ALIGNOF(buffet__slab_tab), BUFFET_SITE);
     }
-    buffet_free(p->parent, p->store, p->store_cap * sizeof(void *), BUFFET_ALIGNOF(void *), BUFFET_SITE);
+    while (p->ring) {
+        buffet__pool_ring *r = p->ring;
+        p->ring = r->older;
+        buffet_free(p->parent, r->slots, (r->mask + 1) * sizeof(void *), BUFFET_ALIGNOF(void *), BUFFET_SITE);
+        buffet_free(p->parent, r->raw, BUFFET__POOL_RING_BLOCK, BUFFET_ALIGNOF(buffet__pool_ring),
+                    BUFFET_SITE);
+    }
     pthread_mutex_destroy(&p->mu);
     BUFFET_DELETE(p->parent, buffet_pool, p);
 }
 
 /* Is a destroyed pool now free of users? Called locked; true means: release it, unlocked. */
 static bool buffet__pool_done(const buffet_pool *p) {
-    return p->dying && !p->caches && p->store_count == p->created;
+    /* No cache attached: every store operation left runs under the lock, so the count is exact. */
+    return p->dying && !p->caches && buffet__pool_ring_count(p->ring) == p->created;
 }
 
 BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_pool_desc *desc, buffet_site site) {
@@ -2396,8 +2578,9 @@ BUFFET_API buffet_result buffet_pool_create_at(buffet_pool **out, const buffet_p
     pthread_mutex_init(&p->mu, NULL);
     while (p->created < desc->initial || p->created == 0) {
         size_t want = desc->initial > p->created ? desc->initial - p->created : p->slab_objs, keep = p->slab_objs;
+        size_t got;
         if (want < keep) p->slab_objs = want;
-        if (!buffet__pool_grow(p)) {
+        if (!buffet__pool_grow(p, NULL, 0, &got)) {
             p->slab_objs = keep;
             buffet__pool_free(p);
             goto fail;
@@ -2420,9 +2603,11 @@ BUFFET_API void buffet_pool_destroy(buffet_pool *p) {
     bool done;
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->dying = true;
+    /* Relaxed: the lock-free refills read it only to stop handing out early; whatever they
+       take goes to a cache, and a pool with a cache attached is not released. */
+    BUFFET__STORE(&p->dying, true, BUFFET__RELAXED);
     done = buffet__pool_done(p);
-    out = p->created - p->store_count;
+    out = p->created - buffet__pool_ring_count(p->ring);
     created = p->created;
     caches = p->ncaches;
     log = p->log;   /* once unlocked, the last object coming back may free the pool */
@@ -2470,44 +2655,75 @@ BUFFET_API buffet_result buffet_pool_cache_create_at(buffet_pool_cache **out, bu
     return BUFFET_OK;
 }
 
-/* Move up to n pointers from the store to dst (growing the pool if it must). all: n or nothing,
-   and n more than the pool could ever hand out fails at once instead of growing towards it. A
-   destroyed pool hands out nothing more. Called locked. */
-static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n, bool all) {
-    size_t k;
-    if (p->dying) {
-        buffet_alloc_fail(BUFFET_ERR_STATE, "the pool is being destroyed");
-        return 0;
-    }
-    if (all && n > p->store_count + (p->max - p->created)) {
-        buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "more objects than the pool can ever hold");
-        return 0;
-    }
-    while (p->store_count < n && buffet__pool_grow(p)) {}
-    k = n < p->store_count ? n : p->store_count;
-    p->store_count -= k;
-    memcpy(dst, p->store + p->store_count, k * sizeof(void *));
-    return k;
-}
-
-/* Store capacity covers every object created, and a put claims its object back before it goes
-   into a cache, so giving back always fits. The clamp is a last line: were buffet's own count
-   ever wrong, the surplus is dropped (and counted) rather than written past the store. */
-static size_t buffet__pool_give(buffet_pool *p, void *const *src, size_t n) {
-    if (n > p->created - p->store_count) {
-        /* Relaxed: a statistics counter; nothing is ordered by it. */
-        BUFFET__FETCH_ADD(&p->double_puts, (uint64_t)(n - (p->created - p->store_count)), BUFFET__RELAXED);
-        n = p->created - p->store_count;
-    }
-    memcpy(p->store + p->store_count, src, n * sizeof(void *));
-    p->store_count += n;
-    return n;
-}
-
+/* The cache's counts into the pool's statistics. Called locked. */
 static void buffet__pool_merge_counts(buffet_pool_cache *c) {
     c->pool->gets += c->gets;
     c->pool->puts += c->puts;
     c->gets = c->puts = 0;
+}
+
+/* Move up to n pointers from the store to dst (growing the pool if it must). all: n or nothing,
+   and n more than the pool could ever hand out fails at once instead of growing towards it. A
+   destroyed pool hands out nothing more. Called locked: the ring is open (only a locked
+   thread closes one, and it opens the new one before unlocking). */
+static size_t buffet__pool_take(buffet_pool *p, void **dst, size_t n, bool all) {
+    size_t k, got;
+    bool closed;
+    if (p->dying) {
+        buffet_alloc_fail(BUFFET_ERR_STATE, "the pool is being destroyed");
+        return 0;
+    }
+    if (all && n > buffet__pool_ring_count(p->ring) + (p->max - p->created)) {
+        buffet_alloc_fail(BUFFET_ERR_EXHAUSTED, "more objects than the pool can ever hold");
+        return 0;
+    }
+    k = buffet__pool_ring_take(p->ring, dst, n, &closed);
+    while (k < n && buffet__pool_grow(p, dst + k, n - k, &got)) {
+        k += got;
+        /* lock-free puts may have refilled the store meanwhile */
+        if (k < n) k += buffet__pool_ring_take(p->ring, dst + k, n - k, &closed);
+    }
+    return k;   /* all and k < n: the caller gives them back */
+}
+
+/* The ring holds a slot for every object created, and a put claims its object back before it
+   goes into a cache, so giving back always fits. Were a copy left by two racing puts (checks
+   off) ever to fill it, the surplus is dropped (and counted) rather than waited on. Called
+   locked (the ring is open), or through buffet__pool_spill. */
+static size_t buffet__pool_give(buffet_pool *p, void *const *src, size_t n) {
+    bool closed;
+    size_t k = buffet__pool_ring_put(p->ring, src, n, &closed);
+    /* Relaxed: a statistics counter; nothing is ordered by it. */
+    if (k < n) BUFFET__FETCH_ADD(&p->double_puts, (uint64_t)(n - k), BUFFET__RELAXED);
+    return k;
+}
+
+/* A cache's refill of up to n objects without the lock: 0 when the store is empty or being
+   replaced (the caller then takes the locked way), or the pool is destroyed. Relaxed loads of
+   dying (see buffet_pool_destroy); acquire of the ring: pairs with the release that
+   published it (buffet__pool_ring_reserve). */
+static size_t buffet__pool_refill(buffet_pool *p, void **dst, size_t n) {
+    bool closed;
+    if (BUFFET__LOAD(&p->dying, BUFFET__RELAXED)) return 0;
+    return buffet__pool_ring_take(BUFFET__LOAD(&p->ring, BUFFET__ACQUIRE), dst, n, &closed);
+}
+
+/* A cache's spill of n objects without the lock; while the ring is being replaced, locked
+   (the lock is held until the new ring is published). The statistics stay in the cache
+   until its next locked visit (flush, destroy, growth). */
+static void buffet__pool_spill(buffet_pool_cache *c, void *const *src, size_t n) {
+    buffet_pool *p = c->pool;
+    bool closed;
+    /* Acquire: see buffet__pool_refill. */
+    size_t k = buffet__pool_ring_put(BUFFET__LOAD(&p->ring, BUFFET__ACQUIRE), src, n, &closed);
+    if (closed) {
+        pthread_mutex_lock(&p->mu);
+        buffet__pool_give(p, src, n);
+        buffet__pool_merge_counts(c);
+        pthread_mutex_unlock(&p->mu);
+    } else if (k < n) {
+        BUFFET__FETCH_ADD(&p->double_puts, (uint64_t)(n - k), BUFFET__RELAXED);   /* see give */
+    }
 }
 
 BUFFET_API void buffet_pool_cache_flush(buffet_pool_cache *c) {
@@ -2617,12 +2833,16 @@ BUFFET_API void *buffet__pool_get_slow(buffet_pool_cache *c) {
     p = c->pool;
     do {
         if (c->count == 0) {
-            pthread_mutex_lock(&p->mu);
-            c->count = (uint32_t)buffet__pool_take(p, c->objs, c->cap / 2 ? c->cap / 2 : 1, false);
-            buffet__pool_merge_counts(c);
-            if (c->count == 0) p->failures++;
-            pthread_mutex_unlock(&p->mu);
-            if (c->count == 0) return buffet__pool_exhausted(p);
+            uint32_t want = c->cap / 2 ? c->cap / 2 : 1;
+            c->count = (uint32_t)buffet__pool_refill(p, c->objs, want);
+            if (c->count == 0) {   /* empty (growth), being replaced, or destroyed: locked */
+                pthread_mutex_lock(&p->mu);
+                c->count = (uint32_t)buffet__pool_take(p, c->objs, want, false);
+                buffet__pool_merge_counts(c);
+                if (c->count == 0) p->failures++;
+                pthread_mutex_unlock(&p->mu);
+                if (c->count == 0) return buffet__pool_exhausted(p);
+            }
         }
         o = c->objs[--c->count];
     } while (!buffet__pool_handed_out(p, c, o));
@@ -2639,10 +2859,7 @@ BUFFET_API buffet_result buffet__pool_put_slow(buffet_pool_cache *c, void *obj, 
     BUFFET__POISON(obj, p->obj_size);
     if (c->count == c->cap) {
         uint32_t half = c->cap / 2 ? c->cap / 2 : 1;
-        pthread_mutex_lock(&p->mu);
-        buffet__pool_give(p, c->objs + c->count - half, half);
-        buffet__pool_merge_counts(c);
-        pthread_mutex_unlock(&p->mu);
+        buffet__pool_spill(c, c->objs + c->count - half, half);
         c->count -= half;
     }
     c->objs[c->count++] = obj;
@@ -2777,8 +2994,9 @@ BUFFET_API buffet_pool_stats buffet_pool_get_stats(buffet_pool *p) {
     s.slabs = p->nslabs;
     s.created = p->created;
     s.max = p->max;
-    s.in_store = p->store_count;
-    s.in_use = p->created - p->store_count;
+    s.in_store = buffet__pool_ring_count(p->ring);
+    if (s.in_store > p->created) s.in_store = p->created;   /* a racing put's copy (checks off) */
+    s.in_use = p->created - s.in_store;
     s.caches = p->ncaches;
     s.gets = p->gets;
     s.puts = p->puts;

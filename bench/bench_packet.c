@@ -14,8 +14,14 @@
      d) 2 threads: A allocates bursts of 32 from its cache and writes 64 bytes into each, passes
         the pointers in batches of 32 over an SPSC ring to B, which frees them into its own cache
      e) memory: what the 2048 class costs beyond its data rooms, buffet and DPDK
+     f) 2 threads, one object per hand-off: A allocates one buffer, writes 64 bytes into it and
+        publishes its pointer into an SPSC ring; B takes the pointers one at a time and frees each
+        at once into its own cache (a pipeline's producer and consumer, no bursts). buffet's packet
+        pool against rte_pktmbuf_alloc/free, buffet_frame.h's object pool (2176-byte objects) against
+        DPDK's raw rte_mempool_get/put on the same mbuf objects, glibc as the baseline
    Peers: DPDK through its real API (rte_eal_init, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
-   ..._bulk, rte_pktmbuf_clone, rte_mempool_get_bulk); glibc malloc/free; jemalloc (malloc/free
+   ..._bulk, rte_pktmbuf_clone, rte_mempool_get_bulk, rte_mempool_get/put); glibc malloc/free;
+   jemalloc (malloc/free
    of libjemalloc.so.2), mimalloc (mi_malloc/mi_free), tcmalloc (tc_malloc/tc_free), each loaded
    with dlopen(RTLD_NOW | RTLD_LOCAL), so nothing is linked and the process's malloc stays
    glibc's. The malloc-style peers allocate 2176 B: headroom + data room, what DPDK's
@@ -30,20 +36,24 @@
    runs with the stack at another offset in its page and with another buffer being recycled.
    Ratios are peer / buffet: above 1 means buffet is faster. Every buffer is written after
    allocation and the writes escape to the compiler, so nothing can be elided.
-   Environment: BUFFET_BENCH_ONLY=abcde picks sections; BUFFET_BENCH_ITERS=N runs each contestant
+   Environment: BUFFET_BENCH_ONLY=abcdef picks sections; BUFFET_BENCH_ITERS=N runs each contestant
    once for N iterations (for valgrind --tool=callgrind: instructions per buffer = inclusive Ir of
    the contestant's function / buffers; under valgrind also set BUFFET_BENCH_DPDK_NOHUGE=1, as the
    EAL cannot reserve its address space there, and BUFFET_BENCH_REEXEC=1 with
    GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384, as re-executing for jemalloc's static TLS
    would start the valgrind tool itself); BUFFET_BENCH_NOPIN=1 leaves threads unpinned;
-   BUFFET_BENCH_NODPDK=1 skips DPDK; BUFFET_BENCH_DPDK_NOHUGE=1 runs it on 4 KiB pages.
+   BUFFET_BENCH_NODPDK=1 skips DPDK; BUFFET_BENCH_DPDK_NOHUGE=1 runs it on 4 KiB pages;
+   BUFFET_BENCH_FRAME_HEAP=1 puts f)'s frame pool on the heap (4 KiB pages) instead of THP;
+   BUFFET_BENCH_FRAME_CACHE=N gives its caches N pointers (default BUFFET_POOL_CACHE_MAX).
    Build: gcc -std=c11 -O2 -pthread bench/bench_packet.c -o bench_packet \
               $(pkg-config --cflags --libs libdpdk)      # the last part only for DPDK */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_packet.h"   /* first: it defines _GNU_SOURCE for the headers below */
+#include "../buffet_frame.h"    /* f): the object pool */
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 
 #if defined(__has_include)
 #  if __has_include(<rte_mbuf.h>)
@@ -68,7 +78,7 @@
 #define REPS 31                   /* timed repetitions per contestant (odd: a true median) */
 #define TARGET_NS 5000000.0       /* a) to c): each timed repetition runs about this long */
 #define XT_TARGET_NS 20000000.0   /* d): longer, so that starting a thread is noise */
-#define NC 8                      /* contestants */
+#define NC 9                      /* contestants */
 #define BURST 32
 #define MAX_BURST 64
 #define NBURSTS 4096              /* the random burst table (a power of two) */
@@ -96,7 +106,7 @@ static uint8_t burst_len[NBURSTS];   /* 1..64 uniform, the same for every contes
 static double burst_mean;
 
 /* ---- the contestants ---- */
-enum { C_BUFFET, C_DPDK, C_RAW, C_GLIBC, C_JE, C_MI, C_TC, C_BUFRAW };
+enum { C_BUFFET, C_DPDK, C_RAW, C_GLIBC, C_JE, C_MI, C_TC, C_BUFRAW, C_FPOOL };
 static bool con[NC];               /* present */
 static char cwhy[NC][256];         /* why not */
 
@@ -192,6 +202,59 @@ static struct {
     buffet_pkt *orig;          /* c): the packet cloned */
     buffet_pkt *orig2;         /* c): the packet whose clones are held (orig's count stays 1) */
 } B;
+
+/* f): buffet_frame.h's object pool, objects of DPDK's mbuf buffer size (headroom + data room),
+   line-aligned as DPDK's are, all in one slab made at create (initial = max), so that every
+   object is found through the cache's hint as in a long-running pipeline. Its parent puts
+   blocks of 2 MiB or more in their own THP-advised mapping (the slab), as the packet pool's
+   regions and DPDK's memory are on huge pages; smaller ones come from the heap. */
+#define THP_MIN ((size_t)2 << 20)
+static void *thp_alloc(void *self, size_t size, size_t align, buffet_site site) {
+    void *p;
+    (void)self; (void)site;
+    if (size < THP_MIN) {
+        if (align < sizeof(void *)) align = sizeof(void *);
+        return posix_memalign(&p, align, size) == 0 ? p : NULL;
+    }
+    /* 2 MiB more, then the slop cut off both ends: the block starts on a 2 MiB boundary */
+    size_t len = (size + 4095) & ~(size_t)4095;
+    unsigned char *m = (unsigned char *)mmap(NULL, len + THP_MIN, PROT_READ | PROT_WRITE,
+                                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    unsigned char *a = (unsigned char *)(((uintptr_t)m + THP_MIN - 1) & ~(uintptr_t)(THP_MIN - 1));
+    if (a > m) munmap(m, (size_t)(a - m));
+    if (m + len + THP_MIN > a + len) munmap(a + len, (size_t)(m + len + THP_MIN - (a + len)));
+    madvise(a, len, MADV_HUGEPAGE);   /* advice only: without THP, 4 KiB pages */
+    return a;
+}
+static void thp_free(void *self, void *ptr, size_t size, size_t align, buffet_site site) {
+    (void)self; (void)align; (void)site;
+    if (!ptr) return;
+    if (size < THP_MIN) free(ptr);
+    else munmap(ptr, (size + 4095) & ~(size_t)4095);
+}
+static const buffet_allocator_vtable thp_vtable = { thp_alloc, NULL, thp_free, NULL, place_contract, NULL };
+
+static struct {
+    buffet_pool *pool;
+    buffet_pool_cache *cache;  /* thread A's (the main thread's) */
+    uint32_t cache_cap;        /* BUFFET_POOL_CACHE_MAX, or BUFFET_BENCH_FRAME_CACHE */
+} F;
+
+static void frame_pool_setup(void) {
+    buffet_pool_desc d;
+    memset(&d, 0, sizeof d);
+    if (!getenv("BUFFET_BENCH_FRAME_HEAP")) d.parent.vtable = &thp_vtable;
+    d.obj_size = PEER_SIZE;
+    d.obj_align = 64;
+    d.initial = d.max = d.slab_objs = POOL_N;
+    if (buffet_pool_create(&F.pool, &d) != BUFFET_OK) die("buffet_pool_create failed");
+    F.cache_cap = getenv("BUFFET_BENCH_FRAME_CACHE") ? (uint32_t)atoi(getenv("BUFFET_BENCH_FRAME_CACHE"))
+                                                    : BUFFET_POOL_CACHE_MAX;
+    if (buffet_pool_cache_create(&F.cache, F.pool, F.cache_cap) != BUFFET_OK)
+        die("buffet_pool_cache_create failed");
+    con[C_FPOOL] = true;
+}
 
 static void buffet_setup(void) {
     buffet_pkt_pool_desc d;
@@ -822,6 +885,153 @@ NOINLINE uint64_t xt_je(const void *x, size_t it, uint64_t *b) { return xt_run(x
 NOINLINE uint64_t xt_mi(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_MI); }
 NOINLINE uint64_t xt_tc(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_TC); }
 
+/* ---- f) two threads, one object per hand-off: A allocates one, writes it, publishes its pointer
+   alone; B takes one pointer at a time and frees it at once into its own cache ---- */
+/* A's side: one object, its 64 bytes written where a packet's data starts. */
+ALWAYS_INLINE void *xt1_alloc(int kind, size_t i) {
+    void *o;
+    switch (kind) {
+    case C_BUFFET: {
+        buffet_pkt *p = buffet_pkt_alloc_class(B.cache, B.cls);
+        if (!p) die("buffet_pkt_alloc_class failed");
+        write64((unsigned char *)buffet_pkt_data(p), i);
+        return p;
+    }
+    case C_FPOOL:
+        if (!(o = buffet_pool_get(F.cache))) die("buffet_pool_get failed");
+        write64((unsigned char *)o + HEADROOM, i);
+        return o;
+#if HAVE_DPDK
+    case C_DPDK: {
+        struct rte_mbuf *m = rte_pktmbuf_alloc(D.mp);
+        if (!m) die("rte_pktmbuf_alloc failed");
+        write64(rte_pktmbuf_mtod(m, unsigned char *), i);
+        return m;
+    }
+    case C_RAW:   /* where the data of a fresh mbuf starts, as in b)'s raw rows */
+        if (rte_mempool_get(D.mp, &o) != 0) die("rte_mempool_get failed");
+        write64((unsigned char *)o + sizeof(struct rte_mbuf) + RTE_PKTMBUF_HEADROOM, i);
+        return o;
+#endif
+    case C_GLIBC:
+        if (!(o = glibc_alloc(PEER_SIZE))) die("malloc failed");
+        write64((unsigned char *)o + HEADROOM, i);
+        return o;
+    default: die("bad kind");
+    }
+    return NULL;
+}
+/* B's side: the object freed at once, into B's own cache. */
+ALWAYS_INLINE void xt1_free(int kind, buffet_pkt_cache *cb, buffet_pool_cache *fb, void *o) {
+    switch (kind) {
+    case C_BUFFET: buffet_pkt_free(cb, (buffet_pkt *)o); break;
+    case C_FPOOL: if (buffet_pool_put(fb, o) != BUFFET_OK) die("buffet_pool_put failed"); break;
+#if HAVE_DPDK
+    case C_DPDK: rte_pktmbuf_free((struct rte_mbuf *)o); break;
+    case C_RAW: rte_mempool_put(D.mp, o); break;
+#endif
+    case C_GLIBC: glibc_free(o); break;
+    default: die("bad kind");
+    }
+}
+
+/* Thread B of f): its caches made (DPDK: registered) before the start signal, as in d). */
+static void *xt1_consumer(void *arg) {
+    xt_ctx *x = (xt_ctx *)arg;
+    buffet_pkt_cache *cb = NULL;
+    buffet_pool_cache *fb = NULL;
+    unsigned spins = 0;
+    if (x->kind == C_BUFFET && buffet_pkt_cache_create(&cb, B.pool, BUFFET_CACHE) != BUFFET_OK)
+        die("buffet_pkt_cache_create failed");
+    if (x->kind == C_FPOOL && buffet_pool_cache_create(&fb, F.pool, F.cache_cap) != BUFFET_OK)
+        die("buffet_pool_cache_create failed");
+#if HAVE_DPDK
+    if (x->kind == C_DPDK || x->kind == C_RAW) {
+        if (rte_thread_register() != 0) die("rte_thread_register failed");
+        if (rte_lcore_id() == LCORE_ID_ANY || !rte_mempool_default_cache(D.mp, rte_lcore_id()))
+            die("DPDK: registered thread B has no mempool cache");
+    }
+#endif
+    atomic_store_explicit(&x->ready, 1, memory_order_release);
+    while (!atomic_load_explicit(&x->go, memory_order_acquire)) backoff(&spins);
+    size_t h = 0, t = 0, total = x->total;
+    while (h < total) {
+        spins = 0;
+        while (t == h) {
+            t = atomic_load_explicit(&x->tail, memory_order_acquire);
+            if (t == h) backoff(&spins);
+        }
+        void *o = x->slot[h & (XT_RING - 1)];
+        h++;
+        atomic_store_explicit(&x->head, h, memory_order_release);
+        xt1_free(x->kind, cb, fb, o);
+    }
+    x->got = h;
+    atomic_store_explicit(&x->finished, 1, memory_order_release);
+    buffet_pkt_cache_destroy(cb);
+    buffet_pool_cache_destroy(fb);
+#if HAVE_DPDK
+    if (x->kind == C_DPDK || x->kind == C_RAW) rte_thread_unregister();
+#endif
+    return NULL;
+}
+
+/* One run of f): A is the calling thread (the EAL's main lcore), B a new thread on the second
+   CPU; timed from the start signal until B has freed the last object. */
+ALWAYS_INLINE uint64_t xt1_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
+    xt_ctx *x = (xt_ctx *)vx;
+    pthread_t b;
+    pthread_attr_t attr;
+    unsigned spins = 0;
+    x->kind = kind;
+    x->total = iters;
+    x->got = 0;
+    atomic_store(&x->tail, 0);
+    atomic_store(&x->head, 0);
+    atomic_store(&x->ready, 0);
+    atomic_store(&x->go, 0);
+    atomic_store(&x->finished, 0);
+    pthread_attr_init(&attr);
+    if (cpu[1] >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu[1], &set);
+        pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+    }
+    if (pthread_create(&b, &attr, xt1_consumer, x) != 0) die("pthread_create failed");
+    pthread_attr_destroy(&attr);
+    while (!atomic_load_explicit(&x->ready, memory_order_acquire)) backoff(&spins);
+    const size_t total = x->total;
+    size_t t = 0, h = 0;
+    uint64_t t0 = now_ns();
+    atomic_store_explicit(&x->go, 1, memory_order_release);
+    for (; t < total;) {
+        void *o = xt1_alloc(kind, t);
+        spins = 0;
+        while (t + 1 - h > XT_RING) {
+            h = atomic_load_explicit(&x->head, memory_order_acquire);
+            if (t + 1 - h > XT_RING) backoff(&spins);
+        }
+        x->slot[t & (XT_RING - 1)] = o;
+        t++;
+        atomic_store_explicit(&x->tail, t, memory_order_release);
+    }
+    spins = 0;
+    while (!atomic_load_explicit(&x->finished, memory_order_acquire)) backoff(&spins);
+    uint64_t dt = now_ns() - t0;
+    pthread_join(b, NULL);
+    if (x->got != total) die("f): objects lost");
+    *bufs = total;
+    return dt;
+}
+NOINLINE uint64_t xt1_buffet(const void *x, size_t it, uint64_t *b) { return xt1_run(x, it, b, C_BUFFET); }
+NOINLINE uint64_t xt1_fpool(const void *x, size_t it, uint64_t *b) { return xt1_run(x, it, b, C_FPOOL); }
+#if HAVE_DPDK
+NOINLINE uint64_t xt1_dpdk(const void *x, size_t it, uint64_t *b) { return xt1_run(x, it, b, C_DPDK); }
+NOINLINE uint64_t xt1_raw(const void *x, size_t it, uint64_t *b) { return xt1_run(x, it, b, C_RAW); }
+#endif
+NOINLINE uint64_t xt1_glibc(const void *x, size_t it, uint64_t *b) { return xt1_run(x, it, b, C_GLIBC); }
+
 /* ---- output ---- */
 static void print_machine(void) {
     char pages[96];
@@ -863,9 +1073,9 @@ static void print_machine(void) {
 
 /* What the goal lines need. */
 static struct {
-    bool a, b, d, e;
-    result a_res[NC], b_fixed[NC], b_rand[NC], d_res[NC];
-    bool a_on[NC], b_on[NC], d_on[NC];
+    bool a, b, d, e, f;
+    result a_res[NC], b_fixed[NC], b_rand[NC], d_res[NC], f_res[NC];
+    bool a_on[NC], b_on[NC], d_on[NC], f_on[NC];
     double mem_overhead, dpdk_mem_overhead;
 } G;
 
@@ -1004,6 +1214,47 @@ static void section_d(void) {
     fflush(stdout);
 }
 
+static void section_f(void) {
+    static xt_ctx x[NC];
+#if HAVE_DPDK
+    if (con[C_DPDK])
+        snprintf(D.xt, sizeof D.xt, "DPDK: A is the EAL's main lcore; B calls rte_thread_register() "
+                 "(then has an lcore id and a mempool cache)");
+#endif
+    printf("\nf) 2 threads, one object per hand-off: A allocates one (2048-class packet / %d-byte frame\n"
+           "   pool object / mbuf / mempool object / malloc), writes 64 B into it and publishes its pointer\n"
+           "   alone into an SPSC ring (%d pointers); B takes one pointer at a time and frees it at once\n"
+           "   into its own cache (buffet_pkt_free / buffet_pool_put / rte_pktmbuf_free / rte_mempool_put /\n"
+           "   free). A runs on CPU %d, B on CPU %d (-1: not pinned). Pools: buffet's packet pool and\n"
+           "   DPDK's mbuf pool as in a) to d), the frame pool with initial = max = %d (one slab), caches\n"
+           "   of %d; rte_mempool_get/put use the mbuf pool's objects raw. ns per object (peer/buffet:\n"
+           "   against the packet pool's row)\n",
+           PEER_SIZE, XT_RING, cpu[0], cpu[1], POOL_N, F.cache_cap);
+    if (D.xt[0]) printf("   %s\n", D.xt);
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        printf("   warning: fewer than 2 CPUs: this measures time slicing\n");
+    contestant c[NC];
+    int kind[NC], n = 0;
+    c[n] = (contestant){ "buffet packet pool", xt1_buffet, &x[C_BUFFET] }; kind[n++] = C_BUFFET;
+    c[n] = (contestant){ "buffet frame object pool (raw)", xt1_fpool, &x[C_FPOOL] }; kind[n++] = C_FPOOL;
+#if HAVE_DPDK
+    if (con[C_DPDK]) {
+        c[n] = (contestant){ "DPDK rte_pktmbuf_alloc/free", xt1_dpdk, &x[C_DPDK] }; kind[n++] = C_DPDK;
+        c[n] = (contestant){ "DPDK rte_mempool_get/put (raw)", xt1_raw, &x[C_RAW] }; kind[n++] = C_RAW;
+    }
+#endif
+    c[n] = (contestant){ "glibc malloc/free", xt1_glibc, &x[C_GLIBC] }; kind[n++] = C_GLIBC;
+    result r[NC];
+    bench_table = "f) 2 threads: one object per hand-off, allocated on one, freed on the other";
+    measure(c, n, r, XT_TARGET_NS, (size_t)1 << 16);
+    print_header();
+    print_rows(c, n, r);
+    for (int i = 0; i < n; i++) { G.f_res[kind[i]] = r[i]; G.f_on[kind[i]] = true; }
+    G.f = true;
+    print_spread();
+    fflush(stdout);
+}
+
 /* A class's ring capacity (the smallest power of two >= max), read from the pool itself: the
    implementation is in this file. */
 static size_t ring_capacity(const buffet_pkt_pool *p, unsigned k) { return (size_t)p->cls[k].ring.mask + 1; }
@@ -1119,6 +1370,18 @@ static void print_goals(void) {
         printf("goal: memory overhead <= 3%% for the 2048 class: %.2f%% (%s): %s\n", G.mem_overhead * 100, dpdk,
                G.mem_overhead <= 0.03 ? "met" : "not met");
     }
+    if (G.f) {   /* issue 13: throughput ratios, the peer's time over buffet's: at or above 1 is met */
+        if (G.f_on[C_DPDK] && G.f_on[C_RAW]) {
+            double r = G.f_res[C_DPDK].med / G.f_res[C_BUFFET].med;
+            double rf = G.f_res[C_RAW].med / G.f_res[C_FPOOL].med;
+            printf("goal: cross-thread throughput, one object per hand-off, >= 1.0x DPDK: packet pool vs "
+                   "rte_pktmbuf %.2fx, frame pool vs rte_mempool %.2fx: %s\n", r, rf,
+                   r >= 1.0 && rf >= 1.0 ? "met" : "not met");
+        } else {
+            printf("goal: cross-thread throughput, one object per hand-off, >= 1.0x DPDK: not measured "
+                   "(DPDK: %s)\n", cwhy[C_DPDK]);
+        }
+    }
 }
 
 int main(int argc, char **argv) {
@@ -1131,6 +1394,7 @@ int main(int argc, char **argv) {
     dpdk_setup(argv[0]);   /* the EAL pins this thread to CPU A (-l) */
     if (!con[C_DPDK]) pin_self(cpu[0]);
     buffet_setup();
+    frame_pool_setup();
     for (size_t i = 0; i < NBURSTS; i++) {
         burst_len[i] = (uint8_t)(1 + rnd() % MAX_BURST);
         burst_mean += burst_len[i] / (double)NBURSTS;
@@ -1142,6 +1406,7 @@ int main(int argc, char **argv) {
     if (!only || strchr(only, 'c')) section_c();
     if (!only || strchr(only, 'd')) section_d();
     if (!only || strchr(only, 'e')) section_e();
+    if (!only || strchr(only, 'f')) section_f();
     print_goals();
 
     buffet_pkt_free(B.cache, B.orig);
@@ -1153,6 +1418,11 @@ int main(int argc, char **argv) {
     printf("\n(buffet pool at the end: %llu allocations of the 2048 class, cache hit rate %.4f; total run %.1f s)\n",
            (unsigned long long)st.cls[0].allocs, st.cls[0].cache_hit_rate, (double)(now_ns() - start) / 1e9);
     buffet_pkt_pool_destroy(B.pool);
+    buffet_pool_cache_destroy(F.cache);
+    buffet_pool_stats fs = buffet_pool_get_stats(F.pool);
+    if (fs.in_store != fs.created || fs.double_puts || fs.foreign_puts)
+        die("buffet: frame pool objects not back at the end");
+    buffet_pool_destroy(F.pool);
     dpdk_teardown();
     return 0;
 }

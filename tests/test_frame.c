@@ -2549,8 +2549,9 @@ static void tf_pool_get_put(int checks) {
     BT_CHECK(c->count == 0);
     tf_pool_conserved(p);
     BT_CHECK(buffet_pool_get_stats(p).gets == 201 && buffet_pool_get_stats(p).created >= 200);
-    BT_CHECK(buffet_pool_get(c) == o);       /* the cache works on after a flush */
-    BT_CHECK(buffet_pool_put(c, o) == BUFFET_OK);
+    o = buffet_pool_get(c);                  /* the cache works on after a flush (the store is a */
+    BT_CHECK(o != NULL);                     /* FIFO ring: not necessarily the object flushed last) */
+    if (o) BT_CHECK(buffet_pool_put(c, o) == BUFFET_OK);
     buffet_pool_cache_destroy(c);            /* gives its objects back */
     tf_pool_conserved(p);
     BT_CHECK(buffet_pool_get_stats(p).caches == 0 && buffet_pool_get_stats(p).gets == 202);

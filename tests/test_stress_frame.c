@@ -5,14 +5,18 @@
      caches         a cache per thread (gets, puts, bulk gets and puts, flushes), objects handed
                     to other threads and put back there (through their cache, the store, or the
                     pool's allocator interface from a thread that is not the cache's);
+     store          producers get objects and hand each one alone to a consumer, which puts it
+                    into its own cache (or the store); small caches and slabs keep the lock-free
+                    store's ring busy and make it be replaced by a larger one while in use;
      transfers      one thread runs frames and hands blocks to the others by transfers and by
                     buffers over its frame allocator (pins); they check, then release them;
      barrier        every thread runs frames in an arena of its own and meets the others at a
                     buffet_frame_barrier; the one the barrier picks checks the round.
    Random yields and short random delays vary the interleavings. At the end everything is
    accounted for: every object held by one thread at a time (each thread stamps the objects it
-   holds, atomically, and finds its stamp unchanged when it lets go), every object back in the
-   pool once, the statistics adding up, every transfer received and released once with its
+   holds, atomically, and finds its stamp unchanged when it lets go; the store part flags each
+   object held), every object back in the pool once (the store and the caches holding every
+   object made), the statistics adding up, every transfer received and released once with its
    bytes intact, one winner per barrier round. Operations per part and thread count:
    bt_stress_ops() (tests/bt.h: 10^7 in the gcc C11 build and under TSan); BUFFET_STRESS_SEED
    picks the seed. C11 and C++17. */
@@ -390,6 +394,223 @@ static void test_stress_pool_caches(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+   The store across threads: producers get objects (their cache, now and then the store by
+   get_shared or a bulk get) and hand each one alone to a consumer, which puts it into its own
+   cache (now and then put_shared, or another consumer's allocator face); both flush now and
+   then. Small caches spill and refill the store's ring all the time, and small slabs make the
+   pool grow, and its ring be replaced by a larger one, while the others use it without the
+   lock. Each round is a new pool. A held object carries a flag word, exchanged atomically when
+   it is handed out and when it is put back: an object handed out twice sees the flag set. */
+
+#define TS_XS_MAX 4           /* producers, and consumers, at most */
+#define TS_XS_ROUNDS 4
+#define TS_XS_HELD 0x48454C4448454C44ull   /* the flag while a user holds the object */
+#define TS_XS_BACK 0x4241434B4241434Bull   /* ... and once it is put back */
+
+typedef struct ts_xs_run {
+    buffet_pool *pool;
+    unsigned nprod, ncons;
+    uint64_t per_prod;         /* objects each producer hands on */
+    buffet_pool_cache *prod_c[TS_XS_MAX], *cons_c[TS_XS_MAX];
+    ts_queue q[TS_XS_MAX];     /* one per consumer */
+    pthread_mutex_t start_mu;
+    unsigned started;
+    uint64_t gets[TS_XS_MAX], puts[TS_XS_MAX], bad[2 * TS_XS_MAX];
+} ts_xs_run;
+
+typedef struct ts_xs_worker { ts_xs_run *run; unsigned id; bool consumer; } ts_xs_worker;
+
+/* Every consumer has its cache before any producer starts (its allocator face is used). */
+static void ts_xs_wait_start(ts_xs_run *run) {
+    pthread_mutex_lock(&run->start_mu);
+    run->started++;
+    pthread_mutex_unlock(&run->start_mu);
+    for (;;) {
+        unsigned n;
+        pthread_mutex_lock(&run->start_mu);
+        n = run->started;
+        pthread_mutex_unlock(&run->start_mu);
+        if (n == run->nprod + run->ncons) break;
+        sched_yield();
+    }
+}
+
+/* An object comes out of the pool: nobody may hold it (its flag word is not HELD), then its
+   bytes are written. A new object's word is whatever the slab held: valgrind is told that
+   reading it is meant. */
+static bool ts_xs_out(unsigned char *o, uint64_t tag) {
+    TS_DEFINED(o, 8);
+    if (__atomic_exchange_n((uint64_t *)(void *)o, TS_XS_HELD, __ATOMIC_RELAXED) == TS_XS_HELD) return false;
+    memcpy(o + 8, &tag, 8);
+    memset(o + 16, (int)(tag & 0xFF), TS_OBJ - 16);
+    return true;
+}
+/* ... and goes back: still held, its bytes as written. */
+static bool ts_xs_back(unsigned char *o) {
+    uint64_t tag;
+    unsigned i;
+    bool ok = true;
+    memcpy(&tag, o + 8, 8);
+    for (i = 16; i < TS_OBJ; i++)
+        if (o[i] != (unsigned char)(tag & 0xFF)) ok = false;
+    return __atomic_exchange_n((uint64_t *)(void *)o, TS_XS_BACK, __ATOMIC_RELAXED) == TS_XS_HELD && ok;
+}
+
+static void *ts_xs_producer(void *arg) {
+    ts_xs_worker *w = (ts_xs_worker *)arg;
+    ts_xs_run *run = w->run;
+    unsigned id = w->id;
+    ts_rng rng;
+    uint64_t sent = 0;
+    buffet_pool_cache *c = NULL;
+    void *objs[8];
+    rng.s = ts_seed * 0x9E3779B97F4A7C15ull + 101 + id;
+    if (buffet_pool_cache_create(&c, run->pool, 1 + ts_below(&rng, 8)) != BUFFET_OK) {
+        run->bad[id]++;
+        ts_xs_wait_start(run);
+        return NULL;
+    }
+    run->prod_c[id] = c;
+    ts_xs_wait_start(run);
+    while (sent < run->per_prod) {
+        unsigned what = ts_below(&rng, 32), n = 1, k;
+        ts_jitter(&rng);
+        if (what == 0) {
+            objs[0] = buffet_pool_get_shared(run->pool);
+        } else if (what == 1) {
+            n = 1 + ts_below(&rng, 8);
+            if (buffet_pool_get_bulk(c, objs, n) != n) objs[0] = NULL;
+        } else {
+            objs[0] = buffet_pool_get(c);
+        }
+        if (!objs[0]) {
+            run->bad[id]++;
+            break;
+        }
+        run->gets[id] += n;
+        for (k = 0; k < n; k++) {   /* one object per hand-off */
+            if (!ts_xs_out((unsigned char *)objs[k], (uint64_t)id << 56 | sent)) run->bad[id]++;
+            ts_push_wait(&run->q[ts_below(&rng, run->ncons)], objs[k]);
+            sent++;
+        }
+        if (what == 2 && ts_below(&rng, 8) == 0) buffet_pool_cache_flush(c);
+    }
+    return NULL;
+}
+
+static void *ts_xs_consumer(void *arg) {
+    ts_xs_worker *w = (ts_xs_worker *)arg;
+    ts_xs_run *run = w->run;
+    unsigned id = w->id;
+    ts_rng rng;
+    buffet_pool_cache *c = NULL;
+    void *o;
+    rng.s = ts_seed * 0x9E3779B97F4A7C15ull + 201 + id;
+    if (buffet_pool_cache_create(&c, run->pool, 1 + ts_below(&rng, 8)) != BUFFET_OK) {
+        run->bad[TS_XS_MAX + id]++;
+        ts_xs_wait_start(run);
+        return NULL;
+    }
+    run->cons_c[id] = c;
+    ts_xs_wait_start(run);
+    while ((o = ts_pop_wait(&run->q[id])) != NULL) {
+        unsigned what = ts_below(&rng, 32), to = ts_below(&rng, run->ncons);
+        ts_jitter(&rng);
+        if (!ts_xs_back((unsigned char *)o)) run->bad[TS_XS_MAX + id]++;
+        if (what == 0 || (what == 1 && !run->cons_c[to])) {
+            if (buffet_pool_put_shared(run->pool, o) != BUFFET_OK) run->bad[TS_XS_MAX + id]++;
+        } else if (what == 1) {   /* a consumer's allocator face: the store, unless it is ours */
+            buffet_free(buffet_pool_allocator(run->cons_c[to]), o, TS_OBJ, 1, BUFFET_SITE);
+        } else if (buffet_pool_put(c, o) != BUFFET_OK) {
+            run->bad[TS_XS_MAX + id]++;
+        }
+        run->puts[id]++;
+        if (what == 2 && ts_below(&rng, 8) == 0) buffet_pool_cache_flush(c);
+    }
+    return NULL;
+}
+
+static void ts_xs_part(unsigned nprod, unsigned ncons) {
+    ts_xs_run *run = (ts_xs_run *)calloc(1, sizeof *run);
+    ts_xs_worker w[2 * TS_XS_MAX];
+    pthread_t th[2 * TS_XS_MAX];
+    uint64_t gets = 0, puts = 0, bad = 0, handed = 0;
+    size_t created = 0, grown = 0;
+    unsigned i, round;
+    if (!run) {
+        BT_CHECK(!"out of memory");
+        return;
+    }
+    for (round = 0; round < TS_XS_ROUNDS; round++) {
+        buffet_pool_desc d;
+        buffet_pool_stats st;
+        size_t cached = 0;
+        uint64_t rgets = 0, rputs = 0;
+        memset(run, 0, sizeof *run);
+        memset(&d, 0, sizeof d);
+        d.obj_size = TS_OBJ;
+        d.slab_objs = 8;       /* grows often: the ring is replaced while in use */
+        BT_CHECK(buffet_pool_create(&run->pool, &d) == BUFFET_OK);
+        if (!run->pool) break;
+        run->nprod = nprod;
+        run->ncons = ncons;
+        run->per_prod = ts_ops() / (TS_XS_ROUNDS * (nprod + ncons));
+        pthread_mutex_init(&run->start_mu, NULL);
+        for (i = 0; i < ncons; i++) ts_queue_init(&run->q[i]);
+        for (i = 0; i < nprod + ncons; i++) {
+            w[i].run = run;
+            w[i].consumer = i >= nprod;
+            w[i].id = w[i].consumer ? i - nprod : i;
+            BT_CHECK(pthread_create(&th[i], NULL, w[i].consumer ? ts_xs_consumer : ts_xs_producer, &w[i]) ==
+                     0);
+        }
+        for (i = 0; i < nprod; i++) pthread_join(th[i], NULL);
+        for (i = 0; i < ncons; i++) ts_close(&run->q[i]);   /* consumers end once their queue is empty */
+        for (i = nprod; i < nprod + ncons; i++) pthread_join(th[i], NULL);
+        for (i = 0; i < TS_XS_MAX; i++) {
+            rgets += run->gets[i];
+            rputs += run->puts[i];
+            if (run->prod_c[i]) cached += run->prod_c[i]->count;
+            if (run->cons_c[i]) cached += run->cons_c[i]->count;
+        }
+        for (i = 0; i < 2 * TS_XS_MAX; i++) bad += run->bad[i];
+        /* conservation before the caches go: every object in the store or in a cache */
+        st = buffet_pool_get_stats(run->pool);
+        BT_CHECK(st.in_store + cached == st.created);
+        BT_CHECK(rgets == rputs && rgets >= nprod * run->per_prod);   /* a bulk get may pass the count */
+        for (i = 0; i < TS_XS_MAX; i++) {
+            buffet_pool_cache_destroy(run->prod_c[i]);
+            buffet_pool_cache_destroy(run->cons_c[i]);
+        }
+        st = buffet_pool_get_stats(run->pool);
+        BT_CHECK(st.in_store == st.created && st.in_use == 0 && st.caches == 0);
+        BT_CHECK(st.gets == rgets && st.puts == rputs);
+        BT_CHECK(st.double_puts == 0 && st.foreign_puts == 0 && st.failures == 0);
+        gets += rgets;
+        puts += rputs;
+        handed += rgets;
+        created += st.created;
+        grown += st.slabs;
+        for (i = 0; i < ncons; i++) ts_queue_deinit(&run->q[i]);
+        pthread_mutex_destroy(&run->start_mu);
+        buffet_pool_destroy(run->pool);
+    }
+    BT_CHECK(bad == 0);
+    printf("  pool store   %u producers, %u consumers: %u rounds, %llu objects handed on one at a time "
+           "(%llu gets, %llu puts), %zu objects made in %zu slabs\n", nprod, ncons, round,
+           (unsigned long long)handed, (unsigned long long)gets, (unsigned long long)puts, created, grown);
+    if (bad)
+        fprintf(stderr, "test_stress_frame.c: %llu objects found wrong (seed %llu)\n",
+                (unsigned long long)bad, (unsigned long long)ts_seed);
+    free(run);
+}
+
+static void test_stress_pool_store(void) {
+    ts_xs_part(1, 1);
+    ts_xs_part(2, 2);
+}
+
+/* ---------------------------------------------------------------------------------------------
    Transfers and pins: thread 0 runs frames and hands blocks on; the others check and let go. */
 
 typedef struct ts_item {
@@ -710,6 +931,8 @@ int main(void) {
     ts_lap("shared store");
     BT_RUN(test_stress_pool_caches);
     ts_lap("caches");
+    BT_RUN(test_stress_pool_store);
+    ts_lap("store across threads");
     BT_RUN(test_stress_transfers);
     ts_lap("transfers");
     BT_RUN(test_stress_barrier);
