@@ -284,7 +284,8 @@ static inline buffet_pkt *buffet_pkt_alloc_class_at(buffet_pkt_cache *c, unsigne
     buffet_pkt_cache_class *k;
     if (cls >= c->nclasses) return (buffet_pkt *)buffet_alloc_fail(BUFFET_ERR_INVALID, "no such class");
     k = &c->cls[cls];
-    if (__builtin_expect(k->count != 0 && !c->checks, 1)) {
+    /* count - 1 < room: something cached, and a cache without checks (room 0 with them). */
+    if (__builtin_expect(k->count - 1u < k->room, 1)) {
         buffet_pkt *p = (buffet_pkt *)k->objs[--k->count];
         k->allocs++;
         BUFFET__UNPOISON(p->buf, p->buf_len);
