@@ -64,8 +64,13 @@
    CONFIGURATION
      BUFFET_FRAME_MAX_IN_FLIGHT   largest frames_in_flight (default 4)
      BUFFET_POOL_CACHE_MAX        largest pool cache (default 512 pointers)
-     Both are limits checked by the implementation; no public struct's layout depends on a
-     configuration macro, so translation units may define them differently.
+     BUFFET_FRAME_COUNT           1: count frame allocations (stats and tags' `count`); 0: the
+                                  counts stay 0, and buffet_frame_alloc is a bump pointer's
+                                  compare, add and store (an increment in memory per allocation
+                                  costs a third more time). Default: BUFFET_DEBUG >= 1.
+     These are limits checked by the implementation or counts; no public struct's layout depends
+     on a configuration macro, so translation units may define them differently (counts are
+     then made only by the translation units that count).
      BUFFET_DEBUG >= 1            poisons freed frame memory (0xDD), turns pool checks on (every
                                   get and put on the checked path; double and foreign puts are
                                   refused in every build), and
@@ -136,9 +141,14 @@ typedef struct buffet_frame_desc {
 typedef struct buffet_frame_arena {
     unsigned char *cur;             /* next free byte (a multiple of 16 apart from the chunk start) */
     unsigned char *lim;             /* the fast path may bump up to here (chunk end or budget room; as cur) */
-    size_t count;                   /* allocations this frame (bytes are derived from cur when asked) */
+    size_t count;                   /* allocations this frame, with BUFFET_FRAME_COUNT (bytes are
+                                       derived from cur when asked) */
     void *chunk;                    /* the current chunk (valgrind's pool handle) */
 } buffet_frame_arena;
+
+#ifndef BUFFET_FRAME_COUNT
+#define BUFFET_FRAME_COUNT (BUFFET_DEBUG >= 1)
+#endif
 
 /* A point to roll back to (buffet_frame_checkpoint). The fields are buffet's: they identify the
    arena, the frame and the checkpoint, so that a stale mark is refused. */
@@ -156,7 +166,7 @@ typedef struct buffet_frame_mark {
 typedef struct buffet_frame_tag_stats {
     const char *name;
     size_t bytes, count;           /* this frame (bytes include alignment padding and each
-                                      size's rounding up to 16) */
+                                      size's rounding up to 16; count: see BUFFET_FRAME_COUNT) */
     size_t peak_bytes;             /* most bytes in one frame */
     uint64_t total_bytes, total_count;
     uint64_t soft_hits, hard_failures;
@@ -164,7 +174,7 @@ typedef struct buffet_frame_tag_stats {
 
 typedef struct buffet_frame_stats {
     uint64_t frame;
-    size_t bytes, count;           /* this frame (bytes: as buffet_frame_tag_stats) */
+    size_t bytes, count;           /* this frame (as buffet_frame_tag_stats) */
     size_t peak_bytes;
     size_t chunks, chunk_bytes;    /* held from the parent (in use, in flight, spare, pinned) */
     size_t spare_chunks;
@@ -224,7 +234,7 @@ static inline void *buffet_frame_alloc(buffet_frame_arena *a, size_t size, size_
         if (!p) __builtin_unreachable();
 #endif
         a->cur = p + last + 1;
-        a->count++;
+        if (BUFFET_FRAME_COUNT) a->count++;
         BUFFET__ASAN_UNPOISON((void *)p, size);
 #if BUFFET_TRACK_VALGRIND
         VALGRIND_MEMPOOL_ALLOC(a->chunk, (void *)p, size);
@@ -1201,7 +1211,7 @@ BUFFET_API void *buffet__frame_alloc_slow(buffet_frame_arena *fa, size_t size, s
     need = (size_t)(p - (uintptr_t)a->pub.cur) + rsize;
     if (!buffet__frame_budgets_allow(a, need)) goto refused;
     a->pub.cur += need;
-    a->pub.count++;
+    if (BUFFET_FRAME_COUNT) a->pub.count++;
     buffet__frame_flush(a);
     buffet__frame_reserve(a);
     BUFFET__ASAN_UNPOISON((void *)p, size);
@@ -1231,7 +1241,7 @@ BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *fa, size_t n, siz
         total = SIZE_MAX;
     p = (unsigned char *)buffet_frame_alloc(fa, total, align);
     if (!p) return 0;
-    fa->count += n - 1;
+    if (BUFFET_FRAME_COUNT) fa->count += n - 1;
     for (i = 0; i < n; i++) out[i] = p + i * stride;
 #if BUFFET_TRACK_VALGRIND
     /* valgrind knows each object as a block of its own (a resize or free of the last one

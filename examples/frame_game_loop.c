@@ -4,6 +4,7 @@
    in flight, so last frame's contacts are still readable for warm-starting; allocations are
    tagged "physics" and "contacts"; a budget calls back when a frame passes its soft limit. */
 #define BUFFET_IMPLEMENTATION
+#define BUFFET_FRAME_COUNT 1   /* the statistics printed below count allocations too */
 #include "../buffet_frame.h"
 
 typedef struct particle { float x, y, vx, vy; uint32_t id, age, life; } particle;

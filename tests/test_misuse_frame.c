@@ -375,7 +375,7 @@ static void test_frame_rollback_other_arena(void) {
     BT_CHECK(bt_logged(&la, BUFFET_ERR_STATE) == 1 && tm_names_us(&la));
     y = (unsigned char *)buffet_frame_alloc(a, 100, 16);
     BT_CHECK(y != NULL && !tm_overlap(x, 100, y, 100) && tm_intact(x, 100, 3));
-    BT_CHECK(buffet_frame_get_stats(a).count == 2 && buffet_frame_get_stats(a).misuse == 1);
+    BT_CHECK(buffet_frame_get_stats(a).count == (BUFFET_FRAME_COUNT ? 2u : 0u) && buffet_frame_get_stats(a).misuse == 1);
     /* and with memory in b's mark: still another arena's */
     BT_CHECK(buffet_frame_alloc(b, 10, 1) != NULL);
     mb = buffet_frame_checkpoint(b);
@@ -475,7 +475,8 @@ static void test_frame_rollback_reused_chunk(void) {
     tm_fill(big, 3974, 9);
     tm_fill(small, 19, 10);
     BT_CHECK(buffet_frame_rollback(a, m1) == BUFFET_ERR_STATE && tm_names_us(&l));
-    BT_CHECK(tm_intact(big, 3974, 9) && tm_intact(small, 19, 10) && buffet_frame_get_stats(a).count == 2);
+    BT_CHECK(tm_intact(big, 3974, 9) && tm_intact(small, 19, 10) &&
+             buffet_frame_get_stats(a).count == (BUFFET_FRAME_COUNT ? 2u : 0u));
 out_end:
     BT_CHECK(buffet_frame_end(a) == BUFFET_OK);
     buffet_frame_transfer_release(t);
@@ -505,7 +506,7 @@ static void test_frame_rollback_stale_frames(void) {
     BT_CHECK(buffet_frame_rollback(a, m0) == BUFFET_ERR_STATE && tm_names_us(&l));
     BT_CHECK(buffet_frame_rollback(a, mout) == BUFFET_ERR_STATE);
     BT_CHECK(buffet_frame_rollback(a, zero) == BUFFET_ERR_STATE);
-    BT_CHECK(tm_intact(x, 64, 6) && buffet_frame_get_stats(a).count == 1);
+    BT_CHECK(tm_intact(x, 64, 6) && buffet_frame_get_stats(a).count == (BUFFET_FRAME_COUNT ? 1u : 0u));
 out_end:
     BT_CHECK(buffet_frame_end(a) == BUFFET_OK);
 out:
