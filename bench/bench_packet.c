@@ -827,15 +827,11 @@ static void *xt_consumer(void *arg) {
     return NULL;
 }
 
-/* One run: thread A is the calling thread (the EAL's main lcore for DPDK), B a new thread on the
-   second CPU. Timed from the start signal until B has freed the last buffer. */
-ALWAYS_INLINE uint64_t xt_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
-    xt_ctx *x = (xt_ctx *)vx;
+/* Reset x's counters and start thread B (fn) on the second CPU; returns once B is ready. */
+static pthread_t xt_start(xt_ctx *x, void *(*fn)(void *)) {
     pthread_t b;
     pthread_attr_t attr;
     unsigned spins = 0;
-    x->kind = kind;
-    x->total = (iters + BURST - 1) / BURST * BURST;
     x->got = 0;
     atomic_store(&x->tail, 0);
     atomic_store(&x->head, 0);
@@ -849,9 +845,21 @@ ALWAYS_INLINE uint64_t xt_run(const void *vx, size_t iters, uint64_t *bufs, int 
         CPU_SET(cpu[1], &set);
         pthread_attr_setaffinity_np(&attr, sizeof set, &set);
     }
-    if (pthread_create(&b, &attr, xt_consumer, x) != 0) die("pthread_create failed");
+    if (pthread_create(&b, &attr, fn, x) != 0) die("pthread_create failed");
     pthread_attr_destroy(&attr);
     while (!atomic_load_explicit(&x->ready, memory_order_acquire)) backoff(&spins);
+    return b;
+}
+
+/* One run: thread A is the calling thread (the EAL's main lcore for DPDK), B a new thread on the
+   second CPU. Timed from the start signal until B has freed the last buffer. */
+ALWAYS_INLINE uint64_t xt_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
+    xt_ctx *x = (xt_ctx *)vx;
+    pthread_t b;
+    unsigned spins = 0;
+    x->kind = kind;
+    x->total = (iters + BURST - 1) / BURST * BURST;
+    b = xt_start(x, xt_consumer);
     const size_t total = x->total;
     size_t t = 0, h = 0;
     uint64_t t0 = now_ns();
@@ -981,26 +989,10 @@ static void *xt1_consumer(void *arg) {
 ALWAYS_INLINE uint64_t xt1_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
     xt_ctx *x = (xt_ctx *)vx;
     pthread_t b;
-    pthread_attr_t attr;
     unsigned spins = 0;
     x->kind = kind;
     x->total = iters;
-    x->got = 0;
-    atomic_store(&x->tail, 0);
-    atomic_store(&x->head, 0);
-    atomic_store(&x->ready, 0);
-    atomic_store(&x->go, 0);
-    atomic_store(&x->finished, 0);
-    pthread_attr_init(&attr);
-    if (cpu[1] >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu[1], &set);
-        pthread_attr_setaffinity_np(&attr, sizeof set, &set);
-    }
-    if (pthread_create(&b, &attr, xt1_consumer, x) != 0) die("pthread_create failed");
-    pthread_attr_destroy(&attr);
-    while (!atomic_load_explicit(&x->ready, memory_order_acquire)) backoff(&spins);
+    b = xt_start(x, xt1_consumer);
     const size_t total = x->total;
     size_t t = 0, h = 0;
     uint64_t t0 = now_ns();
