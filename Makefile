@@ -6,6 +6,7 @@
 #                        BUFFET_FUZZ_SECONDS (default 60)
 #   make demo            run examples/*.c    make bench       run bench/*.c
 #   make bench-count     the benches' loops under callgrind: instructions per operation
+#                        (BENCH=bench_packet: that bench alone)
 #   make bench-plot      docs/bench_ratios.svg from docs/bench_ratios.dat (gnuplot; exit 77: none)
 #   make test-cuda       the GPU tests on the real CUDA driver (a machine with a GPU) and nvcc
 #   make install         PREFIX=/usr/local, DESTDIR honoured; make uninstall; make clean

@@ -741,13 +741,15 @@ typedef struct xt_ctx {
     _Alignas(64) atomic_int ready, go, finished;
     _Alignas(64) void *slot[XT_RING];
     int kind;
+    bool one;                  /* f): one object per hand-off; d): BURST */
     size_t total;
     uint64_t got;
     char err[256];
 } xt_ctx;
 
 /* A's side: allocate a burst, write each buffer, publish the pointers. */
-ALWAYS_INLINE void xt_alloc(int kind, void **v) {
+ALWAYS_INLINE void xt_alloc(int kind, size_t i, void **v) {
+    (void)i;
     switch (kind) {
     case C_BUFFET:
         if (buffet_pkt_alloc_bulk(B.cache, B.cls, (buffet_pkt **)v, BURST) != BURST) die("buffet_pkt_alloc_bulk failed");
@@ -774,7 +776,8 @@ ALWAYS_INLINE void xt_alloc(int kind, void **v) {
     default: die("bad kind");
     }
 }
-ALWAYS_INLINE void xt_free(int kind, buffet_pkt_cache *cb, void **v) {
+ALWAYS_INLINE void xt_free(int kind, buffet_pkt_cache *cb, buffet_pool_cache *fb, void **v) {
+    (void)fb;
     switch (kind) {
     case C_BUFFET: buffet_pkt_free_bulk(cb, (buffet_pkt *const *)v, BURST); break;
 #if HAVE_DPDK
@@ -788,43 +791,57 @@ ALWAYS_INLINE void xt_free(int kind, buffet_pkt_cache *cb, void **v) {
     }
 }
 
-/* Thread B: its own buffet cache; for DPDK, registered so that it has an lcore id and with it
-   the mempool's per-lcore cache. Set up before the start signal, torn down after the finish. */
-static void *xt_consumer(void *arg) {
-    xt_ctx *x = (xt_ctx *)arg;
-    buffet_pkt_cache *cb = NULL;
-    unsigned spins = 0;
-    if (x->kind == C_BUFFET && buffet_pkt_cache_create(&cb, B.pool, BUFFET_CACHE) != BUFFET_OK)
-        die("buffet_pkt_cache_create failed");
-#if HAVE_DPDK
-    if (x->kind == C_DPDK) {
-        if (rte_thread_register() != 0) die("rte_thread_register failed");
-        if (rte_lcore_id() == LCORE_ID_ANY || !rte_mempool_default_cache(D.mp, rte_lcore_id()))
-            die("DPDK: registered thread B has no mempool cache");
+/* ---- f) two threads, one object per hand-off: A allocates one, writes it, publishes its pointer
+   alone; B takes one pointer at a time and frees it at once into its own cache ---- */
+/* A's side: one object, its 64 bytes written where a packet's data starts. */
+ALWAYS_INLINE void xt1_alloc(int kind, size_t i, void **v) {
+    void *o;
+    switch (kind) {
+    case C_BUFFET: {
+        buffet_pkt *p = buffet_pkt_alloc_class(B.cache, B.cls);
+        if (!p) die("buffet_pkt_alloc_class failed");
+        write64((unsigned char *)buffet_pkt_data(p), i);
+        o = p;
+        break;
     }
-#endif
-    atomic_store_explicit(&x->ready, 1, memory_order_release);
-    while (!atomic_load_explicit(&x->go, memory_order_acquire)) backoff(&spins);
-    size_t h = 0, t = 0, total = x->total;
-    while (h < total) {
-        void *v[BURST];
-        spins = 0;
-        while (t == h) {
-            t = atomic_load_explicit(&x->tail, memory_order_acquire);
-            if (t == h) backoff(&spins);
-        }
-        memcpy(v, &x->slot[h & (XT_RING - 1)], sizeof v);   /* A publishes whole batches */
-        h += BURST;
-        atomic_store_explicit(&x->head, h, memory_order_release);
-        xt_free(x->kind, cb, v);
-    }
-    x->got = h;
-    atomic_store_explicit(&x->finished, 1, memory_order_release);
-    buffet_pkt_cache_destroy(cb);
+    case C_FPOOL:
+        if (!(o = buffet_pool_get(F.cache))) die("buffet_pool_get failed");
+        write64((unsigned char *)o + HEADROOM, i);
+        break;
 #if HAVE_DPDK
-    if (x->kind == C_DPDK) rte_thread_unregister();
+    case C_DPDK: {
+        struct rte_mbuf *m = rte_pktmbuf_alloc(D.mp);
+        if (!m) die("rte_pktmbuf_alloc failed");
+        write64(rte_pktmbuf_mtod(m, unsigned char *), i);
+        o = m;
+        break;
+    }
+    case C_RAW:   /* where the data of a fresh mbuf starts, as in b)'s raw rows */
+        if (rte_mempool_get(D.mp, &o) != 0) die("rte_mempool_get failed");
+        write64((unsigned char *)o + sizeof(struct rte_mbuf) + RTE_PKTMBUF_HEADROOM, i);
+        break;
 #endif
-    return NULL;
+    case C_GLIBC:
+        if (!(o = glibc_alloc(PEER_SIZE))) die("malloc failed");
+        write64((unsigned char *)o + HEADROOM, i);
+        break;
+    default: die("bad kind");
+    }
+    v[0] = o;
+}
+/* B's side: the object freed at once, into B's own cache. */
+ALWAYS_INLINE void xt1_free(int kind, buffet_pkt_cache *cb, buffet_pool_cache *fb, void **v) {
+    void *o = v[0];
+    switch (kind) {
+    case C_BUFFET: buffet_pkt_free(cb, (buffet_pkt *)o); break;
+    case C_FPOOL: if (buffet_pool_put(fb, o) != BUFFET_OK) die("buffet_pool_put failed"); break;
+#if HAVE_DPDK
+    case C_DPDK: rte_pktmbuf_free((struct rte_mbuf *)o); break;
+    case C_RAW: rte_mempool_put(D.mp, o); break;
+#endif
+    case C_GLIBC: glibc_free(o); break;
+    default: die("bad kind");
+    }
 }
 
 /* Reset x's counters and start thread B (fn) on the second CPU; returns once B is ready. */
@@ -851,100 +868,60 @@ static pthread_t xt_start(xt_ctx *x, void *(*fn)(void *)) {
     return b;
 }
 
-/* One run: thread A is the calling thread (the EAL's main lcore for DPDK), B a new thread on the
-   second CPU. Timed from the start signal until B has freed the last buffer. */
-ALWAYS_INLINE uint64_t xt_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
-    xt_ctx *x = (xt_ctx *)vx;
-    pthread_t b;
+/* Thread B's loop, for d) (n = BURST: pointers come a burst at a time) and f) (n = 1): take n
+   pointers, free them at once (free_n), until all have come. */
+ALWAYS_INLINE void xt_consume(xt_ctx *x, size_t n, buffet_pkt_cache *cb, buffet_pool_cache *fb,
+                              void (*free_n)(int, buffet_pkt_cache *, buffet_pool_cache *, void **)) {
     unsigned spins = 0;
-    x->kind = kind;
-    x->total = (iters + BURST - 1) / BURST * BURST;
-    b = xt_start(x, xt_consumer);
+    size_t h = 0, t = 0, total = x->total;
+    while (h < total) {
+        void *v[BURST];
+        spins = 0;
+        while (t == h) {
+            t = atomic_load_explicit(&x->tail, memory_order_acquire);
+            if (t == h) backoff(&spins);
+        }
+        memcpy(v, &x->slot[h & (XT_RING - 1)], n * sizeof *v);   /* A publishes whole batches */
+        h += n;
+        atomic_store_explicit(&x->head, h, memory_order_release);
+        free_n(x->kind, cb, fb, v);
+    }
+    x->got = h;
+}
+
+/* Thread A's loop and the run's timing, for d) and f) as above: allocate n objects (alloc_n),
+   wait for room, publish their pointers; timed from the start signal until B has freed the
+   last one. A is the calling thread (the EAL's main lcore for DPDK), B already started. */
+ALWAYS_INLINE uint64_t xt_produce(xt_ctx *x, pthread_t b, size_t n, void (*alloc_n)(int, size_t, void **)) {
     const size_t total = x->total;
     size_t t = 0, h = 0;
+    unsigned spins = 0;
     uint64_t t0 = now_ns();
     atomic_store_explicit(&x->go, 1, memory_order_release);
-    for (size_t sent = 0; sent < total; sent += BURST) {
+    while (t < total) {
         void *v[BURST];
-        xt_alloc(kind, v);
+        alloc_n(x->kind, t, v);
         spins = 0;
-        while (t + BURST - h > XT_RING) {
+        while (t + n - h > XT_RING) {
             h = atomic_load_explicit(&x->head, memory_order_acquire);
-            if (t + BURST - h > XT_RING) backoff(&spins);
+            if (t + n - h > XT_RING) backoff(&spins);
         }
-        memcpy(&x->slot[t & (XT_RING - 1)], v, sizeof v);
-        t += BURST;
+        memcpy(&x->slot[t & (XT_RING - 1)], v, n * sizeof *v);
+        t += n;
         atomic_store_explicit(&x->tail, t, memory_order_release);
     }
     spins = 0;
     while (!atomic_load_explicit(&x->finished, memory_order_acquire)) backoff(&spins);
     uint64_t dt = now_ns() - t0;
     pthread_join(b, NULL);
-    if (x->got != total) die("d): buffers lost");
-    *bufs = total;
+    if (x->got != total) die("cross-thread run: objects lost");
     return dt;
 }
-NOINLINE uint64_t xt_buffet(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_BUFFET); }
-#if HAVE_DPDK
-NOINLINE uint64_t xt_dpdk(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_DPDK); }
-#endif
-NOINLINE uint64_t xt_glibc(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_GLIBC); }
-NOINLINE uint64_t xt_je(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_JE); }
-NOINLINE uint64_t xt_mi(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_MI); }
-NOINLINE uint64_t xt_tc(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_TC); }
 
-/* ---- f) two threads, one object per hand-off: A allocates one, writes it, publishes its pointer
-   alone; B takes one pointer at a time and frees it at once into its own cache ---- */
-/* A's side: one object, its 64 bytes written where a packet's data starts. */
-ALWAYS_INLINE void *xt1_alloc(int kind, size_t i) {
-    void *o;
-    switch (kind) {
-    case C_BUFFET: {
-        buffet_pkt *p = buffet_pkt_alloc_class(B.cache, B.cls);
-        if (!p) die("buffet_pkt_alloc_class failed");
-        write64((unsigned char *)buffet_pkt_data(p), i);
-        return p;
-    }
-    case C_FPOOL:
-        if (!(o = buffet_pool_get(F.cache))) die("buffet_pool_get failed");
-        write64((unsigned char *)o + HEADROOM, i);
-        return o;
-#if HAVE_DPDK
-    case C_DPDK: {
-        struct rte_mbuf *m = rte_pktmbuf_alloc(D.mp);
-        if (!m) die("rte_pktmbuf_alloc failed");
-        write64(rte_pktmbuf_mtod(m, unsigned char *), i);
-        return m;
-    }
-    case C_RAW:   /* where the data of a fresh mbuf starts, as in b)'s raw rows */
-        if (rte_mempool_get(D.mp, &o) != 0) die("rte_mempool_get failed");
-        write64((unsigned char *)o + sizeof(struct rte_mbuf) + RTE_PKTMBUF_HEADROOM, i);
-        return o;
-#endif
-    case C_GLIBC:
-        if (!(o = glibc_alloc(PEER_SIZE))) die("malloc failed");
-        write64((unsigned char *)o + HEADROOM, i);
-        return o;
-    default: die("bad kind");
-    }
-    return NULL;
-}
-/* B's side: the object freed at once, into B's own cache. */
-ALWAYS_INLINE void xt1_free(int kind, buffet_pkt_cache *cb, buffet_pool_cache *fb, void *o) {
-    switch (kind) {
-    case C_BUFFET: buffet_pkt_free(cb, (buffet_pkt *)o); break;
-    case C_FPOOL: if (buffet_pool_put(fb, o) != BUFFET_OK) die("buffet_pool_put failed"); break;
-#if HAVE_DPDK
-    case C_DPDK: rte_pktmbuf_free((struct rte_mbuf *)o); break;
-    case C_RAW: rte_mempool_put(D.mp, o); break;
-#endif
-    case C_GLIBC: glibc_free(o); break;
-    default: die("bad kind");
-    }
-}
-
-/* Thread B of f): its caches made (DPDK: registered) before the start signal, as in d). */
-static void *xt1_consumer(void *arg) {
+/* Thread B of d) and f): its own caches; for DPDK, registered so that it has an lcore id and
+   with it the mempool's per-lcore cache. Set up before the start signal, torn down after the
+   finish. */
+static void *xt_consumer(void *arg) {
     xt_ctx *x = (xt_ctx *)arg;
     buffet_pkt_cache *cb = NULL;
     buffet_pool_cache *fb = NULL;
@@ -962,19 +939,8 @@ static void *xt1_consumer(void *arg) {
 #endif
     atomic_store_explicit(&x->ready, 1, memory_order_release);
     while (!atomic_load_explicit(&x->go, memory_order_acquire)) backoff(&spins);
-    size_t h = 0, t = 0, total = x->total;
-    while (h < total) {
-        spins = 0;
-        while (t == h) {
-            t = atomic_load_explicit(&x->tail, memory_order_acquire);
-            if (t == h) backoff(&spins);
-        }
-        void *o = x->slot[h & (XT_RING - 1)];
-        h++;
-        atomic_store_explicit(&x->head, h, memory_order_release);
-        xt1_free(x->kind, cb, fb, o);
-    }
-    x->got = h;
+    if (x->one) xt_consume(x, 1, cb, fb, xt1_free);
+    else xt_consume(x, BURST, cb, fb, xt_free);
     atomic_store_explicit(&x->finished, 1, memory_order_release);
     buffet_pkt_cache_destroy(cb);
     buffet_pool_cache_destroy(fb);
@@ -984,37 +950,32 @@ static void *xt1_consumer(void *arg) {
     return NULL;
 }
 
-/* One run of f): A is the calling thread (the EAL's main lcore), B a new thread on the second
-   CPU; timed from the start signal until B has freed the last object. */
+/* One run of d): bursts of BURST, in ring slots BURST at a time. */
+ALWAYS_INLINE uint64_t xt_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
+    xt_ctx *x = (xt_ctx *)vx;
+    x->kind = kind;
+    x->one = false;
+    x->total = (iters + BURST - 1) / BURST * BURST;
+    *bufs = x->total;
+    return xt_produce(x, xt_start(x, xt_consumer), BURST, xt_alloc);
+}
+NOINLINE uint64_t xt_buffet(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_BUFFET); }
+#if HAVE_DPDK
+NOINLINE uint64_t xt_dpdk(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_DPDK); }
+#endif
+NOINLINE uint64_t xt_glibc(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_GLIBC); }
+NOINLINE uint64_t xt_je(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_JE); }
+NOINLINE uint64_t xt_mi(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_MI); }
+NOINLINE uint64_t xt_tc(const void *x, size_t it, uint64_t *b) { return xt_run(x, it, b, C_TC); }
+
+/* One run of f): one object per hand-off. */
 ALWAYS_INLINE uint64_t xt1_run(const void *vx, size_t iters, uint64_t *bufs, int kind) {
     xt_ctx *x = (xt_ctx *)vx;
-    pthread_t b;
-    unsigned spins = 0;
     x->kind = kind;
+    x->one = true;
     x->total = iters;
-    b = xt_start(x, xt1_consumer);
-    const size_t total = x->total;
-    size_t t = 0, h = 0;
-    uint64_t t0 = now_ns();
-    atomic_store_explicit(&x->go, 1, memory_order_release);
-    for (; t < total;) {
-        void *o = xt1_alloc(kind, t);
-        spins = 0;
-        while (t + 1 - h > XT_RING) {
-            h = atomic_load_explicit(&x->head, memory_order_acquire);
-            if (t + 1 - h > XT_RING) backoff(&spins);
-        }
-        x->slot[t & (XT_RING - 1)] = o;
-        t++;
-        atomic_store_explicit(&x->tail, t, memory_order_release);
-    }
-    spins = 0;
-    while (!atomic_load_explicit(&x->finished, memory_order_acquire)) backoff(&spins);
-    uint64_t dt = now_ns() - t0;
-    pthread_join(b, NULL);
-    if (x->got != total) die("f): objects lost");
-    *bufs = total;
-    return dt;
+    *bufs = iters;
+    return xt_produce(x, xt_start(x, xt_consumer), 1, xt1_alloc);
 }
 NOINLINE uint64_t xt1_buffet(const void *x, size_t it, uint64_t *b) { return xt1_run(x, it, b, C_BUFFET); }
 NOINLINE uint64_t xt1_fpool(const void *x, size_t it, uint64_t *b) { return xt1_run(x, it, b, C_FPOOL); }

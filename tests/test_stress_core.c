@@ -10,7 +10,7 @@
    no block is ever held by two holders (each holder stamps its id into the block it holds and
    finds it still there); no provider is called after its removal returned.
    Operations per type and thread count (all threads together): bt_stress_ops() (tests/bt.h:
-   10^7 in the gcc C11 build and under TSan). The seed is BUFFET_STRESS_SEED or the clock,
+   10^7 in the gcc C11 build, 4*10^6 under TSan). The seed is BUFFET_STRESS_SEED or the clock,
    printed with the counts. C11 and C++17; TSan clean. */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet.h"

@@ -18,7 +18,7 @@
    object held), every object back in the pool once (the store and the caches holding every
    object made), the statistics adding up, every transfer received and released once with its
    bytes intact, one winner per barrier round. Operations per part and thread count:
-   bt_stress_ops() (tests/bt.h: 10^7 in the gcc C11 build and under TSan); BUFFET_STRESS_SEED
+   bt_stress_ops() (tests/bt.h: 10^7 in the gcc C11 build, 4*10^6 under TSan); BUFFET_STRESS_SEED
    picks the seed. C11 and C++17. */
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_frame.h"

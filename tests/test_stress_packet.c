@@ -13,7 +13,7 @@
    the bytes a holder wrote are intact when it frees (or another thread frees) the packet, a
    packet buffet calls alone has no other holder, every reference count is back to 1 before the
    last free, and the statistics add up to what the threads did. Operations per scenario and
-   thread count: bt_stress_ops() (tests/bt.h: 10^7 in the gcc C11 build and under TSan);
+   thread count: bt_stress_ops() (tests/bt.h: 10^7 in the gcc C11 build, 4*10^6 under TSan);
    BUFFET_STRESS_SEED picks the seed (printed). C11 and C++17. */
 #ifndef BUFFET_IMPLEMENTATION
 #define BUFFET_IMPLEMENTATION
