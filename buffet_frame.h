@@ -126,7 +126,10 @@ typedef struct buffet_frame_desc {
     buffet_allocator parent;        /* chunks come from here; zero: the heap. Must keep blocks until
                                        freed (BUFFET_ERR_LIFETIME otherwise); one that is not
                                        thread-safe works, but then transfers and pins are refused */
-    size_t chunk_size;              /* bytes per chunk; 0: 64 KiB. A request over 3/4 of it gets a chunk of its own */
+    size_t chunk_size;              /* bytes of the first chunks; 0: 64 KiB. A request over 3/4 of it gets a chunk of its own */
+    size_t max_chunk_size;          /* a frame that needed k chunks makes later chunks k times larger, up
+                                       to this, so a steady frame fits in one; 0: 64 * chunk_size (at
+                                       most 1 GiB); chunk_size: chunks never grow */
     uint32_t frames_in_flight;      /* N: memory of frame k lives until frame k+N begins; 0: 1 */
     uint32_t max_tags;              /* distinct tags (tag 0 is "untagged"); 0: 64 */
     uint32_t tag_depth;             /* depth of the tag stack; 0: 32 */
@@ -184,8 +187,8 @@ typedef struct buffet_frame_stats {
 } buffet_frame_stats;
 
 /* Create an arena. Returns: BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID (out NULL,
-   frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT, chunk_size < 1 KiB or > 1 GiB, max_tags or
-   tag_depth above 65536), BUFFET_ERR_LIFETIME (a parent whose blocks die with a frame or scope),
+   frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT, chunk_size < 1 KiB or > 1 GiB, max_chunk_size
+   below chunk_size or over 1 GiB, max_tags or tag_depth above 65536), BUFFET_ERR_LIFETIME (a parent whose blocks die with a frame or scope),
    the parent's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const buffet_frame_desc *desc, buffet_site site);
 #define buffet_frame_create(...) buffet_frame_create_at(__VA_ARGS__, BUFFET_SITE)
@@ -693,6 +696,7 @@ typedef struct buffet__frame {
     size_t free_count, high_water;  /* spare chunks kept; chunks a recent frame needed */
     buffet_frame_chunk *pinned;     /* chunks kept alive by transfers */
     size_t chunk_size, block;       /* block: bytes of this allocation (struct and arrays) */
+    size_t grown, max_chunk;        /* bytes of a new chunk now (chunk_size, grown); its limit */
     uint64_t frame;                 /* number of the current (or last) frame, from 1 */
     uint32_t in_flight;
     bool in_frame, parent_safe;     /* parent_safe: a chunk may be freed on another thread */
@@ -802,6 +806,14 @@ static void buffet__chunk_drop(buffet__frame *a, buffet_frame_chunk *c) {
     a->chunks_allocated--;
     a->bytes_reserved -= c->size;
     buffet__chunk_free(c);
+}
+
+/* Pop the first spare chunk (there is one). */
+static buffet_frame_chunk *buffet__frame_take_spare(buffet__frame *a) {
+    buffet_frame_chunk *c = a->free_chunks;
+    a->free_chunks = c->next;
+    a->free_count--;
+    return c;
 }
 
 /* A chunk leaves use: pinned by transfers, kept spare, or given back. Its transfers are all
@@ -961,15 +973,17 @@ BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const 
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
     if (d.chunk_size == 0) d.chunk_size = (size_t)64 << 10;
+    if (d.max_chunk_size == 0 && d.chunk_size <= ((size_t)1 << 30))
+        d.max_chunk_size = d.chunk_size > ((size_t)1 << 24) ? (size_t)1 << 30 : d.chunk_size * 64;
     if (d.frames_in_flight == 0) d.frames_in_flight = 1;
     if (d.transfer_warn_frames == 0) d.transfer_warn_frames = 8;
     if (d.max_tags == 0) d.max_tags = 64;
     if (d.tag_depth == 0) d.tag_depth = 32;
     if (d.frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT || d.chunk_size < 1024 || d.chunk_size > ((size_t)1 << 30) ||
-        d.max_tags > 65536 || d.tag_depth > 65536) {
+        d.max_chunk_size < d.chunk_size || d.max_chunk_size > ((size_t)1 << 30) || d.max_tags > 65536 || d.tag_depth > 65536) {
         BUFFET__LOG(&d.log, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID,
-                    "frame arena: frames_in_flight %u (at most %d), chunk_size %zu (1 KiB to 1 GiB), max_tags %u or tag_depth %u (at most 65536) out of range",
-                    d.frames_in_flight, BUFFET_FRAME_MAX_IN_FLIGHT, d.chunk_size, d.max_tags, d.tag_depth);
+                    "frame arena: frames_in_flight %u (at most %d), chunk_size %zu (1 KiB to 1 GiB), max_chunk_size %zu (chunk_size to 1 GiB), max_tags %u or tag_depth %u (at most 65536) out of range",
+                    d.frames_in_flight, BUFFET_FRAME_MAX_IN_FLIGHT, d.chunk_size, d.max_chunk_size, d.max_tags, d.tag_depth);
         return BUFFET_ERR_INVALID;
     }
     if ((r = buffet__check(d.parent, BUFFET_NEED_UNTIL_FREED, false, "frame arena", &d.log)) != BUFFET_OK) return r;
@@ -994,7 +1008,8 @@ BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const 
     a->max_depth = d.tag_depth;
     a->parent = d.parent;
     a->parent_safe = (buffet_allocator_contract(d.parent) & BUFFET_CONTRACT_THREAD_SAFE) != 0;
-    a->chunk_size = d.chunk_size;
+    a->chunk_size = a->grown = d.chunk_size;
+    a->max_chunk = d.max_chunk_size;
     a->in_flight = d.frames_in_flight;
     a->budget = d.budget;
     a->budget.used = a->budget.reserved = 0;
@@ -1084,12 +1099,7 @@ BUFFET_API buffet_result buffet_frame_begin_at(buffet_frame_arena *fa, buffet_si
     a->frame++;
     /* Frame k's memory goes when frame k+N begins: this frame takes its slot. */
     buffet__frame_release_list(a, &a->slots[a->frame % a->in_flight]);
-    while (a->free_count > a->high_water) {
-        buffet_frame_chunk *c = a->free_chunks;
-        a->free_chunks = c->next;
-        a->free_count--;
-        buffet__chunk_drop(a, c);
-    }
+    while (a->free_count > a->high_water) buffet__chunk_drop(a, buffet__frame_take_spare(a));
     buffet__frame_scan_pinned(a);
     a->in_frame = true;
     a->pub.count = a->count_mark = 0;
@@ -1130,6 +1140,9 @@ BUFFET_API buffet_result buffet_frame_end_at(buffet_frame_arena *fa, buffet_site
     a->pub.cur = a->pub.lim = a->chunk_end = a->mark = NULL;
     a->pub.chunk = NULL;
     for (c = a->slots[a->frame % a->in_flight]; c; c = c->next) used += !c->oversized;
+    /* The frame's k chunks would have been one k times the size: later chunks are, since each
+       step from a chunk to the next takes the slow path. */
+    if (used > 1 && a->grown < a->max_chunk) a->grown = a->max_chunk / used > a->grown ? a->grown * used : a->max_chunk;
     /* Keep as many spare chunks as recent frames needed, forgetting a peak slowly. */
     if (used > a->high_water) a->high_water = used;
     else if (a->frame % 16 == 0 && a->high_water > used && a->high_water > 1) a->high_water--;
@@ -1149,18 +1162,21 @@ static bool buffet__frame_new_chunk(buffet__frame *a, size_t size, size_t align)
     if (need > a->chunk_size / 2 && need > a->chunk_size - a->chunk_size / 4) {
         c = buffet__chunk_new(a, need, true);
         if (c) a->oversized++;
-    } else if (a->free_chunks) {
-        c = a->free_chunks;
-        a->free_chunks = c->next;
-        a->free_count--;
-    } else {
-        c = buffet__chunk_new(a, a->chunk_size, false);
+    } else if (a->free_chunks && a->free_chunks->size >= a->grown) {
+        c = buffet__frame_take_spare(a);
+    } else if ((c = buffet__chunk_new(a, a->grown, false)) != NULL) {
+        while (a->free_chunks) buffet__chunk_drop(a, buffet__frame_take_spare(a));   /* smaller: replaced */
+    } else if (a->grown > a->chunk_size) {
+        /* The parent has no block that large (a fixed buffer, say): chunks stop growing, and a
+           spare or a chunk of the first size serves, so nothing that worked before growing fails. */
+        a->grown = a->max_chunk = a->chunk_size;
+        c = a->free_chunks ? buffet__frame_take_spare(a) : buffet__chunk_new(a, a->chunk_size, false);
     }
     if (!c) {
         const char *why;
         buffet_result r = buffet_alloc_error(&why);
         BUFFET__FRAME_LOG(a, BUFFET_LOG_ERROR, r, "frame %llu: a %zu-byte chunk failed: %s", (unsigned long long)a->frame,
-                          need > a->chunk_size ? need : a->chunk_size, why);
+                          need > a->grown ? need : a->grown, why);
         return false;
     }
     c->use = ++a->chunk_uses;

@@ -680,7 +680,8 @@ static void section_a(goals *g) {
     print_spread();
     buffet_frame_stats st = buffet_frame_get_stats(fa), st2 = buffet_frame_get_stats(fa2);
     if (st.misuse || st.hard_failures || st2.misuse || st2.hard_failures) die("frame arena reported misuse");
-    printf("   (buffet arena: %zu chunks of 64 KiB held with 1 frame in flight, %zu with 2)\n", st.chunks, st2.chunks);
+    printf("   (buffet arena: %zu chunks of %zu KiB held with 1 frame in flight, %zu of %zu KiB with 2)\n", st.chunks,
+           st.chunk_bytes / (st.chunks ? st.chunks : 1) >> 10, st2.chunks, st2.chunk_bytes / (st2.chunks ? st2.chunks : 1) >> 10);
     fflush(stdout);
     for (int w = 0; w < 2; w++) obstack_free(&fx[w].ob, NULL);
     buffet_frame_destroy(fa);

@@ -59,16 +59,22 @@ static void tf_debug_done(buffet_debug *d) {
 }
 
 /* A frame arena over d with the given chunk size and frames in flight, logging into l. */
-static buffet_frame_arena *tf_arena(buffet_debug *d, size_t chunk_size, uint32_t in_flight, bt_log *l) {
+static buffet_frame_arena *tf_arena_grow(buffet_debug *d, size_t chunk_size, size_t max_chunk, uint32_t in_flight,
+                                         bt_log *l) {
     buffet_frame_desc desc;
     buffet_frame_arena *fa = NULL;
     memset(&desc, 0, sizeof desc);
     desc.parent = buffet_debug_allocator(d);
     desc.chunk_size = chunk_size;
+    desc.max_chunk_size = max_chunk;
     desc.frames_in_flight = in_flight;
     if (l) desc.log = bt_logger(l);
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK && fa != NULL);
     return fa;
+}
+/* The same with chunks that grow as they do by default (max_chunk_size 0). */
+static buffet_frame_arena *tf_arena(buffet_debug *d, size_t chunk_size, uint32_t in_flight, bt_log *l) {
+    return tf_arena_grow(d, chunk_size, 0, in_flight, l);
 }
 
 /* Begins scope s over parent inside outer (may be NULL), logging into l (NULL: the outer
@@ -265,7 +271,16 @@ static void test_frame_create_and_state(void) {
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
     desc.chunk_size = SIZE_MAX;
     BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
-    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 4);
+    desc.chunk_size = 4096;
+    desc.max_chunk_size = 4095;                    /* below chunk_size */
+    BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
+    desc.max_chunk_size = ((size_t)1 << 30) + 1;   /* above 1 GiB */
+    BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
+    desc.max_chunk_size = SIZE_MAX;
+    BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_ERR_INVALID && fa == NULL);
+    desc.chunk_size = 0;
+    desc.max_chunk_size = 0;
+    BT_CHECK(bt_logged(&l, BUFFET_ERR_INVALID) == 7);
     BT_CHECK(tf_live(d) == 0);                     /* a refused create allocates nothing */
 
     /* No desc: every default (heap, 64 KiB chunks, one frame in flight, warn after 8 frames).
@@ -442,7 +457,8 @@ static void test_frame_lifetime(void) {
 }
 
 /* The same work every frame needs the same chunks: after a warm-up, no frame asks the parent
-   for memory and the number of chunks held stays put. */
+   for memory and the number of chunks held stays put. The first frame needs 3 chunks of 4 KiB,
+   so later chunks are 3 times the size, and each frame fits in one. */
 static void test_frame_chunk_reuse(void) {
     buffet_debug *d = tf_debug();
     buffet_frame_arena *fa = tf_arena(d, 4096, 2, NULL);
@@ -462,7 +478,8 @@ static void test_frame_chunk_reuse(void) {
         if (f == 10) {
             chunks = st.chunks;
             parent_allocs = buffet_debug_get_stats(d).total_count;
-            BT_CHECK(chunks >= 6 && chunks <= 8);   /* 3 chunks a frame, 2 frames in flight */
+            BT_CHECK(chunks >= 2 && chunks <= 3);   /* one a frame, 2 frames in flight, a spare */
+            BT_CHECK(st.chunk_bytes == chunks * 3 * 4096);
         } else if (f > 10) {
             BT_CHECK(st.chunks == chunks);
             BT_CHECK(buffet_debug_get_stats(d).total_count == parent_allocs);
@@ -473,10 +490,11 @@ static void test_frame_chunk_reuse(void) {
 }
 
 /* One big frame leaves many spare chunks (once the next frame begins: until then they are
-   the big frame's, in flight); many small frames after it give them back. */
+   the big frame's, in flight); many small frames after it give them back. Chunks of one size
+   (max_chunk_size = chunk_size), so that the big frame's are kept. */
 static void test_frame_trim(void) {
     buffet_debug *d = tf_debug();
-    buffet_frame_arena *fa = tf_arena(d, 4096, 1, NULL);
+    buffet_frame_arena *fa = tf_arena_grow(d, 4096, 4096, 1, NULL);
     buffet_frame_stats st;
     int f, i;
     BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
@@ -498,6 +516,72 @@ static void test_frame_trim(void) {
     BT_CHECK(tf_live(d) == st.chunks + 1);
     BT_CHECK(st.chunk_bytes == st.chunks * 4096);
     buffet_frame_destroy(fa);
+    tf_debug_done(d);
+}
+
+/* Frames that need several chunks make later chunks larger (k chunks: k times the size), up to
+   max_chunk_size, so a steady frame fits in one chunk and meets the slow path once. Spares
+   smaller than a new chunk go back to the parent when it comes. A parent that refuses a grown
+   chunk stops the growing, and the spares or chunks of the first size serve, unlogged: the
+   frame loses nothing it had before. */
+static void tf_frames(buffet_frame_arena *fa, int frames, int objs, size_t size) {
+    int f, i;
+    for (f = 0; f < frames; f++) {
+        BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
+        for (i = 0; i < objs; i++) {
+            void *p = buffet_frame_alloc(fa, size, 16);
+            BT_CHECK(p != NULL);
+            if (p) tf_fill(p, size, (unsigned)i);
+        }
+        BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
+    }
+}
+static void test_frame_chunk_growth(void) {
+    buffet_debug *d = tf_debug();
+    buffet_frame_arena *fa = tf_arena(d, 4096, 1, NULL);
+    buffet_frame_stats st;
+    buffet_failing fl;
+    buffet_frame_desc desc;
+    bt_log l;
+    size_t allocs;
+
+    /* 10 of 1000 bytes: 3 chunks of 4 KiB (4 objects fit in one), then one of 12 KiB */
+    tf_frames(fa, 1, 10, 1000);
+    st = buffet_frame_get_stats(fa);
+    BT_CHECK(st.chunks == 3 && st.chunk_bytes == 3 * 4096);
+    tf_frames(fa, 1, 10, 1000);
+    st = buffet_frame_get_stats(fa);
+    BT_CHECK(st.chunks == 1 && st.chunk_bytes == 3 * 4096 && st.spare_chunks == 0);   /* the 3 replaced */
+    allocs = buffet_debug_get_stats(d).total_count;
+    tf_frames(fa, 50, 10, 1000);
+    BT_CHECK(buffet_debug_get_stats(d).total_count == allocs);   /* steady: no parent call */
+    /* a frame 2.5 times as big: 3 chunks of 12 KiB, then 9 times 4 KiB */
+    tf_frames(fa, 2, 25, 1000);
+    st = buffet_frame_get_stats(fa);
+    BT_CHECK(st.chunks == 1 && st.chunk_bytes == 9 * 4096);
+    buffet_frame_destroy(fa);
+
+    /* the limit: never past max_chunk_size (8 KiB), however big the frame */
+    fa = tf_arena_grow(d, 4096, 8192, 1, NULL);
+    tf_frames(fa, 3, 40, 1000);
+    st = buffet_frame_get_stats(fa);
+    BT_CHECK(st.chunk_bytes == st.chunks * 8192 && st.chunks == 5);
+    buffet_frame_destroy(fa);
+
+    /* the parent refuses the grown chunk (its 5th request: the arena, then 3 chunks, then the
+       12 KiB one): the 3 spares serve frame 2 as they served frame 1, and chunks stay 4 KiB */
+    buffet_failing_init(&fl, buffet_debug_allocator(d), 5, false);
+    memset(&desc, 0, sizeof desc);
+    desc.parent = buffet_failing_allocator(&fl);
+    desc.chunk_size = 4096;
+    desc.log = bt_logger(&l);
+    BT_CHECK(buffet_frame_create(&fa, &desc) == BUFFET_OK);
+    tf_frames(fa, 4, 10, 1000);
+    st = buffet_frame_get_stats(fa);
+    BT_CHECK(fl.failures == 1 && st.failures == 0 && bt_logged(&l, BUFFET_ERR_NOMEM) == 0);
+    BT_CHECK(st.chunks == 3 && st.chunk_bytes == 3 * 4096);
+    buffet_frame_destroy(fa);
+    BT_CHECK(tf_live(d) == 0);
     tf_debug_done(d);
 }
 
@@ -1602,6 +1686,7 @@ static unsigned tf_frame_scenario(buffet_allocator parent, bt_log *l) {
     memset(&desc, 0, sizeof desc);
     desc.parent = parent;
     desc.chunk_size = 4096;
+    desc.max_chunk_size = 4096;   /* a grown chunk refused is not a failure (test_frame_chunk_growth) */
     desc.frames_in_flight = 2;
     desc.log = bt_logger(l);
     if (buffet_frame_create(&fa, &desc) != BUFFET_OK) {
@@ -3760,6 +3845,7 @@ int main(void) {
     BT_RUN(test_frame_lifetime);
     BT_RUN(test_frame_chunk_reuse);
     BT_RUN(test_frame_trim);
+    BT_RUN(test_frame_chunk_growth);
     BT_RUN(test_frame_oversized);
     BT_RUN(test_frame_alignment_and_arrays);
     BT_RUN(test_frame_resize);

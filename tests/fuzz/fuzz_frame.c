@@ -1002,6 +1002,8 @@ static bool ff_setup(fz_in *in) {
     memset(&fd, 0, sizeof fd);
     fd.parent = F.parent;
     fd.chunk_size = F.chunk_size;
+    /* chunks that grow as by default, never, or up to 4 times the first size */
+    fd.max_chunk_size = (k >> 4 & 3) == 1 ? F.chunk_size : (k >> 4 & 3) == 2 ? 4 * F.chunk_size : 0;
     fd.frames_in_flight = F.in_flight;
     fd.max_tags = 4;
     fd.tag_depth = 4;
