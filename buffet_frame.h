@@ -1325,9 +1325,13 @@ static void buffet__frame_refuse_transferred(buffet__frame *a, const char *what,
                 what, ptr, BUFFET__AT_ARGS(site), t->ptr, t->size);
 }
 
-/* Give back the newest bytes [to, cur): charges and budgets included (tags keep counting). */
+/* Give back the newest bytes from `to` on, rounded up to the grain, to cur: charges and budgets
+   included (tags keep counting). Rounded, because a block need not start on the grain (a batch's
+   last object, a pointer into the newest block), and cur must stay on it. */
 static void buffet__frame_give_back(buffet__frame *a, unsigned char *to) {
-    size_t n = (size_t)(a->pub.cur - to);
+    size_t n;
+    to += (size_t)(0u - (uintptr_t)to) & (BUFFET__FRAME_GRAIN - 1);
+    n = (size_t)(a->pub.cur - to);
     buffet__frame_flush(a);
     a->pub.cur = a->mark = to;
     buffet__frame_uncharge(a, n);
@@ -1360,7 +1364,9 @@ static bool buffet__frame_resize(buffet__frame *a, void *ptr, size_t old_size, s
     if (new_size == old_size) return true;
     if (new_size > BUFFET__FRAME_MAX_ALLOC) return false;   /* no chunk is that large; no overflow below */
     held = (size_t)(a->pub.cur - p);
-    want = (new_size + (BUFFET__FRAME_GRAIN - 1)) & ~(BUFFET__FRAME_GRAIN - 1);
+    /* The block now ends on the grain after its last byte, wherever it starts (see give_back):
+       want - held is then a multiple of the grain, and cur stays on it. */
+    want = new_size + ((size_t)(0u - ((uintptr_t)p + new_size)) & (BUFFET__FRAME_GRAIN - 1));
     /* A mark above the block's start would now cut it (or point past its end): stale. */
     at = a->consumed + (size_t)(a->pub.cur - a->mark) - held;
     if (want < held) {
@@ -2154,8 +2160,10 @@ static void buffet__scope_vt_free(void *self, void *ptr, size_t size, size_t ali
             buffet__scope_large_free(s, l);
             return;
         }
-    /* A small one only if it is the newest bytes of the current block. */
+    /* A small one only if it is the newest bytes of the current block. Each starts on the grain:
+       a pointer off it (into a block) must not leave cur off it. */
     if (s->blocks && p >= (unsigned char *)s->blocks + BUFFET__SCOPE_HDR && p <= s->cur && size > 0 &&
+        ((uintptr_t)p & (BUFFET__FRAME_GRAIN - 1)) == 0 &&
         size <= (size_t)(s->cur - p) && (size_t)(s->cur - p) - size < BUFFET__FRAME_GRAIN) {
 #if BUFFET_TRACK_VALGRIND
         VALGRIND_MEMPOOL_FREE(s->blocks, p);

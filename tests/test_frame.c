@@ -731,6 +731,38 @@ out:
     tf_debug_done(d);
 }
 
+/* A batch of 24-byte objects puts its last one off the 16-byte grain, yet it is the newest
+   allocation: freeing it (through the allocator) or resizing it must leave the arena's pointer on
+   the grain, so that later allocations stay 16-aligned. A fuzzer found the pointer left at the
+   object's start, and an align-16 request answered 8 bytes off. */
+static void test_frame_batch_last_off_grain(void) {
+    buffet_debug *d = tf_debug();
+    buffet_frame_arena *fa = tf_arena(d, 4096, 1, NULL);
+    buffet_allocator al = buffet_frame_allocator(fa);
+    void *objs[2];
+    unsigned char *p, *last;
+    BT_CHECK(buffet_frame_begin(fa) == BUFFET_OK);
+    BT_CHECK(buffet_frame_alloc_batch(fa, 2, 24, 8, objs) == 2);
+    last = (unsigned char *)objs[1];
+    BT_CHECK(((uintptr_t)objs[0] & 15) == 0 && last == (unsigned char *)objs[0] + 24);   /* off the grain */
+    BUFFET_FREE_ALIGNED(al, objs[0], 24, 8);                   /* not the newest: nothing happens */
+    BT_CHECK(buffet_frame_resize(fa, last, 24, 40));           /* the newest grows... */
+    p = (unsigned char *)buffet_frame_alloc(fa, 16, 16);
+    BT_CHECK(p == last + 40 && ((uintptr_t)p & 15) == 0);
+    BT_CHECK(buffet_frame_alloc_batch(fa, 2, 24, 8, objs) == 2);
+    BT_CHECK(buffet_frame_resize(fa, objs[1], 24, 3));         /* ...shrinks... */
+    p = (unsigned char *)buffet_frame_alloc(fa, 16, 16);
+    BT_CHECK(p == (unsigned char *)objs[1] + 8 && ((uintptr_t)p & 15) == 0);
+    BT_CHECK(buffet_frame_alloc_batch(fa, 2, 24, 8, objs) == 2);
+    BUFFET_FREE_ALIGNED(al, objs[1], 24, 8);                   /* ...and goes early */
+    p = (unsigned char *)buffet_frame_alloc(fa, 16, 16);
+    BT_CHECK(p == (unsigned char *)objs[1] + 8 && ((uintptr_t)p & 15) == 0);
+    if (p) memset(p, 1, 16);
+    BT_CHECK(buffet_frame_end(fa) == BUFFET_OK);
+    buffet_frame_destroy(fa);
+    tf_debug_done(d);
+}
+
 /* Rollback frees everything after the checkpoint (its bytes are handed out again, chunks
    opened after it are released); a checkpoint of another frame is refused. */
 static void test_frame_checkpoint(void) {
@@ -2298,7 +2330,10 @@ static void test_scope_allocator(void) {
     BT_CHECK(tf_live(d) == 1 && s.count == 0 && s.bytes == 0);
     q = buffet_alloc(al, 50, 16, BUFFET_SITE);
     BT_CHECK(q == p);                                           /* ...and are used again */
+    buffet_free(al, (char *)q + 8, 42, 16, BUFFET_SITE);        /* a pointer into it: nothing moves */
+    BT_CHECK(s.count == 1 && s.bytes == 50);
     r = buffet_alloc(al, 60, 16, BUFFET_SITE);
+    BT_CHECK(r == (char *)q + 64 && ((uintptr_t)r & 15) == 0);
     BT_CHECK(q && r);
     buffet_free(al, q, 50, 16, BUFFET_SITE);                    /* not the newest: at the end */
     BT_CHECK(s.count == 2);
@@ -3849,6 +3884,7 @@ int main(void) {
     BT_RUN(test_frame_oversized);
     BT_RUN(test_frame_alignment_and_arrays);
     BT_RUN(test_frame_resize);
+    BT_RUN(test_frame_batch_last_off_grain);
     BT_RUN(test_frame_checkpoint);
     BT_RUN(test_frame_allocator);
     BT_RUN(test_frame_vec);
