@@ -2275,8 +2275,11 @@ static void buffet__slab_enter(buffet__slab_tab *t, buffet__slab *s, unsigned ke
         while (BUFFET__LOAD(&t->e[h], BUFFET__RELAXED)) h = (h + 1) & t->mask;
         /* Release: pairs with buffet__pool_find's acquire, which then sees the slab's fields. */
         BUFFET__STORE(&t->e[h], s, BUFFET__RELEASE);
-        t->used++;
     }
+    /* Counted as the 2 entries reserved for it (a key page holds a whole slab, so it takes 1 or
+       2), not as the ones it took: the table then grows at the same slab counts wherever the
+       parent puts slabs, and a pool makes the same parent calls from run to run. */
+    t->used += 2;
 }
 
 /* Room in the table for `need` more entries, copying it into a larger one if it must (called

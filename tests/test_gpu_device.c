@@ -877,6 +877,7 @@ static int tgd_present(const char *feature, const char *why_absent) {
 
 int main(void) {
     const char *fake = getenv("BUFFET_FAKE_CUDA"), *real = getenv("BUFFET_GPU_REAL_CUDA");
+    bt_keep_vulkan_driver();
     tgd_backend = BUFFET_GPU_HOST;
     tgd_suite("host");
     tgd_backend = BUFFET_GPU_VULKAN;

@@ -448,6 +448,7 @@ static void test_vk_validation_counts(void) {
 }
 
 int main(void) {
+    bt_keep_vulkan_driver();
     BT_RUN(test_vk_open_caps);
     BT_RUN(test_vk_alloc_every_type);
     BT_RUN(test_vk_copy_roundtrip);

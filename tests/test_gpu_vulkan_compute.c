@@ -606,6 +606,7 @@ static void test_user_device(void) {
 }
 
 int main(void) {
+    bt_keep_vulkan_driver();
     BT_RUN(test_compute_on_packets);
     BT_RUN(test_frames_in_flight);
     BT_RUN(test_user_device);
