@@ -137,6 +137,21 @@ static void *ts_pop(ts_queue *q) {
     return p;
 }
 
+/* A start line: each of `total` threads counts itself in, then waits for all the others. */
+static void ts_wait_start(pthread_mutex_t *mu, unsigned *started, unsigned total) {
+    pthread_mutex_lock(mu);
+    (*started)++;
+    pthread_mutex_unlock(mu);
+    for (;;) {
+        unsigned n;
+        pthread_mutex_lock(mu);
+        n = *started;
+        pthread_mutex_unlock(mu);
+        if (n == total) break;
+        sched_yield();
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
    Pools. An object held by a thread starts with a stamp word: the run's mark, the holder and a
    serial, exchanged atomically when the object is taken and when it is let go, so that two
@@ -226,17 +241,7 @@ static void *ts_pool_worker(void *arg) {
         run->caches[id] = c;
     }
     /* everyone has a cache before anyone hands objects to someone else's allocator face */
-    pthread_mutex_lock(&run->start_mu);
-    run->started++;
-    pthread_mutex_unlock(&run->start_mu);
-    for (;;) {
-        unsigned n;
-        pthread_mutex_lock(&run->start_mu);
-        n = run->started;
-        pthread_mutex_unlock(&run->start_mu);
-        if (n == run->nthreads) break;
-        sched_yield();
-    }
+    ts_wait_start(&run->start_mu, &run->started, run->nthreads);
     for (op = 0; op < run->ops_per_thread; op++) {
         unsigned what = ts_below(&rng, 16);
         void *in;
@@ -422,17 +427,7 @@ typedef struct ts_xs_worker { ts_xs_run *run; unsigned id; bool consumer; } ts_x
 
 /* Every consumer has its cache before any producer starts (its allocator face is used). */
 static void ts_xs_wait_start(ts_xs_run *run) {
-    pthread_mutex_lock(&run->start_mu);
-    run->started++;
-    pthread_mutex_unlock(&run->start_mu);
-    for (;;) {
-        unsigned n;
-        pthread_mutex_lock(&run->start_mu);
-        n = run->started;
-        pthread_mutex_unlock(&run->start_mu);
-        if (n == run->nprod + run->ncons) break;
-        sched_yield();
-    }
+    ts_wait_start(&run->start_mu, &run->started, run->nprod + run->ncons);
 }
 
 /* An object comes out of the pool: nobody may hold it (its flag word is not HELD), then its
