@@ -188,8 +188,8 @@ typedef struct buffet_frame_stats {
 
 /* Create an arena. Returns: BUFFET_OK and *out. Errors: BUFFET_ERR_INVALID (out NULL,
    frames_in_flight > BUFFET_FRAME_MAX_IN_FLIGHT, chunk_size < 1 KiB or > 1 GiB, max_chunk_size
-   below chunk_size or over 1 GiB, max_tags or tag_depth above 65536), BUFFET_ERR_LIFETIME (a parent whose blocks die with a frame or scope),
-   the parent's reason. Thread: safe. */
+   below chunk_size or over 1 GiB, max_tags or tag_depth above 65536), BUFFET_ERR_LIFETIME (a
+   parent whose blocks die with a frame or scope), the parent's reason. Thread: safe. */
 BUFFET_API buffet_result buffet_frame_create_at(buffet_frame_arena **out, const buffet_frame_desc *desc, buffet_site site);
 #define buffet_frame_create(...) buffet_frame_create_at(__VA_ARGS__, BUFFET_SITE)
 /* Free the arena and every chunk (NULL does nothing). Transfers, pins and blocks still held keep
@@ -1165,7 +1165,8 @@ static bool buffet__frame_new_chunk(buffet__frame *a, size_t size, size_t align)
     } else if (a->free_chunks && a->free_chunks->size >= a->grown) {
         c = buffet__frame_take_spare(a);
     } else if ((c = buffet__chunk_new(a, a->grown, false)) != NULL) {
-        while (a->free_chunks) buffet__chunk_drop(a, buffet__frame_take_spare(a));   /* smaller: replaced */
+        /* The spares go: the first was smaller, and chunks of the new size replace them all. */
+        while (a->free_chunks) buffet__chunk_drop(a, buffet__frame_take_spare(a));
     } else if (a->grown > a->chunk_size) {
         /* The parent has no block that large (a fixed buffer, say): chunks stop growing, and a
            spare or a chunk of the first size serves, so nothing that worked before growing fails. */
