@@ -381,6 +381,25 @@ BUFFET_API void buffet_pkt_free_bulk_at(buffet_pkt_cache *c, buffet_pkt *const *
    pointer into a buffer, a clone's header, a packet, a buffer given back twice, even within one
    burst) is refused, counted on c's pool (without c: on the buffer's pool, when it is one) and
    logged. Debug builds also track every buffer and record where it was taken. */
+/* Internal: a raw buffer's refcnt and nb_segs as one 32-bit word, read and written in one
+   instruction (a 16-bit store takes two on x86: an immediate that long stalls the decoder).
+   refcnt is 0 in every raw buffer, so the word is the lent mark or 0, and the check covers both. */
+typedef char buffet__pkt_raw_word_layout[offsetof(buffet_pkt, nb_segs) == offsetof(buffet_pkt, refcnt) + 2 ? 1 : -1];
+static inline uint32_t buffet__pkt_raw_state(uint16_t nb_segs) {
+    uint16_t f[2] = {0, nb_segs};   /* refcnt, nb_segs */
+    uint32_t w;
+    memcpy(&w, f, sizeof w);
+    return w;
+}
+static inline uint32_t buffet__pkt_raw_word(const buffet_pkt *h) {
+    uint32_t w;
+    memcpy(&w, (const unsigned char *)h + offsetof(buffet_pkt, refcnt), sizeof w);
+    return w;
+}
+static inline void buffet__pkt_raw_mark(buffet_pkt *h, uint16_t nb_segs) {
+    uint32_t w = buffet__pkt_raw_state(nb_segs);
+    memcpy((unsigned char *)h + offsetof(buffet_pkt, refcnt), &w, sizeof w);
+}
 /* Internal: the out-of-line paths of the raw bulk calls (refill, spill, checks, debug builds). */
 BUFFET_API size_t buffet__pkt_alloc_bulk_raw_slow(buffet_pkt_cache *c, unsigned cls, buffet_pkt **pkts, size_t n,
                                                   buffet_site site);
@@ -395,15 +414,15 @@ static inline size_t buffet_pkt_alloc_bulk_raw_at(buffet_pkt_cache *c, unsigned 
     if (__builtin_expect(c != NULL && pkts != NULL && cls < c->nclasses && n - 1 < c->cls[cls].count &&
                          !c->checks && !BUFFET_TRACK_ASAN && !BUFFET_TRACK_VALGRIND, 1)) {
         buffet_pkt_cache_class *k = &c->cls[cls];
-        void **src = c->objs[cls] + (k->count -= (uint32_t)n);
-        size_t i;
+        void *const *src = c->objs[cls] + (k->count -= (uint32_t)n), *const *end = src + n;
+        buffet_pkt **dst = pkts;
         k->allocs += n;
         /* One loop that copies and marks: no memcpy call for a burst of a size known only now. */
-        for (i = 0; i < n; i++) {
-            buffet_pkt *h = (buffet_pkt *)src[i];
-            h->nb_segs = BUFFET_PKT_RAW_LENT;
-            pkts[i] = h;
-        }
+        do {
+            buffet_pkt *h = (buffet_pkt *)*src++;
+            buffet__pkt_raw_mark(h, BUFFET_PKT_RAW_LENT);
+            *dst++ = h;
+        } while (src != end);
         return n;
     }
     return buffet__pkt_alloc_bulk_raw_slow(c, cls, pkts, n, site);
@@ -433,16 +452,17 @@ static inline size_t buffet__pkt_raw_back(const buffet_pkt_cache *c, unsigned k,
                                           buffet_pkt *const *pkts, size_t m, void **dst) {
     uint64_t inv = c->raw_inv[k];
     unsigned shift = c->raw_shift[k];
-    size_t i;
-    for (i = 0; i < m; i++) {   /* buffet__pkt_raw_index with the class's fields in registers */
-        buffet_pkt *h = pkts[i];
+    buffet_pkt *const *p = pkts, *const *end = pkts + m;
+    do {   /* buffet__pkt_raw_index with the class's fields in registers */
+        buffet_pkt *h = *p;
         uint64_t x = ((uint64_t)(uintptr_t)h - lo) * inv;
         x = (x >> shift) | (x << ((64 - shift) & 63));
-        if (__builtin_expect(x >= count || h->nb_segs != BUFFET_PKT_RAW_LENT, 0)) break;
-        h->nb_segs = 0;
-        dst[i] = h;
-    }
-    return i;
+        if (__builtin_expect(x >= count || buffet__pkt_raw_word(h) != buffet__pkt_raw_state(BUFFET_PKT_RAW_LENT), 0))
+            break;
+        buffet__pkt_raw_mark(h, 0);
+        *dst++ = h;
+    } while (++p != end);
+    return (size_t)(p - pkts);
 }
 /* Give n raw buffers back (any data classes, any live pools: another pool's go to that pool); a
    NULL entry does nothing, a refused one is counted and logged and the others still go back.
@@ -464,7 +484,7 @@ static inline void buffet_pkt_free_bulk_raw_at(buffet_pkt_cache *c, buffet_pkt *
                 kc->frees += n;
                 return;
             }
-            while (i--) pkts[i]->nb_segs = BUFFET_PKT_RAW_LENT;   /* the careful way judges them afresh */
+            while (i--) buffet__pkt_raw_mark(pkts[i], BUFFET_PKT_RAW_LENT);   /* the careful way judges them afresh */
         }
     }
     buffet__pkt_free_bulk_raw_slow(c, pkts, n, site);
@@ -1998,13 +2018,16 @@ BUFFET_API size_t buffet_pkt_alloc_bulk_at(buffet_pkt_cache *c, unsigned k, buff
 BUFFET_API size_t buffet__pkt_alloc_bulk_raw_slow(buffet_pkt_cache *c, unsigned k, buffet_pkt **pkts, size_t n,
                                                   buffet_site site) {
     size_t i;
+    /* take_burst refuses a NULL array, but said here too, or GCC's -Warray-bounds (C++ -O2) sees
+       the loops below run over a NULL the caller passed. */
+    if (!pkts) return buffet__pkt_take_burst(c, k, pkts, n, site);
     if (!buffet__pkt_take_burst(c, k, pkts, n, site)) return 0;
     if (c->checks) {
         for (i = 0; i < n; i++) buffet__pkt_lend(c->pool, pkts[i], k, BUFFET__PKT_OP_ALLOC_RAW, site);
     } else if (BUFFET_TRACK_ASAN || BUFFET_TRACK_VALGRIND) {
         for (i = 0; i < n; i++) BUFFET__UNPOISON(pkts[i]->buf, pkts[i]->buf_len);
     }
-    for (i = 0; i < n; i++) pkts[i]->nb_segs = BUFFET_PKT_RAW_LENT;
+    for (i = 0; i < n; i++) buffet__pkt_raw_mark(pkts[i], BUFFET_PKT_RAW_LENT);
     return n;
 }
 
