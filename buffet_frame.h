@@ -1247,7 +1247,7 @@ refused:
 
 BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *fa, size_t n, size_t size, size_t align, void **out) {
     size_t stride = 0, total, i;
-    unsigned char *p;
+    unsigned char *p, *q;
     if (!fa || !out || n == 0 || size == 0) return 0;
     /* One bump for all: each object starts on a multiple of align. A bad align or an overflow
        is the slow path's to refuse and count. Objects closer than the grain could each read as
@@ -1259,7 +1259,9 @@ BUFFET_API size_t buffet_frame_alloc_batch(buffet_frame_arena *fa, size_t n, siz
     p = (unsigned char *)buffet_frame_alloc(fa, total, align);
     if (!p) return 0;
     if (BUFFET_FRAME_COUNT) fa->count += n - 1;
-    for (i = 0; i < n; i++) out[i] = p + i * stride;
+    /* A running pointer, not p + i * stride: there GCC (-O3, or g++ -O2) warns of an overflow in
+       a later iteration when it sees a constant huge size, which the failed alloc above rules out. */
+    for (i = 0, q = p; i < n; i++, q += stride) out[i] = q;
 #if BUFFET_TRACK_VALGRIND
     /* valgrind knows each object as a block of its own (a resize or free of the last one
        names its start), and the padding between them as no one's. */

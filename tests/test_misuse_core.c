@@ -727,7 +727,7 @@ static void test_buf_ops_misuse(void) {
     buffet_buf *b = NULL, *c = NULL;
     buffet_slice s;
     buffet_chain ch;
-    unsigned char tmp[64];
+    unsigned char tmp[64] = {0};
     memset(&d, 0, sizeof d);
     d.size = 64;
     d.flags = BUFFET_BUF_ZERO;

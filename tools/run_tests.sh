@@ -300,6 +300,19 @@ bench_builds() {
     done
 }
 
+# optimised_builds: the misuse tests (a careless caller's constants: NULL arrays, SIZE_MAX / 2
+# counts) compiled as users build them, gcc -O3 C11 and g++ -O2 C++17, and the examples (C) with
+# gcc -O3, warnings as errors: GCC's middle-end warnings (-Warray-bounds, -Wmaybe-uninitialized,
+# -Waggressive-loop-optimizations) come only from optimised builds of such call sites, which the
+# runs above (-O1 and -O0) do not make.
+optimised_builds() {
+    local src
+    for src in tests/test_misuse*.c examples/*.c; do
+        check "gcc -O3 C11 $src" gcc $C $WARN -O3 -pthread -I. -c "$src" -o /dev/null
+        case $src in tests/*) check "g++ -O2 C++17 $src" g++ $CXX $WARN -O2 -pthread -I. -c "$src" -o /dev/null ;; esac
+    done
+}
+
 # nvcc_checks: every header compiles (implementation included) as CUDA C++ with nvcc, warnings as
 # errors, and every examples/*.cu builds and runs (it says so and exits 0 where no GPU answers).
 nvcc_checks() {
@@ -344,6 +357,7 @@ test)
     done
     nvcc_checks
     bench_builds
+    optimised_builds
     if command -v glslc >/dev/null; then check "SPIR-V matches examples/shaders/transform.comp" sh examples/shaders/make_spv.sh --check
     else skip glslc "glslc not installed (make deps): the committed SPIR-V is not checked against its source"; fi
     script install tools/check_install.sh
