@@ -28,7 +28,9 @@
      >>descriptors  shared-memory chains passed to another process as descriptors + offsets
                     (SCM_RIGHTS), checked and mapped by the receiver, with the sender's credentials
      >>faults       a seeded layer making calls short, EAGAIN or EINTR, for tests
-     Still to come: io_uring provided-buffer rings, QUIC (see README).
+     >>uring        (BUFFET_NET_URING 1) io_uring multishot receive into a provided-buffer ring
+                    of packet pool buffers: each completion a packet, no copy
+     Still to come: io_uring sends, AF_PACKET and AF_XDP rings, QUIC (see README).
 
    RESULTS
      BUFFET_OK             everything asked for was done
@@ -528,6 +530,93 @@ BUFFET_API buffet_result buffet_net_udp_send_gso_chain(int fd, buffet_chain *ch,
    BUFFET_ERR_INVALID (no meta, lengths that do not add up, off > pkt_len). Thread: owned (c). */
 BUFFET_API buffet_result buffet_net_udp_send_gso_pkt(int fd, buffet_pkt_cache *c, buffet_pkt **p, size_t off,
                                                      size_t seg_size, size_t *sent);
+
+/* >>uring
+   io_uring receive over a provided-buffer ring (IORING_REGISTER_PBUF_RING) filled with raw
+   buffers of one class of a packet pool: the kernel picks a buffer for each receive of a
+   multishot request (IORING_OP_RECV with IORING_RECV_MULTISHOT) and writes into it; each
+   completion comes out as a buffet packet of that pool, no byte copied, freed like any other
+   (from any thread). Buffers go back to the pool when their packet is freed; the ring takes
+   fresh ones from the pool at every buffet_net_uring_wait, and a receive the kernel ended for
+   want of buffers (-ENOBUFS) is armed again once some are in the ring. Opt-in: define
+   BUFFET_NET_URING to 1 before including this header (with the implementation too); the rest of
+   the header needs nothing of it. The ring is driven by raw system calls (io_uring_setup,
+   io_uring_enter, io_uring_register), not liburing: the ABI is stable, and the family links
+   nothing. Needs Linux 6.0 (multishot receive; provided-buffer rings came in 5.19); a kernel
+   without io_uring, or with it disabled (sysctl kernel.io_uring_disabled, seccomp), gives
+   BUFFET_ERR_UNSUPPORTED at create. A datagram comes without its sender's address (the receive
+   is IORING_OP_RECV): buffet_net_udp_recv gives addresses. The ring object itself is on the heap. */
+#ifndef BUFFET_NET_URING
+#define BUFFET_NET_URING 0
+#endif
+#if BUFFET_NET_URING
+#define BUFFET_NET_URING_MAX_RECVS 64   /* receives armed on one ring at a time */
+
+typedef struct buffet_net_uring buffet_net_uring;
+typedef struct buffet_net_uring_desc {
+    buffet_pkt_cache *cache;    /* the buffers' pool, and the thread the ring belongs to (the
+                                   cache's owner); the packets received come from this cache */
+    unsigned cls;               /* the data class whose buffers the ring holds */
+    uint32_t buffers;           /* buffers the kernel may fill ahead: a power of two up to 32768;
+                                   0: 64. A packet's buffer goes back to the pool when it is
+                                   freed and the ring takes buffers at each wait, so size it for
+                                   the datagrams in flight plus the events one wait takes (fewer:
+                                   the receive starves, waits for buffers in the socket's queue,
+                                   and is armed again) */
+    uint32_t entries;           /* submission queue entries (a power of two up to 4096); 0: 64 */
+    uint16_t group;             /* the buffer group id the ring is registered as */
+} buffet_net_uring_desc;
+
+/* What one completion delivered (buffet_net_uring_wait). */
+typedef struct buffet_net_uring_event {
+    uint64_t tag;               /* the receive's, as given to buffet_net_uring_recv */
+    int fd;
+    buffet_result result;       /* BUFFET_OK: pkt holds the bytes received (a datagram, or a
+                                   piece of a stream); BUFFET_ERR_CLOSED: end of stream, the
+                                   receive is over (pkt NULL); BUFFET_ERR_SYSTEM: the receive
+                                   failed and is over (error: the errno, pkt NULL) */
+    int error;
+    buffet_pkt *pkt;            /* the caller's: freed with buffet_pkt_free */
+} buffet_net_uring_event;
+
+typedef struct buffet_net_uring_stats {
+    uint32_t in_ring;           /* buffers the kernel holds now */
+    uint32_t receives;          /* receives armed now */
+    uint64_t packets, bytes;    /* received so far */
+    uint64_t starved;           /* receives the kernel ended for want of buffers (-ENOBUFS) */
+    uint64_t rearmed;           /* receives armed again after that */
+    uint64_t refill_failures;   /* times the pool had no buffer for the ring */
+} buffet_net_uring_stats;
+
+/* An io_uring instance with a provided-buffer ring of desc->buffers raw buffers of class
+   desc->cls, taken from desc->cache. Errors: BUFFET_ERR_INVALID (NULL, no such class, buffers
+   or entries not a power of two, buffers above 32768, entries above 4096),
+   BUFFET_ERR_UNSUPPORTED (no io_uring, or disabled, or no provided-buffer rings), BUFFET_ERR_EXHAUSTED
+   (the pool cannot fill the ring), BUFFET_ERR_NOMEM, BUFFET_ERR_SYSTEM (errno kept).
+   Thread: owned (the cache's thread, from then on). */
+BUFFET_API buffet_result buffet_net_uring_create(buffet_net_uring **out, const buffet_net_uring_desc *desc);
+/* Cancel every receive, wait until the kernel has let go of every buffer, give them back to the
+   pool, and close the ring. Descriptors are the caller's: none is closed. NULL does nothing.
+   Thread: owned. */
+BUFFET_API void buffet_net_uring_destroy(buffet_net_uring *u);
+/* Arm a multishot receive on socket fd (TCP, UDP, UNIX): every receive the kernel completes on
+   it is an event with this tag, until the peer closes, an error ends it, or
+   buffet_net_uring_cancel. Errors: BUFFET_ERR_INVALID (NULL, fd < 0, fd already armed on this
+   ring), BUFFET_ERR_EXHAUSTED (BUFFET_NET_URING_MAX_RECVS armed), BUFFET_ERR_SYSTEM. Thread: owned. */
+BUFFET_API buffet_result buffet_net_uring_recv(buffet_net_uring *u, int fd, uint64_t tag);
+/* Cancel the receive on fd: from now on it is not armed (fd may be armed again at once), and
+   its end comes as no event; data the kernel had already taken off the socket still comes, as
+   events of the next waits (it is nowhere else). Errors: BUFFET_ERR_INVALID (NULL, fd not
+   armed), BUFFET_ERR_EXHAUSTED (the submission queue is full), BUFFET_ERR_SYSTEM. Thread: owned. */
+BUFFET_API buffet_result buffet_net_uring_cancel(buffet_net_uring *u, int fd);
+/* Refill the ring from the pool, re-arm starved receives, then take up to max completions as
+   events, waiting up to timeout_ms for the first (0: not at all, -1: without limit). Returns:
+   the events written (0 when none came in time, or only completions that make none, such as a
+   cancel's; ev NULL or max 0: 0). Thread: owned. */
+BUFFET_API size_t buffet_net_uring_wait(buffet_net_uring *u, buffet_net_uring_event *ev, size_t max, int timeout_ms);
+/* Counters (a zeroed struct for NULL). Thread: owned. */
+BUFFET_API buffet_net_uring_stats buffet_net_uring_get_stats(const buffet_net_uring *u);
+#endif /* BUFFET_NET_URING */
 
 BUFFET_EXTERN_C_END
 
@@ -2213,6 +2302,447 @@ BUFFET_API buffet_result buffet_net_udp_send_gso_pkt(int fd, buffet_pkt_cache *c
     }
     return r;
 }
+
+/* >>uring */
+#if BUFFET_NET_URING
+#include <linux/io_uring.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* A receive's state in its slot. */
+enum { BUFFET__UR_FREE, BUFFET__UR_ARMED, BUFFET__UR_STARVED, BUFFET__UR_CANCELLING };
+/* user_data of the cancel requests: no receive's (those are slot + 1, with a generation above). */
+#define BUFFET__UR_CANCEL_DATA 0u
+
+typedef struct buffet__net_urecv {
+    int fd;
+    uint8_t state;
+    uint32_t gen;                 /* in the user_data, so that a stale completion is known */
+    uint64_t tag;
+} buffet__net_urecv;
+
+struct buffet_net_uring {
+    buffet_pkt_cache *cache;
+    unsigned cls;
+    uint16_t group;
+    int fd;
+    /* the submission and completion rings, as mapped */
+    void *sq_map, *cq_map;
+    size_t sq_map_len, cq_map_len, sqes_len;
+    struct io_uring_sqe *sqes;
+    unsigned *sq_head, *sq_tail, *sq_array, *cq_head, *cq_tail;
+    unsigned sq_mask, sq_entries, cq_mask, sq_local, unsubmitted;
+    struct io_uring_cqe *cqes;
+    /* the provided-buffer ring: entries br[tail & mask] are filled by us, consumed by the kernel.
+       Not struct io_uring_buf_ring: its bufs member is a flexible array that g++ places 8 bytes
+       further than the kernel reads it (an empty struct is 1 byte in C++). */
+    struct io_uring_buf *br;
+    size_t br_len;
+    uint32_t nbufs;
+    uint16_t br_tail;
+    buffet_pkt **slots;           /* by buffer id: the raw buffer the kernel holds, or NULL */
+    uint16_t *free_ids;           /* buffer ids with no buffer in the ring */
+    uint32_t nfree;
+    buffet__net_urecv recvs[BUFFET_NET_URING_MAX_RECVS];
+    int64_t retry_ms;             /* the pool had no buffer: not asked again before then */
+    uint32_t cancelling;          /* receives cancelled whose last completion has not come */
+    buffet_net_uring_stats st;
+};
+
+static int buffet__ur_enter(int fd, unsigned submit, unsigned min, unsigned flags, void *arg, size_t argsz) {
+    return (int)syscall(__NR_io_uring_enter, fd, submit, min, flags, arg, argsz);
+}
+
+/* Hand the prepared submissions to the kernel (EINTR retried; EAGAIN/EBUSY: tried next time). */
+static buffet_result buffet__ur_submit(buffet_net_uring *u) {
+    __atomic_store_n(u->sq_tail, u->sq_local, __ATOMIC_RELEASE);
+    while (u->unsubmitted) {
+        int n = buffet__ur_enter(u->fd, u->unsubmitted, 0, 0, NULL, 0);
+        if (n >= 0) {
+            u->unsubmitted -= (unsigned)n < u->unsubmitted ? (unsigned)n : u->unsubmitted;
+            if (n == 0) break;
+        } else if (errno != EINTR) {
+            return errno == EAGAIN || errno == EBUSY ? BUFFET_OK : BUFFET_ERR_SYSTEM;
+        }
+    }
+    return BUFFET_OK;
+}
+
+/* A zeroed submission entry, or NULL when the queue is full even after submitting. */
+static struct io_uring_sqe *buffet__ur_sqe(buffet_net_uring *u) {
+    struct io_uring_sqe *e;
+    unsigned idx;
+    if (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries) {
+        (void)buffet__ur_submit(u);
+        if (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries) return NULL;
+    }
+    idx = u->sq_local & u->sq_mask;
+    e = &u->sqes[idx];
+    memset(e, 0, sizeof *e);
+    u->sq_array[idx] = idx;
+    u->sq_local++;
+    u->unsubmitted++;
+    return e;
+}
+
+/* Put raw buffers of the class into the ring's empty places: those the cache holds, and when it
+   holds none, one from the pool, which tops the cache up from its shared store on the way. A pool
+   with none left logs that the class is at its max: it is asked again 10 ms later at the
+   soonest, not at every wait. all: create, which fills the whole ring or fails. */
+static void buffet__ur_refill(buffet_net_uring *u, bool all) {
+    buffet_pkt_cache *c = u->cache;
+    buffet_pkt *got[64];
+    uint32_t mask = u->nbufs - 1;
+    bool added = false;
+    while (u->nfree) {
+        size_t want = u->nfree < 64 ? u->nfree : 64, cached = c->cls[u->cls].count, n, i;
+        if (want > cached) want = cached ? cached : 1;
+        if (!cached && !all && buffet__net_now_ms() < u->retry_ms) break;
+        n = buffet_pkt_alloc_bulk_raw(c, u->cls, got, want);
+        if (n == 0) {
+            u->st.refill_failures++;
+            u->retry_ms = buffet__net_now_ms() + 10;
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            uint16_t id = u->free_ids[--u->nfree];
+            struct io_uring_buf *b = &u->br[(uint16_t)(u->br_tail + i) & mask];
+            /* field by field: the first entry's last bytes (resv) are the ring's tail */
+            b->addr = (uint64_t)(uintptr_t)(buffet_pkt_raw_buf(c, got[i]) + c->headroom);
+            b->len = got[i]->buf_len - c->headroom;
+            b->bid = id;
+            u->slots[id] = got[i];
+        }
+        u->br_tail = (uint16_t)(u->br_tail + n);
+        u->st.in_ring += (uint32_t)n;
+        added = true;
+    }
+    if (added) __atomic_store_n(&u->br[0].resv, u->br_tail, __ATOMIC_RELEASE);
+}
+
+/* Arm (again) the multishot receive of slot i. */
+static buffet_result buffet__ur_arm(buffet_net_uring *u, uint32_t i) {
+    struct io_uring_sqe *e = buffet__ur_sqe(u);
+    buffet__net_urecv *r = &u->recvs[i];
+    if (!e) return BUFFET_ERR_EXHAUSTED;
+    r->gen++;
+    e->opcode = IORING_OP_RECV;
+    e->fd = r->fd;
+    e->ioprio = IORING_RECV_MULTISHOT;
+    e->flags = IOSQE_BUFFER_SELECT;
+    e->buf_group = u->group;
+    e->user_data = (uint64_t)r->gen << 32 | (i + 1);
+    r->state = BUFFET__UR_ARMED;
+    return buffet__ur_submit(u);
+}
+
+/* A buffer the kernel handed back without data for anyone: to the pool. */
+static void buffet__ur_drop(buffet_net_uring *u, buffet_pkt *p) {
+    buffet_pkt_free_bulk_raw(u->cache, &p, 1);
+}
+
+/* Take one completion. Returns 1 when it made an event at *ev. */
+static int buffet__ur_complete(buffet_net_uring *u, const struct io_uring_cqe *cqe, buffet_net_uring_event *ev) {
+    uint64_t data = cqe->user_data;
+    uint32_t i = (uint32_t)data - 1;
+    buffet__net_urecv *r;
+    buffet_pkt *p = NULL;
+    if (data == BUFFET__UR_CANCEL_DATA || i >= BUFFET_NET_URING_MAX_RECVS) return 0;   /* a cancel's own result */
+    r = &u->recvs[i];
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint32_t id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        if (id < u->nbufs && u->slots[id]) {
+            p = u->slots[id];
+            u->slots[id] = NULL;
+            u->free_ids[u->nfree++] = (uint16_t)id;
+            u->st.in_ring--;
+        }
+    }
+    if ((uint32_t)(data >> 32) != r->gen || r->state == BUFFET__UR_FREE) {   /* no arming of ours */
+        if (p) buffet__ur_drop(u, p);
+        return 0;
+    }
+    memset(ev, 0, sizeof *ev);
+    ev->tag = r->tag;
+    ev->fd = r->fd;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        /* the kernel ended this request: after a cancel (quietly); for want of buffers, or by
+           the multishot's own limits with data still coming (armed again by the next wait);
+           at the end of the stream or on an error (an event, and the receive is over) */
+        if (r->state == BUFFET__UR_CANCELLING) {
+            r->state = BUFFET__UR_FREE;
+            u->cancelling--;
+        } else if (cqe->res == -ENOBUFS || cqe->res > 0) {
+            r->state = BUFFET__UR_STARVED;
+            if (cqe->res < 0) u->st.starved++;
+        } else {
+            r->state = BUFFET__UR_FREE;
+            u->st.receives--;
+            if (p) buffet__ur_drop(u, p);
+            ev->result = cqe->res == 0 ? BUFFET_ERR_CLOSED : BUFFET_ERR_SYSTEM;
+            ev->error = cqe->res < 0 ? -cqe->res : 0;
+            return 1;
+        }
+    }
+    if (!p) return 0;
+    if (cqe->res <= 0 || (uint32_t)cqe->res > p->buf_len - u->cache->headroom) {   /* no data, or not where we said */
+        buffet__ur_drop(u, p);
+        return 0;
+    }
+    /* the kernel wrote res bytes where the ring said: the buffer becomes a packet holding them
+       (data taken off the socket before a cancel comes out too: it is nowhere else) */
+    buffet_pkt_init_raw(u->cache, p);
+    BUFFET__VG_DEFINED(buffet_pkt_raw_buf(u->cache, p) + u->cache->headroom, (size_t)cqe->res);
+    (void)buffet_pkt_append(p, (size_t)cqe->res);
+    u->st.packets++;
+    u->st.bytes += (uint64_t)cqe->res;
+    ev->result = BUFFET_OK;
+    ev->pkt = p;
+    return 1;
+}
+
+/* Completions into ev[0..max) (or only consumed, with ev NULL). Returns the events made. */
+static size_t buffet__ur_reap(buffet_net_uring *u, buffet_net_uring_event *ev, size_t max) {
+    size_t n = 0;
+    unsigned head = *u->cq_head;
+    while (n < max || !ev) {
+        buffet_net_uring_event scratch;
+        if (head == __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE)) break;
+        n += (size_t)buffet__ur_complete(u, &u->cqes[head & u->cq_mask], ev ? &ev[n] : &scratch);
+        if (!ev && n) {   /* draining at destroy: the caller wants no packet */
+            if (scratch.pkt) buffet_pkt_free(u->cache, scratch.pkt);
+            n = 0;
+        }
+        __atomic_store_n(u->cq_head, ++head, __ATOMIC_RELEASE);
+    }
+    return n;
+}
+
+/* Wait for a completion up to timeout_ms (-1: no limit); it also runs the kernel's deferred work. */
+static void buffet__ur_await(buffet_net_uring *u, int timeout_ms) {
+    if (timeout_ms < 0) {
+        if (buffet__ur_enter(u->fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0 && errno != EINTR) return;
+    } else {
+        struct __kernel_timespec ts;
+        struct io_uring_getevents_arg arg;
+        memset(&arg, 0, sizeof arg);
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+        (void)buffet__ur_enter(u->fd, 0, timeout_ms ? 1 : 0, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg,
+                               sizeof arg);
+    }
+}
+
+/* Unmap and close what create made (any part of it). */
+static void buffet__ur_release(buffet_net_uring *u) {
+    buffet_allocator heap = buffet_heap();
+    if (u->fd >= 0) close(u->fd);
+    if (u->br) munmap(u->br, u->br_len);
+    if (u->sqes) munmap(u->sqes, u->sqes_len);
+    if (u->cq_map && u->cq_map != u->sq_map) munmap(u->cq_map, u->cq_map_len);
+    if (u->sq_map) munmap(u->sq_map, u->sq_map_len);
+    if (u->slots) BUFFET_DELETE_ARRAY(heap, buffet_pkt *, u->slots, u->nbufs);
+    if (u->free_ids) BUFFET_DELETE_ARRAY(heap, uint16_t, u->free_ids, u->nbufs);
+    BUFFET_DELETE(heap, buffet_net_uring, u);
+}
+
+static buffet_result buffet__ur_sys(int e) {
+    /* ENOSYS: no io_uring; EPERM: kernel.io_uring_disabled, or a seccomp filter */
+    return e == ENOSYS || e == EPERM ? BUFFET_ERR_UNSUPPORTED : e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
+}
+
+BUFFET_API buffet_result buffet_net_uring_create(buffet_net_uring **out, const buffet_net_uring_desc *desc) {
+    buffet_allocator heap = buffet_heap();
+    struct io_uring_params prm;
+    struct io_uring_buf_reg reg;
+    buffet_net_uring *u;
+    uint32_t nbufs, entries, i;
+    long page = sysconf(_SC_PAGESIZE);
+    buffet_result r;
+    if (out) *out = NULL;
+    if (!out || !desc || !desc->cache || desc->cls >= desc->cache->nclasses) return BUFFET_ERR_INVALID;
+    nbufs = desc->buffers ? desc->buffers : 64;
+    entries = desc->entries ? desc->entries : 64;
+    if ((nbufs & (nbufs - 1)) || nbufs > 32768 || (entries & (entries - 1)) || entries > 4096) return BUFFET_ERR_INVALID;
+    u = BUFFET_NEW(heap, buffet_net_uring);
+    if (!u) return BUFFET_ERR_NOMEM;
+    memset(u, 0, sizeof *u);
+    u->cache = desc->cache;
+    u->cls = desc->cls;
+    u->group = desc->group;
+    u->nbufs = nbufs;
+    u->fd = -1;
+    u->slots = BUFFET_NEW_ARRAY(heap, buffet_pkt *, nbufs);
+    u->free_ids = BUFFET_NEW_ARRAY(heap, uint16_t, nbufs);
+    if (!u->slots || !u->free_ids) {
+        buffet__ur_release(u);
+        return BUFFET_ERR_NOMEM;
+    }
+    for (i = 0; i < nbufs; i++) {
+        u->slots[i] = NULL;
+        u->free_ids[i] = (uint16_t)(nbufs - 1 - i);
+    }
+    u->nfree = nbufs;
+    memset(&prm, 0, sizeof prm);
+    /* room for a completion per buffer and per receive's end, so that none waits in the
+       kernel's overflow list */
+    prm.flags = IORING_SETUP_CQSIZE;
+    prm.cq_entries = nbufs + 2 * BUFFET_NET_URING_MAX_RECVS > 2 * entries ? nbufs + 2 * BUFFET_NET_URING_MAX_RECVS : 2 * entries;
+    u->fd = (int)syscall(__NR_io_uring_setup, entries, &prm);
+    if (u->fd < 0) {
+        r = buffet__ur_sys(errno);
+        buffet__ur_release(u);
+        return r;
+    }
+    u->sq_map_len = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
+    u->cq_map_len = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+    if (prm.features & IORING_FEAT_SINGLE_MMAP) {
+        if (u->cq_map_len > u->sq_map_len) u->sq_map_len = u->cq_map_len;
+        u->cq_map_len = u->sq_map_len;
+    }
+    u->sq_map = mmap(NULL, u->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd, IORING_OFF_SQ_RING);
+    if (u->sq_map == MAP_FAILED) u->sq_map = NULL;
+    u->cq_map = !u->sq_map ? NULL
+                : (prm.features & IORING_FEAT_SINGLE_MMAP)
+                    ? u->sq_map
+                    : mmap(NULL, u->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd, IORING_OFF_CQ_RING);
+    if (u->cq_map == MAP_FAILED) u->cq_map = NULL;
+    u->sqes_len = prm.sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes = (struct io_uring_sqe *)mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+                                          IORING_OFF_SQES);
+    if (u->sqes == MAP_FAILED) u->sqes = NULL;
+    /* the buffer ring: page-aligned memory of nbufs entries that the kernel reads */
+    u->br_len = ((size_t)nbufs * sizeof(struct io_uring_buf) + (size_t)page - 1) & ~((size_t)page - 1);
+    u->br = (struct io_uring_buf *)mmap(NULL, u->br_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (u->br == MAP_FAILED) u->br = NULL;
+    if (!u->sq_map || !u->cq_map || !u->sqes || !u->br) {
+        r = buffet__ur_sys(errno);
+        buffet__ur_release(u);
+        return r;
+    }
+    u->sq_head = (unsigned *)((char *)u->sq_map + prm.sq_off.head);
+    u->sq_tail = (unsigned *)((char *)u->sq_map + prm.sq_off.tail);
+    u->sq_array = (unsigned *)((char *)u->sq_map + prm.sq_off.array);
+    u->sq_mask = *(unsigned *)((char *)u->sq_map + prm.sq_off.ring_mask);
+    u->sq_entries = prm.sq_entries;
+    u->sq_local = *u->sq_tail;
+    u->cq_head = (unsigned *)((char *)u->cq_map + prm.cq_off.head);
+    u->cq_tail = (unsigned *)((char *)u->cq_map + prm.cq_off.tail);
+    u->cq_mask = *(unsigned *)((char *)u->cq_map + prm.cq_off.ring_mask);
+    u->cqes = (struct io_uring_cqe *)((char *)u->cq_map + prm.cq_off.cqes);
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)u->br;
+    reg.ring_entries = nbufs;
+    reg.bgid = desc->group;
+    if (syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_PBUF_RING, &reg, 1) != 0) {
+        /* EINVAL: a kernel before provided-buffer rings (5.19) */
+        r = errno == EINVAL ? BUFFET_ERR_UNSUPPORTED : buffet__ur_sys(errno);
+        buffet__ur_release(u);
+        return r;
+    }
+    buffet__ur_refill(u, true);
+    if (u->nfree) {   /* the pool could not fill the ring: give back what it did give */
+        buffet_net_uring_destroy(u);
+        return BUFFET_ERR_EXHAUSTED;
+    }
+    *out = u;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_uring_recv(buffet_net_uring *u, int fd, uint64_t tag) {
+    uint32_t i, slot = BUFFET_NET_URING_MAX_RECVS;
+    if (!u || fd < 0) return BUFFET_ERR_INVALID;
+    for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++) {
+        buffet__net_urecv *r = &u->recvs[i];
+        if ((r->state == BUFFET__UR_ARMED || r->state == BUFFET__UR_STARVED) && r->fd == fd) return BUFFET_ERR_INVALID;
+        if (r->state == BUFFET__UR_FREE && slot == BUFFET_NET_URING_MAX_RECVS) slot = i;
+    }
+    if (slot == BUFFET_NET_URING_MAX_RECVS) return BUFFET_ERR_EXHAUSTED;
+    u->recvs[slot].fd = fd;
+    u->recvs[slot].tag = tag;
+    if (buffet__ur_arm(u, slot) != BUFFET_OK) {
+        u->recvs[slot].state = BUFFET__UR_FREE;
+        return BUFFET_ERR_SYSTEM;
+    }
+    u->st.receives++;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_uring_cancel(buffet_net_uring *u, int fd) {
+    uint32_t i;
+    if (!u || fd < 0) return BUFFET_ERR_INVALID;
+    for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++) {
+        buffet__net_urecv *r = &u->recvs[i];
+        if (r->fd != fd || (r->state != BUFFET__UR_ARMED && r->state != BUFFET__UR_STARVED)) continue;
+        if (r->state == BUFFET__UR_STARVED) {   /* nothing in the kernel to cancel */
+            r->state = BUFFET__UR_FREE;
+            u->st.receives--;
+            return BUFFET_OK;
+        }
+        {
+            struct io_uring_sqe *e = buffet__ur_sqe(u);
+            if (!e) return BUFFET_ERR_EXHAUSTED;
+            e->opcode = IORING_OP_ASYNC_CANCEL;
+            e->addr = (uint64_t)r->gen << 32 | (i + 1);
+            e->user_data = BUFFET__UR_CANCEL_DATA;
+            r->state = BUFFET__UR_CANCELLING;
+            u->st.receives--;
+            u->cancelling++;
+            return buffet__ur_submit(u);
+        }
+    }
+    return BUFFET_ERR_INVALID;
+}
+
+BUFFET_API size_t buffet_net_uring_wait(buffet_net_uring *u, buffet_net_uring_event *ev, size_t max, int timeout_ms) {
+    size_t n;
+    uint32_t i;
+    if (!u || !ev || max == 0) return 0;
+    buffet__ur_refill(u, false);
+    for (i = 0; i < BUFFET_NET_URING_MAX_RECVS && u->st.in_ring; i++) {
+        if (u->recvs[i].state != BUFFET__UR_STARVED) continue;
+        if (buffet__ur_arm(u, i) == BUFFET_OK) u->st.rearmed++;
+        else u->recvs[i].state = BUFFET__UR_STARVED;
+    }
+    n = buffet__ur_reap(u, ev, max);
+    if (n == 0) {
+        buffet__ur_await(u, timeout_ms);
+        n = buffet__ur_reap(u, ev, max);
+    }
+    return n;
+}
+
+BUFFET_API void buffet_net_uring_destroy(buffet_net_uring *u) {
+    struct io_uring_buf_reg reg;
+    uint32_t i, tries;
+    if (!u) return;
+    for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++)
+        if (u->recvs[i].state == BUFFET__UR_ARMED || u->recvs[i].state == BUFFET__UR_STARVED)
+            (void)buffet_net_uring_cancel(u, u->recvs[i].fd);
+    /* every request's last completion comes before a buffer may go back: until then the kernel
+       may write into it (bounded: a kernel that never answers leaves them lent, not reused) */
+    for (tries = 0; u->cancelling && tries < 100; tries++) {
+        buffet__ur_reap(u, NULL, 0);
+        if (u->cancelling) buffet__ur_await(u, 100);
+    }
+    buffet__ur_reap(u, NULL, 0);
+    memset(&reg, 0, sizeof reg);
+    reg.bgid = u->group;
+    if (u->cancelling == 0 && syscall(__NR_io_uring_register, u->fd, IORING_UNREGISTER_PBUF_RING, &reg, 1) == 0) {
+        for (i = 0; i < u->nbufs; i++)
+            if (u->slots[i]) buffet__ur_drop(u, u->slots[i]);
+    }
+    buffet__ur_release(u);
+}
+
+BUFFET_API buffet_net_uring_stats buffet_net_uring_get_stats(const buffet_net_uring *u) {
+    buffet_net_uring_stats s;
+    if (u) return u->st;
+    memset(&s, 0, sizeof s);
+    return s;
+}
+#endif /* BUFFET_NET_URING */
 
 #endif /* BUFFET_IMPLEMENTATION */
 

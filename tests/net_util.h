@@ -15,6 +15,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Buffers of pool p out of its caches and store, cache c flushed first: 0 when every packet came
+   back (a test's last check). */
+__attribute__((unused)) static size_t nu_pool_in_use(buffet_pkt_pool *p, buffet_pkt_cache *c) {
+    buffet_pkt_stats s;
+    size_t n = 0;
+    unsigned i;
+    buffet_pkt_cache_flush(c);
+    s = buffet_pkt_pool_get_stats(p);
+    for (i = 0; i <= s.nclasses; i++) n += s.cls[i].in_use;
+    return n;
+}
+
 /* socklen of a's family */
 __attribute__((unused)) static socklen_t nu_addr_len(const buffet_net_addr *a) {
     return a->sa.sa_family == AF_INET6 ? (socklen_t)sizeof a->in6 : (socklen_t)sizeof a->in4;

@@ -57,15 +57,7 @@ static void fx_open_user(fx *f, uint32_t user_size) {
 }
 static void fx_open(fx *f) { fx_open_user(f, (uint32_t)sizeof(buffet_net_meta)); }
 
-static size_t fx_in_use(fx *f) {
-    buffet_pkt_stats s;
-    size_t n = 0;
-    unsigned i;
-    buffet_pkt_cache_flush(f->cache);
-    s = buffet_pkt_pool_get_stats(f->pool);
-    for (i = 0; i <= s.nclasses; i++) n += s.cls[i].in_use;
-    return n;
-}
+static size_t fx_in_use(fx *f) { return nu_pool_in_use(f->pool, f->cache); }
 
 static void fx_close(fx *f) {
     BT_CHECK(fx_in_use(f) == 0);   /* every packet came back */

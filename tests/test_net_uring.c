@@ -1,0 +1,621 @@
+#define BUFFET_NET_URING 1
+#define BUFFET_IMPLEMENTATION
+#include "../buffet_net.h"
+#include "bt.h"
+#include "net_util.h"
+
+/* test_net_uring.c - the io_uring receive of buffet_net.h (>>uring): a UDP sink over loopback
+   (every datagram byte-exact, exactly once), a TCP echo whose packets go back out by reference
+   in a chain until the peer's close ends the receive, a ring of 4 buffers starved and re-armed,
+   io_uring refused by a seccomp filter (ENOSYS, EPERM) giving BUFFET_ERR_UNSUPPORTED, bad
+   input and cancel, and destroy with receives armed and completions not taken. Buffers come
+   from a packet pool whose bookkeeping sits on a debug allocator: every test ends with every
+   buffer back in the pool and nothing live. Where io_uring is missing (qemu-user, an old or
+   locked-down kernel) the ring tests skip. C11 and C++17. */
+
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int small;   /* valgrind, qemu: fewer datagrams and bytes */
+
+/* ---- fixture: a debug allocator under a pool of 2048-byte buffers, and a cache (64) ---- */
+typedef struct fx {
+    buffet_debug *dbg;
+    buffet_allocator a;
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *cache;
+} fx;
+
+static void fx_open(fx *f, size_t max) {
+    buffet_debug_desc dd;
+    buffet_pkt_pool_desc pd;
+    memset(f, 0, sizeof *f);
+    memset(&dd, 0, sizeof dd);
+    dd.log.fn = buffet_log_silent;
+    BT_CHECK(buffet_debug_create(&f->dbg, &dd) == BUFFET_OK);
+    f->a = buffet_debug_allocator(f->dbg);
+    memset(&pd, 0, sizeof pd);
+    pd.name = "uring";
+    pd.class_sizes[0] = 2048;
+    pd.user_size = (uint32_t)sizeof(buffet_net_meta);
+    pd.initial = max < 64 ? max : 64;
+    pd.max = max;
+    pd.no_huge_pages = true;
+    pd.allocator = f->a;
+    BT_CHECK(buffet_pkt_pool_create(&f->pool, &pd) == BUFFET_OK);
+    BT_CHECK(buffet_pkt_cache_create(&f->cache, f->pool, 0) == BUFFET_OK);
+}
+
+static size_t fx_in_use(fx *f) { return nu_pool_in_use(f->pool, f->cache); }
+
+static void fx_close(fx *f) {
+    buffet_debug_stats st;
+    BT_CHECK(fx_in_use(f) == 0);   /* every buffer came back, the ring's included */
+    buffet_pkt_cache_destroy(f->cache);
+    buffet_pkt_pool_destroy(f->pool);
+    st = buffet_debug_get_stats(f->dbg);
+    BT_CHECK(st.live_count == 0 && st.double_frees == 0 && st.foreign_frees == 0 && st.corruptions == 0);
+    if (st.live_count) buffet_debug_report_leaks(f->dbg, stderr);
+    buffet_debug_destroy(f->dbg);
+}
+
+/* A ring on f's class 0 with `buffers` buffers (0: the default). 1: made; 0: io_uring is not
+   here (the caller closes f and skips); -1: failed (checked). */
+static int ring_open(fx *f, buffet_net_uring **u, uint32_t buffers) {
+    buffet_net_uring_desc d;
+    buffet_result r;
+    memset(&d, 0, sizeof d);
+    d.cache = f->cache;
+    d.cls = 0;
+    d.buffers = buffers;
+    d.group = 3;
+    *u = NULL;
+    r = buffet_net_uring_create(u, &d);
+    if (r == BUFFET_ERR_UNSUPPORTED) return 0;
+    BT_CHECK(r == BUFFET_OK && *u != NULL);
+    return r == BUFFET_OK ? 1 : -1;
+}
+#define RING_OR_SKIP(f, u, n)                                                                   \
+    do {                                                                                      \
+        int ok_ = ring_open(f, u, n);                                                         \
+        if (ok_ <= 0) {                                                                       \
+            fx_close(f);                                                                      \
+            if (ok_ == 0) BT_SKIP("io_uring", "io_uring unsupported here (kernel, sysctl, sandbox or qemu-user)"); \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+/* Loops that wait for the kernel give up after this long without progress: a hang guard, not
+   a performance bound. */
+#define STALL_MS 5000u
+
+/* A blocking UDP socket bound to 127.0.0.1 (port from the kernel), room for bursts. */
+static int udp_bound(struct sockaddr_in *a) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    socklen_t l = sizeof *a;
+    int big = 4 << 20;
+    if (fd < 0) return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    memset(a, 0, sizeof *a);
+    a->sin_family = AF_INET;
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)a, sizeof *a) != 0 || getsockname(fd, (struct sockaddr *)a, &l) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* ---- datagrams: index i in the first two bytes (low byte first), then a pattern of (i, j) ---- */
+static unsigned char pat(unsigned i, size_t j) { return (unsigned char)(i * 37u + j * 11u + (j >> 7)); }
+
+/* Lengths 1..1400: only datagram 0 has length 1 (its one byte, 0, names it). */
+static size_t dg_len(unsigned i, size_t fixed) { return fixed ? fixed : i == 0 ? 1 : 2 + (i * 613u) % 1399u; }
+
+static bool dg_send(int tx, const struct sockaddr_in *to, unsigned i, size_t fixed) {
+    unsigned char b[1400];
+    size_t len = dg_len(i, fixed), j;
+    for (j = 0; j < len; j++) b[j] = j == 0 ? (unsigned char)(i & 0xff) : j == 1 ? (unsigned char)(i >> 8) : pat(i, j);
+    return sendto(tx, b, len, 0, (const struct sockaddr *)to, sizeof *to) == (ssize_t)len;
+}
+
+/* Checks one event against datagram stream `fixed` on fd/tag: marks it in seen[0..n), frees the
+   packet. Returns whether it was a datagram not seen before, whole and exact. */
+static bool dg_take(fx *f, const buffet_net_uring_event *e, int fd, uint64_t tag, unsigned char *seen, unsigned n,
+                    size_t fixed) {
+    const unsigned char *d;
+    unsigned i;
+    size_t j, len;
+    bool ok;
+    BT_CHECK(e->result == BUFFET_OK && e->tag == tag && e->fd == fd && e->pkt != NULL);
+    if (e->result != BUFFET_OK || !e->pkt) return false;
+    len = e->pkt->len;
+    d = (const unsigned char *)buffet_pkt_data(e->pkt);
+    ok = len >= 1 && e->pkt->pkt_len == len && e->pkt->next == NULL && e->pkt->nb_segs == 1;
+    i = ok ? (unsigned)d[0] | (len > 1 ? (unsigned)d[1] << 8 : 0u) : n;
+    ok = ok && i < n && !seen[i] && len == dg_len(i, fixed);
+    for (j = 2; ok && j < len; j++) ok = d[j] == pat(i, j);
+    if (ok) seen[i] = 1;
+    buffet_pkt_free(f->cache, e->pkt);
+    return ok;
+}
+
+/* ---- 1. UDP sink over loopback ---- */
+static void test_udp_sink(void) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[32];
+    buffet_net_uring_stats st;
+    struct sockaddr_in ra, ta;
+    unsigned n = small ? 40 : 200, sent = 0, got = 0, good = 0, i;
+    unsigned char seen[200];
+    uint64_t bytes = 0, last;
+    int rx, tx;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 0);
+    rx = udp_bound(&ra);
+    tx = udp_bound(&ta);
+    BT_CHECK(rx >= 0 && tx >= 0);
+    BT_CHECK(buffet_net_uring_recv(u, rx, 7) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_get_stats(u).receives == 1);
+    memset(seen, 0, sizeof seen);
+    for (i = 0; i < n; i++) bytes += dg_len(i, 0);
+    last = now_ms();
+    while (got < n && now_ms() - last < STALL_MS) {
+        size_t k, m;
+        /* At most 24 in flight: the socket's queue never overflows, so none is dropped, and the
+           ring (64) holds them and the 32 a wait takes, whose buffers come back at the next wait:
+           it never starves. */
+        while (sent < n && sent - got < 24) BT_CHECK(dg_send(tx, &ra, sent++, 0));
+        m = buffet_net_uring_wait(u, ev, 32, 100);
+        BT_CHECK(m <= 32);
+        for (k = 0; k < m; k++) good += dg_take(&f, &ev[k], rx, 7, seen, n, 0);
+        got += (unsigned)m;
+        if (m) last = now_ms();
+    }
+    BT_CHECK(got == n && good == n);
+    BT_CHECK(buffet_net_uring_wait(u, ev, 32, 50) == 0);   /* nothing more, nothing twice */
+    st = buffet_net_uring_get_stats(u);
+    BT_CHECK(st.packets == n && st.bytes == bytes && st.receives == 1 && st.starved == 0);
+    BT_CHECK(st.in_ring >= 1 && st.in_ring <= 64);
+    buffet_net_uring_destroy(u);
+    close(rx);
+    close(tx);
+    fx_close(&f);
+}
+
+/* ---- 2. TCP echo: packets back out by reference ---- */
+static unsigned char tcp_byte(size_t i) { return (unsigned char)(i * 131u + (i >> 10) * 7u + (i >> 17)); }
+
+/* The client's side, one step: send a chunk of varied size (non-blocking) while bytes are left,
+   then read what came back and check it. Returns false on a wrong byte or an early end. One
+   thread plays client and server: under valgrind, io_uring completions that another thread's
+   sends cause never arrive (valgrind 3.19), and one thread tests the same paths. */
+typedef struct client {
+    int fd;
+    size_t total, sent, back;
+    unsigned k;
+} client;
+
+static bool client_step(client *c) {
+    static unsigned char out[16384], in[65536];
+    ssize_t r, j;
+    if (c->sent < c->total) {
+        size_t n = 1 + (c->k++ * 7919u) % sizeof out, i;
+        ssize_t w;
+        if (n > c->total - c->sent) n = c->total - c->sent;
+        for (i = 0; i < n; i++) out[i] = tcp_byte(c->sent + i);
+        w = send(c->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) c->sent += (size_t)w;
+    }
+    r = recv(c->fd, in, sizeof in, MSG_DONTWAIT);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) return false;
+    for (j = 0; j < r; j++)
+        if (in[j] != tcp_byte(c->back++)) return false;
+    return true;
+}
+
+static void test_tcp_echo(void) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[32];
+    buffet_net_uring_stats st;
+    buffet_net_addr a;
+    buffet_chain ch;
+    client cl;
+    size_t echoed = 0, was_sent = 0, was_back = 0;
+    int l, srv, closed = 0, others = 0, bad = 0;
+    uint64_t last;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 0);
+    memset(&cl, 0, sizeof cl);
+    cl.total = small ? (128u << 10) : (1u << 20);
+    l = nu_tcp_listen("127.0.0.1", &a);
+    cl.fd = l >= 0 ? nu_tcp_connect(&a) : -1;
+    srv = cl.fd >= 0 ? accept(l, NULL, NULL) : -1;
+    BT_CHECK(l >= 0 && cl.fd >= 0 && srv >= 0);
+    if (l >= 0) close(l);
+    if (srv < 0) {
+        if (cl.fd >= 0) close(cl.fd);
+        buffet_net_uring_destroy(u);
+        fx_close(&f);
+        return;
+    }
+    BT_CHECK(fcntl(srv, F_SETFL, fcntl(srv, F_GETFL) | O_NONBLOCK) == 0);
+    BT_CHECK(buffet_net_uring_recv(u, srv, 11) == BUFFET_OK);
+    BT_CHECK(buffet_chain_init(&ch, f.a) == BUFFET_OK);
+    last = now_ms();
+    while (!closed && now_ms() - last < STALL_MS) {
+        size_t m, k;
+        if (cl.fd >= 0 && !client_step(&cl)) bad = 1;
+        if (cl.fd >= 0 && (bad || cl.back == cl.total)) {   /* all back: the close ends the receive */
+            close(cl.fd);
+            cl.fd = -1;
+        }
+        m = buffet_net_uring_wait(u, ev, 32, 10);
+        for (k = 0; k < m; k++) {
+            BT_CHECK(ev[k].tag == 11 && ev[k].fd == srv);
+            if (ev[k].result == BUFFET_OK && ev[k].pkt) {
+                BT_CHECK(ev[k].pkt->len >= 1 && ev[k].pkt->pkt_len == ev[k].pkt->len);
+                BT_CHECK(buffet_pkt_to_chain(ev[k].pkt, &ch) == BUFFET_OK);
+                echoed += ev[k].pkt->pkt_len;
+                buffet_pkt_free(f.cache, ev[k].pkt);
+            } else if (ev[k].result == BUFFET_ERR_CLOSED) {
+                BT_CHECK(ev[k].pkt == NULL);
+                closed = 1;
+            } else {
+                others++;
+                if (ev[k].pkt) buffet_pkt_free(f.cache, ev[k].pkt);
+            }
+        }
+        /* non-blocking: what the socket does not take now stays in the chain for the next round */
+        if (buffet_chain_len(&ch) && !closed) {
+            buffet_result r = buffet_net_send_chain(srv, &ch, 0, NULL);
+            BT_CHECK(r == BUFFET_OK || r == BUFFET_AGAIN);
+        }
+        if (m || cl.sent != was_sent || cl.back != was_back) last = now_ms();   /* progress */
+        was_sent = cl.sent;
+        was_back = cl.back;
+    }
+    if (cl.fd >= 0) close(cl.fd);
+    BT_CHECK(!bad && cl.sent == cl.total && cl.back == cl.total);
+    BT_CHECK(echoed == cl.total);
+    BT_CHECK(closed == 1 && others == 0);
+    st = buffet_net_uring_get_stats(u);
+    BT_CHECK(st.bytes == cl.total && st.packets >= 1 && st.receives == 0);   /* the close ended it */
+    buffet_chain_deinit(&ch);
+    buffet_net_uring_destroy(u);
+    close(srv);
+    fx_close(&f);
+}
+
+/* ---- 3. a ring of 4 buffers starves and is re-armed ---- */
+static void test_starvation(void) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[32];
+    buffet_net_uring_stats st;
+    buffet_net_uring_desc d;
+    buffet_pkt *held[64];
+    struct sockaddr_in ra, ta;
+    unsigned char seen[64];
+    unsigned nheld = 0, got = 0, good = 0, i;
+    int rx, tx;
+    uint64_t last, starved = 0;
+    /* 8 buffers in all: held packets empty the pool, so the ring cannot be refilled. */
+    fx_open(&f, 8);
+    memset(&d, 0, sizeof d);
+    d.cache = f.cache;
+    d.buffers = 16;
+    u = NULL;
+    {
+        buffet_result r = buffet_net_uring_create(&u, &d);
+        if (r == BUFFET_ERR_UNSUPPORTED) {
+            fx_close(&f);
+            BT_SKIP("io_uring", "io_uring unsupported here (kernel, sysctl, sandbox or qemu-user)");
+        }
+        BT_CHECK(r == BUFFET_ERR_EXHAUSTED && u == NULL);   /* 16 buffers from a pool of 8 */
+        if (r == BUFFET_OK) buffet_net_uring_destroy(u);
+    }
+    BT_CHECK(fx_in_use(&f) == 0);
+    RING_OR_SKIP(&f, &u, 4);
+    rx = udp_bound(&ra);
+    tx = udp_bound(&ta);
+    BT_CHECK(rx >= 0 && tx >= 0);
+    /* Queued before the receive is armed: the kernel meets 64 with 4 buffers at once. */
+    for (i = 0; i < 64; i++) BT_CHECK(dg_send(tx, &ra, i, 100));
+    BT_CHECK(buffet_net_uring_recv(u, rx, 5) == BUFFET_OK);
+    memset(seen, 0, sizeof seen);
+    last = now_ms();
+    while (starved == 0 && now_ms() - last < STALL_MS) {
+        size_t m = buffet_net_uring_wait(u, ev, 32, 100), k;
+        for (k = 0; k < m; k++) {
+            BT_CHECK(ev[k].result == BUFFET_OK && ev[k].pkt != NULL && nheld < 64);
+            if (ev[k].pkt && nheld < 64) held[nheld++] = ev[k].pkt;
+        }
+        starved = buffet_net_uring_get_stats(u).starved;
+        if (m) last = now_ms();
+    }
+    BT_CHECK(starved >= 1);
+    BT_CHECK(nheld >= 1 && nheld < 64);
+    /* Checked (and freed) only now: the pool gets its buffers back, the ring its refill. */
+    for (i = 0; i < nheld; i++) {
+        buffet_net_uring_event e;
+        memset(&e, 0, sizeof e);
+        e.result = BUFFET_OK;
+        e.tag = 5;
+        e.fd = rx;
+        e.pkt = held[i];
+        good += dg_take(&f, &e, rx, 5, seen, 64, 100);
+    }
+    got = nheld;
+    last = now_ms();
+    while (got < 64 && now_ms() - last < STALL_MS) {
+        size_t m = buffet_net_uring_wait(u, ev, 32, 100), k;
+        for (k = 0; k < m; k++) good += dg_take(&f, &ev[k], rx, 5, seen, 64, 100);
+        got += (unsigned)m;
+        if (m) last = now_ms();
+    }
+    BT_CHECK(got == 64 && good == 64);
+    BT_CHECK(buffet_net_uring_wait(u, ev, 32, 50) == 0);
+    st = buffet_net_uring_get_stats(u);
+    BT_CHECK(st.starved >= 1 && st.rearmed >= 1 && st.packets == 64 && st.bytes == 6400);
+    BT_CHECK(st.receives == 1 && st.in_ring <= 4);
+    buffet_net_uring_destroy(u);
+    close(rx);
+    close(tx);
+    fx_close(&f);
+}
+
+/* ---- 4. io_uring refused by seccomp ---- */
+#if defined(__x86_64__)
+#define TNU_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define TNU_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#if defined(TNU_ARCH) && defined(__NR_io_uring_setup)
+/* In a child: io_uring_setup fails with err; create must say UNSUPPORTED and leave nothing.
+   Exit status: 0 as expected, 77 no seccomp here, else which check failed. */
+static int refused_child(int err) {
+    struct sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)TNU_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, (uint32_t)SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)__NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, (uint32_t)SECCOMP_RET_ERRNO | ((uint32_t)err & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, (uint32_t)SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fp;
+    static char sentinel;
+    buffet_net_uring *u = (buffet_net_uring *)(void *)&sentinel;
+    buffet_net_uring_desc d;
+    fx f;
+    buffet_result r;
+    fp.len = (unsigned short)(sizeof prog / sizeof prog[0]);
+    fp.filter = prog;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) != 0) return 77;
+    if (syscall(__NR_io_uring_setup, 4, NULL) != -1 || errno != err) return 76;   /* the filter works */
+    fx_open(&f, 2048);
+    memset(&d, 0, sizeof d);
+    d.cache = f.cache;
+    r = buffet_net_uring_create(&u, &d);
+    if (r != BUFFET_ERR_UNSUPPORTED) return 1;
+    if (u != NULL) return 2;
+    if (fx_in_use(&f) != 0) return 3;
+    fx_close(&f);
+    return bt_cur_failed ? 4 : 0;
+}
+#endif
+
+static void test_unsupported(void) {
+#if defined(TNU_ARCH) && defined(__NR_io_uring_setup)
+    static const int errs[2] = {ENOSYS, EPERM};
+    int k;
+    if (bt_mode("aarch64")) BT_SKIP("seccomp", "qemu-user does not apply seccomp filters to the guest");
+    for (k = 0; k < 2; k++) {
+        int status = -1;
+        pid_t pid;
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        BT_CHECK(pid >= 0);
+        if (pid == 0) _exit(refused_child(errs[k]));
+        if (pid < 0) return;
+        BT_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 77) BT_SKIP("seccomp", "seccomp filters refused here");
+        if (WEXITSTATUS(status) != 0) fprintf(stderr, "child (errno %d): status %d\n", errs[k], WEXITSTATUS(status));
+        BT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+#else
+    BT_SKIP("seccomp", "no seccomp architecture or __NR_io_uring_setup known for this target");
+#endif
+}
+
+/* ---- 5. bad input, a closed descriptor, cancel ---- */
+static void test_bad_input(void) {
+    fx f;
+    buffet_net_uring *u, *v;
+    buffet_net_uring_desc d;
+    buffet_net_uring_event ev[8];
+    buffet_net_uring_stats zs;
+    struct sockaddr_in ra, ta;
+    static const uint32_t bad_buffers[] = {3, 65536, 100};
+    unsigned i;
+    int rx, tx, dead, r;
+    uint64_t last;
+    bool seen = false;
+    fx_open(&f, 2048);
+    memset(&d, 0, sizeof d);
+    d.cache = f.cache;
+    v = NULL;
+    BT_CHECK(buffet_net_uring_create(NULL, &d) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_uring_create(&v, NULL) == BUFFET_ERR_INVALID && v == NULL);
+    d.cache = NULL;
+    BT_CHECK(buffet_net_uring_create(&v, &d) == BUFFET_ERR_INVALID && v == NULL);
+    d.cache = f.cache;
+    d.cls = 1;   /* the pool has one data class */
+    BT_CHECK(buffet_net_uring_create(&v, &d) == BUFFET_ERR_INVALID && v == NULL);
+    d.cls = 0;
+    for (i = 0; i < sizeof bad_buffers / sizeof bad_buffers[0]; i++) {
+        d.buffers = bad_buffers[i];
+        BT_CHECK(buffet_net_uring_create(&v, &d) == BUFFET_ERR_INVALID && v == NULL);
+    }
+    d.buffers = 0;
+    d.entries = 8192;
+    BT_CHECK(buffet_net_uring_create(&v, &d) == BUFFET_ERR_INVALID && v == NULL);
+    BT_CHECK(fx_in_use(&f) == 0);
+    /* NULL ring */
+    zs = buffet_net_uring_get_stats(NULL);
+    BT_CHECK(zs.in_ring == 0 && zs.receives == 0 && zs.packets == 0 && zs.bytes == 0 && zs.starved == 0 &&
+             zs.rearmed == 0 && zs.refill_failures == 0);
+    buffet_net_uring_destroy(NULL);
+    BT_CHECK(buffet_net_uring_recv(NULL, 0, 1) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_uring_cancel(NULL, 0) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_uring_wait(NULL, ev, 8, 0) == 0);
+    RING_OR_SKIP(&f, &u, 0);
+    rx = udp_bound(&ra);
+    tx = udp_bound(&ta);
+    BT_CHECK(rx >= 0 && tx >= 0);
+    BT_CHECK(buffet_net_uring_recv(u, -1, 1) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_uring_cancel(u, rx) == BUFFET_ERR_INVALID);   /* not armed */
+    BT_CHECK(buffet_net_uring_recv(u, rx, 1) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_recv(u, rx, 2) == BUFFET_ERR_INVALID);   /* armed already */
+    BT_CHECK(buffet_net_uring_wait(u, NULL, 8, 0) == 0);
+    BT_CHECK(buffet_net_uring_wait(u, ev, 0, 0) == 0);
+    BT_CHECK(buffet_net_uring_wait(u, ev, 8, 20) == 0);   /* nothing sent */
+    /* Cancelled: its end is no event, and what arrives next stays in the socket. */
+    BT_CHECK(buffet_net_uring_cancel(u, rx) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_get_stats(u).receives == 0);
+    BT_CHECK(buffet_net_uring_cancel(u, rx) == BUFFET_ERR_INVALID);
+    BT_CHECK(dg_send(tx, &ra, 9, 100));
+    for (i = 0; i < 3; i++) BT_CHECK(buffet_net_uring_wait(u, ev, 8, 50) == 0);
+    {
+        unsigned char b[200];
+        BT_CHECK(recv(rx, b, sizeof b, MSG_DONTWAIT) == 100 && b[0] == 9);
+    }
+    /* Armed again after the cancel: the next datagram comes as an event. */
+    BT_CHECK(buffet_net_uring_recv(u, rx, 3) == BUFFET_OK);
+    BT_CHECK(dg_send(tx, &ra, 10, 100));
+    last = now_ms();
+    while (!seen && now_ms() - last < STALL_MS) {
+        size_t m = buffet_net_uring_wait(u, ev, 8, 100), k;
+        for (k = 0; k < m; k++) {
+            unsigned char s[16];
+            memset(s, 0, sizeof s);
+            BT_CHECK(dg_take(&f, &ev[k], rx, 3, s, 16, 100) && s[10]);
+            seen = true;
+        }
+    }
+    BT_CHECK(seen);
+    /* A closed descriptor: refused at once, or an event that ends the receive with EBADF. */
+    dead = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    BT_CHECK(dead >= 0);
+    close(dead);
+    r = buffet_net_uring_recv(u, dead, 4);
+    BT_CHECK(r == BUFFET_OK || r == BUFFET_ERR_INVALID || r == BUFFET_ERR_SYSTEM);
+    if (r == BUFFET_OK) {
+        bool ended = false;
+        last = now_ms();
+        while (!ended && now_ms() - last < STALL_MS) {
+            size_t m = buffet_net_uring_wait(u, ev, 8, 100), k;
+            for (k = 0; k < m; k++) {
+                BT_CHECK(ev[k].fd == dead && ev[k].tag == 4 && ev[k].pkt == NULL);
+                BT_CHECK(ev[k].result == BUFFET_ERR_SYSTEM && ev[k].error == EBADF);
+                if (ev[k].pkt) buffet_pkt_free(f.cache, ev[k].pkt);
+                ended = true;
+            }
+        }
+        BT_CHECK(ended);
+    }
+    BT_CHECK(buffet_net_uring_get_stats(u).receives == 1);   /* rx's only */
+    buffet_net_uring_destroy(u);
+    close(rx);
+    close(tx);
+    fx_close(&f);
+}
+
+/* ---- 6. destroy with receives armed and completions not taken ---- */
+static void test_destroy_armed(void) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[5];
+    struct sockaddr_in ra, rb, ta;
+    unsigned char seen_a[32], seen_b[32];
+    buffet_pkt *kept = NULL;
+    unsigned i, taken = 0;
+    int a, b, tx;
+    uint64_t last;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 0);
+    a = udp_bound(&ra);
+    b = udp_bound(&rb);
+    tx = udp_bound(&ta);
+    BT_CHECK(a >= 0 && b >= 0 && tx >= 0);
+    BT_CHECK(buffet_net_uring_recv(u, a, 1) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_recv(u, b, 2) == BUFFET_OK);
+    for (i = 0; i < 20; i++) {
+        BT_CHECK(dg_send(tx, &ra, i, 0));
+        BT_CHECK(dg_send(tx, &rb, i, 0));
+    }
+    memset(seen_a, 0, sizeof seen_a);
+    memset(seen_b, 0, sizeof seen_b);
+    last = now_ms();
+    /* A few of the 40, the first kept past destroy (a packet is the caller's, not the ring's). */
+    while (taken < 5 && now_ms() - last < STALL_MS) {
+        size_t m = buffet_net_uring_wait(u, ev, 5 - taken, 100), k;
+        for (k = 0; k < m; k++) {
+            BT_CHECK(ev[k].result == BUFFET_OK && ev[k].pkt != NULL && (ev[k].fd == a || ev[k].fd == b));
+            if (!kept && ev[k].pkt) {
+                kept = ev[k].pkt;
+                continue;
+            }
+            if (ev[k].pkt) BT_CHECK(dg_take(&f, &ev[k], ev[k].fd, ev[k].fd == a ? 1 : 2,
+                                            ev[k].fd == a ? seen_a : seen_b, 32, 0));
+        }
+        taken += (unsigned)m;
+        if (m) last = now_ms();
+    }
+    BT_CHECK(taken == 5 && kept != NULL);
+    BT_CHECK(buffet_net_uring_get_stats(u).receives == 2);
+    buffet_net_uring_destroy(u);
+    /* The descriptors are the caller's: still open. */
+    BT_CHECK(fcntl(a, F_GETFD) != -1 && fcntl(b, F_GETFD) != -1);
+    if (kept) {
+        BT_CHECK(kept->len >= 1 && kept->pkt_len == kept->len);
+        buffet_pkt_free(f.cache, kept);
+    }
+    close(a);
+    close(b);
+    close(tx);
+    fx_close(&f);   /* the undelivered completions' buffers and the ring's are back too */
+}
+
+int main(void) {
+    small = bt_mode("valgrind") || bt_mode("aarch64");
+    BT_RUN(test_udp_sink);
+    BT_RUN(test_tcp_echo);
+    BT_RUN(test_starvation);
+    BT_RUN(test_unsupported);
+    BT_RUN(test_bad_input);
+    BT_RUN(test_destroy_armed);
+    return bt_finish("test_net_uring.c");
+}
