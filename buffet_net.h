@@ -544,8 +544,11 @@ BUFFET_API buffet_result buffet_net_udp_send_gso_pkt(int fd, buffet_pkt_cache *c
    io_uring_enter, io_uring_register), not liburing: the ABI is stable, and the family links
    nothing. Needs Linux 6.0 (multishot receive; provided-buffer rings came in 5.19); a kernel
    without io_uring, or with it disabled (sysctl kernel.io_uring_disabled, seccomp), gives
-   BUFFET_ERR_UNSUPPORTED at create. A datagram comes without its sender's address (the receive
-   is IORING_OP_RECV): buffet_net_udp_recv gives addresses. The ring object itself is on the heap. */
+   BUFFET_ERR_UNSUPPORTED at create. A datagram socket is received with IORING_OP_RECVMSG: each
+   buffer holds a small header and the sender's address before the datagram (the packet starts
+   at the datagram; the address and real length go into its buffet_net_meta when the pool has a
+   user area for it), an empty datagram is an empty packet and a datagram larger than the buffer
+   is reported, not cut silently. The ring object itself is on the heap. */
 #ifndef BUFFET_NET_URING
 #define BUFFET_NET_URING 0
 #endif
@@ -562,7 +565,10 @@ typedef struct buffet_net_uring_desc {
                                    freed and the ring takes buffers at each wait, so size it for
                                    the datagrams in flight plus the events one wait takes (fewer:
                                    the receive starves, waits for buffers in the socket's queue,
-                                   and is armed again) */
+                                   and is armed again). A packet freed on another thread goes to
+                                   that thread's cache, where the ring cannot take it until the
+                                   cache spills or is flushed: give such threads small caches,
+                                   or flush them */
     uint32_t entries;           /* submission queue entries (a power of two up to 4096); 0: 64 */
     uint16_t group;             /* the buffer group id the ring is registered as */
 } buffet_net_uring_desc;
@@ -571,10 +577,13 @@ typedef struct buffet_net_uring_desc {
 typedef struct buffet_net_uring_event {
     uint64_t tag;               /* the receive's, as given to buffet_net_uring_recv */
     int fd;
-    buffet_result result;       /* BUFFET_OK: pkt holds the bytes received (a datagram, or a
-                                   piece of a stream); BUFFET_ERR_CLOSED: end of stream, the
-                                   receive is over (pkt NULL); BUFFET_ERR_SYSTEM: the receive
-                                   failed and is over (error: the errno, pkt NULL) */
+    buffet_result result;       /* BUFFET_OK: pkt holds the bytes received (a datagram, maybe
+                                   empty, or a piece of a stream); BUFFET_ERR_TRUNCATED: pkt
+                                   holds the part of a datagram that fitted in the buffer (the
+                                   rest is lost; its metadata says TRUNC and the real length);
+                                   BUFFET_ERR_CLOSED: end of stream, the receive is over (pkt
+                                   NULL); BUFFET_ERR_SYSTEM: the receive failed and is over
+                                   (error: the errno, pkt NULL) */
     int error;
     buffet_pkt *pkt;            /* the caller's: freed with buffet_pkt_free */
 } buffet_net_uring_event;
@@ -601,8 +610,9 @@ BUFFET_API buffet_result buffet_net_uring_create(buffet_net_uring **out, const b
 BUFFET_API void buffet_net_uring_destroy(buffet_net_uring *u);
 /* Arm a multishot receive on socket fd (TCP, UDP, UNIX): every receive the kernel completes on
    it is an event with this tag, until the peer closes, an error ends it, or
-   buffet_net_uring_cancel. Errors: BUFFET_ERR_INVALID (NULL, fd < 0, fd already armed on this
-   ring), BUFFET_ERR_EXHAUSTED (BUFFET_NET_URING_MAX_RECVS armed), BUFFET_ERR_SYSTEM. Thread: owned. */
+   buffet_net_uring_cancel. Errors: BUFFET_ERR_INVALID (NULL, fd < 0, closed or no socket, fd
+   already armed on this ring), BUFFET_ERR_EXHAUSTED (BUFFET_NET_URING_MAX_RECVS armed),
+   BUFFET_ERR_SYSTEM. Thread: owned. */
 BUFFET_API buffet_result buffet_net_uring_recv(buffet_net_uring *u, int fd, uint64_t tag);
 /* Cancel the receive on fd: from now on it is not armed (fd may be armed again at once), and
    its end comes as no event; data the kernel had already taken off the socket still comes, as
@@ -2317,9 +2327,15 @@ enum { BUFFET__UR_FREE, BUFFET__UR_ARMED, BUFFET__UR_STARVED, BUFFET__UR_CANCELL
 typedef struct buffet__net_urecv {
     int fd;
     uint8_t state;
+    bool dgram;                   /* a datagram socket: IORING_OP_RECVMSG, for the sender's address,
+                                   truncation and empty datagrams (a 0-byte RECV ends a multishot) */
     uint32_t gen;                 /* in the user_data, so that a stale completion is known */
     uint64_t tag;
+    struct msghdr msg;            /* RECVMSG's: the room for the name in each buffer */
 } buffet__net_urecv;
+
+/* Where a RECVMSG multishot puts the datagram in its buffer: after its header and the name. */
+#define BUFFET__UR_DGRAM_HDR (sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_in6))
 
 struct buffet_net_uring {
     buffet_pkt_cache *cache;
@@ -2345,6 +2361,7 @@ struct buffet_net_uring {
     uint32_t nfree;
     buffet__net_urecv recvs[BUFFET_NET_URING_MAX_RECVS];
     int64_t retry_ms;             /* the pool had no buffer: not asked again before then */
+    int64_t backoff_ms;           /* and the wait before that, doubled at each miss */
     uint32_t cancelling;          /* receives cancelled whose last completion has not come */
     buffet_net_uring_stats st;
 };
@@ -2387,8 +2404,9 @@ static struct io_uring_sqe *buffet__ur_sqe(buffet_net_uring *u) {
 
 /* Put raw buffers of the class into the ring's empty places: those the cache holds, and when it
    holds none, one from the pool, which tops the cache up from its shared store on the way. A pool
-   with none left logs that the class is at its max: it is asked again 10 ms later at the
-   soonest, not at every wait. all: create, which fills the whole ring or fails. */
+   with none left logs that the class is at its max: it is asked again after 1 ms, then after
+   twice as long each time it still has none (up to a second), not at every wait. all: create,
+   which fills the whole ring or fails. */
 static void buffet__ur_refill(buffet_net_uring *u, bool all) {
     buffet_pkt_cache *c = u->cache;
     buffet_pkt *got[64];
@@ -2401,9 +2419,11 @@ static void buffet__ur_refill(buffet_net_uring *u, bool all) {
         n = buffet_pkt_alloc_bulk_raw(c, u->cls, got, want);
         if (n == 0) {
             u->st.refill_failures++;
-            u->retry_ms = buffet__net_now_ms() + 10;
+            u->backoff_ms = u->backoff_ms ? (u->backoff_ms < 512 ? u->backoff_ms * 2 : 1000) : 1;
+            u->retry_ms = buffet__net_now_ms() + u->backoff_ms;
             break;
         }
+        u->backoff_ms = 0;
         for (i = 0; i < n; i++) {
             uint16_t id = u->free_ids[--u->nfree];
             struct io_uring_buf *b = &u->br[(uint16_t)(u->br_tail + i) & mask];
@@ -2431,6 +2451,14 @@ static buffet_result buffet__ur_arm(buffet_net_uring *u, uint32_t i) {
     e->ioprio = IORING_RECV_MULTISHOT;
     e->flags = IOSQE_BUFFER_SELECT;
     e->buf_group = u->group;
+    if (r->dgram) {
+        memset(&r->msg, 0, sizeof r->msg);
+        r->msg.msg_namelen = sizeof(struct sockaddr_in6);
+        e->opcode = IORING_OP_RECVMSG;
+        e->addr = (uint64_t)(uintptr_t)&r->msg;
+        e->len = 1;
+        e->msg_flags = MSG_TRUNC;   /* the datagram's real length, not the part that fitted */
+    }
     e->user_data = (uint64_t)r->gen << 32 | (i + 1);
     r->state = BUFFET__UR_ARMED;
     return buffet__ur_submit(u);
@@ -2485,18 +2513,41 @@ static int buffet__ur_complete(buffet_net_uring *u, const struct io_uring_cqe *c
         }
     }
     if (!p) return 0;
-    if (cqe->res <= 0 || (uint32_t)cqe->res > p->buf_len - u->cache->headroom) {   /* no data, or not where we said */
+    if (cqe->res <= 0 || (uint32_t)cqe->res > p->buf_len - u->cache->headroom ||
+        (r->dgram && (size_t)cqe->res < BUFFET__UR_DGRAM_HDR)) {   /* no data, or not where we said */
         buffet__ur_drop(u, p);
         return 0;
     }
     /* the kernel wrote res bytes where the ring said: the buffer becomes a packet holding them
        (data taken off the socket before a cancel comes out too: it is nowhere else) */
-    buffet_pkt_init_raw(u->cache, p);
-    BUFFET__VG_DEFINED(buffet_pkt_raw_buf(u->cache, p) + u->cache->headroom, (size_t)cqe->res);
-    (void)buffet_pkt_append(p, (size_t)cqe->res);
-    u->st.packets++;
-    u->st.bytes += (uint64_t)cqe->res;
-    ev->result = BUFFET_OK;
+    {
+        unsigned char *at = buffet_pkt_raw_buf(u->cache, p) + u->cache->headroom;
+        size_t len = (size_t)cqe->res;
+        ev->result = BUFFET_OK;
+        BUFFET__VG_DEFINED(at, len);
+        buffet_pkt_init_raw(u->cache, p);
+        if (r->dgram) {
+            /* header, name, then the datagram: the packet starts at the datagram, its sender and
+               real length go into the metadata when the pool has room for it */
+            struct io_uring_recvmsg_out out;
+            buffet_net_meta *m = buffet_net_meta_of(p);
+            memcpy(&out, at, sizeof out);
+            len -= BUFFET__UR_DGRAM_HDR;
+            p->data_off = (uint16_t)(p->data_off + BUFFET__UR_DGRAM_HDR);
+            if (m) {
+                memset(m, 0, sizeof *m);
+                memcpy(&m->peer, at + sizeof out, out.namelen < sizeof m->peer ? out.namelen : sizeof m->peer);
+                m->wire_len = out.payloadlen;
+            }
+            if ((out.flags & MSG_TRUNC) || out.payloadlen > len) {   /* never cut silently */
+                if (m) m->flags |= BUFFET_NET_META_TRUNC;
+                ev->result = BUFFET_ERR_TRUNCATED;
+            }
+        }
+        if (len) (void)buffet_pkt_append(p, len);
+        u->st.packets++;
+        u->st.bytes += len;
+    }
     ev->pkt = p;
     return 1;
 }
@@ -2652,6 +2703,8 @@ BUFFET_API buffet_result buffet_net_uring_create(buffet_net_uring **out, const b
 
 BUFFET_API buffet_result buffet_net_uring_recv(buffet_net_uring *u, int fd, uint64_t tag) {
     uint32_t i, slot = BUFFET_NET_URING_MAX_RECVS;
+    int type = 0;
+    socklen_t tl = sizeof type;
     if (!u || fd < 0) return BUFFET_ERR_INVALID;
     for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++) {
         buffet__net_urecv *r = &u->recvs[i];
@@ -2659,8 +2712,10 @@ BUFFET_API buffet_result buffet_net_uring_recv(buffet_net_uring *u, int fd, uint
         if (r->state == BUFFET__UR_FREE && slot == BUFFET_NET_URING_MAX_RECVS) slot = i;
     }
     if (slot == BUFFET_NET_URING_MAX_RECVS) return BUFFET_ERR_EXHAUSTED;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0) return buffet__net_errno_result(errno);   /* closed, no socket */
     u->recvs[slot].fd = fd;
     u->recvs[slot].tag = tag;
+    u->recvs[slot].dgram = type == SOCK_DGRAM;
     if (buffet__ur_arm(u, slot) != BUFFET_OK) {
         u->recvs[slot].state = BUFFET__UR_FREE;
         return BUFFET_ERR_SYSTEM;

@@ -204,6 +204,65 @@ static void test_udp_sink(void) {
 /* ---- 2. TCP echo: packets back out by reference ---- */
 static unsigned char tcp_byte(size_t i) { return (unsigned char)(i * 131u + (i >> 10) * 7u + (i >> 17)); }
 
+/* What a hostile or careless peer sends a UDP receive: an empty datagram (a 0-byte RECV would
+   end a multishot: the receive must go on), one far larger than the buffer (reported with what
+   fitted, its real length and TRUNC, never cut silently), then an ordinary one; each carries
+   the sender's address in its metadata. */
+static void test_udp_edges(void) {
+    static unsigned char big[60000];
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[8];
+    struct sockaddr_in ra, ta;
+    size_t got = 0, k;
+    int rx, tx, r;
+    uint64_t last;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 0);
+    rx = udp_bound(&ra);
+    tx = udp_bound(&ta);
+    BT_CHECK(rx >= 0 && tx >= 0 && buffet_net_uring_recv(u, rx, 5) == BUFFET_OK);
+    memset(big, 0x5a, sizeof big);
+    BT_CHECK(sendto(tx, big, 0, 0, (const struct sockaddr *)&ra, sizeof ra) == 0);
+    BT_CHECK(sendto(tx, big, sizeof big, 0, (const struct sockaddr *)&ra, sizeof ra) == (ssize_t)sizeof big);
+    BT_CHECK(dg_send(tx, &ra, 7, 300));
+    last = now_ms();
+    while (got < 3 && now_ms() - last < STALL_MS) {
+        size_t m = buffet_net_uring_wait(u, ev, 8, 100);
+        for (k = 0; k < m; k++, got++) {
+            buffet_net_meta *meta = ev[k].pkt ? buffet_net_meta_of(ev[k].pkt) : NULL;
+            BT_CHECK(ev[k].tag == 5 && ev[k].pkt != NULL && meta != NULL);
+            if (!ev[k].pkt || !meta) continue;
+            BT_CHECK(meta->peer.in4.sin_family == AF_INET && meta->peer.in4.sin_port == ta.sin_port &&
+                     meta->peer.in4.sin_addr.s_addr == ta.sin_addr.s_addr);
+            if (got == 0) {
+                BT_CHECK(ev[k].result == BUFFET_OK && ev[k].pkt->len == 0 && meta->wire_len == 0);
+            } else if (got == 1) {
+                const unsigned char *d = (const unsigned char *)buffet_pkt_data(ev[k].pkt);
+                BT_CHECK(ev[k].result == BUFFET_ERR_TRUNCATED && (meta->flags & BUFFET_NET_META_TRUNC));
+                BT_CHECK(meta->wire_len == sizeof big && ev[k].pkt->len > 0 && ev[k].pkt->len < 2048);
+                BT_CHECK(d[0] == 0x5a && d[ev[k].pkt->len - 1] == 0x5a);
+            } else {
+                unsigned char seen[8] = {0};
+                buffet_net_uring_event e = ev[k];
+                BT_CHECK(!(meta->flags & BUFFET_NET_META_TRUNC) && meta->wire_len == 300);
+                BT_CHECK(dg_take(&f, &e, rx, 5, seen, 8, 300) && seen[7]);
+                continue;   /* dg_take freed it */
+            }
+            buffet_pkt_free(f.cache, ev[k].pkt);
+        }
+        if (m) last = now_ms();
+    }
+    BT_CHECK(got == 3);
+    BT_CHECK(buffet_net_uring_get_stats(u).receives == 1);   /* none of them ended the receive */
+    r = buffet_net_uring_cancel(u, rx);
+    BT_CHECK(r == BUFFET_OK);
+    buffet_net_uring_destroy(u);
+    if (rx >= 0) close(rx);
+    if (tx >= 0) close(tx);
+    fx_close(&f);
+}
+
 /* The client's side, one step: send a chunk of varied size (non-blocking) while bytes are left,
    then read what came back and check it. Returns false on a wrong byte or an early end. One
    thread plays client and server: under valgrind, io_uring completions that another thread's
@@ -612,6 +671,7 @@ static void test_destroy_armed(void) {
 int main(void) {
     small = bt_mode("valgrind") || bt_mode("aarch64");
     BT_RUN(test_udp_sink);
+    BT_RUN(test_udp_edges);
     BT_RUN(test_tcp_echo);
     BT_RUN(test_starvation);
     BT_RUN(test_unsupported);
