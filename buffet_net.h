@@ -622,7 +622,8 @@ BUFFET_API buffet_result buffet_net_uring_cancel(buffet_net_uring *u, int fd);
 /* Refill the ring from the pool, re-arm starved receives, then take up to max completions as
    events, waiting up to timeout_ms for the first (0: not at all, -1: without limit). Returns:
    the events written (0 when none came in time, or only completions that make none, such as a
-   cancel's; ev NULL or max 0: 0). Thread: owned. */
+   cancel's, or when a receive waits for the pool to have buffers: then within 10 ms, whatever
+   timeout_ms says; ev NULL or max 0: 0). Thread: owned. */
 BUFFET_API size_t buffet_net_uring_wait(buffet_net_uring *u, buffet_net_uring_event *ev, size_t max, int timeout_ms);
 /* Counters (a zeroed struct for NULL). Thread: owned. */
 BUFFET_API buffet_net_uring_stats buffet_net_uring_get_stats(const buffet_net_uring *u);
@@ -2750,18 +2751,30 @@ BUFFET_API buffet_result buffet_net_uring_cancel(buffet_net_uring *u, int fd) {
     return BUFFET_ERR_INVALID;
 }
 
+/* Refill the ring, then arm again the receives it starved, while it has buffers. Returns whether
+   a receive still waits for some (the pool had none). */
+static bool buffet__ur_prime(buffet_net_uring *u) {
+    uint32_t i;
+    bool waiting = false;
+    buffet__ur_refill(u, false);
+    for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++) {
+        if (u->recvs[i].state != BUFFET__UR_STARVED) continue;
+        if (u->st.in_ring && buffet__ur_arm(u, i) == BUFFET_OK) u->st.rearmed++;
+        else waiting = true;
+    }
+    return waiting;
+}
+
 BUFFET_API size_t buffet_net_uring_wait(buffet_net_uring *u, buffet_net_uring_event *ev, size_t max, int timeout_ms) {
     size_t n;
-    uint32_t i;
     if (!u || !ev || max == 0) return 0;
-    buffet__ur_refill(u, false);
-    for (i = 0; i < BUFFET_NET_URING_MAX_RECVS && u->st.in_ring; i++) {
-        if (u->recvs[i].state != BUFFET__UR_STARVED) continue;
-        if (buffet__ur_arm(u, i) == BUFFET_OK) u->st.rearmed++;
-        else u->recvs[i].state = BUFFET__UR_STARVED;
-    }
+    (void)buffet__ur_prime(u);
     n = buffet__ur_reap(u, ev, max);
-    if (n == 0) {
+    if (n == 0 && timeout_ms != 0) {
+        /* a receive this reap found starved is armed before the wait, not after it (else the
+           wait could be for data that no armed receive takes); one still short of buffers has
+           the pool looked at again within 10 ms */
+        if (buffet__ur_prime(u) && (timeout_ms < 0 || timeout_ms > 10)) timeout_ms = 10;
         buffet__ur_await(u, timeout_ms);
         n = buffet__ur_reap(u, ev, max);
     }

@@ -365,6 +365,42 @@ static void test_tcp_echo(void) {
     fx_close(&f);
 }
 
+/* A wait without limit while the ring is starved: each call must come back with datagrams. The
+   kernel ends a starved receive with a completion that makes no event; a wait that found only
+   that one and then slept on the ring, with no receive armed, would sleep for ever. Run in a
+   child with an alarm, so that such a hang fails the test instead of stopping the suite. */
+static void test_wait_unbounded_starved(void) {
+    pid_t pid;
+    int status = 0;
+    fx f;
+    buffet_net_uring *u;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 4);   /* io_uring is here: the child's ring will be made too */
+    buffet_net_uring_destroy(u);
+    pid = fork();
+    BT_CHECK(pid >= 0);
+    if (pid == 0) {
+        buffet_net_uring_event ev[8];
+        struct sockaddr_in ra, ta;
+        unsigned got = 0, i, calls = 0;
+        int rx = udp_bound(&ra), tx = udp_bound(&ta), ok = rx >= 0 && tx >= 0;
+        alarm(60);
+        for (i = 0; ok && i < 24; i++) ok = dg_send(tx, &ra, i, 100);
+        ok = ok && ring_open(&f, &u, 4) == 1 && buffet_net_uring_recv(u, rx, 1) == BUFFET_OK;
+        while (ok && got < 24 && calls++ < 1000) {
+            size_t m = buffet_net_uring_wait(u, ev, 4, -1), k;   /* 4 a call: the ring runs dry between calls */
+            for (k = 0; k < m; k++) {
+                ok = ok && ev[k].result == BUFFET_OK && ev[k].pkt && ev[k].pkt->len == 100;
+                if (ev[k].pkt) buffet_pkt_free(f.cache, ev[k].pkt);
+            }
+            got += (unsigned)m;
+        }
+        _exit(ok && got == 24 ? 0 : 1);
+    }
+    if (pid > 0) BT_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    fx_close(&f);
+}
+
 /* ---- 3. a ring of 4 buffers starves and is re-armed ---- */
 static void test_starvation(void) {
     fx f;
@@ -674,6 +710,7 @@ int main(void) {
     BT_RUN(test_udp_edges);
     BT_RUN(test_tcp_echo);
     BT_RUN(test_starvation);
+    BT_RUN(test_wait_unbounded_starved);
     BT_RUN(test_unsupported);
     BT_RUN(test_bad_input);
     BT_RUN(test_destroy_armed);

@@ -445,7 +445,9 @@ count)
             # BENCH=bench_packet: that one alone (make bench-count BENCH=...)
             if [ -n "${BENCH:-}" ] && [ "$name" != "$BENCH" ]; then continue; fi
             # callgrind sees user space only; a socket benchmark's cost is the kernel's
-            if [ "$name" = bench_net ]; then echo "(bench_net not counted: its cost is in the kernel, which callgrind does not see)"; continue; fi
+            case $name in bench_net | bench_rings)
+                echo "($name not counted: its cost is in the kernel, which callgrind does not see)"; continue ;;
+            esac
             # a bench's "// count-iters: N" line: iterations per contestant (an iteration's size varies)
             iters=$(directive "$src" count-iters | xargs)
             BUFFET_BENCH_ITERS=${BUFFET_BENCH_ITERS:-${iters:-2000}} program count "$src" gcc "$C $WARN -O2 -g -pthread" \
