@@ -605,8 +605,10 @@ typedef struct buffet_net_uring_stats {
    Thread: owned (the cache's thread, from then on). */
 BUFFET_API buffet_result buffet_net_uring_create(buffet_net_uring **out, const buffet_net_uring_desc *desc);
 /* Cancel every receive, wait until the kernel has let go of every buffer, give them back to the
-   pool, and close the ring. Descriptors are the caller's: none is closed. NULL does nothing.
-   Thread: owned. */
+   pool, and close the ring. Completions not taken yet are dropped (their packets freed). A
+   receive the kernel has not ended 10 s after its cancel keeps the ring's buffers lent for good
+   (never handed out again while the kernel may write into them). Descriptors are the caller's:
+   none is closed. NULL does nothing. Thread: owned. */
 BUFFET_API void buffet_net_uring_destroy(buffet_net_uring *u);
 /* Arm a multishot receive on socket fd (TCP, UDP, UNIX): every receive the kernel completes on
    it is an event with this tag, until the peer closes, an error ends it, or
@@ -2795,6 +2797,8 @@ BUFFET_API void buffet_net_uring_destroy(buffet_net_uring *u) {
         if (u->cancelling) buffet__ur_await(u, 100);
     }
     buffet__ur_reap(u, NULL, 0);
+    for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++)   /* a cancel that could not be submitted */
+        if (u->recvs[i].state == BUFFET__UR_ARMED) u->cancelling++;
     memset(&reg, 0, sizeof reg);
     reg.bgid = u->group;
     if (u->cancelling == 0 && syscall(__NR_io_uring_register, u->fd, IORING_UNREGISTER_PBUF_RING, &reg, 1) == 0) {
