@@ -631,6 +631,92 @@ BUFFET_API size_t buffet_net_uring_wait(buffet_net_uring *u, buffet_net_uring_ev
 BUFFET_API buffet_net_uring_stats buffet_net_uring_get_stats(const buffet_net_uring *u);
 #endif /* BUFFET_NET_URING */
 
+/* >>afpacket
+   AF_PACKET with TPACKET_V3 mapped rings on one network interface: every Ethernet frame the
+   interface receives, and frames sent out of it, without a system call per frame. The receive
+   ring is a row of blocks that the kernel fills with frames and hands over whole; each frame
+   comes out as a buffet packet over its bytes in the block (an external packet: no copy), and
+   the block goes back to the kernel when the last packet of it is freed, from any thread. A
+   frame whose tail the block leaves no room for the packet's shared count (the last frame of a
+   full block) is copied into the pool instead, as every frame is with BUFFET_NET_AFP_COPY (the
+   caller owns pool buffers and the block goes back at once). A VLAN tag the kernel took off is
+   put back, so the packet is the frame as it was on the wire. Sends copy each packet into a
+   frame of the transmit ring and wake the kernel once for the lot. Needs CAP_NET_RAW and Linux
+   4.11; opt-in: define BUFFET_NET_AFPACKET to 1 before including this header (with the
+   implementation too). Blocks held by packets are blocks the kernel cannot fill: a caller who
+   keeps packets for long should take copies. */
+#ifndef BUFFET_NET_AFPACKET
+#define BUFFET_NET_AFPACKET 0
+#endif
+#if BUFFET_NET_AFPACKET
+enum {
+    BUFFET_NET_AFP_COPY = 1u << 0,      /* received frames are copied into the pool's classes */
+    BUFFET_NET_AFP_PROMISC = 1u << 1,   /* the interface takes frames for every address */
+    BUFFET_NET_AFP_NO_TX = 1u << 2      /* no transmit ring */
+};
+
+typedef struct buffet_net_afp buffet_net_afp;
+typedef struct buffet_net_afp_desc {
+    buffet_pkt_cache *cache;    /* the packets' pool, and the thread the rings belong to: frame
+                                   headers come from its clone class, copies from its classes;
+                                   metadata (buffet_net_meta) is written when its user area has
+                                   room for it */
+    const char *ifname;         /* the interface */
+    unsigned flags;             /* BUFFET_NET_AFP_* */
+    uint32_t block_size;        /* receive block bytes: a power of two from the page size to
+                                   4 MiB; 0: 64 KiB */
+    uint32_t blocks;            /* receive blocks, 2 to 65536; 0: 64 */
+    uint32_t block_timeout_ms;  /* a block that has frames goes to the reader after this even when
+                                   not full; 0: 1 ms */
+    uint32_t tx_frames;         /* transmit frames, a power of two up to 65536; 0: 256 */
+    uint32_t tx_frame_size;     /* bytes of a transmit frame (48 of them its header), a power of
+                                   two from 128 to 65536; 0: 2048 */
+} buffet_net_afp_desc;
+
+typedef struct buffet_net_afp_stats {
+    uint64_t rx_packets, rx_bytes;   /* frames received, and their bytes */
+    uint64_t rx_copied;              /* of them, copied into the pool */
+    uint64_t rx_truncated;           /* of them, cut to the block's room (META_TRUNC, wire_len) */
+    uint64_t rx_lost;                /* frames dropped here: no packet header or buffer to be had */
+    uint64_t kernel_drops;           /* frames the kernel dropped (ring full, or no block free) */
+    uint64_t kernel_freezes;         /* times the kernel found every block held */
+    uint32_t blocks_held;            /* blocks out of the kernel's hands now (packets not freed) */
+    uint64_t tx_packets, tx_bytes;   /* frames handed to the kernel to send */
+    uint64_t tx_rejected;            /* frames the kernel refused (malformed: too short, too long) */
+} buffet_net_afp_stats;
+
+/* A packet socket bound to desc->ifname taking every protocol, with a receive ring of
+   desc->blocks blocks and a transmit ring (unless BUFFET_NET_AFP_NO_TX). Errors:
+   BUFFET_ERR_INVALID (NULL, no interface by that name, sizes out of range),
+   BUFFET_ERR_UNSUPPORTED (no CAP_NET_RAW: EPERM; no TPACKET_V3), BUFFET_ERR_NOMEM,
+   BUFFET_ERR_SYSTEM (errno kept). Thread: owned (the cache's thread, from then on). */
+BUFFET_API buffet_result buffet_net_afp_create(buffet_net_afp **out, const buffet_net_afp_desc *desc);
+/* Close the socket. Blocks that packets still hold stay mapped until the last of those packets
+   is freed (from any thread), then the rings go. NULL does nothing. Thread: owned. */
+BUFFET_API void buffet_net_afp_destroy(buffet_net_afp *a);
+/* The socket, for epoll (readable: a block is ready). Thread: compatible. */
+BUFFET_API int buffet_net_afp_fd(const buffet_net_afp *a);
+/* Up to max received frames into pkts[0..*got), waiting up to timeout_ms for a block (0: not at
+   all, -1: without limit). The packets are the caller's (buffet_pkt_free, any thread). Returns:
+   BUFFET_OK (*got > 0), BUFFET_AGAIN (nothing came in time; while packets hold the block next
+   in turn nothing can come, and the wait is in 1 ms naps), BUFFET_ERR_CLOSED (the interface
+   went down, errno ENETDOWN: call again once it is up; or it is gone, errno ENODEV, for good:
+   destroy), BUFFET_ERR_INVALID (NULL), BUFFET_ERR_SYSTEM. Frames that could not become
+   packets are counted in rx_lost, not returned. Thread: owned. */
+BUFFET_API buffet_result buffet_net_afp_recv(buffet_net_afp *a, buffet_pkt **pkts, size_t max, int timeout_ms,
+                                             size_t *got);
+/* Copy pkts[0..n) (every segment) into free frames of the transmit ring and have the kernel send
+   them. The first *sent packets went and are freed through the cache; pkts[*sent..n) stay the
+   caller's, unchanged. Returns: BUFFET_OK (all sent), BUFFET_AGAIN (the ring is full: frames
+   still being sent), BUFFET_ERR_TOO_LARGE (pkts[*sent] does not fit in a frame),
+   BUFFET_ERR_CLOSED (the interface is down or gone: errno ENETDOWN, ENXIO or ENODEV),
+   BUFFET_ERR_INVALID (NULL, no transmit ring, a NULL packet or one whose lengths do not add up),
+   BUFFET_ERR_SYSTEM. n 0: BUFFET_OK. Thread: owned. */
+BUFFET_API buffet_result buffet_net_afp_send(buffet_net_afp *a, buffet_pkt **pkts, size_t n, size_t *sent);
+/* Counters (zeroes for NULL); the kernel's are read (and added up) on each call. Thread: owned. */
+BUFFET_API buffet_net_afp_stats buffet_net_afp_get_stats(buffet_net_afp *a);
+#endif /* BUFFET_NET_AFPACKET */
+
 BUFFET_EXTERN_C_END
 
 #endif /* BUFFET_NET_H_INCLUDED */
@@ -2815,6 +2901,454 @@ BUFFET_API buffet_net_uring_stats buffet_net_uring_get_stats(const buffet_net_ur
     return s;
 }
 #endif /* BUFFET_NET_URING */
+
+/* >>afpacket */
+#if BUFFET_NET_AFPACKET
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+/* Where a transmit frame's bytes start: after its header (TPACKET_ALIGN(sizeof tpacket3_hdr)). */
+#define BUFFET__AFP_TX_DATA 48u
+/* A received frame becomes an external packet over [data - 4, data + len + tail): 4 bytes to put
+   a VLAN tag back, and after the data the shared count buffet_pkt_attach_external keeps there
+   (32 bytes, 8-aligned). That tail lies in the next frame's header, read before it is written. */
+#define BUFFET__AFP_HEAD 4u
+#define BUFFET__AFP_TAIL 40u
+
+struct buffet_net_afp {
+    buffet_pkt_cache *cache;
+    int fd;
+    unsigned flags;
+    uint32_t ifindex, mtu;
+    bool gone;                     /* the interface was deleted: every call says so */
+    unsigned char *map;            /* the receive ring's blocks, then the transmit ring's frames */
+    size_t map_len;
+    uint32_t block_size, nblocks, rd;   /* rd: the next block to read */
+    uint8_t *busy;                 /* atomic, by block: taken by the reader and not yet returned */
+    uint32_t *block_refs;          /* atomic, by block: packets of it alive, +1 while being read */
+    uint32_t refs;                 /* atomic: 1 for the owner, 1 per busy block */
+    /* the block being read: frames left, the next one, and its header (saved before the tail of
+       the frame before it was written over it) */
+    int64_t cur;
+    uint32_t left;
+    unsigned char *fp;
+    struct tpacket3_hdr hdr;
+    unsigned char *tx;
+    uint32_t tx_frame_size, tx_frames, tx_head;
+    buffet_net_afp_stats st;
+};
+
+static void buffet__afp_release(buffet_net_afp *a) {
+    buffet_allocator heap = buffet_heap();
+    if (a->fd >= 0) close(a->fd);
+    if (a->map) munmap(a->map, a->map_len);
+    if (a->busy) BUFFET_DELETE_ARRAY(heap, uint8_t, a->busy, a->nblocks);
+    if (a->block_refs) BUFFET_DELETE_ARRAY(heap, uint32_t, a->block_refs, a->nblocks);
+    BUFFET_DELETE(heap, buffet_net_afp, a);
+}
+
+static void buffet__afp_unref(buffet_net_afp *a) {
+    if (BUFFET__FETCH_SUB(&a->refs, 1u, BUFFET__ACQ_REL) == 1) {
+        a->fd = -1;   /* closed by destroy */
+        buffet__afp_release(a);
+    }
+}
+
+/* Drop one reference on block k; the last gives the block back to the kernel, then to the
+   reader (busy cleared after the status, so that the reader never sees a returned block's old
+   TP_STATUS_USER as new frames). */
+static void buffet__afp_put_block(buffet_net_afp *a, uint32_t k) {
+    struct tpacket_block_desc *bd = (struct tpacket_block_desc *)(a->map + (size_t)k * a->block_size);
+    if (BUFFET__FETCH_SUB(&a->block_refs[k], 1u, BUFFET__ACQ_REL) != 1) return;
+    BUFFET__STORE(&bd->hdr.bh1.block_status, (uint32_t)TP_STATUS_KERNEL, BUFFET__RELEASE);
+    BUFFET__STORE(&a->busy[k], (uint8_t)0, BUFFET__RELEASE);
+    buffet__afp_unref(a);
+}
+
+/* The last packet over a frame was freed (any thread). */
+static void buffet__afp_frame_free(void *opaque, void *mem) {
+    buffet_net_afp *a = (buffet_net_afp *)opaque;
+    buffet__afp_put_block(a, (uint32_t)((size_t)((unsigned char *)mem - a->map) / a->block_size));
+}
+
+/* The interface's name into ifr, asked in the socket's network namespace (if_indextoname asks
+   in the calling thread's). false: no interface has the index now. */
+static bool buffet__afp_ifname(const buffet_net_afp *a, struct ifreq *ifr) {
+    memset(ifr, 0, sizeof *ifr);
+    ifr->ifr_ifindex = (int)a->ifindex;
+    return ioctl(a->fd, SIOCGIFNAME, ifr) == 0;
+}
+
+/* The interface's MTU (0 when it cannot be read). */
+static uint32_t buffet__afp_mtu(const buffet_net_afp *a) {
+    struct ifreq ifr;
+    if (!buffet__afp_ifname(a, &ifr) || ioctl(a->fd, SIOCGIFMTU, &ifr) != 0) return 0;
+    return (uint32_t)ifr.ifr_mtu;
+}
+
+static bool buffet__afp_pow2(uint32_t v, uint32_t lo, uint32_t hi) { return v >= lo && v <= hi && !(v & (v - 1)); }
+
+BUFFET_API buffet_result buffet_net_afp_create(buffet_net_afp **out, const buffet_net_afp_desc *desc) {
+    buffet_allocator heap = buffet_heap();
+    struct tpacket_req3 rx, tx;
+    struct sockaddr_ll sll;
+    buffet_net_afp *a;
+    uint32_t page = (uint32_t)sysconf(_SC_PAGESIZE), bs, nb, tov, tfs, tfn, tbs, i;
+    int v = TPACKET_V3, one = 1, e;
+    if (out) *out = NULL;
+    if (!out || !desc || !desc->cache || !desc->ifname) return BUFFET_ERR_INVALID;
+    bs = desc->block_size ? desc->block_size : 65536;
+    nb = desc->blocks ? desc->blocks : 64;
+    tov = desc->block_timeout_ms ? desc->block_timeout_ms : 1;
+    tfs = desc->tx_frame_size ? desc->tx_frame_size : 2048;
+    tfn = desc->tx_frames ? desc->tx_frames : 256;
+    if (!buffet__afp_pow2(bs, page, 4u << 20) || nb < 2 || nb > 65536 || !buffet__afp_pow2(tfs, 128, 65536) ||
+        !buffet__afp_pow2(tfn, 1, 65536) || tov > 60000)
+        return BUFFET_ERR_INVALID;
+    i = if_nametoindex(desc->ifname);
+    if (i == 0) return BUFFET_ERR_INVALID;
+    a = BUFFET_NEW(heap, buffet_net_afp);
+    if (!a) return BUFFET_ERR_NOMEM;
+    memset(a, 0, sizeof *a);
+    a->cache = desc->cache;
+    a->flags = desc->flags;
+    a->ifindex = i;
+    a->block_size = bs;
+    a->nblocks = nb;
+    a->cur = -1;
+    a->refs = 1;
+    a->busy = BUFFET_NEW_ARRAY(heap, uint8_t, nb);
+    a->block_refs = BUFFET_NEW_ARRAY(heap, uint32_t, nb);
+    a->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (!a->busy || !a->block_refs || a->fd < 0) {
+        e = a->fd < 0 ? errno : ENOMEM;
+        buffet__afp_release(a);
+        return e == EPERM || e == EACCES || e == EAFNOSUPPORT ? BUFFET_ERR_UNSUPPORTED
+               : e == ENOMEM                                  ? BUFFET_ERR_NOMEM
+                                                              : BUFFET_ERR_SYSTEM;
+    }
+    memset(a->busy, 0, nb);
+    memset(a->block_refs, 0, (size_t)nb * sizeof *a->block_refs);
+    memset(&rx, 0, sizeof rx);
+    rx.tp_block_size = bs;
+    rx.tp_block_nr = nb;
+    /* the largest frame the kernel writes whole; a frame's packet holds 64 KiB at most */
+    rx.tp_frame_size = bs < 65536 ? bs : 65536;
+    rx.tp_frame_nr = (bs / rx.tp_frame_size) * nb;
+    rx.tp_retire_blk_tov = tov;
+    memset(&tx, 0, sizeof tx);
+    tbs = tfs > page ? tfs : page;
+    tfn = tfn > tbs / tfs ? tfn : tbs / tfs;   /* whole blocks */
+    tx.tp_block_size = tbs;
+    tx.tp_frame_size = tfs;
+    tx.tp_block_nr = tfn / (tbs / tfs);
+    tx.tp_frame_nr = tfn;
+    if (setsockopt(a->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) != 0) {
+        buffet__afp_release(a);
+        return BUFFET_ERR_UNSUPPORTED;
+    }
+    /* our own sends are not frames received (Linux 4.20; before, they are skipped by type) */
+    (void)setsockopt(a->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+    /* a frame the kernel refuses to send is skipped, not left blocking the ring's head */
+    (void)setsockopt(a->fd, SOL_PACKET, PACKET_LOSS, &one, sizeof one);
+    if (setsockopt(a->fd, SOL_PACKET, PACKET_RX_RING, &rx, sizeof rx) != 0 ||
+        (!(a->flags & BUFFET_NET_AFP_NO_TX) && setsockopt(a->fd, SOL_PACKET, PACKET_TX_RING, &tx, sizeof tx) != 0)) {
+        e = errno;
+        buffet__afp_release(a);
+        return e == ENOMEM ? BUFFET_ERR_NOMEM : e == EINVAL ? BUFFET_ERR_UNSUPPORTED : BUFFET_ERR_SYSTEM;
+    }
+    a->map_len = (size_t)bs * nb + (a->flags & BUFFET_NET_AFP_NO_TX ? 0 : (size_t)tbs * tx.tp_block_nr);
+    a->map = (unsigned char *)mmap(NULL, a->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, a->fd, 0);
+    if (a->map == MAP_FAILED) {
+        a->map = NULL;
+        e = errno;
+        buffet__afp_release(a);
+        return e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
+    }
+    if (!(a->flags & BUFFET_NET_AFP_NO_TX)) {
+        a->tx = a->map + (size_t)bs * nb;
+        a->tx_frame_size = tfs;
+        a->tx_frames = tfn;
+    }
+    memset(&sll, 0, sizeof sll);
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_ifindex = (int)a->ifindex;
+    if (bind(a->fd, (struct sockaddr *)&sll, sizeof sll) != 0) {
+        e = errno;
+        buffet__afp_release(a);
+        return e == ENODEV ? BUFFET_ERR_INVALID : BUFFET_ERR_SYSTEM;
+    }
+    if (a->flags & BUFFET_NET_AFP_PROMISC) {
+        struct packet_mreq mr;
+        memset(&mr, 0, sizeof mr);
+        mr.mr_ifindex = (int)a->ifindex;
+        mr.mr_type = PACKET_MR_PROMISC;
+        if (setsockopt(a->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) != 0) {
+            buffet__afp_release(a);
+            return BUFFET_ERR_SYSTEM;
+        }
+    }
+    a->mtu = buffet__afp_mtu(a);
+    *out = a;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_net_afp_destroy(buffet_net_afp *a) {
+    if (!a) return;
+    if (a->cur >= 0) buffet__afp_put_block(a, (uint32_t)a->cur);   /* the frames not read are dropped */
+    a->cur = -1;
+    /* The mapping outlives the socket: its pages stay until munmap, which the last packet's
+       free does when blocks are still held. */
+    close(a->fd);
+    a->fd = -1;
+    buffet__afp_unref(a);
+}
+
+BUFFET_API int buffet_net_afp_fd(const buffet_net_afp *a) { return a ? a->fd : -1; }
+
+/* Frame bytes [data, data + len) copied into a packet of the smallest class that holds them
+   (cut to the largest class), or NULL (counted as lost). */
+static buffet_pkt *buffet__afp_copy(buffet_net_afp *a, const unsigned char *data, size_t len) {
+    buffet_pkt_cache *c = a->cache;
+    int k = buffet_pkt_pool_class(c->pool, len);
+    buffet_pkt *p = k >= 0 ? buffet_pkt_alloc(c, len) : buffet_pkt_alloc_class(c, c->nclasses - 1);
+    void *d;
+    if (!p) return NULL;
+    if (len > buffet_pkt_tailroom(p)) len = buffet_pkt_tailroom(p);
+    d = buffet_pkt_append(p, len);
+    if (len) memcpy(d, data, len);
+    a->st.rx_copied++;
+    return p;
+}
+
+/* Frame h (at fp) as a packet, or NULL (lost, or a frame we sent: skipped). next: the next
+   frame of the block, whose header the tail of this one's packet may cover. */
+static buffet_pkt *buffet__afp_frame(buffet_net_afp *a, const struct tpacket3_hdr *h, unsigned char *fp,
+                                     unsigned char *next) {
+    const struct sockaddr_ll *sll = (const struct sockaddr_ll *)(fp + BUFFET__AFP_TX_DATA);
+    unsigned char *data = fp + h->tp_mac, *end = a->map + ((size_t)(fp - a->map) / a->block_size + 1) * a->block_size;
+    bool vlan = (h->tp_status & TP_STATUS_VLAN_VALID) != 0;
+    size_t len = h->tp_snaplen, wire = h->tp_len;
+    buffet_pkt *p = NULL;
+    buffet_net_meta *m;
+    if (sll->sll_pkttype == PACKET_OUTGOING) return NULL;
+    if (vlan && len >= 12 && h->tp_mac >= BUFFET__AFP_HEAD + BUFFET__AFP_TX_DATA + sizeof *sll) {
+        /* the tag back in its place after the two addresses, as it was on the wire */
+        uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->hv1.tp_vlan_tpid : (uint16_t)ETH_P_8021Q;
+        uint16_t be[2];
+        be[0] = htons(tpid);
+        be[1] = htons(h->hv1.tp_vlan_tci);
+        memmove(data - 4, data, 12);
+        data -= 4;
+        memcpy(data + 12, be, 4);
+        len += 4;
+        wire += 4;
+    }
+    if (!(a->flags & BUFFET_NET_AFP_COPY) && data + len + BUFFET__AFP_TAIL <= end &&
+        (!next || data + len + BUFFET__AFP_TAIL <= next + sizeof *h)) {
+        p = buffet_pkt_attach_external(a->cache, data - BUFFET__AFP_HEAD, BUFFET__AFP_HEAD + len + BUFFET__AFP_TAIL,
+                                       buffet__afp_frame_free, a);
+        if (p) {
+            BUFFET__FETCH_ADD(&a->block_refs[a->cur], 1u, BUFFET__RELAXED);
+            (void)buffet_pkt_append(p, BUFFET__AFP_HEAD + len);
+            (void)buffet_pkt_adj(p, BUFFET__AFP_HEAD);
+        }
+    }
+    if (!p) p = buffet__afp_copy(a, data, len);
+    if (!p) {
+        a->st.rx_lost++;
+        return NULL;
+    }
+    if ((m = buffet_net_meta_of(p)) != NULL) {
+        memset(m, 0, sizeof *m);
+        m->ifindex = a->ifindex;
+        m->wire_len = (uint32_t)wire;
+        if (p->pkt_len < wire) m->flags = BUFFET_NET_META_TRUNC;
+    }
+    if (p->pkt_len < wire) a->st.rx_truncated++;
+    a->st.rx_packets++;
+    a->st.rx_bytes += p->pkt_len;
+    return p;
+}
+
+/* Frames of ready blocks into pkts[0..max): how many. */
+static size_t buffet__afp_take(buffet_net_afp *a, buffet_pkt **pkts, size_t max) {
+    size_t n = 0;
+    while (n < max) {
+        unsigned char *fp, *next;
+        struct tpacket3_hdr h;
+        buffet_pkt *p;
+        if (a->cur < 0) {
+            uint32_t k = a->rd;
+            struct tpacket_block_desc *bd = (struct tpacket_block_desc *)(a->map + (size_t)k * a->block_size);
+            if (BUFFET__LOAD(&a->busy[k], BUFFET__ACQUIRE) ||
+                !(BUFFET__LOAD(&bd->hdr.bh1.block_status, BUFFET__ACQUIRE) & TP_STATUS_USER))
+                break;
+            BUFFET__STORE(&a->busy[k], (uint8_t)1, BUFFET__RELAXED);
+            BUFFET__STORE(&a->block_refs[k], 1u, BUFFET__RELAXED);   /* the reader's, until its last frame is read */
+            BUFFET__FETCH_ADD(&a->refs, 1u, BUFFET__RELAXED);
+            a->cur = k;
+            a->rd = (k + 1) % a->nblocks;
+            a->left = bd->hdr.bh1.num_pkts;
+            a->fp = (unsigned char *)bd + bd->hdr.bh1.offset_to_first_pkt;
+            if (a->left) memcpy(&a->hdr, a->fp, sizeof a->hdr);
+        }
+        if (a->left == 0) {
+            uint32_t k = (uint32_t)a->cur;
+            a->cur = -1;
+            buffet__afp_put_block(a, k);
+            continue;
+        }
+        h = a->hdr;
+        fp = a->fp;
+        next = --a->left ? fp + h.tp_next_offset : NULL;
+        if (next) memcpy(&a->hdr, next, sizeof a->hdr);
+        a->fp = next;
+        p = buffet__afp_frame(a, &h, fp, next);
+        if (p) pkts[n++] = p;
+    }
+    return n;
+}
+
+/* The socket's pending error as a result: the interface down (ENETDOWN), or gone for good. */
+static buffet_result buffet__afp_error(buffet_net_afp *a) {
+    struct ifreq ifr;
+    int e = 0;
+    socklen_t l = sizeof e;
+    if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &e, &l) != 0) e = errno;
+    if (!buffet__afp_ifname(a, &ifr) && (errno == ENODEV || errno == ENXIO)) a->gone = true;
+    if (a->gone) {
+        errno = ENODEV;
+        return BUFFET_ERR_CLOSED;
+    }
+    if (e == 0) return BUFFET_AGAIN;
+    errno = e;
+    return e == ENETDOWN || e == ENXIO || e == ENODEV ? BUFFET_ERR_CLOSED : BUFFET_ERR_SYSTEM;
+}
+
+BUFFET_API buffet_result buffet_net_afp_recv(buffet_net_afp *a, buffet_pkt **pkts, size_t max, int timeout_ms,
+                                             size_t *got) {
+    int64_t end = buffet__net_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    if (got) *got = 0;
+    if (!a || !got || (!pkts && max)) return BUFFET_ERR_INVALID;
+    if (max == 0) return BUFFET_OK;
+    for (;;) {
+        struct pollfd pf;
+        int64_t left;
+        int r;
+        if ((*got = buffet__afp_take(a, pkts, max)) > 0) return BUFFET_OK;
+        if (a->gone) return buffet__afp_error(a);
+        left = timeout_ms < 0 ? 1000 : end - buffet__net_now_ms();
+        pf.fd = a->fd;
+        pf.events = POLLIN;
+        pf.revents = 0;
+        r = poll(&pf, 1, left <= 0 ? 0 : left > 1000 ? 1000 : (int)left);
+        if (r < 0 && errno != EINTR) return buffet__net_errno_result(errno);
+        if (r > 0 && (pf.revents & (POLLERR | POLLHUP | POLLNVAL))) {
+            buffet_result e = buffet__afp_error(a);
+            if (e != BUFFET_AGAIN) return e;
+        }
+        if (left <= 0) return BUFFET_AGAIN;
+        if (r > 0 && BUFFET__LOAD(&a->busy[a->rd], BUFFET__ACQUIRE)) {
+            /* the ready block is one that packets still hold, so poll says readable at once:
+               nothing can come before they are freed (maybe on another thread), so nap */
+            struct timespec ms;
+            ms.tv_sec = 0;
+            ms.tv_nsec = 1000000;
+            nanosleep(&ms, NULL);
+        }
+    }
+}
+
+/* Wake the kernel to send the frames requested. Returns BUFFET_OK, or what stops sends. */
+static buffet_result buffet__afp_kick(buffet_net_afp *a) {
+    int e;
+    if (send(a->fd, NULL, 0, MSG_DONTWAIT) >= 0 || errno == EAGAIN || errno == ENOBUFS) return BUFFET_OK;
+    e = errno;
+    if (e != ENETDOWN && e != ENXIO && e != ENODEV) return buffet__net_errno_result(e);
+    (void)buffet__afp_error(a);
+    errno = a->gone ? ENODEV : e;
+    return BUFFET_ERR_CLOSED;
+}
+
+BUFFET_API buffet_result buffet_net_afp_send(buffet_net_afp *a, buffet_pkt **pkts, size_t n, size_t *sent) {
+    buffet_result res = BUFFET_OK;
+    size_t done = 0;
+    bool kicked = false;
+    if (sent) *sent = 0;
+    if (!a || !sent || (!pkts && n) || !a->tx) return BUFFET_ERR_INVALID;
+    if (a->gone) return buffet__afp_error(a);
+    while (done < n) {
+        buffet_pkt *p = pkts[done];
+        struct tpacket3_hdr *h = (struct tpacket3_hdr *)(a->tx + (size_t)a->tx_head * a->tx_frame_size);
+        unsigned char *d = (unsigned char *)h + BUFFET__AFP_TX_DATA;
+        const buffet_pkt *s;
+        uint32_t st;
+        if (!p || !buffet__net_pkt_sane(p) || p->pkt_len < ETH_HLEN) {
+            res = BUFFET_ERR_INVALID;
+            break;
+        }
+        /* the kernel drops what is above the MTU (and a tag), so that is refused here; the MTU
+           is read again before refusing, as it may have grown */
+        if (p->pkt_len > a->tx_frame_size - BUFFET__AFP_TX_DATA ||
+            (p->pkt_len > a->mtu + ETH_HLEN + 4 && p->pkt_len > (a->mtu = buffet__afp_mtu(a)) + ETH_HLEN + 4)) {
+            res = BUFFET_ERR_TOO_LARGE;
+            break;
+        }
+        st = BUFFET__LOAD(&h->tp_status, BUFFET__ACQUIRE);
+        if (st != TP_STATUS_AVAILABLE && !kicked) {   /* sent frames come back as the kernel's sends finish */
+            kicked = true;
+            if ((res = buffet__afp_kick(a)) != BUFFET_OK) break;
+            st = BUFFET__LOAD(&h->tp_status, BUFFET__ACQUIRE);
+        }
+        if (st != TP_STATUS_AVAILABLE) {
+            res = BUFFET_AGAIN;
+            break;
+        }
+        for (s = p; s; s = s->next) {
+            memcpy(d, s->buf + s->data_off, s->len);
+            d += s->len;
+        }
+        h->tp_len = p->pkt_len;
+        h->tp_snaplen = p->pkt_len;
+        h->tp_next_offset = 0;
+        BUFFET__STORE(&h->tp_status, (uint32_t)TP_STATUS_SEND_REQUEST, BUFFET__RELEASE);
+        a->tx_head = (a->tx_head + 1) % a->tx_frames;
+        a->st.tx_packets++;
+        a->st.tx_bytes += p->pkt_len;
+        buffet_pkt_free(a->cache, p);
+        done++;
+    }
+    *sent = done;
+    if (done && res != BUFFET_ERR_CLOSED) {
+        buffet_result k = buffet__afp_kick(a);
+        if (k != BUFFET_OK) return k;
+    }
+    return res;
+}
+
+BUFFET_API buffet_net_afp_stats buffet_net_afp_get_stats(buffet_net_afp *a) {
+    buffet_net_afp_stats s;
+    struct tpacket_stats_v3 k;
+    socklen_t l = sizeof k;
+    uint32_t i, held = 0;
+    memset(&s, 0, sizeof s);
+    if (!a) return s;
+    memset(&k, 0, sizeof k);
+    /* the kernel's counters reset when read: added up here */
+    if (a->fd >= 0 && getsockopt(a->fd, SOL_PACKET, PACKET_STATISTICS, &k, &l) == 0) {
+        a->st.kernel_drops += k.tp_drops;
+        a->st.kernel_freezes += k.tp_freeze_q_cnt;
+    }
+    for (i = 0; i < a->nblocks; i++) held += BUFFET__LOAD(&a->busy[i], BUFFET__ACQUIRE) != 0;
+    a->st.blocks_held = held;
+    return a->st;
+}
+#endif /* BUFFET_NET_AFPACKET */
 
 #endif /* BUFFET_IMPLEMENTATION */
 
