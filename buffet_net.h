@@ -29,8 +29,11 @@
                     (SCM_RIGHTS), checked and mapped by the receiver, with the sender's credentials
      >>faults       a seeded layer making calls short, EAGAIN or EINTR, for tests
      >>uring        (BUFFET_NET_URING 1) io_uring multishot receive into a provided-buffer ring
-                    of packet pool buffers: each completion a packet, no copy
-     Still to come: io_uring sends, AF_PACKET and AF_XDP rings, QUIC (see README).
+                    of packet pool buffers: each completion a packet, no copy; sends of chains
+                    (SENDMSG, or SENDMSG_ZC whose notification releases the buffers once)
+     >>afpacket     (BUFFET_NET_AFPACKET 1) AF_PACKET TPACKET_V3 rings on an interface: frames
+                    received as packets over the ring's blocks, sends copied into its frames
+     Still to come: AF_XDP rings, QUIC (see README).
 
    RESULTS
      BUFFET_OK             everything asked for was done
@@ -548,12 +551,35 @@ BUFFET_API buffet_result buffet_net_udp_send_gso_pkt(int fd, buffet_pkt_cache *c
    buffer holds a small header and the sender's address before the datagram (the packet starts
    at the datagram; the address and real length go into its buffet_net_meta when the pool has a
    user area for it), an empty datagram is an empty packet and a datagram larger than the buffer
-   is reported, not cut silently. The ring object itself is on the heap. */
+   is reported, not cut silently. The ring object itself is on the heap.
+
+   Sends (buffet_net_uring_send) go through the same ring: a chain is moved into a send request,
+   which the kernel sends from its slices (IORING_OP_SENDMSG, or IORING_OP_SENDMSG_ZC with
+   BUFFET_NET_URING_ZEROCOPY); a send the kernel cut short is submitted again for the rest by the
+   wait that takes its completion, and its end comes out of buffet_net_uring_wait as one event
+   (op BUFFET_NET_URING_SEND) once the kernel has let go of every buffer: a zerocopy request
+   gives two completions, its result and later its notification (IORING_CQE_F_NOTIF), and the
+   event waits for the notification of every request the send made. The slices are released
+   once, then: the buffers may be reused as soon as the event is out. */
 #ifndef BUFFET_NET_URING
 #define BUFFET_NET_URING 0
 #endif
 #if BUFFET_NET_URING
 #define BUFFET_NET_URING_MAX_RECVS 64   /* receives armed on one ring at a time */
+#define BUFFET_NET_URING_MAX_SENDS 64   /* sends in flight on one ring at a time */
+
+/* Flags of buffet_net_uring_send. */
+enum {
+    BUFFET_NET_URING_ZEROCOPY = 1u << 0   /* IORING_OP_SENDMSG_ZC: the kernel sends from the
+                                             buffers' pages instead of copying them (TCP, UDP;
+                                             loopback copies anyway). Pays off from about 10 KiB */
+};
+
+/* What an event is the end or the data of (buffet_net_uring_event.op). */
+enum {
+    BUFFET_NET_URING_RECV = 0,   /* a receive's data or end (buffet_net_uring_recv) */
+    BUFFET_NET_URING_SEND = 1    /* a send's end (buffet_net_uring_send) */
+};
 
 typedef struct buffet_net_uring buffet_net_uring;
 typedef struct buffet_net_uring_desc {
@@ -585,7 +611,11 @@ typedef struct buffet_net_uring_event {
                                    NULL); BUFFET_ERR_SYSTEM: the receive failed and is over
                                    (error: the errno, pkt NULL) */
     int error;
-    buffet_pkt *pkt;            /* the caller's: freed with buffet_pkt_free */
+    buffet_pkt *pkt;            /* the caller's: freed with buffet_pkt_free (NULL for a send) */
+    unsigned op;                /* BUFFET_NET_URING_RECV or _SEND: a receive and a send on one
+                                   descriptor may share a tag, and both end with ERR_CLOSED */
+    size_t bytes;               /* a send: the bytes the kernel took (all of the chain's when
+                                   result is BUFFET_OK); a receive: the packet's length */
 } buffet_net_uring_event;
 
 typedef struct buffet_net_uring_stats {
@@ -595,6 +625,14 @@ typedef struct buffet_net_uring_stats {
     uint64_t starved;           /* receives the kernel ended for want of buffers (-ENOBUFS) */
     uint64_t rearmed;           /* receives armed again after that */
     uint64_t refill_failures;   /* times the pool had no buffer for the ring */
+    uint32_t sends;             /* sends in flight now (their buffers still held) */
+    uint64_t sends_done;        /* sends ended: one event each */
+    uint64_t bytes_sent;
+    uint64_t send_requests;     /* SENDMSG(_ZC) requests made: a send cut short, or of more than
+                                   BUFFET_NET_IOV_MAX slices, makes more than one */
+    uint64_t zc_notifications;  /* zerocopy notifications taken (one per SENDMSG_ZC request the
+                                   kernel accepted) */
+    uint64_t zc_fallbacks;      /* zerocopy sends the socket refused that went on as plain ones */
 } buffet_net_uring_stats;
 
 /* An io_uring instance with a provided-buffer ring of desc->buffers raw buffers of class
@@ -604,11 +642,14 @@ typedef struct buffet_net_uring_stats {
    (the pool cannot fill the ring), BUFFET_ERR_NOMEM, BUFFET_ERR_SYSTEM (errno kept).
    Thread: owned (the cache's thread, from then on). */
 BUFFET_API buffet_result buffet_net_uring_create(buffet_net_uring **out, const buffet_net_uring_desc *desc);
-/* Cancel every receive, wait until the kernel has let go of every buffer, give them back to the
-   pool, and close the ring. Completions not taken yet are dropped (their packets freed). A
-   receive the kernel has not ended 10 s after its cancel keeps the ring's buffers lent for good
-   (never handed out again while the kernel may write into them). Descriptors are the caller's:
-   none is closed. NULL does nothing. Thread: owned. */
+/* Cancel every receive and every send, wait until the kernel has let go of every buffer, give
+   them back to the pool, release the sends' slices (once), and close the ring. Completions not
+   taken yet are dropped (their packets freed), and the sends cancelled make no event (a part of
+   one may have gone out). A receive the kernel has not ended 10 s after its cancel keeps the
+   ring's buffers lent for good (never handed out again while the kernel may write into them);
+   a send whose completions (zerocopy: notifications, which a peer that never acknowledges may
+   hold back) have not all come by then keeps its slices referenced for good. Descriptors are
+   the caller's: none is closed. NULL does nothing. Thread: owned. */
 BUFFET_API void buffet_net_uring_destroy(buffet_net_uring *u);
 /* Arm a multishot receive on socket fd (TCP, UDP, UNIX): every receive the kernel completes on
    it is an event with this tag, until the peer closes, an error ends it, or
@@ -621,12 +662,42 @@ BUFFET_API buffet_result buffet_net_uring_recv(buffet_net_uring *u, int fd, uint
    events of the next waits (it is nowhere else). Errors: BUFFET_ERR_INVALID (NULL, fd not
    armed), BUFFET_ERR_EXHAUSTED (the submission queue is full), BUFFET_ERR_SYSTEM. Thread: owned. */
 BUFFET_API buffet_result buffet_net_uring_cancel(buffet_net_uring *u, int fd);
-/* Refill the ring from the pool, re-arm starved receives, then take up to max completions as
-   events, waiting up to timeout_ms for the first (0: not at all, -1: without limit). Returns:
-   the events written (0 when none came in time, or only completions that make none, such as a
-   cancel's, or when a receive waits for the pool to have buffers: then within 10 ms, whatever
-   timeout_ms says; ev NULL or max 0: 0). Thread: owned. */
+/* Refill the ring from the pool, re-arm starved receives, submit the rest of sends cut short,
+   then take up to max completions as events, waiting up to timeout_ms for the first (0: not at
+   all, -1: without limit). Returns: the events written (0 when none came in time, or only
+   completions that make none, such as a cancel's, a send's short result or a zerocopy result
+   whose notification has not come yet, or when a receive waits for the pool to have buffers or
+   a send for room in the submission queue: then within 10 ms, whatever timeout_ms says; ev NULL
+   or max 0: 0). Thread: owned. */
 BUFFET_API size_t buffet_net_uring_wait(buffet_net_uring *u, buffet_net_uring_event *ev, size_t max, int timeout_ms);
+/* Send the whole content of chain ch on socket fd through the ring, tagged tag. The chain is
+   moved into the request: on BUFFET_OK ch is left empty (its allocator kept: reusable at once),
+   the request owns the slices, and their buffers stay referenced until the kernel is done with
+   them: the result of each request (plain), or its notification (zerocopy). Then the slices are
+   released, exactly once, and one event (op BUFFET_NET_URING_SEND, this tag and fd, pkt NULL,
+   bytes: what the kernel took) says the send is over and its buffers are free: result BUFFET_OK
+   (every byte went), BUFFET_ERR_CLOSED (EPIPE, ECONNRESET, ENOTCONN), BUFFET_ERR_TOO_LARGE (a
+   datagram over the protocol's limit, EMSGSIZE), BUFFET_ERR_EXHAUSTED (ENOBUFS),
+   BUFFET_ERR_UNSUPPORTED (EOPNOTSUPP), BUFFET_ERR_INVALID, BUFFET_ERR_SYSTEM (error: the errno;
+   bytes: what went before it). A stream socket (TCP, UNIX stream) takes the chain as a byte
+   stream: BUFFET_NET_IOV_MAX slices a request, the rest after that request's result, and what a
+   short result left is submitted again; sends on one stream socket go out one after the other in
+   the order made (a send waits in the ring while an earlier one on its descriptor is not over).
+   Any other socket (UDP connected, UNIX datagram, SEQPACKET) takes the chain as one datagram
+   (empty: an empty datagram); datagram sends are not ordered among themselves when the socket's
+   buffer is full. An empty chain on a stream sends nothing and its event says BUFFET_OK, 0 bytes.
+   MSG_NOSIGNAL always. flags: 0 or BUFFET_NET_URING_ZEROCOPY (the kernel lets go of the pages
+   when the bytes have left the socket's queues: TCP, once acknowledged, so a peer that stops
+   reading holds back the buffers and the event); a socket that refuses zerocopy
+   (EOPNOTSUPP or EINVAL before any byte went: a UNIX socket, a kernel before 6.1) is sent to
+   plainly instead (stats zc_fallbacks). Errors (ch untouched): BUFFET_ERR_INVALID (NULL, fd < 0,
+   closed or not a socket, an unknown flag, a slice without host memory), BUFFET_ERR_TOO_LARGE (a
+   datagram of more than BUFFET_NET_IOV_MAX slices), BUFFET_ERR_EXHAUSTED
+   (BUFFET_NET_URING_MAX_SENDS in flight, or the submission queue full: wait, then send again),
+   BUFFET_ERR_NOMEM. The chain's slice array is freed through its allocator by a later wait or
+   by destroy, on the ring's thread. Thread: owned (u, and ch until the call returns). */
+BUFFET_API buffet_result buffet_net_uring_send(buffet_net_uring *u, int fd, buffet_chain *ch, uint64_t tag,
+                                               unsigned flags);
 /* Counters (a zeroed struct for NULL). Thread: owned. */
 BUFFET_API buffet_net_uring_stats buffet_net_uring_get_stats(const buffet_net_uring *u);
 #endif /* BUFFET_NET_URING */
@@ -2426,6 +2497,47 @@ typedef struct buffet__net_urecv {
 /* Where a RECVMSG multishot puts the datagram in its buffer: after its header and the name. */
 #define BUFFET__UR_DGRAM_HDR (sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_in6))
 
+/* Zerocopy sendmsg and its notification came with Linux 6.1: older headers lack the names. */
+#ifdef IORING_CQE_F_NOTIF
+#define BUFFET__UR_OP_SENDMSG_ZC IORING_OP_SENDMSG_ZC
+#else
+#define BUFFET__UR_OP_SENDMSG_ZC 48
+#define IORING_CQE_F_NOTIF (1U << 3)
+#endif
+
+/* user_data of a send's requests: this bit and the slot in the low word, the generation above
+   (receives' low words are slot + 1, far below it; cancels' are 0). */
+#define BUFFET__UR_SEND_BIT 0x80000000u
+
+/* A send's state in its slot. */
+enum {
+    BUFFET__US_FREE,
+    BUFFET__US_BEHIND,     /* not submitted yet: an earlier send on its stream is not over */
+    BUFFET__US_QUEUED,     /* to submit (again) at the next wait: the submission queue was full */
+    BUFFET__US_INFLIGHT,   /* a request in the kernel, its result not taken yet */
+    BUFFET__US_ENDED       /* no request left; notifications may still be owed */
+};
+
+typedef struct buffet__net_usend {
+    buffet_chain ch;              /* the bytes, moved in from the caller; released once, at the end */
+    struct iovec *iov;            /* the request's iovecs (the kernel reads them at submission) */
+    size_t niov;                  /* room in iov */
+    struct msghdr msg;
+    size_t total, done;           /* bytes of the send, and those the kernel took */
+    size_t consumed;              /* of done, those consumed from ch already (plain sends only) */
+    uint64_t tag, seq;            /* seq: the order sends were made, for a stream's queue */
+    int fd;
+    int error;
+    int32_t notifs;               /* zerocopy notifications owed: up at a result with F_MORE, down at
+                                     a notification (the order of the two is not promised) */
+    uint32_t gen;
+    buffet_result res;
+    uint8_t state;
+    bool zc;                      /* requests go as SENDMSG_ZC */
+    bool held;                    /* a zerocopy request was made: nothing is consumed before the end */
+    bool dgram;                   /* not a stream: one request, one datagram */
+} buffet__net_usend;
+
 struct buffet_net_uring {
     buffet_pkt_cache *cache;
     unsigned cls;
@@ -2452,6 +2564,9 @@ struct buffet_net_uring {
     int64_t retry_ms;             /* the pool had no buffer: not asked again before then */
     int64_t backoff_ms;           /* and the wait before that, doubled at each miss */
     uint32_t cancelling;          /* receives cancelled whose last completion has not come */
+    buffet__net_usend sends[BUFFET_NET_URING_MAX_SENDS];
+    uint64_t send_seq;
+    bool closing;                 /* destroy: sends end where they are, nothing is submitted again */
     buffet_net_uring_stats st;
 };
 
@@ -2558,12 +2673,147 @@ static void buffet__ur_drop(buffet_net_uring *u, buffet_pkt *p) {
     buffet_pkt_free_bulk_raw(u->cache, &p, 1);
 }
 
+/* ---- sends ---- */
+
+/* The errno that ended a send, as its event's result. */
+static buffet_result buffet__us_result(int e) {
+    if (e == ENOTCONN) return BUFFET_ERR_CLOSED;   /* as the receive says it */
+    if (e == EOPNOTSUPP) return BUFFET_ERR_UNSUPPORTED;
+    return buffet__net_zc_errno(e);   /* ENOBUFS, EMSGSIZE; then as every other send */
+}
+
+/* Fill e with send j's next request: the bytes the kernel has not taken, up to
+   BUFFET_NET_IOV_MAX slices. The msghdr and iovecs stay in the slot until the result (a kernel
+   reads them when it takes the entry, but no promise is needed that it does). */
+static void buffet__us_prep(buffet_net_uring *u, uint32_t j, struct io_uring_sqe *e) {
+    buffet__net_usend *s = &u->sends[j];
+    size_t n = buffet_chain_iovec(&s->ch, s->done - s->consumed, SIZE_MAX, s->iov, s->niov);
+    memset(&s->msg, 0, sizeof s->msg);
+    s->msg.msg_iov = n ? s->iov : NULL;
+    s->msg.msg_iovlen = n;
+    s->gen++;
+    e->opcode = (uint8_t)(s->zc ? (unsigned)BUFFET__UR_OP_SENDMSG_ZC : (unsigned)IORING_OP_SENDMSG);
+    e->fd = s->fd;
+    e->addr = (uint64_t)(uintptr_t)&s->msg;
+    e->len = 1;
+    e->msg_flags = MSG_NOSIGNAL;
+    e->user_data = (uint64_t)s->gen << 32 | BUFFET__UR_SEND_BIT | j;
+    if (s->zc) s->held = true;
+    s->state = BUFFET__US_INFLIGHT;
+    u->st.send_requests++;
+}
+
+/* Submit send j's next request now, or at the next wait when the queue is full. */
+static void buffet__us_submit(buffet_net_uring *u, uint32_t j) {
+    struct io_uring_sqe *e = buffet__ur_sqe(u);
+    if (!e) {
+        u->sends[j].state = BUFFET__US_QUEUED;
+        return;
+    }
+    buffet__us_prep(u, j, e);
+    (void)buffet__ur_submit(u);   /* an enter refused now leaves the entry queued: the next one takes it */
+}
+
+/* Send j has no request left: the oldest send waiting behind it on its stream goes now. */
+static void buffet__us_ended(buffet_net_uring *u, uint32_t j) {
+    buffet__net_usend *s = &u->sends[j];
+    uint32_t k, next = BUFFET_NET_URING_MAX_SENDS;
+    s->state = BUFFET__US_ENDED;
+    if (s->dgram || u->closing) return;
+    for (k = 0; k < BUFFET_NET_URING_MAX_SENDS; k++) {
+        const buffet__net_usend *o = &u->sends[k];
+        if (o->state == BUFFET__US_BEHIND && o->fd == s->fd &&
+            (next == BUFFET_NET_URING_MAX_SENDS || o->seq < u->sends[next].seq))
+            next = k;
+    }
+    if (next < BUFFET_NET_URING_MAX_SENDS) buffet__us_submit(u, next);
+}
+
+/* Send j is over once it has no request left and no notification owed: then (and only then)
+   its slices are released and its event made. Returns 1 when it made the event. */
+static int buffet__us_release(buffet_net_uring *u, uint32_t j, buffet_net_uring_event *ev) {
+    buffet_allocator heap = buffet_heap();
+    buffet__net_usend *s = &u->sends[j];
+    if (s->state != BUFFET__US_ENDED || s->notifs > 0) return 0;
+    memset(ev, 0, sizeof *ev);
+    ev->tag = s->tag;
+    ev->fd = s->fd;
+    ev->op = BUFFET_NET_URING_SEND;
+    ev->result = s->res;
+    ev->error = s->error;
+    ev->bytes = s->done;
+    buffet_chain_deinit(&s->ch);
+    BUFFET_DELETE_ARRAY(heap, struct iovec, s->iov, s->niov);
+    s->iov = NULL;
+    s->state = BUFFET__US_FREE;
+    u->st.sends--;
+    u->st.sends_done++;
+    return 1;
+}
+
+/* A completion of a send's request: its result, or (zerocopy) its notification that the kernel
+   let go of the pages. Returns 1 when the send is over and made its event at *ev. */
+static int buffet__us_complete(buffet_net_uring *u, const struct io_uring_cqe *cqe, buffet_net_uring_event *ev) {
+    uint32_t j = (uint32_t)cqe->user_data & ~BUFFET__UR_SEND_BIT;
+    buffet__net_usend *s;
+    bool more = false;
+    int res = cqe->res;
+    if (j >= BUFFET_NET_URING_MAX_SENDS || u->sends[j].state == BUFFET__US_FREE) return 0;
+    s = &u->sends[j];
+    if (cqe->flags & IORING_CQE_F_NOTIF) {
+        s->notifs--;
+        u->st.zc_notifications++;
+        return buffet__us_release(u, j, ev);
+    }
+    if ((uint32_t)(cqe->user_data >> 32) != s->gen || s->state != BUFFET__US_INFLIGHT) return 0;
+    /* F_MORE: the kernel took the request's pages and will say when it lets go of them */
+    if (cqe->flags & IORING_CQE_F_MORE) s->notifs++;
+    if (res >= 0) {
+        size_t k = (size_t)res < s->total - s->done ? (size_t)res : s->total - s->done;
+        s->done += k;
+        u->st.bytes_sent += k;
+        if (!s->held) {   /* copied by the kernel: those slices can go now */
+            buffet_chain_consume(&s->ch, k);
+            s->consumed += k;
+        }
+        if (s->dgram || s->done == s->total) {
+            s->res = BUFFET_OK;   /* a datagram is one request whatever it says */
+        } else if (res == 0) {    /* bytes offered, none taken, no error: never ends otherwise */
+            s->error = EIO;
+            s->res = BUFFET_ERR_SYSTEM;
+        } else {
+            more = true;          /* cut short, or the next BUFFET_NET_IOV_MAX slices */
+        }
+    } else if (res == -EINTR || res == -EAGAIN) {
+        more = true;
+    } else if (s->zc && s->done == 0 && (res == -EOPNOTSUPP || res == -EINVAL)) {
+        /* zerocopy refused before a byte went (a UNIX socket, a kernel before 6.1): plain */
+        s->zc = false;
+        u->st.zc_fallbacks++;
+        more = true;
+    } else {
+        s->error = -res;
+        s->res = buffet__us_result(-res);
+    }
+    if (more && !u->closing) {
+        buffet__us_submit(u, j);
+        return 0;
+    }
+    if (more) {   /* destroy: what is left is not sent */
+        s->error = ECANCELED;
+        s->res = BUFFET_ERR_SYSTEM;
+    }
+    buffet__us_ended(u, j);
+    return buffet__us_release(u, j, ev);
+}
+
 /* Take one completion. Returns 1 when it made an event at *ev. */
 static int buffet__ur_complete(buffet_net_uring *u, const struct io_uring_cqe *cqe, buffet_net_uring_event *ev) {
     uint64_t data = cqe->user_data;
     uint32_t i = (uint32_t)data - 1;
     buffet__net_urecv *r;
     buffet_pkt *p = NULL;
+    if ((uint32_t)data & BUFFET__UR_SEND_BIT) return buffet__us_complete(u, cqe, ev);
     if (data == BUFFET__UR_CANCEL_DATA || i >= BUFFET_NET_URING_MAX_RECVS) return 0;   /* a cancel's own result */
     r = &u->recvs[i];
     if (cqe->flags & IORING_CQE_F_BUFFER) {
@@ -2634,6 +2884,7 @@ static int buffet__ur_complete(buffet_net_uring *u, const struct io_uring_cqe *c
             }
         }
         if (len) (void)buffet_pkt_append(p, len);
+        ev->bytes = len;
         u->st.packets++;
         u->st.bytes += len;
     }
@@ -2728,7 +2979,9 @@ BUFFET_API buffet_result buffet_net_uring_create(buffet_net_uring **out, const b
     /* room for a completion per buffer and per receive's end, so that none waits in the
        kernel's overflow list */
     prm.flags = IORING_SETUP_CQSIZE;
-    prm.cq_entries = nbufs + 2 * BUFFET_NET_URING_MAX_RECVS > 2 * entries ? nbufs + 2 * BUFFET_NET_URING_MAX_RECVS : 2 * entries;
+    /* and per send: its result, its notification and a cancel at destroy */
+    prm.cq_entries = nbufs + 2 * BUFFET_NET_URING_MAX_RECVS + 3 * BUFFET_NET_URING_MAX_SENDS;
+    if (prm.cq_entries < 2 * entries) prm.cq_entries = 2 * entries;
     u->fd = (int)syscall(__NR_io_uring_setup, entries, &prm);
     if (u->fd < 0) {
         r = buffet__ur_sys(errno);
@@ -2813,6 +3066,68 @@ BUFFET_API buffet_result buffet_net_uring_recv(buffet_net_uring *u, int fd, uint
     return BUFFET_OK;
 }
 
+BUFFET_API buffet_result buffet_net_uring_send(buffet_net_uring *u, int fd, buffet_chain *ch, uint64_t tag,
+                                               unsigned flags) {
+    buffet_allocator heap = buffet_heap(), keep;
+    buffet__net_usend *s;
+    struct io_uring_sqe *e = NULL;
+    uint32_t i, j = BUFFET_NET_URING_MAX_SENDS;
+    size_t n, niov;
+    int type = 0;
+    socklen_t tl = sizeof type;
+    bool behind = false;
+    if (!u || !ch || fd < 0 || (flags & ~(unsigned)BUFFET_NET_URING_ZEROCOPY)) return BUFFET_ERR_INVALID;
+    n = buffet_chain_count(ch);
+    for (i = 0; i < n; i++)
+        if (!buffet_chain_at(ch, i)->buf->data) return BUFFET_ERR_INVALID;   /* device memory */
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0) return buffet__net_errno_result(errno);   /* closed, no socket */
+    if (type != SOCK_STREAM && n > BUFFET_NET_IOV_MAX) return BUFFET_ERR_TOO_LARGE;   /* one datagram, one request */
+    for (i = 0; i < BUFFET_NET_URING_MAX_SENDS; i++) {
+        const buffet__net_usend *o = &u->sends[i];
+        if (o->state == BUFFET__US_FREE) {
+            if (j == BUFFET_NET_URING_MAX_SENDS) j = i;
+        } else if (type == SOCK_STREAM && o->fd == fd && o->state != BUFFET__US_ENDED) {
+            behind = true;   /* its bytes would interleave with ours: it goes first */
+        }
+    }
+    if (j == BUFFET_NET_URING_MAX_SENDS) return BUFFET_ERR_EXHAUSTED;
+    s = &u->sends[j];
+    niov = n == 0 ? 1 : n < BUFFET_NET_IOV_MAX ? n : BUFFET_NET_IOV_MAX;
+    s->iov = BUFFET_NEW_ARRAY(heap, struct iovec, niov);
+    if (!s->iov) return BUFFET_ERR_NOMEM;
+    if (!behind && (e = buffet__ur_sqe(u)) == NULL) {   /* the last thing that can fail */
+        BUFFET_DELETE_ARRAY(heap, struct iovec, s->iov, niov);
+        s->iov = NULL;
+        return BUFFET_ERR_EXHAUSTED;
+    }
+    /* the chain moves into the request (array, slices and pin as they are); the caller's starts
+       again empty, with its allocator */
+    s->ch = *ch;
+    keep = ch->allocator;
+    memset(ch, 0, sizeof *ch);
+    ch->allocator = keep;
+    s->niov = niov;
+    s->total = buffet_chain_len(&s->ch);
+    s->done = s->consumed = 0;
+    s->tag = tag;
+    s->seq = u->send_seq++;
+    s->fd = fd;
+    s->error = 0;
+    s->notifs = 0;
+    s->res = BUFFET_OK;
+    s->zc = (flags & BUFFET_NET_URING_ZEROCOPY) != 0;
+    s->held = false;
+    s->dgram = type != SOCK_STREAM;
+    u->st.sends++;
+    if (behind) {
+        s->state = BUFFET__US_BEHIND;
+        return BUFFET_OK;
+    }
+    buffet__us_prep(u, j, e);
+    (void)buffet__ur_submit(u);   /* an enter refused now leaves the entry queued: the next one takes it */
+    return BUFFET_OK;
+}
+
 BUFFET_API buffet_result buffet_net_uring_cancel(buffet_net_uring *u, int fd) {
     uint32_t i;
     if (!u || fd < 0) return BUFFET_ERR_INVALID;
@@ -2850,6 +3165,13 @@ static bool buffet__ur_prime(buffet_net_uring *u) {
         if (u->st.in_ring && buffet__ur_arm(u, i) == BUFFET_OK) u->st.rearmed++;
         else waiting = true;
     }
+    /* sends whose next request found the submission queue full, and entries an enter refused */
+    for (i = 0; i < BUFFET_NET_URING_MAX_SENDS; i++) {
+        if (u->sends[i].state != BUFFET__US_QUEUED) continue;
+        buffet__us_submit(u, i);
+        if (u->sends[i].state == BUFFET__US_QUEUED) waiting = true;
+    }
+    if (u->unsubmitted) (void)buffet__ur_submit(u);
     return waiting;
 }
 
@@ -2876,11 +3198,32 @@ BUFFET_API void buffet_net_uring_destroy(buffet_net_uring *u) {
     for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++)
         if (u->recvs[i].state == BUFFET__UR_ARMED || u->recvs[i].state == BUFFET__UR_STARVED)
             (void)buffet_net_uring_cancel(u, u->recvs[i].fd);
+    /* sends: those not in the kernel end here; those in it are cancelled, and end at their result
+       (and, zerocopy, their notifications), in the reaps below */
+    u->closing = true;
+    for (i = 0; i < BUFFET_NET_URING_MAX_SENDS; i++) {
+        buffet__net_usend *s = &u->sends[i];
+        if (s->state == BUFFET__US_BEHIND || s->state == BUFFET__US_QUEUED) {
+            buffet_net_uring_event scratch;
+            s->error = ECANCELED;
+            s->res = BUFFET_ERR_SYSTEM;
+            buffet__us_ended(u, i);
+            (void)buffet__us_release(u, i, &scratch);
+        } else if (s->state == BUFFET__US_INFLIGHT) {
+            struct io_uring_sqe *e = buffet__ur_sqe(u);
+            if (!e) continue;   /* not cancelled: waited for all the same */
+            e->opcode = IORING_OP_ASYNC_CANCEL;
+            e->addr = (uint64_t)s->gen << 32 | BUFFET__UR_SEND_BIT | i;
+            e->user_data = BUFFET__UR_CANCEL_DATA;
+        }
+    }
+    if (u->unsubmitted) (void)buffet__ur_submit(u);
     /* every request's last completion comes before a buffer may go back: until then the kernel
-       may write into it (bounded: a kernel that never answers leaves them lent, not reused) */
-    for (tries = 0; u->cancelling && tries < 100; tries++) {
+       may write into it, or read from it (bounded: a kernel that never answers leaves them lent,
+       not reused, and a send's slices referenced) */
+    for (tries = 0; (u->cancelling || u->st.sends) && tries < 100; tries++) {
         buffet__ur_reap(u, NULL, 0);
-        if (u->cancelling) buffet__ur_await(u, 100);
+        if (u->cancelling || u->st.sends) buffet__ur_await(u, 100);
     }
     buffet__ur_reap(u, NULL, 0);
     for (i = 0; i < BUFFET_NET_URING_MAX_RECVS; i++)   /* a cancel that could not be submitted */

@@ -8,7 +8,12 @@
    (every datagram byte-exact, exactly once), a TCP echo whose packets go back out by reference
    in a chain until the peer's close ends the receive, a ring of 4 buffers starved and re-armed,
    io_uring refused by a seccomp filter (ENOSYS, EPERM) giving BUFFET_ERR_UNSUPPORTED, bad
-   input and cancel, and destroy with receives armed and completions not taken. Buffers come
+   input and cancel, and destroy with receives armed and completions not taken; sends of chains
+   (plain and zerocopy) over TCP (more slices than one sendmsg takes, more bytes than the socket
+   buffers: cut short and submitted again, two sends on a socket in order), a reset peer, UDP
+   datagrams, a UNIX socket refusing zerocopy, refused input, the limit of sends in flight and
+   destroy with sends in flight, every buffer released exactly once (WRAP buffers count their
+   releases; heap ones come from the debug allocator). Buffers come
    from a packet pool whose bookkeeping sits on a debug allocator: every test ends with every
    buffer back in the pool and nothing live. Where io_uring is missing (qemu-user, an old or
    locked-down kernel) the ring tests skip. C11 and C++17. */
@@ -713,6 +718,492 @@ static void test_destroy_armed(void) {
     fx_close(&f);   /* the undelivered completions' buffers and the ring's are back too */
 }
 
+/* ---- 7. sends: chains out through the ring ---- */
+
+/* WRAP buffers over the test's own memory, each counting its releases: every one must be
+   released exactly once, and (zerocopy) not before its send's event. */
+#define WS_MAX 8
+typedef struct wrapset {
+    unsigned char *mem[WS_MAX];
+    unsigned rel[WS_MAX];
+    unsigned n;
+} wrapset;
+
+static void ws_release(void *user, void *data, size_t size) {
+    (void)data;
+    (void)size;
+    (*(unsigned *)user)++;
+}
+
+/* A WRAP buffer of size bytes (malloc'd: the debug allocator need not see it), release counted in
+   ws->rel[ws->n]. NULL on failure (checked). */
+static buffet_buf *ws_buf(wrapset *ws, size_t size) {
+    buffet_buf_desc d;
+    buffet_buf *b = NULL;
+    unsigned i = ws->n;
+    BT_CHECK(i < WS_MAX);
+    if (i >= WS_MAX) return NULL;
+    ws->mem[i] = (unsigned char *)malloc(size);
+    BT_CHECK(ws->mem[i] != NULL);
+    if (!ws->mem[i]) return NULL;
+    memset(&d, 0, sizeof d);
+    d.kind = BUFFET_BUF_WRAP;
+    d.size = size;
+    d.wrap_data = ws->mem[i];
+    d.release = ws_release;
+    d.release_user = &ws->rel[i];
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_OK);
+    ws->n++;
+    return b;
+}
+
+static void ws_free(wrapset *ws) {
+    unsigned i;
+    for (i = 0; i < ws->n; i++) free(ws->mem[i]);
+    ws->n = 0;
+}
+
+/* A heap buffer from the debug allocator (so that a double release shows there). */
+static buffet_buf *heap_buf(fx *f, size_t size) {
+    buffet_buf_desc d;
+    buffet_buf *b = NULL;
+    memset(&d, 0, sizeof d);
+    d.kind = BUFFET_BUF_HEAP;
+    d.size = size;
+    d.allocator = f->a;
+    BT_CHECK(buffet_buf_create(&b, &d) == BUFFET_OK);
+    return b;
+}
+
+/* Append buffer b to c as slices of 1..1200 bytes holding the stream's bytes from *pos on, a
+   byte apart (adjacent ones would merge into one slice), then drop the caller's reference: the
+   chain holds the only ones. Returns the slices; *pos is past their bytes. */
+static size_t add_sliced(buffet_chain *c, buffet_buf *b, size_t *pos, unsigned *k) {
+    unsigned char *d;
+    size_t off = 0, n = 0, i;
+    if (!b) return 0;
+    d = (unsigned char *)b->data;
+    memset(d, 0xee, b->size);   /* the gaps: a byte of them sent would show */
+    while (off < b->size) {
+        size_t len = 1 + ((*k)++ * 7919u) % 1200u;
+        if (len > b->size - off) len = b->size - off;
+        for (i = 0; i < len; i++) d[off + i] = tcp_byte(*pos + i);
+        BT_CHECK(buffet_chain_append(c, b, off, len) == BUFFET_OK);
+        *pos += len;
+        off += len + 1;
+        n++;
+    }
+    buffet_buf_unref(b);
+    return n;
+}
+
+/* Small socket buffers: a send of a few hundred KiB is cut short by the kernel. */
+static void small_bufs(int tx, int rx) {
+    int v = 32 << 10;
+    BT_CHECK(setsockopt(tx, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) == 0);
+    BT_CHECK(setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) == 0);
+}
+
+static bool is_send_event(const buffet_net_uring_event *e, int fd) {
+    return e->op == BUFFET_NET_URING_SEND && e->fd == fd && e->pkt == NULL;
+}
+
+/* Two sends on one TCP socket, made back to back: A of more than BUFFET_NET_IOV_MAX slices over 8
+   buffers (4 WRAP, 4 heap), more bytes than the socket buffers hold (cut short, submitted again),
+   and B of a few slices behind it. The reader, in this thread between waits, gets every byte of A
+   then B in order; each send makes one event with its byte count; every buffer is released once
+   (zerocopy: not before A's event). */
+static void tcp_send_run(unsigned flags) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[8];
+    buffet_net_uring_stats st;
+    buffet_chain a, b;
+    wrapset ws;
+    static unsigned char in[65536];
+    size_t total = small ? (1u << 20) : (2u << 20), pos = 0, got = 0, slices = 0, total_a, i;
+    unsigned k = 0, events_a = 0, events_b = 0, j, bad = 0, early = 0;
+    int tx, rx;
+    uint64_t last;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 0);
+    memset(&ws, 0, sizeof ws);
+    BT_CHECK(nu_tcp_pair(&tx, &rx));
+    small_bufs(tx, rx);
+    BT_CHECK(fcntl(rx, F_SETFL, fcntl(rx, F_GETFL) | O_NONBLOCK) == 0);
+    BT_CHECK(buffet_chain_init(&a, f.a) == BUFFET_OK && buffet_chain_init(&b, f.a) == BUFFET_OK);
+    for (i = 0; i < 8; i++) slices += add_sliced(&a, i % 2 ? heap_buf(&f, total / 8) : ws_buf(&ws, total / 8), &pos, &k);
+    total_a = pos;
+    slices += add_sliced(&b, heap_buf(&f, 3000), &pos, &k);
+    BT_CHECK(slices > BUFFET_NET_IOV_MAX + 3 && buffet_chain_count(&b) >= 2 && ws.n == 4);
+    BT_CHECK(buffet_net_uring_send(u, tx, &a, 100, flags) == BUFFET_OK);
+    BT_CHECK(buffet_chain_len(&a) == 0 && buffet_chain_count(&a) == 0);   /* moved into the request */
+    BT_CHECK(buffet_net_uring_send(u, tx, &b, 200, flags) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_get_stats(u).sends == 2);
+    last = now_ms();
+    while ((events_a + events_b < 2 || got < pos) && now_ms() - last < STALL_MS) {
+        ssize_t r = got < pos ? recv(rx, in, sizeof in, MSG_DONTWAIT) : 0;
+        size_t m, q;
+        if (r > 0) {
+            for (q = 0; q < (size_t)r; q++) bad += in[q] != tcp_byte(got + q);
+            got += (size_t)r;
+            last = now_ms();
+        }
+        if (events_a == 0)
+            for (j = 0; j < ws.n; j++) early += (flags & BUFFET_NET_URING_ZEROCOPY) && ws.rel[j] != 0;
+        m = buffet_net_uring_wait(u, ev, 8, r > 0 ? 0 : 10);
+        for (q = 0; q < m; q++) {
+            BT_CHECK(is_send_event(&ev[q], tx) && ev[q].result == BUFFET_OK && ev[q].error == 0);
+            if (ev[q].tag == 100) {
+                events_a++;
+                BT_CHECK(ev[q].bytes == total_a);
+                for (j = 0; j < ws.n; j++) BT_CHECK(ws.rel[j] == 1);   /* A's buffers are free now */
+            } else {
+                events_b++;
+                BT_CHECK(ev[q].tag == 200 && ev[q].bytes == pos - total_a);
+            }
+            last = now_ms();
+        }
+    }
+    BT_CHECK(got == pos && bad == 0 && early == 0);
+    BT_CHECK(events_a == 1 && events_b == 1);
+    BT_CHECK(buffet_net_uring_wait(u, ev, 8, 20) == 0);   /* nothing twice */
+    st = buffet_net_uring_get_stats(u);
+    BT_CHECK(st.sends == 0 && st.sends_done == 2 && st.bytes_sent == pos);
+    /* more requests than the slices need: the kernel cut some short and the rest went again */
+    BT_CHECK(st.send_requests > (slices + BUFFET_NET_IOV_MAX - 1) / BUFFET_NET_IOV_MAX + 1);
+    if (flags & BUFFET_NET_URING_ZEROCOPY) BT_CHECK(st.zc_notifications == st.send_requests && st.zc_fallbacks == 0);
+    else BT_CHECK(st.zc_notifications == 0);
+    BT_CHECK(st.packets == 0 && st.receives == 0);
+    /* the chains are reusable */
+    {
+        buffet_buf *x = heap_buf(&f, 10);
+        BT_CHECK(x && buffet_chain_append(&a, x, 0, 10) == BUFFET_OK && buffet_chain_len(&a) == 10);
+        if (x) buffet_buf_unref(x);
+    }
+    buffet_chain_deinit(&a);
+    buffet_chain_deinit(&b);
+    buffet_net_uring_destroy(u);
+    for (j = 0; j < ws.n; j++) BT_CHECK(ws.rel[j] == 1);
+    ws_free(&ws);
+    close(tx);
+    close(rx);
+    fx_close(&f);
+}
+
+static void test_send_tcp(void) { tcp_send_run(0); }
+static void test_send_tcp_zerocopy(void) { tcp_send_run(BUFFET_NET_URING_ZEROCOPY); }
+
+/* The peer reset the connection (it closed with data unread and SO_LINGER 0): the send ends with
+   BUFFET_ERR_CLOSED, nothing sent, its buffer released once. */
+static void test_send_closed(void) {
+    unsigned flags;
+    for (flags = 0; flags <= BUFFET_NET_URING_ZEROCOPY; flags++) {
+        fx f;
+        buffet_net_uring *u;
+        buffet_net_uring_event ev[4];
+        buffet_chain c;
+        wrapset ws;
+        struct linger lg;
+        size_t pos = 0, n = 0;
+        unsigned k = 0;
+        int tx, rx;
+        uint64_t last;
+        fx_open(&f, 2048);
+        RING_OR_SKIP(&f, &u, 0);
+        memset(&ws, 0, sizeof ws);
+        BT_CHECK(nu_tcp_pair(&tx, &rx));
+        lg.l_onoff = 1;
+        lg.l_linger = 0;
+        BT_CHECK(setsockopt(rx, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+        BT_CHECK(send(tx, "x", 1, MSG_NOSIGNAL) == 1);
+        close(rx);   /* a reset, at once over loopback */
+        BT_CHECK(buffet_chain_init(&c, f.a) == BUFFET_OK);
+        add_sliced(&c, ws_buf(&ws, 5000), &pos, &k);
+        BT_CHECK(buffet_net_uring_send(u, tx, &c, 9, flags) == BUFFET_OK);
+        last = now_ms();
+        while (n == 0 && now_ms() - last < STALL_MS) n = buffet_net_uring_wait(u, ev, 4, 100);
+        BT_CHECK(n == 1);
+        if (n == 1) {
+            BT_CHECK(is_send_event(&ev[0], tx) && ev[0].tag == 9 && ev[0].result == BUFFET_ERR_CLOSED);
+            BT_CHECK((ev[0].error == ECONNRESET || ev[0].error == EPIPE) && ev[0].bytes == 0);
+        }
+        BT_CHECK(ws.rel[0] == 1);   /* back when the event came */
+        BT_CHECK(buffet_net_uring_get_stats(u).sends == 0 && buffet_net_uring_get_stats(u).sends_done == 1);
+        buffet_net_uring_destroy(u);
+        BT_CHECK(ws.rel[0] == 1);
+        ws_free(&ws);
+        buffet_chain_deinit(&c);
+        close(tx);
+        fx_close(&f);
+    }
+}
+
+/* A connected UDP socket: each send is one datagram (3 slices over 2 buffers, or none: an empty
+   datagram), received whole and exact; one event each. */
+static void test_send_udp(void) {
+    unsigned flags;
+    for (flags = 0; flags <= BUFFET_NET_URING_ZEROCOPY; flags++) {
+        fx f;
+        buffet_net_uring *u;
+        buffet_net_uring_event ev[8];
+        buffet_net_uring_stats st;
+        struct sockaddr_in ra, ta;
+        unsigned char seen[8], in[2048];
+        wrapset ws;
+        unsigned i, events = 0, got = 0, good = 0, empties = 0;
+        size_t bytes = 0;
+        int rx, tx;
+        uint64_t last;
+        fx_open(&f, 2048);
+        RING_OR_SKIP(&f, &u, 0);
+        memset(&ws, 0, sizeof ws);
+        memset(seen, 0, sizeof seen);
+        rx = udp_bound(&ra);
+        tx = udp_bound(&ta);
+        BT_CHECK(rx >= 0 && tx >= 0 && connect(tx, (const struct sockaddr *)&ra, sizeof ra) == 0);
+        for (i = 0; i < 6; i++) {
+            buffet_chain c;
+            BT_CHECK(buffet_chain_init(&c, f.a) == BUFFET_OK);
+            if (i < 5) {
+                /* datagram i: index, then pat(i, j); its bytes split 3 ways over a WRAP and a heap buffer */
+                size_t len = dg_len(i + 1, 0), j, cut1 = len / 3, cut2 = 2 * len / 3;
+                buffet_buf *w = ws_buf(&ws, len), *h = heap_buf(&f, len);
+                if (!w || !h) return;
+                for (j = 0; j < len; j++) {
+                    unsigned char v = j == 0 ? (unsigned char)(i + 1) : j == 1 ? 0 : pat(i + 1, j);
+                    ((unsigned char *)w->data)[j] = v;
+                    ((unsigned char *)h->data)[j] = v;
+                }
+                BT_CHECK(buffet_chain_append(&c, w, 0, cut1) == BUFFET_OK);
+                BT_CHECK(buffet_chain_append(&c, h, cut1, cut2 - cut1) == BUFFET_OK);
+                BT_CHECK(buffet_chain_append(&c, w, cut2, len - cut2) == BUFFET_OK);
+                buffet_buf_unref(w);
+                buffet_buf_unref(h);
+                bytes += len;
+            }
+            BT_CHECK(buffet_net_uring_send(u, tx, &c, 50 + i, flags) == BUFFET_OK);
+            buffet_chain_deinit(&c);
+        }
+        last = now_ms();
+        while ((events < 6 || got < 6) && now_ms() - last < STALL_MS) {
+            ssize_t r = recv(rx, in, sizeof in, MSG_DONTWAIT);
+            size_t m = buffet_net_uring_wait(u, ev, 8, r >= 0 ? 0 : 10), q;
+            if (r == 0) empties++;
+            if (r > 0) {
+                unsigned idx = in[0];
+                bool ok = r >= 2 && idx >= 1 && idx <= 5 && !seen[idx] && (size_t)r == dg_len(idx, 0) && in[1] == 0;
+                for (q = 2; ok && q < (size_t)r; q++) ok = in[q] == pat(idx, q);
+                if (ok) seen[idx] = 1;
+                good += ok;
+            }
+            if (r >= 0) {
+                got++;
+                last = now_ms();
+            }
+            for (q = 0; q < m; q++, events++) {
+                unsigned t = (unsigned)(ev[q].tag - 50);
+                BT_CHECK(is_send_event(&ev[q], tx) && ev[q].result == BUFFET_OK && t < 6);
+                BT_CHECK(ev[q].bytes == (t < 5 ? dg_len(t + 1, 0) : 0));
+                last = now_ms();
+            }
+        }
+        BT_CHECK(events == 6 && got == 6 && good == 5 && empties == 1);
+        for (i = 0; i < ws.n; i++) BT_CHECK(ws.rel[i] == 1);
+        st = buffet_net_uring_get_stats(u);
+        BT_CHECK(st.sends == 0 && st.sends_done == 6 && st.bytes_sent == bytes && st.send_requests == 6);
+        BT_CHECK(st.zc_fallbacks == 0 && st.zc_notifications == (flags ? 6u : 0u));
+        buffet_net_uring_destroy(u);
+        ws_free(&ws);
+        close(rx);
+        close(tx);
+        fx_close(&f);
+    }
+}
+
+/* A UNIX stream socket refuses zerocopy: the send goes on plainly, every byte there. */
+static void test_send_zc_fallback(void) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[4];
+    buffet_net_uring_stats st;
+    buffet_chain c;
+    unsigned char in[8192];
+    size_t pos = 0, got = 0, q;
+    unsigned k = 0, n = 0, bad = 0;
+    int sv[2];
+    uint64_t last;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 0);
+    BT_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    BT_CHECK(buffet_chain_init(&c, f.a) == BUFFET_OK);
+    add_sliced(&c, heap_buf(&f, 6000), &pos, &k);
+    BT_CHECK(buffet_net_uring_send(u, sv[0], &c, 3, BUFFET_NET_URING_ZEROCOPY) == BUFFET_OK);
+    last = now_ms();
+    while ((n == 0 || got < pos) && now_ms() - last < STALL_MS) {
+        ssize_t r = recv(sv[1], in, sizeof in, MSG_DONTWAIT);
+        size_t m;
+        if (r > 0) {
+            for (q = 0; q < (size_t)r; q++) bad += in[q] != tcp_byte(got + q);
+            got += (size_t)r;
+        }
+        m = buffet_net_uring_wait(u, ev, 4, r > 0 ? 0 : 10);
+        for (q = 0; q < m; q++, n++)
+            BT_CHECK(is_send_event(&ev[q], sv[0]) && ev[q].tag == 3 && ev[q].result == BUFFET_OK && ev[q].bytes == pos);
+    }
+    BT_CHECK(n == 1 && got == pos && bad == 0);
+    st = buffet_net_uring_get_stats(u);
+    BT_CHECK(st.zc_fallbacks == 1 && st.sends == 0 && st.bytes_sent == pos);
+    buffet_net_uring_destroy(u);
+    buffet_chain_deinit(&c);
+    close(sv[0]);
+    close(sv[1]);
+    fx_close(&f);
+}
+
+/* Refused sends leave the chain as it was; an empty chain on a stream is a send of nothing. */
+static void test_send_bad_input(void) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[4];
+    buffet_chain c, big;
+    buffet_buf *h, dev;
+    struct sockaddr_in ra, ta;
+    size_t pos = 0, n = 0, n0, i;
+    unsigned k = 0;
+    int tx, rx, udp, udp_rx, dead, p[2];
+    uint64_t last;
+    fx_open(&f, 2048);
+    BT_CHECK(buffet_chain_init(&c, f.a) == BUFFET_OK);
+    n0 = add_sliced(&c, heap_buf(&f, 100), &pos, &k);
+    BT_CHECK(pos > 1 && buffet_net_uring_send(NULL, 0, &c, 1, 0) == BUFFET_ERR_INVALID && buffet_chain_len(&c) == pos);
+    RING_OR_SKIP(&f, &u, 0);
+    BT_CHECK(nu_tcp_pair(&tx, &rx));
+    BT_CHECK(buffet_net_uring_send(u, tx, NULL, 1, 0) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_uring_send(u, -1, &c, 1, 0) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_uring_send(u, tx, &c, 1, 4) == BUFFET_ERR_INVALID);   /* unknown flag */
+    dead = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BT_CHECK(dead >= 0);
+    close(dead);
+    BT_CHECK(buffet_net_uring_send(u, dead, &c, 1, 0) == BUFFET_ERR_INVALID);   /* closed */
+    BT_CHECK(pipe(p) == 0);
+    BT_CHECK(buffet_net_uring_send(u, p[1], &c, 1, 0) == BUFFET_ERR_INVALID);   /* not a socket */
+    close(p[0]);
+    close(p[1]);
+    BT_CHECK(buffet_chain_len(&c) == pos && buffet_chain_count(&c) == n0);
+    /* device memory (no host address) after a good slice */
+    memset(&dev, 0, sizeof dev);
+    dev.size = 64;
+    dev.refcount = 1;
+    dev.fd = -1;
+    BT_CHECK(buffet_chain_append(&c, &dev, 0, 64) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_send(u, tx, &c, 1, 0) == BUFFET_ERR_INVALID && buffet_chain_len(&c) == pos + 64);
+    BT_CHECK(buffet_chain_trim(&c, 64) == BUFFET_OK && dev.refcount == 1);
+    /* a datagram of more slices than one sendmsg takes */
+    udp_rx = udp_bound(&ra);
+    udp = udp_bound(&ta);
+    BT_CHECK(udp >= 0 && udp_rx >= 0 && connect(udp, (const struct sockaddr *)&ra, sizeof ra) == 0);
+    BT_CHECK(buffet_chain_init(&big, f.a) == BUFFET_OK);
+    h = heap_buf(&f, 2 * (BUFFET_NET_IOV_MAX + 1));   /* slices apart: none merges with the last */
+    for (i = 0; h && i <= BUFFET_NET_IOV_MAX; i++) BT_CHECK(buffet_chain_append(&big, h, 2 * i, 1) == BUFFET_OK);
+    if (h) buffet_buf_unref(h);
+    BT_CHECK(buffet_net_uring_send(u, udp, &big, 1, 0) == BUFFET_ERR_TOO_LARGE);
+    BT_CHECK(buffet_chain_count(&big) == BUFFET_NET_IOV_MAX + 1);
+    buffet_chain_deinit(&big);
+    BT_CHECK(buffet_net_uring_get_stats(u).sends == 0 && buffet_net_uring_get_stats(u).send_requests == 0);
+    /* an empty chain on a stream: an event, BUFFET_OK, 0 bytes */
+    BT_CHECK(buffet_chain_init(&big, f.a) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_send(u, tx, &big, 7, 0) == BUFFET_OK);
+    last = now_ms();
+    while (n == 0 && now_ms() - last < STALL_MS) n = buffet_net_uring_wait(u, ev, 4, 100);
+    BT_CHECK(n == 1 && is_send_event(&ev[0], tx) && ev[0].tag == 7 && ev[0].result == BUFFET_OK && ev[0].bytes == 0);
+    /* the refused chain still sends */
+    BT_CHECK(buffet_net_uring_send(u, tx, &c, 8, 0) == BUFFET_OK && buffet_chain_len(&c) == 0);
+    n = 0;
+    last = now_ms();
+    while (n == 0 && now_ms() - last < STALL_MS) n = buffet_net_uring_wait(u, ev, 4, 100);
+    BT_CHECK(n == 1 && ev[0].tag == 8 && ev[0].result == BUFFET_OK && ev[0].bytes == pos);
+    {
+        unsigned char in[200];
+        size_t got = 0, bad = 0;
+        last = now_ms();
+        while (got < pos && now_ms() - last < STALL_MS) {
+            ssize_t r = recv(rx, in, sizeof in, MSG_DONTWAIT);
+            for (i = 0; r > 0 && i < (size_t)r; i++) bad += in[i] != tcp_byte(got + i);
+            if (r > 0) got += (size_t)r;
+            else poll(NULL, 0, 1);
+        }
+        BT_CHECK(got == pos && bad == 0);
+    }
+    buffet_net_uring_destroy(u);
+    buffet_chain_deinit(&c);
+    buffet_chain_deinit(&big);
+    close(tx);
+    close(rx);
+    close(udp);
+    close(udp_rx);
+    fx_close(&f);
+}
+
+/* BUFFET_NET_URING_MAX_SENDS on a socket whose peer does not read: the first is in the kernel,
+   cut short, the others wait behind it; one more is refused with its chain untouched. Destroy
+   then cancels them all and releases every buffer once. */
+static void destroy_sends_run(unsigned flags) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[8];
+    buffet_chain c, extra;
+    buffet_buf *w, *h;
+    wrapset ws;
+    unsigned i;
+    int tx, rx;
+    fx_open(&f, 2048);
+    RING_OR_SKIP(&f, &u, 0);
+    memset(&ws, 0, sizeof ws);
+    BT_CHECK(nu_tcp_pair(&tx, &rx));
+    small_bufs(tx, rx);
+    w = ws_buf(&ws, 256u << 10);
+    h = heap_buf(&f, 4096);
+    if (!w || !h) return;
+    memset(w->data, 0x33, w->size);
+    memset(h->data, 0x44, h->size);
+    BT_CHECK(buffet_chain_init(&c, f.a) == BUFFET_OK && buffet_chain_init(&extra, f.a) == BUFFET_OK);
+    for (i = 0; i < BUFFET_NET_URING_MAX_SENDS; i++) {
+        BT_CHECK(buffet_chain_append(&c, w, 0, w->size) == BUFFET_OK);
+        BT_CHECK(buffet_chain_append(&c, h, 0, h->size) == BUFFET_OK);
+        BT_CHECK(buffet_net_uring_send(u, tx, &c, i, flags) == BUFFET_OK && buffet_chain_len(&c) == 0);
+    }
+    BT_CHECK(buffet_chain_append(&extra, h, 0, 10) == BUFFET_OK);
+    BT_CHECK(buffet_net_uring_send(u, tx, &extra, 99, flags) == BUFFET_ERR_EXHAUSTED);
+    BT_CHECK(buffet_chain_len(&extra) == 10 && buffet_chain_count(&extra) == 1);
+    buffet_buf_unref(w);
+    buffet_buf_unref(h);
+    /* the first send's short result taken, its rest submitted: none can end (nobody reads) */
+    for (i = 0; i < 3; i++) BT_CHECK(buffet_net_uring_wait(u, ev, 8, 10) == 0);
+    BT_CHECK(buffet_net_uring_get_stats(u).sends == BUFFET_NET_URING_MAX_SENDS);
+    BT_CHECK(ws.rel[0] == 0);
+    /* Zerocopy: the pages of bytes the socket took stay the kernel's until they leave its queue
+       (acknowledged), which a peer that reads nothing never lets happen: its reset (close with
+       bytes unread) drops the queue, and the notifications come. */
+    if (flags & BUFFET_NET_URING_ZEROCOPY) {
+        close(rx);
+        rx = -1;
+    }
+    buffet_net_uring_destroy(u);
+    BT_CHECK(ws.rel[0] == 1);   /* every send's reference gone, once */
+    buffet_chain_deinit(&extra);
+    buffet_chain_deinit(&c);
+    ws_free(&ws);
+    close(tx);
+    if (rx >= 0) close(rx);
+    fx_close(&f);   /* the heap buffer, the chains' arrays: nothing live */
+}
+
+static void test_send_destroy_in_flight(void) {
+    destroy_sends_run(0);
+    destroy_sends_run(BUFFET_NET_URING_ZEROCOPY);
+}
+
 int main(void) {
     small = bt_mode("valgrind") || bt_mode("aarch64");
     BT_RUN(test_udp_sink);
@@ -723,5 +1214,12 @@ int main(void) {
     BT_RUN(test_unsupported);
     BT_RUN(test_bad_input);
     BT_RUN(test_destroy_armed);
+    BT_RUN(test_send_tcp);
+    BT_RUN(test_send_tcp_zerocopy);
+    BT_RUN(test_send_closed);
+    BT_RUN(test_send_udp);
+    BT_RUN(test_send_zc_fallback);
+    BT_RUN(test_send_bad_input);
+    BT_RUN(test_send_destroy_in_flight);
     return bt_finish("test_net_uring.c");
 }
