@@ -206,6 +206,22 @@ static void probe(void) {
         if (veth_why) BT_SKIP("netns", veth_why);                                  \
     } while (0)
 
+/* A test's pool, a ring on V.dev[1] (flags, block size, blocks) and the far side's packet
+   socket. false: something failed (checked); rig_close undoes what was made either way. */
+static bool rig_open(fx *f, buffet_net_afp **a, int *peer, uint32_t cls0, size_t max, unsigned flags,
+                     uint32_t block_size, uint32_t blocks) {
+    fx_open(f, cls0, max);
+    *a = ring_make(f, flags, block_size, blocks);
+    *peer = nu_in_ns(V.ns[0], raw_fn, NULL);
+    BT_CHECK(*peer >= 0);
+    return *a && *peer >= 0;
+}
+static void rig_close(fx *f, buffet_net_afp *a, int peer) {
+    if (peer >= 0) close(peer);
+    buffet_net_afp_destroy(a);
+    fx_close(f);
+}
+
 /* ---- tests ---- */
 
 /* Frames of several sizes across many blocks: every one once, in order, byte-exact, as
@@ -220,11 +236,7 @@ static void test_receive(void) {
     size_t li;
     bool exact = true;
     VETH_OR_SKIP();
-    fx_open(&f, 2048, 4096);
-    a = ring_make(&f, 0, 16384, 16);
-    tx = nu_in_ns(V.ns[0], raw_fn, NULL);
-    BT_CHECK(tx >= 0);
-    if (!a || tx < 0) goto out;
+    if (!rig_open(&f, &a, &tx, 2048, 4096, 0, 16384, 16)) goto out;
     for (li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         bool ok;
         /* in bursts the ring holds, so the kernel never has to drop */
@@ -244,9 +256,7 @@ static void test_receive(void) {
     BT_CHECK(st.rx_lost == 0 && st.rx_truncated == 0 && st.kernel_drops == 0);
     BT_CHECK(st.blocks_held <= 1);   /* the block being read, at most */
 out:
-    if (tx >= 0) close(tx);
-    buffet_net_afp_destroy(a);
-    fx_close(&f);
+    rig_close(&f, a, tx);
 }
 
 /* BUFFET_NET_AFP_COPY: packets of the pool's class, the blocks back at once; a frame larger than
@@ -259,11 +269,7 @@ static void test_copy_mode(void) {
     int tx;
     bool exact;
     VETH_OR_SKIP();
-    fx_open(&f, 512, 256);
-    a = ring_make(&f, BUFFET_NET_AFP_COPY, 0, 0);
-    tx = nu_in_ns(V.ns[0], raw_fn, NULL);
-    BT_CHECK(tx >= 0);
-    if (!a || tx < 0) goto out;
+    if (!rig_open(&f, &a, &tx, 512, 256, BUFFET_NET_AFP_COPY, 0, 0)) goto out;
     BT_CHECK(raw_send(tx, 300, 7) && raw_send(tx, 300, 8));
     BT_CHECK(recv_check(&f, a, 7, 2, 300, &exact) == 2 && exact);
     BT_CHECK(buffet_net_afp_get_stats(a).blocks_held == 0);
@@ -284,9 +290,7 @@ static void test_copy_mode(void) {
     }
     BT_CHECK(buffet_net_afp_get_stats(a).rx_truncated == 1);
 out:
-    if (tx >= 0) close(tx);
-    buffet_net_afp_destroy(a);
-    fx_close(&f);
+    rig_close(&f, a, tx);
 }
 
 /* A tagged frame (802.1Q, then 802.1ad) comes out with its tag where it was on the wire. */
@@ -297,11 +301,7 @@ static void test_vlan(void) {
     static const uint16_t tpids[] = {0x8100, 0x88a8};
     size_t t;
     VETH_OR_SKIP();
-    fx_open(&f, 2048, 256);
-    a = ring_make(&f, 0, 0, 0);
-    tx = nu_in_ns(V.ns[0], raw_fn, NULL);
-    BT_CHECK(tx >= 0);
-    if (!a || tx < 0) goto out;
+    if (!rig_open(&f, &a, &tx, 2048, 256, 0, 0, 0)) goto out;
     for (t = 0; t < 2; t++) {
         unsigned char b[128], tmp[128];
         buffet_pkt *pk[4];
@@ -330,9 +330,7 @@ static void test_vlan(void) {
         BT_CHECK(found);
     }
 out:
-    if (tx >= 0) close(tx);
-    buffet_net_afp_destroy(a);
-    fx_close(&f);
+    rig_close(&f, a, tx);
 }
 
 /* Packets held on every block: the kernel has nowhere to write and drops (counted); freed on
@@ -363,11 +361,8 @@ static void test_held_blocks(void) {
     pthread_t t;
     free_job j;
     VETH_OR_SKIP();
-    fx_open(&f, 2048, 8192);
-    a = ring_make(&f, 0, 4096, 4);   /* 4 blocks of 4 KiB: 3 frames of 1000 bytes each */
-    tx = nu_in_ns(V.ns[0], raw_fn, NULL);
-    BT_CHECK(tx >= 0);
-    if (!a || tx < 0) goto out;
+    /* 4 blocks of 4 KiB: 3 frames of 1000 bytes each */
+    if (!rig_open(&f, &a, &tx, 2048, 8192, 0, 4096, 4)) goto out;
     for (i = 0; i < 200; i++) BT_CHECK(raw_send(tx, 1000, seq++));
     for (i = 0; i < 40; i++) {
         size_t got = 0;
@@ -389,9 +384,7 @@ static void test_held_blocks(void) {
     seen = recv_check(&f, a, 100000, 6, 1000, &exact);
     BT_CHECK(seen == 6 && exact);
 out:
-    if (tx >= 0) close(tx);
-    buffet_net_afp_destroy(a);
-    fx_close(&f);
+    rig_close(&f, a, tx);
 }
 
 /* Destroyed with packets alive: they stay readable, the last free unmaps (ASan, valgrind). */
@@ -402,11 +395,7 @@ static void test_destroy_held(void) {
     size_t have = 0, i;
     int tx, k;
     VETH_OR_SKIP();
-    fx_open(&f, 2048, 256);
-    a = ring_make(&f, 0, 0, 0);
-    tx = nu_in_ns(V.ns[0], raw_fn, NULL);
-    BT_CHECK(tx >= 0);
-    if (!a || tx < 0) goto out;
+    if (!rig_open(&f, &a, &tx, 2048, 256, 0, 0, 0)) goto out;
     for (k = 0; k < 8; k++) BT_CHECK(raw_send(tx, 200, 50 + (uint32_t)k));
     for (k = 0; k < 40 && have < 8; k++) {
         size_t got = 0;
@@ -425,9 +414,7 @@ static void test_destroy_held(void) {
         buffet_pkt_free(f.cache, pk[i]);
     }
 out:
-    if (tx >= 0) close(tx);
-    buffet_net_afp_destroy(a);
-    fx_close(&f);
+    rig_close(&f, a, tx);
 }
 
 /* Frames sent through the transmit ring arrive byte-exact on the far side, single- and
@@ -440,11 +427,7 @@ static void test_send(void) {
     uint32_t n = small ? 96 : 1024, s, got_frames = 0;   /* bursts of 32 */
     bool exact = true;
     VETH_OR_SKIP();
-    fx_open(&f, 2048, 4096);
-    a = ring_make(&f, 0, 0, 0);
-    rx = nu_in_ns(V.ns[0], raw_fn, NULL);
-    BT_CHECK(rx >= 0);
-    if (!a || rx < 0) goto out;
+    if (!rig_open(&f, &a, &rx, 2048, 4096, 0, 0, 0)) goto out;
     for (s = 0; s < n; s += 32) {
         size_t k, sent = 0, len = 60 + (s % 1400);
         for (k = 0; k < 32; k++) {
@@ -480,9 +463,7 @@ static void test_send(void) {
     BT_CHECK(got_frames == n && exact);
     BT_CHECK(buffet_net_afp_get_stats(a).tx_packets == n);
 out:
-    if (rx >= 0) close(rx);
-    buffet_net_afp_destroy(a);
-    fx_close(&f);
+    rig_close(&f, a, rx);
 }
 
 /* Bad input of every call. */
@@ -617,11 +598,7 @@ static void test_interface_gone(void) {
     char cmd[160];
     buffet_result r = BUFFET_OK;
     VETH_OR_SKIP();
-    fx_open(&f, 2048, 256);
-    a = ring_make(&f, 0, 0, 0);
-    tx = nu_in_ns(V.ns[0], raw_fn, NULL);
-    BT_CHECK(tx >= 0);
-    if (!a || tx < 0) goto out;
+    if (!rig_open(&f, &a, &tx, 2048, 256, 0, 0, 0)) goto out;
     BT_CHECK(raw_send(tx, 100, 1));
     for (k = 0; k < 40 && !kept; k++) {
         size_t i;
