@@ -26,7 +26,7 @@ CMAKEDIR = $(DESTDIR)$(PREFIX)/lib/cmake/buffet
 
 DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-rt-14-dev python3 \
        python3-prometheus-client libnuma1 gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
-       libc6-dev-arm64-cross qemu-user-static spin liblua5.4-dev libsqlite3-dev socat iproute2 iputils-ping ethtool \
+       libc6-dev-arm64-cross qemu-user-static spin liblua5.4-dev libsqlite3-dev socat iproute2 iputils-ping ethtool iperf3 \
        mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-validationlayers glslc
 BENCH_DEPS = libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtalloc-dev libapr1-dev \
              libdpdk-dev python3-prometheus-client iperf3 gnuplot-nox

@@ -714,8 +714,9 @@ BUFFET_API buffet_net_uring_stats buffet_net_uring_get_stats(const buffet_net_ur
    put back, so the packet is the frame as it was on the wire. Sends copy each packet into a
    frame of the transmit ring and wake the kernel once for the lot. Needs CAP_NET_RAW and Linux
    4.11; opt-in: define BUFFET_NET_AFPACKET to 1 before including this header (with the
-   implementation too). Blocks held by packets are blocks the kernel cannot fill: a caller who
-   keeps packets for long should take copies. */
+   implementation too). The kernel fills blocks strictly in turn, so one packet held keeps its
+   block, and every frame after the blocks already full waits (or is dropped) until it is freed:
+   a caller who keeps packets for long should take copies. */
 #ifndef BUFFET_NET_AFPACKET
 #define BUFFET_NET_AFPACKET 0
 #endif
@@ -3365,7 +3366,9 @@ BUFFET_API buffet_result buffet_net_afp_create(buffet_net_afp **out, const buffe
     a->refs = 1;
     a->busy = BUFFET_NEW_ARRAY(heap, uint8_t, nb);
     a->block_refs = BUFFET_NEW_ARRAY(heap, uint32_t, nb);
-    a->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    /* protocol 0: no frame comes in before the bind names the interface (with ETH_P_ALL here,
+       frames of every interface would land in the ring first) */
+    a->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (!a->busy || !a->block_refs || a->fd < 0) {
         e = a->fd < 0 ? errno : ENOMEM;
         buffet__afp_release(a);

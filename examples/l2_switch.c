@@ -1,0 +1,544 @@
+/* l2_switch.c - a learning Ethernet switch between N interfaces (2 to 16) on buffet packets.
+   Each port is an AF_PACKET TPACKET_V3 ring (buffet_net_afp, promiscuous); one thread polls them
+   all. Source addresses are learned per (MAC, VLAN) into an open-addressed table with ageing;
+   a frame to a known address goes out of that one port, a frame to its own ingress port is
+   filtered, and unknown unicast, broadcast and multicast are flooded to every other port as
+   zero-copy clones (the last port gets the original). Received frames are packets over the
+   ring's memory: nothing is copied until the transmit ring. A port whose interface goes down
+   or away is closed for good and its addresses forgotten; the others keep switching.
+   Statistics (the switch's counters, each port's ring counters, the pool's) go out as
+   Prometheus text on SIGUSR1, once at start and at exit.
+
+       l2_switch [-t seconds] [-s stats_file] [-a age_seconds] [-r ring_blocks]
+                 [-x afpacket|afxdp] if1 if2 [...if16]
+
+   Needs root (CAP_NET_RAW) and interfaces that are up. Exit: 0, 1 (a port could not be opened,
+   or a buffer did not come back to the pool), 2 (usage).
+   Build: cc -std=c11 -O2 examples/l2_switch.c -o l2_switch -pthread */
+#define BUFFET_NET_AFPACKET 1
+#define BUFFET_IMPLEMENTATION
+#include "../buffet_net.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define L2SW_MAX_PORTS 16
+#define L2SW_BURST 128                      /* frames taken off a ring per loop turn: one call per
+                                               port, so a busy port cannot starve the others, and
+                                               the ring blocks its frames hold go back at the
+                                               turn's sends before more are taken */
+#define L2SW_TXQ 256                        /* frames queued per egress port before a send */
+#define L2SW_TABLE_BITS 12
+#define L2SW_TABLE (1u << L2SW_TABLE_BITS)  /* MAC table slots; filled to 3/4 at most */
+
+typedef struct l2sw_entry {
+    uint64_t key;       /* MAC << 12 | VLAN id */
+    uint64_t seen_ms;   /* last frame from it (monotonic) */
+    uint8_t port;
+    bool used;
+} l2sw_entry;
+
+typedef struct l2sw_port {
+    char name[IF_NAMESIZE];
+    buffet_net_afp *afp;             /* NULL once the port went down */
+    bool up;
+    buffet_net_afp_stats afp_stats;  /* the ring's counters as last read (kept after it went) */
+    /* per ingress port */
+    uint64_t rx_frames, forwarded, flooded, filtered, runts, rx_errors;
+    /* per egress port */
+    uint64_t tx_frames, too_large, tx_full, tx_errors, clone_failed, port_down;
+    size_t ntx;
+    buffet_pkt *tx[L2SW_TXQ];        /* frames to send at the end of this loop turn */
+} l2sw_port;
+
+typedef struct l2sw {
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *cache;
+    unsigned nports;
+    uint64_t age_ms;
+    uint64_t learned, moved, aged, flushed, table_full;
+    size_t entries;
+    l2sw_port port[L2SW_MAX_PORTS];
+    l2sw_entry table[L2SW_TABLE];
+} l2sw;
+
+static volatile sig_atomic_t l2sw_stop, l2sw_dump;
+static void l2sw_on_stop(int sig) { (void)sig; l2sw_stop = 1; }
+static void l2sw_on_usr1(int sig) { (void)sig; l2sw_dump = 1; }
+
+static uint64_t l2sw_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static uint64_t l2sw_mac(const unsigned char *m) {
+    uint64_t v = 0;
+    for (int i = 0; i < 6; i++) v = v << 8 | m[i];
+    return v;
+}
+
+/* ---- the MAC table: linear probing, deletion by backward shift (no tombstones, so lookups
+   never slow down as entries age out) ---- */
+static size_t l2sw_home(uint64_t key) { return (size_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - L2SW_TABLE_BITS)); }
+
+static l2sw_entry *l2sw_find(l2sw *s, uint64_t key) {
+    for (size_t i = l2sw_home(key);; i = (i + 1) & (L2SW_TABLE - 1)) {
+        if (!s->table[i].used) return NULL;
+        if (s->table[i].key == key) return &s->table[i];
+    }
+}
+
+static void l2sw_learn(l2sw *s, uint64_t key, unsigned port, uint64_t now) {
+    size_t i = l2sw_home(key);
+    for (; s->table[i].used; i = (i + 1) & (L2SW_TABLE - 1)) {
+        l2sw_entry *e = &s->table[i];
+        if (e->key != key) continue;
+        if (e->port != port) {   /* the station moved (or a loop): the newest port wins */
+            s->moved++;
+            e->port = (uint8_t)port;
+        }
+        e->seen_ms = now;
+        return;
+    }
+    if (s->entries >= L2SW_TABLE / 4 * 3) {   /* full: the frame is still switched, by flooding */
+        s->table_full++;
+        return;
+    }
+    s->table[i].key = key;
+    s->table[i].seen_ms = now;
+    s->table[i].port = (uint8_t)port;
+    s->table[i].used = true;
+    s->entries++;
+    s->learned++;
+}
+
+static void l2sw_remove_at(l2sw *s, size_t hole) {
+    size_t j = hole;
+    for (;;) {
+        j = (j + 1) & (L2SW_TABLE - 1);
+        if (!s->table[j].used) break;
+        size_t k = l2sw_home(s->table[j].key);
+        /* an entry whose home lies cyclically in (hole, j] is still reachable where it is */
+        if (hole <= j ? (hole < k && k <= j) : (hole < k || k <= j)) continue;
+        s->table[hole] = s->table[j];
+        hole = j;
+    }
+    s->table[hole].used = false;
+    s->entries--;
+}
+
+/* Remove the entries of `port` (>= 0), or (port < 0) those not seen for the ageing time.
+   Returns how many went. Entries shifted back into the slot just emptied are looked at again
+   (the index stays); any shifted across the end were looked at already. */
+static size_t l2sw_sweep(l2sw *s, int port, uint64_t now) {
+    size_t gone = 0;
+    for (size_t i = 0; i < L2SW_TABLE;) {
+        l2sw_entry *e = &s->table[i];
+        if (e->used && (port >= 0 ? e->port == (unsigned)port : now - e->seen_ms >= s->age_ms)) {
+            l2sw_remove_at(s, i);
+            gone++;
+        } else {
+            i++;
+        }
+    }
+    return gone;
+}
+
+/* ---- ports ---- */
+static void l2sw_port_down(l2sw *s, unsigned i, const char *why) {
+    l2sw_port *o = &s->port[i];
+    for (size_t k = 0; k < o->ntx; k++) buffet_pkt_free(s->cache, o->tx[k]);
+    o->ntx = 0;
+    o->afp_stats = buffet_net_afp_get_stats(o->afp);
+    /* Packets of its ring still queued to other ports keep their blocks mapped until sent. */
+    buffet_net_afp_destroy(o->afp);
+    o->afp = NULL;
+    o->up = false;
+    o->port_down++;
+    s->flushed += l2sw_sweep(s, (int)i, 0);
+    fprintf(stderr, "l2_switch: port %s down (%s, %s): its MAC entries removed, switching on\n", o->name, why,
+            strerror(errno));
+}
+
+static void l2sw_flush(l2sw *s, unsigned i) {
+    l2sw_port *o = &s->port[i];
+    size_t done = 0;
+    bool closed = false;
+    while (done < o->ntx) {
+        size_t sent = 0;
+        buffet_result r = buffet_net_afp_send(o->afp, o->tx + done, o->ntx - done, &sent);
+        o->tx_frames += sent;
+        done += sent;
+        if (r == BUFFET_OK) break;
+        if (r == BUFFET_ERR_TOO_LARGE) {   /* larger than a transmit frame: that one is dropped */
+            o->too_large++;
+            buffet_pkt_free(s->cache, o->tx[done++]);
+            continue;
+        }
+        if (r == BUFFET_AGAIN) o->tx_full += o->ntx - done;   /* a switch drops, it does not wait */
+        else if (r == BUFFET_ERR_CLOSED) closed = true;
+        else o->tx_errors += o->ntx - done;
+        for (; done < o->ntx; done++) buffet_pkt_free(s->cache, o->tx[done]);
+    }
+    o->ntx = 0;
+    if (closed) l2sw_port_down(s, i, "send");
+}
+
+static void l2sw_enqueue(l2sw *s, unsigned i, buffet_pkt *p) {
+    l2sw_port *o = &s->port[i];
+    if (o->ntx == L2SW_TXQ) l2sw_flush(s, i);
+    if (!o->up) {
+        buffet_pkt_free(s->cache, p);
+        return;
+    }
+    o->tx[o->ntx++] = p;
+}
+
+/* One received frame: learn its source, then forward, flood or drop it. VLAN-aware with trunk
+   semantics: every port carries every VLAN, the tag (802.1Q 0x8100, or 802.1ad 0x88a8 with an
+   optional inner 0x8100) stays on the frame as received, and addresses are learned and looked
+   up per outer VLAN id (untagged: 0), so no port needs VLAN configuration. */
+static void l2sw_frame(l2sw *s, unsigned in, buffet_pkt *p, uint64_t now) {
+    l2sw_port *ip = &s->port[in];
+    unsigned char tmp[22];
+    const unsigned char *h;
+    size_t need = 14;
+    uint16_t type;
+    unsigned vid = 0;
+    ip->rx_frames++;
+    h = p->pkt_len >= 14 ? (const unsigned char *)buffet_pkt_read(p, 0, 14, tmp) : NULL;
+    if (h) {
+        type = (uint16_t)(h[12] << 8 | h[13]);
+        if (type == 0x8100 || type == 0x88a8) need = 18;
+        if (need == 18 && p->pkt_len >= 18 && (h = (const unsigned char *)buffet_pkt_read(p, 0, 18, tmp)) != NULL) {
+            vid = (unsigned)(h[14] << 8 | h[15]) & 0xfffu;
+            if (type == 0x88a8 && h[16] == 0x81 && h[17] == 0x00) need = 22;   /* an inner C-tag */
+        }
+    }
+    if (!h || p->pkt_len < need) {   /* shorter than its headers say: nothing to switch on */
+        ip->runts++;
+        buffet_pkt_free(s->cache, p);
+        return;
+    }
+    uint64_t dst = l2sw_mac(h), src = l2sw_mac(h + 6);
+    if (!(h[6] & 1) && src != 0) l2sw_learn(s, src << 12 | vid, in, now);
+    l2sw_entry *e = (h[0] & 1) ? NULL : l2sw_find(s, dst << 12 | vid);
+    if (e && e->port == in) {   /* the destination is on the segment it came from */
+        ip->filtered++;
+        buffet_pkt_free(s->cache, p);
+        return;
+    }
+    if (e && s->port[e->port].up) {
+        ip->forwarded++;
+        l2sw_enqueue(s, e->port, p);
+        return;
+    }
+    unsigned to[L2SW_MAX_PORTS], n = 0;
+    for (unsigned j = 0; j < s->nports; j++)
+        if (j != in && s->port[j].up) to[n++] = j;
+    ip->flooded++;
+    if (n == 0) {
+        buffet_pkt_free(s->cache, p);
+        return;
+    }
+    for (unsigned k = 0; k + 1 < n; k++) {
+        buffet_pkt *c = buffet_pkt_clone(s->cache, p);   /* own header, the ring's bytes */
+        if (!c) {
+            s->port[to[k]].clone_failed++;
+            continue;
+        }
+        l2sw_enqueue(s, to[k], c);
+    }
+    l2sw_enqueue(s, to[n - 1], p);
+}
+
+static void l2sw_rx(l2sw *s, unsigned i, uint64_t now) {
+    buffet_pkt *pk[L2SW_BURST];
+    size_t got = 0;
+    buffet_result r = buffet_net_afp_recv(s->port[i].afp, pk, L2SW_BURST, 0, &got);
+    if (r == BUFFET_ERR_CLOSED) l2sw_port_down(s, i, "receive");
+    else if (r != BUFFET_OK && r != BUFFET_AGAIN) s->port[i].rx_errors++;
+    for (size_t k = 0; k < got; k++) l2sw_frame(s, i, pk[k], now);
+}
+
+/* ---- statistics ---- */
+#define L2SW_PORT_COUNTER(field, help) { "l2sw_" #field "_total", help, offsetof(l2sw_port, field) }
+static const struct { const char *name, *help; size_t off; } l2sw_port_counters[] = {
+    L2SW_PORT_COUNTER(rx_frames, "Frames received on the port."),
+    L2SW_PORT_COUNTER(forwarded, "Frames received on the port sent to the one port their destination was learned on."),
+    L2SW_PORT_COUNTER(flooded, "Frames received on the port flooded to every other port (unknown, broadcast, multicast)."),
+    L2SW_PORT_COUNTER(filtered, "Frames received on the port whose destination is on that same port (dropped)."),
+    L2SW_PORT_COUNTER(runts, "Frames received on the port shorter than their Ethernet and VLAN headers (dropped)."),
+    L2SW_PORT_COUNTER(rx_errors, "Receive calls on the port that failed."),
+    L2SW_PORT_COUNTER(tx_frames, "Frames sent out of the port."),
+    L2SW_PORT_COUNTER(too_large, "Frames for the port larger than its transmit frames (dropped)."),
+    L2SW_PORT_COUNTER(tx_full, "Frames for the port dropped because its transmit ring was full."),
+    L2SW_PORT_COUNTER(tx_errors, "Frames for the port dropped on another send error."),
+    L2SW_PORT_COUNTER(clone_failed, "Flooded copies for the port dropped for want of a packet header."),
+    L2SW_PORT_COUNTER(port_down, "Times the port's interface went away (its ring closed, its MAC entries removed)."),
+};
+#define L2SW_AFP_COUNTER(field, help) { "l2sw_afp_" #field "_total", help, offsetof(buffet_net_afp_stats, field) }
+static const struct { const char *name, *help; size_t off; } l2sw_afp_counters[] = {
+    L2SW_AFP_COUNTER(rx_packets, "Frames the port's ring received."),
+    L2SW_AFP_COUNTER(rx_bytes, "Bytes of the frames the port's ring received."),
+    L2SW_AFP_COUNTER(rx_copied, "Received frames copied into the pool."),
+    L2SW_AFP_COUNTER(rx_truncated, "Received frames cut to the ring block's room."),
+    L2SW_AFP_COUNTER(rx_lost, "Received frames dropped for want of a packet header or buffer."),
+    L2SW_AFP_COUNTER(kernel_drops, "Frames the kernel dropped with the port's ring full."),
+    L2SW_AFP_COUNTER(kernel_freezes, "Times the kernel found every block of the port's ring held."),
+    L2SW_AFP_COUNTER(tx_packets, "Frames handed to the kernel to send out of the port."),
+    L2SW_AFP_COUNTER(tx_bytes, "Bytes of the frames handed to the kernel to send."),
+    L2SW_AFP_COUNTER(tx_rejected, "Frames the kernel refused to send."),
+};
+
+static void l2sw_print(l2sw *s, FILE *f) {
+    size_t m, n;
+    unsigned i;
+    for (i = 0; i < s->nports; i++)
+        if (s->port[i].up) s->port[i].afp_stats = buffet_net_afp_get_stats(s->port[i].afp);
+    for (m = 0; m < sizeof l2sw_port_counters / sizeof l2sw_port_counters[0]; m++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_port_counters[m].name, l2sw_port_counters[m].help,
+                l2sw_port_counters[m].name);
+        for (i = 0; i < s->nports; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&s->port[i] + l2sw_port_counters[m].off, sizeof v);
+            fprintf(f, "%s{port=\"%s\"} %llu\n", l2sw_port_counters[m].name, s->port[i].name, (unsigned long long)v);
+        }
+    }
+    fprintf(f, "# HELP l2sw_port_up Whether the port is switching (1) or went down (0).\n# TYPE l2sw_port_up gauge\n");
+    for (i = 0; i < s->nports; i++) fprintf(f, "l2sw_port_up{port=\"%s\"} %d\n", s->port[i].name, s->port[i].up ? 1 : 0);
+    for (m = 0; m < sizeof l2sw_afp_counters / sizeof l2sw_afp_counters[0]; m++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_afp_counters[m].name, l2sw_afp_counters[m].help,
+                l2sw_afp_counters[m].name);
+        for (i = 0; i < s->nports; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&s->port[i].afp_stats + l2sw_afp_counters[m].off, sizeof v);
+            fprintf(f, "%s{port=\"%s\"} %llu\n", l2sw_afp_counters[m].name, s->port[i].name, (unsigned long long)v);
+        }
+    }
+    fprintf(f, "# HELP l2sw_afp_blocks_held Ring blocks held by packets not freed yet.\n"
+               "# TYPE l2sw_afp_blocks_held gauge\n");
+    for (i = 0; i < s->nports; i++)
+        fprintf(f, "l2sw_afp_blocks_held{port=\"%s\"} %u\n", s->port[i].name, (unsigned)s->port[i].afp_stats.blocks_held);
+    fprintf(f,
+            "# HELP l2sw_learned_total MAC addresses learned.\n# TYPE l2sw_learned_total counter\n"
+            "l2sw_learned_total %llu\n"
+            "# HELP l2sw_moved_total Learned addresses seen again on another port.\n# TYPE l2sw_moved_total counter\n"
+            "l2sw_moved_total %llu\n"
+            "# HELP l2sw_aged_total Addresses removed for not being seen within the ageing time.\n"
+            "# TYPE l2sw_aged_total counter\nl2sw_aged_total %llu\n"
+            "# HELP l2sw_flushed_total Addresses removed because their port went down.\n"
+            "# TYPE l2sw_flushed_total counter\nl2sw_flushed_total %llu\n"
+            "# HELP l2sw_table_full_total Addresses not learned because the table was full.\n"
+            "# TYPE l2sw_table_full_total counter\nl2sw_table_full_total %llu\n"
+            "# HELP l2sw_table_entries Addresses in the MAC table.\n# TYPE l2sw_table_entries gauge\n"
+            "l2sw_table_entries %zu\n",
+            (unsigned long long)s->learned, (unsigned long long)s->moved, (unsigned long long)s->aged,
+            (unsigned long long)s->flushed, (unsigned long long)s->table_full, s->entries);
+    fprintf(f, "# HELP l2sw_mac A learned address: its VLAN and port.\n# TYPE l2sw_mac gauge\n");
+    for (n = 0; n < L2SW_TABLE; n++) {
+        const l2sw_entry *e = &s->table[n];
+        if (!e->used) continue;
+        uint64_t mac = e->key >> 12;
+        fprintf(f, "l2sw_mac{mac=\"%02x:%02x:%02x:%02x:%02x:%02x\",vlan=\"%u\",port=\"%s\"} 1\n",
+                (unsigned)(mac >> 40 & 0xff), (unsigned)(mac >> 32 & 0xff), (unsigned)(mac >> 24 & 0xff),
+                (unsigned)(mac >> 16 & 0xff), (unsigned)(mac >> 8 & 0xff), (unsigned)(mac & 0xff),
+                (unsigned)(e->key & 0xfff), s->port[e->port].name);
+    }
+    n = buffet_pkt_pool_stats_prometheus(s->pool, NULL, 0);
+    char *text = (char *)malloc(n + 1);
+    if (text) {
+        buffet_pkt_pool_stats_prometheus(s->pool, text, n + 1);
+        fputs(text, f);
+        free(text);
+    }
+}
+
+/* To path (whole: written beside it, then renamed over it, so a reader never sees half), or
+   stdout when path is NULL. */
+static void l2sw_write_stats(l2sw *s, const char *path) {
+    char tmp[4096];
+    FILE *f;
+    if (!path) {
+        l2sw_print(s, stdout);
+        fflush(stdout);
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "l2_switch: %s: %s\n", tmp, strerror(errno));
+        return;
+    }
+    l2sw_print(s, f);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) fprintf(stderr, "l2_switch: %s: %s\n", path, strerror(errno));
+}
+
+static int l2sw_usage(FILE *f, int rc) {
+    fprintf(f, "usage: l2_switch [-t seconds] [-s stats_file] [-a age_seconds] [-r ring_blocks] "
+               "[-x afpacket|afxdp] if1 if2 [...if%d]\n", L2SW_MAX_PORTS);
+    if (rc == 0)
+        fprintf(f, "a learning Ethernet switch between the interfaces named: it needs root (CAP_NET_RAW) and "
+                   "2 to %d network interfaces that are up (nothing to switch without them)\n", L2SW_MAX_PORTS);
+    return rc;
+}
+
+static bool l2sw_number(const char *text, unsigned long lo, unsigned long hi, unsigned long *out) {
+    char *end;
+    errno = 0;
+    *out = strtoul(text, &end, 10);
+    return errno == 0 && end != text && *end == '\0' && *out >= lo && *out <= hi;
+}
+
+static int l2sw_main(int argc, char **argv) {
+    unsigned long seconds = 0, age = 300, blocks = 0;
+    const char *stats = NULL;
+    int opt, rc = 0;
+    if (argc <= 1) return l2sw_usage(stdout, 0);
+    optind = 1;
+    while ((opt = getopt(argc, argv, "t:s:a:r:x:h")) != -1) {
+        switch (opt) {
+        case 't': if (!l2sw_number(optarg, 0, 100000000ul, &seconds)) return l2sw_usage(stderr, 2); break;
+        case 'a': if (!l2sw_number(optarg, 1, 100000000ul, &age)) return l2sw_usage(stderr, 2); break;
+        case 'r': if (!l2sw_number(optarg, 2, 65536, &blocks)) return l2sw_usage(stderr, 2); break;
+        case 's': stats = optarg; break;
+        case 'x':
+            if (strcmp(optarg, "afxdp") == 0) {
+                fprintf(stderr, "l2_switch: AF_XDP ports are not available in this build (use -x afpacket)\n");
+                return 2;
+            }
+            if (strcmp(optarg, "afpacket") != 0) return l2sw_usage(stderr, 2);
+            break;
+        case 'h': return l2sw_usage(stdout, 0);
+        default: return l2sw_usage(stderr, 2);
+        }
+    }
+    if (argc - optind < 2 || argc - optind > L2SW_MAX_PORTS) return l2sw_usage(stderr, 2);
+    for (int a = optind; a < argc; a++)
+        if (strlen(argv[a]) >= IF_NAMESIZE) {
+            fprintf(stderr, "l2_switch: %s: not an interface name\n", argv[a]);
+            return 2;
+        }
+
+    l2sw *s = (l2sw *)calloc(1, sizeof *s);
+    if (!s) return 1;
+    s->age_ms = (uint64_t)age * 1000u;
+    buffet_pkt_pool_desc pd;
+    memset(&pd, 0, sizeof pd);
+    pd.name = "l2sw";
+    /* Frames are the rings' memory; the pool gives packet headers, clones, and copies of the
+       frames a full block leaves no room behind (up to jumbo size). */
+    pd.class_sizes[0] = 256;
+    pd.class_sizes[1] = 2048;
+    pd.class_sizes[2] = 9216;
+    pd.initial = 128;
+    pd.max = 16384;
+    pd.no_huge_pages = true;
+    buffet_result r = buffet_pkt_pool_create(&s->pool, &pd);
+    if (r == BUFFET_OK) r = buffet_pkt_cache_create(&s->cache, s->pool, 0);
+    if (r != BUFFET_OK) {
+        fprintf(stderr, "l2_switch: packet pool: %s\n", buffet_result_str(r));
+        buffet_pkt_pool_destroy(s->pool);
+        free(s);
+        return 1;
+    }
+    struct pollfd fds[L2SW_MAX_PORTS];
+    for (int a = optind; a < argc && rc == 0; a++) {
+        l2sw_port *o = &s->port[s->nports];
+        buffet_net_afp_desc d;
+        memset(&d, 0, sizeof d);
+        snprintf(o->name, sizeof o->name, "%s", argv[a]);
+        d.cache = s->cache;
+        d.ifname = o->name;
+        d.flags = BUFFET_NET_AFP_PROMISC;
+        d.blocks = (uint32_t)blocks;
+        r = buffet_net_afp_create(&o->afp, &d);
+        if (r != BUFFET_OK) {
+            fprintf(stderr, "l2_switch: %s: %s (%s)\n", o->name, buffet_result_str(r), strerror(errno));
+            rc = 1;
+            break;
+        }
+        o->up = true;
+        fds[s->nports].fd = buffet_net_afp_fd(o->afp);
+        fds[s->nports].events = POLLIN;
+        s->nports++;
+    }
+
+    struct sigaction sa, old_int, old_term, old_usr1;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = l2sw_on_stop;   /* no SA_RESTART: poll returns at once */
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    sa.sa_handler = l2sw_on_usr1;
+    sigaction(SIGUSR1, &sa, &old_usr1);
+    l2sw_stop = l2sw_dump = 0;
+
+    uint64_t start = l2sw_now_ms(), last_age = start;
+    if (rc == 0) l2sw_write_stats(s, stats);   /* once at start: a supervisor sees it is running */
+    while (rc == 0 && !l2sw_stop) {
+        uint64_t now = l2sw_now_ms();
+        int wait_ms = 100;
+        if (seconds && now - start >= seconds * 1000u) break;
+        if (seconds && start + seconds * 1000u - now < 100u) wait_ms = (int)(start + seconds * 1000u - now);
+        for (unsigned i = 0; i < s->nports; i++) fds[i].fd = s->port[i].up ? buffet_net_afp_fd(s->port[i].afp) : -1;
+        int ready = poll(fds, s->nports, wait_ms);
+        if (ready < 0 && errno != EINTR) {
+            fprintf(stderr, "l2_switch: poll: %s\n", strerror(errno));
+            rc = 1;
+            break;
+        }
+        now = l2sw_now_ms();
+        for (unsigned i = 0; ready > 0 && i < s->nports; i++)
+            if (s->port[i].up && fds[i].revents) l2sw_rx(s, i, now);
+        for (unsigned i = 0; i < s->nports; i++)
+            if (s->port[i].ntx) l2sw_flush(s, i);
+        if (now - last_age >= 1000u) {
+            s->aged += l2sw_sweep(s, -1, now);
+            last_age = now;
+        }
+        if (l2sw_dump) {
+            l2sw_dump = 0;
+            l2sw_write_stats(s, stats);
+        }
+    }
+
+    for (unsigned i = 0; i < s->nports; i++) {
+        l2sw_port *o = &s->port[i];
+        for (size_t k = 0; k < o->ntx; k++) buffet_pkt_free(s->cache, o->tx[k]);
+        o->ntx = 0;
+        if (o->afp) o->afp_stats = buffet_net_afp_get_stats(o->afp);
+        buffet_net_afp_destroy(o->afp);
+        o->afp = NULL;
+        o->up = false;
+    }
+    buffet_pkt_cache_flush(s->cache);   /* so the pool's in-use counts below are the leaks */
+    if (rc == 0) l2sw_write_stats(s, stats);
+    buffet_pkt_cache_destroy(s->cache);
+    buffet_pkt_stats ps = buffet_pkt_pool_get_stats(s->pool);
+    size_t out = 0;
+    for (unsigned k = 0; k <= ps.nclasses; k++) out += ps.cls[k].in_use;
+    if (out) {
+        buffet_pkt_pool_report_leaks(s->pool, stderr);
+        rc = 1;
+    }
+    buffet_pkt_pool_destroy(s->pool);
+    free(s);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
+    return rc;
+}
+
+#ifndef L2_SWITCH_NO_MAIN
+int main(int argc, char **argv) { return l2sw_main(argc, argv); }
+#endif
