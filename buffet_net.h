@@ -33,7 +33,10 @@
                     (SENDMSG, or SENDMSG_ZC whose notification releases the buffers once)
      >>afpacket     (BUFFET_NET_AFPACKET 1) AF_PACKET TPACKET_V3 rings on an interface: frames
                     received as packets over the ring's blocks, sends copied into its frames
-     Still to come: AF_XDP rings, QUIC (see README).
+     >>afxdp        (BUFFET_NET_AFXDP 1) AF_XDP on an interface queue: the UMEM is a packet pool
+                    class's region, fill and completion rings driven from the pool's cache, the
+                    redirect program loaded through bpf(2) (native mode, or generic)
+     Still to come: QUIC (see README).
 
    RESULTS
      BUFFET_OK             everything asked for was done
@@ -788,6 +791,91 @@ BUFFET_API buffet_result buffet_net_afp_send(buffet_net_afp *a, buffet_pkt **pkt
 /* Counters (zeroes for NULL); the kernel's are read (and added up) on each call. Thread: owned. */
 BUFFET_API buffet_net_afp_stats buffet_net_afp_get_stats(buffet_net_afp *a);
 #endif /* BUFFET_NET_AFPACKET */
+
+/* >>afxdp
+   AF_XDP on one queue of an interface: a UMEM over the region of one packet pool class, so the
+   kernel writes received frames straight into pool buffers, which come out as ordinary packets
+   of the pool (freed from any thread, back to the pool, never to the ring directly); the fill
+   ring is topped up from the cache's raw buffers at every receive, and completions give sent
+   buffers back to the cache. A minimal XDP program (six instructions: redirect by queue into an
+   XSKMAP, pass when no socket is there) is loaded and attached by this header itself through
+   bpf(2), no libbpf: in native (driver) mode where the driver takes it, generic (skb) mode where
+   not; the socket binds zero-copy where the driver can, copy mode where not, and the stats say
+   which ran. Sends put an unshared one-segment packet of the class in the transmit ring as it is
+   (no copy) and copy anything else into a buffer of the class. Needs root (CAP_NET_ADMIN,
+   CAP_BPF, CAP_NET_RAW) and Linux 5.9 (bpf links for XDP). The class must live in one region
+   (create the pool with initial = max for it, or at least no growth of that class) and have a
+   data room of 2048 bytes or more: the UMEM is that region, registered with unaligned chunks,
+   and a frame starts 256 bytes into its buffer (the kernel's XDP headroom). One buffet_net_xdp
+   per interface: its program redirects the queue it was made for. Opt-in: define
+   BUFFET_NET_AFXDP to 1 before including this header (with the implementation too). */
+#ifndef BUFFET_NET_AFXDP
+#define BUFFET_NET_AFXDP 0
+#endif
+#if BUFFET_NET_AFXDP
+enum {
+    BUFFET_NET_XDP_COPY = 1u << 0,      /* bind in copy mode even where the driver has zero-copy */
+    BUFFET_NET_XDP_GENERIC = 1u << 1    /* attach the program in generic mode, without trying native */
+};
+
+typedef struct buffet_net_xdp buffet_net_xdp;
+typedef struct buffet_net_xdp_desc {
+    buffet_pkt_cache *cache;    /* the pool whose class is the UMEM, and the thread the socket
+                                   belongs to; metadata (buffet_net_meta) is written when the
+                                   pool's user area has room for it */
+    unsigned cls;               /* that class */
+    const char *ifname;         /* the interface */
+    uint32_t queue;             /* its receive queue */
+    uint32_t ring_size;         /* entries of each of the four rings: a power of two, 64 to 16384;
+                                   0: 1024 */
+    unsigned flags;             /* BUFFET_NET_XDP_* */
+} buffet_net_xdp_desc;
+
+typedef struct buffet_net_xdp_stats {
+    uint64_t rx_packets, rx_bytes;     /* frames received */
+    uint64_t tx_packets, tx_bytes;     /* frames put in the transmit ring */
+    uint64_t tx_copied;                /* of them, copied into a buffer of the class first */
+    uint64_t fill_failures;            /* times the pool had no buffer for the fill ring */
+    uint64_t kernel_rx_dropped;        /* the kernel's XDP_STATISTICS, as of the last call */
+    uint64_t kernel_rx_ring_full, kernel_fill_ring_empty, kernel_rx_invalid, kernel_tx_invalid;
+    uint32_t in_kernel;                /* buffers the kernel holds (fill, receive, transmit rings) */
+    bool native;                       /* the program runs in driver mode (else generic) */
+    bool zerocopy;                     /* the socket is bound zero-copy (else copy mode) */
+} buffet_net_xdp_stats;
+
+/* An AF_XDP socket on desc->ifname's queue desc->queue, its UMEM the region of class desc->cls,
+   its fill ring filled from the cache, and the redirect program attached. Errors:
+   BUFFET_ERR_INVALID (NULL, no such interface or class, a class of several regions or a data
+   room under 2048 bytes, ring_size out of range), BUFFET_ERR_UNSUPPORTED (no AF_XDP or bpf(2)
+   here, not privileged, or the interface takes no XDP program in either mode),
+   BUFFET_ERR_EXHAUSTED (the pool cannot fill the fill ring), BUFFET_ERR_NOMEM,
+   BUFFET_ERR_SYSTEM (errno kept; EBUSY: another XDP program is on the interface).
+   Thread: owned (the cache's thread, from then on). */
+BUFFET_API buffet_result buffet_net_xdp_create(buffet_net_xdp **out, const buffet_net_xdp_desc *desc);
+/* Detach the program, close the socket, and give every buffer the kernel held back to the pool
+   (packets already received are the caller's and stay valid). NULL does nothing. Thread: owned. */
+BUFFET_API void buffet_net_xdp_destroy(buffet_net_xdp *x);
+/* The socket, for epoll (readable: frames received). Thread: compatible. */
+BUFFET_API int buffet_net_xdp_fd(const buffet_net_xdp *x);
+/* Up to max received frames into pkts[0..*got), waiting up to timeout_ms for the first (0: not
+   at all, -1: without limit). Tops the fill ring up first and takes completed sends back.
+   Returns: BUFFET_OK (*got > 0), BUFFET_AGAIN (nothing came in time), BUFFET_ERR_CLOSED (the
+   interface went down, errno ENETDOWN, or away, errno ENODEV), BUFFET_ERR_INVALID (NULL),
+   BUFFET_ERR_SYSTEM. Thread: owned. */
+BUFFET_API buffet_result buffet_net_xdp_recv(buffet_net_xdp *x, buffet_pkt **pkts, size_t max, int timeout_ms,
+                                             size_t *got);
+/* Put pkts[0..n) in the transmit ring and wake the kernel once. The first *sent went: the ring
+   owns them (freed when their completion comes); pkts[*sent..n) stay the caller's, unchanged.
+   Returns: BUFFET_OK (all), BUFFET_AGAIN (the ring is full, or the class has no buffer for a
+   copy), BUFFET_ERR_TOO_LARGE (pkts[*sent] is longer than a frame of the class),
+   BUFFET_ERR_CLOSED (the interface is down or gone), BUFFET_ERR_INVALID (NULL, a NULL packet,
+   one shorter than an Ethernet header or whose lengths do not add up), BUFFET_ERR_SYSTEM.
+   n 0: BUFFET_OK. Thread: owned. */
+BUFFET_API buffet_result buffet_net_xdp_send(buffet_net_xdp *x, buffet_pkt **pkts, size_t n, size_t *sent);
+/* Counters (zeroes for NULL); takes completed sends back and reads the kernel's counters.
+   Thread: owned. */
+BUFFET_API buffet_net_xdp_stats buffet_net_xdp_get_stats(buffet_net_xdp *x);
+#endif /* BUFFET_NET_AFXDP */
 
 BUFFET_EXTERN_C_END
 
@@ -3695,6 +3783,546 @@ BUFFET_API buffet_net_afp_stats buffet_net_afp_get_stats(buffet_net_afp *a) {
     return a->st;
 }
 #endif /* BUFFET_NET_AFPACKET */
+
+/* >>afxdp */
+#if BUFFET_NET_AFXDP
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#ifndef AF_XDP
+#define AF_XDP 44
+#endif
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+/* Where the kernel puts a frame in a chunk: after its XDP headroom (XDP_PACKET_HEADROOM). */
+#define BUFFET__XDP_HEADROOM 256u
+
+/* One of the four rings as mapped: we produce into fill and tx, consume from rx and completion. */
+typedef struct buffet__xdp_ring {
+    uint32_t *producer, *consumer, *flags;
+    void *descs;
+    uint32_t mask, local;          /* local: our producer (fill, tx) or consumer (rx, completion) */
+    void *map;
+    size_t map_len;
+} buffet__xdp_ring;
+
+/* A buffer's state, by its index in the class's region. */
+enum { BUFFET__XDP_OURS, BUFFET__XDP_FILL, BUFFET__XDP_TX_PKT, BUFFET__XDP_TX_RAW };
+
+struct buffet_net_xdp {
+    buffet_pkt_cache *cache;
+    unsigned cls;
+    int fd, ctl, map_fd, prog_fd, link_fd;
+    uint32_t ifindex, size;
+    bool gone;
+    unsigned char *base;           /* the UMEM: the class's region, page-aligned */
+    uint64_t lo, stride, n;        /* the class's buffers: header i at lo + i * stride, i < n */
+    uint32_t chunk;
+    uint8_t *state;                /* BUFFET__XDP_*, by buffer */
+    uint32_t tx_out;               /* sends whose completion has not come */
+    buffet__xdp_ring fill, comp, rx, tx;
+    buffet_net_xdp_stats st;
+};
+
+static long buffet__bpf(int cmd, union bpf_attr *a) { return syscall(__NR_bpf, cmd, a, sizeof *a); }
+
+static struct bpf_insn buffet__bpf_insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+    struct bpf_insn i;
+    memset(&i, 0, sizeof i);
+    i.code = code;
+    i.dst_reg = dst & 0xf;
+    i.src_reg = src & 0xf;
+    i.off = off;
+    i.imm = imm;
+    return i;
+}
+
+/* The program: return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS), so a queue
+   without a socket in the map goes on to the stack. */
+static int buffet__xdp_prog(int map_fd) {
+    static const char license[] = "MIT";
+    struct bpf_insn prog[6];
+    union bpf_attr a;
+    prog[0] = buffet__bpf_insn(BPF_LDX | BPF_W | BPF_MEM, 2, 1, (int16_t)offsetof(struct xdp_md, rx_queue_index), 0);
+    prog[1] = buffet__bpf_insn(BPF_LD | BPF_DW | BPF_IMM, 1, BPF_PSEUDO_MAP_FD, 0, map_fd);
+    prog[2] = buffet__bpf_insn(0, 0, 0, 0, 0);   /* the upper half of the 64-bit immediate */
+    prog[3] = buffet__bpf_insn(BPF_ALU64 | BPF_MOV | BPF_K, 3, 0, 0, XDP_PASS);
+    prog[4] = buffet__bpf_insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_redirect_map);
+    prog[5] = buffet__bpf_insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    memset(&a, 0, sizeof a);
+    a.prog_type = BPF_PROG_TYPE_XDP;
+    a.insn_cnt = 6;
+    a.insns = (uint64_t)(uintptr_t)prog;
+    a.license = (uint64_t)(uintptr_t)license;
+    a.expected_attach_type = BPF_XDP;
+    return (int)buffet__bpf(BPF_PROG_LOAD, &a);
+}
+
+/* Map ring r of `entries` entries of esize bytes at pgoff, as the kernel's offsets o say. */
+static bool buffet__xdp_map(buffet_net_xdp *x, buffet__xdp_ring *r, const struct xdp_ring_offset *o, size_t esize,
+                            uint64_t pgoff) {
+    unsigned char *m;
+    r->map_len = (size_t)o->desc + (size_t)x->size * esize;
+    m = (unsigned char *)mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, x->fd, (off_t)pgoff);
+    if (m == MAP_FAILED) return false;
+    r->map = m;
+    r->producer = (uint32_t *)(m + o->producer);
+    r->consumer = (uint32_t *)(m + o->consumer);
+    r->flags = (uint32_t *)(m + o->flags);
+    r->descs = m + o->desc;
+    r->mask = x->size - 1;
+    return true;
+}
+
+/* The buffer index of the header at h, or n when h is not one of the class's region. */
+static uint64_t buffet__xdp_index(const buffet_net_xdp *x, const void *h) {
+    uint64_t a = (uint64_t)(uintptr_t)h;
+    if (a < x->lo || (a - x->lo) % x->stride || (a - x->lo) / x->stride >= x->n) return x->n;
+    return (a - x->lo) / x->stride;
+}
+
+/* The header of the buffer holding UMEM address addr (unaligned: offset in the top 16 bits). */
+static uint64_t buffet__xdp_index_of_addr(const buffet_net_xdp *x, uint64_t addr, unsigned char **data) {
+    uint64_t at = (addr & XSK_UNALIGNED_BUF_ADDR_MASK) + (addr >> XSK_UNALIGNED_BUF_OFFSET_SHIFT);
+    uint64_t abs = (uint64_t)(uintptr_t)x->base + at, i;
+    *data = x->base + at;
+    if (abs < x->lo) return x->n;
+    i = (abs - x->lo) / x->stride;
+    return i < x->n ? i : x->n;
+}
+
+static buffet_pkt *buffet__xdp_hdr(const buffet_net_xdp *x, uint64_t i) {
+    return (buffet_pkt *)(uintptr_t)(x->lo + i * x->stride);
+}
+
+/* Put raw buffers of the class into the fill ring's free places. */
+static void buffet__xdp_refill(buffet_net_xdp *x) {
+    buffet__xdp_ring *r = &x->fill;
+    uint32_t room = x->size - (r->local - BUFFET__LOAD(r->consumer, BUFFET__ACQUIRE));
+    uint32_t added = 0;
+    while (room) {
+        buffet_pkt *got[64];
+        size_t want = room < 64 ? room : 64, k, n = buffet_pkt_alloc_bulk_raw(x->cache, x->cls, got, want);
+        if (n == 0 && want > 1) n = buffet_pkt_alloc_bulk_raw(x->cache, x->cls, got, 1);
+        if (n == 0) {
+            x->st.fill_failures++;
+            break;
+        }
+        for (k = 0; k < n; k++) {
+            uint64_t i = buffet__xdp_index(x, got[k]);
+            if (i == x->n) {   /* of another region: no UMEM address (the class grew) */
+                buffet_pkt_free_bulk_raw(x->cache, &got[k], 1);
+                continue;
+            }
+            x->state[i] = BUFFET__XDP_FILL;
+            x->st.in_kernel++;
+            ((uint64_t *)r->descs)[r->local++ & r->mask] = (uint64_t)(buffet_pkt_raw_buf(x->cache, got[k]) - x->base);
+            added++;
+        }
+        room -= (uint32_t)n;
+        if (added == 0) break;
+    }
+    if (added) BUFFET__STORE(r->producer, r->local, BUFFET__RELEASE);
+}
+
+/* Take completed sends back: packets freed, copies' buffers given back. */
+static void buffet__xdp_complete(buffet_net_xdp *x) {
+    buffet__xdp_ring *r = &x->comp;
+    uint32_t end = BUFFET__LOAD(r->producer, BUFFET__ACQUIRE);
+    if (end == r->local) return;
+    for (; r->local != end; r->local++) {
+        unsigned char *data;
+        uint64_t i = buffet__xdp_index_of_addr(x, ((const uint64_t *)r->descs)[r->local & r->mask], &data);
+        buffet_pkt *h;
+        if (i == x->n || (x->state[i] != BUFFET__XDP_TX_PKT && x->state[i] != BUFFET__XDP_TX_RAW)) continue;
+        h = buffet__xdp_hdr(x, i);
+        if (x->state[i] == BUFFET__XDP_TX_PKT) buffet_pkt_free(x->cache, h);
+        else buffet_pkt_free_bulk_raw(x->cache, &h, 1);
+        x->state[i] = BUFFET__XDP_OURS;
+        x->st.in_kernel--;
+        x->tx_out--;
+    }
+    BUFFET__STORE(r->consumer, r->local, BUFFET__RELEASE);
+}
+
+/* The interface is down or gone (for good): CLOSED with errno ENETDOWN or ENODEV. */
+static buffet_result buffet__xdp_closed(buffet_net_xdp *x, int e) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_ifindex = (int)x->ifindex;
+    if (x->gone || (ioctl(x->ctl, SIOCGIFNAME, &ifr) != 0 && (errno == ENODEV || errno == ENXIO))) x->gone = true;
+    errno = x->gone ? ENODEV : e;
+    return BUFFET_ERR_CLOSED;
+}
+
+/* Wake the kernel to send what the transmit ring holds: in copy mode each call sends a batch,
+   so it is called until the ring is empty or the kernel says it cannot go on now. */
+static buffet_result buffet__xdp_kick(buffet_net_xdp *x) {
+    uint32_t tries;
+    for (tries = 0; tries <= x->size / 16; tries++) {
+        if (BUFFET__LOAD(x->tx.consumer, BUFFET__ACQUIRE) == x->tx.local) return BUFFET_OK;
+        if (sendto(x->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0) continue;
+        if (errno == EAGAIN || errno == EINTR) continue;
+        if (errno == EBUSY || errno == ENOBUFS) return BUFFET_OK;   /* the device is full: later */
+        if (errno == ENETDOWN || errno == ENXIO || errno == ENODEV) return buffet__xdp_closed(x, errno);
+        return buffet__net_errno_result(errno);
+    }
+    return BUFFET_OK;
+}
+
+static void buffet__xdp_release(buffet_net_xdp *x) {
+    buffet_allocator heap = buffet_heap();
+    buffet__xdp_ring *rings[4];
+    uint64_t i;
+    unsigned k;
+    rings[0] = &x->fill;
+    rings[1] = &x->comp;
+    rings[2] = &x->rx;
+    rings[3] = &x->tx;
+    if (x->link_fd >= 0) close(x->link_fd);   /* the program comes off the interface */
+    if (x->prog_fd >= 0) close(x->prog_fd);
+    if (x->map_fd >= 0) close(x->map_fd);
+    if (x->fd >= 0) close(x->fd);             /* after this the kernel writes into no buffer */
+    if (x->ctl >= 0) close(x->ctl);
+    for (k = 0; k < 4; k++)
+        if (rings[k]->map) munmap(rings[k]->map, rings[k]->map_len);
+    for (i = 0; x->state && i < x->n; i++) {
+        buffet_pkt *h = buffet__xdp_hdr(x, i);
+        if (x->state[i] == BUFFET__XDP_TX_PKT) buffet_pkt_free(x->cache, h);
+        else if (x->state[i] != BUFFET__XDP_OURS) buffet_pkt_free_bulk_raw(x->cache, &h, 1);
+    }
+    if (x->state) BUFFET_DELETE_ARRAY(heap, uint8_t, x->state, (size_t)x->n);
+    BUFFET_DELETE(heap, buffet_net_xdp, x);
+}
+
+static buffet_result buffet__xdp_sys(int e) {
+    /* ENOPROTOOPT: SOL_XDP unknown (qemu-user passes it to no kernel) */
+    if (e == EPERM || e == EACCES || e == ENOSYS || e == EAFNOSUPPORT || e == EOPNOTSUPP || e == ENOPROTOOPT)
+        return BUFFET_ERR_UNSUPPORTED;
+    return e == ENOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_SYSTEM;
+}
+
+BUFFET_API buffet_result buffet_net_xdp_create(buffet_net_xdp **out, const buffet_net_xdp_desc *desc) {
+    buffet_allocator heap = buffet_heap();
+    const buffet__pkt_class *k;
+    struct xdp_umem_reg reg;
+    struct xdp_mmap_offsets off;
+    struct sockaddr_xdp sx;
+    struct xdp_options opt;
+    union bpf_attr a;
+    socklen_t ol = sizeof off;
+    buffet_net_xdp *x;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), end;
+    uint32_t size, key, mode;
+    int value, e, tries;
+    if (out) *out = NULL;
+    if (!out || !desc || !desc->cache || !desc->ifname || desc->cls >= desc->cache->nclasses) return BUFFET_ERR_INVALID;
+    size = desc->ring_size ? desc->ring_size : 1024;
+    if (size < 64 || size > 16384 || (size & (size - 1))) return BUFFET_ERR_INVALID;
+    k = &desc->cache->pool->cls[desc->cls];
+    /* the UMEM is one region: every buffer of the class in it, and room for a frame */
+    if (k->n == 0 || k->created != k->n || k->created != k->max || k->buf_len < 2048) return BUFFET_ERR_INVALID;
+    if (if_nametoindex(desc->ifname) == 0) return BUFFET_ERR_INVALID;
+    x = BUFFET_NEW(heap, buffet_net_xdp);
+    if (!x) return BUFFET_ERR_NOMEM;
+    memset(x, 0, sizeof *x);
+    x->fd = x->ctl = x->map_fd = x->prog_fd = x->link_fd = -1;
+    x->cache = desc->cache;
+    x->cls = desc->cls;
+    x->size = size;
+    x->ifindex = if_nametoindex(desc->ifname);
+    x->lo = k->lo;
+    x->stride = k->stride;
+    x->n = k->n;
+    x->base = (unsigned char *)(uintptr_t)(x->lo & ~(page - 1));
+    x->chunk = k->buf_len < page ? k->buf_len : (uint32_t)page;
+    x->state = BUFFET_NEW_ARRAY(heap, uint8_t, (size_t)x->n);
+    if (!x->state) {
+        buffet__xdp_release(x);
+        return BUFFET_ERR_NOMEM;
+    }
+    memset(x->state, 0, (size_t)x->n);
+    x->ctl = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    x->fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (x->fd < 0 || x->ctl < 0) {
+        e = errno;
+        buffet__xdp_release(x);
+        return buffet__xdp_sys(e);
+    }
+    end = x->lo + x->n * x->stride;
+    memset(&reg, 0, sizeof reg);
+    reg.addr = (uint64_t)(uintptr_t)x->base;
+    reg.len = (end - (uint64_t)(uintptr_t)x->base + page - 1) & ~(page - 1);
+    reg.chunk_size = x->chunk;
+    reg.flags = XDP_UMEM_UNALIGNED_CHUNK_FLAG;   /* chunks where the pool's buffers are */
+    if (setsockopt(x->fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg) != 0 ||
+        setsockopt(x->fd, SOL_XDP, XDP_UMEM_FILL_RING, &size, sizeof size) != 0 ||
+        setsockopt(x->fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &size, sizeof size) != 0 ||
+        setsockopt(x->fd, SOL_XDP, XDP_RX_RING, &size, sizeof size) != 0 ||
+        setsockopt(x->fd, SOL_XDP, XDP_TX_RING, &size, sizeof size) != 0 ||
+        getsockopt(x->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol) != 0 ||
+        !buffet__xdp_map(x, &x->fill, &off.fr, sizeof(uint64_t), XDP_UMEM_PGOFF_FILL_RING) ||
+        !buffet__xdp_map(x, &x->comp, &off.cr, sizeof(uint64_t), XDP_UMEM_PGOFF_COMPLETION_RING) ||
+        !buffet__xdp_map(x, &x->rx, &off.rx, sizeof(struct xdp_desc), XDP_PGOFF_RX_RING) ||
+        !buffet__xdp_map(x, &x->tx, &off.tx, sizeof(struct xdp_desc), XDP_PGOFF_TX_RING)) {
+        e = errno;
+        buffet__xdp_release(x);
+        return buffet__xdp_sys(e);
+    }
+    buffet__xdp_refill(x);
+    if (x->st.in_kernel == 0) {
+        buffet__xdp_release(x);
+        return BUFFET_ERR_EXHAUSTED;
+    }
+    memset(&sx, 0, sizeof sx);
+    sx.sxdp_family = AF_XDP;
+    sx.sxdp_ifindex = x->ifindex;
+    sx.sxdp_queue_id = desc->queue;
+    /* neither COPY nor ZEROCOPY: the kernel binds zero-copy where the driver can, copy where not */
+    sx.sxdp_flags = (uint16_t)(XDP_USE_NEED_WAKEUP | (desc->flags & BUFFET_NET_XDP_COPY ? XDP_COPY : 0));
+    /* a socket closed on this queue lets go of it a little later (the kernel releases its UMEM
+       in a work item): EBUSY is tried again for a second before it is taken as another owner */
+    for (tries = 0; bind(x->fd, (struct sockaddr *)&sx, sizeof sx) != 0; tries++) {
+        struct timespec ms;
+        e = errno;
+        if (e != EBUSY || tries == 100) {
+            buffet__xdp_release(x);
+            return e == ENODEV || e == EINVAL ? BUFFET_ERR_INVALID : buffet__xdp_sys(e);
+        }
+        ms.tv_sec = 0;
+        ms.tv_nsec = 10000000;
+        nanosleep(&ms, NULL);
+    }
+    ol = sizeof opt;
+    if (getsockopt(x->fd, SOL_XDP, XDP_OPTIONS, &opt, &ol) == 0) x->st.zerocopy = (opt.flags & XDP_OPTIONS_ZEROCOPY) != 0;
+    memset(&a, 0, sizeof a);
+    a.map_type = BPF_MAP_TYPE_XSKMAP;
+    a.key_size = 4;
+    a.value_size = 4;
+    a.max_entries = desc->queue + 1;
+    x->map_fd = (int)buffet__bpf(BPF_MAP_CREATE, &a);
+    if (x->map_fd >= 0) {
+        key = desc->queue;
+        value = x->fd;
+        memset(&a, 0, sizeof a);
+        a.map_fd = (uint32_t)x->map_fd;
+        a.key = (uint64_t)(uintptr_t)&key;
+        a.value = (uint64_t)(uintptr_t)&value;
+        a.flags = BPF_ANY;
+        if (buffet__bpf(BPF_MAP_UPDATE_ELEM, &a) == 0) x->prog_fd = buffet__xdp_prog(x->map_fd);
+    }
+    if (x->prog_fd < 0) {
+        e = errno;
+        buffet__xdp_release(x);
+        return buffet__xdp_sys(e);
+    }
+    /* native where the driver takes programs, generic (every interface) where not */
+    for (mode = desc->flags & BUFFET_NET_XDP_GENERIC ? 1u : 0u; mode < 2 && x->link_fd < 0; mode++) {
+        memset(&a, 0, sizeof a);
+        a.link_create.prog_fd = (uint32_t)x->prog_fd;
+        a.link_create.target_ifindex = x->ifindex;
+        a.link_create.attach_type = BPF_XDP;
+        a.link_create.flags = mode == 0 ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
+        x->link_fd = (int)buffet__bpf(BPF_LINK_CREATE, &a);
+        if (x->link_fd >= 0) x->st.native = mode == 0;
+        else if (errno == EBUSY || errno == EEXIST) break;   /* another program is there: not ours to replace */
+    }
+    if (x->link_fd < 0) {
+        e = errno;
+        buffet__xdp_release(x);
+        return e == EBUSY || e == EEXIST ? BUFFET_ERR_SYSTEM : buffet__xdp_sys(e);
+    }
+    *out = x;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_net_xdp_destroy(buffet_net_xdp *x) {
+    int tries;
+    if (!x) return;
+    /* sends in flight read their buffers until their completion: wait for those (1 s at most) */
+    for (tries = 0; x->tx_out && tries < 100; tries++) {
+        struct timespec ms;
+        if (buffet__xdp_kick(x) == BUFFET_ERR_CLOSED) break;
+        buffet__xdp_complete(x);
+        if (!x->tx_out) break;
+        ms.tv_sec = 0;
+        ms.tv_nsec = 10000000;
+        nanosleep(&ms, NULL);
+    }
+    buffet__xdp_release(x);
+}
+
+BUFFET_API int buffet_net_xdp_fd(const buffet_net_xdp *x) { return x ? x->fd : -1; }
+
+/* Received frames into pkts[0..max): how many. */
+static size_t buffet__xdp_take(buffet_net_xdp *x, buffet_pkt **pkts, size_t max) {
+    buffet__xdp_ring *r = &x->rx;
+    uint32_t end = BUFFET__LOAD(r->producer, BUFFET__ACQUIRE);
+    size_t n = 0;
+    for (; r->local != end && n < max; r->local++) {
+        const struct xdp_desc *d = &((const struct xdp_desc *)r->descs)[r->local & r->mask];
+        unsigned char *data, *buf;
+        uint64_t i = buffet__xdp_index_of_addr(x, d->addr, &data);
+        buffet_pkt *h;
+        buffet_net_meta *m;
+        if (i == x->n || x->state[i] != BUFFET__XDP_FILL) continue;   /* not a buffer we gave it */
+        h = buffet__xdp_hdr(x, i);
+        buf = buffet_pkt_raw_buf(x->cache, h);
+        x->state[i] = BUFFET__XDP_OURS;
+        x->st.in_kernel--;
+        if (data < buf || (size_t)(data - buf) + d->len > x->chunk) {   /* not where the chunk is */
+            buffet_pkt_free_bulk_raw(x->cache, &h, 1);
+            continue;
+        }
+        BUFFET__VG_DEFINED(data, d->len);
+        buffet_pkt_init_raw(x->cache, h);
+        h->data_off = (uint16_t)(data - buf);
+        (void)buffet_pkt_append(h, d->len);
+        if ((m = buffet_net_meta_of(h)) != NULL) {
+            memset(m, 0, sizeof *m);
+            m->ifindex = x->ifindex;
+            m->wire_len = d->len;
+        }
+        x->st.rx_packets++;
+        x->st.rx_bytes += d->len;
+        pkts[n++] = h;
+    }
+    BUFFET__STORE(r->consumer, r->local, BUFFET__RELEASE);
+    return n;
+}
+
+BUFFET_API buffet_result buffet_net_xdp_recv(buffet_net_xdp *x, buffet_pkt **pkts, size_t max, int timeout_ms,
+                                             size_t *got) {
+    int64_t end = buffet__net_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    if (got) *got = 0;
+    if (!x || !got || (!pkts && max)) return BUFFET_ERR_INVALID;
+    if (max == 0) return BUFFET_OK;
+    for (;;) {
+        struct pollfd pf;
+        int64_t left;
+        int r;
+        buffet__xdp_complete(x);
+        buffet__xdp_refill(x);
+        int e = 0;
+        socklen_t l = sizeof e;
+        if ((*got = buffet__xdp_take(x, pkts, max)) > 0) return BUFFET_OK;
+        /* the kernel unbinds the socket when its interface is unregistered and says so only in
+           the socket's error (its poll then reports nothing at all): asked when nothing came */
+        if (x->gone || getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &e, &l) != 0 || e) {
+            if (!x->gone && e == 0) return buffet__net_errno_result(errno);
+            if (e && e != ENETDOWN && e != ENXIO && e != ENODEV) {
+                errno = e;
+                return BUFFET_ERR_SYSTEM;
+            }
+            x->gone = true;
+            return buffet__xdp_closed(x, ENODEV);
+        }
+        left = timeout_ms < 0 ? 1000 : end - buffet__net_now_ms();
+        if (left <= 0) return BUFFET_AGAIN;
+        pf.fd = x->fd;
+        pf.events = POLLIN;
+        pf.revents = 0;
+        r = poll(&pf, 1, left > 1000 ? 1000 : (int)left);
+        if (r < 0 && errno != EINTR) return buffet__net_errno_result(errno);
+    }
+}
+
+BUFFET_API buffet_result buffet_net_xdp_send(buffet_net_xdp *x, buffet_pkt **pkts, size_t n, size_t *sent) {
+    buffet__xdp_ring *r;
+    buffet_result res = BUFFET_OK;
+    size_t done = 0;
+    if (sent) *sent = 0;
+    if (!x || !sent || (!pkts && n)) return BUFFET_ERR_INVALID;
+    if (x->gone) return buffet__xdp_closed(x, ENODEV);
+    r = &x->tx;
+    buffet__xdp_complete(x);
+    while (done < n) {
+        buffet_pkt *p = pkts[done], *h = NULL;
+        struct xdp_desc *d;
+        uint64_t i;
+        if (!p || !buffet__net_pkt_sane(p) || p->pkt_len < ETH_HLEN) {
+            res = BUFFET_ERR_INVALID;
+            break;
+        }
+        if (p->pkt_len > x->chunk - BUFFET__XDP_HEADROOM) {
+            res = BUFFET_ERR_TOO_LARGE;
+            break;
+        }
+        /* a full ring, or as many sends out as the completion ring has room for */
+        if (r->local - BUFFET__LOAD(r->consumer, BUFFET__ACQUIRE) >= x->size || x->tx_out >= x->size) {
+            res = BUFFET_AGAIN;
+            break;
+        }
+        d = &((struct xdp_desc *)r->descs)[r->local & r->mask];
+        i = buffet__xdp_index(x, p);
+        if (p->nb_segs == 1 && p->pool == x->cache->pool && p->flags == 0 && i < x->n &&
+            x->state[i] == BUFFET__XDP_OURS && BUFFET__LOAD(&p->refcnt, BUFFET__ACQUIRE) == 1) {
+            /* the packet's own buffer is in the UMEM and no one else holds it: sent as it is */
+            d->addr = (uint64_t)(p->buf + p->data_off - x->base);
+            d->len = p->len;
+            x->state[i] = BUFFET__XDP_TX_PKT;
+        } else {
+            const buffet_pkt *s;
+            unsigned char *to;
+            if (buffet_pkt_alloc_bulk_raw(x->cache, x->cls, &h, 1) != 1 || (i = buffet__xdp_index(x, h)) == x->n) {
+                if (h) buffet_pkt_free_bulk_raw(x->cache, &h, 1);
+                res = BUFFET_AGAIN;
+                break;
+            }
+            to = buffet_pkt_raw_buf(x->cache, h) + BUFFET__XDP_HEADROOM;
+            d->addr = (uint64_t)(to - x->base);
+            d->len = p->pkt_len;
+            for (s = p; s; s = s->next) {
+                memcpy(to, s->buf + s->data_off, s->len);
+                to += s->len;
+            }
+            x->state[i] = BUFFET__XDP_TX_RAW;
+            x->st.tx_copied++;
+        }
+        d->options = 0;
+        r->local++;
+        x->st.in_kernel++;
+        x->tx_out++;
+        x->st.tx_packets++;
+        x->st.tx_bytes += p->pkt_len;
+        if (h) buffet_pkt_free(x->cache, p);   /* copied: the caller's packet is done with */
+        done++;
+    }
+    *sent = done;
+    if (done) {
+        buffet_result k;
+        BUFFET__STORE(r->producer, r->local, BUFFET__RELEASE);
+        k = buffet__xdp_kick(x);
+        if (k != BUFFET_OK) return k;
+    }
+    return res;
+}
+
+BUFFET_API buffet_net_xdp_stats buffet_net_xdp_get_stats(buffet_net_xdp *x) {
+    buffet_net_xdp_stats s;
+    struct xdp_statistics k;
+    socklen_t l = sizeof k;
+    memset(&s, 0, sizeof s);
+    if (!x) return s;
+    buffet__xdp_complete(x);
+    memset(&k, 0, sizeof k);
+    if (getsockopt(x->fd, SOL_XDP, XDP_STATISTICS, &k, &l) == 0) {
+        x->st.kernel_rx_dropped = k.rx_dropped;
+        x->st.kernel_rx_invalid = k.rx_invalid_descs;
+        x->st.kernel_tx_invalid = k.tx_invalid_descs;
+        x->st.kernel_rx_ring_full = k.rx_ring_full;
+        x->st.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs;
+    }
+    return x->st;
+}
+#endif /* BUFFET_NET_AFXDP */
 
 #endif /* BUFFET_IMPLEMENTATION */
 

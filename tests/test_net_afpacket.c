@@ -3,6 +3,7 @@
 #include "../buffet_net.h"
 #include "bt.h"
 #include "net_util.h"
+#include "frame_util.h"
 
 /* test_net_afpacket.c - the AF_PACKET TPACKET_V3 rings of buffet_net.h (>>afpacket), on a veth
    pair between two network namespaces of the test's own: frames sent by a plain packet socket
@@ -22,66 +23,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define ETHERTYPE_TEST 0x88b5   /* IEEE's local experimental type: no stack answers it */
-
 static int small;   /* valgrind: fewer frames */
 static nu_veth V;
 static const char *veth_why = "not made yet";
-
-/* ---- fixture: a debug allocator under a pool with a metadata area ---- */
-typedef struct fx {
-    buffet_debug *dbg;
-    buffet_pkt_pool *pool;
-    buffet_pkt_cache *cache;
-} fx;
-
-static void fx_open(fx *f, uint32_t cls0, size_t max) {
-    buffet_debug_desc dd;
-    buffet_pkt_pool_desc pd;
-    memset(f, 0, sizeof *f);
-    memset(&dd, 0, sizeof dd);
-    dd.log.fn = buffet_log_silent;
-    BT_CHECK(buffet_debug_create(&f->dbg, &dd) == BUFFET_OK);
-    memset(&pd, 0, sizeof pd);
-    pd.name = "afp";
-    pd.class_sizes[0] = cls0;
-    pd.user_size = (uint32_t)sizeof(buffet_net_meta);
-    pd.initial = 64;
-    pd.max = max;
-    pd.no_huge_pages = true;
-    pd.allocator = buffet_debug_allocator(f->dbg);
-    pd.log.fn = buffet_log_silent;
-    BT_CHECK(buffet_pkt_pool_create(&f->pool, &pd) == BUFFET_OK);
-    BT_CHECK(buffet_pkt_cache_create(&f->cache, f->pool, 0) == BUFFET_OK);
-}
-
-static void fx_close(fx *f) {
-    buffet_debug_stats st;
-    BT_CHECK(nu_pool_in_use(f->pool, f->cache) == 0);
-    buffet_pkt_cache_destroy(f->cache);
-    buffet_pkt_pool_destroy(f->pool);
-    st = buffet_debug_get_stats(f->dbg);
-    BT_CHECK(st.live_count == 0 && st.double_frees == 0 && st.foreign_frees == 0 && st.corruptions == 0);
-    if (st.live_count) buffet_debug_report_leaks(f->dbg, stderr);
-    buffet_debug_destroy(f->dbg);
-}
-
-/* ---- the far side: a plain packet socket on V.dev[0], made in V.ns[0] ---- */
-static int raw_fn(void *arg) {
-    struct sockaddr_ll sll;
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETHERTYPE_TEST));
-    (void)arg;
-    if (fd < 0) return -1;
-    memset(&sll, 0, sizeof sll);
-    sll.sll_family = AF_PACKET;
-    sll.sll_protocol = htons(ETHERTYPE_TEST);
-    sll.sll_ifindex = (int)if_nametoindex(V.dev[0]);
-    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 /* The ring on V.dev[1], made in V.ns[1]. */
 typedef struct ring_job {
@@ -106,47 +50,6 @@ static buffet_net_afp *ring_make(fx *f, unsigned flags, uint32_t block_size, uin
     if (nu_in_ns(V.ns[1], ring_fn, &j) != 0) j.r = BUFFET_ERR_SYSTEM;
     BT_CHECK(j.r == BUFFET_OK && j.a);
     return j.a;
-}
-
-/* A test frame: broadcast destination, type ETHERTYPE_TEST, then seq (4 bytes, big-endian) and a
-   pattern of it to len bytes. */
-static size_t frame_fill(unsigned char *b, size_t len, uint32_t seq) {
-    size_t i;
-    memset(b, 0xff, 6);
-    memcpy(b + 6, "\x02\x00\x00\x00\x00\x01", 6);
-    b[12] = ETHERTYPE_TEST >> 8;
-    b[13] = ETHERTYPE_TEST & 0xff;
-    b[14] = (unsigned char)(seq >> 24);
-    b[15] = (unsigned char)(seq >> 16);
-    b[16] = (unsigned char)(seq >> 8);
-    b[17] = (unsigned char)seq;
-    for (i = 18; i < len; i++) b[i] = (unsigned char)(seq * 7u + i);
-    return len;
-}
-/* Is p test frame seq of len bytes, exactly? */
-static bool frame_is(buffet_pkt *p, size_t len, uint32_t seq) {
-    unsigned char want[2048], tmp[2048];
-    const void *got;
-    if (p->pkt_len != len || len > sizeof want) return false;
-    frame_fill(want, len, seq);
-    got = buffet_pkt_read(p, 0, len, tmp);
-    return got && memcmp(got, want, len) == 0;
-}
-static bool is_test(buffet_pkt *p) {
-    unsigned char t[2];
-    const unsigned char *b = p->pkt_len >= 14 ? (const unsigned char *)buffet_pkt_read(p, 12, 2, t) : NULL;
-    return b && b[0] == (ETHERTYPE_TEST >> 8) && b[1] == (ETHERTYPE_TEST & 0xff);
-}
-static uint32_t frame_seq(buffet_pkt *p) {
-    unsigned char t[4];
-    const unsigned char *b = (const unsigned char *)buffet_pkt_read(p, 14, 4, t);
-    return b ? (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3] : UINT32_MAX;
-}
-
-static bool raw_send(int fd, size_t len, uint32_t seq) {
-    unsigned char b[9100];
-    frame_fill(b, len, seq);
-    return send(fd, b, len, 0) == (ssize_t)len;
 }
 
 /* Receive until `want` test frames came (or 5 s of nothing): each checked as seq first..,
@@ -191,7 +94,7 @@ static void probe(void) {
     fx f;
     ring_job j;
     if (geteuid() != 0) return;   /* test_unprivileged covers that */
-    fx_open(&f, 2048, 64);
+    fx_open(&f, 2048, 64, 64);
     memset(&j, 0, sizeof j);
     j.d.cache = f.cache;
     j.ifname = "lo";
@@ -210,9 +113,9 @@ static void probe(void) {
    socket. false: something failed (checked); rig_close undoes what was made either way. */
 static bool rig_open(fx *f, buffet_net_afp **a, int *peer, uint32_t cls0, size_t max, unsigned flags,
                      uint32_t block_size, uint32_t blocks) {
-    fx_open(f, cls0, max);
+    fx_open(f, cls0, 64, max);
     *a = ring_make(f, flags, block_size, blocks);
-    *peer = nu_in_ns(V.ns[0], raw_fn, NULL);
+    *peer = nu_in_ns(V.ns[0], raw_fn, V.dev[0]);
     BT_CHECK(*peer >= 0);
     return *a && *peer >= 0;
 }
@@ -474,7 +377,7 @@ static void test_bad_input(void) {
     buffet_pkt *pk[2];
     size_t n = 7;
     ring_job j;
-    fx_open(&f, 2048, 256);
+    fx_open(&f, 2048, 64, 256);
     memset(&d, 0, sizeof d);
     d.cache = f.cache;
     d.ifname = "lo";
@@ -560,7 +463,7 @@ static void test_unprivileged(void) {
         fx f;
         buffet_net_afp *a = NULL;
         buffet_net_afp_desc d;
-        fx_open(&f, 2048, 64);
+        fx_open(&f, 2048, 64, 64);
         memset(&d, 0, sizeof d);
         d.cache = f.cache;
         d.ifname = "lo";
@@ -574,7 +477,7 @@ static void test_unprivileged(void) {
         buffet_net_afp *a = NULL;
         buffet_net_afp_desc d;
         buffet_result r;
-        fx_open(&f, 2048, 64);
+        fx_open(&f, 2048, 64, 64);
         memset(&d, 0, sizeof d);
         d.cache = f.cache;
         d.ifname = "lo";

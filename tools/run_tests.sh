@@ -395,11 +395,11 @@ aarch64)
         # only. Libraries come from the arm64 pkg-config tree, which holds none of the hooked
         # ones (Lua, SQLite): those are tested natively only. qemu also leaks the descriptors
         # it cuts from a message (MSG_CTRUNC) and refuses SO_ZEROCOPY: those are tested natively.
-        # It has no io_uring, passes no AF_PACKET ring option (SOL_PACKET) to the kernel and
-        # applies no seccomp filter to its guest: natively only too.
+        # It has no io_uring, passes no AF_PACKET or AF_XDP option (SOL_PACKET, SOL_XDP) to the
+        # kernel and applies no seccomp filter to its guest: natively only too.
         # No arm64 Vulkan driver is installed (the x86-64 lavapipe runs the Vulkan tests natively).
         BUFFET_REQUIRE=$(printf '%s' "${BUFFET_REQUIRE:-}" | tr ',' '\n' |
-            grep -vx 'hugetlb\|lua5.4\|ctrunc\|zerocopy\|io_uring\|afpacket\|seccomp\|vulkan\|vulkan_validation\|vulkan_fail' | paste -sd, -)
+            grep -vx 'hugetlb\|lua5.4\|ctrunc\|zerocopy\|io_uring\|afpacket\|afxdp\|seccomp\|vulkan\|vulkan_validation\|vulkan_fail' | paste -sd, -)
         export BUFFET_REQUIRE PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig
         tests aarch64-c11 aarch64-linux-gnu-gcc "$C $BASE" "$qemu"
         # C++ changes no code path that depends on the architecture: held to the warnings only
