@@ -107,4 +107,46 @@ __attribute__((unused)) static bool raw_send(int fd, size_t len, uint32_t seq) {
     return send(fd, b, len, 0) == (ssize_t)len;
 }
 
+
+/* A ring's receive (buffet_net_afp_recv, buffet_net_xdp_recv) behind one shape. */
+typedef buffet_result (*fu_recv_fn)(void *ring, buffet_pkt **pkts, size_t max, int timeout_ms, size_t *got);
+
+/* Receive until `want` test frames came (or 5 s of nothing), each checked to be seq first..,
+   in order, of len bytes, with metadata, a packet of f's pool; other frames freed. kept: where
+   the test frames go (NULL: freed). *exact: every check held. Returns the test frames seen. */
+__attribute__((unused)) static uint32_t fu_recv_frames(fx *f, fu_recv_fn recv, void *ring, uint32_t first, uint32_t want,
+                                                       size_t len, bool *exact, buffet_pkt **kept) {
+    buffet_pkt *pk[64];
+    uint32_t seen = 0;
+    int idle = 0;
+    *exact = true;
+    while (seen < want && idle < 50) {
+        size_t got = 0, i;
+        buffet_result r = recv(ring, pk, 64, 100, &got);
+        if (r == BUFFET_AGAIN) {
+            idle++;
+            continue;
+        }
+        if (r != BUFFET_OK) {
+            *exact = false;
+            break;
+        }
+        idle = 0;
+        for (i = 0; i < got; i++) {
+            if (is_test(pk[i]) && seen < want) {
+                buffet_net_meta *m = buffet_net_meta_of(pk[i]);
+                if (!frame_is(pk[i], len, first + seen) || !m || m->wire_len != len || m->ifindex == 0 ||
+                    m->flags != 0 || pk[i]->pool != f->pool)
+                    *exact = false;
+                if (kept) {
+                    kept[seen++] = pk[i];
+                    continue;
+                }
+                seen++;
+            }
+            buffet_pkt_free(f->cache, pk[i]);
+        }
+    }
+    return seen;
+}
 #endif

@@ -52,37 +52,8 @@ static buffet_net_afp *ring_make(fx *f, unsigned flags, uint32_t block_size, uin
     return j.a;
 }
 
-/* Receive until `want` test frames came (or 5 s of nothing): each checked as seq first..,
-   in order, of len bytes; other frames freed. Returns the test frames seen. */
-static uint32_t recv_check(fx *f, buffet_net_afp *a, uint32_t first, uint32_t want, size_t len, bool *exact) {
-    buffet_pkt *pk[64];
-    uint32_t seen = 0;
-    int idle = 0;
-    *exact = true;
-    while (seen < want && idle < 50) {
-        size_t got = 0, i;
-        buffet_result r = buffet_net_afp_recv(a, pk, 64, 100, &got);
-        if (r == BUFFET_AGAIN) {
-            idle++;
-            continue;
-        }
-        if (r != BUFFET_OK) {
-            *exact = false;
-            break;
-        }
-        idle = 0;
-        for (i = 0; i < got; i++) {
-            if (is_test(pk[i])) {
-                buffet_net_meta *m = buffet_net_meta_of(pk[i]);
-                if (!frame_is(pk[i], len, first + seen) || !m || m->wire_len != len ||
-                    m->ifindex == 0 || m->flags != 0)
-                    *exact = false;
-                seen++;
-            }
-            buffet_pkt_free(f->cache, pk[i]);
-        }
-    }
-    return seen;
+static buffet_result afp_rx(void *a, buffet_pkt **pkts, size_t max, int timeout_ms, size_t *got) {
+    return buffet_net_afp_recv((buffet_net_afp *)a, pkts, max, timeout_ms, got);
 }
 
 /* Why the tests cannot run here: no namespaces (not root), or no packet rings (qemu-user
@@ -146,7 +117,7 @@ static void test_receive(void) {
         for (s = 0; s < n; s += 32) {
             uint32_t k;
             for (k = 0; k < 32 && s + k < n; k++) BT_CHECK(raw_send(tx, lens[li], first + s + k));
-            seen = recv_check(&f, a, first + s, k, lens[li], &ok);
+            seen = fu_recv_frames(&f, afp_rx, a, first + s, k, lens[li], &ok, NULL);
             BT_CHECK(seen == k && ok);
             exact = exact && ok;
         }
@@ -174,7 +145,7 @@ static void test_copy_mode(void) {
     VETH_OR_SKIP();
     if (!rig_open(&f, &a, &tx, 512, 256, BUFFET_NET_AFP_COPY, 0, 0)) goto out;
     BT_CHECK(raw_send(tx, 300, 7) && raw_send(tx, 300, 8));
-    BT_CHECK(recv_check(&f, a, 7, 2, 300, &exact) == 2 && exact);
+    BT_CHECK(fu_recv_frames(&f, afp_rx, a, 7, 2, 300, &exact, NULL) == 2 && exact);
     BT_CHECK(buffet_net_afp_get_stats(a).blocks_held == 0);
     BT_CHECK(raw_send(tx, 1400, 9));   /* above the 512-byte class */
     for (;;) {
@@ -284,7 +255,7 @@ static void test_held_blocks(void) {
     BT_CHECK(buffet_net_afp_get_stats(a).blocks_held <= 1);
     /* frames after the freeze come through whole */
     for (i = 0; i < 6; i++) BT_CHECK(raw_send(tx, 1000, 100000 + (uint32_t)i));
-    seen = recv_check(&f, a, 100000, 6, 1000, &exact);
+    seen = fu_recv_frames(&f, afp_rx, a, 100000, 6, 1000, &exact, NULL);
     BT_CHECK(seen == 6 && exact);
 out:
     rig_close(&f, a, tx);

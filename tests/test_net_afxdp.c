@@ -58,42 +58,8 @@ static buffet_net_xdp *xdp_make(fx *f, unsigned flags, buffet_result *r) {
         if (xdp_why) BT_SKIP("afxdp", xdp_why);                                   \
     } while (0)
 
-/* Receive until `want` test frames came (or 5 s of nothing), each checked as seq first.. of len
-   bytes; other frames freed. kept: where to keep them (NULL: freed). Returns the frames seen. */
-static uint32_t recv_frames(fx *f, buffet_net_xdp *x, uint32_t first, uint32_t want, size_t len, bool *exact,
-                            buffet_pkt **kept) {
-    buffet_pkt *pk[64];
-    uint32_t seen = 0;
-    int idle = 0;
-    *exact = true;
-    while (seen < want && idle < 50) {
-        size_t got = 0, i;
-        buffet_result r = buffet_net_xdp_recv(x, pk, 64, 100, &got);
-        if (r == BUFFET_AGAIN) {
-            idle++;
-            continue;
-        }
-        if (r != BUFFET_OK) {
-            *exact = false;
-            break;
-        }
-        idle = 0;
-        for (i = 0; i < got; i++) {
-            if (is_test(pk[i]) && seen < want) {
-                buffet_net_meta *m = buffet_net_meta_of(pk[i]);
-                if (!frame_is(pk[i], len, first + seen) || !m || m->wire_len != len || m->ifindex == 0 ||
-                    pk[i]->pool != f->pool)
-                    *exact = false;
-                if (kept) {
-                    kept[seen++] = pk[i];
-                    continue;
-                }
-                seen++;
-            }
-            buffet_pkt_free(f->cache, pk[i]);
-        }
-    }
-    return seen;
+static buffet_result xdp_rx(void *x, buffet_pkt **pkts, size_t max, int timeout_ms, size_t *got) {
+    return buffet_net_xdp_recv((buffet_net_xdp *)x, pkts, max, timeout_ms, got);
 }
 
 /* Frames the far side's socket receives: `want` test frames of len bytes, seq first.., exact? */
@@ -140,7 +106,7 @@ static void test_receive(void) {
                 bool ok;
                 size_t len = 60 + (s * 7) % 1400;
                 for (k = 0; k < 32 && s + k < n; k++) BT_CHECK(raw_send(tx, len, s + k));
-                seen += recv_frames(&f, x, s, k, len, &ok, NULL);
+                seen += fu_recv_frames(&f, xdp_rx, x, s, k, len, &ok, NULL);
                 exact = exact && ok;
             }
             BT_CHECK(seen == n && exact);
@@ -216,7 +182,7 @@ static void test_echo(void) {
     BT_CHECK(peer >= 0);
     if (!x || peer < 0) goto out;
     for (i = 0; i < 16; i++) BT_CHECK(raw_send(peer, 200, 500 + (uint32_t)i));
-    seen = recv_frames(&f, x, 500, 16, 200, &exact, kept);
+    seen = fu_recv_frames(&f, xdp_rx, x, 500, 16, 200, &exact, kept);
     BT_CHECK(seen == 16 && exact);
     if (seen != 16) {
         while (seen) buffet_pkt_free(f.cache, kept[--seen]);
@@ -279,7 +245,7 @@ static void test_overrun(void) {
     BT_CHECK(st.rx_packets < 2000);
     BT_CHECK(st.kernel_rx_ring_full + st.kernel_rx_dropped + st.kernel_fill_ring_empty > 0);
     for (i = 0; i < 5; i++) BT_CHECK(raw_send(tx, 100, 9000 + i));
-    seen = recv_frames(&f, x, 9000, 5, 100, &exact, NULL);
+    seen = fu_recv_frames(&f, xdp_rx, x, 9000, 5, 100, &exact, NULL);
     BT_CHECK(seen == 5 && exact);
     /* 2900 bytes: above the chunk's 2176 - 256 (a native program keeps the MTU within a page) */
     snprintf(cmd, sizeof cmd, "ip -n %s link set %s mtu 3000 && ip -n %s link set %s mtu 3000", V.ns[0], V.dev[0],
@@ -289,7 +255,7 @@ static void test_overrun(void) {
         uint64_t before = buffet_net_xdp_get_stats(x).rx_packets;
         BT_CHECK(raw_send(tx, 2900, 7));
         BT_CHECK(raw_send(tx, 100, 9100));
-        seen = recv_frames(&f, x, 9100, 1, 100, &exact, NULL);
+        seen = fu_recv_frames(&f, xdp_rx, x, 9100, 1, 100, &exact, NULL);
         BT_CHECK(seen == 1 && exact);
         BT_CHECK(buffet_net_xdp_get_stats(x).rx_packets == before + 1);   /* the long one never came */
         snprintf(cmd, sizeof cmd, "ip -n %s link set %s mtu 1500 && ip -n %s link set %s mtu 1500", V.ns[0], V.dev[0],
