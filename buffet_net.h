@@ -855,7 +855,9 @@ BUFFET_API buffet_result buffet_net_xdp_create(buffet_net_xdp **out, const buffe
 /* Detach the program, close the socket, and give every buffer the kernel held back to the pool
    (packets already received are the caller's and stay valid). NULL does nothing. Thread: owned. */
 BUFFET_API void buffet_net_xdp_destroy(buffet_net_xdp *x);
-/* The socket, for epoll (readable: frames received). Thread: compatible. */
+/* The socket, for epoll (readable: frames received). The kernel signals nothing on it when the
+   interface is deleted: the next buffet_net_xdp_recv says so, so a loop that waits on the
+   descriptor alone should call receive now and then (a second apart, say). Thread: compatible. */
 BUFFET_API int buffet_net_xdp_fd(const buffet_net_xdp *x);
 /* Up to max received frames into pkts[0..*got), waiting up to timeout_ms for the first (0: not
    at all, -1: without limit). Tops the fill ring up first and takes completed sends back.
@@ -4207,11 +4209,13 @@ BUFFET_API buffet_result buffet_net_xdp_recv(buffet_net_xdp *x, buffet_pkt **pkt
     for (;;) {
         struct pollfd pf;
         int64_t left;
-        int r;
+        int r, e = 0;
+        socklen_t l = sizeof e;
         buffet__xdp_complete(x);
         buffet__xdp_refill(x);
-        int e = 0;
-        socklen_t l = sizeof e;
+        /* a zero-copy driver that ran out of fill entries waits to be told there are more */
+        if (BUFFET__LOAD(x->fill.flags, BUFFET__ACQUIRE) & XDP_RING_NEED_WAKEUP)
+            (void)recvfrom(x->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
         if ((*got = buffet__xdp_take(x, pkts, max)) > 0) return BUFFET_OK;
         /* the kernel unbinds the socket when its interface is unregistered and says so only in
            the socket's error (its poll then reports nothing at all): asked when nothing came */

@@ -1,21 +1,29 @@
 /* l2_switch.c - a learning Ethernet switch between N interfaces (2 to 16) on buffet packets.
-   Each port is an AF_PACKET TPACKET_V3 ring (buffet_net_afp, promiscuous); one thread polls them
-   all. Source addresses are learned per (MAC, VLAN) into an open-addressed table with ageing;
-   a frame to a known address goes out of that one port, a frame to its own ingress port is
-   filtered, and unknown unicast, broadcast and multicast are flooded to every other port as
-   zero-copy clones (the last port gets the original). Received frames are packets over the
-   ring's memory: nothing is copied until the transmit ring. A port whose interface goes down
-   or away is closed for good and its addresses forgotten; the others keep switching.
+   Each port is an AF_PACKET TPACKET_V3 ring (buffet_net_afp, promiscuous), or with -x afxdp an
+   AF_XDP socket on the interface's queue 0 (buffet_net_xdp); one thread polls them all. Source
+   addresses are learned per (MAC, VLAN) into an open-addressed table with ageing; a frame to a
+   known address goes out of that one port, a frame to its own ingress port is filtered, and
+   unknown unicast, broadcast and multicast are flooded to every other port as zero-copy clones
+   (the last port gets the original). Received frames are packets over the ring's memory
+   (AF_XDP: pool buffers the kernel wrote them into): nothing is copied until the transmit ring
+   (AF_XDP sends a frame received alone as it is, and copies flooded ones, whose bytes clones
+   share). A port whose interface goes down or away is closed for good and its addresses
+   forgotten; the others keep switching.
    Statistics (the switch's counters, each port's ring counters, the pool's) go out as
    Prometheus text on SIGUSR1, once at start and at exit.
 
-       l2_switch [-t seconds] [-s stats_file] [-a age_seconds] [-r ring_blocks]
+       l2_switch [-t seconds] [-s stats_file] [-a age_seconds] [-r ring_size]
                  [-x afpacket|afxdp] if1 if2 [...if16]
 
-   Needs root (CAP_NET_RAW) and interfaces that are up. Exit: 0, 1 (a port could not be opened,
-   or a buffer did not come back to the pool), 2 (usage).
+   -r: AF_PACKET, the receive ring's blocks of 64 KiB (2 to 65536, default 64); AF_XDP, the
+   entries of each of a socket's four rings (a power of two, 64 to 16384, default 1024). AF_XDP
+   ports take frames of up to 1792 bytes (a 2048-byte buffer less the kernel's headroom); their
+   pool is made whole at start, about nports * (3 * ring_size + 128) buffers of 2 KiB.
+   Needs root (CAP_NET_RAW; AF_XDP also CAP_NET_ADMIN and CAP_BPF) and interfaces that are up.
+   Exit: 0, 1 (a port could not be opened, or a buffer did not come back to the pool), 2 (usage).
    Build: cc -std=c11 -O2 examples/l2_switch.c -o l2_switch -pthread */
 #define BUFFET_NET_AFPACKET 1
+#define BUFFET_NET_AFXDP 1
 #define BUFFET_IMPLEMENTATION
 #include "../buffet_net.h"
 
@@ -48,9 +56,11 @@ typedef struct l2sw_entry {
 
 typedef struct l2sw_port {
     char name[IF_NAMESIZE];
-    buffet_net_afp *afp;             /* NULL once the port went down */
+    buffet_net_afp *afp;             /* AF_PACKET ports; NULL once the port went down */
+    buffet_net_xdp *xdp;             /* AF_XDP ports; likewise */
     bool up;
-    buffet_net_afp_stats afp_stats;  /* the ring's counters as last read (kept after it went) */
+    buffet_net_afp_stats afp_stats;  /* the socket's counters as last read (kept after it went) */
+    buffet_net_xdp_stats xdp_stats;
     /* per ingress port */
     uint64_t rx_frames, forwarded, flooded, filtered, runts, rx_errors;
     /* per egress port */
@@ -63,6 +73,7 @@ typedef struct l2sw {
     buffet_pkt_pool *pool;
     buffet_pkt_cache *cache;
     unsigned nports;
+    bool xdp;                        /* -x afxdp */
     uint64_t age_ms;
     uint64_t learned, moved, aged, flushed, table_full;
     size_t entries;
@@ -71,6 +82,10 @@ typedef struct l2sw {
 } l2sw;
 
 static volatile sig_atomic_t l2sw_stop, l2sw_dump;
+/* For a program that includes this file (L2_SWITCH_NO_MAIN), such as bench/bench_rings.c: called
+   as a run that went well ends, ports closed and read, the cache flushed (so the pool's counters
+   are whole), the pool not yet gone: the switch's counters without parsing its statistics. */
+static void (*l2sw_at_end)(l2sw *s);
 static void l2sw_on_stop(int sig) { (void)sig; l2sw_stop = 1; }
 static void l2sw_on_usr1(int sig) { (void)sig; l2sw_dump = 1; }
 
@@ -153,16 +168,65 @@ static size_t l2sw_sweep(l2sw *s, int port, uint64_t now) {
     return gone;
 }
 
-/* ---- ports ---- */
+/* ---- ports: the two kinds of socket behind one face ---- */
+static buffet_result l2sw_port_open(l2sw *s, l2sw_port *o, uint32_t ring) {
+    buffet_result r;
+    if (s->xdp) {
+        buffet_net_xdp_desc d;
+        memset(&d, 0, sizeof d);
+        d.cache = s->cache;
+        d.cls = 0;   /* the pool's one data class (see l2sw_main) */
+        d.ifname = o->name;
+        d.ring_size = ring;
+        r = buffet_net_xdp_create(&o->xdp, &d);
+    } else {
+        buffet_net_afp_desc d;
+        memset(&d, 0, sizeof d);
+        d.cache = s->cache;
+        d.ifname = o->name;
+        d.flags = BUFFET_NET_AFP_PROMISC;
+        d.blocks = ring;
+        r = buffet_net_afp_create(&o->afp, &d);
+    }
+    o->up = r == BUFFET_OK;
+    return r;
+}
+
+static int l2sw_port_fd(const l2sw_port *o) {
+    if (!o->up) return -1;
+    return o->xdp ? buffet_net_xdp_fd(o->xdp) : buffet_net_afp_fd(o->afp);
+}
+
+static void l2sw_port_read_stats(l2sw_port *o) {
+    if (o->xdp) o->xdp_stats = buffet_net_xdp_get_stats(o->xdp);
+    else if (o->afp) o->afp_stats = buffet_net_afp_get_stats(o->afp);
+}
+
+/* Its counters read for the last time, then the socket closed. Packets it received that are
+   still queued to other ports stay valid (AF_PACKET keeps their blocks mapped until they are
+   freed; AF_XDP's are pool buffers). */
+static void l2sw_port_close(l2sw_port *o) {
+    l2sw_port_read_stats(o);
+    buffet_net_xdp_destroy(o->xdp);
+    buffet_net_afp_destroy(o->afp);
+    o->xdp = NULL;
+    o->afp = NULL;
+    o->up = false;
+}
+
+static buffet_result l2sw_port_recv(l2sw_port *o, buffet_pkt **pk, size_t max, size_t *got) {
+    return o->xdp ? buffet_net_xdp_recv(o->xdp, pk, max, 0, got) : buffet_net_afp_recv(o->afp, pk, max, 0, got);
+}
+
+static buffet_result l2sw_port_send(l2sw_port *o, buffet_pkt **pk, size_t n, size_t *sent) {
+    return o->xdp ? buffet_net_xdp_send(o->xdp, pk, n, sent) : buffet_net_afp_send(o->afp, pk, n, sent);
+}
+
 static void l2sw_port_down(l2sw *s, unsigned i, const char *why) {
     l2sw_port *o = &s->port[i];
     for (size_t k = 0; k < o->ntx; k++) buffet_pkt_free(s->cache, o->tx[k]);
     o->ntx = 0;
-    o->afp_stats = buffet_net_afp_get_stats(o->afp);
-    /* Packets of its ring still queued to other ports keep their blocks mapped until sent. */
-    buffet_net_afp_destroy(o->afp);
-    o->afp = NULL;
-    o->up = false;
+    l2sw_port_close(o);
     o->port_down++;
     s->flushed += l2sw_sweep(s, (int)i, 0);
     fprintf(stderr, "l2_switch: port %s down (%s, %s): its MAC entries removed, switching on\n", o->name, why,
@@ -175,7 +239,7 @@ static void l2sw_flush(l2sw *s, unsigned i) {
     bool closed = false;
     while (done < o->ntx) {
         size_t sent = 0;
-        buffet_result r = buffet_net_afp_send(o->afp, o->tx + done, o->ntx - done, &sent);
+        buffet_result r = l2sw_port_send(o, o->tx + done, o->ntx - done, &sent);
         o->tx_frames += sent;
         done += sent;
         if (r == BUFFET_OK) break;
@@ -184,7 +248,8 @@ static void l2sw_flush(l2sw *s, unsigned i) {
             buffet_pkt_free(s->cache, o->tx[done++]);
             continue;
         }
-        if (r == BUFFET_AGAIN) o->tx_full += o->ntx - done;   /* a switch drops, it does not wait */
+        /* a switch drops, it does not wait (AF_XDP: also when the class has no buffer for a copy) */
+        if (r == BUFFET_AGAIN) o->tx_full += o->ntx - done;
         else if (r == BUFFET_ERR_CLOSED) closed = true;
         else o->tx_errors += o->ntx - done;
         for (; done < o->ntx; done++) buffet_pkt_free(s->cache, o->tx[done]);
@@ -264,7 +329,7 @@ static void l2sw_frame(l2sw *s, unsigned in, buffet_pkt *p, uint64_t now) {
 static void l2sw_rx(l2sw *s, unsigned i, uint64_t now) {
     buffet_pkt *pk[L2SW_BURST];
     size_t got = 0;
-    buffet_result r = buffet_net_afp_recv(s->port[i].afp, pk, L2SW_BURST, 0, &got);
+    buffet_result r = l2sw_port_recv(&s->port[i], pk, L2SW_BURST, &got);
     if (r == BUFFET_ERR_CLOSED) l2sw_port_down(s, i, "receive");
     else if (r != BUFFET_OK && r != BUFFET_AGAIN) s->port[i].rx_errors++;
     for (size_t k = 0; k < got; k++) l2sw_frame(s, i, pk[k], now);
@@ -281,7 +346,7 @@ static const struct { const char *name, *help; size_t off; } l2sw_port_counters[
     L2SW_PORT_COUNTER(rx_errors, "Receive calls on the port that failed."),
     L2SW_PORT_COUNTER(tx_frames, "Frames sent out of the port."),
     L2SW_PORT_COUNTER(too_large, "Frames for the port larger than its transmit frames (dropped)."),
-    L2SW_PORT_COUNTER(tx_full, "Frames for the port dropped because its transmit ring was full."),
+    L2SW_PORT_COUNTER(tx_full, "Frames for the port dropped because its transmit ring was full (AF_XDP: or no buffer for a copy)."),
     L2SW_PORT_COUNTER(tx_errors, "Frames for the port dropped on another send error."),
     L2SW_PORT_COUNTER(clone_failed, "Flooded copies for the port dropped for want of a packet header."),
     L2SW_PORT_COUNTER(port_down, "Times the port's interface went away (its ring closed, its MAC entries removed)."),
@@ -300,11 +365,26 @@ static const struct { const char *name, *help; size_t off; } l2sw_afp_counters[]
     L2SW_AFP_COUNTER(tx_rejected, "Frames the kernel refused to send."),
 };
 
+#define L2SW_XDP_COUNTER(field, help) { "l2sw_xdp_" #field "_total", help, offsetof(buffet_net_xdp_stats, field) }
+static const struct { const char *name, *help; size_t off; } l2sw_xdp_counters[] = {
+    L2SW_XDP_COUNTER(rx_packets, "Frames the port's AF_XDP socket received."),
+    L2SW_XDP_COUNTER(rx_bytes, "Bytes of the frames the port's socket received."),
+    L2SW_XDP_COUNTER(tx_packets, "Frames put in the port's transmit ring."),
+    L2SW_XDP_COUNTER(tx_bytes, "Bytes of the frames put in the transmit ring."),
+    L2SW_XDP_COUNTER(tx_copied, "Frames sent as copies (flooded ones, whose bytes clones share)."),
+    L2SW_XDP_COUNTER(fill_failures, "Times the pool had no buffer for the port's fill ring."),
+    L2SW_XDP_COUNTER(kernel_rx_dropped, "Frames the kernel dropped for the port's socket (no fill buffer, or too long)."),
+    L2SW_XDP_COUNTER(kernel_rx_ring_full, "Frames the kernel dropped with the port's receive ring full."),
+    L2SW_XDP_COUNTER(kernel_fill_ring_empty, "Times the kernel found the port's fill ring empty."),
+    L2SW_XDP_COUNTER(kernel_rx_invalid, "Invalid descriptors the kernel met in the port's fill ring."),
+    L2SW_XDP_COUNTER(kernel_tx_invalid, "Invalid descriptors the kernel met in the port's transmit ring."),
+};
+
 static void l2sw_print(l2sw *s, FILE *f) {
     size_t m, n;
     unsigned i;
     for (i = 0; i < s->nports; i++)
-        if (s->port[i].up) s->port[i].afp_stats = buffet_net_afp_get_stats(s->port[i].afp);
+        if (s->port[i].up) l2sw_port_read_stats(&s->port[i]);
     for (m = 0; m < sizeof l2sw_port_counters / sizeof l2sw_port_counters[0]; m++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_port_counters[m].name, l2sw_port_counters[m].help,
                 l2sw_port_counters[m].name);
@@ -316,7 +396,7 @@ static void l2sw_print(l2sw *s, FILE *f) {
     }
     fprintf(f, "# HELP l2sw_port_up Whether the port is switching (1) or went down (0).\n# TYPE l2sw_port_up gauge\n");
     for (i = 0; i < s->nports; i++) fprintf(f, "l2sw_port_up{port=\"%s\"} %d\n", s->port[i].name, s->port[i].up ? 1 : 0);
-    for (m = 0; m < sizeof l2sw_afp_counters / sizeof l2sw_afp_counters[0]; m++) {
+    for (m = 0; !s->xdp && m < sizeof l2sw_afp_counters / sizeof l2sw_afp_counters[0]; m++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_afp_counters[m].name, l2sw_afp_counters[m].help,
                 l2sw_afp_counters[m].name);
         for (i = 0; i < s->nports; i++) {
@@ -325,10 +405,35 @@ static void l2sw_print(l2sw *s, FILE *f) {
             fprintf(f, "%s{port=\"%s\"} %llu\n", l2sw_afp_counters[m].name, s->port[i].name, (unsigned long long)v);
         }
     }
-    fprintf(f, "# HELP l2sw_afp_blocks_held Ring blocks held by packets not freed yet.\n"
-               "# TYPE l2sw_afp_blocks_held gauge\n");
-    for (i = 0; i < s->nports; i++)
-        fprintf(f, "l2sw_afp_blocks_held{port=\"%s\"} %u\n", s->port[i].name, (unsigned)s->port[i].afp_stats.blocks_held);
+    if (!s->xdp) {
+        fprintf(f, "# HELP l2sw_afp_blocks_held Ring blocks held by packets not freed yet.\n"
+                   "# TYPE l2sw_afp_blocks_held gauge\n");
+        for (i = 0; i < s->nports; i++)
+            fprintf(f, "l2sw_afp_blocks_held{port=\"%s\"} %u\n", s->port[i].name, (unsigned)s->port[i].afp_stats.blocks_held);
+    }
+    for (m = 0; s->xdp && m < sizeof l2sw_xdp_counters / sizeof l2sw_xdp_counters[0]; m++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_xdp_counters[m].name, l2sw_xdp_counters[m].help,
+                l2sw_xdp_counters[m].name);
+        for (i = 0; i < s->nports; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&s->port[i].xdp_stats + l2sw_xdp_counters[m].off, sizeof v);
+            fprintf(f, "%s{port=\"%s\"} %llu\n", l2sw_xdp_counters[m].name, s->port[i].name, (unsigned long long)v);
+        }
+    }
+    if (s->xdp) {
+        static const char *const gauges[3][2] = {
+            {"l2sw_xdp_in_kernel", "Buffers the kernel holds in the port's rings."},
+            {"l2sw_xdp_native", "Whether the port's XDP program runs in driver mode (1) or generic (0)."},
+            {"l2sw_xdp_zerocopy", "Whether the port's socket is bound zero-copy (1) or in copy mode (0)."}};
+        for (m = 0; m < 3; m++) {
+            fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", gauges[m][0], gauges[m][1], gauges[m][0]);
+            for (i = 0; i < s->nports; i++) {
+                const buffet_net_xdp_stats *x = &s->port[i].xdp_stats;
+                unsigned v = m == 0 ? (unsigned)x->in_kernel : m == 1 ? (unsigned)x->native : (unsigned)x->zerocopy;
+                fprintf(f, "%s{port=\"%s\"} %u\n", gauges[m][0], s->port[i].name, v);
+            }
+        }
+    }
     fprintf(f,
             "# HELP l2sw_learned_total MAC addresses learned.\n# TYPE l2sw_learned_total counter\n"
             "l2sw_learned_total %llu\n"
@@ -384,11 +489,13 @@ static void l2sw_write_stats(l2sw *s, const char *path) {
 }
 
 static int l2sw_usage(FILE *f, int rc) {
-    fprintf(f, "usage: l2_switch [-t seconds] [-s stats_file] [-a age_seconds] [-r ring_blocks] "
+    fprintf(f, "usage: l2_switch [-t seconds] [-s stats_file] [-a age_seconds] [-r ring_size] "
                "[-x afpacket|afxdp] if1 if2 [...if%d]\n", L2SW_MAX_PORTS);
     if (rc == 0)
-        fprintf(f, "a learning Ethernet switch between the interfaces named: it needs root (CAP_NET_RAW) and "
-                   "2 to %d network interfaces that are up (nothing to switch without them)\n", L2SW_MAX_PORTS);
+        fprintf(f, "a learning Ethernet switch between the interfaces named: it needs root (CAP_NET_RAW; AF_XDP also "
+                   "CAP_NET_ADMIN and CAP_BPF) and 2 to %d network interfaces that are up (nothing to switch without "
+                   "them)\n-r: AF_PACKET receive blocks (2 to 65536), AF_XDP ring entries (a power of two, 64 to 16384)\n",
+                L2SW_MAX_PORTS);
     return rc;
 }
 
@@ -400,7 +507,8 @@ static bool l2sw_number(const char *text, unsigned long lo, unsigned long hi, un
 }
 
 static int l2sw_main(int argc, char **argv) {
-    unsigned long seconds = 0, age = 300, blocks = 0;
+    unsigned long seconds = 0, age = 300, ring = 0;
+    bool xdp = false;
     const char *stats = NULL;
     int opt, rc = 0;
     if (argc <= 1) return l2sw_usage(stdout, 0);
@@ -409,20 +517,18 @@ static int l2sw_main(int argc, char **argv) {
         switch (opt) {
         case 't': if (!l2sw_number(optarg, 0, 100000000ul, &seconds)) return l2sw_usage(stderr, 2); break;
         case 'a': if (!l2sw_number(optarg, 1, 100000000ul, &age)) return l2sw_usage(stderr, 2); break;
-        case 'r': if (!l2sw_number(optarg, 2, 65536, &blocks)) return l2sw_usage(stderr, 2); break;
+        case 'r': if (!l2sw_number(optarg, 2, 65536, &ring)) return l2sw_usage(stderr, 2); break;
         case 's': stats = optarg; break;
         case 'x':
-            if (strcmp(optarg, "afxdp") == 0) {
-                fprintf(stderr, "l2_switch: AF_XDP ports are not available in this build (use -x afpacket)\n");
-                return 2;
-            }
-            if (strcmp(optarg, "afpacket") != 0) return l2sw_usage(stderr, 2);
+            if (strcmp(optarg, "afxdp") != 0 && strcmp(optarg, "afpacket") != 0) return l2sw_usage(stderr, 2);
+            xdp = strcmp(optarg, "afxdp") == 0;
             break;
         case 'h': return l2sw_usage(stdout, 0);
         default: return l2sw_usage(stderr, 2);
         }
     }
     if (argc - optind < 2 || argc - optind > L2SW_MAX_PORTS) return l2sw_usage(stderr, 2);
+    if (xdp && ring && (ring < 64 || ring > 16384 || (ring & (ring - 1)))) return l2sw_usage(stderr, 2);
     for (int a = optind; a < argc; a++)
         if (strlen(argv[a]) >= IF_NAMESIZE) {
             fprintf(stderr, "l2_switch: %s: not an interface name\n", argv[a]);
@@ -432,19 +538,35 @@ static int l2sw_main(int argc, char **argv) {
     l2sw *s = (l2sw *)calloc(1, sizeof *s);
     if (!s) return 1;
     s->age_ms = (uint64_t)age * 1000u;
+    s->xdp = xdp;
     buffet_pkt_pool_desc pd;
     memset(&pd, 0, sizeof pd);
     pd.name = "l2sw";
-    /* Frames are the rings' memory; the pool gives packet headers, clones, and copies of the
-       frames a full block leaves no room behind (up to jumbo size). */
-    pd.class_sizes[0] = 256;
-    pd.class_sizes[1] = 2048;
-    pd.class_sizes[2] = 9216;
-    pd.initial = 128;
-    pd.max = 16384;
-    pd.no_huge_pages = true;
+    pd.no_huge_pages = true;   /* AF_XDP: the class must be one region, and a huge page pool splits it */
+    if (xdp) {
+        /* The UMEM is the region of the one data class, so the class is made whole now and never
+           grows: per port, the kernel's fill and receive rings (each full at worst) and the
+           sends whose completions have not come (a ring's worth at most), plus a burst taken off
+           it; then the cache's and some spare. Copies of flooded frames come from it too, within
+           the sends counted. Frames are received into it and the clone class gives the floods'
+           headers: no other class. */
+        size_t per = 3 * (ring ? ring : 1024) + L2SW_BURST;
+        pd.class_sizes[0] = 2048;
+        pd.initial = pd.max = (size_t)(argc - optind) * per + 2 * BUFFET_PKT_CACHE_MAX;
+    } else {
+        /* Frames are the rings' memory; the pool gives packet headers, clones, and copies of the
+           frames a full block leaves no room behind (up to jumbo size). */
+        pd.class_sizes[0] = 256;
+        pd.class_sizes[1] = 2048;
+        pd.class_sizes[2] = 9216;
+        pd.initial = 128;
+        pd.max = 16384;
+    }
     buffet_result r = buffet_pkt_pool_create(&s->pool, &pd);
-    if (r == BUFFET_OK) r = buffet_pkt_cache_create(&s->cache, s->pool, 0);
+    /* The largest cache: a loop turn takes up to L2SW_BURST headers per port before any goes
+       back at the sends, and the default (64) would refill and spill through the pool's lock
+       every half burst (bench_rings section 3 saw 1 refill in 65 allocations). */
+    if (r == BUFFET_OK) r = buffet_pkt_cache_create(&s->cache, s->pool, BUFFET_PKT_CACHE_MAX);
     if (r != BUFFET_OK) {
         fprintf(stderr, "l2_switch: packet pool: %s\n", buffet_result_str(r));
         buffet_pkt_pool_destroy(s->pool);
@@ -454,21 +576,14 @@ static int l2sw_main(int argc, char **argv) {
     struct pollfd fds[L2SW_MAX_PORTS];
     for (int a = optind; a < argc && rc == 0; a++) {
         l2sw_port *o = &s->port[s->nports];
-        buffet_net_afp_desc d;
-        memset(&d, 0, sizeof d);
         snprintf(o->name, sizeof o->name, "%s", argv[a]);
-        d.cache = s->cache;
-        d.ifname = o->name;
-        d.flags = BUFFET_NET_AFP_PROMISC;
-        d.blocks = (uint32_t)blocks;
-        r = buffet_net_afp_create(&o->afp, &d);
+        r = l2sw_port_open(s, o, (uint32_t)ring);
         if (r != BUFFET_OK) {
             fprintf(stderr, "l2_switch: %s: %s (%s)\n", o->name, buffet_result_str(r), strerror(errno));
             rc = 1;
             break;
         }
-        o->up = true;
-        fds[s->nports].fd = buffet_net_afp_fd(o->afp);
+        fds[s->nports].fd = l2sw_port_fd(o);
         fds[s->nports].events = POLLIN;
         s->nports++;
     }
@@ -490,7 +605,7 @@ static int l2sw_main(int argc, char **argv) {
         int wait_ms = 100;
         if (seconds && now - start >= seconds * 1000u) break;
         if (seconds && start + seconds * 1000u - now < 100u) wait_ms = (int)(start + seconds * 1000u - now);
-        for (unsigned i = 0; i < s->nports; i++) fds[i].fd = s->port[i].up ? buffet_net_afp_fd(s->port[i].afp) : -1;
+        for (unsigned i = 0; i < s->nports; i++) fds[i].fd = l2sw_port_fd(&s->port[i]);
         int ready = poll(fds, s->nports, wait_ms);
         if (ready < 0 && errno != EINTR) {
             fprintf(stderr, "l2_switch: poll: %s\n", strerror(errno));
@@ -505,6 +620,12 @@ static int l2sw_main(int argc, char **argv) {
         if (now - last_age >= 1000u) {
             s->aged += l2sw_sweep(s, -1, now);
             last_age = now;
+            /* An AF_XDP socket whose interface went away says so only to a receive (its poll
+               stays silent): each is asked once a second. */
+            for (unsigned i = 0; s->xdp && i < s->nports; i++)
+                if (s->port[i].up) l2sw_rx(s, i, now);
+            for (unsigned i = 0; i < s->nports; i++)
+                if (s->port[i].ntx) l2sw_flush(s, i);
         }
         if (l2sw_dump) {
             l2sw_dump = 0;
@@ -516,12 +637,10 @@ static int l2sw_main(int argc, char **argv) {
         l2sw_port *o = &s->port[i];
         for (size_t k = 0; k < o->ntx; k++) buffet_pkt_free(s->cache, o->tx[k]);
         o->ntx = 0;
-        if (o->afp) o->afp_stats = buffet_net_afp_get_stats(o->afp);
-        buffet_net_afp_destroy(o->afp);
-        o->afp = NULL;
-        o->up = false;
+        if (o->up) l2sw_port_close(o);
     }
     buffet_pkt_cache_flush(s->cache);   /* so the pool's in-use counts below are the leaks */
+    if (rc == 0 && l2sw_at_end) l2sw_at_end(s);
     if (rc == 0) l2sw_write_stats(s, stats);
     buffet_pkt_cache_destroy(s->cache);
     buffet_pkt_stats ps = buffet_pkt_pool_get_stats(s->pool);

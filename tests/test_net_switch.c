@@ -1,10 +1,12 @@
 /* test_net_switch.c - examples/l2_switch.c on real traffic: three host namespaces, each joined by
    a veth pair to the switch's namespace, the switch (a forked child of this test, in that
-   namespace) between the three. ping between every pair and to an address nobody owns, an
-   iperf3 TCP run, the MAC table, flooding of an unknown destination, then bad input: runts,
-   frames above the transmit frame size, a burst larger than the receive ring, an interface
-   deleted under the running switch. Every check reads the counters the switch writes; at the
-   end the switch must exit 0 (no buffer left out of its pool). As root; skips without.
+   namespace) between the three, once with AF_PACKET ports and once with AF_XDP ports. ping
+   between every pair and to an address nobody owns, an iperf3 TCP run, the MAC table, flooding
+   of an unknown destination, then bad input: runts, frames above the transmit frame size (not
+   with AF_XDP, which cannot receive them), a burst larger than the receive ring, an interface
+   deleted under the running switch; with AF_XDP, that only floods were sent as copies. Every
+   check reads the counters the switch writes; at the end the switch must exit 0 (no buffer left
+   out of its pool). As root; skips without.
    The MAC table and the frame path are also checked alone, without root. */
 #define L2_SWITCH_NO_MAIN
 #include "../examples/l2_switch.c"
@@ -154,12 +156,17 @@ static void test_usage(void) {
     char a0[] = "l2_switch", x[] = "-x", afxdp[] = "afxdp", i1[] = "nosuchif0", i2[] = "nosuchif1", t[] = "-t",
          bad[] = "x1";
     char *none[] = {a0, NULL};
+    char bogus[] = "bogus", r[] = "-r", r100[] = "100";
     char *xdp[] = {a0, x, afxdp, i1, i2, NULL};
+    char *badx[] = {a0, x, bogus, i1, i2, NULL};
+    char *badring[] = {a0, x, afxdp, r, r100, i1, i2, NULL};   /* AF_XDP rings: powers of two */
     char *one[] = {a0, i1, NULL};
     char *badt[] = {a0, t, bad, i1, i2, NULL};
     char *gone[] = {a0, i1, i2, NULL};
     BT_CHECK(l2sw_main(1, none) == 0);
-    BT_CHECK(l2sw_main(5, xdp) == 2);
+    BT_CHECK(l2sw_main(5, xdp) == 1);   /* no such interfaces, and the pool made whole went back whole */
+    BT_CHECK(l2sw_main(5, badx) == 2);
+    BT_CHECK(l2sw_main(7, badring) == 2);
     BT_CHECK(l2sw_main(2, one) == 2);
     BT_CHECK(l2sw_main(5, badt) == 2);
     BT_CHECK(l2sw_main(3, gone) == 1);   /* no such interfaces: nothing opened, nothing leaked */
@@ -259,11 +266,12 @@ static int ping(int from, const char *to) {
 }
 
 /* ---- the switch, in a child in the switch's namespace ---- */
-static bool switch_start(const char *blocks) {
-    char a0[] = "l2_switch", t[] = "-t", secs[] = "600", s[] = "-s", r[] = "-r", x[] = "-x", afp[] = "afpacket",
-         p1[] = "p1", p2[] = "p2", p3[] = "p3", nblocks[16];
-    char *argv[] = {a0, t, secs, s, net.stats, r, nblocks, x, afp, p1, p2, p3, NULL};
-    snprintf(nblocks, sizeof nblocks, "%s", blocks);
+static bool switch_start(const char *mode, const char *ring) {
+    char a0[] = "l2_switch", t[] = "-t", secs[] = "600", s[] = "-s", r[] = "-r", x[] = "-x", xmode[16],
+         p1[] = "p1", p2[] = "p2", p3[] = "p3", nring[16];
+    char *argv[] = {a0, t, secs, s, net.stats, r, nring, x, xmode, p1, p2, p3, NULL};
+    snprintf(nring, sizeof nring, "%s", ring);
+    snprintf(xmode, sizeof xmode, "%s", mode);
     unlink(net.stats);
     fflush(stdout);
     fflush(stderr);
@@ -457,7 +465,68 @@ static const char *afp_refused(void) {
     return r == BUFFET_ERR_UNSUPPORTED ? "AF_PACKET TPACKET_V3 rings unsupported here (qemu-user, or no CAP_NET_RAW)" : NULL;
 }
 
-static void test_switch_afpacket(void) {
+/* Can an AF_XDP socket be made on the switch's p1 (in its namespace)? NULL, or why not. */
+typedef struct xdp_probe {
+    buffet_pkt_cache *cache;
+    buffet_result r;
+    int err;
+} xdp_probe;
+static int xdp_probe_fn(void *arg) {
+    xdp_probe *j = (xdp_probe *)arg;
+    buffet_net_xdp_desc d;
+    buffet_net_xdp *x = NULL;
+    memset(&d, 0, sizeof d);
+    d.cache = j->cache;
+    d.ifname = "p1";
+    d.ring_size = 64;
+    j->r = buffet_net_xdp_create(&x, &d);
+    j->err = errno;
+    buffet_net_xdp_destroy(x);
+    return 0;
+}
+static const char *xdp_refused(void) {
+    static char why[160];
+    buffet_pkt_pool_desc pd;
+    buffet_pkt_pool *pool = NULL;
+    buffet_pkt_cache *cache = NULL;
+    xdp_probe j;
+    memset(&pd, 0, sizeof pd);
+    pd.class_sizes[0] = 2048;
+    pd.initial = pd.max = 512;
+    pd.no_huge_pages = true;
+    if (buffet_pkt_pool_create(&pool, &pd) != BUFFET_OK || buffet_pkt_cache_create(&cache, pool, 0) != BUFFET_OK) {
+        buffet_pkt_pool_destroy(pool);
+        return "no packet pool";
+    }
+    memset(&j, 0, sizeof j);
+    j.cache = cache;
+    if (nu_in_ns(net.sw, xdp_probe_fn, &j) != 0) j.r = BUFFET_ERR_SYSTEM;
+    BT_CHECK(nu_pool_in_use(pool, cache) == 0);
+    buffet_pkt_cache_destroy(cache);
+    buffet_pkt_pool_destroy(pool);
+    if (j.r != BUFFET_ERR_UNSUPPORTED) return NULL;   /* made, or failed another way: the switch will say */
+    snprintf(why, sizeof why, "AF_XDP refused on a veth (%s): no AF_XDP or bpf(2) here, or not privileged",
+             strerror(j.err));
+    return why;
+}
+
+/* The switch's counters of its ports' sockets, by what they mean, for either kind. */
+static long long sock_metric(const char *text, bool xdp, const char *what, int port) {
+    if (!xdp) {
+        char name[64];
+        snprintf(name, sizeof name, "l2sw_afp_%s_total", what);
+        return port_metric(text, name, port);
+    }
+    if (strcmp(what, "rx_packets") == 0) return port_metric(text, "l2sw_xdp_rx_packets_total", port);
+    if (strcmp(what, "rx_lost") == 0) return port_metric(text, "l2sw_xdp_fill_failures_total", port);
+    if (strcmp(what, "kernel_freezes") == 0) return port_metric(text, "l2sw_xdp_kernel_fill_ring_empty_total", port);
+    if (strcmp(what, "kernel_drops") == 0)   /* no fill buffer (or too long), and receive ring full */
+        return port_metric(text, "l2sw_xdp_kernel_rx_dropped_total", port) +
+               port_metric(text, "l2sw_xdp_kernel_rx_ring_full_total", port);
+    return -1;
+}
+
+static void test_switch(bool xdp) {
     static const unsigned char UNKNOWN[6] = {0x02, 0, 0, 0, 0x99, 0x99}, BURST_DST[6] = {0x02, 0, 0, 0, 0x99, 0x98};
     static const unsigned char EXP[2] = {0x88, 0xb5}, QINQ_NO_INNER[6] = {0x88, 0xa8, 0x00, 0x05, 0x81, 0x00};
     char mac[HOSTS][32], line[160], ip[32], iperf_json[160];
@@ -467,8 +536,12 @@ static void test_switch_afpacket(void) {
     char *t;
     long long v, rx_before, drops_before;
 
-    if (geteuid() == 0 && (why = afp_refused()) != NULL) BT_SKIP("afpacket", why);
+    if (!xdp && geteuid() == 0 && (why = afp_refused()) != NULL) BT_SKIP("afpacket", why);
     if ((why = net_make()) != NULL) BT_SKIP("netns", why);
+    if (xdp && (why = xdp_refused()) != NULL) {
+        net_del();
+        BT_SKIP("afxdp", why);
+    }
     if (sh("ping -V >/dev/null 2>&1") != 0) BT_SKIP("switch_tools", "no ping");
     if (sh("iperf3 -v >/dev/null 2>&1") != 0) BT_SKIP("switch_tools", "no iperf3");
     if (sh("ethtool --version >/dev/null 2>&1") != 0) BT_SKIP("switch_tools", "no ethtool");
@@ -478,9 +551,9 @@ static void test_switch_afpacket(void) {
         BT_CHECK(sh("ip netns exec %s ethtool -K e%d tx off tso off gso off >/dev/null 2>&1", net.host[i], i + 1) == 0);
         BT_CHECK(host_mac(i, mac[i], macb[i]));
     }
-    /* a receive ring of 16 blocks of 64 KiB (about 960 full-size frames): the burst below is
-       larger */
-    if (!switch_start("16")) {
+    /* AF_PACKET: a receive ring of 16 blocks of 64 KiB (about 960 full-size frames); AF_XDP:
+       rings of 256 (fill and receive: 512 frames at most). The burst below is larger. */
+    if (!switch_start(xdp ? "afxdp" : "afpacket", xdp ? "256" : "16")) {
         BT_CHECK(!"the switch did not start");
         return;
     }
@@ -506,6 +579,12 @@ static void test_switch_afpacket(void) {
     }
     long long moved = iperf_bytes(iperf_json);
     printf("iperf3: rc %d, %lld bytes received\n", rc, moved);
+    if (moved <= 0 && (t = switch_stats()) != NULL) {   /* where the frames went */
+        printf("iperf3 moved nothing: p1 received %lld, kernel drops %lld, rx_lost %lld; tx_full p2 %lld\n",
+               sock_metric(t, xdp, "rx_packets", 1), sock_metric(t, xdp, "kernel_drops", 1),
+               sock_metric(t, xdp, "rx_lost", 1), port_metric(t, "l2sw_tx_full_total", 2));
+        free(t);
+    }
     BT_CHECK(rc == 0 && moved > 0);
     unlink(iperf_json);
 
@@ -556,19 +635,39 @@ static void test_switch_afpacket(void) {
         BT_CHECK(raw_count(fd[1], UNKNOWN, 20, 1) == 0);   /* none forwarded */
     }
 
-    /* frames above the transmit frame size (2048 bytes with its header): counted, dropped */
-    BT_CHECK(sh("ip -n %s link set e1 mtu 9000 && ip -n %s link set p1 mtu 9000", net.host[0], net.sw) == 0);
-    BT_CHECK(raw_send(fd[0], macb[1], macb[0], EXP, 2, 4000, 3) == 3);
-    v = wait_port_metric("l2sw_too_large_total", 2, 3);
-    printf("too large: 3 frames of 4000 bytes to h2; too_large on p2 %lld\n", v);
-    BT_CHECK(v == 3);
-    BT_CHECK(raw_count(fd[1], macb[1], 4000, 1) == 0);
+    /* frames above the transmit frame size (2048 bytes with its header): counted, dropped. An
+       AF_XDP port never receives one (a frame must fit its 2048-byte buffer after the kernel's
+       256 bytes of headroom): there the kernel drops them at p1's socket, and counts them, or
+       (native XDP on a veth) refuses the larger MTU, so no such frame can come. */
+    if (!xdp) {
+        BT_CHECK(sh("ip -n %s link set e1 mtu 9000 && ip -n %s link set p1 mtu 9000", net.host[0], net.sw) == 0);
+        BT_CHECK(raw_send(fd[0], macb[1], macb[0], EXP, 2, 4000, 3) == 3);
+        v = wait_port_metric("l2sw_too_large_total", 2, 3);
+        printf("too large: 3 frames of 4000 bytes to h2; too_large on p2 %lld\n", v);
+        BT_CHECK(v == 3);
+        BT_CHECK(raw_count(fd[1], macb[1], 4000, 1) == 0);
+    } else if (sh("ip -n %s link set e1 mtu 9000 2>/dev/null", net.host[0]) != 0) {
+        printf("too large: e1 refuses an MTU of 9000 while its peer p1 has a native XDP program: no such frame can come\n");
+    } else {
+        BT_CHECK(sh("ip -n %s link set p1 mtu 9000", net.sw) == 0);
+        t = switch_stats();
+        drops_before = t ? sock_metric(t, true, "kernel_drops", 1) : -1;
+        free(t);
+        BT_CHECK(raw_send(fd[0], macb[1], macb[0], EXP, 2, 4000, 3) == 3);
+        BT_CHECK(raw_count(fd[1], macb[1], 4000, 1) == 0);
+        t = switch_stats();
+        v = t ? sock_metric(t, true, "kernel_drops", 1) - drops_before : -1;
+        printf("too large: 3 frames of 4000 bytes to h2; the kernel dropped %lld at p1's socket; too_large on p2 %lld\n",
+               v, t ? port_metric(t, "l2sw_too_large_total", 2) : -1);
+        BT_CHECK(v == 3 && port_metric(t, "l2sw_too_large_total", 2) == 0);
+        free(t);
+    }
 
     /* a burst larger than the ring, while the switch is stopped: the kernel drops what does not
        fit and says so; the switch takes the rest and goes on */
     t = switch_stats();
-    rx_before = t ? port_metric(t, "l2sw_afp_rx_packets_total", 1) : -1;
-    drops_before = t ? port_metric(t, "l2sw_afp_kernel_drops_total", 1) : -1;
+    rx_before = t ? sock_metric(t, xdp, "rx_packets", 1) : -1;
+    drops_before = t ? sock_metric(t, xdp, "kernel_drops", 1) : -1;
     free(t);
     BT_CHECK(kill(net.child, SIGSTOP) == 0 && waitpid(net.child, &st, WUNTRACED) == net.child && WIFSTOPPED(st));
     {
@@ -578,13 +677,13 @@ static void test_switch_afpacket(void) {
         t = switch_stats();
         BT_CHECK(t != NULL);
         if (t) {
-            long long rx = port_metric(t, "l2sw_afp_rx_packets_total", 1) - rx_before;
-            long long drops = port_metric(t, "l2sw_afp_kernel_drops_total", 1) - drops_before;
+            long long rx = sock_metric(t, xdp, "rx_packets", 1) - rx_before;
+            long long drops = sock_metric(t, xdp, "kernel_drops", 1) - drops_before;
             printf("burst: sent %d, switch p1 received %lld, kernel dropped %lld, freezes %lld; "
                    "tx_full p2 %lld p3 %lld, rx_lost %lld\n",
-                   sent, rx, drops, port_metric(t, "l2sw_afp_kernel_freezes_total", 1),
+                   sent, rx, drops, sock_metric(t, xdp, "kernel_freezes", 1),
                    port_metric(t, "l2sw_tx_full_total", 2), port_metric(t, "l2sw_tx_full_total", 3),
-                   port_metric(t, "l2sw_afp_rx_lost_total", 1));
+                   sock_metric(t, xdp, "rx_lost", 1));
             BT_CHECK(sent == 8000);
             BT_CHECK(drops > 0 && rx > 0 && rx < sent);
             BT_CHECK(rx + drops >= sent);   /* every frame of the burst taken or counted as dropped */
@@ -627,7 +726,22 @@ out:
         BT_CHECK(lines_starting(t, "buffet_pkt_buffers_in_use{") > 0);
         for (const char *l = t; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
             if (strncmp(l, "buffet_pkt_buffers_in_use{", 26) == 0) BT_CHECK(atoll(strchr(l, ' ') + 1) == 0);
-        for (int i = 1; i <= HOSTS; i++) BT_CHECK(port_metric(t, "l2sw_afp_blocks_held", i) == 0);
+        for (int i = 1; !xdp && i <= HOSTS; i++) BT_CHECK(port_metric(t, "l2sw_afp_blocks_held", i) == 0);
+        if (xdp) {   /* the mode each port ran in: a veth takes native XDP, and binds in copy mode */
+            printf("AF_XDP ports: native p1 %lld p2 %lld; zero-copy p1 %lld p2 %lld\n",
+                   port_metric(t, "l2sw_xdp_native", 1), port_metric(t, "l2sw_xdp_native", 2),
+                   port_metric(t, "l2sw_xdp_zerocopy", 1), port_metric(t, "l2sw_xdp_zerocopy", 2));
+            BT_CHECK(port_metric(t, "l2sw_xdp_native", 1) >= 0 && port_metric(t, "l2sw_xdp_zerocopy", 1) >= 0);
+            /* a frame forwarded alone goes out of its buffer as it is; only floods (whose bytes
+               clones share) are copied, so p2's copies are some of what p1 and p3 flooded */
+            long long copied = port_metric(t, "l2sw_xdp_tx_copied_total", 2);
+            printf("AF_XDP p2: %lld frames sent, %lld of them copies; p1 and p3 flooded %lld\n",
+                   port_metric(t, "l2sw_xdp_tx_packets_total", 2), copied,
+                   port_metric(t, "l2sw_flooded_total", 1) + port_metric(t, "l2sw_flooded_total", 3));
+            BT_CHECK(copied > 0);
+            BT_CHECK(copied <= port_metric(t, "l2sw_flooded_total", 1) + port_metric(t, "l2sw_flooded_total", 3));
+            BT_CHECK(port_metric(t, "l2sw_xdp_tx_packets_total", 2) > 1000);   /* iperf3's, forwarded */
+        }
         printf("at exit: rx p1 %lld p2 %lld p3 %lld; tx p1 %lld p2 %lld p3 %lld; runts %lld, too_large %lld, "
                "port_down p3 %lld, learned %lld, flushed %lld\n",
                port_metric(t, "l2sw_rx_frames_total", 1), port_metric(t, "l2sw_rx_frames_total", 2),
@@ -642,7 +756,8 @@ out:
     net_del();
 }
 
-static void test_switch_afxdp(void) { BT_SKIP("afxdp", "AF_XDP ports are not built yet"); }
+static void test_switch_afpacket(void) { test_switch(false); }
+static void test_switch_afxdp(void) { test_switch(true); }
 
 int main(void) {
     BT_RUN(test_mac_table);
