@@ -506,7 +506,9 @@ static bool l2sw_number(const char *text, unsigned long lo, unsigned long hi, un
     return errno == 0 && end != text && *end == '\0' && *out >= lo && *out <= hi;
 }
 
-static int l2sw_main(int argc, char **argv) {
+/* The switch from its command line: main, or a test or bench that includes this file with
+   L2_SWITCH_NO_MAIN (a fuzzer of the frame path calls none of it). */
+__attribute__((unused)) static int l2sw_main(int argc, char **argv) {
     unsigned long seconds = 0, age = 300, ring = 0;
     bool xdp = false;
     const char *stats = NULL;
