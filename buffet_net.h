@@ -4203,38 +4203,45 @@ static size_t buffet__xdp_take(buffet_net_xdp *x, buffet_pkt **pkts, size_t max)
 BUFFET_API buffet_result buffet_net_xdp_recv(buffet_net_xdp *x, buffet_pkt **pkts, size_t max, int timeout_ms,
                                              size_t *got) {
     int64_t end = buffet__net_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    bool idle = false;   /* the last poll ran out with nothing */
     if (got) *got = 0;
     if (!x || !got || (!pkts && max)) return BUFFET_ERR_INVALID;
     if (max == 0) return BUFFET_OK;
     for (;;) {
         struct pollfd pf;
         int64_t left;
-        int r, e = 0;
-        socklen_t l = sizeof e;
+        int r;
         buffet__xdp_complete(x);
         buffet__xdp_refill(x);
         /* a zero-copy driver that ran out of fill entries waits to be told there are more */
         if (BUFFET__LOAD(x->fill.flags, BUFFET__ACQUIRE) & XDP_RING_NEED_WAKEUP)
             (void)recvfrom(x->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
         if ((*got = buffet__xdp_take(x, pkts, max)) > 0) return BUFFET_OK;
-        /* the kernel unbinds the socket when its interface is unregistered and says so only in
-           the socket's error (its poll then reports nothing at all): asked when nothing came */
-        if (x->gone || getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &e, &l) != 0 || e) {
-            if (!x->gone && e == 0) return buffet__net_errno_result(errno);
-            if (e && e != ENETDOWN && e != ENXIO && e != ENODEV) {
+        if (x->gone) return buffet__xdp_closed(x, ENODEV);
+        left = timeout_ms < 0 ? 1000 : end - buffet__net_now_ms();
+        if (left <= 0 || idle) {
+            /* the kernel unbinds the socket when its interface is unregistered and says so only
+               in the socket's error (its poll then reports nothing at all): asked whenever a
+               call is about to come back empty, and after each second of waiting */
+            int e = 0;
+            socklen_t l = sizeof e;
+            if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &e, &l) != 0) return buffet__net_errno_result(errno);
+            if (e == ENETDOWN || e == ENXIO || e == ENODEV) {
+                x->gone = true;
+                return buffet__xdp_closed(x, ENODEV);
+            }
+            if (e) {
                 errno = e;
                 return BUFFET_ERR_SYSTEM;
             }
-            x->gone = true;
-            return buffet__xdp_closed(x, ENODEV);
+            if (left <= 0) return BUFFET_AGAIN;
         }
-        left = timeout_ms < 0 ? 1000 : end - buffet__net_now_ms();
-        if (left <= 0) return BUFFET_AGAIN;
         pf.fd = x->fd;
         pf.events = POLLIN;
         pf.revents = 0;
         r = poll(&pf, 1, left > 1000 ? 1000 : (int)left);
         if (r < 0 && errno != EINTR) return buffet__net_errno_result(errno);
+        idle = r == 0;
     }
 }
 
