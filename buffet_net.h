@@ -785,7 +785,8 @@ BUFFET_API buffet_result buffet_net_afp_recv(buffet_net_afp *a, buffet_pkt **pkt
    caller's, unchanged. Returns: BUFFET_OK (all sent), BUFFET_AGAIN (the ring is full: frames
    still being sent), BUFFET_ERR_TOO_LARGE (pkts[*sent] does not fit in a frame),
    BUFFET_ERR_CLOSED (the interface is down or gone: errno ENETDOWN, ENXIO or ENODEV),
-   BUFFET_ERR_INVALID (NULL, no transmit ring, a NULL packet or one whose lengths do not add up),
+   BUFFET_ERR_INVALID (NULL, no transmit ring, a NULL packet, one of another pool than the
+   cache's, shorter than an Ethernet header or whose lengths do not add up),
    BUFFET_ERR_SYSTEM. n 0: BUFFET_OK. Thread: owned. */
 BUFFET_API buffet_result buffet_net_afp_send(buffet_net_afp *a, buffet_pkt **pkts, size_t n, size_t *sent);
 /* Counters (zeroes for NULL); the kernel's are read (and added up) on each call. Thread: owned. */
@@ -871,7 +872,8 @@ BUFFET_API buffet_result buffet_net_xdp_recv(buffet_net_xdp *x, buffet_pkt **pkt
    Returns: BUFFET_OK (all), BUFFET_AGAIN (the ring is full, or the class has no buffer for a
    copy), BUFFET_ERR_TOO_LARGE (pkts[*sent] is longer than a frame of the class),
    BUFFET_ERR_CLOSED (the interface is down or gone), BUFFET_ERR_INVALID (NULL, a NULL packet,
-   one shorter than an Ethernet header or whose lengths do not add up), BUFFET_ERR_SYSTEM.
+   one of another pool than the cache's, shorter than an Ethernet header or whose lengths do not
+   add up), BUFFET_ERR_SYSTEM.
    n 0: BUFFET_OK. Thread: owned. */
 BUFFET_API buffet_result buffet_net_xdp_send(buffet_net_xdp *x, buffet_pkt **pkts, size_t n, size_t *sent);
 /* Counters (zeroes for NULL); takes completed sends back and reads the kernel's counters.
@@ -3724,7 +3726,7 @@ BUFFET_API buffet_result buffet_net_afp_send(buffet_net_afp *a, buffet_pkt **pkt
         unsigned char *d = (unsigned char *)h + BUFFET__AFP_TX_DATA;
         const buffet_pkt *s;
         uint32_t st;
-        if (!p || !buffet__net_pkt_sane(p) || p->pkt_len < ETH_HLEN) {
+        if (!p || p->pool != a->cache->pool || !buffet__net_pkt_sane(p) || p->pkt_len < ETH_HLEN) {
             res = BUFFET_ERR_INVALID;
             break;
         }
@@ -4258,7 +4260,7 @@ BUFFET_API buffet_result buffet_net_xdp_send(buffet_net_xdp *x, buffet_pkt **pkt
         buffet_pkt *p = pkts[done], *h = NULL;
         struct xdp_desc *d;
         uint64_t i;
-        if (!p || !buffet__net_pkt_sane(p) || p->pkt_len < ETH_HLEN) {
+        if (!p || p->pool != x->cache->pool || !buffet__net_pkt_sane(p) || p->pkt_len < ETH_HLEN) {
             res = BUFFET_ERR_INVALID;
             break;
         }

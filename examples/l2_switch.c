@@ -531,11 +531,17 @@ __attribute__((unused)) static int l2sw_main(int argc, char **argv) {
     }
     if (argc - optind < 2 || argc - optind > L2SW_MAX_PORTS) return l2sw_usage(stderr, 2);
     if (xdp && ring && (ring < 64 || ring > 16384 || (ring & (ring - 1)))) return l2sw_usage(stderr, 2);
-    for (int a = optind; a < argc; a++)
+    for (int a = optind; a < argc; a++) {
         if (strlen(argv[a]) >= IF_NAMESIZE) {
             fprintf(stderr, "l2_switch: %s: not an interface name\n", argv[a]);
             return 2;
         }
+        for (int b = optind; b < a; b++)
+            if (strcmp(argv[a], argv[b]) == 0) {   /* two ports on one segment: every frame looped back */
+                fprintf(stderr, "l2_switch: %s: named twice\n", argv[a]);
+                return 2;
+            }
+    }
 
     l2sw *s = (l2sw *)calloc(1, sizeof *s);
     if (!s) return 1;

@@ -483,6 +483,18 @@ static void test_bad_input(void) {
             BT_CHECK(buffet_net_afp_send(a, pk + 1, 1, &n) == BUFFET_ERR_TOO_LARGE && n == 0);   /* above the frame */
             pk[0] = NULL;
             BT_CHECK(buffet_net_afp_send(a, pk, 1, &n) == BUFFET_ERR_INVALID && n == 0);
+            {   /* a packet of another pool: refused whole, still the caller's */
+                fx other;
+                fx_open(&other, 2048, 16, 16);
+                pk[0] = buffet_pkt_alloc(other.cache, 64);
+                BT_CHECK(pk[0] != NULL);
+                if (pk[0]) {
+                    memset(buffet_pkt_append(pk[0], 60), 0, 60);
+                    BT_CHECK(buffet_net_afp_send(a, pk, 1, &n) == BUFFET_ERR_INVALID && n == 0);
+                    buffet_pkt_free(other.cache, pk[0]);
+                }
+                fx_close(&other);
+            }
             BT_CHECK(buffet_net_afp_send(a, pk, 0, &n) == BUFFET_OK && n == 0);
         }
         if (runt) buffet_pkt_free(f.cache, runt);

@@ -328,6 +328,18 @@ static void test_bad_input(void) {
             BT_CHECK(buffet_net_xdp_send(x, pk, 1, &n) == BUFFET_ERR_TOO_LARGE && n == 0);
             pk[0] = NULL;
             BT_CHECK(buffet_net_xdp_send(x, pk, 1, &n) == BUFFET_ERR_INVALID && n == 0);
+            {   /* a packet of another pool: refused whole, still the caller's */
+                fx other;
+                fx_open(&other, 2048, 16, 16);
+                pk[0] = buffet_pkt_alloc(other.cache, 64);
+                BT_CHECK(pk[0] != NULL);
+                if (pk[0]) {
+                    memset(buffet_pkt_append(pk[0], 60), 0, 60);
+                    BT_CHECK(buffet_net_xdp_send(x, pk, 1, &n) == BUFFET_ERR_INVALID && n == 0);
+                    buffet_pkt_free(other.cache, pk[0]);
+                }
+                fx_close(&other);
+            }
         }
         if (runt) buffet_pkt_free(f.cache, runt);
         if (big) buffet_pkt_free(f.cache, big);

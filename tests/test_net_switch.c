@@ -163,7 +163,9 @@ static void test_usage(void) {
     char *one[] = {a0, i1, NULL};
     char *badt[] = {a0, t, bad, i1, i2, NULL};
     char *gone[] = {a0, i1, i2, NULL};
+    char *twice[] = {a0, i1, i2, i1, NULL};
     BT_CHECK(l2sw_main(1, none) == 0);
+    BT_CHECK(l2sw_main(4, twice) == 2);   /* one interface as two ports */
     BT_CHECK(l2sw_main(5, xdp) == 1);   /* no such interfaces, and the pool made whole went back whole */
     BT_CHECK(l2sw_main(5, badx) == 2);
     BT_CHECK(l2sw_main(7, badring) == 2);
