@@ -141,10 +141,10 @@ static bool dg_send(int tx, const struct sockaddr_in *to, unsigned i, size_t fix
     return sendto(tx, b, len, 0, (const struct sockaddr *)to, sizeof *to) == (ssize_t)len;
 }
 
-/* Checks one event against datagram stream `fixed` on fd/tag: marks it in seen[0..n), frees the
-   packet. Returns whether it was a datagram not seen before, whole and exact. */
-static bool dg_take(fx *f, const buffet_net_uring_event *e, int fd, uint64_t tag, unsigned char *seen, unsigned n,
-                    size_t fixed) {
+/* Checks one event against datagram stream `fixed` on fd/tag and marks it in seen[0..n); the
+   packet stays the caller's. Returns whether it was a datagram not seen before, whole and exact. */
+static bool dg_check(const buffet_net_uring_event *e, int fd, uint64_t tag, unsigned char *seen, unsigned n,
+                     size_t fixed) {
     const unsigned char *d;
     unsigned i;
     size_t j, len;
@@ -158,7 +158,14 @@ static bool dg_take(fx *f, const buffet_net_uring_event *e, int fd, uint64_t tag
     ok = ok && i < n && !seen[i] && len == dg_len(i, fixed);
     for (j = 2; ok && j < len; j++) ok = d[j] == pat(i, j);
     if (ok) seen[i] = 1;
-    buffet_pkt_free(f->cache, e->pkt);
+    return ok;
+}
+
+/* dg_check, then the packet freed. */
+static bool dg_take(fx *f, const buffet_net_uring_event *e, int fd, uint64_t tag, unsigned char *seen, unsigned n,
+                    size_t fixed) {
+    bool ok = dg_check(e, fd, tag, seen, n, fixed);
+    if (e->pkt) buffet_pkt_free(f->cache, e->pkt);
     return ok;
 }
 
@@ -200,6 +207,83 @@ static void test_udp_sink(void) {
     st = buffet_net_uring_get_stats(u);
     BT_CHECK(st.packets == n && st.bytes == bytes && st.receives == 1 && st.starved == 0);
     BT_CHECK(st.in_ring >= 1 && st.in_ring <= 64);
+    buffet_net_uring_destroy(u);
+    close(rx);
+    close(tx);
+    fx_close(&f);
+}
+
+/* Packets freed on another thread: their buffers go back to the pool through that thread's
+   cache (a small one, so it spills), and the ring, which takes buffers from the pool at every
+   wait, keeps receiving. With 24 buffers in the pool and 8 in the ring, n datagrams come
+   through only if the buffers freed elsewhere come back. Each wait's packets go to the other
+   thread through a pipe, and the next wait comes after it said it freed them (valgrind runs
+   one thread at a time, and a thread that is not scheduled would look like buffers lost). */
+typedef struct far_free {
+    buffet_pkt_pool *pool;
+    int rd, ack;
+    unsigned freed;
+} far_free;
+static void *far_free_thread(void *arg) {
+    far_free *j = (far_free *)arg;
+    buffet_pkt_cache *c = NULL;
+    buffet_pkt *p;
+    if (buffet_pkt_cache_create(&c, j->pool, 4) != BUFFET_OK) return NULL;
+    while (read(j->rd, &p, sizeof p) == (ssize_t)sizeof p) {
+        char one = 1;
+        buffet_pkt_free(c, p);
+        j->freed++;
+        if (write(j->ack, &one, 1) != 1) break;
+    }
+    buffet_pkt_cache_destroy(c);
+    return NULL;
+}
+static void test_freed_elsewhere(void) {
+    fx f;
+    buffet_net_uring *u;
+    buffet_net_uring_event ev[8];
+    struct sockaddr_in ra, ta;
+    unsigned n = small ? 100 : 400, sent = 0, got = 0, good = 0, freed = 0;
+    unsigned char seen[400];
+    int rx, tx, to[2], back[2];
+    uint64_t last;
+    pthread_t t;
+    far_free j;
+    fx_open(&f, 24);
+    RING_OR_SKIP(&f, &u, 8);
+    rx = udp_bound(&ra);
+    tx = udp_bound(&ta);
+    BT_CHECK(rx >= 0 && tx >= 0 && pipe(to) == 0 && pipe(back) == 0);
+    BT_CHECK(buffet_net_uring_recv(u, rx, 9) == BUFFET_OK);
+    memset(&j, 0, sizeof j);
+    j.pool = f.pool;
+    j.rd = to[0];
+    j.ack = back[1];
+    BT_CHECK(pthread_create(&t, NULL, far_free_thread, &j) == 0);
+    memset(seen, 0, sizeof seen);
+    last = now_ms();
+    while (got < n && now_ms() - last < STALL_MS) {
+        size_t m, k;
+        while (sent < n && sent - got < 6) BT_CHECK(dg_send(tx, &ra, sent++, 100));
+        m = buffet_net_uring_wait(u, ev, 8, 100);
+        for (k = 0; k < m; k++) {
+            good += dg_check(&ev[k], rx, 9, seen, n, 100);
+            if (ev[k].pkt && write(to[1], &ev[k].pkt, sizeof ev[k].pkt) == (ssize_t)sizeof ev[k].pkt) freed++;
+        }
+        for (k = 0; k < m; k++) {   /* freed over there before the next wait */
+            char one;
+            BT_CHECK(read(back[0], &one, 1) == 1);
+        }
+        got += (unsigned)m;
+        if (m) last = now_ms();
+    }
+    close(to[1]);
+    pthread_join(t, NULL);
+    close(to[0]);
+    close(back[0]);
+    close(back[1]);
+    BT_CHECK(got == n && good == n && freed == n && j.freed == n);
+    BT_CHECK(buffet_net_uring_get_stats(u).packets == n);
     buffet_net_uring_destroy(u);
     close(rx);
     close(tx);
@@ -1208,6 +1292,7 @@ int main(void) {
     small = bt_mode("valgrind") || bt_mode("aarch64");
     BT_RUN(test_udp_sink);
     BT_RUN(test_udp_edges);
+    BT_RUN(test_freed_elsewhere);
     BT_RUN(test_tcp_echo);
     BT_RUN(test_starvation);
     BT_RUN(test_wait_unbounded_starved);
