@@ -337,7 +337,13 @@ static void l2sw_rx(l2sw *s, unsigned i, uint64_t now) {
 
 /* ---- statistics ---- */
 #define L2SW_PORT_COUNTER(field, help) { "l2sw_" #field "_total", help, offsetof(l2sw_port, field) }
-static const struct { const char *name, *help; size_t off; } l2sw_port_counters[] = {
+/* A counter of the statistics: its name, help, and where its uint64_t is. */
+typedef struct l2sw_counter {
+    const char *name, *help;
+    size_t off;
+} l2sw_counter;
+
+static const l2sw_counter l2sw_port_counters[] = {
     L2SW_PORT_COUNTER(rx_frames, "Frames received on the port."),
     L2SW_PORT_COUNTER(forwarded, "Frames received on the port sent to the one port their destination was learned on."),
     L2SW_PORT_COUNTER(flooded, "Frames received on the port flooded to every other port (unknown, broadcast, multicast)."),
@@ -352,7 +358,7 @@ static const struct { const char *name, *help; size_t off; } l2sw_port_counters[
     L2SW_PORT_COUNTER(port_down, "Times the port's interface went away (its ring closed, its MAC entries removed)."),
 };
 #define L2SW_AFP_COUNTER(field, help) { "l2sw_afp_" #field "_total", help, offsetof(buffet_net_afp_stats, field) }
-static const struct { const char *name, *help; size_t off; } l2sw_afp_counters[] = {
+static const l2sw_counter l2sw_afp_counters[] = {
     L2SW_AFP_COUNTER(rx_packets, "Frames the port's ring received."),
     L2SW_AFP_COUNTER(rx_bytes, "Bytes of the frames the port's ring received."),
     L2SW_AFP_COUNTER(rx_copied, "Received frames copied into the pool."),
@@ -366,7 +372,7 @@ static const struct { const char *name, *help; size_t off; } l2sw_afp_counters[]
 };
 
 #define L2SW_XDP_COUNTER(field, help) { "l2sw_xdp_" #field "_total", help, offsetof(buffet_net_xdp_stats, field) }
-static const struct { const char *name, *help; size_t off; } l2sw_xdp_counters[] = {
+static const l2sw_counter l2sw_xdp_counters[] = {
     L2SW_XDP_COUNTER(rx_packets, "Frames the port's AF_XDP socket received."),
     L2SW_XDP_COUNTER(rx_bytes, "Bytes of the frames the port's socket received."),
     L2SW_XDP_COUNTER(tx_packets, "Frames put in the port's transmit ring."),
@@ -380,46 +386,38 @@ static const struct { const char *name, *help; size_t off; } l2sw_xdp_counters[]
     L2SW_XDP_COUNTER(kernel_tx_invalid, "Invalid descriptors the kernel met in the port's transmit ring."),
 };
 
+/* Counters n of table c, one line per port: each at c[m].off into the port's struct at `at`. */
+static void l2sw_print_counters(const l2sw *s, FILE *f, const l2sw_counter *c, size_t n, size_t at) {
+    for (size_t m = 0; m < n; m++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", c[m].name, c[m].help, c[m].name);
+        for (unsigned i = 0; i < s->nports; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&s->port[i] + at + c[m].off, sizeof v);
+            fprintf(f, "%s{port=\"%s\"} %llu\n", c[m].name, s->port[i].name, (unsigned long long)v);
+        }
+    }
+}
+
 static void l2sw_print(l2sw *s, FILE *f) {
     size_t m, n;
     unsigned i;
     for (i = 0; i < s->nports; i++)
         if (s->port[i].up) l2sw_port_read_stats(&s->port[i]);
-    for (m = 0; m < sizeof l2sw_port_counters / sizeof l2sw_port_counters[0]; m++) {
-        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_port_counters[m].name, l2sw_port_counters[m].help,
-                l2sw_port_counters[m].name);
-        for (i = 0; i < s->nports; i++) {
-            uint64_t v;
-            memcpy(&v, (const char *)&s->port[i] + l2sw_port_counters[m].off, sizeof v);
-            fprintf(f, "%s{port=\"%s\"} %llu\n", l2sw_port_counters[m].name, s->port[i].name, (unsigned long long)v);
-        }
-    }
+    l2sw_print_counters(s, f, l2sw_port_counters, sizeof l2sw_port_counters / sizeof l2sw_port_counters[0], 0);
     fprintf(f, "# HELP l2sw_port_up Whether the port is switching (1) or went down (0).\n# TYPE l2sw_port_up gauge\n");
     for (i = 0; i < s->nports; i++) fprintf(f, "l2sw_port_up{port=\"%s\"} %d\n", s->port[i].name, s->port[i].up ? 1 : 0);
-    for (m = 0; !s->xdp && m < sizeof l2sw_afp_counters / sizeof l2sw_afp_counters[0]; m++) {
-        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_afp_counters[m].name, l2sw_afp_counters[m].help,
-                l2sw_afp_counters[m].name);
-        for (i = 0; i < s->nports; i++) {
-            uint64_t v;
-            memcpy(&v, (const char *)&s->port[i].afp_stats + l2sw_afp_counters[m].off, sizeof v);
-            fprintf(f, "%s{port=\"%s\"} %llu\n", l2sw_afp_counters[m].name, s->port[i].name, (unsigned long long)v);
-        }
-    }
+    if (!s->xdp)
+        l2sw_print_counters(s, f, l2sw_afp_counters, sizeof l2sw_afp_counters / sizeof l2sw_afp_counters[0],
+                            offsetof(l2sw_port, afp_stats));
     if (!s->xdp) {
         fprintf(f, "# HELP l2sw_afp_blocks_held Ring blocks held by packets not freed yet.\n"
                    "# TYPE l2sw_afp_blocks_held gauge\n");
         for (i = 0; i < s->nports; i++)
             fprintf(f, "l2sw_afp_blocks_held{port=\"%s\"} %u\n", s->port[i].name, (unsigned)s->port[i].afp_stats.blocks_held);
     }
-    for (m = 0; s->xdp && m < sizeof l2sw_xdp_counters / sizeof l2sw_xdp_counters[0]; m++) {
-        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", l2sw_xdp_counters[m].name, l2sw_xdp_counters[m].help,
-                l2sw_xdp_counters[m].name);
-        for (i = 0; i < s->nports; i++) {
-            uint64_t v;
-            memcpy(&v, (const char *)&s->port[i].xdp_stats + l2sw_xdp_counters[m].off, sizeof v);
-            fprintf(f, "%s{port=\"%s\"} %llu\n", l2sw_xdp_counters[m].name, s->port[i].name, (unsigned long long)v);
-        }
-    }
+    if (s->xdp)
+        l2sw_print_counters(s, f, l2sw_xdp_counters, sizeof l2sw_xdp_counters / sizeof l2sw_xdp_counters[0],
+                            offsetof(l2sw_port, xdp_stats));
     if (s->xdp) {
         static const char *const gauges[3][2] = {
             {"l2sw_xdp_in_kernel", "Buffers the kernel holds in the port's rings."},
