@@ -36,7 +36,9 @@
      >>afxdp        (BUFFET_NET_AFXDP 1) AF_XDP on an interface queue: the UMEM is a packet pool
                     class's region, fill and completion rings driven from the pool's cache, the
                     redirect program loaded through bpf(2) (native mode, or generic)
-     Still to come: QUIC (see README).
+     >>quic         (BUFFET_NET_QUIC 1) QUIC connections on ngtcp2 + GnuTLS: stream data sent from
+                    chains with no copy (released as acknowledged), received into buffers of a
+                    chain per stream, unreliable datagrams in packets; any event loop
 
    RESULTS
      BUFFET_OK             everything asked for was done
@@ -880,6 +882,192 @@ BUFFET_API buffet_result buffet_net_xdp_send(buffet_net_xdp *x, buffet_pkt **pkt
    Thread: owned. */
 BUFFET_API buffet_net_xdp_stats buffet_net_xdp_get_stats(buffet_net_xdp *x);
 #endif /* BUFFET_NET_AFXDP */
+
+/* >>quic
+   QUIC connections (RFC 9000) over a UDP socket the caller owns, on ngtcp2 with its GnuTLS crypto
+   backend: the protocol is ngtcp2's, buffet moves the bytes. Datagrams are received and sent in
+   packets of a buffet packet pool (recvmmsg; GSO runs of equal-sized packets where the kernel has
+   UDP_SEGMENT, else sendmmsg). Stream data is sent from chains with no copy into the stack: the
+   slices stay queued on their stream, ngtcp2 encrypts straight from them (retransmissions read the
+   same bytes), and each byte's slice is released once the peer has acknowledged it. Received
+   stream data is copied once, out of the decrypted packet, into buffet buffers appended to the
+   stream's chain; the application takes it at its own pace and the flow-control credit goes back
+   as it takes. Unreliable datagrams (RFC 9221) go out of and come into packets.
+
+   Opt-in: define BUFFET_NET_QUIC to 1 before including this header (with the implementation
+   too), and link ngtcp2, its GnuTLS crypto library and GnuTLS
+   (`pkg-config --libs libngtcp2 libngtcp2_crypto_gnutls gnutls`); the rest of the header needs
+   none of them. Built against ngtcp2 0.12 (Debian 12), the API before 1.0.
+
+   DRIVING IT (any loop: poll, epoll, io_uring, libuv)
+       poll fd for POLLIN (and POLLOUT while buffet_net_quic_blocked), with the timeout of
+       buffet_net_quic_timeout_ms; then buffet_net_quic_on_readable when readable, and
+       buffet_net_quic_on_timer every time poll returns; then take buffet_net_quic_events and act
+       on them (buffet_net_quic_recv, _send, _open). Sends write packets at once; receives return
+       credit that goes out at the next on_timer (the timeout is 0 while something waits to go).
+   One object is one connection: a client's, or a server's that takes the first client to
+   arrive on its socket (datagrams from any other address are dropped, and counted). Everything
+   on one object from one thread at a time; objects are independent. */
+#ifndef BUFFET_NET_QUIC
+#define BUFFET_NET_QUIC 0
+#endif
+#if BUFFET_NET_QUIC
+typedef struct buffet_net_quic buffet_net_quic;
+
+/* buffet_net_quic_desc.flags */
+enum {
+    BUFFET_NET_QUIC_SERVER = 1u << 0,     /* accept one connection (else: connect to desc.peer) */
+    BUFFET_NET_QUIC_INSECURE = 1u << 1,   /* client: do not verify the server's certificate */
+    BUFFET_NET_QUIC_NO_GSO = 1u << 2,     /* send with sendmmsg even where UDP GSO works */
+    BUFFET_NET_QUIC_COUNT_LOSS = 1u << 3  /* count packets declared lost (stats.lost; costs a
+                                             qlog line formatted per packet) */
+};
+
+typedef struct buffet_net_quic_desc {
+    int fd;                       /* a UDP socket, bound, O_NONBLOCK; the caller's (not closed) */
+    unsigned flags;               /* BUFFET_NET_QUIC_* */
+    buffet_net_addr peer;         /* client: the server's address */
+    buffet_pkt_cache *cache;      /* datagrams in and out: its pool needs a class of 1500 bytes
+                                     or more and a user area for buffet_net_meta; the thread
+                                     driving the connection owns it */
+    const char *alpn;             /* the application protocol offered / required; NULL: "buffet" */
+    const char *cert_file;        /* server: certificate chain (PEM) */
+    const char *key_file;         /* server: its private key (PEM) */
+    const char *ca_file;          /* client: trusted certificates (PEM); NULL: the system's */
+    const char *server_name;      /* client: the name sent (SNI) and verified; NULL: "localhost" */
+    uint32_t idle_timeout_ms;     /* 0: 30 s */
+    uint32_t max_streams;         /* streams of each kind the peer may have open at once; 0: 100 */
+    uint64_t stream_window;       /* bytes received on a stream and not taken yet; 0: 1 MiB
+                                     (ngtcp2 grows it up to 16× while the application keeps up) */
+    uint64_t conn_window;         /* the same for the whole connection; 0: 4 MiB (grows to 16×) */
+    uint16_t max_datagram;        /* largest unreliable datagram frame taken; 0: none (RFC 9221
+                                     off) */
+    uint8_t reset_key[32];        /* server: the secret stateless-reset tokens derive from; all
+                                     zero: a random one. A server restarted with the same key
+                                     resets its old connections' clients at once */
+    buffet_net_source rx;         /* where received stream bytes are copied (buffet_net_recv's
+                                     sources; zero: 16 KiB heap buffers) */
+} buffet_net_quic_desc;
+
+/* buffet_net_quic_event.type */
+enum {
+    BUFFET_NET_QUIC_EV_CONNECTED = 1,   /* the handshake is complete: streams may be opened */
+    BUFFET_NET_QUIC_EV_STREAM_OPENED,   /* the peer opened `stream` */
+    BUFFET_NET_QUIC_EV_READABLE,        /* `stream` has bytes, its end or its reset to take */
+    BUFFET_NET_QUIC_EV_WRITABLE,        /* `stream` may take more (a send returned AGAIN); -1: a
+                                           stream may be opened (an open returned AGAIN) */
+    BUFFET_NET_QUIC_EV_SENT,            /* every byte sent on `stream`, and its end, was
+                                           acknowledged: the buffers are released */
+    BUFFET_NET_QUIC_EV_STREAM_CLOSED,   /* `stream` is over in both directions (error: the peer's
+                                           application code when it was reset, result
+                                           BUFFET_ERR_CLOSED then) */
+    BUFFET_NET_QUIC_EV_DATAGRAM,        /* pkt: an unreliable datagram, the caller's to free */
+    BUFFET_NET_QUIC_EV_CLOSED           /* the connection is over: result, error, reason */
+};
+
+/* Why a connection ended (buffet_net_quic_event.reason). */
+enum {
+    BUFFET_NET_QUIC_CLOSE_LOCAL = 1,    /* buffet_net_quic_close, or an error found here (error:
+                                           the transport code sent to the peer) */
+    BUFFET_NET_QUIC_CLOSE_PEER,         /* the peer closed (error: its code) */
+    BUFFET_NET_QUIC_CLOSE_IDLE,         /* nothing heard for the idle timeout */
+    BUFFET_NET_QUIC_CLOSE_RESET,        /* a stateless reset from the peer */
+    BUFFET_NET_QUIC_CLOSE_HANDSHAKE     /* TLS failed (error: 0x100 + the TLS alert, e.g. 0x12a
+                                           bad certificate) */
+};
+
+typedef struct buffet_net_quic_event {
+    unsigned type;                /* BUFFET_NET_QUIC_EV_* */
+    int64_t stream;               /* the stream (-1: none) */
+    buffet_result result;         /* CLOSED: BUFFET_OK when closed on purpose with code 0,
+                                     BUFFET_ERR_CLOSED otherwise; STREAM_CLOSED: as said there */
+    unsigned reason;              /* CLOSED: BUFFET_NET_QUIC_CLOSE_* */
+    int app;                      /* CLOSED: 1 when error is an application code, 0 a transport
+                                     one */
+    uint64_t error;               /* the QUIC error code */
+    buffet_pkt *pkt;              /* DATAGRAM: the datagram (its bytes, no metadata) */
+} buffet_net_quic_event;
+
+typedef struct buffet_net_quic_stats {
+    uint64_t rx_datagrams, rx_bytes;   /* UDP datagrams taken off the socket, and their bytes */
+    uint64_t rx_dropped;               /* of them, dropped: from another address, not QUIC, or
+                                          refused by ngtcp2 (random bytes, a stale packet) */
+    uint64_t tx_datagrams, tx_bytes;   /* UDP datagrams sent */
+    uint64_t tx_calls;                 /* sendmsg / sendmmsg calls that sent them */
+    uint64_t tx_discarded;             /* datagrams written but given up (the socket refused) */
+    uint64_t stream_bytes_sent;        /* stream bytes handed to ngtcp2 the first time */
+    uint64_t stream_bytes_acked;       /* stream bytes acknowledged (their slices released) */
+    uint64_t stream_bytes_received;    /* in order, copied into buffers */
+    uint64_t lost;                     /* packets declared lost (with BUFFET_NET_QUIC_COUNT_LOSS) */
+    uint64_t pto;                      /* probe timeouts in a row now (ngtcp2's pto_count) */
+    uint64_t dgrams_sent, dgrams_received, dgrams_dropped;   /* RFC 9221 datagrams */
+    uint64_t rtt_ns, cwnd;             /* smoothed RTT and congestion window now */
+    uint32_t streams;                  /* streams known now */
+} buffet_net_quic_stats;
+
+/* Make a connection over desc->fd. A client sends its first flight at once; a server waits for
+   a client. Errors: BUFFET_ERR_INVALID (NULL, fd not a UDP socket, no peer for a client, no
+   certificate or key for a server, a file that cannot be read or parsed: logged),
+   BUFFET_ERR_UNSUPPORTED (the pool has no class of 1500 bytes or no room for the metadata),
+   BUFFET_ERR_NOMEM. Thread: owned (the cache's thread). */
+BUFFET_API buffet_result buffet_net_quic_create(buffet_net_quic **out, const buffet_net_quic_desc *desc);
+/* Free the connection and release every buffer it holds (queued sends, received bytes not
+   taken, events not taken); sends nothing (close first for a clean end). NULL does nothing. */
+BUFFET_API void buffet_net_quic_destroy(buffet_net_quic *q);
+/* Read every datagram waiting on the socket, hand them to ngtcp2, send what that calls for.
+   Returns: BUFFET_OK, BUFFET_ERR_CLOSED (the connection is over: see its CLOSED event),
+   BUFFET_ERR_SYSTEM / _NOMEM (the socket or the pool failed; the connection goes on). */
+BUFFET_API buffet_result buffet_net_quic_on_readable(buffet_net_quic *q);
+/* Handle what is due (retransmission, acknowledgement and idle timers, credit to return,
+   datagrams the socket refused before), and send. Harmless when nothing is due. Returns: as
+   buffet_net_quic_on_readable. */
+BUFFET_API buffet_result buffet_net_quic_on_timer(buffet_net_quic *q);
+/* Milliseconds until on_timer is due (0: now; -1: never: the connection is over). */
+BUFFET_API int buffet_net_quic_timeout_ms(const buffet_net_quic *q);
+/* Whether datagrams wait for the socket to take them (poll for POLLOUT, then on_timer). */
+BUFFET_API bool buffet_net_quic_blocked(const buffet_net_quic *q);
+/* Take up to max events, oldest first, into ev. Returns how many. */
+BUFFET_API size_t buffet_net_quic_events(buffet_net_quic *q, buffet_net_quic_event *ev, size_t max);
+/* Open a bidirectional stream; *stream gets its id. Returns: BUFFET_OK, BUFFET_AGAIN (the peer
+   allows no more now: an EV_WRITABLE with stream -1 follows), BUFFET_ERR_STATE (before
+   EV_CONNECTED, or after the end), BUFFET_ERR_INVALID, BUFFET_ERR_NOMEM. */
+BUFFET_API buffet_result buffet_net_quic_open(buffet_net_quic *q, int64_t *stream);
+/* Flags of buffet_net_quic_send. */
+enum { BUFFET_NET_QUIC_FIN = 1u << 0 };   /* the stream ends after these bytes */
+/* Move bytes from the front of c onto stream: as many as its and the connection's flow-control
+   windows take now, no byte copied; *taken (may be NULL) gets how many. Packets go out at once.
+   The bytes' slices are released as the peer acknowledges them. With BUFFET_NET_QUIC_FIN the
+   stream ends once all of c has gone (c may be empty). Returns: BUFFET_OK (c is empty),
+   BUFFET_AGAIN (the windows are full: the rest stays in c; EV_WRITABLE says when to call again),
+   BUFFET_ERR_CLOSED (the peer reset the stream or asked us to stop, or the connection is over:
+   c unchanged), BUFFET_ERR_STATE (the stream's end was already sent), BUFFET_ERR_INVALID (NULL,
+   a stream that is not open or only receives, a slice without host memory), BUFFET_ERR_NOMEM. */
+BUFFET_API buffet_result buffet_net_quic_send(buffet_net_quic *q, int64_t stream, buffet_chain *c, unsigned flags,
+                                              size_t *taken);
+/* Move up to max bytes (0: all there are) received on stream, in order, to the end of out (no
+   copy); their flow-control credit goes back to the peer. *got (may be NULL) gets how many.
+   Returns: BUFFET_OK (*got > 0), BUFFET_AGAIN (nothing yet), BUFFET_ERR_CLOSED (*got 0: the
+   stream's end was reached, or the peer reset it: everything before is taken), BUFFET_ERR_INVALID
+   (NULL, no such stream, one that only sends), the allocator's reason (out unchanged). */
+BUFFET_API buffet_result buffet_net_quic_recv(buffet_net_quic *q, int64_t stream, buffet_chain *out, size_t max,
+                                              size_t *got);
+/* Abort stream in both directions with an application error code: what is queued is released,
+   what is received and not taken is dropped. Returns: BUFFET_OK, BUFFET_ERR_INVALID (no such
+   stream). */
+BUFFET_API buffet_result buffet_net_quic_reset(buffet_net_quic *q, int64_t stream, uint64_t app_error);
+/* Send *p's bytes as one unreliable datagram. On BUFFET_OK *p is freed and set to NULL; otherwise
+   it stays the caller's. Returns: BUFFET_OK, BUFFET_AGAIN (congestion: try after the next
+   on_timer), BUFFET_ERR_TOO_LARGE (above what the peer takes or a packet holds),
+   BUFFET_ERR_UNSUPPORTED (the peer takes no datagrams), BUFFET_ERR_STATE (not connected),
+   BUFFET_ERR_INVALID. */
+BUFFET_API buffet_result buffet_net_quic_send_datagram(buffet_net_quic *q, buffet_pkt **p);
+/* Close the connection with an application error code (0: no error): CONNECTION_CLOSE goes out,
+   an EV_CLOSED (reason LOCAL) follows, and the object does nothing more but destroy. Returns:
+   BUFFET_OK, BUFFET_ERR_STATE (already over), BUFFET_ERR_INVALID. */
+BUFFET_API buffet_result buffet_net_quic_close(buffet_net_quic *q, uint64_t app_error);
+/* Counters (zeroes for NULL). */
+BUFFET_API buffet_net_quic_stats buffet_net_quic_get_stats(const buffet_net_quic *q);
+#endif /* BUFFET_NET_QUIC */
 
 BUFFET_EXTERN_C_END
 
@@ -4336,6 +4524,1282 @@ BUFFET_API buffet_net_xdp_stats buffet_net_xdp_get_stats(buffet_net_xdp *x) {
     return x->st;
 }
 #endif /* BUFFET_NET_AFXDP */
+
+/* >>quic */
+#if BUFFET_NET_QUIC
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#define BUFFET__QUIC_BATCH 64     /* datagrams written before they go to the kernel */
+#define BUFFET__QUIC_CIDLEN 18
+#define BUFFET__QUIC_PAYLOAD 1452 /* UDP payload of a packet: an Ethernet MTU less IPv6 and UDP */
+#define BUFFET__QUIC_VECS 16      /* slices offered to ngtcp2 per stream frame */
+
+typedef struct buffet__quic_stream {
+    int64_t id;
+    buffet_chain tx;              /* bytes [tx_base, tx_end) of the stream: written up to tx_off, the
+                                     rest not yet; released from the front as acknowledged */
+    buffet_chain rx;              /* received in order, not taken */
+    uint64_t tx_base, tx_off, tx_end;
+    uint64_t rx_error;
+    bool fin_queued, fin_written, sent_told;
+    bool rx_fin, rx_reset, end_taken, stopped, gone, app_reset;
+    bool in_wq, want_write, readable_told;
+    struct buffet__quic_stream *next, *prev;   /* every stream */
+    struct buffet__quic_stream *wnext;         /* the write queue, or the blocked list */
+} buffet__quic_stream;
+
+struct buffet_net_quic {
+    ngtcp2_conn *conn;
+    ngtcp2_crypto_conn_ref ref;
+    gnutls_session_t tls;
+    gnutls_certificate_credentials_t cred;
+    int fd;
+    unsigned flags;
+    bool server, connected, over, gso, reset_seen, dirty, want_open;
+    buffet_net_addr local, peer;
+    buffet_pkt_cache *cache;
+    unsigned cls;                 /* the class datagrams are written into */
+    buffet_net_source rx_src;
+    uint8_t reset_key[32];
+    char alpn[64];
+    ngtcp2_settings settings;     /* kept for a server's connection, made at the first client */
+    ngtcp2_transport_params params;
+    buffet__quic_stream *streams, *last, *wq, *wq_tail, *blocked;
+    uint64_t unsent;              /* bytes queued on every stream, not written yet */
+    uint64_t dgram_id;
+    buffet_net_quic_event *ev;    /* a ring: ev_n events from ev_head, ev_cap slots */
+    size_t ev_head, ev_n, ev_cap;
+    buffet_pkt *pend[2 * BUFFET__QUIC_BATCH];   /* datagrams (GSO runs) the socket has not taken */
+    size_t pend_head, pend_n, pend_off;
+    buffet_net_quic_stats st;
+};
+
+static ngtcp2_tstamp buffet__quic_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (ngtcp2_tstamp)t.tv_sec * NGTCP2_SECONDS + (ngtcp2_tstamp)t.tv_nsec;
+}
+
+static socklen_t buffet__quic_addrlen(const buffet_net_addr *a) {
+    return a->sa.sa_family == AF_INET6 ? (socklen_t)sizeof a->in6 : (socklen_t)sizeof a->in4;
+}
+
+static bool buffet__quic_same_addr(const buffet_net_addr *a, const buffet_net_addr *b) {
+    if (a->sa.sa_family != b->sa.sa_family) return false;
+    if (a->sa.sa_family == AF_INET)
+        return a->in4.sin_port == b->in4.sin_port && a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
+    return a->in6.sin6_port == b->in6.sin6_port && memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
+}
+
+static void buffet__quic_path(buffet_net_quic *q, ngtcp2_path *path) {
+    memset(path, 0, sizeof *path);
+    path->local.addr = (ngtcp2_sockaddr *)&q->local.sa;
+    path->local.addrlen = buffet__quic_addrlen(&q->local);
+    path->remote.addr = (ngtcp2_sockaddr *)&q->peer.sa;
+    path->remote.addrlen = buffet__quic_addrlen(&q->peer);
+}
+
+/* Events go into a ring that grows: an event is never dropped for want of room (NOMEM aside). */
+static buffet_net_quic_event *buffet__quic_event(buffet_net_quic *q, unsigned type, int64_t stream,
+                                                 buffet_result result, uint64_t error, buffet_pkt *pkt) {
+    buffet_net_quic_event *e;
+    if (q->ev_n == q->ev_cap) {
+        size_t cap = q->ev_cap ? q->ev_cap * 2 : 64, i;
+        buffet_net_quic_event *n = (buffet_net_quic_event *)malloc(cap * sizeof *n);
+        if (!n) {
+            if (pkt) buffet_pkt_free(q->cache, pkt);
+            return NULL;
+        }
+        for (i = 0; i < q->ev_n; i++) n[i] = q->ev[(q->ev_head + i) % q->ev_cap];
+        free(q->ev);
+        q->ev = n;
+        q->ev_cap = cap;
+        q->ev_head = 0;
+    }
+    e = &q->ev[(q->ev_head + q->ev_n++) % q->ev_cap];
+    memset(e, 0, sizeof *e);
+    e->type = type;
+    e->stream = stream;
+    e->result = result;
+    e->error = error;
+    e->pkt = pkt;
+    return e;
+}
+
+static bool buffet__quic_local(const buffet_net_quic *q, int64_t id) { return (int)(id & 1) == (q->server ? 1 : 0); }
+static bool buffet__quic_can_send(const buffet_net_quic *q, int64_t id) {
+    return !(id & 2) || buffet__quic_local(q, id);
+}
+static bool buffet__quic_can_recv(const buffet_net_quic *q, int64_t id) {
+    return !(id & 2) || !buffet__quic_local(q, id);
+}
+
+static buffet__quic_stream *buffet__quic_find(buffet_net_quic *q, int64_t id) {
+    buffet__quic_stream *s;
+    if (q->last && q->last->id == id) return q->last;
+    for (s = q->streams; s; s = s->next)
+        if (s->id == id) return q->last = s;
+    return NULL;
+}
+
+static buffet__quic_stream *buffet__quic_stream_new(buffet_net_quic *q, int64_t id) {
+    buffet__quic_stream *s = (buffet__quic_stream *)calloc(1, sizeof *s);
+    buffet_allocator heap;
+    if (!s) return NULL;
+    memset(&heap, 0, sizeof heap);
+    s->id = id;
+    buffet_chain_init(&s->tx, heap);
+    buffet_chain_init(&s->rx, heap);
+    s->next = q->streams;
+    if (q->streams) q->streams->prev = s;
+    q->streams = s;
+    q->st.streams++;
+    return s;
+}
+
+/* Take s off the write queue or the blocked list, wherever it is. */
+static void buffet__quic_unqueue(buffet_net_quic *q, buffet__quic_stream *s) {
+    buffet__quic_stream **pp, *prev = NULL;
+    if (!s->in_wq) return;
+    for (pp = &q->wq; *pp; prev = *pp, pp = &(*pp)->wnext)
+        if (*pp == s) {
+            *pp = s->wnext;
+            if (q->wq_tail == s) q->wq_tail = prev;
+            s->wnext = NULL;
+            s->in_wq = false;
+            return;
+        }
+    for (pp = &q->blocked; *pp; pp = &(*pp)->wnext)
+        if (*pp == s) {
+            *pp = s->wnext;
+            s->wnext = NULL;
+            s->in_wq = false;
+            return;
+        }
+}
+
+static void buffet__quic_enqueue(buffet_net_quic *q, buffet__quic_stream *s) {
+    if (s->in_wq) return;
+    s->in_wq = true;
+    s->wnext = NULL;
+    if (q->wq_tail) q->wq_tail->wnext = s;
+    else q->wq = s;
+    q->wq_tail = s;
+}
+
+static void buffet__quic_stream_free(buffet_net_quic *q, buffet__quic_stream *s) {
+    buffet__quic_unqueue(q, s);
+    if (s->prev) s->prev->next = s->next;
+    else q->streams = s->next;
+    if (s->next) s->next->prev = s->prev;
+    if (q->last == s) q->last = NULL;
+    q->unsent -= s->tx_end - s->tx_off;
+    buffet_chain_deinit(&s->tx);
+    buffet_chain_deinit(&s->rx);
+    q->st.streams--;
+    free(s);
+}
+
+/* A stream is forgotten once ngtcp2 has closed it and the application is done reading it. */
+static void buffet__quic_maybe_free(buffet_net_quic *q, buffet__quic_stream *s) {
+    if (s->gone && (s->end_taken || s->app_reset || !buffet__quic_can_recv(q, s->id))) buffet__quic_stream_free(q, s);
+}
+
+/* The end of the connection, told once. */
+static void buffet__quic_over(buffet_net_quic *q, unsigned reason, int app, uint64_t error, bool deliberate) {
+    buffet_net_quic_event *e;
+    if (q->over) return;
+    q->over = true;
+    e = buffet__quic_event(q, BUFFET_NET_QUIC_EV_CLOSED, -1, deliberate && error == 0 ? BUFFET_OK : BUFFET_ERR_CLOSED,
+                           error, NULL);
+    if (e) {
+        e->reason = reason;
+        e->app = app;
+    }
+}
+
+/* >>quic: sending datagrams */
+static bool buffet__quic_seg_equal(const buffet_pkt *p, uint32_t len) {
+    for (; p; p = p->next)
+        if (p->next && p->len != len) return false;
+    return true;
+}
+
+/* Give the socket what waits in pend, oldest first: GSO runs with one sendmsg each, single
+   datagrams in sendmmsg batches. Returns BUFFET_AGAIN when the socket would block (what is left
+   stays, in order). A datagram the socket refuses for good is dropped and counted: QUIC's loss
+   recovery sends its frames again. */
+static buffet_result buffet__quic_drain(buffet_net_quic *q) {
+    while (q->pend_n) {
+        buffet_pkt **slot = &q->pend[q->pend_head];
+        buffet_pkt *p = *slot;
+        size_t sent = 0, n, k;
+        uint32_t lens[2 * BUFFET__QUIC_BATCH];
+        buffet_result r;
+        if (p->nb_segs > 1 || q->pend_off) {
+            uint32_t segs = p->nb_segs, seg = p->len;
+            r = buffet_net_udp_send_gso_pkt(q->fd, q->cache, slot, q->pend_off, seg, &sent);
+            q->st.tx_calls++;
+            if (r == BUFFET_OK) {
+                q->st.tx_datagrams += (p->pkt_len - q->pend_off + seg - 1) / seg;
+                q->st.tx_bytes += p->pkt_len - q->pend_off;
+                q->pend_off = 0;
+                q->pend_head = (q->pend_head + 1) % (2 * BUFFET__QUIC_BATCH);
+                q->pend_n--;
+                continue;
+            }
+            q->st.tx_datagrams += sent / seg;
+            q->st.tx_bytes += sent;
+            if (r == BUFFET_AGAIN) {
+                q->pend_off += sent;
+                return BUFFET_AGAIN;
+            }
+            if (r == BUFFET_ERR_UNSUPPORTED) q->gso = false;
+            q->st.tx_discarded += segs;
+            buffet_pkt_free(q->cache, *slot);
+            q->pend_off = 0;
+            q->pend_head = (q->pend_head + 1) % (2 * BUFFET__QUIC_BATCH);
+            q->pend_n--;
+            continue;
+        }
+        /* single datagrams: as many as lie in a row in the ring */
+        for (n = 1; n < q->pend_n && q->pend_head + n < 2 * BUFFET__QUIC_BATCH; n++)
+            if (q->pend[q->pend_head + n]->nb_segs > 1) break;
+        for (k = 0; k < n; k++) lens[k] = slot[k]->pkt_len;
+        r = buffet_net_udp_send(q->fd, q->cache, slot, n, &sent);
+        q->st.tx_calls++;
+        q->st.tx_datagrams += sent;
+        for (k = 0; k < sent; k++) q->st.tx_bytes += lens[k];
+        q->pend_head = (q->pend_head + sent) % (2 * BUFFET__QUIC_BATCH);
+        q->pend_n -= sent;
+        if (r == BUFFET_OK) continue;
+        if (r == BUFFET_AGAIN) return BUFFET_AGAIN;
+        q->st.tx_discarded++;   /* refused for good (EMSGSIZE, an error the route gave) */
+        buffet_pkt_free(q->cache, q->pend[q->pend_head]);
+        q->pend_head = (q->pend_head + 1) % (2 * BUFFET__QUIC_BATCH);
+        q->pend_n--;
+    }
+    return BUFFET_OK;
+}
+
+/* Queue pkts[0..n) (one datagram each, in order) behind what waits, GSO runs made of equal
+   sizes, and give the socket what it takes. */
+static buffet_result buffet__quic_queue(buffet_net_quic *q, buffet_pkt **pkts, size_t n) {
+    size_t i = 0, j;
+    while (i < n) {
+        buffet_pkt *head = pkts[i];
+        j = i + 1;
+        if (q->gso) {
+            uint32_t seg = head->len;
+            while (j < n && j - i < BUFFET_NET_GSO_MAX_SEGS && (j - i + 1) * (size_t)seg <= BUFFET_NET_GSO_MAX_BYTES &&
+                   pkts[j - 1]->len == seg && pkts[j]->len <= seg && buffet__quic_seg_equal(head, seg) &&
+                   buffet_pkt_chain(head, pkts[j]) == BUFFET_OK)
+                j++;
+        }
+        if (q->pend_n == 2 * BUFFET__QUIC_BATCH) {   /* the kernel is far behind: let go */
+            for (; i < n; i++) {
+                q->st.tx_discarded++;
+                buffet_pkt_free(q->cache, pkts[i]);
+            }
+            break;
+        }
+        q->pend[(q->pend_head + q->pend_n++) % (2 * BUFFET__QUIC_BATCH)] = head;
+        i = j;
+    }
+    return buffet__quic_drain(q);
+}
+
+/* A packet for one datagram: *dest gets room for `room` bytes (the caller trims to the length). */
+static buffet_pkt *buffet__quic_pkt(buffet_net_quic *q, const ngtcp2_pkt_info *pi, uint8_t **dest, size_t room) {
+    buffet_pkt *p = buffet_pkt_alloc_class(q->cache, q->cls);
+    buffet_net_meta *m;
+    if (!p) return NULL;
+    *dest = (uint8_t *)buffet_pkt_append(p, room);
+    if (!*dest) {
+        buffet_pkt_free(q->cache, p);
+        return NULL;
+    }
+    m = buffet_net_meta_of(p);
+    memset(m, 0, sizeof *m);
+    m->peer = q->peer;
+    if (pi && pi->ecn) {
+        m->ecn = pi->ecn;
+        m->flags = BUFFET_NET_META_ECN;
+    }
+    return p;
+}
+
+/* Close the connection from here with ccerr: CONNECTION_CLOSE goes out once. */
+static buffet_result buffet__quic_close_with(buffet_net_quic *q, const ngtcp2_connection_close_error *cc, unsigned reason) {
+    ngtcp2_path path;
+    ngtcp2_pkt_info pi;
+    uint8_t *dest;
+    buffet_pkt *p;
+    ngtcp2_ssize nw;
+    if (q->over) return BUFFET_ERR_CLOSED;
+    if (q->conn && !ngtcp2_conn_is_in_closing_period(q->conn) && !ngtcp2_conn_is_in_draining_period(q->conn)) {
+        buffet__quic_path(q, &path);
+        memset(&pi, 0, sizeof pi);
+        p = buffet__quic_pkt(q, NULL, &dest, BUFFET__QUIC_PAYLOAD);
+        if (p) {
+            nw = ngtcp2_conn_write_connection_close(q->conn, &path, &pi, dest, BUFFET__QUIC_PAYLOAD, cc, buffet__quic_now());
+            if (nw > 0) {
+                buffet_pkt_trim(p, BUFFET__QUIC_PAYLOAD - (size_t)nw);
+                buffet__quic_queue(q, &p, 1);
+            } else {
+                buffet_pkt_free(q->cache, p);
+            }
+        }
+    }
+    buffet__quic_over(q, reason, cc->type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION, cc->error_code,
+                      reason == BUFFET_NET_QUIC_CLOSE_LOCAL && cc->type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION);
+    return BUFFET_ERR_CLOSED;
+}
+
+/* An error from ngtcp2 that ends the connection: closed with the matching transport error. */
+static buffet_result buffet__quic_fail(buffet_net_quic *q, int liberr) {
+    ngtcp2_connection_close_error cc;
+    ngtcp2_connection_close_error_default(&cc);
+    if (liberr == NGTCP2_ERR_CRYPTO) {
+        ngtcp2_connection_close_error_set_transport_error_tls_alert(&cc, ngtcp2_conn_get_tls_alert(q->conn), NULL, 0);
+        return buffet__quic_close_with(q, &cc, BUFFET_NET_QUIC_CLOSE_HANDSHAKE);
+    }
+    if (liberr == NGTCP2_ERR_NOMEM) {
+        buffet__quic_over(q, BUFFET_NET_QUIC_CLOSE_LOCAL, 0, NGTCP2_INTERNAL_ERROR, false);
+        return BUFFET_ERR_NOMEM;
+    }
+    ngtcp2_connection_close_error_set_transport_error_liberr(&cc, liberr, NULL, 0);
+    return buffet__quic_close_with(q, &cc, BUFFET_NET_QUIC_CLOSE_LOCAL);
+}
+
+static void buffet__quic_wrote(buffet_net_quic *q, buffet__quic_stream *s, ngtcp2_ssize n, bool fin) {
+    if (!s || n < 0) return;
+    s->tx_off += (uint64_t)n;
+    q->unsent -= (uint64_t)n;
+    q->st.stream_bytes_sent += (uint64_t)n;
+    if (fin && s->tx_off == s->tx_end) s->fin_written = true;
+    if (s->tx_off == s->tx_end && (!s->fin_queued || s->fin_written)) buffet__quic_unqueue(q, s);
+}
+
+/* The stream just written goes to the back of the write queue: streams share packets in turn. */
+static void buffet__quic_rotate(buffet_net_quic *q, buffet__quic_stream *s) {
+    if (!s || !s->in_wq || q->wq != s || !s->wnext) return;
+    q->wq = s->wnext;
+    s->wnext = NULL;
+    q->wq_tail->wnext = s;
+    q->wq_tail = s;
+}
+
+/* Write what ngtcp2 has to send (stream data round robin over the write queue, acknowledgements,
+   retransmissions, control frames) into packets, BUFFET__QUIC_BATCH at a time, and send them. */
+static buffet_result buffet__quic_flush(buffet_net_quic *q) {
+    ngtcp2_tstamp ts;
+    ngtcp2_path path;
+    bool done = false;
+    if (!q->conn || q->over) return q->over ? BUFFET_ERR_CLOSED : BUFFET_OK;
+    q->dirty = false;
+    if (buffet__quic_drain(q) == BUFFET_AGAIN) return BUFFET_OK;
+    while (q->blocked) {   /* a window may have opened since: try them again */
+        buffet__quic_stream *s = q->blocked;
+        q->blocked = s->wnext;
+        s->in_wq = false;
+        buffet__quic_enqueue(q, s);
+    }
+    ts = buffet__quic_now();
+    buffet__quic_path(q, &path);
+    while (!done) {
+        buffet_pkt *pkts[BUFFET__QUIC_BATCH];
+        size_t n = 0, limit, room = ngtcp2_conn_get_path_max_tx_udp_payload_size(q->conn);
+        limit = ngtcp2_conn_get_send_quantum(q->conn) / room;
+        if (limit < 1) limit = 1;
+        if (limit > BUFFET__QUIC_BATCH) limit = BUFFET__QUIC_BATCH;
+        while (n < limit) {
+            ngtcp2_pkt_info pi;
+            uint8_t *dest;
+            ngtcp2_ssize nw;
+            buffet_pkt *p = buffet__quic_pkt(q, NULL, &dest, room);
+            if (!p) {
+                done = true;
+                break;
+            }
+            for (;;) {
+                buffet__quic_stream *s = q->wq;
+                ngtcp2_vec vec[BUFFET__QUIC_VECS];
+                struct iovec iov[BUFFET__QUIC_VECS];
+                size_t cnt = 0, i, avail = 0;
+                ngtcp2_ssize nd = -1;
+                uint32_t fl = NGTCP2_WRITE_STREAM_FLAG_MORE;
+                bool fin = false;
+                if (s) {
+                    cnt = buffet_chain_iovec(&s->tx, (size_t)(s->tx_off - s->tx_base), SIZE_MAX, iov, BUFFET__QUIC_VECS);
+                    for (i = 0; i < cnt; i++) {
+                        vec[i].base = (uint8_t *)iov[i].iov_base;
+                        vec[i].len = iov[i].iov_len;
+                        avail += iov[i].iov_len;
+                    }
+                    fin = s->fin_queued && s->tx_off + avail == s->tx_end;
+                    if (fin) fl |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+                }
+                memset(&pi, 0, sizeof pi);
+                nw = ngtcp2_conn_writev_stream(q->conn, &path, &pi, dest, room, &nd, fl, s ? s->id : -1, vec, cnt, ts);
+                if (nw == NGTCP2_ERR_WRITE_MORE) {
+                    buffet__quic_wrote(q, s, nd, fin);
+                    buffet__quic_rotate(q, s);
+                    continue;
+                }
+                if (nw == NGTCP2_ERR_STREAM_DATA_BLOCKED && s) {
+                    buffet__quic_unqueue(q, s);
+                    s->in_wq = true;
+                    s->wnext = q->blocked;
+                    q->blocked = s;
+                    continue;
+                }
+                if ((nw == NGTCP2_ERR_STREAM_SHUT_WR || nw == NGTCP2_ERR_STREAM_NOT_FOUND) && s) {
+                    buffet__quic_unqueue(q, s);
+                    continue;
+                }
+                if (nw < 0) {
+                    buffet_pkt_free(q->cache, p);
+                    if (n) buffet__quic_queue(q, pkts, n);
+                    return buffet__quic_fail(q, (int)nw);
+                }
+                buffet__quic_wrote(q, s, nd, fin);
+                if (nd > 0) buffet__quic_rotate(q, s);
+                if (nw == 0) {
+                    buffet_pkt_free(q->cache, p);
+                    done = true;
+                } else {
+                    buffet_pkt_trim(p, room - (size_t)nw);
+                    if (pi.ecn) {
+                        buffet_net_meta *m = buffet_net_meta_of(p);
+                        m->ecn = pi.ecn;
+                        m->flags = BUFFET_NET_META_ECN;
+                    }
+                    pkts[n++] = p;
+                }
+                break;
+            }
+            if (done) break;
+        }
+        if (n && buffet__quic_queue(q, pkts, n) == BUFFET_AGAIN) done = true;
+        ngtcp2_conn_update_pkt_tx_time(q->conn, ts);
+        if (n < limit) done = true;
+    }
+    return BUFFET_OK;
+}
+
+/* >>quic: callbacks from ngtcp2 */
+static buffet_net_quic *buffet__quic_of(void *user) { return (buffet_net_quic *)user; }
+
+static void buffet__quic_rand(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
+    (void)ctx;
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, dest, len) != 0) memset(dest, 0, len);
+}
+
+static int buffet__quic_new_cid(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *user) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    (void)conn;
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+    cid->datalen = cidlen;
+    if (ngtcp2_crypto_generate_stateless_reset_token(token, q->reset_key, sizeof q->reset_key, cid) != 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int buffet__quic_handshake_done(ngtcp2_conn *conn, void *user) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    (void)conn;
+    q->connected = true;
+    buffet__quic_event(q, BUFFET_NET_QUIC_EV_CONNECTED, -1, BUFFET_OK, 0, NULL);
+    return 0;
+}
+
+static int buffet__quic_stream_open(ngtcp2_conn *conn, int64_t id, void *user) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    buffet__quic_stream *s = buffet__quic_stream_new(q, id);
+    if (!s) return NGTCP2_ERR_CALLBACK_FAILURE;
+    ngtcp2_conn_set_stream_user_data(conn, id, s);
+    buffet__quic_event(q, BUFFET_NET_QUIC_EV_STREAM_OPENED, id, BUFFET_OK, 0, NULL);
+    return 0;
+}
+
+static void buffet__quic_readable(buffet_net_quic *q, buffet__quic_stream *s) {
+    if (s->readable_told) return;
+    s->readable_told = true;
+    buffet__quic_event(q, BUFFET_NET_QUIC_EV_READABLE, s->id, BUFFET_OK, 0, NULL);
+}
+
+/* Copy received bytes to the end of s->rx: into the room left in its last buffer, then into
+   fresh ones from the connection's source. */
+static buffet_result buffet__quic_rx_copy(buffet_net_quic *q, buffet__quic_stream *s, const uint8_t *data, size_t len) {
+    size_t size = q->rx_src.buf_size ? q->rx_src.buf_size : (size_t)16 << 10;
+    while (len) {
+        buffet_slice *t = q->rx_src.packets ? NULL : buffet__net_tail(&s->rx);
+        size_t k;
+        if (t) {
+            k = t->buf->size - t->off - t->len;
+            if (k > len) k = len;
+            memcpy((unsigned char *)t->buf->data + t->off + t->len, data, k);
+            t->len += k;
+            s->rx.len += k;
+        } else {
+            struct iovec v;
+            buffet_result r = buffet__net_stage(&s->rx, &q->rx_src, size, &v);
+            if (r != BUFFET_OK) return r;
+            k = v.iov_len < len ? v.iov_len : len;
+            memcpy(v.iov_base, data, k);
+            buffet_chain_trim(&s->rx, v.iov_len - k);
+        }
+        data += k;
+        len -= k;
+    }
+    return BUFFET_OK;
+}
+
+static int buffet__quic_recv_stream(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64_t offset,
+                                    const uint8_t *data, size_t len, void *user, void *sud) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    buffet__quic_stream *s = (buffet__quic_stream *)sud;
+    (void)conn;
+    (void)offset;
+    if (!s) s = buffet__quic_find(q, id);
+    if (!s) return NGTCP2_ERR_CALLBACK_FAILURE;
+    if (s->app_reset) return 0;
+    if (len && buffet__quic_rx_copy(q, s, data, len) != BUFFET_OK) return NGTCP2_ERR_CALLBACK_FAILURE;
+    q->st.stream_bytes_received += len;
+    if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) s->rx_fin = true;
+    buffet__quic_readable(q, s);
+    return 0;
+}
+
+static int buffet__quic_acked(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len, void *user, void *sud) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    buffet__quic_stream *s = (buffet__quic_stream *)sud;
+    uint64_t end = offset + len, n;
+    (void)conn;
+    (void)id;
+    if (!s) return 0;
+    if (end > s->tx_base) {   /* acknowledged in order: release the slices below `end` */
+        n = end - s->tx_base;
+        if (n > s->tx.len) n = s->tx.len;
+        buffet_chain_consume(&s->tx, (size_t)n);
+        s->tx_base += n;
+        q->st.stream_bytes_acked += n;
+    }
+    if (s->fin_written && !s->sent_told && s->tx_base == s->tx_end) {
+        s->sent_told = true;
+        buffet__quic_event(q, BUFFET_NET_QUIC_EV_SENT, s->id, BUFFET_OK, 0, NULL);
+    }
+    return 0;
+}
+
+static int buffet__quic_stream_close(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64_t app_error, void *user,
+                                     void *sud) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    buffet__quic_stream *s = (buffet__quic_stream *)sud;
+    bool err = (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) && app_error != 0;
+    if (!buffet__quic_local(q, id)) {   /* ngtcp2 leaves the peer's stream limit to us */
+        if (id & 2) ngtcp2_conn_extend_max_streams_uni(conn, 1);
+        else ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+    }
+    if (!s) return 0;
+    s->gone = true;
+    buffet__quic_unqueue(q, s);
+    q->unsent -= s->tx_end - s->tx_off;
+    s->tx_off = s->tx_end;
+    buffet_chain_deinit(&s->tx);   /* acknowledged, or given up by a reset: ngtcp2 reads none of it again */
+    buffet__quic_event(q, BUFFET_NET_QUIC_EV_STREAM_CLOSED, id, err ? BUFFET_ERR_CLOSED : BUFFET_OK, err ? app_error : 0,
+                       NULL);
+    if (!s->rx_fin && !s->app_reset && buffet__quic_can_recv(q, id)) {
+        s->rx_reset = true;
+        if (!s->rx_error) s->rx_error = app_error;
+        buffet__quic_readable(q, s);
+    }
+    buffet__quic_maybe_free(q, s);
+    return 0;
+}
+
+static int buffet__quic_stream_reset(ngtcp2_conn *conn, int64_t id, uint64_t final_size, uint64_t app_error, void *user,
+                                     void *sud) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    buffet__quic_stream *s = (buffet__quic_stream *)sud;
+    (void)conn;
+    (void)id;
+    (void)final_size;
+    if (!s) return 0;
+    s->rx_reset = true;
+    s->rx_error = app_error;
+    buffet__quic_readable(q, s);
+    return 0;
+}
+
+static int buffet__quic_stop_sending(ngtcp2_conn *conn, int64_t id, uint64_t app_error, void *user, void *sud) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    buffet__quic_stream *s = (buffet__quic_stream *)sud;
+    (void)id;
+    (void)app_error;
+    if (!s) return 0;
+    s->stopped = true;
+    buffet__quic_unqueue(q, s);
+    ngtcp2_conn_shutdown_stream_write(conn, s->id, app_error);
+    return 0;
+}
+
+static int buffet__quic_streams_more(ngtcp2_conn *conn, uint64_t max, void *user) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    (void)conn;
+    (void)max;
+    if (q->want_open) {
+        q->want_open = false;
+        buffet__quic_event(q, BUFFET_NET_QUIC_EV_WRITABLE, -1, BUFFET_OK, 0, NULL);
+    }
+    return 0;
+}
+
+static int buffet__quic_recv_dgram(ngtcp2_conn *conn, uint32_t flags, const uint8_t *data, size_t len, void *user) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    buffet_pkt *p = buffet_pkt_alloc(q->cache, len);
+    void *dst = p ? (len ? buffet_pkt_append(p, len) : buffet_pkt_data(p)) : NULL;
+    (void)conn;
+    (void)flags;
+    if (!dst) {
+        if (p) buffet_pkt_free(q->cache, p);
+        q->st.dgrams_dropped++;
+        return 0;
+    }
+    if (len) memcpy(dst, data, len);
+    q->st.dgrams_received++;
+    buffet__quic_event(q, BUFFET_NET_QUIC_EV_DATAGRAM, -1, BUFFET_OK, 0, p);
+    return 0;
+}
+
+static int buffet__quic_stateless_reset(ngtcp2_conn *conn, const ngtcp2_pkt_stateless_reset *sr, void *user) {
+    (void)conn;
+    (void)sr;
+    buffet__quic_of(user)->reset_seen = true;
+    return 0;
+}
+
+/* qlog is written only to count the packets ngtcp2 declares lost. */
+static void buffet__quic_qlog(void *user, uint32_t flags, const void *data, size_t len) {
+    buffet_net_quic *q = buffet__quic_of(user);
+    static const char what[] = "packet_lost";
+    const char *d = (const char *)data, *end = d + len;
+    (void)flags;
+    while ((size_t)(end - d) >= sizeof what - 1) {
+        const char *hit = (const char *)memchr(d, 'p', (size_t)(end - d) - (sizeof what - 2));
+        if (!hit) break;
+        if (memcmp(hit, what, sizeof what - 1) == 0) q->st.lost++;
+        d = hit + 1;
+    }
+}
+
+static ngtcp2_conn *buffet__quic_get_conn(ngtcp2_crypto_conn_ref *ref) {
+    return ((buffet_net_quic *)ref->user_data)->conn;
+}
+
+static void buffet__quic_callbacks(ngtcp2_callbacks *cb, bool server) {
+    memset(cb, 0, sizeof *cb);
+    if (server) {
+        cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+    } else {
+        cb->client_initial = ngtcp2_crypto_client_initial_cb;
+        cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+    }
+    cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb->encrypt = ngtcp2_crypto_encrypt_cb;
+    cb->decrypt = ngtcp2_crypto_decrypt_cb;
+    cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+    cb->update_key = ngtcp2_crypto_update_key_cb;
+    cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+    cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    cb->rand = buffet__quic_rand;
+    cb->get_new_connection_id = buffet__quic_new_cid;
+    cb->handshake_completed = buffet__quic_handshake_done;
+    cb->stream_open = buffet__quic_stream_open;
+    cb->recv_stream_data = buffet__quic_recv_stream;
+    cb->acked_stream_data_offset = buffet__quic_acked;
+    cb->stream_close = buffet__quic_stream_close;
+    cb->stream_reset = buffet__quic_stream_reset;
+    cb->stream_stop_sending = buffet__quic_stop_sending;
+    cb->extend_max_local_streams_bidi = buffet__quic_streams_more;
+    cb->recv_datagram = buffet__quic_recv_dgram;
+    cb->recv_stateless_reset = buffet__quic_stateless_reset;
+}
+
+/* >>quic: TLS */
+/* A TLS session for the next connection (a server makes one again when a client's first packet
+   turns out to be no QUIC). */
+static buffet_result buffet__quic_session(buffet_net_quic *q, const char *server_name) {
+    /* TLS 1.3 only, the AEADs QUIC defines, no middlebox compatibility records */
+    static const char prio[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
+                               "+CHACHA20-POLY1305:+AES-128-CCM:%DISABLE_TLS13_COMPAT_MODE";
+    gnutls_datum_t alpn;
+    if (q->tls) gnutls_deinit(q->tls);
+    if (gnutls_init(&q->tls, (q->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+        q->tls = NULL;
+        return BUFFET_ERR_NOMEM;
+    }
+    if (gnutls_priority_set_direct(q->tls, prio, NULL) != 0 ||
+        (q->server ? ngtcp2_crypto_gnutls_configure_server_session(q->tls)
+                   : ngtcp2_crypto_gnutls_configure_client_session(q->tls)) != 0 ||
+        gnutls_credentials_set(q->tls, GNUTLS_CRD_CERTIFICATE, q->cred) != 0)
+        return BUFFET_ERR_UNSUPPORTED;
+    gnutls_session_set_ptr(q->tls, &q->ref);
+    alpn.data = (unsigned char *)q->alpn;
+    alpn.size = (unsigned)strlen(q->alpn);
+    if (gnutls_alpn_set_protocols(q->tls, &alpn, 1, GNUTLS_ALPN_MANDATORY) != 0) return BUFFET_ERR_INVALID;
+    if (!q->server) {
+        const char *name = server_name ? server_name : "localhost";
+        if (gnutls_server_name_set(q->tls, GNUTLS_NAME_DNS, name, strlen(name)) != 0) return BUFFET_ERR_INVALID;
+        if (!(q->flags & BUFFET_NET_QUIC_INSECURE)) gnutls_session_set_verify_cert(q->tls, name, 0);
+    }
+    return BUFFET_OK;
+}
+
+/* The credentials (a server's certificate and key, a client's trusted certificates), then the
+   first session. */
+static buffet_result buffet__quic_tls(buffet_net_quic *q, const buffet_net_quic_desc *d) {
+    int rv;
+    if (gnutls_certificate_allocate_credentials(&q->cred) != 0) return BUFFET_ERR_NOMEM;
+    if (q->server) {
+        rv = gnutls_certificate_set_x509_key_file(q->cred, d->cert_file, d->key_file, GNUTLS_X509_FMT_PEM);
+        if (rv < 0) {
+            BUFFET__LOG(NULL, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "quic: certificate %s / key %s: %s", d->cert_file,
+                        d->key_file, gnutls_strerror(rv));
+            return BUFFET_ERR_INVALID;
+        }
+    } else if (!(q->flags & BUFFET_NET_QUIC_INSECURE)) {
+        rv = d->ca_file ? gnutls_certificate_set_x509_trust_file(q->cred, d->ca_file, GNUTLS_X509_FMT_PEM)
+                        : gnutls_certificate_set_x509_system_trust(q->cred);
+        if (rv <= 0) {
+            BUFFET__LOG(NULL, BUFFET_LOG_ERROR, BUFFET_ERR_INVALID, "quic: trusted certificates %s: %s",
+                        d->ca_file ? d->ca_file : "(the system's)", rv < 0 ? gnutls_strerror(rv) : "none found");
+            return BUFFET_ERR_INVALID;
+        }
+    }
+    return buffet__quic_session(q, d->server_name);
+}
+
+/* >>quic: the public functions */
+static buffet_result buffet__quic_conn(buffet_net_quic *q, const ngtcp2_cid *dcid, const ngtcp2_cid *odcid,
+                                       uint32_t version) {
+    ngtcp2_callbacks cb;
+    ngtcp2_cid scid;
+    ngtcp2_path path;
+    ngtcp2_transport_params params = q->params;
+    int rv;
+    scid.datalen = BUFFET__QUIC_CIDLEN;
+    buffet__quic_rand(scid.data, scid.datalen, NULL);
+    buffet__quic_callbacks(&cb, q->server);
+    buffet__quic_path(q, &path);
+    q->settings.initial_ts = buffet__quic_now();
+    if (q->server) {
+        params.original_dcid = *odcid;
+        params.stateless_reset_token_present = 1;
+        if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, q->reset_key,
+                                                         sizeof q->reset_key, &scid) != 0)
+            return BUFFET_ERR_UNSUPPORTED;
+        q->settings.qlog.odcid = *odcid;
+        rv = ngtcp2_conn_server_new(&q->conn, dcid, &scid, &path, version, &cb, &q->settings, &params, NULL, q);
+    } else {
+        q->settings.qlog.odcid = *dcid;
+        rv = ngtcp2_conn_client_new(&q->conn, dcid, &scid, &path, version, &cb, &q->settings, &params, NULL, q);
+    }
+    if (rv != 0) {
+        q->conn = NULL;
+        return rv == NGTCP2_ERR_NOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_INVALID;
+    }
+    ngtcp2_conn_set_tls_native_handle(q->conn, q->tls);
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_quic_create(buffet_net_quic **out, const buffet_net_quic_desc *d) {
+    buffet_net_quic *q;
+    buffet_result r;
+    socklen_t len;
+    int type = 0, cls, v = 0;
+    size_t i;
+    bool zero = true;
+    if (out) *out = NULL;
+    if (!out || !d || d->fd < 0 || !d->cache) return BUFFET_ERR_INVALID;
+    len = sizeof type;
+    if (getsockopt(d->fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM) return BUFFET_ERR_INVALID;
+    if ((d->flags & BUFFET_NET_QUIC_SERVER) ? (!d->cert_file || !d->key_file)
+                                            : (d->peer.sa.sa_family != AF_INET && d->peer.sa.sa_family != AF_INET6))
+        return BUFFET_ERR_INVALID;
+    if (d->alpn && (!d->alpn[0] || strlen(d->alpn) >= sizeof q->alpn)) return BUFFET_ERR_INVALID;
+    if (buffet_pkt_pool_user_size(d->cache->pool) < sizeof(buffet_net_meta)) return BUFFET_ERR_UNSUPPORTED;
+    cls = buffet_pkt_pool_class(d->cache->pool, BUFFET__QUIC_PAYLOAD);
+    if (cls < 0) return BUFFET_ERR_UNSUPPORTED;
+    q = (buffet_net_quic *)calloc(1, sizeof *q);
+    if (!q) return BUFFET_ERR_NOMEM;
+    q->fd = d->fd;
+    q->flags = d->flags;
+    q->server = (d->flags & BUFFET_NET_QUIC_SERVER) != 0;
+    q->cache = d->cache;
+    q->cls = (unsigned)cls;
+    q->rx_src = d->rx;
+    q->ref.get_conn = buffet__quic_get_conn;
+    q->ref.user_data = q;
+    snprintf(q->alpn, sizeof q->alpn, "%s", d->alpn ? d->alpn : "buffet");
+    for (i = 0; i < sizeof d->reset_key; i++) zero = zero && d->reset_key[i] == 0;
+    if (zero) buffet__quic_rand(q->reset_key, sizeof q->reset_key, NULL);
+    else memcpy(q->reset_key, d->reset_key, sizeof q->reset_key);
+    len = sizeof q->local;
+    if (getsockname(d->fd, &q->local.sa, &len) != 0) {
+        free(q);
+        return BUFFET_ERR_INVALID;
+    }
+    /* UDP GSO where the kernel has it (a getsockopt of UDP_SEGMENT answers then) */
+    len = sizeof v;
+    q->gso = !(d->flags & BUFFET_NET_QUIC_NO_GSO) && getsockopt(d->fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
+    buffet_net_udp_setup(d->fd, 0);   /* ECN and the local address: best effort */
+
+    ngtcp2_settings_default(&q->settings);
+    q->settings.max_stream_window = 16 * (d->stream_window ? d->stream_window : (uint64_t)1 << 20);
+    q->settings.max_window = 16 * (d->conn_window ? d->conn_window : (uint64_t)4 << 20);
+    q->settings.max_tx_udp_payload_size = BUFFET__QUIC_PAYLOAD;
+    if (d->flags & BUFFET_NET_QUIC_COUNT_LOSS) q->settings.qlog.write = buffet__quic_qlog;
+    ngtcp2_transport_params_default(&q->params);
+    q->params.initial_max_stream_data_bidi_local = d->stream_window ? d->stream_window : (uint64_t)1 << 20;
+    q->params.initial_max_stream_data_bidi_remote = q->params.initial_max_stream_data_bidi_local;
+    q->params.initial_max_stream_data_uni = q->params.initial_max_stream_data_bidi_local;
+    q->params.initial_max_data = d->conn_window ? d->conn_window : (uint64_t)4 << 20;
+    q->params.initial_max_streams_bidi = d->max_streams ? d->max_streams : 100;
+    q->params.initial_max_streams_uni = q->params.initial_max_streams_bidi;
+    q->params.max_idle_timeout = (uint64_t)(d->idle_timeout_ms ? d->idle_timeout_ms : 30000) * NGTCP2_MILLISECONDS;
+    q->params.max_datagram_frame_size = d->max_datagram;
+    q->params.active_connection_id_limit = 4;
+
+    r = buffet__quic_tls(q, d);
+    if (r == BUFFET_OK && !q->server) {
+        ngtcp2_cid dcid;
+        q->peer = d->peer;
+        dcid.datalen = BUFFET__QUIC_CIDLEN;
+        buffet__quic_rand(dcid.data, dcid.datalen, NULL);
+        r = buffet__quic_conn(q, &dcid, NULL, NGTCP2_PROTO_VER_V1);
+        if (r == BUFFET_OK) {
+            r = buffet__quic_flush(q);
+            if (r == BUFFET_ERR_CLOSED) r = BUFFET_ERR_INVALID;
+        }
+    }
+    if (r != BUFFET_OK) {
+        buffet_net_quic_destroy(q);
+        return r;
+    }
+    *out = q;
+    return BUFFET_OK;
+}
+
+BUFFET_API void buffet_net_quic_destroy(buffet_net_quic *q) {
+    size_t i;
+    if (!q) return;
+    if (q->conn) ngtcp2_conn_del(q->conn);   /* first: it may call back about streams */
+    q->conn = NULL;
+    while (q->streams) buffet__quic_stream_free(q, q->streams);
+    for (i = 0; i < q->pend_n; i++) buffet_pkt_free(q->cache, q->pend[(q->pend_head + i) % (2 * BUFFET__QUIC_BATCH)]);
+    for (i = 0; i < q->ev_n; i++) {
+        buffet_net_quic_event *e = &q->ev[(q->ev_head + i) % q->ev_cap];
+        if (e->pkt) buffet_pkt_free(q->cache, e->pkt);
+    }
+    free(q->ev);
+    if (q->tls) gnutls_deinit(q->tls);
+    if (q->cred) gnutls_certificate_free_credentials(q->cred);
+    free(q);
+}
+
+/* A server's first client: a valid Initial makes the connection; anything else is dropped (a
+   short-header packet for a connection this server does not know gets a stateless reset, so that
+   the client of an earlier server on this port with the same key learns at once). */
+static bool buffet__quic_accept(buffet_net_quic *q, const buffet_net_meta *m, const uint8_t *data, size_t len) {
+    ngtcp2_pkt_hd hd;
+    if (ngtcp2_accept(&hd, data, len) != 0) {
+        ngtcp2_version_cid vc;
+        if (len > 41 && !(data[0] & 0x80) && ngtcp2_pkt_decode_version_cid(&vc, data, len, BUFFET__QUIC_CIDLEN) == 0) {
+            ngtcp2_cid cid;
+            uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN], rnd[32], *dest;
+            buffet_pkt *p;
+            ngtcp2_ssize nw;
+            ngtcp2_cid_init(&cid, vc.dcid, vc.dcidlen);
+            p = buffet__quic_pkt(q, NULL, &dest, BUFFET__QUIC_PAYLOAD);
+            if (p && ngtcp2_crypto_generate_stateless_reset_token(token, q->reset_key, sizeof q->reset_key, &cid) == 0) {
+                buffet__quic_rand(rnd, sizeof rnd, NULL);
+                /* smaller than what came, so that two endpoints cannot loop */
+                nw = ngtcp2_pkt_write_stateless_reset(dest, len - 1, token, rnd, len - 1 - 16 < sizeof rnd ? len - 1 - 16 : sizeof rnd);
+                if (nw > 0) {
+                    buffet_pkt_trim(p, BUFFET__QUIC_PAYLOAD - (size_t)nw);
+                    buffet_net_meta_of(p)->peer = m->peer;
+                    buffet__quic_queue(q, &p, 1);
+                    p = NULL;
+                }
+            }
+            if (p) buffet_pkt_free(q->cache, p);
+        }
+        return false;
+    }
+    q->peer = m->peer;
+    if (buffet__quic_conn(q, &hd.scid, &hd.dcid, hd.version) != BUFFET_OK) {
+        memset(&q->peer, 0, sizeof q->peer);
+        return false;
+    }
+    return true;
+}
+
+/* One datagram into ngtcp2. */
+static buffet_result buffet__quic_input(buffet_net_quic *q, buffet_pkt *p, ngtcp2_tstamp ts) {
+    buffet_net_meta *m = buffet_net_meta_of(p);
+    ngtcp2_path path;
+    ngtcp2_pkt_info pi;
+    const uint8_t *data;
+    bool first = false;
+    int rv;
+    q->st.rx_datagrams++;
+    q->st.rx_bytes += p->pkt_len;
+    if (p->nb_segs != 1 || (m->flags & BUFFET_NET_META_TRUNC) ||
+        (q->conn ? !buffet__quic_same_addr(&m->peer, &q->peer) : !q->server)) {
+        q->st.rx_dropped++;
+        return BUFFET_OK;
+    }
+    data = (const uint8_t *)buffet_pkt_data(p);
+    if (!q->conn) {
+        if (!buffet__quic_accept(q, m, data, p->len)) {
+            q->st.rx_dropped++;
+            return BUFFET_OK;
+        }
+        first = true;
+    }
+    buffet__quic_path(q, &path);
+    memset(&pi, 0, sizeof pi);
+    if (m->flags & BUFFET_NET_META_ECN) pi.ecn = m->ecn;
+    rv = ngtcp2_conn_read_pkt(q->conn, &path, &pi, data, p->len, ts);
+    if (rv == 0) return BUFFET_OK;
+    if (first && rv != NGTCP2_ERR_CRYPTO) {   /* it looked like an Initial but was none: wait for a client */
+        ngtcp2_conn_del(q->conn);
+        q->conn = NULL;
+        memset(&q->peer, 0, sizeof q->peer);
+        q->st.rx_dropped++;
+        return buffet__quic_session(q, NULL);
+    }
+    if (rv == NGTCP2_ERR_DRAINING) {   /* the peer closed, or reset */
+        ngtcp2_connection_close_error cc;
+        ngtcp2_conn_get_connection_close_error(q->conn, &cc);
+        if (q->reset_seen) buffet__quic_over(q, BUFFET_NET_QUIC_CLOSE_RESET, 0, 0, false);
+        else
+            buffet__quic_over(q, BUFFET_NET_QUIC_CLOSE_PEER, cc.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION,
+                              cc.error_code, true);
+        return BUFFET_ERR_CLOSED;
+    }
+    if (rv == NGTCP2_ERR_CLOSING) return BUFFET_ERR_CLOSED;
+    if (rv == NGTCP2_ERR_DROP_CONN) {
+        buffet__quic_over(q, BUFFET_NET_QUIC_CLOSE_LOCAL, 0, 0, false);
+        return BUFFET_ERR_CLOSED;
+    }
+    if (rv == NGTCP2_ERR_DISCARD_PKT) {
+        q->st.rx_dropped++;
+        return BUFFET_OK;
+    }
+    return buffet__quic_fail(q, rv);
+}
+
+/* After input: streams that wait for window, told when there is some. */
+static void buffet__quic_tell_writable(buffet_net_quic *q) {
+    buffet__quic_stream *s;
+    uint64_t conn_left;
+    if (!q->conn || q->over) return;
+    conn_left = ngtcp2_conn_get_max_data_left(q->conn);
+    if (conn_left <= q->unsent) return;
+    for (s = q->streams; s; s = s->next) {
+        uint64_t left, unsent;
+        if (!s->want_write) continue;
+        left = ngtcp2_conn_get_max_stream_data_left(q->conn, s->id);
+        unsent = s->tx_end - s->tx_off;
+        if (left > unsent) {
+            s->want_write = false;
+            buffet__quic_event(q, BUFFET_NET_QUIC_EV_WRITABLE, s->id, BUFFET_OK, 0, NULL);
+        }
+    }
+}
+
+BUFFET_API buffet_result buffet_net_quic_on_readable(buffet_net_quic *q) {
+    buffet_pkt *pkts[64];
+    buffet_result r = BUFFET_OK, end = BUFFET_OK;
+    if (!q) return BUFFET_ERR_INVALID;
+    if (q->over) return BUFFET_ERR_CLOSED;
+    for (;;) {
+        size_t got = 0, i;
+        ngtcp2_tstamp ts;
+        r = buffet_net_udp_recv(q->fd, q->cache, -1, pkts, 64, &got);
+        if (r == BUFFET_ERR_TRUNCATED) r = BUFFET_OK;
+        ts = buffet__quic_now();
+        for (i = 0; i < got; i++) {
+            if (end == BUFFET_OK && !q->over) end = buffet__quic_input(q, pkts[i], ts);
+            buffet_pkt_free(q->cache, pkts[i]);
+        }
+        if (r != BUFFET_OK || got < 64 || q->over) break;
+    }
+    if (q->over) return end == BUFFET_ERR_NOMEM ? end : BUFFET_ERR_CLOSED;
+    buffet__quic_tell_writable(q);
+    end = buffet__quic_flush(q);
+    if (end != BUFFET_OK) return end;
+    return r == BUFFET_AGAIN ? BUFFET_OK : r;
+}
+
+BUFFET_API buffet_result buffet_net_quic_on_timer(buffet_net_quic *q) {
+    int rv;
+    if (!q) return BUFFET_ERR_INVALID;
+    if (q->over) return BUFFET_ERR_CLOSED;
+    if (!q->conn) return BUFFET_OK;
+    if (ngtcp2_conn_get_expiry(q->conn) <= buffet__quic_now()) {
+        rv = ngtcp2_conn_handle_expiry(q->conn, buffet__quic_now());
+        if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+            buffet__quic_over(q, BUFFET_NET_QUIC_CLOSE_IDLE, 0, 0, false);
+            return BUFFET_ERR_CLOSED;
+        }
+        if (rv != 0) return buffet__quic_fail(q, rv);
+    }
+    buffet__quic_tell_writable(q);
+    return buffet__quic_flush(q);
+}
+
+BUFFET_API int buffet_net_quic_timeout_ms(const buffet_net_quic *q) {
+    ngtcp2_tstamp exp, now;
+    if (!q || q->over) return -1;
+    if (!q->conn) return q->pend_n ? 0 : -1;
+    if (q->dirty) return 0;
+    exp = ngtcp2_conn_get_expiry(q->conn);
+    if (exp == UINT64_MAX) return -1;
+    now = buffet__quic_now();
+    if (exp <= now) return 0;
+    exp = (exp - now + NGTCP2_MILLISECONDS - 1) / NGTCP2_MILLISECONDS;
+    return exp > INT32_MAX ? INT32_MAX : (int)exp;
+}
+
+BUFFET_API bool buffet_net_quic_blocked(const buffet_net_quic *q) { return q && q->pend_n > 0; }
+
+BUFFET_API size_t buffet_net_quic_events(buffet_net_quic *q, buffet_net_quic_event *ev, size_t max) {
+    size_t n = 0;
+    if (!q || !ev) return 0;
+    while (n < max && q->ev_n) {
+        buffet_net_quic_event *e = &q->ev[q->ev_head];
+        if (e->type == BUFFET_NET_QUIC_EV_READABLE) {
+            buffet__quic_stream *s = buffet__quic_find(q, e->stream);
+            if (s) s->readable_told = false;
+        }
+        ev[n++] = *e;
+        q->ev_head = (q->ev_head + 1) % q->ev_cap;
+        q->ev_n--;
+    }
+    return n;
+}
+
+BUFFET_API buffet_result buffet_net_quic_open(buffet_net_quic *q, int64_t *stream) {
+    buffet__quic_stream *s;
+    int64_t id;
+    int rv;
+    if (!q || !stream) return BUFFET_ERR_INVALID;
+    if (!q->connected || q->over) return BUFFET_ERR_STATE;
+    rv = ngtcp2_conn_open_bidi_stream(q->conn, &id, NULL);
+    if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+        q->want_open = true;
+        return BUFFET_AGAIN;
+    }
+    if (rv != 0) return rv == NGTCP2_ERR_NOMEM ? BUFFET_ERR_NOMEM : BUFFET_ERR_STATE;
+    s = buffet__quic_stream_new(q, id);
+    if (!s) {
+        ngtcp2_conn_shutdown_stream(q->conn, id, 0);
+        return BUFFET_ERR_NOMEM;
+    }
+    ngtcp2_conn_set_stream_user_data(q->conn, id, s);
+    *stream = id;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_quic_send(buffet_net_quic *q, int64_t stream, buffet_chain *c, unsigned flags,
+                                              size_t *taken) {
+    buffet__quic_stream *s;
+    uint64_t left, conn_left, n;
+    size_t i;
+    buffet_result r;
+    if (taken) *taken = 0;
+    if (!q || !c || (flags & ~(unsigned)BUFFET_NET_QUIC_FIN)) return BUFFET_ERR_INVALID;
+    if (q->over) return BUFFET_ERR_CLOSED;
+    s = buffet__quic_find(q, stream);
+    if (!s || !buffet__quic_can_send(q, stream) || s->app_reset) return BUFFET_ERR_INVALID;
+    if (s->stopped || s->gone) return BUFFET_ERR_CLOSED;
+    if (s->fin_queued) return BUFFET_ERR_STATE;
+    for (i = 0; i < buffet_chain_count(c); i++)
+        if (!buffet_slice_data(buffet_chain_at(c, i))) return BUFFET_ERR_INVALID;
+    left = ngtcp2_conn_get_max_stream_data_left(q->conn, stream);
+    conn_left = ngtcp2_conn_get_max_data_left(q->conn);
+    left = left > s->tx_end - s->tx_off ? left - (s->tx_end - s->tx_off) : 0;
+    conn_left = conn_left > q->unsent ? conn_left - q->unsent : 0;
+    n = c->len;
+    if (n > left) n = left;
+    if (n > conn_left) n = conn_left;
+    if (n == c->len) {
+        r = buffet_chain_concat(&s->tx, c);
+    } else if (n) {
+        buffet_chain rest;
+        buffet_chain_init(&rest, c->allocator);
+        r = buffet_chain_split(c, (size_t)n, &rest);
+        if (r == BUFFET_OK) {
+            r = buffet_chain_concat(&s->tx, c);
+            if (r == BUFFET_OK) buffet_chain_concat(c, &rest);   /* c is empty: its array has room */
+            else buffet_chain_concat(c, &rest);
+        }
+        buffet_chain_deinit(&rest);
+    } else {
+        r = BUFFET_OK;
+    }
+    if (r != BUFFET_OK) return r;
+    s->tx_end += n;
+    q->unsent += n;
+    if (taken) *taken = (size_t)n;
+    if ((flags & BUFFET_NET_QUIC_FIN) && c->len == 0) s->fin_queued = true;
+    if (s->tx_end > s->tx_off || (s->fin_queued && !s->fin_written)) buffet__quic_enqueue(q, s);
+    if (c->len) s->want_write = true;
+    r = buffet__quic_flush(q);
+    if (r != BUFFET_OK) return r;
+    return c->len ? BUFFET_AGAIN : BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_quic_recv(buffet_net_quic *q, int64_t stream, buffet_chain *out, size_t max,
+                                              size_t *got) {
+    buffet__quic_stream *s;
+    buffet_result r;
+    size_t n;
+    if (got) *got = 0;
+    if (!q || !out) return BUFFET_ERR_INVALID;
+    s = buffet__quic_find(q, stream);
+    if (!s || !buffet__quic_can_recv(q, stream) || s->app_reset) return BUFFET_ERR_INVALID;
+    n = s->rx.len;
+    if (n == 0) {
+        if (!s->rx_fin && !s->rx_reset) return q->over ? BUFFET_ERR_CLOSED : BUFFET_AGAIN;
+        s->end_taken = true;
+        buffet__quic_maybe_free(q, s);
+        return BUFFET_ERR_CLOSED;
+    }
+    if (max && max < n) n = max;
+    if (n == s->rx.len) {
+        r = buffet_chain_concat(out, &s->rx);
+    } else {
+        buffet_chain rest;
+        buffet_chain_init(&rest, s->rx.allocator);
+        r = buffet_chain_split(&s->rx, n, &rest);
+        if (r == BUFFET_OK) {
+            r = buffet_chain_concat(out, &s->rx);
+            if (r != BUFFET_OK) buffet_chain_concat(&s->rx, &rest);   /* back as it was */
+            else buffet_chain_concat(&s->rx, &rest);
+        }
+        buffet_chain_deinit(&rest);
+    }
+    if (r != BUFFET_OK) return r;
+    if (got) *got = n;
+    if (q->conn && !q->over) {
+        if (!s->gone) ngtcp2_conn_extend_max_stream_offset(q->conn, stream, n);
+        ngtcp2_conn_extend_max_offset(q->conn, n);
+        q->dirty = true;
+    }
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_quic_reset(buffet_net_quic *q, int64_t stream, uint64_t app_error) {
+    buffet__quic_stream *s;
+    if (!q) return BUFFET_ERR_INVALID;
+    s = buffet__quic_find(q, stream);
+    if (!s || s->app_reset) return BUFFET_ERR_INVALID;
+    s->app_reset = true;
+    buffet__quic_unqueue(q, s);
+    buffet_chain_deinit(&s->rx);
+    if (q->conn && !q->over && !s->gone) {
+        ngtcp2_conn_shutdown_stream(q->conn, stream, app_error);
+        q->dirty = true;
+    }
+    buffet__quic_maybe_free(q, s);
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_quic_send_datagram(buffet_net_quic *q, buffet_pkt **pp) {
+    ngtcp2_vec vec[BUFFET__QUIC_VECS];
+    ngtcp2_pkt_info pi;
+    ngtcp2_path path;
+    const ngtcp2_transport_params *rp;
+    buffet_pkt *p, *seg, *out;
+    uint8_t *dest;
+    size_t n = 0, room;
+    ngtcp2_ssize nw;
+    int accepted = 0;
+    if (!q || !pp || !*pp) return BUFFET_ERR_INVALID;
+    p = *pp;
+    if (q->over) return BUFFET_ERR_CLOSED;
+    if (!q->connected) return BUFFET_ERR_STATE;
+    rp = ngtcp2_conn_get_remote_transport_params(q->conn);
+    if (!rp || rp->max_datagram_frame_size == 0) return BUFFET_ERR_UNSUPPORTED;
+    for (seg = p; seg; seg = seg->next) {
+        if (n == BUFFET__QUIC_VECS) return BUFFET_ERR_TOO_LARGE;
+        vec[n].base = (uint8_t *)buffet_pkt_data(seg);
+        vec[n++].len = seg->len;
+    }
+    if (buffet__quic_drain(q) == BUFFET_AGAIN) return BUFFET_AGAIN;
+    room = ngtcp2_conn_get_path_max_tx_udp_payload_size(q->conn);
+    memset(&pi, 0, sizeof pi);
+    out = buffet__quic_pkt(q, NULL, &dest, room);
+    if (!out) return buffet_alloc_error(NULL);
+    buffet__quic_path(q, &path);
+    nw = ngtcp2_conn_writev_datagram(q->conn, &path, &pi, dest, room, &accepted, NGTCP2_DATAGRAM_FLAG_NONE, q->dgram_id++,
+                                     vec, n, buffet__quic_now());
+    if (nw <= 0) {
+        buffet_pkt_free(q->cache, out);
+        if (nw == 0) return BUFFET_AGAIN;
+        if (nw == NGTCP2_ERR_INVALID_ARGUMENT) return BUFFET_ERR_TOO_LARGE;
+        if (nw == NGTCP2_ERR_INVALID_STATE) return BUFFET_ERR_UNSUPPORTED;
+        return buffet__quic_fail(q, (int)nw);
+    }
+    buffet_pkt_trim(out, room - (size_t)nw);
+    buffet__quic_queue(q, &out, 1);
+    if (!accepted) return BUFFET_AGAIN;
+    q->st.dgrams_sent++;
+    buffet_pkt_free(q->cache, p);
+    *pp = NULL;
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_result buffet_net_quic_close(buffet_net_quic *q, uint64_t app_error) {
+    ngtcp2_connection_close_error cc;
+    if (!q) return BUFFET_ERR_INVALID;
+    if (q->over) return BUFFET_ERR_STATE;
+    ngtcp2_connection_close_error_default(&cc);
+    ngtcp2_connection_close_error_set_application_error(&cc, app_error, NULL, 0);
+    if (!q->conn) {   /* a server no client reached */
+        buffet__quic_over(q, BUFFET_NET_QUIC_CLOSE_LOCAL, 1, app_error, true);
+        return BUFFET_OK;
+    }
+    buffet__quic_close_with(q, &cc, BUFFET_NET_QUIC_CLOSE_LOCAL);
+    return BUFFET_OK;
+}
+
+BUFFET_API buffet_net_quic_stats buffet_net_quic_get_stats(const buffet_net_quic *q) {
+    buffet_net_quic_stats s;
+    memset(&s, 0, sizeof s);
+    if (!q) return s;
+    s = q->st;
+    if (q->conn) {
+        ngtcp2_conn_stat cs;
+        ngtcp2_conn_get_conn_stat(q->conn, &cs);
+        s.rtt_ns = cs.smoothed_rtt;
+        s.cwnd = cs.cwnd;
+        s.pto = cs.pto_count;
+    }
+    return s;
+}
+#endif /* BUFFET_NET_QUIC */
 
 #endif /* BUFFET_IMPLEMENTATION */
 

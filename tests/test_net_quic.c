@@ -1,0 +1,493 @@
+/* test_net_quic.c - buffet_net.h's QUIC connections (ngtcp2 + GnuTLS): both ends of the test
+   protocol (tests/quic_util.h) over loopback, byte-exact and with every buffer released once;
+   clean close, idle timeout, certificate mismatch, random datagrams, a peer that stops reading,
+   unreliable datagrams, bad arguments. */
+// pkg-config: libngtcp2 libngtcp2_crypto_gnutls gnutls
+#define BUFFET_IMPLEMENTATION
+#define BUFFET_NET_QUIC 1
+#include "buffet_net.h"
+#include "bt.h"
+#include "quic_util.h"
+
+typedef struct fx {
+    buffet_pkt_pool *pool;
+    buffet_pkt_cache *cache;
+    qu_src src;
+    qu_cert cert;
+    qu_ep cli, srv;
+    buffet_net_addr ca, sa;
+} fx;
+
+static size_t fx_in_use(fx *f) {
+    buffet_pkt_stats s;
+    size_t n = 0;
+    unsigned i;
+    buffet_pkt_cache_flush(f->cache);
+    s = buffet_pkt_pool_get_stats(f->pool);
+    for (i = 0; i <= s.nclasses; i++) n += s.cls[i].in_use;
+    return n;
+}
+
+/* A pool, the pattern's buffers and a certificate; false (a skip) when openssl is missing. */
+static bool fx_open(fx *f) {
+    buffet_pkt_pool_desc pd;
+    memset(f, 0, sizeof *f);
+    memset(&pd, 0, sizeof pd);
+    pd.class_sizes[0] = 2048;
+    pd.class_sizes[1] = 16384;
+    pd.user_size = (uint32_t)sizeof(buffet_net_meta);
+    pd.initial = 512;
+    pd.max = 1 << 15;
+    BT_CHECK(buffet_pkt_pool_create(&f->pool, &pd) == BUFFET_OK);
+    BT_CHECK(buffet_pkt_cache_create(&f->cache, f->pool, 0) == BUFFET_OK);
+    BT_CHECK(qu_src_init(&f->src, f->cache));
+    f->cli.fd = f->srv.fd = -1;
+    return qu_cert_make(&f->cert, "localhost");
+}
+
+static void fx_close(fx *f) {
+    buffet_net_quic_destroy(f->cli.q);
+    buffet_net_quic_destroy(f->srv.q);
+    if (f->cli.fd >= 0) close(f->cli.fd);
+    if (f->srv.fd >= 0) close(f->srv.fd);
+    BT_CHECK(qu_src_idle(&f->src));
+    qu_src_free(&f->src);
+    BT_CHECK(fx_in_use(f) == 0);
+    buffet_pkt_cache_destroy(f->cache);
+    buffet_pkt_pool_destroy(f->pool);
+    qu_cert_remove(&f->cert);
+}
+
+static void fx_desc(fx *f, buffet_net_quic_desc *d, bool server) {
+    memset(d, 0, sizeof *d);
+    d->fd = server ? f->srv.fd : f->cli.fd;
+    d->flags = server ? BUFFET_NET_QUIC_SERVER : 0;
+    d->cache = f->cache;
+    d->alpn = QU_ALPN;
+    d->cert_file = f->cert.cert;
+    d->key_file = f->cert.key;
+    d->ca_file = f->cert.cert;
+    d->peer = f->sa;
+}
+
+/* Both ends made: the server first, then the client connecting to it. */
+static bool fx_pair(fx *f, const char *ip, const buffet_net_quic_desc *sd, const buffet_net_quic_desc *cd) {
+    buffet_net_quic_desc d;
+    f->srv.fd = qu_udp(ip, 0, &f->sa);
+    f->cli.fd = qu_udp(ip, 0, &f->ca);
+    if (f->srv.fd < 0 || f->cli.fd < 0) return false;
+    f->srv.server = true;
+    f->srv.src = f->cli.src = &f->src;
+    f->cli.max_open = 32;
+    f->cli.small_size = 3000;
+    if (sd) d = *sd;
+    else fx_desc(f, &d, true);
+    d.fd = f->srv.fd;
+    if (buffet_net_quic_create(&f->srv.q, &d) != BUFFET_OK) return false;
+    if (cd) d = *cd;
+    else fx_desc(f, &d, false);
+    d.fd = f->cli.fd;
+    d.peer = f->sa;
+    return buffet_net_quic_create(&f->cli.q, &d) == BUFFET_OK;
+}
+
+static bool fx_client_done(void *u) {
+    fx *f = (fx *)u;
+    return (qu_client_done(&f->cli) && f->srv.open == 0) || f->cli.closed || f->srv.closed;
+}
+static bool fx_both_closed(void *u) {
+    fx *f = (fx *)u;
+    return f->cli.closed && f->srv.closed;
+}
+
+/* Close from the client with code 0 and run until both ends know. */
+static void fx_finish(fx *f) {
+    qu_ep *eps[2] = {&f->cli, &f->srv};
+    if (!f->cli.closed) BT_CHECK(buffet_net_quic_close(f->cli.q, 0) == BUFFET_OK);
+    qu_events(&f->cli);
+    BT_CHECK(qu_run(eps, 2, 10000, fx_both_closed, f));
+    BT_CHECK(f->cli.close_result == BUFFET_OK && f->cli.close_reason == BUFFET_NET_QUIC_CLOSE_LOCAL);
+    BT_CHECK(f->srv.close_result == BUFFET_OK && f->srv.close_reason == BUFFET_NET_QUIC_CLOSE_PEER);
+}
+
+static void exchange(const char *ip, uint64_t big, unsigned small) {
+    fx f;
+    qu_ep *eps[2];
+    buffet_net_quic_stats cs, ss;
+    if (!fx_open(&f)) {
+        fx_close(&f);
+        BT_SKIP("openssl", "openssl could not make a certificate");
+    }
+    if (!fx_pair(&f, ip, NULL, NULL)) {
+        fx_close(&f);
+        BT_SKIP(strchr(ip, ':') ? "ipv6" : "ipv4", "no UDP socket on this address");
+    }
+    eps[0] = &f.cli;
+    eps[1] = &f.srv;
+    f.cli.put_n = big;
+    f.cli.get_n = big;
+    f.cli.small = small;
+    BT_CHECK(qu_run(eps, 2, 120000, fx_client_done, &f));
+    if (f.cli.closed || f.srv.closed)
+        printf("  closed early: client reason %u error 0x%llx, server reason %u error 0x%llx\n", f.cli.close_reason,
+               (unsigned long long)f.cli.close_error, f.srv.close_reason, (unsigned long long)f.srv.close_error);
+    BT_CHECK(f.cli.failed == 0 && f.srv.failed == 0);
+    BT_CHECK(f.cli.done == (big ? 2u : 0u) + small);
+    BT_CHECK(f.srv.done == f.cli.done);
+    cs = buffet_net_quic_get_stats(f.cli.q);
+    ss = buffet_net_quic_get_stats(f.srv.q);
+    printf("  %s: %u exchanges; client sent %llu datagrams in %llu calls, server %llu in %llu; acked %llu of %llu "
+           "stream bytes\n",
+           ip, f.cli.done, (unsigned long long)cs.tx_datagrams, (unsigned long long)cs.tx_calls,
+           (unsigned long long)ss.tx_datagrams, (unsigned long long)ss.tx_calls, (unsigned long long)cs.stream_bytes_acked,
+           (unsigned long long)cs.stream_bytes_sent);
+    BT_CHECK(cs.stream_bytes_acked == cs.stream_bytes_sent);
+    BT_CHECK(ss.stream_bytes_acked == ss.stream_bytes_sent);
+    fx_finish(&f);
+    fx_close(&f);
+}
+
+static void test_loopback_v4(void) { exchange("127.0.0.1", (uint64_t)8 << 20, 300); }
+static void test_loopback_v6(void) { exchange("::1", (uint64_t)1 << 20, 20); }
+
+/* Run until the client is connected (or something closed). */
+static bool fx_connected(void *u) {
+    fx *f = (fx *)u;
+    return (f->cli.connected && f->srv.connected) || f->cli.closed || f->srv.closed;
+}
+
+#define FX_OPEN(f)                                                                 \
+    do {                                                                           \
+        if (!fx_open(&f)) {                                                        \
+            fx_close(&f);                                                          \
+            BT_SKIP("openssl", "openssl could not make a certificate");            \
+        }                                                                          \
+    } while (0)
+
+/* Nothing heard for the idle timeout: both ends report IDLE, a failure (not a clean close). */
+static void test_idle_timeout(void) {
+    fx f;
+    buffet_net_quic_desc sd, cd;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    FX_OPEN(f);
+    fx_desc(&f, &sd, true);
+    fx_desc(&f, &cd, false);
+    sd.idle_timeout_ms = cd.idle_timeout_ms = 300;
+    BT_CHECK(fx_pair(&f, "127.0.0.1", &sd, &cd));
+    BT_CHECK(qu_run(eps, 2, 5000, fx_connected, &f) && f.cli.connected);
+    BT_CHECK(qu_run(eps, 2, 10000, fx_both_closed, &f));
+    BT_CHECK(f.cli.close_reason == BUFFET_NET_QUIC_CLOSE_IDLE && f.cli.close_result == BUFFET_ERR_CLOSED);
+    BT_CHECK(f.srv.close_reason == BUFFET_NET_QUIC_CLOSE_IDLE && f.srv.close_result == BUFFET_ERR_CLOSED);
+    BT_CHECK(buffet_net_quic_timeout_ms(f.cli.q) == -1);
+    BT_CHECK(buffet_net_quic_on_timer(f.cli.q) == BUFFET_ERR_CLOSED);
+    BT_CHECK(buffet_net_quic_close(f.cli.q, 0) == BUFFET_ERR_STATE);
+    fx_close(&f);
+}
+
+/* A client that trusts another certificate, or names another server: the handshake fails on
+   both ends with the TLS alert as the error, and nothing leaks. */
+static void mismatch(bool other_ca) {
+    fx f;
+    qu_cert other;
+    buffet_net_quic_desc cd;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    FX_OPEN(f);
+    BT_CHECK(qu_cert_make(&other, "localhost"));
+    fx_desc(&f, &cd, false);
+    if (other_ca) cd.ca_file = other.cert;
+    else cd.server_name = "elsewhere.example";
+    BT_CHECK(fx_pair(&f, "127.0.0.1", NULL, &cd));
+    f.cli.put_n = 1 << 20;
+    BT_CHECK(qu_run(eps, 2, 10000, fx_both_closed, &f));
+    BT_CHECK(!f.cli.connected);
+    BT_CHECK(f.cli.close_reason == BUFFET_NET_QUIC_CLOSE_HANDSHAKE && f.cli.close_result == BUFFET_ERR_CLOSED);
+    BT_CHECK(f.cli.close_error > 0x100 && f.cli.close_error < 0x200);   /* 0x100 + the TLS alert */
+    BT_CHECK(f.srv.close_reason == BUFFET_NET_QUIC_CLOSE_PEER && f.srv.close_error == f.cli.close_error);
+    printf("  %s: closed with 0x%llx on both ends\n", other_ca ? "another CA" : "another name",
+           (unsigned long long)f.cli.close_error);
+    qu_cert_remove(&other);
+    fx_close(&f);
+}
+static void test_certificate_other_ca(void) { mismatch(true); }
+static void test_certificate_other_name(void) { mismatch(false); }
+
+/* Random datagrams at the server: from a stranger before and during a connection, and from the
+   client's own address in the middle of a transfer. Dropped and counted; the transfer is whole. */
+static void test_random_datagrams(void) {
+    fx f;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    buffet_net_addr xa;
+    unsigned char junk[1400];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int stranger, i;
+    size_t k;
+    FX_OPEN(f);
+    BT_CHECK(fx_pair(&f, "127.0.0.1", NULL, NULL));
+    stranger = qu_udp("127.0.0.1", 0, &xa);
+    BT_CHECK(stranger >= 0);
+    for (i = 0; i < 300; i++) {
+        size_t n = 1 + (size_t)(x % sizeof junk);
+        for (k = 0; k < n; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            junk[k] = (unsigned char)x;
+        }
+        if (i % 3 == 0) junk[0] |= 0xc0;   /* a long header: an Initial to parse */
+        (void)sendto(i % 2 ? stranger : f.cli.fd, junk, n, 0, &f.sa.sa, sizeof f.sa.in4);
+        if (i == 100) {   /* now the connection, and more junk during it */
+            f.cli.put_n = f.cli.get_n = 1 << 20;
+            f.cli.small = 20;
+            BT_CHECK(qu_run(eps, 2, 5000, fx_connected, &f) && f.cli.connected);
+        }
+        if (i > 100 && i % 20 == 0) {
+            uint64_t until = qu_ms() + 20;
+            while (qu_ms() < until && !fx_client_done(&f)) {
+                struct pollfd pf[2] = {{f.cli.fd, POLLIN, 0}, {f.srv.fd, POLLIN, 0}};
+                (void)poll(pf, 2, 2);
+                buffet_net_quic_on_readable(f.cli.q);
+                buffet_net_quic_on_timer(f.cli.q);
+                qu_events(&f.cli);
+                buffet_net_quic_on_readable(f.srv.q);
+                buffet_net_quic_on_timer(f.srv.q);
+                qu_events(&f.srv);
+            }
+        }
+    }
+    BT_CHECK(qu_run(eps, 2, 60000, fx_client_done, &f));
+    BT_CHECK(!f.cli.closed && !f.srv.closed && f.cli.failed == 0 && f.srv.failed == 0 && f.cli.done == 22);
+    BT_CHECK(buffet_net_quic_on_readable(f.srv.q) == BUFFET_OK);   /* the last of the junk */
+    printf("  server dropped %llu datagrams\n", (unsigned long long)buffet_net_quic_get_stats(f.srv.q).rx_dropped);
+    BT_CHECK(buffet_net_quic_get_stats(f.srv.q).rx_dropped >= 150);
+    close(stranger);
+    fx_finish(&f);
+    fx_close(&f);
+}
+
+/* A server that never reads: the client's send stops at the windows (BUFFET_AGAIN, the rest kept
+   in its chain), nothing is lost or leaked when the client gives up and closes. */
+static bool fx_never(void *u) {
+    (void)u;
+    return false;
+}
+static void test_peer_stops_reading(void) {
+    fx f;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    buffet_net_quic_stats cs;
+    qu_xfer *x;
+    FX_OPEN(f);
+    BT_CHECK(fx_pair(&f, "127.0.0.1", NULL, NULL));
+    f.srv.stop_reading = true;
+    f.cli.put_n = 64 << 20;
+    (void)qu_run(eps, 2, 1500, fx_never, &f);
+    cs = buffet_net_quic_get_stats(f.cli.q);
+    x = f.cli.x;
+    BT_CHECK(x && !x->fin_queued && buffet_chain_len(&x->out) > 0);
+    BT_CHECK(cs.stream_bytes_sent <= ((uint64_t)1 << 20) + 64);   /* the stream window, and the head */
+    printf("  sent %llu of 64 MiB before the window closed\n", (unsigned long long)cs.stream_bytes_sent);
+    fx_finish(&f);
+    while (f.cli.x) qu_xfer_end(&f.cli, f.cli.x, true);
+    while (f.srv.x) qu_xfer_end(&f.srv, f.srv.x, true);
+    fx_close(&f);
+}
+
+/* RFC 9221 datagrams both ways, from and into packets; too large ones and a peer that takes
+   none are refused without losing the packet. */
+static void test_datagrams(void) {
+    fx f;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    buffet_net_quic_desc sd, cd;
+    buffet_net_quic_event ev[64];
+    unsigned sent = 0, got = 0, i;
+    size_t n, j;
+    buffet_pkt *p;
+    uint64_t until;
+    FX_OPEN(f);
+    fx_desc(&f, &sd, true);
+    fx_desc(&f, &cd, false);
+    sd.max_datagram = cd.max_datagram = 1200;
+    BT_CHECK(fx_pair(&f, "127.0.0.1", &sd, &cd));
+    BT_CHECK(qu_run(eps, 2, 5000, fx_connected, &f) && f.cli.connected);
+    for (i = 0; i < 50; i++) {
+        p = buffet_pkt_alloc(f.cache, 1000);
+        memset(buffet_pkt_append(p, 100 + i * 10), (int)i, 100 + i * 10);
+        if (buffet_net_quic_send_datagram(f.cli.q, &p) == BUFFET_OK) {
+            BT_CHECK(p == NULL);
+            sent++;
+        } else {
+            buffet_pkt_free(f.cache, p);
+        }
+    }
+    p = buffet_pkt_alloc(f.cache, 1400);
+    buffet_pkt_append(p, 1300);
+    BT_CHECK(buffet_net_quic_send_datagram(f.cli.q, &p) == BUFFET_ERR_TOO_LARGE && p != NULL);
+    buffet_pkt_free(f.cache, p);
+    until = qu_ms() + 2000;
+    while (qu_ms() < until && got < sent) {
+        struct pollfd pf = {f.srv.fd, POLLIN, 0};
+        (void)poll(&pf, 1, 10);
+        buffet_net_quic_on_readable(f.srv.q);
+        buffet_net_quic_on_timer(f.cli.q);
+        while ((n = buffet_net_quic_events(f.srv.q, ev, 64)) > 0)
+            for (j = 0; j < n; j++)
+                if (ev[j].type == BUFFET_NET_QUIC_EV_DATAGRAM) {
+                    unsigned char *d = (unsigned char *)buffet_pkt_data(ev[j].pkt);
+                    size_t len = ev[j].pkt->pkt_len, k = (len - 100) / 10;
+                    bool same = len >= 100 && (len - 100) % 10 == 0;
+                    for (i = 0; same && i < len; i++) same = d[i] == (unsigned char)k;
+                    BT_CHECK(same);
+                    got++;
+                    buffet_pkt_free(f.cache, ev[j].pkt);
+                }
+    }
+    printf("  %u of %u datagrams arrived whole\n", got, sent);
+    BT_CHECK(sent > 0 && got > 0 && got <= sent);
+    fx_finish(&f);
+    fx_close(&f);
+
+    /* a peer that takes no datagrams */
+    FX_OPEN(f);
+    BT_CHECK(fx_pair(&f, "127.0.0.1", NULL, NULL));
+    BT_CHECK(qu_run(eps, 2, 5000, fx_connected, &f) && f.cli.connected);
+    p = buffet_pkt_alloc(f.cache, 100);
+    buffet_pkt_append(p, 10);
+    BT_CHECK(buffet_net_quic_send_datagram(f.cli.q, &p) == BUFFET_ERR_UNSUPPORTED && p != NULL);
+    buffet_pkt_free(f.cache, p);
+    fx_finish(&f);
+    fx_close(&f);
+}
+
+/* A restarted server with the same reset key answers the old client's packets with a stateless
+   reset: the client ends at once (RESET), not after its idle timeout. */
+static bool fx_cli_closed(void *u) { return ((fx *)u)->cli.closed; }
+static void test_stateless_reset(void) {
+    fx f;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    buffet_net_quic_desc sd;
+    int64_t id;
+    buffet_chain c;
+    buffet_allocator heap;
+    FX_OPEN(f);
+    fx_desc(&f, &sd, true);
+    memset(sd.reset_key, 7, sizeof sd.reset_key);
+    BT_CHECK(fx_pair(&f, "127.0.0.1", &sd, NULL));
+    BT_CHECK(qu_run(eps, 2, 5000, fx_connected, &f) && f.cli.connected);
+    BT_CHECK(qu_run(eps, 2, 300, fx_never, &f) == false);   /* let the handshake settle */
+    buffet_net_quic_destroy(f.srv.q);   /* the server "crashes" and restarts on its port */
+    close(f.srv.fd);
+    memset(&f.srv, 0, sizeof f.srv);
+    f.srv.server = true;
+    f.srv.fd = -1;
+    sd.fd = qu_udp("127.0.0.1", ntohs(f.sa.in4.sin_port), &f.sa);
+    BT_CHECK(sd.fd >= 0);
+    f.srv.fd = sd.fd;
+    f.srv.src = &f.src;
+    BT_CHECK(buffet_net_quic_create(&f.srv.q, &sd) == BUFFET_OK);
+    memset(&heap, 0, sizeof heap);
+    buffet_chain_init(&c, heap);
+    BT_CHECK(qu_src_add(&f.src, &c, 0, 4000));
+    BT_CHECK(buffet_net_quic_open(f.cli.q, &id) == BUFFET_OK);
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, &c, BUFFET_NET_QUIC_FIN, NULL) == BUFFET_OK);
+    buffet_chain_deinit(&c);
+    BT_CHECK(qu_run(eps, 2, 5000, fx_cli_closed, &f));
+    BT_CHECK(f.cli.close_reason == BUFFET_NET_QUIC_CLOSE_RESET && f.cli.close_result == BUFFET_ERR_CLOSED);
+    fx_close(&f);
+}
+
+/* Careless callers: every call with NULL, wrong descriptors, unknown streams, calls in the
+   wrong state; each a clear result, nothing taken. */
+static void test_bad_arguments(void) {
+    fx f;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    buffet_net_quic_desc d;
+    buffet_net_quic *q = (buffet_net_quic *)1;
+    buffet_chain c;
+    buffet_allocator heap;
+    buffet_net_quic_event ev[4];
+    int64_t id;
+    int tcp;
+    size_t taken = 7;
+    FX_OPEN(f);
+    memset(&heap, 0, sizeof heap);
+    buffet_chain_init(&c, heap);
+    BT_CHECK(buffet_net_quic_create(NULL, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_create(&q, NULL) == BUFFET_ERR_INVALID && q == NULL);
+    f.srv.fd = qu_udp("127.0.0.1", 0, &f.sa);
+    fx_desc(&f, &d, true);
+    d.fd = -1;
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    tcp = socket(AF_INET, SOCK_STREAM, 0);
+    d.fd = tcp;
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    close(tcp);
+    d.fd = f.srv.fd;
+    d.cert_file = NULL;
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    d.cert_file = "/nonexistent/cert.pem";
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    d.cert_file = f.cert.key;   /* a key where the certificate should be */
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    fx_desc(&f, &d, false);
+    d.fd = f.srv.fd;
+    memset(&d.peer, 0, sizeof d.peer);
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    fx_desc(&f, &d, false);
+    d.fd = f.srv.fd;
+    d.ca_file = "/nonexistent/ca.pem";
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    d.ca_file = f.cert.cert;
+    d.alpn = "";
+    BT_CHECK(buffet_net_quic_create(&q, &d) == BUFFET_ERR_INVALID);
+    close(f.srv.fd);
+    f.srv.fd = -1;
+
+    BT_CHECK(buffet_net_quic_on_readable(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_on_timer(NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_timeout_ms(NULL) == -1);
+    BT_CHECK(!buffet_net_quic_blocked(NULL));
+    BT_CHECK(buffet_net_quic_events(NULL, ev, 4) == 0);
+    BT_CHECK(buffet_net_quic_open(NULL, &id) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_send(NULL, 0, &c, 0, &taken) == BUFFET_ERR_INVALID && taken == 0);
+    BT_CHECK(buffet_net_quic_recv(NULL, 0, &c, 0, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_reset(NULL, 0, 0) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_send_datagram(NULL, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_close(NULL, 0) == BUFFET_ERR_INVALID);
+    buffet_net_quic_destroy(NULL);
+
+    BT_CHECK(fx_pair(&f, "127.0.0.1", NULL, NULL));
+    BT_CHECK(buffet_net_quic_open(f.cli.q, &id) == BUFFET_ERR_STATE);   /* not connected yet */
+    BT_CHECK(qu_run(eps, 2, 5000, fx_connected, &f) && f.cli.connected);
+    BT_CHECK(buffet_net_quic_send(f.cli.q, 4, &c, 0, NULL) == BUFFET_ERR_INVALID);   /* never opened */
+    BT_CHECK(buffet_net_quic_recv(f.cli.q, 4, &c, 0, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_reset(f.cli.q, 4, 0) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_open(f.cli.q, &id) == BUFFET_OK);
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, NULL, 0, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, &c, 0x80, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_recv(f.cli.q, id, NULL, 0, NULL) == BUFFET_ERR_INVALID);
+    BT_CHECK(buffet_net_quic_recv(f.cli.q, id, &c, 0, NULL) == BUFFET_AGAIN);
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, &c, 0, NULL) == BUFFET_OK);   /* zero bytes: fine */
+    BT_CHECK(qu_src_add(&f.src, &c, 0, 100));
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, &c, BUFFET_NET_QUIC_FIN, &taken) == BUFFET_OK && taken == 100);
+    BT_CHECK(qu_src_add(&f.src, &c, 0, 100));
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, &c, 0, NULL) == BUFFET_ERR_STATE && buffet_chain_len(&c) == 100);
+    buffet_chain_deinit(&c);
+    BT_CHECK(buffet_net_quic_reset(f.cli.q, id, 5) == BUFFET_OK);
+    BT_CHECK(buffet_net_quic_reset(f.cli.q, id, 5) == BUFFET_ERR_INVALID);
+    fx_finish(&f);
+    BT_CHECK(buffet_net_quic_close(f.cli.q, 0) == BUFFET_ERR_STATE);
+    BT_CHECK(buffet_net_quic_open(f.cli.q, &id) == BUFFET_ERR_STATE);
+    while (f.srv.x) qu_xfer_end(&f.srv, f.srv.x, true);
+    fx_close(&f);
+}
+
+int main(void) {
+    BT_RUN(test_loopback_v4);
+    BT_RUN(test_loopback_v6);
+    BT_RUN(test_idle_timeout);
+    BT_RUN(test_certificate_other_ca);
+    BT_RUN(test_certificate_other_name);
+    BT_RUN(test_random_datagrams);
+    BT_RUN(test_peer_stops_reading);
+    BT_RUN(test_datagrams);
+    BT_RUN(test_stateless_reset);
+    BT_RUN(test_bad_arguments);
+    return bt_finish("test_net_quic");
+}
