@@ -27,7 +27,10 @@ CMAKEDIR = $(DESTDIR)$(PREFIX)/lib/cmake/buffet
 DEPS = build-essential clang valgrind cmake pkg-config git zlib1g-dev libclang-rt-14-dev python3 \
        python3-prometheus-client libnuma1 gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
        libc6-dev-arm64-cross qemu-user-static spin liblua5.4-dev libsqlite3-dev socat iproute2 iputils-ping ethtool iperf3 \
-       mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-validationlayers glslc
+       mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-validationlayers glslc \
+       libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev openssl ngtcp2-client ngtcp2-server
+# QUIC's independent peer in the tests (tests/quic_peer.py), from PyPI
+PIP_DEPS = aioquic==1.7.2
 BENCH_DEPS = libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libtalloc-dev libapr1-dev \
              libdpdk-dev python3-prometheus-client iperf3 gnuplot-nox
 
@@ -79,6 +82,7 @@ clean:
 deps:
 	DEBIAN_FRONTEND=noninteractive apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)
+	python3 -m pip install --quiet $(PIP_DEPS) || python3 -m pip install --quiet --break-system-packages $(PIP_DEPS)
 
 bench-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get update

@@ -17,10 +17,13 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +33,10 @@
 #define QU_ALPN "buffet-test"
 #define QU_AHEAD ((size_t)1 << 20)   /* pattern bytes kept queued ahead of the windows */
 #define QU_KINDS 4
+
+/* Where the tests' buffers come from (zero: the heap): a test sets a debug allocator here to
+   see that every one of them is freed. */
+static buffet_allocator qu_alloc;
 
 /* The block in buffers of every kind; stream data is sliced out of them. */
 typedef struct qu_src {
@@ -65,6 +72,7 @@ __attribute__((unused)) static bool qu_src_init(qu_src *s, buffet_pkt_cache *c) 
         memset(&d, 0, sizeof d);
         d.kind = k == 0 ? BUFFET_BUF_HEAP : k == 1 ? BUFFET_BUF_MMAP : BUFFET_BUF_SHM;
         d.size = QU_BLOCK;
+        d.allocator = qu_alloc;
         if (buffet_buf_create(&s->buf[k], &d) != BUFFET_OK) return false;
         for (j = 0; j < QU_BLOCK; j++) ((unsigned char *)s->buf[k]->data)[j] = qu_byte(j);
     }
@@ -184,7 +192,7 @@ typedef struct qu_xfer {
     buffet_chain out;         /* queued, not taken by the stream yet */
     buffet_chain in;          /* received, not parsed yet */
     sha256 h;
-    bool head_done, fin_queued, ended, ok;
+    bool head_done, fin_queued, ended, ok, count_only;
     int server_req;           /* QU_PUT / QU_GET as the server read it */
     struct qu_xfer *next;
 } qu_xfer;
@@ -206,6 +214,9 @@ typedef struct qu_ep {
     unsigned close_reason;
     uint64_t close_error;
     bool stop_reading;                 /* a server that never reads (a peer that stops reading) */
+    bool count_only;                   /* a benchmark's server: bytes counted, not hashed */
+    bool copy_send;                    /* a benchmark's client: the pattern copied into flat
+                                          buffers before it is sent (what code without chains does) */
     bool verbose;
 } qu_ep;
 
@@ -218,13 +229,11 @@ __attribute__((unused)) static qu_xfer *qu_xfer_of(qu_ep *e, int64_t id) {
 
 __attribute__((unused)) static qu_xfer *qu_xfer_new(qu_ep *e, int64_t id, int kind, uint64_t n) {
     qu_xfer *x = (qu_xfer *)calloc(1, sizeof *x);
-    buffet_allocator heap;
-    memset(&heap, 0, sizeof heap);
     x->id = id;
     x->kind = kind;
     x->n = n;
-    buffet_chain_init(&x->out, heap);
-    buffet_chain_init(&x->in, heap);
+    buffet_chain_init(&x->out, qu_alloc);
+    buffet_chain_init(&x->in, qu_alloc);
     sha256_init(&x->h);
     x->next = e->x;
     e->x = x;
@@ -257,7 +266,24 @@ __attribute__((unused)) static bool qu_push(qu_ep *e, qu_xfer *x, uint64_t total
     while (!x->fin_queued) {
         while (x->queued < total && buffet_chain_len(&x->out) < QU_AHEAD) {
             size_t k = total - x->queued < QU_AHEAD ? (size_t)(total - x->queued) : QU_AHEAD;
-            if (!qu_src_add(e->src, &x->out, x->queued, k)) return false;
+            if (e->copy_send) {   /* the same bytes, copied into one flat buffer per 64 KiB */
+                buffet_chain tmp;
+                buffet_buf_desc d;
+                buffet_buf *b = NULL;
+                bool ok;
+                if (k > 65536) k = 65536;
+                memset(&d, 0, sizeof d);
+                d.size = k;
+                d.allocator = qu_alloc;
+                buffet_chain_init(&tmp, qu_alloc);
+                ok = qu_src_add(e->src, &tmp, x->queued, k) && buffet_buf_create(&b, &d) == BUFFET_OK &&
+                     buffet_chain_copy_out(&tmp, 0, b->data, k) == BUFFET_OK && buffet_chain_append(&x->out, b, 0, k) == BUFFET_OK;
+                buffet_chain_deinit(&tmp);
+                buffet_buf_unref(b);
+                if (!ok) return false;
+            } else if (!qu_src_add(e->src, &x->out, x->queued, k)) {
+                return false;
+            }
             x->queued += k;
         }
         r = buffet_net_quic_send(e->q, x->id, &x->out, x->queued == total ? BUFFET_NET_QUIC_FIN : 0, NULL);
@@ -276,6 +302,7 @@ __attribute__((unused)) static bool qu_line(qu_ep *e, qu_xfer *x, const char *li
     size_t n = strlen(line);
     memset(&d, 0, sizeof d);
     d.size = n;
+    d.allocator = qu_alloc;
     if (buffet_buf_create(&b, &d) != BUFFET_OK) return false;
     memcpy(b->data, line, n);
     r = buffet_chain_append(&x->out, b, 0, n);
@@ -288,7 +315,7 @@ __attribute__((unused)) static bool qu_line(qu_ep *e, qu_xfer *x, const char *li
 
 __attribute__((unused)) static void qu_hash_chain(qu_xfer *x, buffet_chain *c) {
     size_t i;
-    for (i = 0; i < buffet_chain_count(c); i++) {
+    for (i = 0; i < buffet_chain_count(c) && !x->count_only; i++) {
         const buffet_slice *s = buffet_chain_at(c, i);
         sha256_add(&x->h, buffet_slice_data(s), s->len);
     }
@@ -335,18 +362,16 @@ __attribute__((unused)) static void qu_client_start(qu_ep *e) {
 /* Bytes arrived on x: parse, hash, answer. */
 __attribute__((unused)) static void qu_readable(qu_ep *e, qu_xfer *x) {
     buffet_chain got;
-    buffet_allocator heap;
     buffet_result r;
     if (e->stop_reading) return;
-    memset(&heap, 0, sizeof heap);
-    buffet_chain_init(&got, heap);
+    buffet_chain_init(&got, qu_alloc);
     while ((r = buffet_net_quic_recv(e->q, x->id, &got, 0, NULL)) == BUFFET_OK) {
         buffet_chain_concat(&x->in, &got);
         if (!x->head_done && (e->server || x->kind == QU_PUT)) {
             buffet_chain line;
             char text[80];
             unsigned long long n = 0;
-            buffet_chain_init(&line, heap);
+            buffet_chain_init(&line, qu_alloc);
             if (buffet_net_take_until(&x->in, "\n", 1, 70, &line) != BUFFET_OK) {
                 buffet_chain_deinit(&line);
                 if (buffet_chain_len(&x->in) >= 70) break;
@@ -357,13 +382,16 @@ __attribute__((unused)) static void qu_readable(qu_ep *e, qu_xfer *x) {
             buffet_chain_deinit(&line);
             x->head_done = true;
             if (e->server) {
+                x->count_only = e->count_only;
                 if (sscanf(text, "PUT %llu", &n) == 1) x->server_req = QU_PUT;
                 else if (sscanf(text, "GET %llu", &n) == 1) x->server_req = QU_GET;
                 x->n = n;
             } else {
                 x->ok = strlen(text) == 65;   /* the PUT's answer: compared at the end */
                 memcpy(text + 64, "", 1);
-                {
+                if (e->count_only) {
+                    x->ok = strtoull(text, NULL, 10) == x->n;
+                } else {
                     char want[65];
                     qu_pattern_hex(x->n, want);
                     x->ok = x->ok && strcmp(text, want) == 0;
@@ -373,7 +401,7 @@ __attribute__((unused)) static void qu_readable(qu_ep *e, qu_xfer *x) {
         if (x->head_done || (!e->server && x->kind == QU_GET)) {
             qu_hash_chain(x, &x->in);
             buffet_chain_deinit(&x->in);
-            buffet_chain_init(&x->in, heap);
+            buffet_chain_init(&x->in, qu_alloc);
         }
     }
     buffet_chain_deinit(&got);
@@ -382,7 +410,10 @@ __attribute__((unused)) static void qu_readable(qu_ep *e, qu_xfer *x) {
     if (e->server) {
         char want[65], hex[65], line[80];
         bool ok = x->server_req && (x->server_req == QU_GET || x->got == x->n);
-        if (x->server_req == QU_PUT) {
+        if (x->server_req == QU_PUT && x->count_only) {   /* a benchmark: the count is the answer */
+            snprintf(line, sizeof line, "%llu\n", (unsigned long long)x->got);
+            ok = qu_line(e, x, line, true) && ok;
+        } else if (x->server_req == QU_PUT) {
             sha256_hex(&x->h, hex);
             qu_pattern_hex(x->n, want);
             ok = ok && strcmp(hex, want) == 0;
@@ -493,5 +524,80 @@ __attribute__((unused)) static bool qu_run(qu_ep **eps, size_t n, unsigned ms, b
         }
     }
     return true;
+}
+/* >>the independent peer: tests/quic_peer.py (aioquic) */
+extern char **environ;
+
+/* Whether python3 can import aioquic. */
+__attribute__((unused)) static bool qu_have_aioquic(void) {
+    return system("python3 -c 'import aioquic' >/dev/null 2>&1") == 0;
+}
+
+/* Start python3 -u tests/quic_peer.py with args; *out reads its standard output (non-blocking).
+   Returns the pid, or -1. */
+__attribute__((unused)) static pid_t qu_spawn(const char *const *args, int *out) {
+    const char *argv[32];
+    posix_spawn_file_actions_t fa;
+    pid_t pid = -1;
+    int p[2], n = 0;
+    argv[n++] = "python3";
+    argv[n++] = "-u";
+    argv[n++] = "tests/quic_peer.py";
+    while (*args && n < 31) argv[n++] = *args++;
+    argv[n] = NULL;
+    if (pipe(p) != 0) return -1;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    posix_spawn_file_actions_addclose(&fa, p[0]);
+    if (posix_spawnp(&pid, "python3", &fa, NULL, (char *const *)argv, environ) != 0) pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    *out = p[0];
+    return pid;
+}
+
+/* Append what the peer has printed to buf (NUL-terminated, cap bytes); false at end of file. */
+__attribute__((unused)) static bool qu_drain(int fd, char *buf, size_t cap) {
+    size_t len = strlen(buf);
+    for (;;) {
+        char tmp[512];
+        ssize_t r = read(fd, tmp, sizeof tmp);
+        if (r == 0) return false;
+        if (r < 0) return true;
+        fwrite(tmp, 1, (size_t)r, stdout);   /* the peer's lines go to the test's output */
+        if (len + (size_t)r < cap) {
+            memcpy(buf + len, tmp, (size_t)r);
+            len += (size_t)r;
+            buf[len] = '\0';
+        }
+    }
+}
+
+/* Wait for the peer to end (at most ms), killing it past that; its exit status, or -1. */
+__attribute__((unused)) static int qu_reap(pid_t pid, int fd, char *buf, size_t cap, unsigned ms) {
+    uint64_t end = qu_ms() + ms;
+    int st = 0;
+    for (;;) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        bool open = qu_drain(fd, buf, cap);
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid) {
+            qu_drain(fd, buf, cap);
+            close(fd);
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        if (qu_ms() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            close(fd);
+            return -1;
+        }
+        (void)poll(&pf, open ? 1 : 0, 50);
+    }
 }
 #endif /* QUIC_UTIL_H */

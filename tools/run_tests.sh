@@ -397,9 +397,10 @@ aarch64)
         # it cuts from a message (MSG_CTRUNC) and refuses SO_ZEROCOPY: those are tested natively.
         # It has no io_uring, passes no AF_PACKET or AF_XDP option (SOL_PACKET, SOL_XDP) to the
         # kernel and applies no seccomp filter to its guest: natively only too.
-        # No arm64 Vulkan driver is installed (the x86-64 lavapipe runs the Vulkan tests natively).
+        # No arm64 Vulkan driver is installed (the x86-64 lavapipe runs the Vulkan tests natively),
+        # nor arm64 ngtcp2 (QUIC is tested natively, against aioquic too).
         BUFFET_REQUIRE=$(printf '%s' "${BUFFET_REQUIRE:-}" | tr ',' '\n' |
-            grep -vx 'hugetlb\|lua5.4\|ctrunc\|zerocopy\|io_uring\|afpacket\|afxdp\|seccomp\|vulkan\|vulkan_validation\|vulkan_fail' | paste -sd, -)
+            grep -vx 'hugetlb\|lua5.4\|ctrunc\|zerocopy\|io_uring\|afpacket\|afxdp\|seccomp\|vulkan\|vulkan_validation\|vulkan_fail\|libngtcp2\|aioquic' | paste -sd, -)
         export BUFFET_REQUIRE PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig
         tests aarch64-c11 aarch64-linux-gnu-gcc "$C $BASE" "$qemu"
         # C++ changes no code path that depends on the architecture: held to the warnings only
@@ -446,7 +447,7 @@ count)
             # BENCH=bench_packet: that one alone (make bench-count BENCH=...)
             if [ -n "${BENCH:-}" ] && [ "$name" != "$BENCH" ]; then continue; fi
             # callgrind sees user space only; a socket benchmark's cost is the kernel's
-            case $name in bench_net | bench_rings)
+            case $name in bench_net | bench_rings | bench_quic)
                 echo "($name not counted: its cost is in the kernel, which callgrind does not see)"; continue ;;
             esac
             # a bench's "// count-iters: N" line: iterations per contestant (an iteration's size varies)
