@@ -533,23 +533,17 @@ __attribute__((unused)) static bool qu_have_aioquic(void) {
     return system("python3 -c 'import aioquic' >/dev/null 2>&1") == 0;
 }
 
-/* Start python3 -u tests/quic_peer.py with args; *out reads its standard output (non-blocking).
+/* Start argv[0] (found on PATH) with argv; *out reads its standard output (non-blocking).
    Returns the pid, or -1. */
-__attribute__((unused)) static pid_t qu_spawn(const char *const *args, int *out) {
-    const char *argv[32];
+__attribute__((unused)) static pid_t qu_spawnv(const char *const *argv, int *out) {
     posix_spawn_file_actions_t fa;
     pid_t pid = -1;
-    int p[2], n = 0;
-    argv[n++] = "python3";
-    argv[n++] = "-u";
-    argv[n++] = "tests/quic_peer.py";
-    while (*args && n < 31) argv[n++] = *args++;
-    argv[n] = NULL;
+    int p[2];
     if (pipe(p) != 0) return -1;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
     posix_spawn_file_actions_addclose(&fa, p[0]);
-    if (posix_spawnp(&pid, "python3", &fa, NULL, (char *const *)argv, environ) != 0) pid = -1;
+    if (posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) != 0) pid = -1;
     posix_spawn_file_actions_destroy(&fa);
     close(p[1]);
     if (pid < 0) {
@@ -559,6 +553,18 @@ __attribute__((unused)) static pid_t qu_spawn(const char *const *args, int *out)
     fcntl(p[0], F_SETFL, O_NONBLOCK);
     *out = p[0];
     return pid;
+}
+
+/* Start python3 -u tests/quic_peer.py with args, as qu_spawnv. */
+__attribute__((unused)) static pid_t qu_spawn(const char *const *args, int *out) {
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = "python3";
+    argv[n++] = "-u";
+    argv[n++] = "tests/quic_peer.py";
+    while (*args && n < 31) argv[n++] = *args++;
+    argv[n] = NULL;
+    return qu_spawnv(argv, out);
 }
 
 /* Append what the peer has printed to buf (NUL-terminated, cap bytes); false at end of file. */

@@ -68,6 +68,9 @@ typedef struct ur_config {
     uint64_t seed;
     double loss, dup, reorder; /* probabilities in [0,1], each datagram, each direction */
     unsigned delay_ms;         /* extra delay: uniform random in [0, delay_ms] per datagram (0: none) */
+    int keep_order;            /* delays never reorder: a datagram is due no earlier than the one
+                                  before it in its direction (a queue, not jitter); only `reorder`
+                                  then reorders */
 } ur_config;
 
 /* pending: copies waiting for their time or held back (0 once stopped: those become unsent) */
@@ -119,6 +122,7 @@ struct ur_relay {
     uint64_t seq;
     ur_dgram *held[2];
     uint64_t held_until[2];
+    uint64_t last_when[2];   /* keep_order: the latest due time given in each direction */
     ur_count c[2];
     pthread_mutex_t lock; /* guards pub */
     ur_count pub[2];
@@ -240,6 +244,8 @@ __attribute__((unused)) static void ur_accept(ur_relay *r, int dir, size_t len, 
             continue;
         }
         d->when = now + delay;
+        if (r->cfg.keep_order && d->when < r->last_when[dir]) d->when = r->last_when[dir];
+        r->last_when[dir] = d->when;
         d->seq = r->seq++;
         d->dir = dir;
         d->hold = hold;
