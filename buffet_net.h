@@ -4691,7 +4691,17 @@ static void buffet__quic_enqueue(buffet_net_quic *q, buffet__quic_stream *s) {
     q->wq_tail = s;
 }
 
+/* ngtcp2 leaves the peer's stream limit to the application: one more of id's kind may be opened
+   once we have forgotten id, so that a peer cannot pile up streams nobody reads. */
+static void buffet__quic_more_streams(buffet_net_quic *q, int64_t id) {
+    if (!q->conn || q->over) return;
+    if (id & 2) ngtcp2_conn_extend_max_streams_uni(q->conn, 1);
+    else ngtcp2_conn_extend_max_streams_bidi(q->conn, 1);
+    q->dirty = true;
+}
+
 static void buffet__quic_stream_free(buffet_net_quic *q, buffet__quic_stream *s) {
+    if (!buffet__quic_local(q, s->id)) buffet__quic_more_streams(q, s->id);
     buffet__quic_unqueue(q, s);
     if (s->prev) s->prev->next = s->next;
     else q->streams = s->next;
@@ -5102,11 +5112,11 @@ static int buffet__quic_stream_close(ngtcp2_conn *conn, uint32_t flags, int64_t 
     buffet_net_quic *q = buffet__quic_of(user);
     buffet__quic_stream *s = (buffet__quic_stream *)sud;
     bool err = (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) && app_error != 0;
-    if (!buffet__quic_local(q, id)) {   /* ngtcp2 leaves the peer's stream limit to us */
-        if (id & 2) ngtcp2_conn_extend_max_streams_uni(conn, 1);
-        else ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+    (void)conn;
+    if (!s) {
+        if (!buffet__quic_local(q, id)) buffet__quic_more_streams(q, id);
+        return 0;
     }
-    if (!s) return 0;
     s->gone = true;
     buffet__quic_unqueue(q, s);
     q->unsent -= s->tx_end - s->tx_off;

@@ -20,6 +20,8 @@ typedef struct fx {
     buffet_net_addr ca, sa;
 } fx;
 
+static void fx_bytes(buffet_chain *c, const void *p, size_t n);
+
 static size_t fx_in_use(fx *f) {
     buffet_pkt_stats s;
     size_t n = 0;
@@ -295,6 +297,53 @@ static void test_peer_stops_reading(void) {
     fx_finish(&f);
     while (f.cli.x) qu_xfer_end(&f.cli, f.cli.x, true);
     while (f.srv.x) qu_xfer_end(&f.srv, f.srv.x, true);
+    fx_close(&f);
+
+    /* ...and one that never reads the many streams a client opens: the streams it holds stay
+       within its limit (100), however many the client would open */
+    FX_OPEN(f);
+    BT_CHECK(fx_pair(&f, "127.0.0.1", NULL, NULL));
+    f.srv.stop_reading = true;
+    f.cli.small = 500;
+    f.cli.max_open = 1000;
+    (void)qu_run(eps, 2, 1500, fx_never, &f);
+    printf("  the client could open %u of 500 streams; the server holds %u\n", f.cli.small_started,
+           buffet_net_quic_get_stats(f.srv.q).streams);
+    BT_CHECK(f.cli.small_started == 100 && buffet_net_quic_get_stats(f.srv.q).streams == 100);
+    fx_finish(&f);
+    while (f.cli.x) qu_xfer_end(&f.cli, f.cli.x, true);
+    while (f.srv.x) qu_xfer_end(&f.srv, f.srv.x, true);
+    fx_close(&f);
+}
+
+/* A client that aborts a stream in the middle of a PUT: the server's read ends with
+   BUFFET_ERR_CLOSED, the stream closes with the client's code, what either side held is released,
+   and the connection goes on (the next exchange is whole). */
+static void test_stream_reset(void) {
+    fx f;
+    qu_ep *eps[2] = {&f.cli, &f.srv};
+    buffet_chain c;
+    int64_t id;
+    FX_OPEN(f);
+    BT_CHECK(fx_pair(&f, "127.0.0.1", NULL, NULL));
+    BT_CHECK(qu_run(eps, 2, 5000, fx_connected, &f) && f.cli.connected);
+    buffet_chain_init(&c, qu_alloc);
+    BT_CHECK(buffet_net_quic_open(f.cli.q, &id) == BUFFET_OK);
+    fx_bytes(&c, "PUT 4000000\n", 12);
+    BT_CHECK(qu_src_add(&f.src, &c, 0, 600000));
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, &c, 0, NULL) == BUFFET_OK);
+    (void)qu_run(eps, 2, 300, fx_never, &f);
+    BT_CHECK(f.srv.open == 1 && f.srv.x && f.srv.x->got > 0);
+    BT_CHECK(buffet_net_quic_reset(f.cli.q, id, 7) == BUFFET_OK);
+    BT_CHECK(buffet_net_quic_send(f.cli.q, id, &c, 0, NULL) == BUFFET_ERR_INVALID);
+    (void)qu_run(eps, 2, 500, fx_never, &f);
+    BT_CHECK(f.srv.failed == 1 && f.srv.open == 0);   /* its STREAM_CLOSED came with code 7 */
+    f.srv.failed = 0;
+    f.cli.small = 3;
+    BT_CHECK(qu_run(eps, 2, 10000, fx_client_done, &f));
+    BT_CHECK(f.cli.done == 3 && f.cli.failed == 0 && f.srv.failed == 0);
+    buffet_chain_deinit(&c);
+    fx_finish(&f);
     fx_close(&f);
 }
 
@@ -923,6 +972,7 @@ int main(void) {
     BT_RUN(test_certificate_other_name);
     BT_RUN(test_random_datagrams);
     BT_RUN(test_peer_stops_reading);
+    BT_RUN(test_stream_reset);
     BT_RUN(test_datagrams);
     BT_RUN(test_stateless_reset);
     BT_RUN(test_bad_arguments);
