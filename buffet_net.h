@@ -4527,6 +4527,7 @@ BUFFET_API buffet_net_xdp_stats buffet_net_xdp_get_stats(buffet_net_xdp *x) {
 
 /* >>quic */
 #if BUFFET_NET_QUIC
+#include <arpa/inet.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
@@ -5267,7 +5268,11 @@ static buffet_result buffet__quic_session(buffet_net_quic *q, const char *server
     if (gnutls_alpn_set_protocols(q->tls, &alpn, 1, GNUTLS_ALPN_MANDATORY) != 0) return BUFFET_ERR_INVALID;
     if (!q->server) {
         const char *name = server_name ? server_name : "localhost";
-        if (gnutls_server_name_set(q->tls, GNUTLS_NAME_DNS, name, strlen(name)) != 0) return BUFFET_ERR_INVALID;
+        unsigned char ip[16];
+        /* SNI carries host names only (RFC 6066): an address is verified against the certificate's
+           IP entries, not sent */
+        bool literal = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+        if (!literal && gnutls_server_name_set(q->tls, GNUTLS_NAME_DNS, name, strlen(name)) != 0) return BUFFET_ERR_INVALID;
         if (!(q->flags & BUFFET_NET_QUIC_INSECURE)) gnutls_session_set_verify_cert(q->tls, name, 0);
     }
     return BUFFET_OK;

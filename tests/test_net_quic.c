@@ -99,6 +99,7 @@ static bool fx_pair(fx *f, const char *ip, const buffet_net_quic_desc *sd, const
     else fx_desc(f, &d, false);
     d.fd = f->cli.fd;
     d.peer = f->sa;
+    if (!cd && strchr(ip, ':')) d.server_name = ip;   /* an address, verified against the IP entry */
     return buffet_net_quic_create(&f->cli.q, &d) == BUFFET_OK;
 }
 
