@@ -464,6 +464,29 @@ static uint64_t big_size(bool lossy) {
 #endif
 }
 
+/* A lossy relay in front of the server at f->sa (2% loss, 2% duplicates, 5% reordering, delays up
+   to 2 ms that keep order), seeded; *at gets its address. */
+static ur_relay *fx_relay(fx *f, const char *seed, buffet_net_addr *at) {
+    ur_config rc;
+    struct sockaddr_storage ls;
+    socklen_t ll = sizeof ls;
+    ur_relay *r;
+    memset(&rc, 0, sizeof rc);
+    memset(&ls, 0, sizeof ls);
+    rc.seed = strtoull(seed, NULL, 0);
+    rc.loss = 0.02;
+    rc.dup = 0.02;
+    rc.reorder = 0.05;
+    rc.delay_ms = 2;
+    rc.keep_order = 1;
+    r = ur_start(&f->sa.sa, sizeof f->sa.in4, &rc, &ls, &ll);
+    BT_CHECK(r != NULL);
+    memset(at, 0, sizeof *at);
+    memcpy(at, &ls, sizeof at->in4);
+    printf("  through the relay: seed %s, loss 2%%, duplicates 2%%, reordering 5%%, delay up to 2 ms in order\n", seed);
+    return r;
+}
+
 /* Our client against aioquic's server: PUT and GET of 64 MiB and 300 small exchanges, each end
    checking the SHA-256 of what it received; the server's exit status says its checks held. */
 static void interop_client(const char *relay_seed) {
@@ -505,20 +528,9 @@ static void interop_client(const char *relay_seed) {
     fx_desc(&f, &d, false);
     d.flags |= BUFFET_NET_QUIC_COUNT_LOSS;
     if (relay_seed) {
-        ur_config rc;
-        struct sockaddr_storage ls;
-        socklen_t ll = sizeof ls;
-        memset(&rc, 0, sizeof rc);
-        rc.seed = strtoull(relay_seed, NULL, 0);
-        rc.loss = 0.02;
-        rc.dup = 0.02;
-        rc.reorder = 0.05;
-        rc.delay_ms = 2;
-        rc.keep_order = 1;
-        relay = ur_start(&f.sa.sa, sizeof f.sa.in4, &rc, &ls, &ll);
-        BT_CHECK(relay != NULL);
-        memcpy(&d.peer, &ls, sizeof d.peer.in4);
-        printf("  through the relay: seed %s, loss 2%%, duplicates 2%%, reordering 5%%, delay up to 2 ms in order\n", relay_seed);
+        buffet_net_addr ra;
+        relay = fx_relay(&f, relay_seed, &ra);
+        d.peer = ra;
     }
     d.fd = f.cli.fd;
     f.cli.src = &f.src;
@@ -573,20 +585,9 @@ static void interop_server(const char *relay_seed) {
     BT_CHECK(buffet_net_quic_create(&f.srv.q, &d) == BUFFET_OK);
     snprintf(port, sizeof port, "%d", ntohs(f.sa.in4.sin_port));
     if (relay_seed) {
-        ur_config rc;
-        struct sockaddr_storage ls;
-        socklen_t ll = sizeof ls;
-        memset(&rc, 0, sizeof rc);
-        rc.seed = strtoull(relay_seed, NULL, 0);
-        rc.loss = 0.02;
-        rc.dup = 0.02;
-        rc.reorder = 0.05;
-        rc.delay_ms = 2;
-        rc.keep_order = 1;
-        relay = ur_start(&f.sa.sa, sizeof f.sa.in4, &rc, &ls, &ll);
-        BT_CHECK(relay != NULL);
-        snprintf(port, sizeof port, "%d", ntohs(((struct sockaddr_in *)&ls)->sin_port));
-        printf("  through the relay: seed %s, loss 2%%, duplicates 2%%, reordering 5%%, delay up to 2 ms in order\n", relay_seed);
+        buffet_net_addr ra;
+        relay = fx_relay(&f, relay_seed, &ra);
+        snprintf(port, sizeof port, "%d", ntohs(ra.in4.sin_port));
     }
     snprintf(big, sizeof big, "%llu", (unsigned long long)big_size(relay_seed != NULL));
     args[4] = port;
