@@ -5666,8 +5666,7 @@ BUFFET_API buffet_result buffet_net_quic_send(buffet_net_quic *q, int64_t stream
         r = buffet_chain_split(c, (size_t)n, &rest);
         if (r == BUFFET_OK) {
             r = buffet_chain_concat(&s->tx, c);
-            if (r == BUFFET_OK) buffet_chain_concat(c, &rest);   /* c is empty: its array has room */
-            else buffet_chain_concat(c, &rest);
+            buffet_chain_concat(c, &rest);   /* the rest back: c's array had room for all of it */
         }
         buffet_chain_deinit(&rest);
     } else {
@@ -5710,8 +5709,7 @@ BUFFET_API buffet_result buffet_net_quic_recv(buffet_net_quic *q, int64_t stream
         r = buffet_chain_split(&s->rx, n, &rest);
         if (r == BUFFET_OK) {
             r = buffet_chain_concat(out, &s->rx);
-            if (r != BUFFET_OK) buffet_chain_concat(&s->rx, &rest);   /* back as it was */
-            else buffet_chain_concat(&s->rx, &rest);
+            buffet_chain_concat(&s->rx, &rest);   /* what was not taken (or, on failure, all) stays */
         }
         buffet_chain_deinit(&rest);
     }
