@@ -17,6 +17,8 @@
                                    name and operations for tools/bench_count.sh
      contestant, measure()         with MAX_CONTESTANTS defined: run(ctx, iters) returns elapsed
                                    ns; median ns/op of REPS alternating repetitions, calibrated
+     paired_ratio(a, b)            after measure(): the median over repetitions of b's time over
+                                   a's in the same repetition (slow drifts of the machine cancel)
      bench_print_machine(), bench_print_load(), bench_print_reexec()
                                    the "buffet VERSION BENCH_NAME", "machine:", "compiler:",
                                    "load:" lines and the jemalloc re-execution note
@@ -24,6 +26,7 @@
      bench_open_jemalloc()         dlopen jemalloc, re-executing once with more static TLS
      bench_je_version(), bench_mi_version(), bench_tc_version()
      bench_pick_cpus()             the first two CPUs this process may use (BUFFET_BENCH_NOPIN)
+     bench_pin_self()              the calling thread onto one CPU, the CPUs it had kept
    Include it after the buffet header (which defines _GNU_SOURCE), with these defined first:
      BENCH_NAME        the program's name as a string literal, e.g. "bench_core"
      REPS              timed repetitions per contestant (odd: a true median)
@@ -52,7 +55,7 @@
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define NOINLINE static __attribute__((noinline))
 
-BENCH_FN void die(const char *what) { fprintf(stderr, BENCH_NAME ": %s\n", what); exit(1); }
+__attribute__((noreturn)) BENCH_FN void die(const char *what) { fprintf(stderr, BENCH_NAME ": %s\n", what); exit(1); }
 BENCH_FN uint64_t now_ns(void) {
     struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
@@ -169,6 +172,7 @@ typedef struct contestant {
    cost per run, such as starting threads, stays small) doubles as the warm-up; one more untimed
    run at the final count follows it. Within a repetition the contestants alternate, in reverse
    order every other repetition. */
+static double bench_sample[MAX_CONTESTANTS][REPS];   /* the last measure()'s ns/op, by repetition */
 BENCH_FN void measure(contestant *c, int n, double *out, double target, size_t min_iters) {
     size_t iters[MAX_CONTESTANTS];
     static double s[MAX_CONTESTANTS][REPS];
@@ -190,11 +194,18 @@ BENCH_FN void measure(contestant *c, int n, double *out, double target, size_t m
             int i = (r & 1) ? n - 1 - j : j;
             s[i][r] = (double)c[i].run(c[i].ctx, iters[i]) / ((double)iters[i] * c[i].ops_per_iter);
         }
+    memcpy(bench_sample, s, sizeof s);
     for (int i = 0; i < n; i++) {
         qsort(s[i], REPS, sizeof(double), cmp_double);
         out[i] = s[i][REPS / 2];
         note_spread(c[i].name, out[i], s[i][REPS / 4], s[i][(3 * REPS) / 4]);
     }
+}
+BENCH_FN double paired_ratio(int a, int b) {
+    double r[REPS];
+    for (int k = 0; k < REPS; k++) r[k] = bench_sample[b][k] / bench_sample[a][k];
+    qsort(r, REPS, sizeof(double), cmp_double);
+    return r[REPS / 2];
 }
 #endif
 
@@ -308,6 +319,16 @@ BENCH_FN void bench_pick_cpus(int out[2]) {
     for (int i = 0; i < CPU_SETSIZE && k < 2; i++)
         if (CPU_ISSET(i, &set)) out[k++] = i;
     if (k < 2) out[0] = out[1] = -1;
+}
+/* The calling thread onto cpu (nothing when cpu < 0); the CPUs it could use go to old (may be
+   NULL), for sched_setaffinity(0, sizeof *old, old) to give them back. */
+BENCH_FN void bench_pin_self(int cpu, cpu_set_t *old) {
+    cpu_set_t set;
+    if (old && sched_getaffinity(0, sizeof *old, old) != 0) die("sched_getaffinity failed");
+    if (cpu < 0) return;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity failed");
 }
 
 #endif /* BUFFET_BENCH_H */

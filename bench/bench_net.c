@@ -12,11 +12,17 @@
         loop until all of it went (what code without scatter-gather does)
      d) contiguous send: M bytes already contiguous, send() in a loop: the floor of what a
         message of M bytes costs to hand to the kernel
-     e) iperf3 on the same loopback in the same run (its own sender and receiver, 128 KiB writes,
-        3 s; 1 s when quick), for reference; skipped with the reason when iperf3 is not installed
-   for M = 64 KiB, 128 KiB, 256 KiB, 1 MiB, 4 MiB. A second thread drains the socket into a 128 KiB
-   buffer as fast as it can, 128 KiB at a time. Gbit/s, and ratios chain / peer (above 1: the
-   chain send is faster).
+     e) iperf3 on the same loopback in the same run (its own sender and receiver, writes and reads
+        of the message size, at most 1 MiB, the most iperf3 takes; the median of 5 runs of 1 s,
+        one when quick), for reference; skipped with the reason when iperf3 is not installed
+   for M = 64 KiB, 128 KiB, 256 KiB, 1 MiB, 4 MiB. A second thread drains the socket as fast as
+   it can, reading what iperf3's receiver reads at a time (M, at most 1 MiB). The sender and
+   iperf3's client run on the first CPU this process may use, the drain and iperf3's server on
+   the second (BUFFET_BENCH_NOPIN=1: wherever the scheduler puts them), so that the two sides do
+   not take turns on one CPU. Gbit/s, and ratios chain / peer (above 1: the chain send is
+   faster): against the other contestants the median of the ratios within each repetition
+   (they alternate, so a slow stretch of the machine hits both sides of a ratio), against
+   iperf3 the ratio of the medians.
 
    2. UDP on loopback, datagrams of 64 and 1400 payload bytes, one unconnected sender addressing
    each datagram (as a server answering many peers does), a receiver thread draining:
@@ -66,7 +72,7 @@
 #endif
 
 #define BENCH_NAME "bench_net"
-#define REPS 9
+#define REPS 11
 #define MAX_CONTESTANTS 4
 #include "bench.h"
 #include "../tests/net_util.h"
@@ -75,6 +81,8 @@ extern char **environ;
 
 #define PIECE (16 << 10)
 #define MAX_MSG (4 << 20)
+#define IPERF3_MAX_BLOCK (1 << 20)   /* the largest -l iperf3 takes */
+#define IPERF3_RUNS 5
 
 /* BUFFET_BENCH_QUICK: short runs everywhere. */
 static bool quick;
@@ -90,11 +98,14 @@ typedef struct ctx {
 } ctx;
 
 static atomic_bool stop_drain;
+static atomic_size_t drain_chunk;   /* bytes a read asks for: iperf3's block for the message size */
+static int tcp_cpu[2];              /* the sender's and the drain's CPU (-1: not pinned) */
 static void *drain(void *arg) {
     int fd = *(int *)arg;
-    static unsigned char sink[128 << 10];   /* what iperf3 reads into: it stays in L2 */
+    static unsigned char sink[IPERF3_MAX_BLOCK];
+    bench_pin_self(tcp_cpu[1], NULL);
     while (!atomic_load_explicit(&stop_drain, memory_order_relaxed))
-        if (read(fd, sink, sizeof sink) <= 0) break;
+        if (read(fd, sink, atomic_load_explicit(&drain_chunk, memory_order_relaxed)) <= 0) break;
     return NULL;
 }
 
@@ -170,16 +181,17 @@ static uint64_t run_flat(void *v, size_t iters) {
     return now_ns() - t0;
 }
 
-/* iperf3's receiver-side throughput in Gbit/s over secs s of 128 KiB writes, or a negative
-   number (the reason in why). */
-static double iperf3_gbits(int secs, char *why, size_t cap) {
+/* iperf3's receiver-side throughput in Gbit/s over secs s of writes of len bytes, client and
+   server pinned as the sender and the drain are, or a negative number (the reason in why). */
+static double iperf3_gbits(int secs, size_t len, char *why, size_t cap) {
     char port[16], *srv[] = {(char *)"iperf3", (char *)"-s", (char *)"-1", (char *)"-p", port, NULL};
-    char cmd[160], out[65536];
+    char cmd[200], pin[40] = "", out[65536];
     pid_t pid;
     FILE *p;
     size_t n;
     int status = 0;
     snprintf(port, sizeof port, "%d", 20000 + (int)(getpid() % 20000));
+    if (tcp_cpu[0] >= 0) snprintf(pin, sizeof pin, "-A %d,%d", tcp_cpu[0], tcp_cpu[1]);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);   /* the server's chatter */
@@ -191,7 +203,7 @@ static double iperf3_gbits(int secs, char *why, size_t cap) {
         return -1;
     }
     usleep(300000);   /* the server starts listening */
-    snprintf(cmd, sizeof cmd, "iperf3 -c 127.0.0.1 -p %s -t %d -l 128K -J 2>/dev/null", port, secs);
+    snprintf(cmd, sizeof cmd, "iperf3 -c 127.0.0.1 -p %s -t %d -l %zu %s -J 2>/dev/null", port, secs, len, pin);
     p = popen(cmd, "r");
     n = p ? fread(out, 1, sizeof out - 1, p) : 0;
     out[n] = '\0';
@@ -209,34 +221,56 @@ static double iperf3_gbits(int secs, char *why, size_t cap) {
 static void tcp_section(ctx *c) {
     static const size_t sizes[5] = {64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20};
     pthread_t t;
+    cpu_set_t all;
     int rx;
-    char why[128];
+    char why[128] = "";
     if (!nu_tcp_pair(&c->fd, &rx)) die("TCP over loopback failed");
+    bench_pick_cpus(tcp_cpu);
+    bench_pin_self(tcp_cpu[0], &all);
     atomic_store(&stop_drain, false);
+    atomic_store(&drain_chunk, (size_t)IPERF3_MAX_BLOCK);
     if (pthread_create(&t, NULL, drain, &rx) != 0) die("thread failed");
-    printf("\nTCP over loopback, one connection, a thread draining it; Gbit/s (median of %d), ratio chain / peer\n", REPS);
-    printf("%-10s %11s %11s %11s %11s %11s %11s %11s\n", "message", "chain send", "sendmsg", "copy+send", "contiguous",
-           "vs sendmsg", "vs copy", "vs contig.");
+    printf("\nTCP over loopback, one connection, a thread draining it; Gbit/s (median of %d), ratio chain / peer\n"
+           "(the median of the ratios within each repetition); iperf3 with writes and reads of the message\n"
+           "size (at most 1 MiB), the median of %d runs of 1 s; ", REPS, quick ? 1 : IPERF3_RUNS);
+    if (tcp_cpu[0] >= 0) printf("sender and iperf3's client on CPU %d, drain and iperf3's server on CPU %d\n", tcp_cpu[0], tcp_cpu[1]);
+    else printf("not pinned\n");
+    printf("%-9s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "message", "chain", "sendmsg", "copy", "contig.", "iperf3",
+           "vs sendm", "vs copy", "vs cont.", "vs iperf");
     for (int i = 0; i < 5; i++) {
         contestant cs[4] = {{"chain send", run_chain, c, 0}, {"hand-written sendmsg", run_sendmsg, c, 0},
                             {"copy + send", run_copy, c, 0}, {"contiguous send", run_flat, c, 0}};
-        double ns[4];
+        double ns[4], ip;
+        size_t block = sizes[i] < IPERF3_MAX_BLOCK ? sizes[i] : IPERF3_MAX_BLOCK;
         c->msg = sizes[i];
+        atomic_store(&drain_chunk, block);
         for (int k = 0; k < 4; k++) cs[k].ops_per_iter = (double)sizes[i];   /* ns per byte */
         measure(cs, 4, ns, quick ? 1e7 : 2e8, 4);
-        printf("%4zu KiB   %11.1f %11.1f %11.1f %11.1f %10.2fx %10.2fx %10.2fx\n", sizes[i] >> 10, 8 / ns[0], 8 / ns[1],
-               8 / ns[2], 8 / ns[3], ns[1] / ns[0], ns[2] / ns[0], ns[3] / ns[0]);
+        ip = -1;
+        if (!why[0]) {   /* while this connection idles: the median of a few runs */
+            double g[IPERF3_RUNS];
+            int runs = quick ? 1 : IPERF3_RUNS, k;
+            for (k = 0; k < runs && (g[k] = iperf3_gbits(1, block, why, sizeof why)) > 0; k++) {}
+            if (k == runs) {
+                qsort(g, (size_t)runs, sizeof g[0], cmp_double);
+                ip = g[runs / 2];
+            }
+        }
+        printf("%4zu KiB  %8.1f %8.1f %8.1f %8.1f ", sizes[i] >> 10, 8 / ns[0], 8 / ns[1], 8 / ns[2], 8 / ns[3]);
+        if (ip > 0) printf("%8.1f ", ip);
+        else printf("%8s ", "-");
+        printf("%7.2fx %7.2fx %7.2fx ", paired_ratio(0, 1), paired_ratio(0, 2), paired_ratio(0, 3));
+        if (ip > 0) printf("%7.2fx\n", 8 / ns[0] / ip);
+        else printf("%8s\n", "-");
     }
     print_spread();
+    if (why[0]) printf("iperf3: skipped: %s\n", why);
     atomic_store(&stop_drain, true);
     shutdown(c->fd, SHUT_WR);
     pthread_join(t, NULL);
     close(c->fd);
     close(rx);
-    int secs = quick ? 1 : 3;
-    double ip = iperf3_gbits(secs, why, sizeof why);
-    if (ip > 0) printf("iperf3 (reference, 128 KiB writes, %d s): %.1f Gbit/s\n", secs, ip);
-    else printf("iperf3: skipped: %s\n", why);
+    if (sched_setaffinity(0, sizeof all, &all) != 0) die("sched_setaffinity failed");
 }
 
 /* ---- 2. UDP on loopback ---- */

@@ -155,13 +155,6 @@ typedef void (*gp_free_fn)(void *);
 
 /* ---- CPUs: A (and the EAL's main lcore) on the first CPU this process may use, B on the second ---- */
 static int cpu[2] = { -1, -1 };
-static void pin_self(int c) {
-    cpu_set_t set;
-    if (c < 0) return;
-    CPU_ZERO(&set);
-    CPU_SET(c, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity failed");
-}
 
 /* ---- buffet ---- */
 /* The pool's bookkeeping allocator: the heap, with each block placed place_shift bytes into a
@@ -1345,7 +1338,7 @@ int main(int argc, char **argv) {
     uint64_t start = now_ns();
     bench_pick_cpus(cpu);
     dpdk_setup(argv[0]);   /* the EAL pins this thread to CPU A (-l) */
-    if (!con[C_DPDK]) pin_self(cpu[0]);
+    if (!con[C_DPDK]) bench_pin_self(cpu[0], NULL);
     buffet_setup();
     frame_pool_setup();
     for (size_t i = 0; i < NBURSTS; i++) {
