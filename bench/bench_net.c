@@ -12,17 +12,26 @@
         loop until all of it went (what code without scatter-gather does)
      d) contiguous send: M bytes already contiguous, send() in a loop: the floor of what a
         message of M bytes costs to hand to the kernel
-     e) iperf3 on the same loopback in the same run (its own sender and receiver, writes and reads
-        of the message size, at most 1 MiB, the most iperf3 takes; the median of 5 runs of 1 s,
-        one when quick), for reference; skipped with the reason when iperf3 is not installed
-   for M = 64 KiB, 128 KiB, 256 KiB, 1 MiB, 4 MiB. A second thread drains the socket as fast as
-   it can, reading what iperf3's receiver reads at a time (M, at most 1 MiB). The sender and
-   iperf3's client run on the first CPU this process may use, the drain and iperf3's server on
-   the second (BUFFET_BENCH_NOPIN=1: wherever the scheduler puts them), so that the two sides do
-   not take turns on one CPU. Gbit/s, and ratios chain / peer (above 1: the chain send is
-   faster): against the other contestants the median of the ratios within each repetition
-   (they alternate, so a slow stretch of the machine hits both sides of a ratio), against
-   iperf3 the ratio of the medians.
+     e) iperf3 on the same loopback, a contestant like the others: one server for the section,
+        and in every repetition a client run of the same bytes (at least 128 MiB: shorter runs
+        report nothing received) in writes and reads of the message size, at most 1 MiB (the
+        most iperf3 takes), its time being what iperf3's receiver measured; skipped with the
+        reason when iperf3 is not installed
+   for M = 64 KiB, 128 KiB, 256 KiB, 1 MiB, 4 MiB. Every run is on a new connection, as every
+   iperf3 run is, so that the receive buffer autotunes from its default alike for all (on one
+   connection kept for the section it grows to tcp_rmem's maximum, and the more bytes in flight,
+   the slower loopback goes); a second thread drains it as fast as it can, reading what iperf3's
+   receiver reads at a time (M, at most 1 MiB), and a run is timed until the drain has read the
+   last byte. The sender, the drain and both ends of iperf3 share the first CPU this process may
+   use: on the 2-vCPU machines this is measured on, the same runs with the drain on a CPU of its
+   own (BUFFET_BENCH_TCP_SPLIT=1) spread 3-4 times wider (interquartile range 44-94% of the
+   median against 7-32%), and a ratio needs the narrow spread (BUFFET_BENCH_NOPIN=1: wherever
+   the scheduler puts them). Gbit/s, and ratios chain / peer (above 1: the chain send is
+   faster), each the median of the ratios within each repetition (the contestants alternate, so
+   a slow stretch of the machine hits both sides of a ratio). The goal line calls the chain send
+   "above" a peer when that median is at least 1, "at" when the sign test's 99% interval for it
+   (the 2nd to the 10th of the 11 ratios) reaches 1 (the two cannot be told apart in this run),
+   else "below".
 
    2. UDP on loopback, datagrams of 64 and 1400 payload bytes, one unconnected sender addressing
    each datagram (as a server answering many peers does), a receiver thread draining:
@@ -73,7 +82,7 @@
 
 #define BENCH_NAME "bench_net"
 #define REPS 11
-#define MAX_CONTESTANTS 4
+#define MAX_CONTESTANTS 5
 #include "bench.h"
 #include "../tests/net_util.h"
 
@@ -82,13 +91,15 @@ extern char **environ;
 #define PIECE (16 << 10)
 #define MAX_MSG (4 << 20)
 #define IPERF3_MAX_BLOCK (1 << 20)   /* the largest -l iperf3 takes */
-#define IPERF3_RUNS 5
 
 /* BUFFET_BENCH_QUICK: short runs everywhere. */
 static bool quick;
 
 typedef struct ctx {
     int fd;
+    bool fresh;                     /* section 1: every run on a new connection (conn_begin) */
+    int rx;                         /* the drain's end of that connection */
+    pthread_t drainer;
     size_t msg;                     /* bytes per message */
     buffet_buf *pieces[MAX_MSG / PIECE];
     unsigned char *flat;            /* MAX_MSG contiguous bytes */
@@ -98,7 +109,7 @@ typedef struct ctx {
 } ctx;
 
 static atomic_bool stop_drain;
-static atomic_size_t drain_chunk;   /* bytes a read asks for: iperf3's block for the message size */
+static atomic_size_t drain_chunk = IPERF3_MAX_BLOCK;   /* bytes a read asks for: iperf3's block for the message size */
 static int tcp_cpu[2];              /* the sender's and the drain's CPU (-1: not pinned) */
 static void *drain(void *arg) {
     int fd = *(int *)arg;
@@ -107,6 +118,27 @@ static void *drain(void *arg) {
     while (!atomic_load_explicit(&stop_drain, memory_order_relaxed))
         if (read(fd, sink, atomic_load_explicit(&drain_chunk, memory_order_relaxed)) <= 0) break;
     return NULL;
+}
+
+/* Section 1 runs each contestant on a new connection, as each iperf3 run is: the receive buffer
+   autotunes from its default alike for all (on a connection kept for the whole section it grows
+   to tcp_rmem's maximum, and the larger amount in flight makes loopback slower here). */
+static void conn_begin(ctx *c) {
+    if (!c->fresh) return;
+    if (!nu_tcp_pair(&c->fd, &c->rx)) die("TCP over loopback failed");
+    if (pthread_create(&c->drainer, NULL, drain, &c->rx) != 0) die("thread failed");
+}
+/* The ns since t0, on a new connection until the drain has read the last byte (what iperf3's
+   receiver counts). */
+static uint64_t conn_end(ctx *c, uint64_t t0) {
+    uint64_t t;
+    if (!c->fresh) return now_ns() - t0;
+    shutdown(c->fd, SHUT_WR);
+    pthread_join(c->drainer, NULL);
+    t = now_ns() - t0;
+    close(c->fd);
+    close(c->rx);
+    return t;
 }
 
 static void send_all(int fd, const unsigned char *p, size_t n) {
@@ -125,16 +157,18 @@ static void build_chain(ctx *c) {
 
 static uint64_t run_chain(void *v, size_t iters) {
     ctx *c = (ctx *)v;
+    conn_begin(c);
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < iters; i++) {
         build_chain(c);
         if (buffet_net_send_chain(c->fd, &c->chain, 0, NULL) != BUFFET_OK) die("chain send failed");
     }
-    return now_ns() - t0;
+    return conn_end(c, t0);
 }
 static uint64_t run_sendmsg(void *v, size_t iters) {
     ctx *c = (ctx *)v;
     static struct iovec iov[MAX_MSG / PIECE];
+    conn_begin(c);
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < iters; i++) {
         size_t n = c->msg / PIECE, off = 0;
@@ -162,114 +196,167 @@ static uint64_t run_sendmsg(void *v, size_t iters) {
             }
         }
     }
-    return now_ns() - t0;
+    return conn_end(c, t0);
 }
 static uint64_t run_copy(void *v, size_t iters) {
     ctx *c = (ctx *)v;
+    conn_begin(c);
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < iters; i++) {
         for (size_t k = 0; k < c->msg / PIECE; k++) memcpy(c->flat + k * PIECE, c->pieces[k]->data, PIECE);
         escape(c->flat);
         send_all(c->fd, c->flat, c->msg);
     }
-    return now_ns() - t0;
+    return conn_end(c, t0);
 }
 static uint64_t run_flat(void *v, size_t iters) {
     ctx *c = (ctx *)v;
+    conn_begin(c);
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < iters; i++) send_all(c->fd, c->flat, c->msg);
-    return now_ns() - t0;
+    return conn_end(c, t0);
 }
 
-/* iperf3's receiver-side throughput in Gbit/s over secs s of writes of len bytes, client and
-   server pinned as the sender and the drain are, or a negative number (the reason in why). */
-static double iperf3_gbits(int secs, size_t len, char *why, size_t cap) {
-    char port[16], *srv[] = {(char *)"iperf3", (char *)"-s", (char *)"-1", (char *)"-p", port, NULL};
-    char cmd[200], pin[40] = "", out[65536];
-    pid_t pid;
-    FILE *p;
-    size_t n;
-    int status = 0;
-    snprintf(port, sizeof port, "%d", 20000 + (int)(getpid() % 20000));
-    if (tcp_cpu[0] >= 0) snprintf(pin, sizeof pin, "-A %d,%d", tcp_cpu[0], tcp_cpu[1]);
+/* iperf3 as a contestant: one server for the whole section, and per run a client that moves
+   the run's bytes (-n) in writes of the block (-l), pinned as the sender and the drain are. Its
+   time is what iperf3's receiver measured (sum_received), so its start-up is not counted. */
+typedef struct iperf3_ctx {
+    pid_t server;                   /* 0: none */
+    char port[16];
+    size_t msg, block;              /* bytes per message (an iteration), per write */
+} iperf3_ctx;
+
+/* Start the server: true, or false with the reason in why. */
+static bool iperf3_start(iperf3_ctx *p, char *why, size_t cap) {
+    char *srv[] = {(char *)"iperf3", (char *)"-s", (char *)"-p", p->port, NULL};
     posix_spawn_file_actions_t fa;
+    int rc, status;
+    snprintf(p->port, sizeof p->port, "%d", 20000 + (int)(getpid() % 20000));
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);   /* the server's chatter */
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     fflush(stdout);
-    int rc = posix_spawnp(&pid, "iperf3", &fa, NULL, srv, environ);
+    rc = posix_spawnp(&p->server, "iperf3", &fa, NULL, srv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
+        p->server = 0;
         snprintf(why, cap, "iperf3 is not installed (make bench-deps)");
-        return -1;
+        return false;
     }
     usleep(300000);   /* the server starts listening */
-    snprintf(cmd, sizeof cmd, "iperf3 -c 127.0.0.1 -p %s -t %d -l %zu %s -J 2>/dev/null", port, secs, len, pin);
-    p = popen(cmd, "r");
-    n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[n] = '\0';
-    if (p) pclose(p);
-    waitpid(pid, &status, 0);
-    const char *s = strstr(out, "\"sum_received\"");
-    s = s ? strstr(s, "\"bits_per_second\"") : NULL;
-    if (!s) {
-        snprintf(why, cap, "iperf3 printed no result");
-        return -1;
+    if (waitpid(p->server, &status, WNOHANG) == p->server) {
+        p->server = 0;
+        snprintf(why, cap, "the iperf3 server exited at once (port %s taken?)", p->port);
+        return false;
     }
-    return strtod(strchr(s, ':') + 1, NULL) / 1e9;
+    return true;
+}
+static void iperf3_stop(iperf3_ctx *p) {
+    if (!p->server) return;
+    kill(p->server, SIGTERM);
+    waitpid(p->server, NULL, 0);
+    p->server = 0;
+}
+/* One client run of iters messages: the ns iperf3's receiver took for them, or 0 when iperf3
+   printed no result (reason in why). */
+static uint64_t iperf3_once(iperf3_ctx *p, size_t iters, char *why, size_t cap) {
+    char cmd[200], pin[40] = "", out[65536];
+    double bytes = (double)iters * (double)p->msg, bps = 0;
+    if (tcp_cpu[0] >= 0) snprintf(pin, sizeof pin, "-A %d,%d", tcp_cpu[0], tcp_cpu[1]);
+    /* at least 128 MiB a run: iperf3 reports 0 bytes received for a run of a few milliseconds;
+       the rate it measured is then taken for the run's bytes */
+    snprintf(cmd, sizeof cmd, "iperf3 -c 127.0.0.1 -p %s -n %.0f -l %zu %s -J 2>/dev/null", p->port,
+             bytes > 134217728.0 ? bytes : 134217728.0, p->block, pin);
+    for (int tries = 0; tries < 3 && !(bps > 0); tries++) {   /* a run the server missed is run again */
+        FILE *f = popen(cmd, "r");
+        size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+        out[n] = '\0';
+        if (f) pclose(f);
+        const char *s = strstr(out, "\"sum_received\"");
+        s = s ? strstr(s, "\"bits_per_second\"") : NULL;
+        bps = s ? strtod(strchr(s, ':') + 1, NULL) : 0;
+    }
+    if (!(bps > 0)) {
+        snprintf(why, cap, "iperf3 printed no result");
+        return 0;
+    }
+    return (uint64_t)(bytes * 8 / bps * 1e9);
+}
+static uint64_t run_iperf3(void *v, size_t iters) {
+    char why[64];
+    uint64_t ns = iperf3_once((iperf3_ctx *)v, iters, why, sizeof why);
+    if (!ns) {
+        iperf3_stop((iperf3_ctx *)v);   /* no server left behind */
+        die(why);
+    }
+    return ns;
+}
+
+/* "at or above": the median ratio is at least 1, or the sign test's interval for it (the 2nd to
+   the 10th of 11 ratios, one per repetition: 99% confidence) reaches 1, so that this run cannot
+   tell the two apart. 99%, not less: the goal line judges ten such pairs at once. */
+_Static_assert(REPS == 11, "at_or_above's interval is the sign test's for 11 repetitions");
+static const char *at_or_above(int a, int b) {
+    double r[REPS];
+    for (int k = 0; k < REPS; k++) r[k] = bench_sample[b][k] / bench_sample[a][k];
+    qsort(r, REPS, sizeof(double), cmp_double);
+    return r[REPS / 2] >= 1.0 ? "above" : r[REPS - 2] >= 1.0 ? "at" : "below";
 }
 
 static void tcp_section(ctx *c) {
     static const size_t sizes[5] = {64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20};
-    pthread_t t;
     cpu_set_t all;
-    int rx;
-    char why[128] = "";
-    if (!nu_tcp_pair(&c->fd, &rx)) die("TCP over loopback failed");
+    int below = 0;
+    char why[128] = "", verdicts[5][2][8];
+    iperf3_ctx ip;
+    memset(&ip, 0, sizeof ip);
     bench_pick_cpus(tcp_cpu);
+    if (!getenv("BUFFET_BENCH_TCP_SPLIT")) tcp_cpu[1] = tcp_cpu[0];
     bench_pin_self(tcp_cpu[0], &all);
     atomic_store(&stop_drain, false);
-    atomic_store(&drain_chunk, (size_t)IPERF3_MAX_BLOCK);
-    if (pthread_create(&t, NULL, drain, &rx) != 0) die("thread failed");
-    printf("\nTCP over loopback, one connection, a thread draining it; Gbit/s (median of %d), ratio chain / peer\n"
-           "(the median of the ratios within each repetition); iperf3 with writes and reads of the message\n"
-           "size (at most 1 MiB), the median of %d runs of 1 s; ", REPS, quick ? 1 : IPERF3_RUNS);
-    if (tcp_cpu[0] >= 0) printf("sender and iperf3's client on CPU %d, drain and iperf3's server on CPU %d\n", tcp_cpu[0], tcp_cpu[1]);
-    else printf("not pinned\n");
+    c->fresh = true;
+    bool have_iperf3 = iperf3_start(&ip, why, sizeof why);
+    printf("\nTCP over loopback, a thread draining the connection; Gbit/s (median of %d), ratio chain / peer\n"
+           "(the median of the ratios within each repetition); every run on a new connection, timed until the\n"
+           "drain has read the last byte; iperf3 with writes and reads of the message size (at most 1 MiB),\n"
+           "one run of it in each repetition; ", REPS);
+    if (tcp_cpu[0] < 0) printf("not pinned\n");
+    else if (tcp_cpu[0] == tcp_cpu[1])
+        printf("sender, drain and iperf3 on CPU %d\n(BUFFET_BENCH_TCP_SPLIT=1: the drain on a CPU of its own)\n", tcp_cpu[0]);
+    else printf("sender and iperf3's client on CPU %d, drain and iperf3's server on CPU %d\n", tcp_cpu[0], tcp_cpu[1]);
     printf("%-9s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "message", "chain", "sendmsg", "copy", "contig.", "iperf3",
            "vs sendm", "vs copy", "vs cont.", "vs iperf");
     for (int i = 0; i < 5; i++) {
-        contestant cs[4] = {{"chain send", run_chain, c, 0}, {"hand-written sendmsg", run_sendmsg, c, 0},
-                            {"copy + send", run_copy, c, 0}, {"contiguous send", run_flat, c, 0}};
-        double ns[4], ip;
-        size_t block = sizes[i] < IPERF3_MAX_BLOCK ? sizes[i] : IPERF3_MAX_BLOCK;
-        c->msg = sizes[i];
-        atomic_store(&drain_chunk, block);
-        for (int k = 0; k < 4; k++) cs[k].ops_per_iter = (double)sizes[i];   /* ns per byte */
-        measure(cs, 4, ns, quick ? 1e7 : 2e8, 4);
-        ip = -1;
-        if (!why[0]) {   /* while this connection idles: the median of a few runs */
-            double g[IPERF3_RUNS];
-            int runs = quick ? 1 : IPERF3_RUNS, k;
-            for (k = 0; k < runs && (g[k] = iperf3_gbits(1, block, why, sizeof why)) > 0; k++) {}
-            if (k == runs) {
-                qsort(g, (size_t)runs, sizeof g[0], cmp_double);
-                ip = g[runs / 2];
-            }
-        }
+        contestant cs[5] = {{"chain send", run_chain, c, 0}, {"hand-written sendmsg", run_sendmsg, c, 0},
+                            {"copy + send", run_copy, c, 0}, {"contiguous send", run_flat, c, 0},
+                            {"iperf3", run_iperf3, &ip, 0}};
+        int n = have_iperf3 ? 5 : 4;
+        double ns[5];
+        c->msg = ip.msg = sizes[i];
+        ip.block = sizes[i] < IPERF3_MAX_BLOCK ? sizes[i] : IPERF3_MAX_BLOCK;
+        atomic_store(&drain_chunk, ip.block);
+        for (int k = 0; k < n; k++) cs[k].ops_per_iter = (double)sizes[i];   /* ns per byte */
+        measure(cs, n, ns, quick ? 1e7 : 2e8, 4);
         printf("%4zu KiB  %8.1f %8.1f %8.1f %8.1f ", sizes[i] >> 10, 8 / ns[0], 8 / ns[1], 8 / ns[2], 8 / ns[3]);
-        if (ip > 0) printf("%8.1f ", ip);
+        if (have_iperf3) printf("%8.1f ", 8 / ns[4]);
         else printf("%8s ", "-");
         printf("%7.2fx %7.2fx %7.2fx ", paired_ratio(0, 1), paired_ratio(0, 2), paired_ratio(0, 3));
-        if (ip > 0) printf("%7.2fx\n", 8 / ns[0] / ip);
+        if (have_iperf3) printf("%7.2fx\n", paired_ratio(0, 4));
         else printf("%8s\n", "-");
+        for (int k = 0; k < 2; k++) {
+            const char *v = k == 0 ? at_or_above(0, 3) : have_iperf3 ? at_or_above(0, 4) : "-";
+            snprintf(verdicts[i][k], sizeof verdicts[i][k], "%s", v);
+            below += !strcmp(v, "below");
+        }
     }
     print_spread();
-    if (why[0]) printf("iperf3: skipped: %s\n", why);
-    atomic_store(&stop_drain, true);
-    shutdown(c->fd, SHUT_WR);
-    pthread_join(t, NULL);
-    close(c->fd);
-    close(rx);
+    iperf3_stop(&ip);
+    if (!have_iperf3) printf("iperf3: skipped: %s\n", why);
+    printf("goal (chain send at or above the contiguous send and iperf3; 'at': the 99%% interval of the\n"
+           "median ratio reaches 1):");
+    for (int i = 0; i < 5; i++) printf("%s %zu KiB %s/%s", i ? "," : "", sizes[i] >> 10, verdicts[i][0], verdicts[i][1]);
+    printf(" -- %s\n", below || !have_iperf3 ? "NOT met" : "met");
+    c->fresh = false;
     if (sched_setaffinity(0, sizeof all, &all) != 0) die("sched_setaffinity failed");
 }
 

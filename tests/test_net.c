@@ -562,6 +562,29 @@ static void test_faults_repeat(void) {
     tn_end(&e);
 }
 
+/* A chain larger than BUFFET_NET_SEND_MAX goes out in calls of at most that many bytes, all of
+   it: counted by the fault layer (armed, making no faults), which sees every call. */
+static void test_send_call_cap(void) {
+    tn_env e;
+    buffet_net_faults f;
+    buffet_chain c;
+    size_t sent = 0, total = 3 * (size_t)BUFFET_NET_SEND_MAX + 12345, at;
+    int fd = open("/dev/null", O_WRONLY);
+    tn_begin(&e);
+    BT_CHECK(fd >= 0 && buffet_chain_init(&c, e.a) == BUFFET_OK);
+    for (at = 0; at < total; at += 65536) BT_CHECK(tn_append(&e, &c, BUFFET_BUF_HEAP, 5, at, total - at < 65536 ? total - at : 65536));
+    memset(&f, 0, sizeof f);
+    f.fd = fd;
+    buffet_net_faults_set(&f);
+    BT_CHECK(buffet_net_send_chain(fd, &c, 0, &sent) == BUFFET_OK);
+    buffet_net_faults_set(NULL);
+    BT_CHECK(sent == total && buffet_chain_len(&c) == 0);
+    BT_CHECK(f.calls == 4 && f.shorts == 0);
+    close(fd);
+    buffet_chain_deinit(&c);
+    tn_end(&e);
+}
+
 /* ---------------------------------------------------------------------------------------------
    Bad input */
 
@@ -634,6 +657,7 @@ int main(void) {
     BT_RUN(test_take_all_or_nothing);
     BT_RUN(test_faults_byte_exact);
     BT_RUN(test_faults_repeat);
+    BT_RUN(test_send_call_cap);
     BT_RUN(test_bad_input);
     return bt_finish("test_net.c");
 }
