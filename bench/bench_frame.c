@@ -17,8 +17,10 @@
    GLIBC_TUNABLES=glibc.rtld.optional_static_tls raised.
    Every number is the median of REPS repetitions after a warm-up; within a repetition the
    contestants alternate (order reversed every other repetition). Object sizes come from one
-   pre-generated table, the same sequence for every contestant. Every object is written after
-   allocation; the arenas are reset between frames, so no number measures an exhausted arena.
+   pre-generated table, the same sequence for every contestant. Objects are written after
+   allocation (in a), in three rounds: the first 16 B, all of it, or nothing, the last for the
+   allocators' own cost); the arenas are reset between frames, so no number measures an
+   exhausted arena.
    Ratios are peer / buffet: above 1 means buffet is faster. a) also has a plain bump pointer in
    the same loop (the floor the frame arena is held to: within 1.1x) and a scope over the heap
    begun and ended per frame (held to 5x faster than glibc malloc/free).
@@ -28,7 +30,8 @@
    BUFFET_BENCH_REEXEC=1 GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 valgrind
    --tool=callgrind --toggle-collect='frame_*' --dump-after=frame_buffet --dump-after=frame_bump
    ... ./bench_frame (a --dump-after for every frame_* contestant): each dump's total / 200000
-   is one contestant's count, writing 16 B in the first round, whole objects in the second.
+   is one contestant's count, writing 16 B in the first round, whole objects in the second,
+   nothing in the third (the allocator and the loop alone).
    Under valgrind a scope over the heap keeps no spare blocks: its count includes the malloc and
    free of its blocks every frame.
    Build: gcc -std=c11 -O2 -pthread bench/bench_frame.c -o bench_frame */
@@ -60,9 +63,17 @@
 
 static uint16_t sizes[NSIZES];   /* 16..256, uniform; the same for every contestant */
 
-/* Write an object: its first 16 bytes (a header being filled in), or all of it. */
-static inline void touch(void *p, size_t size, bool whole) {
-    if (whole) memset(p, 0x5a, size);
+/* How much of an object a loop writes: its first 16 bytes (a header being filled in), all of
+   it, or nothing (the allocator's cost alone, as a count in make bench-count). 0 and 1 are a
+   bool "whole", as section b) passes it. */
+enum { WRITE_16, WRITE_ALL, WRITE_NONE };
+static inline void touch(void *p, size_t size, int wr) {
+    if (wr == WRITE_NONE) {   /* the pointer is used, and no memory: escape's barrier would make
+                                 every contestant store and reload its state per object */
+        __asm__ volatile("" : : "r"(p));
+        return;
+    }
+    if (wr == WRITE_ALL) memset(p, 0x5a, size);
     else memset(p, 0x5a, 16);
     escape(p);
 }
@@ -163,7 +174,7 @@ ALWAYS_INLINE void *bump_alloc(bump_arena *b, size_t n) {
 }
 
 typedef struct frame_ctx {
-    bool whole;                  /* touch all of each object, else its first 16 bytes */
+    int wr;                      /* WRITE_16, WRITE_ALL or WRITE_NONE */
     void **ptrs;                 /* OBJS: what the malloc-style contestants free at the frame's end */
     buffet_frame_arena *fa, *fa2;      /* 1 and 2 frames in flight */
     bump_arena *bump;
@@ -172,8 +183,16 @@ typedef struct frame_ctx {
     peer_apr_pool *apr_pool;
 } frame_ctx;
 
-ALWAYS_INLINE uint64_t frame_buffet_run(frame_ctx *x, size_t iters, buffet_frame_arena *fa) {
-    const bool whole = x->whole;
+/* A contestant's loop compiled once per WRITE_* (a constant in each), so that no loop tests the
+   mode per object: call is the _run function's call, with wr_ for the mode. */
+#define BY_WRITE(x, call)                                      \
+    switch ((x)->wr) {                                         \
+    case WRITE_NONE: { const int wr_ = WRITE_NONE; return call; } \
+    case WRITE_ALL: { const int wr_ = WRITE_ALL; return call; }   \
+    default: { const int wr_ = WRITE_16; return call; }           \
+    }
+
+ALWAYS_INLINE uint64_t frame_buffet_run(size_t iters, buffet_frame_arena *fa, const int wr) {
     uint64_t t0 = now_ns();
     for (size_t f = 0; f < iters; f++) {
         size_t base = f * OBJS;
@@ -182,19 +201,17 @@ ALWAYS_INLINE uint64_t frame_buffet_run(frame_ctx *x, size_t iters, buffet_frame
             size_t n = sizes[(base + i) & SIZE_MASK];
             void *p = buffet_frame_alloc(fa, n, 16);
             if (!p) die("buffet_frame_alloc failed");
-            touch(p, n, whole);
+            touch(p, n, wr);
         }
         buffet_frame_end(fa);
     }
     return now_ns() - t0;
 }
-static uint64_t frame_buffet(void *x, size_t it) { return frame_buffet_run((frame_ctx *)x, it, ((frame_ctx *)x)->fa); }
-static uint64_t frame_buffet2(void *x, size_t it) { return frame_buffet_run((frame_ctx *)x, it, ((frame_ctx *)x)->fa2); }
+static uint64_t frame_buffet(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_buffet_run(it, x->fa, wr_)) }
+static uint64_t frame_buffet2(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_buffet_run(it, x->fa2, wr_)) }
 
-static uint64_t frame_bump(void *vctx, size_t iters) {
-    frame_ctx *x = (frame_ctx *)vctx;
+ALWAYS_INLINE uint64_t frame_bump_run(frame_ctx *x, size_t iters, const int wr) {
     bump_arena *b = x->bump;
-    const bool whole = x->whole;
     uint64_t t0 = now_ns();
     for (size_t f = 0; f < iters; f++) {
         size_t base = f * OBJS;
@@ -202,17 +219,16 @@ static uint64_t frame_bump(void *vctx, size_t iters) {
             size_t n = sizes[(base + i) & SIZE_MASK];
             void *p = bump_alloc(b, n);
             if (!p) die("bump_alloc failed");
-            touch(p, n, whole);
+            touch(p, n, wr);
         }
         b->cur = b->base;
     }
     return now_ns() - t0;
 }
+static uint64_t frame_bump(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_bump_run(x, it, wr_)) }
 
 /* A scope over the heap per frame: begin, the frame's objects, end (frees them all). */
-static uint64_t frame_scope(void *vctx, size_t iters) {
-    frame_ctx *x = (frame_ctx *)vctx;
-    const bool whole = x->whole;
+ALWAYS_INLINE uint64_t frame_scope_run(size_t iters, const int wr) {
     buffet_scope s;
     buffet_scope_desc desc;
     memset(&desc, 0, sizeof desc);
@@ -224,16 +240,16 @@ static uint64_t frame_scope(void *vctx, size_t iters) {
             size_t n = sizes[(base + i) & SIZE_MASK];
             void *p = buffet_scope_alloc(&s, n, 16);
             if (!p) die("buffet_scope_alloc failed");
-            touch(p, n, whole);
+            touch(p, n, wr);
         }
         if (buffet_scope_end(&s) != BUFFET_OK) die("buffet_scope_end failed");
     }
     return now_ns() - t0;
 }
+static uint64_t frame_scope(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_scope_run(it, wr_)) }
 
-ALWAYS_INLINE uint64_t frame_gp(frame_ctx *x, size_t iters, gp_alloc_fn al, gp_free_fn fr) {
+ALWAYS_INLINE uint64_t frame_gp_run(frame_ctx *x, size_t iters, gp_alloc_fn al, gp_free_fn fr, const int wr) {
     void **ptrs = x->ptrs;
-    const bool whole = x->whole;
     uint64_t t0 = now_ns();
     for (size_t f = 0; f < iters; f++) {
         size_t base = f * OBJS;
@@ -241,22 +257,20 @@ ALWAYS_INLINE uint64_t frame_gp(frame_ctx *x, size_t iters, gp_alloc_fn al, gp_f
             size_t n = sizes[(base + i) & SIZE_MASK];
             void *p = al(n);
             if (!p) die("malloc failed");
-            touch(p, n, whole);
+            touch(p, n, wr);
             ptrs[i] = p;
         }
         for (size_t i = 0; i < OBJS; i++) fr(ptrs[i], sizes[(base + i) & SIZE_MASK]);
     }
     return now_ns() - t0;
 }
-static uint64_t frame_glibc(void *x, size_t it) { return frame_gp((frame_ctx *)x, it, glibc_alloc, glibc_free); }
-static uint64_t frame_je(void *x, size_t it) { return frame_gp((frame_ctx *)x, it, je_alloc, je_free); }
-static uint64_t frame_mi(void *x, size_t it) { return frame_gp((frame_ctx *)x, it, mi_alloc, mi_free); }
-static uint64_t frame_tc(void *x, size_t it) { return frame_gp((frame_ctx *)x, it, tc_alloc, tc_free); }
+static uint64_t frame_glibc(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_gp_run(x, it, glibc_alloc, glibc_free, wr_)) }
+static uint64_t frame_je(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_gp_run(x, it, je_alloc, je_free, wr_)) }
+static uint64_t frame_mi(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_gp_run(x, it, mi_alloc, mi_free, wr_)) }
+static uint64_t frame_tc(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_gp_run(x, it, tc_alloc, tc_free, wr_)) }
 
-static uint64_t frame_obstack(void *vctx, size_t iters) {
-    frame_ctx *x = (frame_ctx *)vctx;
+ALWAYS_INLINE uint64_t frame_obstack_run(frame_ctx *x, size_t iters, const int wr) {
     struct obstack *ob = &x->ob;
-    const bool whole = x->whole;
     uint64_t t0 = now_ns();
     for (size_t f = 0; f < iters; f++) {
         size_t base = f * OBJS;
@@ -266,16 +280,15 @@ static uint64_t frame_obstack(void *vctx, size_t iters) {
             void *p = obstack_alloc(ob, n);
             if (!p) die("obstack_alloc failed");
             if (i == 0) first = p;
-            touch(p, n, whole);
+            touch(p, n, wr);
         }
         obstack_free(ob, first);
     }
     return now_ns() - t0;
 }
+static uint64_t frame_obstack(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_obstack_run(x, it, wr_)) }
 
-static uint64_t frame_talloc(void *vctx, size_t iters) {
-    frame_ctx *x = (frame_ctx *)vctx;
-    const bool whole = x->whole;
+ALWAYS_INLINE uint64_t frame_talloc_run(size_t iters, const int wr) {
     uint64_t t0 = now_ns();
     for (size_t f = 0; f < iters; f++) {
         size_t base = f * OBJS;
@@ -285,17 +298,16 @@ static uint64_t frame_talloc(void *vctx, size_t iters) {
             size_t n = sizes[(base + i) & SIZE_MASK];
             void *p = P.tl_named_const(ctx, n, "obj");
             if (!p) die("talloc_size failed");
-            touch(p, n, whole);
+            touch(p, n, wr);
         }
         P.tl_free(ctx, "bench_frame.c");
     }
     return now_ns() - t0;
 }
+static uint64_t frame_talloc(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_talloc_run(it, wr_)) }
 
-static uint64_t frame_talloc_pool(void *vctx, size_t iters) {
-    frame_ctx *x = (frame_ctx *)vctx;
+ALWAYS_INLINE uint64_t frame_talloc_pool_run(frame_ctx *x, size_t iters, const int wr) {
     void *pool = x->tl_pool;
-    const bool whole = x->whole;
     uint64_t t0 = now_ns();
     for (size_t f = 0; f < iters; f++) {
         size_t base = f * OBJS;
@@ -303,17 +315,16 @@ static uint64_t frame_talloc_pool(void *vctx, size_t iters) {
             size_t n = sizes[(base + i) & SIZE_MASK];
             void *p = P.tl_named_const(pool, n, "obj");
             if (!p) die("talloc_size failed");
-            touch(p, n, whole);
+            touch(p, n, wr);
         }
         P.tl_free_children(pool);
     }
     return now_ns() - t0;
 }
+static uint64_t frame_talloc_pool(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_talloc_pool_run(x, it, wr_)) }
 
-static uint64_t frame_apr(void *vctx, size_t iters) {
-    frame_ctx *x = (frame_ctx *)vctx;
+ALWAYS_INLINE uint64_t frame_apr_run(frame_ctx *x, size_t iters, const int wr) {
     peer_apr_pool *pool = x->apr_pool;
-    const bool whole = x->whole;
     uint64_t t0 = now_ns();
     for (size_t f = 0; f < iters; f++) {
         size_t base = f * OBJS;
@@ -321,12 +332,13 @@ static uint64_t frame_apr(void *vctx, size_t iters) {
             size_t n = sizes[(base + i) & SIZE_MASK];
             void *p = P.apr_palloc(pool, n);
             if (!p) die("apr_palloc failed");
-            touch(p, n, whole);
+            touch(p, n, wr);
         }
         P.apr_pool_clear(pool);
     }
     return now_ns() - t0;
 }
+static uint64_t frame_apr(void *v, size_t it) { frame_ctx *x = (frame_ctx *)v; BY_WRITE(x, frame_apr_run(x, it, wr_)) }
 
 /* ---- b) one size: pairs and bursts ---- */
 typedef struct obj_ctx {
@@ -599,7 +611,7 @@ static void section_a(goals *g) {
     static void *frame_ptrs[OBJS];
     static unsigned char bump_block[(size_t)OBJS * MAX_SIZE] __attribute__((aligned(64)));
     bump_arena bump = { bump_block, bump_block, bump_block + sizeof bump_block };
-    frame_ctx fx[2];
+    frame_ctx fx[3];   /* by WRITE_*: the first 16 B, the whole object, nothing */
     memset(fx, 0, sizeof fx);
     buffet_frame_arena *fa, *fa2;
     if (buffet_frame_create(&fa, &(buffet_frame_desc){ .frames_in_flight = 1 }) != BUFFET_OK ||
@@ -609,8 +621,8 @@ static void section_a(goals *g) {
     if (P.tl && !tl_pool) die("talloc_pool failed");
     peer_apr_pool *apr_pool = NULL;
     if (P.apr && P.apr_pool_create_ex(&apr_pool, NULL, NULL, NULL) != 0) die("apr_pool_create_ex failed");
-    for (int w = 0; w < 2; w++) {
-        fx[w].whole = w == 1;
+    for (int w = 0; w < 3; w++) {
+        fx[w].wr = w;
         fx[w].ptrs = frame_ptrs;
         fx[w].fa = fa;
         fx[w].fa2 = fa2;
@@ -639,9 +651,9 @@ static void section_a(goals *g) {
     };
     enum { NFC = sizeof fc / sizeof fc[0] };
     const char *names[MAX_CONTESTANTS];
-    double r[2][MAX_CONTESTANTS];
+    double r[3][MAX_CONTESTANTS];
     int n = 0;
-    for (int w = 0; w < 2; w++) {
+    for (int w = 0; w < 3; w++) {
         contestant c[MAX_CONTESTANTS];
         n = 0;
         for (int i = 0; i < (int)NFC; i++) {
@@ -649,7 +661,9 @@ static void section_a(goals *g) {
             names[n] = fc[i].name;
             c[n++] = (contestant){ .name = fc[i].name, .run = fc[i].run, .ctx = &fx[w], .ops_per_iter = OBJS };
         }
-        bench_table = w ? "a) frame allocation, whole object written" : "a) frame allocation, first 16 B written";
+        bench_table = w == WRITE_ALL ? "a) frame allocation, whole object written"
+                      : w == WRITE_16 ? "a) frame allocation, first 16 B written"
+                                      : "a) frame allocation, nothing written";
         measure(c, n, r[w], TARGET_NS, 1);
     }
     printf("\na) frame allocation: %d objects per frame, sizes %d..%d B uniform (mean %.0f B, one table), align 16\n"
@@ -658,8 +672,9 @@ static void section_a(goals *g) {
            "   (sizes rounded to 16, reset per frame); buffet_scope (heap) is a scope over the heap\n"
            "   begun and ended per frame.\n",
            OBJS, MIN_SIZE, MAX_SIZE, sizes_mean);
-    printf("   %-22s %24s   %24s\n", "", "write first 16 B", "write whole object");
-    printf("   %-22s %10s %13s   %10s %13s\n", "contestant", "ns/obj", "peer/buffet", "ns/obj", "peer/buffet");
+    printf("   %-22s %24s   %24s   %24s\n", "", "write first 16 B", "write whole object", "write nothing");
+    printf("   %-22s %10s %13s   %10s %13s   %10s %13s\n", "contestant", "ns/obj", "peer/buffet", "ns/obj", "peer/buffet",
+           "ns/obj", "peer/buffet");
     g->a_run = true;
     for (int w = 0; w < 2; w++) {
         g->a_faster[w] = true;
@@ -669,8 +684,8 @@ static void section_a(goals *g) {
         g->a_closest[w] = 1e9;
     }
     for (int i = 0; i < n; i++) {
-        printf("   %-22s %10.2f %12.2fx   %10.2f %12.2fx\n", names[i], r[0][i], r[0][i] / r[0][0], r[1][i],
-               r[1][i] / r[1][0]);
+        printf("   %-22s %10.2f %12.2fx   %10.2f %12.2fx   %10.2f %12.2fx\n", names[i], r[0][i], r[0][i] / r[0][0], r[1][i],
+               r[1][i] / r[1][0], r[2][i], r[2][i] / r[2][0]);
         for (int w = 0; w < 2 && i > ROW_SCOPE; w++) {
             double ratio = r[w][i] / r[w][0];
             if (ratio <= 1.0) g->a_faster[w] = false;
@@ -683,7 +698,7 @@ static void section_a(goals *g) {
     printf("   (buffet arena: %zu chunks of %zu KiB held with 1 frame in flight, %zu of %zu KiB with 2)\n", st.chunks,
            st.chunk_bytes / (st.chunks ? st.chunks : 1) >> 10, st2.chunks, st2.chunk_bytes / (st2.chunks ? st2.chunks : 1) >> 10);
     fflush(stdout);
-    for (int w = 0; w < 2; w++) obstack_free(&fx[w].ob, NULL);
+    for (int w = 0; w < 3; w++) obstack_free(&fx[w].ob, NULL);
     buffet_frame_destroy(fa);
     buffet_frame_destroy(fa2);
     if (P.tl) P.tl_free(tl_pool, "bench_frame.c");
