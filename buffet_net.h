@@ -98,8 +98,8 @@ BUFFET_EXTERN_C_BEGIN
 #define BUFFET_NET_IOV_MAX 1024
 /* Bytes buffet_net_send_chain asks one call to take at most. A blocking TCP send of 4 MiB in one
    call measured 6-17% slower over loopback (by the receiver's read size) than the same bytes in
-   calls of 512 KiB to 2 MiB; a call per MiB costs nothing next to copying it. Define it before
-   including the header to change it. */
+   calls of 1 MiB; a call per MiB costs nothing next to copying it. Define it before including
+   the header to change it. */
 #ifndef BUFFET_NET_SEND_MAX
 #define BUFFET_NET_SEND_MAX 1048576   /* 1 MiB */
 #endif
