@@ -3865,20 +3865,22 @@ static void buffet__gpu_buf_destroy(buffet_buf *buf) {
     buffet__gpu_free_recs(d, done);
 }
 
+/* A record for a new buffer: a spare one, else one from the device's allocator. Under mu, which
+   is let go while the allocator runs (it may be slow, or take locks of its own), so that a
+   create with spares waiting takes mu once. */
 static buffet__gpu_rec *buffet__gpu_rec_new(buffet_gpu_device *d, uint32_t kind, buffet_site site,
                                             buffet_result *r) {
     void *p = NULL;
     buffet__gpu_rec *rec;
-    pthread_mutex_lock(&d->mu);
+    *r = BUFFET_OK;
     if ((rec = d->spare) != NULL) {
         d->spare = rec->next;
         if (!d->spare) d->spare_tail = NULL;
         d->nspare--;
-    }
-    pthread_mutex_unlock(&d->mu);
-    *r = BUFFET_OK;
-    if (!rec) {
+    } else {
+        pthread_mutex_unlock(&d->mu);
         *r = buffet_alloc_ex(d->allocator, sizeof *rec, 64, site, &p);
+        pthread_mutex_lock(&d->mu);
         if (*r != BUFFET_OK) return NULL;
         rec = (buffet__gpu_rec *)p;
     }
@@ -3927,9 +3929,12 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
         return BUFFET_ERR_TOO_LARGE;
     }
     size = (desc->size + d->caps.align - 1) & ~(d->caps.align - 1);
-    rec = buffet__gpu_rec_new(d, BUFFET_BUF_GPU, site, &r);
-    if (!rec) return r;
     pthread_mutex_lock(&d->mu);
+    rec = buffet__gpu_rec_new(d, BUFFET_BUF_GPU, site, &r);
+    if (!rec) {
+        pthread_mutex_unlock(&d->mu);
+        return r;
+    }
     done = buffet__gpu_reap(d, false);     /* memory released meanwhile is reused at once */
     r = BUFFET_ERR_EXHAUSTED;
     if (BUFFET__LOAD(&d->lost, BUFFET__RELAXED)) {   /* a lost device hands out nothing new */
@@ -3950,9 +3955,10 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
     }
     if (r != BUFFET_OK) {
         buffet__gpu_count(&d->stats.failures);
+        if (buffet__gpu_spare_put(d, rec)) rec = NULL;
         pthread_mutex_unlock(&d->mu);
         buffet__gpu_free_recs(d, done);
-        buffet__gpu_rec_free(d, rec);
+        if (rec) buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
         return r;
     }
     rec->block = b;
@@ -4528,14 +4534,15 @@ BUFFET_API buffet_result buffet_gpu_pin_at(buffet_gpu_device *d, buffet_buf *hos
         return BUFFET_ERR_UNSUPPORTED;
     }
     if (!buffet_buf_ref(host)) return BUFFET_ERR_OVERFLOW;
-    rec = buffet__gpu_rec_new(d, BUFFET_BUF_GPU_PINNED, site, &r);
-    if (!rec) {
-        buffet_buf_unref(host);
-        return r;
-    }
     lo = (uintptr_t)host->data & ~(page - 1);
     hi = ((uintptr_t)host->data + host->size + page - 1) & ~(page - 1);
     pthread_mutex_lock(&d->mu);
+    rec = buffet__gpu_rec_new(d, BUFFET_BUF_GPU_PINNED, site, &r);
+    if (!rec) {
+        pthread_mutex_unlock(&d->mu);
+        buffet_buf_unref(host);
+        return r;
+    }
     r = BUFFET__LOAD(&d->lost, BUFFET__RELAXED) ? BUFFET_ERR_DEVICE_LOST : d->ops->pin(d->be, (void *)lo, (uint64_t)(hi - lo), &rec->pinned);
     if (r == BUFFET_OK) {
         rec->pinned.pinned = 1;
