@@ -3955,10 +3955,9 @@ BUFFET_API buffet_result buffet_gpu_buf_create_at(buffet_gpu_device *d, const bu
     }
     if (r != BUFFET_OK) {
         buffet__gpu_count(&d->stats.failures);
-        if (buffet__gpu_spare_put(d, rec)) rec = NULL;
         pthread_mutex_unlock(&d->mu);
         buffet__gpu_free_recs(d, done);
-        if (rec) buffet_free(d->allocator, rec, sizeof *rec, 64, BUFFET_SITE);
+        buffet__gpu_rec_free(d, rec);
         return r;
     }
     rec->block = b;
