@@ -228,8 +228,9 @@ class ServerStream:
 
 
 class ServerState:
-    def __init__(self, max_conns):
+    def __init__(self, max_conns, lossy=False):
         self.max_conns = max_conns
+        self.lossy = lossy
         self.conns_done = 0
         self.bad = 0
         self.finished = asyncio.Event()
@@ -335,6 +336,11 @@ class ServerProtocol(PeerProtocol):
         code, reason = describe_close(ev)
         if self.alpn is not None and self.alpn != ALPN:
             code, reason = code if code != "none" else "alpn", "ALPN %r" % self.alpn
+        # The client sends its CONNECTION_CLOSE once; a path that drops datagrams may drop it, and
+        # then the idle timeout ends a connection whose every exchange was already checked.
+        if code == "idle" and self.state.lossy and not self.failures and self.streams:
+            log("conn closed by the idle timeout after every exchange: allowed (--lossy)")
+            code = "none"
         log("conn done streams=%d failures=%d error=%s%s"
             % (len(self.streams), self.failures, code,
                (" reason=%r" % reason) if reason and code != "none" else ""))
@@ -360,7 +366,7 @@ async def run_server(args):
     except Exception as e:
         sys.stderr.write("server: cannot load cert/key: %s\n" % e)
         return 2
-    state = ServerState(args.max_conns)
+    state = ServerState(args.max_conns, args.lossy)
 
     def make(*a, **kw):
         return ServerProtocol(*a, state=state, **kw)
@@ -571,6 +577,8 @@ def main():
     s.add_argument("--key", required=True)
     s.add_argument("--max-conns", type=int, default=1)
     s.add_argument("--idle", type=float, default=None, help="idle timeout, seconds")
+    s.add_argument("--lossy", action="store_true",
+                   help="the path may drop the client's close: an idle timeout after every exchange is clean")
     s.add_argument("--timeout", type=float, default=120)
     c = sub.add_parser("client")
     c.add_argument("--host", default="127.0.0.1")
